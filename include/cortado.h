@@ -1,0 +1,138 @@
+/*
+ * cortado — a Caffe-compatible CNN training system.
+ *
+ * The public C API. Every fallible call returns a ct_status and, on failure, fills the caller's
+ * ct_error (which may be NULL) with a one-line human message naming the file, layer or value at
+ * fault. Objects are opaque handles made by *_create / *_load and released by the matching *_free;
+ * *_free(NULL) is a no-op. Nothing here exits or aborts on bad input.
+ */
+#ifndef CORTADO_H
+#define CORTADO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ct_status {
+  CT_OK = 0,
+  CT_EINVAL,       /* a bad argument or configuration value */
+  CT_EPARSE,       /* malformed prototxt or binary protobuf */
+  CT_ESHAPE,       /* shapes that do not fit together */
+  CT_EIO,          /* a file could not be opened, read or written */
+  CT_ENOMEM,       /* an allocation failed or a size is implausible */
+  CT_ENOTFOUND,    /* a named blob, layer or parameter does not exist */
+  CT_EUNSUPPORTED, /* a valid Caffe feature cortado does not implement */
+  CT_ENUMERIC,     /* NaN or Inf appeared in training */
+  CT_EINTERNAL     /* a broken invariant: a bug in cortado */
+} ct_status;
+
+typedef struct ct_error {
+  ct_status status;
+  char msg[1024];
+} ct_error;
+
+/* A short name for a status ("invalid argument", ...). */
+const char *ct_status_name(ct_status s);
+
+typedef enum ct_phase { CT_TRAIN = 0, CT_TEST = 1 } ct_phase;
+
+/* ------------------------------------------------------------------ nets */
+
+typedef struct ct_net ct_net;
+
+/* Builds a net from a NetParameter prototxt for one phase. `weights` (may be NULL) is a
+ * .caffemodel whose blobs are copied by layer name. `stages` (may be NULL) is a NULL-terminated
+ * list of stage names for include/exclude rules; `level` the NetState level. On failure *out is
+ * NULL. The caller owns the net. */
+ct_status ct_net_create(const char *prototxt_path, ct_phase phase, int level, const char *const *stages,
+                        const char *weights, ct_net **out, ct_error *err);
+/* As ct_net_create, from prototxt text held in memory; `name` is used in error messages and
+ * `dir` (may be NULL) anchors relative data paths. */
+ct_status ct_net_create_from_text(const char *text, const char *name, const char *dir, ct_phase phase,
+                                  ct_net **out, ct_error *err);
+void ct_net_free(ct_net *net);
+
+/* Seeds every random stream of the net (dropout masks, data shuffles, fillers not yet run). */
+void ct_net_set_seed(ct_net *net, uint64_t seed);
+
+/* Runs the whole net forward; *loss (may be NULL) receives the weighted sum of its losses. */
+ct_status ct_net_forward(ct_net *net, float *loss, ct_error *err);
+/* Runs backward from the losses. Parameter gradients accumulate: clear them with
+ * ct_net_clear_param_diffs first. */
+ct_status ct_net_backward(ct_net *net, ct_error *err);
+void ct_net_clear_param_diffs(ct_net *net);
+/* Re-derives every top's shape from the current input shapes (after ct_net_blob_reshape). */
+ct_status ct_net_reshape(ct_net *net, ct_error *err);
+
+/* Read-write access to a blob (a layer's top) by name. The pointers stay valid until the next
+ * reshape. shape receives up to 8 axes; returns the number of axes, or -1 if not found. */
+int ct_net_blob_shape(const ct_net *net, const char *name, int shape[8]);
+float *ct_net_blob_data(ct_net *net, const char *name);
+float *ct_net_blob_diff(ct_net *net, const char *name);
+ct_status ct_net_blob_reshape(ct_net *net, const char *name, int naxes, const int *shape, ct_error *err);
+/* The i-th blob name in the net (in creation order), or NULL past the end. */
+const char *ct_net_blob_name(const ct_net *net, int i);
+/* The names of the net's output blobs (tops consumed by no layer). */
+int ct_net_num_outputs(const ct_net *net);
+const char *ct_net_output_name(const ct_net *net, int i);
+
+/* Learnable parameters by layer name and index (0 = weights, 1 = bias, ...). */
+int ct_net_param_count(const ct_net *net, const char *layer);
+int ct_net_param_shape(const ct_net *net, const char *layer, int index, int shape[8]);
+float *ct_net_param_data(ct_net *net, const char *layer, int index);
+float *ct_net_param_diff(ct_net *net, const char *layer, int index);
+
+/* Layers, in execution order. */
+int ct_net_num_layers(const ct_net *net);
+const char *ct_net_layer_name(const ct_net *net, int i);
+const char *ct_net_layer_type(const ct_net *net, int i);
+/* Runs layer i alone forward / backward (for timing tools). */
+ct_status ct_net_forward_layer(ct_net *net, int i, ct_error *err);
+ct_status ct_net_backward_layer(ct_net *net, int i, ct_error *err);
+
+/* Weights: .caffemodel in Caffe's binary layout. Loading copies blobs by layer name; layers
+ * absent from the file keep their values; a shape mismatch is an error. */
+ct_status ct_net_load_weights(ct_net *net, const char *caffemodel, ct_error *err);
+ct_status ct_net_save_weights(const ct_net *net, const char *caffemodel, ct_error *err);
+/* Copies parameter values by layer name from another net (train -> test sharing). */
+ct_status ct_net_share_weights_from(ct_net *dst, const ct_net *src, ct_error *err);
+
+/* ------------------------------------------------------------------ solvers */
+
+typedef struct ct_solver ct_solver;
+
+typedef struct ct_solver_options {
+  const char *weights;  /* fine-tune from this .caffemodel (may be NULL) */
+  const char *snapshot; /* resume from this .solverstate (may be NULL) */
+  int quiet;            /* 1: no progress log lines */
+  void (*log)(void *ctx, const char *line); /* where log lines go; NULL: stderr */
+  void *log_ctx;
+} ct_solver_options;
+
+/* Reads a SolverParameter prototxt and builds its train net and test nets. */
+ct_status ct_solver_create(const char *solver_path, const ct_solver_options *opt, ct_solver **out,
+                           ct_error *err);
+void ct_solver_free(ct_solver *s);
+/* Runs n iterations (display, test and snapshot as the solver says). */
+ct_status ct_solver_step(ct_solver *s, int n, ct_error *err);
+/* Runs until max_iter, then the final snapshot and test as Caffe does. */
+ct_status ct_solver_solve(ct_solver *s, ct_error *err);
+/* Writes <prefix>_iter_N.caffemodel and .solverstate; *model_path / *state_path (may be NULL)
+ * receive malloc'ed paths the caller frees. */
+ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path, ct_error *err);
+ct_status ct_solver_restore(ct_solver *s, const char *solverstate, ct_error *err);
+/* Runs the test nets now; fills up to n scores of test net `which`, returns count or -1. */
+int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err);
+int ct_solver_iter(const ct_solver *s);
+ct_net *ct_solver_net(ct_solver *s);
+int ct_solver_num_test_nets(const ct_solver *s);
+ct_net *ct_solver_test_net(ct_solver *s, int i);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

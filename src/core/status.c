@@ -1,0 +1,44 @@
+#include "core/status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *ct_status_name(ct_status s) {
+  switch (s) {
+    case CT_OK: return "ok";
+    case CT_EINVAL: return "invalid argument";
+    case CT_EPARSE: return "parse error";
+    case CT_ESHAPE: return "shape mismatch";
+    case CT_EIO: return "i/o error";
+    case CT_ENOMEM: return "out of memory";
+    case CT_ENOTFOUND: return "not found";
+    case CT_EUNSUPPORTED: return "unsupported";
+    case CT_ENUMERIC: return "numeric error";
+    case CT_EINTERNAL: return "internal error";
+  }
+  return "unknown status";
+}
+
+ct_status ct_fail(ct_error *err, ct_status s, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    err->status = s;
+  }
+  return s;
+}
+
+ct_status ct_error_prefix(ct_error *err, const char *fmt, ...) {
+  if (!err) return CT_OK;
+  char prefix[512], old[sizeof err->msg];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  va_end(ap);
+  memcpy(old, err->msg, sizeof old);
+  snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+  return err->status;
+}

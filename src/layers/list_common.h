@@ -1,0 +1,1 @@
+/* Neuron (element-wise), structural, loss and metric layers. */

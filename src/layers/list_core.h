@@ -1,0 +1,1 @@
+/* Data, input and plumbing layers. */

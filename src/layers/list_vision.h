@@ -1,0 +1,1 @@
+/* Vision, fully-connected, normalisation and softmax layers. */

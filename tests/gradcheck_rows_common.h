@@ -1,0 +1,1 @@
+/* Gradient-check rows: neuron, structural, loss layers. */

@@ -1,0 +1,1 @@
+/* Gradient-check rows: vision, fully-connected, normalisation, softmax layers. */
