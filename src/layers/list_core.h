@@ -1,1 +1,4 @@
 /* Data, input and plumbing layers. */
+CT_LAYER(Input)
+CT_LAYER(DummyData)
+CT_LAYER(Data)

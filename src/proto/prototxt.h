@@ -1,6 +1,9 @@
 /* Protocol-buffer text format (prototxt) over protobuf-c's message descriptors, and binary
  * protobuf files. One generic parser serves every message of the schema.
  *
+ * A schema field whose name ends in "_" (base_, which would clash with protobuf-c's `base`
+ * member) is spelled without the underscore in text: `base: 2`.
+ *
  * Parse errors are reported as "<file>:<line>:<col>: <what was wrong>; expected <what>". */
 #ifndef CT_PROTOTXT_H
 #define CT_PROTOTXT_H

@@ -1,0 +1,582 @@
+/* The training loop: Caffe's Solver (Step, Solve, TestAll, Snapshot, Restore) over one train
+ * net and its test nets, which view the train net's parameters. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/status.h"
+#include "net/net.h"
+#include "proto/prototxt.h"
+#include "solvers/update.h"
+
+struct ct_solver {
+  Caffe__SolverParameter *sp;
+  char *path, *dir;
+  char *prefix; /* snapshot prefix */
+  uint64_t seed;
+  ct_net *net;
+  int ntest;
+  ct_net **test_nets;
+  int *test_iter;
+  ct_update_ctx upd;
+  int iter;
+  /* smoothed loss over average_loss iterations */
+  float *losses;
+  int nloss, loss_pos, loss_window;
+  ct_solver_options opt;
+  struct timespec last_display;
+  int last_display_iter;
+};
+
+static char *xstrdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+static void logf_(ct_solver *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(ct_solver *s, const char *fmt, ...) {
+  if (s->opt.quiet) return;
+  char line[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (s->opt.log)
+    s->opt.log(s->opt.log_ctx, line);
+  else
+    fprintf(stderr, "%s\n", line);
+}
+
+/* A path as given when it exists (Caffe resolves from the working directory), else relative
+ * to the solver file's directory. Returns malloc'ed. */
+static char *resolve(const ct_solver *s, const char *path) {
+  if (path[0] == '/' || access(path, F_OK) == 0 || !s->dir[0]) return xstrdup(path);
+  size_t n = strlen(s->dir) + strlen(path) + 1;
+  char *p = malloc(n);
+  if (!p) return NULL;
+  snprintf(p, n, "%s%s", s->dir, path);
+  if (access(p, F_OK) != 0) {
+    free(p);
+    return xstrdup(path);
+  }
+  return p;
+}
+
+static const char *const *state_stages(const Caffe__NetState *st) {
+  return st && st->n_stage ? (const char *const *)st->stage : NULL;
+}
+
+/* NetState stage lists are not NULL-terminated in protobuf-c; make a terminated copy. */
+static const char **stages_copy(const Caffe__NetState *st) {
+  if (!st || !st->n_stage) return NULL;
+  const char **v = calloc(st->n_stage + 1, sizeof *v);
+  if (!v) return NULL;
+  for (size_t i = 0; i < st->n_stage; i++) v[i] = st->stage[i];
+  return v;
+}
+
+static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param, const char *file, ct_phase phase,
+                           const Caffe__NetState *state, uint64_t seed, ct_net **out, ct_error *err) {
+  const char **stages = stages_copy(state);
+  (void)state_stages;
+  int level = state ? state->level : 0;
+  ct_status st;
+  if (inline_param) {
+    st = ct_net_create_from_param(inline_param, s->path, s->dir, phase, level, stages, seed, out, err);
+  } else {
+    char *p = resolve(s, file);
+    if (!p) {
+      free(stages);
+      return ct_fail(err, CT_ENOMEM, "out of memory");
+    }
+    ProtobufCMessage *m = NULL;
+    st = ct_prototxt_read_file(p, &caffe__net_parameter__descriptor, &m, err);
+    if (st == CT_OK) {
+      const char *slash = strrchr(p, '/');
+      char dir[4096] = "";
+      if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - p + 1), p);
+      st = ct_net_create_from_param((Caffe__NetParameter *)m, p, dir, phase, level, stages, seed, out, err);
+      protobuf_c_message_free_unpacked(m, NULL);
+    }
+    free(p);
+  }
+  free(stages);
+  return st;
+}
+
+void ct_solver_free(ct_solver *s) {
+  if (!s) return;
+  ct_update_free(&s->upd);
+  for (int i = 0; i < s->ntest; i++) ct_net_free(s->test_nets[i]);
+  free(s->test_nets);
+  free(s->test_iter);
+  ct_net_free(s->net);
+  free(s->losses);
+  free(s->prefix);
+  free(s->path);
+  free(s->dir);
+  if (s->sp) protobuf_c_message_free_unpacked(&s->sp->base, NULL);
+  free(s);
+}
+
+static ct_status make_nets(ct_solver *s, ct_error *err) {
+  const Caffe__SolverParameter *sp = s->sp;
+  int ntrain = (sp->net != NULL) + (sp->net_param != NULL) + (sp->train_net != NULL) + (sp->train_net_param != NULL);
+  if (ntrain != 1)
+    return ct_fail(err, CT_EINVAL,
+                   "%s: give exactly one of net, net_param, train_net, train_net_param (found %d)", s->path, ntrain);
+  const Caffe__NetState *tstate = sp->train_state;
+  if (sp->train_net_param || sp->net_param)
+    CT_TRY(build_net(s, sp->train_net_param ? sp->train_net_param : sp->net_param, NULL, CT_TRAIN, tstate, s->seed,
+                     &s->net, err));
+  else
+    CT_TRY(build_net(s, NULL, sp->train_net ? sp->train_net : sp->net, CT_TRAIN, tstate, s->seed, &s->net, err));
+  /* test nets: test_net_param, then test_net, then instances of the general net */
+  int nspecific = (int)(sp->n_test_net_param + sp->n_test_net);
+  int generic = (int)sp->n_test_iter - nspecific;
+  bool has_generic = sp->net || sp->net_param;
+  if (generic < 0 || (!has_generic && generic > 0))
+    return ct_fail(err, CT_EINVAL, "%s: %zu test_iter values for %d test nets; give one test_iter per test net",
+                   s->path, sp->n_test_iter, nspecific + (has_generic ? (generic > 0 ? generic : 0) : 0));
+  if (sp->n_test_state && sp->n_test_state != sp->n_test_iter)
+    return ct_fail(err, CT_EINVAL, "%s: %zu test_state entries for %zu test nets", s->path, sp->n_test_state,
+                   sp->n_test_iter);
+  if (sp->n_test_iter && sp->test_interval <= 0 && !sp->has_test_interval) {
+    /* Caffe tests only when test_interval is set; nothing to check */
+  }
+  s->ntest = (int)sp->n_test_iter;
+  s->test_nets = calloc((size_t)s->ntest + 1, sizeof *s->test_nets);
+  s->test_iter = calloc((size_t)s->ntest + 1, sizeof *s->test_iter);
+  if (!s->test_nets || !s->test_iter) return ct_fail(err, CT_ENOMEM, "out of memory");
+  for (int k = 0; k < s->ntest; k++) {
+    const Caffe__NetState *state = sp->n_test_state ? sp->test_state[k] : NULL;
+    uint64_t seed = ct_rng_derive(s->seed, 1000 + (uint64_t)k);
+    s->test_iter[k] = sp->test_iter[k];
+    if (s->test_iter[k] <= 0)
+      return ct_fail(err, CT_EINVAL, "%s: test_iter %d must be positive", s->path, s->test_iter[k]);
+    ct_status st;
+    if ((size_t)k < sp->n_test_net_param)
+      st = build_net(s, sp->test_net_param[k], NULL, CT_TEST, state, seed, &s->test_nets[k], err);
+    else if ((size_t)k < sp->n_test_net_param + sp->n_test_net)
+      st = build_net(s, NULL, sp->test_net[(size_t)k - sp->n_test_net_param], CT_TEST, state, seed, &s->test_nets[k],
+                     err);
+    else
+      st = build_net(s, sp->net_param, sp->net, CT_TEST, state, seed, &s->test_nets[k], err);
+    if (st) return ct_error_prefix(err, "test net #%d", k);
+    CT_TRY(ct_net_share_weights_from(s->test_nets[k], s->net, err));
+  }
+  return CT_OK;
+}
+
+ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_solver **out, ct_error *err) {
+  *out = NULL;
+  ct_solver *s = calloc(1, sizeof *s);
+  if (!s) return ct_fail(err, CT_ENOMEM, "out of memory");
+  if (opt) s->opt = *opt;
+  ct_status st;
+  ProtobufCMessage *m = NULL;
+  if ((st = ct_prototxt_read_file(path, &caffe__solver_parameter__descriptor, &m, err))) goto fail;
+  s->sp = (Caffe__SolverParameter *)m;
+  s->path = xstrdup(path);
+  const char *slash = strrchr(path, '/');
+  s->dir = malloc(slash ? (size_t)(slash - path) + 2 : 1);
+  if (!s->path || !s->dir) goto oom;
+  if (slash)
+    snprintf(s->dir, (size_t)(slash - path) + 2, "%s", path);
+  else
+    s->dir[0] = 0;
+  const Caffe__SolverParameter *sp = s->sp;
+  if (sp->random_seed >= 0) {
+    s->seed = (uint64_t)sp->random_seed;
+  } else {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    s->seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+  }
+  if (sp->display < 0 || sp->snapshot < 0 || sp->test_interval < 0 || sp->iter_size < 1 || sp->average_loss < 1) {
+    st = ct_fail(err, CT_EINVAL, "%s: display, snapshot and test_interval must be >= 0, iter_size and average_loss >= 1",
+                 path);
+    goto fail;
+  }
+  if (sp->max_iter < 0) {
+    st = ct_fail(err, CT_EINVAL, "%s: max_iter must be >= 0 (got %d)", path, sp->max_iter);
+    goto fail;
+  }
+  if (sp->snapshot_format == CAFFE__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5) {
+    st = ct_fail(err, CT_EUNSUPPORTED, "%s: snapshot_format HDF5 is not supported; use BINARYPROTO", path);
+    goto fail;
+  }
+  if ((st = make_nets(s, err))) goto fail;
+  ct_update_param *params = (ct_update_param *)ct_net_learnable(s->net);
+  if ((st = ct_update_init(&s->upd, sp, ct_net_param_buffer(s->net), ct_net_diff_buffer(s->net),
+                           ct_net_param_total(s->net), params, ct_net_num_learnable(s->net), err))) {
+    ct_error_prefix(err, "%s", path);
+    goto fail;
+  }
+  if (sp->snapshot_prefix) {
+    s->prefix = xstrdup(sp->snapshot_prefix);
+  } else {
+    /* Caffe's default: the solver file's name without its extension */
+    s->prefix = xstrdup(path);
+    if (s->prefix) {
+      char *dot = strrchr(s->prefix, '.');
+      if (dot && (!strrchr(s->prefix, '/') || dot > strrchr(s->prefix, '/'))) *dot = 0;
+    }
+  }
+  s->loss_window = sp->average_loss;
+  s->losses = calloc((size_t)s->loss_window, sizeof(float));
+  if (!s->prefix || !s->losses) goto oom;
+  if (s->opt.weights && (st = ct_net_load_weights(s->net, s->opt.weights, err))) goto fail;
+  if (s->opt.snapshot && (st = ct_solver_restore(s, s->opt.snapshot, err))) goto fail;
+  *out = s;
+  return CT_OK;
+oom:
+  st = ct_fail(err, CT_ENOMEM, "out of memory");
+fail:
+  ct_solver_free(s);
+  return st;
+}
+
+int ct_solver_iter(const ct_solver *s) { return s->iter; }
+ct_net *ct_solver_net(ct_solver *s) { return s->net; }
+int ct_solver_num_test_nets(const ct_solver *s) { return s->ntest; }
+ct_net *ct_solver_test_net(ct_solver *s, int i) { return i >= 0 && i < s->ntest ? s->test_nets[i] : NULL; }
+
+/* ------------------------------------------------------------------ testing */
+
+static int net_output_count(ct_net *net) {
+  int n = 0;
+  for (int o = 0; o < ct_net_num_outputs(net); o++) {
+    int shape[8], na = ct_net_blob_shape(net, ct_net_output_name(net, o), shape);
+    size_t c = 1;
+    for (int k = 0; k < na; k++) c *= (size_t)shape[k];
+    n += (int)c;
+  }
+  return n;
+}
+
+int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err) {
+  if (which < 0 || which >= s->ntest) {
+    ct_fail(err, CT_EINVAL, "no test net #%d (the solver has %d)", which, s->ntest);
+    return -1;
+  }
+  ct_net *net = s->test_nets[which];
+  int total = net_output_count(net);
+  double *acc = calloc((size_t)total + 1, sizeof(double));
+  if (!acc) {
+    ct_fail(err, CT_ENOMEM, "out of memory");
+    return -1;
+  }
+  double loss_sum = 0;
+  for (int it = 0; it < s->test_iter[which]; it++) {
+    float loss;
+    if (ct_net_forward(net, &loss, err)) {
+      ct_error_prefix(err, "test net #%d", which);
+      free(acc);
+      return -1;
+    }
+    loss_sum += loss;
+    int k = 0;
+    for (int o = 0; o < ct_net_num_outputs(net); o++) {
+      const char *name = ct_net_output_name(net, o);
+      int shape[8], na = ct_net_blob_shape(net, name, shape);
+      size_t c = 1;
+      for (int d = 0; d < na; d++) c *= (size_t)shape[d];
+      const float *v = ct_net_blob_data(net, name);
+      for (size_t e = 0; e < c; e++) acc[k++] += v[e];
+    }
+  }
+  int k = 0;
+  for (int o = 0; o < ct_net_num_outputs(net); o++) {
+    const char *name = ct_net_output_name(net, o);
+    int shape[8], na = ct_net_blob_shape(net, name, shape);
+    size_t c = 1;
+    for (int d = 0; d < na; d++) c *= (size_t)shape[d];
+    float w = ct_net_output_loss_weight(net, o);
+    for (size_t e = 0; e < c; e++, k++) {
+      float mean = (float)(acc[k] / s->test_iter[which]);
+      if (k < n && scores) scores[k] = mean;
+      if (w != 0)
+        logf_(s, "    Test net output #%d: %s = %g (* %g = %g loss)", k, name, mean, w, w * mean);
+      else
+        logf_(s, "    Test net output #%d: %s = %g", k, name, mean);
+    }
+  }
+  if (s->sp->test_compute_loss) logf_(s, "Test loss: %g", loss_sum / s->test_iter[which]);
+  free(acc);
+  return total;
+}
+
+static ct_status test_all(ct_solver *s, ct_error *err) {
+  for (int k = 0; k < s->ntest; k++) {
+    logf_(s, "Iteration %d, Testing net (#%d)", s->iter, k);
+    if (ct_solver_test(s, k, NULL, 0, err) < 0) return err ? err->status : CT_EINTERNAL;
+  }
+  return CT_OK;
+}
+
+/* ------------------------------------------------------------------ training */
+
+static float smoothed_loss(ct_solver *s, float loss) {
+  s->losses[s->loss_pos] = loss;
+  s->loss_pos = (s->loss_pos + 1) % s->loss_window;
+  if (s->nloss < s->loss_window) s->nloss++;
+  double sum = 0;
+  for (int i = 0; i < s->nloss; i++) sum += s->losses[i];
+  return (float)(sum / s->nloss);
+}
+
+static ct_status numeric_error(ct_solver *s, const char *what, ct_error *err) {
+  int li = ct_net_first_nonfinite_layer(s->net);
+  if (li >= 0)
+    return ct_fail(err, CT_ENUMERIC, "iteration %d: %s is not finite; the first non-finite values appear in the output "
+                   "of layer \"%s\" (%s). Lower base_lr or check the input data",
+                   s->iter, what, ct_net_layer_name(s->net, li), ct_net_layer_type(s->net, li));
+  return ct_fail(err, CT_ENUMERIC, "iteration %d: %s is not finite. Lower base_lr or check the input data", s->iter,
+                 what);
+}
+
+static void display_outputs(ct_solver *s) {
+  ct_net *net = s->net;
+  int k = 0;
+  for (int o = 0; o < ct_net_num_outputs(net); o++) {
+    const char *name = ct_net_output_name(net, o);
+    int shape[8], na = ct_net_blob_shape(net, name, shape);
+    size_t c = 1;
+    for (int d = 0; d < na; d++) c *= (size_t)shape[d];
+    const float *v = ct_net_blob_data(net, name);
+    float w = ct_net_output_loss_weight(net, o);
+    for (size_t e = 0; e < c; e++, k++) {
+      if (w != 0)
+        logf_(s, "    Train net output #%d: %s = %g (* %g = %g loss)", k, name, v[e], w, w * v[e]);
+      else
+        logf_(s, "    Train net output #%d: %s = %g", k, name, v[e]);
+    }
+  }
+}
+
+static double seconds_since(const struct timespec *t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (double)(t1.tv_sec - t0->tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0->tv_nsec);
+}
+
+ct_status ct_solver_step(ct_solver *s, int n, ct_error *err) {
+  const Caffe__SolverParameter *sp = s->sp;
+  int stop = s->iter + n;
+  clock_gettime(CLOCK_MONOTONIC, &s->last_display);
+  s->last_display_iter = s->iter;
+  while (s->iter < stop) {
+    ct_net_clear_param_diffs(s->net);
+    if (sp->test_interval > 0 && s->iter % sp->test_interval == 0 && (s->iter > 0 || sp->test_initialization))
+      CT_TRY(test_all(s, err));
+    double loss = 0;
+    for (int k = 0; k < sp->iter_size; k++) {
+      float l;
+      CT_TRY(ct_net_forward(s->net, &l, err));
+      if (!isfinite(l)) return numeric_error(s, "the loss", err);
+      CT_TRY(ct_net_backward(s->net, err));
+      loss += l;
+    }
+    loss /= sp->iter_size;
+    float smoothed = smoothed_loss(s, (float)loss);
+    bool display = sp->display > 0 && s->iter % sp->display == 0;
+    if (display) {
+      double dt = seconds_since(&s->last_display);
+      int iters = s->iter - s->last_display_iter;
+      if (iters > 0 && dt > 0)
+        logf_(s, "Iteration %d (%g iter/s, %.3fs/%d iters), loss = %g", s->iter, iters / dt, dt, iters, smoothed);
+      else
+        logf_(s, "Iteration %d, loss = %g", s->iter, smoothed);
+      clock_gettime(CLOCK_MONOTONIC, &s->last_display);
+      s->last_display_iter = s->iter;
+      display_outputs(s);
+    }
+    float rate = ct_update_apply(&s->upd, s->iter);
+    if (display) logf_(s, "Iteration %d, lr = %g", s->iter, rate);
+    const float *w = ct_net_param_buffer(s->net);
+    size_t total = ct_net_param_total(s->net);
+    float probe = 0;
+    for (size_t i = 0; i < total; i += 61) probe += w[i];
+    if (!isfinite(probe)) {
+      bool bad = false;
+      for (size_t i = 0; i < total && !bad; i++) bad = !isfinite(w[i]);
+      if (bad) return numeric_error(s, "a parameter after the update", err);
+    }
+    s->iter++;
+    if (sp->snapshot > 0 && s->iter % sp->snapshot == 0) CT_TRY(ct_solver_snapshot(s, NULL, NULL, err));
+  }
+  return CT_OK;
+}
+
+ct_status ct_solver_solve(ct_solver *s, ct_error *err) {
+  const Caffe__SolverParameter *sp = s->sp;
+  logf_(s, "Solving %s", ct_net_name(s->net));
+  logf_(s, "Learning Rate Policy: %s", sp->lr_policy ? sp->lr_policy : "(none)");
+  CT_TRY(ct_solver_step(s, sp->max_iter - s->iter, err));
+  if (sp->snapshot_after_train && (sp->snapshot <= 0 || s->iter % sp->snapshot != 0))
+    CT_TRY(ct_solver_snapshot(s, NULL, NULL, err));
+  if (sp->display > 0 && s->iter % sp->display == 0) {
+    float loss;
+    CT_TRY(ct_net_forward(s->net, &loss, err));
+    logf_(s, "Iteration %d, loss = %g", s->iter, loss);
+  }
+  if (sp->test_interval > 0 && s->iter % sp->test_interval == 0) CT_TRY(test_all(s, err));
+  logf_(s, "Optimization Done.");
+  return CT_OK;
+}
+
+/* ------------------------------------------------------------------ snapshots */
+
+/* Creates the directories of the snapshot prefix, so that a fresh checkout can train without
+ * preparing folders by hand. */
+static ct_status make_prefix_dirs(const char *prefix, ct_error *err) {
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", prefix);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+      return ct_fail(err, CT_EIO, "cannot create the snapshot directory %s: %s", buf, strerror(errno));
+    *p = '/';
+  }
+  return CT_OK;
+}
+
+static char *snapshot_name(const ct_solver *s, const char *ext) {
+  size_t n = strlen(s->prefix) + 64;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s_iter_%d.%s", s->prefix, s->iter, ext);
+  return p;
+}
+
+ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path, ct_error *err) {
+  char *mp = snapshot_name(s, "caffemodel"), *spath = snapshot_name(s, "solverstate");
+  Caffe__SolverState *st = malloc(sizeof *st);
+  ct_status rc = CT_OK;
+  if (!mp || !spath || !st) {
+    free(st);
+    st = NULL;
+    rc = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto done;
+  }
+  caffe__solver_state__init(st);
+  if ((rc = make_prefix_dirs(s->prefix, err))) goto done;
+  logf_(s, "Snapshotting to binary proto file %s", mp);
+  if ((rc = ct_net_save_weights(s->net, mp, err))) goto done;
+  st->has_iter = 1;
+  st->iter = s->iter;
+  st->learned_net = xstrdup(mp);
+  int nl = ct_net_num_learnable(s->net);
+  st->history = calloc((size_t)(s->upd.nsets * nl) + 1, sizeof *st->history);
+  st->loss_history = malloc(((size_t)s->nloss + 1) * sizeof(float));
+  if (!st->learned_net || !st->history || !st->loss_history) {
+    rc = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto done;
+  }
+  const ct_update_param *lp = ct_net_learnable(s->net);
+  for (int set = 0; set < s->upd.nsets; set++)
+    for (int i = 0; i < nl; i++) {
+      ct_tensor h = *ct_net_learnable_tensor(s->net, i);
+      h.data = s->upd.history[set] + lp[i].offset;
+      if ((rc = ct_blob_to_proto(&h, false, &st->history[st->n_history], err))) goto done;
+      st->n_history++;
+    }
+  /* Caffe's multistep position, for Caffe's own resume */
+  st->has_current_step = 1;
+  for (size_t k = 0; k < s->sp->n_stepvalue && s->iter >= s->sp->stepvalue[k]; k++) st->current_step++;
+  /* the smoothing window, oldest first */
+  for (int i = 0; i < s->nloss; i++) {
+    int idx = s->nloss < s->loss_window ? i : (s->loss_pos + i) % s->loss_window;
+    st->loss_history[st->n_loss_history++] = s->losses[idx];
+  }
+  st->has_solver_rng = 1;
+  st->solver_rng = s->seed;
+  if ((rc = ct_net_save_state(s->net, "", st, err))) goto done;
+  for (int k = 0; k < s->ntest; k++) {
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "test%d/", k);
+    if ((rc = ct_net_save_state(s->test_nets[k], prefix, st, err))) goto done;
+  }
+  logf_(s, "Snapshotting solver state to binary proto file %s", spath);
+  rc = ct_proto_write_binary(spath, &st->base, err);
+done:
+  if (st) protobuf_c_message_free_unpacked(&st->base, NULL);
+  if (rc == CT_OK && model_path) {
+    *model_path = mp;
+    mp = NULL;
+  }
+  if (rc == CT_OK && state_path) {
+    *state_path = spath;
+    spath = NULL;
+  }
+  free(mp);
+  free(spath);
+  return rc;
+}
+
+ct_status ct_solver_restore(ct_solver *s, const char *path, ct_error *err) {
+  ProtobufCMessage *m = NULL;
+  CT_TRY(ct_proto_read_binary(path, &caffe__solver_state__descriptor, &m, err));
+  Caffe__SolverState *st = (Caffe__SolverState *)m;
+  ct_status rc = CT_OK;
+  int nl = ct_net_num_learnable(s->net);
+  if (st->n_history != (size_t)(s->upd.nsets * nl)) {
+    rc = ct_fail(err, CT_ESHAPE, "%s: holds %zu history blobs, but this solver and net need %d", path, st->n_history,
+                 s->upd.nsets * nl);
+    goto done;
+  }
+  if (st->learned_net && st->learned_net[0]) {
+    char *model = NULL;
+    if (access(st->learned_net, F_OK) == 0) {
+      model = xstrdup(st->learned_net);
+    } else {
+      /* the snapshot pair may have moved together: look beside the .solverstate */
+      const char *base = strrchr(st->learned_net, '/');
+      base = base ? base + 1 : st->learned_net;
+      const char *slash = strrchr(path, '/');
+      size_t n = strlen(path) + strlen(base) + 2;
+      model = malloc(n);
+      if (model) snprintf(model, n, "%.*s%s", slash ? (int)(slash - path + 1) : 0, path, base);
+    }
+    if (!model) {
+      rc = ct_fail(err, CT_ENOMEM, "out of memory");
+      goto done;
+    }
+    rc = ct_net_load_weights(s->net, model, err);
+    free(model);
+    if (rc) goto done;
+  }
+  const ct_update_param *lp = ct_net_learnable(s->net);
+  for (int set = 0; set < s->upd.nsets; set++)
+    for (int i = 0; i < nl; i++) {
+      const Caffe__BlobProto *b = st->history[(size_t)(set * nl + i)];
+      if (b->n_data != lp[i].count) {
+        rc = ct_fail(err, CT_ESHAPE, "%s: history blob %d holds %zu values; parameter %d has %zu", path, set * nl + i,
+                     b->n_data, i, lp[i].count);
+        goto done;
+      }
+      memcpy(s->upd.history[set] + lp[i].offset, b->data, lp[i].count * sizeof(float));
+    }
+  s->iter = st->iter;
+  s->nloss = 0;
+  s->loss_pos = 0;
+  for (size_t i = 0; i < st->n_loss_history; i++) smoothed_loss(s, st->loss_history[i]);
+  ct_net_load_state(s->net, "", st);
+  for (int k = 0; k < s->ntest; k++) {
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "test%d/", k);
+    ct_net_load_state(s->test_nets[k], prefix, st);
+  }
+done:
+  protobuf_c_message_free_unpacked(m, NULL);
+  return rc;
+}
