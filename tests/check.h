@@ -20,13 +20,19 @@ static int ct_checks_passed, ct_checks_failed;
     }                                                           \
   } while (0)
 
-/* |a - b| <= atol + rtol * max(|a|, |b|) */
-#define CHECK_CLOSE(a, b, rtol, atol, ...)                                                     \
-  do {                                                                                         \
-    double ca_ = (a), cb_ = (b);                                                               \
-    double m_ = fabs(ca_) > fabs(cb_) ? fabs(ca_) : fabs(cb_);                                 \
-    CHECK(fabs(ca_ - cb_) <= (atol) + (rtol) * m_ && ca_ == ca_ && cb_ == cb_, "%.8g vs %.8g: " \
-          __VA_ARGS__, ca_, cb_);                                                              \
+/* |a - b| <= atol + rtol * max(|a|, |b|); the message (printf format and arguments) follows. */
+#define CHECK_CLOSE(a, b, rtol, atol, ...)                                                       \
+  do {                                                                                           \
+    double ca_ = (a), cb_ = (b);                                                                 \
+    double m_ = fabs(ca_) > fabs(cb_) ? fabs(ca_) : fabs(cb_);                                   \
+    if (fabs(ca_ - cb_) <= (atol) + (rtol) * m_ && ca_ == ca_ && cb_ == cb_) {                   \
+      ct_checks_passed++;                                                                        \
+    } else {                                                                                     \
+      ct_checks_failed++;                                                                        \
+      fprintf(stderr, "%s:%d: FAILED: %s ~ %s (%.8g vs %.8g): ", __FILE__, __LINE__, #a, #b, ca_, cb_); \
+      fprintf(stderr, __VA_ARGS__);                                                              \
+      fputc('\n', stderr);                                                                       \
+    }                                                                                            \
   } while (0)
 
 static inline int ct_check_report(void) {

@@ -199,6 +199,7 @@ static ct_status insert_splits(spec_list *in, spec_list *out, ct_error *err) {
   int **src_layer = calloc((size_t)n, sizeof *src_layer);
   int **src_top = calloc((size_t)n, sizeof *src_top);
   int **next_use = calloc((size_t)n, sizeof *next_use);
+  int moved = 0;
   ct_status st = CT_OK;
   if (!consumers || !src_layer || !src_top || !next_use) goto oom;
   for (int i = 0; i < n; i++) {
@@ -233,8 +234,11 @@ static ct_status insert_splits(spec_list *in, spec_list *out, ct_error *err) {
       free(lp->bottom[b]);
       lp->bottom[b] = s;
     }
-    in->v[i] = NULL; /* ownership moves to out */
-    if ((st = spec_push(out, lp, err))) goto done;
+    /* ownership moves to out; in->v keeps the pointer (names of producers are read later)
+     * until the end, when in gives up all of them */
+    st = spec_push(out, lp, err);
+    moved = i + 1;
+    if (st) goto done;
     for (size_t t = 0; t < lp->n_top; t++) {
       int k = consumers[i][t];
       if (k < 2) continue;
@@ -260,6 +264,7 @@ static ct_status insert_splits(spec_list *in, spec_list *out, ct_error *err) {
 oom:
   st = ct_fail(err, CT_ENOMEM, "out of memory");
 done:
+  for (int i = 0; i < moved; i++) in->v[i] = NULL;
   for (int i = 0; i < n; i++) {
     if (consumers) free(consumers[i]);
     if (next_use) free(next_use[i]);

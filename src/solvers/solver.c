@@ -490,9 +490,10 @@ ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path,
       if ((rc = ct_blob_to_proto(&h, false, &st->history[st->n_history], err))) goto done;
       st->n_history++;
     }
-  /* Caffe's multistep position, for Caffe's own resume */
+  /* Caffe's multistep position after the last update (made at iteration iter - 1), for
+   * Caffe's own resume */
   st->has_current_step = 1;
-  for (size_t k = 0; k < s->sp->n_stepvalue && s->iter >= s->sp->stepvalue[k]; k++) st->current_step++;
+  for (size_t k = 0; k < s->sp->n_stepvalue && s->iter - 1 >= s->sp->stepvalue[k]; k++) st->current_step++;
   /* the smoothing window, oldest first */
   for (int i = 0; i < s->nloss; i++) {
     int idx = s->nloss < s->loss_window ? i : (s->loss_pos + i) % s->loss_window;

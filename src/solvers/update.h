@@ -49,7 +49,8 @@ void ct_update_free(ct_update_ctx *u);
 float ct_update_rate(const Caffe__SolverParameter *sp, int iter);
 
 /* One of Caffe's ApplyUpdate at iteration iter (0-based, the iteration being completed):
- * clip gradients by global L2 norm (clip_gradients > 0), divide diffs by iter_size, add weight
+ * clip gradients by global L2 norm (clip_gradients >= 0; Caffe's default -1 turns it off),
+ * divide diffs by iter_size, add weight
  * decay (L2 or L1, times decay_mult), compute the rule's update into diff (times lr_mult), and
  * subtract it from data. Returns the learning rate used. */
 float ct_update_apply(ct_update_ctx *u, int iter);
