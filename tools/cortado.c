@@ -1,6 +1,770 @@
-/* Placeholder until the CLI lands. */
+/*
+ * cortado — the command-line tool, mirroring Caffe's `caffe` binary:
+ *
+ *   cortado train --solver=S [--weights=W | --snapshot=S] [--iterations=N] [--quiet]
+ *   cortado test  --model=M --weights=W [--iterations=N] [--phase=TEST|TRAIN]
+ *   cortado time  --model=M [--iterations=N] [--phase=TRAIN|TEST]
+ *   cortado help [command] | --help | --version
+ *
+ * Flags take gflags' spellings (--flag=value, --flag value, -flag=value, -flag value) and may
+ * stand before or after the command. Log lines go to stderr behind a glog-like prefix
+ * ("I<MMDD HH:MM:SS.uuuuuu> "), so the text after the prefix is what Caffe's log parsers expect.
+ *
+ * Exit status: 0 success, 1 the library failed (its message is printed), 2 a usage error.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "cortado.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
-int main(void) {
-  fputs("cortado: not built yet\n", stderr);
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#ifndef CORTADO_VERSION
+#define CORTADO_VERSION "0.1.0"
+#endif
+
+enum { EXIT_OK = 0, EXIT_LIB = 1, EXIT_USAGE = 2 };
+
+/* ------------------------------------------------------------------ flags */
+
+typedef enum flag_id {
+  F_SOLVER,
+  F_MODEL,
+  F_WEIGHTS,
+  F_SNAPSHOT,
+  F_ITERATIONS,
+  F_PHASE,
+  F_LEVEL,
+  F_STAGE,
+  F_QUIET,
+  F_GPU,
+  F_HELP,
+  F_VERSION,
+  F_COUNT
+} flag_id;
+
+typedef struct flag_spec {
+  const char *name;
+  const char *alias; /* a second spelling (or NULL) */
+  int takes_value;   /* 0: boolean (--flag, --noflag, --flag=true|false) */
+} flag_spec;
+
+static const flag_spec FLAGS[F_COUNT] = {
+    [F_SOLVER] = {"solver", NULL, 1},
+    [F_MODEL] = {"model", NULL, 1},
+    [F_WEIGHTS] = {"weights", NULL, 1},
+    [F_SNAPSHOT] = {"snapshot", NULL, 1},
+    [F_ITERATIONS] = {"iterations", NULL, 1},
+    [F_PHASE] = {"phase", NULL, 1},
+    [F_LEVEL] = {"level", NULL, 1},
+    [F_STAGE] = {"stage", NULL, 1},
+    [F_QUIET] = {"quiet", NULL, 0},
+    [F_GPU] = {"gpu", NULL, 1},
+    [F_HELP] = {"help", "h", 0},
+    [F_VERSION] = {"version", NULL, 0},
+};
+
+/* One flag as a command documents it. */
+typedef struct cmd_flag {
+  flag_id id;
+  int required;
+  const char *arg; /* placeholder shown in usage, NULL for booleans */
+  const char *help;
+} cmd_flag;
+
+typedef struct args {
+  const char *value[F_COUNT];
+  int given[F_COUNT];
+  int iterations;
+  int level;
+  ct_phase phase;
+  char *stage_buf;     /* owned: --stage split in place */
+  const char **stages; /* owned: NULL-terminated, or NULL when no --stage */
+} args;
+
+typedef struct command {
+  const char *name;
+  const char *summary;
+  const char *synopsis;
+  const char *details;
+  const cmd_flag *flags;
+  int nflags;
+  int (*run)(args *a);
+} command;
+
+/* ------------------------------------------------------------------ logging */
+
+/* Writes one log line to `ctx` (a FILE *), one prefix per text line, in a single write so lines
+ * from several threads do not interleave mid-line. */
+static void log_line(void *ctx, const char *line) {
+  FILE *f = ctx ? (FILE *)ctx : stderr;
+  struct timespec ts;
+  struct tm tm;
+  char prefix[96];
+  clock_gettime(CLOCK_REALTIME, &ts);
+  localtime_r(&ts.tv_sec, &tm);
+  snprintf(prefix, sizeof prefix, "I%02d%02d %02d:%02d:%02d.%06ld ", tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+           tm.tm_min, tm.tm_sec, (long)(ts.tv_nsec / 1000));
+  const char *p = line ? line : "";
+  size_t rest = strlen(p);
+  while (rest > 0 && p[rest - 1] == '\n') rest--; /* the prefix's line ends itself */
+  do {
+    const char *nl = memchr(p, '\n', rest);
+    size_t len = nl ? (size_t)(nl - p) : rest;
+    char buf[4096];
+    int n = snprintf(buf, sizeof buf, "%s%.*s\n", prefix, (int)(len > 4000 ? 4000 : len), p);
+    if (n > 0) fwrite(buf, 1, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, f);
+    if (!nl) break;
+    rest -= len + 1;
+    p = nl + 1;
+  } while (1);
+  fflush(f);
+}
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logf_(const char *fmt, ...) {
+  char buf[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  log_line(stderr, buf);
+}
+
+/* ------------------------------------------------------------------ errors */
+
+static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const char *cmd, const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (cmd)
+    fprintf(stderr, "cortado: %s; see 'cortado %s --help'\n", buf, cmd);
+  else
+    fprintf(stderr, "cortado: %s; see 'cortado --help'\n", buf);
+  return EXIT_USAGE;
+}
+
+static int lib_error(ct_status s, const ct_error *err) {
+  const char *msg = err->msg[0] ? err->msg : ct_status_name(s);
+  fprintf(stderr, "cortado: %s\n", msg);
+  return EXIT_LIB;
+}
+
+/* A friendlier message than the library's for the commonest mistake: a path that is not there. */
+static int check_readable(const char *flag, const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    fprintf(stderr, "cortado: cannot open --%s '%s': %s\n", flag, path, strerror(errno));
+    return EXIT_LIB;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "cortado: cannot open --%s '%s': is a directory\n", flag, path);
+    return EXIT_LIB;
+  }
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "cortado: cannot open --%s '%s': %s\n", flag, path, strerror(errno));
+    return EXIT_LIB;
+  }
+  fclose(f);
+  return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ train */
+
+/* Splits a comma-separated list in place (Caffe's --weights=a,b). Returns the count. */
+static int split_commas(char *s, const char **out, int max) {
+  int n = 0;
+  for (char *tok = s; tok && n < max;) {
+    char *comma = strchr(tok, ',');
+    if (comma) *comma = '\0';
+    if (*tok) out[n++] = tok;
+    tok = comma ? comma + 1 : NULL;
+  }
+  return n;
+}
+
+static int run_train(args *a) {
+  enum { MAX_WEIGHTS = 64 };
+  const char *weights[MAX_WEIGHTS];
+  char *weights_buf = NULL;
+  int nweights = 0, rc = EXIT_OK;
+  ct_solver *solver = NULL;
+  ct_error err = {0};
+  ct_status s;
+
+  if ((rc = check_readable("solver", a->value[F_SOLVER]))) return rc;
+  if (a->given[F_SNAPSHOT] && (rc = check_readable("snapshot", a->value[F_SNAPSHOT]))) return rc;
+  if (a->given[F_WEIGHTS]) {
+    weights_buf = strdup(a->value[F_WEIGHTS]);
+    if (!weights_buf) {
+      fprintf(stderr, "cortado: out of memory\n");
+      return EXIT_LIB;
+    }
+    nweights = split_commas(weights_buf, weights, MAX_WEIGHTS);
+    if (nweights == 0) {
+      rc = usage_error("train", "--weights needs at least one .caffemodel path");
+      goto done;
+    }
+    for (int i = 0; i < nweights; i++)
+      if ((rc = check_readable("weights", weights[i]))) goto done;
+  }
+
+  ct_solver_options opt = {0};
+  opt.quiet = a->given[F_QUIET] && a->value[F_QUIET] != NULL;
+  opt.log = log_line;
+  opt.log_ctx = stderr;
+  opt.snapshot = a->given[F_SNAPSHOT] ? a->value[F_SNAPSHOT] : NULL;
+  /* One file goes through the solver; a list is copied in order, later files winning, as Caffe's
+   * CopyLayers does. */
+  opt.weights = nweights == 1 ? weights[0] : NULL;
+  if (!opt.quiet) {
+    if (opt.snapshot) logf_("Resuming from %s", opt.snapshot);
+    for (int i = 0; i < nweights; i++) logf_("Finetuning from %s", weights[i]);
+  }
+
+  s = ct_solver_create(a->value[F_SOLVER], &opt, &solver, &err);
+  if (s != CT_OK) {
+    rc = lib_error(s, &err);
+    goto done;
+  }
+  if (nweights > 1) {
+    for (int i = 0; i < nweights; i++) {
+      s = ct_net_load_weights(ct_solver_net(solver), weights[i], &err);
+      for (int t = 0; s == CT_OK && t < ct_solver_num_test_nets(solver); t++)
+        s = ct_net_load_weights(ct_solver_test_net(solver, t), weights[i], &err);
+      if (s != CT_OK) {
+        rc = lib_error(s, &err);
+        goto done;
+      }
+    }
+  }
+
+  if (!opt.quiet) logf_("Starting Optimization");
+  if (a->given[F_ITERATIONS]) {
+    /* The library logs the snapshot's paths. */
+    s = ct_solver_step(solver, a->iterations, &err);
+    if (s == CT_OK && !opt.quiet)
+      logf_("Stopped after %d iterations, at iteration %d", a->iterations, ct_solver_iter(solver));
+    if (s == CT_OK) s = ct_solver_snapshot(solver, NULL, NULL, &err);
+  } else {
+    s = ct_solver_solve(solver, &err);
+  }
+  if (s != CT_OK) {
+    rc = lib_error(s, &err);
+    goto done;
+  }
+  if (!opt.quiet) logf_("Optimization Done.");
+
+done:
+  ct_solver_free(solver);
+  free(weights_buf);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ test */
+
+/* Element count of a blob, or -1 when the net does not know it. */
+static long blob_count(const ct_net *net, const char *name) {
+  int shape[8];
+  int naxes = ct_net_blob_shape(net, name, shape);
+  if (naxes < 0) return -1;
+  long count = 1;
+  for (int i = 0; i < naxes; i++) count *= shape[i];
+  return count;
+}
+
+static int run_test(args *a) {
+  ct_net *net = NULL;
+  ct_error err = {0};
+  double *sums = NULL; /* per output element, summed over batches */
+  long *counts = NULL; /* per output, its element count at batch 0 */
+  int rc = EXIT_OK, nout = 0;
+  double loss = 0;
+  ct_status s;
+
+  if ((rc = check_readable("model", a->value[F_MODEL]))) return rc;
+  if ((rc = check_readable("weights", a->value[F_WEIGHTS]))) return rc;
+
+  s = ct_net_create(a->value[F_MODEL], a->phase, a->level, a->stages, a->value[F_WEIGHTS], &net, &err);
+  if (s != CT_OK) {
+    rc = lib_error(s, &err);
+    goto done;
+  }
+  nout = ct_net_num_outputs(net);
+  counts = calloc(nout > 0 ? (size_t)nout : 1, sizeof *counts);
+  if (!counts) goto oom;
+  long total = 0;
+  for (int j = 0; j < nout; j++) {
+    const char *name = ct_net_output_name(net, j);
+    counts[j] = blob_count(net, name);
+    if (counts[j] < 0) {
+      fprintf(stderr, "cortado: output blob '%s' has no shape\n", name);
+      rc = EXIT_LIB;
+      goto done;
+    }
+    total += counts[j];
+  }
+  sums = calloc(total > 0 ? (size_t)total : 1, sizeof *sums);
+  if (!sums) goto oom;
+
+  logf_("Running for %d iterations.", a->iterations);
+  for (int i = 0; i < a->iterations; i++) {
+    float iter_loss = 0;
+    s = ct_net_forward(net, &iter_loss, &err);
+    if (s != CT_OK) {
+      rc = lib_error(s, &err);
+      goto done;
+    }
+    loss += iter_loss;
+    long idx = 0;
+    for (int j = 0; j < nout; j++) {
+      const char *name = ct_net_output_name(net, j);
+      const float *data = ct_net_blob_data(net, name);
+      if (blob_count(net, name) != counts[j] || (counts[j] > 0 && !data)) {
+        fprintf(stderr, "cortado: output blob '%s' changed size at batch %d\n", name, i);
+        rc = EXIT_LIB;
+        goto done;
+      }
+      for (long k = 0; k < counts[j]; k++, idx++) {
+        sums[idx] += data[k];
+        logf_("Batch %d, %s = %g", i, name, (double)data[k]);
+      }
+    }
+  }
+  loss /= a->iterations;
+  logf_("Loss: %g", loss);
+  /* The API exposes no per-blob loss weight, so Caffe's " (* w = v loss)" suffix is left off. */
+  long idx = 0;
+  for (int j = 0; j < nout; j++) {
+    const char *name = ct_net_output_name(net, j);
+    for (long k = 0; k < counts[j]; k++, idx++) logf_("%s = %g", name, sums[idx] / a->iterations);
+  }
+  goto done;
+
+oom:
+  fprintf(stderr, "cortado: out of memory\n");
+  rc = EXIT_LIB;
+done:
+  free(sums);
+  free(counts);
+  ct_net_free(net);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ time */
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int run_time(args *a) {
+  ct_net *net = NULL;
+  ct_error err = {0};
+  double *fwd = NULL, *bwd = NULL; /* per layer, summed ms */
+  int rc = EXIT_OK;
+  ct_status s;
+
+  if ((rc = check_readable("model", a->value[F_MODEL]))) return rc;
+  s = ct_net_create(a->value[F_MODEL], a->phase, a->level, a->stages, NULL, &net, &err);
+  if (s != CT_OK) {
+    rc = lib_error(s, &err);
+    goto done;
+  }
+  const int nlayers = ct_net_num_layers(net);
+  fwd = calloc(nlayers > 0 ? (size_t)nlayers : 1, sizeof *fwd);
+  bwd = calloc(nlayers > 0 ? (size_t)nlayers : 1, sizeof *bwd);
+  if (!fwd || !bwd) {
+    fprintf(stderr, "cortado: out of memory\n");
+    rc = EXIT_LIB;
+    goto done;
+  }
+
+  /* Warm-up: the first pass pays for page faults and lazily grown buffers. */
+  logf_("Performing Forward");
+  float initial_loss = 0;
+  if ((s = ct_net_forward(net, &initial_loss, &err)) != CT_OK) goto lib_fail;
+  logf_("Initial loss: %g", (double)initial_loss);
+  logf_("Performing Backward");
+  if ((s = ct_net_backward(net, &err)) != CT_OK) goto lib_fail;
+
+  logf_("*** Benchmark begins ***");
+  logf_("Testing for %d iterations.", a->iterations);
+  double forward_ms = 0, backward_ms = 0;
+  const double total_start = now_ms();
+  for (int j = 0; j < a->iterations; j++) {
+    const double iter_start = now_ms();
+    for (int i = 0; i < nlayers; i++) {
+      const double t0 = now_ms();
+      if ((s = ct_net_forward_layer(net, i, &err)) != CT_OK) goto lib_fail;
+      fwd[i] += now_ms() - t0;
+    }
+    const double mid = now_ms();
+    forward_ms += mid - iter_start;
+    for (int i = nlayers - 1; i >= 0; i--) {
+      const double t0 = now_ms();
+      if ((s = ct_net_backward_layer(net, i, &err)) != CT_OK) goto lib_fail;
+      bwd[i] += now_ms() - t0;
+    }
+    const double end = now_ms();
+    backward_ms += end - mid;
+    logf_("Iteration: %d forward-backward time: %g ms.", j + 1, end - iter_start);
+  }
+  const double total_ms = now_ms() - total_start;
+
+  int wname = 5, wtype = 4;
+  for (int i = 0; i < nlayers; i++) {
+    int ln = (int)strlen(ct_net_layer_name(net, i)), lt = (int)strlen(ct_net_layer_type(net, i));
+    if (ln > wname) wname = ln;
+    if (lt > wtype) wtype = lt;
+  }
+  if (wname > 48) wname = 48;
+  if (wtype > 32) wtype = 32;
+  const double n = a->iterations;
+  logf_("Average time per layer: ");
+  for (int i = 0; i < nlayers; i++)
+    logf_("%-*s %-*s forward: %10.4f ms. backward: %10.4f ms.", wname, ct_net_layer_name(net, i), wtype,
+          ct_net_layer_type(net, i), fwd[i] / n, bwd[i] / n);
+  logf_("Average Forward pass: %g ms.", forward_ms / n);
+  logf_("Average Backward pass: %g ms.", backward_ms / n);
+  logf_("Average Forward-Backward: %g ms.", total_ms / n);
+  logf_("Total Time: %g ms.", total_ms);
+  logf_("*** Benchmark ends ***");
+  goto done;
+
+lib_fail:
+  rc = lib_error(s, &err);
+done:
+  free(fwd);
+  free(bwd);
+  ct_net_free(net);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ commands and usage */
+
+static const cmd_flag TRAIN_FLAGS[] = {
+    {F_SOLVER, 1, "FILE",
+     "(required) the SolverParameter prototxt: nets, learning rate, max_iter, display, "
+     "test and snapshot settings."},
+    {F_WEIGHTS, 0, "FILE[,FILE...]",
+     "fine-tune: copy these .caffemodel weights into the train and test nets by "
+     "layer name before training (later files win). Not with --snapshot."},
+    {F_SNAPSHOT, 0, "FILE",
+     "resume training from this .solverstate (it names its .caffemodel). Not with "
+     "--weights."},
+    {F_ITERATIONS, 0, "N",
+     "run only N iterations from the start (or resumed) iteration instead of up to "
+     "max_iter, then write a snapshot. Default: run to max_iter as Caffe does."},
+    {F_QUIET, 0, NULL, "no progress lines (display, test scores, snapshots); errors still print."},
+    {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build is CPU-only and refuses it."},
+};
+
+static const cmd_flag TEST_FLAGS[] = {
+    {F_MODEL, 1, "FILE", "(required) the NetParameter prototxt to score."},
+    {F_WEIGHTS, 1, "FILE", "(required) the .caffemodel whose weights are copied in by layer name."},
+    {F_ITERATIONS, 0, "N", "number of forward passes (batches) to average over. Default: 50."},
+    {F_PHASE, 0, "TEST|TRAIN", "which phase's layers to build (include/exclude rules). Default: TEST."},
+    {F_LEVEL, 0, "N", "the NetState level for include/exclude rules. Default: 0."},
+    {F_STAGE, 0, "S[,S...]", "NetState stages for include/exclude rules, comma-separated."},
+    {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build is CPU-only and refuses it."},
+};
+
+static const cmd_flag TIME_FLAGS[] = {
+    {F_MODEL, 1, "FILE", "(required) the NetParameter prototxt to time."},
+    {F_ITERATIONS, 0, "N",
+     "number of timed forward+backward passes, after one untimed warm-up. Default: 50."},
+    {F_PHASE, 0, "TRAIN|TEST", "which phase's layers to build. Default: TRAIN."},
+    {F_LEVEL, 0, "N", "the NetState level for include/exclude rules. Default: 0."},
+    {F_STAGE, 0, "S[,S...]", "NetState stages for include/exclude rules, comma-separated."},
+    {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build is CPU-only and refuses it."},
+};
+
+#define NELEMS(x) ((int)(sizeof(x) / sizeof((x)[0])))
+
+static const command COMMANDS[] = {
+    {"train", "train or fine-tune a model",
+     "cortado train --solver=FILE [--weights=FILE | --snapshot=FILE] "
+     "[--iterations=N] [--quiet]",
+     "Builds the solver's train and test nets and trains them, printing Caffe's log lines\n"
+     "(\"Iteration 100, loss = 0.3\", \"Test net output #0: accuracy = 0.9\", ...) to stderr.\n"
+     "Snapshots go to <snapshot_prefix>_iter_N.caffemodel and .solverstate.",
+     TRAIN_FLAGS, NELEMS(TRAIN_FLAGS), run_train},
+    {"test", "score a trained model",
+     "cortado test --model=FILE --weights=FILE [--iterations=N] [--phase=TEST|TRAIN]",
+     "Runs N forward passes and prints every output blob per batch (\"Batch 0, accuracy = 0.9\"),\n"
+     "then the loss and each output averaged element-wise over the N batches (\"accuracy = 0.91\").",
+     TEST_FLAGS, NELEMS(TEST_FLAGS), run_test},
+    {"time", "benchmark a model layer by layer",
+     "cortado time --model=FILE [--iterations=N] [--phase=TRAIN|TEST]",
+     "Runs one untimed forward+backward, then N timed ones (forward layer by layer, backward in\n"
+     "reverse order) and prints each layer's average forward and backward time, then Caffe's\n"
+     "summary: Average Forward pass, Average Backward pass, Average Forward-Backward, Total Time.",
+     TIME_FLAGS, NELEMS(TIME_FLAGS), run_time},
+};
+
+static const command *find_command(const char *name) {
+  for (int i = 0; i < NELEMS(COMMANDS); i++)
+    if (strcmp(COMMANDS[i].name, name) == 0) return &COMMANDS[i];
+  return NULL;
+}
+
+static void print_general_usage(FILE *f) {
+  fprintf(f, "cortado %s — a Caffe-compatible CNN training system\n\n", CORTADO_VERSION);
+  fprintf(f, "usage: cortado <command> [flags]\n\ncommands:\n");
+  for (int i = 0; i < NELEMS(COMMANDS); i++) fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+  fprintf(f, "  %-8s %s\n", "help", "show this text, or a command's flags: cortado help <command>");
+  fprintf(f,
+          "\nglobal flags:\n"
+          "  --help      show usage (after a command: that command's flags)\n"
+          "  --version   print the version\n"
+          "\nFlags may be written --flag=value, --flag value, -flag=value or -flag value.\n"
+          "Exit status: 0 success, 1 a run failed (bad file, prototxt, weights, ...), 2 a usage error.\n"
+          "Run 'cortado <command> --help' for a command's flags.\n");
+}
+
+/* "  --flag=ARG   help text", the text wrapped to 100 columns under its own indent. */
+static void print_wrapped(FILE *f, const char *left, const char *text) {
+  enum { INDENT = 31, WIDTH = 100 };
+  int col = fprintf(f, "  %-28s", left);
+  while (*text) {
+    size_t word = strcspn(text, " ");
+    if (col > INDENT - 1 && col + 1 + (int)word > WIDTH) col = fprintf(f, "\n%*s", INDENT - 1, "") - 1;
+    col += fprintf(f, " %.*s", (int)word, text);
+    text += word;
+    while (*text == ' ') text++;
+  }
+  fputc('\n', f);
+}
+
+static void print_command_usage(FILE *f, const command *c) {
+  fprintf(f, "usage: %s\n\n%s\n\nflags:\n", c->synopsis, c->details);
+  for (int i = 0; i < c->nflags; i++) {
+    const cmd_flag *cf = &c->flags[i];
+    char left[64];
+    if (cf->arg)
+      snprintf(left, sizeof left, "--%s=%s", FLAGS[cf->id].name, cf->arg);
+    else
+      snprintf(left, sizeof left, "--%s", FLAGS[cf->id].name);
+    print_wrapped(f, left, cf->help);
+  }
+  print_wrapped(f, "--help", "show this text");
+  fprintf(f, "\nFlags may be written --flag=value, --flag value, -flag=value or -flag value.\n");
+}
+
+/* ------------------------------------------------------------------ parsing */
+
+static int lookup_flag(const char *name, size_t len) {
+  for (int i = 0; i < F_COUNT; i++) {
+    if (strlen(FLAGS[i].name) == len && strncmp(FLAGS[i].name, name, len) == 0) return i;
+    if (FLAGS[i].alias && strlen(FLAGS[i].alias) == len && strncmp(FLAGS[i].alias, name, len) == 0) return i;
+  }
+  return -1;
+}
+
+/* Looks like a flag rather than a value: "-x..." or "--...", but not "-5" or "-". */
+static int is_flag_token(const char *s) {
+  return s[0] == '-' && (s[1] == '-' || (s[1] >= 'a' && s[1] <= 'z') || (s[1] >= 'A' && s[1] <= 'Z'));
+}
+
+static int parse_bool(const char *v, int *out) {
+  static const char *const yes[] = {"true", "1", "yes", "y", "t"}, *const no[] = {"false", "0", "no", "n",
+                                                                                  "f"};
+  for (int i = 0; i < NELEMS(yes); i++) {
+    if (strcasecmp(v, yes[i]) == 0) return *out = 1, 1;
+    if (strcasecmp(v, no[i]) == 0) return *out = 0, 1;
+  }
+  return 0;
+}
+
+static int parse_int(const char *v, long lo, long hi, int *out) {
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (errno || end == v || *end != '\0' || x < lo || x > hi) return 0;
+  *out = (int)x;
   return 1;
+}
+
+/* Records the first problem found while still scanning, so the message can name the command
+ * even when the command comes after the offending flag. */
+typedef struct parse_state {
+  char problem[512];
+  const char *positional[8];
+  int npositional;
+  int extra_positional; /* beyond the array */
+} parse_state;
+
+static void note_problem(parse_state *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note_problem(parse_state *ps, const char *fmt, ...) {
+  if (ps->problem[0]) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ps->problem, sizeof ps->problem, fmt, ap);
+  va_end(ap);
+}
+
+static void parse_argv(int argc, char **argv, args *a, parse_state *ps) {
+  int only_positional = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *tok = argv[i];
+    if (only_positional || !is_flag_token(tok)) {
+      if (ps->npositional < NELEMS(ps->positional))
+        ps->positional[ps->npositional++] = tok;
+      else
+        ps->extra_positional++;
+      continue;
+    }
+    if (strcmp(tok, "--") == 0) {
+      only_positional = 1;
+      continue;
+    }
+    const char *name = tok + (tok[1] == '-' ? 2 : 1);
+    const char *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    int id = lookup_flag(name, len);
+    int negated = 0;
+    if (id < 0 && len > 2 && strncmp(name, "no", 2) == 0) {
+      int b = lookup_flag(name + 2, len - 2);
+      if (b >= 0 && !FLAGS[b].takes_value && !eq) id = b, negated = 1;
+    }
+    if (id < 0) {
+      note_problem(ps, "unknown flag '%.*s'", (int)(name - tok + len), tok);
+      continue;
+    }
+    if (!FLAGS[id].takes_value) {
+      int on = !negated;
+      if (eq && !parse_bool(eq + 1, &on)) {
+        note_problem(ps, "flag '--%s' is a switch; it takes no value (got '%s')", FLAGS[id].name, eq + 1);
+        continue;
+      }
+      a->given[id] = 1;
+      a->value[id] = on ? "true" : NULL;
+      continue;
+    }
+    const char *val = NULL;
+    if (eq)
+      val = eq + 1;
+    else if (i + 1 < argc && !is_flag_token(argv[i + 1]))
+      val = argv[++i];
+    if (!val || !*val) {
+      note_problem(ps, "flag '--%s' needs a value", FLAGS[id].name);
+      continue;
+    }
+    a->given[id] = 1;
+    a->value[id] = val;
+  }
+}
+
+static int command_accepts(const command *c, flag_id id) {
+  if (id == F_HELP || id == F_VERSION) return 1;
+  for (int i = 0; i < c->nflags; i++)
+    if (c->flags[i].id == id) return 1;
+  return 0;
+}
+
+/* Validates the flags for command c and fills the derived fields of a. */
+static int check_args(const command *c, args *a) {
+  const char *cn = c->name;
+  for (int id = 0; id < F_COUNT; id++)
+    if (a->given[id] && !command_accepts(c, (flag_id)id))
+      return usage_error(cn, "flag '--%s' does not apply to '%s'", FLAGS[id].name, cn);
+  if (a->given[F_GPU]) {
+    fprintf(
+        stderr,
+        "cortado: --gpu=%s: GPU support is not in this build yet; run without --gpu to train on the CPU\n",
+        a->value[F_GPU]);
+    return EXIT_USAGE;
+  }
+  for (int i = 0; i < c->nflags; i++) {
+    const cmd_flag *cf = &c->flags[i];
+    if (cf->required && !a->given[cf->id]) return usage_error(cn, "'%s' needs --%s", cn, FLAGS[cf->id].name);
+  }
+  if (a->given[F_WEIGHTS] && a->given[F_SNAPSHOT])
+    return usage_error(cn, "give --snapshot to resume training or --weights to fine-tune, not both");
+  a->iterations = 50;
+  if (a->given[F_ITERATIONS] && !parse_int(a->value[F_ITERATIONS], 1, INT_MAX, &a->iterations))
+    return usage_error(cn, "--iterations must be a positive integer, got '%s'", a->value[F_ITERATIONS]);
+  a->level = 0;
+  if (a->given[F_LEVEL] && !parse_int(a->value[F_LEVEL], INT_MIN, INT_MAX, &a->level))
+    return usage_error(cn, "--level must be an integer, got '%s'", a->value[F_LEVEL]);
+  a->phase = strcmp(cn, "time") == 0 ? CT_TRAIN : CT_TEST;
+  if (a->given[F_PHASE]) {
+    if (strcasecmp(a->value[F_PHASE], "TRAIN") == 0)
+      a->phase = CT_TRAIN;
+    else if (strcasecmp(a->value[F_PHASE], "TEST") == 0)
+      a->phase = CT_TEST;
+    else
+      return usage_error(cn, "--phase must be TRAIN or TEST, got '%s'", a->value[F_PHASE]);
+  }
+  if (a->given[F_STAGE]) {
+    size_t n = 2;
+    for (const char *p = a->value[F_STAGE]; *p; p++) n += *p == ',';
+    a->stage_buf = strdup(a->value[F_STAGE]);
+    a->stages = calloc(n, sizeof *a->stages);
+    if (!a->stage_buf || !a->stages) {
+      fprintf(stderr, "cortado: out of memory\n");
+      return EXIT_LIB;
+    }
+    split_commas(a->stage_buf, a->stages, (int)n - 1);
+  }
+  return EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+  args a;
+  parse_state ps;
+  memset(&a, 0, sizeof a);
+  memset(&ps, 0, sizeof ps);
+  parse_argv(argc, argv, &a, &ps);
+
+  if (a.given[F_VERSION] && a.value[F_VERSION]) {
+    printf("cortado version %s (CPU build)\n", CORTADO_VERSION);
+    return EXIT_OK;
+  }
+
+  /* "help [command]" is a command of its own; otherwise the first positional is the command. */
+  const char *cmd_name = ps.npositional > 0 ? ps.positional[0] : NULL;
+  int help_cmd = cmd_name && strcmp(cmd_name, "help") == 0;
+  int first_arg = 1;
+  if (help_cmd) {
+    cmd_name = ps.npositional > 1 ? ps.positional[1] : NULL;
+    first_arg = 2;
+  }
+  const command *c = cmd_name ? find_command(cmd_name) : NULL;
+  if (cmd_name && !c) return usage_error(NULL, "unknown command '%s'", cmd_name);
+
+  if (help_cmd || (a.given[F_HELP] && a.value[F_HELP])) {
+    if (ps.npositional > first_arg || ps.extra_positional)
+      return usage_error(c ? c->name : NULL, "unexpected argument '%s'", ps.positional[first_arg]);
+    if (c)
+      print_command_usage(stdout, c);
+    else
+      print_general_usage(stdout);
+    return EXIT_OK;
+  }
+  if (ps.problem[0]) return usage_error(c ? c->name : NULL, "%s", ps.problem);
+  if (!c) return usage_error(NULL, "no command given");
+  if (ps.npositional > 1 || ps.extra_positional)
+    return usage_error(c->name, "unexpected argument '%s'", ps.positional[1]);
+
+  int rc = check_args(c, &a);
+  if (rc == EXIT_OK) rc = c->run(&a);
+  free(a.stages);
+  free(a.stage_buf);
+  return rc;
 }

@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# The cortado CLI end to end: help texts, flag spellings, usage errors (exit 2, one line naming
+# the command's --help), library errors (exit 1, the path or file:line:col in the message), and
+# train / test / time on a tiny net written here.
+#
+# Env: CORTADO = the built binary; CT_SOURCE_DIR = the repo root (unused beyond a sanity check).
+# Prints "N passed, N failed" and exits non-zero on any failure.
+set -u
+
+if [ -z "${CORTADO:-}" ] || [ ! -x "${CORTADO}" ]; then
+  echo "sh_cli: set CORTADO to the built cortado binary (got '${CORTADO:-}')" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/cortado_cli.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+# Seconds a single cortado run may take before it counts as hung.
+LIMIT=${CT_CLI_TIMEOUT:-300}
+
+show() {
+  echo "  --- stdout (tail):" >&2
+  tail -n 15 "$T/out" | sed 's/^/  | /' >&2
+  echo "  --- stderr (tail):" >&2
+  tail -n 15 "$T/err" | sed 's/^/  | /' >&2
+}
+good() { pass=$((pass + 1)); }
+bad() {
+  fail=$((fail + 1))
+  echo "FAIL: $*" >&2
+}
+
+# run ARGS... : runs cortado, leaving stdout in $T/out, stderr in $T/err, status in $RC.
+run() {
+  timeout "$LIMIT" "$CORTADO" "$@" >"$T/out" 2>"$T/err"
+  RC=$?
+}
+
+# t DESC WANT_RC STREAM(out|err|any) ERE ARGS... : exit status and (if ERE is not empty) a line.
+t() {
+  local desc=$1 want=$2 stream=$3 pat=$4
+  shift 4
+  run "$@"
+  if [ "$RC" != "$want" ]; then
+    bad "$desc: exit status $RC, want $want (cortado $*)"
+    show
+    return 1
+  fi
+  if [ -n "$pat" ]; then
+    local files
+    case $stream in
+      out) files=("$T/out") ;;
+      err) files=("$T/err") ;;
+      *) files=("$T/out" "$T/err") ;;
+    esac
+    if ! grep -Eq -- "$pat" "${files[@]}"; then
+      bad "$desc: no line matching /$pat/ on $stream (cortado $*)"
+      show
+      return 1
+    fi
+  fi
+  good
+}
+
+# usage DESC CMD ERE ARGS... : a usage error: exit 2, exactly one line on stderr, nothing on
+# stdout, matching ERE and pointing at 'cortado CMD --help' (CMD empty: 'cortado --help').
+usage() {
+  local desc=$1 cmd=$2 pat=$3
+  shift 3
+  local hint="see 'cortado --help'"
+  [ -n "$cmd" ] && hint="see 'cortado $cmd --help'"
+  run "$@"
+  local lines
+  lines=$(wc -l <"$T/err")
+  if [ "$RC" != 2 ]; then
+    bad "$desc: exit status $RC, want 2 (cortado $*)"
+    show
+  elif [ "$lines" != 1 ] || [ -s "$T/out" ]; then
+    bad "$desc: want exactly one line on stderr and none on stdout, got $lines (cortado $*)"
+    show
+  elif ! grep -Eq -- "^cortado: .*$pat" "$T/err"; then
+    bad "$desc: stderr does not match /^cortado: .*$pat/ (cortado $*)"
+    show
+  elif ! grep -Fq -- "$hint" "$T/err"; then
+    bad "$desc: stderr lacks \"$hint\" (cortado $*)"
+    show
+  else
+    good
+  fi
+}
+
+# has DESC FILE ERE : FILE (out|err) of the last run has a line matching ERE.
+has() {
+  if grep -Eq -- "$3" "$T/$2"; then good; else
+    bad "$1: no line matching /$3/ on $2"
+    show
+  fi
+}
+# lacks DESC FILE ERE : ... has no such line.
+lacks() {
+  if grep -Eq -- "$3" "$T/$2"; then
+    bad "$1: unexpected line matching /$3/ on $2"
+    show
+  else good; fi
+}
+
+# ---------------------------------------------------------------- help and version
+
+t "--help" 0 out "train" --help
+has "--help lists test" out "test"
+has "--help lists time" out "time"
+t "help" 0 out "train" help
+t "-h" 0 out "train" -h
+t "--version" 0 out "^cortado .*[0-9]+\.[0-9]+" --version
+
+for flag in --solver --weights --snapshot --iterations --quiet --gpu; do
+  t "train --help explains $flag" 0 out "^ *$flag" train --help
+done
+for flag in --model --weights --iterations --phase --level --stage; do
+  t "test --help explains $flag" 0 out "^ *$flag" test --help
+done
+for flag in --model --iterations --phase; do
+  t "time --help explains $flag" 0 out "^ *$flag" time --help
+done
+t "help train" 0 out "^ *--solver" help train
+t "-help after a command" 0 out "^ *--model" time -help
+t "--help beside other flags" 0 out "^ *--model" test --model=x --help
+
+# ---------------------------------------------------------------- usage errors (exit 2)
+
+usage "no command" "" "no command" 
+usage "unknown command" "" "unknown command 'frobnicate'" frobnicate
+usage "help for an unknown command" "" "unknown command 'frobnicate'" help frobnicate
+usage "unknown flag" train "unknown flag '--bogus'" train --solver=s.prototxt --bogus=1
+usage "unknown single-dash flag" time "unknown flag '-bogus'" time -bogus 1 --model=m
+usage "unknown flag before the command" test "unknown flag '--bogus'" --bogus test
+usage "missing value at the end" test "'--model' needs a value" test --weights=w --model
+usage "missing value before a flag" test "'--model' needs a value" test --model --weights=w
+usage "empty value" time "'--model' needs a value" time --model=
+usage "train without --solver" train "needs --solver" train
+usage "test without --model" test "needs --model" test --weights=w.caffemodel
+usage "test without --weights" test "needs --weights" test --model=m.prototxt
+usage "time without --model" time "needs --model" time
+usage "non-numeric --iterations" time "--iterations must be a positive integer, got 'abc'" time --model=m --iterations=abc
+usage "zero --iterations" test "--iterations must be a positive integer" test --model=m --weights=w --iterations 0
+usage "negative --iterations" time "--iterations must be a positive integer, got '-5'" time --model=m -iterations -5
+usage "trailing junk in --iterations" time "--iterations must be a positive integer" time --model=m --iterations=10x
+usage "bad --phase" test "--phase must be TRAIN or TEST" test --model=m --weights=w --phase=VAL
+usage "weights and snapshot together" train "not both" train --solver=s --weights=w --snapshot=x
+usage "a flag of another command" train "'--model' does not apply to 'train'" train --solver=s --model=m
+usage "a stray argument" time "unexpected argument 'extra'" time --model=m extra
+usage "a switch given a value" train "takes no value" train --solver=s --quiet=maybe
+
+for spelling in --gpu=0 "--gpu 0" -gpu=all "-gpu all"; do
+  # shellcheck disable=SC2086
+  run train --solver=s.prototxt $spelling
+  if [ "$RC" = 2 ] && grep -q "GPU support is not in this build" "$T/err" && [ "$(wc -l <"$T/err")" = 1 ]; then
+    good
+  else
+    bad "train $spelling: want exit 2 and one line saying GPU support is not in this build (got $RC)"
+    show
+  fi
+done
+
+# ---------------------------------------------------------------- library errors (exit 1)
+
+missing="$T/no/such/file.prototxt"
+t "train: missing solver names the path" 1 err "^cortado: .*$missing" train --solver="$missing"
+t "test: missing model names the path" 1 err "^cortado: .*$missing" test --model="$missing" --weights=w
+t "time: missing model names the path" 1 err "^cortado: .*$missing" time --model="$missing"
+# Each spelling of a value flag has to deliver the value: the missing path shows up in the error.
+t "spelling --model value" 1 err "$missing" time --model "$missing"
+t "spelling -model=value" 1 err "$missing" time -model="$missing"
+t "spelling -model value" 1 err "$missing" time -model "$missing"
+t "flags before the command" 1 err "$missing" --model "$missing" time
+
+# A malformed prototxt: an unknown field on line 4, column 3.
+cat >"$T/bad.prototxt" <<'EOF'
+name: "bad"
+layer {
+  name: "data" type: "Input" top: "data"
+  bogus_field: 3
+}
+EOF
+t "malformed model gives file:line:col" 1 err "^cortado: .*bad\.prototxt:4:[0-9]+" time --model="$T/bad.prototxt"
+t "malformed model in test gives file:line:col" 1 err "bad\.prototxt:4:[0-9]+" test --model="$T/bad.prototxt" \
+  --weights="$T/bad.prototxt"
+cat >"$T/bad_solver.prototxt" <<'EOF'
+net: "net.prototxt"
+max_iter: twenty
+EOF
+t "malformed solver gives file:line:col" 1 err "^cortado: .*bad_solver\.prototxt:2:[0-9]+" \
+  train --solver="$T/bad_solver.prototxt"
+if [ "$(wc -l <"$T/err")" != 1 ]; then
+  bad "a library error is one line on stderr"
+  show
+else good; fi
+
+# ---------------------------------------------------------------- a tiny net
+
+# Random data from DummyData (label 1 of 3 classes); trainable in a few iterations.
+cat >"$T/net.prototxt" <<'EOF'
+name: "tiny"
+layer {
+  name: "data"
+  type: "DummyData"
+  top: "data"
+  top: "label"
+  dummy_data_param {
+    shape { dim: 4 dim: 6 }
+    shape { dim: 4 }
+    data_filler { type: "gaussian" std: 1 }
+    data_filler { type: "constant" value: 1 }
+  }
+}
+layer {
+  name: "ip"
+  type: "InnerProduct"
+  bottom: "data"
+  top: "ip"
+  inner_product_param {
+    num_output: 3
+    weight_filler { type: "gaussian" std: 0.1 }
+    bias_filler { type: "constant" value: 0 }
+  }
+}
+layer {
+  name: "loss"
+  type: "SoftmaxWithLoss"
+  bottom: "ip"
+  bottom: "label"
+  top: "loss"
+}
+EOF
+
+# The same net over an Input layer: the input stays zero, so every batch gives the same loss.
+cat >"$T/input_net.prototxt" <<'EOF'
+name: "tiny_input"
+layer {
+  name: "data"
+  type: "Input"
+  top: "data"
+  top: "label"
+  input_param {
+    shape { dim: 4 dim: 6 }
+    shape { dim: 4 }
+  }
+}
+layer {
+  name: "ip"
+  type: "InnerProduct"
+  bottom: "data"
+  top: "ip"
+  inner_product_param {
+    num_output: 3
+    weight_filler { type: "gaussian" std: 0.1 }
+    bias_filler { type: "constant" value: 0.5 }
+  }
+}
+layer {
+  name: "loss"
+  type: "SoftmaxWithLoss"
+  bottom: "ip"
+  bottom: "label"
+  top: "loss"
+}
+EOF
+
+mkdir -p "$T/snap"
+solver() { # solver FILE MAX_ITER
+  cat >"$1" <<EOF
+net: "$T/net.prototxt"
+base_lr: 0.1
+lr_policy: "fixed"
+momentum: 0.9
+max_iter: $2
+display: 10
+snapshot_prefix: "$T/snap/tiny"
+random_seed: 1
+EOF
+}
+solver "$T/solver.prototxt" 20
+solver "$T/solver30.prototxt" 30
+
+# ---- time
+num='-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?'
+if t "time on the tiny net" 0 err "Average Forward pass: $num ms\.$" time --model="$T/net.prototxt" --iterations=3; then
+  has "time: backward summary" err "Average Backward pass: $num ms\.$"
+  has "time: forward-backward summary" err "Average Forward-Backward: $num ms\.$"
+  has "time: total" err "Total Time: $num ms\.$"
+  has "time: a row per layer" err " ip +InnerProduct +forward: +$num ms\. +backward: +$num ms\.$"
+  has "time: glog-like prefix" err "^I[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6} Average Forward pass"
+fi
+t "time with -phase TEST and the default iterations" 0 err "Total Time: $num ms\." time -model "$T/net.prototxt" \
+  -phase TEST
+t "time on an Input net" 0 err "Average Forward-Backward: $num ms\." time --model="$T/input_net.prototxt" --iterations 2
+
+# ---- train
+if t "train 20 iterations" 0 err "Iteration 10( \([^)]*\))?, loss = $num" train --solver="$T/solver.prototxt"; then
+  has "train: Iteration 20 reported" err "Iteration 20"
+  has "train: Caffe's closing line" err "Optimization Done\."
+fi
+for f in tiny_iter_20.caffemodel tiny_iter_20.solverstate; do
+  if [ -s "$T/snap/$f" ]; then good; else bad "train did not write $T/snap/$f"; fi
+done
+
+t "train --quiet" 0 any "" train --solver="$T/solver.prototxt" --quiet
+lacks "train --quiet prints no iteration lines" err "Iteration [0-9]+.*loss ="
+
+if [ -s "$T/snap/tiny_iter_20.solverstate" ]; then
+  t "resume with --snapshot" 0 err "Iteration 30" train --solver="$T/solver30.prototxt" \
+    --snapshot="$T/snap/tiny_iter_20.solverstate"
+  lacks "resume starts past iteration 10" err "Iteration 10[ ,]"
+  if [ -s "$T/snap/tiny_iter_30.caffemodel" ]; then good; else bad "resume did not write tiny_iter_30.caffemodel"; fi
+  t "fine-tune with -weights" 0 err "Iteration 10( \([^)]*\))?, loss" train -solver "$T/solver.prototxt" \
+    -weights "$T/snap/tiny_iter_20.caffemodel"
+  t "train --iterations runs N and snapshots" 0 any "" train --solver="$T/solver30.prototxt" --iterations=5
+  if [ -s "$T/snap/tiny_iter_5.caffemodel" ]; then good; else bad "train --iterations=5 did not write tiny_iter_5"; fi
+else
+  bad "no snapshot to resume from; skipped the resume, fine-tune and --iterations runs"
+fi
+t "train: missing weights file names the path" 1 err "$missing" train --solver="$T/solver.prototxt" \
+  --weights="$missing"
+
+# ---- test
+W="$T/snap/tiny_iter_20.caffemodel"
+if t "test on the tiny net" 0 err "Batch 0, loss = $num$" test --model="$T/net.prototxt" --weights="$W" --iterations=3; then
+  has "test: the last batch" err "Batch 2, loss = $num$"
+  lacks "test: no batch past N" err "Batch 3,"
+  has "test: the mean loss" err "Loss: $num$"
+  has "test: the final score line" err "[0-9] loss = $num( \(\* $num = $num loss\))?$"
+fi
+# A constant input: the mean of N equal batches is the batch value.
+if t "test on an Input net" 0 err "Batch 0, loss = " test --model="$T/input_net.prototxt" --weights="$W" \
+  --iterations 4 --phase=TEST; then
+  b0=$(sed -nE 's/.* Batch 0, loss = ([^ ]+)$/\1/p' "$T/err")
+  fin=$(sed -nE 's/^I[0-9]{4} [0-9:.]+ loss = ([^ ]+)( .*)?$/\1/p' "$T/err")
+  if [ -n "$b0" ] && [ "$b0" = "$fin" ]; then good; else
+    bad "test: mean of equal batches ($fin) differs from a batch ($b0)"
+    show
+  fi
+fi
+t "test: missing weights names the path" 1 err "^cortado: .*$missing" test --model="$T/net.prototxt" \
+  --weights="$missing"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
