@@ -1,1 +1,61 @@
 /* Gradient-check rows: neuron, structural, loss layers. */
+
+/* ---- neuron */
+GC_ROW("type: \"ReLU\"", "2x3x4x5", "kink=0 kink_range=0.02")
+GC_ROW("type: \"ReLU\" relu_param { negative_slope: 0.1 }", "2x3x4x5", "kink=0 kink_range=0.02")
+GC_ROW("type: \"ReLU\" relu_param { negative_slope: -0.5 }", "2x3x5", "kink=0 kink_range=0.02")
+GC_ROW("type: \"PReLU\"", "2x3x4x5", "kink=0 kink_range=0.02")
+GC_ROW("type: \"PReLU\" prelu_param { channel_shared: true }", "2x3x4x5", "kink=0 kink_range=0.02")
+GC_ROW("type: \"PReLU\" prelu_param { filler { type: \"uniform\" min: -0.5 max: 0.8 } }", "3x4",
+       "kink=0 kink_range=0.02")
+GC_ROW("type: \"ELU\"", "2x3x4x5", "kink=0 kink_range=0.02")
+GC_ROW("type: \"ELU\" elu_param { alpha: 0.5 }", "2x3x4x5", "kink=0 kink_range=0.02")
+GC_ROW("type: \"Sigmoid\"", "2x3x4x5", "")
+GC_ROW("type: \"TanH\"", "2x3x4x5", "")
+GC_ROW("type: \"AbsVal\"", "2x3x4x5", "kink=0 kink_range=0.02")
+GC_ROW("type: \"Power\"", "2x3x4", "")
+GC_ROW("type: \"Power\" power_param { power: 2 scale: 0.5 shift: 1 }", "2x3x4", "")
+GC_ROW("type: \"Power\" power_param { power: 0.37 scale: 0.83 shift: -0.2 }", "2x3x4:pos", "")
+GC_ROW("type: \"Power\" power_param { power: -1.5 scale: 1.2 shift: 0.1 }", "2x3x4:pos", "")
+GC_ROW("type: \"Exp\"", "2x3x4", "")
+GC_ROW("type: \"Exp\" exp_param { base: 2 scale: 0.5 shift: 1 }", "2x3x4", "")
+GC_ROW("type: \"Log\"", "2x3x4:pos", "")
+GC_ROW("type: \"Log\" log_param { base: 2 scale: 0.5 shift: 1 }", "2x3x4:pos", "")
+GC_ROW("type: \"BNLL\"", "2x3x4x5", "")
+GC_ROW("type: \"Dropout\"", "2x3x4x5", "")
+GC_ROW("type: \"Dropout\" dropout_param { dropout_ratio: 0.2 }", "2x3x4x5", "")
+GC_ROW("type: \"Dropout\"", "2x3x4x5", "phase=test")
+
+/* ---- losses (a label bottom is not differentiated where the layer gives it no gradient) */
+GC_ROW("type: \"EuclideanLoss\"", "4x3x2;4x6", "")
+GC_ROW("type: \"SigmoidCrossEntropyLoss\"", "4x3;4x3:unit", "check=1")
+GC_ROW("type: \"SigmoidCrossEntropyLoss\" loss_param { normalization: FULL }", "4x3x2;4x3x2:binary", "check=1")
+GC_ROW("type: \"SigmoidCrossEntropyLoss\" loss_param { ignore_label: 2 normalization: VALID }", "5x4;5x4:labels3",
+       "check=1")
+
+/* ---- structure */
+GC_ROW("type: \"Concat\" top: \"y\"", "2x3x4;2x2x4;2x1x4", "")
+GC_ROW("type: \"Concat\" concat_param { axis: 0 }", "2x3x2;1x3x2", "")
+GC_ROW("type: \"Concat\" concat_param { axis: -1 }", "2x3x2;2x3x3", "")
+GC_ROW("type: \"Concat\" concat_param { concat_dim: 1 }", "2x3x2x2;2x1x2x2", "")
+GC_ROW("type: \"Concat\"", "2x3x2", "")
+GC_ROW("type: \"Slice\" top: \"a\" top: \"b\" top: \"c\"", "2x6x3", "")
+GC_ROW("type: \"Slice\" slice_param { axis: 0 slice_point: 1 slice_point: 3 } top: \"a\" top: \"b\" top: \"c\"",
+       "4x3x2", "")
+GC_ROW("type: \"Slice\" slice_param { slice_dim: 1 slice_point: 2 } top: \"a\" top: \"b\"", "2x5x2", "")
+GC_ROW("type: \"Slice\" slice_param { axis: -1 slice_point: 1 } top: \"a\" top: \"b\"", "2x3x4", "")
+GC_ROW("type: \"Split\" top: \"a\" top: \"b\" top: \"c\"", "2x3x4", "")
+GC_ROW("type: \"Split\" top: \"a\"", "2x3", "")
+GC_ROW("type: \"Flatten\"", "2x3x4x5", "")
+GC_ROW("type: \"Flatten\" flatten_param { axis: 1 end_axis: 2 }", "2x3x4x5", "")
+GC_ROW("type: \"Reshape\" reshape_param { shape { dim: 0 dim: -1 dim: 2 } }", "2x3x4", "")
+GC_ROW("type: \"Reshape\" reshape_param { shape { dim: 2 dim: 2 } axis: 1 num_axes: 1 }", "3x4x5", "")
+GC_ROW("type: \"Eltwise\"", "2x3x4;2x3x4", "")
+GC_ROW("type: \"Eltwise\" eltwise_param { operation: SUM coeff: 0.5 coeff: -2 coeff: 1.5 }", "2x3x4;2x3x4;2x3x4", "")
+GC_ROW("type: \"Eltwise\" eltwise_param { operation: PROD }", "2x3x4;2x3x4;2x3x4", "")
+GC_ROW("type: \"Eltwise\" eltwise_param { operation: PROD stable_prod_grad: false }", "2x3x4:pos;2x3x4:pos", "")
+/* MAX: independent Gaussian bottoms and a small step, so that no two bottoms come within a step
+ * of each other (shuffled "perm" bottoms would share values at some positions). */
+GC_ROW("type: \"Eltwise\" eltwise_param { operation: MAX }", "2x3x4;2x3x4;2x3x4", "step=0.001")
+GC_ROW("type: \"Eltwise\" eltwise_param { operation: MAX }", "3x5:perm;3x5:pos", "step=0.001")
+GC_ROW("type: \"Silence\"", "2x3;4", "")

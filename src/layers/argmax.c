@@ -1,0 +1,150 @@
+/* ArgMax: the indices (or, with out_max_val, the values) of the top_k largest entries.
+ *  - with axis: along that axis; the top has the bottom's shape with that axis set to top_k.
+ *  - without: over all of each item's entries (axes 1...); the top is N x 1 x top_k (x 1 ...,
+ *    at least 3 axes), or N x 2 x top_k with out_max_val: indices, then values.
+ * Ordering as Caffe's: by value, descending; equal values by index, descending. No backward. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "layers/layer.h"
+#include "layers/scratch.h"
+
+typedef struct argmax_entry {
+  float value;
+  int index;
+} argmax_entry;
+
+typedef struct argmax {
+  bool out_max_val;
+  int top_k;
+  bool has_axis;
+  int axis;           /* canonical, when has_axis */
+  ct_scratch entries; /* dim argmax_entry */
+} argmax;
+
+static const Caffe__ArgMaxParameter *params(const ct_layer *l) {
+  static const Caffe__ArgMaxParameter dflt = CAFFE__ARG_MAX_PARAMETER__INIT;
+  return l->lp->argmax_param ? l->lp->argmax_param : &dflt;
+}
+
+static ct_status argmax_setup(ct_layer *l, ct_error *err) {
+  const Caffe__ArgMaxParameter *ap = params(l);
+  if (ap->top_k < 1 || ap->top_k > (uint32_t)INT32_MAX)
+    return ct_layer_fail(l, err, CT_EINVAL, "top_k must be at least 1, got %u", ap->top_k);
+  argmax *p = calloc(1, sizeof *p);
+  if (!p) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  l->priv = p;
+  p->out_max_val = ap->out_max_val;
+  p->top_k = (int)ap->top_k;
+  p->has_axis = ap->has_axis;
+  return CT_OK;
+}
+
+/* dim: the entries ranked together; stride: the distance between two of them. */
+static void geometry(const ct_layer *l, size_t *dim, size_t *stride) {
+  const argmax *p = l->priv;
+  const ct_tensor *b = l->bottom[0];
+  if (p->has_axis) {
+    *dim = (size_t)b->shape[p->axis];
+    *stride = ct_tensor_count_range(b, p->axis + 1, b->naxes);
+  } else {
+    *dim = ct_tensor_count_range(b, 1, b->naxes);
+    *stride = 1;
+  }
+}
+
+static ct_status argmax_reshape(ct_layer *l, ct_error *err) {
+  argmax *p = l->priv;
+  const ct_tensor *b = l->bottom[0];
+  char sb[128];
+  int shape[CT_MAX_AXES];
+  int naxes;
+  if (p->has_axis) {
+    int axis = ct_tensor_axis(b, params(l)->axis);
+    if (axis < 0)
+      return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for a bottom of shape %s", params(l)->axis,
+                           ct_tensor_shape_str(b, sb, sizeof sb));
+    p->axis = axis;
+    if (p->top_k > b->shape[axis])
+      return ct_layer_fail(l, err, CT_EINVAL, "top_k (%d) must not exceed the size of axis %d (%d)", p->top_k, axis,
+                           b->shape[axis]);
+    naxes = b->naxes;
+    for (int i = 0; i < naxes; i++) shape[i] = b->shape[i];
+    shape[axis] = p->top_k;
+  } else {
+    if (b->naxes < 1 || ct_tensor_count_range(b, 1, b->naxes) < (size_t)p->top_k)
+      return ct_layer_fail(l, err, CT_EINVAL, "top_k (%d) must not exceed the number of entries per item of %s",
+                           p->top_k, ct_tensor_shape_str(b, sb, sizeof sb));
+    naxes = b->naxes < 3 ? 3 : b->naxes;
+    for (int i = 0; i < naxes; i++) shape[i] = 1;
+    shape[0] = b->shape[0];
+    shape[1] = p->out_max_val ? 2 : 1;
+    shape[2] = p->top_k;
+  }
+  CT_TRY(ct_tensor_reshape(l->top[0], naxes, shape, err));
+  size_t dim, stride;
+  geometry(l, &dim, &stride);
+  return ct_scratch_reserve(&p->entries, dim, sizeof(argmax_entry), l, err);
+}
+
+/* A total order (NaN ranks last), so that qsort is well defined on any input. */
+static int by_rank(const void *pa, const void *pb) {
+  const argmax_entry *a = pa, *b = pb;
+  if (isnan(a->value) != isnan(b->value)) return isnan(a->value) ? 1 : -1;
+  if (a->value != b->value && !isnan(a->value)) return a->value > b->value ? -1 : 1;
+  return a->index > b->index ? -1 : a->index < b->index;
+}
+
+static ct_status argmax_forward(ct_layer *l, ct_error *err) {
+  (void)err;
+  argmax *p = l->priv;
+  const float *x = l->bottom[0]->data;
+  float *y = l->top[0]->data;
+  argmax_entry *e = p->entries.p;
+  size_t dim, stride, K = (size_t)p->top_k;
+  geometry(l, &dim, &stride);
+  size_t outer = dim ? l->bottom[0]->count / dim / stride : 0;
+  for (size_t o = 0; o < outer; o++)
+    for (size_t s = 0; s < stride; s++) {
+      for (size_t j = 0; j < dim; j++) {
+        e[j].value = x[(o * dim + j) * stride + s];
+        e[j].index = (int)j;
+      }
+      if (K == 1) { /* the common case: one pass, keeping the later index on ties */
+        for (size_t j = 1; j < dim; j++)
+          if (by_rank(&e[j], &e[0]) < 0) e[0] = e[j];
+      } else {
+        qsort(e, dim, sizeof *e, by_rank);
+      }
+      for (size_t j = 0; j < K; j++) {
+        if (p->has_axis) {
+          y[(o * K + j) * stride + s] = p->out_max_val ? e[j].value : (float)e[j].index;
+        } else if (p->out_max_val) {
+          y[o * 2 * K + j] = (float)e[j].index;
+          y[o * 2 * K + K + j] = e[j].value;
+        } else {
+          y[o * K + j] = (float)e[j].index;
+        }
+      }
+    }
+  return CT_OK;
+}
+
+static void argmax_destroy(ct_layer *l) {
+  argmax *p = l->priv;
+  if (!p) return;
+  ct_scratch_free(&p->entries);
+  free(p);
+  l->priv = NULL;
+}
+
+const ct_layer_ops ct_layer_ArgMax = {.type = "ArgMax",
+                                      .min_bottom = 1,
+                                      .max_bottom = 1,
+                                      .min_top = 1,
+                                      .max_top = 1,
+                                      .has_backward = false,
+                                      .setup = argmax_setup,
+                                      .reshape = argmax_reshape,
+                                      .forward = argmax_forward,
+                                      .destroy = argmax_destroy};

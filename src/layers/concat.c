@@ -1,0 +1,111 @@
+/* Concat: joins its bottoms along one axis (axis, or the legacy concat_dim); all other axes must
+ * agree. With a single bottom the top views it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layer.h"
+
+typedef struct concat {
+  int axis; /* canonical, set in reshape */
+} concat;
+
+static const Caffe__ConcatParameter *params(const ct_layer *l) {
+  static const Caffe__ConcatParameter dflt = CAFFE__CONCAT_PARAMETER__INIT;
+  return l->lp->concat_param ? l->lp->concat_param : &dflt;
+}
+
+static ct_status concat_setup(ct_layer *l, ct_error *err) {
+  const Caffe__ConcatParameter *cp = params(l);
+  if (cp->has_axis && cp->has_concat_dim)
+    return ct_layer_fail(l, err, CT_EINVAL, "give either axis or concat_dim, not both");
+  concat *p = calloc(1, sizeof *p);
+  if (!p) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  l->priv = p;
+  return CT_OK;
+}
+
+static ct_status concat_reshape(ct_layer *l, ct_error *err) {
+  concat *p = l->priv;
+  const Caffe__ConcatParameter *cp = params(l);
+  const ct_tensor *b0 = l->bottom[0];
+  char s0[128], si[128];
+  int axis;
+  if (cp->has_concat_dim) {
+    axis = cp->concat_dim < (uint32_t)b0->naxes ? (int)cp->concat_dim : -1;
+    if (axis < 0)
+      return ct_layer_fail(l, err, CT_EINVAL, "concat_dim %u is out of range for bottom 0 of shape %s", cp->concat_dim,
+                           ct_tensor_shape_str(b0, s0, sizeof s0));
+  } else {
+    axis = ct_tensor_axis(b0, cp->axis);
+    if (axis < 0)
+      return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for bottom 0 of shape %s", cp->axis,
+                           ct_tensor_shape_str(b0, s0, sizeof s0));
+  }
+  p->axis = axis;
+  int shape[CT_MAX_AXES];
+  for (int i = 0; i < b0->naxes; i++) shape[i] = b0->shape[i];
+  for (int k = 1; k < l->nbottom; k++) {
+    const ct_tensor *b = l->bottom[k];
+    bool fits = b->naxes == b0->naxes;
+    for (int i = 0; fits && i < b0->naxes; i++) fits = i == axis || b->shape[i] == b0->shape[i];
+    if (!fits)
+      return ct_layer_fail(l, err, CT_ESHAPE,
+                           "bottom %d (%s) does not match bottom 0 (%s) on every axis but the concat axis %d", k,
+                           ct_tensor_shape_str(b, si, sizeof si), ct_tensor_shape_str(b0, s0, sizeof s0), axis);
+    if (b->shape[axis] > INT32_MAX - shape[axis])
+      return ct_layer_fail(l, err, CT_ESHAPE, "the concatenated axis %d is too large", axis);
+    shape[axis] += b->shape[axis];
+  }
+  CT_TRY(ct_tensor_reshape(l->top[0], b0->naxes, shape, err));
+  if (l->nbottom == 1) ct_tensor_share(l->top[0], b0);
+  return CT_OK;
+}
+
+/* The data moves as `outer` rows per bottom; a bottom's row is shape[axis] * inner floats. */
+static ct_status concat_forward(ct_layer *l, ct_error *err) {
+  (void)err;
+  if (l->nbottom == 1) return CT_OK;
+  concat *p = l->priv;
+  const ct_tensor *t = l->top[0];
+  size_t outer = ct_tensor_count_range(t, 0, p->axis), inner = ct_tensor_count_range(t, p->axis + 1, t->naxes);
+  size_t top_row = (size_t)t->shape[p->axis] * inner, offset = 0;
+  for (int k = 0; k < l->nbottom; k++) {
+    const ct_tensor *b = l->bottom[k];
+    size_t row = (size_t)b->shape[p->axis] * inner;
+    for (size_t o = 0; o < outer; o++) memcpy(t->data + o * top_row + offset, b->data + o * row, row * sizeof(float));
+    offset += row;
+  }
+  return CT_OK;
+}
+
+static void concat_backward(ct_layer *l) {
+  if (l->nbottom == 1) return;
+  concat *p = l->priv;
+  const ct_tensor *t = l->top[0];
+  size_t outer = ct_tensor_count_range(t, 0, p->axis), inner = ct_tensor_count_range(t, p->axis + 1, t->naxes);
+  size_t top_row = (size_t)t->shape[p->axis] * inner, offset = 0;
+  for (int k = 0; k < l->nbottom; k++) {
+    const ct_tensor *b = l->bottom[k];
+    size_t row = (size_t)b->shape[p->axis] * inner;
+    if (l->propagate_down[k])
+      for (size_t o = 0; o < outer; o++) memcpy(b->diff + o * row, t->diff + o * top_row + offset, row * sizeof(float));
+    offset += row;
+  }
+}
+
+static void concat_destroy(ct_layer *l) {
+  free(l->priv);
+  l->priv = NULL;
+}
+
+const ct_layer_ops ct_layer_Concat = {.type = "Concat",
+                                      .min_bottom = 1,
+                                      .max_bottom = -1,
+                                      .min_top = 1,
+                                      .max_top = 1,
+                                      .has_backward = true,
+                                      .setup = concat_setup,
+                                      .reshape = concat_reshape,
+                                      .forward = concat_forward,
+                                      .backward = concat_backward,
+                                      .destroy = concat_destroy};
