@@ -47,7 +47,7 @@ ct_harness *ctk_create(const char *text, int nbottom, const int *naxes, const in
   l->phase = phase ? CAFFE__PHASE__TEST : CAFFE__PHASE__TRAIN;
   l->dir = "";
   l->nbottom = nbottom;
-  l->ntop = ops->min_top > 0 ? ops->min_top : 1;
+  l->ntop = ops->min_top;
   if ((int)h->lp->n_top > l->ntop) l->ntop = (int)h->lp->n_top;
   const int *s = shapes;
   for (int i = 0; i < nbottom; i++) {

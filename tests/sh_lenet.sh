@@ -22,7 +22,7 @@ model="$tmp/lenet_iter_$iters.caffemodel"
 [ -f "$model" ] && ok || bad "no final snapshot $model"
 "$CORTADO" test --model="$ex/lenet_train_test.prototxt" --weights="$model" --iterations=100 > "$tmp/test.log" 2>&1 \
   && ok || bad "cortado test exited non-zero"
-acc2=$(sed -n 's/.*] *accuracy = \([0-9.]*\)$/\1/p; s/^accuracy = \([0-9.]*\)$/\1/p' "$tmp/test.log" | tail -1)
+acc2=$(sed -n 's/.*accuracy = \([0-9.]*\)$/\1/p' "$tmp/test.log" | tail -1)
 if [ -n "$acc2" ] && awk -v a="$acc" -v b="$acc2" 'BEGIN { d = a - b; exit !(d < 1e-4 && d > -1e-4) }'; then ok
 else bad "cortado test accuracy ${acc2:-none} differs from training's ${acc:-none}"; tail -3 "$tmp/test.log" >&2; fi
 echo "$pass passed, $fail failed"

@@ -32,6 +32,8 @@ typedef struct ct_layer_ops {
   bool in_place;     /* may run with top[i] == bottom[i] */
   bool is_loss;      /* top[0] gets loss_weight 1 by default */
   bool has_backward; /* false: the layer propagates nothing (data, accuracy, argmax, ...) */
+  unsigned label_bottoms; /* bit i: bottom i is a label/target and never takes a gradient,
+                             even under force_backward (Caffe's AllowForceBackward) */
   ct_status (*setup)(ct_layer *l, ct_error *err);
   ct_status (*reshape)(ct_layer *l, ct_error *err);
   ct_status (*forward)(ct_layer *l, ct_error *err);

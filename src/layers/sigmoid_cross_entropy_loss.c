@@ -119,6 +119,7 @@ const ct_layer_ops ct_layer_SigmoidCrossEntropyLoss = {.type = "SigmoidCrossEntr
                                                        .max_bottom = 2,
                                                        .min_top = 1,
                                                        .max_top = 1,
+                                                       .label_bottoms = 1u << 1,
                                                        .is_loss = true,
                                                        .has_backward = true,
                                                        .setup = sce_setup,

@@ -389,6 +389,7 @@ static void decide_backward(ct_net *net, bool force_backward) {
     bool need = false;
     for (int b = 0; b < l->nbottom; b++) {
       bool pd = nl->lp->n_propagate_down ? nl->lp->propagate_down[b] : true;
+      if (b < 32 && (l->ops->label_bottoms >> b) & 1u) pd = false;
       l->propagate_down[b] = blob_need[nl->bottom_ids[b]] && pd;
       if (force_backward && pd) l->propagate_down[b] = true;
       need |= l->propagate_down[b];

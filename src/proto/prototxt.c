@@ -813,7 +813,16 @@ static const ProtobufCFieldDescriptor *lookup(const ProtobufCMessageDescriptor *
   if (t->n >= sizeof name) return NULL;
   memcpy(name, t->p, t->n);
   name[t->n] = '\0';
-  return protobuf_c_message_descriptor_get_field_by_name(desc, name);
+  /* A schema name ending in "_" (base_: protobuf-c's structs already have a member `base`) is
+   * spelled without the underscore in text, as Caffe spells it. */
+  if (t->n > 0 && name[t->n - 1] == '_') return NULL;
+  const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(desc, name);
+  if (!f && t->n + 1 < sizeof name) {
+    name[t->n] = '_';
+    name[t->n + 1] = '\0';
+    f = protobuf_c_message_descriptor_get_field_by_name(desc, name);
+  }
+  return f;
 }
 
 /* Parses fields until `close` (0: the end of input), which it leaves as the lookahead. */
@@ -995,7 +1004,8 @@ static void print_message(sbuf *b, const ProtobufCMessage *msg, int depth);
 static void print_field(sbuf *b, const ProtobufCFieldDescriptor *f, const void *p, int depth) {
   char num[64];
   sb_indent(b, depth);
-  sb_puts(b, f->name);
+  size_t nlen = strlen(f->name);
+  sb_put(b, f->name, nlen - (nlen > 0 && f->name[nlen - 1] == '_')); /* base_ prints as base */
   if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
     sb_puts(b, " {\n");
     const ProtobufCMessage *sub = *(ProtobufCMessage *const *)p;
