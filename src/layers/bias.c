@@ -1,0 +1,131 @@
+/* Bias (Caffe's): y = x + b, with b broadcast over x's axes [axis, axis + b's axes). b is
+ * bottom[1] when given, else the learnable blob 0 (shape from axis and num_axes, filler default
+ * constant 0). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/filler.h"
+#include "layers/layer.h"
+
+typedef struct bias_priv {
+  size_t outer, dim, inner;
+} bias_priv;
+
+static const Caffe__BiasParameter default_param = CAFFE__BIAS_PARAMETER__INIT;
+
+static const Caffe__BiasParameter *param_of(const ct_layer *l) {
+  return l->lp->bias_param ? l->lp->bias_param : &default_param;
+}
+
+static ct_status bias_setup(ct_layer *l, ct_error *err) {
+  const Caffe__BiasParameter *p = param_of(l);
+  const ct_tensor *x = l->bottom[0];
+  char buf[128];
+  bias_priv *bp = calloc(1, sizeof *bp);
+  if (!bp) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  l->priv = bp;
+  if (l->nbottom > 1) return CT_OK;
+  int axis = ct_tensor_axis(x, p->axis);
+  if (axis < 0 && !(x->naxes == 0 && p->axis == 0))
+    return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for bottom shape %s", p->axis,
+                         ct_tensor_shape_str(x, buf, sizeof buf));
+  if (axis < 0) axis = 0;
+  if (p->num_axes < -1)
+    return ct_layer_fail(l, err, CT_EINVAL, "num_axes must be non-negative, or -1 to extend to the end of bottom[0]");
+  if (p->num_axes >= 0 && x->naxes < axis + p->num_axes)
+    return ct_layer_fail(l, err, CT_EINVAL,
+                         "bias blob's shape extends past bottom[0]'s shape %s when applied starting with axis %d "
+                         "(num_axes %d)",
+                         ct_tensor_shape_str(x, buf, sizeof buf), axis, p->num_axes);
+  int naxes = p->num_axes == -1 ? x->naxes - axis : p->num_axes;
+  CT_TRY(ct_layer_alloc_blobs(l, 1, err));
+  CT_TRY(ct_tensor_reshape(l->blobs[0], naxes, x->shape + axis, err));
+  if (ct_fill(p->filler, l->blobs[0], &l->rng, "filler", err))
+    return ct_error_prefix(err, "layer \"%s\" (Bias)", l->name);
+  return CT_OK;
+}
+
+static ct_status bias_reshape(ct_layer *l, ct_error *err) {
+  bias_priv *bp = l->priv;
+  const Caffe__BiasParameter *p = param_of(l);
+  const ct_tensor *x = l->bottom[0], *b = l->nbottom > 1 ? l->bottom[1] : l->blobs[0];
+  char buf[128], buf2[128];
+  int axis = 0;
+  if (b->naxes > 0) {
+    axis = ct_tensor_axis(x, p->axis);
+    if (axis < 0)
+      return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for bottom shape %s", p->axis,
+                           ct_tensor_shape_str(x, buf, sizeof buf));
+  }
+  bool fits = x->naxes >= axis + b->naxes;
+  for (int i = 0; fits && i < b->naxes; i++) fits = x->shape[axis + i] == b->shape[i];
+  if (!fits)
+    return ct_layer_fail(l, err, CT_ESHAPE, "bias shape %s does not match bottom[0] shape %s from axis %d",
+                         ct_tensor_shape_str(b, buf, sizeof buf), ct_tensor_shape_str(x, buf2, sizeof buf2), axis);
+  bp->outer = ct_tensor_count_range(x, 0, axis);
+  bp->dim = b->count;
+  bp->inner = ct_tensor_count_range(x, axis + b->naxes, x->naxes);
+  if (l->top[0] != x) CT_TRY(ct_tensor_reshape_like(l->top[0], x, err));
+  return CT_OK;
+}
+
+static ct_status bias_forward(ct_layer *l, ct_error *err) {
+  (void)err;
+  bias_priv *bp = l->priv;
+  const float *x = l->bottom[0]->data, *b = l->nbottom > 1 ? l->bottom[1]->data : l->blobs[0]->data;
+  float *y = l->top[0]->data;
+  for (size_t o = 0; o < bp->outer; o++)
+    for (size_t d = 0; d < bp->dim; d++) {
+      const size_t off = (o * bp->dim + d) * bp->inner;
+      const float *xi = x + off; /* may be yi (in place) */
+      float *yi = y + off;
+      const float bv = b[d];
+      for (size_t i = 0; i < bp->inner; i++) yi[i] = xi[i] + bv;
+    }
+  return CT_OK;
+}
+
+static void bias_backward(ct_layer *l) {
+  bias_priv *bp = l->priv;
+  const float *dy = l->top[0]->diff;
+  float *db = NULL;
+  if (l->nbottom > 1 && l->propagate_down[1]) {
+    db = l->bottom[1]->diff;
+    memset(db, 0, bp->dim * sizeof(float));
+  } else if (l->nbottom == 1 && l->param_propagate_down[0]) {
+    db = l->blobs[0]->diff;
+  }
+  if (db)
+    for (size_t d = 0; d < bp->dim; d++) {
+      double g = 0.0;
+      for (size_t o = 0; o < bp->outer; o++) {
+        const float *restrict dyi = dy + (o * bp->dim + d) * bp->inner;
+        float a = 0.0f;
+        for (size_t i = 0; i < bp->inner; i++) a += dyi[i];
+        g += a;
+      }
+      db[d] += (float)g;
+    }
+  if (l->propagate_down[0] && l->bottom[0]->diff != dy)
+    memcpy(l->bottom[0]->diff, dy, l->bottom[0]->count * sizeof(float));
+}
+
+static void bias_destroy(ct_layer *l) {
+  free(l->priv);
+  l->priv = NULL;
+}
+
+const ct_layer_ops ct_layer_Bias = {
+    .type = "Bias",
+    .min_bottom = 1,
+    .max_bottom = 2,
+    .min_top = 1,
+    .max_top = 1,
+    .in_place = true,
+    .has_backward = true,
+    .setup = bias_setup,
+    .reshape = bias_reshape,
+    .forward = bias_forward,
+    .backward = bias_backward,
+    .destroy = bias_destroy,
+};

@@ -1,0 +1,124 @@
+/* InnerProduct (Caffe's fully-connected layer): y (M x N) = x (M x K) * W^T + b, where the axes
+ * before `axis` form M and the rest form K. W is N x K, or K x N with transpose: true. */
+#include <stdlib.h>
+
+#include "core/blas.h"
+#include "core/filler.h"
+#include "layers/layer.h"
+
+typedef struct ip_priv {
+  int M, K, N, axis;
+  bool bias, transpose;
+} ip_priv;
+
+static const Caffe__InnerProductParameter default_param = CAFFE__INNER_PRODUCT_PARAMETER__INIT;
+
+static ct_status ip_axis(const ct_layer *l, int axis_param, int *axis, ct_error *err) {
+  char buf[128];
+  *axis = ct_tensor_axis(l->bottom[0], axis_param);
+  if (*axis < 0)
+    return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for bottom shape %s", axis_param,
+                         ct_tensor_shape_str(l->bottom[0], buf, sizeof buf));
+  return CT_OK;
+}
+
+static ct_status ip_setup(ct_layer *l, ct_error *err) {
+  const Caffe__InnerProductParameter *p = l->lp->inner_product_param ? l->lp->inner_product_param : &default_param;
+  if (!p->has_num_output || p->num_output == 0 || p->num_output > (1u << 30))
+    return ct_layer_fail(l, err, CT_EINVAL, "num_output must be specified and positive");
+  ip_priv *ip = calloc(1, sizeof *ip);
+  if (!ip) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  l->priv = ip;
+  ip->N = (int)p->num_output;
+  ip->bias = p->bias_term;
+  ip->transpose = p->transpose;
+  CT_TRY(ip_axis(l, p->axis, &ip->axis, err));
+  size_t K = ct_tensor_count_range(l->bottom[0], ip->axis, l->bottom[0]->naxes);
+  if (K == 0 || K > (1u << 30)) return ct_layer_fail(l, err, CT_ESHAPE, "input dimension %zu is unusable", K);
+  ip->K = (int)K;
+  CT_TRY(ct_layer_alloc_blobs(l, ip->bias ? 2 : 1, err));
+  int wshape[2] = {ip->transpose ? ip->K : ip->N, ip->transpose ? ip->N : ip->K};
+  CT_TRY(ct_tensor_reshape(l->blobs[0], 2, wshape, err));
+  if (ct_fill(p->weight_filler, l->blobs[0], &l->rng, "weight_filler", err))
+    return ct_error_prefix(err, "layer \"%s\" (InnerProduct)", l->name);
+  if (ip->bias) {
+    CT_TRY(ct_tensor_reshape(l->blobs[1], 1, &ip->N, err));
+    if (ct_fill(p->bias_filler, l->blobs[1], &l->rng, "bias_filler", err))
+      return ct_error_prefix(err, "layer \"%s\" (InnerProduct)", l->name);
+  }
+  return CT_OK;
+}
+
+static ct_status ip_reshape(ct_layer *l, ct_error *err) {
+  ip_priv *ip = l->priv;
+  const ct_tensor *x = l->bottom[0];
+  const Caffe__InnerProductParameter *p = l->lp->inner_product_param ? l->lp->inner_product_param : &default_param;
+  CT_TRY(ip_axis(l, p->axis, &ip->axis, err));
+  size_t K = ct_tensor_count_range(x, ip->axis, x->naxes);
+  if (K != (size_t)ip->K)
+    return ct_layer_fail(l, err, CT_ESHAPE,
+                         "input size incompatible with inner product parameters: %zu inputs per row, expected %d", K,
+                         ip->K);
+  size_t M = ct_tensor_count_range(x, 0, ip->axis);
+  if (M > (1u << 30)) return ct_layer_fail(l, err, CT_ESHAPE, "too many rows (%zu)", M);
+  ip->M = (int)M;
+  int shape[CT_MAX_AXES];
+  for (int i = 0; i < ip->axis; i++) shape[i] = x->shape[i];
+  shape[ip->axis] = ip->N;
+  return ct_tensor_reshape(l->top[0], ip->axis + 1, shape, err);
+}
+
+static ct_status ip_forward(ct_layer *l, ct_error *err) {
+  (void)err;
+  ip_priv *ip = l->priv;
+  const float *x = l->bottom[0]->data, *w = l->blobs[0]->data;
+  float *y = l->top[0]->data;
+  ct_sgemm(0, !ip->transpose, ip->M, ip->N, ip->K, 1.0f, x, w, 0.0f, y);
+  if (ip->bias) {
+    const float *restrict b = l->blobs[1]->data;
+    for (int m = 0; m < ip->M; m++) {
+      float *restrict ym = y + (size_t)m * ip->N;
+      for (int n = 0; n < ip->N; n++) ym[n] += b[n];
+    }
+  }
+  return CT_OK;
+}
+
+static void ip_backward(ct_layer *l) {
+  ip_priv *ip = l->priv;
+  const float *x = l->bottom[0]->data, *w = l->blobs[0]->data, *dy = l->top[0]->diff;
+  if (l->param_propagate_down[0]) {
+    if (ip->transpose) /* dW (K x N) += x^T dy */
+      ct_sgemm(1, 0, ip->K, ip->N, ip->M, 1.0f, x, dy, 1.0f, l->blobs[0]->diff);
+    else /* dW (N x K) += dy^T x */
+      ct_sgemm(1, 0, ip->N, ip->K, ip->M, 1.0f, dy, x, 1.0f, l->blobs[0]->diff);
+  }
+  if (ip->bias && l->param_propagate_down[1]) {
+    float *restrict db = l->blobs[1]->diff;
+    for (int m = 0; m < ip->M; m++) {
+      const float *restrict dym = dy + (size_t)m * ip->N;
+      for (int n = 0; n < ip->N; n++) db[n] += dym[n];
+    }
+  }
+  if (l->propagate_down[0]) /* dx (M x K) = dy W, or dy W^T when W is K x N */
+    ct_sgemm(0, ip->transpose, ip->M, ip->K, ip->N, 1.0f, dy, w, 0.0f, l->bottom[0]->diff);
+}
+
+static void ip_destroy(ct_layer *l) {
+  free(l->priv);
+  l->priv = NULL;
+}
+
+const ct_layer_ops ct_layer_InnerProduct = {
+    .type = "InnerProduct",
+    .min_bottom = 1,
+    .max_bottom = 1,
+    .min_top = 1,
+    .max_top = 1,
+    .has_backward = true,
+    .setup = ip_setup,
+    .reshape = ip_reshape,
+    .forward = ip_forward,
+    .backward = ip_backward,
+    .destroy = ip_destroy,
+};

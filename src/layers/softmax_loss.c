@@ -1,0 +1,177 @@
+/* SoftmaxWithLoss (Caffe's): the mean (by loss_param.normalization) of -log softmax(x)[label]
+ * over the positions of bottom[0] (outer x C x inner, softmax over softmax_param.axis), with
+ * integer labels in bottom[1] (outer x inner values). Positions labelled ignore_label count for
+ * nothing. An optional second top receives the probabilities. Labels outside [0, C) are a forward
+ * error. */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layer.h"
+#include "layers/softmax.h"
+
+typedef struct sml_priv {
+  bool has_ignore;
+  int ignore;
+  Caffe__LossParameter__NormalizationMode mode;
+  size_t outer, C, inner;
+  float normalizer; /* of the last forward */
+  float *prob;      /* when there is no second top */
+  size_t prob_cap;
+  float *scratch;
+  size_t scratch_cap;
+} sml_priv;
+
+static const Caffe__LossParameter default_loss = CAFFE__LOSS_PARAMETER__INIT;
+static const Caffe__SoftmaxParameter default_softmax = CAFFE__SOFTMAX_PARAMETER__INIT;
+
+static ct_status sml_setup(ct_layer *l, ct_error *err) {
+  const Caffe__LossParameter *p = l->lp->loss_param ? l->lp->loss_param : &default_loss;
+  sml_priv *sp = calloc(1, sizeof *sp);
+  if (!sp) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  l->priv = sp;
+  sp->has_ignore = p->has_ignore_label;
+  sp->ignore = p->ignore_label;
+  sp->mode = p->normalization;
+  if (!p->has_normalization && p->has_normalize)
+    sp->mode = p->normalize ? CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__VALID
+                            : CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__BATCH_SIZE;
+  switch (sp->mode) {
+    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__FULL:
+    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__VALID:
+    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__BATCH_SIZE:
+    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__NONE: break;
+    default: return ct_layer_fail(l, err, CT_EINVAL, "unknown normalization mode %d", (int)sp->mode);
+  }
+  return CT_OK;
+}
+
+static ct_status grow(const ct_layer *l, float **buf, size_t *cap, size_t need, ct_error *err) {
+  if (need <= *cap) return CT_OK;
+  float *b = malloc(need * sizeof(float));
+  if (!b) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats", need);
+  free(*buf);
+  *buf = b;
+  *cap = need;
+  return CT_OK;
+}
+
+static ct_status sml_reshape(ct_layer *l, ct_error *err) {
+  sml_priv *sp = l->priv;
+  const Caffe__SoftmaxParameter *p = l->lp->softmax_param ? l->lp->softmax_param : &default_softmax;
+  const ct_tensor *x = l->bottom[0], *lab = l->bottom[1];
+  char buf[128], buf2[128];
+  int axis = ct_tensor_axis(x, p->axis);
+  if (axis < 0)
+    return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for bottom shape %s", p->axis,
+                         ct_tensor_shape_str(x, buf, sizeof buf));
+  if (x->naxes > 0 && lab->naxes > 0 && x->shape[0] != lab->shape[0])
+    return ct_layer_fail(l, err, CT_ESHAPE, "the data and label should have the same first dimension: %s vs %s",
+                         ct_tensor_shape_str(x, buf, sizeof buf), ct_tensor_shape_str(lab, buf2, sizeof buf2));
+  sp->outer = ct_tensor_count_range(x, 0, axis);
+  sp->C = (size_t)x->shape[axis];
+  sp->inner = ct_tensor_count_range(x, axis + 1, x->naxes);
+  if (sp->outer * sp->inner != lab->count)
+    return ct_layer_fail(l, err, CT_ESHAPE,
+                         "number of labels must match number of predictions: predictions %s with softmax axis %d "
+                         "need %zu labels, got %s",
+                         ct_tensor_shape_str(x, buf, sizeof buf), axis, sp->outer * sp->inner,
+                         ct_tensor_shape_str(lab, buf2, sizeof buf2));
+  CT_TRY(ct_tensor_reshape(l->top[0], 0, NULL, err));
+  if (l->ntop > 1) CT_TRY(ct_tensor_reshape_like(l->top[1], x, err));
+  else CT_TRY(grow(l, &sp->prob, &sp->prob_cap, x->count, err));
+  return grow(l, &sp->scratch, &sp->scratch_cap, sp->inner, err);
+}
+
+static float normalizer(const sml_priv *sp, size_t valid) {
+  double n;
+  switch (sp->mode) {
+    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__FULL: n = (double)(sp->outer * sp->inner); break;
+    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__VALID: n = (double)valid; break;
+    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__BATCH_SIZE: n = (double)sp->outer; break;
+    default: n = 1.0; break;
+  }
+  return (float)(n > 1.0 ? n : 1.0);
+}
+
+static float *prob_of(ct_layer *l) {
+  sml_priv *sp = l->priv;
+  return l->ntop > 1 ? l->top[1]->data : sp->prob;
+}
+
+static ct_status sml_forward(ct_layer *l, ct_error *err) {
+  sml_priv *sp = l->priv;
+  const size_t C = sp->C, inner = sp->inner;
+  float *prob = prob_of(l);
+  const float *labels = l->bottom[1]->data;
+  if (C > 0) ct_softmax_forward(sp->outer, C, inner, l->bottom[0]->data, prob, sp->scratch);
+  double loss = 0.0;
+  size_t valid = 0;
+  for (size_t o = 0; o < sp->outer; o++)
+    for (size_t i = 0; i < inner; i++) {
+      const float v = labels[o * inner + i];
+      if (!(v > -2147483648.0f && v < 2147483648.0f))
+        return ct_layer_fail(l, err, CT_EINVAL, "label %g at position %zu is not an integer class", v, o * inner + i);
+      const int lab = (int)v;
+      if (sp->has_ignore && lab == sp->ignore) continue;
+      if (lab < 0 || (size_t)lab >= C)
+        return ct_layer_fail(l, err, CT_EINVAL, "label %d at position %zu is outside [0, %zu)", lab, o * inner + i, C);
+      const float pr = prob[(o * C + (size_t)lab) * inner + i];
+      loss -= log(pr > FLT_MIN ? pr : FLT_MIN);
+      valid++;
+    }
+  sp->normalizer = normalizer(sp, valid);
+  l->top[0]->data[0] = (float)(loss / sp->normalizer);
+  return CT_OK;
+}
+
+static void sml_backward(ct_layer *l) {
+  sml_priv *sp = l->priv;
+  /* Labels take no gradient (Caffe refuses to propagate to them); keep their diff defined. */
+  if (l->propagate_down[1]) memset(l->bottom[1]->diff, 0, l->bottom[1]->count * sizeof(float));
+  if (!l->propagate_down[0]) return;
+  const size_t C = sp->C, inner = sp->inner;
+  const float *prob = prob_of(l), *labels = l->bottom[1]->data;
+  float *dx = l->bottom[0]->diff;
+  const float scale = l->top[0]->diff[0] / sp->normalizer;
+  for (size_t o = 0; o < sp->outer; o++) {
+    const float *restrict po = prob + o * C * inner;
+    float *restrict d = dx + o * C * inner;
+    for (size_t k = 0; k < C * inner; k++) d[k] = po[k] * scale;
+    for (size_t i = 0; i < inner; i++) {
+      const int lab = (int)labels[o * inner + i];
+      if (sp->has_ignore && lab == sp->ignore) {
+        for (size_t c = 0; c < C; c++) d[c * inner + i] = 0.0f;
+      } else {
+        d[(size_t)lab * inner + i] -= scale;
+      }
+    }
+  }
+}
+
+static void sml_destroy(ct_layer *l) {
+  sml_priv *sp = l->priv;
+  if (sp) {
+    free(sp->prob);
+    free(sp->scratch);
+  }
+  free(sp);
+  l->priv = NULL;
+}
+
+const ct_layer_ops ct_layer_SoftmaxWithLoss = {
+    .type = "SoftmaxWithLoss",
+    .min_bottom = 2,
+    .max_bottom = 2,
+    .min_top = 1,
+    .max_top = 2,
+    .is_loss = true,
+    .has_backward = true,
+    .label_bottoms = 1u << 1,
+    .setup = sml_setup,
+    .reshape = sml_reshape,
+    .forward = sml_forward,
+    .backward = sml_backward,
+    .destroy = sml_destroy,
+};

@@ -1,0 +1,256 @@
+/* The convolution layer's fast path (im2col + GEMM) against the naive direct loops, on a zoo of
+ * shapes: forward, data gradient, weight gradient, bias gradient. Also im2col/col2im adjointness,
+ * the layer (through the harness) against the reference, and its parameter errors. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "harness.h"
+#include "layers/conv.h"
+#include "proto/prototxt.h"
+
+typedef struct {
+  int N, C, H, W, K, G, kh, kw, sh, sw, ph, pw, dh, dw;
+} zoo_shape;
+
+static const zoo_shape zoo[] = {
+    /*N C  H   W  K  G kh kw sh sw ph pw dh dw */
+    {2, 3, 5, 5, 4, 1, 3, 3, 1, 1, 0, 0, 1, 1},    {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1},
+    {2, 3, 7, 6, 5, 1, 3, 3, 2, 2, 1, 1, 1, 1},    {1, 4, 9, 9, 6, 2, 3, 3, 1, 1, 1, 1, 1, 1},
+    {3, 6, 5, 7, 6, 3, 3, 2, 1, 2, 1, 0, 1, 1},    {2, 4, 8, 8, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1},
+    {1, 2, 9, 9, 3, 1, 3, 3, 1, 1, 2, 2, 2, 2},    {2, 3, 11, 7, 2, 1, 3, 3, 2, 1, 0, 1, 2, 3},
+    {2, 5, 4, 6, 3, 1, 1, 1, 1, 1, 0, 0, 1, 1},    {2, 6, 4, 6, 4, 2, 1, 1, 1, 1, 0, 0, 1, 1},
+    {2, 3, 5, 5, 4, 1, 1, 1, 2, 2, 0, 0, 1, 1},    {1, 3, 5, 5, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+    {2, 3, 5, 5, 4, 1, 5, 5, 1, 1, 0, 0, 1, 1},    {1, 2, 4, 6, 3, 1, 4, 6, 1, 1, 0, 0, 1, 1},
+    {1, 3, 13, 13, 8, 1, 11, 11, 4, 4, 0, 0, 1, 1}, {1, 3, 17, 17, 4, 1, 7, 7, 2, 2, 3, 3, 1, 1},
+    {2, 8, 6, 6, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1},    {1, 4, 6, 6, 4, 2, 3, 3, 3, 3, 2, 2, 1, 1},
+    {3, 1, 7, 5, 2, 1, 2, 4, 1, 3, 1, 2, 1, 1},    {1, 2, 3, 3, 2, 1, 3, 3, 1, 1, 2, 2, 1, 1},
+    {1, 2, 5, 5, 3, 1, 3, 3, 1, 1, 4, 4, 3, 3},    {1, 2, 1, 9, 2, 1, 1, 3, 1, 1, 0, 1, 1, 1},
+    {1, 2, 9, 1, 2, 1, 3, 1, 2, 1, 1, 0, 1, 1},    {4, 3, 6, 5, 6, 3, 2, 2, 2, 2, 0, 0, 1, 1},
+    {1, 16, 8, 8, 32, 1, 3, 3, 1, 1, 1, 1, 1, 1},  {2, 3, 10, 10, 4, 1, 3, 3, 3, 2, 0, 1, 1, 2},
+    {1, 1, 8, 8, 1, 1, 2, 2, 2, 2, 0, 0, 1, 1},    {1, 5, 7, 7, 10, 5, 3, 3, 1, 1, 1, 1, 2, 2},
+    {2, 3, 6, 6, 3, 1, 6, 1, 1, 1, 0, 0, 1, 1},    {1, 2, 8, 7, 4, 2, 4, 3, 2, 3, 2, 1, 1, 2},
+    {1, 3, 5, 5, 2, 1, 3, 3, 5, 5, 1, 1, 1, 1},    {2, 4, 3, 4, 2, 1, 2, 2, 1, 1, 1, 1, 2, 2},
+    {1, 3, 6, 6, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1},    {2, 2, 12, 3, 4, 2, 5, 1, 2, 1, 2, 0, 2, 1},
+};
+
+static float *rand_buf(size_t n, ct_rng *r) {
+  float *p = malloc((n ? n : 1) * sizeof(float));
+  for (size_t i = 0; i < n; i++) p[i] = ct_rng_gaussian(r, 0, 1);
+  return p;
+}
+
+/* Worst |a - b| relative to the largest |b| (1 at least): one CHECK per tensor. */
+static void check_same(const float *a, const float *b, size_t n, const char *what, int idx) {
+  double scale = 1.0, worst = 0.0;
+  size_t at = 0;
+  for (size_t i = 0; i < n; i++)
+    if (fabs(b[i]) > scale) scale = fabs(b[i]);
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    if (!(d <= worst)) {
+      worst = d;
+      at = i;
+    }
+  }
+  CHECK(worst <= 1e-4 * scale, "zoo %d %s: element %zu differs by %g (scale %g): %g vs %g", idx, what, at, worst,
+        scale, n ? a[at] : 0.0, n ? b[at] : 0.0);
+}
+
+static ct_conv_geom geom_of(const zoo_shape *z) {
+  ct_conv_geom g = {z->N, z->C, z->H, z->W, z->K, z->G, z->kh, z->kw, z->sh, z->sw, z->ph, z->pw, z->dh, z->dw, 0, 0};
+  return g;
+}
+
+static void test_zoo(void) {
+  int nzoo = (int)(sizeof zoo / sizeof zoo[0]);
+  CHECK(nzoo >= 30, "the zoo has %d shapes", nzoo);
+  for (int z = 0; z < nzoo; z++) {
+    ct_conv_geom g = geom_of(&zoo[z]);
+    if (!ct_conv_geom_finish(&g)) {
+      CHECK(0, "zoo %d does not fit", z);
+      continue;
+    }
+    ct_rng r;
+    ct_rng_seed(&r, 1000 + (uint64_t)z);
+    size_t nx = (size_t)g.N * g.C * g.H * g.W, ny = (size_t)g.N * g.K * g.OH * g.OW;
+    size_t nw = (size_t)g.K * (g.C / g.G) * g.kh * g.kw;
+    float *x = rand_buf(nx, &r), *w = rand_buf(nw, &r), *b = rand_buf((size_t)g.K, &r), *dy = rand_buf(ny, &r);
+    float *y0 = rand_buf(ny, &r), *y1 = rand_buf(ny, &r);
+    float *dx0 = rand_buf(nx, &r), *dx1 = rand_buf(nx, &r);
+    /* the weight and bias gradients accumulate: both start from the same nonzero values */
+    float *dw0 = rand_buf(nw, &r), *dw1 = malloc(nw * sizeof(float));
+    float *db0 = rand_buf((size_t)g.K, &r), *db1 = malloc((size_t)g.K * sizeof(float));
+    memcpy(dw1, dw0, nw * sizeof(float));
+    memcpy(db1, db0, (size_t)g.K * sizeof(float));
+    size_t ncol = ct_conv_col_size(&g);
+    float *col = rand_buf(ncol, &r);
+    ct_conv_forward_naive(&g, x, w, b, y0);
+    ct_conv_forward_gemm(&g, x, w, b, y1, col);
+    check_same(y1, y0, ny, "forward", z);
+    ct_conv_forward_naive(&g, x, w, NULL, y0);
+    ct_conv_forward_gemm(&g, x, w, NULL, y1, col);
+    check_same(y1, y0, ny, "forward without bias", z);
+    ct_conv_backward_naive(&g, x, w, dy, dx0, dw0, db0);
+    ct_conv_backward_gemm(&g, x, w, dy, dx1, dw1, db1, col);
+    check_same(dx1, dx0, nx, "data gradient", z);
+    check_same(dw1, dw0, nw, "weight gradient", z);
+    check_same(db1, db0, (size_t)g.K, "bias gradient", z);
+    /* each output alone */
+    ct_conv_backward_naive(&g, x, w, dy, dx0, NULL, NULL);
+    ct_conv_backward_gemm(&g, x, w, dy, dx1, NULL, NULL, col);
+    check_same(dx1, dx0, nx, "data gradient alone", z);
+    memset(dw0, 0, nw * sizeof(float));
+    memset(dw1, 0, nw * sizeof(float));
+    ct_conv_backward_naive(&g, x, w, dy, NULL, dw0, NULL);
+    ct_conv_backward_gemm(&g, x, w, dy, NULL, dw1, NULL, col);
+    check_same(dw1, dw0, nw, "weight gradient alone", z);
+    free(x), free(w), free(b), free(dy), free(y0), free(y1), free(dx0), free(dx1);
+    free(dw0), free(dw1), free(db0), free(db1), free(col);
+  }
+}
+
+/* <col2im(c), x> == <c, im2col(x)> for every zoo shape (one image). */
+static void test_adjoint(void) {
+  int nzoo = (int)(sizeof zoo / sizeof zoo[0]);
+  for (int z = 0; z < nzoo; z++) {
+    ct_conv_geom g = geom_of(&zoo[z]);
+    if (!ct_conv_geom_finish(&g)) continue;
+    ct_im2col_geom m = {g.C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.OH, g.OW};
+    ct_rng r;
+    ct_rng_seed(&r, 7 + (uint64_t)z);
+    size_t nx = (size_t)g.C * g.H * g.W, nc = (size_t)g.C * g.kh * g.kw * g.OH * g.OW;
+    float *x = rand_buf(nx, &r), *c = rand_buf(nc, &r), *cx = rand_buf(nc, &r), *xc = rand_buf(nx, &r);
+    ct_im2col(&m, x, cx);
+    ct_col2im(&m, c, xc);
+    double a = 0, b = 0, s = 0;
+    for (size_t i = 0; i < nx; i++) a += (double)xc[i] * x[i], s += fabs((double)xc[i] * x[i]);
+    for (size_t i = 0; i < nc; i++) b += (double)c[i] * cx[i];
+    CHECK(fabs(a - b) <= 1e-5 * (s + 1), "zoo %d: <col2im(c), x> = %g but <c, im2col(x)> = %g", z, a, b);
+    free(x), free(c), free(cx), free(xc);
+  }
+}
+
+/* The layer (parsed parameters, blobs, the GEMM path) against the reference loops. */
+static void test_layer(void) {
+  static const struct {
+    const char *text;
+    int shape[4];
+    int G, kh, kw, sh, sw, ph, pw, dh, dw;
+  } cases[] = {
+      {"num_output: 4 kernel_size: 3", {2, 3, 6, 5}, 1, 3, 3, 1, 1, 0, 0, 1, 1},
+      {"num_output: 6 kernel_size: 3 stride: 2 pad: 1 group: 3", {2, 3, 7, 7}, 3, 3, 3, 2, 2, 1, 1, 1, 1},
+      {"num_output: 2 kernel_size: 3 kernel_size: 2 stride: 1 stride: 2 pad: 2 pad: 0 dilation: 2",
+       {1, 2, 6, 7}, 1, 3, 2, 1, 2, 2, 0, 2, 2},
+      {"num_output: 3 kernel_h: 1 kernel_w: 3 stride_h: 2 stride_w: 1 pad_h: 0 pad_w: 1 dilation: 3",
+       {2, 2, 5, 8}, 1, 1, 3, 2, 1, 0, 1, 3, 3},
+      {"num_output: 5 kernel_size: 1", {2, 4, 3, 3}, 1, 1, 1, 1, 1, 0, 0, 1, 1},
+  };
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    char text[512], eb[1024];
+    snprintf(text, sizeof text,
+             "type: \"Convolution\" convolution_param { %s weight_filler { type: \"gaussian\" std: 1 } "
+             "bias_filler { type: \"gaussian\" std: 1 } }",
+             cases[ci].text);
+    int naxes = 4;
+    ct_harness *h = ctk_create(text, 1, &naxes, cases[ci].shape, 0, 5, eb, sizeof eb);
+    CHECK(h != NULL, "layer case %zu: %s", ci, eb);
+    if (!h) continue;
+    ct_conv_geom g = {cases[ci].shape[0], cases[ci].shape[1], cases[ci].shape[2], cases[ci].shape[3],
+                      0, cases[ci].G, cases[ci].kh, cases[ci].kw, cases[ci].sh, cases[ci].sw,
+                      cases[ci].ph, cases[ci].pw, cases[ci].dh, cases[ci].dw, 0, 0};
+    int wshape[8], bshape[8], yshape[8];
+    ctk_shape(h, 2, 0, wshape);
+    ctk_shape(h, 2, 1, bshape);
+    g.K = wshape[0];
+    ct_conv_geom_finish(&g);
+    int ny_axes = ctk_shape(h, 1, 0, yshape);
+    CHECK(ny_axes == 4 && yshape[0] == g.N && yshape[1] == g.K && yshape[2] == g.OH && yshape[3] == g.OW &&
+              wshape[1] == g.C / g.G && wshape[2] == g.kh && wshape[3] == g.kw && bshape[0] == g.K,
+          "layer case %zu: shapes (top %dx%dx%dx%d, expected %dx%dx%dx%d)", ci, yshape[0], yshape[1], yshape[2],
+          yshape[3], g.N, g.K, g.OH, g.OW);
+    ct_rng r;
+    ct_rng_seed(&r, 31 + ci);
+    size_t nx = (size_t)g.N * g.C * g.H * g.W, ny = (size_t)g.N * g.K * g.OH * g.OW;
+    size_t nw = (size_t)g.K * (g.C / g.G) * g.kh * g.kw;
+    float *x = ctk_data(h, 0, 0);
+    for (size_t i = 0; i < nx; i++) x[i] = ct_rng_gaussian(&r, 0, 1);
+    CHECK(ctk_forward(h, eb, sizeof eb) == 0, "layer case %zu forward: %s", ci, eb);
+    float *y0 = malloc(ny * sizeof(float)), *dx0 = malloc(nx * sizeof(float));
+    float *dw0 = calloc(nw, sizeof(float)), *db0 = calloc((size_t)g.K, sizeof(float));
+    const float *w = ctk_data(h, 2, 0), *b = ctk_data(h, 2, 1);
+    ct_conv_forward_naive(&g, x, w, b, y0);
+    check_same(ctk_data(h, 1, 0), y0, ny, "layer forward", (int)ci);
+    float *dy = ctk_diff(h, 1, 0);
+    for (size_t i = 0; i < ny; i++) dy[i] = ct_rng_gaussian(&r, 0, 1);
+    ctk_backward(h, 1);
+    ct_conv_backward_naive(&g, x, w, dy, dx0, dw0, db0);
+    check_same(ctk_diff(h, 0, 0), dx0, nx, "layer data gradient", (int)ci);
+    check_same(ctk_diff(h, 2, 0), dw0, nw, "layer weight gradient", (int)ci);
+    check_same(ctk_diff(h, 2, 1), db0, (size_t)g.K, "layer bias gradient", (int)ci);
+    free(y0), free(dx0), free(dw0), free(db0);
+    ctk_free(h);
+  }
+}
+
+/* Runs setup + reshape of a Convolution layer by hand, for the status code the harness hides. */
+static void expect_error(const char *param, int naxes, const int *shape, ct_status want, const char *needle) {
+  char text[512];
+  snprintf(text, sizeof text, "name: \"c1\" type: \"Convolution\" convolution_param { %s }", param);
+  ct_error err = {0};
+  ProtobufCMessage *m = NULL;
+  if (ct_prototxt_parse(text, strlen(text), "<test>", &caffe__layer_parameter__descriptor, &m, &err)) {
+    CHECK(0, "{%s} does not parse: %s", param, err.msg);
+    return;
+  }
+  ct_tensor *bottom = ct_tensor_create(), *top = ct_tensor_create();
+  bool prop = true;
+  ct_layer l = {0};
+  l.ops = ct_layer_find("Convolution");
+  l.lp = (Caffe__LayerParameter *)m;
+  l.name = "c1";
+  l.nbottom = l.ntop = 1;
+  l.bottom = &bottom;
+  l.top = &top;
+  l.propagate_down = &prop;
+  ct_status s = ct_tensor_reshape(bottom, naxes, shape, &err);
+  if (s == CT_OK) s = l.ops->setup(&l, &err);
+  if (s == CT_OK) s = l.ops->reshape(&l, &err);
+  CHECK(s == want && strstr(err.msg, needle) && strstr(err.msg, "c1"),
+        "{%s} should fail with %s (\"%s\"), got %s: \"%s\"", param, ct_status_name(want), needle,
+        ct_status_name(s), err.msg);
+  if (l.ops->destroy) l.ops->destroy(&l);
+  for (int i = 0; i < l.nblobs; i++) ct_tensor_free(l.blobs[i]);
+  free(l.blobs);
+  free(l.param_propagate_down);
+  ct_tensor_free(bottom);
+  ct_tensor_free(top);
+  protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static void test_errors(void) {
+  int s4[4] = {2, 4, 6, 6}, s5[5] = {2, 4, 3, 6, 6}, s3[3] = {2, 4, 6};
+  expect_error("kernel_size: 3", 4, s4, CT_EINVAL, "num_output");
+  expect_error("num_output: 4", 4, s4, CT_EINVAL, "kernel_size");
+  expect_error("num_output: 4 kernel_size: 3 kernel_h: 3 kernel_w: 3", 4, s4, CT_EINVAL, "not both");
+  expect_error("num_output: 4 kernel_h: 3", 4, s4, CT_EINVAL, "together");
+  expect_error("num_output: 4 kernel_size: 3 kernel_size: 3 kernel_size: 3", 4, s4, CT_EINVAL, "once per spatial");
+  expect_error("num_output: 4 kernel_size: 3 stride: 0", 4, s4, CT_EINVAL, "stride");
+  expect_error("num_output: 4 kernel_size: 0", 4, s4, CT_EINVAL, "nonzero");
+  expect_error("num_output: 4 kernel_size: 3 group: 3", 4, s4, CT_EINVAL, "multiple of group");
+  expect_error("num_output: 5 kernel_size: 3 group: 2", 4, s4, CT_EINVAL, "multiple of group");
+  expect_error("num_output: 4 kernel_size: 3 axis: 2", 4, s4, CT_EUNSUPPORTED, "axis");
+  expect_error("num_output: 4 kernel_size: 3", 5, s5, CT_EUNSUPPORTED, "2-D");
+  expect_error("num_output: 4 kernel_size: 3", 3, s3, CT_EUNSUPPORTED, "2-D");
+  expect_error("num_output: 4 kernel_size: 7", 4, s4, CT_ESHAPE, "does not fit");
+  expect_error("num_output: 4 kernel_size: 3 dilation: 3", 4, s4, CT_ESHAPE, "does not fit");
+  expect_error("num_output: 4 kernel_size: 3 pad: 1 pad_h: 1 pad_w: 1", 4, s4, CT_EINVAL, "not both");
+}
+
+int main(void) {
+  test_zoo();
+  test_adjoint();
+  test_layer();
+  test_errors();
+  return ct_check_report();
+}
