@@ -109,7 +109,7 @@ static void relu_bwd(const neuron *p, const float *x, const float *y, const floa
 static ct_status ReLU_setup(ct_layer *l, ct_error *err) {
   static const Caffe__ReLUParameter dflt = CAFFE__RE_LUPARAMETER__INIT;
   const Caffe__ReLUParameter *rp = l->lp->relu_param ? l->lp->relu_param : &dflt;
-  neuron *p;
+  neuron *p = NULL;
   CT_TRY(neuron_alloc(l, relu_fwd, relu_bwd, &p, err));
   p->negative_slope = rp->negative_slope;
   p->keep_input = rp->negative_slope < 0;
@@ -133,7 +133,7 @@ static void elu_bwd(const neuron *p, const float *x, const float *y, const float
 static ct_status ELU_setup(ct_layer *l, ct_error *err) {
   static const Caffe__ELUParameter dflt = CAFFE__ELUPARAMETER__INIT;
   const Caffe__ELUParameter *ep = l->lp->elu_param ? l->lp->elu_param : &dflt;
-  neuron *p;
+  neuron *p = NULL;
   CT_TRY(neuron_alloc(l, elu_fwd, elu_bwd, &p, err));
   p->alpha = ep->alpha;
   p->keep_input = ep->alpha < 0;
@@ -163,7 +163,7 @@ static void sigmoid_bwd(const neuron *p, const float *x, const float *y, const f
 }
 
 static ct_status Sigmoid_setup(ct_layer *l, ct_error *err) {
-  neuron *p;
+  neuron *p = NULL;
   return neuron_alloc(l, sigmoid_fwd, sigmoid_bwd, &p, err);
 }
 NEURON_OPS(Sigmoid);
@@ -182,7 +182,7 @@ static void tanh_bwd(const neuron *p, const float *x, const float *y, const floa
 }
 
 static ct_status TanH_setup(ct_layer *l, ct_error *err) {
-  neuron *p;
+  neuron *p = NULL;
   return neuron_alloc(l, tanh_fwd, tanh_bwd, &p, err);
 }
 NEURON_OPS(TanH);
@@ -201,7 +201,7 @@ static void abs_bwd(const neuron *p, const float *x, const float *y, const float
 }
 
 static ct_status AbsVal_setup(ct_layer *l, ct_error *err) {
-  neuron *p;
+  neuron *p = NULL;
   CT_TRY(neuron_alloc(l, abs_fwd, abs_bwd, &p, err));
   p->keep_input = true;
   return CT_OK;
@@ -245,7 +245,7 @@ static void power_bwd(const neuron *p, const float *x, const float *y, const flo
 static ct_status Power_setup(ct_layer *l, ct_error *err) {
   static const Caffe__PowerParameter dflt = CAFFE__POWER_PARAMETER__INIT;
   const Caffe__PowerParameter *pp = l->lp->power_param ? l->lp->power_param : &dflt;
-  neuron *p;
+  neuron *p = NULL;
   CT_TRY(neuron_alloc(l, power_fwd, power_bwd, &p, err));
   p->power = pp->power;
   p->scale = pp->scale;
@@ -283,9 +283,9 @@ static ct_status log_of_base(ct_layer *l, float base, double *ln_base, ct_error 
 static ct_status Exp_setup(ct_layer *l, ct_error *err) {
   static const Caffe__ExpParameter dflt = CAFFE__EXP_PARAMETER__INIT;
   const Caffe__ExpParameter *xp = l->lp->exp_param ? l->lp->exp_param : &dflt;
-  double ln_base;
+  double ln_base = 1;
   CT_TRY(log_of_base(l, xp->base_, &ln_base, err));
-  neuron *p;
+  neuron *p = NULL;
   CT_TRY(neuron_alloc(l, exp_fwd, exp_bwd, &p, err));
   p->inner_scale = (float)(ln_base * xp->scale);
   p->outer_scale = xp->shift == 0 ? 1.0f : (float)exp(ln_base * xp->shift);
@@ -309,10 +309,10 @@ static void log_bwd(const neuron *p, const float *x, const float *y, const float
 static ct_status Log_setup(ct_layer *l, ct_error *err) {
   static const Caffe__LogParameter dflt = CAFFE__LOG_PARAMETER__INIT;
   const Caffe__LogParameter *gp = l->lp->log_param ? l->lp->log_param : &dflt;
-  double ln_base;
+  double ln_base = 1;
   CT_TRY(log_of_base(l, gp->base_, &ln_base, err));
   if (ln_base == 0) return ct_layer_fail(l, err, CT_EINVAL, "base 1 has no logarithm");
-  neuron *p;
+  neuron *p = NULL;
   CT_TRY(neuron_alloc(l, log_fwd, log_bwd, &p, err));
   p->scale = gp->scale;
   p->shift = gp->shift;
@@ -340,7 +340,7 @@ static void bnll_bwd(const neuron *p, const float *x, const float *y, const floa
 }
 
 static ct_status BNLL_setup(ct_layer *l, ct_error *err) {
-  neuron *p;
+  neuron *p = NULL;
   return neuron_alloc(l, bnll_fwd, bnll_bwd, &p, err);
 }
 NEURON_OPS(BNLL);

@@ -587,7 +587,7 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
   if ((st = inputs_as_layer(param, source, &filtered, err))) goto fail;
   for (size_t i = 0; i < param->n_layer; i++) {
     const Caffe__LayerParameter *lp = param->layer[i];
-    bool inc;
+    bool inc = false;
     if ((st = layer_included(lp, source, phase, level, stages, &inc, err))) goto fail;
     if (!inc) continue;
     if ((st = spec_push(&filtered, (Caffe__LayerParameter *)msg_copy(&lp->base), err))) goto fail;
