@@ -4,9 +4,8 @@
 BUILD   ?= build
 JOBS    ?= 2
 SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-DEBS    := cmake gcc make pkg-config libopenblas-dev libprotobuf-c-dev protobuf-c-compiler \
-           liblmdb-dev zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist \
-           python3 python3-numpy python3-torch python3-lmdb
+# Debian packages, one per line in .ci/debian-packages (the build, the tests and the tools).
+DEBS    := $(shell grep -v '^\#' .ci/debian-packages)
 
 .PHONY: all deps build demo test clean
 
