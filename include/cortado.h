@@ -79,6 +79,8 @@ const char *ct_net_blob_name(const ct_net *net, int i);
 /* The names of the net's output blobs (tops consumed by no layer). */
 int ct_net_num_outputs(const ct_net *net);
 const char *ct_net_output_name(const ct_net *net, int i);
+/* The loss weight of output i (0 for an output that is not a loss). */
+float ct_net_output_loss_weight(const ct_net *net, int i);
 
 /* Learnable parameters by layer name and index (0 = weights, 1 = bias, ...). */
 int ct_net_param_count(const ct_net *net, const char *layer);
@@ -105,12 +107,38 @@ ct_status ct_net_share_weights_from(ct_net *dst, const ct_net *src, ct_error *er
 
 typedef struct ct_solver ct_solver;
 
+/* What the training loop reports, for progress displays, structured logs and metrics files.
+ * Pointers inside are valid only during the callback. */
+typedef enum ct_event_kind {
+  CT_EVENT_TRAIN,    /* a display iteration: loss, lr, speed, train outputs */
+  CT_EVENT_TEST,     /* one test net scored at iteration `iter` */
+  CT_EVENT_SNAPSHOT, /* files written: path (the .caffemodel), path2 (the .solverstate) */
+  CT_EVENT_DONE      /* training finished */
+} ct_event_kind;
+
+typedef struct ct_event {
+  ct_event_kind kind;
+  int iter, max_iter;
+  float loss;            /* TRAIN: smoothed over average_loss iterations */
+  float lr;              /* TRAIN: the rate used at this iteration */
+  double images_per_s;   /* TRAIN: since the previous display */
+  double elapsed_s;      /* seconds since the solver was created */
+  int test_net;          /* TEST: which test net */
+  int noutputs;          /* TRAIN / TEST: output values (one per element of each output blob) */
+  const char *const *output_names;
+  const float *outputs;
+  const float *output_loss_weights;
+  const char *path, *path2;
+} ct_event;
+
 typedef struct ct_solver_options {
   const char *weights;  /* fine-tune from this .caffemodel (may be NULL) */
   const char *snapshot; /* resume from this .solverstate (may be NULL) */
   int quiet;            /* 1: no progress log lines */
   void (*log)(void *ctx, const char *line); /* where log lines go; NULL: stderr */
   void *log_ctx;
+  void (*event)(void *ctx, const ct_event *e); /* structured reports (may be NULL) */
+  void *event_ctx;
 } ct_solver_options;
 
 /* Reads a SolverParameter prototxt and builds its train net and test nets. */

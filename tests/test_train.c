@@ -52,9 +52,9 @@ static const char *solver(const char *name, int batch, const char *extra) {
   write_file(netp, net_text(batch));
   /* defaults for what `extra` does not set (a field given twice is a parse error) */
   snprintf(text, sizeof text,
-           "net: '%s'\nbase_lr: 0.02\nweight_decay: 0.0005\n%s%s"
+           "net: '%s'\n%sweight_decay: 0.0005\n%s%s"
            "random_seed: 17\nsnapshot_prefix: '%s/%s'\nsnapshot_after_train: false\n%s",
-           netp, strstr(extra, "lr_policy") ? "" : "lr_policy: 'inv'\ngamma: 0.0001\npower: 0.75\n",
+           netp, strstr(extra, "base_lr") ? "" : "base_lr: 0.02\n", strstr(extra, "lr_policy") ? "" : "lr_policy: 'inv'\ngamma: 0.0001\npower: 0.75\n",
            strstr(extra, "max_iter") ? "" : "max_iter: 40\n", dir, name, extra);
   snprintf(path, sizeof path, "%s/%s_solver.prototxt", dir, name);
   write_file(path, text);
@@ -198,6 +198,73 @@ static void test_solver_errors(void) {
         "missing snapshot: %s", err.msg);
 }
 
+typedef struct counts {
+  int train, test, snapshot, done, last_iter;
+  float last_loss, last_lr;
+} counts;
+
+static void count_event(void *ctx, const ct_event *e) {
+  counts *c = ctx;
+  switch (e->kind) {
+    case CT_EVENT_TRAIN:
+      c->train++;
+      c->last_iter = e->iter;
+      c->last_loss = e->loss;
+      c->last_lr = e->lr;
+      break;
+    case CT_EVENT_TEST: c->test++; break;
+    case CT_EVENT_SNAPSHOT: c->snapshot += e->path && e->path2; break;
+    case CT_EVENT_DONE: c->done++; break;
+  }
+}
+
+static void test_events(void) {
+  ct_error err = {0};
+  const char *path = solver("events", 8, "display: 10\ntest_iter: 2\ntest_interval: 20\nsnapshot: 20\n");
+  counts c = {0};
+  ct_solver_options opt = {.log = quiet_log, .event = count_event, .event_ctx = &c};
+  ct_solver *s = NULL;
+  CHECK(ct_solver_create(path, &opt, &s, &err) == CT_OK, "%s", err.msg);
+  if (!s) return;
+  CHECK(ct_solver_solve(s, &err) == CT_OK, "%s", err.msg);
+  ct_solver_free(s);
+  CHECK(c.train == 4 && c.last_iter == 30, "train events at 0,10,20,30: %d, last %d", c.train, c.last_iter);
+  CHECK(c.test == 3, "tests at 0, 20, 40: %d", c.test);
+  CHECK(c.snapshot == 2 && c.done == 1, "snapshots %d done %d", c.snapshot, c.done);
+  CHECK(c.last_loss > 0 && c.last_lr > 0, "loss %g lr %g reported", c.last_loss, c.last_lr);
+}
+
+/* A diverging run stops with CT_ENUMERIC naming the iteration, before NaN reaches a snapshot. */
+static void test_divergence(void) {
+  ct_error err = {0};
+  const char *path = solver("diverge", 8, "base_lr: 1e12\nlr_policy: 'fixed'\nsnapshot: 1\nmomentum: 0.9\n");
+  ct_solver_options opt = {.log = quiet_log};
+  ct_solver *s = NULL;
+  CHECK(ct_solver_create(path, &opt, &s, &err) == CT_OK, "%s", err.msg);
+  if (!s) return;
+  ct_status st = ct_solver_step(s, 40, &err);
+  CHECK(st == CT_ENUMERIC && strstr(err.msg, "iteration ") && strstr(err.msg, "layer \""), "divergence: %d %s", st,
+        err.msg);
+  int stopped = ct_solver_iter(s);
+  ct_solver_free(s);
+  /* the last snapshot written holds finite weights */
+  char p[600];
+  snprintf(p, sizeof p, "%s/diverge_iter_%d.caffemodel", dir, stopped);
+  ct_net *net = NULL;
+  char netp[600];
+  snprintf(netp, sizeof netp, "%s/diverge_net.prototxt", dir);
+  if (stopped > 0) {
+    CHECK(ct_net_create(netp, CT_TRAIN, 0, NULL, p, &net, &err) == CT_OK, "last snapshot loads: %s", err.msg);
+    if (net) {
+      const float *w = ct_net_param_buffer(net);
+      bool finite = true;
+      for (size_t i = 0; i < ct_net_param_total(net); i++) finite &= isfinite(w[i]) != 0;
+      CHECK(finite, "the last snapshot before the failure is finite");
+      ct_net_free(net);
+    }
+  }
+}
+
 int main(void) {
   if (!mkdtemp(dir)) {
     perror("mkdtemp");
@@ -215,6 +282,8 @@ int main(void) {
   test_iter_size();
   test_snapshot_files();
   test_solver_errors();
+  test_events();
+  test_divergence();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

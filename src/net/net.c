@@ -887,6 +887,21 @@ int ct_net_first_nonfinite_layer(const ct_net *net) {
   return -1;
 }
 
+int ct_net_first_nonfinite_grad_layer(const ct_net *net) {
+  for (int i = net->nlayers - 1; i >= 0; i--) {
+    const ct_layer *l = &net->layers[i].l;
+    for (int j = 0; j < l->nblobs; j++)
+      for (size_t k = 0; k < l->blobs[j]->count; k++)
+        if (!isfinite(l->blobs[j]->diff[k])) return i;
+  }
+  return -1;
+}
+
+int ct_net_batch_size(const ct_net *net) {
+  if (!net->nlayers || !net->layers[0].l.ntop || !net->layers[0].l.top[0]->naxes) return 0;
+  return net->layers[0].l.top[0]->shape[0];
+}
+
 /* ------------------------------------------------------------------ weights */
 
 int ct_blob_proto_shape(const Caffe__BlobProto *b, int shape[CT_MAX_AXES]) {

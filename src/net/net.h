@@ -27,11 +27,14 @@ float *ct_net_param_buffer(ct_net *net);
 float *ct_net_diff_buffer(ct_net *net);
 size_t ct_net_param_total(const ct_net *net);
 
-/* Loss weight of output i (0 when the output is not a loss). */
-float ct_net_output_loss_weight(const ct_net *net, int i);
-/* Fills NaN/Inf diagnostics: the first layer (in forward order) whose top data holds a
- * non-finite value, or -1. */
+/* NaN/Inf diagnostics: the first layer (in forward order) whose top data holds a non-finite
+ * value, or -1. */
 int ct_net_first_nonfinite_layer(const ct_net *net);
+/* The first layer in backward order (the last in forward order) whose parameter gradient holds
+ * a non-finite value, or -1. */
+int ct_net_first_nonfinite_grad_layer(const ct_net *net);
+/* Images in one forward pass: the first axis of the first layer's first top (0 if none). */
+int ct_net_batch_size(const ct_net *net);
 
 /* Resumable state of every layer (rng + data cursor), for .solverstate. `prefix` is put before
  * layer names ("" for the train net, "test0/" ...). Appends to st->layer_state. */

@@ -32,6 +32,7 @@ struct ct_solver {
   ct_solver_options opt;
   struct timespec last_display;
   int last_display_iter;
+  struct timespec created;
 };
 
 static char *xstrdup(const char *s) {
@@ -181,6 +182,7 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
   ct_solver *s = calloc(1, sizeof *s);
   if (!s) return ct_fail(err, CT_ENOMEM, "out of memory");
   if (opt) s->opt = *opt;
+  clock_gettime(CLOCK_MONOTONIC, &s->created);
   ct_status st;
   ProtobufCMessage *m = NULL;
   if ((st = ct_prototxt_read_file(path, &caffe__solver_parameter__descriptor, &m, err))) goto fail;
@@ -252,6 +254,9 @@ ct_net *ct_solver_test_net(ct_solver *s, int i) { return i >= 0 && i < s->ntest 
 
 /* ------------------------------------------------------------------ testing */
 
+static void emit(ct_solver *s, ct_event *e);
+#define CT_EVENT_MAX_OUTPUTS 64
+
 static int net_output_count(ct_net *net) {
   int n = 0;
   for (int o = 0; o < ct_net_num_outputs(net); o++) {
@@ -295,6 +300,8 @@ int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err)
     }
   }
   int k = 0;
+  const char *ev_names[CT_EVENT_MAX_OUTPUTS];
+  float ev_vals[CT_EVENT_MAX_OUTPUTS], ev_w[CT_EVENT_MAX_OUTPUTS];
   for (int o = 0; o < ct_net_num_outputs(net); o++) {
     const char *name = ct_net_output_name(net, o);
     int shape[8], na = ct_net_blob_shape(net, name, shape);
@@ -304,6 +311,11 @@ int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err)
     for (size_t e = 0; e < c; e++, k++) {
       float mean = (float)(acc[k] / s->test_iter[which]);
       if (k < n && scores) scores[k] = mean;
+      if (k < CT_EVENT_MAX_OUTPUTS) {
+        ev_names[k] = name;
+        ev_vals[k] = mean;
+        ev_w[k] = w;
+      }
       if (w != 0)
         logf_(s, "    Test net output #%d: %s = %g (* %g = %g loss)", k, name, mean, w, w * mean);
       else
@@ -311,6 +323,9 @@ int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err)
     }
   }
   if (s->sp->test_compute_loss) logf_(s, "Test loss: %g", loss_sum / s->test_iter[which]);
+  ct_event ev = {.kind = CT_EVENT_TEST, .test_net = which, .noutputs = k < CT_EVENT_MAX_OUTPUTS ? k : CT_EVENT_MAX_OUTPUTS,
+                 .output_names = ev_names, .outputs = ev_vals, .output_loss_weights = ev_w};
+  emit(s, &ev);
   free(acc);
   return total;
 }
@@ -369,6 +384,60 @@ static double seconds_since(const struct timespec *t0) {
   return (double)(t1.tv_sec - t0->tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0->tv_nsec);
 }
 
+/* A NaN or Inf gradient stops training before it reaches the weights, so the last snapshot
+ * stays good. x * 0 is 0 for every finite x and NaN otherwise, so one vectorisable pass
+ * answers whether anything is non-finite. */
+static ct_status check_gradients(ct_solver *s, ct_error *err) {
+  const float *g = ct_net_diff_buffer(s->net);
+  size_t total = ct_net_param_total(s->net);
+  float acc = 0;
+  for (size_t i = 0; i < total; i++) acc += g[i] * 0.0f;
+  if (acc == 0) return CT_OK;
+  int li = ct_net_first_nonfinite_grad_layer(s->net);
+  return ct_fail(err, CT_ENUMERIC,
+                 "iteration %d: a parameter gradient is not finite; it first appears (going backward) in layer \"%s\" "
+                 "(%s). Lower base_lr, set clip_gradients, or check the input data",
+                 s->iter, li >= 0 ? ct_net_layer_name(s->net, li) : "?", li >= 0 ? ct_net_layer_type(s->net, li) : "?");
+}
+
+/* Collects every element of every output blob of `net` for an event. Returns the count. */
+static int gather_outputs(ct_net *net, const char **names, float *vals, float *weights, int cap) {
+  int k = 0;
+  for (int o = 0; o < ct_net_num_outputs(net); o++) {
+    const char *name = ct_net_output_name(net, o);
+    int shape[8], na = ct_net_blob_shape(net, name, shape);
+    size_t c = 1;
+    for (int d = 0; d < na; d++) c *= (size_t)shape[d];
+    const float *v = ct_net_blob_data(net, name);
+    for (size_t e = 0; e < c && k < cap; e++, k++) {
+      names[k] = name;
+      vals[k] = v[e];
+      weights[k] = ct_net_output_loss_weight(net, o);
+    }
+  }
+  return k;
+}
+
+static void emit(ct_solver *s, ct_event *e) {
+  if (!s->opt.event) return;
+  e->iter = s->iter;
+  e->max_iter = s->sp->max_iter;
+  e->elapsed_s = seconds_since(&s->created);
+  s->opt.event(s->opt.event_ctx, e);
+}
+
+static void emit_train(ct_solver *s, float loss, float rate, double images_per_s) {
+  if (!s->opt.event) return;
+  const char *names[CT_EVENT_MAX_OUTPUTS];
+  float vals[CT_EVENT_MAX_OUTPUTS], w[CT_EVENT_MAX_OUTPUTS];
+  ct_event e = {.kind = CT_EVENT_TRAIN, .loss = loss, .lr = rate, .images_per_s = images_per_s};
+  e.noutputs = gather_outputs(s->net, names, vals, w, CT_EVENT_MAX_OUTPUTS);
+  e.output_names = names;
+  e.outputs = vals;
+  e.output_loss_weights = w;
+  emit(s, &e);
+}
+
 ct_status ct_solver_step(ct_solver *s, int n, ct_error *err) {
   const Caffe__SolverParameter *sp = s->sp;
   int stop = s->iter + n;
@@ -389,9 +458,11 @@ ct_status ct_solver_step(ct_solver *s, int n, ct_error *err) {
     loss /= sp->iter_size;
     float smoothed = smoothed_loss(s, (float)loss);
     bool display = sp->display > 0 && s->iter % sp->display == 0;
+    double images_per_s = 0;
     if (display) {
       double dt = seconds_since(&s->last_display);
       int iters = s->iter - s->last_display_iter;
+      if (iters > 0 && dt > 0) images_per_s = iters * (double)sp->iter_size * ct_net_batch_size(s->net) / dt;
       if (iters > 0 && dt > 0)
         logf_(s, "Iteration %d (%g iter/s, %.3fs/%d iters), loss = %g", s->iter, iters / dt, dt, iters, smoothed);
       else
@@ -400,16 +471,11 @@ ct_status ct_solver_step(ct_solver *s, int n, ct_error *err) {
       s->last_display_iter = s->iter;
       display_outputs(s);
     }
+    CT_TRY(check_gradients(s, err));
     float rate = ct_update_apply(&s->upd, s->iter);
-    if (display) logf_(s, "Iteration %d, lr = %g", s->iter, rate);
-    const float *w = ct_net_param_buffer(s->net);
-    size_t total = ct_net_param_total(s->net);
-    float probe = 0;
-    for (size_t i = 0; i < total; i += 61) probe += w[i];
-    if (!isfinite(probe)) {
-      bool bad = false;
-      for (size_t i = 0; i < total && !bad; i++) bad = !isfinite(w[i]);
-      if (bad) return numeric_error(s, "a parameter after the update", err);
+    if (display) {
+      logf_(s, "Iteration %d, lr = %g", s->iter, rate);
+      emit_train(s, smoothed, rate, images_per_s);
     }
     s->iter++;
     if (sp->snapshot > 0 && s->iter % sp->snapshot == 0) CT_TRY(ct_solver_snapshot(s, NULL, NULL, err));
@@ -431,6 +497,8 @@ ct_status ct_solver_solve(ct_solver *s, ct_error *err) {
   }
   if (sp->test_interval > 0 && s->iter % sp->test_interval == 0) CT_TRY(test_all(s, err));
   logf_(s, "Optimization Done.");
+  ct_event ev = {.kind = CT_EVENT_DONE};
+  emit(s, &ev);
   return CT_OK;
 }
 
@@ -509,6 +577,10 @@ ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path,
   }
   logf_(s, "Snapshotting solver state to binary proto file %s", spath);
   rc = ct_proto_write_binary(spath, &st->base, err);
+  if (rc == CT_OK) {
+    ct_event ev = {.kind = CT_EVENT_SNAPSHOT, .path = mp, .path2 = spath};
+    emit(s, &ev);
+  }
 done:
   if (st) protobuf_c_message_free_unpacked(&st->base, NULL);
   if (rc == CT_OK && model_path) {
