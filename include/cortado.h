@@ -56,6 +56,16 @@ ct_status ct_net_create_from_text(const char *text, const char *name, const char
                                   ct_net **out, ct_error *err);
 void ct_net_free(ct_net *net);
 
+/* CcT's partitions: each layer that gains from it splits its batch into n shares run on n
+ * worker threads with a single-threaded BLAS (default: the number of cores). Results equal the
+ * one-partition run up to float rounding, and are reproducible for a given n. */
+ct_status ct_net_set_partitions(ct_net *net, int n, ct_error *err);
+int ct_net_partitions(const ct_net *net);
+/* Useful FLOPs of layer i's forward pass (0 when unknown), and a short note on how it runs
+ * (for convolutions: the lowering type in use). */
+double ct_net_layer_flops(const ct_net *net, int i);
+const char *ct_net_layer_note(const ct_net *net, int i);
+
 /* Seeds every random stream of the net (dropout masks, data shuffles, fillers not yet run). */
 void ct_net_set_seed(ct_net *net, uint64_t seed);
 
@@ -113,7 +123,9 @@ typedef enum ct_event_kind {
   CT_EVENT_TRAIN,    /* a display iteration: loss, lr, speed, train outputs */
   CT_EVENT_TEST,     /* one test net scored at iteration `iter` */
   CT_EVENT_SNAPSHOT, /* files written: path (the .caffemodel), path2 (the .solverstate) */
-  CT_EVENT_DONE      /* training finished */
+  CT_EVENT_DONE,     /* training finished */
+  CT_EVENT_ITER      /* every other iteration (not a display one): loss (smoothed), lr, images_per_s
+                        since the last display; for live progress lines */
 } ct_event_kind;
 
 typedef struct ct_event {
@@ -139,6 +151,7 @@ typedef struct ct_solver_options {
   void *log_ctx;
   void (*event)(void *ctx, const ct_event *e); /* structured reports (may be NULL) */
   void *event_ctx;
+  int partitions; /* CPU partitions per layer (0: the number of cores) */
 } ct_solver_options;
 
 /* Reads a SolverParameter prototxt and builds its train net and test nets. */

@@ -215,6 +215,7 @@ static void count_event(void *ctx, const ct_event *e) {
     case CT_EVENT_TEST: c->test++; break;
     case CT_EVENT_SNAPSHOT: c->snapshot += e->path && e->path2; break;
     case CT_EVENT_DONE: c->done++; break;
+    default: break;
   }
 }
 

@@ -1,5 +1,11 @@
 /* Convolution (Caffe's "Convolution"): 2-D, with groups, padding, stride and dilation.
- * The layer runs im2col + GEMM; the naive loops stay as the reference the tests hold it to. */
+ *
+ * The layer runs CcT's batched lowering (src/lowering/): the batch is split into partitions,
+ * one per worker of the net's thread pool, and each partition lowers its images at once and
+ * runs one GEMM per group on a single-threaded BLAS. Weight gradients are summed over the
+ * partitions in a fixed order, so a run is reproducible. The lowering type comes from the cost
+ * model unless the prototxt's `lowering:` names one. The naive loops stay as the reference the
+ * tests hold every type to. */
 #include "layers/conv.h"
 
 #include <stdlib.h>
@@ -7,29 +13,10 @@
 
 #include "core/blas.h"
 #include "core/filler.h"
+#include "core/pool.h"
 #include "layers/layer.h"
-
-bool ct_conv_geom_finish(ct_conv_geom *g) {
-  int ext_h = g->dh * (g->kh - 1) + 1, ext_w = g->dw * (g->kw - 1) + 1;
-  if (g->H + 2 * g->ph < ext_h || g->W + 2 * g->pw < ext_w) return false;
-  g->OH = (g->H + 2 * g->ph - ext_h) / g->sh + 1;
-  g->OW = (g->W + 2 * g->pw - ext_w) / g->sw + 1;
-  return true;
-}
-
-bool ct_conv_is_pointwise(const ct_conv_geom *g) {
-  return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
-}
-
-size_t ct_conv_col_size(const ct_conv_geom *g) {
-  if (ct_conv_is_pointwise(g)) return 0;
-  return (size_t)g->C * g->kh * g->kw * g->OH * g->OW;
-}
-
-static ct_im2col_geom lowering_geom(const ct_conv_geom *g) {
-  ct_im2col_geom m = {g->C, g->H, g->W, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->dh, g->dw, g->OH, g->OW};
-  return m;
-}
+#include "drivers/cpu.h"
+#include "sched/partition.h"
 
 /* ---------------------------------------------------------------- reference loops */
 
@@ -85,82 +72,21 @@ void ct_conv_backward_naive(const ct_conv_geom *g, const float *x, const float *
     }
 }
 
-/* ---------------------------------------------------------------- im2col + GEMM */
-
-static void add_bias(int K, int P, const float *restrict b, float *restrict y) {
-  for (int k = 0; k < K; k++) {
-    float *restrict yk = y + (size_t)k * P;
-    const float bk = b[k];
-    for (int p = 0; p < P; p++) yk[p] += bk;
-  }
-}
-
-void ct_conv_forward_gemm(const ct_conv_geom *g, const float *x, const float *w, const float *b, float *y,
-                          float *col) {
-  const int Kg = g->K / g->G, Cg = g->C / g->G, P = g->OH * g->OW;
-  const int CgKK = Cg * g->kh * g->kw;
-  const size_t xstride = (size_t)g->C * g->H * g->W, ystride = (size_t)g->K * P;
-  const bool pointwise = ct_conv_is_pointwise(g);
-  const ct_im2col_geom m = lowering_geom(g);
-  for (int n = 0; n < g->N; n++) {
-    const float *xn = x + n * xstride;
-    float *yn = y + n * ystride;
-    const float *lowered = xn;
-    if (!pointwise) {
-      ct_im2col(&m, xn, col);
-      lowered = col;
-    }
-    for (int gi = 0; gi < g->G; gi++)
-      ct_sgemm(0, 0, Kg, P, CgKK, 1.0f, w + (size_t)gi * Kg * CgKK, lowered + (size_t)gi * CgKK * P, 0.0f,
-               yn + (size_t)gi * Kg * P);
-    if (b) add_bias(g->K, P, b, yn);
-  }
-}
-
-void ct_conv_backward_gemm(const ct_conv_geom *g, const float *x, const float *w, const float *dy, float *dx,
-                           float *dw, float *db, float *col) {
-  const int Kg = g->K / g->G, Cg = g->C / g->G, P = g->OH * g->OW;
-  const int CgKK = Cg * g->kh * g->kw;
-  const size_t xstride = (size_t)g->C * g->H * g->W, ystride = (size_t)g->K * P;
-  const bool pointwise = ct_conv_is_pointwise(g);
-  const ct_im2col_geom m = lowering_geom(g);
-  for (int n = 0; n < g->N; n++) {
-    const float *xn = x + n * xstride, *dyn = dy + n * ystride;
-    if (db)
-      for (int k = 0; k < g->K; k++) {
-        const float *restrict d = dyn + (size_t)k * P;
-        float s = 0.0f;
-        for (int p = 0; p < P; p++) s += d[p];
-        db[k] += s;
-      }
-    if (dw) {
-      const float *lowered = xn;
-      if (!pointwise) {
-        ct_im2col(&m, xn, col);
-        lowered = col;
-      }
-      for (int gi = 0; gi < g->G; gi++)
-        ct_sgemm(0, 1, Kg, CgKK, P, 1.0f, dyn + (size_t)gi * Kg * P, lowered + (size_t)gi * CgKK * P, 1.0f,
-                 dw + (size_t)gi * Kg * CgKK);
-    }
-    if (dx) {
-      float *dxn = dx + n * xstride;
-      float *target = pointwise ? dxn : col;
-      for (int gi = 0; gi < g->G; gi++)
-        ct_sgemm(1, 0, CgKK, P, Kg, 1.0f, w + (size_t)gi * Kg * CgKK, dyn + (size_t)gi * Kg * P, 0.0f,
-                 target + (size_t)gi * CgKK * P);
-      if (!pointwise) ct_col2im(&m, col, dxn);
-    }
-  }
-}
-
 /* ---------------------------------------------------------------- the layer */
 
 typedef struct conv_priv {
   ct_conv_geom geom; /* N, H, W, OH, OW refreshed by reshape */
   bool bias;
-  float *col;
-  size_t col_cap;
+  ct_lowering forced; /* from the prototxt, or AUTO */
+  ct_lowering type;   /* in use for the current shape */
+  ct_partition part;  /* the batch split */
+  float *ws;          /* nparts workspaces of ws_each floats */
+  size_t ws_each, ws_cap;
+  float *grad;        /* nparts private (dw, db) accumulators */
+  size_t grad_each, grad_cap;
+  /* the region being run */
+  ct_layer *l;
+  int bottom;
 } conv_priv;
 
 static const Caffe__ConvolutionParameter default_param = CAFFE__CONVOLUTION_PARAMETER__INIT;
@@ -262,6 +188,9 @@ static ct_status conv_setup(ct_layer *l, ct_error *err) {
   l->priv = cp;
   cp->geom = g;
   cp->bias = p->bias_term;
+  cp->forced = (ct_lowering)l->lp->lowering;
+  if (cp->forced < CT_LOWER_AUTO || cp->forced > CT_LOWER_TYPE3)
+    return ct_layer_fail(l, err, CT_EINVAL, "lowering must be TYPE1, TYPE2 or TYPE3");
   CT_TRY(ct_layer_alloc_blobs(l, cp->bias ? 2 : 1, err));
   int wshape[4] = {g.K, g.C / g.G, g.kh, g.kw};
   CT_TRY(ct_tensor_reshape(l->blobs[0], 4, wshape, err));
@@ -300,40 +229,106 @@ static ct_status conv_reshape(ct_layer *l, ct_error *err) {
                          g.dh, g.dw, g.H, g.W, g.ph, g.pw);
   cp->geom = g;
   for (int i = 0; i < l->ntop; i++) CT_TRY(ct_tensor_reshape4(l->top[i], g.N, g.K, g.OH, g.OW, err));
-  size_t need = ct_conv_col_size(&g);
-  if (need > cp->col_cap) {
-    float *c = malloc(need * sizeof(float));
-    if (!c) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate a column buffer of %zu floats", need);
-    free(cp->col);
-    cp->col = c;
-    cp->col_cap = need;
+  CT_TRY(ct_partition_plan(l, g.N, &cp->part, err));
+  int nbmax = ct_partition_max(&cp->part);
+  if (cp->forced != CT_LOWER_AUTO) {
+    cp->type = cp->forced;
+  } else {
+    double gflops, gbytes;
+    ct_cpu_calibration(&gflops, &gbytes);
+    cp->type = ct_lower_choose(&g, nbmax, gflops, gbytes, CT_LOWER_MAX_WORKSPACE);
+  }
+  cp->ws_each = (ct_lower_workspace(&g, cp->type, nbmax) + 15) & ~(size_t)15;
+  size_t need = cp->ws_each * (size_t)cp->part.n;
+  if (need > cp->ws_cap) {
+    float *ws = aligned_alloc(64, need * sizeof(float));
+    if (!ws) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats of lowering workspace", need);
+    free(cp->ws);
+    cp->ws = ws;
+    cp->ws_cap = need;
+  }
+  cp->grad_each = (l->blobs[0]->count + (cp->bias ? (size_t)g.K : 0) + 15) & ~(size_t)15;
+  need = cp->grad_each * (size_t)cp->part.n;
+  if (need > cp->grad_cap) {
+    float *gr = aligned_alloc(64, need * sizeof(float));
+    if (!gr) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats of gradient buffers", need);
+    free(cp->grad);
+    cp->grad = gr;
+    cp->grad_cap = need;
   }
   return CT_OK;
+}
+
+static void forward_part(void *ctx, int i) {
+  conv_priv *cp = ctx;
+  ct_layer *l = cp->l;
+  const ct_conv_geom *g = &cp->geom;
+  int n0 = cp->part.start[i], nb = cp->part.size[i];
+  const float *x = l->bottom[cp->bottom]->data + (size_t)n0 * g->C * g->H * g->W;
+  float *y = l->top[cp->bottom]->data + (size_t)n0 * g->K * g->OH * g->OW;
+  ct_lower_forward(g, cp->type, nb, x, l->blobs[0]->data, cp->bias ? l->blobs[1]->data : NULL, y,
+                   cp->ws + (size_t)i * cp->ws_each);
+}
+
+static void backward_part(void *ctx, int i) {
+  conv_priv *cp = ctx;
+  ct_layer *l = cp->l;
+  const ct_conv_geom *g = &cp->geom;
+  int n0 = cp->part.start[i], nb = cp->part.size[i];
+  size_t xoff = (size_t)n0 * g->C * g->H * g->W, yoff = (size_t)n0 * g->K * g->OH * g->OW;
+  float *gr = cp->grad + (size_t)i * cp->grad_each;
+  float *dw = l->param_propagate_down[0] ? gr : NULL;
+  float *db = cp->bias && l->param_propagate_down[1] ? gr + l->blobs[0]->count : NULL;
+  float *dx = l->propagate_down[cp->bottom] ? l->bottom[cp->bottom]->diff + xoff : NULL;
+  memset(gr, 0, cp->grad_each * sizeof(float));
+  ct_lower_backward(g, cp->type, nb, l->bottom[cp->bottom]->data + xoff, l->blobs[0]->data,
+                    l->top[cp->bottom]->diff + yoff, dx, dw, db, cp->ws + (size_t)i * cp->ws_each);
 }
 
 static ct_status conv_forward(ct_layer *l, ct_error *err) {
   (void)err;
   conv_priv *cp = l->priv;
-  const float *b = cp->bias ? l->blobs[1]->data : NULL;
-  for (int i = 0; i < l->nbottom; i++)
-    ct_conv_forward_gemm(&cp->geom, l->bottom[i]->data, l->blobs[0]->data, b, l->top[i]->data, cp->col);
+  cp->l = l;
+  for (cp->bottom = 0; cp->bottom < l->nbottom; cp->bottom++) ct_partition_run(l, &cp->part, forward_part, cp);
   return CT_OK;
 }
 
 static void conv_backward(ct_layer *l) {
   conv_priv *cp = l->priv;
-  float *dw = l->param_propagate_down[0] ? l->blobs[0]->diff : NULL;
-  float *db = cp->bias && l->param_propagate_down[1] ? l->blobs[1]->diff : NULL;
-  for (int i = 0; i < l->nbottom; i++) {
-    float *dx = l->propagate_down[i] ? l->bottom[i]->diff : NULL;
-    if (!dx && !dw && !db) continue;
-    ct_conv_backward_gemm(&cp->geom, l->bottom[i]->data, l->blobs[0]->data, l->top[i]->diff, dx, dw, db, cp->col);
+  cp->l = l;
+  bool dw = l->param_propagate_down[0], db = cp->bias && l->param_propagate_down[1];
+  for (cp->bottom = 0; cp->bottom < l->nbottom; cp->bottom++) {
+    if (!l->propagate_down[cp->bottom] && !dw && !db) continue;
+    ct_partition_run(l, &cp->part, backward_part, cp);
+    /* partition gradients summed in a fixed order: reproducible whatever the thread timing */
+    for (int i = 0; i < cp->part.n; i++) {
+      const float *gr = cp->grad + (size_t)i * cp->grad_each;
+      if (dw) {
+        float *restrict d = l->blobs[0]->diff;
+        for (size_t k = 0; k < l->blobs[0]->count; k++) d[k] += gr[k];
+      }
+      if (db) {
+        float *restrict d = l->blobs[1]->diff;
+        const float *restrict s = gr + l->blobs[0]->count;
+        for (int k = 0; k < cp->geom.K; k++) d[k] += s[k];
+      }
+    }
   }
 }
 
+static double conv_flops(const ct_layer *l) {
+  const conv_priv *cp = l->priv;
+  return ct_conv_flops(&cp->geom, cp->geom.N) * l->nbottom;
+}
+
+static const char *conv_describe(const ct_layer *l) { return ct_lowering_name(((const conv_priv *)l->priv)->type); }
+
 static void conv_destroy(ct_layer *l) {
   conv_priv *cp = l->priv;
-  if (cp) free(cp->col);
+  if (cp) {
+    free(cp->ws);
+    free(cp->grad);
+  }
   free(cp);
   l->priv = NULL;
 }
@@ -350,4 +345,6 @@ const ct_layer_ops ct_layer_Convolution = {
     .forward = conv_forward,
     .backward = conv_backward,
     .destroy = conv_destroy,
+    .flops = conv_flops,
+    .describe = conv_describe,
 };

@@ -39,6 +39,10 @@ typedef struct ct_layer_ops {
   ct_status (*forward)(ct_layer *l, ct_error *err);
   void (*backward)(ct_layer *l); /* NULL when !has_backward */
   void (*destroy)(ct_layer *l);  /* frees l->priv's contents and l->priv; may be NULL */
+  /* Optional: useful FLOPs of one forward pass (for `cortado time`), and a short note on how
+   * the layer runs (the lowering type chosen, ...). */
+  double (*flops)(const ct_layer *l);
+  const char *(*describe)(const ct_layer *l);
   /* Optional: resumable state (data cursor) beyond the rng, saved in .solverstate. */
   uint64_t (*get_cursor)(const ct_layer *l);
   void (*set_cursor)(ct_layer *l, uint64_t cursor);
@@ -58,6 +62,8 @@ struct ct_layer {
   ct_tensor **blobs;          /* learnable parameters, owned by the net */
   bool *param_propagate_down; /* per blob: accumulate blob diff */
   ct_rng rng;                 /* this layer's own random stream */
+  struct ct_pool *pool;       /* the net's worker threads (NULL: run serially) */
+  int partitions;             /* CPU partitions of the batch (CcT); prototxt `partition` overrides */
   void *priv;                 /* the layer's private state */
 };
 

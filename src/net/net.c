@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pool.h"
 #include "core/status.h"
 #include "core/tensor.h"
 #include "proto/prototxt.h"
@@ -43,6 +44,9 @@ struct ct_net {
   const ct_tensor **learn_tensor;
   float *param_data, *param_diff;
   size_t param_total;
+  /* CcT's partitions: worker threads shared by the layers */
+  ct_pool *pool;
+  int partitions;
 };
 
 /* ------------------------------------------------------------------ small helpers */
@@ -558,6 +562,7 @@ void ct_net_free(ct_net *net) {
   free(net->name);
   free(net->source);
   free(net->dir);
+  ct_pool_free(net->pool);
   free(net);
 }
 
@@ -584,6 +589,8 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
     st = ct_fail(err, CT_ENOMEM, "out of memory");
     goto fail;
   }
+  net->partitions = ct_cpu_count();
+  if ((st = ct_pool_create(net->partitions, &net->pool, err))) goto fail;
   if ((st = inputs_as_layer(param, source, &filtered, err))) goto fail;
   for (size_t i = 0; i < param->n_layer; i++) {
     const Caffe__LayerParameter *lp = param->layer[i];
@@ -609,6 +616,8 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
     l->index = i;
     l->phase = phase == CT_TRAIN ? CAFFE__PHASE__TRAIN : CAFFE__PHASE__TEST;
     l->dir = net->dir;
+    l->pool = net->pool;
+    l->partitions = net->partitions;
     if (!nl->lp->type) {
       st = ct_fail(err, CT_EINVAL, "%s: layer \"%s\" has no type", source, l->name);
       goto fail;
@@ -740,6 +749,32 @@ ct_status ct_net_create_from_text(const char *text, const char *name, const char
   ct_status st = ct_net_create_from_param((Caffe__NetParameter *)m, name, dir, phase, 0, NULL, 1701, out, err);
   protobuf_c_message_free_unpacked(m, NULL);
   return st;
+}
+
+ct_status ct_net_set_partitions(ct_net *net, int n, ct_error *err) {
+  if (n < 1 || n > 64) return ct_fail(err, CT_EINVAL, "partitions must be 1 to 64, got %d", n);
+  ct_pool *pool = NULL;
+  CT_TRY(ct_pool_create(n, &pool, err));
+  ct_pool_free(net->pool);
+  net->pool = pool;
+  net->partitions = n;
+  for (int i = 0; i < net->nlayers; i++) {
+    net->layers[i].l.pool = pool;
+    net->layers[i].l.partitions = n;
+  }
+  return ct_net_reshape(net, err);
+}
+
+int ct_net_partitions(const ct_net *net) { return net->partitions; }
+
+double ct_net_layer_flops(const ct_net *net, int i) {
+  if (i < 0 || i >= net->nlayers || !net->layers[i].l.ops->flops) return 0;
+  return net->layers[i].l.ops->flops(&net->layers[i].l);
+}
+
+const char *ct_net_layer_note(const ct_net *net, int i) {
+  if (i < 0 || i >= net->nlayers || !net->layers[i].l.ops->describe) return "";
+  return net->layers[i].l.ops->describe(&net->layers[i].l);
 }
 
 void ct_net_set_seed(ct_net *net, uint64_t seed) {

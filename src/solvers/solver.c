@@ -217,6 +217,11 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
     goto fail;
   }
   if ((st = make_nets(s, err))) goto fail;
+  if (s->opt.partitions > 0) {
+    if ((st = ct_net_set_partitions(s->net, s->opt.partitions, err))) goto fail;
+    for (int k = 0; k < s->ntest; k++)
+      if ((st = ct_net_set_partitions(s->test_nets[k], s->opt.partitions, err))) goto fail;
+  }
   ct_update_param *params = (ct_update_param *)ct_net_learnable(s->net);
   if ((st = ct_update_init(&s->upd, sp, ct_net_param_buffer(s->net), ct_net_diff_buffer(s->net),
                            ct_net_param_total(s->net), params, ct_net_num_learnable(s->net), err))) {
@@ -476,6 +481,12 @@ ct_status ct_solver_step(ct_solver *s, int n, ct_error *err) {
     if (display) {
       logf_(s, "Iteration %d, lr = %g", s->iter, rate);
       emit_train(s, smoothed, rate, images_per_s);
+    } else if (s->opt.event) {
+      double dt = seconds_since(&s->last_display);
+      int iters = s->iter - s->last_display_iter;
+      ct_event e = {.kind = CT_EVENT_ITER, .loss = smoothed, .lr = rate};
+      if (iters > 0 && dt > 0) e.images_per_s = iters * (double)sp->iter_size * ct_net_batch_size(s->net) / dt;
+      emit(s, &e);
     }
     s->iter++;
     if (sp->snapshot > 0 && s->iter % sp->snapshot == 0) CT_TRY(ct_solver_snapshot(s, NULL, NULL, err));

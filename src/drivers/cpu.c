@@ -1,0 +1,63 @@
+#include "drivers/cpu.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/blas.h"
+
+static pthread_once_t calib_once = PTHREAD_ONCE_INIT;
+static double calib_gflops = 20, calib_gbytes = 5; /* fallbacks if memory is short */
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void calibrate(void) {
+  const int n = 384;
+  const size_t mem = (size_t)8 << 20; /* floats: 32 MiB, past the caches */
+  float *a = malloc((size_t)n * n * sizeof(float) * 3), *src = malloc(mem * sizeof(float)),
+        *dst = malloc(mem * sizeof(float));
+  if (a && src && dst) {
+    float *b = a + (size_t)n * n, *c = b + (size_t)n * n;
+    for (size_t i = 0; i < (size_t)n * n * 3; i++) a[i] = (float)(i % 7) * 0.1f;
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(1); /* the rate one partition sees */
+    ct_sgemm(0, 0, n, n, n, 1.0f, a, b, 0.0f, c); /* warm-up */
+    double best = 1e9;
+    for (int r = 0; r < 3; r++) {
+      double t0 = now_s();
+      ct_sgemm(0, 0, n, n, n, 1.0f, a, b, 0.0f, c);
+      double t = now_s() - t0;
+      if (t < best) best = t;
+    }
+    openblas_set_num_threads(saved);
+    if (best > 0) calib_gflops = 2.0 * n * n * n / best / 1e9;
+    memset(src, 1, mem * sizeof(float));
+    memcpy(dst, src, mem * sizeof(float)); /* first touch */
+    best = 1e9;
+    for (int r = 0; r < 3; r++) {
+      double t0 = now_s();
+      memcpy(dst, src, mem * sizeof(float));
+      double t = now_s() - t0;
+      if (t < best) best = t;
+    }
+    if (best > 0) calib_gbytes = 2.0 * (double)mem * sizeof(float) / best / 1e9;
+  }
+  free(a);
+  free(src);
+  free(dst);
+}
+
+void ct_cpu_calibration(double *gflops, double *gbytes) {
+  pthread_once(&calib_once, calibrate);
+  *gflops = calib_gflops;
+  *gbytes = calib_gbytes;
+}
+
+int ct_blas_threads(void) { return openblas_get_num_threads(); }
+void ct_blas_set_threads(int n) { openblas_set_num_threads(n); }
+const char *ct_blas_core_name(void) { return openblas_get_corename(); }

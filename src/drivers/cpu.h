@@ -1,0 +1,13 @@
+/* The CPU side of the machine: OpenBLAS threading and a one-time calibration of the GEMM rate
+ * and memory bandwidth that the lowering cost model uses. */
+#ifndef CT_DRIVERS_CPU_H
+#define CT_DRIVERS_CPU_H
+
+/* Measured once per process (a single-threaded SGEMM and a large copy, a few ms), then cached. */
+void ct_cpu_calibration(double *gflops, double *gbytes);
+int ct_blas_threads(void);
+void ct_blas_set_threads(int n);
+/* OpenBLAS's name for the kernel core it runs (e.g. "Haswell"). */
+const char *ct_blas_core_name(void);
+
+#endif

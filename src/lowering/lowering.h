@@ -1,0 +1,63 @@
+/* CcT's convolution by lowering: rearrange a whole partition of the batch so that one GEMM per
+ * group does the convolution, then lift the product back to N x K x OH x OW. Device
+ * independent: the routines take plain buffers and call the BLAS through src/core/blas.h.
+ *
+ * Shapes: x N x C x H x W; w K x C/G x kh x kw; b K; y N x K x OH x OW. Channel group g maps
+ * input channels [g*C/G, (g+1)*C/G) to outputs [g*K/G, (g+1)*K/G).
+ *
+ *  TYPE1 lowers the input: D (C kh kw x nb OH OW); y = W . D; blow-up kh*kw on the input side.
+ *  TYPE2 lowers along x only: D2 (C kw x nb H OW), W2 (kh K x C kw); lifting sums kh shifted
+ *        rows; blow-up kw on the input side and kh on the output side.
+ *  TYPE3 lowers the kernel: X (C x nb H W) is the input transposed, W3 (kh kw K x C); lifting
+ *        sums kh*kw shifted planes; blow-up kh*kw on the output side. Wins when C >> K.
+ * A 1x1, stride-1, unpadded convolution needs no lowering (ct_lower_pointwise). */
+#ifndef CT_LOWERING_H
+#define CT_LOWERING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct ct_conv_geom {
+  int N, C, H, W; /* input */
+  int K, G;       /* outputs, groups */
+  int kh, kw, sh, sw, ph, pw, dh, dw;
+  int OH, OW;     /* output, from ct_conv_geom_finish */
+} ct_conv_geom;
+
+typedef enum ct_lowering {
+  CT_LOWER_AUTO = 0,
+  CT_LOWER_TYPE1 = 1,
+  CT_LOWER_TYPE2 = 2,
+  CT_LOWER_TYPE3 = 3,
+  CT_LOWER_POINTWISE = 4 /* 1x1 / stride 1 / no pad: per-image GEMMs on the input as it is */
+} ct_lowering;
+
+/* The largest workspace (floats) the cost model lets one partition use: 1 GiB. */
+#define CT_LOWER_MAX_WORKSPACE ((size_t)1 << 28)
+
+/* Computes OH, OW. False when the dilated kernel does not fit the padded input. */
+bool ct_conv_geom_finish(ct_conv_geom *g);
+bool ct_conv_is_pointwise(const ct_conv_geom *g);
+const char *ct_lowering_name(ct_lowering t);
+
+/* Floats of workspace one partition of nb images needs for type t (forward and backward). */
+size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb);
+
+/* Forward for nb images starting at x (and y): y = conv(x, w) + b (b may be NULL). */
+void ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, const float *b,
+                      float *y, float *ws);
+/* Backward for nb images from dy: dx overwritten, dw and db accumulated (+=); any of the three
+ * may be NULL. */
+void ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, const float *dy,
+                       float *dx, float *dw, float *db, float *ws);
+
+/* The cost model: predicted seconds of one forward+backward of nb images with type t, from the
+ * GEMM FLOPs at `gflops` and the bytes the lowering and lifting move at `gbytes` per second.
+ * Returns a huge value when the workspace would exceed max_ws floats. */
+double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops, double gbytes, size_t max_ws);
+/* The cheapest type by the cost model (POINTWISE for 1x1 convolutions). */
+ct_lowering ct_lower_choose(const ct_conv_geom *g, int nb, double gflops, double gbytes, size_t max_ws);
+/* Multiply-adds x 2 of one forward pass of nb images (the useful FLOPs, independent of type). */
+double ct_conv_flops(const ct_conv_geom *g, int nb);
+
+#endif
