@@ -109,6 +109,11 @@ static void ip_destroy(ct_layer *l) {
   l->priv = NULL;
 }
 
+static double ip_flops(const ct_layer *l) {
+  const ip_priv *ip = l->priv;
+  return 2.0 * ip->M * (double)ip->K * ip->N;
+}
+
 const ct_layer_ops ct_layer_InnerProduct = {
     .type = "InnerProduct",
     .min_bottom = 1,
@@ -121,4 +126,5 @@ const ct_layer_ops ct_layer_InnerProduct = {
     .forward = ip_forward,
     .backward = ip_backward,
     .destroy = ip_destroy,
+    .flops = ip_flops,
 };

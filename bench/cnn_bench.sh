@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# cortado against PyTorch (Debian's python3-torch) on the same nets, batches and thread count,
+# in one run, with an OpenBLAS SGEMM roof probe. Whole training iterations on both sides
+# (forward + backward + SGD update with momentum and weight decay), on random inputs.
+#
+#   bench/cnn_bench.sh [iterations]        (after `make`; BUILD=build by default)
+#
+# OpenBLAS's core: this script unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for its own
+# commands so OpenBLAS detects the core itself (the issue's setting). OpenBLAS 0.3.21 does not
+# know some recent CPUs and falls back to its slow generic Prescott kernels; set CT_BENCH_CORE
+# (e.g. SkylakeX, Haswell) to choose a core explicitly. The core in use is printed either way.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+N=${1:-10}
+THREADS=${THREADS:-$(nproc)}
+PY=${PY:-/usr/bin/python3}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+run() { if [ -n "${CT_BENCH_CORE:-}" ]; then env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE="$CT_BENCH_CORE" "$@";
+        else env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@"; fi; }
+TUNED='glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.top_pad=268435456'
+
+roof_line=$(run "$BUILD/sgemm_roof" "$THREADS" 2048)
+roof=$(sed -n 's/.*gflops=\([0-9.]*\).*/\1/p' <<<"$roof_line")
+core=$(sed -n 's/.*core=\([A-Za-z0-9]*\).*/\1/p' <<<"$roof_line")
+echo "OpenBLAS core: $core   SGEMM roof on $THREADS threads: $roof GFLOP/s"
+
+# cortado: a solver over the timing net; iter/s from the display lines (set-up excluded)
+cortado_ms() { # model partitions
+  cat > "$tmp/solver.prototxt" <<EOS
+net: "$1"
+base_lr: 0.01
+momentum: 0.9
+weight_decay: 0.0005
+lr_policy: "fixed"
+max_iter: $((N + 2))
+display: 2
+snapshot_after_train: false
+random_seed: 1
+EOS
+  run "$BUILD/cortado" train --solver="$tmp/solver.prototxt" --partitions="$2" 2>&1 |
+    sed -n 's/.*Iteration [0-9]* (\([0-9.e+-]*\) iter\/s.*/\1/p' | tail -n +2 |
+    awk '{ s += 1 / $1; n++ } END { if (n) printf "%.2f", 1000 * s / n; else print "nan" }'
+}
+cortado_gflop() { # model -> whole-iteration GFLOP (forward + backward)
+  run "$BUILD/cortado" time --model="$1" --iterations=1 2>&1 | sed -n 's/.*Whole iteration: \([0-9.]*\) GFLOP.*/\1/p'
+}
+
+printf "\n%-10s %6s %12s %12s %12s %12s %9s %9s %8s\n" net batch "cortado ms" "1-part ms" "torch ms" "torch+malloc" \
+  "vs torch" "vs tuned" "of roof"
+for spec in "caffenet examples/caffenet/time_b32.prototxt 32" "lenet bench/lenet_time_b64.prototxt 64"; do
+  set -- $spec
+  c2=$(cortado_ms "$2" "$THREADS")
+  c1=$(cortado_ms "$2" 1)
+  gf=$(cortado_gflop "$2")
+  t=$(run env OMP_NUM_THREADS="$THREADS" "$PY" bench/torch_bench.py "$1" "$3" "$N" "$THREADS" | awk '{print $4}')
+  tt=$(run env GLIBC_TUNABLES="$TUNED" OMP_NUM_THREADS="$THREADS" "$PY" bench/torch_bench.py "$1" "$3" "$N" "$THREADS" |
+       awk '{print $4}')
+  awk -v n="$1" -v b="$3" -v c2="$c2" -v c1="$c1" -v t="$t" -v tt="$tt" -v gf="$gf" -v roof="$roof" 'BEGIN {
+    printf "%-10s %6d %12.2f %12.2f %12.2f %12.2f %8.2fx %8.2fx %7.0f%%\n", n, b, c2, c1, t, tt, t / c2, tt / c2,
+      100 * (gf / (c2 / 1000)) / roof
+    printf "%-10s partitions: %d vs 1 = %.2fx; whole iteration %.1f GFLOP at %.1f GFLOP/s\n", "", '"$THREADS"', c1 / c2,
+      gf, gf / (c2 / 1000) }'
+done

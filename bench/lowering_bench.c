@@ -1,0 +1,91 @@
+/* The cost model against the clock: for each convolution of CaffeNet (batch 32) and LeNet
+ * (batch 64), split into the partitions a run would use, time forward + backward of one
+ * partition with every lowering type (single-threaded BLAS, as in a partition), and report the
+ * type the cost model picks, the fastest measured, and how far the pick is from the fastest.
+ *
+ *   lowering_bench [partitions]      (default 2) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/blas.h"
+#include "drivers/cpu.h"
+#include "lowering/lowering.h"
+
+typedef struct layer_shape {
+  const char *name;
+  int N, C, H, W, K, G, k, s, p;
+} layer_shape;
+
+static const layer_shape shapes[] = {
+    {"caffenet conv1", 32, 3, 227, 227, 96, 1, 11, 4, 0},  {"caffenet conv2", 32, 96, 27, 27, 256, 2, 5, 1, 2},
+    {"caffenet conv3", 32, 256, 13, 13, 384, 1, 3, 1, 1},  {"caffenet conv4", 32, 384, 13, 13, 384, 2, 3, 1, 1},
+    {"caffenet conv5", 32, 384, 13, 13, 256, 2, 3, 1, 1},  {"lenet conv1", 64, 1, 28, 28, 20, 1, 5, 1, 0},
+    {"lenet conv2", 64, 20, 12, 12, 50, 1, 5, 1, 0},
+};
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double time_type(const ct_conv_geom *g, ct_lowering t, int nb, float *x, float *w, float *b, float *y,
+                        float *dx, float *dw, float *db, float *ws, int reps) {
+  double best = 1e30;
+  for (int r = 0; r < reps; r++) {
+    double t0 = now();
+    ct_lower_forward(g, t, nb, x, w, b, y, ws);
+    ct_lower_backward(g, t, nb, x, w, y, dx, dw, db, ws);
+    double dt = now() - t0;
+    if (dt < best) best = dt;
+  }
+  return best;
+}
+
+int main(int argc, char **argv) {
+  int parts = argc > 1 ? atoi(argv[1]) : 2;
+  if (parts < 1) parts = 1;
+  double gflops, gbytes;
+  ct_cpu_calibration(&gflops, &gbytes);
+  ct_blas_set_threads(1);
+  printf("OpenBLAS core: %s; calibration: %.1f GFLOP/s single-thread SGEMM, %.1f GB/s copy\n", ct_blas_core_name(),
+         gflops, gbytes);
+  printf("%-16s %5s %9s %9s %9s %8s %8s %7s\n", "layer", "nb", "type1 ms", "type2 ms", "type3 ms", "chosen", "fastest",
+         "excess");
+  int within = 0, total = 0;
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+    const layer_shape *L = &shapes[i];
+    ct_conv_geom g = {L->N, L->C, L->H, L->W, L->K, L->G, L->k, L->k, L->s, L->s, L->p, L->p, 1, 1, 0, 0};
+    ct_conv_geom_finish(&g);
+    int nb = (L->N + parts - 1) / parts;
+    size_t nx = (size_t)nb * g.C * g.H * g.W, ny = (size_t)nb * g.K * g.OH * g.OW;
+    size_t nw = (size_t)g.K * (g.C / g.G) * g.kh * g.kw;
+    size_t nws = 0;
+    for (int t = 1; t <= 3; t++) {
+      size_t w = ct_lower_workspace(&g, (ct_lowering)t, nb);
+      if (w <= CT_LOWER_MAX_WORKSPACE && w > nws) nws = w;
+    }
+    float *x = calloc(nx, 4), *dx = calloc(nx, 4), *y = calloc(ny, 4), *w = calloc(nw, 4), *dw = calloc(nw, 4);
+    float *b = calloc((size_t)g.K, 4), *db = calloc((size_t)g.K, 4), *ws = calloc(nws + 16, 4);
+    for (size_t k = 0; k < nx; k++) x[k] = (float)(k % 13) * 0.01f;
+    for (size_t k = 0; k < nw; k++) w[k] = (float)(k % 7) * 0.01f;
+    double ms[4] = {0, 1e30, 1e30, 1e30};
+    int fastest = 1;
+    for (int t = 1; t <= 3; t++) {
+      if (ct_lower_workspace(&g, (ct_lowering)t, nb) > CT_LOWER_MAX_WORKSPACE) continue;
+      ms[t] = 1e3 * time_type(&g, (ct_lowering)t, nb, x, w, b, y, dx, dw, db, ws, 3);
+      if (ms[t] < ms[fastest]) fastest = t;
+    }
+    ct_lowering chosen = ct_lower_choose(&g, nb, gflops, gbytes, CT_LOWER_MAX_WORKSPACE);
+    double excess = ms[chosen] / ms[fastest] - 1;
+    within += excess <= 0.10;
+    total++;
+    printf("%-16s %5d %9.2f %9.2f %9.2f %8s %8s %6.1f%%\n", L->name, nb, ms[1], ms[2] < 1e29 ? ms[2] : -1,
+           ms[3] < 1e29 ? ms[3] : -1, ct_lowering_name(chosen), ct_lowering_name((ct_lowering)fastest), 100 * excess);
+    free(x), free(dx), free(y), free(w), free(dw), free(b), free(db), free(ws);
+  }
+  printf("cost model within 10%% of the fastest type on %d of %d layers\n", within, total);
+  return 0;
+}
