@@ -1,4 +1,5 @@
-/* CcT's partitions on whole nets: forward outputs and every parameter gradient with 2 and 3
+/* CcT's partitions on whole nets (convolutions, pooling, LRN and element-wise layers all split
+ * their work across the partitions): forward outputs and every parameter gradient with 2 and 3
  * partitions equal the one-partition run within 1e-5 relative; two runs with the same
  * partitions are bit-identical; a layer's `partition { share }` entries split its batch; the
  * lowering type can be forced per layer and every type gives the same net outputs. */
@@ -20,7 +21,10 @@ static const char *net_text(const char *conv2_extra) {
            "layer { name: 'relu1' type: 'ReLU' bottom: 'conv1' top: 'conv1' }\n"
            "layer { name: 'pool1' type: 'Pooling' bottom: 'conv1' top: 'pool1' pooling_param { pool: MAX "
            "  kernel_size: 3 stride: 2 } }\n"
-           "layer { name: 'conv2' type: 'Convolution' bottom: 'pool1' top: 'conv2' %s convolution_param { "
+           "layer { name: 'norm1' type: 'LRN' bottom: 'pool1' top: 'norm1' lrn_param { local_size: 3 } }\n"
+           "layer { name: 'norm1w' type: 'LRN' bottom: 'norm1' top: 'norm1w' lrn_param { local_size: 3 "
+           "  norm_region: WITHIN_CHANNEL } }\n"
+           "layer { name: 'conv2' type: 'Convolution' bottom: 'norm1w' top: 'conv2' %s convolution_param { "
            "  num_output: 12 kernel_size: 3 group: 2 stride: 1 weight_filler { type: 'xavier' } } }\n"
            "layer { name: 'conv3' type: 'Convolution' bottom: 'conv2' top: 'conv3' convolution_param { num_output: 6 "
            "  kernel_size: 1 weight_filler { type: 'xavier' } } }\n"

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "layers/layer.h"
+#include "sched/partition.h"
 
 typedef struct lrn_priv {
   bool across;
@@ -18,8 +19,11 @@ typedef struct lrn_priv {
   int N, C, H, W;
   float *scale; /* s, bottom-shaped */
   float *spow;  /* s^-beta, bottom-shaped */
-  float *tmp;   /* WITHIN: one row-summed plane; ACROSS: one dy*y/s channel stack */
+  float *tmp;   /* per partition, tmp_each floats: WITHIN: one row-summed plane; ACROSS: one
+                   dy*y/s channel stack */
+  size_t tmp_each;
   size_t scale_cap, spow_cap, tmp_cap;
+  ct_layer *l;  /* the region being run */
 } lrn_priv;
 
 static const Caffe__LRNParameter default_param = CAFFE__LRNPARAMETER__INIT;
@@ -65,7 +69,8 @@ static ct_status lrn_reshape(ct_layer *l, ct_error *err) {
   CT_TRY(grow(l, &lp->scale, &lp->scale_cap, x->count, err));
   CT_TRY(grow(l, &lp->spow, &lp->spow_cap, x->count, err));
   size_t plane = (size_t)lp->H * lp->W;
-  return grow(l, &lp->tmp, &lp->tmp_cap, lp->across ? plane * lp->C : plane, err);
+  lp->tmp_each = lp->across ? plane * lp->C : plane;
+  return grow(l, &lp->tmp, &lp->tmp_cap, lp->tmp_each * (size_t)ct_parallel_parts(l), err);
 }
 
 /* out[c] = sum of in[c'] over |c' - c| <= r, c' in [0, C), for C channel planes of `plane`. */
@@ -125,58 +130,71 @@ static void neg_pow(const float *restrict s, float *restrict out, size_t n, floa
   }
 }
 
-static ct_status lrn_forward(ct_layer *l, ct_error *err) {
-  (void)err;
-  lrn_priv *lp = l->priv;
+/* Images are independent: forward and backward run over image ranges split across the net's
+ * partitions, each with its own scratch plane. */
+static void forward_images(void *ctx, int part, size_t b0, size_t b1) {
+  lrn_priv *lp = ctx;
+  const ct_layer *l = lp->l;
   const size_t plane = (size_t)lp->H * lp->W, img = plane * lp->C;
   const float *x = l->bottom[0]->data;
-  float *y = l->top[0]->data, *s = lp->scale;
-  const size_t n = l->bottom[0]->count;
+  float *y = l->top[0]->data, *s = lp->scale, *tmp = lp->tmp + (size_t)part * lp->tmp_each;
   /* x^2 into y first (y is not x: the layer is not in-place), then the window sums into s */
-  for (size_t i = 0; i < n; i++) y[i] = x[i] * x[i];
-  for (int b = 0; b < lp->N; b++) {
+  for (size_t i = b0 * img; i < b1 * img; i++) y[i] = x[i] * x[i];
+  for (size_t b = b0; b < b1; b++) {
     if (lp->across) {
       window_sum_channels(y + b * img, s + b * img, lp->C, plane, lp->pre_pad, lp->alpha / (float)lp->size, lp->k);
     } else {
       const float a = lp->alpha / (float)(lp->size * lp->size);
       for (int c = 0; c < lp->C; c++)
-        window_sum_plane(y + b * img + c * plane, s + b * img + c * plane, lp->tmp, lp->H, lp->W, lp->pre_pad, a,
-                         1.0f);
+        window_sum_plane(y + b * img + c * plane, s + b * img + c * plane, tmp, lp->H, lp->W, lp->pre_pad, a, 1.0f);
     }
   }
-  float *restrict sp = lp->spow;
-  neg_pow(s, sp, n, lp->beta);
-  for (size_t i = 0; i < n; i++) y[i] = x[i] * sp[i];
+  float *restrict sp = lp->spow + b0 * img;
+  neg_pow(s + b0 * img, sp, (b1 - b0) * img, lp->beta);
+  for (size_t i = 0; i < (b1 - b0) * img; i++) y[b0 * img + i] = x[b0 * img + i] * sp[i];
+}
+
+static ct_status lrn_forward(ct_layer *l, ct_error *err) {
+  (void)err;
+  lrn_priv *lp = l->priv;
+  lp->l = l;
+  ct_parallel_for(l, (size_t)lp->N, 1, forward_images, lp);
   return CT_OK;
 }
 
-static void lrn_backward(ct_layer *l) {
-  if (!l->propagate_down[0]) return;
-  lrn_priv *lp = l->priv;
+static void backward_images(void *ctx, int part, size_t b0, size_t b1) {
+  lrn_priv *lp = ctx;
+  const ct_layer *l = lp->l;
   const size_t plane = (size_t)lp->H * lp->W, img = plane * lp->C;
   const float *x = l->bottom[0]->data, *y = l->top[0]->data, *dy = l->top[0]->diff, *s = lp->scale;
-  float *dx = l->bottom[0]->diff;
-  const size_t n = l->bottom[0]->count;
+  float *dx = l->bottom[0]->diff, *tmp = lp->tmp + (size_t)part * lp->tmp_each;
   /* dx temporarily holds dy * y / s; the window sum of it goes to tmp (ACROSS) or back into dx */
-  for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] / s[i];
-  for (int b = 0; b < lp->N; b++) {
+  for (size_t i = b0 * img; i < b1 * img; i++) dx[i] = dy[i] * y[i] / s[i];
+  for (size_t b = b0; b < b1; b++) {
     float *dxb = dx + b * img;
     const float *xb = x + b * img, *dyb = dy + b * img, *sb = lp->spow + b * img;
     if (lp->across) {
       const float ratio = 2.0f * lp->alpha * lp->beta / (float)lp->size;
-      window_sum_channels(dxb, lp->tmp, lp->C, plane, lp->pre_pad, 1.0f, 0.0f);
-      for (size_t i = 0; i < img; i++) dxb[i] = dyb[i] * sb[i] - ratio * xb[i] * lp->tmp[i];
+      window_sum_channels(dxb, tmp, lp->C, plane, lp->pre_pad, 1.0f, 0.0f);
+      for (size_t i = 0; i < img; i++) dxb[i] = dyb[i] * sb[i] - ratio * xb[i] * tmp[i];
     } else {
       const float ratio = 2.0f * lp->alpha * lp->beta / (float)(lp->size * lp->size);
       for (int c = 0; c < lp->C; c++) {
         float *d = dxb + c * plane;
         /* in-place box sum: window_sum_plane reads `in` fully into tmp before writing `out` */
-        window_sum_plane(d, d, lp->tmp, lp->H, lp->W, lp->pre_pad, 1.0f, 0.0f);
+        window_sum_plane(d, d, tmp, lp->H, lp->W, lp->pre_pad, 1.0f, 0.0f);
         const float *xc = xb + c * plane, *dyc = dyb + c * plane, *sc = sb + c * plane;
         for (size_t i = 0; i < plane; i++) d[i] = dyc[i] * sc[i] - ratio * xc[i] * d[i];
       }
     }
   }
+}
+
+static void lrn_backward(ct_layer *l) {
+  if (!l->propagate_down[0]) return;
+  lrn_priv *lp = l->priv;
+  lp->l = l;
+  ct_parallel_for(l, (size_t)lp->N, 1, backward_images, lp);
 }
 
 static void lrn_destroy(ct_layer *l) {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "layers/layer.h"
+#include "sched/partition.h"
 #include "layers/scratch.h"
 
 typedef struct neuron neuron;
@@ -53,12 +54,32 @@ static ct_status neuron_reshape(ct_layer *l, ct_error *err) {
   return ct_tensor_reshape_like(l->top[0], l->bottom[0], err);
 }
 
+/* Element-wise work split over the net's partitions (each element is independent). */
+typedef struct neuron_run {
+  const neuron *p;
+  const float *x, *y, *dy;
+  float *out, *saved;
+} neuron_run;
+
+static void forward_range(void *ctx, int part, size_t b, size_t e) {
+  (void)part;
+  const neuron_run *r = ctx;
+  if (r->saved) memcpy(r->saved + b, r->x + b, (e - b) * sizeof(float));
+  r->p->fwd(r->p, r->x + b, r->out + b, e - b);
+}
+
+static void backward_range(void *ctx, int part, size_t b, size_t e) {
+  (void)part;
+  const neuron_run *r = ctx;
+  r->p->bwd(r->p, r->x + b, r->y + b, r->dy + b, r->out + b, e - b);
+}
+
 static ct_status neuron_forward(ct_layer *l, ct_error *err) {
   (void)err;
   neuron *p = l->priv;
   const ct_tensor *b = l->bottom[0];
-  if (in_place(l) && p->keep_input) memcpy(p->saved.p, b->data, b->count * sizeof(float));
-  p->fwd(p, b->data, l->top[0]->data, b->count);
+  neuron_run r = {p, b->data, NULL, NULL, l->top[0]->data, in_place(l) && p->keep_input ? p->saved.p : NULL};
+  ct_parallel_for(l, b->count, 1024, forward_range, &r);
   return CT_OK;
 }
 
@@ -66,8 +87,8 @@ static void neuron_backward(ct_layer *l) {
   if (!l->propagate_down[0]) return;
   neuron *p = l->priv;
   const ct_tensor *b = l->bottom[0], *t = l->top[0];
-  const float *x = in_place(l) && p->keep_input ? p->saved.p : b->data;
-  p->bwd(p, x, t->data, t->diff, b->diff, b->count);
+  neuron_run r = {p, in_place(l) && p->keep_input ? p->saved.p : b->data, t->data, t->diff, b->diff, NULL};
+  ct_parallel_for(l, b->count, 1024, backward_range, &r);
 }
 
 static void neuron_destroy(ct_layer *l) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "layers/layer.h"
+#include "sched/partition.h"
 
 typedef struct pool_priv {
   Caffe__PoolingParameter__PoolMethod method;
@@ -180,12 +181,14 @@ static void stochastic_plane(const pool_priv *pp, const float *restrict x, float
     }
 }
 
-static ct_status pool_forward(ct_layer *l, ct_error *err) {
-  (void)err;
-  pool_priv *pp = l->priv;
+/* Planes are independent: forward and backward run over plane ranges split across the net's
+ * partitions. */
+static void forward_planes(void *ctx, int part, size_t begin, size_t end) {
+  (void)part;
+  const ct_layer *l = ctx;
+  const pool_priv *pp = l->priv;
   const size_t in_plane = (size_t)pp->H * pp->W, out_plane = (size_t)pp->OH * pp->OW;
-  const size_t planes = (size_t)pp->N * pp->C;
-  for (size_t pl = 0; pl < planes; pl++) {
+  for (size_t pl = begin; pl < end; pl++) {
     const float *x = l->bottom[0]->data + pl * in_plane;
     float *y = l->top[0]->data + pl * out_plane;
     switch (pp->method) {
@@ -202,15 +205,21 @@ static ct_status pool_forward(ct_layer *l, ct_error *err) {
       default: stochastic_plane(pp, x, y); break;
     }
   }
+}
+
+static ct_status pool_forward(ct_layer *l, ct_error *err) {
+  (void)err;
+  pool_priv *pp = l->priv;
+  ct_parallel_for(l, (size_t)pp->N * pp->C, 1, forward_planes, l);
   return CT_OK;
 }
 
-static void pool_backward(ct_layer *l) {
-  if (!l->propagate_down[0]) return;
-  pool_priv *pp = l->priv;
+static void backward_planes(void *ctx, int part, size_t begin, size_t end) {
+  (void)part;
+  const ct_layer *l = ctx;
+  const pool_priv *pp = l->priv;
   const int H = pp->H, W = pp->W, OH = pp->OH, OW = pp->OW;
-  const size_t planes = (size_t)pp->N * pp->C;
-  for (size_t pl = 0; pl < planes; pl++) {
+  for (size_t pl = begin; pl < end; pl++) {
     const float *restrict dy = l->top[0]->diff + pl * OH * OW;
     const float *restrict x = l->bottom[0]->data + pl * H * W;
     float *restrict dx = l->bottom[0]->diff + pl * H * W;
@@ -244,6 +253,11 @@ static void pool_backward(ct_layer *l) {
   }
 }
 
+static void pool_backward(ct_layer *l) {
+  if (!l->propagate_down[0]) return;
+  pool_priv *pp = l->priv;
+  ct_parallel_for(l, (size_t)pp->N * pp->C, 1, backward_planes, l);
+}
 static void pool_destroy(ct_layer *l) {
   pool_priv *pp = l->priv;
   if (pp) free(pp->argmax);

@@ -82,3 +82,36 @@ void ct_partition_run(ct_layer *l, const ct_partition *p, void (*fn)(void *ctx, 
   ct_pool_run(l->pool, p->n, fn, ctx);
   ct_blas_set_threads(saved);
 }
+
+int ct_parallel_parts(const ct_layer *l) {
+  int n = l->partitions > 0 ? l->partitions : 1;
+  return n > CT_MAX_PARTITIONS ? CT_MAX_PARTITIONS : n;
+}
+
+typedef struct pfor {
+  size_t n, align;
+  int parts;
+  void (*fn)(void *ctx, int part, size_t begin, size_t end);
+  void *ctx;
+} pfor;
+
+static void pfor_task(void *arg, int i) {
+  const pfor *p = arg;
+  size_t units = (p->n + p->align - 1) / p->align;
+  size_t b = units * (size_t)i / (size_t)p->parts * p->align, e = units * (size_t)(i + 1) / (size_t)p->parts * p->align;
+  if (e > p->n) e = p->n;
+  if (b < e) p->fn(p->ctx, i, b, e);
+}
+
+void ct_parallel_for(ct_layer *l, size_t n, size_t align, void (*fn)(void *ctx, int part, size_t begin, size_t end),
+                     void *ctx) {
+  if (align == 0) align = 1;
+  int parts = ct_parallel_parts(l);
+  /* fewer than two units of work: not worth waking the workers */
+  if (parts <= 1 || !l->pool || n < 2 * align) {
+    fn(ctx, 0, 0, n);
+    return;
+  }
+  pfor p = {n, align, parts, fn, ctx};
+  ct_pool_run(l->pool, parts, pfor_task, &p);
+}

@@ -21,4 +21,12 @@ int ct_partition_max(const ct_partition *p);
  * when there is more than one partition. */
 void ct_partition_run(ct_layer *l, const ct_partition *p, void (*fn)(void *ctx, int i), void *ctx);
 
+/* Splits [0, n) into l's partitions (contiguous, sizes differing by at most `align`) and runs
+ * fn(ctx, part, begin, end) for each on l's pool: for layers whose work is independent per
+ * element, plane or image (pooling, LRN, element-wise), which need no BLAS. */
+void ct_parallel_for(ct_layer *l, size_t n, size_t align, void (*fn)(void *ctx, int part, size_t begin, size_t end),
+                     void *ctx);
+/* The number of partitions ct_parallel_for uses for l (for per-partition scratch buffers). */
+int ct_parallel_parts(const ct_layer *l);
+
 #endif
