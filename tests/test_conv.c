@@ -82,8 +82,9 @@ static void run_type(const ct_conv_geom *g, ct_lowering t, int nparts, const flo
     if (y) ct_lower_forward(g, t, sizes[i], x + xo, w, b, y + yo, ws);
     if (dy) {
       memset(pw, 0, (nw + (size_t)g->K) * sizeof(float));
+      /* reuse the forward lowering when the forward of this partition just ran */
       ct_lower_backward(g, t, sizes[i], x + xo, w, dy + yo, dx ? dx + xo : NULL, dw ? pw : NULL, db ? pw + nw : NULL,
-                        ws);
+                        ws, y != NULL);
       for (size_t k = 0; dw && k < nw; k++) dw[k] += pw[k];
       for (int k = 0; db && k < g->K; k++) db[k] += pw[nw + (size_t)k];
     }

@@ -87,6 +87,11 @@ typedef struct conv_priv {
   /* the region being run */
   ct_layer *l;
   int bottom;
+  /* which bottom's lowering the workspaces hold after forward (-1: none), and of which data:
+   * backward reuses it (CcT) instead of lowering again */
+  int lowered_bottom;
+  const float *lowered_data;
+  const float *lowered_weights;
 } conv_priv;
 
 static const Caffe__ConvolutionParameter default_param = CAFFE__CONVOLUTION_PARAMETER__INIT;
@@ -230,6 +235,7 @@ static ct_status conv_reshape(ct_layer *l, ct_error *err) {
   cp->geom = g;
   for (int i = 0; i < l->ntop; i++) CT_TRY(ct_tensor_reshape4(l->top[i], g.N, g.K, g.OH, g.OW, err));
   CT_TRY(ct_partition_plan(l, g.N, &cp->part, err));
+  cp->lowered_bottom = -1; /* a reshape may move the partitions and the workspaces */
   int nbmax = ct_partition_max(&cp->part);
   if (cp->forced != CT_LOWER_AUTO) {
     cp->type = cp->forced;
@@ -281,8 +287,10 @@ static void backward_part(void *ctx, int i) {
   float *db = cp->bias && l->param_propagate_down[1] ? gr + l->blobs[0]->count : NULL;
   float *dx = l->propagate_down[cp->bottom] ? l->bottom[cp->bottom]->diff + xoff : NULL;
   memset(gr, 0, cp->grad_each * sizeof(float));
+  bool reuse = cp->lowered_bottom == cp->bottom && cp->lowered_data == l->bottom[cp->bottom]->data &&
+               cp->lowered_weights == l->blobs[0]->data;
   ct_lower_backward(g, cp->type, nb, l->bottom[cp->bottom]->data + xoff, l->blobs[0]->data,
-                    l->top[cp->bottom]->diff + yoff, dx, dw, db, cp->ws + (size_t)i * cp->ws_each);
+                    l->top[cp->bottom]->diff + yoff, dx, dw, db, cp->ws + (size_t)i * cp->ws_each, reuse);
 }
 
 static ct_status conv_forward(ct_layer *l, ct_error *err) {
@@ -290,6 +298,9 @@ static ct_status conv_forward(ct_layer *l, ct_error *err) {
   conv_priv *cp = l->priv;
   cp->l = l;
   for (cp->bottom = 0; cp->bottom < l->nbottom; cp->bottom++) ct_partition_run(l, &cp->part, forward_part, cp);
+  cp->lowered_bottom = l->nbottom - 1;
+  cp->lowered_data = l->bottom[l->nbottom - 1]->data;
+  cp->lowered_weights = l->blobs[0]->data;
   return CT_OK;
 }
 
@@ -297,9 +308,11 @@ static void conv_backward(ct_layer *l) {
   conv_priv *cp = l->priv;
   cp->l = l;
   bool dw = l->param_propagate_down[0], db = cp->bias && l->param_propagate_down[1];
-  for (cp->bottom = 0; cp->bottom < l->nbottom; cp->bottom++) {
+  /* the last bottom first: its forward lowering is still in the workspaces */
+  for (cp->bottom = l->nbottom - 1; cp->bottom >= 0; cp->bottom--) {
     if (!l->propagate_down[cp->bottom] && !dw && !db) continue;
     ct_partition_run(l, &cp->part, backward_part, cp);
+    cp->lowered_bottom = -1; /* backward overwrote the workspaces */
     /* partition gradients summed in a fixed order: reproducible whatever the thread timing */
     for (int i = 0; i < cp->part.n; i++) {
       const float *gr = cp->grad + (size_t)i * cp->grad_each;

@@ -481,15 +481,13 @@ void ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const float 
 }
 
 void ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, const float *dy,
-                       float *dx, float *dw, float *db, float *ws) {
+                       float *dx, float *dw, float *db, float *ws, bool reuse) {
   if (nb <= 0) return;
-  /* The workspace is re-derived from x and w here rather than trusted from the forward pass:
-   * the lowering is a small share of the time and this keeps the routine stateless. */
   switch (t) {
-    case CT_LOWER_TYPE2: backward2(g, nb, x, w, dy, dx, dw, db, ws, false); break;
-    case CT_LOWER_TYPE3: backward3(g, nb, x, w, dy, dx, dw, db, ws, false); break;
+    case CT_LOWER_TYPE2: backward2(g, nb, x, w, dy, dx, dw, db, ws, reuse); break;
+    case CT_LOWER_TYPE3: backward3(g, nb, x, w, dy, dx, dw, db, ws, reuse); break;
     case CT_LOWER_POINTWISE: backward_pw(g, nb, x, w, dy, dx, dw, db); break;
-    default: backward1(g, nb, x, w, dy, dx, dw, db, ws, false); break;
+    default: backward1(g, nb, x, w, dy, dx, dw, db, ws, reuse); break;
   }
 }
 

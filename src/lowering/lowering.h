@@ -47,9 +47,10 @@ size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb);
 void ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, const float *b,
                       float *y, float *ws);
 /* Backward for nb images from dy: dx overwritten, dw and db accumulated (+=); any of the three
- * may be NULL. */
+ * may be NULL. `reuse`: ws still holds what ct_lower_forward left there for the same x and w
+ * (CcT's reuse of the forward lowering), so the lowering is not redone. */
 void ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, const float *dy,
-                       float *dx, float *dw, float *db, float *ws);
+                       float *dx, float *dw, float *db, float *ws, bool reuse);
 
 /* The cost model: predicted seconds of one forward+backward of nb images with type t, from the
  * GEMM FLOPs at `gflops` and the bytes the lowering and lifting move at `gbytes` per second.
