@@ -3,7 +3,11 @@
  * rule and policy against PyTorch and numpy is tests/py_torch_solvers.py. */
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "check.h"
+#include "core/pool.h"
+#include "core/rng.h"
 #include "solvers/update.h"
 
 /* check.h's CHECK_CLOSE appends the two values after the caller's format arguments, so it only
@@ -168,7 +172,55 @@ static void test_solver_type_enum(void) {
   }
 }
 
+/* The update split across a thread pool gives bit-identical results to the serial one, for
+ * every rule (each element's update is independent of the others). */
+static void test_parallel(void) {
+  const char *types[] = {"SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam"};
+  const size_t total = 300000;
+  ct_update_param params[3] = {{0, 100003, 1.f, 1.f}, {100016, 150000, 2.f, 0.f}, {250016, 49984, 0.5f, 3.f}};
+  ct_pool *pool = NULL;
+  ct_error err = {0};
+  CHECK(ct_pool_create(3, &pool, &err) == CT_OK, "%s", err.msg);
+  for (int t = 0; t < 6; t++) {
+    Caffe__SolverParameter sp = base_sp();
+    sp.type = (char *)types[t];
+    sp.has_weight_decay = 1;
+    sp.weight_decay = 0.01f;
+    if (t == 0 || t == 1 || t == 4 || t == 5) {
+      sp.has_momentum = 1;
+      sp.momentum = 0.9f;
+    }
+    float *data[2], *diff[2];
+    ct_update_ctx u[2];
+    for (int k = 0; k < 2; k++) {
+      data[k] = malloc(total * sizeof(float));
+      diff[k] = malloc(total * sizeof(float));
+      ct_rng r;
+      ct_rng_seed(&r, 5);
+      for (size_t i = 0; i < total; i++) data[k][i] = ct_rng_gaussian(&r, 0, 1);
+      CHECK(ct_update_init(&u[k], &sp, data[k], diff[k], total, params, 3, &err) == CT_OK, "%s", err.msg);
+    }
+    u[1].pool = pool;
+    for (int step = 0; step < 3; step++)
+      for (int k = 0; k < 2; k++) {
+        ct_rng r;
+        ct_rng_seed(&r, 100 + (uint64_t)step);
+        for (size_t i = 0; i < total; i++) diff[k][i] = ct_rng_gaussian(&r, 0, 1);
+        ct_update_apply(&u[k], step);
+      }
+    CHECK(!memcmp(data[0], data[1], total * sizeof(float)), "%s: parallel update differs from serial", types[t]);
+    CHECK(!memcmp(u[0].history[0], u[1].history[0], total * sizeof(float)), "%s: history differs", types[t]);
+    for (int k = 0; k < 2; k++) {
+      ct_update_free(&u[k]);
+      free(data[k]);
+      free(diff[k]);
+    }
+  }
+  ct_pool_free(pool);
+}
+
 int main(void) {
+  test_parallel();
   test_errors();
   test_decay();
   test_solver_type_enum();

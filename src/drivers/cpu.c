@@ -1,6 +1,8 @@
 #include "drivers/cpu.h"
 
 #include <pthread.h>
+#include <stdbool.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -61,3 +63,17 @@ void ct_cpu_calibration(double *gflops, double *gbytes) {
 int ct_blas_threads(void) { return openblas_get_num_threads(); }
 void ct_blas_set_threads(int n) { openblas_set_num_threads(n); }
 const char *ct_blas_core_name(void) { return openblas_get_corename(); }
+
+const char *ct_blas_core_advice(void) {
+  const char *core = openblas_get_corename();
+  if (!core) return NULL;
+  static const char *const generic[] = {"Prescott", "Core2", "Katmai", "Coppermine", "Northwood", "Banias", "Penryn",
+                                        "Dunnington", "Nehalem", "Atom"};
+  bool is_generic = false;
+  for (size_t i = 0; i < sizeof generic / sizeof *generic; i++) is_generic |= strcasecmp(core, generic[i]) == 0;
+  if (!is_generic) return NULL;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  return NULL;
+}

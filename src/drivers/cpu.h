@@ -10,4 +10,8 @@ void ct_blas_set_threads(int n);
 /* OpenBLAS's name for the kernel core it runs (e.g. "Haswell"). */
 const char *ct_blas_core_name(void);
 
+/* When OpenBLAS fell back to generic kernels (it does not know this CPU), the OPENBLAS_CORETYPE
+ * that would serve the CPU's vector units (SkylakeX for AVX-512, Haswell for AVX2); else NULL. */
+const char *ct_blas_core_advice(void);
+
 #endif

@@ -766,6 +766,7 @@ ct_status ct_net_set_partitions(ct_net *net, int n, ct_error *err) {
 }
 
 int ct_net_partitions(const ct_net *net) { return net->partitions; }
+ct_pool *ct_net_pool(ct_net *net) { return net->pool; }
 
 double ct_net_layer_flops(const ct_net *net, int i) {
   if (i < 0 || i >= net->nlayers || !net->layers[i].l.ops->flops) return 0;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pool.h"
 #include "core/status.h"
 
 static const struct {
@@ -321,46 +322,71 @@ static void clip_gradients(ct_update_ctx *u) {
   }
 }
 
+/* One iteration's update of every element is independent of every other, so the work is done
+ * in cache-sized blocks (all steps of the rule on a block while it is in cache) over element
+ * ranges split across the pool's threads; the result does not depend on the split. */
+typedef struct apply_job {
+  const ct_update_ctx *u;
+  float rate, adam_corr, accum_norm;
+  int l1, parts;
+  size_t elems;
+} apply_job;
+
+#define CT_UPDATE_BLOCK 4096
+
+static void apply_block(const apply_job *j, const ct_update_param *pp, size_t lo, size_t n) {
+  const ct_update_ctx *u = j->u;
+  const Caffe__SolverParameter *sp = u->sp;
+  float *w = u->data + pp->offset + lo, *g = u->diff + pp->offset + lo;
+  float *h0 = u->history[0] + pp->offset + lo;
+  float *h1 = u->nsets > 1 ? u->history[1] + pp->offset + lo : NULL;
+  if (sp->iter_size > 1) scale(n, g, j->accum_norm);
+  const float local_decay = sp->weight_decay * pp->decay_mult;
+  if (local_decay != 0.f) {
+    if (j->l1)
+      decay_l1(n, g, w, local_decay);
+    else
+      decay_l2(n, g, w, local_decay);
+  }
+  const float local_rate = j->rate * pp->lr_mult;
+  switch (u->type) {
+    case CT_SOLVER_SGD: rule_sgd(n, g, h0, local_rate, sp->momentum); break;
+    case CT_SOLVER_NESTEROV: rule_nesterov(n, g, h0, local_rate, sp->momentum); break;
+    case CT_SOLVER_ADAGRAD: rule_adagrad(n, g, h0, local_rate, sp->delta); break;
+    case CT_SOLVER_RMSPROP: rule_rmsprop(n, g, h0, local_rate, sp->rms_decay, sp->delta); break;
+    case CT_SOLVER_ADADELTA: rule_adadelta(n, g, h0, h1, local_rate, sp->momentum, sp->delta); break;
+    case CT_SOLVER_ADAM: rule_adam(n, g, h0, h1, local_rate * j->adam_corr, sp->momentum, sp->momentum2, sp->delta); break;
+  }
+  subtract(n, w, g);
+}
+
+/* Elements [b, e) of the parameters laid end to end (by count, in parameter order). */
+static void apply_range(void *ctx, int part) {
+  const apply_job *j = ctx;
+  size_t b = j->elems * (size_t)part / (size_t)j->parts, e = j->elems * (size_t)(part + 1) / (size_t)j->parts;
+  size_t base = 0;
+  for (int p = 0; p < j->u->nparams && base < e; p++) {
+    const ct_update_param *pp = &j->u->params[p];
+    size_t lo = b > base ? b - base : 0, hi = e - base < pp->count ? e - base : pp->count;
+    for (size_t k = lo; k < hi; k += CT_UPDATE_BLOCK)
+      apply_block(j, pp, k, hi - k < CT_UPDATE_BLOCK ? hi - k : CT_UPDATE_BLOCK);
+    base += pp->count;
+  }
+}
+
 float ct_update_apply(ct_update_ctx *u, int iter) {
   const Caffe__SolverParameter *sp = u->sp;
   const float rate = ct_update_rate(sp, iter);
   clip_gradients(u);
-
-  const float accum_norm = 1.f / (float)sp->iter_size;
-  const int l1 = sp->regularization_type && strcmp(sp->regularization_type, "L1") == 0;
-  float adam_corr = 1.f;
+  apply_job j = {.u = u, .rate = rate, .adam_corr = 1.f, .accum_norm = 1.f / (float)sp->iter_size};
+  j.l1 = sp->regularization_type && strcmp(sp->regularization_type, "L1") == 0;
   if (u->type == CT_SOLVER_ADAM) {
     const int t = iter + 1;
-    adam_corr = (float)(sqrt(1.0 - pow((double)sp->momentum2, t)) / (1.0 - pow((double)sp->momentum, t)));
+    j.adam_corr = (float)(sqrt(1.0 - pow((double)sp->momentum2, t)) / (1.0 - pow((double)sp->momentum, t)));
   }
-
-  for (int p = 0; p < u->nparams; p++) {
-    const ct_update_param *pp = &u->params[p];
-    const size_t n = pp->count;
-    float *w = u->data + pp->offset, *g = u->diff + pp->offset;
-    float *h0 = u->history[0] + pp->offset;
-    float *h1 = u->nsets > 1 ? u->history[1] + pp->offset : NULL;
-
-    if (sp->iter_size > 1) scale(n, g, accum_norm);
-    const float local_decay = sp->weight_decay * pp->decay_mult;
-    if (local_decay != 0.f) {
-      if (l1)
-        decay_l1(n, g, w, local_decay);
-      else
-        decay_l2(n, g, w, local_decay);
-    }
-    const float local_rate = rate * pp->lr_mult;
-    switch (u->type) {
-      case CT_SOLVER_SGD: rule_sgd(n, g, h0, local_rate, sp->momentum); break;
-      case CT_SOLVER_NESTEROV: rule_nesterov(n, g, h0, local_rate, sp->momentum); break;
-      case CT_SOLVER_ADAGRAD: rule_adagrad(n, g, h0, local_rate, sp->delta); break;
-      case CT_SOLVER_RMSPROP: rule_rmsprop(n, g, h0, local_rate, sp->rms_decay, sp->delta); break;
-      case CT_SOLVER_ADADELTA: rule_adadelta(n, g, h0, h1, local_rate, sp->momentum, sp->delta); break;
-      case CT_SOLVER_ADAM:
-        rule_adam(n, g, h0, h1, local_rate * adam_corr, sp->momentum, sp->momentum2, sp->delta);
-        break;
-    }
-    subtract(n, w, g);
-  }
+  for (int p = 0; p < u->nparams; p++) j.elems += u->params[p].count;
+  /* small nets are not worth waking the workers */
+  j.parts = u->pool && j.elems >= ((size_t)1 << 16) ? ct_pool_size(u->pool) : 1;
+  ct_pool_run(j.parts > 1 ? u->pool : NULL, j.parts, apply_range, &j);
   return rate;
 }

@@ -35,6 +35,7 @@ typedef struct ct_update_ctx {
   int nparams;
   int nsets;           /* history sets: 1 or 2 */
   float *history[2];   /* owned, `total` floats each, zero at start */
+  struct ct_pool *pool; /* borrowed, may be NULL: threads to split the update over */
 } ct_update_ctx;
 
 /* Reads the solver type (the `type` string, else the deprecated solver_type enum) and checks
