@@ -63,6 +63,18 @@ static inline void scatter_add_row(float *restrict dst, const float *restrict sr
   }
 }
 
+/* db[k] += the sum of dy over images and positions (the layout of y: nb x K x OH x OW). */
+static void bias_grad(const ct_conv_geom *g, int nb, const float *dy, float *db) {
+  const size_t P = (size_t)g->OH * g->OW;
+  for (int n = 0; n < nb; n++)
+    for (int k = 0; k < g->K; k++) {
+      const float *restrict d = dy + ((size_t)n * g->K + k) * P;
+      float s = 0;
+      for (size_t p = 0; p < P; p++) s += d[p];
+      db[k] += s;
+    }
+}
+
 double ct_conv_flops(const ct_conv_geom *g, int nb) {
   return 2.0 * g->K * (double)(g->C / g->G) * g->kh * g->kw * g->OH * g->OW * nb;
 }
@@ -223,18 +235,11 @@ static void forward2(const ct_conv_geom *g, int nb, const float *x, const float 
 static void backward2(const ct_conv_geom *g, int nb, const float *x, const float *w, const float *dy, float *dx,
                       float *dw, float *db, float *ws, bool fresh) {
   const int Kg = g->K / g->G, Cg = g->C / g->G;
-  const size_t cols = (size_t)nb * g->H * g->OW, P = (size_t)g->OH * g->OW;
+  const size_t cols = (size_t)nb * g->H * g->OW;
   float *D = ws, *W2 = D + (size_t)g->C * g->kw * cols, *R = W2 + (size_t)g->kh * g->K * Cg * g->kw;
   float *dW2 = R + (size_t)g->kh * g->K * cols;
   const int M = g->kh * Kg, KK = Cg * g->kw;
-  if (db)
-    for (int n = 0; n < nb; n++)
-      for (int k = 0; k < g->K; k++) {
-        const float *restrict d = dy + ((size_t)n * g->K + k) * P;
-        float s = 0;
-        for (size_t p = 0; p < P; p++) s += d[p];
-        db[k] += s;
-      }
+  if (db) bias_grad(g, nb, dy, db);
   if (!dw && !dx) return;
   /* dy lowered: R[(g,ky,kg)][(n,iy,ox)] = dy[n][k][oy][ox] where iy = oy*sh-ph+ky*dh */
   memset(R, 0, (size_t)g->kh * g->K * cols * sizeof(float));
@@ -351,14 +356,7 @@ static void backward3(const ct_conv_geom *g, int nb, const float *x, const float
   float *X = ws, *W3 = X + (size_t)g->C * cols, *R = W3 + (size_t)KK * g->K * Cg;
   float *dW3 = R + (size_t)KK * g->K * cols;
   const int M = KK * Kg;
-  if (db)
-    for (int n = 0; n < nb; n++)
-      for (int k = 0; k < g->K; k++) {
-        const float *restrict d = dy + ((size_t)n * g->K + k) * P;
-        float s = 0;
-        for (size_t p = 0; p < P; p++) s += d[p];
-        db[k] += s;
-      }
+  if (db) bias_grad(g, nb, dy, db);
   if (!dw && !dx) return;
   /* dy lowered: R[(g,ky,kx,kg)][(n,iy,ix)] = dy[n][k][oy][ox] at iy = oy*sh-ph+ky*dh, ix = ... */
   memset(R, 0, (size_t)KK * g->K * cols * sizeof(float));
@@ -430,15 +428,9 @@ static void backward_pw(const ct_conv_geom *g, int nb, const float *x, const flo
                         float *dw, float *db) {
   const int Kg = g->K / g->G, Cg = g->C / g->G;
   const size_t HW = (size_t)g->H * g->W;
+  if (db) bias_grad(g, nb, dy, db);
   for (int n = 0; n < nb; n++) {
     const float *xn = x + (size_t)n * g->C * HW, *dyn = dy + (size_t)n * g->K * HW;
-    if (db)
-      for (int k = 0; k < g->K; k++) {
-        const float *restrict d = dyn + (size_t)k * HW;
-        float s = 0;
-        for (size_t p = 0; p < HW; p++) s += d[p];
-        db[k] += s;
-      }
     for (int gi = 0; gi < g->G; gi++) {
       if (dw)
         ct_sgemm(0, 1, Kg, Cg, (int)HW, 1.0f, dyn + (size_t)gi * Kg * HW, xn + (size_t)gi * Cg * HW, 1.0f,
