@@ -92,6 +92,14 @@ const char *ct_net_output_name(const ct_net *net, int i);
 /* The loss weight of output i (0 for an output that is not a loss). */
 float ct_net_output_loss_weight(const ct_net *net, int i);
 
+/* Hands images to the MemoryData layer named `layer` (memory_data_param { batch_size channels
+ * height width }): `data` holds n images of channels x height x width floats (NCHW), `labels` n
+ * floats (may be NULL: all 0). Both are copied; the caller keeps ownership. Each forward pass then
+ * serves the next batch_size images in order through the layer's transform_param, wrapping at
+ * the end; setting data again restarts from its first image. */
+ct_status ct_net_set_memory_data(ct_net *net, const char *layer, const float *data, const float *labels, int n,
+                                 ct_error *err);
+
 /* Learnable parameters by layer name and index (0 = weights, 1 = bias, ...). */
 int ct_net_param_count(const ct_net *net, const char *layer);
 int ct_net_param_shape(const ct_net *net, const char *layer, int index, int shape[8]);

@@ -1,34 +1,26 @@
-/* Data: mini-batches of images and labels from a dataset.
+/* Data: mini-batches of images and labels from a dataset, through the transform, prefetched by
+ * a background thread (data_param.prefetch batches ahead; 0 turns the thread off).
  *
- * Sources: MNIST-style IDX files (idx_data_param { images labels }, gzipped or plain). Records
- * are served in file order, wrapping at the end, or in a fresh permutation every epoch when
- * shuffle is set; the permutation of epoch e is a function of the layer's seed and e, so the
- * position (the cursor, saved in snapshots) is all that exact resumption needs. */
+ * Sources:
+ *  - data_param { source backend: LMDB | LEVELDB }: Caffe Datum records in key order, wrapping at
+ *    the end (raw bytes, float_data, or encoded JPEG/PNG), as Caffe's Data layer reads them;
+ *  - idx_data_param { images labels shuffle }: MNIST-style IDX files, gzipped or plain, in file
+ *    order or a fresh permutation every epoch (a function of the layer's seed and the epoch).
+ * data_param.rand_skip skips a random number of records in [0, rand_skip) at the start.
+ * The position in the record stream (the cursor, saved in snapshots) is all that exact
+ * resumption needs besides the layer's random stream. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "data/idx.h"
-#include "data/transform.h"
-#include "layers/layer.h"
+#include "core/status.h"
+#include "data/source.h"
+#include "layers/data_layer.h"
 
-typedef struct data_priv {
-  ct_idx images, labels;
-  int C, H, W;
-  size_t n;          /* records */
-  int batch;
-  bool shuffle;
-  uint64_t cursor;   /* records served so far */
-  uint64_t perm_seed;
-  uint64_t perm_epoch;
-  uint32_t *perm;    /* current epoch's order (shuffle only) */
-  ct_transform tf;
-} data_priv;
+extern const ct_layer_ops ct_layer_Data, ct_layer_ImageData, ct_layer_MemoryData;
 
-/* A path as given if it exists (Caffe resolves from the working directory), else relative to
- * the prototxt's directory. */
-static void resolve(const ct_layer *l, const char *path, char *out, size_t n) {
+void ct_data_layer_resolve(const ct_layer *l, const char *path, char *out, size_t n) {
   if (path[0] == '/' || access(path, F_OK) == 0 || !l->dir || !l->dir[0]) {
     snprintf(out, n, "%s", path);
     return;
@@ -37,111 +29,126 @@ static void resolve(const ct_layer *l, const char *path, char *out, size_t n) {
   if (access(out, F_OK) != 0) snprintf(out, n, "%s", path);
 }
 
-static void data_destroy(ct_layer *l) {
-  data_priv *d = l->priv;
-  if (!d) return;
-  ct_idx_free(&d->images);
-  ct_idx_free(&d->labels);
-  free(d->perm);
-  free(d);
-  l->priv = NULL;
+bool ct_is_data_layer(const ct_layer *l) {
+  return l && (l->ops == &ct_layer_Data || l->ops == &ct_layer_ImageData || l->ops == &ct_layer_MemoryData);
 }
 
-static void make_perm(data_priv *d, uint64_t epoch) {
-  ct_rng r;
-  ct_rng_seed(&r, ct_rng_derive(d->perm_seed, epoch));
-  for (size_t i = 0; i < d->n; i++) d->perm[i] = (uint32_t)i;
-  for (size_t i = d->n; i > 1; i--) {
-    size_t j = (size_t)ct_rng_below(&r, i);
-    uint32_t t = d->perm[i - 1];
-    d->perm[i - 1] = d->perm[j];
-    d->perm[j] = t;
-  }
-  d->perm_epoch = epoch;
+bool ct_data_layer_wait_ms(const ct_layer *l, double *ms) {
+  if (!ct_is_data_layer(l) || !l->priv) return false;
+  *ms = ct_feed_wait_ms(((const ct_data_layer *)l->priv)->feed);
+  return true;
 }
 
-static ct_status data_setup(ct_layer *l, ct_error *err) {
-  const Caffe__IDXDataParameter *ip = l->lp->idx_data_param;
-  const Caffe__DataParameter *dp = l->lp->data_param;
-  if (!ip) {
-    if (dp && dp->source)
-      return ct_layer_fail(l, err, CT_EUNSUPPORTED,
-                           "data_param source \"%s\": LMDB/LevelDB sources are not supported in this build yet; "
-                           "use idx_data_param { images: \"...\" labels: \"...\" } for IDX files",
-                           dp->source);
-    return ct_layer_fail(l, err, CT_EINVAL, "needs idx_data_param { images: \"...\" labels: \"...\" batch_size: N }");
-  }
-  if (!ip->images) return ct_layer_fail(l, err, CT_EINVAL, "idx_data_param needs images: \"<file>\"");
-  if (l->ntop > 1 && !ip->labels)
-    return ct_layer_fail(l, err, CT_EINVAL, "has a label top but idx_data_param gives no labels file");
-  data_priv *d = calloc(1, sizeof *d);
-  if (!d) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
-  l->priv = d;
-  d->batch = ip->has_batch_size ? (int)ip->batch_size : (dp && dp->has_batch_size ? (int)dp->batch_size : 0);
-  if (d->batch <= 0) return ct_layer_fail(l, err, CT_EINVAL, "batch_size must be positive");
-  d->shuffle = ip->shuffle;
-  char path[4096];
-  resolve(l, ip->images, path, sizeof path);
-  if (ct_idx_read(path, &d->images, err)) return ct_error_prefix(err, "layer \"%s\" (Data)", l->name);
-  if (d->images.ndims < 1 || d->images.ndims > 4)
-    return ct_layer_fail(l, err, CT_ESHAPE, "%s: IDX images need 1 to 4 dimensions", path);
-  const int *dims = d->images.dims;
-  d->n = (size_t)dims[0];
-  d->C = d->images.ndims == 4 ? dims[1] : 1;
-  d->H = d->images.ndims >= 3 ? dims[d->images.ndims - 2] : 1;
-  d->W = d->images.ndims >= 2 ? dims[d->images.ndims - 1] : 1;
-  if (ip->labels) {
-    resolve(l, ip->labels, path, sizeof path);
-    if (ct_idx_read(path, &d->labels, err)) return ct_error_prefix(err, "layer \"%s\" (Data)", l->name);
-    if (d->labels.ndims != 1 || (size_t)d->labels.dims[0] != d->n)
-      return ct_layer_fail(l, err, CT_ESHAPE, "%s holds %d labels for %zu images", path, d->labels.dims[0], d->n);
-  }
-  if (d->shuffle) {
-    d->perm = malloc(d->n * sizeof *d->perm);
-    if (!d->perm) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
-    d->perm_seed = ct_rng_next(&l->rng);
-    make_perm(d, 0);
-  }
+void ct_data_layer_reset_wait(ct_layer *l) {
+  if (ct_is_data_layer(l) && l->priv) ct_feed_reset_wait(((ct_data_layer *)l->priv)->feed);
+}
+
+ct_status ct_data_layer_start(ct_layer *l, ct_source *src, const Caffe__TransformationParameter *tp, int batch,
+                              int depth, unsigned rand_skip, int C, int H, int W, ct_error *err) {
   char who[300];
-  snprintf(who, sizeof who, "layer \"%s\" (Data)", l->name);
-  CT_TRY(ct_transform_init(&d->tf, l->lp->transform_param, l->phase == CAFFE__PHASE__TRAIN, d->C, d->H, d->W, who,
-                           err));
+  snprintf(who, sizeof who, "layer \"%s\" (%s)", l->name, l->ops->type);
+  if (batch <= 0) {
+    ct_source_close(src);
+    return ct_layer_fail(l, err, CT_EINVAL, "batch_size must be positive");
+  }
+  if (C <= 0) { /* the first record gives the shape, as in Caffe */
+    ct_record r;
+    ct_status st = ct_source_next(src, &r, err);
+    if (st) {
+      ct_source_close(src);
+      return ct_error_prefix(err, "%s", who);
+    }
+    C = r.C;
+    H = r.H;
+    W = r.W;
+  }
+  ct_transform tf;
+  char mean[4096];
+  if (tp && tp->mean_file) ct_data_layer_resolve(l, tp->mean_file, mean, sizeof mean);
+  ct_status st = ct_transform_init(&tf, tp, l->phase == CAFFE__PHASE__TRAIN, C, H, W,
+                                   tp && tp->mean_file ? mean : NULL, who, err);
+  if (st) {
+    ct_source_close(src);
+    return st;
+  }
+  ct_data_layer *d = calloc(1, sizeof *d);
+  if (!d) {
+    ct_source_close(src);
+    ct_transform_free(&tf);
+    return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  }
+  l->priv = d;
+  d->batch = batch;
+  CT_TRY(ct_feed_create(src, &tf, batch, depth, who, &d->feed, err));
+  if (rand_skip) d->cursor = ct_rng_below(&l->rng, rand_skip);
   return CT_OK;
 }
 
-static ct_status data_reshape(ct_layer *l, ct_error *err) {
-  data_priv *d = l->priv;
-  CT_TRY(ct_tensor_reshape4(l->top[0], d->batch, d->C, ct_transform_out_height(&d->tf, d->H),
-                            ct_transform_out_width(&d->tf, d->W), err));
+ct_status ct_data_layer_reshape(ct_layer *l, ct_error *err) {
+  ct_data_layer *d = l->priv;
+  const ct_transform *t = ct_feed_transform(d->feed);
+  CT_TRY(ct_tensor_reshape4(l->top[0], d->batch, t->C, ct_transform_out_height(t), ct_transform_out_width(t), err));
   if (l->ntop > 1) CT_TRY(ct_tensor_reshape(l->top[1], 1, &d->batch, err));
   return CT_OK;
 }
 
-static ct_status data_forward(ct_layer *l, ct_error *err) {
-  (void)err;
-  data_priv *d = l->priv;
-  size_t img = (size_t)d->C * d->H * d->W;
-  size_t out = l->top[0]->count / (size_t)d->batch;
-  for (int b = 0; b < d->batch; b++, d->cursor++) {
-    uint64_t epoch = d->cursor / d->n;
-    size_t pos = (size_t)(d->cursor % d->n);
-    if (d->shuffle && epoch != d->perm_epoch) make_perm(d, epoch);
-    size_t rec = d->shuffle ? d->perm[pos] : pos;
-    ct_transform_u8(&d->tf, d->images.data + rec * img, d->C, d->H, d->W, l->top[0]->data + (size_t)b * out, &l->rng);
-    if (l->ntop > 1) l->top[1]->data[b] = (float)d->labels.data[rec];
-  }
-  return CT_OK;
+ct_status ct_data_layer_forward(ct_layer *l, ct_error *err) {
+  ct_data_layer *d = l->priv;
+  return ct_feed_next(d->feed, l->top[0]->data, l->ntop > 1 ? l->top[1]->data : NULL, &l->rng, &d->cursor, err);
 }
 
-static uint64_t data_get_cursor(const ct_layer *l) { return ((const data_priv *)l->priv)->cursor; }
-static void data_set_cursor(ct_layer *l, uint64_t c) {
-  data_priv *d = l->priv;
-  d->cursor = c;
-  if (d->shuffle) make_perm(d, c / d->n);
+void ct_data_layer_destroy(ct_layer *l) {
+  ct_data_layer *d = l->priv;
+  if (!d) return;
+  ct_feed_free(d->feed);
+  free(d);
+  l->priv = NULL;
+}
+
+uint64_t ct_data_layer_get_cursor(const ct_layer *l) { return ((const ct_data_layer *)l->priv)->cursor; }
+void ct_data_layer_set_cursor(ct_layer *l, uint64_t c) { ((ct_data_layer *)l->priv)->cursor = c; }
+
+static ct_status data_setup(ct_layer *l, ct_error *err) {
+  const Caffe__IDXDataParameter *ip = l->lp->idx_data_param;
+  const Caffe__DataParameter *dp = l->lp->data_param;
+  int depth = dp ? (int)dp->prefetch : 4;
+  unsigned rand_skip = dp ? dp->rand_skip : 0;
+  char path[4096], path2[4096];
+  ct_source *src = NULL;
+  int batch;
+  Caffe__TransformationParameter tp;
+  if (ip) {
+    if (!ip->images) return ct_layer_fail(l, err, CT_EINVAL, "idx_data_param needs images: \"<file>\"");
+    if (l->ntop > 1 && !ip->labels)
+      return ct_layer_fail(l, err, CT_EINVAL, "has a label top but idx_data_param gives no labels file");
+    batch = ip->has_batch_size ? (int)ip->batch_size : (dp && dp->has_batch_size ? (int)dp->batch_size : 0);
+    if (batch <= 0) return ct_layer_fail(l, err, CT_EINVAL, "batch_size must be positive");
+    uint64_t seed = ip->shuffle ? ct_rng_next(&l->rng) : 0;
+    ct_data_layer_resolve(l, ip->images, path, sizeof path);
+    if (ip->labels) ct_data_layer_resolve(l, ip->labels, path2, sizeof path2);
+    if (ct_source_open_idx(path, ip->labels ? path2 : NULL, ip->shuffle, seed, &src, err))
+      return ct_error_prefix(err, "layer \"%s\" (Data)", l->name);
+    ct_transform_param_merge(l->lp->transform_param, false, 1, NULL, 0, false, &tp);
+  } else if (dp && dp->source) {
+    batch = (int)dp->batch_size;
+    if (batch <= 0) return ct_layer_fail(l, err, CT_EINVAL, "data_param needs batch_size: N (N > 0)");
+    ct_transform_param_merge(l->lp->transform_param, dp->has_scale, dp->scale, dp->mean_file, dp->crop_size, dp->mirror,
+                             &tp);
+    ct_image_mode mode = tp.force_color ? CT_IMAGE_COLOR : tp.force_gray ? CT_IMAGE_GRAY : CT_IMAGE_NATIVE;
+    if (dp->force_encoded_color) mode = CT_IMAGE_COLOR;
+    ct_data_layer_resolve(l, dp->source, path, sizeof path);
+    if (ct_source_open_db(path, (ct_db_backend)dp->backend, mode, &src, err))
+      return ct_error_prefix(err, "layer \"%s\" (Data)", l->name);
+  } else {
+    return ct_layer_fail(l, err, CT_EINVAL,
+                         "needs data_param { source: \"<db>\" backend: LMDB batch_size: N } or "
+                         "idx_data_param { images: \"...\" labels: \"...\" batch_size: N }");
+  }
+  return ct_data_layer_start(l, src, &tp, batch, depth, rand_skip, 0, 0, 0, err);
 }
 
 const ct_layer_ops ct_layer_Data = {
     .type = "Data", .min_bottom = 0, .max_bottom = 0, .min_top = 1, .max_top = 2,
-    .setup = data_setup, .reshape = data_reshape, .forward = data_forward, .destroy = data_destroy,
-    .get_cursor = data_get_cursor, .set_cursor = data_set_cursor,
+    .setup = data_setup, .reshape = ct_data_layer_reshape, .forward = ct_data_layer_forward,
+    .destroy = ct_data_layer_destroy, .get_cursor = ct_data_layer_get_cursor, .set_cursor = ct_data_layer_set_cursor,
 };

@@ -2,3 +2,5 @@
 CT_LAYER(Input)
 CT_LAYER(DummyData)
 CT_LAYER(Data)
+CT_LAYER(ImageData)
+CT_LAYER(MemoryData)

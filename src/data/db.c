@@ -1,0 +1,365 @@
+#include "data/db.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <leveldb/c.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/status.h"
+#include "data/lmdb_read.h"
+
+const char *ct_db_backend_name(ct_db_backend b) { return b == CT_DB_LMDB ? "LMDB" : "LevelDB"; }
+
+bool ct_db_backend_parse(const char *s, ct_db_backend *out) {
+  if (!strcasecmp(s, "lmdb")) return *out = CT_DB_LMDB, true;
+  if (!strcasecmp(s, "leveldb")) return *out = CT_DB_LEVELDB, true;
+  return false;
+}
+
+struct ct_db {
+  ct_db_backend backend;
+  char *path;
+  ct_lmdb_read *lr; /* LMDB: cortado's checked reader */
+  int64_t count;
+  /* LevelDB */
+  leveldb_t *ldb;
+  leveldb_options_t *lopt;
+  leveldb_readoptions_t *ropt;
+  leveldb_iterator_t *it;
+};
+
+const char *ct_db_path(const ct_db *db) { return db->path; }
+int64_t ct_db_count(const ct_db *db) { return db->count; }
+
+void ct_db_close(ct_db *db) {
+  if (!db) return;
+  ct_lmdb_read_close(db->lr);
+  if (db->it) leveldb_iter_destroy(db->it);
+  if (db->ldb) leveldb_close(db->ldb);
+  if (db->lopt) leveldb_options_destroy(db->lopt);
+  if (db->ropt) leveldb_readoptions_destroy(db->ropt);
+  free(db->path);
+  free(db);
+}
+
+static bool is_dir(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool exists_in(const char *dir, const char *name) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  return access(p, F_OK) == 0;
+}
+
+static ct_status open_lmdb(ct_db *db, ct_error *err) {
+  const char *path = db->path;
+  if (is_dir(path) && exists_in(path, "CURRENT"))
+    return ct_fail(err, CT_EINVAL, "%s holds a LevelDB database (a CURRENT file), not an LMDB; set backend: LEVELDB",
+                   path);
+  CT_TRY(ct_lmdb_read_open(path, &db->lr, err));
+  db->count = ct_lmdb_read_count(db->lr);
+  return CT_OK;
+}
+
+static ct_status open_leveldb(ct_db *db, ct_error *err) {
+  const char *path = db->path;
+  if (!is_dir(path))
+    return ct_fail(err, CT_EIO, "cannot open LevelDB %s: %s", path,
+                   access(path, F_OK) ? strerror(errno) : "not a directory");
+  if (exists_in(path, "data.mdb"))
+    return ct_fail(err, CT_EINVAL,
+                   "%s holds an LMDB database (data.mdb), not a LevelDB; set backend: LMDB (Caffe's default is "
+                   "LEVELDB)",
+                   path);
+  db->lopt = leveldb_options_create();
+  db->ropt = leveldb_readoptions_create();
+  leveldb_options_set_create_if_missing(db->lopt, 0);
+  leveldb_options_set_paranoid_checks(db->lopt, 1);
+  leveldb_options_set_max_open_files(db->lopt, 100);
+  leveldb_readoptions_set_verify_checksums(db->ropt, 1);
+  leveldb_readoptions_set_fill_cache(db->ropt, 0);
+  char *e = NULL;
+  db->ldb = leveldb_open(db->lopt, path, &e);
+  if (e) {
+    ct_status st = ct_fail(err, CT_EIO, "cannot open LevelDB %s: %s", path, e);
+    leveldb_free(e);
+    return st;
+  }
+  db->it = leveldb_create_iterator(db->ldb, db->ropt);
+  db->count = -1;
+  return CT_OK;
+}
+
+ct_status ct_db_open(const char *path, ct_db_backend backend, ct_db **out, ct_error *err) {
+  *out = NULL;
+  ct_db *db = calloc(1, sizeof *db);
+  if (!db || !(db->path = strdup(path))) {
+    free(db);
+    return ct_fail(err, CT_ENOMEM, "out of memory");
+  }
+  db->backend = backend;
+  ct_status st = backend == CT_DB_LMDB ? open_lmdb(db, err) : open_leveldb(db, err);
+  if (st) {
+    ct_db_close(db);
+    return st;
+  }
+  *out = db;
+  return CT_OK;
+}
+
+static ct_status leveldb_status(ct_db *db, bool *valid, ct_error *err) {
+  *valid = leveldb_iter_valid(db->it);
+  if (*valid) return CT_OK;
+  char *e = NULL;
+  leveldb_iter_get_error(db->it, &e);
+  if (e) {
+    ct_status st = ct_fail(err, CT_EPARSE, "LevelDB %s is corrupt: %s", db->path, e);
+    leveldb_free(e);
+    return st;
+  }
+  return CT_OK;
+}
+
+ct_status ct_db_first(ct_db *db, bool *valid, ct_error *err) {
+  if (db->backend == CT_DB_LMDB) return ct_lmdb_read_first(db->lr, valid, err);
+  leveldb_iter_seek_to_first(db->it);
+  return leveldb_status(db, valid, err);
+}
+
+ct_status ct_db_next(ct_db *db, bool *valid, ct_error *err) {
+  if (db->backend == CT_DB_LMDB) return ct_lmdb_read_next(db->lr, valid, err);
+  leveldb_iter_next(db->it);
+  return leveldb_status(db, valid, err);
+}
+
+void ct_db_current(const ct_db *db, const void **key, size_t *klen, const void **val, size_t *vlen) {
+  if (db->backend == CT_DB_LMDB) {
+    ct_lmdb_read_current(db->lr, key, klen, val, vlen);
+  } else {
+    *key = leveldb_iter_key(db->it, klen);
+    *val = leveldb_iter_value(db->it, vlen);
+  }
+}
+
+/* ------------------------------------------------------------------ writing */
+
+enum { TXN_RECORDS = 1000 };
+
+typedef struct pending {
+  void *key, *val;
+  size_t klen, vlen;
+} pending;
+
+struct ct_db_writer {
+  ct_db_backend backend;
+  char *path, *tmp;
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  size_t mapsize;
+  pending *pend; /* this transaction's records, replayed when the map must grow */
+  size_t npend;
+  leveldb_t *ldb;
+  leveldb_options_t *lopt;
+  leveldb_writeoptions_t *wopt;
+  leveldb_writebatch_t *batch;
+};
+
+static void remove_tree(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+      char p[4400];
+      snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+      unlink(p);
+    }
+    closedir(d);
+  }
+  rmdir(dir);
+}
+
+static void clear_pending(ct_db_writer *w) {
+  for (size_t i = 0; i < w->npend; i++) {
+    free(w->pend[i].key);
+    free(w->pend[i].val);
+  }
+  w->npend = 0;
+}
+
+static void writer_free(ct_db_writer *w, bool remove_tmp) {
+  if (w->txn) mdb_txn_abort(w->txn);
+  if (w->env) mdb_env_close(w->env);
+  if (w->batch) leveldb_writebatch_destroy(w->batch);
+  if (w->ldb) leveldb_close(w->ldb);
+  if (w->lopt) leveldb_options_destroy(w->lopt);
+  if (w->wopt) leveldb_writeoptions_destroy(w->wopt);
+  if (remove_tmp && w->tmp) remove_tree(w->tmp);
+  clear_pending(w);
+  free(w->pend);
+  free(w->path);
+  free(w->tmp);
+  free(w);
+}
+
+void ct_db_writer_abort(ct_db_writer *w) {
+  if (w) writer_free(w, true);
+}
+
+ct_status ct_db_writer_open(const char *path, ct_db_backend backend, ct_db_writer **out, ct_error *err) {
+  *out = NULL;
+  if (access(path, F_OK) == 0)
+    return ct_fail(err, CT_EIO, "%s already exists; remove it or choose another output path", path);
+  ct_db_writer *w = calloc(1, sizeof *w);
+  size_t n = strlen(path) + 16;
+  if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(n)) || !(w->pend = calloc(TXN_RECORDS, sizeof *w->pend))) {
+    if (w) writer_free(w, false);
+    return ct_fail(err, CT_ENOMEM, "out of memory");
+  }
+  w->backend = backend;
+  /* a fresh directory with the usual mode (mkdir applies the umask, unlike mkdtemp's 0700) */
+  int made = -1;
+  for (unsigned k = 0; k < 100 && made != 0; k++) {
+    snprintf(w->tmp, n, "%s.tmp-%06x", path, (unsigned)((unsigned)getpid() * 2654435761u + k * 40503u) & 0xffffffu);
+    made = mkdir(w->tmp, 0777);
+    if (made != 0 && errno != EEXIST) break;
+  }
+  if (made != 0) {
+    ct_status st = ct_fail(err, CT_EIO, "cannot create %s: %s", w->tmp, strerror(errno));
+    free(w->tmp);
+    w->tmp = NULL;
+    writer_free(w, false);
+    return st;
+  }
+  int rc = 0;
+  if (backend == CT_DB_LMDB) {
+    w->mapsize = (size_t)1 << 26;
+    if (!(rc = mdb_env_create(&w->env)) && !(rc = mdb_env_set_mapsize(w->env, w->mapsize)) &&
+        !(rc = mdb_env_open(w->env, w->tmp, 0, 0664)) && !(rc = mdb_txn_begin(w->env, NULL, 0, &w->txn)))
+      rc = mdb_dbi_open(w->txn, NULL, 0, &w->dbi);
+    if (rc) {
+      ct_status st = ct_fail(err, CT_EIO, "cannot create LMDB in %s: %s", w->tmp, mdb_strerror(rc));
+      writer_free(w, true);
+      return st;
+    }
+  } else {
+    w->lopt = leveldb_options_create();
+    w->wopt = leveldb_writeoptions_create();
+    leveldb_options_set_create_if_missing(w->lopt, 1);
+    leveldb_options_set_error_if_exists(w->lopt, 1);
+    leveldb_options_set_write_buffer_size(w->lopt, 64 << 20);
+    char *e = NULL;
+    w->ldb = leveldb_open(w->lopt, w->tmp, &e);
+    if (e) {
+      ct_status st = ct_fail(err, CT_EIO, "cannot create LevelDB in %s: %s", w->tmp, e);
+      leveldb_free(e);
+      writer_free(w, true);
+      return st;
+    }
+    w->batch = leveldb_writebatch_create();
+  }
+  *out = w;
+  return CT_OK;
+}
+
+/* Commits the LMDB transaction; when the map is full, grows it and replays the transaction. */
+static ct_status lmdb_flush(ct_db_writer *w, bool reopen, ct_error *err) {
+  for (;;) {
+    int rc = 0;
+    for (size_t i = 0; i < w->npend && !rc; i++) {
+      MDB_val k = {w->pend[i].klen, w->pend[i].key}, v = {w->pend[i].vlen, w->pend[i].val};
+      rc = mdb_put(w->txn, w->dbi, &k, &v, 0);
+    }
+    if (!rc) {
+      rc = mdb_txn_commit(w->txn);
+      w->txn = NULL;
+    }
+    if (rc == MDB_MAP_FULL) {
+      if (w->txn) mdb_txn_abort(w->txn);
+      w->txn = NULL;
+      w->mapsize *= 2;
+      if ((rc = mdb_env_set_mapsize(w->env, w->mapsize)) || (rc = mdb_txn_begin(w->env, NULL, 0, &w->txn)))
+        return ct_fail(err, CT_EIO, "LMDB %s: %s", w->tmp, mdb_strerror(rc));
+      continue;
+    }
+    if (rc) return ct_fail(err, CT_EIO, "writing LMDB %s: %s", w->tmp, mdb_strerror(rc));
+    clear_pending(w);
+    if (reopen && (rc = mdb_txn_begin(w->env, NULL, 0, &w->txn)))
+      return ct_fail(err, CT_EIO, "writing LMDB %s: %s", w->tmp, mdb_strerror(rc));
+    return CT_OK;
+  }
+}
+
+ct_status ct_db_writer_put(ct_db_writer *w, const void *key, size_t klen, const void *val, size_t vlen,
+                           ct_error *err) {
+  if (w->backend == CT_DB_LMDB) {
+    if (klen == 0 || klen > (size_t)mdb_env_get_maxkeysize(w->env))
+      return ct_fail(err, CT_EINVAL, "key \"%.*s\" is %zu bytes; LMDB keys hold 1 to %d", (int)(klen > 200 ? 200 : klen),
+                     (const char *)key, klen, mdb_env_get_maxkeysize(w->env));
+    pending *p = &w->pend[w->npend];
+    p->key = malloc(klen);
+    p->val = malloc(vlen ? vlen : 1);
+    if (!p->key || !p->val) {
+      free(p->key);
+      free(p->val);
+      return ct_fail(err, CT_ENOMEM, "out of memory");
+    }
+    memcpy(p->key, key, klen);
+    memcpy(p->val, val, vlen);
+    p->klen = klen;
+    p->vlen = vlen;
+    w->npend++;
+    if (w->npend == TXN_RECORDS) return lmdb_flush(w, true, err);
+    return CT_OK;
+  }
+  leveldb_writebatch_put(w->batch, key, klen, val, vlen);
+  if (++w->npend == TXN_RECORDS) {
+    char *e = NULL;
+    leveldb_write(w->ldb, w->wopt, w->batch, &e);
+    leveldb_writebatch_clear(w->batch);
+    w->npend = 0;
+    if (e) {
+      ct_status st = ct_fail(err, CT_EIO, "writing LevelDB %s: %s", w->tmp, e);
+      leveldb_free(e);
+      return st;
+    }
+  }
+  return CT_OK;
+}
+
+ct_status ct_db_writer_commit(ct_db_writer *w, ct_error *err) {
+  ct_status st = CT_OK;
+  if (w->backend == CT_DB_LMDB) {
+    st = lmdb_flush(w, false, err);
+    if (!st) {
+      int rc = mdb_env_sync(w->env, 1);
+      if (rc) st = ct_fail(err, CT_EIO, "syncing LMDB %s: %s", w->tmp, mdb_strerror(rc));
+    }
+    mdb_env_close(w->env);
+    w->env = NULL;
+  } else {
+    char *e = NULL;
+    leveldb_writeoptions_set_sync(w->wopt, 1);
+    leveldb_write(w->ldb, w->wopt, w->batch, &e);
+    w->npend = 0;
+    if (e) {
+      st = ct_fail(err, CT_EIO, "writing LevelDB %s: %s", w->tmp, e);
+      leveldb_free(e);
+    }
+    leveldb_close(w->ldb);
+    w->ldb = NULL;
+  }
+  if (!st && rename(w->tmp, w->path) != 0)
+    st = ct_fail(err, CT_EIO, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno));
+  writer_free(w, st != CT_OK);
+  return st;
+}
