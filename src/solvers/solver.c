@@ -1,6 +1,7 @@
 /* The training loop: Caffe's Solver (Step, Solve, TestAll, Snapshot, Restore) over one train
  * net and its test nets, which view the train net's parameters. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/status.h"
+#include "dist/cluster.h"
 #include "net/net.h"
 #include "proto/prototxt.h"
 #include "solvers/update.h"
@@ -33,7 +35,11 @@ struct ct_solver {
   struct timespec last_display;
   int last_display_iter;
   struct timespec created;
+  ct_cluster *cluster; /* issue 5: SINGA's cluster (src/dist); NULL in a single-process run */
 };
+
+/* cluster (issue 5): display, test and snapshot happen on the root process only */
+static bool is_root(const ct_solver *s) { return !s->cluster || ct_cluster_is_root(s->cluster); }
 
 static char *xstrdup(const char *s) {
   size_t n = strlen(s) + 1;
@@ -44,7 +50,7 @@ static char *xstrdup(const char *s) {
 
 static void logf_(ct_solver *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(ct_solver *s, const char *fmt, ...) {
-  if (s->opt.quiet) return;
+  if (s->opt.quiet || !is_root(s)) return;
   char line[2048];
   va_list ap;
   va_start(ap, fmt);
@@ -90,7 +96,20 @@ static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param
   (void)state_stages;
   int level = state ? state->level : 0;
   ct_status st;
-  if (inline_param) {
+  if (inline_param && s->cluster && phase == CT_TRAIN) {
+    /* cluster (issue 5): this worker's share of the batch, on a copy of the inline net */
+    Caffe__NetParameter *copy = NULL;
+    size_t n = protobuf_c_message_get_packed_size(&inline_param->base);
+    uint8_t *buf = malloc(n + 1);
+    if (buf) {
+      protobuf_c_message_pack(&inline_param->base, buf);
+      copy = caffe__net_parameter__unpack(NULL, n, buf);
+      free(buf);
+    }
+    st = copy ? ct_cluster_prepare_train_param(s->cluster, copy, err) : ct_fail(err, CT_ENOMEM, "out of memory");
+    if (st == CT_OK) st = ct_net_create_from_param(copy, s->path, s->dir, phase, level, stages, seed, out, err);
+    if (copy) caffe__net_parameter__free_unpacked(copy, NULL);
+  } else if (inline_param) {
     st = ct_net_create_from_param(inline_param, s->path, s->dir, phase, level, stages, seed, out, err);
   } else {
     char *p = resolve(s, file);
@@ -100,6 +119,8 @@ static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param
     }
     ProtobufCMessage *m = NULL;
     st = ct_prototxt_read_file(p, &caffe__net_parameter__descriptor, &m, err);
+    if (st == CT_OK && s->cluster && phase == CT_TRAIN) /* cluster (issue 5): this worker's share */
+      st = ct_cluster_prepare_train_param(s->cluster, (Caffe__NetParameter *)m, err);
     if (st == CT_OK) {
       const char *slash = strrchr(p, '/');
       char dir[4096] = "";
@@ -115,6 +136,7 @@ static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param
 
 void ct_solver_free(ct_solver *s) {
   if (!s) return;
+  ct_cluster_free(s->cluster); /* issue 5: tells the servers, finalizes MPI */
   ct_update_free(&s->upd);
   for (int i = 0; i < s->ntest; i++) ct_net_free(s->test_nets[i]);
   free(s->test_nets);
@@ -126,6 +148,16 @@ void ct_solver_free(ct_solver *s) {
   free(s->dir);
   if (s->sp) protobuf_c_message_free_unpacked(&s->sp->base, NULL);
   free(s);
+}
+
+/* issue 5: one more train net, for worker groups that run as threads of this process */
+static ct_status cluster_train_net(void *ctx, ct_net **out, ct_error *err) {
+  ct_solver *s = ctx;
+  const Caffe__SolverParameter *sp = s->sp;
+  if (sp->train_net_param || sp->net_param)
+    return build_net(s, sp->train_net_param ? sp->train_net_param : sp->net_param, NULL, CT_TRAIN, sp->train_state,
+                     s->seed, out, err);
+  return build_net(s, NULL, sp->train_net ? sp->train_net : sp->net, CT_TRAIN, sp->train_state, s->seed, out, err);
 }
 
 static ct_status make_nets(ct_solver *s, ct_error *err) {
@@ -216,7 +248,11 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
     st = ct_fail(err, CT_EUNSUPPORTED, "%s: snapshot_format HDF5 is not supported; use BINARYPROTO", path);
     goto fail;
   }
+  /* cluster (issue 5): decided before the nets, whose batch and data shard depend on it */
+  if ((st = ct_cluster_create(sp, path, &s->cluster, err))) goto fail;
   if ((st = make_nets(s, err))) goto fail;
+  if (s->cluster && s->opt.partitions <= 0) /* issue 5: the processes on a machine share its cores */
+    s->opt.partitions = ct_cluster_local_partitions(s->cluster);
   if (s->opt.partitions > 0) {
     if ((st = ct_net_set_partitions(s->net, s->opt.partitions, err))) goto fail;
     for (int k = 0; k < s->ntest; k++)
@@ -243,6 +279,11 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
   if (!s->prefix || !s->losses) goto oom;
   if (s->opt.weights && (st = ct_net_load_weights(s->net, s->opt.weights, err))) goto fail;
   if (s->opt.snapshot && (st = ct_solver_restore(s, s->opt.snapshot, err))) goto fail;
+  if (s->cluster) { /* issue 5: one starting point for every process */
+    logf_(s, "Cluster %s", ct_cluster_describe(s->cluster));
+    ct_net_builder nets = {cluster_train_net, s};
+    if ((st = ct_cluster_start(s->cluster, s->net, &s->upd, &s->iter, &nets, err))) goto fail;
+  }
   *out = s;
   return CT_OK;
 oom:
@@ -336,6 +377,7 @@ int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err)
 }
 
 static ct_status test_all(ct_solver *s, ct_error *err) {
+  if (!is_root(s)) return CT_OK; /* cluster (issue 5) */
   for (int k = 0; k < s->ntest; k++) {
     logf_(s, "Iteration %d, Testing net (#%d)", s->iter, k);
     if (ct_solver_test(s, k, NULL, 0, err) < 0) return err ? err->status : CT_EINTERNAL;
@@ -424,7 +466,7 @@ static int gather_outputs(ct_net *net, const char **names, float *vals, float *w
 }
 
 static void emit(ct_solver *s, ct_event *e) {
-  if (!s->opt.event) return;
+  if (!s->opt.event || !is_root(s)) return;
   e->iter = s->iter;
   e->max_iter = s->sp->max_iter;
   e->elapsed_s = seconds_since(&s->created);
@@ -443,11 +485,26 @@ static void emit_train(ct_solver *s, float loss, float rate, double images_per_s
   emit(s, &e);
 }
 
+static ct_status step(ct_solver *s, int n, ct_error *err);
+
 ct_status ct_solver_step(ct_solver *s, int n, ct_error *err) {
+  ct_status st = step(s, n, err);
+  if (st && s->cluster) ct_cluster_abandon(s->cluster); /* issue 5: let mpirun end the job */
+  return st;
+}
+
+static ct_status step(ct_solver *s, int n, ct_error *err) {
   const Caffe__SolverParameter *sp = s->sp;
+  if (n > 0 && s->iter > INT_MAX - n) /* issue 7: a restored iteration near INT_MAX */
+    return ct_fail(err, CT_EINVAL, "iteration %d: %d more iterations would overflow the counter", s->iter, n);
   int stop = s->iter + n;
   clock_gettime(CLOCK_MONOTONIC, &s->last_display);
   s->last_display_iter = s->iter;
+  if (s->cluster && !ct_cluster_has_worker(s->cluster)) { /* issue 5: a server-only process */
+    CT_TRY(ct_cluster_serve(s->cluster, err));
+    s->iter = stop;
+    return CT_OK;
+  }
   while (s->iter < stop) {
     ct_net_clear_param_diffs(s->net);
     if (sp->test_interval > 0 && s->iter % sp->test_interval == 0 && (s->iter > 0 || sp->test_initialization))
@@ -456,6 +513,7 @@ ct_status ct_solver_step(ct_solver *s, int n, ct_error *err) {
     for (int k = 0; k < sp->iter_size; k++) {
       float l;
       CT_TRY(ct_net_forward(s->net, &l, err));
+      if (s->cluster) ct_cluster_next_batch(s->cluster, s->net); /* issue 5: skip the other workers' data */
       if (!isfinite(l)) return numeric_error(s, "the loss", err);
       CT_TRY(ct_net_backward(s->net, err));
       loss += l;
@@ -468,6 +526,7 @@ ct_status ct_solver_step(ct_solver *s, int n, ct_error *err) {
       double dt = seconds_since(&s->last_display);
       int iters = s->iter - s->last_display_iter;
       if (iters > 0 && dt > 0) images_per_s = iters * (double)sp->iter_size * ct_net_batch_size(s->net) / dt;
+      if (s->cluster) images_per_s *= ct_cluster_nworkers(s->cluster); /* issue 5: the whole job's */
       if (iters > 0 && dt > 0)
         logf_(s, "Iteration %d (%g iter/s, %.3fs/%d iters), loss = %g", s->iter, iters / dt, dt, iters, smoothed);
       else
@@ -477,9 +536,22 @@ ct_status ct_solver_step(ct_solver *s, int n, ct_error *err) {
       display_outputs(s);
     }
     CT_TRY(check_gradients(s, err));
-    float rate = ct_update_apply(&s->upd, s->iter);
+    float rate;
+    s->upd.pool = ct_net_pool(s->net); /* the update splits over the net's current threads */
+    if (s->cluster) /* issue 5: exchange gradients, get fresh parameters */
+      CT_TRY(ct_cluster_update(s->cluster, s->iter, &rate, err));
+    else
+      rate = ct_update_apply(&s->upd, s->iter);
     if (display) {
       logf_(s, "Iteration %d, lr = %g", s->iter, rate);
+      if (s->cluster) { /* issue 5: this process's traffic since the last display */
+        double bytes, wait_s;
+        int updates;
+        ct_cluster_take_stats(s->cluster, &bytes, &wait_s, &updates);
+        if (updates > 0)
+          logf_(s, "Iteration %d, communication: %.0f bytes sent per iteration, %.2f ms per iteration waiting (rank 0)",
+                s->iter, bytes / updates, 1e3 * wait_s / updates);
+      }
       emit_train(s, smoothed, rate, images_per_s);
     } else if (s->opt.event) {
       double dt = seconds_since(&s->last_display);
@@ -507,6 +579,7 @@ ct_status ct_solver_solve(ct_solver *s, ct_error *err) {
     logf_(s, "Iteration %d, loss = %g", s->iter, loss);
   }
   if (sp->test_interval > 0 && s->iter % sp->test_interval == 0) CT_TRY(test_all(s, err));
+  if (s->cluster) CT_TRY(ct_cluster_finish(s->cluster, err)); /* issue 5 */
   logf_(s, "Optimization Done.");
   ct_event ev = {.kind = CT_EVENT_DONE};
   emit(s, &ev);
@@ -538,6 +611,12 @@ static char *snapshot_name(const ct_solver *s, const char *ext) {
 }
 
 ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path, ct_error *err) {
+  if (s->cluster) { /* issue 5: the root writes the one snapshot, with the servers' values */
+    if (model_path) *model_path = NULL;
+    if (state_path) *state_path = NULL;
+    if (!ct_cluster_is_root(s->cluster)) return CT_OK;
+    CT_TRY(ct_cluster_collect(s->cluster, err));
+  }
   char *mp = snapshot_name(s, "caffemodel"), *spath = snapshot_name(s, "solverstate");
   Caffe__SolverState *st = malloc(sizeof *st);
   ct_status rc = CT_OK;
@@ -613,6 +692,12 @@ ct_status ct_solver_restore(ct_solver *s, const char *path, ct_error *err) {
   Caffe__SolverState *st = (Caffe__SolverState *)m;
   ct_status rc = CT_OK;
   int nl = ct_net_num_learnable(s->net);
+  /* issue 7: a damaged state must not set a negative iteration (the loop's counters and
+   * snapshot names assume iter >= 0) */
+  if (st->iter < 0) {
+    rc = ct_fail(err, CT_EPARSE, "%s: iteration %d is negative; not a valid .solverstate", path, st->iter);
+    goto done;
+  }
   if (st->n_history != (size_t)(s->upd.nsets * nl)) {
     rc = ct_fail(err, CT_ESHAPE, "%s: holds %zu history blobs, but this solver and net need %d", path, st->n_history,
                  s->upd.nsets * nl);

@@ -1,0 +1,219 @@
+/* The cluster front: decides whether a run is distributed and dispatches to the backend
+ * (MPI in mpi_cluster.c, or the local one here for a cluster that fits in one process). */
+#include "dist/cluster.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/status.h"
+
+struct ct_cluster {
+  ct_topology t;
+  int rank, world;
+  bool mpi;
+  bool finished, failed;
+  const ct_cluster_ops *ops;
+  void *ctx;
+  char desc[512];
+};
+
+bool ct_dist_launched(int *world, int *rank) {
+  /* Open MPI's, then PMIx's and Hydra's (MPICH) variables */
+  static const char *const sizes[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+  static const char *const ranks[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK"};
+  for (int i = 0; i < 2; i++) {
+    const char *s = getenv(sizes[i]), *r = getenv(ranks[i]);
+    if (s && *s) {
+      *world = atoi(s);
+      *rank = r ? atoi(r) : 0;
+      return true;
+    }
+  }
+  if (getenv("PMIX_RANK")) {
+    *world = 0; /* unknown until MPI starts */
+    *rank = atoi(getenv("PMIX_RANK"));
+    return true;
+  }
+  *world = 1;
+  *rank = 0;
+  return false;
+}
+
+/* ---- the local backend: a cluster that fits in one process updates in place ---- */
+
+typedef struct local_ctx {
+  ct_update_ctx *upd;
+} local_ctx;
+
+static ct_status local_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
+                             ct_error *err) {
+  (void)net, (void)iter, (void)nets, (void)err;
+  ((local_ctx *)ctx)->upd = upd;
+  return CT_OK;
+}
+static ct_status local_update(void *ctx, int iter, float *rate, ct_error *err) {
+  (void)err;
+  *rate = ct_update_apply(((local_ctx *)ctx)->upd, iter);
+  return CT_OK;
+}
+static ct_status local_nothing(void *ctx, ct_error *err) {
+  (void)ctx, (void)err;
+  return CT_OK;
+}
+static void local_stats(void *ctx, double *bytes, double *wait_s, int *updates) {
+  (void)ctx;
+  *bytes = 0, *wait_s = 0, *updates = 0;
+}
+static void local_destroy(void *ctx, bool clean) {
+  (void)clean;
+  free(ctx);
+}
+static const ct_cluster_ops k_local_ops = {
+    .start = local_start, .update = local_update, .serve = local_nothing, .collect = local_nothing,
+    .finish = local_nothing, .stats = local_stats, .destroy = local_destroy,
+};
+
+/* ---- the front ---- */
+
+ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, ct_cluster **out, ct_error *err) {
+  *out = NULL;
+  int world = 1, rank = 0;
+  bool launched = ct_dist_launched(&world, &rank);
+  bool wanted = sp->cluster || (sp->has_framework && sp->framework != CAFFE__SOLVER_PARAMETER__FRAMEWORK__FRAMEWORK_NONE);
+  if (!wanted && (!launched || world == 1)) return CT_OK; /* the ordinary single-process run */
+  ct_cluster *c = calloc(1, sizeof *c);
+  if (!c) return ct_fail(err, CT_ENOMEM, "out of memory");
+  ct_status st;
+  if (launched) {
+    if ((st = ct_dist_mpi_init(&world, &rank, err))) goto fail;
+    c->mpi = true;
+  }
+  c->world = world;
+  c->rank = rank;
+  if ((st = ct_topology_resolve(sp, world, &c->t, err))) {
+    ct_error_prefix(err, "%s", path);
+    goto fail;
+  }
+  char d[400];
+  ct_topology_describe(&c->t, d, sizeof d);
+  snprintf(c->desc, sizeof c->desc, "%s; this is rank %d of %d", d, rank, world);
+  if (c->t.nprocs != world) {
+    st = ct_fail(err, CT_EINVAL,
+                 "%s: the cluster setting (%s) needs %d MPI process%s, but %d %s started; run "
+                 "mpirun -np %d cortado train --solver=%s",
+                 path, d, c->t.nprocs, c->t.nprocs == 1 ? "" : "es", world,
+                 world == 1 ? "was" : "were", c->t.nprocs, path);
+    goto fail;
+  }
+  if (c->t.nprocs == 1 && c->t.nworker_groups > 1) {
+    if ((st = ct_dist_threads_create(&c->t, sp, &c->ctx, &c->ops, err))) goto fail;
+  } else if (c->mpi) {
+    if ((st = ct_dist_mpi_create(&c->t, rank, sp, &c->ctx, &c->ops, err))) goto fail;
+  } else {
+    c->ctx = calloc(1, sizeof(local_ctx));
+    c->ops = &k_local_ops;
+    if (!c->ctx) {
+      st = ct_fail(err, CT_ENOMEM, "out of memory");
+      goto fail;
+    }
+  }
+  *out = c;
+  return CT_OK;
+fail:
+  c->failed = true;
+  if (c->mpi && world > 1 && rank != 0) ct_error_prefix(err, "rank %d", rank);
+  ct_cluster_free(c);
+  return st;
+}
+
+void ct_cluster_free(ct_cluster *c) {
+  if (!c) return;
+  if (c->ops && !c->failed && !c->finished) {
+    ct_error e;
+    if (ct_cluster_finish(c, &e) != CT_OK) fprintf(stderr, "cortado: %s\n", e.msg);
+  }
+  if (c->ops) c->ops->destroy(c->ctx, !c->failed);
+  if (c->mpi && !c->failed) ct_dist_mpi_finalize(); /* e.g. in-process groups under mpirun -np 1 */
+  free(c);
+}
+
+void ct_cluster_abandon(ct_cluster *c) { c->failed = true; }
+
+bool ct_cluster_is_root(const ct_cluster *c) { return c->rank == 0; }
+bool ct_cluster_has_worker(const ct_cluster *c) {
+  int first;
+  return ct_topology_workers_on(&c->t, c->rank, &first) > 0;
+}
+int ct_cluster_nworkers(const ct_cluster *c) { return ct_topology_nworkers(&c->t); }
+const char *ct_cluster_describe(const ct_cluster *c) { return c->desc; }
+
+int ct_cluster_local_partitions(const ct_cluster *c) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  long local = ls && atoi(ls) > 0 ? atoi(ls) : 1;
+  long n = cores / local / (c->t.nprocs == 1 ? c->t.nworker_groups : 1); /* threads of in-process groups */
+  return n >= 1 ? (int)(n > 64 ? 64 : n) : 1;
+}
+
+ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParameter *np, ct_error *err) {
+  return ct_topology_split_batch(&c->t, np, err);
+}
+
+void ct_dist_skip_batches(ct_net *net, uint64_t blocks) {
+  if (!blocks) return;
+  for (int i = 0; i < ct_net_num_layers(net); i++) {
+    ct_layer *l = ct_net_layer(net, i);
+    if (!l->ops->get_cursor || !l->ops->set_cursor || l->ntop < 1 || l->top[0]->naxes < 1) continue;
+    l->ops->set_cursor(l, l->ops->get_cursor(l) + blocks * (uint64_t)l->top[0]->shape[0]);
+  }
+}
+
+void ct_cluster_next_batch(const ct_cluster *c, ct_net *net) {
+  int W = ct_topology_nworkers(&c->t);
+  if (W > 1) ct_dist_skip_batches(net, (uint64_t)(W - 1));
+}
+
+#define FAILS(c, expr)                  \
+  do {                                  \
+    ct_status s_ = (expr);              \
+    if (s_ != CT_OK) (c)->failed = true; \
+    return s_;                          \
+  } while (0)
+
+ct_status ct_cluster_start(ct_cluster *c, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
+                           ct_error *err) {
+  int first;
+  if (ct_topology_workers_on(&c->t, c->rank, &first) > 0) /* this worker's first block of data */
+    ct_dist_skip_batches(net, (uint64_t)ct_topology_shard(&c->t, first));
+  FAILS(c, c->ops->start(c->ctx, net, upd, iter, nets, err));
+}
+ct_status ct_cluster_update(ct_cluster *c, int iter, float *rate, ct_error *err) {
+  FAILS(c, c->ops->update(c->ctx, iter, rate, err));
+}
+ct_status ct_cluster_serve(ct_cluster *c, ct_error *err) { FAILS(c, c->ops->serve(c->ctx, err)); }
+ct_status ct_cluster_collect(ct_cluster *c, ct_error *err) { FAILS(c, c->ops->collect(c->ctx, err)); }
+ct_status ct_cluster_finish(ct_cluster *c, ct_error *err) {
+  if (c->finished) return CT_OK;
+  c->finished = true;
+  FAILS(c, c->ops->finish(c->ctx, err));
+}
+void ct_cluster_take_stats(ct_cluster *c, double *bytes, double *wait_s, int *updates) {
+  c->ops->stats(c->ctx, bytes, wait_s, updates);
+}
+
+#ifndef CT_HAVE_MPI
+/* Built without MPI: a cluster that needs more than one process cannot start. */
+ct_status ct_dist_mpi_init(int *world, int *rank, ct_error *err) {
+  (void)world, (void)rank;
+  return ct_fail(err, CT_EUNSUPPORTED, "this process was started by mpirun, but cortado was built without MPI "
+                 "(install libopenmpi-dev and rebuild)");
+}
+ct_status ct_dist_mpi_create(const ct_topology *t, int rank, const Caffe__SolverParameter *sp, void **ctx,
+                             const ct_cluster_ops **ops, ct_error *err) {
+  (void)t, (void)rank, (void)sp, (void)ctx, (void)ops;
+  return ct_fail(err, CT_EUNSUPPORTED, "cortado was built without MPI");
+}
+void ct_dist_mpi_finalize(void) {}
+#endif

@@ -1,0 +1,104 @@
+/* The cluster: SINGA's worker-server frameworks as seen by the training loop (src/solvers).
+ *
+ * A solver with `cluster { ... }` or `framework:` set, or started by mpirun with more than one
+ * process, owns a ct_cluster. The loop then changes in three places only: the update step becomes
+ * ct_cluster_update (exchange gradients, get fresh parameters), display / test / snapshot happen
+ * on the root (worker 0, MPI rank 0) alone, and a process that hosts only servers serves instead
+ * of training. Everything that talks MPI lives behind this header (src/dist/mpi_*.c). */
+#ifndef CT_DIST_CLUSTER_H
+#define CT_DIST_CLUSTER_H
+
+#include <stdbool.h>
+
+#include "cortado.h"
+#include "cortado.pb-c.h"
+#include "net/net.h"
+#include "solvers/update.h"
+
+typedef struct ct_cluster ct_cluster;
+
+/* Decides whether this run is distributed: *out = NULL (and CT_OK) for an ordinary single
+ * process run. Otherwise starts MPI when the process was launched by mpirun, resolves the
+ * topology and checks that it needs exactly as many processes as were started (an error naming
+ * both numbers otherwise, on every rank). `path` names the solver file in messages. */
+ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, ct_cluster **out, ct_error *err);
+/* Marks the run failed on this process: ct_cluster_free then leaves MPI alone, the process
+ * exits non-zero without finalizing and mpirun ends the whole job at once. */
+void ct_cluster_abandon(ct_cluster *c);
+/* Finishes the protocol when training ended normally (servers told, MPI finalized); after a
+ * failure it leaves MPI alone so that mpirun ends the job. NULL is a no-op. */
+void ct_cluster_free(ct_cluster *c);
+
+bool ct_cluster_is_root(const ct_cluster *c);   /* displays, tests and snapshots */
+bool ct_cluster_has_worker(const ct_cluster *c); /* false: this process only serves */
+int ct_cluster_nworkers(const ct_cluster *c);   /* workers in the whole job */
+
+/* CPU partitions (threads) per net for this process: the machine's cores shared among the
+ * job's processes on it (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE), at least 1. */
+int ct_cluster_local_partitions(const ct_cluster *c);
+
+/* The train net of this worker: batch sizes divided among its group. */
+ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParameter *np, ct_error *err);
+
+/* Disjoint data without touching the data layers: the W workers read the record stream in
+ * blocks of one batch, worker shard s taking blocks s, s + W, s + 2W, ... (the members of a
+ * group together read the group's batch; groups read disjoint blocks). ct_cluster_start moves
+ * the train net's data cursors to the worker's first block; after every train forward
+ * ct_cluster_next_batch skips the other workers' blocks. Worker 0's cursor thus stays at the
+ * whole-stream position, which is what its snapshots save. */
+void ct_cluster_next_batch(const ct_cluster *c, ct_net *net);
+/* Moves every data cursor of `net` on by `blocks` batches of that layer. */
+void ct_dist_skip_batches(ct_net *net, uint64_t blocks);
+
+/* Builds one more train net like the solver's (for worker groups that are threads). */
+typedef struct ct_net_builder {
+  ct_status (*build)(void *ctx, ct_net **out, ct_error *err);
+  void *ctx;
+} ct_net_builder;
+
+/* After the solver restored any snapshot: rank 0's parameters, history and iteration go to
+ * every process; servers take their slices; in-process worker groups start their threads. */
+ct_status ct_cluster_start(ct_cluster *c, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
+                           ct_error *err);
+/* The update step of iteration `iter` (replaces ct_update_apply): the net's gradients go out,
+ * fresh parameters come back into the net. *rate receives the learning rate. */
+ct_status ct_cluster_update(ct_cluster *c, int iter, float *rate, ct_error *err);
+/* A server-only process: serve until every worker group is done. */
+ct_status ct_cluster_serve(ct_cluster *c, ct_error *err);
+/* On the root before a snapshot: the servers' current parameters and update history. */
+ct_status ct_cluster_collect(ct_cluster *c, ct_error *err);
+/* End of training on this process: tell the servers, serve until everyone is done. */
+ct_status ct_cluster_finish(ct_cluster *c, ct_error *err);
+
+/* Bytes this process sent and seconds it waited on communication since the last call, and
+ * the number of updates they cover. */
+void ct_cluster_take_stats(ct_cluster *c, double *bytes, double *wait_s, int *updates);
+/* "DOWNPOUR: 2 worker groups of ..., rank 0 of 3" for the log. */
+const char *ct_cluster_describe(const ct_cluster *c);
+
+/* ---- the backend contract (src/dist/mpi_cluster.c; a stub without MPI) ---- */
+#include "dist/topology.h"
+
+typedef struct ct_cluster_ops {
+  ct_status (*start)(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
+                    ct_error *err);
+  ct_status (*update)(void *ctx, int iter, float *rate, ct_error *err);
+  ct_status (*serve)(void *ctx, ct_error *err);
+  ct_status (*collect)(void *ctx, ct_error *err);
+  ct_status (*finish)(void *ctx, ct_error *err);
+  void (*stats)(void *ctx, double *bytes, double *wait_s, int *updates);
+  void (*destroy)(void *ctx, bool clean); /* clean: finalize MPI */
+} ct_cluster_ops;
+
+/* Whether a process launcher (mpirun) started this process, and the job size it announced. */
+bool ct_dist_launched(int *world, int *rank);
+/* Starts MPI (once) and returns the world size and this rank; finalizes it (once). */
+ct_status ct_dist_mpi_init(int *world, int *rank, ct_error *err);
+void ct_dist_mpi_finalize(void);
+/* In-process Hogwild (threads.c): all worker groups in this one process. */
+ct_status ct_dist_threads_create(const ct_topology *t, const Caffe__SolverParameter *sp, void **ctx,
+                                 const ct_cluster_ops **ops, ct_error *err);
+ct_status ct_dist_mpi_create(const ct_topology *t, int rank, const Caffe__SolverParameter *sp, void **ctx,
+                             const ct_cluster_ops **ops, ct_error *err);
+
+#endif

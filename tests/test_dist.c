@@ -1,0 +1,146 @@
+/* The cluster topology (src/dist/topology.c): presets, process counts, slices, data shards and
+ * batch splitting, without MPI. With arguments it is also the weight comparator of the MPI
+ * tests:  test_dist cmp NET.prototxt A.caffemodel B.caffemodel RTOL
+ * prints the largest per-blob relative difference max|a-b| / max|b| and fails above RTOL. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "cortado.h"
+#include "dist/topology.h"
+#include "proto/prototxt.h"
+
+static Caffe__SolverParameter *solver(const char *text) {
+  ProtobufCMessage *m = NULL;
+  ct_error err;
+  if (ct_prototxt_parse(text, strlen(text), "test", &caffe__solver_parameter__descriptor, &m, &err) != CT_OK) {
+    fprintf(stderr, "parse: %s\n", err.msg);
+    return NULL;
+  }
+  return (Caffe__SolverParameter *)m;
+}
+
+static ct_status resolve(const char *text, int world, ct_topology *t, ct_error *err) {
+  Caffe__SolverParameter *sp = solver(text);
+  if (!sp) return CT_EPARSE;
+  ct_status st = ct_topology_resolve(sp, world, t, err);
+  protobuf_c_message_free_unpacked(&sp->base, NULL);
+  return st;
+}
+
+static void test_presets(void) {
+  ct_topology t;
+  ct_error err;
+  CHECK(resolve("framework: ALLREDUCE", 4, &t, &err) == CT_OK, "%s", err.msg);
+  CHECK(t.mode == CT_DIST_ALLREDUCE && t.nworkers_per_group == 4 && t.nworker_groups == 1 && t.nprocs == 4,
+        "allreduce: %d x %d on %d", t.nworker_groups, t.nworkers_per_group, t.nprocs);
+  CHECK(resolve("framework: SANDBLASTER", 2, &t, &err) == CT_OK, "%s", err.msg);
+  CHECK(t.mode == CT_DIST_SERVERS && t.nworkers_per_group == 2 && t.nservers_per_group == 2 && !t.separate &&
+            t.nprocs == 2 && !strcmp(t.name, "SANDBLASTER"),
+        "sandblaster: %d workers, %d servers, %d procs", t.nworkers_per_group, t.nservers_per_group, t.nprocs);
+  CHECK(resolve("framework: DOWNPOUR", 3, &t, &err) == CT_OK, "%s", err.msg);
+  CHECK(t.mode == CT_DIST_SERVERS && t.nworker_groups == 2 && t.nservers_per_group == 1 && t.separate &&
+            t.nprocs == 3 && !strcmp(t.name, "DOWNPOUR"),
+        "downpour: %d groups, %d procs", t.nworker_groups, t.nprocs);
+  CHECK(ct_topology_server_proc(&t, 0) == 2 && ct_topology_worker_proc(&t, 1) == 1, "downpour placement");
+  CHECK(resolve("framework: HOGWILD cluster { sync_freq: 5 }", 2, &t, &err) == CT_OK, "%s", err.msg);
+  CHECK(t.mode == CT_DIST_HOGWILD && t.nworker_groups == 2 && t.sync_freq == 5 && t.nprocs == 2, "hogwild");
+  /* explicit fields win over the preset and fix the process count */
+  CHECK(resolve("framework: SANDBLASTER cluster { nworkers_per_group: 4 nservers_per_group: 2 "
+                "server_worker_separate: true }", 1, &t, &err) == CT_OK, "%s", err.msg);
+  CHECK(t.nprocs == 6 && t.worker_procs == 4 && t.server_procs == 2 && ct_topology_server_proc(&t, 1) == 5,
+        "separate servers: %d procs", t.nprocs);
+  /* SINGA's fields alone: the framework follows */
+  CHECK(resolve("cluster { nworker_groups: 2 nserver_groups: 1 nservers_per_group: 1 }", 2, &t, &err) == CT_OK,
+        "%s", err.msg);
+  CHECK(t.mode == CT_DIST_SERVERS && !strcmp(t.name, "DOWNPOUR") && t.nprocs == 2, "cluster alone: %s", t.name);
+  CHECK(resolve("cluster { nworker_groups: 2 nserver_groups: 2 }", 2, &t, &err) == CT_OK, "%s", err.msg);
+  CHECK(t.mode == CT_DIST_HOGWILD, "two server groups: Hogwild");
+  /* a bare mpirun -np 3 is ALLREDUCE */
+  CHECK(resolve("base_lr: 0.1", 3, &t, &err) == CT_OK && t.mode == CT_DIST_ALLREDUCE && t.nprocs == 3, "default");
+  /* errors name the fields */
+  CHECK(resolve("framework: ALLREDUCE cluster { nworker_groups: 2 }", 2, &t, &err) == CT_EINVAL &&
+            strstr(err.msg, "nworker_groups"), "%s", err.msg);
+  CHECK(resolve("cluster { nworker_groups: 0 }", 2, &t, &err) == CT_EINVAL && strstr(err.msg, "nworker_groups"),
+        "%s", err.msg);
+  CHECK(resolve("cluster { nservers_per_group: 4 nworkers_per_group: 2 }", 2, &t, &err) == CT_EINVAL &&
+            strstr(err.msg, "server_worker_separate"), "%s", err.msg);
+  char d[400];
+  CHECK(resolve("framework: DOWNPOUR", 3, &t, &err) == CT_OK, "%s", err.msg);
+  ct_topology_describe(&t, d, sizeof d);
+  CHECK(strstr(d, "DOWNPOUR") && strstr(d, "3 processes"), "%s", d);
+}
+
+static void test_slices_and_shards(void) {
+  size_t total = 431080, sum = 0, prev = 0;
+  for (int k = 0; k < 3; k++) {
+    size_t off, len;
+    ct_topology_slice(total, 3, k, &off, &len);
+    CHECK(off == prev && (len == total / 3 || len == total / 3 + 1), "slice %d: %zu+%zu", k, off, len);
+    prev = off + len;
+    sum += len;
+  }
+  CHECK(sum == total, "slices cover %zu of %zu", sum, total);
+  ct_topology t;
+  ct_error err;
+  CHECK(resolve("cluster { nworker_groups: 2 nworkers_per_group: 3 nserver_groups: 1 }", 6, &t, &err) == CT_OK,
+        "%s", err.msg);
+  /* shards: a permutation of 0..5; group g reads positions p % 2 == g */
+  int seen[6] = {0};
+  for (int w = 0; w < 6; w++) {
+    int s = ct_topology_shard(&t, w);
+    CHECK(s >= 0 && s < 6 && s % 2 == w / 3, "worker %d shard %d", w, s);
+    if (s >= 0 && s < 6) seen[s]++;
+  }
+  for (int s = 0; s < 6; s++) CHECK(seen[s] == 1, "shard %d used %d times", s, seen[s]);
+  /* the group's members split its batch */
+  ProtobufCMessage *m = NULL;
+  const char *net = "layer { name: \"d\" type: \"Data\" top: \"x\" idx_data_param { batch_size: 63 } }";
+  CHECK(ct_prototxt_parse(net, strlen(net), "net", &caffe__net_parameter__descriptor, &m, &err) == CT_OK, "%s", err.msg);
+  if (m) {
+    Caffe__NetParameter *np = (Caffe__NetParameter *)m;
+    CHECK(ct_topology_split_batch(&t, np, &err) == CT_OK && np->layer[0]->idx_data_param->batch_size == 21,
+          "63 / 3 = %u", np->layer[0]->idx_data_param->batch_size);
+    np->layer[0]->idx_data_param->batch_size = 64;
+    CHECK(ct_topology_split_batch(&t, np, &err) == CT_EINVAL && strstr(err.msg, "\"d\""), "%s", err.msg);
+    protobuf_c_message_free_unpacked(m, NULL);
+  }
+}
+
+static int compare(const char *model, const char *a, const char *b, double rtol) {
+  ct_net *na = NULL, *nb = NULL;
+  ct_error err;
+  if (ct_net_create(model, CT_TEST, 0, NULL, a, &na, &err) || ct_net_create(model, CT_TEST, 0, NULL, b, &nb, &err)) {
+    fprintf(stderr, "%s\n", err.msg);
+    return 2;
+  }
+  double worst = 0;
+  const char *worst_name = "";
+  for (int i = 0; i < ct_net_num_layers(na); i++) {
+    const char *name = ct_net_layer_name(na, i);
+    for (int k = 0; k < ct_net_param_count(na, name); k++) {
+      int shape[8], n = ct_net_param_shape(na, name, k, shape);
+      size_t c = 1;
+      for (int d = 0; d < n; d++) c *= (size_t)shape[d];
+      const float *x = ct_net_param_data(na, name, k), *y = ct_net_param_data(nb, name, k);
+      double dmax = 0, ymax = 1e-12;
+      for (size_t e = 0; e < c; e++) {
+        double dd = fabs((double)x[e] - y[e]);
+        if (dd > dmax || dd != dd) dmax = dd != dd ? INFINITY : dd;
+        if (fabs(y[e]) > ymax) ymax = fabs(y[e]);
+      }
+      if (dmax / ymax > worst || dmax != dmax) worst = dmax / ymax, worst_name = name;
+    }
+  }
+  printf("largest relative difference: %.3g (layer %s); tolerance %.3g\n", worst, worst_name, rtol);
+  ct_net_free(na);
+  ct_net_free(nb);
+  return worst <= rtol ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 6 && !strcmp(argv[1], "cmp")) return compare(argv[2], argv[3], argv[4], atof(argv[5]));
+  test_presets();
+  test_slices_and_shards();
+  return ct_check_report();
+}
