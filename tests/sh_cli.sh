@@ -290,7 +290,10 @@ if t "time on the tiny net" 0 err "Average Forward pass: $num ms\.$" time --mode
   has "time: backward summary" err "Average Backward pass: $num ms\.$"
   has "time: forward-backward summary" err "Average Forward-Backward: $num ms\.$"
   has "time: total" err "Total Time: $num ms\.$"
-  has "time: a row per layer" err " ip +InnerProduct +forward: +$num ms\. +backward: +$num ms\.$"
+  # each row: name, type, how it runs (the lowering type for convolutions), times, and for
+  # layers that report FLOPs the achieved GFLOP/s forward / backward
+  has "time: a row per layer" err " ip +InnerProduct +forward: +$num ms\. +backward: +$num ms\.( +$num / +$num GFLOP/s)?$"
+  has "time: whole-iteration rate" err "Partitions: [0-9]+\. Whole iteration: $num GFLOP, $num GFLOP/s\.$"
   has "time: glog-like prefix" err "^I[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6} Average Forward pass"
 fi
 t "time with -phase TEST and the default iterations" 0 err "Total Time: $num ms\." time -model "$T/net.prototxt" \

@@ -17,6 +17,9 @@
 #endif
 
 #include "cortado.h"
+#include "plot.h"
+#include "progress.h"
+#include "cmd_data.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -45,8 +48,22 @@ typedef enum flag_id {
   F_PHASE,
   F_LEVEL,
   F_STAGE,
+  F_PARTITIONS,
   F_QUIET,
   F_GPU,
+  F_OUTPUT,
+  F_LOG_FORMAT,
+  F_LIST, /* convert / compute-mean (tools/cmd_data.c) */
+  F_ROOT,
+  F_IMAGES,
+  F_LABELS,
+  F_DB,
+  F_BACKEND,
+  F_RESIZE_HEIGHT,
+  F_RESIZE_WIDTH,
+  F_SHUFFLE,
+  F_GRAY,
+  F_ENCODED,
   F_HELP,
   F_VERSION,
   F_COUNT
@@ -67,8 +84,22 @@ static const flag_spec FLAGS[F_COUNT] = {
     [F_PHASE] = {"phase", NULL, 1},
     [F_LEVEL] = {"level", NULL, 1},
     [F_STAGE] = {"stage", NULL, 1},
+    [F_PARTITIONS] = {"partitions", NULL, 1},
     [F_QUIET] = {"quiet", NULL, 0},
     [F_GPU] = {"gpu", NULL, 1},
+    [F_OUTPUT] = {"output", "o", 1},
+    [F_LOG_FORMAT] = {"log-format", "log_format", 1},
+    [F_LIST] = {"list", NULL, 1},
+    [F_ROOT] = {"root", NULL, 1},
+    [F_IMAGES] = {"images", NULL, 1},
+    [F_LABELS] = {"labels", NULL, 1},
+    [F_DB] = {"db", NULL, 1},
+    [F_BACKEND] = {"backend", NULL, 1},
+    [F_RESIZE_HEIGHT] = {"resize_height", "resize-height", 1},
+    [F_RESIZE_WIDTH] = {"resize_width", "resize-width", 1},
+    [F_SHUFFLE] = {"shuffle", NULL, 0},
+    [F_GRAY] = {"gray", NULL, 0},
+    [F_ENCODED] = {"encoded", NULL, 0},
     [F_HELP] = {"help", "h", 0},
     [F_VERSION] = {"version", NULL, 0},
 };
@@ -85,10 +116,13 @@ typedef struct args {
   const char *value[F_COUNT];
   int given[F_COUNT];
   int iterations;
+  int partitions; /* 0: the library's default (one per core) */
   int level;
   ct_phase phase;
   char *stage_buf;     /* owned: --stage split in place */
   const char **stages; /* owned: NULL-terminated, or NULL when no --stage */
+  const char *input;   /* the positional argument after the command (plot, draw), or NULL */
+  ui ui;               /* how the run is shown: plain log lines, a live line, JSON, quiet */
 } args;
 
 typedef struct command {
@@ -99,6 +133,7 @@ typedef struct command {
   const cmd_flag *flags;
   int nflags;
   int (*run)(args *a);
+  int npositional; /* positional arguments taken after the command's name */
 } command;
 
 /* ------------------------------------------------------------------ logging */
@@ -130,6 +165,9 @@ static void log_line(void *ctx, const char *line) {
   fflush(f);
 }
 
+/* The running command's display (progress.h); NULL before the flags are read. */
+static ui *cli_ui;
+
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logf_(const char *fmt, ...) {
   char buf[4096];
@@ -137,7 +175,10 @@ static void logf_(const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
-  log_line(stderr, buf);
+  if (cli_ui)
+    ui_log(cli_ui, buf);
+  else
+    log_line(stderr, buf);
 }
 
 /* ------------------------------------------------------------------ errors */
@@ -157,6 +198,7 @@ static int usage_error(const char *cmd, const char *fmt, ...) {
 }
 
 static int lib_error(ct_status s, const ct_error *err) {
+  if (cli_ui) ui_finish(cli_ui); /* the message goes below a live progress line, not onto it */
   const char *msg = err->msg[0] ? err->msg : ct_status_name(s);
   fprintf(stderr, "cortado: %s\n", msg);
   return EXIT_LIB;
@@ -223,13 +265,18 @@ static int run_train(args *a) {
   }
 
   ct_solver_options opt = {0};
-  opt.quiet = a->given[F_QUIET] && a->value[F_QUIET] != NULL;
-  opt.log = log_line;
-  opt.log_ctx = stderr;
+  train_watch watch = {0};
+  /* The solver's own Caffe lines only where they are wanted as they are: plain logs. */
+  opt.quiet = a->ui.mode != UI_PLAIN;
+  opt.log = ui_log;
+  opt.log_ctx = &a->ui;
+  opt.event = train_watch_event;
+  opt.event_ctx = &watch;
   opt.snapshot = a->given[F_SNAPSHOT] ? a->value[F_SNAPSHOT] : NULL;
   /* One file goes through the solver; a list is copied in order, later files winning, as Caffe's
    * CopyLayers does. */
   opt.weights = nweights == 1 ? weights[0] : NULL;
+  opt.partitions = a->partitions;
   if (!opt.quiet) {
     if (opt.snapshot) logf_("Resuming from %s", opt.snapshot);
     for (int i = 0; i < nweights; i++) logf_("Finetuning from %s", weights[i]);
@@ -252,6 +299,8 @@ static int run_train(args *a) {
     }
   }
 
+  train_watch_open(&watch, &a->ui, a->value[F_SOLVER], ct_solver_iter(solver),
+                   a->given[F_ITERATIONS] ? ct_solver_iter(solver) + a->iterations : 0);
   if (!opt.quiet) logf_("Starting Optimization");
   if (a->given[F_ITERATIONS]) {
     /* The library logs the snapshot's paths. */
@@ -269,6 +318,7 @@ static int run_train(args *a) {
   if (!opt.quiet) logf_("Optimization Done.");
 
 done:
+  if (solver) train_watch_close(&watch);
   ct_solver_free(solver);
   free(weights_buf);
   return rc;
@@ -299,6 +349,7 @@ static int run_test(args *a) {
   if ((rc = check_readable("weights", a->value[F_WEIGHTS]))) return rc;
 
   s = ct_net_create(a->value[F_MODEL], a->phase, a->level, a->stages, a->value[F_WEIGHTS], &net, &err);
+  if (s == CT_OK && a->partitions) s = ct_net_set_partitions(net, a->partitions, &err);
   if (s != CT_OK) {
     rc = lib_error(s, &err);
     goto done;
@@ -340,17 +391,19 @@ static int run_test(args *a) {
       }
       for (long k = 0; k < counts[j]; k++, idx++) {
         sums[idx] += data[k];
-        logf_("Batch %d, %s = %g", i, name, (double)data[k]);
+        ui_verbosef(&a->ui, "Batch %d, %s = %g", i, name, (double)data[k]);
       }
     }
+    ui_count(&a->ui, "test: batch", i + 1, a->iterations, NULL);
   }
+  ui_finish(&a->ui);
   loss /= a->iterations;
-  logf_("Loss: %g", loss);
+  ui_resultf(&a->ui, "Loss: %g", loss);
   /* The API exposes no per-blob loss weight, so Caffe's " (* w = v loss)" suffix is left off. */
   long idx = 0;
   for (int j = 0; j < nout; j++) {
     const char *name = ct_net_output_name(net, j);
-    for (long k = 0; k < counts[j]; k++, idx++) logf_("%s = %g", name, sums[idx] / a->iterations);
+    for (long k = 0; k < counts[j]; k++, idx++) ui_resultf(&a->ui, "%s = %g", name, sums[idx] / a->iterations);
   }
   goto done;
 
@@ -381,6 +434,7 @@ static int run_time(args *a) {
 
   if ((rc = check_readable("model", a->value[F_MODEL]))) return rc;
   s = ct_net_create(a->value[F_MODEL], a->phase, a->level, a->stages, NULL, &net, &err);
+  if (s == CT_OK && a->partitions) s = ct_net_set_partitions(net, a->partitions, &err);
   if (s != CT_OK) {
     rc = lib_error(s, &err);
     goto done;
@@ -405,6 +459,7 @@ static int run_time(args *a) {
   logf_("*** Benchmark begins ***");
   logf_("Testing for %d iterations.", a->iterations);
   double forward_ms = 0, backward_ms = 0;
+  cmd_data_wait_reset(net); /* data-layer waits of the timed passes only */
   const double total_start = now_ms();
   for (int j = 0; j < a->iterations; j++) {
     const double iter_start = now_ms();
@@ -422,8 +477,12 @@ static int run_time(args *a) {
     }
     const double end = now_ms();
     backward_ms += end - mid;
-    logf_("Iteration: %d forward-backward time: %g ms.", j + 1, end - iter_start);
+    ui_verbosef(&a->ui, "Iteration: %d forward-backward time: %g ms.", j + 1, end - iter_start);
+    char took[64];
+    snprintf(took, sizeof took, "%.2f ms", end - iter_start);
+    ui_count(&a->ui, "time: iteration", j + 1, a->iterations, took);
   }
+  ui_finish(&a->ui);
   const double total_ms = now_ms() - total_start;
 
   int wname = 5, wtype = 4;
@@ -435,15 +494,33 @@ static int run_time(args *a) {
   if (wname > 48) wname = 48;
   if (wtype > 32) wtype = 32;
   const double n = a->iterations;
-  logf_("Average time per layer: ");
-  for (int i = 0; i < nlayers; i++)
-    logf_("%-*s %-*s forward: %10.4f ms. backward: %10.4f ms.", wname, ct_net_layer_name(net, i), wtype,
-          ct_net_layer_type(net, i), fwd[i] / n, bwd[i] / n);
-  logf_("Average Forward pass: %g ms.", forward_ms / n);
-  logf_("Average Backward pass: %g ms.", backward_ms / n);
-  logf_("Average Forward-Backward: %g ms.", total_ms / n);
-  logf_("Total Time: %g ms.", total_ms);
-  logf_("*** Benchmark ends ***");
+  ui_resultf(&a->ui, "Average time per layer: ");
+  double total_flops = 0;
+  for (int i = 0; i < nlayers; i++) {
+    /* GFLOP/s from the layer's useful FLOPs; backward does twice the forward work (data and
+     * weight gradients) where the layer reports FLOPs */
+    double fl = ct_net_layer_flops(net, i), f_ms = fwd[i] / n, b_ms = bwd[i] / n;
+    char rate[96] = "";
+    if (fl > 0 && f_ms > 0 && b_ms > 0)
+      snprintf(rate, sizeof rate, "  %6.1f / %6.1f GFLOP/s", fl / (f_ms * 1e6), 2 * fl / (b_ms * 1e6));
+    total_flops += 3 * fl;
+    ui_resultf(&a->ui, "%-*s %-*s %-5s forward: %10.4f ms. backward: %10.4f ms.%s", wname, ct_net_layer_name(net, i),
+               wtype, ct_net_layer_type(net, i), ct_net_layer_note(net, i), f_ms, b_ms, rate);
+  }
+  if (total_flops > 0)
+    ui_resultf(&a->ui, "Partitions: %d. Whole iteration: %.1f GFLOP, %.1f GFLOP/s.", ct_net_partitions(net),
+               total_flops / 1e9, total_flops / (total_ms / n * 1e6));
+  for (int i = 0; i < nlayers; i++) { /* time the data layers' forward spent waiting for a batch */
+    double wait_ms;
+    if (cmd_data_wait_ms(net, i, &wait_ms))
+      ui_resultf(&a->ui, "%-*s %-*s data wait: %g ms.", wname, ct_net_layer_name(net, i), wtype,
+                 ct_net_layer_type(net, i), wait_ms / n);
+  }
+  ui_resultf(&a->ui, "Average Forward pass: %g ms.", forward_ms / n);
+  ui_resultf(&a->ui, "Average Backward pass: %g ms.", backward_ms / n);
+  ui_resultf(&a->ui, "Average Forward-Backward: %g ms.", total_ms / n);
+  ui_resultf(&a->ui, "Total Time: %g ms.", total_ms);
+  ui_resultf(&a->ui, "*** Benchmark ends ***");
   goto done;
 
 lib_fail:
@@ -470,7 +547,11 @@ static const cmd_flag TRAIN_FLAGS[] = {
     {F_ITERATIONS, 0, "N",
      "run only N iterations from the start (or resumed) iteration instead of up to "
      "max_iter, then write a snapshot. Default: run to max_iter as Caffe does."},
+    {F_PARTITIONS, 0, "N", "split each layer's batch into N partitions run in parallel (CcT). Default: one per core."},
     {F_QUIET, 0, NULL, "no progress lines (display, test scores, snapshots); errors still print."},
+    {F_LOG_FORMAT, 0, "text|json",
+     "text (default): on a terminal a live progress line, otherwise Caffe's log lines on stderr; "
+     "json: one JSON object per event and line on stdout ({\"event\":\"train\",\"iter\":100,...})."},
     {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build is CPU-only and refuses it."},
 };
 
@@ -481,6 +562,9 @@ static const cmd_flag TEST_FLAGS[] = {
     {F_PHASE, 0, "TEST|TRAIN", "which phase's layers to build (include/exclude rules). Default: TEST."},
     {F_LEVEL, 0, "N", "the NetState level for include/exclude rules. Default: 0."},
     {F_STAGE, 0, "S[,S...]", "NetState stages for include/exclude rules, comma-separated."},
+    {F_PARTITIONS, 0, "N", "split each layer's batch into N partitions run in parallel (CcT). Default: one per core."},
+    {F_QUIET, 0, NULL, "print only the results, no per-batch lines or progress."},
+    {F_LOG_FORMAT, 0, "text|json", "json: one JSON object per line on stdout instead of log lines."},
     {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build is CPU-only and refuses it."},
 };
 
@@ -491,8 +575,89 @@ static const cmd_flag TIME_FLAGS[] = {
     {F_PHASE, 0, "TRAIN|TEST", "which phase's layers to build. Default: TRAIN."},
     {F_LEVEL, 0, "N", "the NetState level for include/exclude rules. Default: 0."},
     {F_STAGE, 0, "S[,S...]", "NetState stages for include/exclude rules, comma-separated."},
+    {F_PARTITIONS, 0, "N", "split each layer's batch into N partitions run in parallel (CcT). Default: one per core."},
+    {F_QUIET, 0, NULL, "print only the results, no per-batch lines or progress."},
+    {F_LOG_FORMAT, 0, "text|json", "json: one JSON object per line on stdout instead of log lines."},
     {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build is CPU-only and refuses it."},
 };
+
+static const cmd_flag PLOT_FLAGS[] = {
+    {F_OUTPUT, 1, "FILE.svg|FILE.png", "(required, also -o) the image to write; the extension picks the format."},
+};
+
+static const cmd_flag DRAW_FLAGS[] = {
+    {F_OUTPUT, 1, "FILE.svg|.png|.pdf|.dot",
+     "(required, also -o) the drawing; .dot writes Graphviz's source, the others run Graphviz's dot."},
+    {F_PHASE, 0, "TRAIN|TEST", "which phase's layers to draw and build for the shapes. Default: TRAIN."},
+    {F_LEVEL, 0, "N", "the NetState level for include/exclude rules. Default: 0."},
+    {F_STAGE, 0, "S[,S...]", "NetState stages for include/exclude rules, comma-separated."},
+};
+
+static int run_plot(args *a) {
+  if (!a->input) return usage_error("plot", "give the metrics file or log to plot: cortado plot FILE -o out.svg");
+  return plot_command(a->input, a->value[F_OUTPUT]);
+}
+
+static int run_draw(args *a) {
+  if (!a->input) return usage_error("draw", "give the net to draw: cortado draw net.prototxt -o net.svg");
+  return draw_command(a->input, a->value[F_OUTPUT], a->phase, a->given[F_PHASE], a->level, a->stages);
+}
+
+/* convert and compute-mean live in tools/cmd_data.c; these hand them the flags. */
+static const cmd_flag CONVERT_FLAGS[] = {
+    {F_LIST, 0, "FILE", "an image list: lines '<path> <label>' (Caffe's convert_imageset input)."},
+    {F_ROOT, 0, "DIR/", "prefix for the list's paths, joined as written (end it with '/')."},
+    {F_IMAGES, 0, "FILE", "instead of --list: IDX images (MNIST-style, gzipped or plain; convert_mnist_data)."},
+    {F_LABELS, 0, "FILE", "the IDX labels that go with --images."},
+    {F_DB, 1, "DIR", "(required) the database to create; it must not exist. Keys are '%08d_<path>' for a list, "
+                     "'%08d' for IDX."},
+    {F_BACKEND, 0, "lmdb|leveldb", "the database kind. Default: lmdb."},
+    {F_RESIZE_HEIGHT, 0, "N", "resize every image to N rows (with --resize_width; bilinear)."},
+    {F_RESIZE_WIDTH, 0, "N", "resize every image to N columns (with --resize_height)."},
+    {F_SHUFFLE, 0, NULL, "shuffle the list's lines first (a fixed seed, so reruns agree)."},
+    {F_GRAY, 0, NULL, "decode images as 1-channel gray (default: 3-channel, B G R as Caffe stores them)."},
+    {F_ENCODED, 0, NULL, "store the JPEG/PNG bytes (encoded: true) instead of raw pixels; resized or recoloured "
+                         "images are stored as PNG."},
+};
+
+static const cmd_flag MEAN_FLAGS[] = {
+    {F_DB, 1, "DIR", "(required) the database of Datum records to average."},
+    {F_BACKEND, 0, "lmdb|leveldb", "the database kind. Default: lmdb."},
+    {F_OUTPUT, 1, "FILE", "(required, also -o) the mean image to write, a .binaryproto BlobProto."},
+};
+
+static void data_log(void *ctx, const char *line) {
+  (void)ctx;
+  logf_("%s", line);
+}
+
+static cmd_data_args data_args(const args *a) {
+  cmd_data_args d = {0};
+  d.list = a->value[F_LIST];
+  d.root = a->value[F_ROOT];
+  d.images = a->value[F_IMAGES];
+  d.labels = a->value[F_LABELS];
+  d.db = a->value[F_DB];
+  d.backend = a->value[F_BACKEND];
+  d.output = a->value[F_OUTPUT];
+  d.resize_height = a->value[F_RESIZE_HEIGHT];
+  d.resize_width = a->value[F_RESIZE_WIDTH];
+  d.shuffle = a->value[F_SHUFFLE] != NULL;
+  d.gray = a->value[F_GRAY] != NULL;
+  d.encoded = a->value[F_ENCODED] != NULL;
+  d.log = data_log;
+  return d;
+}
+
+static int run_convert(args *a) {
+  cmd_data_args d = data_args(a);
+  return cmd_convert(&d);
+}
+
+static int run_compute_mean(args *a) {
+  cmd_data_args d = data_args(a);
+  return cmd_compute_mean(&d);
+}
 
 #define NELEMS(x) ((int)(sizeof(x) / sizeof((x)[0])))
 
@@ -503,18 +668,44 @@ static const command COMMANDS[] = {
      "Builds the solver's train and test nets and trains them, printing Caffe's log lines\n"
      "(\"Iteration 100, loss = 0.3\", \"Test net output #0: accuracy = 0.9\", ...) to stderr.\n"
      "Snapshots go to <snapshot_prefix>_iter_N.caffemodel and .solverstate.",
-     TRAIN_FLAGS, NELEMS(TRAIN_FLAGS), run_train},
+     TRAIN_FLAGS, NELEMS(TRAIN_FLAGS), run_train, 0},
     {"test", "score a trained model",
      "cortado test --model=FILE --weights=FILE [--iterations=N] [--phase=TEST|TRAIN]",
      "Runs N forward passes and prints every output blob per batch (\"Batch 0, accuracy = 0.9\"),\n"
      "then the loss and each output averaged element-wise over the N batches (\"accuracy = 0.91\").",
-     TEST_FLAGS, NELEMS(TEST_FLAGS), run_test},
+     TEST_FLAGS, NELEMS(TEST_FLAGS), run_test, 0},
     {"time", "benchmark a model layer by layer",
      "cortado time --model=FILE [--iterations=N] [--phase=TRAIN|TEST]",
      "Runs one untimed forward+backward, then N timed ones (forward layer by layer, backward in\n"
      "reverse order) and prints each layer's average forward and backward time, then Caffe's\n"
      "summary: Average Forward pass, Average Backward pass, Average Forward-Backward, Total Time.",
-     TIME_FLAGS, NELEMS(TIME_FLAGS), run_time},
+     TIME_FLAGS, NELEMS(TIME_FLAGS), run_time, 0},
+    {"convert", "make an LMDB/LevelDB of Datum records from an image list or IDX files",
+     "cortado convert (--list=FILE [--root=DIR/] | --images=FILE [--labels=FILE]) --db=OUT "
+     "[--backend=lmdb|leveldb] [--resize_height=N --resize_width=N] [--shuffle] [--gray] [--encoded]",
+     "What Caffe's convert_imageset and convert_mnist_data do. The database is written under a\n"
+     "temporary name and renamed into place, so a failure (a missing or unreadable image is\n"
+     "named in the message) leaves nothing at OUT.",
+     CONVERT_FLAGS, NELEMS(CONVERT_FLAGS), run_convert, 0},
+    {"compute-mean", "average a database's images into a mean .binaryproto",
+     "cortado compute-mean --db=DB [--backend=lmdb|leveldb] -o mean.binaryproto",
+     "What Caffe's compute_image_mean does: the per-pixel mean of every record (raw, float or\n"
+     "encoded), for transform_param { mean_file }. Also prints the mean of each channel.",
+     MEAN_FLAGS, NELEMS(MEAN_FLAGS), run_compute_mean, 0},
+    {"plot", "draw training curves from a metrics file or log",
+     "cortado plot FILE -o OUT.svg|OUT.png",
+     "Reads FILE, a <snapshot_prefix>_metrics.jsonl written by 'cortado train' or a Caffe-format log\n"
+     "(cortado's or Caffe's), and draws the train loss (left axis) and the test outputs such as\n"
+     "accuracy (right axis) against iteration. 'cortado train' draws <snapshot_prefix>_curves.svg\n"
+     "and .png by itself at the end of each run.",
+     PLOT_FLAGS, NELEMS(PLOT_FLAGS), run_plot, 1},
+    {"draw", "draw a net's layer graph with Graphviz",
+     "cortado draw NET.prototxt -o OUT.svg|OUT.png|OUT.pdf|OUT.dot [--phase=TRAIN|TEST]",
+     "Draws every layer (name, type, main settings) and every blob with its shape, as built for the\n"
+     "phase. When the net cannot be built (its data files are missing, say) the layers are drawn\n"
+     "without shapes. Needs Graphviz's dot for images (apt-get install graphviz); without it the\n"
+     "DOT source is written next to OUT.",
+     DRAW_FLAGS, NELEMS(DRAW_FLAGS), run_draw, 1},
 };
 
 static const command *find_command(const char *name) {
@@ -700,6 +891,8 @@ static int check_args(const command *c, args *a) {
   if (a->given[F_ITERATIONS] && !parse_int(a->value[F_ITERATIONS], 1, INT_MAX, &a->iterations))
     return usage_error(cn, "--iterations must be a positive integer, got '%s'", a->value[F_ITERATIONS]);
   a->level = 0;
+  if (a->given[F_PARTITIONS] && !parse_int(a->value[F_PARTITIONS], 1, 64, &a->partitions))
+    return usage_error(cn, "--partitions must be an integer from 1 to 64, got '%s'", a->value[F_PARTITIONS]);
   if (a->given[F_LEVEL] && !parse_int(a->value[F_LEVEL], INT_MIN, INT_MAX, &a->level))
     return usage_error(cn, "--level must be an integer, got '%s'", a->value[F_LEVEL]);
   a->phase = strcmp(cn, "time") == 0 ? CT_TRAIN : CT_TEST;
@@ -759,10 +952,17 @@ int main(int argc, char **argv) {
   }
   if (ps.problem[0]) return usage_error(c ? c->name : NULL, "%s", ps.problem);
   if (!c) return usage_error(NULL, "no command given");
-  if (ps.npositional > 1 || ps.extra_positional)
-    return usage_error(c->name, "unexpected argument '%s'", ps.positional[1]);
+  if (ps.npositional > 1 + c->npositional || ps.extra_positional)
+    return usage_error(c->name, "unexpected argument '%s'", ps.positional[1 + c->npositional]);
+  if (c->npositional > 0 && ps.npositional > 1) a.input = ps.positional[1];
 
   int rc = check_args(c, &a);
+  if (rc == EXIT_OK && a.given[F_LOG_FORMAT] && strcmp(a.value[F_LOG_FORMAT], "json") != 0 &&
+      strcmp(a.value[F_LOG_FORMAT], "text") != 0)
+    rc = usage_error(c->name, "--log-format must be text or json, got '%s'", a.value[F_LOG_FORMAT]);
+  ui_init(&a.ui, ui_pick_mode(a.given[F_QUIET] && a.value[F_QUIET], a.given[F_LOG_FORMAT] &&
+                                                                          strcmp(a.value[F_LOG_FORMAT], "json") == 0));
+  cli_ui = &a.ui;
   if (rc == EXIT_OK) rc = c->run(&a);
   free(a.stages);
   free(a.stage_buf);
