@@ -177,6 +177,8 @@ ct_status ct_solver_restore(ct_solver *s, const char *solverstate, ct_error *err
 /* Runs the test nets now; fills up to n scores of test net `which`, returns count or -1. */
 int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err);
 int ct_solver_iter(const ct_solver *s);
+/* 1 in a single process and on the cluster rank that logs, tests and snapshots; 0 elsewhere. */
+int ct_solver_is_root(const ct_solver *s);
 ct_net *ct_solver_net(ct_solver *s);
 int ct_solver_num_test_nets(const ct_solver *s);
 ct_net *ct_solver_test_net(ct_solver *s, int i);

@@ -277,15 +277,16 @@ static int run_train(args *a) {
    * CopyLayers does. */
   opt.weights = nweights == 1 ? weights[0] : NULL;
   opt.partitions = a->partitions;
-  if (!opt.quiet) {
-    if (opt.snapshot) logf_("Resuming from %s", opt.snapshot);
-    for (int i = 0; i < nweights; i++) logf_("Finetuning from %s", weights[i]);
-  }
-
   s = ct_solver_create(a->value[F_SOLVER], &opt, &solver, &err);
   if (s != CT_OK) {
     rc = lib_error(s, &err);
     goto done;
+  }
+  /* In a cluster run only rank 0 speaks and writes the metrics and curves. */
+  const bool root = ct_solver_is_root(solver);
+  if (!opt.quiet && root) {
+    if (opt.snapshot) logf_("Resumed from %s", opt.snapshot);
+    for (int i = 0; i < nweights; i++) logf_("Finetuning from %s", weights[i]);
   }
   if (nweights > 1) {
     for (int i = 0; i < nweights; i++) {
@@ -299,13 +300,14 @@ static int run_train(args *a) {
     }
   }
 
-  train_watch_open(&watch, &a->ui, a->value[F_SOLVER], ct_solver_iter(solver),
-                   a->given[F_ITERATIONS] ? ct_solver_iter(solver) + a->iterations : 0);
-  if (!opt.quiet) logf_("Starting Optimization");
+  if (root)
+    train_watch_open(&watch, &a->ui, a->value[F_SOLVER], ct_solver_iter(solver),
+                     a->given[F_ITERATIONS] ? ct_solver_iter(solver) + a->iterations : 0);
+  if (!opt.quiet && root) logf_("Starting Optimization");
   if (a->given[F_ITERATIONS]) {
     /* The library logs the snapshot's paths. */
     s = ct_solver_step(solver, a->iterations, &err);
-    if (s == CT_OK && !opt.quiet)
+    if (s == CT_OK && !opt.quiet && root)
       logf_("Stopped after %d iterations, at iteration %d", a->iterations, ct_solver_iter(solver));
     if (s == CT_OK) s = ct_solver_snapshot(solver, NULL, NULL, &err);
   } else {
@@ -315,10 +317,9 @@ static int run_train(args *a) {
     rc = lib_error(s, &err);
     goto done;
   }
-  if (!opt.quiet) logf_("Optimization Done.");
 
 done:
-  if (solver) train_watch_close(&watch);
+  if (solver && watch.u) train_watch_close(&watch); /* opened on the root rank only */
   ct_solver_free(solver);
   free(weights_buf);
   return rc;

@@ -294,6 +294,7 @@ fail:
 }
 
 int ct_solver_iter(const ct_solver *s) { return s->iter; }
+int ct_solver_is_root(const ct_solver *s) { return is_root(s); }
 ct_net *ct_solver_net(ct_solver *s) { return s->net; }
 int ct_solver_num_test_nets(const ct_solver *s) { return s->ntest; }
 ct_net *ct_solver_test_net(ct_solver *s, int i) { return i >= 0 && i < s->ntest ? s->test_nets[i] : NULL; }
