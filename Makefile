@@ -1,13 +1,14 @@
 # cortado: the two commands of the README.
 #   make demo   installs missing Debian packages, builds, trains LeNet on Fashion-MNIST
-#   make test   installs missing Debian packages, builds, runs the whole suite
+#   make test   installs missing Debian packages, builds, runs the whole suite; then the
+#               fuzz targets briefly (check-fuzz) and the suite under ASan + UBSan (check-sanitize)
 BUILD   ?= build
 JOBS    ?= 2
 SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian packages, one per line in .ci/debian-packages (the build, the tests and the tools).
 DEBS    := $(shell grep -v '^\#' .ci/debian-packages)
 
-.PHONY: all deps build demo test clean
+.PHONY: all deps build demo test check check-fuzz check-sanitize fuzz-long clean
 
 all: build
 
@@ -24,15 +25,65 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
+# The demo reads LMDBs made once by `cortado convert` from Debian's dataset-fashion-mnist package.
+FMNIST  := /usr/share/datasets/fashion-mnist
+
 demo: build
+	@mkdir -p demo-out
+	@for s in train t10k; do db=demo-out/fashion_mnist_$$( [ $$s = train ] && echo train || echo test )_lmdb; \
+	    [ -d $$db ] || ./$(BUILD)/cortado convert --images=$(FMNIST)/$$s-images-idx3-ubyte.gz \
+	        --labels=$(FMNIST)/$$s-labels-idx1-ubyte.gz --db=$$db || exit 1; done
 	./$(BUILD)/cortado train --solver=examples/fashion_mnist/lenet_demo_solver.prototxt
 	@./$(BUILD)/cortado test --model=examples/fashion_mnist/lenet_train_test.prototxt \
 	    --weights=demo-out/lenet_demo_iter_$$(sed -n 's/^max_iter: *\([0-9]*\).*/\1/p' \
 	        examples/fashion_mnist/lenet_demo_solver.prototxt).caffemodel --iterations=100 2>&1 \
 	    | sed -n 's/.*accuracy = \([0-9.]*\)$$/Fashion-MNIST LeNet test accuracy: \1/p' | tail -1
 
-test: build
+test: check
+	@$(MAKE) --no-print-directory check-fuzz check-sanitize
+
+# The suite in the release build: unit, PyTorch, CLI, bad-input, kill/resume and valgrind tests.
+check: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
+# libFuzzer targets (fuzz/), clang + ASan + UBSan, FUZZ_SECONDS each on the seed corpus in
+# fuzz/corpus/; any crash, leak or sanitizer report fails. `make fuzz-long` runs each 10 minutes.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 20
+CLANG        ?= clang-14
+check-fuzz: deps
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=$(CLANG) -DCMAKE_BUILD_TYPE=Release -DCT_FUZZ=ON \
+	    -DCT_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_all
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -j$(JOBS) -L fuzz
+
+fuzz-long:
+	@$(MAKE) --no-print-directory check-fuzz FUZZ_SECONDS=600
+
+# The whole suite built with ASan + UBSan (CT_SANITIZE). Left out: sh_lenet (minutes of LeNet
+# training; test_train covers the same code under the sanitizers), sh_mpi_async (trains DOWNPOUR
+# and HOGWILD to an accuracy target: over 10 minutes under ASan on 2 cores; sh_mpi_sync and
+# sh_mpi_fail run the MPI code under the sanitizers) and sh_valgrind (valgrind cannot run an ASan
+# binary). The Python tests load the instrumented libct_testkit.so through
+# ctypes into an uninstrumented python3, so they run last, with the ASan runtime preloaded and
+# leak checking off for the interpreter (its own allocations are not ours to judge). The MPI tests
+# run without leak checking too: Open MPI's dlopen'ed components keep allocations past
+# MPI_Finalize and are unloaded by then, so LeakSanitizer cannot even name them for a suppression;
+# invalid accesses and undefined behaviour still fail them.
+SAN_BUILD ?= build-asan
+SAN_ENV   := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:check_initialization_order=1 \
+             LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1
+check-sanitize: deps
+	@cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCT_SANITIZE=ON >/dev/null
+	@cmake --build $(SAN_BUILD) -j$(JOBS)
+	cd $(SAN_BUILD) && $(SAN_ENV) ctest --output-on-failure -j$(JOBS) -LE fuzz \
+	    -E '^(sh_lenet|sh_valgrind|py_.*|sh_mpi_.*)$$'
+	cd $(SAN_BUILD) && $(SAN_ENV) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	    ctest --output-on-failure -j$(JOBS) -R '^sh_mpi_' -E '^sh_mpi_async$$'
+	cd $(SAN_BUILD) && LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+	    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ctest --output-on-failure -j$(JOBS) -R '^py_'
+
 clean:
-	rm -rf $(BUILD) demo-out
+	rm -rf $(BUILD) $(FUZZ_BUILD) $(SAN_BUILD) demo-out
