@@ -718,8 +718,8 @@ static const command *find_command(const char *name) {
 static void print_general_usage(FILE *f) {
   fprintf(f, "cortado %s — a Caffe-compatible CNN training system\n\n", CORTADO_VERSION);
   fprintf(f, "usage: cortado <command> [flags]\n\ncommands:\n");
-  for (int i = 0; i < NELEMS(COMMANDS); i++) fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-  fprintf(f, "  %-8s %s\n", "help", "show this text, or a command's flags: cortado help <command>");
+  for (int i = 0; i < NELEMS(COMMANDS); i++) fprintf(f, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+  fprintf(f, "  %-12s %s\n", "help", "show this text, or a command's flags: cortado help <command>");
   fprintf(f,
           "\nglobal flags:\n"
           "  --help      show usage (after a command: that command's flags)\n"
