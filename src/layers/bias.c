@@ -49,22 +49,7 @@ static ct_status bias_reshape(ct_layer *l, ct_error *err) {
   bias_priv *bp = l->priv;
   const Caffe__BiasParameter *p = param_of(l);
   const ct_tensor *x = l->bottom[0], *b = l->nbottom > 1 ? l->bottom[1] : l->blobs[0];
-  char buf[128], buf2[128];
-  int axis = 0;
-  if (b->naxes > 0) {
-    axis = ct_tensor_axis(x, p->axis);
-    if (axis < 0)
-      return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for bottom shape %s", p->axis,
-                           ct_tensor_shape_str(x, buf, sizeof buf));
-  }
-  bool fits = x->naxes >= axis + b->naxes;
-  for (int i = 0; fits && i < b->naxes; i++) fits = x->shape[axis + i] == b->shape[i];
-  if (!fits)
-    return ct_layer_fail(l, err, CT_ESHAPE, "bias shape %s does not match bottom[0] shape %s from axis %d",
-                         ct_tensor_shape_str(b, buf, sizeof buf), ct_tensor_shape_str(x, buf2, sizeof buf2), axis);
-  bp->outer = ct_tensor_count_range(x, 0, axis);
-  bp->dim = b->count;
-  bp->inner = ct_tensor_count_range(x, axis + b->naxes, x->naxes);
+  CT_TRY(ct_layer_broadcast_axes(l, x, b, p->axis, "bias", &bp->outer, &bp->dim, &bp->inner, err));
   if (l->top[0] != x) CT_TRY(ct_tensor_reshape_like(l->top[0], x, err));
   return CT_OK;
 }

@@ -34,3 +34,24 @@ ct_status ct_layer_check_axes(const ct_layer *l, int i, int naxes, ct_error *err
   }
   return CT_OK;
 }
+
+ct_status ct_layer_broadcast_axes(const ct_layer *l, const ct_tensor *x, const ct_tensor *b, int axis_param,
+                                  const char *what, size_t *outer, size_t *dim, size_t *inner, ct_error *err) {
+  char buf[128], buf2[128];
+  int axis = 0;
+  if (b->naxes > 0) {
+    axis = ct_tensor_axis(x, axis_param);
+    if (axis < 0)
+      return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for bottom shape %s", axis_param,
+                           ct_tensor_shape_str(x, buf, sizeof buf));
+  }
+  bool fits = x->naxes >= axis + b->naxes;
+  for (int i = 0; fits && i < b->naxes; i++) fits = x->shape[axis + i] == b->shape[i];
+  if (!fits)
+    return ct_layer_fail(l, err, CT_ESHAPE, "%s shape %s does not match bottom[0] shape %s from axis %d", what,
+                         ct_tensor_shape_str(b, buf, sizeof buf), ct_tensor_shape_str(x, buf2, sizeof buf2), axis);
+  *outer = ct_tensor_count_range(x, 0, axis);
+  *dim = b->count;
+  *inner = ct_tensor_count_range(x, axis + b->naxes, x->naxes);
+  return CT_OK;
+}

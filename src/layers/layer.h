@@ -72,6 +72,11 @@ ct_status ct_layer_alloc_blobs(ct_layer *l, int n, ct_error *err);
 /* ct_fail with "layer <name> (<type>): " before the message. */
 ct_status ct_layer_fail(const ct_layer *l, ct_error *err, ct_status s, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Where an operand b (Scale's factor, Bias's term) lines up with bottom x: from x's axis
+ * `axis_param` (0 when b is a scalar) b's shape must equal x's next b->naxes axes. Fills the
+ * element counts before, along and after those axes. `what` names b in messages. */
+ct_status ct_layer_broadcast_axes(const ct_layer *l, const ct_tensor *x, const ct_tensor *b, int axis_param,
+                                  const char *what, size_t *outer, size_t *dim, size_t *inner, ct_error *err);
 /* Checks that bottom[i] has exactly `naxes` axes (a common reshape check). */
 ct_status ct_layer_check_axes(const ct_layer *l, int i, int naxes, ct_error *err);
 

@@ -73,26 +73,12 @@ static ct_status scale_reshape(ct_layer *l, ct_error *err) {
   scale_priv *sp = l->priv;
   const Caffe__ScaleParameter *p = param_of(l);
   const ct_tensor *x = l->bottom[0], *s = l->nbottom > 1 ? l->bottom[1] : l->blobs[0];
+  CT_TRY(ct_layer_broadcast_axes(l, x, s, p->axis, "scale", &sp->outer, &sp->dim, &sp->inner, err));
   char buf[128], buf2[128];
-  int axis = 0;
-  if (s->naxes > 0) {
-    axis = ct_tensor_axis(x, p->axis);
-    if (axis < 0)
-      return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for bottom shape %s", p->axis,
-                           ct_tensor_shape_str(x, buf, sizeof buf));
-  }
-  bool fits = x->naxes >= axis + s->naxes;
-  for (int i = 0; fits && i < s->naxes; i++) fits = x->shape[axis + i] == s->shape[i];
-  if (!fits)
-    return ct_layer_fail(l, err, CT_ESHAPE, "scale shape %s does not match bottom[0] shape %s from axis %d",
-                         ct_tensor_shape_str(s, buf, sizeof buf), ct_tensor_shape_str(x, buf2, sizeof buf2), axis);
   if (sp->bias && !ct_tensor_same_shape(l->blobs[sp->bias_blob], s))
     return ct_layer_fail(l, err, CT_ESHAPE, "bias shape %s differs from scale shape %s",
                          ct_tensor_shape_str(l->blobs[sp->bias_blob], buf, sizeof buf),
                          ct_tensor_shape_str(s, buf2, sizeof buf2));
-  sp->outer = ct_tensor_count_range(x, 0, axis);
-  sp->dim = s->count;
-  sp->inner = ct_tensor_count_range(x, axis + s->naxes, x->naxes);
   if (l->top[0] != x) {
     CT_TRY(ct_tensor_reshape_like(l->top[0], x, err));
   } else if (x->count > sp->saved_cap) {
