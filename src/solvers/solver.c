@@ -304,13 +304,18 @@ ct_net *ct_solver_test_net(ct_solver *s, int i) { return i >= 0 && i < s->ntest 
 static void emit(ct_solver *s, ct_event *e);
 #define CT_EVENT_MAX_OUTPUTS 64
 
+/* Elements of output blob o of net. */
+static size_t output_size(ct_net *net, int o) {
+  int shape[8], na = ct_net_blob_shape(net, ct_net_output_name(net, o), shape);
+  size_t c = 1;
+  for (int d = 0; d < na; d++) c *= (size_t)shape[d];
+  return c;
+}
+
 static int net_output_count(ct_net *net) {
   int n = 0;
   for (int o = 0; o < ct_net_num_outputs(net); o++) {
-    int shape[8], na = ct_net_blob_shape(net, ct_net_output_name(net, o), shape);
-    size_t c = 1;
-    for (int k = 0; k < na; k++) c *= (size_t)shape[k];
-    n += (int)c;
+    n += (int)output_size(net, o);
   }
   return n;
 }
@@ -339,9 +344,7 @@ int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err)
     int k = 0;
     for (int o = 0; o < ct_net_num_outputs(net); o++) {
       const char *name = ct_net_output_name(net, o);
-      int shape[8], na = ct_net_blob_shape(net, name, shape);
-      size_t c = 1;
-      for (int d = 0; d < na; d++) c *= (size_t)shape[d];
+      size_t c = output_size(net, o);
       const float *v = ct_net_blob_data(net, name);
       for (size_t e = 0; e < c; e++) acc[k++] += v[e];
     }
@@ -351,9 +354,7 @@ int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err)
   float ev_vals[CT_EVENT_MAX_OUTPUTS], ev_w[CT_EVENT_MAX_OUTPUTS];
   for (int o = 0; o < ct_net_num_outputs(net); o++) {
     const char *name = ct_net_output_name(net, o);
-    int shape[8], na = ct_net_blob_shape(net, name, shape);
-    size_t c = 1;
-    for (int d = 0; d < na; d++) c *= (size_t)shape[d];
+    size_t c = output_size(net, o);
     float w = ct_net_output_loss_weight(net, o);
     for (size_t e = 0; e < c; e++, k++) {
       float mean = (float)(acc[k] / s->test_iter[which]);
@@ -412,9 +413,7 @@ static void display_outputs(ct_solver *s) {
   int k = 0;
   for (int o = 0; o < ct_net_num_outputs(net); o++) {
     const char *name = ct_net_output_name(net, o);
-    int shape[8], na = ct_net_blob_shape(net, name, shape);
-    size_t c = 1;
-    for (int d = 0; d < na; d++) c *= (size_t)shape[d];
+    size_t c = output_size(net, o);
     const float *v = ct_net_blob_data(net, name);
     float w = ct_net_output_loss_weight(net, o);
     for (size_t e = 0; e < c; e++, k++) {
@@ -453,9 +452,7 @@ static int gather_outputs(ct_net *net, const char **names, float *vals, float *w
   int k = 0;
   for (int o = 0; o < ct_net_num_outputs(net); o++) {
     const char *name = ct_net_output_name(net, o);
-    int shape[8], na = ct_net_blob_shape(net, name, shape);
-    size_t c = 1;
-    for (int d = 0; d < na; d++) c *= (size_t)shape[d];
+    size_t c = output_size(net, o);
     const float *v = ct_net_blob_data(net, name);
     for (size_t e = 0; e < c && k < cap; e++, k++) {
       names[k] = name;
