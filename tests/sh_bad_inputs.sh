@@ -93,7 +93,9 @@ layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_para
   put p_missing_colon.prototxt 'name "x"'
   put p_twice.prototxt 'name: "a" name: "b"'
   put p_scalar_as_block.prototxt 'name { }'
-  head -c 300 /dev/urandom >"$T/p_binary.prototxt"
+  # random bytes behind a fixed non-text first byte: a random file that happened to start with
+  # "#" and hold no newline would be one comment, i.e. a valid empty net
+  { printf '\200\001'; head -c 298 /dev/urandom; } >"$T/p_binary.prototxt"
   printf 'name: "a\0b"\n' >"$T/p_nul.prototxt"
   : >"$T/p_empty.prototxt"
   mkdir -p "$T/p_dir.prototxt"
