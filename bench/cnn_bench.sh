@@ -7,8 +7,11 @@
 #
 # OpenBLAS's core: this script unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for its own
 # commands so OpenBLAS detects the core itself (the issue's setting). OpenBLAS 0.3.21 does not
-# know some recent CPUs and falls back to its slow generic Prescott kernels; set CT_BENCH_CORE
-# (e.g. SkylakeX, Haswell) to choose a core explicitly. The core in use is printed either way.
+# know some recent CPUs and falls back to its slow generic Prescott kernels; the cortado tool
+# then restarts itself with the core that serves the CPU (see choose_blas_core in
+# tools/cortado.c), and the roof probe runs that same core so the fraction compares like with
+# like. Set CT_BENCH_CORE (e.g. SkylakeX, Haswell) to force a core on every command. The core
+# OpenBLAS detected and the one each side ran are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -21,10 +24,14 @@ run() { if [ -n "${CT_BENCH_CORE:-}" ]; then env -u OPENBLAS_L2_SIZE OPENBLAS_CO
         else env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@"; fi; }
 TUNED='glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.top_pad=268435456'
 
-roof_line=$(run "$BUILD/sgemm_roof" "$THREADS" 2048)
+detected=$(run "$BUILD/sgemm_roof" 1 64 | sed -n 's/.*core=\([A-Za-z0-9]*\).*/\1/p')
+ct_core=$(run "$BUILD/cortado" time --model=bench/lenet_time_b64.prototxt --iterations=1 2>&1 |
+          sed -n 's/.*OpenBLAS core: \([A-Za-z0-9]*\).*/\1/p')
+roof_line=$(run env OPENBLAS_CORETYPE="${CT_BENCH_CORE:-$ct_core}" "$BUILD/sgemm_roof" "$THREADS" 2048)
 roof=$(sed -n 's/.*gflops=\([0-9.]*\).*/\1/p' <<<"$roof_line")
 core=$(sed -n 's/.*core=\([A-Za-z0-9]*\).*/\1/p' <<<"$roof_line")
-echo "OpenBLAS core: $core   SGEMM roof on $THREADS threads: $roof GFLOP/s"
+echo "OpenBLAS detects: $detected   cortado runs: $ct_core   roof probe runs: $core"
+echo "SGEMM roof on $THREADS threads: $roof GFLOP/s"
 
 # cortado: a solver over the timing net; iter/s from the display lines (set-up excluded)
 cortado_ms() { # model partitions
@@ -43,8 +50,8 @@ EOS
     sed -n 's/.*Iteration [0-9]* (\([0-9.e+-]*\) iter\/s.*/\1/p' | tail -n +2 |
     awk '{ s += 1 / $1; n++ } END { if (n) printf "%.2f", 1000 * s / n; else print "nan" }'
 }
-cortado_gflop() { # model -> whole-iteration GFLOP (forward + backward)
-  run "$BUILD/cortado" time --model="$1" --iterations=1 2>&1 | sed -n 's/.*Whole iteration: \([0-9.]*\) GFLOP.*/\1/p'
+cortado_time() { # model -> `cortado time` output (whole-iteration GFLOP, GEMM vs other layers)
+  run "$BUILD/cortado" time --model="$1" --iterations=2 --partitions="$THREADS" 2>&1
 }
 
 printf "\n%-10s %6s %12s %12s %12s %12s %9s %9s %8s\n" net batch "cortado ms" "1-part ms" "torch ms" "torch+malloc" \
@@ -53,7 +60,9 @@ for spec in "caffenet examples/caffenet/time_b32.prototxt 32" "lenet bench/lenet
   set -- $spec
   c2=$(cortado_ms "$2" "$THREADS")
   c1=$(cortado_ms "$2" 1)
-  gf=$(cortado_gflop "$2")
+  tout=$(cortado_time "$2")
+  gf=$(sed -n 's/.*Whole iteration: \([0-9.]*\) GFLOP.*/\1/p' <<<"$tout")
+  other=$(sed -n 's/.*Other layers: \([0-9.]* ms ([0-9.]*%)\).*/\1/p' <<<"$tout")
   t=$(run env OMP_NUM_THREADS="$THREADS" "$PY" bench/torch_bench.py "$1" "$3" "$N" "$THREADS" | awk '{print $4}')
   tt=$(run env GLIBC_TUNABLES="$TUNED" OMP_NUM_THREADS="$THREADS" "$PY" bench/torch_bench.py "$1" "$3" "$N" "$THREADS" |
        awk '{print $4}')
@@ -62,4 +71,5 @@ for spec in "caffenet examples/caffenet/time_b32.prototxt 32" "lenet bench/lenet
       100 * (gf / (c2 / 1000)) / roof
     printf "%-10s partitions: %d vs 1 = %.2fx; whole iteration %.1f GFLOP at %.1f GFLOP/s\n", "", '"$THREADS"', c1 / c2,
       gf, gf / (c2 / 1000) }'
+  echo "           outside the GEMM layers (cortado time): $other of the layers' time"
 done

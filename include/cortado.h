@@ -66,6 +66,15 @@ int ct_net_partitions(const ct_net *net);
 double ct_net_layer_flops(const ct_net *net, int i);
 const char *ct_net_layer_note(const ct_net *net, int i);
 
+/* The BLAS underneath the CPU driver: OpenBLAS's name for the kernels it runs (e.g.
+ * "SkylakeX"). OpenBLAS 0.3.21 does not know recent CPUs (Sapphire Rapids and later) and falls
+ * back to its generic "Prescott" kernels there, about 10x slower; ct_blas_core_advice() then
+ * names the OPENBLAS_CORETYPE that serves the CPU's vector units ("SkylakeX" for AVX-512,
+ * "Haswell" for AVX2), else NULL. OPENBLAS_CORETYPE is read when OpenBLAS loads, so it has to be
+ * in the environment before the process starts (the cortado tool restarts itself with it). */
+const char *ct_blas_core_name(void);
+const char *ct_blas_core_advice(void);
+
 /* Seeds every random stream of the net (dropout masks, data shuffles, fillers not yet run). */
 void ct_net_set_seed(ct_net *net, uint64_t seed);
 

@@ -43,17 +43,20 @@ for fw in ALLREDUCE SANDBLASTER; do
   if "$cmp" cmp "$net" "$tmp/ref_iter_20.caffemodel" "$tmp/${fw}_iter_20.caffemodel" 1e-4; then ok
   else bad "$fw weights differ from the single process's"; fi
 done
-# a cluster snapshot resumes in one process: 10 more iterations equal the reference's 30
+# a cluster snapshot resumes in one process: 10 more iterations equal the reference's 30.
+# Tolerance 1e-3 there: the 3e-7 rounding difference of iteration 20 grows to ~1e-4 by iteration
+# 30 even without a resume (a max-pooling winner flips); a lost momentum history, iteration or
+# data cursor shows as 1e-2 and more.
 solver ref30 "" && sed -i 's/^max_iter: 20/max_iter: 30/' "$tmp/ref30.prototxt"
 "$CORTADO" train --solver="$tmp/ref30.prototxt" > "$tmp/ref30.log" 2>&1 || bad "single process 30"
 sed -e 's/^max_iter: 20/max_iter: 30/' -e "s|snapshot_prefix: .*|snapshot_prefix: \"$tmp/res1\"|" "$tmp/ref.prototxt" > "$tmp/res1.prototxt"
 if "$CORTADO" train --solver="$tmp/res1.prototxt" --snapshot="$tmp/SANDBLASTER_iter_20.solverstate" > "$tmp/res1.log" 2>&1 &&
-   "$cmp" cmp "$net" "$tmp/ref30_iter_30.caffemodel" "$tmp/res1_iter_30.caffemodel" 1e-4; then ok
+   "$cmp" cmp "$net" "$tmp/ref30_iter_30.caffemodel" "$tmp/res1_iter_30.caffemodel" 1e-3; then ok
 else bad "a SANDBLASTER snapshot did not resume in one process"; tail -5 "$tmp/res1.log" >&2; fi
 # a single-process snapshot resumes in a cluster
 sed -e 's/^max_iter: 20/max_iter: 30/' -e "s|snapshot_prefix: .*|snapshot_prefix: \"$tmp/res2\"|" "$tmp/ALLREDUCE.prototxt" > "$tmp/res2.prototxt"
 if timeout 120 "${MPIRUN[@]}" -np 2 "$CORTADO" train --solver="$tmp/res2.prototxt" --snapshot="$tmp/ref_iter_20.solverstate" > "$tmp/res2.log" 2>&1 &&
-   "$cmp" cmp "$net" "$tmp/ref30_iter_30.caffemodel" "$tmp/res2_iter_30.caffemodel" 1e-4; then ok
+   "$cmp" cmp "$net" "$tmp/ref30_iter_30.caffemodel" "$tmp/res2_iter_30.caffemodel" 1e-3; then ok
 else bad "a single-process snapshot did not resume in an ALLREDUCE cluster"; tail -5 "$tmp/res2.log" >&2; fi
 # a process count that does not fit the cluster setting stops before training, on every rank
 solver bad "framework: SANDBLASTER
