@@ -50,6 +50,18 @@ $2"
 }
 # idx NAME HEADER_HEX DATA_BYTES: an IDX file from a hex header and N bytes of pixels
 idx() { { printf '%b' "$(echo "$2" | sed 's/\(..\)/\\x\1/g')"; head -c "$3" /dev/zero; } >"$T/$1"; }
+# hex HEX...: those bytes on stdout
+hex() { printf '%b' "$(printf '%s' "$@" | sed 's/\(..\)/\\x\1/g')"; }
+# jpeg_lie W H: a 156-byte baseline JPEG written from ITU T.81 -- a quantisation table of ones, a
+# DC and an AC Huffman table of one 1-bit code each, a 1-component frame of W x H, its scan and 16
+# bytes of entropy-coded data (enough for 64 blocks; W x H needs W*H/256 bytes at least)
+jpeg_lie() {
+  local ones="" zeros=""
+  for _ in $(seq 64); do ones="${ones}01"; done
+  for _ in $(seq 16); do zeros="${zeros}00"; done
+  hex ffd8 ffdb004300 "$ones" ffc0000b08 "$(printf '%04x%04x' "$2" "$1")" 01011100 \
+    ffc400140001 "${zeros:2}" 00 ffc400141001 "${zeros:2}" 00 ffda0008010100003f00 "$zeros" ffd9
+}
 # a data net over IDX files
 idxnet() {
   put "$1" "layer { name: \"d\" type: \"Data\" top: \"x\" top: \"y\" ${4:-}
@@ -137,6 +149,14 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "y3" top: "los
   idxnet d_labels_3d.prototxt "$FM/t10k-images-idx3-ubyte.gz" "$FM/t10k-images-idx3-ubyte.gz"
   printf '\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage-not-deflate' >"$T/i_badgz.gz"
   idxnet d_bad_gzip.prototxt "$T/i_badgz.gz" "$FM/t10k-labels-idx1-ubyte.gz"
+  idx i_crc_src "00000803000000020000000200000002" 8
+  gzip -9nc "$T/i_crc_src" >"$T/i_crc.gz" && rm -f "$T/i_crc_src"
+  printf '\xde\xad\xbe\xef' | dd of="$T/i_crc.gz" bs=1 seek=$(($(stat -c %s "$T/i_crc.gz") - 8)) conv=notrunc 2>/dev/null
+  idxnet d_gzip_crc.prototxt "$T/i_crc.gz" "$FM/t10k-labels-idx1-ubyte.gz"
+  jpeg_lie 10000 5000 >"$T/i_liar.jpg"
+  put i_liar.txt "i_liar.jpg 0"
+  put d_jpeg_header.prototxt "layer { name: \"d\" type: \"ImageData\" top: \"x\" top: \"y\"
+  image_data_param { source: \"$T/i_liar.txt\" root_folder: \"$T/\" batch_size: 2 } }"
   idxnet d_crop.prototxt "$FM/t10k-images-idx3-ubyte.gz" "$FM/t10k-labels-idx1-ubyte.gz" 'transform_param { crop_size: 40 }'
   idxnet d_mean_values.prototxt "$FM/t10k-images-idx3-ubyte.gz" "$FM/t10k-labels-idx1-ubyte.gz" 'transform_param { mean_value: 1 mean_value: 2 }'
   idxnet d_mean_missing.prototxt "$FM/t10k-images-idx3-ubyte.gz" "$FM/t10k-labels-idx1-ubyte.gz" "transform_param { mean_file: \"$T/nothere.binaryproto\" }"
@@ -262,8 +282,10 @@ CASES=(
   "data|IDX header claiming 10^12 bytes|1|implausible|time --model=@/d_huge.prototxt --iterations=1"
   "data|a PNG given as an IDX file|1|not an unsigned-byte IDX file|time --model=@/d_magic.prototxt --iterations=1"
   "data|IDX labels for another image count|1|labels for|time --model=@/d_count_mismatch.prototxt --iterations=1"
-  "data|an image file given as labels|1|labels for 10000 images|time --model=@/d_labels_3d.prototxt --iterations=1"
-  "data|corrupt gzip|1|i_badgz.gz|time --model=@/d_bad_gzip.prototxt --iterations=1"
+  "data|an image file given as labels|1|must be 1-D|time --model=@/d_labels_3d.prototxt --iterations=1"
+  "data|corrupt gzip|1|i_badgz.gz: corrupt gzip data: invalid block type|time --model=@/d_bad_gzip.prototxt --iterations=1"
+  "data|gzip with a wrong CRC-32|1|i_crc.gz: corrupt gzip data: incorrect data check|time --model=@/d_gzip_crc.prototxt --iterations=1"
+  "data|156-byte JPEG whose header declares 10000x5000 pixels|1|declares 10000x5000|time --model=@/d_jpeg_header.prototxt --iterations=1"
   "data|crop_size larger than the image|1|crop_size|time --model=@/d_crop.prototxt --iterations=1"
   "data|mean_value count not matching channels|1|mean_value|time --model=@/d_mean_values.prototxt --iterations=1"
   "data|mean_file missing|1|nothere.binaryproto|time --model=@/d_mean_missing.prototxt --iterations=1"

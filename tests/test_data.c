@@ -1,13 +1,15 @@
 /* The data path: transforms against a naive reference for every option combination, LMDB and
  * LevelDB sources (key order, wrap, float_data, encoded), prefetch on/off giving identical
  * batches, exact resume from an LMDB, rand_skip, ImageData, MemoryData, convert/compute-mean,
- * and clear errors (never crashes) for damaged databases, bad records and bad image files. */
+ * and clear errors (never crashes) for damaged databases, bad records and bad image files, and for
+ * IDX labels that are not 1-D or a gzip stream that zlib rejects. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "check.h"
 #include "cortado.h"
@@ -842,6 +844,90 @@ static void test_errors(void) {
   CHECK(ct_convert(&o, NULL, &err) == CT_EIO && strstr(err.msg, "already exists"), "existing target: %s", err.msg);
 }
 
+/* ------------------------------------------------------------------ IDX sources */
+
+static void write_bytes(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  CHECK(f != NULL, "cannot write %s", path);
+  if (!f) return;
+  if (n) fwrite(data, 1, n, f);
+  fclose(f);
+}
+
+static void test_idx_sources(void) {
+  ct_error err = {0};
+  ct_source *src = NULL;
+  /* 5 images of 2x3; labels 0..4 */
+  uint8_t images[16 + 30], labels[8 + 5];
+  const uint8_t ih[16] = {0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 3}, lh[8] = {0, 0, 8, 1, 0, 0, 0, 5};
+  memcpy(images, ih, 16);
+  memcpy(labels, lh, 8);
+  for (int i = 0; i < 30; i++) images[16 + i] = (uint8_t)(i * 7);
+  for (int i = 0; i < 5; i++) labels[8 + i] = (uint8_t)i;
+  write_bytes(tmp("i5.idx"), images, sizeof images);
+  write_bytes(tmp("l5.idx"), labels, sizeof labels);
+  CHECK(ct_source_open_idx(tmp("i5.idx"), tmp("l5.idx"), false, 0, &src, &err) == CT_OK, "IDX pair: %s", err.msg);
+  if (src) {
+    ct_record r;
+    for (int i = 0; i < 5; i++) {
+      CHECK(ct_source_next(src, &r, &err) == CT_OK && r.C == 1 && r.H == 2 && r.W == 3 && r.label == (float)i &&
+                r.u8[0] == (uint8_t)(i * 42),
+            "IDX record %d", i);
+    }
+    ct_source_close(src);
+  }
+  /* labels that are not 1-D: the images file itself (3-D), and a 2-D file of 5 x 1 */
+  src = NULL;
+  ct_status st = ct_source_open_idx(tmp("i5.idx"), tmp("i5.idx"), false, 0, &src, &err);
+  CHECK(st == CT_ESHAPE && src == NULL, "3-D labels: status %d", st);
+  CHECK(strstr(err.msg, tmp("i5.idx")) && strstr(err.msg, "must be 1-D") && strstr(err.msg, "0x00000801") &&
+            strstr(err.msg, "0x00000803") && strstr(err.msg, "5x2x3") && !strstr(err.msg, "labels for"),
+        "3-D labels file: %s", err.msg);
+  const uint8_t l2[16 + 5] = {0, 0, 8, 2, 0, 0, 0, 5, 0, 0, 0, 1, 0, 1, 2, 3, 4};
+  write_bytes(tmp("l5x1.idx"), l2, 8 + 4 + 5);
+  st = ct_source_open_idx(tmp("i5.idx"), tmp("l5x1.idx"), false, 0, &src, &err);
+  CHECK(st == CT_ESHAPE && strstr(err.msg, "l5x1.idx") && strstr(err.msg, "must be 1-D") && strstr(err.msg, "5x1"),
+        "2-D labels file: %s", err.msg);
+  /* 1-D labels for another count still say so */
+  const uint8_t l4[8 + 4] = {0, 0, 8, 1, 0, 0, 0, 4, 0, 1, 2, 3};
+  write_bytes(tmp("l4.idx"), l4, sizeof l4);
+  st = ct_source_open_idx(tmp("i5.idx"), tmp("l4.idx"), false, 0, &src, &err);
+  CHECK(st == CT_ESHAPE && strstr(err.msg, "l4.idx") && strstr(err.msg, "4 labels") && strstr(err.msg, "5 images"),
+        "label count: %s", err.msg);
+  /* a gzip stream with a broken deflate block, through the Data layer: layer, file and zlib's
+   * words; a real image file as labels through the layer too */
+  gzFile g = gzopen(tmp("i5.idx.gz"), "wb");
+  if (g) {
+    gzwrite(g, images, sizeof images);
+    gzclose(g);
+  }
+  FILE *f = fopen(tmp("i5.idx.gz"), "r+b");
+  if (f) { /* the first deflate block header (byte 10): BTYPE 11 is reserved */
+    fseek(f, 10, SEEK_SET);
+    fputc(0x07, f);
+    fclose(f);
+  }
+  char text[2048];
+  snprintf(text, sizeof text,
+           "layer { name: 'd' type: 'Data' top: 'data' top: 'label' idx_data_param { images: '%s' labels: '%s' "
+           "batch_size: 2 } }",
+           tmp("i5.idx.gz"), tmp("l5.idx"));
+  ct_net *net = net_text(text, CT_TRAIN, &err);
+  CHECK(!net && strstr(err.msg, "layer \"d\"") && strstr(err.msg, "i5.idx.gz") &&
+            strstr(err.msg, "corrupt gzip data: invalid block type") && !strstr(err.msg, "too short"),
+        "Data layer over a corrupt gzip: %s", err.msg);
+  ct_net_free(net);
+  snprintf(text, sizeof text,
+           "layer { name: 'd' type: 'Data' top: 'data' top: 'label' idx_data_param { images: '%s' labels: '%s' "
+           "batch_size: 2 } }",
+           T10K_IMAGES, T10K_IMAGES);
+  net = net_text(text, CT_TRAIN, &err);
+  CHECK(!net && strstr(err.msg, "layer \"d\"") && strstr(err.msg, "must be 1-D") &&
+            strstr(err.msg, "10000x28x28"),
+        "Data layer with images as labels: %s", err.msg);
+  ct_net_free(net);
+}
+
 /* ------------------------------------------------------------------ MemoryData */
 
 static void test_memory_data(void) {
@@ -896,6 +982,7 @@ int main(void) {
   test_leveldb_equals_idx();
   test_image_data_and_convert();
   test_errors();
+  test_idx_sources();
   test_memory_data();
   rm_rf(dir);
   return ct_check_report();

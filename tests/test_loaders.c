@@ -3,6 +3,10 @@
  * of 10^12 bytes, an IDX header of 10^12 pixels) fail with a message, never with an allocation
  * attempt. Outside the sanitizer build the address space is capped at 4 GiB, so an attempt would
  * surface as CT_ENOMEM (checked against); under ASan it would abort the test (allocation too big).
+ * JPEG and PNG files written by hand from their specs whose headers declare far more pixels than
+ * their bytes could encode fail before a decode buffer exists (checked under a tighter cap).
+ * Gzipped IDX files damaged by hand (a deflate stream built bit by bit, flipped header, CRC and
+ * length bytes) fail with zlib's words, never as "truncated"; genuinely cut ones as truncated.
  * Also: every truncation of a valid .caffemodel and .solverstate loads or fails cleanly. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +18,11 @@
 #include "check.h"
 #include "cortado.h"
 #include "cortado.pb-c.h"
+#include "data/datum.h"
+#include "data/db.h"
 #include "data/idx.h"
+#include "data/image.h"
+#include "data/source.h"
 #include "net/net.h"
 #include "proto/prototxt.h"
 
@@ -312,6 +320,420 @@ static void idx_headers(void) {
   expect_fail("empty IDX", ct_idx_read(p, &x, &err), CT_EPARSE, &err, "too short");
 }
 
+/* ------------------------------------------------------------------ corrupt gzip (IDX) */
+
+/* An IDX file of n x 8 x 8 bytes: header and pixels from a small LCG (so deflate has work). */
+static uint8_t *idx_image_bytes(int n, size_t *len) {
+  *len = 16 + (size_t)n * 64;
+  uint8_t *b = malloc(*len);
+  const uint8_t hdr[16] = {0, 0, 8, 3, 0, 0, 0, (uint8_t)n, 0, 0, 0, 8, 0, 0, 0, 8};
+  memcpy(b, hdr, 16);
+  uint32_t s = 12345;
+  for (size_t i = 16; i < *len; i++) {
+    s = s * 1103515245u + 12345u;
+    b[i] = (uint8_t)((s >> 16) & 0x3f); /* 6 bits: compressible, not trivially */
+  }
+  return b;
+}
+
+/* gzip (RFC 1952) of src, made with zlib's own deflate; malloc'ed. */
+static uint8_t *gzip_of(const uint8_t *src, size_t n, size_t *len) {
+  z_stream s;
+  memset(&s, 0, sizeof s);
+  if (deflateInit2(&s, 9, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK) return NULL;
+  size_t cap = deflateBound(&s, (uLong)n) + 64;
+  uint8_t *out = malloc(cap);
+  s.next_in = (Bytef *)src;
+  s.avail_in = (uInt)n;
+  s.next_out = out;
+  s.avail_out = (uInt)cap;
+  int rc = deflate(&s, Z_FINISH);
+  *len = cap - s.avail_out;
+  deflateEnd(&s);
+  if (rc != Z_STREAM_END) {
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
+/* Deflate bits (RFC 1951 3.1.1): values go LSB first, Huffman codes MSB first. */
+typedef struct bitw {
+  uint8_t *p;
+  size_t n;
+  int bit;
+} bitw;
+static void put_bits(bitw *w, uint32_t v, int nbits) {
+  for (int i = 0; i < nbits; i++) {
+    if (w->bit == 0) w->p[w->n] = 0;
+    w->p[w->n] |= (uint8_t)(((v >> i) & 1) << w->bit);
+    if (++w->bit == 8) {
+      w->bit = 0;
+      w->n++;
+    }
+  }
+}
+static void put_code(bitw *w, uint32_t code, int len) {
+  for (int i = len - 1; i >= 0; i--) put_bits(w, (code >> i) & 1, 1);
+}
+static void align_bytes(bitw *w) {
+  if (w->bit) {
+    w->bit = 0;
+    w->n++;
+  }
+}
+
+/* A gzip member written by hand: a stored block holding `plain` (n bytes; none when n is 0),
+ * then a fixed-Huffman block whose first symbol copies 3 bytes from `dist` back -- farther than
+ * the output so far, which RFC 1951 forbids ("invalid distance too far back"). */
+static size_t gzip_too_far_back(uint8_t *o, const uint8_t *plain, size_t n, unsigned dist) {
+  static const uint8_t hdr[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff};
+  memcpy(o, hdr, 10);
+  bitw w = {o, 10, 0};
+  if (n) {
+    put_bits(&w, 0, 1); /* BFINAL 0 */
+    put_bits(&w, 0, 2); /* BTYPE 00: stored */
+    align_bytes(&w);
+    o[w.n++] = (uint8_t)(n & 0xff);
+    o[w.n++] = (uint8_t)(n >> 8);
+    o[w.n++] = (uint8_t)(~n & 0xff);
+    o[w.n++] = (uint8_t)((~n >> 8) & 0xff);
+    memcpy(o + w.n, plain, n);
+    w.n += n;
+  }
+  put_bits(&w, 1, 1);       /* BFINAL 1 */
+  put_bits(&w, 1, 2);       /* BTYPE 01: fixed Huffman */
+  put_code(&w, 0x01, 7);    /* literal/length 257 (length 3): 0000001 */
+  if (dist == 1) {
+    put_code(&w, 0, 5);     /* distance code 0: distance 1 */
+  } else {                  /* distance code 19: 769..1024, 8 extra bits */
+    put_code(&w, 19, 5);
+    put_bits(&w, dist - 769, 8);
+  }
+  put_code(&w, 0, 7);       /* end of block (256): 0000000 */
+  align_bytes(&w);
+  for (int i = 0; i < 8; i++) o[w.n++] = 0; /* a trailer that is never reached */
+  return w.n;
+}
+
+static void expect_gzip_error(const char *what, const char *p, const char *phrase) {
+  ct_error err;
+  ct_idx x;
+  ct_status st = ct_idx_read(p, &x, &err);
+  expect_fail(what, st, CT_EPARSE, &err, phrase);
+  CHECK(st == CT_OK || strstr(err.msg, p), "%s: message \"%s\" lacks the file name", what, err.msg);
+  CHECK(st == CT_OK || strstr(err.msg, "corrupt gzip data"), "%s: \"%s\" does not say the gzip data is corrupt", what,
+        err.msg);
+  CHECK(st == CT_OK || (!strstr(err.msg, "too short") && !strstr(err.msg, "truncated")),
+        "%s: a zlib error reported as truncation: \"%s\"", what, err.msg);
+  CHECK(x.data == NULL, "%s: a failed read holds no data", what);
+  if (!st) ct_idx_free(&x);
+}
+
+static void idx_gzip_errors(void) {
+  ct_error err;
+  ct_idx x;
+  size_t plen, glen;
+  uint8_t *plain = idx_image_bytes(10, &plen);
+  uint8_t *gz = gzip_of(plain, plen, &glen);
+  CHECK(gz != NULL && glen > 40, "zlib made a gzip stream");
+  if (!gz) {
+    free(plain);
+    return;
+  }
+  /* the intact stream reads back exactly */
+  const char *p = put("good.idx.gz", gz, glen);
+  CHECK(ct_idx_read(p, &x, &err) == CT_OK, "intact gzip: %s", err.msg);
+  CHECK(x.data && x.count == plen - 16 && x.ndims == 3 && x.dims[0] == 10 && !memcmp(x.data, plain + 16, plen - 16),
+        "intact gzip reads back the pixels");
+  ct_idx_free(&x);
+
+  /* invalid deflate data: before any output (the header read), and after the IDX header */
+  uint8_t hand[256];
+  size_t n = gzip_too_far_back(hand, NULL, 0, 1);
+  p = put("far0.idx.gz", hand, n);
+  expect_gzip_error("deflate error in the header", p, "invalid distance too far back");
+  n = gzip_too_far_back(hand, plain, 40, 1000);
+  p = put("far40.idx.gz", hand, n);
+  expect_gzip_error("deflate error in the pixels", p, "invalid distance too far back");
+  ct_idx_read(p, &x, &err);
+  CHECK(strstr(err.msg, "of the compressed file") != NULL, "the deflate error gives an offset: %s", err.msg);
+
+  /* a damaged gzip header, CRC and length */
+  uint8_t *bad = malloc(glen);
+  memcpy(bad, gz, glen);
+  bad[2] = 7; /* CM: not deflate */
+  expect_gzip_error("gzip CM 7", put("cm.idx.gz", bad, glen), "unknown compression method");
+  memcpy(bad, gz, glen);
+  bad[3] = 0xe0; /* reserved FLG bits */
+  expect_gzip_error("gzip reserved flags", put("flg.idx.gz", bad, glen), "unknown header flags set");
+  memcpy(bad, gz, glen);
+  bad[glen - 8] ^= 0x55; /* CRC32 */
+  expect_gzip_error("gzip CRC mismatch", put("crc.idx.gz", bad, glen), "incorrect data check");
+  memcpy(bad, gz, glen);
+  bad[glen - 4] ^= 0x01; /* ISIZE */
+  expect_gzip_error("gzip ISIZE mismatch", put("isize.idx.gz", bad, glen), "incorrect length check");
+
+  /* genuine truncation stays "truncated" / "too short" */
+  p = put("cut.idx.gz", gz, glen / 2);
+  expect_fail("gzip cut in half", ct_idx_read(p, &x, &err), CT_EPARSE, &err, "truncated");
+  CHECK(!strstr(err.msg, "corrupt"), "a cut gzip stream is truncation, not corruption: %s", err.msg);
+  p = put("cut6.idx.gz", gz, 6);
+  expect_fail("gzip cut in its header", ct_idx_read(p, &x, &err), CT_EPARSE, &err, "too short");
+  CHECK(!strstr(err.msg, "corrupt"), "a cut gzip header is truncation, not corruption: %s", err.msg);
+  p = put("cut_trailer.idx.gz", gz, glen - 3);
+  expect_fail("gzip cut in its trailer", ct_idx_read(p, &x, &err), CT_EPARSE, &err, "truncated");
+
+  /* every single-byte change: a clean result or a clean error naming the file; a change in the
+   * deflate data or the trailer is always caught (the CRC covers every byte) */
+  int errors = 0, missed = 0, unnamed = 0;
+  for (size_t i = 0; i < glen; i++) {
+    memcpy(bad, gz, glen);
+    bad[i] ^= (uint8_t)(0x5a + i);
+    p = put("flip.idx.gz", bad, glen);
+    err.msg[0] = 0;
+    ct_status st = ct_idx_read(p, &x, &err);
+    if (st) {
+      errors++;
+      unnamed += !strstr(err.msg, p) || (st != CT_EPARSE && st != CT_EIO);
+    } else {
+      missed += i >= 10 && !(x.count == plen - 16 && !memcmp(x.data, plain + 16, plen - 16));
+      ct_idx_free(&x);
+    }
+  }
+  CHECK(unnamed == 0 && missed == 0 && errors > (int)glen - 20,
+        "byte flips in a gzip IDX: %d errors of %zu, %d without the name or with an odd status, %d read wrong pixels",
+        errors, glen, unnamed, missed);
+  /* a directory is a read error, not a short file */
+  expect_fail("IDX path is a directory", ct_idx_read(dir, &x, &err), CT_EIO, &err, "Is a directory");
+  free(bad);
+  free(gz);
+  free(plain);
+}
+
+/* ------------------------------------------------------------------ image headers */
+
+/* A JPEG written from ITU T.81: one quantisation table of ones, a DC and an AC Huffman table each
+ * holding one 1-bit code (DC: difference category 0; AC: end of block), a frame of ncomp 1x1
+ * components (SOF0 baseline, or SOF2 progressive with a DC-only first scan), one scan over them
+ * all and `scan_bytes` zero bytes of entropy-coded data: every block decodes to all-zero
+ * coefficients, i.e. mid-gray 128. */
+static size_t make_jpeg(uint8_t *o, int W, int H, int ncomp, bool progressive, int scan_bytes) {
+  size_t n = 0;
+  o[n++] = 0xff, o[n++] = 0xd8; /* SOI */
+  o[n++] = 0xff, o[n++] = 0xdb, o[n++] = 0, o[n++] = 67, o[n++] = 0; /* DQT, table 0, 8-bit */
+  for (int i = 0; i < 64; i++) o[n++] = 1;
+  o[n++] = 0xff, o[n++] = progressive ? 0xc2 : 0xc0; /* SOF */
+  o[n++] = 0, o[n++] = (uint8_t)(8 + 3 * ncomp), o[n++] = 8;
+  o[n++] = (uint8_t)(H >> 8), o[n++] = (uint8_t)H, o[n++] = (uint8_t)(W >> 8), o[n++] = (uint8_t)W;
+  o[n++] = (uint8_t)ncomp;
+  for (int c = 0; c < ncomp; c++) o[n++] = (uint8_t)(c + 1), o[n++] = 0x11, o[n++] = 0;
+  for (int t = 0; t < 2; t++) { /* DHT: class t, table 0: one code of length 1, for symbol 0 */
+    o[n++] = 0xff, o[n++] = 0xc4, o[n++] = 0, o[n++] = 20, o[n++] = (uint8_t)(t << 4);
+    o[n++] = 1;
+    for (int i = 1; i < 16; i++) o[n++] = 0;
+    o[n++] = 0;
+  }
+  o[n++] = 0xff, o[n++] = 0xda, o[n++] = 0, o[n++] = (uint8_t)(6 + 2 * ncomp), o[n++] = (uint8_t)ncomp; /* SOS */
+  for (int c = 0; c < ncomp; c++) o[n++] = (uint8_t)(c + 1), o[n++] = 0x00;
+  o[n++] = 0, o[n++] = progressive ? 0 : 63, o[n++] = 0; /* Ss, Se, Ah/Al */
+  for (int i = 0; i < scan_bytes; i++) o[n++] = 0;
+  o[n++] = 0xff, o[n++] = 0xd9; /* EOI */
+  return n;
+}
+
+static size_t png_chunk(uint8_t *o, const char *type, const uint8_t *data, uint32_t len) {
+  o[0] = (uint8_t)(len >> 24), o[1] = (uint8_t)(len >> 16), o[2] = (uint8_t)(len >> 8), o[3] = (uint8_t)len;
+  memcpy(o + 4, type, 4);
+  if (len) memcpy(o + 8, data, len);
+  uint32_t crc = (uint32_t)crc32(crc32(0, NULL, 0), o + 4, len + 4);
+  o[8 + len] = (uint8_t)(crc >> 24), o[9 + len] = (uint8_t)(crc >> 16);
+  o[10 + len] = (uint8_t)(crc >> 8), o[11 + len] = (uint8_t)crc;
+  return 12 + len;
+}
+
+/* A PNG written from the PNG spec: IHDR (8-bit, colour type ct, no interlace), one IDAT holding
+ * zlib's compression of `raw` (filter bytes included), IEND. */
+static size_t make_png(uint8_t *o, uint32_t W, uint32_t H, int ct, const uint8_t *raw, size_t rawlen) {
+  static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  memcpy(o, sig, 8);
+  size_t n = 8;
+  uint8_t ihdr[13] = {(uint8_t)(W >> 24), (uint8_t)(W >> 16), (uint8_t)(W >> 8), (uint8_t)W,
+                      (uint8_t)(H >> 24), (uint8_t)(H >> 16), (uint8_t)(H >> 8), (uint8_t)H,
+                      8, (uint8_t)ct, 0, 0, 0};
+  n += png_chunk(o + n, "IHDR", ihdr, 13);
+  uLongf zlen = compressBound((uLong)rawlen);
+  uint8_t *z = malloc(zlen);
+  compress2(z, &zlen, raw, (uLong)rawlen, 9);
+  n += png_chunk(o + n, "IDAT", z, (uint32_t)zlen);
+  free(z);
+  n += png_chunk(o + n, "IEND", NULL, 0);
+  return n;
+}
+
+/* Address space capped a little above what the process maps now (outside ASan): a decode that
+ * allocates tens of MB fails with CT_ENOMEM instead of passing unnoticed. */
+static void tight_memory(bool on) {
+#ifdef CT_UNDER_ASAN
+  (void)on;
+#else
+  static struct rlimit saved_as;
+  if (!on) {
+    setrlimit(RLIMIT_AS, &saved_as);
+    return;
+  }
+  getrlimit(RLIMIT_AS, &saved_as);
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  unsigned long kb = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "VmSize: %lu kB", &kb) == 1) break;
+  if (f) fclose(f);
+  if (!kb) return;
+  struct rlimit rl = {(rlim_t)kb * 1024 + ((rlim_t)24 << 20), saved_as.rlim_max};
+  setrlimit(RLIMIT_AS, &rl);
+#endif
+}
+
+static bool all_equal(const ct_image *im, int C, int H, int W, uint8_t v) {
+  if (im->C != C || im->H != H || im->W != W) return false;
+  for (size_t i = 0; i < (size_t)C * H * W; i++)
+    if (im->data[i] != v) return false;
+  return true;
+}
+
+static void image_headers(void) {
+  ct_error err;
+  ct_image im = {0};
+  uint8_t *buf = malloc(1 << 16);
+  /* the hand-written files are real images: small ones decode to mid-gray */
+  size_t n = make_jpeg(buf, 16, 8, 1, false, 2);
+  CHECK(ct_image_decode(buf, n, CT_IMAGE_NATIVE, &im, "small.jpg", &err) == CT_OK, "small JPEG: %s", err.msg);
+  CHECK(all_equal(&im, 1, 8, 16, 128), "small baseline JPEG decodes to 1x8x16 of 128");
+  n = make_jpeg(buf, 16, 8, 3, false, 4);
+  CHECK(ct_image_decode(buf, n, CT_IMAGE_NATIVE, &im, "small3.jpg", &err) == CT_OK, "small colour JPEG: %s", err.msg);
+  CHECK(all_equal(&im, 3, 8, 16, 128), "small colour JPEG decodes to 3x8x16 of 128");
+  n = make_jpeg(buf, 16, 8, 1, true, 1);
+  CHECK(ct_image_decode(buf, n, CT_IMAGE_NATIVE, &im, "small_prog.jpg", &err) == CT_OK, "small progressive JPEG: %s",
+        err.msg);
+  CHECK(all_equal(&im, 1, 8, 16, 128), "small progressive JPEG decodes to 1x8x16 of 128");
+  uint8_t raw[3 * (1 + 3 * 2)];
+  for (int y = 0; y < 3; y++) { /* RGB 2x3: pixel (y, x) = (10y+x, 100, 200) */
+    raw[y * 7] = 0;
+    for (int x = 0; x < 2; x++) {
+      raw[y * 7 + 1 + 3 * x] = (uint8_t)(10 * y + x);
+      raw[y * 7 + 2 + 3 * x] = 100;
+      raw[y * 7 + 3 + 3 * x] = 200;
+    }
+  }
+  n = make_png(buf, 2, 3, 2, raw, sizeof raw);
+  CHECK(ct_image_decode(buf, n, CT_IMAGE_NATIVE, &im, "small.png", &err) == CT_OK, "small PNG: %s", err.msg);
+  CHECK(im.C == 3 && im.H == 3 && im.W == 2 && im.data[0] == 200 && im.data[6] == 100 && im.data[12 + 5] == 21,
+        "small PNG decodes to B, G, R planes");
+
+  /* headers declaring far more pixels than the file could hold: refused before the decode
+   * buffer exists (under a tight address-space cap, an allocation would show as CT_ENOMEM) */
+  struct {
+    const char *name;
+    int W, H, C;
+    bool progressive, png;
+    const char *size;
+  } lies[] = {{"huge_gray.jpg", 10000, 5000, 1, false, false, "10000x5000"},
+              {"huge_color.jpg", 6000, 4000, 3, false, false, "6000x4000"},
+              {"huge_prog.jpg", 12000, 9000, 1, true, false, "12000x9000"},
+              {"huge.png", 10000, 5000, 3, false, true, "10000x5000"}};
+  for (size_t k = 0; k < sizeof lies / sizeof *lies; k++) {
+    uint8_t zeros[64] = {0};
+    n = lies[k].png ? make_png(buf, (uint32_t)lies[k].W, (uint32_t)lies[k].H, 2, zeros, sizeof zeros)
+                    : make_jpeg(buf, lies[k].W, lies[k].H, lies[k].C, lies[k].progressive, 16);
+    CHECK(n < 300, "%s is %zu bytes", lies[k].name, n);
+    ct_image fresh = {0};
+    tight_memory(true);
+    ct_status st = ct_image_decode(buf, n, CT_IMAGE_NATIVE, &fresh, lies[k].name, &err);
+    tight_memory(false);
+    expect_fail(lies[k].name, st, CT_EPARSE, &err, "declares");
+    CHECK(st == CT_OK || (strstr(err.msg, lies[k].name) && strstr(err.msg, lies[k].size)),
+          "%s: the message names the file and the declared size: %s", lies[k].name, err.msg);
+    CHECK(fresh.data == NULL, "%s: no decode buffer was allocated", lies[k].name);
+    ct_image_free(&fresh);
+  }
+  /* beyond the 1 GiB cap, whatever the file holds */
+  n = make_jpeg(buf, 60000, 60000, 3, false, 16);
+  expect_fail("JPEG of 60000x60000x3", ct_image_decode(buf, n, CT_IMAGE_NATIVE, &im, "vast.jpg", &err), CT_ENOMEM,
+              &err, "60000x60000");
+  CHECK(strstr(err.msg, "vast.jpg") != NULL, "names the file: %s", err.msg);
+
+  /* an expected size (a data layer's) is checked against the header */
+  n = make_jpeg(buf, 16, 8, 1, false, 2);
+  ct_image_expect want = {.C = 1, .H = 28, .W = 28};
+  expect_fail("JPEG of another size", ct_image_decode_expect(buf, n, CT_IMAGE_NATIVE, &want, &im, "other.jpg", &err),
+              CT_ESHAPE, &err, "1x8x16");
+  CHECK(strstr(err.msg, "other.jpg") && strstr(err.msg, "1x28x28"), "names the file and both sizes: %s", err.msg);
+  want = (ct_image_expect){.C = 3, .H = 8, .W = 16};
+  CHECK(ct_image_decode_expect(buf, n, CT_IMAGE_COLOR, &want, &im, "ok.jpg", &err) == CT_OK && im.C == 3,
+        "the expected size (gray forced to colour): %s", err.msg);
+  want = (ct_image_expect){.C = 0, .H = 8, .W = 16};
+  CHECK(ct_image_decode_expect(buf, n, CT_IMAGE_NATIVE, &want, &im, "ok.jpg", &err) == CT_OK && im.C == 1,
+        "any channel count: %s", err.msg);
+  uint8_t zeros[64] = {0};
+  n = make_png(buf, 2, 3, 2, raw, sizeof raw);
+  want = (ct_image_expect){.C = 1, .H = 3, .W = 2};
+  expect_fail("PNG of another channel count",
+              ct_image_decode_expect(buf, n, CT_IMAGE_NATIVE, &want, &im, "c.png", &err), CT_ESHAPE, &err, "3x3x2");
+  n = make_png(buf, 10000, 5000, 0, zeros, sizeof zeros);
+  want = (ct_image_expect){.C = 1, .H = 28, .W = 28};
+  expect_fail("huge PNG, expected 28x28",
+              ct_image_decode_expect(buf, n, CT_IMAGE_NATIVE, &want, &im, "big.png", &err), CT_ESHAPE, &err,
+              "1x5000x10000");
+
+  /* through an image list (ImageData) and an encoded Datum: the file or record is named */
+  n = make_jpeg(buf, 10000, 5000, 1, false, 16);
+  put("liar.jpg", buf, n);
+  size_t small = make_png(buf + n, 2, 3, 2, raw, sizeof raw);
+  put("fine.png", buf + n, small);
+  char list[600];
+  snprintf(list, sizeof list, "%s", put("list.txt", "fine.png 0\nliar.jpg 1\n", 22));
+  char root[600];
+  snprintf(root, sizeof root, "%s/", dir);
+  ct_source *src = NULL;
+  CHECK(ct_source_open_list(list, root, 0, 0, true, false, 0, &src, &err) == CT_OK, "list: %s", err.msg);
+  if (src) {
+    ct_record r;
+    CHECK(ct_source_next(src, &r, &err) == CT_OK, "fine.png: %s", err.msg);
+    tight_memory(true);
+    ct_status st = ct_source_next(src, &r, &err);
+    tight_memory(false);
+    expect_fail("image list with a lying JPEG", st, CT_EPARSE, &err, "liar.jpg");
+    CHECK(strstr(err.msg, "10000x5000") != NULL, "declared size named: %s", err.msg);
+    ct_source_close(src);
+  }
+  ct_db_writer *w = NULL;
+  const char *db = path_in("liar_lmdb");
+  CHECK(ct_db_writer_open(db, CT_DB_LMDB, &w, &err) == CT_OK, "%s", err.msg);
+  if (w) {
+    ct_datum d = {.encoded = true, .data = buf, .data_len = n, .label = 1};
+    uint8_t *val = NULL;
+    size_t vlen = 0;
+    CHECK(ct_datum_encode(&d, &val, &vlen, &err) == CT_OK &&
+              ct_db_writer_put(w, "00000000_liar", 13, val, vlen, &err) == CT_OK,
+          "%s", err.msg);
+    free(val);
+    CHECK(ct_db_writer_commit(w, &err) == CT_OK, "%s", err.msg);
+    CHECK(ct_source_open_db(db, CT_DB_LMDB, CT_IMAGE_NATIVE, &src, &err) == CT_OK, "%s", err.msg);
+    if (src) {
+      ct_record r;
+      tight_memory(true);
+      ct_status st = ct_source_next(src, &r, &err);
+      tight_memory(false);
+      expect_fail("encoded Datum with a lying JPEG", st, CT_EPARSE, &err, "00000000_liar");
+      CHECK(strstr(err.msg, "10000x5000") != NULL, "declared size named: %s", err.msg);
+      ct_source_close(src);
+    }
+  }
+  ct_image_free(&im);
+  free(buf);
+}
+
 static void nets_claiming_huge_blobs(void) {
   ct_error err;
   ct_net *net = NULL;
@@ -366,6 +788,8 @@ int main(void) {
   ct_net_free(net);
   solverstates();
   idx_headers();
+  idx_gzip_errors();
+  image_headers();
   nets_claiming_huge_blobs();
   bounded_reads();
   char cmd[600];

@@ -38,6 +38,32 @@ static ct_status image_alloc(ct_image *im, int C, int H, int W, const char *what
   return CT_OK;
 }
 
+/* The size a header declares, checked before anything is allocated for it: against the cap
+ * (C_work: the channels of the decoder's own buffer, which may exceed the output's) and against
+ * the size the caller expects, if any. */
+static ct_status check_declared(const char *fmt, int C, int C_work, uint32_t H, uint32_t W, const ct_image_expect *want,
+                                const char *what, ct_error *err) {
+  if (H == 0 || W == 0)
+    return ct_fail(err, CT_EPARSE, "%s: %s header declares an empty image (%ux%u)", what, fmt, W, H);
+  const int Cmax = C > C_work ? C : C_work;
+  if ((uint64_t)H * W > IMAGE_MAX_BYTES / (uint64_t)Cmax) /* H, W < 2^32: no overflow */
+    return ct_fail(err, CT_ENOMEM,
+                   "%s: %s header declares %ux%u pixels (width x height) x %d channels = %.4g bytes decoded, more than "
+                   "the 1 GiB limit for one image",
+                   what, fmt, W, H, Cmax, (double)H * W * Cmax);
+  if (want && ((want->C > 0 && want->C != C) || (want->H > 0 && (uint32_t)want->H != H) ||
+               (want->W > 0 && (uint32_t)want->W != W))) {
+    char c[16] = "any", h[16] = "any", w[16] = "any";
+    if (want->C > 0) snprintf(c, sizeof c, "%d", want->C);
+    if (want->H > 0) snprintf(h, sizeof h, "%d", want->H);
+    if (want->W > 0) snprintf(w, sizeof w, "%d", want->W);
+    return ct_fail(err, CT_ESHAPE,
+                   "%s: %s header declares a %dx%ux%u image (channels x height x width) but %sx%sx%s is expected", what,
+                   fmt, C, H, W, c, h, w);
+  }
+  return CT_OK;
+}
+
 /* Interleaved row (W x C) -> row y of each plane. */
 static void scatter_row(ct_image *im, int y, const uint8_t *row) {
   const int C = im->C, W = im->W;
@@ -81,8 +107,23 @@ static void jpeg_emit_(j_common_ptr c, int level) {
   }
 }
 
-static ct_status decode_jpeg(const uint8_t *buf, size_t len, ct_image_mode mode, ct_image *out, const char *what,
-                             ct_error *err) {
+/* The fewest bytes that could hold the entropy-coded data of the first scan, whose header
+ * jpeg_read_header has read (ITU T.81): in Huffman coding every code is at least 1 bit, so a
+ * sequential scan spends at least 2 bits on each 8x8 block of each of its components (a DC
+ * difference and at least an end-of-block), and a progressive DC scan at least 1. Other scans
+ * (progressive AC scans, which may skip blocks in end-of-band runs; arithmetic coding) give no
+ * useful bound: 0. */
+static uint64_t jpeg_first_scan_min_bytes(const struct jpeg_decompress_struct *c) {
+  if (c->arith_code || (c->progressive_mode && c->Ss != 0)) return 0;
+  uint64_t blocks = 0;
+  for (int i = 0; i < c->comps_in_scan && i < MAX_COMPS_IN_SCAN; i++)
+    if (c->cur_comp_info[i])
+      blocks += (uint64_t)c->cur_comp_info[i]->width_in_blocks * c->cur_comp_info[i]->height_in_blocks;
+  return (blocks * (c->progressive_mode ? 1 : 2) + 7) / 8;
+}
+
+static ct_status decode_jpeg(const uint8_t *buf, size_t len, ct_image_mode mode, const ct_image_expect *want,
+                             ct_image *out, const char *what, ct_error *err) {
   struct jpeg_decompress_struct cinfo;
   jpeg_err jerr;
   uint8_t *volatile row = NULL;
@@ -99,10 +140,25 @@ static ct_status decode_jpeg(const uint8_t *buf, size_t len, ct_image_mode mode,
   jpeg_mem_src(&cinfo, buf, (unsigned long)len);
   jpeg_read_header(&cinfo, TRUE);
   int gray = mode == CT_IMAGE_GRAY || (mode == CT_IMAGE_NATIVE && cinfo.num_components == 1);
+  int C = gray ? 1 : 3;
+  /* The header's size, checked before jpeg_start_decompress (which allocates for it: whole-image
+   * coefficient buffers for a progressive file) and before the decode buffer. */
+  ct_status st =
+      check_declared("JPEG", C, cinfo.num_components, cinfo.image_height, cinfo.image_width, want, what, err);
+  uint64_t need = jpeg_first_scan_min_bytes(&cinfo);
+  if (!st && len < need)
+    st = ct_fail(err, CT_EPARSE,
+                 "%s: JPEG header declares %ux%u pixels (width x height) but the file holds only %zu bytes; the "
+                 "%s scan alone needs at least %llu at the densest coding: a corrupt header or a truncated file",
+                 what, cinfo.image_width, cinfo.image_height, len, cinfo.progressive_mode ? "first (DC)" : "first",
+                 (unsigned long long)need);
+  if (st) {
+    jpeg_destroy_decompress(&cinfo);
+    return st;
+  }
   cinfo.out_color_space = gray ? JCS_GRAYSCALE : JCS_EXT_BGR;
   jpeg_start_decompress(&cinfo);
-  int C = gray ? 1 : 3;
-  ct_status st = image_alloc(out, C, (int)cinfo.output_height, (int)cinfo.output_width, what, err);
+  st = image_alloc(out, C, (int)cinfo.output_height, (int)cinfo.output_width, what, err);
   if (!st && (int)cinfo.output_components != C)
     st = ct_fail(err, CT_EPARSE, "%s: JPEG decoder gave %d components, expected %d", what, cinfo.output_components, C);
   if (!st && !(row = malloc((size_t)out->W * C)))
@@ -131,8 +187,38 @@ static ct_status decode_jpeg(const uint8_t *buf, size_t len, ct_image_mode mode,
 
 /* ------------------------------------------------------------------ PNG */
 
-static ct_status decode_png(const uint8_t *buf, size_t len, ct_image_mode mode, ct_image *out, const char *what,
-                            ct_error *err) {
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The fewest bytes that could hold a PNG's image data (PNG spec, 2nd ed.): the filtered rows of
+ * every Adam7 pass (or of the whole image), one filter byte per row, compressed by deflate, which
+ * at best turns 2 bits into 258 bytes (a 1-bit length code for a 258-byte match and a 1-bit
+ * distance code): 1032:1. IHDR, the first chunk, gives the size, bit depth, colour type and
+ * interlace method; libpng has already checked it. */
+static uint64_t png_min_bytes(const uint8_t *buf, size_t len) {
+  if (len < 33 || memcmp(buf + 12, "IHDR", 4)) return 0;
+  const uint64_t W = be32(buf + 16), H = be32(buf + 20);
+  const unsigned depth = buf[24], type = buf[25], interlace = buf[28];
+  const unsigned samples = type == 2 ? 3 : type == 4 ? 2 : type == 6 ? 4 : 1;
+  const uint64_t bpp = (uint64_t)samples * depth;
+  static const unsigned x0[7] = {0, 4, 0, 2, 0, 1, 0}, y0[7] = {0, 0, 4, 0, 2, 0, 1};
+  static const unsigned dx[7] = {8, 8, 4, 4, 2, 2, 1}, dy[7] = {8, 8, 8, 4, 4, 2, 2};
+  uint64_t raw = 0;
+  if (!interlace) {
+    raw = H * (1 + (W * bpp + 7) / 8);
+  } else {
+    for (int p = 0; p < 7; p++) {
+      uint64_t pw = W > x0[p] ? (W - x0[p] + dx[p] - 1) / dx[p] : 0;
+      uint64_t ph = H > y0[p] ? (H - y0[p] + dy[p] - 1) / dy[p] : 0;
+      if (pw && ph) raw += ph * (1 + (pw * bpp + 7) / 8);
+    }
+  }
+  return raw / 1032;
+}
+
+static ct_status decode_png(const uint8_t *buf, size_t len, ct_image_mode mode, const ct_image_expect *want,
+                            ct_image *out, const char *what, ct_error *err) {
   png_image img;
   memset(&img, 0, sizeof img);
   img.version = PNG_IMAGE_VERSION;
@@ -141,10 +227,18 @@ static ct_status decode_png(const uint8_t *buf, size_t len, ct_image_mode mode, 
   bool color = (img.format & PNG_FORMAT_FLAG_COLOR) != 0;
   img.format = color ? PNG_FORMAT_BGR : PNG_FORMAT_GRAY;
   int C = color ? 3 : 1;
-  if (img.width > INT32_MAX || img.height > INT32_MAX ||
-      (size_t)img.width * img.height > IMAGE_MAX_BYTES / 3) {
+  int OC = mode == CT_IMAGE_GRAY ? 1 : mode == CT_IMAGE_COLOR ? 3 : C;
+  /* The header's size, checked before the decode buffers exist. */
+  ct_status st = check_declared("PNG", OC, C, img.height, img.width, want, what, err);
+  uint64_t need = png_min_bytes(buf, len);
+  if (!st && len < need)
+    st = ct_fail(err, CT_EPARSE,
+                 "%s: PNG header declares %ux%u pixels (width x height) but the file holds only %zu bytes; its rows "
+                 "need at least %llu even at deflate's densest (1032:1): a corrupt header or a truncated file",
+                 what, img.width, img.height, len, (unsigned long long)need);
+  if (st) {
     png_image_free(&img);
-    return ct_fail(err, CT_ENOMEM, "%s: implausible PNG size %ux%u", what, img.width, img.height);
+    return st;
   }
   int H = (int)img.height, W = (int)img.width;
   uint8_t *hwc = malloc((size_t)H * W * C);
@@ -158,8 +252,7 @@ static ct_status decode_png(const uint8_t *buf, size_t len, ct_image_mode mode, 
     free(hwc);
     return st;
   }
-  int OC = mode == CT_IMAGE_GRAY ? 1 : mode == CT_IMAGE_COLOR ? 3 : C;
-  ct_status st = image_alloc(out, OC, H, W, what, err);
+  st = image_alloc(out, OC, H, W, what, err);
   if (!st) {
     if (OC == C) {
       for (int y = 0; y < H; y++) scatter_row(out, y, hwc + (size_t)y * W * C);
@@ -177,13 +270,19 @@ static ct_status decode_png(const uint8_t *buf, size_t len, ct_image_mode mode, 
   return st;
 }
 
-ct_status ct_image_decode(const uint8_t *buf, size_t len, ct_image_mode mode, ct_image *out, const char *what,
-                          ct_error *err) {
+ct_status ct_image_decode_expect(const uint8_t *buf, size_t len, ct_image_mode mode, const ct_image_expect *want,
+                                 ct_image *out, const char *what, ct_error *err) {
   static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff) return decode_jpeg(buf, len, mode, out, what, err);
-  if (len >= 8 && !memcmp(buf, png_sig, 8)) return decode_png(buf, len, mode, out, what, err);
+  if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
+    return decode_jpeg(buf, len, mode, want, out, what, err);
+  if (len >= 8 && !memcmp(buf, png_sig, 8)) return decode_png(buf, len, mode, want, out, what, err);
   return ct_fail(err, CT_EPARSE, "%s: not a JPEG or PNG image (%zu bytes, starting %02x %02x %02x %02x)", what, len,
                  len > 0 ? buf[0] : 0, len > 1 ? buf[1] : 0, len > 2 ? buf[2] : 0, len > 3 ? buf[3] : 0);
+}
+
+ct_status ct_image_decode(const uint8_t *buf, size_t len, ct_image_mode mode, ct_image *out, const char *what,
+                          ct_error *err) {
+  return ct_image_decode_expect(buf, len, mode, NULL, out, what, err);
 }
 
 ct_status ct_image_read_file(const char *path, ct_image_mode mode, ct_image *out, uint8_t **bytes, size_t *nbytes,

@@ -23,9 +23,23 @@ typedef struct ct_image {
 } ct_image;
 
 void ct_image_free(ct_image *im);
-/* Decodes JPEG or PNG bytes (detected by signature). `what` names the file or record in errors. */
+/* Decodes JPEG or PNG bytes (detected by signature). `what` names the file or record in errors.
+ * Before anything is allocated for the pixels, the size the header declares is checked: against
+ * the 1 GiB cap on one decoded image (CT_ENOMEM), and against the bytes present (CT_EPARSE, "...
+ * header declares WxH pixels ... but the file holds only N bytes"): a PNG's rows cannot
+ * compress beyond deflate's 1032:1, and a JPEG's first scan needs at least 2 bits per 8x8 block
+ * (1 for a progressive DC scan; arithmetic-coded JPEGs have no such bound). */
 ct_status ct_image_decode(const uint8_t *buf, size_t len, ct_image_mode mode, ct_image *out, const char *what,
                           ct_error *err);
+/* The size a caller expects (a data layer that knows its images' shape): each of C, H, W that
+ * is > 0 must match the decoded image's (C as decoded in `mode`). */
+typedef struct ct_image_expect {
+  int C, H, W;
+} ct_image_expect;
+/* ct_image_decode, with the header's size also checked against *want (may be NULL) before any
+ * decoding: CT_ESHAPE, naming both sizes, when they differ. */
+ct_status ct_image_decode_expect(const uint8_t *buf, size_t len, ct_image_mode mode, const ct_image_expect *want,
+                                 ct_image *out, const char *what, ct_error *err);
 /* Reads and decodes a file; *bytes (may be NULL) receives the file's raw contents (malloc'ed)
  * for callers that store them as they are. */
 ct_status ct_image_read_file(const char *path, ct_image_mode mode, ct_image *out, uint8_t **bytes, size_t *nbytes,

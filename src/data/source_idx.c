@@ -1,4 +1,5 @@
 /* IDX files as a source, and the per-epoch permutation shared by the shuffling sources. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,10 +102,29 @@ ct_status ct_source_open_idx(const char *images, const char *labels, bool shuffl
   x->H = nd >= 3 ? dims[nd - 2] : 1;
   x->W = nd >= 2 ? dims[nd - 1] : 1;
   if (labels) {
+    /* the header first: a wrong file fails before its data is read */
+    ct_idx h;
+    if ((st = ct_idx_read_header(labels, &h, err))) goto fail;
+    if (h.ndims != 1) {
+      char shape[64] = "";
+      for (int i = 0, k = 0; i < h.ndims && k < (int)sizeof shape; i++)
+        k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%d", i ? "x" : "", h.dims[i]);
+      bool same = h.ndims == nd;
+      for (int i = 0; same && i < nd; i++) same = h.dims[i] == dims[i];
+      st = ct_fail(err, CT_ESHAPE,
+                   "%s: an IDX labels file must be 1-D (magic 0x00000801, one byte per image), but this one has "
+                   "magic 0x000008%02x: %d dims, %s%s",
+                   labels, h.ndims, h.ndims, shape, same ? ", the shape of the images file" : "");
+      goto fail;
+    }
+    if ((int64_t)h.dims[0] != x->base.count) {
+      st = ct_fail(err, CT_ESHAPE, "%s holds %d labels for the %lld images of %s; it needs one label per image", labels,
+                   h.dims[0], (long long)x->base.count, images);
+      goto fail;
+    }
     if ((st = ct_idx_read(labels, &x->labels, err))) goto fail;
-    if (x->labels.ndims != 1 || (int64_t)x->labels.dims[0] != x->base.count) {
-      st = ct_fail(err, CT_ESHAPE, "%s holds %d labels for %lld images", labels, x->labels.dims[0],
-                   (long long)x->base.count);
+    if (x->labels.ndims != 1 || (int64_t)x->labels.count != x->base.count) { /* changed since the header read */
+      st = ct_fail(err, CT_ESHAPE, "%s changed while it was read", labels);
       goto fail;
     }
     x->has_labels = true;
