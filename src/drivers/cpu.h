@@ -1,7 +1,13 @@
 /* The CPU side of the machine: OpenBLAS threading and a one-time calibration of the GEMM rate
- * and memory bandwidth that the lowering cost model uses. */
+ * and memory bandwidth that the lowering cost model uses (the CPU driver's calibration entry).
+ * The CPU driver itself is src/drivers/cpu/; code reaches it through drivers/driver.h. */
 #ifndef CT_DRIVERS_CPU_H
 #define CT_DRIVERS_CPU_H
+
+#include "drivers/driver.h"
+
+/* The CPU driver's table (for ct_driver_create; everything else uses a ct_driver). */
+const ct_driver_ops *ct_driver_cpu_ops(void);
 
 /* Measured once per process (a single-threaded SGEMM and a large copy, a few ms), then cached. */
 void ct_cpu_calibration(double *gflops, double *gbytes);

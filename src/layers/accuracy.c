@@ -3,6 +3,8 @@
  * Items labelled ignore_label (when set) are skipped. An optional second top gets the accuracy
  * per class, [C] (0 for a class with no items). Bottoms: scores (outer x C x inner), labels
  * (outer * inner values). No backward. */
+#include <stdlib.h>
+
 #include "layers/layer.h"
 #include "layers/scratch.h"
 
@@ -56,40 +58,21 @@ static ct_status accuracy_reshape(ct_layer *l, ct_error *err) {
 
 static ct_status accuracy_forward(ct_layer *l, ct_error *err) {
   accuracy *p = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   const ct_tensor *s = l->bottom[0];
-  const float *score = s->data, *label = l->bottom[1]->data;
   int C = s->shape[p->axis];
   size_t outer = ct_tensor_count_range(s, 0, p->axis), inner = ct_tensor_count_range(s, p->axis + 1, s->naxes);
-  float *per_class = l->ntop > 1 ? l->top[1]->data : NULL;
-  size_t *class_count = p->class_count.p;
-  if (per_class)
-    for (int c = 0; c < C; c++) {
-      per_class[c] = 0;
-      class_count[c] = 0;
-    }
   size_t hits = 0, counted = 0;
-  for (size_t o = 0; o < outer; o++)
-    for (size_t j = 0; j < inner; j++) {
-      float lv = label[o * inner + j];
-      int y = (int)lv;
-      if (p->has_ignore && y == p->ignore_label) continue;
-      if (!(lv >= 0 && lv < (float)C))
-        return ct_layer_fail(l, err, CT_EINVAL, "label %g (item %zu) is outside the %d classes [0, %d)", lv,
-                             o * inner + j, C, C);
-      const float *row = score + o * (size_t)C * inner + j;
-      float truth = row[(size_t)y * inner];
-      int ranked_above = 0; /* classes scoring at least the true class's score, itself excluded */
-      for (int c = 0; c < C; c++) ranked_above += c != y && row[(size_t)c * inner] >= truth;
-      if (per_class) class_count[y]++;
-      if (ranked_above < p->top_k) {
-        hits++;
-        if (per_class) per_class[y] += 1;
-      }
-      counted++;
-    }
-  l->top[0]->data[0] = counted ? (float)((double)hits / (double)counted) : 0.0f;
-  if (per_class)
-    for (int c = 0; c < C; c++) per_class[c] = class_count[c] ? per_class[c] / (float)class_count[c] : 0.0f;
+  ptrdiff_t bad = d->ops->accuracy(d, outer, (size_t)C, inner, s->data, l->bottom[1]->data, p->top_k, p->has_ignore,
+                                   p->ignore_label, l->ntop > 1 ? l->top[1]->data : NULL, p->class_count.p, &hits,
+                                   &counted);
+  if (bad >= 0) {
+    float lv;
+    d->ops->download(d, &lv, l->bottom[1]->data + bad, sizeof lv);
+    return ct_layer_fail(l, err, CT_EINVAL, "label %g (item %td) is outside the %d classes [0, %d)", lv, bad, C, C);
+  }
+  float out = counted ? (float)((double)hits / (double)counted) : 0.0f;
+  d->ops->upload(d, l->top[0]->data, &out, sizeof out);
   return CT_OK;
 }
 

@@ -3,23 +3,17 @@
  *  - without: over all of each item's entries (axes 1...); the top is N x 1 x top_k (x 1 ...,
  *    at least 3 axes), or N x 2 x top_k with out_max_val: indices, then values.
  * Ordering as Caffe's: by value, descending; equal values by index, descending. No backward. */
-#include <math.h>
 #include <stdlib.h>
 
 #include "layers/layer.h"
 #include "layers/scratch.h"
-
-typedef struct argmax_entry {
-  float value;
-  int index;
-} argmax_entry;
 
 typedef struct argmax {
   bool out_max_val;
   int top_k;
   bool has_axis;
   int axis;           /* canonical, when has_axis */
-  ct_scratch entries; /* dim argmax_entry */
+  ct_scratch entries; /* dim ct_rank_entry */
 } argmax;
 
 static const Caffe__ArgMaxParameter *params(const ct_layer *l) {
@@ -84,49 +78,18 @@ static ct_status argmax_reshape(ct_layer *l, ct_error *err) {
   CT_TRY(ct_tensor_reshape(l->top[0], naxes, shape, err));
   size_t dim, stride;
   geometry(l, &dim, &stride);
-  return ct_scratch_reserve(&p->entries, dim, sizeof(argmax_entry), l, err);
-}
-
-/* A total order (NaN ranks last), so that qsort is well defined on any input. */
-static int by_rank(const void *pa, const void *pb) {
-  const argmax_entry *a = pa, *b = pb;
-  if (isnan(a->value) != isnan(b->value)) return isnan(a->value) ? 1 : -1;
-  if (a->value != b->value && !isnan(a->value)) return a->value > b->value ? -1 : 1;
-  return a->index > b->index ? -1 : a->index < b->index;
+  return ct_scratch_reserve(&p->entries, dim, sizeof(ct_rank_entry), l, err);
 }
 
 static ct_status argmax_forward(ct_layer *l, ct_error *err) {
   (void)err;
   argmax *p = l->priv;
-  const float *x = l->bottom[0]->data;
-  float *y = l->top[0]->data;
-  argmax_entry *e = p->entries.p;
-  size_t dim, stride, K = (size_t)p->top_k;
+  const ct_driver *d = ct_layer_driver(l);
+  size_t dim, stride;
   geometry(l, &dim, &stride);
   size_t outer = dim ? l->bottom[0]->count / dim / stride : 0;
-  for (size_t o = 0; o < outer; o++)
-    for (size_t s = 0; s < stride; s++) {
-      for (size_t j = 0; j < dim; j++) {
-        e[j].value = x[(o * dim + j) * stride + s];
-        e[j].index = (int)j;
-      }
-      if (K == 1) { /* the common case: one pass, keeping the later index on ties */
-        for (size_t j = 1; j < dim; j++)
-          if (by_rank(&e[j], &e[0]) < 0) e[0] = e[j];
-      } else {
-        qsort(e, dim, sizeof *e, by_rank);
-      }
-      for (size_t j = 0; j < K; j++) {
-        if (p->has_axis) {
-          y[(o * K + j) * stride + s] = p->out_max_val ? e[j].value : (float)e[j].index;
-        } else if (p->out_max_val) {
-          y[o * 2 * K + j] = (float)e[j].index;
-          y[o * 2 * K + K + j] = e[j].value;
-        } else {
-          y[o * K + j] = (float)e[j].index;
-        }
-      }
-    }
+  d->ops->argmax(d, outer, dim, stride, p->top_k, p->out_max_val, p->has_axis, l->bottom[0]->data, l->top[0]->data,
+                 p->entries.p);
   return CT_OK;
 }
 

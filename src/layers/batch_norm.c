@@ -8,7 +8,6 @@
  * Caffe does, factor = factor * f + 1, mean_sum = mean + f * mean_sum,
  * var_sum = m/(m-1) * var + f * var_sum with f = moving_average_fraction, m = values per channel.
  * TEST (use_global_stats true, the default there): the stored statistics. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,9 +44,13 @@ static ct_status bn_setup(ct_layer *l, ct_error *err) {
   bp->eps = p->eps;
   bp->C = channels_of(x);
   if (bp->C <= 0) return ct_layer_fail(l, err, CT_ESHAPE, "bottom has no channels");
-  bp->mean = calloc((size_t)bp->C, sizeof(float));
-  bp->std = calloc((size_t)bp->C, sizeof(float));
-  if (!bp->mean || !bp->std) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  size_t cap = 0;
+  CT_TRY(ct_layer_grow(l, &bp->mean, &cap, (size_t)bp->C, err));
+  cap = 0;
+  CT_TRY(ct_layer_grow(l, &bp->std, &cap, (size_t)bp->C, err));
+  const ct_driver *d = ct_layer_driver(l);
+  d->ops->memset(d, bp->mean, 0, (size_t)bp->C * sizeof(float));
+  d->ops->memset(d, bp->std, 0, (size_t)bp->C * sizeof(float));
   CT_TRY(ct_layer_alloc_blobs(l, 3, err));
   int one = 1;
   CT_TRY(ct_tensor_reshape(l->blobs[0], 1, &bp->C, err));
@@ -70,102 +73,39 @@ static ct_status bn_reshape(ct_layer *l, ct_error *err) {
   bp->num = (size_t)x->shape[0];
   bp->spatial = bp->num ? x->count / (bp->num * (size_t)bp->C) : 0;
   if (l->top[0] != x) CT_TRY(ct_tensor_reshape_like(l->top[0], x, err));
-  if (x->count > bp->xnorm_cap) {
-    float *b = malloc(x->count * sizeof(float));
-    if (!b) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats", x->count);
-    free(bp->xnorm);
-    bp->xnorm = b;
-    bp->xnorm_cap = x->count;
-  }
-  return CT_OK;
+  return ct_layer_grow(l, &bp->xnorm, &bp->xnorm_cap, x->count, err);
+}
+
+static ct_batchnorm params_of(const bn_priv *bp) {
+  ct_batchnorm p = {bp->num, (size_t)bp->C, bp->spatial, bp->global, bp->maf, bp->eps};
+  return p;
 }
 
 static ct_status bn_forward(ct_layer *l, ct_error *err) {
   (void)err;
   bn_priv *bp = l->priv;
-  const size_t C = (size_t)bp->C, S = bp->spatial, N = bp->num;
-  const float *x = l->bottom[0]->data;
-  float *y = l->top[0]->data;
-  const double m = (double)(N * S);
-  if (bp->global) {
-    const float f = l->blobs[2]->data[0], sf = f == 0.0f ? 0.0f : 1.0f / f;
-    for (size_t c = 0; c < C; c++) {
-      bp->mean[c] = sf * l->blobs[0]->data[c];
-      bp->std[c] = sqrtf(sf * l->blobs[1]->data[c] + bp->eps);
-    }
-  } else {
-    for (size_t c = 0; c < C; c++) {
-      double s = 0.0;
-      for (size_t n = 0; n < N; n++) {
-        const float *restrict xc = x + (n * C + c) * S;
-        for (size_t i = 0; i < S; i++) s += xc[i];
-      }
-      bp->mean[c] = m > 0 ? (float)(s / m) : 0.0f;
-      double v = 0.0;
-      for (size_t n = 0; n < N; n++) {
-        const float *restrict xc = x + (n * C + c) * S;
-        const float mu = bp->mean[c];
-        for (size_t i = 0; i < S; i++) v += (double)(xc[i] - mu) * (xc[i] - mu);
-      }
-      float var = m > 0 ? (float)(v / m) : 0.0f;
-      bp->std[c] = sqrtf(var + bp->eps);
-      const float corr = m > 1 ? (float)(m / (m - 1)) : 1.0f;
-      l->blobs[0]->data[c] = bp->mean[c] + bp->maf * l->blobs[0]->data[c];
-      l->blobs[1]->data[c] = corr * var + bp->maf * l->blobs[1]->data[c];
-    }
-    l->blobs[2]->data[0] = l->blobs[2]->data[0] * bp->maf + 1.0f;
-  }
-  for (size_t n = 0; n < N; n++)
-    for (size_t c = 0; c < C; c++) {
-      const float *xc = x + (n * C + c) * S; /* may be yc (in place) */
-      float *yc = y + (n * C + c) * S, *restrict zc = bp->xnorm + (n * C + c) * S;
-      const float mu = bp->mean[c], inv = 1.0f / bp->std[c];
-      for (size_t i = 0; i < S; i++) {
-        const float v = (xc[i] - mu) * inv;
-        zc[i] = v;
-        yc[i] = v;
-      }
-    }
+  const ct_driver *d = ct_layer_driver(l);
+  const ct_batchnorm p = params_of(bp);
+  d->ops->batchnorm_forward(d, &p, l->bottom[0]->data, l->top[0]->data, bp->xnorm, bp->mean, bp->std,
+                            l->blobs[0]->data, l->blobs[1]->data, l->blobs[2]->data);
   return CT_OK;
 }
 
 static void bn_backward(ct_layer *l) {
   if (!l->propagate_down[0]) return;
   bn_priv *bp = l->priv;
-  const size_t C = (size_t)bp->C, S = bp->spatial, N = bp->num;
-  const float *dy = l->top[0]->diff, *z = bp->xnorm;
-  float *dx = l->bottom[0]->diff; /* may be dy (in place): each element is read before it is written */
-  const double m = (double)(N * S);
-  for (size_t c = 0; c < C; c++) {
-    const float inv = 1.0f / bp->std[c];
-    float a = 0.0f, b = 0.0f;
-    if (!bp->global && m > 0) {
-      /* dx = (dy - mean(dy) - mean(dy * y) * y) / std */
-      double sa = 0.0, sb = 0.0;
-      for (size_t n = 0; n < N; n++) {
-        const float *dc = dy + (n * C + c) * S, *zc = z + (n * C + c) * S;
-        for (size_t i = 0; i < S; i++) {
-          sa += dc[i];
-          sb += (double)dc[i] * zc[i];
-        }
-      }
-      a = (float)(sa / m);
-      b = (float)(sb / m);
-    }
-    for (size_t n = 0; n < N; n++) {
-      const float *dc = dy + (n * C + c) * S, *zc = z + (n * C + c) * S;
-      float *xc = dx + (n * C + c) * S;
-      for (size_t i = 0; i < S; i++) xc[i] = (dc[i] - a - b * zc[i]) * inv;
-    }
-  }
+  const ct_driver *d = ct_layer_driver(l);
+  const ct_batchnorm p = params_of(bp);
+  /* dx may be dy (in place) */
+  d->ops->batchnorm_backward(d, &p, l->top[0]->diff, bp->xnorm, bp->std, l->bottom[0]->diff);
 }
 
 static void bn_destroy(ct_layer *l) {
   bn_priv *bp = l->priv;
   if (bp) {
-    free(bp->mean);
-    free(bp->std);
-    free(bp->xnorm);
+    ct_layer_release(l, bp->mean);
+    ct_layer_release(l, bp->std);
+    ct_layer_release(l, bp->xnorm);
   }
   free(bp);
   l->priv = NULL;

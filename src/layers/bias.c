@@ -2,7 +2,6 @@
  * bottom[1] when given, else the learnable blob 0 (shape from axis and num_axes, filler default
  * constant 0). */
 #include <stdlib.h>
-#include <string.h>
 
 #include "core/filler.h"
 #include "layers/layer.h"
@@ -57,42 +56,26 @@ static ct_status bias_reshape(ct_layer *l, ct_error *err) {
 static ct_status bias_forward(ct_layer *l, ct_error *err) {
   (void)err;
   bias_priv *bp = l->priv;
-  const float *x = l->bottom[0]->data, *b = l->nbottom > 1 ? l->bottom[1]->data : l->blobs[0]->data;
-  float *y = l->top[0]->data;
-  for (size_t o = 0; o < bp->outer; o++)
-    for (size_t d = 0; d < bp->dim; d++) {
-      const size_t off = (o * bp->dim + d) * bp->inner;
-      const float *xi = x + off; /* may be yi (in place) */
-      float *yi = y + off;
-      const float bv = b[d];
-      for (size_t i = 0; i < bp->inner; i++) yi[i] = xi[i] + bv;
-    }
+  const ct_driver *d = ct_layer_driver(l);
+  const float *b = l->nbottom > 1 ? l->bottom[1]->data : l->blobs[0]->data;
+  d->ops->bias_forward(d, bp->outer, bp->dim, bp->inner, l->bottom[0]->data, b, l->top[0]->data);
   return CT_OK;
 }
 
 static void bias_backward(ct_layer *l) {
   bias_priv *bp = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   const float *dy = l->top[0]->diff;
   float *db = NULL;
   if (l->nbottom > 1 && l->propagate_down[1]) {
     db = l->bottom[1]->diff;
-    memset(db, 0, bp->dim * sizeof(float));
+    d->ops->memset(d, db, 0, bp->dim * sizeof(float));
   } else if (l->nbottom == 1 && l->param_propagate_down[0]) {
     db = l->blobs[0]->diff;
   }
-  if (db)
-    for (size_t d = 0; d < bp->dim; d++) {
-      double g = 0.0;
-      for (size_t o = 0; o < bp->outer; o++) {
-        const float *restrict dyi = dy + (o * bp->dim + d) * bp->inner;
-        float a = 0.0f;
-        for (size_t i = 0; i < bp->inner; i++) a += dyi[i];
-        g += a;
-      }
-      db[d] += (float)g;
-    }
+  if (db) d->ops->scale_backward(d, bp->outer, bp->dim, bp->inner, NULL, dy, NULL, NULL, db, NULL);
   if (l->propagate_down[0] && l->bottom[0]->diff != dy)
-    memcpy(l->bottom[0]->diff, dy, l->bottom[0]->count * sizeof(float));
+    d->ops->copy(d, l->bottom[0]->diff, dy, l->bottom[0]->count * sizeof(float));
 }
 
 static void bias_destroy(ct_layer *l) {

@@ -1,7 +1,6 @@
 /* Concat: joins its bottoms along one axis (axis, or the legacy concat_dim); all other axes must
  * agree. With a single bottom the top views it. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "layers/layer.h"
 
@@ -68,11 +67,13 @@ static ct_status concat_forward(ct_layer *l, ct_error *err) {
   concat *p = l->priv;
   const ct_tensor *t = l->top[0];
   size_t outer = ct_tensor_count_range(t, 0, p->axis), inner = ct_tensor_count_range(t, p->axis + 1, t->naxes);
+  const ct_driver *d = ct_layer_driver(l);
   size_t top_row = (size_t)t->shape[p->axis] * inner, offset = 0;
   for (int k = 0; k < l->nbottom; k++) {
     const ct_tensor *b = l->bottom[k];
     size_t row = (size_t)b->shape[p->axis] * inner;
-    for (size_t o = 0; o < outer; o++) memcpy(t->data + o * top_row + offset, b->data + o * row, row * sizeof(float));
+    d->ops->copy_2d(d, outer, row * sizeof(float), t->data + offset, top_row * sizeof(float), b->data,
+                    row * sizeof(float));
     offset += row;
   }
   return CT_OK;
@@ -83,12 +84,14 @@ static void concat_backward(ct_layer *l) {
   concat *p = l->priv;
   const ct_tensor *t = l->top[0];
   size_t outer = ct_tensor_count_range(t, 0, p->axis), inner = ct_tensor_count_range(t, p->axis + 1, t->naxes);
+  const ct_driver *d = ct_layer_driver(l);
   size_t top_row = (size_t)t->shape[p->axis] * inner, offset = 0;
   for (int k = 0; k < l->nbottom; k++) {
     const ct_tensor *b = l->bottom[k];
     size_t row = (size_t)b->shape[p->axis] * inner;
     if (l->propagate_down[k])
-      for (size_t o = 0; o < outer; o++) memcpy(b->diff + o * row, t->diff + o * top_row + offset, row * sizeof(float));
+      d->ops->copy_2d(d, outer, row * sizeof(float), b->diff, row * sizeof(float), t->diff + offset,
+                      top_row * sizeof(float));
     offset += row;
   }
 }

@@ -2,20 +2,17 @@
  *
  * The layer runs CcT's batched lowering (src/lowering/): the batch is split into partitions,
  * one per worker of the net's thread pool, and each partition lowers its images at once and
- * runs one GEMM per group on a single-threaded BLAS. Weight gradients are summed over the
- * partitions in a fixed order, so a run is reproducible. The lowering type comes from the cost
- * model unless the prototxt's `lowering:` names one. The naive loops stay as the reference the
- * tests hold every type to. */
+ * runs one GEMM per group on a single-threaded BLAS, all on the layer's driver. Weight
+ * gradients are summed over the partitions in a fixed order, so a run is reproducible. The
+ * lowering type comes from the cost model unless the prototxt's `lowering:` names one. The
+ * naive loops stay as the reference the tests hold every type to. */
 #include "layers/conv.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/blas.h"
 #include "core/filler.h"
-#include "core/pool.h"
 #include "layers/layer.h"
-#include "drivers/cpu.h"
 #include "sched/partition.h"
 
 /* ---------------------------------------------------------------- reference loops */
@@ -237,28 +234,29 @@ static ct_status conv_reshape(ct_layer *l, ct_error *err) {
   CT_TRY(ct_partition_plan(l, g.N, &cp->part, err));
   cp->lowered_bottom = -1; /* a reshape may move the partitions and the workspaces */
   int nbmax = ct_partition_max(&cp->part);
+  const ct_driver *d = ct_layer_driver(l);
   if (cp->forced != CT_LOWER_AUTO) {
     cp->type = cp->forced;
   } else {
     double gflops, gbytes;
-    ct_cpu_calibration(&gflops, &gbytes);
+    d->ops->calibration(d, &gflops, &gbytes);
     cp->type = ct_lower_choose(&g, nbmax, gflops, gbytes, CT_LOWER_MAX_WORKSPACE);
   }
   cp->ws_each = (ct_lower_workspace(&g, cp->type, nbmax) + 15) & ~(size_t)15;
   size_t need = cp->ws_each * (size_t)cp->part.n;
   if (need > cp->ws_cap) {
-    float *ws = aligned_alloc(64, need * sizeof(float));
+    float *ws = d->ops->alloc(d, need * sizeof(float));
     if (!ws) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats of lowering workspace", need);
-    free(cp->ws);
+    d->ops->free(d, cp->ws);
     cp->ws = ws;
     cp->ws_cap = need;
   }
   cp->grad_each = (l->blobs[0]->count + (cp->bias ? (size_t)g.K : 0) + 15) & ~(size_t)15;
   need = cp->grad_each * (size_t)cp->part.n;
   if (need > cp->grad_cap) {
-    float *gr = aligned_alloc(64, need * sizeof(float));
+    float *gr = d->ops->alloc(d, need * sizeof(float));
     if (!gr) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats of gradient buffers", need);
-    free(cp->grad);
+    d->ops->free(d, cp->grad);
     cp->grad = gr;
     cp->grad_cap = need;
   }
@@ -272,8 +270,8 @@ static void forward_part(void *ctx, int i) {
   int n0 = cp->part.start[i], nb = cp->part.size[i];
   const float *x = l->bottom[cp->bottom]->data + (size_t)n0 * g->C * g->H * g->W;
   float *y = l->top[cp->bottom]->data + (size_t)n0 * g->K * g->OH * g->OW;
-  ct_lower_forward(g, cp->type, nb, x, l->blobs[0]->data, cp->bias ? l->blobs[1]->data : NULL, y,
-                   cp->ws + (size_t)i * cp->ws_each);
+  ct_lower_forward_on(ct_layer_driver(l), g, cp->type, nb, x, l->blobs[0]->data, cp->bias ? l->blobs[1]->data : NULL,
+                      y, cp->ws + (size_t)i * cp->ws_each);
 }
 
 static void backward_part(void *ctx, int i) {
@@ -286,11 +284,12 @@ static void backward_part(void *ctx, int i) {
   float *dw = l->param_propagate_down[0] ? gr : NULL;
   float *db = cp->bias && l->param_propagate_down[1] ? gr + l->blobs[0]->count : NULL;
   float *dx = l->propagate_down[cp->bottom] ? l->bottom[cp->bottom]->diff + xoff : NULL;
-  memset(gr, 0, cp->grad_each * sizeof(float));
+  const ct_driver *d = ct_layer_driver(l);
+  d->ops->memset(d, gr, 0, cp->grad_each * sizeof(float));
   bool reuse = cp->lowered_bottom == cp->bottom && cp->lowered_data == l->bottom[cp->bottom]->data &&
                cp->lowered_weights == l->blobs[0]->data;
-  ct_lower_backward(g, cp->type, nb, l->bottom[cp->bottom]->data + xoff, l->blobs[0]->data,
-                    l->top[cp->bottom]->diff + yoff, dx, dw, db, cp->ws + (size_t)i * cp->ws_each, reuse);
+  ct_lower_backward_on(d, g, cp->type, nb, l->bottom[cp->bottom]->data + xoff, l->blobs[0]->data,
+                       l->top[cp->bottom]->diff + yoff, dx, dw, db, cp->ws + (size_t)i * cp->ws_each, reuse);
 }
 
 static ct_status conv_forward(ct_layer *l, ct_error *err) {
@@ -306,6 +305,7 @@ static ct_status conv_forward(ct_layer *l, ct_error *err) {
 
 static void conv_backward(ct_layer *l) {
   conv_priv *cp = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   cp->l = l;
   bool dw = l->param_propagate_down[0], db = cp->bias && l->param_propagate_down[1];
   /* the last bottom first: its forward lowering is still in the workspaces */
@@ -316,15 +316,8 @@ static void conv_backward(ct_layer *l) {
     /* partition gradients summed in a fixed order: reproducible whatever the thread timing */
     for (int i = 0; i < cp->part.n; i++) {
       const float *gr = cp->grad + (size_t)i * cp->grad_each;
-      if (dw) {
-        float *restrict d = l->blobs[0]->diff;
-        for (size_t k = 0; k < l->blobs[0]->count; k++) d[k] += gr[k];
-      }
-      if (db) {
-        float *restrict d = l->blobs[1]->diff;
-        const float *restrict s = gr + l->blobs[0]->count;
-        for (int k = 0; k < cp->geom.K; k++) d[k] += s[k];
-      }
+      if (dw) d->ops->add(d, l->blobs[0]->count, l->blobs[0]->diff, gr, l->blobs[0]->diff);
+      if (db) d->ops->add(d, (size_t)cp->geom.K, l->blobs[1]->diff, gr + l->blobs[0]->count, l->blobs[1]->diff);
     }
   }
 }
@@ -339,8 +332,8 @@ static const char *conv_describe(const ct_layer *l) { return ct_lowering_name(((
 static void conv_destroy(ct_layer *l) {
   conv_priv *cp = l->priv;
   if (cp) {
-    free(cp->ws);
-    free(cp->grad);
+    ct_layer_release(l, cp->ws);
+    ct_layer_release(l, cp->grad);
   }
   free(cp);
   l->priv = NULL;

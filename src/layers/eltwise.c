@@ -4,17 +4,17 @@
  *    the default) or y / x_k
  *  - MAX: y = max_k x_k; the winner of each element (the later bottom on ties between the
  *    first two, the earlier one after that, as in Caffe) gets the whole gradient. */
-#include <float.h>
-#include <string.h>
+#include <stdlib.h>
 
 #include "layers/layer.h"
 #include "layers/scratch.h"
 
 typedef struct eltwise {
-  Caffe__EltwiseParameter__EltwiseOp op;
+  ct_eltwise_op op;
   bool stable_prod_grad;
-  const float *coeff; /* nbottom values for SUM, or NULL for all 1 */
+  float *coeff;       /* nbottom values for SUM (driver memory), or NULL for all 1 */
   ct_scratch winner;  /* MAX: int per element, the bottom that won */
+  const float **x;    /* the bottoms' data, gathered for the driver (host) */
 } eltwise;
 
 static const char *op_name(Caffe__EltwiseParameter__EltwiseOp op) {
@@ -45,9 +45,18 @@ static ct_status eltwise_setup(ct_layer *l, ct_error *err) {
   eltwise *p = calloc(1, sizeof *p);
   if (!p) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
   l->priv = p;
-  p->op = ep->operation;
+  p->op = ep->operation == CAFFE__ELTWISE_PARAMETER__ELTWISE_OP__PROD  ? CT_ELTWISE_PROD
+          : ep->operation == CAFFE__ELTWISE_PARAMETER__ELTWISE_OP__SUM ? CT_ELTWISE_SUM
+                                                                       : CT_ELTWISE_MAX;
   p->stable_prod_grad = ep->stable_prod_grad;
-  p->coeff = ep->n_coeff ? ep->coeff : NULL;
+  p->x = calloc((size_t)l->nbottom, sizeof *p->x);
+  if (!p->x) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  if (ep->n_coeff) {
+    const ct_driver *d = ct_layer_driver(l);
+    p->coeff = d->ops->alloc(d, ep->n_coeff * sizeof(float));
+    if (!p->coeff) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+    d->ops->upload(d, p->coeff, ep->coeff, ep->n_coeff * sizeof(float));
+  }
   return CT_OK;
 }
 
@@ -62,86 +71,27 @@ static ct_status eltwise_reshape(ct_layer *l, ct_error *err) {
   for (int k = 0; k < l->nbottom; k++)
     if (l->top[0] == l->bottom[k]) return ct_layer_fail(l, err, CT_EINVAL, "Eltwise cannot run in place");
   CT_TRY(ct_tensor_reshape_like(l->top[0], b0, err));
-  if (p->op == CAFFE__ELTWISE_PARAMETER__ELTWISE_OP__MAX)
-    return ct_scratch_reserve(&p->winner, b0->count, sizeof(int), l, err);
+  if (p->op == CT_ELTWISE_MAX) return ct_scratch_reserve(&p->winner, b0->count, sizeof(int), l, err);
   return CT_OK;
 }
 
 static ct_status eltwise_forward(ct_layer *l, ct_error *err) {
   (void)err;
   eltwise *p = l->priv;
-  float *y = l->top[0]->data;
-  size_t n = l->top[0]->count;
-  switch (p->op) {
-    case CAFFE__ELTWISE_PARAMETER__ELTWISE_OP__PROD:
-      memcpy(y, l->bottom[0]->data, n * sizeof(float));
-      for (int k = 1; k < l->nbottom; k++) {
-        const float *x = l->bottom[k]->data;
-        for (size_t i = 0; i < n; i++) y[i] *= x[i];
-      }
-      break;
-    case CAFFE__ELTWISE_PARAMETER__ELTWISE_OP__SUM:
-      memset(y, 0, n * sizeof(float));
-      for (int k = 0; k < l->nbottom; k++) {
-        const float *x = l->bottom[k]->data;
-        float c = p->coeff ? p->coeff[k] : 1.0f;
-        for (size_t i = 0; i < n; i++) y[i] += c * x[i];
-      }
-      break;
-    default: {
-      int *w = p->winner.p;
-      const float *x0 = l->bottom[0]->data, *x1 = l->bottom[1]->data;
-      for (size_t i = 0; i < n; i++) {
-        bool first = x0[i] > x1[i];
-        y[i] = first ? x0[i] : x1[i];
-        w[i] = first ? 0 : 1;
-      }
-      for (int k = 2; k < l->nbottom; k++) {
-        const float *x = l->bottom[k]->data;
-        for (size_t i = 0; i < n; i++)
-          if (x[i] > y[i]) {
-            y[i] = x[i];
-            w[i] = k;
-          }
-      }
-      break;
-    }
-  }
+  const ct_driver *d = ct_layer_driver(l);
+  for (int k = 0; k < l->nbottom; k++) p->x[k] = l->bottom[k]->data;
+  d->ops->eltwise_forward(d, p->op, l->top[0]->count, l->nbottom, p->x, p->coeff, l->top[0]->data, p->winner.p);
   return CT_OK;
 }
 
 static void eltwise_backward(ct_layer *l) {
   eltwise *p = l->priv;
-  const float *y = l->top[0]->data, *dy = l->top[0]->diff;
-  size_t n = l->top[0]->count;
+  const ct_driver *d = ct_layer_driver(l);
+  for (int k = 0; k < l->nbottom; k++) p->x[k] = l->bottom[k]->data;
   for (int k = 0; k < l->nbottom; k++) {
     if (!l->propagate_down[k]) continue;
-    float *dx = l->bottom[k]->diff;
-    switch (p->op) {
-      case CAFFE__ELTWISE_PARAMETER__ELTWISE_OP__PROD:
-        if (p->stable_prod_grad) {
-          for (size_t i = 0; i < n; i++) dx[i] = dy[i];
-          for (int j = 0; j < l->nbottom; j++) {
-            if (j == k) continue;
-            const float *x = l->bottom[j]->data;
-            for (size_t i = 0; i < n; i++) dx[i] *= x[i];
-          }
-        } else {
-          const float *x = l->bottom[k]->data;
-          for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] / x[i];
-        }
-        break;
-      case CAFFE__ELTWISE_PARAMETER__ELTWISE_OP__SUM: {
-        float c = p->coeff ? p->coeff[k] : 1.0f;
-        for (size_t i = 0; i < n; i++) dx[i] = c * dy[i];
-        break;
-      }
-      default: {
-        const int *w = p->winner.p;
-        for (size_t i = 0; i < n; i++) dx[i] = w[i] == k ? dy[i] : 0.0f;
-        break;
-      }
-    }
+    d->ops->eltwise_backward(d, p->op, l->top[0]->count, l->nbottom, p->x, k, p->coeff, p->stable_prod_grad,
+                             l->top[0]->data, l->top[0]->diff, p->winner.p, l->bottom[k]->diff);
   }
 }
 
@@ -149,6 +99,8 @@ static void eltwise_destroy(ct_layer *l) {
   eltwise *p = l->priv;
   if (!p) return;
   ct_scratch_free(&p->winner);
+  ct_layer_release(l, p->coeff);
+  free(p->x);
   free(p);
   l->priv = NULL;
 }

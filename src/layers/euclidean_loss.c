@@ -1,5 +1,7 @@
 /* EuclideanLoss: E = 1/(2N) * sum_i (a_i - b_i)^2 over two bottoms of N items each. Both
  * bottoms receive a gradient (b's is the negative of a's), as in Caffe. */
+#include <stdlib.h>
+
 #include "layers/layer.h"
 #include "layers/scratch.h"
 
@@ -29,28 +31,27 @@ static ct_status euclid_reshape(ct_layer *l, ct_error *err) {
 static ct_status euclid_forward(ct_layer *l, ct_error *err) {
   (void)err;
   euclid *p = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   const ct_tensor *a = l->bottom[0], *b = l->bottom[1];
-  float *d = p->diff.p;
-  double sum = 0;
-  for (size_t i = 0; i < a->count; i++) {
-    d[i] = a->data[i] - b->data[i];
-    sum += (double)d[i] * d[i];
-  }
+  d->ops->sub(d, a->count, a->data, b->data, p->diff.p);
+  double sum = d->ops->sumsq(d, a->count, p->diff.p, 0.0);
   int N = a->shape[0];
-  l->top[0]->data[0] = N > 0 ? (float)(sum / N / 2) : 0.0f;
+  float out = N > 0 ? (float)(sum / N / 2) : 0.0f;
+  d->ops->upload(d, l->top[0]->data, &out, sizeof out);
   return CT_OK;
 }
 
 static void euclid_backward(ct_layer *l) {
   euclid *p = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   int N = l->bottom[0]->shape[0];
   if (N <= 0) return;
-  const float *d = p->diff.p;
+  float top_diff;
+  d->ops->download(d, &top_diff, l->top[0]->diff, sizeof top_diff);
   for (int k = 0; k < 2; k++) {
     if (!l->propagate_down[k]) continue;
-    float alpha = (k == 0 ? 1.0f : -1.0f) * l->top[0]->diff[0] / (float)N;
-    float *dx = l->bottom[k]->diff;
-    for (size_t i = 0; i < l->bottom[k]->count; i++) dx[i] = alpha * d[i];
+    float alpha = (k == 0 ? 1.0f : -1.0f) * top_diff / (float)N;
+    d->ops->scal(d, l->bottom[k]->count, alpha, p->diff.p, l->bottom[k]->diff);
   }
 }
 

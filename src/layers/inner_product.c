@@ -2,7 +2,6 @@
  * before `axis` form M and the rest form K. W is N x K, or K x N with transpose: true. */
 #include <stdlib.h>
 
-#include "core/blas.h"
 #include "core/filler.h"
 #include "layers/layer.h"
 
@@ -71,37 +70,28 @@ static ct_status ip_reshape(ct_layer *l, ct_error *err) {
 static ct_status ip_forward(ct_layer *l, ct_error *err) {
   (void)err;
   ip_priv *ip = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   const float *x = l->bottom[0]->data, *w = l->blobs[0]->data;
   float *y = l->top[0]->data;
-  ct_sgemm(0, !ip->transpose, ip->M, ip->N, ip->K, 1.0f, x, w, 0.0f, y);
-  if (ip->bias) {
-    const float *restrict b = l->blobs[1]->data;
-    for (int m = 0; m < ip->M; m++) {
-      float *restrict ym = y + (size_t)m * ip->N;
-      for (int n = 0; n < ip->N; n++) ym[n] += b[n];
-    }
-  }
+  d->ops->gemm(d, false, !ip->transpose, ip->M, ip->N, ip->K, 1.0f, x, w, 0.0f, y);
+  if (ip->bias) d->ops->bias_forward(d, (size_t)ip->M, (size_t)ip->N, 1, y, l->blobs[1]->data, y);
   return CT_OK;
 }
 
 static void ip_backward(ct_layer *l) {
   ip_priv *ip = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   const float *x = l->bottom[0]->data, *w = l->blobs[0]->data, *dy = l->top[0]->diff;
   if (l->param_propagate_down[0]) {
     if (ip->transpose) /* dW (K x N) += x^T dy */
-      ct_sgemm(1, 0, ip->K, ip->N, ip->M, 1.0f, x, dy, 1.0f, l->blobs[0]->diff);
+      d->ops->gemm(d, true, false, ip->K, ip->N, ip->M, 1.0f, x, dy, 1.0f, l->blobs[0]->diff);
     else /* dW (N x K) += dy^T x */
-      ct_sgemm(1, 0, ip->N, ip->K, ip->M, 1.0f, dy, x, 1.0f, l->blobs[0]->diff);
+      d->ops->gemm(d, true, false, ip->N, ip->K, ip->M, 1.0f, dy, x, 1.0f, l->blobs[0]->diff);
   }
-  if (ip->bias && l->param_propagate_down[1]) {
-    float *restrict db = l->blobs[1]->diff;
-    for (int m = 0; m < ip->M; m++) {
-      const float *restrict dym = dy + (size_t)m * ip->N;
-      for (int n = 0; n < ip->N; n++) db[n] += dym[n];
-    }
-  }
+  if (ip->bias && l->param_propagate_down[1]) /* db += the rows of dy, in row order */
+    for (int m = 0; m < ip->M; m++) d->ops->axpy(d, (size_t)ip->N, 1.0f, dy + (size_t)m * ip->N, l->blobs[1]->diff);
   if (l->propagate_down[0]) /* dx (M x K) = dy W, or dy W^T when W is K x N */
-    ct_sgemm(0, ip->transpose, ip->M, ip->K, ip->N, 1.0f, dy, w, 0.0f, l->bottom[0]->diff);
+    d->ops->gemm(d, false, ip->transpose, ip->M, ip->K, ip->N, 1.0f, dy, w, 0.0f, l->bottom[0]->diff);
 }
 
 static void ip_destroy(ct_layer *l) {

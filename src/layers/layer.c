@@ -55,3 +55,21 @@ ct_status ct_layer_broadcast_axes(const ct_layer *l, const ct_tensor *x, const c
   *inner = ct_tensor_count_range(x, axis + b->naxes, x->naxes);
   return CT_OK;
 }
+
+const ct_driver *ct_layer_driver(const ct_layer *l) { return l->driver ? l->driver : ct_driver_cpu(); }
+
+ct_status ct_layer_grow(const ct_layer *l, float **buf, size_t *cap, size_t need, ct_error *err) {
+  if (need <= *cap && *buf) return CT_OK;
+  const ct_driver *d = ct_layer_driver(l);
+  float *b = need <= (size_t)-1 / sizeof(float) ? d->ops->alloc(d, need * sizeof(float)) : NULL;
+  if (!b) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats", need);
+  d->ops->free(d, *buf);
+  *buf = b;
+  *cap = need;
+  return CT_OK;
+}
+
+void ct_layer_release(const ct_layer *l, void *p) {
+  const ct_driver *d = ct_layer_driver(l);
+  d->ops->free(d, p);
+}

@@ -12,6 +12,8 @@
  *  - a loss layer reads its scale from top[0]->diff[0] (the net stores the loss weight there).
  *  - In-place (top == bottom) is allowed only for layers with ops->in_place set.
  *  - Errors go through ct_fail with the layer's name; nothing aborts.
+ *  - All arithmetic on tensors and internal buffers goes through the layer's driver
+ *    (ct_layer_driver), and internal buffers come from its alloc: no BLAS or device call here.
  */
 #ifndef CT_LAYER_H
 #define CT_LAYER_H
@@ -22,6 +24,7 @@
 #include "core/status.h"
 #include "core/tensor.h"
 #include "cortado.pb-c.h"
+#include "drivers/driver.h"
 
 typedef struct ct_layer ct_layer;
 
@@ -64,8 +67,16 @@ struct ct_layer {
   ct_rng rng;                 /* this layer's own random stream */
   struct ct_pool *pool;       /* the net's worker threads (NULL: run serially) */
   int partitions;             /* CPU partitions of the batch (CcT); prototxt `partition` overrides */
+  const ct_driver *driver;    /* the device it computes on, the net's (NULL: the CPU driver) */
   void *priv;                 /* the layer's private state */
 };
+
+/* l->driver, or the CPU driver for a layer built outside a net (the single-layer harness). */
+const ct_driver *ct_layer_driver(const ct_layer *l);
+/* Makes *buf hold at least `need` floats of l's driver memory: when *cap is short, a new buffer
+ * replaces it (the contents are not kept) and *cap grows. For reshape; ct_layer_release frees. */
+ct_status ct_layer_grow(const ct_layer *l, float **buf, size_t *cap, size_t need, ct_error *err);
+void ct_layer_release(const ct_layer *l, void *p);
 
 /* Sets l->nblobs = n and creates n empty tensors (for setup). Freed by the net. */
 ct_status ct_layer_alloc_blobs(ct_layer *l, int n, ct_error *err);

@@ -2,12 +2,11 @@
  * window clipped to the padded image, so padded positions count), global pooling, CEIL/FLOOR
  * rounding. STOCHASTIC runs only in TEST (Caffe's test-time rule: sum x^2 / sum x); training
  * with it is unsupported, as on Caffe's CPU. */
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "layers/layer.h"
+#include "layers/scratch.h"
 #include "sched/partition.h"
 
 typedef struct pool_priv {
@@ -16,8 +15,7 @@ typedef struct pool_priv {
   bool ceil_mode;
   int kh, kw, sh, sw, ph, pw;
   int N, C, H, W, OH, OW;
-  int *argmax; /* MAX: the flat index h*W + w in its plane of each output's maximum */
-  size_t argmax_cap;
+  ct_scratch argmax; /* MAX: the flat index h*W + w in its plane of each output's maximum */
 } pool_priv;
 
 static const Caffe__PoolingParameter default_param = CAFFE__POOLING_PARAMETER__INIT;
@@ -102,109 +100,31 @@ static ct_status pool_reshape(ct_layer *l, ct_error *err) {
                          pp->kh, pp->kw, pp->H, pp->W, pp->ph, pp->pw);
   for (int i = 0; i < l->ntop; i++) CT_TRY(ct_tensor_reshape4(l->top[i], pp->N, pp->C, pp->OH, pp->OW, err));
   size_t need = pp->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX ? l->top[0]->count : 0;
-  if (need > pp->argmax_cap) {
-    int *a = malloc(need * sizeof *a);
-    if (!a) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate the argmax buffer of %zu ints", need);
-    free(pp->argmax);
-    pp->argmax = a;
-    pp->argmax_cap = need;
-  }
+  CT_TRY(ct_scratch_reserve(&pp->argmax, need, sizeof(int), l, err));
   return CT_OK;
 }
 
-/* The window of output (oh, ow) clipped to the image, and Caffe's AVE divisor (the window clipped
- * only to the padded image). */
-typedef struct window {
-  int h0, h1, w0, w1;
-  int pool_size;
-} window;
-
-static inline window window_at(const pool_priv *pp, int oh, int ow) {
-  window w;
-  int h0 = oh * pp->sh - pp->ph, w0 = ow * pp->sw - pp->pw;
-  int h1 = h0 + pp->kh < pp->H + pp->ph ? h0 + pp->kh : pp->H + pp->ph;
-  int w1 = w0 + pp->kw < pp->W + pp->pw ? w0 + pp->kw : pp->W + pp->pw;
-  w.pool_size = (h1 - h0) * (w1 - w0);
-  w.h0 = h0 > 0 ? h0 : 0;
-  w.w0 = w0 > 0 ? w0 : 0;
-  w.h1 = h1 < pp->H ? h1 : pp->H;
-  w.w1 = w1 < pp->W ? w1 : pp->W;
-  return w;
-}
-
-static void max_plane(const pool_priv *pp, const float *restrict x, float *restrict y, int *restrict am) {
-  const int W = pp->W;
-  for (int oh = 0; oh < pp->OH; oh++)
-    for (int ow = 0; ow < pp->OW; ow++) {
-      const window w = window_at(pp, oh, ow);
-      const int o = oh * pp->OW + ow;
-      float best = -FLT_MAX;
-      int arg = -1;
-      for (int h = w.h0; h < w.h1; h++)
-        for (int c = w.w0; c < w.w1; c++) {
-          const float v = x[h * W + c];
-          arg = v > best ? h * W + c : arg;
-          best = v > best ? v : best;
-        }
-      /* Caffe's CEIL rule without padding can leave a last window wholly past the image
-       * (stride > kernel); Caffe then outputs -FLT_MAX (MAX) or 0/0 (AVE). 0 is kinder. */
-      y[o] = arg >= 0 ? best : 0.0f;
-      am[o] = arg;
-    }
-}
-
-static void ave_plane(const pool_priv *pp, const float *restrict x, float *restrict y) {
-  const int W = pp->W;
-  for (int oh = 0; oh < pp->OH; oh++)
-    for (int ow = 0; ow < pp->OW; ow++) {
-      const window w = window_at(pp, oh, ow);
-      float s = 0.0f;
-      for (int h = w.h0; h < w.h1; h++)
-        for (int c = w.w0; c < w.w1; c++) s += x[h * W + c];
-      y[oh * pp->OW + ow] = w.h0 < w.h1 && w.w0 < w.w1 ? s / (float)w.pool_size : 0.0f;
-    }
-}
-
-/* STOCHASTIC at test time: the activation-weighted average sum x^2 / sum x (no padding). */
-static void stochastic_plane(const pool_priv *pp, const float *restrict x, float *restrict y) {
-  const int W = pp->W;
-  for (int oh = 0; oh < pp->OH; oh++)
-    for (int ow = 0; ow < pp->OW; ow++) {
-      const window w = window_at(pp, oh, ow);
-      float s = FLT_MIN, q = 0.0f;
-      for (int h = w.h0; h < w.h1; h++)
-        for (int c = w.w0; c < w.w1; c++) {
-          s += x[h * W + c];
-          q += x[h * W + c] * x[h * W + c];
-        }
-      y[oh * pp->OW + ow] = q / s;
-    }
-}
-
 /* Planes are independent: forward and backward run over plane ranges split across the net's
- * partitions. */
+ * partitions, the driver pooling each range. */
+static ct_pool_geom geom_of(const pool_priv *pp) {
+  ct_pool_method m = pp->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX   ? CT_POOL_MAX
+                     : pp->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__AVE ? CT_POOL_AVE
+                                                                                : CT_POOL_STOCHASTIC;
+  ct_pool_geom g = {m, pp->H, pp->W, pp->OH, pp->OW, pp->kh, pp->kw, pp->sh, pp->sw, pp->ph, pp->pw};
+  return g;
+}
+
 static void forward_planes(void *ctx, int part, size_t begin, size_t end) {
   (void)part;
   const ct_layer *l = ctx;
   const pool_priv *pp = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
+  const ct_pool_geom g = geom_of(pp);
   const size_t in_plane = (size_t)pp->H * pp->W, out_plane = (size_t)pp->OH * pp->OW;
-  for (size_t pl = begin; pl < end; pl++) {
-    const float *x = l->bottom[0]->data + pl * in_plane;
-    float *y = l->top[0]->data + pl * out_plane;
-    switch (pp->method) {
-      case CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX: {
-        int *am = pp->argmax + pl * out_plane;
-        max_plane(pp, x, y, am);
-        if (l->ntop > 1) {
-          float *restrict mask = l->top[1]->data + pl * out_plane;
-          for (size_t o = 0; o < out_plane; o++) mask[o] = (float)am[o];
-        }
-        break;
-      }
-      case CAFFE__POOLING_PARAMETER__POOL_METHOD__AVE: ave_plane(pp, x, y); break;
-      default: stochastic_plane(pp, x, y); break;
-    }
-  }
+  const bool max = g.method == CT_POOL_MAX;
+  d->ops->pool_forward(d, &g, end - begin, l->bottom[0]->data + begin * in_plane, l->top[0]->data + begin * out_plane,
+                       max ? (int *)pp->argmax.p + begin * out_plane : NULL,
+                       max && l->ntop > 1 ? l->top[1]->data + begin * out_plane : NULL);
 }
 
 static ct_status pool_forward(ct_layer *l, ct_error *err) {
@@ -218,39 +138,13 @@ static void backward_planes(void *ctx, int part, size_t begin, size_t end) {
   (void)part;
   const ct_layer *l = ctx;
   const pool_priv *pp = l->priv;
-  const int H = pp->H, W = pp->W, OH = pp->OH, OW = pp->OW;
-  for (size_t pl = begin; pl < end; pl++) {
-    const float *restrict dy = l->top[0]->diff + pl * OH * OW;
-    const float *restrict x = l->bottom[0]->data + pl * H * W;
-    float *restrict dx = l->bottom[0]->diff + pl * H * W;
-    memset(dx, 0, (size_t)H * W * sizeof(float));
-    if (pp->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX) {
-      const int *restrict am = pp->argmax + pl * OH * OW;
-      for (int o = 0; o < OH * OW; o++)
-        if (am[o] >= 0) dx[am[o]] += dy[o];
-      continue;
-    }
-    for (int oh = 0; oh < OH; oh++)
-      for (int ow = 0; ow < OW; ow++) {
-        window w = window_at(pp, oh, ow);
-        const float d = dy[oh * OW + ow];
-        if (w.h0 >= w.h1 || w.w0 >= w.w1) continue;
-        if (pp->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__AVE) {
-          const float g = d / (float)w.pool_size;
-          for (int h = w.h0; h < w.h1; h++)
-            for (int c = w.w0; c < w.w1; c++) dx[h * W + c] += g;
-        } else { /* d(q/s)/dx = (2 x s - q) / s^2 */
-          float s = FLT_MIN, q = 0.0f;
-          for (int h = w.h0; h < w.h1; h++)
-            for (int c = w.w0; c < w.w1; c++) {
-              s += x[h * W + c];
-              q += x[h * W + c] * x[h * W + c];
-            }
-          for (int h = w.h0; h < w.h1; h++)
-            for (int c = w.w0; c < w.w1; c++) dx[h * W + c] += d * (2.0f * x[h * W + c] * s - q) / (s * s);
-        }
-      }
-  }
+  const ct_driver *d = ct_layer_driver(l);
+  const ct_pool_geom g = geom_of(pp);
+  const size_t in_plane = (size_t)pp->H * pp->W, out_plane = (size_t)pp->OH * pp->OW;
+  d->ops->pool_backward(d, &g, end - begin, l->bottom[0]->data + begin * in_plane,
+                        l->top[0]->diff + begin * out_plane,
+                        g.method == CT_POOL_MAX ? (const int *)pp->argmax.p + begin * out_plane : NULL,
+                        l->bottom[0]->diff + begin * in_plane);
 }
 
 static void pool_backward(ct_layer *l) {
@@ -260,7 +154,7 @@ static void pool_backward(ct_layer *l) {
 }
 static void pool_destroy(ct_layer *l) {
   pool_priv *pp = l->priv;
-  if (pp) free(pp->argmax);
+  if (pp) ct_scratch_free(&pp->argmax);
   free(pp);
   l->priv = NULL;
 }

@@ -2,7 +2,7 @@
  * slope for all channels (channel_shared). As in Caffe, the shared slope is a blob of no axes
  * (one value) and the per-channel slopes a blob of shape [C]; the default filler is constant
  * 0.25. In place, forward keeps a copy of x: both gradients need it. */
-#include <string.h>
+#include <stdlib.h>
 
 #include "core/filler.h"
 #include "layers/layer.h"
@@ -61,49 +61,29 @@ static void geometry(const ct_layer *l, size_t *N, size_t *C, size_t *D) {
 static ct_status prelu_forward(ct_layer *l, ct_error *err) {
   (void)err;
   prelu *p = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   const ct_tensor *b = l->bottom[0];
-  const float *x = b->data, *a = l->blobs[0]->data;
-  float *y = l->top[0]->data;
-  if (in_place(l)) memcpy(p->saved.p, x, b->count * sizeof(float));
+  const float *x = b->data;
+  if (in_place(l)) {
+    d->ops->copy(d, p->saved.p, x, b->count * sizeof(float));
+    x = p->saved.p;
+  }
   size_t N, C, D;
   geometry(l, &N, &C, &D);
-  for (size_t n = 0; n < N; n++)
-    for (size_t c = 0; c < C; c++) {
-      float s = a[p->channel_shared ? 0 : c];
-      size_t o = (n * C + c) * D;
-      for (size_t i = o; i < o + D; i++) y[i] = x[i] > 0 ? x[i] : s * x[i];
-    }
+  d->ops->prelu_forward(d, N, C, D, p->channel_shared, x, l->blobs[0]->data, l->top[0]->data);
   return CT_OK;
 }
 
 static void prelu_backward(ct_layer *l) {
   prelu *p = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   const ct_tensor *b = l->bottom[0], *t = l->top[0];
-  const float *x = in_place(l) ? p->saved.p : b->data, *dy = t->diff, *a = l->blobs[0]->data;
   size_t N, C, D;
   geometry(l, &N, &C, &D);
-  /* The slope gradient first: in place, dx overwrites dy. */
-  if (l->param_propagate_down[0]) {
-    float *da = l->blobs[0]->diff;
-    for (size_t c = 0; c < C; c++) {
-      double g = 0;
-      for (size_t n = 0; n < N; n++) {
-        size_t o = (n * C + c) * D;
-        for (size_t i = o; i < o + D; i++)
-          if (x[i] <= 0) g += (double)dy[i] * x[i];
-      }
-      da[p->channel_shared ? 0 : c] += (float)g;
-    }
-  }
-  if (l->propagate_down[0]) {
-    float *dx = b->diff;
-    for (size_t n = 0; n < N; n++)
-      for (size_t c = 0; c < C; c++) {
-        float s = a[p->channel_shared ? 0 : c];
-        size_t o = (n * C + c) * D;
-        for (size_t i = o; i < o + D; i++) dx[i] = x[i] > 0 ? dy[i] : s * dy[i];
-      }
-  }
+  /* the slope gradient comes first inside: in place, dx overwrites dy */
+  d->ops->prelu_backward(d, N, C, D, p->channel_shared, in_place(l) ? p->saved.p : b->data, t->diff,
+                         l->blobs[0]->data, l->propagate_down[0] ? b->diff : NULL,
+                         l->param_propagate_down[0] ? l->blobs[0]->diff : NULL);
 }
 
 static void prelu_destroy(ct_layer *l) {

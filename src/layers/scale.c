@@ -79,87 +79,46 @@ static ct_status scale_reshape(ct_layer *l, ct_error *err) {
     return ct_layer_fail(l, err, CT_ESHAPE, "bias shape %s differs from scale shape %s",
                          ct_tensor_shape_str(l->blobs[sp->bias_blob], buf, sizeof buf),
                          ct_tensor_shape_str(s, buf2, sizeof buf2));
-  if (l->top[0] != x) {
-    CT_TRY(ct_tensor_reshape_like(l->top[0], x, err));
-  } else if (x->count > sp->saved_cap) {
-    float *b = malloc(x->count * sizeof(float));
-    if (!b) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats", x->count);
-    free(sp->saved_x);
-    sp->saved_x = b;
-    sp->saved_cap = x->count;
-  }
-  return CT_OK;
+  if (l->top[0] != x) return ct_tensor_reshape_like(l->top[0], x, err);
+  return ct_layer_grow(l, &sp->saved_x, &sp->saved_cap, x->count, err);
 }
 
 static ct_status scale_forward(ct_layer *l, ct_error *err) {
   (void)err;
   scale_priv *sp = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   const float *x = l->bottom[0]->data, *s = l->nbottom > 1 ? l->bottom[1]->data : l->blobs[0]->data;
   const float *b = sp->bias ? l->blobs[sp->bias_blob]->data : NULL;
-  float *y = l->top[0]->data;
   if (l->top[0] == l->bottom[0]) {
-    memcpy(sp->saved_x, x, l->bottom[0]->count * sizeof(float));
+    d->ops->copy(d, sp->saved_x, x, l->bottom[0]->count * sizeof(float));
     x = sp->saved_x;
   }
-  for (size_t o = 0; o < sp->outer; o++)
-    for (size_t d = 0; d < sp->dim; d++) {
-      const size_t off = (o * sp->dim + d) * sp->inner;
-      const float *restrict xi = x + off;
-      float *restrict yi = y + off;
-      const float sv = s[d], bv = b ? b[d] : 0.0f;
-      for (size_t i = 0; i < sp->inner; i++) yi[i] = xi[i] * sv + bv;
-    }
+  d->ops->scale_forward(d, sp->outer, sp->dim, sp->inner, x, s, b, l->top[0]->data);
   return CT_OK;
 }
 
 static void scale_backward(ct_layer *l) {
   scale_priv *sp = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   const float *x = l->top[0] == l->bottom[0] ? sp->saved_x : l->bottom[0]->data;
-  const float *dy = l->top[0]->diff;
   const bool two = l->nbottom > 1;
   const float *s = two ? l->bottom[1]->data : l->blobs[0]->data;
   float *ds = NULL;
   if (two && l->propagate_down[1]) {
     ds = l->bottom[1]->diff;
-    memset(ds, 0, sp->dim * sizeof(float));
+    d->ops->memset(d, ds, 0, sp->dim * sizeof(float));
   } else if (!two && l->param_propagate_down[0]) {
     ds = l->blobs[0]->diff;
   }
   float *db = sp->bias && l->param_propagate_down[sp->bias_blob] ? l->blobs[sp->bias_blob]->diff : NULL;
-  /* parameter gradients first: in place, dx overwrites dy */
-  if (ds || db)
-    for (size_t d = 0; d < sp->dim; d++) {
-      double gs = 0.0, gb = 0.0;
-      for (size_t o = 0; o < sp->outer; o++) {
-        const size_t off = (o * sp->dim + d) * sp->inner;
-        const float *restrict xi = x + off, *restrict dyi = dy + off;
-        float as = 0.0f, ab = 0.0f;
-        for (size_t i = 0; i < sp->inner; i++) {
-          as += dyi[i] * xi[i];
-          ab += dyi[i];
-        }
-        gs += as;
-        gb += ab;
-      }
-      if (ds) ds[d] += (float)gs;
-      if (db) db[d] += (float)gb;
-    }
-  if (l->propagate_down[0]) {
-    float *dx = l->bottom[0]->diff;
-    for (size_t o = 0; o < sp->outer; o++)
-      for (size_t d = 0; d < sp->dim; d++) {
-        const size_t off = (o * sp->dim + d) * sp->inner;
-        const float *dyi = dy + off; /* may be dxi */
-        float *dxi = dx + off;
-        const float sv = s[d];
-        for (size_t i = 0; i < sp->inner; i++) dxi[i] = dyi[i] * sv;
-      }
-  }
+  /* the parameter gradients come first inside: in place, dx overwrites dy */
+  d->ops->scale_backward(d, sp->outer, sp->dim, sp->inner, x, l->top[0]->diff, s, ds, db,
+                         l->propagate_down[0] ? l->bottom[0]->diff : NULL);
 }
 
 static void scale_destroy(ct_layer *l) {
   scale_priv *sp = l->priv;
-  if (sp) free(sp->saved_x);
+  if (sp) ct_layer_release(l, sp->saved_x);
   free(sp);
   l->priv = NULL;
 }

@@ -6,7 +6,7 @@
  * field if set, else the legacy normalize flag (true: VALID, false: BATCH_SIZE), else
  * BATCH_SIZE (note: not LossParameter's VALID default, which applies to Softmax). The target
  * bottom gets no gradient. */
-#include <math.h>
+#include <stdlib.h>
 
 #include "layers/layer.h"
 #include "layers/scratch.h"
@@ -50,8 +50,6 @@ static ct_status sce_reshape(ct_layer *l, ct_error *err) {
   return ct_scratch_reserve(&p->sig, x->count, sizeof(float), l, err);
 }
 
-static bool ignored(const sce *p, float target) { return p->has_ignore && (int)target == p->ignore_label; }
-
 static double normalizer(const sce *p, const ct_tensor *x, size_t valid) {
   double n;
   switch (p->mode) {
@@ -74,36 +72,29 @@ static double normalizer(const sce *p, const ct_tensor *x, size_t valid) {
 static ct_status sce_forward(ct_layer *l, ct_error *err) {
   (void)err;
   sce *p = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   const ct_tensor *xt = l->bottom[0];
-  const float *x = xt->data, *t = l->bottom[1]->data;
-  float *s = p->sig.p;
   double loss = 0;
   size_t valid = 0;
-  for (size_t i = 0; i < xt->count; i++) {
-    float v = x[i];
-    float e = expf(-fabsf(v));
-    s[i] = v >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
-    if (ignored(p, t[i])) continue;
-    float pos = v >= 0 ? 1.0f : 0.0f;
-    loss -= (double)v * (t[i] - pos) - log1p((double)e);
-    valid++;
-  }
+  d->ops->sigmoid_xent_forward(d, xt->count, xt->data, l->bottom[1]->data, p->has_ignore, p->ignore_label, p->sig.p,
+                               &loss, &valid);
   p->normalizer = normalizer(p, xt, valid);
-  l->top[0]->data[0] = (float)(loss / p->normalizer);
+  float out = (float)(loss / p->normalizer);
+  d->ops->upload(d, l->top[0]->data, &out, sizeof out);
   return CT_OK;
 }
 
 static void sce_backward(ct_layer *l) {
   sce *p = l->priv;
-  const float *t = l->bottom[1]->data, *s = p->sig.p;
-  if (l->propagate_down[1]) {
-    float *dt = l->bottom[1]->diff; /* targets are not differentiated */
-    for (size_t i = 0; i < l->bottom[1]->count; i++) dt[i] = 0;
-  }
+  const ct_driver *d = ct_layer_driver(l);
+  /* targets are not differentiated */
+  if (l->propagate_down[1]) d->ops->memset(d, l->bottom[1]->diff, 0, l->bottom[1]->count * sizeof(float));
   if (!l->propagate_down[0]) return;
-  float w = (float)(l->top[0]->diff[0] / p->normalizer);
-  float *dx = l->bottom[0]->diff;
-  for (size_t i = 0; i < l->bottom[0]->count; i++) dx[i] = ignored(p, t[i]) ? 0.0f : w * (s[i] - t[i]);
+  float top_diff;
+  d->ops->download(d, &top_diff, l->top[0]->diff, sizeof top_diff);
+  float w = (float)(top_diff / p->normalizer);
+  d->ops->sigmoid_xent_backward(d, l->bottom[0]->count, p->sig.p, l->bottom[1]->data, p->has_ignore, p->ignore_label,
+                                w, l->bottom[0]->diff);
 }
 
 static void sce_destroy(ct_layer *l) {

@@ -1,7 +1,5 @@
 /* Silence: consumes blobs nobody else reads, so that they are not net outputs. It has no tops;
  * backward gives its bottoms a zero gradient. */
-#include <string.h>
-
 #include "layers/layer.h"
 
 static ct_status silence_setup(ct_layer *l, ct_error *err) {
@@ -24,8 +22,9 @@ static ct_status silence_forward(ct_layer *l, ct_error *err) {
 }
 
 static void silence_backward(ct_layer *l) {
+  const ct_driver *d = ct_layer_driver(l);
   for (int k = 0; k < l->nbottom; k++)
-    if (l->propagate_down[k]) memset(l->bottom[k]->diff, 0, l->bottom[k]->count * sizeof(float));
+    if (l->propagate_down[k]) d->ops->memset(d, l->bottom[k]->diff, 0, l->bottom[k]->count * sizeof(float));
 }
 
 const ct_layer_ops ct_layer_Silence = {.type = "Silence",

@@ -2,7 +2,6 @@
  * given slice_points (increasing, one fewer than the tops) or into equal parts. With a single
  * top the top views the bottom. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "layers/layer.h"
 
@@ -84,12 +83,13 @@ static ct_status slice_forward(ct_layer *l, ct_error *err) {
   slice *p = l->priv;
   const ct_tensor *b = l->bottom[0];
   size_t outer = ct_tensor_count_range(b, 0, p->axis), inner = ct_tensor_count_range(b, p->axis + 1, b->naxes);
+  const ct_driver *d = ct_layer_driver(l);
   size_t bottom_row = (size_t)b->shape[p->axis] * inner, offset = 0;
   for (int k = 0; k < l->ntop; k++) {
     const ct_tensor *t = l->top[k];
     size_t row = (size_t)t->shape[p->axis] * inner;
-    for (size_t o = 0; o < outer; o++)
-      memcpy(t->data + o * row, b->data + o * bottom_row + offset, row * sizeof(float));
+    d->ops->copy_2d(d, outer, row * sizeof(float), t->data, row * sizeof(float), b->data + offset,
+                    bottom_row * sizeof(float));
     offset += row;
   }
   return CT_OK;
@@ -100,12 +100,13 @@ static void slice_backward(ct_layer *l) {
   slice *p = l->priv;
   const ct_tensor *b = l->bottom[0];
   size_t outer = ct_tensor_count_range(b, 0, p->axis), inner = ct_tensor_count_range(b, p->axis + 1, b->naxes);
+  const ct_driver *d = ct_layer_driver(l);
   size_t bottom_row = (size_t)b->shape[p->axis] * inner, offset = 0;
   for (int k = 0; k < l->ntop; k++) {
     const ct_tensor *t = l->top[k];
     size_t row = (size_t)t->shape[p->axis] * inner;
-    for (size_t o = 0; o < outer; o++)
-      memcpy(b->diff + o * bottom_row + offset, t->diff + o * row, row * sizeof(float));
+    d->ops->copy_2d(d, outer, row * sizeof(float), b->diff + offset, bottom_row * sizeof(float), t->diff,
+                    row * sizeof(float));
     offset += row;
   }
 }

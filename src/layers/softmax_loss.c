@@ -3,13 +3,9 @@
  * integer labels in bottom[1] (outer x inner values). Positions labelled ignore_label count for
  * nothing. An optional second top receives the probabilities. Labels outside [0, C) are a forward
  * error. */
-#include <float.h>
-#include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "layers/layer.h"
-#include "layers/softmax.h"
 
 typedef struct sml_priv {
   bool has_ignore;
@@ -47,16 +43,6 @@ static ct_status sml_setup(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
-static ct_status grow(const ct_layer *l, float **buf, size_t *cap, size_t need, ct_error *err) {
-  if (need <= *cap) return CT_OK;
-  float *b = malloc(need * sizeof(float));
-  if (!b) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats", need);
-  free(*buf);
-  *buf = b;
-  *cap = need;
-  return CT_OK;
-}
-
 static ct_status sml_reshape(ct_layer *l, ct_error *err) {
   sml_priv *sp = l->priv;
   const Caffe__SoftmaxParameter *p = l->lp->softmax_param ? l->lp->softmax_param : &default_softmax;
@@ -80,8 +66,8 @@ static ct_status sml_reshape(ct_layer *l, ct_error *err) {
                          ct_tensor_shape_str(lab, buf2, sizeof buf2));
   CT_TRY(ct_tensor_reshape(l->top[0], 0, NULL, err));
   if (l->ntop > 1) CT_TRY(ct_tensor_reshape_like(l->top[1], x, err));
-  else CT_TRY(grow(l, &sp->prob, &sp->prob_cap, x->count, err));
-  return grow(l, &sp->scratch, &sp->scratch_cap, sp->inner, err);
+  else CT_TRY(ct_layer_grow(l, &sp->prob, &sp->prob_cap, x->count, err));
+  return ct_layer_grow(l, &sp->scratch, &sp->scratch_cap, sp->inner, err);
 }
 
 static float normalizer(const sml_priv *sp, size_t valid) {
@@ -102,59 +88,46 @@ static float *prob_of(ct_layer *l) {
 
 static ct_status sml_forward(ct_layer *l, ct_error *err) {
   sml_priv *sp = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   const size_t C = sp->C, inner = sp->inner;
   float *prob = prob_of(l);
   const float *labels = l->bottom[1]->data;
-  if (C > 0) ct_softmax_forward(sp->outer, C, inner, l->bottom[0]->data, prob, sp->scratch);
+  if (C > 0) d->ops->softmax_forward(d, sp->outer, C, inner, l->bottom[0]->data, prob, sp->scratch);
   double loss = 0.0;
   size_t valid = 0;
-  for (size_t o = 0; o < sp->outer; o++)
-    for (size_t i = 0; i < inner; i++) {
-      const float v = labels[o * inner + i];
-      if (!(v > -2147483648.0f && v < 2147483648.0f))
-        return ct_layer_fail(l, err, CT_EINVAL, "label %g at position %zu is not an integer class", v, o * inner + i);
-      const int lab = (int)v;
-      if (sp->has_ignore && lab == sp->ignore) continue;
-      if (lab < 0 || (size_t)lab >= C)
-        return ct_layer_fail(l, err, CT_EINVAL, "label %d at position %zu is outside [0, %zu)", lab, o * inner + i, C);
-      const float pr = prob[(o * C + (size_t)lab) * inner + i];
-      loss -= log(pr > FLT_MIN ? pr : FLT_MIN);
-      valid++;
-    }
+  ptrdiff_t bad =
+      d->ops->softmax_loss_forward(d, sp->outer, C, inner, prob, labels, sp->has_ignore, sp->ignore, &loss, &valid);
+  if (bad >= 0) {
+    float v;
+    d->ops->download(d, &v, labels + bad, sizeof v);
+    if (!(v > -2147483648.0f && v < 2147483648.0f))
+      return ct_layer_fail(l, err, CT_EINVAL, "label %g at position %td is not an integer class", v, bad);
+    return ct_layer_fail(l, err, CT_EINVAL, "label %d at position %td is outside [0, %zu)", (int)v, bad, C);
+  }
   sp->normalizer = normalizer(sp, valid);
-  l->top[0]->data[0] = (float)(loss / sp->normalizer);
+  float out = (float)(loss / sp->normalizer);
+  d->ops->upload(d, l->top[0]->data, &out, sizeof out);
   return CT_OK;
 }
 
 static void sml_backward(ct_layer *l) {
   sml_priv *sp = l->priv;
+  const ct_driver *d = ct_layer_driver(l);
   /* Labels take no gradient (Caffe refuses to propagate to them); keep their diff defined. */
-  if (l->propagate_down[1]) memset(l->bottom[1]->diff, 0, l->bottom[1]->count * sizeof(float));
+  if (l->propagate_down[1]) d->ops->memset(d, l->bottom[1]->diff, 0, l->bottom[1]->count * sizeof(float));
   if (!l->propagate_down[0]) return;
-  const size_t C = sp->C, inner = sp->inner;
-  const float *prob = prob_of(l), *labels = l->bottom[1]->data;
-  float *dx = l->bottom[0]->diff;
-  const float scale = l->top[0]->diff[0] / sp->normalizer;
-  for (size_t o = 0; o < sp->outer; o++) {
-    const float *restrict po = prob + o * C * inner;
-    float *restrict d = dx + o * C * inner;
-    for (size_t k = 0; k < C * inner; k++) d[k] = po[k] * scale;
-    for (size_t i = 0; i < inner; i++) {
-      const int lab = (int)labels[o * inner + i];
-      if (sp->has_ignore && lab == sp->ignore) {
-        for (size_t c = 0; c < C; c++) d[c * inner + i] = 0.0f;
-      } else {
-        d[(size_t)lab * inner + i] -= scale;
-      }
-    }
-  }
+  float top_diff;
+  d->ops->download(d, &top_diff, l->top[0]->diff, sizeof top_diff);
+  const float scale = top_diff / sp->normalizer;
+  d->ops->softmax_loss_backward(d, sp->outer, sp->C, sp->inner, prob_of(l), l->bottom[1]->data, sp->has_ignore,
+                                sp->ignore, scale, l->bottom[0]->diff);
 }
 
 static void sml_destroy(ct_layer *l) {
   sml_priv *sp = l->priv;
   if (sp) {
-    free(sp->prob);
-    free(sp->scratch);
+    ct_layer_release(l, sp->prob);
+    ct_layer_release(l, sp->scratch);
   }
   free(sp);
   l->priv = NULL;

@@ -1,7 +1,5 @@
 /* Split: hands one bottom to several consumers (the net inserts it where a blob fans out). The
  * tops view the bottom's data; each has its own diff, and backward sums them. */
-#include <string.h>
-
 #include "layers/layer.h"
 
 static ct_status split_setup(ct_layer *l, ct_error *err) {
@@ -30,13 +28,11 @@ static ct_status split_forward(ct_layer *l, ct_error *err) {
 
 static void split_backward(ct_layer *l) {
   if (!l->propagate_down[0]) return;
+  const ct_driver *d = ct_layer_driver(l);
   float *dx = l->bottom[0]->diff;
   size_t n = l->bottom[0]->count;
-  memcpy(dx, l->top[0]->diff, n * sizeof(float));
-  for (int k = 1; k < l->ntop; k++) {
-    const float *dy = l->top[k]->diff;
-    for (size_t i = 0; i < n; i++) dx[i] += dy[i];
-  }
+  d->ops->copy(d, dx, l->top[0]->diff, n * sizeof(float));
+  for (int k = 1; k < l->ntop; k++) d->ops->add(d, n, dx, l->top[k]->diff, dx);
 }
 
 const ct_layer_ops ct_layer_Split = {.type = "Split",

@@ -1,6 +1,8 @@
 /* CcT's convolution by lowering: rearrange a whole partition of the batch so that one GEMM per
  * group does the convolution, then lift the product back to N x K x OH x OW. Device
- * independent: the routines take plain buffers and call the BLAS through src/core/blas.h.
+ * independent: ct_lower_forward_on / ct_lower_backward_on run the steps on a driver (its
+ * conv_lower / conv_lift entries and its GEMM); the lowering and lifting loops over memory the
+ * CPU can address are in lowering/host.h, and the CPU driver's entries run them.
  *
  * Shapes: x N x C x H x W; w K x C/G x kh x kw; b K; y N x K x OH x OW. Channel group g maps
  * input channels [g*C/G, (g+1)*C/G) to outputs [g*K/G, (g+1)*K/G).
@@ -16,6 +18,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+typedef struct ct_driver ct_driver;
 
 typedef struct ct_conv_geom {
   int N, C, H, W; /* input */
@@ -43,12 +47,27 @@ const char *ct_lowering_name(ct_lowering t);
 /* Floats of workspace one partition of nb images needs for type t (forward and backward). */
 size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb);
 
-/* Forward for nb images starting at x (and y): y = conv(x, w) + b (b may be NULL). */
+/* Where the parts of one partition's workspace lie, as offsets in floats from its start:
+ * the lowered data (D; type 3: the input transposed), the lowered kernel (types 2 and 3), the
+ * GEMM product (or dy laid out like it, backward) and the lowered kernel's gradient (types 2
+ * and 3). Parts a type does not use are 0. */
+typedef struct ct_lower_layout {
+  size_t data, kernel, product, kernel_grad;
+} ct_lower_layout;
+ct_lower_layout ct_lower_layout_of(const ct_conv_geom *g, ct_lowering t, int nb);
+
+/* Forward on driver d for nb images starting at x (and y): y = conv(x, w) + b (b may be NULL);
+ * all buffers are d's, ws holds ct_lower_workspace floats. */
+void ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
+                         const float *w, const float *b, float *y, float *ws);
+/* Backward on d for nb images from dy: dx overwritten, dw and db accumulated (+=); any of the
+ * three may be NULL. `reuse`: ws still holds what the forward left there for the same x and w
+ * (CcT's reuse of the forward lowering), so the lowering is not redone. */
+void ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
+                          const float *w, const float *dy, float *dx, float *dw, float *db, float *ws, bool reuse);
+/* The same on the CPU driver (ct_driver_cpu), for host buffers. */
 void ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, const float *b,
                       float *y, float *ws);
-/* Backward for nb images from dy: dx overwritten, dw and db accumulated (+=); any of the three
- * may be NULL. `reuse`: ws still holds what ct_lower_forward left there for the same x and w
- * (CcT's reuse of the forward lowering), so the lowering is not redone. */
 void ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, const float *dy,
                        float *dx, float *dw, float *db, float *ws, bool reuse);
 

@@ -47,6 +47,7 @@ struct ct_net {
   /* CcT's partitions: worker threads shared by the layers */
   ct_pool *pool;
   int partitions;
+  ct_driver *driver; /* the device every layer computes on */
 };
 
 /* ------------------------------------------------------------------ small helpers */
@@ -563,6 +564,7 @@ void ct_net_free(ct_net *net) {
   free(net->source);
   free(net->dir);
   ct_pool_free(net->pool);
+  ct_driver_free(net->driver);
   free(net);
 }
 
@@ -591,6 +593,7 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
   }
   net->partitions = ct_cpu_count();
   if ((st = ct_pool_create(net->partitions, &net->pool, err))) goto fail;
+  if ((st = ct_driver_create("cpu", &net->driver, err))) goto fail;
   if ((st = inputs_as_layer(param, source, &filtered, err))) goto fail;
   for (size_t i = 0; i < param->n_layer; i++) {
     const Caffe__LayerParameter *lp = param->layer[i];
@@ -618,6 +621,7 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
     l->dir = net->dir;
     l->pool = net->pool;
     l->partitions = net->partitions;
+    l->driver = net->driver;
     if (!nl->lp->type) {
       st = ct_fail(err, CT_EINVAL, "%s: layer \"%s\" has no type", source, l->name);
       goto fail;
@@ -767,6 +771,7 @@ ct_status ct_net_set_partitions(ct_net *net, int n, ct_error *err) {
 
 int ct_net_partitions(const ct_net *net) { return net->partitions; }
 ct_pool *ct_net_pool(ct_net *net) { return net->pool; }
+const ct_driver *ct_net_driver(const ct_net *net) { return net->driver; }
 
 double ct_net_layer_flops(const ct_net *net, int i) {
   if (i < 0 || i >= net->nlayers || !net->layers[i].l.ops->flops) return 0;

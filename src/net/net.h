@@ -18,6 +18,8 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
 const char *ct_net_name(const ct_net *net);
 /* The net's worker threads (CcT's partitions), for work outside the layers (the update). */
 struct ct_pool *ct_net_pool(ct_net *net);
+/* The driver the net's layers compute on (owned by the net), for the update of its parameters. */
+const ct_driver *ct_net_driver(const ct_net *net);
 ct_layer *ct_net_layer(ct_net *net, int i);
 
 /* The learnable parameters (owners only; shared copies view them) as ranges of the flat

@@ -539,7 +539,7 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
     if (s->cluster) /* issue 5: exchange gradients, get fresh parameters */
       CT_TRY(ct_cluster_update(s->cluster, s->iter, &rate, err));
     else
-      rate = ct_update_apply(&s->upd, s->iter);
+      rate = ct_update_apply_on(&s->upd, ct_net_driver(s->net), s->iter); /* on the net's device */
     if (display) {
       logf_(s, "Iteration %d, lr = %g", s->iter, rate);
       if (s->cluster) { /* issue 5: this process's traffic since the last display */

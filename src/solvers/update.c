@@ -1,7 +1,7 @@
 /* Caffe 1.0's SGDSolver family: GetLearningRate, ClipGradients, Normalize, Regularize and each
  * rule's ComputeUpdateValue, then Net::Update (data -= diff). The arithmetic follows Caffe's
  * order of operations (float throughout, rates in double as C++'s pow promotes them) so that a
- * run matches Caffe's to float rounding. */
+ * run matches Caffe's to float rounding; the per-element work is the driver's update entry. */
 #include "solvers/update.h"
 
 #include <math.h>
@@ -10,6 +10,7 @@
 
 #include "core/pool.h"
 #include "core/status.h"
+#include "drivers/driver.h"
 
 static const struct {
   const char *name;
@@ -233,92 +234,21 @@ float ct_update_rate(const Caffe__SolverParameter *sp, int iter) {
   return NAN; /* ct_update_init refuses unknown policies */
 }
 
-/* ---------------------------------------------------------------- per-parameter kernels */
+/* ---------------------------------------------------------------- the update, on a driver */
 
-static void scale(size_t n, float *restrict g, float a) {
-  for (size_t i = 0; i < n; i++) g[i] *= a;
-}
-
-static void decay_l2(size_t n, float *restrict g, const float *restrict w, float decay) {
-  for (size_t i = 0; i < n; i++) g[i] += decay * w[i];
-}
-
-static void decay_l1(size_t n, float *restrict g, const float *restrict w, float decay) {
-  for (size_t i = 0; i < n; i++) g[i] += decay * (float)((w[i] > 0.f) - (w[i] < 0.f));
-}
-
-static void rule_sgd(size_t n, float *restrict g, float *restrict h, float lr, float momentum) {
-  for (size_t i = 0; i < n; i++) {
-    float v = momentum * h[i] + lr * g[i];
-    h[i] = v;
-    g[i] = v;
-  }
-}
-
-static void rule_nesterov(size_t n, float *restrict g, float *restrict h, float lr, float momentum) {
-  for (size_t i = 0; i < n; i++) {
-    float prev = h[i];
-    float v = momentum * prev + lr * g[i];
-    h[i] = v;
-    g[i] = (1.f + momentum) * v - momentum * prev;
-  }
-}
-
-static void rule_adagrad(size_t n, float *restrict g, float *restrict h, float lr, float delta) {
-  for (size_t i = 0; i < n; i++) {
-    float v = h[i] + g[i] * g[i];
-    h[i] = v;
-    g[i] = lr * (g[i] / (sqrtf(v) + delta));
-  }
-}
-
-static void rule_rmsprop(size_t n, float *restrict g, float *restrict h, float lr, float decay, float delta) {
-  for (size_t i = 0; i < n; i++) {
-    float v = decay * h[i] + (1.f - decay) * (g[i] * g[i]);
-    h[i] = v;
-    g[i] = lr * (g[i] / (sqrtf(v) + delta));
-  }
-}
-
-/* h: running mean of g², x: running mean of the update's square. */
-static void rule_adadelta(size_t n, float *restrict g, float *restrict h, float *restrict x, float lr,
-                          float momentum, float delta) {
-  for (size_t i = 0; i < n; i++) {
-    float hv = momentum * h[i] + (1.f - momentum) * (g[i] * g[i]);
-    h[i] = hv;
-    float step = g[i] * sqrtf((x[i] + delta) / (hv + delta));
-    x[i] = momentum * x[i] + (1.f - momentum) * (step * step);
-    g[i] = lr * step;
-  }
-}
-
-static void rule_adam(size_t n, float *restrict g, float *restrict m, float *restrict v, float lr_corr,
-                      float beta1, float beta2, float eps) {
-  for (size_t i = 0; i < n; i++) {
-    float mv = beta1 * m[i] + (1.f - beta1) * g[i];
-    float vv = beta2 * v[i] + (1.f - beta2) * (g[i] * g[i]);
-    m[i] = mv;
-    v[i] = vv;
-    g[i] = lr_corr * (mv / (sqrtf(vv) + eps));
-  }
-}
-
-static void subtract(size_t n, float *restrict w, const float *restrict g) {
-  for (size_t i = 0; i < n; i++) w[i] -= g[i];
-}
-
-static void clip_gradients(ct_update_ctx *u) {
+static void clip_gradients(ct_update_ctx *u, const ct_driver *d) {
   const float clip = u->sp->clip_gradients;
   if (clip < 0.f) return; /* Caffe: only a negative value turns clipping off */
   double sumsq = 0.0;
-  for (int p = 0; p < u->nparams; p++) {
-    const float *g = u->diff + u->params[p].offset;
-    for (size_t i = 0; i < u->params[p].count; i++) sumsq += (double)g[i] * g[i];
-  }
+  for (int p = 0; p < u->nparams; p++)
+    sumsq = d->ops->sumsq(d, u->params[p].count, u->diff + u->params[p].offset, sumsq);
   const float norm = (float)sqrt(sumsq);
   if (norm > clip) {
     const float factor = clip / norm;
-    for (int p = 0; p < u->nparams; p++) scale(u->params[p].count, u->diff + u->params[p].offset, factor);
+    for (int p = 0; p < u->nparams; p++) {
+      float *g = u->diff + u->params[p].offset;
+      d->ops->scal(d, u->params[p].count, factor, g, g);
+    }
   }
 }
 
@@ -327,6 +257,7 @@ static void clip_gradients(ct_update_ctx *u) {
  * ranges split across the pool's threads; the result does not depend on the split. */
 typedef struct apply_job {
   const ct_update_ctx *u;
+  const ct_driver *d;
   float rate, adam_corr, accum_norm;
   int l1, parts;
   size_t elems;
@@ -334,30 +265,36 @@ typedef struct apply_job {
 
 #define CT_UPDATE_BLOCK 4096
 
+static ct_update_rule rule_of(ct_solver_type t) {
+  switch (t) {
+    case CT_SOLVER_NESTEROV: return CT_RULE_NESTEROV;
+    case CT_SOLVER_ADAGRAD: return CT_RULE_ADAGRAD;
+    case CT_SOLVER_RMSPROP: return CT_RULE_RMSPROP;
+    case CT_SOLVER_ADADELTA: return CT_RULE_ADADELTA;
+    case CT_SOLVER_ADAM: return CT_RULE_ADAM;
+    default: return CT_RULE_SGD;
+  }
+}
+
 static void apply_block(const apply_job *j, const ct_update_param *pp, size_t lo, size_t n) {
   const ct_update_ctx *u = j->u;
   const Caffe__SolverParameter *sp = u->sp;
   float *w = u->data + pp->offset + lo, *g = u->diff + pp->offset + lo;
   float *h0 = u->history[0] + pp->offset + lo;
   float *h1 = u->nsets > 1 ? u->history[1] + pp->offset + lo : NULL;
-  if (sp->iter_size > 1) scale(n, g, j->accum_norm);
-  const float local_decay = sp->weight_decay * pp->decay_mult;
-  if (local_decay != 0.f) {
-    if (j->l1)
-      decay_l1(n, g, w, local_decay);
-    else
-      decay_l2(n, g, w, local_decay);
-  }
   const float local_rate = j->rate * pp->lr_mult;
-  switch (u->type) {
-    case CT_SOLVER_SGD: rule_sgd(n, g, h0, local_rate, sp->momentum); break;
-    case CT_SOLVER_NESTEROV: rule_nesterov(n, g, h0, local_rate, sp->momentum); break;
-    case CT_SOLVER_ADAGRAD: rule_adagrad(n, g, h0, local_rate, sp->delta); break;
-    case CT_SOLVER_RMSPROP: rule_rmsprop(n, g, h0, local_rate, sp->rms_decay, sp->delta); break;
-    case CT_SOLVER_ADADELTA: rule_adadelta(n, g, h0, h1, local_rate, sp->momentum, sp->delta); break;
-    case CT_SOLVER_ADAM: rule_adam(n, g, h0, h1, local_rate * j->adam_corr, sp->momentum, sp->momentum2, sp->delta); break;
-  }
-  subtract(n, w, g);
+  const ct_update_step step = {
+      .rule = rule_of(u->type),
+      .grad_scale = sp->iter_size > 1 ? j->accum_norm : 1.f,
+      .decay = sp->weight_decay * pp->decay_mult,
+      .l1 = j->l1 != 0,
+      .rate = u->type == CT_SOLVER_ADAM ? local_rate * j->adam_corr : local_rate,
+      .momentum = sp->momentum,
+      .momentum2 = sp->momentum2,
+      .rms_decay = sp->rms_decay,
+      .delta = sp->delta,
+  };
+  j->d->ops->update(j->d, &step, n, w, g, h0, h1);
 }
 
 /* Elements [b, e) of the parameters laid end to end (by count, in parameter order). */
@@ -374,11 +311,13 @@ static void apply_range(void *ctx, int part) {
   }
 }
 
-float ct_update_apply(ct_update_ctx *u, int iter) {
+float ct_update_apply(ct_update_ctx *u, int iter) { return ct_update_apply_on(u, ct_driver_cpu(), iter); }
+
+float ct_update_apply_on(ct_update_ctx *u, const ct_driver *d, int iter) {
   const Caffe__SolverParameter *sp = u->sp;
   const float rate = ct_update_rate(sp, iter);
-  clip_gradients(u);
-  apply_job j = {.u = u, .rate = rate, .adam_corr = 1.f, .accum_norm = 1.f / (float)sp->iter_size};
+  clip_gradients(u, d);
+  apply_job j = {.u = u, .d = d, .rate = rate, .adam_corr = 1.f, .accum_norm = 1.f / (float)sp->iter_size};
   j.l1 = sp->regularization_type && strcmp(sp->regularization_type, "L1") == 0;
   if (u->type == CT_SOLVER_ADAM) {
     const int t = iter + 1;
@@ -389,4 +328,13 @@ float ct_update_apply(ct_update_ctx *u, int iter) {
   j.parts = u->pool && j.elems >= ((size_t)1 << 16) ? ct_pool_size(u->pool) : 1;
   ct_pool_run(j.parts > 1 ? u->pool : NULL, j.parts, apply_range, &j);
   return rate;
+}
+
+/* issue 5 (src/dist): a worker group clips its whole gradient before slicing it for several
+ * servers, with the same rule as ct_update_apply, so every slice gets the global factor.
+ * Declared in src/dist/cluster.h. */
+void ct_update_clip_diff(const ct_update_ctx *u, float *diff) {
+  ct_update_ctx v = *u;
+  v.diff = diff;
+  clip_gradients(&v, ct_driver_cpu());
 }

@@ -12,6 +12,8 @@
 #include "cortado.h"
 #include "cortado.pb-c.h"
 
+typedef struct ct_driver ct_driver;
+
 typedef enum ct_solver_type {
   CT_SOLVER_SGD,
   CT_SOLVER_NESTEROV,
@@ -53,7 +55,11 @@ float ct_update_rate(const Caffe__SolverParameter *sp, int iter);
  * clip gradients by global L2 norm (clip_gradients >= 0; Caffe's default -1 turns it off),
  * divide diffs by iter_size, add weight
  * decay (L2 or L1, times decay_mult), compute the rule's update into diff (times lr_mult), and
- * subtract it from data. Returns the learning rate used. */
+ * subtract it from data. Returns the learning rate used. The arithmetic runs on driver d (whose
+ * memory data, diff and the history must be); ct_update_apply runs it on the CPU driver.
+ * (The driver is an argument rather than a member of ct_update_ctx: the struct's layout is
+ * mirrored through ctypes by tests/py_torch_solvers.py.) */
+float ct_update_apply_on(ct_update_ctx *u, const ct_driver *d, int iter);
 float ct_update_apply(ct_update_ctx *u, int iter);
 
 #endif

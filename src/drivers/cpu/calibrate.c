@@ -1,3 +1,5 @@
+/* The CPU side of the machine: OpenBLAS threading and the one-time calibration behind the CPU
+ * driver's calibration entry (see drivers/cpu.h). */
 #include "drivers/cpu.h"
 
 #include <pthread.h>

@@ -1,0 +1,112 @@
+/* The CPU driver's memory, BLAS and element-wise arithmetic. GEMM, GEMV, dot and asum are
+ * OpenBLAS's (the caller sets its threading: one thread inside a partitioned region). axpy,
+ * scal, sumsq and add/sub/mul are plain loops: they replace loops the layers and the solver
+ * ran, and OpenBLAS's versions would round differently (fused multiply-adds). */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drivers/cpu.h"
+#include "drivers/cpu/kernels.h"
+
+void *ct_cpu_alloc(const ct_driver *d, size_t bytes) {
+  (void)d;
+  if (bytes > (size_t)-1 - 63) return NULL;
+  size_t rounded = bytes ? (bytes + 63) & ~(size_t)63 : 64; /* aligned_alloc wants a multiple */
+  return aligned_alloc(64, rounded);
+}
+
+void ct_cpu_free(const ct_driver *d, void *p) {
+  (void)d;
+  free(p);
+}
+
+void ct_cpu_memset(const ct_driver *d, void *p, int byte, size_t bytes) {
+  (void)d;
+  if (bytes) memset(p, byte, bytes);
+}
+
+void ct_cpu_copy(const ct_driver *d, void *dst, const void *src, size_t bytes) {
+  (void)d;
+  if (bytes) memcpy(dst, src, bytes);
+}
+
+void ct_cpu_copy_2d(const ct_driver *d, size_t rows, size_t row_bytes, void *dst, size_t dst_pitch, const void *src,
+                    size_t src_pitch) {
+  (void)d;
+  if (!row_bytes) return;
+  for (size_t r = 0; r < rows; r++)
+    memcpy((char *)dst + r * dst_pitch, (const char *)src + r * src_pitch, row_bytes);
+}
+
+void ct_cpu_rates(const ct_driver *d, double *gflops, double *gbytes) {
+  (void)d;
+  ct_cpu_calibration(gflops, gbytes);
+}
+
+void ct_cpu_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                 const float *B, float beta, float *C) {
+  (void)d;
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+              alpha, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
+}
+
+void ct_cpu_gemv(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x,
+                 float beta, float *y) {
+  (void)d;
+  cblas_sgemv(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, M, N, alpha, A, N, x, 1, beta, y, 1);
+}
+
+void ct_cpu_axpy(const ct_driver *d, size_t n, float alpha, const float *x, float *y) {
+  (void)d;
+  for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+void ct_cpu_scal(const ct_driver *d, size_t n, float alpha, const float *x, float *y) {
+  (void)d;
+  for (size_t i = 0; i < n; i++) y[i] = x[i] * alpha;
+}
+
+/* OpenBLAS takes an int count: longer vectors go in pieces. */
+#define BLAS_CHUNK ((size_t)1 << 30)
+
+float ct_cpu_dot(const ct_driver *d, size_t n, const float *x, const float *y) {
+  (void)d;
+  float s = 0.0f;
+  for (size_t i = 0; i < n; i += BLAS_CHUNK) {
+    size_t m = n - i < BLAS_CHUNK ? n - i : BLAS_CHUNK;
+    s += cblas_sdot((int)m, x + i, 1, y + i, 1);
+  }
+  return s;
+}
+
+float ct_cpu_asum(const ct_driver *d, size_t n, const float *x) {
+  (void)d;
+  float s = 0.0f;
+  for (size_t i = 0; i < n; i += BLAS_CHUNK) {
+    size_t m = n - i < BLAS_CHUNK ? n - i : BLAS_CHUNK;
+    s += cblas_sasum((int)m, x + i, 1);
+  }
+  return s;
+}
+
+double ct_cpu_sumsq(const ct_driver *d, size_t n, const float *x, double acc) {
+  (void)d;
+  for (size_t i = 0; i < n; i++) acc += (double)x[i] * x[i];
+  return acc;
+}
+
+void ct_cpu_add(const ct_driver *d, size_t n, const float *a, const float *b, float *y) {
+  (void)d;
+  for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+void ct_cpu_sub(const ct_driver *d, size_t n, const float *a, const float *b, float *y) {
+  (void)d;
+  for (size_t i = 0; i < n; i++) y[i] = a[i] - b[i];
+}
+
+void ct_cpu_mul(const ct_driver *d, size_t n, const float *a, const float *b, float *y) {
+  (void)d;
+  for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+}

@@ -1,0 +1,69 @@
+/* The CPU driver's table. The driver keeps no state: OpenBLAS's threading is process-wide (the
+ * partition runner sets it around a parallel region) and the calibration is measured once per
+ * process. So one immutable instance serves every caller. */
+#include "drivers/cpu.h"
+#include "drivers/cpu/kernels.h"
+
+static void cpu_upload(const ct_driver *d, void *dst, const void *src, size_t bytes) {
+  ct_cpu_copy(d, dst, src, bytes);
+}
+static void cpu_download(const ct_driver *d, void *dst, const void *src, size_t bytes) {
+  ct_cpu_copy(d, dst, src, bytes);
+}
+
+static const ct_driver_ops cpu_ops = {
+    .destroy = NULL,
+    .alloc = ct_cpu_alloc,
+    .free = ct_cpu_free,
+    .memset = ct_cpu_memset,
+    .copy = ct_cpu_copy,
+    .copy_2d = ct_cpu_copy_2d,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .calibration = ct_cpu_rates,
+    .gemm = ct_cpu_gemm,
+    .gemv = ct_cpu_gemv,
+    .axpy = ct_cpu_axpy,
+    .scal = ct_cpu_scal,
+    .dot = ct_cpu_dot,
+    .asum = ct_cpu_asum,
+    .sumsq = ct_cpu_sumsq,
+    .add = ct_cpu_add,
+    .sub = ct_cpu_sub,
+    .mul = ct_cpu_mul,
+    .neuron_forward = ct_cpu_neuron_forward,
+    .neuron_backward = ct_cpu_neuron_backward,
+    .prelu_forward = ct_cpu_prelu_forward,
+    .prelu_backward = ct_cpu_prelu_backward,
+    .eltwise_forward = ct_cpu_eltwise_forward,
+    .eltwise_backward = ct_cpu_eltwise_backward,
+    .bias_forward = ct_cpu_bias_forward,
+    .scale_forward = ct_cpu_scale_forward,
+    .scale_backward = ct_cpu_scale_backward,
+    .batchnorm_forward = ct_cpu_batchnorm_forward,
+    .batchnorm_backward = ct_cpu_batchnorm_backward,
+    .conv_lower = ct_cpu_conv_lower,
+    .conv_lift = ct_cpu_conv_lift,
+    .conv_lift_grad = ct_cpu_conv_lift_grad,
+    .conv_bias_grad = ct_cpu_conv_bias_grad,
+    .conv_lower_grad = ct_cpu_conv_lower_grad,
+    .pool_forward = ct_cpu_pool_forward,
+    .pool_backward = ct_cpu_pool_backward,
+    .lrn_forward = ct_cpu_lrn_forward,
+    .lrn_backward = ct_cpu_lrn_backward,
+    .softmax_forward = ct_cpu_softmax_forward,
+    .softmax_backward = ct_cpu_softmax_backward,
+    .softmax_loss_forward = ct_cpu_softmax_loss_forward,
+    .softmax_loss_backward = ct_cpu_softmax_loss_backward,
+    .sigmoid_xent_forward = ct_cpu_sigmoid_xent_forward,
+    .sigmoid_xent_backward = ct_cpu_sigmoid_xent_backward,
+    .accuracy = ct_cpu_accuracy,
+    .argmax = ct_cpu_argmax,
+    .update = ct_cpu_update,
+};
+
+static const ct_driver cpu_driver = {.ops = &cpu_ops, .device = "cpu", .index = 0, .ctx = NULL};
+
+const ct_driver *ct_driver_cpu(void) { return &cpu_driver; }
+
+const ct_driver_ops *ct_driver_cpu_ops(void) { return &cpu_ops; }

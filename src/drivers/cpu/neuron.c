@@ -1,0 +1,301 @@
+/* The CPU driver's element-wise layers: the neuron activations (each a forward and a backward
+ * kernel over n elements), PReLU and Eltwise. */
+#include <math.h>
+#include <string.h>
+
+#include "drivers/cpu/kernels.h"
+
+/* ---------------------------------------------------------------- ReLU */
+
+static void relu_fwd(const ct_neuron *p, const float *x, float *y, size_t n) {
+  float s = p->negative_slope;
+  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : s * x[i];
+}
+
+/* x > 0 exactly when y > 0 for a slope >= 0 (x = 0 gives y = 0 and the slope either way). */
+static void relu_bwd(const ct_neuron *p, const float *x, const float *y, const float *dy, float *dx, size_t n) {
+  (void)y;
+  float s = p->negative_slope;
+  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : s * dy[i];
+}
+
+/* ---------------------------------------------------------------- ELU */
+
+static void elu_fwd(const ct_neuron *p, const float *x, float *y, size_t n) {
+  float a = p->alpha;
+  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : a * expm1f(x[i]);
+}
+
+/* For x <= 0, f'(x) = alpha * e^x = y + alpha; y > 0 exactly when x > 0 for alpha >= 0. */
+static void elu_bwd(const ct_neuron *p, const float *x, const float *y, const float *dy, float *dx, size_t n) {
+  float a = p->alpha;
+  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : dy[i] * (y[i] + a);
+}
+
+/* ---------------------------------------------------------------- Sigmoid */
+
+static void sigmoid_fwd(const ct_neuron *p, const float *x, float *y, size_t n) {
+  (void)p;
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i];
+    if (v >= 0) {
+      y[i] = 1.0f / (1.0f + expf(-v));
+    } else {
+      float e = expf(v); /* no overflow for very negative inputs */
+      y[i] = e / (1.0f + e);
+    }
+  }
+}
+
+static void sigmoid_bwd(const ct_neuron *p, const float *x, const float *y, const float *dy, float *dx, size_t n) {
+  (void)p;
+  (void)x;
+  for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+/* ---------------------------------------------------------------- TanH */
+
+static void tanh_fwd(const ct_neuron *p, const float *x, float *y, size_t n) {
+  (void)p;
+  for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+}
+
+static void tanh_bwd(const ct_neuron *p, const float *x, const float *y, const float *dy, float *dx, size_t n) {
+  (void)p;
+  (void)x;
+  for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+/* ---------------------------------------------------------------- AbsVal */
+
+static void abs_fwd(const ct_neuron *p, const float *x, float *y, size_t n) {
+  (void)p;
+  for (size_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
+}
+
+static void abs_bwd(const ct_neuron *p, const float *x, const float *y, const float *dy, float *dx, size_t n) {
+  (void)p;
+  (void)y;
+  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : x[i] < 0 ? -dy[i] : 0.0f;
+}
+
+/* ---------------------------------------------------------------- Power: y = (shift + scale x)^power */
+
+static void power_fwd(const ct_neuron *p, const float *x, float *y, size_t n) {
+  float a = p->scale, b = p->shift, e = p->power;
+  if (e * a == 0) {
+    /* y does not depend on x (Caffe's special case: power 0 gives 1 even for a zero base). */
+    float c = e == 0 ? 1.0f : powf(b, e);
+    for (size_t i = 0; i < n; i++) y[i] = c;
+  } else if (e == 1) {
+    for (size_t i = 0; i < n; i++) y[i] = a * x[i] + b;
+  } else if (e == 2) {
+    for (size_t i = 0; i < n; i++) {
+      float u = a * x[i] + b;
+      y[i] = u * u;
+    }
+  } else {
+    for (size_t i = 0; i < n; i++) y[i] = powf(a * x[i] + b, e);
+  }
+}
+
+static void power_bwd(const ct_neuron *p, const float *x, const float *y, const float *dy, float *dx, size_t n) {
+  (void)y;
+  float a = p->scale, b = p->shift, e = p->power, d = e * a; /* dy/dx = d * (a x + b)^(e - 1) */
+  if (d == 0) {
+    for (size_t i = 0; i < n; i++) dx[i] = 0;
+  } else if (e == 1) {
+    for (size_t i = 0; i < n; i++) dx[i] = d * dy[i];
+  } else if (e == 2) {
+    for (size_t i = 0; i < n; i++) dx[i] = d * (a * x[i] + b) * dy[i];
+  } else {
+    for (size_t i = 0; i < n; i++) dx[i] = d * powf(a * x[i] + b, e - 1) * dy[i];
+  }
+}
+
+/* ---------------------------------------------------------------- Exp: y = base^(shift + scale x) */
+
+static void exp_fwd(const ct_neuron *p, const float *x, float *y, size_t n) {
+  float in = p->inner_scale, out = p->outer_scale;
+  for (size_t i = 0; i < n; i++) y[i] = out * expf(in * x[i]);
+}
+
+static void exp_bwd(const ct_neuron *p, const float *x, const float *y, const float *dy, float *dx, size_t n) {
+  (void)x;
+  float in = p->inner_scale;
+  for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * in;
+}
+
+/* ---------------------------------------------------------------- Log: y = log_base(shift + scale x) */
+
+static void log_fwd(const ct_neuron *p, const float *x, float *y, size_t n) {
+  float a = p->scale, b = p->shift, c = p->base_scale;
+  for (size_t i = 0; i < n; i++) y[i] = c * logf(a * x[i] + b);
+}
+
+static void log_bwd(const ct_neuron *p, const float *x, const float *y, const float *dy, float *dx, size_t n) {
+  (void)y;
+  float a = p->scale, b = p->shift, num = a * p->base_scale;
+  for (size_t i = 0; i < n; i++) dx[i] = dy[i] * num / (a * x[i] + b);
+}
+
+/* ---------------------------------------------------------------- BNLL: y = log(1 + e^x) */
+
+static void bnll_fwd(const ct_neuron *p, const float *x, float *y, size_t n) {
+  (void)p;
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i];
+    y[i] = v > 0 ? v + log1pf(expf(-v)) : log1pf(expf(v));
+  }
+}
+
+/* f'(x) = sigmoid(x) = 1 - e^-y, computed from y alone. */
+static void bnll_bwd(const ct_neuron *p, const float *x, const float *y, const float *dy, float *dx, size_t n) {
+  (void)p;
+  (void)x;
+  for (size_t i = 0; i < n; i++) dx[i] = -expm1f(-y[i]) * dy[i];
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+void ct_cpu_neuron_forward(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, float *y) {
+  (void)d;
+  switch (p->kind) {
+    case CT_NEURON_RELU: relu_fwd(p, x, y, n); break;
+    case CT_NEURON_ELU: elu_fwd(p, x, y, n); break;
+    case CT_NEURON_SIGMOID: sigmoid_fwd(p, x, y, n); break;
+    case CT_NEURON_TANH: tanh_fwd(p, x, y, n); break;
+    case CT_NEURON_ABSVAL: abs_fwd(p, x, y, n); break;
+    case CT_NEURON_POWER: power_fwd(p, x, y, n); break;
+    case CT_NEURON_EXP: exp_fwd(p, x, y, n); break;
+    case CT_NEURON_LOG: log_fwd(p, x, y, n); break;
+    case CT_NEURON_BNLL: bnll_fwd(p, x, y, n); break;
+  }
+}
+
+void ct_cpu_neuron_backward(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, const float *y,
+                            const float *dy, float *dx) {
+  (void)d;
+  switch (p->kind) {
+    case CT_NEURON_RELU: relu_bwd(p, x, y, dy, dx, n); break;
+    case CT_NEURON_ELU: elu_bwd(p, x, y, dy, dx, n); break;
+    case CT_NEURON_SIGMOID: sigmoid_bwd(p, x, y, dy, dx, n); break;
+    case CT_NEURON_TANH: tanh_bwd(p, x, y, dy, dx, n); break;
+    case CT_NEURON_ABSVAL: abs_bwd(p, x, y, dy, dx, n); break;
+    case CT_NEURON_POWER: power_bwd(p, x, y, dy, dx, n); break;
+    case CT_NEURON_EXP: exp_bwd(p, x, y, dy, dx, n); break;
+    case CT_NEURON_LOG: log_bwd(p, x, y, dy, dx, n); break;
+    case CT_NEURON_BNLL: bnll_bwd(p, x, y, dy, dx, n); break;
+  }
+}
+
+/* ---------------------------------------------------------------- PReLU */
+
+void ct_cpu_prelu_forward(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
+                          const float *a, float *y) {
+  (void)d;
+  for (size_t n = 0; n < N; n++)
+    for (size_t c = 0; c < C; c++) {
+      float s = a[shared ? 0 : c];
+      size_t o = (n * C + c) * D;
+      for (size_t i = o; i < o + D; i++) y[i] = x[i] > 0 ? x[i] : s * x[i];
+    }
+}
+
+/* The slope gradient first: in place, dx overwrites dy. */
+void ct_cpu_prelu_backward(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
+                           const float *dy, const float *a, float *dx, float *da) {
+  (void)d;
+  if (da) {
+    for (size_t c = 0; c < C; c++) {
+      double g = 0;
+      for (size_t n = 0; n < N; n++) {
+        size_t o = (n * C + c) * D;
+        for (size_t i = o; i < o + D; i++)
+          if (x[i] <= 0) g += (double)dy[i] * x[i];
+      }
+      da[shared ? 0 : c] += (float)g;
+    }
+  }
+  if (dx) {
+    for (size_t n = 0; n < N; n++)
+      for (size_t c = 0; c < C; c++) {
+        float s = a[shared ? 0 : c];
+        size_t o = (n * C + c) * D;
+        for (size_t i = o; i < o + D; i++) dx[i] = x[i] > 0 ? dy[i] : s * dy[i];
+      }
+  }
+}
+
+/* ---------------------------------------------------------------- Eltwise */
+
+void ct_cpu_eltwise_forward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *xs,
+                            const float *coeff, float *y, int *winner) {
+  (void)d;
+  switch (op) {
+    case CT_ELTWISE_PROD:
+      memcpy(y, xs[0], n * sizeof(float));
+      for (int k = 1; k < nx; k++) {
+        const float *x = xs[k];
+        for (size_t i = 0; i < n; i++) y[i] *= x[i];
+      }
+      break;
+    case CT_ELTWISE_SUM:
+      memset(y, 0, n * sizeof(float));
+      for (int k = 0; k < nx; k++) {
+        const float *x = xs[k];
+        float c = coeff ? coeff[k] : 1.0f;
+        for (size_t i = 0; i < n; i++) y[i] += c * x[i];
+      }
+      break;
+    case CT_ELTWISE_MAX: {
+      int *w = winner;
+      const float *x0 = xs[0], *x1 = xs[1];
+      for (size_t i = 0; i < n; i++) {
+        bool first = x0[i] > x1[i];
+        y[i] = first ? x0[i] : x1[i];
+        w[i] = first ? 0 : 1;
+      }
+      for (int k = 2; k < nx; k++) {
+        const float *x = xs[k];
+        for (size_t i = 0; i < n; i++)
+          if (x[i] > y[i]) {
+            y[i] = x[i];
+            w[i] = k;
+          }
+      }
+      break;
+    }
+  }
+}
+
+void ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *xs, int k,
+                             const float *coeff, bool stable_prod, const float *y, const float *dy, const int *winner,
+                             float *dx) {
+  (void)d;
+  switch (op) {
+    case CT_ELTWISE_PROD:
+      if (stable_prod) {
+        for (size_t i = 0; i < n; i++) dx[i] = dy[i];
+        for (int j = 0; j < nx; j++) {
+          if (j == k) continue;
+          const float *x = xs[j];
+          for (size_t i = 0; i < n; i++) dx[i] *= x[i];
+        }
+      } else {
+        const float *x = xs[k];
+        for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] / x[i];
+      }
+      break;
+    case CT_ELTWISE_SUM: {
+      float c = coeff ? coeff[k] : 1.0f;
+      for (size_t i = 0; i < n; i++) dx[i] = c * dy[i];
+      break;
+    }
+    case CT_ELTWISE_MAX: {
+      const int *w = winner;
+      for (size_t i = 0; i < n; i++) dx[i] = w[i] == k ? dy[i] : 0.0f;
+      break;
+    }
+  }
+}

@@ -1,0 +1,282 @@
+/* The driver: one device's primitives as a vtable plus a context (CcT's DeviceDriver, ggml's
+ * backend). Layers (src/layers/), the lowering (src/lowering/) and the solver update
+ * (src/solvers/update.c) do all their arithmetic through it, so a second device is a second
+ * table, not a second copy of the layers. The CPU driver (src/drivers/cpu/) runs on OpenBLAS.
+ *
+ * The contract of every entry:
+ *  - float and int buffers passed to an entry are the driver's memory (from its alloc, or the
+ *    net's tensors on its device); only upload's source and download's destination are host
+ *    memory. Geometry structs, scalars, pointer arrays (not what they point to) and results
+ *    returned through scalar pointers (loss, counts) are on the host.
+ *  - sizes count elements (floats) unless they are named bytes; buffers are dense and row-major.
+ *  - an output may alias an input only where the entry says so.
+ *  - entries allocate nothing and cannot fail: the layer checks shapes in reshape and sizes
+ *    every buffer there. Only alloc can fail (it returns NULL).
+ *  - entries run on the calling thread, and several threads may call them at once on disjoint
+ *    outputs: a layer splits its work across CcT's partitions (ct_partition_run and
+ *    ct_parallel_for, src/sched/partition.c) and calls the driver on each partition's slice.
+ * Accumulating outputs (+=) say so; everything else is overwritten. */
+#ifndef CT_DRIVER_H
+#define CT_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cortado.h"
+#include "lowering/lowering.h"
+
+typedef struct ct_driver ct_driver;
+
+/* ---------------------------------------------------------------- parameter structs */
+
+/* The element-wise neuron activations (Caffe's NeuronLayer family). */
+typedef enum ct_neuron_kind {
+  CT_NEURON_RELU,    /* y = x > 0 ? x : negative_slope x */
+  CT_NEURON_ELU,     /* y = x > 0 ? x : alpha (e^x - 1) */
+  CT_NEURON_SIGMOID, /* y = 1 / (1 + e^-x) */
+  CT_NEURON_TANH,
+  CT_NEURON_ABSVAL,
+  CT_NEURON_POWER, /* y = (shift + scale x)^power */
+  CT_NEURON_EXP,   /* y = outer_scale e^(inner_scale x) */
+  CT_NEURON_LOG,   /* y = base_scale ln(shift + scale x) */
+  CT_NEURON_BNLL   /* y = ln(1 + e^x) */
+} ct_neuron_kind;
+
+typedef struct ct_neuron {
+  ct_neuron_kind kind;
+  float negative_slope;           /* ReLU */
+  float alpha;                    /* ELU */
+  float power, scale, shift;      /* Power; Log uses scale and shift too */
+  float inner_scale, outer_scale; /* Exp */
+  float base_scale;               /* Log: 1 / ln(base) */
+} ct_neuron;
+
+typedef enum ct_eltwise_op { CT_ELTWISE_PROD, CT_ELTWISE_SUM, CT_ELTWISE_MAX } ct_eltwise_op;
+
+/* BatchNorm over x as N x C x S (S: the product of the axes after 1). */
+typedef struct ct_batchnorm {
+  size_t N, C, S;
+  bool global; /* normalise by the stored statistics instead of the batch's */
+  float maf;   /* moving_average_fraction */
+  float eps;
+} ct_batchnorm;
+
+typedef enum ct_pool_method { CT_POOL_MAX, CT_POOL_AVE, CT_POOL_STOCHASTIC } ct_pool_method;
+
+/* One pooled plane: H x W in, OH x OW out. */
+typedef struct ct_pool_geom {
+  ct_pool_method method;
+  int H, W, OH, OW;
+  int kh, kw, sh, sw, ph, pw;
+} ct_pool_geom;
+
+/* LRN over images of C x H x W (size odd; see src/layers/lrn.c for the two regions). */
+typedef struct ct_lrn_geom {
+  bool across; /* ACROSS_CHANNELS, else WITHIN_CHANNEL */
+  int size;
+  float alpha, beta, k;
+  int C, H, W;
+} ct_lrn_geom;
+
+/* One entry of ArgMax's ranking. */
+typedef struct ct_rank_entry {
+  float value;
+  int index;
+} ct_rank_entry;
+
+typedef enum ct_update_rule {
+  CT_RULE_SGD,
+  CT_RULE_NESTEROV,
+  CT_RULE_ADAGRAD,
+  CT_RULE_RMSPROP,
+  CT_RULE_ADADELTA,
+  CT_RULE_ADAM
+} ct_update_rule;
+
+/* One update of a parameter range (Caffe's Normalize, Regularize, ComputeUpdateValue, Update). */
+typedef struct ct_update_step {
+  ct_update_rule rule;
+  float grad_scale; /* the gradient is first multiplied by this (1 / iter_size) unless it is 1 */
+  float decay;      /* weight decay times decay_mult; 0: none */
+  bool l1;          /* L1 decay, else L2 */
+  float rate;       /* learning rate times lr_mult (times Adam's bias correction) */
+  float momentum;   /* SGD, Nesterov, AdaDelta; Adam's beta1 */
+  float momentum2;  /* Adam's beta2 */
+  float rms_decay;  /* RMSProp */
+  float delta;      /* AdaGrad, RMSProp, AdaDelta; Adam's epsilon */
+} ct_update_step;
+
+/* ---------------------------------------------------------------- the vtable */
+
+typedef struct ct_driver_ops {
+  /* Releases d->ctx (not d itself); may be NULL. */
+  void (*destroy)(ct_driver *d);
+
+  /* ---- memory. alloc: 64-byte aligned, NULL when out of memory; free(NULL) is a no-op. copy
+   * and copy_2d move within the device (regions must not overlap); upload copies host to
+   * device, download device to host. copy_2d moves `rows` rows of row_bytes each between
+   * pitched buffers (pitches in bytes). */
+  void *(*alloc)(const ct_driver *d, size_t bytes);
+  void (*free)(const ct_driver *d, void *p);
+  void (*memset)(const ct_driver *d, void *p, int byte, size_t bytes);
+  void (*copy)(const ct_driver *d, void *dst, const void *src, size_t bytes);
+  void (*copy_2d)(const ct_driver *d, size_t rows, size_t row_bytes, void *dst, size_t dst_pitch, const void *src,
+                  size_t src_pitch);
+  void (*upload)(const ct_driver *d, void *dst, const void *host_src, size_t bytes);
+  void (*download)(const ct_driver *d, void *host_dst, const void *src, size_t bytes);
+
+  /* The rate one partition sees (GFLOP/s of a single-threaded SGEMM, GB/s of a large copy),
+   * measured once, for the lowering cost model. */
+  void (*calibration)(const ct_driver *d, double *gflops, double *gbytes);
+
+  /* ---- BLAS, row-major. gemm: C (M x N) = alpha op(A) op(B) + beta C, op(A) M x K, op(B)
+   * K x N, all contiguous. gemv: y = alpha op(A) x + beta y, A M x N. */
+  void (*gemm)(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+               const float *B, float beta, float *C);
+  void (*gemv)(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x, float beta,
+               float *y);
+  void (*axpy)(const ct_driver *d, size_t n, float alpha, const float *x, float *y); /* y += alpha x */
+  void (*scal)(const ct_driver *d, size_t n, float alpha, const float *x, float *y); /* y = alpha x; x may be y */
+  float (*dot)(const ct_driver *d, size_t n, const float *x, const float *y);
+  float (*asum)(const ct_driver *d, size_t n, const float *x); /* sum |x| */
+  /* acc + sum of x^2, accumulated in double in index order from acc (so a sum over several
+   * ranges, each starting from the last one's result, is one running sum). */
+  double (*sumsq)(const ct_driver *d, size_t n, const float *x, double acc);
+
+  /* ---- element-wise. y = a + b, a - b, a * b; y may be a or b. */
+  void (*add)(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
+  void (*sub)(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
+  void (*mul)(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
+  /* y = f(x), x may be y. Backward: dx = dy f'(x); x is the input, or y itself when the layer
+   * ran in place and f allows it (ReLU and ELU with a slope/alpha >= 0, Sigmoid, TanH, Exp,
+   * BNLL read only y, or x's sign); dy may be dx. */
+  void (*neuron_forward)(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, float *y);
+  void (*neuron_backward)(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, const float *y,
+                          const float *dy, float *dx);
+  /* PReLU over N x C x D with slopes a (C of them, or one when shared): y = x > 0 ? x : a x.
+   * Backward: da += sum of dy x over x <= 0 (da may be NULL), then dx (may be NULL, may be dy). */
+  void (*prelu_forward)(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
+                        const float *a, float *y);
+  void (*prelu_backward)(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
+                         const float *dy, const float *a, float *dx, float *da);
+  /* Eltwise over nx >= 2 inputs x[0..nx) of n each: PROD, SUM (coeff: nx factors, NULL for all
+   * 1) or MAX (winner[i]: the input that won, the later of the first two on a tie, the earlier
+   * after that). Backward writes input k's gradient dx (PROD: the product of the other inputs
+   * when stable_prod, else y / x[k]). y is not one of the inputs. */
+  void (*eltwise_forward)(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x,
+                          const float *coeff, float *y, int *winner);
+  void (*eltwise_backward)(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x, int k,
+                           const float *coeff, bool stable_prod, const float *y, const float *dy, const int *winner,
+                           float *dx);
+  /* Broadcasts over x as outer x dim x inner, the operand indexed by dim. bias: y = x + b (x
+   * may be y). scale: y = x s + b (b NULL reads as 0; x is not y). scale_backward: ds += sum of
+   * dy x and db += sum of dy over outer and inner (either may be NULL; x is read only for ds),
+   * then dx = dy s (dx may be NULL, may be dy). */
+  void (*bias_forward)(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *b,
+                       float *y);
+  void (*scale_forward)(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *s,
+                        const float *b, float *y);
+  void (*scale_backward)(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *dy,
+                         const float *s, float *ds, float *db, float *dx);
+  /* BatchNorm forward: mean and std (C each) from the batch, updating the running sums (C, C
+   * and one factor; Caffe's rule), or from the running sums when global; then y = xnorm =
+   * (x - mean) / std (x may be y). Backward: dx from dy and xnorm (dy may be dx). */
+  void (*batchnorm_forward)(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y, float *xnorm,
+                            float *mean, float *std, float *run_mean, float *run_var, float *run_factor);
+  void (*batchnorm_backward)(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *xnorm,
+                             const float *std, float *dx);
+
+  /* ---- CcT's lowering for type t over nb images (lowering.h: shapes; ct_lower_layout: where
+   * the parts of ws lie). The GEMMs between these steps are the caller's (ct_lower_forward_on).
+   * lower: x into the lowered data and, types 2 and 3, w into the lowered kernel.
+   * lift: the GEMM product in ws into y, plus b (b may be NULL); POINTWISE: y += b.
+   * lift_grad: the adjoint of lift: dy laid out as the GEMM product in ws (not POINTWISE).
+   * bias_grad: db += the sum of dy per output channel (type 1 reads dy as lift_grad left it).
+   * lower_grad: the adjoint of lower: dx = the lowered data gradient lifted back (overwritten),
+   *   dw += the lowered kernel gradient (types 2 and 3); either may be NULL. */
+  void (*conv_lower)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w,
+                     float *ws);
+  void (*conv_lift)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *ws, const float *b,
+                    float *y);
+  void (*conv_lift_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
+                         float *ws);
+  void (*conv_bias_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
+                         const float *ws, float *db);
+  void (*conv_lower_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *ws,
+                          float *dx, float *dw);
+
+  /* ---- pooling over `planes` planes. Forward: y; MAX also argmax (the flat index h W + w of
+   * each output's maximum in its plane, -1 for an empty window) and, when mask is not NULL,
+   * the same as floats. Backward: dx (overwritten) from dy (x is read for STOCHASTIC only,
+   * argmax for MAX only). */
+  void (*pool_forward)(const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, float *y, int *argmax,
+                       float *mask);
+  void (*pool_backward)(const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, const float *dy,
+                        const int *argmax, float *dx);
+
+  /* ---- LRN over nimg images (x is not y). Forward also writes scale (s) and spow (s^-beta),
+   * image-shaped, for backward. tmp: H W floats (WITHIN) or C H W (ACROSS) of scratch. */
+  void (*lrn_forward)(const ct_driver *d, const ct_lrn_geom *g, size_t nimg, const float *x, float *y, float *scale,
+                      float *spow, float *tmp);
+  void (*lrn_backward)(const ct_driver *d, const ct_lrn_geom *g, size_t nimg, const float *x, const float *y,
+                       const float *dy, const float *scale, const float *spow, float *dx, float *tmp);
+
+  /* ---- softmax over C of outer x C x inner, numerically stable; x may be y, dy may be dx.
+   * scratch: inner floats. Backward: dx = y (dy - sum over C of dy y). */
+  void (*softmax_forward)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *x, float *y,
+                          float *scratch);
+  void (*softmax_backward)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *y, const float *dy,
+                           float *dx, float *scratch);
+
+  /* ---- losses and evaluation. Labels are floats holding class numbers; has_ignore skips the
+   * positions labelled `ignore`. Entries that validate labels return the position of the first
+   * invalid one (the caller reports it), else -1. */
+  /* *loss = sum of -ln(max(prob at the label, FLT_MIN)) over the outer x inner positions (in
+   * double), *valid = the positions counted. A label must be an integer in [0, C). */
+  ptrdiff_t (*softmax_loss_forward)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
+                                    const float *labels, bool has_ignore, int ignore, double *loss, size_t *valid);
+  /* dx = scale (prob - onehot(label)), 0 at ignored positions. */
+  void (*softmax_loss_backward)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
+                                const float *labels, bool has_ignore, int ignore, float scale, float *dx);
+  /* sig = the logistic of x; *loss = the cross-entropy against targets t summed in double,
+   * *valid = the elements counted (ignore compares (int)t). Backward: dx = w (sig - t), 0 where
+   * ignored. */
+  void (*sigmoid_xent_forward)(const ct_driver *d, size_t n, const float *x, const float *t, bool has_ignore,
+                               int ignore, float *sig, double *loss, size_t *valid);
+  void (*sigmoid_xent_backward)(const ct_driver *d, size_t n, const float *sig, const float *t, bool has_ignore,
+                                int ignore, float w, float *dx);
+  /* Top-k accuracy over outer x C x inner scores (ties rank against the true class): *hits and
+   * *counted; per_class (C, may be NULL) gets the accuracy per class, with class_count (C) as
+   * scratch. A label must lie in [0, C). */
+  ptrdiff_t (*accuracy)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *score,
+                        const float *labels, int top_k, bool has_ignore, int ignore, float *per_class,
+                        size_t *class_count, size_t *hits, size_t *counted);
+  /* ArgMax: for each of outer x stride positions, the top_k of its dim entries (stride apart)
+   * by value descending, ties by index descending. has_axis: y is outer x top_k x stride of
+   * indices (or values with out_max_val); else y is outer x top_k indices, or outer x 2 x top_k
+   * (indices, then values) with out_max_val. scratch: dim entries. */
+  void (*argmax)(const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val,
+                 bool has_axis, const float *x, float *y, ct_rank_entry *scratch);
+
+  /* ---- the solver: one update of n parameters w with gradients g (left holding the step
+   * taken) and history h0 (and h1 for AdaDelta and Adam). */
+  void (*update)(const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0, float *h1);
+} ct_driver_ops;
+
+struct ct_driver {
+  const ct_driver_ops *ops;
+  const char *device; /* "cpu", "cuda" */
+  int index;          /* which device of that kind (0 for the CPU) */
+  void *ctx;          /* the driver's own state; NULL for the CPU driver */
+};
+
+/* Creates the driver for `device` ("cpu", NULL meaning "cpu"); a device this build cannot drive
+ * is CT_EUNSUPPORTED. The caller frees it with ct_driver_free (NULL is a no-op). */
+ct_status ct_driver_create(const char *device, ct_driver **out, ct_error *err);
+void ct_driver_free(ct_driver *d);
+
+/* The CPU driver shared by code that runs outside a net (a single layer under test, an update
+ * context of its own, ct_lower_forward). It has no state; never free it. */
+const ct_driver *ct_driver_cpu(void);
+
+#endif

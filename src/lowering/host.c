@@ -1,0 +1,408 @@
+/* Lowering types 1, 2 and 3 and the 1x1 path: the loops of each step over a partition of nb
+ * images (see lowering.h for the shapes and host.h for the steps). Every routine reads and
+ * writes plain row-major buffers. */
+#include "lowering/host.h"
+
+#include <string.h>
+
+/* The output columns ox whose input column ix = ox*s + off lies in [0, W): [*lo, *hi). */
+static void valid_range(int OW, int W, int s, int off, int *lo, int *hi) {
+  int a = off >= 0 ? 0 : (-off + s - 1) / s;
+  int b = off > W - 1 ? 0 : (W - 1 - off) / s + 1;
+  if (b > OW) b = OW;
+  if (a > b) a = b;
+  *lo = a;
+  *hi = b;
+}
+
+/* dst[ox] = src[ox*s + off] for valid ox, 0 elsewhere (src is one input row of width W). */
+static inline void gather_row(float *restrict dst, const float *restrict src, int OW, int W, int s, int off) {
+  int lo, hi;
+  valid_range(OW, W, s, off, &lo, &hi);
+  for (int o = 0; o < lo; o++) dst[o] = 0;
+  if (s == 1) {
+    memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof(float));
+  } else {
+    for (int o = lo; o < hi; o++) dst[o] = src[o * s + off];
+  }
+  for (int o = hi; o < OW; o++) dst[o] = 0;
+}
+
+/* dst[ox*s + off] += src[ox] for valid ox. */
+static inline void scatter_add_row(float *restrict dst, const float *restrict src, int OW, int W, int s, int off) {
+  int lo, hi;
+  valid_range(OW, W, s, off, &lo, &hi);
+  if (s == 1) {
+    for (int o = lo; o < hi; o++) dst[o + off] += src[o];
+  } else {
+    for (int o = lo; o < hi; o++) dst[o * s + off] += src[o];
+  }
+}
+
+/* db[k] += the sum of dy over images and positions (the layout of y: nb x K x OH x OW). */
+static void bias_grad(const ct_conv_geom *g, int nb, const float *dy, float *db) {
+  const size_t P = (size_t)g->OH * g->OW;
+  for (int n = 0; n < nb; n++)
+    for (int k = 0; k < g->K; k++) {
+      const float *restrict d = dy + ((size_t)n * g->K + k) * P;
+      float s = 0;
+      for (size_t p = 0; p < P; p++) s += d[p];
+      db[k] += s;
+    }
+}
+
+/* ================================================================ type 1 */
+
+/* D[(c,ky,kx)][(img,oy,ox)] = x[img][c][oy*sh-ph+ky*dh][ox*sw-pw+kx*dw] (0 outside). */
+static void lower1(const ct_conv_geom *g, int nb, const float *x, float *D) {
+  const size_t HW = (size_t)g->H * g->W, P = (size_t)g->OH * g->OW, cols = (size_t)nb * P;
+  for (int c = 0; c < g->C; c++)
+    for (int ky = 0; ky < g->kh; ky++)
+      for (int kx = 0; kx < g->kw; kx++) {
+        float *row = D + ((size_t)(c * g->kh + ky) * g->kw + kx) * cols;
+        const int off = kx * g->dw - g->pw;
+        for (int n = 0; n < nb; n++) {
+          const float *xi = x + ((size_t)n * g->C + c) * HW;
+          for (int oy = 0; oy < g->OH; oy++) {
+            float *dst = row + (size_t)n * P + (size_t)oy * g->OW;
+            int iy = oy * g->sh - g->ph + ky * g->dh;
+            if (iy < 0 || iy >= g->H)
+              memset(dst, 0, (size_t)g->OW * sizeof(float));
+            else
+              gather_row(dst, xi + (size_t)iy * g->W, g->OW, g->W, g->sw, off);
+          }
+        }
+      }
+}
+
+/* The adjoint of lower1: dx += D scattered back (dx must be zeroed by the caller). */
+static void lift_back1(const ct_conv_geom *g, int nb, const float *D, float *dx) {
+  const size_t HW = (size_t)g->H * g->W, P = (size_t)g->OH * g->OW, cols = (size_t)nb * P;
+  for (int c = 0; c < g->C; c++)
+    for (int ky = 0; ky < g->kh; ky++)
+      for (int kx = 0; kx < g->kw; kx++) {
+        const float *row = D + ((size_t)(c * g->kh + ky) * g->kw + kx) * cols;
+        const int off = kx * g->dw - g->pw;
+        for (int n = 0; n < nb; n++) {
+          float *xi = dx + ((size_t)n * g->C + c) * HW;
+          for (int oy = 0; oy < g->OH; oy++) {
+            int iy = oy * g->sh - g->ph + ky * g->dh;
+            if (iy < 0 || iy >= g->H) continue;
+            scatter_add_row(xi + (size_t)iy * g->W, row + (size_t)n * P + (size_t)oy * g->OW, g->OW, g->W, g->sw, off);
+          }
+        }
+      }
+}
+
+/* lift: R (K x (nb P)) -> y (nb x K x P), plus b */
+static void lift1(const ct_conv_geom *g, int nb, const float *R, const float *b, float *y) {
+  const size_t P = (size_t)g->OH * g->OW, cols = (size_t)nb * P;
+  for (int n = 0; n < nb; n++)
+    for (int k = 0; k < g->K; k++) {
+      const float *restrict src = R + (size_t)k * cols + (size_t)n * P;
+      float *restrict dst = y + ((size_t)n * g->K + k) * P;
+      const float bk = b ? b[k] : 0.0f;
+      for (size_t p = 0; p < P; p++) dst[p] = src[p] + bk;
+    }
+}
+
+/* dy lowered: Gm (K x (nb P)) */
+static void lift_grad1(const ct_conv_geom *g, int nb, const float *dy, float *Gm) {
+  const size_t P = (size_t)g->OH * g->OW, cols = (size_t)nb * P;
+  for (int n = 0; n < nb; n++)
+    for (int k = 0; k < g->K; k++)
+      memcpy(Gm + (size_t)k * cols + (size_t)n * P, dy + ((size_t)n * g->K + k) * P, P * sizeof(float));
+}
+
+/* db from the rows of the lowered dy */
+static void bias_grad1(const ct_conv_geom *g, int nb, const float *Gm, float *db) {
+  const size_t cols = (size_t)nb * g->OH * g->OW;
+  for (int k = 0; k < g->K; k++) {
+    const float *restrict r = Gm + (size_t)k * cols;
+    float s = 0;
+    for (size_t p = 0; p < cols; p++) s += r[p];
+    db[k] += s;
+  }
+}
+
+/* ================================================================ type 2 */
+
+/* D2[(c,kx)][(img,iy,ox)] = x[img][c][iy][ox*sw-pw+kx*dw] (0 outside). */
+static void lower2(const ct_conv_geom *g, int nb, const float *x, float *D) {
+  const size_t cols = (size_t)nb * g->H * g->OW;
+  for (int c = 0; c < g->C; c++)
+    for (int kx = 0; kx < g->kw; kx++) {
+      float *row = D + ((size_t)c * g->kw + kx) * cols;
+      const int off = kx * g->dw - g->pw;
+      for (int n = 0; n < nb; n++)
+        for (int iy = 0; iy < g->H; iy++)
+          gather_row(row + ((size_t)n * g->H + iy) * g->OW, x + (((size_t)n * g->C + c) * g->H + iy) * g->W, g->OW,
+                     g->W, g->sw, off);
+    }
+}
+
+/* W2 per group: rows (ky, kg), columns (c in group, kx). */
+static void kernel2(const ct_conv_geom *g, const float *w, float *W2) {
+  const int Kg = g->K / g->G, Cg = g->C / g->G;
+  for (int gi = 0; gi < g->G; gi++)
+    for (int ky = 0; ky < g->kh; ky++)
+      for (int kg = 0; kg < Kg; kg++) {
+        float *dst = W2 + (((size_t)gi * g->kh + ky) * Kg + kg) * Cg * g->kw;
+        const float *src = w + (size_t)(gi * Kg + kg) * Cg * g->kh * g->kw;
+        for (int c = 0; c < Cg; c++)
+          for (int kx = 0; kx < g->kw; kx++) dst[c * g->kw + kx] = src[((size_t)c * g->kh + ky) * g->kw + kx];
+      }
+}
+
+/* lift: y[n][k][oy][ox] = b[k] + sum_ky R[(g,ky,kg)][(n, oy*sh-ph+ky*dh, ox)] */
+static void lift2(const ct_conv_geom *g, int nb, const float *R, const float *b, float *y) {
+  const int Kg = g->K / g->G;
+  const size_t cols = (size_t)nb * g->H * g->OW, P = (size_t)g->OH * g->OW;
+  for (int n = 0; n < nb; n++)
+    for (int k = 0; k < g->K; k++) {
+      float *yk = y + ((size_t)n * g->K + k) * P;
+      const float bk = b ? b[k] : 0.0f;
+      for (size_t p = 0; p < P; p++) yk[p] = bk;
+      const int gi = k / Kg, kg = k % Kg;
+      for (int ky = 0; ky < g->kh; ky++) {
+        const float *row = R + (((size_t)gi * g->kh + ky) * Kg + kg) * cols + (size_t)n * g->H * g->OW;
+        for (int oy = 0; oy < g->OH; oy++) {
+          int iy = oy * g->sh - g->ph + ky * g->dh;
+          if (iy < 0 || iy >= g->H) continue;
+          float *restrict dst = yk + (size_t)oy * g->OW;
+          const float *restrict src = row + (size_t)iy * g->OW;
+          for (int ox = 0; ox < g->OW; ox++) dst[ox] += src[ox];
+        }
+      }
+    }
+}
+
+/* dy lowered: R[(g,ky,kg)][(n,iy,ox)] = dy[n][k][oy][ox] where iy = oy*sh-ph+ky*dh */
+static void lift_grad2(const ct_conv_geom *g, int nb, const float *dy, float *R) {
+  const int Kg = g->K / g->G;
+  const size_t cols = (size_t)nb * g->H * g->OW;
+  memset(R, 0, (size_t)g->kh * g->K * cols * sizeof(float));
+  for (int n = 0; n < nb; n++)
+    for (int k = 0; k < g->K; k++) {
+      const int gi = k / Kg, kg = k % Kg;
+      for (int ky = 0; ky < g->kh; ky++) {
+        float *row = R + (((size_t)gi * g->kh + ky) * Kg + kg) * cols + (size_t)n * g->H * g->OW;
+        for (int oy = 0; oy < g->OH; oy++) {
+          int iy = oy * g->sh - g->ph + ky * g->dh;
+          if (iy < 0 || iy >= g->H) continue;
+          memcpy(row + (size_t)iy * g->OW, dy + (((size_t)n * g->K + k) * g->OH + oy) * g->OW,
+                 (size_t)g->OW * sizeof(float));
+        }
+      }
+    }
+}
+
+/* dw += dW2 reordered back to K x C/G x kh x kw */
+static void kernel_grad2(const ct_conv_geom *g, const float *dW2, float *dw) {
+  const int Kg = g->K / g->G, Cg = g->C / g->G, KK = Cg * g->kw;
+  for (int gi = 0; gi < g->G; gi++)
+    for (int ky = 0; ky < g->kh; ky++)
+      for (int kg = 0; kg < Kg; kg++) {
+        const float *src = dW2 + (((size_t)gi * g->kh + ky) * Kg + kg) * KK;
+        float *dst = dw + (size_t)(gi * Kg + kg) * Cg * g->kh * g->kw;
+        for (int c = 0; c < Cg; c++)
+          for (int kx = 0; kx < g->kw; kx++) dst[((size_t)c * g->kh + ky) * g->kw + kx] += src[c * g->kw + kx];
+      }
+}
+
+/* dx = the lowered data gradient D scattered back */
+static void data_grad2(const ct_conv_geom *g, int nb, const float *D, float *dx) {
+  const size_t cols = (size_t)nb * g->H * g->OW;
+  memset(dx, 0, (size_t)nb * g->C * g->H * g->W * sizeof(float));
+  for (int c = 0; c < g->C; c++)
+    for (int kx = 0; kx < g->kw; kx++) {
+      const float *row = D + ((size_t)c * g->kw + kx) * cols;
+      const int off = kx * g->dw - g->pw;
+      for (int n = 0; n < nb; n++)
+        for (int iy = 0; iy < g->H; iy++)
+          scatter_add_row(dx + (((size_t)n * g->C + c) * g->H + iy) * g->W, row + ((size_t)n * g->H + iy) * g->OW,
+                          g->OW, g->W, g->sw, off);
+    }
+}
+
+/* ================================================================ type 3 */
+
+/* X[c][(img, q)] = x[img][c][q]: the input with channels outermost. */
+static void transpose_in(const ct_conv_geom *g, int nb, const float *x, float *X) {
+  const size_t HW = (size_t)g->H * g->W, cols = (size_t)nb * HW;
+  for (int n = 0; n < nb; n++)
+    for (int c = 0; c < g->C; c++)
+      memcpy(X + (size_t)c * cols + (size_t)n * HW, x + ((size_t)n * g->C + c) * HW, HW * sizeof(float));
+}
+
+/* W3 per group: rows (ky, kx, kg), columns c in group. */
+static void kernel3(const ct_conv_geom *g, const float *w, float *W3) {
+  const int Kg = g->K / g->G, Cg = g->C / g->G, KK = g->kh * g->kw;
+  for (int gi = 0; gi < g->G; gi++)
+    for (int t = 0; t < KK; t++)
+      for (int kg = 0; kg < Kg; kg++) {
+        float *dst = W3 + (((size_t)gi * KK + t) * Kg + kg) * Cg;
+        const float *src = w + (size_t)(gi * Kg + kg) * Cg * KK + t;
+        for (int c = 0; c < Cg; c++) dst[c] = src[(size_t)c * KK];
+      }
+}
+
+/* lift: y[n][k][oy][ox] = b[k] + sum_{ky,kx} R[(g,ky,kx,kg)][(n, iy, ix)] */
+static void lift3(const ct_conv_geom *g, int nb, const float *R, const float *b, float *y) {
+  const int Kg = g->K / g->G, KK = g->kh * g->kw;
+  const size_t HW = (size_t)g->H * g->W, cols = (size_t)nb * HW, P = (size_t)g->OH * g->OW;
+  for (int n = 0; n < nb; n++)
+    for (int k = 0; k < g->K; k++) {
+      float *yk = y + ((size_t)n * g->K + k) * P;
+      const float bk = b ? b[k] : 0.0f;
+      for (size_t p = 0; p < P; p++) yk[p] = bk;
+      const int gi = k / Kg, kg = k % Kg;
+      for (int ky = 0; ky < g->kh; ky++)
+        for (int kx = 0; kx < g->kw; kx++) {
+          const float *plane = R + (((size_t)gi * KK + ky * g->kw + kx) * Kg + kg) * cols + (size_t)n * HW;
+          const int off = kx * g->dw - g->pw;
+          int lo, hi;
+          valid_range(g->OW, g->W, g->sw, off, &lo, &hi);
+          for (int oy = 0; oy < g->OH; oy++) {
+            int iy = oy * g->sh - g->ph + ky * g->dh;
+            if (iy < 0 || iy >= g->H) continue;
+            float *restrict dst = yk + (size_t)oy * g->OW;
+            const float *restrict src = plane + (size_t)iy * g->W; /* column ix = ox*sw + off */
+            if (g->sw == 1)
+              for (int ox = lo; ox < hi; ox++) dst[ox] += src[ox + off];
+            else
+              for (int ox = lo; ox < hi; ox++) dst[ox] += src[ox * g->sw + off];
+          }
+        }
+    }
+}
+
+/* dy lowered: R[(g,ky,kx,kg)][(n,iy,ix)] = dy[n][k][oy][ox] at iy = oy*sh-ph+ky*dh, ix = ... */
+static void lift_grad3(const ct_conv_geom *g, int nb, const float *dy, float *R) {
+  const int Kg = g->K / g->G, KK = g->kh * g->kw;
+  const size_t HW = (size_t)g->H * g->W, cols = (size_t)nb * HW, P = (size_t)g->OH * g->OW;
+  memset(R, 0, (size_t)KK * g->K * cols * sizeof(float));
+  for (int n = 0; n < nb; n++)
+    for (int k = 0; k < g->K; k++) {
+      const int gi = k / Kg, kg = k % Kg;
+      const float *dk = dy + ((size_t)n * g->K + k) * P;
+      for (int ky = 0; ky < g->kh; ky++)
+        for (int kx = 0; kx < g->kw; kx++) {
+          float *plane = R + (((size_t)gi * KK + ky * g->kw + kx) * Kg + kg) * cols + (size_t)n * HW;
+          const int off = kx * g->dw - g->pw;
+          int lo, hi;
+          valid_range(g->OW, g->W, g->sw, off, &lo, &hi);
+          for (int oy = 0; oy < g->OH; oy++) {
+            int iy = oy * g->sh - g->ph + ky * g->dh;
+            if (iy < 0 || iy >= g->H) continue;
+            float *dst = plane + (size_t)iy * g->W;
+            const float *src = dk + (size_t)oy * g->OW;
+            for (int ox = lo; ox < hi; ox++) dst[ox * g->sw + off] = src[ox];
+          }
+        }
+    }
+}
+
+/* dw += dW3 reordered back to K x C/G x kh x kw */
+static void kernel_grad3(const ct_conv_geom *g, const float *dW3, float *dw) {
+  const int Kg = g->K / g->G, Cg = g->C / g->G, KK = g->kh * g->kw;
+  for (int gi = 0; gi < g->G; gi++)
+    for (int t = 0; t < KK; t++)
+      for (int kg = 0; kg < Kg; kg++) {
+        const float *src = dW3 + (((size_t)gi * KK + t) * Kg + kg) * Cg;
+        float *dst = dw + (size_t)(gi * Kg + kg) * Cg * KK + t;
+        for (int c = 0; c < Cg; c++) dst[(size_t)c * KK] += src[c];
+      }
+}
+
+/* dx = X (C x (nb H W)) transposed back */
+static void data_grad3(const ct_conv_geom *g, int nb, const float *X, float *dx) {
+  const size_t HW = (size_t)g->H * g->W, cols = (size_t)nb * HW;
+  for (int n = 0; n < nb; n++)
+    for (int c = 0; c < g->C; c++)
+      memcpy(dx + ((size_t)n * g->C + c) * HW, X + (size_t)c * cols + (size_t)n * HW, HW * sizeof(float));
+}
+
+/* ================================================================ pointwise */
+
+/* y += b, y already holding the per-image GEMM products */
+static void lift_pw(const ct_conv_geom *g, int nb, const float *b, float *y) {
+  const size_t HW = (size_t)g->H * g->W;
+  if (!b) return;
+  for (int n = 0; n < nb; n++) {
+    float *yn = y + (size_t)n * g->K * HW;
+    for (int k = 0; k < g->K; k++) {
+      float *restrict yk = yn + (size_t)k * HW;
+      for (size_t p = 0; p < HW; p++) yk[p] += b[k];
+    }
+  }
+}
+
+/* ================================================================ dispatch */
+
+void ct_lower_host_lower(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, float *ws) {
+  const ct_lower_layout lay = ct_lower_layout_of(g, t, nb);
+  switch (t) {
+    case CT_LOWER_TYPE2:
+      lower2(g, nb, x, ws + lay.data);
+      kernel2(g, w, ws + lay.kernel);
+      break;
+    case CT_LOWER_TYPE3:
+      transpose_in(g, nb, x, ws + lay.data);
+      kernel3(g, w, ws + lay.kernel);
+      break;
+    case CT_LOWER_POINTWISE: break;
+    default: lower1(g, nb, x, ws + lay.data); break;
+  }
+}
+
+void ct_lower_host_lift(const ct_conv_geom *g, ct_lowering t, int nb, const float *ws, const float *b, float *y) {
+  const ct_lower_layout lay = ct_lower_layout_of(g, t, nb);
+  switch (t) {
+    case CT_LOWER_TYPE2: lift2(g, nb, ws + lay.product, b, y); break;
+    case CT_LOWER_TYPE3: lift3(g, nb, ws + lay.product, b, y); break;
+    case CT_LOWER_POINTWISE: lift_pw(g, nb, b, y); break;
+    default: lift1(g, nb, ws + lay.product, b, y); break;
+  }
+}
+
+void ct_lower_host_lift_grad(const ct_conv_geom *g, ct_lowering t, int nb, const float *dy, float *ws) {
+  const ct_lower_layout lay = ct_lower_layout_of(g, t, nb);
+  switch (t) {
+    case CT_LOWER_TYPE2: lift_grad2(g, nb, dy, ws + lay.product); break;
+    case CT_LOWER_TYPE3: lift_grad3(g, nb, dy, ws + lay.product); break;
+    case CT_LOWER_POINTWISE: break;
+    default: lift_grad1(g, nb, dy, ws + lay.product); break;
+  }
+}
+
+void ct_lower_host_bias_grad(const ct_conv_geom *g, ct_lowering t, int nb, const float *dy, const float *ws,
+                             float *db) {
+  switch (t) {
+    case CT_LOWER_TYPE2:
+    case CT_LOWER_TYPE3:
+    case CT_LOWER_POINTWISE: bias_grad(g, nb, dy, db); break;
+    default: bias_grad1(g, nb, ws + ct_lower_layout_of(g, t, nb).product, db); break;
+  }
+}
+
+void ct_lower_host_lower_grad(const ct_conv_geom *g, ct_lowering t, int nb, const float *ws, float *dx, float *dw) {
+  const ct_lower_layout lay = ct_lower_layout_of(g, t, nb);
+  switch (t) {
+    case CT_LOWER_TYPE2:
+      if (dw) kernel_grad2(g, ws + lay.kernel_grad, dw);
+      if (dx) data_grad2(g, nb, ws + lay.data, dx);
+      break;
+    case CT_LOWER_TYPE3:
+      if (dw) kernel_grad3(g, ws + lay.kernel_grad, dw);
+      if (dx) data_grad3(g, nb, ws + lay.data, dx);
+      break;
+    case CT_LOWER_POINTWISE: break;
+    default:
+      if (dx) {
+        memset(dx, 0, (size_t)nb * g->C * g->H * g->W * sizeof(float));
+        lift_back1(g, nb, ws + lay.data, dx);
+      }
+      break;
+  }
+}
