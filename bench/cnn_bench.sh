@@ -63,6 +63,7 @@ for spec in "caffenet examples/caffenet/time_b32.prototxt 32" "lenet bench/lenet
   tout=$(cortado_time "$2")
   gf=$(sed -n 's/.*Whole iteration: \([0-9.]*\) GFLOP.*/\1/p' <<<"$tout")
   other=$(sed -n 's/.*Other layers: \([0-9.]* ms ([0-9.]*%)\).*/\1/p' <<<"$tout")
+  gemm=$(sed -n 's/.*GEMM layers: \([0-9.]*\) ms.*/\1/p' <<<"$tout")
   t=$(run env OMP_NUM_THREADS="$THREADS" "$PY" bench/torch_bench.py "$1" "$3" "$N" "$THREADS" | awk '{print $4}')
   tt=$(run env GLIBC_TUNABLES="$TUNED" OMP_NUM_THREADS="$THREADS" "$PY" bench/torch_bench.py "$1" "$3" "$N" "$THREADS" |
        awk '{print $4}')
@@ -72,4 +73,5 @@ for spec in "caffenet examples/caffenet/time_b32.prototxt 32" "lenet bench/lenet
     printf "%-10s partitions: %d vs 1 = %.2fx; whole iteration %.1f GFLOP at %.1f GFLOP/s\n", "", '"$THREADS"', c1 / c2,
       gf, gf / (c2 / 1000) }'
   echo "           outside the GEMM layers (cortado time): $other of the layers' time"
+  awk -v g="$gemm" -v c2="$c2" 'BEGIN { if (g > 0 && c2 > 0) printf "%-10s outside the GEMM layers in a training iteration (data, other layers, update): %.1f%%\n", "", 100 * (1 - g / c2) }'
 done
