@@ -62,7 +62,7 @@ fuzz-long:
 
 # The whole suite built with ASan + UBSan (CT_SANITIZE). Left out: sh_lenet (minutes of LeNet
 # training; test_train covers the same code under the sanitizers), sh_mpi_async (trains DOWNPOUR
-# and HOGWILD to an accuracy target: over 10 minutes under ASan on 2 cores; sh_mpi_sync and
+# and HOGWILD to an accuracy target: over 10 minutes under ASan on 2 cores; sh_mpi_sync, sh_mpi_procs and
 # sh_mpi_fail run the MPI code under the sanitizers) and sh_valgrind (valgrind cannot run an ASan
 # binary). The Python tests load the instrumented libct_testkit.so through
 # ctypes into an uninstrumented python3, so they run last, with the ASan runtime preloaded and

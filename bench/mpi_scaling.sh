@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Cluster scaling on this machine (issue 5): images/s of the Fashion-MNIST LeNet against the
 # number of MPI ranks (1, 2, 4) for each framework, and the bytes each rank sends per iteration,
-# then what that predicts for N machines on a given link.
+# then what that predicts for N machines on a given link. Rows "2/proc" host 2 workers per rank
+# as threads (nworkers_per_procs: 2): ALLREDUCE and SANDBLASTER with 4 workers on 2 ranks,
+# DOWNPOUR and HOGWILD with 4 worker groups on 2 ranks (DOWNPOUR's server inside rank 0).
 #
 #   bench/mpi_scaling.sh [build dir, default build] [iterations, default 60] [link Gbit/s, default 10]
 #
@@ -21,7 +23,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-run() { # framework (or NONE), ranks -> prints "images/s bytes/iter"
+run() { # framework (or NONE), ranks[, cluster line, groups] -> prints "images/s bytes/iter"
   cat > "$tmp/s.prototxt" <<EOT
 net: "$here/tests/dist_lenet.prototxt"
 base_lr: 0.001
@@ -33,6 +35,7 @@ snapshot_after_train: false
 random_seed: 1701
 EOT
   [ "$1" != NONE ] && echo "framework: $1" >> "$tmp/s.prototxt"
+  [ -n "${3:-}" ] && echo "$3" >> "$tmp/s.prototxt"
   if [ "$1" = NONE ]; then
     "$cortado" train --solver="$tmp/s.prototxt" > "$tmp/log" 2>&1 || { echo "0 0"; return; }
   else
@@ -42,6 +45,7 @@ EOT
   # per-group images per root iteration: ALLREDUCE/SANDBLASTER 64 in all; DOWNPOUR/HOGWILD 64 per group
   local groups=1
   case "$1" in DOWNPOUR) groups=$(($2 - 1)) ;; HOGWILD) groups=$2 ;; esac
+  [ -n "${4:-}" ] && groups=$4
   awk -v g="$groups" '
     /iter\/s,/ { s = $0; sub(/.*\(/, "", s); sub(/ iter\/s.*/, "", s); n++; if (n > 1) { sum += s; k++ } }
     /communication:/ { b = $0; sub(/.*communication: /, "", b); sub(/ bytes.*/, "", b); bytes = b }
@@ -49,15 +53,22 @@ EOT
 }
 
 params=431080 # LeNet's learnable floats
-printf "%-12s %5s %10s %16s\n" framework ranks images/s bytes/iter/rank
+printf "%-18s %5s %10s %16s\n" framework ranks images/s bytes/iter/rank
 read -r base _ < <(run NONE 1)
-printf "%-12s %5d %10s %16s\n" single 1 "$base" 0
+printf "%-18s %5d %10s %16s\n" single 1 "$base" 0
 for fw in ALLREDUCE SANDBLASTER DOWNPOUR HOGWILD; do
   for np in 2 4; do
     [ "$fw" = DOWNPOUR ] && [ "$np" -lt 3 ] && np=3
     read -r ips b < <(run "$fw" "$np")
-    printf "%-12s %5d %10s %16s\n" "$fw" "$np" "$ips" "$b"
+    printf "%-18s %5d %10s %16s\n" "$fw" "$np" "$ips" "$b"
   done
+  # 2 workers per rank as threads
+  case "$fw" in
+    ALLREDUCE | SANDBLASTER) read -r ips b < <(run "$fw" 2 "cluster { nworkers_per_procs: 2 }" 1) ;;
+    DOWNPOUR) read -r ips b < <(run "$fw" 2 "cluster { nworker_groups: 4 nworkers_per_procs: 2 server_worker_separate: false }" 4) ;;
+    HOGWILD) read -r ips b < <(run "$fw" 2 "cluster { nworkers_per_procs: 2 }" 4) ;;
+  esac
+  printf "%-18s %5d %10s %16s\n" "$fw 2/proc" 2 "$ips" "$b"
 done
 link=$(awk -v g="$gbit" 'BEGIN { print g * 1e9 / 8 }')
 cat <<EOT

@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "cortado.h"
+#include "data/feed.h"
 #include "dist/topology.h"
 #include "proto/prototxt.h"
 
@@ -107,6 +108,121 @@ static void test_slices_and_shards(void) {
   }
 }
 
+/* several workers per process: threads of one group, or whole groups (issue 5) */
+static void test_workers_per_process(void) {
+  ct_topology t;
+  ct_error err;
+  int first;
+  /* ALLREDUCE and SANDBLASTER: 2 processes x 2 worker threads = one group of 4 */
+  CHECK(resolve("framework: ALLREDUCE cluster { nworkers_per_procs: 2 }", 2, &t, &err) == CT_OK, "%s", err.msg);
+  CHECK(t.nworkers_per_group == 4 && t.nprocs == 2 && ct_topology_ranks_per_group(&t) == 2 &&
+            ct_topology_workers_on(&t, 1, &first) == 2 && first == 2,
+        "allreduce 2x2: %d workers, %d procs", t.nworkers_per_group, t.nprocs);
+  CHECK(resolve("framework: SANDBLASTER cluster { nworkers_per_procs: 2 }", 2, &t, &err) == CT_OK, "%s", err.msg);
+  CHECK(t.nworkers_per_group == 4 && t.nservers_per_group == 4 && t.nservers_per_procs == 2 && t.nprocs == 2 &&
+            ct_topology_servers_on(&t, 1, &first) == 2 && first == 2 && ct_topology_server_proc(&t, 3) == 1,
+        "sandblaster 2x2: %d servers, %d per process, %d procs", t.nservers_per_group, t.nservers_per_procs, t.nprocs);
+  /* ... in one process */
+  CHECK(resolve("framework: SANDBLASTER cluster { nworkers_per_group: 2 nworkers_per_procs: 2 }", 1, &t, &err) == CT_OK,
+        "%s", err.msg);
+  CHECK(t.nprocs == 1 && ct_topology_workers_on(&t, 0, &first) == 2, "sandblaster in one process: %d", t.nprocs);
+  /* ... with the servers on a process of their own */
+  CHECK(resolve("framework: SANDBLASTER cluster { nworkers_per_group: 4 nworkers_per_procs: 2 nservers_per_group: 2 "
+                "nservers_per_procs: 2 server_worker_separate: true }", 3, &t, &err) == CT_OK, "%s", err.msg);
+  CHECK(t.nprocs == 3 && ct_topology_servers_on(&t, 2, &first) == 2 && ct_topology_servers_on(&t, 0, &first) == 0,
+        "separate servers: %d procs", t.nprocs);
+  /* DOWNPOUR and HOGWILD: whole groups as threads */
+  CHECK(resolve("framework: DOWNPOUR cluster { nworkers_per_procs: 2 }", 3, &t, &err) == CT_OK, "%s", err.msg);
+  CHECK(t.nworker_groups == 4 && t.nprocs == 3 && ct_topology_server_proc(&t, 0) == 2 &&
+            ct_topology_worker_proc(&t, 3) == 1 && ct_topology_ranks_per_group(&t) == 1,
+        "downpour 4 groups on 2 processes: %d groups, %d procs", t.nworker_groups, t.nprocs);
+  CHECK(resolve("framework: DOWNPOUR cluster { nworker_groups: 4 nworkers_per_procs: 2 server_worker_separate: false }",
+                2, &t, &err) == CT_OK && t.nprocs == 2 && ct_topology_server_proc(&t, 0) == 0,
+        "downpour with the server on rank 0: %s", err.msg);
+  CHECK(resolve("framework: HOGWILD cluster { nworkers_per_procs: 2 }", 2, &t, &err) == CT_OK, "%s", err.msg);
+  CHECK(t.nworker_groups == 4 && t.nprocs == 2, "hogwild 4 groups on 2 processes: %d", t.nworker_groups);
+  /* two groups of two threads on two processes: shards as in one process per worker */
+  CHECK(resolve("framework: DOWNPOUR cluster { nworker_groups: 2 nworkers_per_group: 2 nworkers_per_procs: 2 "
+                "server_worker_separate: false }", 2, &t, &err) == CT_OK, "%s", err.msg);
+  CHECK(t.nprocs == 2 && ct_topology_workers_on(&t, 1, &first) == 2 && first == 2 &&
+            ct_topology_shard(&t, 2) == 1 && ct_topology_shard(&t, 3) == 3,
+        "2 groups x 2 threads: %d procs", t.nprocs);
+  /* a process hosts whole groups or an equal share of one */
+  CHECK(resolve("framework: SANDBLASTER cluster { nworkers_per_group: 2 nworkers_per_procs: 3 }", 1, &t, &err) ==
+                CT_EUNSUPPORTED && strstr(err.msg, "nworkers_per_procs 3") && strstr(err.msg, "divide"),
+        "%s", err.msg);
+  CHECK(resolve("cluster { nworker_groups: 2 nworkers_per_group: 2 nworkers_per_procs: 4 nserver_groups: 2 }", 1, &t,
+                &err) == CT_EUNSUPPORTED && strstr(err.msg, "one process"), "%s", err.msg);
+  /* the old limit (several groups per process only when one process hosts them all) is gone */
+  CHECK(resolve("framework: DOWNPOUR cluster { nworker_groups: 4 nworkers_per_procs: 3 }", 1, &t, &err) == CT_OK &&
+            t.nprocs == 3 && t.worker_procs == 2 && ct_topology_workers_on(&t, 1, &first) == 1 && first == 3,
+        "4 groups at 3 per process: %d processes", t.nprocs);
+}
+
+/* review fixes (issue 5): negative values and the framework a message names */
+static void test_bad_values(void) {
+  ct_topology t;
+  ct_error err;
+  static const char *const fields[] = {"nworker_groups", "nworkers_per_group", "nserver_groups",
+                                       "nservers_per_group", "nworkers_per_procs", "nservers_per_procs", "sync_freq"};
+  for (int i = 0; i < 7; i++) {
+    char text[200];
+    snprintf(text, sizeof text, "cluster { %s: -2 }", fields[i]);
+    ct_status st = resolve(text, 2, &t, &err);
+    CHECK(st == CT_EINVAL && strstr(err.msg, fields[i]) && strstr(err.msg, "-2"), "%s: %s", text, err.msg);
+  }
+  CHECK(resolve("framework: HOGWILD cluster { sync_freq: -1 }", 2, &t, &err) == CT_EINVAL && strstr(err.msg, "sync_freq"),
+        "%s", err.msg);
+  CHECK(resolve("cluster { nworkers_per_group: 0 }", 1, &t, &err) == CT_EINVAL &&
+            strstr(err.msg, "nworkers_per_group must be >= 1 (got 0)"), "%s", err.msg);
+  /* the framework asked for is the one named, whatever the group count */
+  CHECK(resolve("framework: SANDBLASTER cluster { nworker_groups: 2 nserver_groups: 0 }", 2, &t, &err) == CT_EINVAL &&
+            strstr(err.msg, "SANDBLASTER needs one server group") && !strstr(err.msg, "DOWNPOUR"), "%s", err.msg);
+  CHECK(resolve("framework: DOWNPOUR cluster { nworker_groups: 1 nserver_groups: 2 }", 2, &t, &err) == CT_EINVAL &&
+            strstr(err.msg, "DOWNPOUR needs one server group") && !strstr(err.msg, "SANDBLASTER"), "%s", err.msg);
+  CHECK(resolve("framework: DOWNPOUR cluster { nserver_groups: 0 }", 3, &t, &err) == CT_EINVAL &&
+            strstr(err.msg, "DOWNPOUR needs"), "%s", err.msg);
+  /* without framework: SINGA's name for the groups */
+  CHECK(resolve("cluster { nworker_groups: 2 nservers_per_group: 0 }", 2, &t, &err) == CT_EINVAL &&
+            strstr(err.msg, "DOWNPOUR needs"), "%s", err.msg);
+}
+
+/* A cluster worker's feed reads its own blocks (issue 5): with a skip, batches come from every
+ * third block of two records, the same with and without the prefetch thread, and the cursor
+ * stays the whole-stream position after each batch. */
+static void test_feed_skip(void) {
+  enum { N = 40, BATCH = 2, WORKERS = 3 };
+  float data[N], labels[N];
+  for (int i = 0; i < N; i++) data[i] = labels[i] = (float)i;
+  for (int depth = 0; depth <= 3; depth += 3) {
+    ct_error err;
+    ct_source *src = NULL;
+    ct_feed *f = NULL;
+    ct_transform tf;
+    if (ct_source_open_memory(1, 1, 1, &src, &err) || ct_source_memory_set(src, data, labels, N, &err) ||
+        ct_transform_init(&tf, NULL, true, 1, 1, 1, NULL, "feed", &err) ||
+        ct_feed_create(src, &tf, BATCH, depth, "feed", &f, &err)) {
+      CHECK(0, "feed setup: %s", err.msg);
+      return;
+    }
+    ct_feed_set_skip(f, (WORKERS - 1) * BATCH);
+    ct_rng rng;
+    ct_rng_seed(&rng, 7);
+    uint64_t cursor = 1 * BATCH; /* worker 1 of 3 */
+    for (int b = 0; b < 8; b++) {
+      float x[BATCH], y[BATCH];
+      uint64_t first = (uint64_t)(1 + WORKERS * b) * BATCH;
+      CHECK(ct_feed_next(f, x, y, &rng, &cursor, &err) == CT_OK, "%s", err.msg);
+      uint64_t want0 = first % N, want1 = (first + 1) % N;
+      CHECK(y[0] == (float)want0 && y[1] == (float)want1 && x[1] == (float)want1,
+            "depth %d batch %d: records %g %g, want %llu %llu", depth, b, y[0], y[1], (unsigned long long)want0,
+            (unsigned long long)want1);
+      CHECK(cursor == first + WORKERS * BATCH, "depth %d batch %d: cursor %llu", depth, b, (unsigned long long)cursor);
+    }
+    ct_feed_free(f);
+  }
+}
+
 static int compare(const char *model, const char *a, const char *b, double rtol) {
   ct_net *na = NULL, *nb = NULL;
   ct_error err;
@@ -142,5 +258,8 @@ int main(int argc, char **argv) {
   if (argc == 6 && !strcmp(argv[1], "cmp")) return compare(argv[2], argv[3], argv[4], atof(argv[5]));
   test_presets();
   test_slices_and_shards();
+  test_workers_per_process();
+  test_bad_values();
+  test_feed_skip();
   return ct_check_report();
 }

@@ -22,6 +22,7 @@ struct ct_feed {
   ct_source *src;
   ct_transform tf;
   int batch, depth;
+  uint64_t skip; /* records skipped after each batch (ct_feed_set_skip) */
   size_t img_out; /* floats per transformed image */
   char who[300];
   double wait_ms;
@@ -73,7 +74,7 @@ static void *producer(void *arg) {
     pthread_mutex_unlock(&f->mu);
     s->err.msg[0] = 0;
     s->st = produce(f, f->prod_cursor, &f->prod_rng, s->data, s->labels, &s->err);
-    f->prod_cursor = f->src->pos;
+    f->prod_cursor = f->src->pos + f->skip;
     s->rng_after = f->prod_rng;
     s->cursor_after = f->prod_cursor;
     pthread_mutex_lock(&f->mu);
@@ -118,7 +119,7 @@ ct_status ct_feed_next(ct_feed *f, float *data, float *labels, ct_rng *rng, uint
     f->wait_ms += now_ms() - t0;
     if (st) return ct_error_prefix(err, "%s", f->who);
     *rng = r;
-    *cursor = f->src->pos;
+    *cursor = f->src->pos + f->skip;
     return CT_OK;
   }
   if (!f->running || *cursor != f->expect_cursor || memcmp(rng, &f->expect_rng, sizeof *rng))
@@ -196,6 +197,12 @@ ct_status ct_feed_create(ct_source *src, ct_transform *tf, int batch, int depth,
 oom:
   ct_feed_free(f);
   return ct_fail(err, CT_ENOMEM, "%s: out of memory for %d prefetch buffers of %d images", who, depth, batch);
+}
+
+void ct_feed_set_skip(ct_feed *f, uint64_t records) {
+  if (!f || f->skip == records) return;
+  ct_feed_stop(f); /* its queue was made with the old skip; the next ct_feed_next restarts it */
+  f->skip = records;
 }
 
 ct_source *ct_feed_source(ct_feed *f) { return f->src; }

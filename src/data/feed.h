@@ -31,6 +31,12 @@ void ct_feed_free(ct_feed *f);
  * starts at *cursor with random state *rng, and advances both past it. */
 ct_status ct_feed_next(ct_feed *f, float *data, float *labels, ct_rng *rng, uint64_t *cursor, ct_error *err);
 
+/* Reading every n-th block (cluster workers, src/dist): after each batch the stream position
+ * moves on by `records` more records, in the caller's cursor and in the prefetch thread alike,
+ * so the thread prefetches exactly the batches the caller will ask for. The random state is not
+ * advanced over the skipped records. 0 (the default) reads the stream contiguously. */
+void ct_feed_set_skip(ct_feed *f, uint64_t records);
+
 /* Stops the producer thread (it restarts on the next ct_feed_next); call before changing the
  * source from outside. */
 void ct_feed_stop(ct_feed *f);

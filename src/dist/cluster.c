@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/status.h"
+#include "layers/data_layer.h"
 
 struct ct_cluster {
   ct_topology t;
@@ -107,7 +108,9 @@ ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, 
                  world == 1 ? "was" : "were", c->t.nprocs, path);
     goto fail;
   }
-  if (c->t.nprocs == 1 && c->t.nworker_groups > 1) {
+  if (c->t.nprocs == 1 && c->t.nworkers_per_group > 1) { /* one group of worker threads, MPI or not */
+    if ((st = ct_dist_local_create(&c->t, sp, &c->ctx, &c->ops, err))) goto fail;
+  } else if (c->t.nprocs == 1 && c->t.nworker_groups > 1) {
     if ((st = ct_dist_threads_create(&c->t, sp, &c->ctx, &c->ops, err))) goto fail;
   } else if (c->mpi) {
     if ((st = ct_dist_mpi_create(&c->t, rank, sp, &c->ctx, &c->ops, err))) goto fail;
@@ -153,7 +156,8 @@ int ct_cluster_local_partitions(const ct_cluster *c) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
   long local = ls && atoi(ls) > 0 ? atoi(ls) : 1;
-  long n = cores / local / (c->t.nprocs == 1 ? c->t.nworker_groups : 1); /* threads of in-process groups */
+  int first, workers = ct_topology_workers_on(&c->t, c->rank, &first); /* each with a net of its own */
+  long n = cores / local / (workers > 1 ? workers : 1);
   return n >= 1 ? (int)(n > 64 ? 64 : n) : 1;
 }
 
@@ -161,19 +165,51 @@ ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParamete
   return ct_topology_split_batch(&c->t, np, err);
 }
 
+static bool has_cursor(const ct_layer *l) {
+  return l->ops->get_cursor && l->ops->set_cursor && l->ntop >= 1 && l->top[0]->naxes >= 1;
+}
+/* a data layer whose feed skips the other workers' blocks itself (ct_dist_set_stride) */
+static bool feeds_itself(const ct_layer *l) { return ct_is_data_layer(l) && l->priv; }
+
 void ct_dist_skip_batches(ct_net *net, uint64_t blocks) {
   if (!blocks) return;
   for (int i = 0; i < ct_net_num_layers(net); i++) {
     ct_layer *l = ct_net_layer(net, i);
-    if (!l->ops->get_cursor || !l->ops->set_cursor || l->ntop < 1 || l->top[0]->naxes < 1) continue;
-    l->ops->set_cursor(l, l->ops->get_cursor(l) + blocks * (uint64_t)l->top[0]->shape[0]);
+    if (has_cursor(l)) l->ops->set_cursor(l, l->ops->get_cursor(l) + blocks * (uint64_t)l->top[0]->shape[0]);
   }
 }
 
-void ct_cluster_next_batch(const ct_cluster *c, ct_net *net) {
-  int W = ct_topology_nworkers(&c->t);
-  if (W > 1) ct_dist_skip_batches(net, (uint64_t)(W - 1));
+void ct_dist_set_stride(ct_net *net, int nworkers) {
+  for (int i = 0; i < ct_net_num_layers(net); i++) {
+    ct_layer *l = ct_net_layer(net, i);
+    if (has_cursor(l) && feeds_itself(l)) {
+      ct_data_layer *d = l->priv;
+      ct_feed_set_skip(d->feed, (uint64_t)(nworkers > 1 ? nworkers - 1 : 0) * (uint64_t)l->top[0]->shape[0]);
+    }
+  }
 }
+
+void ct_dist_next_batch(ct_net *net, int nworkers) {
+  if (nworkers <= 1) return;
+  for (int i = 0; i < ct_net_num_layers(net); i++) {
+    ct_layer *l = ct_net_layer(net, i);
+    if (has_cursor(l) && !feeds_itself(l))
+      l->ops->set_cursor(l, l->ops->get_cursor(l) + (uint64_t)(nworkers - 1) * (uint64_t)l->top[0]->shape[0]);
+  }
+}
+
+void ct_dist_place_worker(ct_net *net, const ct_net *from, const ct_topology *t, int from_w, int w) {
+  int64_t blocks = (int64_t)ct_topology_shard(t, w) - ct_topology_shard(t, from_w);
+  for (int i = 0; i < ct_net_num_layers(net) && i < ct_net_num_layers((ct_net *)from); i++) {
+    ct_layer *a = ct_net_layer((ct_net *)from, i), *b = ct_net_layer(net, i);
+    if (!has_cursor(a) || !has_cursor(b)) continue;
+    int64_t pos = (int64_t)a->ops->get_cursor(a) + blocks * (int64_t)b->top[0]->shape[0];
+    b->ops->set_cursor(b, pos > 0 ? (uint64_t)pos : 0);
+  }
+  ct_dist_set_stride(net, ct_topology_nworkers(t));
+}
+
+void ct_cluster_next_batch(const ct_cluster *c, ct_net *net) { ct_dist_next_batch(net, ct_topology_nworkers(&c->t)); }
 
 #define FAILS(c, expr)                  \
   do {                                  \
@@ -185,8 +221,10 @@ void ct_cluster_next_batch(const ct_cluster *c, ct_net *net) {
 ct_status ct_cluster_start(ct_cluster *c, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
                            ct_error *err) {
   int first;
-  if (ct_topology_workers_on(&c->t, c->rank, &first) > 0) /* this worker's first block of data */
+  if (ct_topology_workers_on(&c->t, c->rank, &first) > 0) { /* this worker's first block of data */
     ct_dist_skip_batches(net, (uint64_t)ct_topology_shard(&c->t, first));
+    ct_dist_set_stride(net, ct_topology_nworkers(&c->t));
+  }
   FAILS(c, c->ops->start(c->ctx, net, upd, iter, nets, err));
 }
 ct_status ct_cluster_update(ct_cluster *c, int iter, float *rate, ct_error *err) {

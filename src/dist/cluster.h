@@ -12,6 +12,7 @@
 
 #include "cortado.h"
 #include "cortado.pb-c.h"
+#include "dist/topology.h"
 #include "net/net.h"
 #include "solvers/update.h"
 
@@ -34,7 +35,8 @@ bool ct_cluster_has_worker(const ct_cluster *c); /* false: this process only ser
 int ct_cluster_nworkers(const ct_cluster *c);   /* workers in the whole job */
 
 /* CPU partitions (threads) per net for this process: the machine's cores shared among the
- * job's processes on it (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE), at least 1. */
+ * job's processes on it (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE) and among the workers each
+ * process hosts (nworkers_per_procs), at least 1. */
 int ct_cluster_local_partitions(const ct_cluster *c);
 
 /* The train net of this worker: batch sizes divided among its group. */
@@ -43,12 +45,21 @@ ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParamete
 /* Disjoint data without touching the data layers: the W workers read the record stream in
  * blocks of one batch, worker shard s taking blocks s, s + W, s + 2W, ... (the members of a
  * group together read the group's batch; groups read disjoint blocks). ct_cluster_start moves
- * the train net's data cursors to the worker's first block; after every train forward
- * ct_cluster_next_batch skips the other workers' blocks. Worker 0's cursor thus stays at the
+ * the train net's data cursors to the worker's first block and tells every data layer's feed to
+ * skip the other workers' W - 1 blocks after each batch (ct_feed_set_skip), so that its prefetch
+ * thread reads exactly this worker's blocks; after every train forward ct_cluster_next_batch
+ * moves the cursors of any other layer that has one. Worker 0's cursor thus stays at the
  * whole-stream position, which is what its snapshots save. */
 void ct_cluster_next_batch(const ct_cluster *c, ct_net *net);
 /* Moves every data cursor of `net` on by `blocks` batches of that layer. */
 void ct_dist_skip_batches(ct_net *net, uint64_t blocks);
+/* Every data layer of `net` reads one block in W (see above); W = 1 reads contiguously. */
+void ct_dist_set_stride(ct_net *net, int nworkers);
+/* After a train forward: the cursors of layers without a feed skip W - 1 blocks. */
+void ct_dist_next_batch(ct_net *net, int nworkers);
+/* The data of worker w on a net of its own: `from` is positioned for worker from_w (whole-stream
+ * position plus from_w's shard); net gets the same position moved to w's shard, and the stride. */
+void ct_dist_place_worker(ct_net *net, const ct_net *from, const ct_topology *t, int from_w, int w);
 
 /* Builds one more train net like the solver's (for worker groups that are threads). */
 typedef struct ct_net_builder {
@@ -77,7 +88,6 @@ void ct_cluster_take_stats(ct_cluster *c, double *bytes, double *wait_s, int *up
 const char *ct_cluster_describe(const ct_cluster *c);
 
 /* ---- the backend contract (src/dist/mpi_cluster.c; a stub without MPI) ---- */
-#include "dist/topology.h"
 
 typedef struct ct_cluster_ops {
   ct_status (*start)(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
@@ -95,10 +105,19 @@ bool ct_dist_launched(int *world, int *rank);
 /* Starts MPI (once) and returns the world size and this rank; finalizes it (once). */
 ct_status ct_dist_mpi_init(int *world, int *rank, ct_error *err);
 void ct_dist_mpi_finalize(void);
+/* One process, one worker group of several workers as threads (local.c). */
+ct_status ct_dist_local_create(const ct_topology *t, const Caffe__SolverParameter *sp, void **ctx,
+                               const ct_cluster_ops **ops, ct_error *err);
 /* In-process Hogwild (threads.c): all worker groups in this one process. */
 ct_status ct_dist_threads_create(const ct_topology *t, const Caffe__SolverParameter *sp, void **ctx,
                                  const ct_cluster_ops **ops, ct_error *err);
 ct_status ct_dist_mpi_create(const ct_topology *t, int rank, const Caffe__SolverParameter *sp, void **ctx,
                              const ct_cluster_ops **ops, ct_error *err);
+
+/* Defined in src/solvers/update.c next to the rule it mirrors: clips `diff` (laid out as u's
+ * parameters) by its global L2 norm exactly as ct_update_apply clips u's gradients (Caffe's
+ * clip_gradients; nothing when it is negative). A worker group clips its whole gradient before
+ * slicing it for several servers, so every slice is scaled by the same global factor. */
+void ct_update_clip_diff(const ct_update_ctx *u, float *diff);
 
 #endif

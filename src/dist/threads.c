@@ -92,7 +92,7 @@ static void *group_main(void *arg) {
       float loss;
       if ((g->status = ct_net_forward(g->net, &loss, &g->err)) || (g->status = ct_net_backward(g->net, &g->err)))
         goto fail;
-      ct_dist_skip_batches(g->net, (uint64_t)(c->ngroups - 1)); /* the other groups' blocks */
+      ct_dist_next_batch(g->net, c->ngroups); /* the other groups' blocks (data layers skip them themselves) */
       if (!isfinite(loss)) {
         g->status = ct_fail(&g->err, CT_ENUMERIC, "worker group %d, iteration %d: the loss is not finite", g->index,
                             g->iter);
@@ -207,11 +207,7 @@ static ct_status t_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter, 
     if (ct_net_param_total(g->net) != c->total) return ct_fail(err, CT_EINTERNAL, "worker group %d's net differs", i);
     memcpy(ct_net_param_buffer(g->net), c->shared, c->total * sizeof(float));
     /* data cursors: the restored whole-stream position, then this group's first block */
-    for (int l = 0; l < ct_net_num_layers(g->net); l++) {
-      ct_layer *a = ct_net_layer(net, l), *b = ct_net_layer(g->net, l);
-      if (a->ops->get_cursor && b->ops->set_cursor) b->ops->set_cursor(b, a->ops->get_cursor(a));
-    }
-    ct_dist_skip_batches(g->net, (uint64_t)ct_topology_shard(&c->t, i));
+    ct_dist_place_worker(g->net, net, &c->t, 0, i);
   }
   for (int i = 1; i < c->ngroups; i++) {
     if (pthread_create(&c->groups[i].thread, NULL, group_main, &c->groups[i]) != 0)

@@ -22,6 +22,16 @@ static const char *framework_name(int fw) {
   }
 }
 
+/* An explicit field: its value, or -1 when not given; a negative value is an error naming it. */
+static ct_status given(const Caffe__ClusterParameter *c, protobuf_c_boolean has, int32_t v, const char *field, int *out,
+                       ct_error *err) {
+  *out = -1;
+  if (!c || !has) return CT_OK;
+  if (v < 0) return ct_fail(err, CT_EINVAL, "cluster: %s: %d is negative", field, (int)v);
+  *out = (int)v;
+  return CT_OK;
+}
+
 ct_status ct_topology_resolve(const Caffe__SolverParameter *sp, int world, ct_topology *t, ct_error *err) {
   memset(t, 0, sizeof *t);
   const Caffe__ClusterParameter *c = sp->cluster;
@@ -29,11 +39,18 @@ ct_status ct_topology_resolve(const Caffe__SolverParameter *sp, int world, ct_to
   if (fw && !framework_name(fw)) return ct_fail(err, CT_EINVAL, "framework %d is not a framework", fw);
   if (world < 1) world = 1;
   /* explicit fields; -1 = not given */
-#define GIVEN(f) (c && c->has_##f ? (int)c->f : -1)
-  int G = GIVEN(nworker_groups), J = GIVEN(nworkers_per_group), SG = GIVEN(nserver_groups),
-      S = GIVEN(nservers_per_group), wpp = GIVEN(nworkers_per_procs), spp = GIVEN(nservers_per_procs),
-      sep = c && c->has_server_worker_separate ? (int)c->server_worker_separate : -1, sync = GIVEN(sync_freq);
+  int G, J, SG, S, wpp, spp, sync;
+#define GIVEN(f, v) CT_TRY(given(c, c && c->has_##f, c ? c->f : 0, #f, &v, err))
+  GIVEN(nworker_groups, G);
+  GIVEN(nworkers_per_group, J);
+  GIVEN(nserver_groups, SG);
+  GIVEN(nservers_per_group, S);
+  GIVEN(nworkers_per_procs, wpp);
+  GIVEN(nservers_per_procs, spp);
+  GIVEN(sync_freq, sync);
 #undef GIVEN
+  int sep = c && c->has_server_worker_separate ? (int)c->server_worker_separate : -1;
+  bool spp_given = spp >= 0;
   if (wpp < 0) wpp = 1;
   if (spp < 0) spp = 1;
   if (sync < 0) sync = 1;
@@ -41,16 +58,19 @@ ct_status ct_topology_resolve(const Caffe__SolverParameter *sp, int world, ct_to
   switch (fw) {
     case CAFFE__SOLVER_PARAMETER__FRAMEWORK__ALLREDUCE:
       if (G < 0) G = 1;
-      if (J < 0) J = max_int(1, world / max_int(1, G));
+      if (J < 0) J = max_int(1, world * wpp / max_int(1, G));
       SG = 0, S = 0, sep = 0;
       t->mode = CT_DIST_ALLREDUCE;
       break;
     case CAFFE__SOLVER_PARAMETER__FRAMEWORK__SANDBLASTER:
       if (G < 0) G = 1;
       if (sep < 0) sep = 0;
-      if (J < 0) J = max_int(1, world / max_int(1, G));
       if (SG < 0) SG = 1;
-      if (S < 0) S = sep ? 1 : J;
+      if (sep && S < 0) S = 1;
+      /* workers fill the processes the servers leave; co-located servers follow the workers */
+      if (J < 0) J = max_int(1, ((sep ? world - ceil_div(S, spp) : world) * wpp) / max_int(1, G));
+      if (S < 0) S = J;
+      if (!sep && !spp_given) spp = wpp; /* one server per worker, on the worker's process */
       t->mode = CT_DIST_SERVERS;
       break;
     case CAFFE__SOLVER_PARAMETER__FRAMEWORK__DOWNPOUR:
@@ -78,26 +98,32 @@ ct_status ct_topology_resolve(const Caffe__SolverParameter *sp, int world, ct_to
       t->mode = SG > 1 ? CT_DIST_HOGWILD : CT_DIST_SERVERS;
       break;
   }
-  if (G < 1 || J < 1 || SG < 0 || S < 0 || wpp < 1 || spp < 1 || sync < 1)
-    return ct_fail(err, CT_EINVAL,
-                   "cluster: nworker_groups, nworkers_per_group, nworkers_per_procs, nservers_per_procs and "
-                   "sync_freq must be >= 1, server counts >= 0 (got %d, %d, %d, %d, %d; %d, %d)",
-                   G, J, wpp, spp, sync, SG, S);
+  static const char *const must_be_positive[] = {"nworker_groups", "nworkers_per_group", "nworkers_per_procs",
+                                                 "nservers_per_procs", "sync_freq"};
+  const int positive[] = {G, J, wpp, spp, sync};
+  for (int i = 0; i < 5; i++)
+    if (positive[i] < 1)
+      return ct_fail(err, CT_EINVAL, "cluster: %s must be >= 1 (got %d)", must_be_positive[i], positive[i]);
+  /* the name the user asked for (or SINGA's for the groups) */
+  const char *asked = fw ? framework_name(fw)
+                      : t->mode == CT_DIST_HOGWILD ? "HOGWILD"
+                      : G == 1                     ? "SANDBLASTER"
+                                                   : "DOWNPOUR";
   if (t->mode == CT_DIST_ALLREDUCE && G != 1)
     return ct_fail(err, CT_EINVAL, "cluster: ALLREDUCE trains one worker group (nworker_groups: %d); use HOGWILD "
                    "or DOWNPOUR for several", G);
   if (t->mode == CT_DIST_SERVERS && (SG != 1 || S < 1))
     return ct_fail(err, CT_EINVAL, "cluster: %s needs one server group of at least one server (nserver_groups: %d, "
-                   "nservers_per_group: %d)", G == 1 ? "SANDBLASTER" : "DOWNPOUR", SG, S);
+                   "nservers_per_group: %d)", asked, SG, S);
   if (t->mode == CT_DIST_HOGWILD && SG != G)
     return ct_fail(err, CT_EUNSUPPORTED, "cluster: HOGWILD gives every worker group its own server group "
                    "(nserver_groups %d must equal nworker_groups %d)", SG, G);
   if (t->mode == CT_DIST_HOGWILD && sep)
     return ct_fail(err, CT_EUNSUPPORTED, "cluster: HOGWILD keeps each server group inside its worker group's "
                    "processes; server_worker_separate must be false");
-  if (wpp > 1 && J != 1)
-    return ct_fail(err, CT_EUNSUPPORTED, "cluster: nworkers_per_procs %d > 1 hosts several worker groups in one "
-                   "process (in-process Hogwild) and needs nworkers_per_group: 1 (got %d)", wpp, J);
+  if (wpp > 1 && J % wpp != 0 && wpp % J != 0)
+    return ct_fail(err, CT_EUNSUPPORTED, "cluster: nworkers_per_procs %d and nworkers_per_group %d: a process hosts "
+                   "whole worker groups or an equal share of one, so one must divide the other", wpp, J);
   t->nworker_groups = G;
   t->nworkers_per_group = J;
   t->nserver_groups = t->mode == CT_DIST_HOGWILD ? 0 : SG; /* Hogwild servers live inside their workers */
@@ -106,23 +132,23 @@ ct_status ct_topology_resolve(const Caffe__SolverParameter *sp, int world, ct_to
   t->nservers_per_procs = spp;
   t->separate = sep > 0;
   t->sync_freq = sync;
-  t->name = fw ? framework_name(fw) /* as asked, even where it degenerates (one Downpour group) */
-            : t->mode == CT_DIST_ALLREDUCE ? "ALLREDUCE"
-            : t->mode == CT_DIST_HOGWILD ? "HOGWILD"
-            : G == 1                     ? "SANDBLASTER"
-                                         : "DOWNPOUR";
+  t->name = asked; /* as asked, even where it degenerates (one Downpour group) */
   t->worker_procs = ceil_div(G * J, wpp);
   t->server_procs = ceil_div(ct_topology_nservers(t), spp);
   t->nprocs = t->separate ? t->worker_procs + t->server_procs : max_int(t->worker_procs, t->server_procs);
-  if (wpp > 1 && t->worker_procs != 1)
-    return ct_fail(err, CT_EUNSUPPORTED, "cluster: %d worker groups at %d per process need %d processes; several "
-                   "worker groups per process (in-process Hogwild) work only when one process hosts them all",
-                   G, wpp, t->worker_procs);
+  if (t->nprocs == 1 && G > 1 && J > 1)
+    return ct_fail(err, CT_EUNSUPPORTED, "cluster: %d worker groups of %d workers in one process: one process runs "
+                   "one worker group of several workers or several groups of one worker; use nworkers_per_procs: "
+                   "%d (%d processes)", G, J, J, G);
   if (t->mode == CT_DIST_SERVERS && !t->separate && t->server_procs > t->worker_procs)
     return ct_fail(err, CT_EINVAL, "cluster: %d servers at %d per process need %d processes but the workers use "
-                   "only %d; set server_worker_separate: true or fewer servers", ct_topology_nservers(t), spp,
-                   t->server_procs, t->worker_procs);
+                   "only %d; set server_worker_separate: true, nservers_per_procs or fewer servers",
+                   ct_topology_nservers(t), spp, t->server_procs, t->worker_procs);
   return CT_OK;
+}
+
+int ct_topology_ranks_per_group(const ct_topology *t) {
+  return t->nworkers_per_group > t->nworkers_per_procs ? t->nworkers_per_group / t->nworkers_per_procs : 1;
 }
 
 void ct_topology_describe(const ct_topology *t, char *buf, size_t n) {

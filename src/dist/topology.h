@@ -4,7 +4,11 @@
  * Workers are numbered w = g * nworkers_per_group + j (group g, member j) and live on process
  * w / nworkers_per_procs. Servers are numbered s = sg * nservers_per_group + k and live on
  * process s / nservers_per_procs, after the worker processes when server_worker_separate is set,
- * else on the worker processes themselves. The process count follows from these numbers. */
+ * else on the worker processes themselves. The process count follows from these numbers.
+ *
+ * A process hosts nworkers_per_procs workers (threads, src/dist/local.h): either whole worker
+ * groups (nworkers_per_procs a multiple of nworkers_per_group) or an equal share of one group
+ * spread over nworkers_per_group / nworkers_per_procs processes; one must divide the other. */
 #ifndef CT_DIST_TOPOLOGY_H
 #define CT_DIST_TOPOLOGY_H
 
@@ -44,6 +48,8 @@ int ct_topology_nservers(const ct_topology *t);
 /* The process of worker w / server s. */
 int ct_topology_worker_proc(const ct_topology *t, int w);
 int ct_topology_server_proc(const ct_topology *t, int s);
+/* The processes that host the members of one worker group (1 when a process hosts whole groups). */
+int ct_topology_ranks_per_group(const ct_topology *t);
 /* The first worker on process p and how many it hosts (0 when none). */
 int ct_topology_workers_on(const ct_topology *t, int p, int *first);
 int ct_topology_servers_on(const ct_topology *t, int p, int *first);
