@@ -34,7 +34,7 @@ echo "OpenBLAS detects: $detected   cortado runs: $ct_core   roof probe runs: $c
 echo "SGEMM roof on $THREADS threads: $roof GFLOP/s"
 
 # cortado: a solver over the timing net; iter/s from the display lines (set-up excluded)
-cortado_ms() { # model partitions
+cortado_ms() { # model partitions blas-threads (1 partition on 1 core: the scaling baseline)
   cat > "$tmp/solver.prototxt" <<EOS
 net: "$1"
 base_lr: 0.01
@@ -46,7 +46,7 @@ display: 2
 snapshot_after_train: false
 random_seed: 1
 EOS
-  run "$BUILD/cortado" train --solver="$tmp/solver.prototxt" --partitions="$2" 2>&1 |
+  run env OPENBLAS_NUM_THREADS="$3" "$BUILD/cortado" train --solver="$tmp/solver.prototxt" --partitions="$2" 2>&1 |
     sed -n 's/.*Iteration [0-9]* (\([0-9.e+-]*\) iter\/s.*/\1/p' | tail -n +2 |
     awk '{ s += 1 / $1; n++ } END { if (n) printf "%.2f", 1000 * s / n; else print "nan" }'
 }
@@ -54,12 +54,12 @@ cortado_time() { # model -> `cortado time` output (whole-iteration GFLOP, GEMM v
   run "$BUILD/cortado" time --model="$1" --iterations=2 --partitions="$THREADS" 2>&1
 }
 
-printf "\n%-10s %6s %12s %12s %12s %12s %9s %9s %8s\n" net batch "cortado ms" "1-part ms" "torch ms" "torch+malloc" \
+printf "\n%-10s %6s %12s %12s %12s %12s %9s %9s %8s\n" net batch "cortado ms" "1 core ms" "torch ms" "torch+malloc" \
   "vs torch" "vs tuned" "of roof"
 for spec in "caffenet examples/caffenet/time_b32.prototxt 32" "lenet bench/lenet_time_b64.prototxt 64"; do
   set -- $spec
-  c2=$(cortado_ms "$2" "$THREADS")
-  c1=$(cortado_ms "$2" 1)
+  c2=$(cortado_ms "$2" "$THREADS" "$THREADS")
+  c1=$(cortado_ms "$2" 1 1)
   tout=$(cortado_time "$2")
   gf=$(sed -n 's/.*Whole iteration: \([0-9.]*\) GFLOP.*/\1/p' <<<"$tout")
   other=$(sed -n 's/.*Other layers: \([0-9.]* ms ([0-9.]*%)\).*/\1/p' <<<"$tout")
@@ -70,7 +70,7 @@ for spec in "caffenet examples/caffenet/time_b32.prototxt 32" "lenet bench/lenet
   awk -v n="$1" -v b="$3" -v c2="$c2" -v c1="$c1" -v t="$t" -v tt="$tt" -v gf="$gf" -v roof="$roof" 'BEGIN {
     printf "%-10s %6d %12.2f %12.2f %12.2f %12.2f %8.2fx %8.2fx %7.0f%%\n", n, b, c2, c1, t, tt, t / c2, tt / c2,
       100 * (gf / (c2 / 1000)) / roof
-    printf "%-10s partitions: %d vs 1 = %.2fx; whole iteration %.1f GFLOP at %.1f GFLOP/s\n", "", '"$THREADS"', c1 / c2,
+    printf "%-10s %d partitions on %d cores vs 1 on 1 core = %.2fx; whole iteration %.1f GFLOP at %.1f GFLOP/s\n", "", '"$THREADS"', '"$THREADS"', c1 / c2,
       gf, gf / (c2 / 1000) }'
   echo "           outside the GEMM layers (cortado time): $other of the layers' time"
   awk -v g="$gemm" -v c2="$c2" 'BEGIN { if (g > 0 && c2 > 0) printf "%-10s outside the GEMM layers in a training iteration (data, other layers, update): %.1f%%\n", "", 100 * (1 - g / c2) }'

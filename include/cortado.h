@@ -65,6 +65,9 @@ int ct_net_partitions(const ct_net *net);
  * (for convolutions: the lowering type in use). */
 double ct_net_layer_flops(const ct_net *net, int i);
 const char *ct_net_layer_note(const ct_net *net, int i);
+/* Useful FLOPs of layer i's backward pass: the forward's once for the data gradient when it
+ * propagates to a bottom, once more for the weight gradient when its parameters learn. */
+double ct_net_layer_backward_flops(const ct_net *net, int i);
 
 /* The BLAS underneath the CPU driver: OpenBLAS's name for the kernels it runs (e.g.
  * "SkylakeX"). OpenBLAS 0.3.21 does not know recent CPUs (Sapphire Rapids and later) and falls

@@ -515,13 +515,14 @@ static int run_time(args *a) {
   ui_resultf(&a->ui, "Average time per layer: ");
   double total_flops = 0;
   for (int i = 0; i < nlayers; i++) {
-    /* GFLOP/s from the layer's useful FLOPs; backward does twice the forward work (data and
-     * weight gradients) where the layer reports FLOPs */
-    double fl = ct_net_layer_flops(net, i), f_ms = fwd[i] / n, b_ms = bwd[i] / n;
+    /* GFLOP/s from the layer's useful FLOPs; backward counts the data gradient only where it
+     * propagates (not into the data layer) and the weight gradient only where weights learn */
+    double fl = ct_net_layer_flops(net, i), bfl = ct_net_layer_backward_flops(net, i), f_ms = fwd[i] / n,
+           b_ms = bwd[i] / n;
     char rate[96] = "";
     if (fl > 0 && f_ms > 0 && b_ms > 0)
-      snprintf(rate, sizeof rate, "  %6.1f / %6.1f GFLOP/s", fl / (f_ms * 1e6), 2 * fl / (b_ms * 1e6));
-    total_flops += 3 * fl;
+      snprintf(rate, sizeof rate, "  %6.1f / %6.1f GFLOP/s", fl / (f_ms * 1e6), bfl / (b_ms * 1e6));
+    total_flops += fl + bfl;
     ui_resultf(&a->ui, "%-*s %-*s %-5s forward: %10.4f ms. backward: %10.4f ms.%s", wname, ct_net_layer_name(net, i),
                wtype, ct_net_layer_type(net, i), ct_net_layer_note(net, i), f_ms, b_ms, rate);
   }

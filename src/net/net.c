@@ -778,6 +778,16 @@ double ct_net_layer_flops(const ct_net *net, int i) {
   return net->layers[i].l.ops->flops(&net->layers[i].l);
 }
 
+double ct_net_layer_backward_flops(const ct_net *net, int i) {
+  const double fl = ct_net_layer_flops(net, i);
+  if (fl <= 0) return 0;
+  const ct_layer *l = &net->layers[i].l;
+  bool data = false, params = false; /* the data gradient and the weight gradient: one GEMM each */
+  for (int b = 0; b < l->nbottom; b++) data |= l->propagate_down[b];
+  for (int j = 0; j < l->nblobs; j++) params |= l->param_propagate_down[j];
+  return fl * ((data ? 1 : 0) + (params ? 1 : 0));
+}
+
 const char *ct_net_layer_note(const ct_net *net, int i) {
   if (i < 0 || i >= net->nlayers || !net->layers[i].l.ops->describe) return "";
   return net->layers[i].l.ops->describe(&net->layers[i].l);
