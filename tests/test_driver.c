@@ -847,10 +847,10 @@ static void test_argmax(void) {
 static void test_update(void) {
   const size_t n = 257;
   for (int rule = CT_RULE_SGD; rule <= CT_RULE_ADAM; rule++)
-    for (int variant = 0; variant < 3; variant++) {
+    for (int variant = 0; variant < 4; variant++) { /* 3: the gradient left zeroed */
       ct_update_step st = {(ct_update_rule)rule, variant == 1 ? 0.5f : 1.0f, variant ? 0.01f : 0.0f, variant == 2,
                            0.05f, rule == CT_RULE_ADAGRAD || rule == CT_RULE_RMSPROP ? 0.0f : 0.9f, 0.999f, 0.95f,
-                           1e-6f};
+                           1e-6f, variant == 3};
       float *w = gauss(n), *g = gauss(n), *h0 = uniform(n, 0, 0.5f), *h1 = uniform(n, 0, 0.5f);
       double *rw = dbuf(n), *rg = dbuf(n), *rh0 = dbuf(n), *rh1 = dbuf(n);
       for (size_t i = 0; i < n; i++) {
@@ -882,7 +882,7 @@ static void test_update(void) {
             gi = lr * a / (sqrt(b) + eps);
             break;
         }
-        rw[i] = wi - gi, rg[i] = gi, rh0[i] = a, rh1[i] = b;
+        rw[i] = wi - gi, rg[i] = variant == 3 ? 0.0 : gi, rh0[i] = a, rh1[i] = b;
       }
       bool two = rule == CT_RULE_ADADELTA || rule == CT_RULE_ADAM;
       D->ops->update(D, &st, n, w, g, h0, two ? h1 : NULL);

@@ -104,6 +104,8 @@ typedef struct ct_update_step {
   float momentum2;  /* Adam's beta2 */
   float rms_decay;  /* RMSProp */
   float delta;      /* AdaGrad, RMSProp, AdaDelta; Adam's epsilon */
+  bool zero_grad;   /* leave g zeroed instead of holding the step (the next iteration's clear, done
+                       while the range is in cache) */
 } ct_update_step;
 
 /* ---------------------------------------------------------------- the vtable */

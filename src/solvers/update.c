@@ -260,6 +260,7 @@ typedef struct apply_job {
   const ct_driver *d;
   float rate, adam_corr, accum_norm;
   int l1, parts;
+  bool zero_grad;
   size_t elems;
 } apply_job;
 
@@ -293,6 +294,7 @@ static void apply_block(const apply_job *j, const ct_update_param *pp, size_t lo
       .momentum2 = sp->momentum2,
       .rms_decay = sp->rms_decay,
       .delta = sp->delta,
+      .zero_grad = j->zero_grad,
   };
   j->d->ops->update(j->d, &step, n, w, g, h0, h1);
 }
@@ -314,10 +316,15 @@ static void apply_range(void *ctx, int part) {
 float ct_update_apply(ct_update_ctx *u, int iter) { return ct_update_apply_on(u, ct_driver_cpu(), iter); }
 
 float ct_update_apply_on(ct_update_ctx *u, const ct_driver *d, int iter) {
+  return ct_update_apply_clear(u, d, iter, false);
+}
+
+float ct_update_apply_clear(ct_update_ctx *u, const ct_driver *d, int iter, bool zero_diff) {
   const Caffe__SolverParameter *sp = u->sp;
   const float rate = ct_update_rate(sp, iter);
   clip_gradients(u, d);
-  apply_job j = {.u = u, .d = d, .rate = rate, .adam_corr = 1.f, .accum_norm = 1.f / (float)sp->iter_size};
+  apply_job j = {.u = u, .d = d, .rate = rate, .adam_corr = 1.f, .accum_norm = 1.f / (float)sp->iter_size,
+                 .zero_grad = zero_diff};
   j.l1 = sp->regularization_type && strcmp(sp->regularization_type, "L1") == 0;
   if (u->type == CT_SOLVER_ADAM) {
     const int t = iter + 1;

@@ -7,6 +7,7 @@
 #ifndef CT_UPDATE_H
 #define CT_UPDATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cortado.h"
@@ -61,5 +62,9 @@ float ct_update_rate(const Caffe__SolverParameter *sp, int iter);
  * mirrored through ctypes by tests/py_torch_solvers.py.) */
 float ct_update_apply_on(ct_update_ctx *u, const ct_driver *d, int iter);
 float ct_update_apply(ct_update_ctx *u, int iter);
+/* As ct_update_apply_on; with zero_diff the gradients are left zeroed (each block right after
+ * its update, while it is in cache) instead of holding the step, so the training loop need not
+ * clear them before the next iteration: one pass over the gradients fewer. */
+float ct_update_apply_clear(ct_update_ctx *u, const ct_driver *d, int iter, bool zero_diff);
 
 #endif

@@ -95,4 +95,6 @@ void ct_cpu_update(const ct_driver *d, const ct_update_step *s, size_t n, float 
     case CT_RULE_ADAM: rule_adam(n, g, h0, h1, s->rate, s->momentum, s->momentum2, s->delta); break;
   }
   subtract(n, w, g);
+  if (s->zero_grad)
+    for (size_t i = 0; i < n; i++) g[i] = 0.f;
 }
