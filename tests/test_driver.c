@@ -253,6 +253,22 @@ static void test_neurons(void) {
     }
     free(x), free(y), free(dy), free(dx), free(ry), free(rdx), free(xy), free(d);
   }
+  /* ReLU bit for bit against x > 0 ? x : slope x, special values in the vector lanes and the tail */
+  const float xs[11] = {-0.0f, 0.0f, NAN, INFINITY, -INFINITY, 1e-40f, -1e-40f, 3.5f, -2.0f, FLT_MAX, -FLT_MIN};
+  for (int c = 0; c < 2; c++) {
+    const float slope = c ? 0.2f : 0.0f;
+    ct_neuron p = {0};
+    p.kind = CT_NEURON_RELU, p.negative_slope = slope;
+    float y[11], dx[11], dy[11], ry[11], rdx[11];
+    for (int i = 0; i < 11; i++) {
+      dy[i] = xs[10 - i];
+      ry[i] = xs[i] > 0 ? xs[i] : slope * xs[i];
+      rdx[i] = xs[i] > 0 ? dy[i] : slope * dy[i];
+    }
+    D->ops->neuron_forward(D, &p, 11, xs, y);
+    D->ops->neuron_backward(D, &p, 11, xs, y, dy, dx);
+    CHECK(memcmp(y, ry, sizeof y) == 0 && memcmp(dx, rdx, sizeof dx) == 0, "ReLU slope %g bit for bit", (double)slope);
+  }
 }
 
 static void test_prelu(void) {
@@ -561,77 +577,252 @@ static void test_lowering(void) {
 
 /* ================================================================ pooling */
 
-static void test_pooling(void) {
-  const int H = 7, W = 6, kh = 3, kw = 2, sh = 2, sw = 1, ph = 1, pw = 1, planes = 5;
-  const int OH = (int)ceilf((float)(H + 2 * ph - kh) / sh) + 1, OW = (int)ceilf((float)(W + 2 * pw - kw) / sw) + 1;
-  const size_t nin = (size_t)planes * H * W, nout = (size_t)planes * OH * OW;
-  for (int m = 0; m < 3; m++) {
-    ct_pool_geom g = {(ct_pool_method)m, H, W, OH, OW, kh, kw, sh, sw, m == CT_POOL_STOCHASTIC ? 0 : ph,
-                      m == CT_POOL_STOCHASTIC ? 0 : pw};
-    if (m == CT_POOL_STOCHASTIC) { /* no padding: its own output size */
-      g.OH = (int)ceilf((float)(H - kh) / sh) + 1;
-      g.OW = (int)ceilf((float)(W - kw) / sw) + 1;
-    }
-    const size_t no = (size_t)planes * g.OH * g.OW;
-    float *x = m == CT_POOL_STOCHASTIC ? uniform(nin, 0.1f, 1.0f) : gauss(nin), *y = gauss(nout), *mask = gauss(nout);
-    float *dy = gauss(nout), *dx = gauss(nin);
-    int *am = malloc(nout * sizeof(int));
-    double *ry = dbuf(nout), *rdx = dbuf(nin);
-    for (int p = 0; p < planes; p++)
-      for (int oh = 0; oh < g.OH; oh++)
-        for (int ow = 0; ow < g.OW; ow++) {
-          int h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-          int h1 = h0 + kh < H + g.ph ? h0 + kh : H + g.ph, w1 = w0 + kw < W + g.pw ? w0 + kw : W + g.pw;
-          int size = (h1 - h0) * (w1 - w0);
-          h0 = h0 < 0 ? 0 : h0, w0 = w0 < 0 ? 0 : w0, h1 = h1 > H ? H : h1, w1 = w1 > W ? W : w1;
-          const float *xp = x + (size_t)p * H * W;
-          size_t o = ((size_t)p * g.OH + oh) * g.OW + ow;
-          double best = -INFINITY, sum = 0, sq = 0;
+/* Caffe's output size (CEIL or FLOOR; with padding the last window must start inside image + pad) */
+static int pool_out(int in, int k, int pad, int stride, bool ceil_mode) {
+  float span = (float)(in + 2 * pad - k) / (float)stride;
+  int out = (int)(ceil_mode ? ceilf(span) : floorf(span)) + 1;
+  if (pad && (out - 1) * stride >= in + pad) out--;
+  return out;
+}
+
+/* The scalar loops the driver had before its kernels split planes into interior and border, in
+ * float and in the same order: MAX and AVE must match them bit for bit (argmax included). */
+static void pool_scalar(const ct_pool_geom *g, int planes, const float *x, const float *dy, float *y, int *am,
+                        float *dx) {
+  const int H = g->H, W = g->W;
+  memset(dx, 0, (size_t)planes * H * W * sizeof(float));
+  for (int p = 0; p < planes; p++)
+    for (int oh = 0; oh < g->OH; oh++)
+      for (int ow = 0; ow < g->OW; ow++) {
+        int h0 = oh * g->sh - g->ph, w0 = ow * g->sw - g->pw;
+        int h1 = h0 + g->kh < H + g->ph ? h0 + g->kh : H + g->ph, w1 = w0 + g->kw < W + g->pw ? w0 + g->kw : W + g->pw;
+        const int size = (h1 - h0) * (w1 - w0);
+        h0 = h0 < 0 ? 0 : h0, w0 = w0 < 0 ? 0 : w0, h1 = h1 > H ? H : h1, w1 = w1 > W ? W : w1;
+        const float *xp = x + (size_t)p * H * W;
+        float *dxp = dx + (size_t)p * H * W;
+        const size_t o = ((size_t)p * g->OH + oh) * g->OW + ow;
+        if (g->method == CT_POOL_MAX) {
+          float best = -FLT_MAX;
           int arg = -1;
           for (int h = h0; h < h1; h++)
-            for (int c = w0; c < w1; c++) {
-              double v = xp[h * W + c];
-              if (v > best) best = v, arg = h * W + c;
-              sum += v, sq += v * v;
-            }
-          double *dxp = rdx + (size_t)p * H * W;
-          if (m == CT_POOL_MAX) {
-            ry[o] = arg >= 0 ? best : 0;
-            if (arg >= 0) dxp[arg] += dy[o];
-          } else if (m == CT_POOL_AVE) {
-            ry[o] = size ? sum / size : 0;
-            for (int h = h0; h < h1; h++)
-              for (int c = w0; c < w1; c++) dxp[h * W + c] += dy[o] / size;
-          } else {
-            ry[o] = sq / sum;
-            for (int h = h0; h < h1; h++)
-              for (int c = w0; c < w1; c++) dxp[h * W + c] += dy[o] * (2 * xp[h * W + c] * sum - sq) / (sum * sum);
-          }
+            for (int c = w0; c < w1; c++)
+              if (xp[h * W + c] > best) best = xp[h * W + c], arg = h * W + c;
+          y[o] = arg >= 0 ? best : 0.0f;
+          am[o] = arg;
+          if (arg >= 0) dxp[arg] += dy[o];
+        } else {
+          float s = 0.0f;
+          for (int h = h0; h < h1; h++)
+            for (int c = w0; c < w1; c++) s += xp[h * W + c];
+          const bool any = h0 < h1 && w0 < w1;
+          y[o] = any ? s / (float)size : 0.0f;
+          if (!any) continue;
+          const float gr = dy[o] / (float)size;
+          for (int h = h0; h < h1; h++)
+            for (int c = w0; c < w1; c++) dxp[h * W + c] += gr;
         }
-    D->ops->pool_forward(D, &g, (size_t)planes, x, y, am, m == CT_POOL_MAX ? mask : NULL);
-    D->ops->pool_backward(D, &g, (size_t)planes, x, dy, am, dx);
-    const char *name = m == 0 ? "MAX" : m == 1 ? "AVE" : "STOCHASTIC";
-    char what[64];
-    snprintf(what, sizeof what, "pool %s forward", name);
-    same(y, ry, no, 1e-5, what);
-    snprintf(what, sizeof what, "pool %s backward", name);
-    same(dx, rdx, nin, 1e-5, what);
-    if (m == CT_POOL_MAX) {
-      bool ok = true;
-      for (size_t o = 0; o < no; o++) ok &= mask[o] == (float)am[o];
-      CHECK(ok, "pool MAX mask holds the argmax");
+      }
+}
+
+static void test_pooling(void) {
+  /* H, W, kh, kw, sh, sw, ph, pw, ceil: shapes whose planes split into interior and border every
+   * way: odd sizes, padding, stride > kernel (CEIL leaving a last window partly or wholly past
+   * the image), kernel == input, interiors narrower than 4 and not a multiple of 4, the
+   * specialised 2x2/2 and 3x3/2 and the generic kernels with strides 1, 2 and 3 */
+  static const int shapes[][9] = {
+      {7, 6, 3, 2, 2, 1, 1, 1, 1},    {24, 24, 2, 2, 2, 2, 0, 0, 1},  {8, 8, 2, 2, 2, 2, 0, 0, 1},
+      {55, 55, 3, 3, 2, 2, 0, 0, 1},  {13, 13, 3, 3, 2, 2, 0, 0, 1},  {13, 17, 3, 3, 2, 2, 1, 1, 1},
+      {14, 15, 3, 3, 2, 2, 1, 1, 0},  {11, 10, 2, 2, 3, 3, 0, 0, 1},  {8, 8, 2, 2, 4, 4, 0, 0, 1},
+      {9, 23, 2, 2, 2, 2, 0, 0, 1},   {5, 7, 5, 7, 1, 1, 0, 0, 1},    {6, 9, 5, 7, 1, 1, 0, 0, 1},
+      {20, 30, 3, 3, 1, 1, 1, 1, 1},  {12, 19, 4, 4, 2, 2, 1, 2, 1},  {16, 25, 3, 3, 3, 3, 0, 0, 1},
+      {10, 31, 3, 5, 2, 3, 2, 1, 1},  {3, 40, 3, 3, 1, 2, 1, 0, 0},   {17, 9, 2, 3, 1, 1, 0, 2, 1},
+      {6, 6, 5, 5, 1, 1, 4, 4, 1},    {30, 12, 7, 1, 3, 1, 3, 0, 1},
+  };
+  const int nshapes = (int)(sizeof shapes / sizeof shapes[0]), planes = 3;
+  for (int si = 0; si < nshapes; si++) {
+    const int *sh = shapes[si];
+    const int H = sh[0], W = sh[1];
+    for (int m = 0; m < 3; m++) {
+      const bool stochastic = m == CT_POOL_STOCHASTIC;
+      if (stochastic && (sh[6] || sh[7])) continue; /* no padding for STOCHASTIC */
+      ct_pool_geom g = {(ct_pool_method)m, H, W, 0, 0, sh[2], sh[3], sh[4], sh[5], sh[6], sh[7]};
+      g.OH = pool_out(H, g.kh, g.ph, g.sh, sh[8]);
+      g.OW = pool_out(W, g.kw, g.pw, g.sw, sh[8]);
+      const size_t nin = (size_t)planes * H * W, nout = (size_t)planes * g.OH * g.OW;
+      float *x = stochastic ? uniform(nin, 0.1f, 1.0f) : gauss(nin);
+      if (m == CT_POOL_MAX && si % 2) /* ties: few distinct values, and zeros of both signs */
+        for (size_t i = 0; i < nin; i++) x[i] = i % 7 == 3 ? -0.0f : floorf(x[i] * 1.5f);
+      float *y = gauss(nout), *mask = gauss(nout), *dy = gauss(nout), *dx = gauss(nin);
+      int *am = malloc(nout * sizeof(int)), *sam = malloc(nout * sizeof(int));
+      float *sy = gauss(nout), *sdx = gauss(nin);
+      double *ry = dbuf(nout), *rdx = dbuf(nin);
+      int *ram = malloc(nout * sizeof(int));
+      for (int p = 0; p < planes; p++)
+        for (int oh = 0; oh < g.OH; oh++)
+          for (int ow = 0; ow < g.OW; ow++) {
+            int h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+            int h1 = h0 + g.kh < H + g.ph ? h0 + g.kh : H + g.ph, w1 = w0 + g.kw < W + g.pw ? w0 + g.kw : W + g.pw;
+            int size = (h1 - h0) * (w1 - w0);
+            h0 = h0 < 0 ? 0 : h0, w0 = w0 < 0 ? 0 : w0, h1 = h1 > H ? H : h1, w1 = w1 > W ? W : w1;
+            const float *xp = x + (size_t)p * H * W;
+            size_t o = ((size_t)p * g.OH + oh) * g.OW + ow;
+            double best = -INFINITY, sum = 0, sq = 0;
+            int arg = -1;
+            for (int h = h0; h < h1; h++)
+              for (int c = w0; c < w1; c++) {
+                double v = xp[h * W + c];
+                if (v > best) best = v, arg = h * W + c;
+                sum += v, sq += v * v;
+              }
+            double *dxp = rdx + (size_t)p * H * W;
+            ram[o] = arg;
+            if (m == CT_POOL_MAX) {
+              ry[o] = arg >= 0 ? best : 0;
+              if (arg >= 0) dxp[arg] += dy[o];
+            } else if (m == CT_POOL_AVE) {
+              ry[o] = h0 < h1 && w0 < w1 ? sum / size : 0;
+              for (int h = h0; h < h1; h++)
+                for (int c = w0; c < w1; c++) dxp[h * W + c] += dy[o] / size;
+            } else {
+              ry[o] = h0 < h1 && w0 < w1 ? sq / sum : 0; /* a window wholly past the image: 0 */
+              for (int h = h0; h < h1; h++)
+                for (int c = w0; c < w1; c++) dxp[h * W + c] += dy[o] * (2 * xp[h * W + c] * sum - sq) / (sum * sum);
+            }
+          }
+      D->ops->pool_forward(D, &g, (size_t)planes, x, y, am, m == CT_POOL_MAX ? mask : NULL);
+      D->ops->pool_backward(D, &g, (size_t)planes, x, dy, am, dx);
+      const char *name = m == 0 ? "MAX" : m == 1 ? "AVE" : "STOCHASTIC";
+      char what[128];
+      snprintf(what, sizeof what, "pool %s %dx%d k%dx%d s%dx%d p%dx%d %s forward", name, H, W, g.kh, g.kw, g.sh, g.sw,
+               g.ph, g.pw, sh[8] ? "CEIL" : "FLOOR");
+      same(y, ry, nout, 1e-5, what);
+      snprintf(what, sizeof what, "pool %s %dx%d k%dx%d s%dx%d p%dx%d backward", name, H, W, g.kh, g.kw, g.sh, g.sw,
+               g.ph, g.pw);
+      same(dx, rdx, nin, 1e-5, what);
+      if (m == CT_POOL_MAX) {
+        bool ok = true;
+        for (size_t o = 0; o < nout; o++) ok &= mask[o] == (float)am[o];
+        CHECK(ok, "pool MAX %dx%d k%dx%d s%d: the mask holds the argmax", H, W, g.kh, g.kw, g.sh);
+        CHECK(memcmp(am, ram, nout * sizeof(int)) == 0, "pool MAX %dx%d k%dx%d s%d: the first maximum wins", H, W,
+              g.kh, g.kw, g.sh);
+      }
+      if (!stochastic) {
+        pool_scalar(&g, planes, x, dy, sy, sam, sdx);
+        CHECK(memcmp(y, sy, nout * sizeof(float)) == 0, "pool %s %dx%d k%dx%d s%dx%d p%dx%d: forward bit for bit",
+              name, H, W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw);
+        CHECK(memcmp(dx, sdx, nin * sizeof(float)) == 0, "pool %s %dx%d k%dx%d s%dx%d p%dx%d: backward bit for bit",
+              name, H, W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw);
+      }
+      free(x), free(y), free(mask), free(dy), free(dx), free(am), free(sam), free(sy), free(sdx), free(ry),
+          free(rdx), free(ram);
     }
-    free(x), free(y), free(mask), free(dy), free(dx), free(am), free(ry), free(rdx);
+  }
+  /* special values: NaNs never win, and a window of nothing above -FLT_MAX has no argmax */
+  {
+    const int H = 6, W = 12;
+    ct_pool_geom g = {CT_POOL_MAX, H, W, 3, 6, 2, 2, 2, 2, 0, 0};
+    float x[6 * 12], y[18], dy[18], dx[6 * 12], sy[18], sdx[6 * 12];
+    int am[18], sam[18];
+    for (int i = 0; i < H * W; i++) x[i] = (float)((i * 5) % 11) - 5.0f;
+    x[0] = x[1] = x[W] = NAN, x[W + 1] = 2.0f;       /* window 0: the one number wins */
+    x[2] = x[3] = x[W + 2] = x[W + 3] = NAN;         /* window 1: all NaN */
+    x[4] = x[5] = -INFINITY, x[W + 4] = -FLT_MAX;    /* window 2: nothing above -FLT_MAX */
+    x[W + 5] = -INFINITY;
+    x[6] = -0.0f, x[7] = 0.0f, x[W + 6] = 0.0f, x[W + 7] = -1.0f; /* window 3: the -0 first */
+    for (int o = 0; o < 18; o++) dy[o] = (float)o + 1.0f;
+    D->ops->pool_forward(D, &g, 1, x, y, am, NULL);
+    D->ops->pool_backward(D, &g, 1, x, dy, am, dx);
+    pool_scalar(&g, 1, x, dy, sy, sam, sdx);
+    CHECK(am[0] == W + 1 && y[0] == 2.0f, "pool MAX: NaN never wins (%d)", am[0]);
+    CHECK(am[1] == -1 && y[1] == 0.0f && am[2] == -1 && y[2] == 0.0f, "pool MAX: no argmax (%d %d)", am[1], am[2]);
+    CHECK(am[3] == 6 && signbit(y[3]), "pool MAX: of equal zeros the first wins (%d)", am[3]);
+    CHECK(memcmp(y, sy, sizeof y) == 0 && memcmp(am, sam, sizeof am) == 0 && memcmp(dx, sdx, sizeof dx) == 0,
+          "pool MAX special values bit for bit");
   }
 }
 
 /* ================================================================ LRN */
 
+/* The scalar loops the driver had before its kernels were fused, in float and in the same order:
+ * both regions must match them bit for bit. */
+static void lrn_box(const float *in, float *out, float *tmp, int H, int W, int r, float scale, float shift) {
+  for (int h = 0; h < H; h++)
+    for (int w = 0; w < W; w++) {
+      float s = 0.0f;
+      for (int c = w - r; c <= w + r; c++)
+        if (c >= 0 && c < W) s += in[h * W + c];
+      tmp[h * W + w] = s;
+    }
+  for (int h = 0; h < H; h++)
+    for (int w = 0; w < W; w++) {
+      float o = 0.0f;
+      for (int hh = h - r; hh <= h + r; hh++)
+        if (hh >= 0 && hh < H) o += tmp[hh * W + w];
+      out[h * W + w] = shift + scale * o;
+    }
+}
+
+static void lrn_channels(const float *in, float *out, int C, size_t plane, int r, float scale, float shift) {
+  for (int c = 0; c < C; c++)
+    for (size_t i = 0; i < plane; i++) {
+      float o = 0.0f;
+      for (int cc = c - r; cc <= c + r; cc++)
+        if (cc >= 0 && cc < C) o += in[cc * plane + i];
+      out[c * plane + i] = shift + scale * o;
+    }
+}
+
+static void lrn_scalar(const ct_lrn_geom *g, int nimg, const float *x, const float *dy, float *y, float *s, float *sp,
+                       float *dx) {
+  const size_t plane = (size_t)g->H * g->W, img = plane * g->C, n = img * nimg;
+  const int r = (g->size - 1) / 2;
+  float *sq = malloc(n * sizeof(float)), *t = malloc(n * sizeof(float)), *box = malloc(plane * sizeof(float));
+  for (size_t i = 0; i < n; i++) sq[i] = x[i] * x[i];
+  for (int b = 0; b < nimg; b++) {
+    if (g->across)
+      lrn_channels(sq + b * img, s + b * img, g->C, plane, r, g->alpha / (float)g->size, g->k);
+    else
+      for (int c = 0; c < g->C; c++)
+        lrn_box(sq + b * img + c * plane, s + b * img + c * plane, box, g->H, g->W, r,
+                g->alpha / (float)(g->size * g->size), 1.0f);
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (g->beta == 0.75f) {
+      const float q = sqrtf(s[i]);
+      sp[i] = 1.0f / (q * sqrtf(q));
+    } else if (g->beta == 0.5f) {
+      sp[i] = 1.0f / sqrtf(s[i]);
+    } else if (g->beta == 1.0f) {
+      sp[i] = 1.0f / s[i];
+    } else {
+      sp[i] = powf(s[i], -g->beta);
+    }
+    y[i] = x[i] * sp[i];
+  }
+  for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] / s[i];
+  for (int b = 0; b < nimg; b++) {
+    if (g->across)
+      lrn_channels(dx + b * img, t + b * img, g->C, plane, r, 1.0f, 0.0f);
+    else
+      for (int c = 0; c < g->C; c++)
+        lrn_box(dx + b * img + c * plane, t + b * img + c * plane, box, g->H, g->W, r, 1.0f, 0.0f);
+  }
+  const float ratio = 2.0f * g->alpha * g->beta / (float)(g->across ? g->size : g->size * g->size);
+  for (size_t i = 0; i < n; i++) dx[i] = dy[i] * sp[i] - ratio * x[i] * t[i];
+  free(sq), free(t), free(box);
+}
+
 static void test_lrn(void) {
-  const int C = 5, H = 4, W = 6, nimg = 2;
-  const size_t plane = (size_t)H * W, img = plane * C, n = img * nimg;
-  for (int across = 0; across < 2; across++) {
-    ct_lrn_geom g = {across, 3, 0.3f, 0.75f, 1.5f, C, H, W};
+  /* C, H, W, size, beta: planes of a multiple of 4 elements and not, windows wider than C, one
+   * channel, and each exponent with its own kernel (0.75, 0.5, 1) or powf */
+  static const float cases[][5] = {{5, 4, 6, 3, 0.75f}, {7, 3, 5, 5, 0.75f}, {3, 2, 3, 7, 0.75f}, {1, 5, 5, 3, 0.75f},
+                                   {6, 3, 3, 5, 0.5f},  {4, 5, 3, 3, 1.0f},  {9, 3, 7, 5, 0.6f}};
+  const int ncases = (int)(sizeof cases / sizeof cases[0]);
+  for (int ci = 0; ci < 2 * ncases; ci++) {
+    const int across = ci % 2, C = (int)cases[ci / 2][0], H = (int)cases[ci / 2][1], W = (int)cases[ci / 2][2];
+    const int nimg = 2;
+    const size_t plane = (size_t)H * W, img = plane * C, n = img * nimg;
+    ct_lrn_geom g = {across, (int)cases[ci / 2][3], 0.3f, cases[ci / 2][4], 1.5f, C, H, W};
     float *x = gauss(n), *y = gauss(n), *s = gauss(n), *sp = gauss(n), *dy = gauss(n), *dx = gauss(n);
     float *tmp = gauss(img);
     double *rs = dbuf(n), *ry = dbuf(n), *rdx = dbuf(n);
@@ -666,11 +857,25 @@ static void test_lrn(void) {
             rdx[i] = dy[i] * pow(rs[i], -g.beta) - 2 * a * g.beta * x[i] * sum;
           }
 #undef WINDOW
+    char what[96];
+    snprintf(what, sizeof what, "lrn %s %dx%dx%d size %d beta %g", across ? "ACROSS" : "WITHIN", C, H, W, g.size,
+             (double)g.beta);
     D->ops->lrn_forward(D, &g, (size_t)nimg, x, y, s, sp, tmp);
-    same(s, rs, n, 1e-5, across ? "lrn ACROSS scale" : "lrn WITHIN scale");
-    same(y, ry, n, 1e-5, across ? "lrn ACROSS forward" : "lrn WITHIN forward");
+    same(s, rs, n, 1e-5, what);
+    same(y, ry, n, 1e-5, what);
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) ok &= fabs(sp[i] - pow(rs[i], -g.beta)) <= 1e-5 * pow(rs[i], -g.beta);
+    CHECK(ok, "%s: s^-beta", what);
     D->ops->lrn_backward(D, &g, (size_t)nimg, x, y, dy, s, sp, dx, tmp);
-    same(dx, rdx, n, 1e-4, across ? "lrn ACROSS backward" : "lrn WITHIN backward");
+    same(dx, rdx, n, 1e-4, what);
+    float *sy = malloc(n * sizeof(float)), *ss = malloc(n * sizeof(float)), *ssp = malloc(n * sizeof(float));
+    float *sdx = malloc(n * sizeof(float));
+    lrn_scalar(&g, nimg, x, dy, sy, ss, ssp, sdx);
+    CHECK(memcmp(s, ss, n * sizeof(float)) == 0 && memcmp(sp, ssp, n * sizeof(float)) == 0 &&
+              memcmp(y, sy, n * sizeof(float)) == 0,
+          "%s: forward bit for bit", what);
+    CHECK(memcmp(dx, sdx, n * sizeof(float)) == 0, "%s: backward bit for bit", what);
+    free(sy), free(ss), free(ssp), free(sdx);
     free(x), free(y), free(s), free(sp), free(dy), free(dx), free(tmp), free(rs), free(ry), free(rdx);
   }
 }

@@ -1,0 +1,45 @@
+/* Four-lane float and int vectors for the CPU kernels the compiler does not vectorise by itself.
+ * GCC 12 at the project's -O2 vectorises only loops whose trip count it knows to be a multiple of
+ * the vector width, and never one with a select (x > 0 ? x : s x): -ftrapping-math forbids
+ * if-converting it. These kernels (ReLU, pooling) are written with GNU C vector extensions
+ * instead, which gcc and clang both accept under -std=c11 for every target (SSE on x86-64, NEON
+ * on arm64, plain scalar code elsewhere); each lane computes exactly what the scalar loop did. */
+#ifndef CT_DRIVERS_CPU_SIMD_H
+#define CT_DRIVERS_CPU_SIMD_H
+
+#include <string.h>
+
+typedef float ct_v4f __attribute__((vector_size(16)));
+typedef int ct_v4i __attribute__((vector_size(16)));
+
+/* unaligned loads and stores (movups) */
+static inline ct_v4f ct_v4f_load(const float *p) {
+  ct_v4f v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void ct_v4f_store(float *p, ct_v4f v) { memcpy(p, &v, sizeof v); }
+static inline void ct_v4i_store(int *p, ct_v4i v) { memcpy(p, &v, sizeof v); }
+static inline ct_v4i ct_v4i_load(const int *p) {
+  ct_v4i v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline ct_v4f ct_v4f_splat(float a) { return (ct_v4f){a, a, a, a}; }
+static inline ct_v4i ct_v4i_splat(int a) { return (ct_v4i){a, a, a, a}; }
+
+/* m ? a : b lane by lane, m a comparison's result (all ones or all zeros) */
+static inline ct_v4f ct_v4f_select(ct_v4i m, ct_v4f a, ct_v4f b) {
+  return (ct_v4f)((m & (ct_v4i)a) | (~m & (ct_v4i)b));
+}
+static inline ct_v4i ct_v4i_select(ct_v4i m, ct_v4i a, ct_v4i b) { return (m & a) | (~m & b); }
+
+/* p[0], p[s], p[2 s], p[3 s]; s = 2 reads p[0..6] only (two loads and a shuffle) */
+static inline ct_v4f ct_v4f_load_stride(const float *p, int s) {
+  if (s == 1) return ct_v4f_load(p);
+  if (s == 2) return __builtin_shufflevector(ct_v4f_load(p), ct_v4f_load(p + 3), 0, 2, 5, 7);
+  return (ct_v4f){p[0], p[s], p[2 * s], p[3 * s]};
+}
+
+#endif
