@@ -14,19 +14,9 @@
 # average, at most 4, also under load). Compared one moment against one moment, two such
 # samples were more than 2 points apart in about one run in five under load.
 # Skipped (exit 0, says so) without mpirun. CT_ASYNC_ITERS sets the single process's iterations.
-set -u
-: "${CORTADO:?}" "${CT_SOURCE_DIR:?}"
-if ! command -v mpirun > /dev/null; then echo "SKIPPED: no mpirun"; exit 0; fi
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-# detect_leaks=0: in the sanitizer build LeakSanitizer would report Open MPI's own allocations
-MPIRUN=(mpirun --oversubscribe --host localhost:4 --mca btl self,vader -x ASAN_OPTIONS=detect_leaks=0 -x CT_DIST_TIMEOUT=120)
+MPI_TIMEOUT=120
+. "$(dirname "$0")/mpi_common.sh"
 iters=${CT_ASYNC_ITERS:-400}
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAILED: $*" >&2; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-net="$CT_SOURCE_DIR/tests/dist_lenet.prototxt" # LeNet on the IDX files
 solver() { # name, max_iter, extra lines
   cat > "$tmp/$1.prototxt" <<EOT
 net: "$net"

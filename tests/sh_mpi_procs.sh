@@ -7,18 +7,7 @@
 # (the global norm, not each slice's). DOWNPOUR and HOGWILD with 4 worker groups on 2 processes
 # (2 per process, as threads) train. A worker thread whose loss goes non-finite stops the job
 # with a message, without hanging. Skipped (exit 0, says so) without mpirun.
-set -u
-: "${CORTADO:?}" "${CT_SOURCE_DIR:?}" "${CT_BUILD_DIR:?}"
-if ! command -v mpirun > /dev/null; then echo "SKIPPED: no mpirun"; exit 0; fi
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-# detect_leaks=0: in the sanitizer build LeakSanitizer would report Open MPI's own allocations
-MPIRUN=(mpirun --oversubscribe --host localhost:4 --mca btl self,vader -x ASAN_OPTIONS=detect_leaks=0 -x CT_DIST_TIMEOUT=60)
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAILED: $*" >&2; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-net="$CT_SOURCE_DIR/tests/dist_lenet.prototxt" # LeNet on the IDX files
+. "$(dirname "$0")/mpi_common.sh"
 cmp="$CT_BUILD_DIR/tests/test_dist"
 solver() { # name, extra lines
   cat > "$tmp/$1.prototxt" <<EOT

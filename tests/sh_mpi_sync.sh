@@ -3,18 +3,7 @@
 # workers, each on 32 of the same 64 images, give the weights one process gets on the batch of
 # 64 after 20 iterations (within 1e-4 relative); a cluster snapshot resumes in one process and
 # a single-process snapshot resumes in a cluster. Skipped (exit 0, says so) without mpirun.
-set -u
-: "${CORTADO:?}" "${CT_SOURCE_DIR:?}" "${CT_BUILD_DIR:?}"
-if ! command -v mpirun > /dev/null; then echo "SKIPPED: no mpirun"; exit 0; fi
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-# detect_leaks=0: in the sanitizer build LeakSanitizer would report Open MPI's own allocations
-MPIRUN=(mpirun --oversubscribe --host localhost:4 --mca btl self,vader -x ASAN_OPTIONS=detect_leaks=0 -x CT_DIST_TIMEOUT=60)
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAILED: $*" >&2; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-net="$CT_SOURCE_DIR/tests/dist_lenet.prototxt" # LeNet on the IDX files
+. "$(dirname "$0")/mpi_common.sh"
 cmp="$CT_BUILD_DIR/tests/test_dist"
 solver() { # name, extra lines
   cat > "$tmp/$1.prototxt" <<EOT
