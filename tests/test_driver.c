@@ -127,6 +127,37 @@ static void test_blas(void) {
         same(C, ref, (size_t)M * N, 1e-5, what);
         free(A), free(B), free(C), free(ref);
       }
+    /* gemm_ld: the same product on blocks of larger matrices (3 spare columns each side);
+     * what lies outside C's block must stay as it was */
+    for (int ta = 0; ta < 2; ta++)
+      for (int tb = 0; tb < 2; tb++) {
+        const int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+        const int lda = ac + 3, ldb = bc + 3, ldc = N + 3;
+        float *A = gauss((size_t)ar * lda), *B = gauss((size_t)br * ldb), *C = gauss((size_t)M * ldc);
+        float *C0 = malloc((size_t)M * ldc * sizeof(float));
+        memcpy(C0, C, (size_t)M * ldc * sizeof(float));
+        double *ref = dbuf((size_t)M * ldc);
+        for (int m = 0; m < M; m++)
+          for (int j = 0; j < ldc; j++) {
+            const int n = j - 1; /* C's block starts at column 1 */
+            if (n < 0 || n >= N) {
+              ref[(size_t)m * ldc + j] = C0[(size_t)m * ldc + j];
+              continue;
+            }
+            double s = 0;
+            for (int k = 0; k < K; k++) {
+              double a = ta ? A[(size_t)k * lda + m + 2] : A[(size_t)m * lda + k + 2];
+              double b = tb ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n];
+              s += a * b;
+            }
+            ref[(size_t)m * ldc + j] = 1.25 * s - 0.5 * C0[(size_t)m * ldc + j];
+          }
+        D->ops->gemm_ld(D, ta, tb, M, N, K, 1.25f, A + 2, lda, B, ldb, -0.5f, C + 1, ldc);
+        char what[64];
+        snprintf(what, sizeof what, "gemm_ld %dx%dx%d trans %d%d", M, N, K, ta, tb);
+        same(C, ref, (size_t)M * ldc, 1e-5, what);
+        free(A), free(B), free(C), free(C0), free(ref);
+      }
     for (int ta = 0; ta < 2; ta++) {
       float *A = gauss((size_t)M * N), *x = gauss(ta ? (size_t)M : (size_t)N), *y = gauss(ta ? (size_t)N : (size_t)M);
       int ny = ta ? N : M;
@@ -300,6 +331,7 @@ static void test_eltwise(void) {
   const int nx = 3;
   float *xs[3] = {gauss(n), gauss(n), gauss(n)};
   xs[1][7] = xs[0][7]; /* a tie between the first two: the later wins */
+  xs[2][7] = xs[0][7] - 1.0f; /* (and the third does not beat them) */
   xs[2][9] = xs[0][9] = 5.0f; /* a tie with a later input: the earlier keeps it */
   const float *cx[3] = {xs[0], xs[1], xs[2]};
   const float coeff[3] = {0.5f, -1.0f, 2.0f};

@@ -1,5 +1,5 @@
 /* CcT's partitions on whole nets (convolutions, pooling, LRN and element-wise layers all split
- * their work across the partitions): forward outputs and every parameter gradient with 2 and 3
+ * their work across the partitions, inner products on their neurons): forward outputs and every parameter gradient with 2 and 3
  * partitions equal the one-partition run within 1e-5 relative; two runs with the same
  * partitions are bit-identical; a layer's `partition { share }` entries split its batch; the
  * lowering type can be forced per layer and every type gives the same net outputs. */
@@ -28,7 +28,13 @@ static const char *net_text(const char *conv2_extra) {
            "  num_output: 12 kernel_size: 3 group: 2 stride: 1 weight_filler { type: 'xavier' } } }\n"
            "layer { name: 'conv3' type: 'Convolution' bottom: 'conv2' top: 'conv3' convolution_param { num_output: 6 "
            "  kernel_size: 1 weight_filler { type: 'xavier' } } }\n"
-           "layer { name: 'fc' type: 'InnerProduct' bottom: 'conv3' top: 'fc' inner_product_param { num_output: 5 "
+           /* wide enough to be split on its neurons (and on its inputs for dx), plain and transposed */
+           "layer { name: 'fcw' type: 'InnerProduct' bottom: 'conv3' top: 'fcw' inner_product_param { num_output: 200 "
+           "  weight_filler { type: 'xavier' } bias_filler { type: 'gaussian' std: 0.1 } } }\n"
+           "layer { name: 'reluw' type: 'ReLU' bottom: 'fcw' top: 'fcw' }\n"
+           "layer { name: 'fct' type: 'InnerProduct' bottom: 'fcw' top: 'fct' inner_product_param { num_output: 197 "
+           "  transpose: true weight_filler { type: 'xavier' } bias_filler { type: 'gaussian' std: 0.1 } } }\n"
+           "layer { name: 'fc' type: 'InnerProduct' bottom: 'fct' top: 'fc' inner_product_param { num_output: 5 "
            "  weight_filler { type: 'xavier' } } }\n"
            "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'fc' bottom: 'label' top: 'loss' }\n",
            conv2_extra);

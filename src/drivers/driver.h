@@ -135,6 +135,10 @@ typedef struct ct_driver_ops {
    * K x N, all contiguous. gemv: y = alpha op(A) x + beta y, A M x N. */
   void (*gemm)(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                const float *B, float beta, float *C);
+  /* The same on sub-matrices: row i of the stored A starts at A + i lda (likewise B, C), so a
+   * block of a larger matrix is named without copying it. */
+  void (*gemm_ld)(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc);
   void (*gemv)(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x, float beta,
                float *y);
   void (*axpy)(const ct_driver *d, size_t n, float alpha, const float *x, float *y); /* y += alpha x */

@@ -51,6 +51,13 @@ void ct_cpu_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, i
               alpha, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
 }
 
+void ct_cpu_gemm_ld(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                    int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+  (void)d;
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+              alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 void ct_cpu_gemv(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x,
                  float beta, float *y) {
   (void)d;

@@ -22,6 +22,7 @@ static const ct_driver_ops cpu_ops = {
     .download = cpu_download,
     .calibration = ct_cpu_rates,
     .gemm = ct_cpu_gemm,
+    .gemm_ld = ct_cpu_gemm_ld,
     .gemv = ct_cpu_gemv,
     .axpy = ct_cpu_axpy,
     .scal = ct_cpu_scal,

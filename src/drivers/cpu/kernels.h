@@ -18,6 +18,8 @@ void ct_cpu_copy_2d(const ct_driver *d, size_t rows, size_t row_bytes, void *dst
 void ct_cpu_rates(const ct_driver *d, double *gflops, double *gbytes); /* the calibration entry */
 void ct_cpu_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                  const float *B, float beta, float *C);
+void ct_cpu_gemm_ld(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                    int lda, const float *B, int ldb, float beta, float *C, int ldc);
 void ct_cpu_gemv(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x,
                  float beta, float *y);
 void ct_cpu_axpy(const ct_driver *d, size_t n, float alpha, const float *x, float *y);
