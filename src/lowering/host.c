@@ -53,8 +53,57 @@ static void bias_grad(const ct_conv_geom *g, int nb, const float *dy, float *db)
 
 /* ================================================================ type 1 */
 
-/* D[(c,ky,kx)][(img,oy,ox)] = x[img][c][oy*sh-ph+ky*dh][ox*sw-pw+kx*dw] (0 outside). */
+/* D[(c,ky,kx)][(img,oy,ox)] = x[img][c][oy*sh-ph+ky*dh][ox*sw-pw+kx*dw] (0 outside).
+ *
+ * With a horizontal stride, the rows of kx and kx + t, where t*dw is the smallest multiple of
+ * sw, read the same input columns shifted by q = t*dw/sw outputs: row kx+t is row kx moved q
+ * places left, and only its last q entries need the strided gather. So all rows of one output
+ * row (n, oy) are written together, kx innermost, and each copies from the one written t rows
+ * before while it is still in L1 (CaffeNet's conv1, 11x11 stride 4: 4 gathers and 7 copies
+ * instead of 11 gathers). */
+static void lower1_strided(const ct_conv_geom *g, int nb, const float *x, float *D) {
+  const size_t HW = (size_t)g->H * g->W, P = (size_t)g->OH * g->OW, cols = (size_t)nb * P;
+  int a = g->dw, b = g->sw; /* t = sw / gcd(dw, sw) */
+  while (b) {
+    int r = a % b;
+    a = b;
+    b = r;
+  }
+  const int t = g->sw / a, q = t * g->dw / g->sw, OW = g->OW;
+  for (int c = 0; c < g->C; c++)
+    for (int ky = 0; ky < g->kh; ky++) {
+      float *rows = D + (size_t)(c * g->kh + ky) * g->kw * cols;
+      for (int n = 0; n < nb; n++) {
+        const float *xi = x + ((size_t)n * g->C + c) * HW;
+        for (int oy = 0; oy < g->OH; oy++) {
+          const size_t at = (size_t)n * P + (size_t)oy * OW;
+          const int iy = oy * g->sh - g->ph + ky * g->dh;
+          for (int kx = 0; kx < g->kw; kx++) {
+            float *dst = rows + (size_t)kx * cols + at;
+            const int off = kx * g->dw - g->pw;
+            if (iy < 0 || iy >= g->H) {
+              memset(dst, 0, (size_t)OW * sizeof(float));
+            } else if (kx >= t && q < OW) {
+              const float *src = xi + (size_t)iy * g->W;
+              memcpy(dst, rows + (size_t)(kx - t) * cols + at + q, (size_t)(OW - q) * sizeof(float));
+              for (int o = OW - q; o < OW; o++) {
+                const int ix = o * g->sw + off;
+                dst[o] = ix >= 0 && ix < g->W ? src[ix] : 0.0f;
+              }
+            } else {
+              gather_row(dst, xi + (size_t)iy * g->W, OW, g->W, g->sw, off);
+            }
+          }
+        }
+      }
+    }
+}
+
 static void lower1(const ct_conv_geom *g, int nb, const float *x, float *D) {
+  if (g->sw > 1) {
+    lower1_strided(g, nb, x, D);
+    return;
+  }
   const size_t HW = (size_t)g->H * g->W, P = (size_t)g->OH * g->OW, cols = (size_t)nb * P;
   for (int c = 0; c < g->C; c++)
     for (int ky = 0; ky < g->kh; ky++)
