@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "drivers/cpu/kernels.h"
+#include "drivers/cpu/simd.h"
 
 static void scale(size_t n, float *restrict g, float a) {
   for (size_t i = 0; i < n; i++) g[i] *= a;
@@ -77,8 +78,44 @@ static void subtract(size_t n, float *restrict w, const float *restrict g) {
   for (size_t i = 0; i < n; i++) w[i] -= g[i];
 }
 
+/* SGD and Nesterov with L2 or no decay (the usual CaffeNet-style solvers) in one pass, four
+ * lanes at a time: each element goes through the same float operations in the same order as in
+ * the separate passes below, so the result is bit-identical; it reads and writes each array
+ * once instead of once per step. */
+static void sgd_fused(const ct_update_step *s, size_t n, float *restrict w, float *restrict g,
+                      float *restrict h) {
+  const bool scaled = s->grad_scale != 1.f, decayed = s->decay != 0.f, nesterov = s->rule == CT_RULE_NESTEROV;
+  const ct_v4f gs = ct_v4f_splat(s->grad_scale), dec = ct_v4f_splat(s->decay), lr = ct_v4f_splat(s->rate);
+  const ct_v4f mom = ct_v4f_splat(s->momentum), mom1 = ct_v4f_splat(1.f + s->momentum), zero = ct_v4f_splat(0.f);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ct_v4f gi = ct_v4f_load(g + i), wi = ct_v4f_load(w + i), prev = ct_v4f_load(h + i);
+    if (scaled) gi *= gs;
+    if (decayed) gi += dec * wi;
+    ct_v4f v = mom * prev + lr * gi;
+    ct_v4f_store(h + i, v);
+    ct_v4f up = nesterov ? mom1 * v - mom * prev : v;
+    ct_v4f_store(w + i, wi - up);
+    ct_v4f_store(g + i, s->zero_grad ? zero : up);
+  }
+  for (; i < n; i++) {
+    float gi = g[i], prev = h[i];
+    if (scaled) gi *= s->grad_scale;
+    if (decayed) gi += s->decay * w[i];
+    float v = s->momentum * prev + s->rate * gi;
+    h[i] = v;
+    float up = nesterov ? (1.f + s->momentum) * v - s->momentum * prev : v;
+    w[i] -= up;
+    g[i] = s->zero_grad ? 0.f : up;
+  }
+}
+
 void ct_cpu_update(const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0, float *h1) {
   (void)d;
+  if ((s->rule == CT_RULE_SGD || s->rule == CT_RULE_NESTEROV) && !(s->decay != 0.f && s->l1)) {
+    sgd_fused(s, n, w, g, h0);
+    return;
+  }
   if (s->grad_scale != 1.f) scale(n, g, s->grad_scale);
   if (s->decay != 0.f) {
     if (s->l1)
