@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "core/simd.h"
+
 /* The output columns ox whose input column ix = ox*s + off lies in [0, W): [*lo, *hi). */
 static void valid_range(int OW, int W, int s, int off, int *lo, int *hi) {
   int a = off >= 0 ? 0 : (-off + s - 1) / s;
@@ -28,12 +30,19 @@ static inline void gather_row(float *restrict dst, const float *restrict src, in
   for (int o = hi; o < OW; o++) dst[o] = 0;
 }
 
+/* dst[i] += src[i], four lanes at a time (each element's sum is the scalar one). */
+static inline void add_to(float *restrict dst, const float *restrict src, size_t n) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) ct_v4f_store(dst + i, ct_v4f_load(dst + i) + ct_v4f_load(src + i));
+  for (; i < n; i++) dst[i] += src[i];
+}
+
 /* dst[ox*s + off] += src[ox] for valid ox. */
 static inline void scatter_add_row(float *restrict dst, const float *restrict src, int OW, int W, int s, int off) {
   int lo, hi;
   valid_range(OW, W, s, off, &lo, &hi);
   if (s == 1) {
-    for (int o = lo; o < hi; o++) dst[o + off] += src[o];
+    if (hi > lo) add_to(dst + lo + off, src + lo, (size_t)(hi - lo));
   } else {
     for (int o = lo; o < hi; o++) dst[o * s + off] += src[o];
   }
@@ -203,6 +212,17 @@ static void kernel2(const ct_conv_geom *g, const float *w, float *W2) {
       }
 }
 
+/* With a vertical stride of 1, the output rows oy that kernel row ky reaches read the input
+ * rows iy = oy - ph + ky*dh: one contiguous run [*oy0, *oy1) of both (rows of OW entries). */
+static void rows_reached(const ct_conv_geom *g, int ky, int *oy0, int *oy1) {
+  const int shift = ky * g->dh - g->ph; /* iy = oy + shift */
+  int a = shift < 0 ? -shift : 0, b = g->H - shift;
+  if (b > g->OH) b = g->OH;
+  if (a > b) a = b;
+  *oy0 = a;
+  *oy1 = b;
+}
+
 /* lift: y[n][k][oy][ox] = b[k] + sum_ky R[(g,ky,kg)][(n, oy*sh-ph+ky*dh, ox)] */
 static void lift2(const ct_conv_geom *g, int nb, const float *R, const float *b, float *y) {
   const int Kg = g->K / g->G;
@@ -215,6 +235,14 @@ static void lift2(const ct_conv_geom *g, int nb, const float *R, const float *b,
       const int gi = k / Kg, kg = k % Kg;
       for (int ky = 0; ky < g->kh; ky++) {
         const float *row = R + (((size_t)gi * g->kh + ky) * Kg + kg) * cols + (size_t)n * g->H * g->OW;
+        if (g->sh == 1) { /* the rows reached are one run: one vector add */
+          int oy0, oy1;
+          rows_reached(g, ky, &oy0, &oy1);
+          if (oy1 > oy0)
+            add_to(yk + (size_t)oy0 * g->OW, row + (size_t)(oy0 + ky * g->dh - g->ph) * g->OW,
+                   (size_t)(oy1 - oy0) * g->OW);
+          continue;
+        }
         for (int oy = 0; oy < g->OH; oy++) {
           int iy = oy * g->sh - g->ph + ky * g->dh;
           if (iy < 0 || iy >= g->H) continue;
@@ -230,6 +258,25 @@ static void lift2(const ct_conv_geom *g, int nb, const float *R, const float *b,
 static void lift_grad2(const ct_conv_geom *g, int nb, const float *dy, float *R) {
   const int Kg = g->K / g->G;
   const size_t cols = (size_t)nb * g->H * g->OW;
+  if (g->sh == 1) { /* each (n, k, ky) block: zero rows, one run of dy's rows, zero rows */
+    const size_t OW = (size_t)g->OW, HOW = (size_t)g->H * OW;
+    for (int n = 0; n < nb; n++)
+      for (int k = 0; k < g->K; k++) {
+        const int gi = k / Kg, kg = k % Kg;
+        const float *dyk = dy + ((size_t)n * g->K + k) * g->OH * OW;
+        for (int ky = 0; ky < g->kh; ky++) {
+          float *blk = R + (((size_t)gi * g->kh + ky) * Kg + kg) * cols + (size_t)n * HOW;
+          int oy0, oy1;
+          rows_reached(g, ky, &oy0, &oy1);
+          const size_t i0 = oy1 > oy0 ? (size_t)(oy0 + ky * g->dh - g->ph) * OW : 0;
+          const size_t len = oy1 > oy0 ? (size_t)(oy1 - oy0) * OW : 0;
+          memset(blk, 0, i0 * sizeof(float));
+          memcpy(blk + i0, dyk + (size_t)oy0 * OW, len * sizeof(float));
+          memset(blk + i0 + len, 0, (HOW - i0 - len) * sizeof(float));
+        }
+      }
+    return;
+  }
   memset(R, 0, (size_t)g->kh * g->K * cols * sizeof(float));
   for (int n = 0; n < nb; n++)
     for (int k = 0; k < g->K; k++) {

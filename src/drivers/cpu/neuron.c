@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "drivers/cpu/kernels.h"
-#include "drivers/cpu/simd.h"
+#include "core/simd.h"
 
 /* ---------------------------------------------------------------- ReLU */
 

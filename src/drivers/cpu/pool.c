@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "drivers/cpu/kernels.h"
-#include "drivers/cpu/simd.h"
+#include "core/simd.h"
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 

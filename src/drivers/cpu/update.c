@@ -4,7 +4,7 @@
 #include <math.h>
 
 #include "drivers/cpu/kernels.h"
-#include "drivers/cpu/simd.h"
+#include "core/simd.h"
 
 static void scale(size_t n, float *restrict g, float a) {
   for (size_t i = 0; i < n; i++) g[i] *= a;

@@ -1,4 +1,5 @@
-/* Four-lane float and int vectors for the CPU kernels the compiler does not vectorise by itself.
+/* Four-lane float and int vectors for the host loops (CPU driver, lowering) the compiler does
+ * not vectorise by itself.
  * GCC 12 at the project's -O2 vectorises only loops whose trip count it knows to be a multiple of
  * the vector width, and never one with a select (x > 0 ? x : s x): -ftrapping-math forbids
  * if-converting it. These kernels (ReLU, pooling) are written with GNU C vector extensions
