@@ -193,8 +193,27 @@ db("lmdb_floats", [datum(1, 4, 4, floats=[0.5] * 7)])
 db("lmdb_encoded", [datum(0, 0, 0, data=b"\x89PNG\r\n\x1a\nnot really", encoded=True)])
 db("lmdb_empty", [])
 db("lmdb_nodata", [datum(1, 4, 4)])
+import zlib
+def png(w, h, colour=False, fill=7):
+    row = b"\x00" + bytes([fill]) * (w * (3 if colour else 1))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2 if colour else 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(row * h, 9)) +
+            chunk(b"IEND", b""))
+enc = lambda p: datum(0, 0, 0, data=p, encoded=True)
+# the first record fixes the size; the second declares another (16x16, or a real 37 MB image)
+db("lmdb_enc_sizes", [enc(png(8, 8)), enc(png(16, 16)), enc(png(8, 8))])
+db("lmdb_enc_big", [enc(png(8, 8)), enc(png(3500, 3500, True, 0)), enc(png(8, 8))])
+for name, side in (("i_8.png", 8), ("i_16.png", 16)):
+    open(sys.argv[1] + "/" + name, "wb").write(png(side, side))
 PY
-  for d in short sizes negative huge garbage floats encoded empty nodata; do lmdbnet "db_$d.prototxt" "$T/lmdb_$d"; done
+  for d in short sizes negative huge garbage floats encoded empty nodata enc_sizes enc_big; do
+    lmdbnet "db_$d.prototxt" "$T/lmdb_$d"
+  done
+  put i_sizes.txt "i_8.png 0
+i_16.png 1"
+  put d_image_sizes.prototxt "layer { name: \"d\" type: \"ImageData\" top: \"x\" top: \"y\"
+  image_data_param { source: \"$T/i_sizes.txt\" root_folder: \"$T/\" batch_size: 2 } }"
   lmdbnet db_missing.prototxt "$T/lmdb_nothere"
   # solvers
   put s_no_net.prototxt 'base_lr: 0.01 max_iter: 2'
@@ -286,6 +305,7 @@ CASES=(
   "data|corrupt gzip|1|i_badgz.gz: corrupt gzip data: invalid block type|time --model=@/d_bad_gzip.prototxt --iterations=1"
   "data|gzip with a wrong CRC-32|1|i_crc.gz: corrupt gzip data: incorrect data check|time --model=@/d_gzip_crc.prototxt --iterations=1"
   "data|156-byte JPEG whose header declares 10000x5000 pixels|1|declares 10000x5000|time --model=@/d_jpeg_header.prototxt --iterations=1"
+  "data|image list of two sizes, without new_height/new_width|1|i_16.png: PNG header declares a 3x16x16 image (channels x height x width) but 3x8x8 is expected|time --model=@/d_image_sizes.prototxt --iterations=1"
   "data|crop_size larger than the image|1|crop_size|time --model=@/d_crop.prototxt --iterations=1"
   "data|mean_value count not matching channels|1|mean_value|time --model=@/d_mean_values.prototxt --iterations=1"
   "data|mean_file missing|1|nothere.binaryproto|time --model=@/d_mean_missing.prototxt --iterations=1"
@@ -293,6 +313,8 @@ CASES=(
   "datum|LMDB missing|1|lmdb_nothere|time --model=@/db_missing.prototxt --iterations=1"
   "datum|Datum with fewer bytes than C x H x W|1|data holds 10 bytes|time --model=@/db_short.prototxt --iterations=2"
   "datum|Datum sizes changing between records|1|1x5x5|time --model=@/db_sizes.prototxt --iterations=2"
+  "datum|encoded Datum of 16x16 after one of 8x8|1|lmdb_enc_sizes: PNG header declares a 1x16x16 image (channels x height x width) but 1x8x8 is expected|time --model=@/db_enc_sizes.prototxt --iterations=1"
+  "datum|encoded Datum of 3500x3500x3 (37 MB) after one of 8x8|1|PNG header declares a 3x3500x3500 image|time --model=@/db_enc_big.prototxt --iterations=1"
   "datum|Datum with a negative height|1|negative|time --model=@/db_negative.prototxt --iterations=1"
   "datum|Datum claiming 10^12 pixels|1|implausible Datum size|time --model=@/db_huge.prototxt --iterations=1"
   "datum|record that is not a Datum|1|not a Datum|time --model=@/db_garbage.prototxt --iterations=1"

@@ -696,7 +696,9 @@ static void image_headers(void) {
   char root[600];
   snprintf(root, sizeof root, "%s/", dir);
   ct_source *src = NULL;
-  CHECK(ct_source_open_list(list, root, 0, 0, true, false, 0, &src, &err) == CT_OK, "list: %s", err.msg);
+  /* resized, so that any size is expected and the bytes bound is what refuses it (without a
+   * resize the first image's size would: expected_sizes) */
+  CHECK(ct_source_open_list(list, root, 3, 2, true, false, 0, &src, &err) == CT_OK, "list: %s", err.msg);
   if (src) {
     ct_record r;
     CHECK(ct_source_next(src, &r, &err) == CT_OK, "fine.png: %s", err.msg);
@@ -732,6 +734,155 @@ static void image_headers(void) {
   }
   ct_image_free(&im);
   free(buf);
+}
+
+/* An encoded Datum (key "%08d") for each PNG. */
+static void write_encoded_db(const char *db, uint8_t *const *pngs, const size_t *lens, int n) {
+  ct_error err;
+  ct_db_writer *w = NULL;
+  CHECK(ct_db_writer_open(db, CT_DB_LMDB, &w, &err) == CT_OK, "%s", err.msg);
+  if (!w) return;
+  for (int i = 0; i < n; i++) {
+    ct_datum d = {.encoded = true, .data = pngs[i], .data_len = lens[i], .label = i};
+    uint8_t *val = NULL;
+    size_t vlen = 0;
+    char key[16];
+    snprintf(key, sizeof key, "%08d", i);
+    CHECK(ct_datum_encode(&d, &val, &vlen, &err) == CT_OK &&
+              ct_db_writer_put(w, key, strlen(key), val, vlen, &err) == CT_OK,
+          "%s", err.msg);
+    free(val);
+  }
+  CHECK(ct_db_writer_commit(w, &err) == CT_OK, "%s", err.msg);
+}
+
+/* A data layer's images share the first one's size: later records and list entries are decoded
+ * with that size expected, so one declaring another size -- a small file, or an honest 37 MB
+ * image -- is refused before its pixels are allocated (under a cap that such an allocation would
+ * hit), with a message naming where it is and both sizes. With new_height / new_width an image
+ * list takes any size. */
+static void expected_sizes(void) {
+  ct_error err;
+  enum { NPNG = 4 };
+  /* gray 8x8, gray 16x16, RGB 3500x3500 of zeros (deflate shrinks its 37 MB ~1000-fold: a real
+   * image, within the bytes bound), gray 8x8 */
+  uint8_t *pngs[NPNG];
+  size_t lens[NPNG];
+  const uint32_t side[NPNG] = {8, 16, 3500, 8};
+  const int ct[NPNG] = {0, 0, 2, 0};
+  for (int i = 0; i < NPNG; i++) {
+    int C = ct[i] == 2 ? 3 : 1;
+    const size_t row = 1 + (size_t)C * side[i]; /* a filter byte (0: none), then the pixels */
+    const size_t rawlen = side[i] * row;
+    uint8_t *raw = calloc(rawlen, 1);
+    for (size_t j = 0; side[i] < 100 && j < rawlen; j++) raw[j] = j % row ? (uint8_t)(j * 7 + i) : 0;
+    pngs[i] = malloc(rawlen / 64 + 4096);
+    lens[i] = make_png(pngs[i], side[i], side[i], ct[i], raw, rawlen);
+    CHECK(lens[i] < rawlen / 64 + 4096, "PNG %d fits its buffer", i);
+    free(raw);
+  }
+  CHECK(lens[2] < 64 * 1024, "the 3500x3500 PNG is %zu bytes", lens[2]);
+
+  /* LMDB: 8x8, then 16x16, then 3500x3500x3, then 8x8 again */
+  const char *db = path_in("sizes_lmdb");
+  char dbpath[512];
+  snprintf(dbpath, sizeof dbpath, "%s", db);
+  write_encoded_db(dbpath, pngs, lens, NPNG);
+  ct_source *src = NULL;
+  CHECK(ct_source_open_db(dbpath, CT_DB_LMDB, CT_IMAGE_NATIVE, &src, &err) == CT_OK, "%s", err.msg);
+  if (src) {
+    ct_record r;
+    CHECK(ct_source_next(src, &r, &err) == CT_OK && r.C == 1 && r.H == 8 && r.W == 8, "first record: %s", err.msg);
+    ct_status st = ct_source_next(src, &r, &err);
+    expect_fail("encoded Datum of 16x16 after 8x8", st, CT_ESHAPE, &err, "header declares a 1x16x16 image");
+    CHECK(st == CT_OK || (strstr(err.msg, dbpath) && strstr(err.msg, "\"00000001\" (index 1)") &&
+                          strstr(err.msg, "1x8x8 is expected") && strstr(err.msg, "first one read, \"00000000\"")),
+          "names the database, the key, its index and both sizes: %s", err.msg);
+    st = ct_source_next(src, &r, &err);
+    CHECK(st == CT_ESHAPE && strstr(err.msg, "00000001"), "asking again gives the same error: %s", err.msg);
+    CHECK(ct_source_seek(src, 2, &err) == CT_OK, "seek past it: %s", err.msg);
+    tight_memory(true);
+    st = ct_source_next(src, &r, &err);
+    tight_memory(false);
+    expect_fail("encoded Datum of 3500x3500x3 after 8x8", st, CT_ESHAPE, &err, "header declares a 3x3500x3500 image");
+    CHECK(st == CT_OK || (strstr(err.msg, "\"00000002\" (index 2)") && strstr(err.msg, "1x8x8 is expected")),
+          "names the key and both sizes: %s", err.msg);
+    CHECK(ct_source_seek(src, 3, &err) == CT_OK && ct_source_next(src, &r, &err) == CT_OK && r.H == 8 && r.label == 3,
+          "a record of the first one's size still reads: %s", err.msg);
+    ct_source_close(src);
+  }
+  /* the first record fixes the size for a raw one too */
+  const char *db2 = path_in("sizes_raw_lmdb");
+  ct_db_writer *w = NULL;
+  CHECK(ct_db_writer_open(db2, CT_DB_LMDB, &w, &err) == CT_OK, "%s", err.msg);
+  if (w) {
+    uint8_t px[100] = {0};
+    ct_datum d = {.encoded = true, .data = pngs[0], .data_len = lens[0]};
+    uint8_t *val = NULL;
+    size_t vlen = 0;
+    CHECK(ct_datum_encode(&d, &val, &vlen, &err) == CT_OK && ct_db_writer_put(w, "a", 1, val, vlen, &err) == CT_OK,
+          "%s", err.msg);
+    free(val);
+    d = (ct_datum){.channels = 1, .height = 10, .width = 10, .data = px, .data_len = 100};
+    CHECK(ct_datum_encode(&d, &val, &vlen, &err) == CT_OK && ct_db_writer_put(w, "b", 1, val, vlen, &err) == CT_OK,
+          "%s", err.msg);
+    free(val);
+    CHECK(ct_db_writer_commit(w, &err) == CT_OK, "%s", err.msg);
+    CHECK(ct_source_open_db(db2, CT_DB_LMDB, CT_IMAGE_NATIVE, &src, &err) == CT_OK, "%s", err.msg);
+    if (src) {
+      ct_record r;
+      CHECK(ct_source_next(src, &r, &err) == CT_OK, "%s", err.msg);
+      expect_fail("raw 10x10 Datum after an encoded 8x8", ct_source_next(src, &r, &err), CT_ESHAPE, &err,
+                  "record \"b\" (index 1)");
+      CHECK(strstr(err.msg, "is 1x10x10") && strstr(err.msg, "1x8x8 is expected"), "both sizes: %s", err.msg);
+      ct_source_close(src);
+    }
+  }
+
+  /* an image list of the same files */
+  char list[2048] = "", root[600];
+  snprintf(root, sizeof root, "%s/", dir);
+  for (int i = 0; i < NPNG; i++) {
+    char name[32], line[64];
+    snprintf(name, sizeof name, "size%d.png", i);
+    put(name, pngs[i], lens[i]);
+    snprintf(line, sizeof line, "%s %d\n", name, i);
+    strcat(list, line);
+  }
+  char listpath[512];
+  snprintf(listpath, sizeof listpath, "%s", put("sizes.txt", list, strlen(list)));
+  src = NULL;
+  CHECK(ct_source_open_list(listpath, root, 0, 0, false, false, 0, &src, &err) == CT_OK, "%s", err.msg);
+  if (src) {
+    ct_record r;
+    CHECK(ct_source_next(src, &r, &err) == CT_OK && r.C == 1 && r.H == 8 && r.W == 8, "first image: %s", err.msg);
+    ct_status st = ct_source_next(src, &r, &err);
+    expect_fail("listed 16x16 PNG after 8x8", st, CT_ESHAPE, &err, "size1.png: PNG header declares a 1x16x16 image");
+    CHECK(st == CT_OK || (strstr(err.msg, "1x8x8 is expected") && strstr(err.msg, "(image 2 of ") &&
+                          strstr(err.msg, listpath) && strstr(err.msg, "first one read, size0.png") &&
+                          strstr(err.msg, "new_height")),
+          "names the file, its place in the list, both sizes and the way out: %s", err.msg);
+    CHECK(ct_source_seek(src, 2, &err) == CT_OK, "%s", err.msg);
+    tight_memory(true);
+    st = ct_source_next(src, &r, &err);
+    tight_memory(false);
+    expect_fail("listed 3500x3500 PNG after 8x8", st, CT_ESHAPE, &err, "size2.png: PNG header declares a 1x3500x3500");
+    ct_source_close(src);
+  }
+  /* with new_height / new_width every size is welcome, each served at the new size */
+  src = NULL;
+  CHECK(ct_source_open_list(listpath, root, 5, 6, true, false, 0, &src, &err) == CT_OK, "%s", err.msg);
+  int served = 0;
+  for (int i = 0; src && i < NPNG; i++) {
+    ct_record r;
+    ct_status st = ct_source_next(src, &r, &err);
+    CHECK(st == CT_OK && r.C == 3 && r.H == 5 && r.W == 6 && r.label == (float)i, "resized image %d: %s", i,
+          st ? err.msg : "wrong size");
+    served += st == CT_OK;
+  }
+  CHECK(served == NPNG, "with new_height/new_width all %d sizes read (%d did)", NPNG, served);
+  ct_source_close(src);
+  for (int i = 0; i < NPNG; i++) free(pngs[i]);
 }
 
 static void nets_claiming_huge_blobs(void) {
@@ -790,6 +941,7 @@ int main(void) {
   idx_headers();
   idx_gzip_errors();
   image_headers();
+  expected_sizes();
   nets_claiming_huge_blobs();
   bounded_reads();
   char cmd[600];

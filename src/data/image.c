@@ -285,36 +285,44 @@ ct_status ct_image_decode(const uint8_t *buf, size_t len, ct_image_mode mode, ct
   return ct_image_decode_expect(buf, len, mode, NULL, out, what, err);
 }
 
-ct_status ct_image_read_file(const char *path, ct_image_mode mode, ct_image *out, uint8_t **bytes, size_t *nbytes,
-                             ct_error *err) {
-  if (bytes) *bytes = NULL;
+ct_status ct_image_file_bytes(const char *path, uint8_t **buf, size_t *cap, size_t *len, ct_error *err) {
   FILE *f = fopen(path, "rb");
   if (!f) return ct_fail(err, CT_EIO, "cannot open image %s: %s", path, strerror(errno));
-  uint8_t *buf = NULL;
-  size_t len = 0, cap = 0;
   ct_status st = CT_OK;
+  size_t n = 0;
   for (;;) {
-    if (len == cap) {
-      cap = cap ? cap * 2 : 1 << 16;
-      if (cap > IMAGE_MAX_BYTES) {
+    if (n == *cap) {
+      size_t grow = *cap ? *cap * 2 : (size_t)1 << 16;
+      if (grow > IMAGE_MAX_BYTES) {
         st = ct_fail(err, CT_ENOMEM, "image %s is larger than 1 GiB", path);
         break;
       }
-      uint8_t *p = realloc(buf, cap);
+      uint8_t *p = realloc(*buf, grow);
       if (!p) {
         st = ct_fail(err, CT_ENOMEM, "out of memory reading %s", path);
         break;
       }
-      buf = p;
+      *buf = p;
+      *cap = grow;
     }
-    size_t n = fread(buf + len, 1, cap - len, f);
-    len += n;
-    if (n == 0) {
+    size_t got = fread(*buf + n, 1, *cap - n, f);
+    n += got;
+    if (got == 0) {
       if (ferror(f)) st = ct_fail(err, CT_EIO, "cannot read image %s: %s", path, strerror(errno));
       break;
     }
   }
   fclose(f);
+  *len = n;
+  return st;
+}
+
+ct_status ct_image_read_file(const char *path, ct_image_mode mode, ct_image *out, uint8_t **bytes, size_t *nbytes,
+                             ct_error *err) {
+  if (bytes) *bytes = NULL;
+  uint8_t *buf = NULL;
+  size_t cap = 0, len = 0;
+  ct_status st = ct_image_file_bytes(path, &buf, &cap, &len, err);
   if (!st) st = ct_image_decode(buf, len, mode, out, path, err);
   if (!st && bytes) {
     *bytes = buf;

@@ -40,6 +40,9 @@ typedef struct ct_image_expect {
  * decoding: CT_ESHAPE, naming both sizes, when they differ. */
 ct_status ct_image_decode_expect(const uint8_t *buf, size_t len, ct_image_mode mode, const ct_image_expect *want,
                                  ct_image *out, const char *what, ct_error *err);
+/* Reads a whole file (1 GiB at most) into *buf, which grows (with *cap) as needed and may be
+ * reused across calls; *len receives the file's size. */
+ct_status ct_image_file_bytes(const char *path, uint8_t **buf, size_t *cap, size_t *len, ct_error *err);
 /* Reads and decodes a file; *bytes (may be NULL) receives the file's raw contents (malloc'ed)
  * for callers that store them as they are. */
 ct_status ct_image_read_file(const char *path, ct_image_mode mode, ct_image *out, uint8_t **bytes, size_t *nbytes,

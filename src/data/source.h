@@ -6,7 +6,11 @@
  * so epoch e covers positions [e*count, (e+1)*count). Sources that shuffle derive the order of
  * epoch e from their seed and e alone; seeking to a position therefore restores the stream.
  *
- * A source is used by one thread at a time (the prefetch thread while it runs). */
+ * A source is used by one thread at a time (the prefetch thread while it runs).
+ *
+ * Database and image-list sources serve records of one size, the first one's (an image list
+ * that resizes excepted): a record of another size is an error naming it, raised before an
+ * encoded image is decoded. */
 #ifndef CT_SOURCE_H
 #define CT_SOURCE_H
 

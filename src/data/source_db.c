@@ -1,6 +1,13 @@
 /* Caffe Datum records from LMDB / LevelDB as a source. The database is read through one cursor
- * in key order; a seek walks the cursor from the first record (no decoding, so it is fast), and
- * LevelDB's record count is learnt at the first wrap. */
+ * in key order; a seek walks the cursor (no decoding): on from where it stands when the target
+ * lies ahead in the key order, else from the first record. LevelDB's record count is learnt at
+ * the first wrap.
+ *
+ * The first record served fixes the size of every later one, as a data layer's blob (and its
+ * transform, which crops from that exact size) needs: an encoded record is decoded with that
+ * size expected, so a header declaring another size is refused before its pixels are
+ * allocated, and a raw record of another size is refused too. Both messages name the database,
+ * the record's key and index, and both sizes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +22,15 @@ typedef struct db_source {
   ct_datum_reader rd;
   int64_t cur;  /* index (within the epoch) of the record under the cursor; -1: not positioned */
   bool advance; /* the record under the cursor was served: move before serving the next */
-  char what[400];
+  bool sized;   /* `want` holds the size of the first record served */
+  ct_image_expect want;
+  char first[64]; /* that record's key, for messages */
+  char what[440];
 } db_source;
 
-ct_status ct_datum_read(ct_datum_reader *rd, const void *val, size_t vlen, const char *what, ct_record *rec,
-                        ct_error *err) {
+/* ct_datum_read, with encoded images checked against *want (may be NULL) before decoding. */
+static ct_status datum_read(ct_datum_reader *rd, const void *val, size_t vlen, const ct_image_expect *want,
+                            const char *what, ct_record *rec, ct_error *err) {
   ct_datum d;
   if (ct_datum_parse(val, vlen, &d, &rd->fbuf, &rd->fcap, err)) return ct_error_prefix(err, "%s", what);
   rec->label = (float)d.label;
@@ -28,7 +39,7 @@ ct_status ct_datum_read(ct_datum_reader *rd, const void *val, size_t vlen, const
   rec->f32 = NULL;
   if (d.encoded) {
     if (!d.data_len) return ct_fail(err, CT_EPARSE, "%s: encoded but holds no image bytes", what);
-    CT_TRY(ct_image_decode(d.data, d.data_len, rd->mode, &rd->img, what, err));
+    CT_TRY(ct_image_decode_expect(d.data, d.data_len, rd->mode, want, &rd->img, what, err));
     rec->C = rd->img.C;
     rec->H = rd->img.H;
     rec->W = rd->img.W;
@@ -59,6 +70,11 @@ ct_status ct_datum_read(ct_datum_reader *rd, const void *val, size_t vlen, const
     }
   }
   return CT_OK;
+}
+
+ct_status ct_datum_read(ct_datum_reader *rd, const void *val, size_t vlen, const char *what, ct_record *rec,
+                        ct_error *err) {
+  return datum_read(rd, val, vlen, NULL, what, rec, err);
 }
 
 void ct_datum_reader_free(ct_datum_reader *rd) {
@@ -92,33 +108,60 @@ static ct_status step(db_source *x, ct_error *err) {
 static ct_status db_seek(ct_source *s, uint64_t pos, ct_error *err) {
   db_source *x = (db_source *)s;
   bool valid;
-  x->cur = -1;
   x->advance = false;
-  CT_TRY(ct_db_first(x->db, &valid, err));
-  if (!valid) return empty(x, err);
-  x->cur = 0;
+  uint64_t target = s->count > 0 ? pos % (uint64_t)s->count : pos;
+  /* Records come in the same order every epoch: a target at or past the cursor's record is
+   * reached by walking on from it (a cluster worker's stride, a resumed cursor ahead of the
+   * first batch), one behind it from the first record (fewer steps than around the wrap). */
+  if (x->cur < 0 || target < (uint64_t)x->cur) {
+    x->cur = -1;
+    CT_TRY(ct_db_first(x->db, &valid, err));
+    if (!valid) return empty(x, err);
+    x->cur = 0;
+  }
   uint64_t walked = 0;
   for (;;) {
-    uint64_t target = s->count > 0 ? pos % (uint64_t)s->count : pos;
+    target = s->count > 0 ? pos % (uint64_t)s->count : pos;
     if ((uint64_t)x->cur == target) break;
     int64_t before = s->count;
-    CT_TRY(step(x, err));
+    ct_status st = step(x, err);
+    if (st) {
+      x->cur = -1; /* the cursor's place is unknown: the next read seeks from the start */
+      return st;
+    }
     if (before < 0 && s->count > 0) continue; /* learnt the count: recompute the target */
-    if (++walked > pos + 1) return ct_fail(err, CT_EINTERNAL, "seek in %s did not converge", ct_db_path(x->db));
+    if (++walked > pos + 1) {
+      x->cur = -1;
+      return ct_fail(err, CT_EINTERNAL, "seek in %s did not converge", ct_db_path(x->db));
+    }
   }
   s->pos = pos;
   return CT_OK;
 }
 
-static void name_record(db_source *x, const void *key, size_t klen) {
-  char k[201];
-  size_t n = klen < 200 ? klen : 200;
-  for (size_t i = 0; i < n; i++) {
+/* The key as printable text (other bytes as '?'), cut at n-1 characters with "..." marking the cut. */
+static void key_text(const void *key, size_t klen, char *out, size_t n) {
+  size_t m = klen < n - 1 ? klen : n - 4;
+  for (size_t i = 0; i < m; i++) {
     char c = ((const char *)key)[i];
-    k[i] = c >= 32 && c < 127 ? c : '?';
+    out[i] = c >= 32 && c < 127 ? c : '?';
   }
-  k[n] = 0;
-  snprintf(x->what, sizeof x->what, "record \"%s%s\" of %.180s", k, klen > 200 ? "..." : "", ct_db_path(x->db));
+  if (m < klen) memcpy(out + m, "...", 3), m += 3;
+  out[m] = 0;
+}
+
+static void name_record(db_source *x, const void *key, size_t klen) {
+  char k[204];
+  key_text(key, klen, k, sizeof k);
+  snprintf(x->what, sizeof x->what, "record \"%s\" (index %lld) of %.180s", k, (long long)x->cur, ct_db_path(x->db));
+}
+
+/* Appends to err's message (the size rule, after ct_image_decode_expect's words). */
+static void explain_size(const db_source *x, ct_error *err) {
+  if (!err) return;
+  size_t n = strlen(err->msg);
+  snprintf(err->msg + n, sizeof err->msg - n, "; every record must have the size of the first one read, \"%s\"",
+           x->first);
 }
 
 static ct_status db_next(ct_source *s, ct_record *r, ct_error *err) {
@@ -132,7 +175,19 @@ static ct_status db_next(ct_source *s, ct_record *r, ct_error *err) {
   size_t klen, vlen;
   ct_db_current(x->db, &key, &klen, &val, &vlen);
   name_record(x, key, klen);
-  CT_TRY(ct_datum_read(&x->rd, val, vlen, x->what, r, err));
+  ct_status st = datum_read(&x->rd, val, vlen, x->sized ? &x->want : NULL, x->what, r, err);
+  if (st == CT_ESHAPE && x->sized) explain_size(x, err);
+  if (st) return st;
+  if (!x->sized) {
+    x->want = (ct_image_expect){.C = r->C, .H = r->H, .W = r->W};
+    key_text(key, klen, x->first, sizeof x->first);
+    x->sized = true;
+  } else if (r->C != x->want.C || r->H != x->want.H || r->W != x->want.W) {
+    return ct_fail(err, CT_ESHAPE,
+                   "%s is %dx%dx%d (channels x height x width) but %dx%dx%d is expected; every record must have the "
+                   "size of the first one read, \"%s\"",
+                   x->what, r->C, r->H, r->W, x->want.C, x->want.H, x->want.W, x->first);
+  }
   x->advance = true;
   s->pos++;
   return CT_OK;

@@ -1,5 +1,11 @@
 /* An image list ("<path> <label>" lines) as a source: files are read and decoded as they are
- * served (the prefetch thread overlaps that with compute). */
+ * served (the prefetch thread overlaps that with compute).
+ *
+ * Without new_height / new_width, the first image served fixes the size of every later one (the
+ * layer's blob, and the transform's crops, need one size): each file is decoded with that size
+ * expected, so a header declaring another size is refused, naming the file, its place in the
+ * list and both sizes, before its pixels are allocated. With them, any size is resized (up to
+ * ct_image_decode's cap on one image). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +27,12 @@ typedef struct list_source {
   ct_image img, resized;
   char *full; /* root + path */
   size_t full_cap;
+  uint8_t *bytes; /* the file being decoded; grows only */
+  size_t bytes_cap;
+  char *list_path;
+  bool sized; /* `want` holds the size of the first image served (no resize only) */
+  ct_image_expect want;
+  char first[256]; /* that image's path, for messages */
 } list_source;
 
 static ct_status list_seek(ct_source *s, uint64_t pos, ct_error *err) {
@@ -48,7 +60,22 @@ static ct_status list_next(ct_source *s, ct_record *r, ct_error *err) {
     x->full_cap = need;
   }
   snprintf(x->full, need, "%s%s", x->root, x->list.paths[rec]);
-  CT_TRY(ct_image_read_file(x->full, x->mode, &x->img, NULL, NULL, err));
+  size_t len = 0;
+  CT_TRY(ct_image_file_bytes(x->full, &x->bytes, &x->bytes_cap, &len, err));
+  ct_status st = ct_image_decode_expect(x->bytes, len, x->mode, x->sized ? &x->want : NULL, &x->img, x->full, err);
+  if (st == CT_ESHAPE && x->sized && err) {
+    size_t n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof err->msg - n,
+             " (image %zu of %s); every image must have the size of the first one read, %s, unless "
+             "image_data_param sets new_height and new_width",
+             rec + 1, x->list_path, x->first);
+  }
+  if (st) return st;
+  if (!x->sized && x->new_h <= 0) {
+    x->want = (ct_image_expect){.C = x->img.C, .H = x->img.H, .W = x->img.W};
+    snprintf(x->first, sizeof x->first, "%s", x->list.paths[rec]);
+    x->sized = true;
+  }
   const ct_image *im = &x->img;
   if (x->new_h > 0) {
     CT_TRY(ct_image_resize(&x->img, x->new_h, x->new_w, &x->resized, err));
@@ -71,6 +98,8 @@ static void list_close(ct_source *s) {
   free(x->root);
   free(x->perm);
   free(x->full);
+  free(x->bytes);
+  free(x->list_path);
   ct_image_free(&x->img);
   ct_image_free(&x->resized);
   free(x);
@@ -139,7 +168,8 @@ ct_status ct_source_open_list(const char *list, const char *root, int new_h, int
   if ((new_h > 0) != (new_w > 0))
     return ct_fail(err, CT_EINVAL, "new_height and new_width must be set together (got %d and %d)", new_h, new_w);
   list_source *x = calloc(1, sizeof *x);
-  if (!x || !(x->root = strdup(root ? root : ""))) {
+  if (!x || !(x->root = strdup(root ? root : "")) || !(x->list_path = strdup(list))) {
+    if (x) free(x->root);
     free(x);
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
