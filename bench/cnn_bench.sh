@@ -7,10 +7,14 @@
 #
 # This host's speed drifts by tens of percent from minute to minute (a shared virtual machine),
 # so every quantity is measured ROUNDS times (default 3), the configurations interleaved within
-# each round, and each configuration's best round is reported: a slow spell then hits every
-# configuration alike instead of the one that happened to run during it. The roof is probed in
-# every round, and the fraction of it is taken against the best probe of the whole run. Each
-# round's own figures are printed too, so the spread is visible.
+# each round. Each time is the median of its iterations (a stall of a few seconds in one
+# iteration is then ignored), each ratio is taken within a round and the median over the rounds
+# is reported (a slow spell hits both sides of a ratio alike), and each configuration's time is
+# the median of its rounds. The main source of the drift is the hypervisor taking the cores
+# (steal time in /proc/stat: minutes of it in half an hour, seen here), so every measurement
+# records the share it lost, and the medians use only measurements that lost at most
+# STEAL_MAX percent (default 2). The roof is probed twice in every round, and fractions are
+# taken against the best probe of the whole run. Every round's own figures are printed too.
 #
 # OpenBLAS's core: this script unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for its own
 # commands so OpenBLAS detects the core itself (the issue's setting). OpenBLAS 0.3.21 does not
@@ -42,7 +46,10 @@ core=$(probe_roof | sed -n 's/.*core=\([A-Za-z0-9]*\).*/\1/p')
 echo "OpenBLAS detects: $detected   cortado runs: $ct_core   roof probe runs: $core"
 echo "$ROUNDS rounds of $N iterations per configuration, interleaved; threads: $THREADS"
 
-# cortado: a solver over the timing net; iter/s from the display lines (set-up excluded)
+median() { sort -g | awk '{ v[n++] = $1 } END { if (n) printf "%.2f", n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2; else print "nan" }'; }
+
+# cortado: a solver over the timing net; the median of the iterations' times, from the display
+# lines (set-up and the first iteration excluded)
 cortado_ms() { # model partitions blas-threads iterations (1 partition on 1 core: the scaling baseline)
   cat > "$tmp/solver.prototxt" <<EOS
 net: "$1"
@@ -56,8 +63,7 @@ snapshot_after_train: false
 random_seed: 1
 EOS
   run env OPENBLAS_NUM_THREADS="$3" "$BUILD/cortado" train --solver="$tmp/solver.prototxt" --partitions="$2" 2>&1 |
-    sed -n 's/.*Iteration [0-9]* (\([0-9.e+-]*\) iter\/s.*/\1/p' | tail -n +2 |
-    awk '{ s += 1 / $1; n++ } END { if (n) printf "%.2f", 1000 * s / n; else print "nan" }'
+    sed -n 's/.*Iteration [0-9]* (\([0-9.e+-]*\) iter\/s.*/\1/p' | tail -n +2 | awk '{ print 1000 / $1 }' | median
 }
 cortado_time() { # model iterations -> `cortado time` output (whole-iteration GFLOP, GEMM vs other layers)
   run "$BUILD/cortado" time --model="$1" --iterations="$2" --partitions="$THREADS" 2>&1
@@ -65,20 +71,49 @@ cortado_time() { # model iterations -> `cortado time` output (whole-iteration GF
 
 
 # One round of one net: each quantity once, in a fixed order; a line "key value" per quantity.
+# The CPU time the hypervisor took from this machine (steal, /proc/stat) while a command ran, as a
+# percentage of the machine's cores x the wall time: a figure measured while another guest held
+# our cores says nothing about cortado or PyTorch. "key value steal%"; the command prints value.
+steal_jiffies() { awk '/^cpu / { print $9 }' /proc/stat; }
+measured() { # key command...
+  local key=$1 s0 t0 v s1 t1
+  shift
+  s0=$(steal_jiffies); t0=$(date +%s.%N)
+  v=$("$@")
+  s1=$(steal_jiffies); t1=$(date +%s.%N)
+  awk -v k="$key" -v v="$v" -v ds=$((s1 - s0)) -v dt="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+    -v hz="$(getconf CLK_TCK)" -v cores="$(nproc)" 'BEGIN { printf "%s %s %.1f\n", k, v, 100 * ds / hz / (dt * cores) }'
+}
+time_to_file() { cortado_time "$@" > "$tmp/time.out"; echo done; }
+roof_gflops() { probe_roof | sed -n 's/.*gflops=\([0-9.]*\).*/\1/p'; }
+sustained_gflops() { # threads: SGEMM's mean rate over 2 s, what the cores sustain over a stretch
+  run env OPENBLAS_CORETYPE="${CT_BENCH_CORE:-$ct_core}" "$BUILD/sgemm_roof" "$1" 2048 2 | sed -n 's/.*gflops=\([0-9.]*\).*/\1/p'
+}
+torch_ms() { # name batch iterations [tuned]
+  if [ -n "${4:-}" ]; then
+    run env GLIBC_TUNABLES="$TUNED" OMP_NUM_THREADS="$THREADS" "$PY" bench/torch_bench.py "$1" "$2" "$3" "$THREADS"
+  else
+    run env OMP_NUM_THREADS="$THREADS" "$PY" bench/torch_bench.py "$1" "$2" "$3" "$THREADS"
+  fi | awk '{ print $4 }'
+}
+
+# One round of one net: each quantity once, in a fixed order; a line "key value steal%" each.
 round() { # name model batch iterations
-  local tout
-  echo "roof $(probe_roof | sed -n 's/.*gflops=\([0-9.]*\).*/\1/p')"
-  echo "c2 $(cortado_ms "$2" "$THREADS" "$THREADS" "$4")"
-  echo "c1 $(cortado_ms "$2" 1 1 "$4")"
-  tout=$(cortado_time "$2" "$4")
-  echo "fb $(sed -n 's/.*Average Forward-Backward: \([0-9.]*\) ms.*/\1/p' <<<"$tout")"
-  echo "gf $(sed -n 's/.*Whole iteration: \([0-9.]*\) GFLOP.*/\1/p' <<<"$tout")"
-  echo "gemm $(sed -n 's/.*GEMM layers: \([0-9.]*\) ms.*/\1/p' <<<"$tout")"
-  echo "other $(sed -n 's/.*Other layers: \([0-9.]*\) ms.*/\1/p' <<<"$tout")"
-  echo "t $(run env OMP_NUM_THREADS="$THREADS" "$PY" bench/torch_bench.py "$1" "$3" "$4" "$THREADS" | awk '{print $4}')"
-  echo "tt $(run env GLIBC_TUNABLES="$TUNED" OMP_NUM_THREADS="$THREADS" "$PY" bench/torch_bench.py "$1" "$3" "$4" \
-    "$THREADS" | awk '{print $4}')"
-  echo "roof $(probe_roof | sed -n 's/.*gflops=\([0-9.]*\).*/\1/p')"
+  local tout steal
+  measured roof roof_gflops
+  measured sus sustained_gflops "$THREADS"
+  measured c2 cortado_ms "$2" "$THREADS" "$THREADS" "$4"
+  measured c1 cortado_ms "$2" 1 1 "$4"
+  measured sus1 sustained_gflops 1
+  steal=$(measured time time_to_file "$2" "$4" | awk '{ print $3 }')
+  tout=$(cat "$tmp/time.out")
+  echo "fb $(sed -n 's/.*Iteration: [0-9]* forward-backward time: \([0-9.]*\) ms.*/\1/p' <<<"$tout" | median) $steal"
+  echo "gf $(sed -n 's/.*Whole iteration: \([0-9.]*\) GFLOP.*/\1/p' <<<"$tout") $steal"
+  echo "gemm $(sed -n 's/.*GEMM layers: \([0-9.]*\) ms.*/\1/p' <<<"$tout") $steal"
+  echo "other $(sed -n 's/.*Other layers: \([0-9.]*\) ms.*/\1/p' <<<"$tout") $steal"
+  measured t torch_ms "$1" "$3" "$4"
+  measured tt torch_ms "$1" "$3" "$4" tuned
+  measured roof roof_gflops
 }
 
 # LeNet's iterations are 50 times shorter: it runs 20 times as many
@@ -91,40 +126,61 @@ for r in $(seq "$ROUNDS"); do
 done
 
 # Per round: cortado N partitions (c2) and 1 partition on 1 core (c1), torch as installed (t)
-# and tuned (tt), forward+backward alone (fb), all in ms; roof in GFLOP/s.
+# and tuned (tt), forward+backward alone (fb), all in ms; roof in GFLOP/s; the most CPU time
+# stolen by the hypervisor during any of the round's measurements.
+STEAL_MAX=${STEAL_MAX:-2}
 echo
-printf "%-9s %5s %10s %10s %10s %10s %10s %10s %8s\n" net round "cortado" "1 core" "torch" "torch+mall" "f+b" \
-  "roof" "scaling"
-awk '{ v[$1" "$2" "$3] = $4; if ($3 == "roof" && $4 > roof[$1" "$2]) roof[$1" "$2] = $4; k[$1" "$2] = 1 }
-  END { for (x in k) print x, v[x" c2"], v[x" c1"], v[x" t"], v[x" tt"], v[x" fb"], roof[x] }' "$tmp/rounds" |
-  sort -k1,1 -k2,2n | awk '{ printf "%-9s %5d %10.2f %10.2f %10.2f %10.2f %10.2f %10.1f %7.2fx\n", $1, $2, $3, $4,
-    $5, $6, $7, $8, $4 / $3 }'
+printf "%-9s %5s %10s %10s %10s %10s %10s %8s %8s %8s %8s %7s\n" net round "cortado" "1 core" "torch" "torch+mall" \
+  "f+b" "roof" "sustain" "scaling" "sgemm" "stolen"
+awk '{ v[$1" "$2" "$3] = $4; if ($3 == "roof" && $4 > roof[$1" "$2]) roof[$1" "$2] = $4; k[$1" "$2] = 1
+       if ($3 != "roof" && $5 > st[$1" "$2]) st[$1" "$2] = $5 }
+  END { for (x in k) print x, v[x" c2"], v[x" c1"], v[x" t"], v[x" tt"], v[x" fb"], roof[x], v[x" sus"],
+          v[x" sus"] / v[x" sus1"], st[x] + 0 }' "$tmp/rounds" |
+  sort -k1,1 -k2,2n | awk '{ printf "%-9s %5d %10.2f %10.2f %10.2f %10.2f %10.2f %8.1f %8.1f %7.2fx %7.2fx %6.1f%%\n",
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $4 / $3, $10, $11 }'
 
 echo
-echo "Best round of each configuration (ms per iteration); the roof is the best probe of the whole run:"
+echo "Medians over the rounds in which the hypervisor took at most $STEAL_MAX% of the CPU time (all rounds,"
+echo "marked *, where none did); times in ms per iteration; ratios taken within each round; the roof is"
+echo "the best probe of the whole run:"
 printf "\n%-10s %6s %12s %12s %12s %12s %9s %9s %8s\n" net batch "cortado ms" "1 core ms" "torch ms" "torch+malloc" \
   "vs torch" "vs tuned" "of roof"
 # cortado ms / 1 core ms / torch ms: whole training iterations (forward, backward, SGD update);
 # "of roof": the training iteration's GFLOP/s against the SGEMM roof
-awk -v threads="$THREADS" '
-  { key = $1 " " $3; if (!(key in best) || ($3 == "roof" ? $4 > best[key] : $4 < best[key])) best[key] = $4
+awk -v threads="$THREADS" -v smax="$STEAL_MAX" '
+  function med(key,   n, i, j, t, a, src) { src = clean[key] != "" ? clean[key] : all[key]
+    mark = clean[key] != "" ? "" : "*"
+    n = split(src, a, " ")
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+  function add(key, val, ok) { all[key] = all[key] " " val; if (ok) clean[key] = clean[key] " " val }
+  { v[$1 " " $2 " " $3] = $4; ok[$1 " " $2 " " $3] = $5 <= smax; add($1 " " $3, $4, $5 <= smax); r[$2] = 1
     if ($3 == "roof" && $4 > roof) roof = $4
     if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
   END {
     for (j = 1; j <= n; j++) {
-      m = order[j]; c2 = best[m " c2"]; c1 = best[m " c1"]; t = best[m " t"]; tt = best[m " tt"]
-      fb = best[m " fb"]; gf = best[m " gf"]; gemm = best[m " gemm"]; other = best[m " other"]
+      m = order[j]
+      for (x in r) { b = m " " x
+        add(m " s", v[b " c1"] / v[b " c2"], ok[b " c1"] && ok[b " c2"])
+        add(m " rt", v[b " t"] / v[b " c2"], ok[b " t"] && ok[b " c2"])
+        add(m " rtt", v[b " tt"] / v[b " c2"], ok[b " tt"] && ok[b " c2"])
+        add(m " ms", v[b " sus"] / v[b " sus1"], ok[b " sus"] && ok[b " sus1"]) }
+      c2 = med(m " c2") ; c2m = mark; c1 = med(m " c1"); c1m = mark; t = med(m " t"); tm = mark
+      tt = med(m " tt"); ttm = mark; fb = med(m " fb"); fbm = mark; gf = med(m " gf")
+      gemm = med(m " gemm"); other = med(m " other"); om = mark
+      rt = med(m " rt"); rtm = mark; rtt = med(m " rtt"); rttm = mark; sc = med(m " s"); scm = mark
+      ms = med(m " ms"); sus = med(m " sus")
       b = m == "caffenet" ? 32 : 64
-      printf "%-10s %6d %12.2f %12.2f %12.2f %12.2f %8.2fx %8.2fx %7.0f%%\n", m, b, c2, c1, t, tt, t / c2, tt / c2,
-        100 * (gf / (c2 / 1000)) / roof
-      printf "%-10s %d partitions on %d cores vs 1 on 1 core = %.2fx; whole iteration %.1f GFLOP at %.1f GFLOP/s\n",
-        "", threads, threads, c1 / c2, gf, gf / (c2 / 1000)
-      printf "%-10s forward+backward alone (cortado time): %.2f ms, %.1f GFLOP/s = %.0f%% of the roof\n", "", fb,
-        gf / (fb / 1000), 100 * (gf / (fb / 1000)) / roof
-      printf "%-10s outside the GEMM layers (cortado time): %.2f ms (%.1f%% of the layers'"'"' time)\n", "", other,
-        100 * other / (gemm + other)
-      if (gemm > 0) printf "%-10s outside the GEMM layers in a training iteration (data, other layers, update): %.1f%%\n",
-        "", 100 * (1 - gemm / c2)
+      printf "%-10s %6d %11.2f%1s %11.2f%1s %11.2f%1s %11.2f%1s %7.2fx%1s %7.2fx%1s %7.0f%%\n", m, b, c2, c2m, c1, c1m,
+        t, tm, tt, ttm, rt, rtm, rtt, rttm, 100 * (gf / (c2 / 1000)) / roof
+      printf "%-10s %d partitions on %d cores vs 1 on 1 core = %.2fx%s (SGEMM itself, sustained over 2 s: %d threads vs 1 = %.2fx)\n",
+        "", threads, threads, sc, scm, threads, ms
+      printf "%-10s whole iteration %.1f GFLOP at %.1f GFLOP/s\n", "", gf, gf / (c2 / 1000)
+      printf "%-10s forward+backward alone (cortado time): %.2f ms%s, %.1f GFLOP/s = %.0f%% of the roof, %.0f%% of SGEMM sustained (%.1f)\n",
+        "", fb, fbm, gf / (fb / 1000), 100 * (gf / (fb / 1000)) / roof, 100 * (gf / (fb / 1000)) / sus, sus
+      printf "%-10s outside the GEMM layers (cortado time): %.2f ms (%.1f%% of the layers'"'"' time)%s\n", "", other,
+        100 * other / (gemm + other), om
     }
-    printf "\nSGEMM roof on %d threads: best probe %.1f GFLOP/s (the fractions above use it)\n", threads, roof
+    printf "\nSGEMM roof on %d threads: best probe %.1f GFLOP/s (\"of roof\" uses it; \"sustained\" is the median of the\n", threads, roof
+    printf "rounds'"'"' 2-second SGEMM runs on %d threads, measured next to the nets)\n", threads
   }' "$tmp/rounds"

@@ -1,6 +1,8 @@
 """PyTorch's side of bench/cnn_bench.sh: the same nets, batches and thread count as cortado,
 timing whole training iterations (forward + backward + SGD update with momentum and weight
-decay). Prints one line: `torch <net> <batch> <ms per iteration>`."""
+decay). Prints one line: `torch <net> <batch> <ms per iteration>`, the median of the timed
+iterations (as bench/cnn_bench.sh takes cortado's)."""
+import statistics
 import sys
 import time
 
@@ -66,10 +68,12 @@ def main():
 
     for _ in range(3):
         step()
-    t0 = time.perf_counter()
+    times = []
     for _ in range(iters):
+        t0 = time.perf_counter()
         step()
-    ms = (time.perf_counter() - t0) / iters * 1e3
+        times.append((time.perf_counter() - t0) * 1e3)
+    ms = statistics.median(times)
     print("torch %s %d %.2f" % (name, batch, ms))
 
 
