@@ -37,6 +37,9 @@ static const zoo_shape zoo[] = {
     {2, 2, 7, 7, 2, 1, 7, 7, 1, 1, 3, 3, 1, 1},    {6, 1, 10, 3, 2, 1, 3, 3, 1, 1, 1, 1, 3, 1},
     {1, 3, 5, 5, 2, 1, 3, 3, 5, 5, 1, 1, 1, 1},    {2, 4, 3, 4, 2, 1, 2, 2, 1, 1, 1, 1, 2, 2},
     {1, 3, 6, 6, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1},    {2, 2, 12, 3, 4, 2, 5, 1, 2, 1, 2, 0, 2, 1},
+    /* output planes of CT_LOWER_DIRECT_PLANE or more: type 1 runs per-image GEMMs into y */
+    {3, 3, 36, 34, 4, 1, 3, 3, 1, 1, 1, 1, 1, 1},  {2, 4, 70, 66, 6, 2, 5, 5, 2, 2, 2, 2, 1, 1},
+    {1, 2, 40, 40, 3, 1, 3, 3, 1, 1, 2, 2, 2, 2},
 };
 
 static float *rand_buf(size_t n, ct_rng *r) {
@@ -97,6 +100,12 @@ static void run_type(const ct_conv_geom *g, ct_lowering t, int nparts, const flo
 static void test_zoo(void) {
   int nzoo = (int)(sizeof zoo / sizeof zoo[0]);
   CHECK(nzoo >= 40, "the zoo has %d shapes", nzoo);
+  int direct = 0; /* shapes on type 1's per-image path */
+  for (int z = 0; z < nzoo; z++) {
+    ct_conv_geom gz = geom_of(&zoo[z]);
+    direct += ct_conv_geom_finish(&gz) && ct_lower_direct1(&gz);
+  }
+  CHECK(direct >= 3, "%d zoo shapes reach type 1's per-image path", direct);
   for (int z = 0; z < nzoo; z++) {
     ct_conv_geom g = geom_of(&zoo[z]);
     if (!ct_conv_geom_finish(&g)) {

@@ -30,6 +30,14 @@ static inline void gather_row(float *restrict dst, const float *restrict src, in
   for (int o = hi; o < OW; o++) dst[o] = 0;
 }
 
+/* dst[i] = src[i] + b (src may be dst), four lanes at a time. */
+static inline void add_scalar(float *dst, const float *src, float b, size_t n) {
+  const ct_v4f bv = ct_v4f_splat(b);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) ct_v4f_store(dst + i, ct_v4f_load(src + i) + bv);
+  for (; i < n; i++) dst[i] = src[i] + b;
+}
+
 /* dst[i] += src[i], four lanes at a time (each element's sum is the scalar one). */
 static inline void add_to(float *restrict dst, const float *restrict src, size_t n) {
   size_t i = 0;
@@ -48,16 +56,22 @@ static inline void scatter_add_row(float *restrict dst, const float *restrict sr
   }
 }
 
+/* The sum of x[0..n): four running sums in lanes (x[i] goes to lane i mod 4), then the lanes
+ * pairwise, then the tail - a fixed order, so the result is reproducible. */
+static inline float sum_of(const float *x, size_t n) {
+  ct_v4f acc = ct_v4f_splat(0.0f);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) acc += ct_v4f_load(x + i);
+  float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  for (; i < n; i++) s += x[i];
+  return s;
+}
+
 /* db[k] += the sum of dy over images and positions (the layout of y: nb x K x OH x OW). */
 static void bias_grad(const ct_conv_geom *g, int nb, const float *dy, float *db) {
   const size_t P = (size_t)g->OH * g->OW;
   for (int n = 0; n < nb; n++)
-    for (int k = 0; k < g->K; k++) {
-      const float *restrict d = dy + ((size_t)n * g->K + k) * P;
-      float s = 0;
-      for (size_t p = 0; p < P; p++) s += d[p];
-      db[k] += s;
-    }
+    for (int k = 0; k < g->K; k++) db[k] += sum_of(dy + ((size_t)n * g->K + k) * P, P);
 }
 
 /* ================================================================ type 1 */
@@ -159,8 +173,7 @@ static void lift1(const ct_conv_geom *g, int nb, const float *R, const float *b,
     for (int k = 0; k < g->K; k++) {
       const float *restrict src = R + (size_t)k * cols + (size_t)n * P;
       float *restrict dst = y + ((size_t)n * g->K + k) * P;
-      const float bk = b ? b[k] : 0.0f;
-      for (size_t p = 0; p < P; p++) dst[p] = src[p] + bk;
+      add_scalar(dst, src, b ? b[k] : 0.0f, P);
     }
 }
 
@@ -175,12 +188,7 @@ static void lift_grad1(const ct_conv_geom *g, int nb, const float *dy, float *Gm
 /* db from the rows of the lowered dy */
 static void bias_grad1(const ct_conv_geom *g, int nb, const float *Gm, float *db) {
   const size_t cols = (size_t)nb * g->OH * g->OW;
-  for (int k = 0; k < g->K; k++) {
-    const float *restrict r = Gm + (size_t)k * cols;
-    float s = 0;
-    for (size_t p = 0; p < cols; p++) s += r[p];
-    db[k] += s;
-  }
+  for (int k = 0; k < g->K; k++) db[k] += sum_of(Gm + (size_t)k * cols, cols);
 }
 
 /* ================================================================ type 2 */
@@ -427,10 +435,7 @@ static void lift_pw(const ct_conv_geom *g, int nb, const float *b, float *y) {
   if (!b) return;
   for (int n = 0; n < nb; n++) {
     float *yn = y + (size_t)n * g->K * HW;
-    for (int k = 0; k < g->K; k++) {
-      float *restrict yk = yn + (size_t)k * HW;
-      for (size_t p = 0; p < HW; p++) yk[p] += b[k];
-    }
+    for (int k = 0; k < g->K; k++) add_scalar(yn + (size_t)k * HW, yn + (size_t)k * HW, b[k], HW);
   }
 }
 

@@ -33,11 +33,13 @@ double ct_conv_flops(const ct_conv_geom *g, int nb) {
 
 /* ================================================================ dispatch */
 
+bool ct_lower_direct1(const ct_conv_geom *g) { return (size_t)g->OH * g->OW >= CT_LOWER_DIRECT_PLANE; }
+
 size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb) {
   const size_t Cg = (size_t)(g->C / g->G), K = (size_t)g->K, C = (size_t)g->C;
   const size_t kh = (size_t)g->kh, kw = (size_t)g->kw, n = (size_t)nb;
   switch (t) {
-    case CT_LOWER_TYPE1: return (C * kh * kw + K) * n * (size_t)g->OH * g->OW;
+    case CT_LOWER_TYPE1: return (C * kh * kw + (ct_lower_direct1(g) ? 0 : K)) * n * (size_t)g->OH * g->OW;
     case CT_LOWER_TYPE2: {
       size_t cols = n * (size_t)g->H * g->OW;
       return C * kw * cols + 2 * kh * K * Cg * kw + kh * K * cols;
@@ -99,8 +101,56 @@ static void forward_lowered(const ct_driver *d, const ct_conv_geom *g, ct_loweri
   d->ops->conv_lift(d, g, t, nb, ws, b, y);
 }
 
+/* Type 1 per image, when the planes are large: y_n = W . D_n, D_n being the image's columns of
+ * D (ldb = the partition's columns), then its bias while y_n is in cache. */
+static void forward1_direct(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                            const float *b, float *y, float *ws) {
+  const int Kg = g->K / g->G, CgKK = g->C / g->G * g->kh * g->kw, P = g->OH * g->OW;
+  const size_t cols = (size_t)nb * P;
+  const float *D = ws + ct_lower_layout_of(g, CT_LOWER_TYPE1, nb).data;
+  ct_conv_geom plane = *g; /* the bias step of the 1x1 path, over the OH x OW outputs */
+  plane.H = g->OH, plane.W = g->OW;
+  d->ops->conv_lower(d, g, CT_LOWER_TYPE1, nb, x, w, ws);
+  for (int n = 0; n < nb; n++) {
+    float *yn = y + (size_t)n * g->K * P;
+    for (int gi = 0; gi < g->G; gi++)
+      d->ops->gemm_ld(d, false, false, Kg, P, CgKK, 1.0f, w + (size_t)gi * Kg * CgKK, CgKK,
+                      D + (size_t)gi * CgKK * cols + (size_t)n * P, (int)cols, 0.0f, yn + (size_t)gi * Kg * P, P);
+    if (b) d->ops->conv_lift(d, &plane, CT_LOWER_POINTWISE, 1, NULL, b, yn);
+  }
+}
+
+/* Its backward: dW += dy_n . D_n^T and D_n = W^T dy_n image by image, dy read where it lies. */
+static void backward1_direct(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                             const float *dy, float *dx, float *dw, float *db, float *ws, bool fresh) {
+  const int Kg = g->K / g->G, CgKK = g->C / g->G * g->kh * g->kw, P = g->OH * g->OW;
+  const size_t cols = (size_t)nb * P;
+  float *D = ws + ct_lower_layout_of(g, CT_LOWER_TYPE1, nb).data;
+  if (db) d->ops->conv_bias_grad(d, g, CT_LOWER_POINTWISE, nb, dy, NULL, db);
+  if (dw) {
+    if (!fresh) d->ops->conv_lower(d, g, CT_LOWER_TYPE1, nb, x, w, ws);
+    for (int n = 0; n < nb; n++)
+      for (int gi = 0; gi < g->G; gi++)
+        d->ops->gemm_ld(d, false, true, Kg, CgKK, P, 1.0f, dy + ((size_t)n * g->K + (size_t)gi * Kg) * P, P,
+                        D + (size_t)gi * CgKK * cols + (size_t)n * P, (int)cols, 1.0f, dw + (size_t)gi * Kg * CgKK,
+                        CgKK);
+  }
+  if (dx) {
+    for (int n = 0; n < nb; n++)
+      for (int gi = 0; gi < g->G; gi++)
+        d->ops->gemm_ld(d, true, false, CgKK, P, Kg, 1.0f, w + (size_t)gi * Kg * CgKK, CgKK,
+                        dy + ((size_t)n * g->K + (size_t)gi * Kg) * P, P, 0.0f,
+                        D + (size_t)gi * CgKK * cols + (size_t)n * P, (int)cols);
+    d->ops->conv_lower_grad(d, g, CT_LOWER_TYPE1, nb, ws, dx, NULL);
+  }
+}
+
 static void backward1(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
                       const float *dy, float *dx, float *dw, float *db, float *ws, bool fresh) {
+  if (ct_lower_direct1(g)) {
+    backward1_direct(d, g, nb, x, w, dy, dx, dw, db, ws, fresh);
+    return;
+  }
   const ct_lowering t = CT_LOWER_TYPE1;
   const ct_lower_layout lay = ct_lower_layout_of(g, t, nb);
   const int Kg = g->K / g->G, CgKK = g->C / g->G * g->kh * g->kw;
@@ -193,7 +243,12 @@ void ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering 
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: forward_lowered(d, g, t, nb, x, w, b, y, ws); break;
     case CT_LOWER_POINTWISE: forward_pw(d, g, nb, x, w, b, y); break;
-    default: forward_lowered(d, g, CT_LOWER_TYPE1, nb, x, w, b, y, ws); break;
+    default:
+      if (ct_lower_direct1(g))
+        forward1_direct(d, g, nb, x, w, b, y, ws);
+      else
+        forward_lowered(d, g, CT_LOWER_TYPE1, nb, x, w, b, y, ws);
+      break;
   }
 }
 

@@ -8,6 +8,10 @@
  * input channels [g*C/G, (g+1)*C/G) to outputs [g*K/G, (g+1)*K/G).
  *
  *  TYPE1 lowers the input: D (C kh kw x nb OH OW); y = W . D; blow-up kh*kw on the input side.
+ *        When an image's output plane is large (OH OW >= CT_LOWER_DIRECT_PLANE), the GEMM is
+ *        issued per image on D's columns of that image, writing y (and reading dy) where they
+ *        lie: no product matrix, no lifting copy. Smaller planes keep one GEMM per group for
+ *        the partition, whose N would otherwise be too thin.
  *  TYPE2 lowers along x only: D2 (C kw x nb H OW), W2 (kh K x C kw); lifting sums kh shifted
  *        rows; blow-up kw on the input side and kh on the output side.
  *  TYPE3 lowers the kernel: X (C x nb H W) is the input transposed, W3 (kh kw K x C); lifting
@@ -46,6 +50,9 @@ const char *ct_lowering_name(ct_lowering t);
 
 /* Floats of workspace one partition of nb images needs for type t (forward and backward). */
 size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb);
+/* Type 1 with per-image GEMMs straight into y (see TYPE1 above). */
+#define CT_LOWER_DIRECT_PLANE 1024
+bool ct_lower_direct1(const ct_conv_geom *g);
 
 /* Where the parts of one partition's workspace lie, as offsets in floats from its start:
  * the lowered data (D; type 3: the input transposed), the lowered kernel (types 2 and 3), the
