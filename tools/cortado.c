@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -442,6 +443,31 @@ static double now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* This process's CPU time (all threads, user + system), ms. */
+static double cpu_ms(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+/* The machine's CPU time so far and the part of it a hypervisor took for other guests (the
+ * first and eighth counters of /proc/stat's "cpu" line, in USER_HZ ticks); false where there is
+ * no such file. */
+static bool machine_ticks(unsigned long long *total, unsigned long long *steal) {
+  FILE *f = fopen("/proc/stat", "r");
+  if (!f) return false;
+  unsigned long long v[8] = {0};
+  int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                   &v[6], &v[7]);
+  fclose(f);
+  if (got != 8) return false;
+  *total = 0;
+  for (int i = 0; i < 8; i++) *total += v[i];
+  *steal = v[7];
+  return true;
+}
+
 static int run_time(args *a) {
   ct_net *net = NULL;
   ct_error err = {0};
@@ -478,6 +504,9 @@ static int run_time(args *a) {
   logf_("Testing for %d iterations.", a->iterations);
   double forward_ms = 0, backward_ms = 0;
   cmd_data_wait_reset(net); /* data-layer waits of the timed passes only */
+  unsigned long long ticks0 = 0, steal0 = 0, ticks1 = 0, steal1 = 0;
+  const bool have_ticks = machine_ticks(&ticks0, &steal0);
+  const double cpu_start = cpu_ms();
   const double total_start = now_ms();
   for (int j = 0; j < a->iterations; j++) {
     const double iter_start = now_ms();
@@ -502,6 +531,8 @@ static int run_time(args *a) {
   }
   ui_finish(&a->ui);
   const double total_ms = now_ms() - total_start;
+  const double cpu_used_ms = cpu_ms() - cpu_start;
+  const bool ticked = have_ticks && machine_ticks(&ticks1, &steal1) && ticks1 > ticks0;
 
   int wname = 5, wtype = 4;
   for (int i = 0; i < nlayers; i++) {
@@ -546,6 +577,14 @@ static int run_time(args *a) {
       ui_resultf(&a->ui, "%-*s %-*s data wait: %g ms.", wname, ct_net_layer_name(net, i), wtype,
                  ct_net_layer_type(net, i), wait_ms / n);
   }
+  /* On a shared virtual machine the wall time includes spells when the hypervisor ran other
+   * guests on our cores: the CPU time this process got, and the share the hypervisor took,
+   * tell such a run from a slow one. */
+  if (total_ms > 0)
+    ui_resultf(&a->ui, "CPU time: %.2f ms per iteration (%.2f cores busy).", cpu_used_ms / n, cpu_used_ms / total_ms);
+  if (ticked)
+    ui_resultf(&a->ui, "Steal: the hypervisor took %.1f%% of this machine's CPU time during the timed passes.",
+               100.0 * (double)(steal1 - steal0) / (double)(ticks1 - ticks0));
   ui_resultf(&a->ui, "Average Forward pass: %g ms.", forward_ms / n);
   ui_resultf(&a->ui, "Average Backward pass: %g ms.", backward_ms / n);
   ui_resultf(&a->ui, "Average Forward-Backward: %g ms.", total_ms / n);
