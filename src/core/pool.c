@@ -1,6 +1,7 @@
 #include "core/pool.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@ struct ct_pool {
   int pending;              /* workers (not counting the caller) still running this region */
   bool quit;
   int n;
+  atomic_int next; /* the region's next unclaimed task */
   void (*fn)(void *, int);
   void *ctx;
 };
@@ -25,8 +27,12 @@ typedef struct worker_arg {
   int id;
 } worker_arg;
 
+/* Tasks are claimed one at a time, so a thread that finishes early (its core was faster, or
+ * the hypervisor took the other's) takes the next task instead of waiting. What a task computes
+ * depends only on its index, never on the thread that runs it. */
 static void run_share(ct_pool *p, int id) {
-  for (int i = id; i < p->n; i += p->size) p->fn(p->ctx, i);
+  (void)id;
+  for (int i; (i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->n;) p->fn(p->ctx, i);
 }
 
 static void *worker(void *arg) {
@@ -115,6 +121,7 @@ void ct_pool_run(ct_pool *p, int n, void (*fn)(void *ctx, int i), void *ctx) {
   p->n = n;
   p->fn = fn;
   p->ctx = ctx;
+  atomic_store_explicit(&p->next, 0, memory_order_relaxed);
   p->pending = p->size - 1;
   p->generation++;
   pthread_cond_broadcast(&p->start);

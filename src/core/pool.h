@@ -11,8 +11,8 @@ typedef struct ct_pool ct_pool;
 ct_status ct_pool_create(int nthreads, ct_pool **out, ct_error *err);
 void ct_pool_free(ct_pool *p);
 int ct_pool_size(const ct_pool *p);
-/* Runs fn(ctx, i) for every i in [0, n), task i on worker i % size, and returns when all are
- * done. Tasks must not call ct_pool_run themselves. p may be NULL (runs serially). */
+/* Runs fn(ctx, i) for every i in [0, n), each task once, on whichever worker claims it first
+ * (tasks are claimed in index order), and returns when all are done. Tasks must not call ct_pool_run themselves. p may be NULL (runs serially). */
 void ct_pool_run(ct_pool *p, int n, void (*fn)(void *ctx, int i), void *ctx);
 /* The number of online CPU cores (at least 1). */
 int ct_cpu_count(void);

@@ -758,7 +758,10 @@ ct_status ct_net_create_from_text(const char *text, const char *name, const char
 ct_status ct_net_set_partitions(ct_net *net, int n, ct_error *err) {
   if (n < 1 || n > 64) return ct_fail(err, CT_EINVAL, "partitions must be 1 to 64, got %d", n);
   ct_pool *pool = NULL;
-  CT_TRY(ct_pool_create(n, &pool, err));
+  /* more partitions than cores share the cores' threads, each claiming the next partition when
+   * it finishes one; a thread per partition would only make the cores take turns */
+  const int cores = ct_cpu_count();
+  CT_TRY(ct_pool_create(n < cores ? n : cores, &pool, err));
   ct_pool_free(net->pool);
   net->pool = pool;
   net->partitions = n;
