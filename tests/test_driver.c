@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "core/rng.h"
+#include "drivers/cpu/kernels.h"
 #include "drivers/driver.h"
 #include "lowering/lowering.h"
 
@@ -239,6 +240,57 @@ static double ref_df(const ct_neuron *p, double x) {
     case CT_NEURON_BNLL: return 1 / (1 + exp(-x));
   }
   return 0;
+}
+
+/* The thin GEMM (cpu/thin_gemm.c, a fully-connected layer's C = x W^T for 24 to 32 rows):
+ * through gemm_ld on blocks of larger matrices, with C's block full of NaN (beta 0 must not
+ * read it), for row counts and column counts that reach every tile width (12, 4, 1). On a CPU
+ * with AVX-512 the thin kernel must take these shapes; elsewhere they go to OpenBLAS and the
+ * comparison still holds. */
+static void test_thin_gemm(void) {
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  const int shapes[][3] = {{32, 521, 2048}, {24, 77, 13700}, {31, 64, 16384}, {27, 137, 8000}};
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    const int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+    const int lda = K + 3, ldb = K + 5, ldc = N + 2;
+    float *A = gauss((size_t)M * lda), *B = gauss((size_t)N * ldb), *C = malloc((size_t)M * ldc * sizeof(float));
+    double *ref = dbuf((size_t)M * ldc);
+    for (size_t i = 0; i < (size_t)M * ldc; i++) C[i] = NAN;
+    for (int m = 0; m < M; m++) {
+      ref[(size_t)m * ldc] = NAN, ref[(size_t)m * ldc + N + 1] = NAN; /* outside the block: untouched */
+      for (int n = 0; n < N; n++) {
+        double acc = 0;
+        for (int k = 0; k < K; k++) acc += (double)A[(size_t)m * lda + k] * B[(size_t)n * ldb + k];
+        ref[(size_t)m * ldc + n + 1] = acc;
+      }
+    }
+    D->ops->gemm_ld(D, false, true, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C + 1, ldc);
+    char what[80];
+    snprintf(what, sizeof what, "thin gemm_ld %dx%dx%d", M, N, K);
+    int bad = 0; /* NaN must stay exactly where it was, and nowhere else */
+    for (size_t i = 0; i < (size_t)M * ldc; i++) bad += isnan(C[i]) != isnan(ref[i]);
+    CHECK(bad == 0, "%s: %d elements NaN where they should not be, or written outside the block", what, bad);
+    for (size_t i = 0; i < (size_t)M * ldc; i++)
+      if (isnan(ref[i])) C[i] = 0, ref[i] = 0;
+    same(C, ref, (size_t)M * ldc, 1e-5, what);
+    /* the kernel itself takes the shape where the CPU allows */
+    for (size_t i = 0; i < (size_t)M * ldc; i++) C[i] = NAN;
+    bool took = ct_cpu_gemm_thin(false, true, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C + 1, ldc);
+    CHECK(took == avx512, "%s: thin kernel %s on a CPU %s AVX-512", what, took ? "taken" : "declined",
+          avx512 ? "with" : "without");
+    free(A), free(B), free(C), free(ref);
+  }
+  /* shapes and arguments it must leave to OpenBLAS */
+  float *A = gauss((size_t)64 * 4096), *B = gauss((size_t)512 * 4096), *C = gauss((size_t)64 * 512);
+  CHECK(!ct_cpu_gemm_thin(false, true, 23, 512, 4096, 1.0f, A, 4096, B, 4096, 0.0f, C, 512), "23 rows declined");
+  CHECK(!ct_cpu_gemm_thin(false, true, 33, 512, 4096, 1.0f, A, 4096, B, 4096, 0.0f, C, 512), "33 rows declined");
+  CHECK(!ct_cpu_gemm_thin(false, true, 32, 512, 4096, 0.5f, A, 4096, B, 4096, 0.0f, C, 512), "alpha 0.5 declined");
+  CHECK(!ct_cpu_gemm_thin(false, true, 32, 512, 4096, 1.0f, A, 4096, B, 4096, 1.0f, C, 512), "beta 1 declined");
+  CHECK(!ct_cpu_gemm_thin(false, false, 32, 512, 4096, 1.0f, A, 4096, B, 512, 0.0f, C, 512), "B not transposed");
+  CHECK(!ct_cpu_gemm_thin(true, true, 32, 512, 4096, 1.0f, A, 32, B, 4096, 0.0f, C, 512), "A transposed declined");
+  CHECK(!ct_cpu_gemm_thin(false, true, 32, 512, 200, 1.0f, A, 200, B, 200, 0.0f, C, 512), "short K declined");
+  free(A), free(B), free(C);
 }
 
 static void test_neurons(void) {
@@ -1140,6 +1192,7 @@ int main(void) {
   ct_rng_seed(&R, 20240);
   test_memory();
   test_blas();
+  test_thin_gemm();
   test_neurons();
   test_prelu();
   test_eltwise();

@@ -1,7 +1,8 @@
-/* The CPU driver's memory, BLAS and element-wise arithmetic. GEMM, GEMV, dot and asum are
- * OpenBLAS's (the caller sets its threading: one thread inside a partitioned region). axpy,
- * scal, sumsq and add/sub/mul are plain loops: they replace loops the layers and the solver
- * ran, and OpenBLAS's versions would round differently (fused multiply-adds). */
+/* The CPU driver's memory, BLAS and element-wise arithmetic. GEMM (but for thin_gemm.c's
+ * shape), GEMV, dot and asum are OpenBLAS's (the caller sets its threading: one thread inside a
+ * partitioned region). axpy, scal, sumsq and add/sub/mul are plain loops: they replace loops
+ * the layers and the solver ran, and OpenBLAS's versions would round differently (fused
+ * multiply-adds). */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ void ct_cpu_rates(const ct_driver *d, double *gflops, double *gbytes) {
 void ct_cpu_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                  const float *B, float beta, float *C) {
   (void)d;
+  if (ct_cpu_gemm_thin(trans_a, trans_b, M, N, K, alpha, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N)) return;
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
               alpha, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
 }
@@ -54,6 +56,7 @@ void ct_cpu_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, i
 void ct_cpu_gemm_ld(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc) {
   (void)d;
+  if (ct_cpu_gemm_thin(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
               alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -1,8 +1,8 @@
 /* The CPU driver's entries, one function per vtable member (see drivers/driver.h for each
  * contract); cpu/driver.c puts them in the table. Memory is host memory, so upload, download and
- * copy are memcpy; GEMM and GEMV are OpenBLAS's; everything else is the loop each layer ran
- * before the driver existed, moved unchanged (same order of operations, so the same results,
- * and plain loops the compiler vectorises). */
+ * copy are memcpy; GEMM (but for thin_gemm.c's shape) and GEMV are OpenBLAS's; everything else
+ * is the loop each layer ran before the driver existed, moved unchanged (same order of
+ * operations, so the same results, and plain loops the compiler vectorises). */
 #ifndef CT_DRIVERS_CPU_KERNELS_H
 #define CT_DRIVERS_CPU_KERNELS_H
 
@@ -20,6 +20,10 @@ void ct_cpu_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, i
                  const float *B, float beta, float *C);
 void ct_cpu_gemm_ld(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* cpu/thin_gemm.c: C = A B^T for 24 to 32 rows of A and a large B without OpenBLAS's packing
+ * of B; false (nothing done) where the shape, alpha, beta or the CPU do not suit it */
+bool ct_cpu_gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc);
 void ct_cpu_gemv(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x,
                  float beta, float *y);
 void ct_cpu_axpy(const ct_driver *d, size_t n, float alpha, const float *x, float *y);
