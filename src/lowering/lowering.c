@@ -288,9 +288,15 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
   switch (t) {
     case CT_LOWER_TYPE1:
       flops = 2 * K * Cg * kh * kw * n * OH * OW;
-      /* lower (write + read in the GEMM), lift, and the same again backward with col2im */
-      bytes = 4.0 * (3 * C * kh * kw * n * OH * OW + 3 * K * n * OH * OW);
-      eff = shape_eff(Kg, n * OH * OW, Cg * kh * kw);
+      /* lower (write + read in the GEMM), lift, and the same again backward with col2im; on
+       * large planes the per-image GEMMs write y and read dy where they lie: no lifting */
+      if (ct_lower_direct1(g)) {
+        bytes = 4.0 * 3 * C * kh * kw * n * OH * OW;
+        eff = shape_eff(Kg, OH * OW, Cg * kh * kw);
+      } else {
+        bytes = 4.0 * (3 * C * kh * kw * n * OH * OW + 3 * K * n * OH * OW);
+        eff = shape_eff(Kg, n * OH * OW, Cg * kh * kw);
+      }
       break;
     case CT_LOWER_TYPE2:
       flops = 2 * kh * K * Cg * kw * n * H * OW;
