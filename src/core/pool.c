@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/status.h"
@@ -13,9 +14,9 @@ struct ct_pool {
   pthread_t *threads;
   pthread_mutex_t mu;
   pthread_cond_t start, done;
-  unsigned long generation; /* bumped for every region */
-  int pending;              /* workers (not counting the caller) still running this region */
-  bool quit;
+  atomic_ulong generation; /* bumped for every region (release: the region's fields are set) */
+  atomic_int pending;       /* workers (not counting the caller) still running this region */
+  atomic_bool quit;
   int n;
   atomic_int next; /* the region's next unclaimed task */
   void (*fn)(void *, int);
@@ -35,23 +36,66 @@ static void run_share(ct_pool *p, int id) {
   for (int i; (i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->n;) p->fn(p->ctx, i);
 }
 
+/* Waking a sleeping thread through the kernel takes tens of microseconds, and a net runs a
+ * region per layer and pass (LeNet: about 30 in 10 ms); so a thread that runs out of work
+ * first watches for the next region (or for the last task's end) for up to SPIN_NS before it
+ * sleeps. Short enough that a core shared with other processes loses little. */
+#define SPIN_NS 50000L
+
+static long elapsed_ns(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Spins until done(p, arg) or SPIN_NS pass; true if done. */
+static bool spin_until(ct_pool *p, bool (*done)(ct_pool *, unsigned long), unsigned long arg) {
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (unsigned i = 1;; i++) {
+    if (done(p, arg)) return true;
+    cpu_relax();
+    if (i % 64 == 0 && elapsed_ns(&t0) > SPIN_NS) return done(p, arg);
+  }
+}
+
+static bool region_started(ct_pool *p, unsigned long seen) {
+  return atomic_load_explicit(&p->quit, memory_order_acquire) ||
+         atomic_load_explicit(&p->generation, memory_order_acquire) != seen;
+}
+
+static bool workers_done(ct_pool *p, unsigned long unused) {
+  (void)unused;
+  return atomic_load_explicit(&p->pending, memory_order_acquire) == 0;
+}
+
 static void *worker(void *arg) {
   worker_arg *w = arg;
   ct_pool *p = w->p;
   int id = w->id;
   free(w);
   unsigned long seen = 0;
-  pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (!p->quit && p->generation == seen) pthread_cond_wait(&p->start, &p->mu);
-    if (p->quit) break;
-    seen = p->generation;
-    pthread_mutex_unlock(&p->mu);
+    if (!spin_until(p, region_started, seen)) {
+      pthread_mutex_lock(&p->mu);
+      while (!region_started(p, seen)) pthread_cond_wait(&p->start, &p->mu);
+      pthread_mutex_unlock(&p->mu);
+    }
+    if (atomic_load_explicit(&p->quit, memory_order_acquire)) break;
+    seen = atomic_load_explicit(&p->generation, memory_order_acquire);
     run_share(p, id);
-    pthread_mutex_lock(&p->mu);
-    if (--p->pending == 0) pthread_cond_signal(&p->done);
+    if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+      pthread_mutex_lock(&p->mu); /* the caller may be asleep: it checks pending under mu */
+      pthread_cond_signal(&p->done);
+      pthread_mutex_unlock(&p->mu);
+    }
   }
-  pthread_mutex_unlock(&p->mu);
   return NULL;
 }
 
@@ -67,6 +111,10 @@ ct_status ct_pool_create(int nthreads, ct_pool **out, ct_error *err) {
   ct_pool *p = calloc(1, sizeof *p);
   if (!p) return ct_fail(err, CT_ENOMEM, "out of memory");
   p->size = nthreads;
+  atomic_init(&p->generation, 0);
+  atomic_init(&p->pending, 0);
+  atomic_init(&p->quit, false);
+  atomic_init(&p->next, 0);
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->start, NULL);
   pthread_cond_init(&p->done, NULL);
@@ -98,7 +146,7 @@ ct_status ct_pool_create(int nthreads, ct_pool **out, ct_error *err) {
 void ct_pool_free(ct_pool *p) {
   if (!p) return;
   pthread_mutex_lock(&p->mu);
-  p->quit = true;
+  atomic_store_explicit(&p->quit, true, memory_order_release);
   pthread_cond_broadcast(&p->start);
   pthread_mutex_unlock(&p->mu);
   for (int i = 1; i < p->size; i++)
@@ -122,12 +170,14 @@ void ct_pool_run(ct_pool *p, int n, void (*fn)(void *ctx, int i), void *ctx) {
   p->fn = fn;
   p->ctx = ctx;
   atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-  p->pending = p->size - 1;
-  p->generation++;
+  atomic_store_explicit(&p->pending, p->size - 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->generation, 1, memory_order_release); /* publishes n, fn, ctx */
   pthread_cond_broadcast(&p->start);
   pthread_mutex_unlock(&p->mu);
   run_share(p, 0);
-  pthread_mutex_lock(&p->mu);
-  while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
-  pthread_mutex_unlock(&p->mu);
+  if (!spin_until(p, workers_done, 0)) {
+    pthread_mutex_lock(&p->mu);
+    while (!workers_done(p, 0)) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+  }
 }
