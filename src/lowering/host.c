@@ -7,6 +7,8 @@
 
 #include "core/simd.h"
 
+#define MAX_SPANS 64 /* kernel columns whose spans lower1_strided keeps (wider kernels: worked out per row) */
+
 /* The output columns ox whose input column ix = ox*s + off lies in [0, W): [*lo, *hi). */
 static void valid_range(int OW, int W, int s, int off, int *lo, int *hi) {
   int a = off >= 0 ? 0 : (-off + s - 1) / s;
@@ -17,17 +19,29 @@ static void valid_range(int OW, int W, int s, int off, int *lo, int *hi) {
   *hi = b;
 }
 
-/* dst[ox] = src[ox*s + off] for valid ox, 0 elsewhere (src is one input row of width W). */
-static inline void gather_row(float *restrict dst, const float *restrict src, int OW, int W, int s, int off) {
-  int lo, hi;
-  valid_range(OW, W, s, off, &lo, &hi);
+/* One kernel column's walk along an output row: output columns ox in [lo, hi) read input
+ * column ox*s + off, the rest fall in the padding. The same for every row, image and channel,
+ * so the callers work it out once per kernel column (it takes two divisions). */
+typedef struct span {
+  int lo, hi, off, s, OW;
+} span;
+
+static inline span row_span(int OW, int W, int s, int off) {
+  span r = {0, 0, off, s, OW};
+  valid_range(OW, W, s, off, &r.lo, &r.hi);
+  return r;
+}
+
+/* dst[ox] = src[ox*s + off] for valid ox, 0 elsewhere (src is one input row). */
+static inline void gather_row(float *restrict dst, const float *restrict src, const span *sp) {
+  const int lo = sp->lo, hi = sp->hi, s = sp->s, off = sp->off;
   for (int o = 0; o < lo; o++) dst[o] = 0;
   if (s == 1) {
     memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof(float));
   } else {
     for (int o = lo; o < hi; o++) dst[o] = src[o * s + off];
   }
-  for (int o = hi; o < OW; o++) dst[o] = 0;
+  for (int o = hi; o < sp->OW; o++) dst[o] = 0;
 }
 
 /* dst[i] = src[i] + b (src may be dst), four lanes at a time. */
@@ -46,9 +60,8 @@ static inline void add_to(float *restrict dst, const float *restrict src, size_t
 }
 
 /* dst[ox*s + off] += src[ox] for valid ox. */
-static inline void scatter_add_row(float *restrict dst, const float *restrict src, int OW, int W, int s, int off) {
-  int lo, hi;
-  valid_range(OW, W, s, off, &lo, &hi);
+static inline void scatter_add_row(float *restrict dst, const float *restrict src, const span *sp) {
+  const int lo = sp->lo, hi = sp->hi, s = sp->s, off = sp->off;
   if (s == 1) {
     if (hi > lo) add_to(dst + lo + off, src + lo, (size_t)(hi - lo));
   } else {
@@ -93,6 +106,8 @@ static void lower1_strided(const ct_conv_geom *g, int nb, const float *x, float 
     b = r;
   }
   const int t = g->sw / a, q = t * g->dw / g->sw, OW = g->OW;
+  span spans[MAX_SPANS];
+  for (int kx = 0; kx < g->kw && kx < MAX_SPANS; kx++) spans[kx] = row_span(OW, g->W, g->sw, kx * g->dw - g->pw);
   for (int c = 0; c < g->C; c++)
     for (int ky = 0; ky < g->kh; ky++) {
       float *rows = D + (size_t)(c * g->kh + ky) * g->kw * cols;
@@ -114,7 +129,8 @@ static void lower1_strided(const ct_conv_geom *g, int nb, const float *x, float 
                 dst[o] = ix >= 0 && ix < g->W ? src[ix] : 0.0f;
               }
             } else {
-              gather_row(dst, xi + (size_t)iy * g->W, OW, g->W, g->sw, off);
+              const span sp = kx < MAX_SPANS ? spans[kx] : row_span(OW, g->W, g->sw, off);
+              gather_row(dst, xi + (size_t)iy * g->W, &sp);
             }
           }
         }
@@ -132,7 +148,7 @@ static void lower1(const ct_conv_geom *g, int nb, const float *x, float *D) {
     for (int ky = 0; ky < g->kh; ky++)
       for (int kx = 0; kx < g->kw; kx++) {
         float *row = D + ((size_t)(c * g->kh + ky) * g->kw + kx) * cols;
-        const int off = kx * g->dw - g->pw;
+        const span sp = row_span(g->OW, g->W, g->sw, kx * g->dw - g->pw);
         for (int n = 0; n < nb; n++) {
           const float *xi = x + ((size_t)n * g->C + c) * HW;
           for (int oy = 0; oy < g->OH; oy++) {
@@ -141,7 +157,7 @@ static void lower1(const ct_conv_geom *g, int nb, const float *x, float *D) {
             if (iy < 0 || iy >= g->H)
               memset(dst, 0, (size_t)g->OW * sizeof(float));
             else
-              gather_row(dst, xi + (size_t)iy * g->W, g->OW, g->W, g->sw, off);
+              gather_row(dst, xi + (size_t)iy * g->W, &sp);
           }
         }
       }
@@ -154,13 +170,13 @@ static void lift_back1(const ct_conv_geom *g, int nb, const float *D, float *dx)
     for (int ky = 0; ky < g->kh; ky++)
       for (int kx = 0; kx < g->kw; kx++) {
         const float *row = D + ((size_t)(c * g->kh + ky) * g->kw + kx) * cols;
-        const int off = kx * g->dw - g->pw;
+        const span sp = row_span(g->OW, g->W, g->sw, kx * g->dw - g->pw);
         for (int n = 0; n < nb; n++) {
           float *xi = dx + ((size_t)n * g->C + c) * HW;
           for (int oy = 0; oy < g->OH; oy++) {
             int iy = oy * g->sh - g->ph + ky * g->dh;
             if (iy < 0 || iy >= g->H) continue;
-            scatter_add_row(xi + (size_t)iy * g->W, row + (size_t)n * P + (size_t)oy * g->OW, g->OW, g->W, g->sw, off);
+            scatter_add_row(xi + (size_t)iy * g->W, row + (size_t)n * P + (size_t)oy * g->OW, &sp);
           }
         }
       }
@@ -199,11 +215,10 @@ static void lower2(const ct_conv_geom *g, int nb, const float *x, float *D) {
   for (int c = 0; c < g->C; c++)
     for (int kx = 0; kx < g->kw; kx++) {
       float *row = D + ((size_t)c * g->kw + kx) * cols;
-      const int off = kx * g->dw - g->pw;
+      const span sp = row_span(g->OW, g->W, g->sw, kx * g->dw - g->pw);
       for (int n = 0; n < nb; n++)
         for (int iy = 0; iy < g->H; iy++)
-          gather_row(row + ((size_t)n * g->H + iy) * g->OW, x + (((size_t)n * g->C + c) * g->H + iy) * g->W, g->OW,
-                     g->W, g->sw, off);
+          gather_row(row + ((size_t)n * g->H + iy) * g->OW, x + (((size_t)n * g->C + c) * g->H + iy) * g->W, &sp);
     }
 }
 
@@ -321,11 +336,11 @@ static void data_grad2(const ct_conv_geom *g, int nb, const float *D, float *dx)
   for (int c = 0; c < g->C; c++)
     for (int kx = 0; kx < g->kw; kx++) {
       const float *row = D + ((size_t)c * g->kw + kx) * cols;
-      const int off = kx * g->dw - g->pw;
+      const span sp = row_span(g->OW, g->W, g->sw, kx * g->dw - g->pw);
       for (int n = 0; n < nb; n++)
         for (int iy = 0; iy < g->H; iy++)
           scatter_add_row(dx + (((size_t)n * g->C + c) * g->H + iy) * g->W, row + ((size_t)n * g->H + iy) * g->OW,
-                          g->OW, g->W, g->sw, off);
+                          &sp);
     }
 }
 
