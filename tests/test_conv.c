@@ -37,7 +37,8 @@ static const zoo_shape zoo[] = {
     {2, 2, 7, 7, 2, 1, 7, 7, 1, 1, 3, 3, 1, 1},    {6, 1, 10, 3, 2, 1, 3, 3, 1, 1, 1, 1, 3, 1},
     {1, 3, 5, 5, 2, 1, 3, 3, 5, 5, 1, 1, 1, 1},    {2, 4, 3, 4, 2, 1, 2, 2, 1, 1, 1, 1, 2, 2},
     {1, 3, 6, 6, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1},    {2, 2, 12, 3, 4, 2, 5, 1, 2, 1, 2, 0, 2, 1},
-    /* output planes of CT_LOWER_DIRECT_PLANE or more: type 1 runs per-image GEMMs into y */
+    /* output planes of CT_LOWER_DIRECT_PLANE or more: type 1 runs per-image GEMMs into y; and
+     * H*OW of CT_LOWER_IMAGE_COLS or more with 2 images or more: type 2 runs image by image */
     {3, 3, 36, 34, 4, 1, 3, 3, 1, 1, 1, 1, 1, 1},  {2, 4, 70, 66, 6, 2, 5, 5, 2, 2, 2, 2, 1, 1},
     {1, 2, 40, 40, 3, 1, 3, 3, 1, 1, 2, 2, 2, 2},
 };
@@ -100,12 +101,14 @@ static void run_type(const ct_conv_geom *g, ct_lowering t, int nparts, const flo
 static void test_zoo(void) {
   int nzoo = (int)(sizeof zoo / sizeof zoo[0]);
   CHECK(nzoo >= 40, "the zoo has %d shapes", nzoo);
-  int direct = 0; /* shapes on type 1's per-image path */
+  int direct = 0, image2 = 0; /* shapes on type 1's and type 2's per-image paths */
   for (int z = 0; z < nzoo; z++) {
     ct_conv_geom gz = geom_of(&zoo[z]);
     direct += ct_conv_geom_finish(&gz) && ct_lower_direct1(&gz);
+    image2 += ct_conv_geom_finish(&gz) && gz.N >= 2 && (size_t)gz.H * gz.OW >= CT_LOWER_IMAGE_COLS;
   }
   CHECK(direct >= 3, "%d zoo shapes reach type 1's per-image path", direct);
+  CHECK(image2 >= 2, "%d zoo shapes reach type 2's per-image path", image2);
   for (int z = 0; z < nzoo; z++) {
     ct_conv_geom g = geom_of(&zoo[z]);
     if (!ct_conv_geom_finish(&g)) {

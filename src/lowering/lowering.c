@@ -95,6 +95,23 @@ static void forward_lowered(const ct_driver *d, const ct_conv_geom *g, ct_loweri
     default: M = Kg, KK = Cg * g->kh * g->kw, cols = (size_t)nb * g->OH * g->OW; break;
   }
   d->ops->conv_lower(d, g, t, nb, x, w, ws);
+  if (t == CT_LOWER_TYPE2 && nb > 1 && (size_t)g->H * g->OW >= CT_LOWER_IMAGE_COLS) {
+    /* image by image, where an image has columns enough for a GEMM of its own: each image's
+     * product (kh*Kg x H*OW per group, a megabyte or two) is lifted while it is still in
+     * cache, instead of the partition's (tens of MB) going out to memory and back. The
+     * product sits at the start of R, laid out as for one image, so the one-image lift finds
+     * it there. */
+    const size_t icols = (size_t)g->H * g->OW, yimg = (size_t)g->K * g->OH * g->OW;
+    float *ws1 = ws + lay.product - ct_lower_layout_of(g, t, 1).product;
+    for (int n = 0; n < nb; n++) {
+      for (int gi = 0; gi < g->G; gi++)
+        d->ops->gemm_ld(d, false, false, M, (int)icols, KK, 1.0f, Wl + (size_t)gi * M * KK, KK,
+                        D + (size_t)gi * KK * cols + (size_t)n * icols, (int)cols, 0.0f, R + (size_t)gi * M * icols,
+                        (int)icols);
+      d->ops->conv_lift(d, g, t, 1, ws1, b, y + (size_t)n * yimg);
+    }
+    return;
+  }
   for (int gi = 0; gi < g->G; gi++)
     d->ops->gemm(d, false, false, M, (int)cols, KK, 1.0f, Wl + (size_t)gi * M * KK, D + (size_t)gi * KK * cols, 0.0f,
                  R + (size_t)gi * M * cols);
@@ -187,6 +204,28 @@ static void backward23(const ct_driver *d, const ct_conv_geom *g, ct_lowering t,
   float *D = ws + lay.data, *Wl = ws + lay.kernel, *R = ws + lay.product, *dWl = ws + lay.kernel_grad;
   if (db) d->ops->conv_bias_grad(d, g, t, nb, dy, ws, db);
   if (!dw && !dx) return;
+  if (t == CT_LOWER_TYPE2 && nb > 1 && (size_t)g->H * g->OW >= CT_LOWER_IMAGE_COLS) {
+    /* image by image, as forward: dy's image laid out as the product, then both GEMMs on it
+     * while it is in cache; the kernel gradient sums the images in order */
+    const size_t icols = (size_t)g->H * g->OW, yimg = (size_t)g->K * g->OH * g->OW;
+    float *ws1 = ws + lay.product - ct_lower_layout_of(g, t, 1).product;
+    if (!fresh) d->ops->conv_lower(d, g, t, nb, x, w, ws);
+    for (int n = 0; n < nb; n++) {
+      d->ops->conv_lift_grad(d, g, t, 1, dy + (size_t)n * yimg, ws1);
+      for (int gi = 0; gi < g->G; gi++) {
+        float *Rg = R + (size_t)gi * M * icols, *Dn = D + (size_t)gi * KK * cols + (size_t)n * icols;
+        if (dw)
+          d->ops->gemm_ld(d, false, true, M, KK, (int)icols, 1.0f, Rg, (int)icols, Dn, (int)cols, n ? 1.0f : 0.0f,
+                          dWl + (size_t)gi * M * KK, KK);
+        if (dx) /* after the kernel gradient has read this image's D */
+          d->ops->gemm_ld(d, true, false, KK, (int)icols, M, 1.0f, Wl + (size_t)gi * M * KK, KK, Rg, (int)icols, 0.0f,
+                          Dn, (int)cols);
+      }
+    }
+    if (dw) d->ops->conv_lower_grad(d, g, t, nb, ws, NULL, dw);
+    if (dx) d->ops->conv_lower_grad(d, g, t, nb, ws, dx, NULL);
+    return;
+  }
   d->ops->conv_lift_grad(d, g, t, nb, dy, ws);
   if (!fresh) d->ops->conv_lower(d, g, t, nb, x, w, ws);
   if (dw) {

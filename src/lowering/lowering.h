@@ -50,6 +50,10 @@ const char *ct_lowering_name(ct_lowering t);
 
 /* Floats of workspace one partition of nb images needs for type t (forward and backward). */
 size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb);
+/* Type 2's forward runs a GEMM and a lift per image when an image has at least this many
+ * product columns (H*OW): CaffeNet's conv2 (729), not its 13 x 13 layers, whose per-image
+ * GEMMs would be too thin. */
+#define CT_LOWER_IMAGE_COLS 512
 /* Type 1 with per-image GEMMs straight into y (see TYPE1 above). */
 #define CT_LOWER_DIRECT_PLANE 1024
 bool ct_lower_direct1(const ct_conv_geom *g);
