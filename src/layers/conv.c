@@ -303,6 +303,17 @@ static ct_status conv_forward(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
+/* diff[begin, end) += each partition's weight gradient there, in partition order */
+static void sum_weight_grads(void *ctx, int part, size_t begin, size_t end) {
+  (void)part;
+  conv_priv *cp = ctx;
+  ct_layer *l = cp->l;
+  const ct_driver *d = ct_layer_driver(l);
+  float *diff = l->blobs[0]->diff + begin;
+  for (int i = 0; i < cp->part.n; i++)
+    d->ops->add(d, end - begin, diff, cp->grad + (size_t)i * cp->grad_each + begin, diff);
+}
+
 static void conv_backward(ct_layer *l) {
   conv_priv *cp = l->priv;
   const ct_driver *d = ct_layer_driver(l);
@@ -313,12 +324,12 @@ static void conv_backward(ct_layer *l) {
     if (!l->propagate_down[cp->bottom] && !dw && !db) continue;
     ct_partition_run(l, &cp->part, backward_part, cp);
     cp->lowered_bottom = -1; /* backward overwrote the workspaces */
-    /* partition gradients summed in a fixed order: reproducible whatever the thread timing */
-    for (int i = 0; i < cp->part.n; i++) {
-      const float *gr = cp->grad + (size_t)i * cp->grad_each;
-      if (dw) d->ops->add(d, l->blobs[0]->count, l->blobs[0]->diff, gr, l->blobs[0]->diff);
-      if (db) d->ops->add(d, (size_t)cp->geom.K, l->blobs[1]->diff, gr + l->blobs[0]->count, l->blobs[1]->diff);
-    }
+    /* partition gradients summed in a fixed order (each element: diff + part 0 + part 1 ...):
+     * reproducible whatever the thread timing, and split across the threads by element */
+    if (dw) ct_parallel_for(l, l->blobs[0]->count, 1024, sum_weight_grads, cp);
+    for (int i = 0; db && i < cp->part.n; i++)
+      d->ops->add(d, (size_t)cp->geom.K, l->blobs[1]->diff, cp->grad + (size_t)i * cp->grad_each + l->blobs[0]->count,
+                  l->blobs[1]->diff);
   }
 }
 
