@@ -295,6 +295,10 @@ if t "time on the tiny net" 0 err "Average Forward pass: $num ms\.$" time --mode
   has "time: a row per layer" err " ip +InnerProduct +forward: +$num ms\. +backward: +$num ms\.( +$num / +$num GFLOP/s)?$"
   has "time: whole-iteration rate" err "Partitions: [0-9]+\. Whole iteration: $num GFLOP, $num GFLOP/s\.$"
   has "time: glog-like prefix" err "^I[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6} Average Forward pass"
+  has "time: CPU time per iteration" err "CPU time: $num ms per iteration \($num cores busy\)\.$"
+  if [ -r /proc/stat ]; then
+    has "time: steal share" err "Steal: (the hypervisor took $num% of this machine's CPU time during the timed passes|not measured: the timed passes took less than one tick of /proc/stat)\.$"
+  fi
 fi
 t "time with -phase TEST and the default iterations" 0 err "Total Time: $num ms\." time -model "$T/net.prototxt" \
   -phase TEST

@@ -532,7 +532,7 @@ static int run_time(args *a) {
   ui_finish(&a->ui);
   const double total_ms = now_ms() - total_start;
   const double cpu_used_ms = cpu_ms() - cpu_start;
-  const bool ticked = have_ticks && machine_ticks(&ticks1, &steal1) && ticks1 > ticks0;
+  const bool ticked = have_ticks && machine_ticks(&ticks1, &steal1);
 
   int wname = 5, wtype = 4;
   for (int i = 0; i < nlayers; i++) {
@@ -582,9 +582,11 @@ static int run_time(args *a) {
    * tell such a run from a slow one. */
   if (total_ms > 0)
     ui_resultf(&a->ui, "CPU time: %.2f ms per iteration (%.2f cores busy).", cpu_used_ms / n, cpu_used_ms / total_ms);
-  if (ticked)
+  if (ticked && ticks1 > ticks0)
     ui_resultf(&a->ui, "Steal: the hypervisor took %.1f%% of this machine's CPU time during the timed passes.",
                100.0 * (double)(steal1 - steal0) / (double)(ticks1 - ticks0));
+  else if (ticked)
+    ui_resultf(&a->ui, "Steal: not measured: the timed passes took less than one tick of /proc/stat.");
   ui_resultf(&a->ui, "Average Forward pass: %g ms.", forward_ms / n);
   ui_resultf(&a->ui, "Average Backward pass: %g ms.", backward_ms / n);
   ui_resultf(&a->ui, "Average Forward-Backward: %g ms.", total_ms / n);
