@@ -23,24 +23,25 @@ struct ct_pool {
   void *ctx;
 };
 
-typedef struct worker_arg {
-  ct_pool *p;
-  int id;
-} worker_arg;
 
 /* Tasks are claimed one at a time, so a thread that finishes early (its core was faster, or
  * the hypervisor took the other's) takes the next task instead of waiting. What a task computes
  * depends only on its index, never on the thread that runs it. */
-static void run_share(ct_pool *p, int id) {
-  (void)id;
+static void run_share(ct_pool *p) {
   for (int i; (i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->n;) p->fn(p->ctx, i);
 }
 
 /* Waking a sleeping thread through the kernel takes tens of microseconds, and a net runs a
  * region per layer and pass (LeNet: about 30 in 10 ms); so a thread that runs out of work
  * first watches for the next region (or for the last task's end) for up to SPIN_NS before it
- * sleeps. Short enough that a core shared with other processes loses little. */
+ * sleeps. Short enough that a core shared with other processes loses little; and not at all
+ * while more of this process's pool threads are awake than the machine has cores (worker
+ * groups as threads, each net with its own pool), where a spinning thread would hold a core
+ * another needs. Pools whose threads sleep (a solver's test net during training) don't count. */
 #define SPIN_NS 50000L
+
+static atomic_int awake; /* pool threads not asleep on a condition variable, callers in a region included */
+static atomic_int cores; /* ct_cpu_count(), once */
 
 static long elapsed_ns(const struct timespec *t0) {
   struct timespec t;
@@ -56,6 +57,8 @@ static inline void cpu_relax(void) {
 
 /* Spins until done(p, arg) or SPIN_NS pass; true if done. */
 static bool spin_until(ct_pool *p, bool (*done)(ct_pool *, unsigned long), unsigned long arg) {
+  if (atomic_load_explicit(&awake, memory_order_relaxed) > atomic_load_explicit(&cores, memory_order_relaxed))
+    return done(p, arg);
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (unsigned i = 1;; i++) {
@@ -75,27 +78,31 @@ static bool workers_done(ct_pool *p, unsigned long unused) {
   return atomic_load_explicit(&p->pending, memory_order_acquire) == 0;
 }
 
+/* Blocks on cv (under p->mu) until done(p, arg), counted as asleep meanwhile. */
+static void sleep_until(ct_pool *p, pthread_cond_t *cv, bool (*done)(ct_pool *, unsigned long), unsigned long arg) {
+  atomic_fetch_sub_explicit(&awake, 1, memory_order_relaxed);
+  pthread_mutex_lock(&p->mu);
+  while (!done(p, arg)) pthread_cond_wait(cv, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+  atomic_fetch_add_explicit(&awake, 1, memory_order_relaxed);
+}
+
 static void *worker(void *arg) {
-  worker_arg *w = arg;
-  ct_pool *p = w->p;
-  int id = w->id;
-  free(w);
+  ct_pool *p = arg;
   unsigned long seen = 0;
+  atomic_fetch_add_explicit(&awake, 1, memory_order_relaxed);
   for (;;) {
-    if (!spin_until(p, region_started, seen)) {
-      pthread_mutex_lock(&p->mu);
-      while (!region_started(p, seen)) pthread_cond_wait(&p->start, &p->mu);
-      pthread_mutex_unlock(&p->mu);
-    }
+    if (!spin_until(p, region_started, seen)) sleep_until(p, &p->start, region_started, seen);
     if (atomic_load_explicit(&p->quit, memory_order_acquire)) break;
     seen = atomic_load_explicit(&p->generation, memory_order_acquire);
-    run_share(p, id);
+    run_share(p);
     if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
       pthread_mutex_lock(&p->mu); /* the caller may be asleep: it checks pending under mu */
       pthread_cond_signal(&p->done);
       pthread_mutex_unlock(&p->mu);
     }
   }
+  atomic_fetch_sub_explicit(&awake, 1, memory_order_relaxed);
   return NULL;
 }
 
@@ -124,21 +131,13 @@ ct_status ct_pool_create(int nthreads, ct_pool **out, ct_error *err) {
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
   for (int i = 1; i < nthreads; i++) {
-    worker_arg *w = malloc(sizeof *w);
-    if (!w) {
-      p->size = i;
-      ct_pool_free(p);
-      return ct_fail(err, CT_ENOMEM, "out of memory");
-    }
-    w->p = p;
-    w->id = i;
-    if (pthread_create(&p->threads[i], NULL, worker, w) != 0) {
-      free(w);
+    if (pthread_create(&p->threads[i], NULL, worker, p) != 0) {
       p->size = i;
       ct_pool_free(p);
       return ct_fail(err, CT_EINTERNAL, "cannot start worker thread %d", i);
     }
   }
+  atomic_store_explicit(&cores, ct_cpu_count(), memory_order_relaxed);
   *out = p;
   return CT_OK;
 }
@@ -165,6 +164,7 @@ void ct_pool_run(ct_pool *p, int n, void (*fn)(void *ctx, int i), void *ctx) {
     for (int i = 0; i < n; i++) fn(ctx, i);
     return;
   }
+  atomic_fetch_add_explicit(&awake, 1, memory_order_relaxed);
   pthread_mutex_lock(&p->mu);
   p->n = n;
   p->fn = fn;
@@ -174,10 +174,7 @@ void ct_pool_run(ct_pool *p, int n, void (*fn)(void *ctx, int i), void *ctx) {
   atomic_fetch_add_explicit(&p->generation, 1, memory_order_release); /* publishes n, fn, ctx */
   pthread_cond_broadcast(&p->start);
   pthread_mutex_unlock(&p->mu);
-  run_share(p, 0);
-  if (!spin_until(p, workers_done, 0)) {
-    pthread_mutex_lock(&p->mu);
-    while (!workers_done(p, 0)) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-  }
+  run_share(p);
+  if (!spin_until(p, workers_done, 0)) sleep_until(p, &p->done, workers_done, 0);
+  atomic_fetch_sub_explicit(&awake, 1, memory_order_relaxed);
 }

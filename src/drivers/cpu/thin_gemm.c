@@ -12,6 +12,7 @@
  *
  * AVX-512 (runtime-checked) on x86-64; elsewhere, or with CT_THIN_GEMM=0 in the environment
  * (for comparisons), ct_cpu_gemm_thin declines and the caller uses OpenBLAS. */
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,13 +80,15 @@ THIN_TARGET static void panel(int mp, int N, int K, const float *B, int ldb, con
 }
 
 static int thin_enabled(void) {
-  static int state = -1; /* -1 unknown; the same answer in every thread, so a race is harmless */
-  if (state < 0) {
+  static atomic_int state = -1; /* -1: not yet known; every thread works out the same answer */
+  int s = atomic_load_explicit(&state, memory_order_relaxed);
+  if (s < 0) {
     const char *e = getenv("CT_THIN_GEMM");
     __builtin_cpu_init();
-    state = __builtin_cpu_supports("avx512f") && !(e && strcmp(e, "0") == 0);
+    s = __builtin_cpu_supports("avx512f") && !(e && strcmp(e, "0") == 0);
+    atomic_store_explicit(&state, s, memory_order_relaxed);
   }
-  return state;
+  return s;
 }
 
 bool ct_cpu_gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
