@@ -105,7 +105,7 @@ static void test_zoo(void) {
   for (int z = 0; z < nzoo; z++) {
     ct_conv_geom gz = geom_of(&zoo[z]);
     direct += ct_conv_geom_finish(&gz) && ct_lower_direct1(&gz);
-    image2 += ct_conv_geom_finish(&gz) && gz.N >= 2 && (size_t)gz.H * gz.OW >= CT_LOWER_IMAGE_COLS;
+    image2 += ct_conv_geom_finish(&gz) && ct_lower_by_image2(&gz, gz.N);
   }
   CHECK(direct >= 3, "%d zoo shapes reach type 1's per-image path", direct);
   CHECK(image2 >= 2, "%d zoo shapes reach type 2's per-image path", image2);

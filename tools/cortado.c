@@ -451,9 +451,9 @@ static double cpu_ms(void) {
          (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
 
-/* The machine's CPU time so far and the part of it a hypervisor took for other guests (the
- * first and eighth counters of /proc/stat's "cpu" line, in USER_HZ ticks); false where there is
- * no such file. */
+/* The machine's CPU time so far (the sum of the first eight counters of /proc/stat's "cpu"
+ * line, in USER_HZ ticks) and the part of it a hypervisor took for other guests (the eighth,
+ * steal); false where there is no such file. */
 static bool machine_ticks(unsigned long long *total, unsigned long long *steal) {
   FILE *f = fopen("/proc/stat", "r");
   if (!f) return false;

@@ -77,6 +77,16 @@ ct_lower_layout ct_lower_layout_of(const ct_conv_geom *g, ct_lowering t, int nb)
   return lay;
 }
 
+bool ct_lower_by_image2(const ct_conv_geom *g, int nb) {
+  return nb > 1 && (size_t)g->H * g->OW >= CT_LOWER_IMAGE_COLS;
+}
+
+/* A one-image workspace view of ws whose product lies where the nb-image product does: steps
+ * run for one image at a time (nb = 1) then read and write the start of the partition's R. */
+static float *image_ws(const ct_conv_geom *g, ct_lowering t, int nb, float *ws) {
+  return ws + ct_lower_layout_of(g, t, nb).product - ct_lower_layout_of(g, t, 1).product;
+}
+
 /* The steps of each type, with the GEMMs between them (one per group). The lowering and
  * lifting are the driver's; the order of the steps and of the GEMMs is what the layer's
  * results depend on, so it is the same for every driver. */
@@ -95,14 +105,14 @@ static void forward_lowered(const ct_driver *d, const ct_conv_geom *g, ct_loweri
     default: M = Kg, KK = Cg * g->kh * g->kw, cols = (size_t)nb * g->OH * g->OW; break;
   }
   d->ops->conv_lower(d, g, t, nb, x, w, ws);
-  if (t == CT_LOWER_TYPE2 && nb > 1 && (size_t)g->H * g->OW >= CT_LOWER_IMAGE_COLS) {
+  if (t == CT_LOWER_TYPE2 && ct_lower_by_image2(g, nb)) {
     /* image by image, where an image has columns enough for a GEMM of its own: each image's
      * product (kh*Kg x H*OW per group, a megabyte or two) is lifted while it is still in
      * cache, instead of the partition's (tens of MB) going out to memory and back. The
      * product sits at the start of R, laid out as for one image, so the one-image lift finds
      * it there. */
     const size_t icols = (size_t)g->H * g->OW, yimg = (size_t)g->K * g->OH * g->OW;
-    float *ws1 = ws + lay.product - ct_lower_layout_of(g, t, 1).product;
+    float *ws1 = image_ws(g, t, nb, ws);
     for (int n = 0; n < nb; n++) {
       for (int gi = 0; gi < g->G; gi++)
         d->ops->gemm_ld(d, false, false, M, (int)icols, KK, 1.0f, Wl + (size_t)gi * M * KK, KK,
@@ -204,11 +214,11 @@ static void backward23(const ct_driver *d, const ct_conv_geom *g, ct_lowering t,
   float *D = ws + lay.data, *Wl = ws + lay.kernel, *R = ws + lay.product, *dWl = ws + lay.kernel_grad;
   if (db) d->ops->conv_bias_grad(d, g, t, nb, dy, ws, db);
   if (!dw && !dx) return;
-  if (t == CT_LOWER_TYPE2 && nb > 1 && (size_t)g->H * g->OW >= CT_LOWER_IMAGE_COLS) {
+  if (t == CT_LOWER_TYPE2 && ct_lower_by_image2(g, nb)) {
     /* image by image, as forward: dy's image laid out as the product, then both GEMMs on it
      * while it is in cache; the kernel gradient sums the images in order */
     const size_t icols = (size_t)g->H * g->OW, yimg = (size_t)g->K * g->OH * g->OW;
-    float *ws1 = ws + lay.product - ct_lower_layout_of(g, t, 1).product;
+    float *ws1 = image_ws(g, t, nb, ws);
     if (!fresh) d->ops->conv_lower(d, g, t, nb, x, w, ws);
     for (int n = 0; n < nb; n++) {
       d->ops->conv_lift_grad(d, g, t, 1, dy + (size_t)n * yimg, ws1);

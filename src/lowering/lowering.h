@@ -50,10 +50,11 @@ const char *ct_lowering_name(ct_lowering t);
 
 /* Floats of workspace one partition of nb images needs for type t (forward and backward). */
 size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb);
-/* Type 2's forward runs a GEMM and a lift per image when an image has at least this many
- * product columns (H*OW): CaffeNet's conv2 (729), not its 13 x 13 layers, whose per-image
- * GEMMs would be too thin. */
+/* Type 2 runs its GEMMs and its lift (forward) or lift of dy (backward) image by image when a
+ * partition has two images or more, each with at least this many product columns (H*OW):
+ * CaffeNet's conv2 (729), not its 13 x 13 layers, whose per-image GEMMs would be too thin. */
 #define CT_LOWER_IMAGE_COLS 512
+bool ct_lower_by_image2(const ct_conv_geom *g, int nb);
 /* Type 1 with per-image GEMMs straight into y (see TYPE1 above). */
 #define CT_LOWER_DIRECT_PLANE 1024
 bool ct_lower_direct1(const ct_conv_geom *g);
