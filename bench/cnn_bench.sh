@@ -14,7 +14,9 @@
 # (steal time in /proc/stat: minutes of it in half an hour, seen here), so every measurement
 # records the share it lost, and the medians use only measurements that lost at most
 # STEAL_MAX percent (default 2). The roof is probed twice in every round, and fractions are
-# taken against the best probe of the whole run. Every round's own figures are printed too.
+# taken against the best probe of the whole run. The partition scaling is paired more tightly
+# still: scaling_bench alternates 1-partition and N-partition iterations in one process. Every
+# round's own figures are printed too.
 #
 # OpenBLAS's core: this script unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for its own
 # commands so OpenBLAS detects the core itself (the issue's setting). OpenBLAS 0.3.21 does not
@@ -65,6 +67,24 @@ EOS
   run env OPENBLAS_NUM_THREADS="$3" "$BUILD/cortado" train --solver="$tmp/solver.prototxt" --partitions="$2" 2>&1 |
     sed -n 's/.*Iteration [0-9]* (\([0-9.e+-]*\) iter\/s.*/\1/p' | tail -n +2 | awk '{ print 1000 / $1 }' | median
 }
+# The scaling: scaling_bench builds the training run twice in one process, 1 partition on 1 core
+# and N partitions on the cores, and alternates their iterations, so each pair's ratio sees the
+# host as it was within seconds (separate runs minutes apart see its drift in full).
+paired_to_file() { # model pairs -> scaling_bench's line in $tmp/paired.out
+  cat > "$tmp/paired.prototxt" <<EOS
+net: "$1"
+base_lr: 0.01
+momentum: 0.9
+weight_decay: 0.0005
+lr_policy: "fixed"
+max_iter: $(($2 + 1))
+snapshot_after_train: false
+random_seed: 1
+EOS
+  run env OPENBLAS_CORETYPE="${CT_BENCH_CORE:-$ct_core}" "$BUILD/scaling_bench" "$tmp/paired.prototxt" "$2" "$THREADS" \
+    > "$tmp/paired.out"
+  echo done
+}
 cortado_time() { # model iterations -> `cortado time` output (whole-iteration GFLOP, GEMM vs other layers)
   run "$BUILD/cortado" time --model="$1" --iterations="$2" --partitions="$THREADS" 2>&1
 }
@@ -103,7 +123,9 @@ round() { # name model batch iterations
   measured roof roof_gflops
   measured sus sustained_gflops "$THREADS"
   measured c2 cortado_ms "$2" "$THREADS" "$THREADS" "$4"
-  measured c1 cortado_ms "$2" 1 1 "$4"
+  steal=$(measured paired paired_to_file "$2" "$4" | awk '{ print $3 }')
+  echo "c1 $(sed -n 's/.* 1-partition=\([0-9.]*\)ms.*/\1/p' "$tmp/paired.out") $steal"
+  echo "s $(sed -n 's/.* ratio=\([0-9.]*\) .*/\1/p' "$tmp/paired.out") $steal"
   measured sus1 sustained_gflops 1
   steal=$(measured time time_to_file "$2" "$4" | awk '{ print $3 }')
   tout=$(cat "$tmp/time.out")
@@ -125,7 +147,8 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
-# Per round: cortado N partitions (c2) and 1 partition on 1 core (c1), torch as installed (t)
+# Per round: cortado N partitions (c2); 1 partition on 1 core (c1) and the paired scaling (s),
+# both from scaling_bench; torch as installed (t)
 # and tuned (tt), forward+backward alone (fb), all in ms; roof in GFLOP/s; the most CPU time
 # stolen by the hypervisor during any of the round's measurements.
 STEAL_MAX=${STEAL_MAX:-2}
@@ -135,9 +158,9 @@ printf "%-9s %5s %10s %10s %10s %10s %10s %8s %8s %8s %8s %7s\n" net round "cort
 awk '{ v[$1" "$2" "$3] = $4; if ($3 == "roof" && $4 > roof[$1" "$2]) roof[$1" "$2] = $4; k[$1" "$2] = 1
        if ($3 != "roof" && $5 > st[$1" "$2]) st[$1" "$2] = $5 }
   END { for (x in k) print x, v[x" c2"], v[x" c1"], v[x" t"], v[x" tt"], v[x" fb"], roof[x], v[x" sus"],
-          v[x" sus"] / v[x" sus1"], st[x] + 0 }' "$tmp/rounds" |
+          v[x" s"], v[x" sus"] / v[x" sus1"], st[x] + 0 }' "$tmp/rounds" |
   sort -k1,1 -k2,2n | awk '{ printf "%-9s %5d %10.2f %10.2f %10.2f %10.2f %10.2f %8.1f %8.1f %7.2fx %7.2fx %6.1f%%\n",
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $4 / $3, $10, $11 }'
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 }'
 
 echo
 echo "Medians over the rounds in which the hypervisor took at most $STEAL_MAX% of the CPU time (all rounds,"
@@ -161,7 +184,7 @@ awk -v threads="$THREADS" -v smax="$STEAL_MAX" '
     for (j = 1; j <= n; j++) {
       m = order[j]
       for (x in r) { b = m " " x
-        add(m " s", v[b " c1"] / v[b " c2"], ok[b " c1"] && ok[b " c2"])
+        add(m " s", v[b " s"], ok[b " s"])
         add(m " rt", v[b " t"] / v[b " c2"], ok[b " t"] && ok[b " c2"])
         add(m " rtt", v[b " tt"] / v[b " c2"], ok[b " tt"] && ok[b " c2"])
         add(m " ms", v[b " sus"] / v[b " sus1"], ok[b " sus"] && ok[b " sus1"]) }
@@ -173,7 +196,7 @@ awk -v threads="$THREADS" -v smax="$STEAL_MAX" '
       b = m == "caffenet" ? 32 : 64
       printf "%-10s %6d %11.2f%1s %11.2f%1s %11.2f%1s %11.2f%1s %7.2fx%1s %7.2fx%1s %7.0f%%\n", m, b, c2, c2m, c1, c1m,
         t, tm, tt, ttm, rt, rtm, rtt, rttm, 100 * (gf / (c2 / 1000)) / roof
-      printf "%-10s %d partitions on %d cores vs 1 on 1 core = %.2fx%s (SGEMM itself, sustained over 2 s: %d threads vs 1 = %.2fx)\n",
+      printf "%-10s %d partitions on %d cores vs 1 on 1 core, paired in one process = %.2fx%s (SGEMM itself, sustained over 2 s: %d threads vs 1 = %.2fx)\n",
         "", threads, threads, sc, scm, threads, ms
       printf "%-10s whole iteration %.1f GFLOP at %.1f GFLOP/s\n", "", gf, gf / (c2 / 1000)
       printf "%-10s forward+backward alone (cortado time): %.2f ms%s, %.1f GFLOP/s = %.0f%% of the roof, %.0f%% of SGEMM sustained (%.1f)\n",

@@ -1,0 +1,122 @@
+/* Partition scaling, paired: the same training run built twice in one process, once with one
+ * partition on one core (single-threaded BLAS) and once with N partitions on the cores, whose
+ * iterations then alternate (AB BA AB ...). Each pair's ratio (1-partition time / N-partition
+ * time) sees the host as it was within a second or two, so the drift of a shared virtual
+ * machine, which separate runs minutes apart see in full, cancels; prints each side's median
+ * iteration, the median ratio and its quartiles, and the CPU time the hypervisor took.
+ *
+ *   scaling_bench solver.prototxt [pairs] [partitions]   (default 10 pairs, one partition per core)
+ *
+ * Whole training iterations (forward, backward, gradient check, update), as `cortado train`
+ * runs them; the solver's display, test and snapshot settings apply to both runs alike, so
+ * give it a solver without them. Run it with the OpenBLAS core cortado runs (the `cortado time`
+ * line "OpenBLAS core: ..."), e.g. OPENBLAS_CORETYPE=SkylakeX: on a CPU OpenBLAS 0.3.21 does not
+ * know, cortado restarts itself with the core that serves it, and this program does not. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "core/pool.h"
+#include "cortado.h"
+#include "drivers/cpu.h"
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + 1e-6 * (double)t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* sorts v and returns its value at fraction q (0.5: the median) */
+static double quantile(double *v, int n, double q) {
+  qsort(v, (size_t)n, sizeof *v, cmp);
+  double pos = q * (n - 1);
+  int i = (int)pos;
+  return i + 1 < n ? v[i] + (pos - i) * (v[i + 1] - v[i]) : v[i];
+}
+
+/* the machine's CPU ticks so far and those the hypervisor took (steal), from /proc/stat */
+static int ticks(unsigned long long *total, unsigned long long *steal) {
+  FILE *f = fopen("/proc/stat", "r");
+  if (!f) return 0;
+  unsigned long long v[8];
+  int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                   &v[7]);
+  fclose(f);
+  if (got != 8) return 0;
+  *total = 0;
+  for (int i = 0; i < 8; i++) *total += v[i];
+  *steal = v[7];
+  return 1;
+}
+
+/* one training iteration of s with the BLAS on `threads` threads; ms, or -1 on error */
+static double step(ct_solver *s, int threads) {
+  ct_error err = {0};
+  ct_blas_set_threads(threads);
+  double t0 = now_ms();
+  if (ct_solver_step(s, 1, &err) != CT_OK) {
+    fprintf(stderr, "scaling_bench: %s\n", err.msg);
+    return -1;
+  }
+  return now_ms() - t0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: scaling_bench solver.prototxt [pairs] [partitions]\n");
+    return 2;
+  }
+  const int pairs = argc > 2 ? atoi(argv[2]) : 10, cores = ct_cpu_count();
+  const int parts = argc > 3 ? atoi(argv[3]) : cores;
+  if (pairs < 1 || parts < 1) {
+    fprintf(stderr, "scaling_bench: pairs and partitions must be positive\n");
+    return 2;
+  }
+  ct_solver *one = NULL, *many = NULL;
+  ct_error err = {0};
+  ct_solver_options o1 = {.quiet = 1, .partitions = 1}, on = {.quiet = 1, .partitions = parts};
+  if (ct_solver_create(argv[1], &o1, &one, &err) != CT_OK || ct_solver_create(argv[1], &on, &many, &err) != CT_OK) {
+    fprintf(stderr, "scaling_bench: %s\n", err.msg);
+    ct_solver_free(one);
+    return 1;
+  }
+  const int many_threads = parts < cores ? parts : cores;
+  double *t1 = malloc(sizeof(double) * (size_t)pairs), *tn = malloc(sizeof(double) * (size_t)pairs),
+         *ratio = malloc(sizeof(double) * (size_t)pairs);
+  int rc = 1;
+  if (!t1 || !tn || !ratio) goto done;
+  /* untimed: page faults and lazily grown buffers */
+  if (step(one, 1) < 0 || step(many, many_threads) < 0) goto done;
+  unsigned long long tick0 = 0, steal0 = 0, tick1 = 0, steal1 = 0;
+  int have_ticks = ticks(&tick0, &steal0);
+  for (int i = 0; i < pairs; i++) {
+    if (i % 2 == 0) {
+      t1[i] = step(one, 1);
+      tn[i] = step(many, many_threads);
+    } else {
+      tn[i] = step(many, many_threads);
+      t1[i] = step(one, 1);
+    }
+    if (t1[i] < 0 || tn[i] < 0) goto done;
+    ratio[i] = t1[i] / tn[i];
+  }
+  have_ticks = have_ticks && ticks(&tick1, &steal1) && tick1 > tick0;
+  printf("scaling_bench: core=%s pairs=%d 1-partition=%.2fms %d-partitions=%.2fms ratio=%.3f q1=%.3f q3=%.3f", ct_blas_core_name(),
+         pairs, quantile(t1, pairs, 0.5), parts, quantile(tn, pairs, 0.5), quantile(ratio, pairs, 0.5),
+         quantile(ratio, pairs, 0.25), quantile(ratio, pairs, 0.75));
+  if (have_ticks) printf(" steal=%.1f%%", 100.0 * (double)(steal1 - steal0) / (double)(tick1 - tick0));
+  printf("\n");
+  rc = 0;
+done:
+  free(t1);
+  free(tn);
+  free(ratio);
+  ct_solver_free(one);
+  ct_solver_free(many);
+  return rc;
+}
