@@ -70,7 +70,8 @@ EOS
 # The scaling: scaling_bench builds the training run twice in one process, 1 partition on 1 core
 # and N partitions on the cores, and alternates their iterations, so each pair's ratio sees the
 # host as it was within seconds (separate runs minutes apart see its drift in full).
-paired_to_file() { # model pairs -> scaling_bench's line in $tmp/paired.out
+paired_to_file() { # model pairs -> scaling_bench's line in $tmp/paired.out (LeNet's turns are blocks
+  # of iterations, see bench/scaling_bench.c, so both nets take the same number of pairs)
   cat > "$tmp/paired.prototxt" <<EOS
 net: "$1"
 base_lr: 0.01
@@ -123,7 +124,7 @@ round() { # name model batch iterations
   measured roof roof_gflops
   measured sus sustained_gflops "$THREADS"
   measured c2 cortado_ms "$2" "$THREADS" "$THREADS" "$4"
-  steal=$(measured paired paired_to_file "$2" "$4" | awk '{ print $3 }')
+  steal=$(measured paired paired_to_file "$2" "$((N > 4 ? N : 4))" | awk '{ print $3 }')
   echo "c1 $(sed -n 's/.* 1-partition=\([0-9.]*\)ms.*/\1/p' "$tmp/paired.out") $steal"
   echo "s $(sed -n 's/.* ratio=\([0-9.]*\) .*/\1/p' "$tmp/paired.out") $steal"
   measured sus1 sustained_gflops 1

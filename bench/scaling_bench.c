@@ -7,6 +7,11 @@
  *
  *   scaling_bench solver.prototxt [pairs] [partitions]   (default 10 pairs, one partition per core)
  *
+ * A short iteration leaves caches warm for the next, which alternating single iterations would
+ * take away from both sides (LeNet's took 12 ms instead of 10): where an iteration takes under
+ * 100 ms, each turn runs a block of iterations lasting about 300 ms, the first untimed, and
+ * counts the block's mean.
+ *
  * Whole training iterations (forward, backward, gradient check, update), as `cortado train`
  * runs them; the solver's display, test and snapshot settings apply to both runs alike, so
  * give it a solver without them. Run it with the OpenBLAS core cortado runs (the `cortado time`
@@ -54,16 +59,18 @@ static int ticks(unsigned long long *total, unsigned long long *steal) {
   return 1;
 }
 
-/* one training iteration of s with the BLAS on `threads` threads; ms, or -1 on error */
-static double step(ct_solver *s, int threads) {
+/* `n` training iterations of s with the BLAS on `threads` threads, after `warm` untimed ones;
+ * their mean in ms, or -1 on error */
+static double step(ct_solver *s, int threads, int warm, int n) {
   ct_error err = {0};
   ct_blas_set_threads(threads);
+  if (warm && ct_solver_step(s, warm, &err) != CT_OK) goto fail;
   double t0 = now_ms();
-  if (ct_solver_step(s, 1, &err) != CT_OK) {
-    fprintf(stderr, "scaling_bench: %s\n", err.msg);
-    return -1;
-  }
-  return now_ms() - t0;
+  if (ct_solver_step(s, n, &err) != CT_OK) goto fail;
+  return (now_ms() - t0) / n;
+fail:
+  fprintf(stderr, "scaling_bench: %s\n", err.msg);
+  return -1;
 }
 
 int main(int argc, char **argv) {
@@ -90,25 +97,29 @@ int main(int argc, char **argv) {
          *ratio = malloc(sizeof(double) * (size_t)pairs);
   int rc = 1;
   if (!t1 || !tn || !ratio) goto done;
-  /* untimed: page faults and lazily grown buffers */
-  if (step(one, 1) < 0 || step(many, many_threads) < 0) goto done;
+  /* untimed: page faults and lazily grown buffers (two iterations each: the first update
+   * allocates the solver's history); then the length of a turn */
+  if (step(one, 1, 0, 2) < 0 || step(many, many_threads, 0, 2) < 0) goto done;
+  const double first = step(many, many_threads, 0, 1);
+  if (first < 0) goto done;
+  const int block = first >= 100 ? 1 : first * 100 < 300 ? 100 : (int)(300 / first) + 1, warm = block > 1;
   unsigned long long tick0 = 0, steal0 = 0, tick1 = 0, steal1 = 0;
   int have_ticks = ticks(&tick0, &steal0);
   for (int i = 0; i < pairs; i++) {
     if (i % 2 == 0) {
-      t1[i] = step(one, 1);
-      tn[i] = step(many, many_threads);
+      t1[i] = step(one, 1, warm, block);
+      tn[i] = step(many, many_threads, warm, block);
     } else {
-      tn[i] = step(many, many_threads);
-      t1[i] = step(one, 1);
+      tn[i] = step(many, many_threads, warm, block);
+      t1[i] = step(one, 1, warm, block);
     }
     if (t1[i] < 0 || tn[i] < 0) goto done;
     ratio[i] = t1[i] / tn[i];
   }
   have_ticks = have_ticks && ticks(&tick1, &steal1) && tick1 > tick0;
-  printf("scaling_bench: core=%s pairs=%d 1-partition=%.2fms %d-partitions=%.2fms ratio=%.3f q1=%.3f q3=%.3f", ct_blas_core_name(),
-         pairs, quantile(t1, pairs, 0.5), parts, quantile(tn, pairs, 0.5), quantile(ratio, pairs, 0.5),
-         quantile(ratio, pairs, 0.25), quantile(ratio, pairs, 0.75));
+  printf("scaling_bench: core=%s pairs=%d block=%d 1-partition=%.2fms %d-partitions=%.2fms ratio=%.3f q1=%.3f q3=%.3f",
+         ct_blas_core_name(), pairs, block, quantile(t1, pairs, 0.5), parts, quantile(tn, pairs, 0.5),
+         quantile(ratio, pairs, 0.5), quantile(ratio, pairs, 0.25), quantile(ratio, pairs, 0.75));
   if (have_ticks) printf(" steal=%.1f%%", 100.0 * (double)(steal1 - steal0) / (double)(tick1 - tick0));
   printf("\n");
   rc = 0;
