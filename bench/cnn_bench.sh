@@ -14,9 +14,10 @@
 # (steal time in /proc/stat: minutes of it in half an hour, seen here), so every measurement
 # records the share it lost, and the medians use only measurements that lost at most
 # STEAL_MAX percent (default 2). The roof is probed twice in every round, and fractions are
-# taken against the best probe of the whole run. The partition scaling is paired more tightly
-# still: scaling_bench alternates 1-partition and N-partition iterations in one process. Every
-# round's own figures are printed too.
+# taken against the best probe of the whole run. Two quantities are paired more tightly still,
+# in one process: the partition scaling (scaling_bench alternates 1-partition and N-partition
+# iterations) and forward+backward against SGEMM (roof_bench alternates them). Every round's own
+# figures are printed too.
 #
 # OpenBLAS's core: this script unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for its own
 # commands so OpenBLAS detects the core itself (the issue's setting). OpenBLAS 0.3.21 does not
@@ -86,6 +87,12 @@ EOS
     > "$tmp/paired.out"
   echo done
 }
+# The roof at the same moments: roof_bench alternates forward+backward passes with SGEMMs on all
+# cores, turns of equal length, and gives the median of the pairs' GFLOP/s fractions.
+paired_roof_to_file() { # model pairs -> roof_bench's line in $tmp/proof.out
+  run env OPENBLAS_CORETYPE="${CT_BENCH_CORE:-$ct_core}" "$BUILD/roof_bench" "$1" "$2" > "$tmp/proof.out"
+  echo done
+}
 cortado_time() { # model iterations -> `cortado time` output (whole-iteration GFLOP, GEMM vs other layers)
   run "$BUILD/cortado" time --model="$1" --iterations="$2" --partitions="$THREADS" 2>&1
 }
@@ -134,6 +141,9 @@ round() { # name model batch iterations
   echo "gf $(sed -n 's/.*Whole iteration: \([0-9.]*\) GFLOP.*/\1/p' <<<"$tout") $steal"
   echo "gemm $(sed -n 's/.*GEMM layers: \([0-9.]*\) ms.*/\1/p' <<<"$tout") $steal"
   echo "other $(sed -n 's/.*Other layers: \([0-9.]*\) ms.*/\1/p' <<<"$tout") $steal"
+  steal=$(measured proof paired_roof_to_file "$2" "$((N > 4 ? N : 4))" | awk '{ print $3 }')
+  echo "pf $(sed -n 's/.* fraction=\([0-9.]*\) .*/\1/p' "$tmp/proof.out") $steal"
+  echo "pg $(sed -n 's/.* sgemm=\([0-9.]*\)GFLOP.*/\1/p' "$tmp/proof.out") $steal"
   measured t torch_ms "$1" "$3" "$4"
   measured tt torch_ms "$1" "$3" "$4" tuned
   measured roof roof_gflops
@@ -193,7 +203,7 @@ awk -v threads="$THREADS" -v smax="$STEAL_MAX" '
       tt = med(m " tt"); ttm = mark; fb = med(m " fb"); fbm = mark; gf = med(m " gf")
       gemm = med(m " gemm"); other = med(m " other"); om = mark
       rt = med(m " rt"); rtm = mark; rtt = med(m " rtt"); rttm = mark; sc = med(m " s"); scm = mark
-      ms = med(m " ms"); sus = med(m " sus")
+      ms = med(m " ms"); sus = med(m " sus"); pf = med(m " pf"); pfm = mark; pg = med(m " pg")
       b = m == "caffenet" ? 32 : 64
       printf "%-10s %6d %11.2f%1s %11.2f%1s %11.2f%1s %11.2f%1s %7.2fx%1s %7.2fx%1s %7.0f%%\n", m, b, c2, c2m, c1, c1m,
         t, tm, tt, ttm, rt, rtm, rtt, rttm, 100 * (gf / (c2 / 1000)) / roof
@@ -202,6 +212,8 @@ awk -v threads="$THREADS" -v smax="$STEAL_MAX" '
       printf "%-10s whole iteration %.1f GFLOP at %.1f GFLOP/s\n", "", gf, gf / (c2 / 1000)
       printf "%-10s forward+backward alone (cortado time): %.2f ms%s, %.1f GFLOP/s = %.0f%% of the roof, %.0f%% of SGEMM sustained (%.1f)\n",
         "", fb, fbm, gf / (fb / 1000), 100 * (gf / (fb / 1000)) / roof, 100 * (gf / (fb / 1000)) / sus, sus
+      printf "%-10s forward+backward against SGEMM at the same moments (roof_bench, SGEMM there %.1f GFLOP/s): %.0f%%%s\n",
+        "", pg, 100 * pf, pfm
       printf "%-10s outside the GEMM layers (cortado time): %.2f ms (%.1f%% of the layers'"'"' time)%s\n", "", other,
         100 * other / (gemm + other), om
     }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "core/blas.h"
 #include "core/pool.h"
 #include "drivers/cpu.h"
@@ -40,17 +41,6 @@ static void part(void *ctx, int i) {
     return;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, n1 - n0, j->K, 1.0f, j->x, j->K, w, j->K, 0.0f, y, j->N);
-}
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv) {
@@ -89,11 +79,11 @@ int main(int argc, char **argv) {
       ct_pool_run(pool, threads, part, &jt);
       jt.took = 0;
       for (int r = 0; r < rounds; r++) {
-        double a = now();
+        double a = bench_now();
         ct_pool_run(pool, threads, part, &jb);
-        double b = now();
+        double b = bench_now();
         ct_pool_run(pool, threads, part, &jt);
-        double c = now();
+        double c = bench_now();
         t0[r] = b - a, t1[r] = c - b;
       }
       double worst = 0, scale = 1;
@@ -102,9 +92,7 @@ int main(int argc, char **argv) {
         worst = d > worst ? d : -d > worst ? -d : worst;
         scale = y0[i] > scale ? y0[i] : -y0[i] > scale ? -y0[i] : scale;
       }
-      qsort(t0, (size_t)rounds, sizeof *t0, cmp);
-      qsort(t1, (size_t)rounds, sizeof *t1, cmp);
-      const double m0 = t0[rounds / 2], m1 = t1[rounds / 2], flop = 2.0 * M * N * K;
+      const double m0 = bench_quantile(t0, rounds, 0.5), m1 = bench_quantile(t1, rounds, 0.5), flop = 2.0 * M * N * K;
       printf("%-13s %d thread%s  OpenBLAS %7.2f ms %6.1f GFLOP/s   thin %7.2f ms %6.1f GFLOP/s   %.2fx%s"
              "   max diff %.1e\n",
              layers[l].name, threads, threads > 1 ? "s" : " ", m0 * 1e3, flop / m0 / 1e9, m1 * 1e3, flop / m1 / 1e9,

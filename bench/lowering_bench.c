@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "core/blas.h"
 #include "drivers/cpu.h"
 #include "lowering/lowering.h"
@@ -27,19 +28,13 @@ static const layer_shape shapes[] = {
 
 #define REPS 5 /* timed rounds per layer; each type keeps its best */
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* One forward + backward of one partition with type t, in seconds. */
 static double time_once(const ct_conv_geom *g, ct_lowering t, int nb, float *x, float *w, float *b, float *y,
                         float *dx, float *dw, float *db, float *ws) {
-  double t0 = now();
+  double t0 = bench_now();
   ct_lower_forward(g, t, nb, x, w, b, y, ws);
   ct_lower_backward(g, t, nb, x, w, y, dx, dw, db, ws, true);
-  return now() - t0;
+  return bench_now() - t0;
 }
 
 int main(int argc, char **argv) {

@@ -17,47 +17,10 @@
  * give it a solver without them. Run it with the OpenBLAS core cortado runs (the `cortado time`
  * line "OpenBLAS core: ..."), e.g. OPENBLAS_CORETYPE=SkylakeX: on a CPU OpenBLAS 0.3.21 does not
  * know, cortado restarts itself with the core that serves it, and this program does not. */
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-
+#include "bench.h"
 #include "core/pool.h"
 #include "cortado.h"
 #include "drivers/cpu.h"
-
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e3 + 1e-6 * (double)t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* sorts v and returns its value at fraction q (0.5: the median) */
-static double quantile(double *v, int n, double q) {
-  qsort(v, (size_t)n, sizeof *v, cmp);
-  double pos = q * (n - 1);
-  int i = (int)pos;
-  return i + 1 < n ? v[i] + (pos - i) * (v[i + 1] - v[i]) : v[i];
-}
-
-/* the machine's CPU ticks so far and those the hypervisor took (steal), from /proc/stat */
-static int ticks(unsigned long long *total, unsigned long long *steal) {
-  FILE *f = fopen("/proc/stat", "r");
-  if (!f) return 0;
-  unsigned long long v[8];
-  int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
-                   &v[7]);
-  fclose(f);
-  if (got != 8) return 0;
-  *total = 0;
-  for (int i = 0; i < 8; i++) *total += v[i];
-  *steal = v[7];
-  return 1;
-}
 
 /* `n` training iterations of s with the BLAS on `threads` threads, after `warm` untimed ones;
  * their mean in ms, or -1 on error */
@@ -65,9 +28,9 @@ static double step(ct_solver *s, int threads, int warm, int n) {
   ct_error err = {0};
   ct_blas_set_threads(threads);
   if (warm && ct_solver_step(s, warm, &err) != CT_OK) goto fail;
-  double t0 = now_ms();
+  double t0 = bench_now();
   if (ct_solver_step(s, n, &err) != CT_OK) goto fail;
-  return (now_ms() - t0) / n;
+  return 1e3 * (bench_now() - t0) / n;
 fail:
   fprintf(stderr, "scaling_bench: %s\n", err.msg);
   return -1;
@@ -104,7 +67,7 @@ int main(int argc, char **argv) {
   if (first < 0) goto done;
   const int block = first >= 100 ? 1 : first * 100 < 300 ? 100 : (int)(300 / first) + 1, warm = block > 1;
   unsigned long long tick0 = 0, steal0 = 0, tick1 = 0, steal1 = 0;
-  int have_ticks = ticks(&tick0, &steal0);
+  int have_ticks = bench_ticks(&tick0, &steal0);
   for (int i = 0; i < pairs; i++) {
     if (i % 2 == 0) {
       t1[i] = step(one, 1, warm, block);
@@ -116,10 +79,10 @@ int main(int argc, char **argv) {
     if (t1[i] < 0 || tn[i] < 0) goto done;
     ratio[i] = t1[i] / tn[i];
   }
-  have_ticks = have_ticks && ticks(&tick1, &steal1) && tick1 > tick0;
+  have_ticks = have_ticks && bench_ticks(&tick1, &steal1) && tick1 > tick0;
   printf("scaling_bench: core=%s pairs=%d block=%d 1-partition=%.2fms %d-partitions=%.2fms ratio=%.3f q1=%.3f q3=%.3f",
-         ct_blas_core_name(), pairs, block, quantile(t1, pairs, 0.5), parts, quantile(tn, pairs, 0.5),
-         quantile(ratio, pairs, 0.5), quantile(ratio, pairs, 0.25), quantile(ratio, pairs, 0.75));
+         ct_blas_core_name(), pairs, block, bench_quantile(t1, pairs, 0.5), parts, bench_quantile(tn, pairs, 0.5),
+         bench_quantile(ratio, pairs, 0.5), bench_quantile(ratio, pairs, 0.25), bench_quantile(ratio, pairs, 0.75));
   if (have_ticks) printf(" steal=%.1f%%", 100.0 * (double)(steal1 - steal0) / (double)(tick1 - tick0));
   printf("\n");
   rc = 0;
