@@ -3,7 +3,9 @@
  * iterations then alternate (AB BA AB ...). Each pair's ratio (1-partition time / N-partition
  * time) sees the host as it was within a second or two, so the drift of a shared virtual
  * machine, which separate runs minutes apart see in full, cancels; prints each side's median
- * iteration, the median ratio and its quartiles, and the CPU time the hypervisor took.
+ * iteration, the median ratio and its quartiles, the same ratio for OpenBLAS's SGEMM (2048^3,
+ * one thread against N, after each pair: what the host's cores themselves give at those
+ * moments), and the CPU time the hypervisor took.
  *
  *   scaling_bench solver.prototxt [pairs] [partitions]   (default 10 pairs, one partition per core)
  *
@@ -18,6 +20,7 @@
  * line "OpenBLAS core: ..."), e.g. OPENBLAS_CORETYPE=SkylakeX: on a CPU OpenBLAS 0.3.21 does not
  * know, cortado restarts itself with the core that serves it, and this program does not. */
 #include "bench.h"
+#include "core/blas.h"
 #include "core/pool.h"
 #include "cortado.h"
 #include "drivers/cpu.h"
@@ -34,6 +37,15 @@ static double step(ct_solver *s, int threads, int warm, int n) {
 fail:
   fprintf(stderr, "scaling_bench: %s\n", err.msg);
   return -1;
+}
+
+/* reps SGEMMs of GEMM_N x GEMM_N x GEMM_N on `threads` threads; ms */
+#define GEMM_N 2048
+static double sgemms(int threads, int reps, const float *a, const float *b, float *c) {
+  ct_blas_set_threads(threads);
+  double t0 = bench_now();
+  for (int r = 0; r < reps; r++) ct_sgemm(0, 0, GEMM_N, GEMM_N, GEMM_N, 1.0f, a, b, 0.0f, c);
+  return 1e3 * (bench_now() - t0);
 }
 
 int main(int argc, char **argv) {
@@ -57,15 +69,23 @@ int main(int argc, char **argv) {
   }
   const int many_threads = parts < cores ? parts : cores;
   double *t1 = malloc(sizeof(double) * (size_t)pairs), *tn = malloc(sizeof(double) * (size_t)pairs),
-         *ratio = malloc(sizeof(double) * (size_t)pairs);
+         *ratio = malloc(sizeof(double) * (size_t)pairs), *gratio = malloc(sizeof(double) * (size_t)pairs);
+  const size_t gn = (size_t)GEMM_N * GEMM_N;
+  float *a = malloc(gn * sizeof(float)), *b = malloc(gn * sizeof(float)), *c = malloc(gn * sizeof(float));
   int rc = 1;
-  if (!t1 || !tn || !ratio) goto done;
+  if (!t1 || !tn || !ratio || !gratio || !a || !b || !c) goto done;
+  for (size_t i = 0; i < gn; i++) a[i] = b[i] = c[i] = (float)(i % 11) * 0.1f;
   /* untimed: page faults and lazily grown buffers (two iterations each: the first update
    * allocates the solver's history); then the length of a turn */
   if (step(one, 1, 0, 2) < 0 || step(many, many_threads, 0, 2) < 0) goto done;
   const double first = step(many, many_threads, 0, 1);
   if (first < 0) goto done;
   const int block = first >= 100 ? 1 : first * 100 < 300 ? 100 : (int)(300 / first) + 1, warm = block > 1;
+  /* SGEMM's own scaling at the same moments: after each pair of the net, the same SGEMMs on
+   * one thread and on the N partitions' threads, the N-thread turn about as long as the net's */
+  const double t_gemm = sgemms(many_threads, 1, a, b, c);
+  int greps = (int)(first * block / t_gemm + 0.5);
+  if (greps < 1) greps = 1;
   unsigned long long tick0 = 0, steal0 = 0, tick1 = 0, steal1 = 0;
   int have_ticks = bench_ticks(&tick0, &steal0);
   for (int i = 0; i < pairs; i++) {
@@ -78,11 +98,19 @@ int main(int argc, char **argv) {
     }
     if (t1[i] < 0 || tn[i] < 0) goto done;
     ratio[i] = t1[i] / tn[i];
+    if (i % 2 == 0) {
+      double g1 = sgemms(1, greps, a, b, c);
+      gratio[i] = g1 / sgemms(many_threads, greps, a, b, c);
+    } else {
+      double gn_ms = sgemms(many_threads, greps, a, b, c);
+      gratio[i] = sgemms(1, greps, a, b, c) / gn_ms;
+    }
   }
   have_ticks = have_ticks && bench_ticks(&tick1, &steal1) && tick1 > tick0;
   printf("scaling_bench: core=%s pairs=%d block=%d 1-partition=%.2fms %d-partitions=%.2fms ratio=%.3f q1=%.3f q3=%.3f",
          ct_blas_core_name(), pairs, block, bench_quantile(t1, pairs, 0.5), parts, bench_quantile(tn, pairs, 0.5),
          bench_quantile(ratio, pairs, 0.5), bench_quantile(ratio, pairs, 0.25), bench_quantile(ratio, pairs, 0.75));
+  printf(" sgemm_ratio=%.3f", bench_quantile(gratio, pairs, 0.5));
   if (have_ticks) printf(" steal=%.1f%%", 100.0 * (double)(steal1 - steal0) / (double)(tick1 - tick0));
   printf("\n");
   rc = 0;
@@ -90,6 +118,10 @@ done:
   free(t1);
   free(tn);
   free(ratio);
+  free(gratio);
+  free(a);
+  free(b);
+  free(c);
   ct_solver_free(one);
   ct_solver_free(many);
   return rc;
