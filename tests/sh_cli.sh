@@ -303,6 +303,19 @@ fi
 t "time with -phase TEST and the default iterations" 0 err "Total Time: $num ms\." time -model "$T/net.prototxt" \
   -phase TEST
 t "time on an Input net" 0 err "Average Forward-Backward: $num ms\." time --model="$T/input_net.prototxt" --iterations 2
+# A net without a loss runs no backward: its layers' backward rate is "-", and the whole
+# iteration counts the forward FLOPs only (2 x 64 x 2048 x 2048 = 0.54 GFLOP; the weight
+# gradient counted too would make it 1.07).
+cat >"$T/forward_only.prototxt" <<'EOF'
+name: "forward_only"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 64 dim: 2048 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2048 } }
+EOF
+if t "time on a net without backward" 0 err " ip +InnerProduct +forward: +$num ms\. +backward: +$num ms\. +$num / +- GFLOP/s$" \
+  time --model="$T/forward_only.prototxt" --iterations 2; then
+  has "time: forward FLOPs only" err "Whole iteration: 0\.5 GFLOP"
+  lacks "time: no backward rate" err "/ +$num GFLOP/s$"
+fi
 
 # ---- train
 if t "train 20 iterations" 0 err "Iteration 10( \([^)]*\))?, loss = $num" train --solver="$T/solver.prototxt"; then

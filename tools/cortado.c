@@ -551,8 +551,10 @@ static int run_time(args *a) {
     double fl = ct_net_layer_flops(net, i), bfl = ct_net_layer_backward_flops(net, i), f_ms = fwd[i] / n,
            b_ms = bwd[i] / n;
     char rate[96] = "";
-    if (fl > 0 && f_ms > 0 && b_ms > 0)
+    if (fl > 0 && f_ms > 0 && bfl > 0 && b_ms > 0)
       snprintf(rate, sizeof rate, "  %6.1f / %6.1f GFLOP/s", fl / (f_ms * 1e6), bfl / (b_ms * 1e6));
+    else if (fl > 0 && f_ms > 0) /* no backward: nothing below needs a gradient */
+      snprintf(rate, sizeof rate, "  %6.1f /      - GFLOP/s", fl / (f_ms * 1e6));
     total_flops += fl + bfl;
     ui_resultf(&a->ui, "%-*s %-*s %-5s forward: %10.4f ms. backward: %10.4f ms.%s", wname, ct_net_layer_name(net, i),
                wtype, ct_net_layer_type(net, i), ct_net_layer_note(net, i), f_ms, b_ms, rate);

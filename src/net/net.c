@@ -783,7 +783,7 @@ double ct_net_layer_flops(const ct_net *net, int i) {
 
 double ct_net_layer_backward_flops(const ct_net *net, int i) {
   const double fl = ct_net_layer_flops(net, i);
-  if (fl <= 0) return 0;
+  if (fl <= 0 || !net->layers[i].need_backward) return 0; /* a layer whose backward does not run */
   const ct_layer *l = &net->layers[i].l;
   bool data = false, params = false; /* the data gradient and the weight gradient: one GEMM each */
   for (int b = 0; b < l->nbottom; b++) data |= l->propagate_down[b];
