@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/blas.h"
+
 /* seconds on the monotonic clock */
 static inline double bench_now(void) {
   struct timespec t;
@@ -27,6 +29,13 @@ static inline double bench_quantile(double *v, int n, double q) {
   double pos = q * (n - 1);
   int i = (int)pos;
   return i + 1 < n ? v[i] + (pos - i) * (v[i + 1] - v[i]) : v[i];
+}
+
+/* reps SGEMMs C = A B of n x n matrices on the BLAS's current thread count; seconds */
+static inline double bench_sgemms(int n, int reps, const float *a, const float *b, float *c) {
+  double t0 = bench_now();
+  for (int r = 0; r < reps; r++) ct_sgemm(0, 0, n, n, n, 1.0f, a, b, 0.0f, c);
+  return bench_now() - t0;
 }
 
 /* The machine's CPU ticks so far and those the hypervisor took (steal): the

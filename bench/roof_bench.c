@@ -1,23 +1,19 @@
-/* A net's forward+backward against the SGEMM roof at the same moments: the net
- * (one partition per core, as `cortado time` runs it) and OpenBLAS's SGEMM on
- * square n x n matrices (all cores, as bench/sgemm_roof.c probes it) take turns
- * (AB BA AB ...), each turn lasting about as long as the other (several SGEMMs,
- * or several passes of a small net), and each pair gives the fraction net
- * GFLOP/s / SGEMM GFLOP/s. On a shared virtual machine whose speed drifts by
- * tens of percent within minutes, that fraction is the engine's, where the
- * net's median set against the best probe of a whole run also carries the
- * host's best moment. Prints each side's median GFLOP/s, the median fraction
- * and its quartiles.
+/* A net's forward+backward against the SGEMM roof at the same moments: the net (one partition
+ * per core, as `cortado time` runs it) and OpenBLAS's SGEMM on square n x n matrices (all cores,
+ * as bench/sgemm_roof.c probes it) take turns (AB BA AB ...), each turn lasting about as long as
+ * the other (several SGEMMs, or several passes of a small net), and each pair gives the fraction
+ * net GFLOP/s / SGEMM GFLOP/s. On a shared virtual machine whose speed drifts by tens of percent
+ * within minutes, that fraction is the engine's, where the net's median set against the best
+ * probe of a whole run also carries the host's best moment. Prints each side's median GFLOP/s,
+ * the median fraction and its quartiles.
  *
  *   roof_bench model.prototxt [pairs] [n]     (default 10 pairs, n = 2048)
  *
- * The net's FLOPs are the useful ones `cortado time` counts (its "Whole
- * iteration" line). Run it with the OpenBLAS core cortado runs (the `cortado
- * time` line "OpenBLAS core: ..."), e.g. OPENBLAS_CORETYPE=SkylakeX: on a CPU
- * OpenBLAS 0.3.21 does not know, cortado restarts itself with the core that
- * serves it, and this program does not. */
+ * The net's FLOPs are the useful ones `cortado time` counts (its "Whole iteration" line). Run
+ * it with the OpenBLAS core cortado runs (the `cortado time` line "OpenBLAS core: ..."), e.g.
+ * OPENBLAS_CORETYPE=SkylakeX: on a CPU OpenBLAS 0.3.21 does not know, cortado restarts itself
+ * with the core that serves it, and this program does not. */
 #include "bench.h"
-#include "core/blas.h"
 #include "core/pool.h"
 #include "cortado.h"
 #include "drivers/cpu.h"
@@ -32,13 +28,6 @@ static double passes(ct_net *net, int reps) {
       fprintf(stderr, "roof_bench: %s\n", err.msg);
       return -1;
     }
-  return bench_now() - t0;
-}
-
-/* reps SGEMMs of n x n x n; seconds */
-static double sgemms(int n, int reps, const float *a, const float *b, float *c) {
-  double t0 = bench_now();
-  for (int r = 0; r < reps; r++) ct_sgemm(0, 0, n, n, n, 1.0f, a, b, 0.0f, c);
   return bench_now() - t0;
 }
 
@@ -70,13 +59,12 @@ int main(int argc, char **argv) {
   int rc = 1;
   if (!a || !b || !c || !fnet || !fgemm || !frac) goto done;
   for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = c[i] = (float)(i % 11) * 0.1f;
-  /* untimed: page faults, lazily grown buffers; then turns of equal length:
-   * several SGEMMs against one CaffeNet pass, several LeNet passes against one
-   * SGEMM */
+  /* untimed: page faults, lazily grown buffers; then turns of equal length: several SGEMMs
+   * against one CaffeNet pass, several LeNet passes against one SGEMM */
   double t_net = 0;
   for (int w = 0; w < 2; w++)
     if ((t_net = passes(net, 1)) < 0) goto done;
-  const double t_gemm = sgemms(n, 1, a, b, c);
+  const double t_gemm = bench_sgemms(n, 1, a, b, c);
   int reps = (int)(t_net / t_gemm + 0.5), net_reps = (int)(t_gemm / t_net + 0.5);
   if (reps < 1) reps = 1;
   if (net_reps < 1 || reps > 1) net_reps = 1;
@@ -85,9 +73,9 @@ int main(int argc, char **argv) {
     double tn, tg;
     if (i % 2 == 0) {
       tn = passes(net, net_reps);
-      tg = sgemms(n, reps, a, b, c);
+      tg = bench_sgemms(n, reps, a, b, c);
     } else {
-      tg = sgemms(n, reps, a, b, c);
+      tg = bench_sgemms(n, reps, a, b, c);
       tn = passes(net, net_reps);
     }
     if (tn < 0) goto done;
@@ -95,13 +83,11 @@ int main(int argc, char **argv) {
     fgemm[i] = gemm_flops / tg / 1e9;
     frac[i] = fnet[i] / fgemm[i];
   }
-  printf(
-      "roof_bench: core=%s threads=%d pairs=%d turn=%dx%d-sgemm/%dxnet "
-      "net=%.1fGFLOP/s sgemm=%.1fGFLOP/s fraction=%.3f "
-      "q1=%.3f q3=%.3f\n",
-      ct_blas_core_name(), cores, pairs, reps, n, net_reps, bench_quantile(fnet, pairs, 0.5),
-      bench_quantile(fgemm, pairs, 0.5), bench_quantile(frac, pairs, 0.5), bench_quantile(frac, pairs, 0.25),
-      bench_quantile(frac, pairs, 0.75));
+  printf("roof_bench: core=%s threads=%d pairs=%d turn=%dx%d-sgemm/%dxnet net=%.1fGFLOP/s sgemm=%.1fGFLOP/s "
+         "fraction=%.3f q1=%.3f q3=%.3f\n",
+         ct_blas_core_name(), cores, pairs, reps, n, net_reps, bench_quantile(fnet, pairs, 0.5),
+         bench_quantile(fgemm, pairs, 0.5), bench_quantile(frac, pairs, 0.5), bench_quantile(frac, pairs, 0.25),
+         bench_quantile(frac, pairs, 0.75));
   rc = 0;
 done:
   free(a);

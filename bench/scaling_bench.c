@@ -20,7 +20,6 @@
  * line "OpenBLAS core: ..."), e.g. OPENBLAS_CORETYPE=SkylakeX: on a CPU OpenBLAS 0.3.21 does not
  * know, cortado restarts itself with the core that serves it, and this program does not. */
 #include "bench.h"
-#include "core/blas.h"
 #include "core/pool.h"
 #include "cortado.h"
 #include "drivers/cpu.h"
@@ -43,9 +42,7 @@ fail:
 #define GEMM_N 2048
 static double sgemms(int threads, int reps, const float *a, const float *b, float *c) {
   ct_blas_set_threads(threads);
-  double t0 = bench_now();
-  for (int r = 0; r < reps; r++) ct_sgemm(0, 0, GEMM_N, GEMM_N, GEMM_N, 1.0f, a, b, 0.0f, c);
-  return 1e3 * (bench_now() - t0);
+  return 1e3 * bench_sgemms(GEMM_N, reps, a, b, c);
 }
 
 int main(int argc, char **argv) {
