@@ -32,12 +32,36 @@ static inline span row_span(int OW, int W, int s, int off) {
   return r;
 }
 
+/* dst[0..n) = src[0..n). Lowering copies rows as short as a kernel's output row (LeNet's conv2:
+ * 8 floats, 128 000 rows per partition and pass), where a call to memcpy costs more than the
+ * copy: those are copied inline, four lanes at a time, the last four lanes ending at n (they
+ * may write some floats twice, with the same values). The empty asm keeps the compiler from
+ * turning the loop back into a call to memmove. */
+static inline void copy_row(float *restrict dst, const float *restrict src, size_t n) {
+  if (n >= 64) {
+    memcpy(dst, src, n * sizeof(float));
+    return;
+  }
+  if (n < 4) {
+    for (size_t i = 0; i < n; i++) {
+      dst[i] = src[i];
+      __asm__ volatile("" ::: "memory");
+    }
+    return;
+  }
+  for (size_t i = 0; i + 4 < n; i += 4) {
+    ct_v4f_store(dst + i, ct_v4f_load(src + i));
+    __asm__ volatile("" ::: "memory");
+  }
+  ct_v4f_store(dst + n - 4, ct_v4f_load(src + n - 4));
+}
+
 /* dst[ox] = src[ox*s + off] for valid ox, 0 elsewhere (src is one input row). */
 static inline void gather_row(float *restrict dst, const float *restrict src, const span *sp) {
   const int lo = sp->lo, hi = sp->hi, s = sp->s, off = sp->off;
   for (int o = 0; o < lo; o++) dst[o] = 0;
   if (s == 1) {
-    memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof(float));
+    if (hi > lo) copy_row(dst + lo, src + lo + off, (size_t)(hi - lo));
   } else {
     for (int o = lo; o < hi; o++) dst[o] = src[o * s + off];
   }
