@@ -41,6 +41,9 @@ static const zoo_shape zoo[] = {
      * H*OW of CT_LOWER_IMAGE_COLS or more with 2 images or more: type 2 runs image by image */
     {3, 3, 36, 34, 4, 1, 3, 3, 1, 1, 1, 1, 1, 1},  {2, 4, 70, 66, 6, 2, 5, 5, 2, 2, 2, 2, 1, 1},
     {1, 2, 40, 40, 3, 1, 3, 3, 1, 1, 2, 2, 2, 2},
+    /* lowered data of CT_LOWER_CHUNK_FLOATS or more on small planes: type 1 runs a partition
+     * in chunks of images (8 + 2 and 6 + 3 in one partition) */
+    {10, 64, 12, 12, 8, 1, 5, 5, 1, 1, 0, 0, 1, 1}, {9, 96, 10, 10, 6, 2, 3, 3, 1, 1, 1, 1, 1, 1},
 };
 
 static float *rand_buf(size_t n, ct_rng *r) {
@@ -101,14 +104,16 @@ static void run_type(const ct_conv_geom *g, ct_lowering t, int nparts, const flo
 static void test_zoo(void) {
   int nzoo = (int)(sizeof zoo / sizeof zoo[0]);
   CHECK(nzoo >= 40, "the zoo has %d shapes", nzoo);
-  int direct = 0, image2 = 0; /* shapes on type 1's and type 2's per-image paths */
+  int direct = 0, image2 = 0, chunk1 = 0; /* shapes on type 1's and type 2's per-image paths, type 1's chunks */
   for (int z = 0; z < nzoo; z++) {
     ct_conv_geom gz = geom_of(&zoo[z]);
     direct += ct_conv_geom_finish(&gz) && ct_lower_direct1(&gz);
     image2 += ct_conv_geom_finish(&gz) && ct_lower_by_image2(&gz, gz.N);
+    chunk1 += ct_conv_geom_finish(&gz) && !ct_lower_direct1(&gz) && ct_lower_chunk1(&gz, gz.N) < gz.N;
   }
   CHECK(direct >= 3, "%d zoo shapes reach type 1's per-image path", direct);
   CHECK(image2 >= 2, "%d zoo shapes reach type 2's per-image path", image2);
+  CHECK(chunk1 >= 2, "%d zoo shapes reach type 1's chunks", chunk1);
   for (int z = 0; z < nzoo; z++) {
     ct_conv_geom g = geom_of(&zoo[z]);
     if (!ct_conv_geom_finish(&g)) {

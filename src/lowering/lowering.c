@@ -35,6 +35,14 @@ double ct_conv_flops(const ct_conv_geom *g, int nb) {
 
 bool ct_lower_direct1(const ct_conv_geom *g) { return (size_t)g->OH * g->OW >= CT_LOWER_DIRECT_PLANE; }
 
+int ct_lower_chunk1(const ct_conv_geom *g, int nb) {
+  const size_t P = (size_t)g->OH * g->OW, per_image = (size_t)g->C * g->kh * g->kw * P;
+  size_t chunk = per_image ? CT_LOWER_CHUNK_FLOATS / per_image : (size_t)nb;
+  const size_t min_images = P ? (CT_LOWER_IMAGE_COLS + P - 1) / P : 1;
+  if (chunk < min_images) chunk = min_images;
+  return chunk >= (size_t)nb ? nb : (int)chunk;
+}
+
 size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb) {
   const size_t Cg = (size_t)(g->C / g->G), K = (size_t)g->K, C = (size_t)g->C;
   const size_t kh = (size_t)g->kh, kw = (size_t)g->kw, n = (size_t)nb;
@@ -174,10 +182,6 @@ static void backward1_direct(const ct_driver *d, const ct_conv_geom *g, int nb, 
 
 static void backward1(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
                       const float *dy, float *dx, float *dw, float *db, float *ws, bool fresh) {
-  if (ct_lower_direct1(g)) {
-    backward1_direct(d, g, nb, x, w, dy, dx, dw, db, ws, fresh);
-    return;
-  }
   const ct_lowering t = CT_LOWER_TYPE1;
   const ct_lower_layout lay = ct_lower_layout_of(g, t, nb);
   const int Kg = g->K / g->G, CgKK = g->C / g->G * g->kh * g->kw;
@@ -293,10 +297,16 @@ void ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering 
     case CT_LOWER_TYPE3: forward_lowered(d, g, t, nb, x, w, b, y, ws); break;
     case CT_LOWER_POINTWISE: forward_pw(d, g, nb, x, w, b, y); break;
     default:
-      if (ct_lower_direct1(g))
+      if (ct_lower_direct1(g)) {
         forward1_direct(d, g, nb, x, w, b, y, ws);
-      else
-        forward_lowered(d, g, CT_LOWER_TYPE1, nb, x, w, b, y, ws);
+        break;
+      }
+      for (int n0 = 0, m = ct_lower_chunk1(g, nb); n0 < nb; n0 += m) { /* chunk by chunk */
+        const int k = nb - n0 < m ? nb - n0 : m;
+        const size_t xo = (size_t)n0 * g->C * g->H * g->W, yo = (size_t)n0 * g->K * g->OH * g->OW;
+        forward_lowered(d, g, CT_LOWER_TYPE1, k, x + xo, w, b, y + yo,
+                        ws + (size_t)n0 * ct_lower_workspace(g, CT_LOWER_TYPE1, 1));
+      }
       break;
   }
 }
@@ -308,7 +318,18 @@ void ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: backward23(d, g, t, nb, x, w, dy, dx, dw, db, ws, reuse); break;
     case CT_LOWER_POINTWISE: backward_pw(d, g, nb, x, w, dy, dx, dw, db); break;
-    default: backward1(d, g, nb, x, w, dy, dx, dw, db, ws, reuse); break;
+    default:
+      if (ct_lower_direct1(g)) {
+        backward1_direct(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
+        break;
+      }
+      for (int n0 = 0, m = ct_lower_chunk1(g, nb); n0 < nb; n0 += m) { /* as forward chunked it */
+        const int k = nb - n0 < m ? nb - n0 : m;
+        const size_t xo = (size_t)n0 * g->C * g->H * g->W, yo = (size_t)n0 * g->K * g->OH * g->OW;
+        backward1(d, g, k, x + xo, w, dy + yo, dx ? dx + xo : NULL, dw, db,
+                  ws + (size_t)n0 * ct_lower_workspace(g, CT_LOWER_TYPE1, 1), reuse);
+      }
+      break;
   }
 }
 

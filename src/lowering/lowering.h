@@ -58,6 +58,13 @@ bool ct_lower_by_image2(const ct_conv_geom *g, int nb);
 /* Type 1 with per-image GEMMs straight into y (see TYPE1 above). */
 #define CT_LOWER_DIRECT_PLANE 1024
 bool ct_lower_direct1(const ct_conv_geom *g);
+/* Type 1 on smaller planes runs a partition in chunks of images, forward and backward, each
+ * chunk's lowered data (about CT_LOWER_CHUNK_FLOATS, a megabyte) read by its GEMMs while it is
+ * still in cache, in the chunk's slice of the partition's workspace; a chunk keeps at least
+ * CT_LOWER_IMAGE_COLS GEMM columns. LeNet's conv2: 8 images of 64 columns. The weight and bias
+ * gradients sum the chunks in order. Returns the images per chunk (nb: one chunk). */
+#define CT_LOWER_CHUNK_FLOATS ((size_t)1 << 18)
+int ct_lower_chunk1(const ct_conv_geom *g, int nb);
 
 /* Where the parts of one partition's workspace lie, as offsets in floats from its start:
  * the lowered data (D; type 3: the input transposed), the lowered kernel (types 2 and 3), the
