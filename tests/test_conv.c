@@ -44,6 +44,10 @@ static const zoo_shape zoo[] = {
     /* lowered data of CT_LOWER_CHUNK_FLOATS or more on small planes: type 1 runs a partition
      * in chunks of images (8 + 2 and 6 + 3 in one partition) */
     {10, 64, 12, 12, 8, 1, 5, 5, 1, 1, 0, 0, 1, 1}, {9, 96, 10, 10, 6, 2, 3, 3, 1, 1, 1, 1, 1, 1},
+    /* WINOGRAD's tiles: odd planes (a last tile half outside), rows of four tiles and more with
+     * a rest, no padding and a padding of 2 */
+    {2, 5, 13, 13, 7, 1, 3, 3, 1, 1, 1, 1, 1, 1},  {2, 3, 19, 21, 4, 1, 3, 3, 1, 1, 0, 0, 1, 1},
+    {1, 4, 11, 17, 6, 2, 3, 3, 1, 1, 2, 2, 1, 1},
 };
 
 static float *rand_buf(size_t n, ct_rng *r) {
@@ -105,12 +109,15 @@ static void test_zoo(void) {
   int nzoo = (int)(sizeof zoo / sizeof zoo[0]);
   CHECK(nzoo >= 40, "the zoo has %d shapes", nzoo);
   int direct = 0, image2 = 0, chunk1 = 0; /* shapes on type 1's and type 2's per-image paths, type 1's chunks */
+  int wino = 0;
   for (int z = 0; z < nzoo; z++) {
     ct_conv_geom gz = geom_of(&zoo[z]);
     direct += ct_conv_geom_finish(&gz) && ct_lower_direct1(&gz);
     image2 += ct_conv_geom_finish(&gz) && ct_lower_by_image2(&gz, gz.N);
     chunk1 += ct_conv_geom_finish(&gz) && !ct_lower_direct1(&gz) && ct_lower_chunk1(&gz, gz.N) < gz.N;
+    wino += ct_conv_geom_finish(&gz) && ct_lower_wino_applies(&gz);
   }
+  CHECK(wino >= 10, "%d zoo shapes take WINOGRAD", wino);
   CHECK(direct >= 3, "%d zoo shapes reach type 1's per-image path", direct);
   CHECK(image2 >= 2, "%d zoo shapes reach type 2's per-image path", image2);
   CHECK(chunk1 >= 2, "%d zoo shapes reach type 1's chunks", chunk1);
@@ -134,10 +141,12 @@ static void test_zoo(void) {
     memcpy(dbinit, db0, (size_t)g.K * sizeof(float));
     ct_conv_forward_naive(&g, x, w, b, y0);
     ct_conv_backward_naive(&g, x, w, dy, dx0, dw0, db0);
-    const ct_lowering types[] = {CT_LOWER_TYPE1, CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_POINTWISE};
-    for (int ti = 0; ti < 4; ti++) {
+    const ct_lowering types[] = {CT_LOWER_TYPE1, CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_POINTWISE,
+                                 CT_LOWER_WINOGRAD};
+    for (int ti = 0; ti < 5; ti++) {
       ct_lowering t = types[ti];
       if (t == CT_LOWER_POINTWISE && !ct_conv_is_pointwise(&g)) continue;
+      if (t == CT_LOWER_WINOGRAD && !ct_lower_wino_applies(&g)) continue;
       for (int nparts = 1; nparts <= 3 && nparts <= g.N; nparts += 2) {
         char what[96];
         /* the weight and bias gradients accumulate: both start from the same nonzero values */

@@ -559,6 +559,16 @@ static void conv_ref(const ct_conv_geom *g, const float *x, const float *w, cons
         }
 }
 
+/* WINOGRAD's blocks hold padding (rows of Tp floats for T tiles, blocks `stride` apart, `used`
+ * floats of each in use; Tp = 0: no rows) that its steps leave alone: zeroed in the vectors the
+ * adjoint checks multiply them by. */
+static void wino_mask(float *p, size_t n, size_t stride, size_t used, size_t Tp, size_t T) {
+  for (size_t i = 0; i < n; i++) {
+    size_t r = i % stride;
+    if (r >= used || (Tp && r % Tp >= T)) p[i] = 0;
+  }
+}
+
 static double dotf(const float *a, const float *b, size_t n) {
   double s = 0;
   for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
@@ -575,8 +585,10 @@ static void test_lowering(void) {
       {1, 2, 5, 5, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1},
       {2, 6, 6, 5, 4, 2, 1, 1, 1, 1, 0, 0, 1, 1},
       {2, 2, 11, 9, 3, 1, 5, 3, 3, 2, 2, 1, 1, 1},
+      {2, 4, 13, 11, 6, 2, 3, 3, 1, 1, 1, 1, 1, 1}, /* WINOGRAD: rows of four tiles and a rest */
   };
-  const ct_lowering types[] = {CT_LOWER_TYPE1, CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_POINTWISE};
+  const ct_lowering types[] = {CT_LOWER_TYPE1, CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_POINTWISE,
+                               CT_LOWER_WINOGRAD};
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     const int *s = shapes[si];
     ct_conv_geom g = {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], s[11], s[12], s[13], 0, 0};
@@ -590,6 +602,7 @@ static void test_lowering(void) {
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
       const ct_lowering t = types[ti];
       if (t == CT_LOWER_POINTWISE && !ct_conv_is_pointwise(&g)) continue;
+      if (t == CT_LOWER_WINOGRAD && !ct_lower_wino_applies(&g)) continue;
       char what[96];
       const size_t nws = ct_lower_workspace(&g, t, nb) + 1;
       const ct_lower_layout lay = ct_lower_layout_of(&g, t, nb);
@@ -599,6 +612,9 @@ static void test_lowering(void) {
         size_t ndata = t == CT_LOWER_TYPE1 ? lay.product : lay.kernel;
         D->ops->conv_lower(D, &g, t, nb, x, w, ws);
         float *dr = gauss(ndata), *back = gauss(nx);
+        const bool wino = t == CT_LOWER_WINOGRAD;
+        const ct_wino_strides st = wino ? ct_lower_wino_strides(&g, nb) : (ct_wino_strides){0, 0, 0, 0, 0};
+        if (wino) wino_mask(dr, ndata, st.sV, (size_t)g.C * st.Tp, st.Tp, st.T);
         memcpy(ws2 + lay.data, dr, ndata * sizeof(float));
         D->ops->conv_lower_grad(D, &g, t, nb, ws2, back, NULL);
         snprintf(what, sizeof what, "shape %zu %s: lower_grad is lower's adjoint", si, ct_lowering_name(t));
@@ -607,6 +623,7 @@ static void test_lowering(void) {
           /* the lowered kernel against lower_grad's dw (dw accumulates onto zeros) */
           size_t nk = lay.product - lay.kernel;
           float *kr = gauss(nk), *dwb = calloc(nw, sizeof(float));
+          if (wino) wino_mask(kr, nk, st.sU, (size_t)g.K * (g.C / g.G), 0, 0);
           memcpy(ws2 + lay.kernel_grad, kr, nk * sizeof(float));
           D->ops->conv_lower_grad(D, &g, t, nb, ws2, NULL, dwb);
           snprintf(what, sizeof what, "shape %zu %s: the kernel's lowering and its adjoint", si, ct_lowering_name(t));
@@ -614,10 +631,12 @@ static void test_lowering(void) {
           free(kr), free(dwb);
         }
         /* lift (no bias) against lift_grad: <lift(Pr), dy> = <Pr, lift_grad(dy)> */
-        size_t nprod = (t == CT_LOWER_TYPE1 ? (size_t)g.K * nb * g.OH * g.OW
-                        : t == CT_LOWER_TYPE2 ? (size_t)g.kh * g.K * nb * g.H * g.OW
-                                              : (size_t)g.kh * g.kw * g.K * nb * g.H * g.W);
+        size_t nprod = (t == CT_LOWER_TYPE1     ? (size_t)g.K * nb * g.OH * g.OW
+                        : t == CT_LOWER_TYPE2   ? (size_t)g.kh * g.K * nb * g.H * g.OW
+                        : t == CT_LOWER_WINOGRAD ? 16 * st.sM
+                                                 : (size_t)g.kh * g.kw * g.K * nb * g.H * g.W);
         float *pr = gauss(nprod), *yl = gauss(ny);
+        if (wino) wino_mask(pr, nprod, st.sM, (size_t)g.K * st.Tp, st.Tp, st.T);
         memcpy(ws + lay.product, pr, nprod * sizeof(float));
         D->ops->conv_lift(D, &g, t, nb, ws, NULL, yl);
         D->ops->conv_lift_grad(D, &g, t, nb, dy, ws2);

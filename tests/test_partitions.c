@@ -2,7 +2,8 @@
  * their work across the partitions, inner products on their neurons): forward outputs and every parameter gradient with 2 and 3
  * partitions equal the one-partition run within 1e-5 relative; two runs with the same
  * partitions are bit-identical; a layer's `partition { share }` entries split its batch; the
- * lowering type can be forced per layer and every type gives the same net outputs. */
+ * lowering type can be forced per layer and every type (Winograd's too) gives the same net
+ * outputs. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,8 +112,8 @@ int main(void) {
         "two runs with 2 partitions are bit-identical");
   /* per-layer shares, and every lowering type forced on conv2 */
   const char *variants[] = {"partition { device: 'cpu' share: 0.7 } partition { device: 'cpu' share: 0.3 }",
-                            "lowering: TYPE1", "lowering: TYPE2", "lowering: TYPE3"};
-  for (int v = 0; v < 4; v++) {
+                            "lowering: TYPE1", "lowering: TYPE2", "lowering: TYPE3", "lowering: WINOGRAD"};
+  for (int v = 0; v < 5; v++) {
     result r;
     if (!run(net_text(variants[v]), 2, &r)) continue;
     compare(&one, &r, 1e-5, variants[v]);
@@ -125,6 +126,15 @@ int main(void) {
                                          &net, &err);
   CHECK(st == CT_EUNSUPPORTED && strstr(err.msg, "conv2") && strstr(err.msg, "cuda:0"), "cuda partition: %s",
         err.msg);
+  ct_net_free(net);
+  /* WINOGRAD forced where it does not apply: an error naming the layer and the kernel */
+  net = NULL;
+  st = ct_net_create_from_text("layer { name: 'in' type: 'Input' top: 'd' input_param { shape { dim: 1 dim: 1 dim: 8 "
+                               "dim: 8 } } }\nlayer { name: 'c5' type: 'Convolution' bottom: 'd' top: 'c' lowering: "
+                               "WINOGRAD convolution_param { num_output: 2 kernel_size: 5 } }\n",
+                               "w", NULL, CT_TRAIN, &net, &err);
+  CHECK(st == CT_EINVAL && net == NULL && strstr(err.msg, "c5") && strstr(err.msg, "WINOGRAD") && strstr(err.msg, "5x5"),
+        "WINOGRAD on a 5x5 kernel: %s", err.msg);
   ct_net_free(net);
   result_free(&one);
   result_free(&two);

@@ -199,16 +199,17 @@ typedef struct ct_driver_ops {
    * lift_grad: the adjoint of lift: dy laid out as the GEMM product in ws (not POINTWISE).
    * bias_grad: db += the sum of dy per output channel (type 1 reads dy as lift_grad left it).
    * lower_grad: the adjoint of lower: dx = the lowered data gradient lifted back (overwritten),
-   *   dw += the lowered kernel gradient (types 2 and 3); either may be NULL. */
+   *   dw += the lowered kernel gradient (types 2 and 3, WINOGRAD); either may be NULL.
+   * lift and lower_grad may write the workspace's scratch part (WINOGRAD), nothing else of it. */
   void (*conv_lower)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w,
                      float *ws);
-  void (*conv_lift)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *ws, const float *b,
+  void (*conv_lift)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws, const float *b,
                     float *y);
   void (*conv_lift_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
                          float *ws);
   void (*conv_bias_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
                          const float *ws, float *db);
-  void (*conv_lower_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *ws,
+  void (*conv_lower_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws,
                           float *dx, float *dw);
 
   /* ---- pooling over `planes` planes. Forward: y; MAX also argmax (the flat index h W + w of

@@ -190,9 +190,21 @@ static ct_status conv_setup(ct_layer *l, ct_error *err) {
   l->priv = cp;
   cp->geom = g;
   cp->bias = p->bias_term;
-  cp->forced = (ct_lowering)l->lp->lowering;
-  if (cp->forced < CT_LOWER_AUTO || cp->forced > CT_LOWER_TYPE3)
-    return ct_layer_fail(l, err, CT_EINVAL, "lowering must be TYPE1, TYPE2 or TYPE3");
+  switch (l->lp->lowering) {
+    case CAFFE__LOWERING__LOWERING_AUTO: cp->forced = CT_LOWER_AUTO; break;
+    case CAFFE__LOWERING__TYPE1: cp->forced = CT_LOWER_TYPE1; break;
+    case CAFFE__LOWERING__TYPE2: cp->forced = CT_LOWER_TYPE2; break;
+    case CAFFE__LOWERING__TYPE3: cp->forced = CT_LOWER_TYPE3; break;
+    case CAFFE__LOWERING__WINOGRAD:
+      if (!ct_lower_wino_applies(&g))
+        return ct_layer_fail(l, err, CT_EINVAL,
+                             "lowering: WINOGRAD needs a 3x3 kernel with stride 1 and dilation 1; this one is %dx%d "
+                             "with stride %dx%d and dilation %dx%d",
+                             g.kh, g.kw, g.sh, g.sw, g.dh, g.dw);
+      cp->forced = CT_LOWER_WINOGRAD;
+      break;
+    default: return ct_layer_fail(l, err, CT_EINVAL, "lowering must be TYPE1, TYPE2, TYPE3 or WINOGRAD");
+  }
   CT_TRY(ct_layer_alloc_blobs(l, cp->bias ? 2 : 1, err));
   int wshape[4] = {g.K, g.C / g.G, g.kh, g.kw};
   CT_TRY(ct_tensor_reshape(l->blobs[0], 4, wshape, err));

@@ -491,16 +491,21 @@ void ct_lower_host_lower(const ct_conv_geom *g, ct_lowering t, int nb, const flo
       transpose_in(g, nb, x, ws + lay.data);
       kernel3(g, w, ws + lay.kernel);
       break;
+    case CT_LOWER_WINOGRAD:
+      ct_wino_lower(g, nb, x, ws + lay.data, ws + lay.scratch);
+      ct_wino_kernel(g, w, ws + lay.kernel);
+      break;
     case CT_LOWER_POINTWISE: break;
     default: lower1(g, nb, x, ws + lay.data); break;
   }
 }
 
-void ct_lower_host_lift(const ct_conv_geom *g, ct_lowering t, int nb, const float *ws, const float *b, float *y) {
+void ct_lower_host_lift(const ct_conv_geom *g, ct_lowering t, int nb, float *ws, const float *b, float *y) {
   const ct_lower_layout lay = ct_lower_layout_of(g, t, nb);
   switch (t) {
     case CT_LOWER_TYPE2: lift2(g, nb, ws + lay.product, b, y); break;
     case CT_LOWER_TYPE3: lift3(g, nb, ws + lay.product, b, y); break;
+    case CT_LOWER_WINOGRAD: ct_wino_lift(g, nb, ws + lay.product, b, y, ws + lay.scratch); break;
     case CT_LOWER_POINTWISE: lift_pw(g, nb, b, y); break;
     default: lift1(g, nb, ws + lay.product, b, y); break;
   }
@@ -511,6 +516,7 @@ void ct_lower_host_lift_grad(const ct_conv_geom *g, ct_lowering t, int nb, const
   switch (t) {
     case CT_LOWER_TYPE2: lift_grad2(g, nb, dy, ws + lay.product); break;
     case CT_LOWER_TYPE3: lift_grad3(g, nb, dy, ws + lay.product); break;
+    case CT_LOWER_WINOGRAD: ct_wino_lift_grad(g, nb, dy, ws + lay.product, ws + lay.scratch); break;
     case CT_LOWER_POINTWISE: break;
     default: lift_grad1(g, nb, dy, ws + lay.product); break;
   }
@@ -521,12 +527,13 @@ void ct_lower_host_bias_grad(const ct_conv_geom *g, ct_lowering t, int nb, const
   switch (t) {
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3:
+    case CT_LOWER_WINOGRAD:
     case CT_LOWER_POINTWISE: bias_grad(g, nb, dy, db); break;
     default: bias_grad1(g, nb, ws + ct_lower_layout_of(g, t, nb).product, db); break;
   }
 }
 
-void ct_lower_host_lower_grad(const ct_conv_geom *g, ct_lowering t, int nb, const float *ws, float *dx, float *dw) {
+void ct_lower_host_lower_grad(const ct_conv_geom *g, ct_lowering t, int nb, float *ws, float *dx, float *dw) {
   const ct_lower_layout lay = ct_lower_layout_of(g, t, nb);
   switch (t) {
     case CT_LOWER_TYPE2:
@@ -536,6 +543,10 @@ void ct_lower_host_lower_grad(const ct_conv_geom *g, ct_lowering t, int nb, cons
     case CT_LOWER_TYPE3:
       if (dw) kernel_grad3(g, ws + lay.kernel_grad, dw);
       if (dx) data_grad3(g, nb, ws + lay.data, dx);
+      break;
+    case CT_LOWER_WINOGRAD:
+      if (dw) ct_wino_kernel_grad(g, ws + lay.kernel_grad, dw);
+      if (dx) ct_wino_lower_grad(g, nb, ws + lay.data, dx, ws + lay.scratch);
       break;
     case CT_LOWER_POINTWISE: break;
     default:

@@ -3,6 +3,9 @@
  * themselves are in host.c, behind the driver's conv_* entries. */
 #include "lowering/lowering.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "drivers/driver.h"
 
 bool ct_conv_geom_finish(ct_conv_geom *g) {
@@ -23,6 +26,7 @@ const char *ct_lowering_name(ct_lowering t) {
     case CT_LOWER_TYPE2: return "type2";
     case CT_LOWER_TYPE3: return "type3";
     case CT_LOWER_POINTWISE: return "1x1";
+    case CT_LOWER_WINOGRAD: return "wino";
     default: return "auto";
   }
 }
@@ -56,6 +60,10 @@ size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb) {
       size_t cols = n * (size_t)g->H * g->W;
       return C * cols + 2 * kh * kw * K * Cg + kh * kw * K * cols;
     }
+    case CT_LOWER_WINOGRAD: {
+      const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+      return 16 * (s.sV + 2 * s.sU + s.sM) + ct_lower_wino_scratch(g, nb);
+    }
     default: return 0;
   }
 }
@@ -63,7 +71,7 @@ size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb) {
 ct_lower_layout ct_lower_layout_of(const ct_conv_geom *g, ct_lowering t, int nb) {
   const size_t Cg = (size_t)(g->C / g->G), K = (size_t)g->K, C = (size_t)g->C;
   const size_t kh = (size_t)g->kh, kw = (size_t)g->kw, n = (size_t)nb;
-  ct_lower_layout lay = {0, 0, 0, 0};
+  ct_lower_layout lay = {0, 0, 0, 0, 0};
   switch (t) {
     case CT_LOWER_POINTWISE: break;
     case CT_LOWER_TYPE2: {
@@ -78,6 +86,14 @@ ct_lower_layout ct_lower_layout_of(const ct_conv_geom *g, ct_lowering t, int nb)
       lay.kernel = C * cols;
       lay.product = lay.kernel + kh * kw * K * Cg;
       lay.kernel_grad = lay.product + kh * kw * K * cols;
+      break;
+    }
+    case CT_LOWER_WINOGRAD: {
+      const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+      lay.kernel = 16 * s.sV;
+      lay.product = lay.kernel + 16 * s.sU;
+      lay.kernel_grad = lay.product + 16 * s.sM;
+      lay.scratch = lay.kernel_grad + 16 * s.sU;
       break;
     }
     default: lay.product = C * kh * kw * n * (size_t)g->OH * g->OW; break; /* type 1 */
@@ -256,6 +272,47 @@ static void backward23(const ct_driver *d, const ct_conv_geom *g, ct_lowering t,
   }
 }
 
+/* WINOGRAD: the transforms are the driver's lower / lift steps; between them, 16 GEMMs per
+ * group, one per position xi of the 4x4 tile: M_xi = U_xi V_xi. */
+static void forward_wino(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                         const float *b, float *y, float *ws) {
+  const ct_lower_layout lay = ct_lower_layout_of(g, CT_LOWER_WINOGRAD, nb);
+  const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+  const int Kg = g->K / g->G, Cg = g->C / g->G, T = (int)s.T, Tp = (int)s.Tp;
+  const float *V = ws + lay.data, *U = ws + lay.kernel;
+  float *M = ws + lay.product;
+  d->ops->conv_lower(d, g, CT_LOWER_WINOGRAD, nb, x, w, ws);
+  for (int xi = 0; xi < 16; xi++)
+    for (int gi = 0; gi < g->G; gi++)
+      d->ops->gemm_ld(d, false, false, Kg, T, Cg, 1.0f, U + xi * s.sU + (size_t)gi * Kg * Cg, Cg,
+                      V + xi * s.sV + (size_t)gi * Cg * s.Tp, Tp, 0.0f, M + xi * s.sM + (size_t)gi * Kg * s.Tp, Tp);
+  d->ops->conv_lift(d, g, CT_LOWER_WINOGRAD, nb, ws, b, y);
+}
+
+/* Its backward: dM from dy; per xi, dU_xi = dM_xi V_xi^T, then dV_xi = U_xi^T dM_xi over V_xi,
+ * which the kernel gradient has read by then. */
+static void backward_wino(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                          const float *dy, float *dx, float *dw, float *db, float *ws, bool fresh) {
+  const ct_lower_layout lay = ct_lower_layout_of(g, CT_LOWER_WINOGRAD, nb);
+  const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+  const int Kg = g->K / g->G, Cg = g->C / g->G, T = (int)s.T, Tp = (int)s.Tp;
+  float *V = ws + lay.data, *dM = ws + lay.product, *dU = ws + lay.kernel_grad;
+  const float *U = ws + lay.kernel;
+  if (db) d->ops->conv_bias_grad(d, g, CT_LOWER_WINOGRAD, nb, dy, ws, db);
+  if (!dw && !dx) return;
+  if (!fresh) d->ops->conv_lower(d, g, CT_LOWER_WINOGRAD, nb, x, w, ws);
+  d->ops->conv_lift_grad(d, g, CT_LOWER_WINOGRAD, nb, dy, ws);
+  for (int xi = 0; xi < 16; xi++)
+    for (int gi = 0; gi < g->G; gi++) {
+      const size_t uo = xi * s.sU + (size_t)gi * Kg * Cg, mo = xi * s.sM + (size_t)gi * Kg * s.Tp;
+      const size_t vo = xi * s.sV + (size_t)gi * Cg * s.Tp;
+      if (dw) d->ops->gemm_ld(d, false, true, Kg, Cg, T, 1.0f, dM + mo, Tp, V + vo, Tp, 0.0f, dU + uo, Cg);
+      if (dx) d->ops->gemm_ld(d, true, false, Cg, T, Kg, 1.0f, U + uo, Cg, dM + mo, Tp, 0.0f, V + vo, Tp);
+    }
+  if (dw) d->ops->conv_lower_grad(d, g, CT_LOWER_WINOGRAD, nb, ws, NULL, dw);
+  if (dx) d->ops->conv_lower_grad(d, g, CT_LOWER_WINOGRAD, nb, ws, dx, NULL);
+}
+
 /* 1x1: per-image GEMMs on the input as it is. */
 static void forward_pw(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
                        const float *b, float *y) {
@@ -295,6 +352,7 @@ void ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering 
   switch (t) {
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: forward_lowered(d, g, t, nb, x, w, b, y, ws); break;
+    case CT_LOWER_WINOGRAD: forward_wino(d, g, nb, x, w, b, y, ws); break;
     case CT_LOWER_POINTWISE: forward_pw(d, g, nb, x, w, b, y); break;
     default:
       if (ct_lower_direct1(g)) {
@@ -317,6 +375,7 @@ void ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering
   switch (t) {
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: backward23(d, g, t, nb, x, w, dy, dx, dw, db, ws, reuse); break;
+    case CT_LOWER_WINOGRAD: backward_wino(d, g, nb, x, w, dy, dx, dw, db, ws, reuse); break;
     case CT_LOWER_POINTWISE: backward_pw(d, g, nb, x, w, dy, dx, dw, db); break;
     default:
       if (ct_lower_direct1(g)) {
@@ -378,6 +437,16 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
       bytes = 4.0 * (3 * C * n * H * W + 3 * kh * kw * K * n * H * W);
       eff = shape_eff(kh * kw * Kg, n * H * W, Cg);
       break;
+    case CT_LOWER_WINOGRAD: {
+      if (!ct_lower_wino_applies(g)) return 1e30;
+      const double T = (double)ct_lower_wino_strides(g, nb).T;
+      flops = 16 * 2 * K * Cg * T;
+      /* V and M are each written and read five times over forward and backward (the
+       * transforms are that much more than a copy, which this charges nothing for) */
+      bytes = 4.0 * (5 * 16 * C * T + 5 * 16 * K * T);
+      eff = shape_eff(Kg, T, Cg);
+      break;
+    }
     default: return 1e30;
   }
   /* forward and backward: three GEMMs of the same size */
@@ -388,11 +457,17 @@ ct_lowering ct_lower_choose(const ct_conv_geom *g, int nb, double gflops, double
   if (ct_conv_is_pointwise(g)) return CT_LOWER_POINTWISE;
   ct_lowering best = CT_LOWER_TYPE1;
   double best_cost = ct_lower_cost(g, CT_LOWER_TYPE1, nb, gflops, gbytes, max_ws);
-  for (int t = CT_LOWER_TYPE2; t <= CT_LOWER_TYPE3; t++) {
-    double c = ct_lower_cost(g, (ct_lowering)t, nb, gflops, gbytes, max_ws);
+  /* CT_WINOGRAD=0 in the environment keeps the model to CcT's three types (benchmarks compare
+   * the two; a layer's `lowering: WINOGRAD` still applies) */
+  const char *e = getenv("CT_WINOGRAD");
+  const int ntypes = e && strcmp(e, "0") == 0 ? 2 : 3;
+  const ct_lowering others[] = {CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_WINOGRAD};
+  for (int i = 0; i < ntypes; i++) {
+    const ct_lowering t = others[i];
+    double c = ct_lower_cost(g, t, nb, gflops, gbytes, max_ws);
     if (c < best_cost) {
       best_cost = c;
-      best = (ct_lowering)t;
+      best = t;
     }
   }
   return best;

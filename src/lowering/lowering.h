@@ -16,6 +16,10 @@
  *        rows; blow-up kw on the input side and kh on the output side.
  *  TYPE3 lowers the kernel: X (C x nb H W) is the input transposed, W3 (kh kw K x C); lifting
  *        sums kh*kw shifted planes; blow-up kh*kw on the output side. Wins when C >> K.
+ *  WINOGRAD (3x3, stride 1, no dilation): F(2x2, 3x3), winograd.c: the input in 4x4 tiles
+ *        (V, 16 x C x tiles), the kernel (U, 16 x K x C/G), 16 GEMMs per group on them, the
+ *        products lifted into 2x2 output tiles; 2.25 times fewer multiply-adds, a blow-up of 4
+ *        on both sides.
  * A 1x1, stride-1, unpadded convolution needs no lowering (ct_lower_pointwise). */
 #ifndef CT_LOWERING_H
 #define CT_LOWERING_H
@@ -37,7 +41,8 @@ typedef enum ct_lowering {
   CT_LOWER_TYPE1 = 1,
   CT_LOWER_TYPE2 = 2,
   CT_LOWER_TYPE3 = 3,
-  CT_LOWER_POINTWISE = 4 /* 1x1 / stride 1 / no pad: per-image GEMMs on the input as it is */
+  CT_LOWER_POINTWISE = 4, /* 1x1 / stride 1 / no pad: per-image GEMMs on the input as it is */
+  CT_LOWER_WINOGRAD = 5   /* F(2x2, 3x3); the prototxt's WINOGRAD (4 there) */
 } ct_lowering;
 
 /* The largest workspace (floats) the cost model lets one partition use: 1 GiB. */
@@ -46,6 +51,16 @@ typedef enum ct_lowering {
 /* Computes OH, OW. False when the dilated kernel does not fit the padded input. */
 bool ct_conv_geom_finish(ct_conv_geom *g);
 bool ct_conv_is_pointwise(const ct_conv_geom *g);
+/* WINOGRAD applies: a 3x3 kernel, stride 1, dilation 1 (any padding, groups). */
+bool ct_lower_wino_applies(const ct_conv_geom *g);
+/* Its layout for a partition of nb images: T tiles (2x2 outputs each), rows of Tp floats in V
+ * (16 blocks of C rows, sV floats apart), U and dU (16 blocks of K x C/G, sU apart), M and dM
+ * (16 blocks of K rows, sM apart); and the floats of scratch it keeps after them. */
+typedef struct ct_wino_strides {
+  size_t T, Tp, sV, sU, sM;
+} ct_wino_strides;
+ct_wino_strides ct_lower_wino_strides(const ct_conv_geom *g, int nb);
+size_t ct_lower_wino_scratch(const ct_conv_geom *g, int nb);
 const char *ct_lowering_name(ct_lowering t);
 
 /* Floats of workspace one partition of nb images needs for type t (forward and backward). */
@@ -67,11 +82,12 @@ bool ct_lower_direct1(const ct_conv_geom *g);
 int ct_lower_chunk1(const ct_conv_geom *g, int nb);
 
 /* Where the parts of one partition's workspace lie, as offsets in floats from its start:
- * the lowered data (D; type 3: the input transposed), the lowered kernel (types 2 and 3), the
- * GEMM product (or dy laid out like it, backward) and the lowered kernel's gradient (types 2
- * and 3). Parts a type does not use are 0. */
+ * the lowered data (D; type 3: the input transposed; WINOGRAD: V), the lowered kernel (types 2
+ * and 3, WINOGRAD's U), the GEMM product (or dy laid out like it, backward) and the lowered
+ * kernel's gradient (types 2 and 3, WINOGRAD), and WINOGRAD's row scratch. Parts a type does
+ * not use are 0. */
 typedef struct ct_lower_layout {
-  size_t data, kernel, product, kernel_grad;
+  size_t data, kernel, product, kernel_grad, scratch;
 } ct_lower_layout;
 ct_lower_layout ct_lower_layout_of(const ct_conv_geom *g, ct_lowering t, int nb);
 
@@ -94,7 +110,8 @@ void ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float
  * GEMM FLOPs at `gflops` and the bytes the lowering and lifting move at `gbytes` per second.
  * Returns a huge value when the workspace would exceed max_ws floats. */
 double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops, double gbytes, size_t max_ws);
-/* The cheapest type by the cost model (POINTWISE for 1x1 convolutions). */
+/* The cheapest type by the cost model (POINTWISE for 1x1 convolutions); WINOGRAD only where it
+ * applies and CT_WINOGRAD=0 is not in the environment. */
 ct_lowering ct_lower_choose(const ct_conv_geom *g, int nb, double gflops, double gbytes, size_t max_ws);
 /* Multiply-adds x 2 of one forward pass of nb images (the useful FLOPs, independent of type). */
 double ct_conv_flops(const ct_conv_geom *g, int nb);

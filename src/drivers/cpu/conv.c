@@ -9,7 +9,7 @@ void ct_cpu_conv_lower(const ct_driver *d, const ct_conv_geom *g, ct_lowering t,
   ct_lower_host_lower(g, t, nb, x, w, ws);
 }
 
-void ct_cpu_conv_lift(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *ws,
+void ct_cpu_conv_lift(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws,
                       const float *b, float *y) {
   (void)d;
   ct_lower_host_lift(g, t, nb, ws, b, y);
@@ -27,7 +27,7 @@ void ct_cpu_conv_bias_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowerin
   ct_lower_host_bias_grad(g, t, nb, dy, ws, db);
 }
 
-void ct_cpu_conv_lower_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *ws,
+void ct_cpu_conv_lower_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws,
                             float *dx, float *dw) {
   (void)d;
   ct_lower_host_lower_grad(g, t, nb, ws, dx, dw);

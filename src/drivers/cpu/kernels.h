@@ -64,13 +64,13 @@ void ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const 
 /* cpu/conv.c: the lowering steps (lowering/host.c) */
 void ct_cpu_conv_lower(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
                        const float *w, float *ws);
-void ct_cpu_conv_lift(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *ws,
+void ct_cpu_conv_lift(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws,
                       const float *b, float *y);
 void ct_cpu_conv_lift_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
                            float *ws);
 void ct_cpu_conv_bias_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
                            const float *ws, float *db);
-void ct_cpu_conv_lower_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *ws,
+void ct_cpu_conv_lower_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws,
                             float *dx, float *dw);
 
 /* cpu/pool.c, cpu/lrn.c, cpu/softmax.c */

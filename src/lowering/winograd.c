@@ -1,0 +1,286 @@
+/* Winograd's minimal filtering F(2x2, 3x3) (Lavin and Gray, 2016) as a fourth way to lower a
+ * 3x3, stride-1 convolution: each 4x4 input tile d (its corner at 2*th - ph, 2*tw - pw) becomes
+ * V = B^T d B, each kernel g becomes U = G g G^T, and the 2x2 output tile is A^T (U . V) A.
+ * The elementwise products over a partition's tiles, summed over input channels, are 16 GEMMs
+ * per group, M_xi (Kg x T) = U_xi (Kg x Cg) . V_xi (Cg x T): 16 * 2 K C T multiply-adds instead
+ * of 9 * 4 K C T, 2.25 times fewer.
+ *
+ *   B^T = | 1  0 -1  0 |    G = | 1    0    0   |    A^T = | 1  1  1  0 |
+ *         | 0  1  1  0 |        | 1/2  1/2  1/2 |          | 0  1 -1 -1 |
+ *         | 0 -1  1  0 |        | 1/2 -1/2  1/2 |
+ *         | 0  1  0 -1 |        | 0    0    1   |
+ *
+ * Backward is the chain rule through the same linear maps: dM = A dY A^T per tile,
+ * dU_xi = dM_xi V_xi^T and dV_xi = U_xi^T dM_xi (GEMMs), dx = the tiles' B dV B^T added where
+ * they overlap, dw += G^T dU G. Every step runs in a fixed order, so results are reproducible;
+ * they differ from the direct sums by rounding only (the transforms add at most four terms and
+ * multiply by 1/2).
+ *
+ * Layout in a partition's workspace (ct_lower_layout_of): V [16][C][T], U [16][K][C/G],
+ * M (dM backward) [16][K][T], dU [16][K][C/G], then row scratch. T = nb * TH * TW tiles, tile
+ * t = (n * TH + th) * TW + tw; xi = 4 i + j for row i, column j of the 4x4 tile. The inner loops
+ * run four tiles of a row at once (GNU C vectors, core/simd.h). */
+#include <string.h>
+
+#include "core/simd.h"
+#include "lowering/host.h"
+
+typedef struct wgeom {
+  int TH, TW, TWv; /* tiles per column and row; TW rounded up to 4 */
+  size_t rw;       /* floats in one scratch row: 2 * TWv + 8 */
+  size_t prow;     /* rows of the plane buffer */
+  ct_wino_strides s;
+} wgeom;
+
+/* Rows of tiles run four tiles at a time and may run up to three tiles past a row's end into
+ * the next row's tiles (written again when that row's turn comes) or, after the last row, into
+ * the padding of Tp. The 16 blocks of V, U and M lie 64 bytes off a multiple of their size
+ * apart: at CaffeNet's sizes (C T floats a multiple of 1024) the 16 rows one tile writes would
+ * otherwise fall into the same L1 cache set. */
+static wgeom wgeom_of(const ct_conv_geom *g, int nb) {
+  wgeom w;
+  w.TH = (g->OH + 1) / 2;
+  w.TW = (g->OW + 1) / 2;
+  w.TWv = (w.TW + 3) & ~3;
+  w.rw = 2 * (size_t)w.TWv + 8;
+  w.prow = 2 * (size_t)w.TH + 2 > 8 ? 2 * (size_t)w.TH + 2 : 8;
+  w.s.T = (size_t)nb * w.TH * w.TW;
+  w.s.Tp = (w.s.T + 4 + 15) & ~(size_t)15;
+  w.s.sV = (size_t)g->C * w.s.Tp + 16;
+  w.s.sU = (size_t)g->K * (g->C / g->G) + 16;
+  w.s.sM = (size_t)g->K * w.s.Tp + 16;
+  return w;
+}
+
+bool ct_lower_wino_applies(const ct_conv_geom *g) {
+  return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1;
+}
+
+ct_wino_strides ct_lower_wino_strides(const ct_conv_geom *g, int nb) { return wgeom_of(g, nb).s; }
+
+size_t ct_lower_wino_scratch(const ct_conv_geom *g, int nb) {
+  const wgeom w = wgeom_of(g, nb);
+  /* the plane buffer (forward: 8 rows), 4 more rows, and 16 rows of per-tile terms with 4
+   * zeros before each */
+  return (w.prow + 4) * w.rw + 16 * ((size_t)w.TWv + 12);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* V for every channel, image and row of tiles: the four input rows, padded, go through B^T
+ * (z_i, whole rows at a time), then along the row through B, four tiles per step. */
+void ct_wino_lower(const ct_conv_geom *g, int nb, const float *x, float *V, float *scratch) {
+  const wgeom wg = wgeom_of(g, nb);
+  const size_t Tp = wg.s.Tp, sV = wg.s.sV, plane = (size_t)g->H * g->W;
+  float *r[4], *z[4];
+  for (int i = 0; i < 4; i++) r[i] = scratch + (size_t)i * wg.rw, z[i] = scratch + (size_t)(4 + i) * wg.rw;
+  /* padded row j holds input column j - pw; columns outside the image stay 0. The tiles read
+   * padded columns [0, 2 TW + 2), and the last step of a row up to 2 TWv + 2. */
+  memset(scratch, 0, 8 * wg.rw * sizeof(float));
+  const int lo = g->pw, used = 2 * wg.TW + 2;
+  for (int c = 0; c < g->C; c++)
+    for (int n = 0; n < nb; n++) {
+      const float *xp = x + ((size_t)n * g->C + c) * plane;
+      for (int th = 0; th < wg.TH; th++) {
+        for (int i = 0; i < 4; i++) {
+          const int iy = 2 * th - g->ph + i;
+          if (iy < 0 || iy >= g->H)
+            memset(r[i] + lo, 0, (size_t)g->W * sizeof(float));
+          else
+            memcpy(r[i] + lo, xp + (size_t)iy * g->W, (size_t)g->W * sizeof(float));
+        }
+        for (int j = 0; j < used; j += 4) {
+          ct_v4f a = ct_v4f_load(r[0] + j), b = ct_v4f_load(r[1] + j), cc = ct_v4f_load(r[2] + j),
+                 d = ct_v4f_load(r[3] + j);
+          ct_v4f_store(z[0] + j, a - cc);
+          ct_v4f_store(z[1] + j, b + cc);
+          ct_v4f_store(z[2] + j, cc - b);
+          ct_v4f_store(z[3] + j, b - d);
+        }
+        const size_t t0 = ((size_t)n * wg.TH + th) * wg.TW;
+        for (int i = 0; i < 4; i++) {
+          float *v0 = V + (size_t)(4 * i) * sV + (size_t)c * Tp + t0, *v1 = v0 + sV, *v2 = v1 + sV, *v3 = v2 + sV;
+          const float *zi = z[i];
+          for (int tw = 0; tw < wg.TW; tw += 4) {
+            ct_v4f e0 = ct_v4f_load_stride(zi + 2 * tw, 2), o0 = ct_v4f_load_stride(zi + 2 * tw + 1, 2);
+            ct_v4f e1 = ct_v4f_load_stride(zi + 2 * tw + 2, 2), o1 = ct_v4f_load_stride(zi + 2 * tw + 3, 2);
+            ct_v4f_store(v0 + tw, e0 - e1);
+            ct_v4f_store(v1 + tw, o0 + e1);
+            ct_v4f_store(v2 + tw, e1 - o0);
+            ct_v4f_store(v3 + tw, o0 - o1);
+          }
+        }
+      }
+    }
+}
+
+/* U_xi[k][c] = (G w[k][c] G^T)[i][j] */
+void ct_wino_kernel(const ct_conv_geom *g, const float *w, float *U) {
+  const size_t KC = (size_t)g->K * (g->C / g->G), sU = wgeom_of(g, 1).s.sU;
+  for (size_t kc = 0; kc < KC; kc++) {
+    const float *k3 = w + kc * 9;
+    float t[4][3];
+    for (int b = 0; b < 3; b++) {
+      t[0][b] = k3[b];
+      t[1][b] = 0.5f * (k3[b] + k3[3 + b] + k3[6 + b]);
+      t[2][b] = 0.5f * (k3[b] - k3[3 + b] + k3[6 + b]);
+      t[3][b] = k3[6 + b];
+    }
+    for (int i = 0; i < 4; i++) {
+      float u[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
+      for (int j = 0; j < 4; j++) U[(size_t)(4 * i + j) * sU + kc] = u[j];
+    }
+  }
+}
+
+/* y = A^T M A per tile, plus the bias: a row of tiles goes into two row buffers, whose first
+ * OW columns are copied out. */
+void ct_wino_lift(const ct_conv_geom *g, int nb, const float *M, const float *b, float *y, float *scratch) {
+  const wgeom wg = wgeom_of(g, nb);
+  const size_t Tp = wg.s.Tp, sM = wg.s.sM, oplane = (size_t)g->OH * g->OW;
+  float *rb0 = scratch + wg.prow * wg.rw, *rb1 = rb0 + wg.rw;
+  for (int k = 0; k < g->K; k++) {
+    const ct_v4f bv = ct_v4f_splat(b ? b[k] : 0.0f);
+    for (int n = 0; n < nb; n++) {
+      float *yp = y + ((size_t)n * g->K + k) * oplane;
+      for (int th = 0; th < wg.TH; th++) {
+        const float *m = M + (size_t)k * Tp + ((size_t)n * wg.TH + th) * wg.TW;
+        for (int tw = 0; tw < wg.TW; tw += 4) {
+          ct_v4f p0[4], p1[4];
+          for (int j = 0; j < 4; j++) {
+            ct_v4f a = ct_v4f_load(m + (size_t)j * sM + tw), bb = ct_v4f_load(m + (size_t)(4 + j) * sM + tw);
+            ct_v4f c = ct_v4f_load(m + (size_t)(8 + j) * sM + tw), d = ct_v4f_load(m + (size_t)(12 + j) * sM + tw);
+            p0[j] = a + bb + c;
+            p1[j] = bb - c - d;
+          }
+          ct_v4f q00 = p0[0] + p0[1] + p0[2] + bv, q01 = p0[1] - p0[2] - p0[3] + bv;
+          ct_v4f q10 = p1[0] + p1[1] + p1[2] + bv, q11 = p1[1] - p1[2] - p1[3] + bv;
+          ct_v4f_store(rb0 + 2 * tw, __builtin_shufflevector(q00, q01, 0, 4, 1, 5));
+          ct_v4f_store(rb0 + 2 * tw + 4, __builtin_shufflevector(q00, q01, 2, 6, 3, 7));
+          ct_v4f_store(rb1 + 2 * tw, __builtin_shufflevector(q10, q11, 0, 4, 1, 5));
+          ct_v4f_store(rb1 + 2 * tw + 4, __builtin_shufflevector(q10, q11, 2, 6, 3, 7));
+        }
+        memcpy(yp + (size_t)(2 * th) * g->OW, rb0, (size_t)g->OW * sizeof(float));
+        if (2 * th + 1 < g->OH) memcpy(yp + (size_t)(2 * th + 1) * g->OW, rb1, (size_t)g->OW * sizeof(float));
+      }
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- backward */
+
+/* dM = A dY A^T per tile (the adjoint of ct_wino_lift): dy's two rows of a row of tiles are
+ * copied into zero-padded row buffers (a row past OH stays all zeros). */
+void ct_wino_lift_grad(const ct_conv_geom *g, int nb, const float *dy, float *dM, float *scratch) {
+  const wgeom wg = wgeom_of(g, nb);
+  const size_t Tp = wg.s.Tp, sM = wg.s.sM, oplane = (size_t)g->OH * g->OW;
+  float *rb0 = scratch + wg.prow * wg.rw, *rb1 = rb0 + wg.rw, *rbz = rb1 + wg.rw;
+  memset(rb0, 0, 3 * wg.rw * sizeof(float));
+  for (int k = 0; k < g->K; k++)
+    for (int n = 0; n < nb; n++) {
+      const float *dp = dy + ((size_t)n * g->K + k) * oplane;
+      for (int th = 0; th < wg.TH; th++) {
+        float *m = dM + (size_t)k * Tp + ((size_t)n * wg.TH + th) * wg.TW;
+        memcpy(rb0, dp + (size_t)(2 * th) * g->OW, (size_t)g->OW * sizeof(float));
+        const float *d1 = rbz;
+        if (2 * th + 1 < g->OH) {
+          memcpy(rb1, dp + (size_t)(2 * th + 1) * g->OW, (size_t)g->OW * sizeof(float));
+          d1 = rb1;
+        }
+        for (int tw = 0; tw < wg.TW; tw += 4) {
+          ct_v4f a0 = ct_v4f_load_stride(rb0 + 2 * tw, 2), a1 = ct_v4f_load_stride(rb0 + 2 * tw + 1, 2);
+          ct_v4f c0 = ct_v4f_load_stride(d1 + 2 * tw, 2), c1 = ct_v4f_load_stride(d1 + 2 * tw + 1, 2);
+          ct_v4f q[4][2] = {{a0, a1}, {a0 + c0, a1 + c1}, {a0 - c0, a1 - c1}, {-c0, -c1}};
+          for (int i = 0; i < 4; i++) {
+            float *mi = m + (size_t)(4 * i) * sM + tw;
+            ct_v4f_store(mi, q[i][0]);
+            ct_v4f_store(mi + sM, q[i][0] + q[i][1]);
+            ct_v4f_store(mi + 2 * sM, q[i][0] - q[i][1]);
+            ct_v4f_store(mi + 3 * sM, -q[i][1]);
+          }
+        }
+      }
+    }
+}
+
+/* dx = the sum over tiles of B dV B^T, each added at its tile's place (the adjoint of
+ * ct_wino_lower): per channel and image, the tiles of a row go into 16 rows of terms, which
+ * are then added along the padded rows of a plane buffer, columns 2 tw .. 2 tw + 3; the part
+ * inside the image is copied to dx. */
+void ct_wino_lower_grad(const ct_conv_geom *g, int nb, const float *dV, float *dx, float *scratch) {
+  const wgeom wg = wgeom_of(g, nb);
+  const size_t Tp = wg.s.Tp, sV = wg.s.sV, plane = (size_t)g->H * g->W;
+  float *P = scratch, *terms = scratch + (wg.prow + 4) * wg.rw;
+  const size_t tl = (size_t)wg.TWv + 12; /* one row of terms: 4 zeros, then TWv + 8 */
+  float *tr[4][4];
+  for (int r = 0; r < 4; r++)
+    for (int s = 0; s < 4; s++) tr[r][s] = terms + (size_t)(4 * r + s) * tl + 4;
+  memset(terms, 0, 16 * tl * sizeof(float));
+  /* the last step of a row reads tiles past its end: their lanes are dropped */
+  const int last = (wg.TW - 1) & ~3, keep = wg.TW - last;
+  const ct_v4i lane = {0, 1, 2, 3}, live = lane < ct_v4i_splat(keep);
+  const ct_v4f zero = ct_v4f_splat(0.0f);
+  for (int c = 0; c < g->C; c++)
+    for (int n = 0; n < nb; n++) {
+      memset(P, 0, wg.prow * wg.rw * sizeof(float));
+      for (int th = 0; th < wg.TH; th++) {
+        const float *v = dV + (size_t)c * Tp + ((size_t)n * wg.TH + th) * wg.TW;
+        for (int tw = 0; tw < wg.TW; tw += 4) {
+          ct_v4f R[4][4];
+          for (int j = 0; j < 4; j++) {
+            ct_v4f a = ct_v4f_load(v + (size_t)j * sV + tw), b = ct_v4f_load(v + (size_t)(4 + j) * sV + tw);
+            ct_v4f cc = ct_v4f_load(v + (size_t)(8 + j) * sV + tw), d = ct_v4f_load(v + (size_t)(12 + j) * sV + tw);
+            if (tw == last) {
+              a = ct_v4f_select(live, a, zero), b = ct_v4f_select(live, b, zero);
+              cc = ct_v4f_select(live, cc, zero), d = ct_v4f_select(live, d, zero);
+            }
+            R[0][j] = a, R[1][j] = b - cc + d, R[2][j] = b + cc - a, R[3][j] = -d;
+          }
+          for (int r = 0; r < 4; r++) {
+            ct_v4f_store(tr[r][0] + tw, R[r][0]);
+            ct_v4f_store(tr[r][1] + tw, R[r][1] - R[r][2] + R[r][3]);
+            ct_v4f_store(tr[r][2] + tw, R[r][1] + R[r][2] - R[r][0]);
+            ct_v4f_store(tr[r][3] + tw, -R[r][3]);
+          }
+        }
+        /* padded column 2 u takes tile u's column 0 and tile u-1's column 2; 2 u + 1 takes
+         * tile u's 1 and tile u-1's 3 (entries past TW - 1 and before 0 are zeros) */
+        for (int r = 0; r < 4; r++) {
+          float *prow_r = P + (size_t)(2 * th + r) * wg.rw;
+          for (int u = 0; u <= wg.TW; u += 4) {
+            ct_v4f e = ct_v4f_load(tr[r][0] + u) + ct_v4f_load(tr[r][2] + u - 1);
+            ct_v4f o = ct_v4f_load(tr[r][1] + u) + ct_v4f_load(tr[r][3] + u - 1);
+            ct_v4f lo = __builtin_shufflevector(e, o, 0, 4, 1, 5), hi = __builtin_shufflevector(e, o, 2, 6, 3, 7);
+            ct_v4f_store(prow_r + 2 * u, ct_v4f_load(prow_r + 2 * u) + lo);
+            ct_v4f_store(prow_r + 2 * u + 4, ct_v4f_load(prow_r + 2 * u + 4) + hi);
+          }
+        }
+      }
+      /* the padding's terms are dropped: input row iy is padded row iy + ph, column ix is
+       * ix + pw (the tiles cover rows and columns up to H + 2 ph and W + 2 pw) */
+      float *dxp = dx + ((size_t)n * g->C + c) * plane;
+      for (int iy = 0; iy < g->H; iy++)
+        memcpy(dxp + (size_t)iy * g->W, P + (size_t)(iy + g->ph) * wg.rw + g->pw, (size_t)g->W * sizeof(float));
+    }
+}
+
+/* dw += G^T dU G */
+void ct_wino_kernel_grad(const ct_conv_geom *g, const float *dU, float *dw) {
+  const size_t KC = (size_t)g->K * (g->C / g->G), sU = wgeom_of(g, 1).s.sU;
+  for (size_t kc = 0; kc < KC; kc++) {
+    float u[4][4], t[3][4];
+    for (int i = 0; i < 4; i++)
+      for (int j = 0; j < 4; j++) u[i][j] = dU[(size_t)(4 * i + j) * sU + kc];
+    for (int j = 0; j < 4; j++) {
+      t[0][j] = u[0][j] + 0.5f * (u[1][j] + u[2][j]);
+      t[1][j] = 0.5f * (u[1][j] - u[2][j]);
+      t[2][j] = 0.5f * (u[1][j] + u[2][j]) + u[3][j];
+    }
+    float *k3 = dw + kc * 9;
+    for (int a = 0; a < 3; a++) {
+      k3[3 * a + 0] += t[a][0] + 0.5f * (t[a][1] + t[a][2]);
+      k3[3 * a + 1] += 0.5f * (t[a][1] - t[a][2]);
+      k3[3 * a + 2] += 0.5f * (t[a][1] + t[a][2]) + t[a][3];
+    }
+  }
+}
