@@ -89,8 +89,12 @@ EOS
 }
 # The roof at the same moments: roof_bench alternates forward+backward passes with SGEMMs on all
 # cores, turns of equal length, and gives the median of the pairs' GFLOP/s fractions.
-paired_roof_to_file() { # model pairs -> roof_bench's line in $tmp/proof.out
-  run env OPENBLAS_CORETYPE="${CT_BENCH_CORE:-$ct_core}" "$BUILD/roof_bench" "$1" "$2" > "$tmp/proof.out"
+# CaffeNet's is taken twice: as cortado runs it (conv3-5 on Winograd's F(2x2, 3x3), which saves
+# FLOPs the fraction still counts), and with CT_WINOGRAD=0 (CcT's three lowering types only).
+paired_roof_to_file() { # model pairs [VAR=value...] -> roof_bench's line in $tmp/proof.out
+  local model=$1 pairs=$2
+  shift 2
+  run env OPENBLAS_CORETYPE="${CT_BENCH_CORE:-$ct_core}" "$@" "$BUILD/roof_bench" "$model" "$pairs" > "$tmp/proof.out"
   echo done
 }
 cortado_time() { # model iterations -> `cortado time` output (whole-iteration GFLOP, GEMM vs other layers)
@@ -144,6 +148,10 @@ round() { # name model batch iterations
   steal=$(measured proof paired_roof_to_file "$2" "$((N > 4 ? N : 4))" | awk '{ print $3 }')
   echo "pf $(sed -n 's/.* fraction=\([0-9.]*\) .*/\1/p' "$tmp/proof.out") $steal"
   echo "pg $(sed -n 's/.* sgemm=\([0-9.]*\)GFLOP.*/\1/p' "$tmp/proof.out") $steal"
+  if [ "$1" = caffenet ]; then
+    steal=$(measured proof paired_roof_to_file "$2" "$((N > 4 ? N : 4))" CT_WINOGRAD=0 | awk '{ print $3 }')
+    echo "pf0 $(sed -n 's/.* fraction=\([0-9.]*\) .*/\1/p' "$tmp/proof.out") $steal"
+  fi
   measured t torch_ms "$1" "$3" "$4"
   measured tt torch_ms "$1" "$3" "$4" tuned
   measured roof roof_gflops
@@ -213,6 +221,10 @@ awk -v threads="$THREADS" -v smax="$STEAL_MAX" '
         "", fb, fbm, gf / (fb / 1000), 100 * (gf / (fb / 1000)) / roof, 100 * (gf / (fb / 1000)) / sus, sus
       printf "%-10s forward+backward against SGEMM at the same moments (roof_bench, SGEMM there %.1f GFLOP/s): %.0f%%%s\n",
         "", pg, 100 * pf, pfm
+      if ((m " pf0") in all) {
+        pf0 = med(m " pf0")
+        printf "%-10s the same with CcT'"'"'s three lowering types only (CT_WINOGRAD=0): %.0f%%%s\n", "", 100 * pf0, mark
+      }
       printf "%-10s outside the GEMM layers (cortado time): %.2f ms (%.1f%% of the layers'"'"' time)%s\n", "", other,
         100 * other / (gemm + other), om
     }

@@ -28,6 +28,16 @@ static const layer_shape shapes[] = {
 
 #define REPS 5 /* timed rounds per layer; each type keeps its best */
 
+/* the types timed (-1 in a column: the type does not apply, or needs more workspace than the
+ * cost model allows) */
+#define NTYPES 4
+static const ct_lowering types[NTYPES] = {CT_LOWER_TYPE1, CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_WINOGRAD};
+
+static bool usable(const ct_conv_geom *g, ct_lowering t, int nb) {
+  if (t == CT_LOWER_WINOGRAD && !ct_lower_wino_applies(g)) return false;
+  return ct_lower_workspace(g, t, nb) <= CT_LOWER_MAX_WORKSPACE;
+}
+
 /* One forward + backward of one partition with type t, in seconds. */
 static double time_once(const ct_conv_geom *g, ct_lowering t, int nb, float *x, float *w, float *b, float *y,
                         float *dx, float *dw, float *db, float *ws) {
@@ -45,8 +55,8 @@ int main(int argc, char **argv) {
   ct_blas_set_threads(1);
   printf("OpenBLAS core: %s; calibration: %.1f GFLOP/s single-thread SGEMM, %.1f GB/s copy\n", ct_blas_core_name(),
          gflops, gbytes);
-  printf("%-16s %5s %9s %9s %9s %8s %8s %7s\n", "layer", "nb", "type1 ms", "type2 ms", "type3 ms", "chosen", "fastest",
-         "excess");
+  printf("%-16s %5s %9s %9s %9s %9s %8s %8s %7s\n", "layer", "nb", "type1 ms", "type2 ms", "type3 ms", "wino ms",
+         "chosen", "fastest", "excess");
   int within = 0, total = 0;
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
     const layer_shape *L = &shapes[i];
@@ -56,9 +66,9 @@ int main(int argc, char **argv) {
     size_t nx = (size_t)nb * g.C * g.H * g.W, ny = (size_t)nb * g.K * g.OH * g.OW;
     size_t nw = (size_t)g.K * (g.C / g.G) * g.kh * g.kw;
     size_t nws = 0;
-    for (int t = 1; t <= 3; t++) {
-      size_t w = ct_lower_workspace(&g, (ct_lowering)t, nb);
-      if (w <= CT_LOWER_MAX_WORKSPACE && w > nws) nws = w;
+    for (int ti = 0; ti < NTYPES; ti++) {
+      size_t w = usable(&g, types[ti], nb) ? ct_lower_workspace(&g, types[ti], nb) : 0;
+      if (w > nws) nws = w;
     }
     float *x = calloc(nx, 4), *dx = calloc(nx, 4), *y = calloc(ny, 4), *w = calloc(nw, 4), *dw = calloc(nw, 4);
     float *b = calloc((size_t)g.K, 4), *db = calloc((size_t)g.K, 4), *ws = calloc(nws + 16, 4);
@@ -67,22 +77,25 @@ int main(int argc, char **argv) {
     /* The types take turns, REPS rounds of one pass each (after an untimed one that touches the
      * buffers), and each keeps its best round: a slow spell of this shared host then costs every
      * type a round instead of handing one type all its repetitions. */
-    double ms[4] = {0, 1e30, 1e30, 1e30};
+    double ms[NTYPES] = {1e30, 1e30, 1e30, 1e30};
     for (int r = -1; r < REPS; r++)
-      for (int t = 1; t <= 3; t++) {
-        if (ct_lower_workspace(&g, (ct_lowering)t, nb) > CT_LOWER_MAX_WORKSPACE) continue;
-        double dt = 1e3 * time_once(&g, (ct_lowering)t, nb, x, w, b, y, dx, dw, db, ws);
-        if (r >= 0 && dt < ms[t]) ms[t] = dt;
+      for (int ti = 0; ti < NTYPES; ti++) {
+        if (!usable(&g, types[ti], nb)) continue;
+        double dt = 1e3 * time_once(&g, types[ti], nb, x, w, b, y, dx, dw, db, ws);
+        if (r >= 0 && dt < ms[ti]) ms[ti] = dt;
       }
-    int fastest = 1;
-    for (int t = 2; t <= 3; t++)
-      if (ms[t] < ms[fastest]) fastest = t;
+    int fastest = 0, pick = 0;
+    for (int ti = 1; ti < NTYPES; ti++)
+      if (ms[ti] < ms[fastest]) fastest = ti;
     ct_lowering chosen = ct_lower_choose(&g, nb, gflops, gbytes, CT_LOWER_MAX_WORKSPACE);
-    double excess = ms[chosen] / ms[fastest] - 1;
+    for (int ti = 0; ti < NTYPES; ti++)
+      if (types[ti] == chosen) pick = ti;
+    double excess = ms[pick] / ms[fastest] - 1;
     within += excess <= 0.10;
     total++;
-    printf("%-16s %5d %9.2f %9.2f %9.2f %8s %8s %6.1f%%\n", L->name, nb, ms[1], ms[2] < 1e29 ? ms[2] : -1,
-           ms[3] < 1e29 ? ms[3] : -1, ct_lowering_name(chosen), ct_lowering_name((ct_lowering)fastest), 100 * excess);
+    printf("%-16s %5d", L->name, nb);
+    for (int ti = 0; ti < NTYPES; ti++) printf(" %9.2f", ms[ti] < 1e29 ? ms[ti] : -1);
+    printf(" %8s %8s %6.1f%%\n", ct_lowering_name(chosen), ct_lowering_name(types[fastest]), 100 * excess);
     free(x), free(dx), free(y), free(w), free(dw), free(b), free(db), free(ws);
   }
   printf("cost model within 10%% of the fastest type on %d of %d layers\n", within, total);
