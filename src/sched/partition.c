@@ -73,13 +73,21 @@ int ct_partition_max(const ct_partition *p) {
 }
 
 void ct_partition_run(ct_layer *l, const ct_partition *p, void (*fn)(void *ctx, int i), void *ctx) {
-  if (p->n <= 1) {
-    if (p->n == 1) fn(ctx, 0);
+  if (p->n < 1) return;
+  /* A net run on one partition leaves OpenBLAS its threads. A partitioned one never hands it
+   * work, not even a GEMM too small to split (LeNet's ip2): OpenBLAS's threads would then spin
+   * in sched_yield for a tenth of a second after each call, on the cores the next layers'
+   * partitions run on. */
+  if (p->n == 1 && ct_parallel_parts(l) <= 1) {
+    fn(ctx, 0);
     return;
   }
   int saved = ct_blas_threads();
   ct_blas_set_threads(1);
-  ct_pool_run(l->pool, p->n, fn, ctx);
+  if (p->n == 1)
+    fn(ctx, 0);
+  else
+    ct_pool_run(l->pool, p->n, fn, ctx);
   ct_blas_set_threads(saved);
 }
 
