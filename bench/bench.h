@@ -7,8 +7,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/blas.h"
+
+/* After a multi-threaded call, OpenBLAS's threads wait for the next one spinning in
+ * sched_yield for about 2^28 cycles (a tenth of a second): in a benchmark that alternates
+ * SGEMMs on all cores with cortado's passes, they spin through the start of every cortado turn,
+ * on the cores its partitions run on (perf: 5% of LeNet's paired scaling run in the scheduler).
+ * A partitioned training run never wakes them. OPENBLAS_THREAD_TIMEOUT=4 makes them sleep at
+ * once; OpenBLAS reads it when it loads, so the benchmark starts itself again with it set
+ * (unless the caller set it). */
+static inline void bench_quiet_blas_threads(char **argv) {
+  if (getenv("OPENBLAS_THREAD_TIMEOUT")) return;
+  setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+  execv("/proc/self/exe", argv);
+  /* no /proc: go on with the spinning threads */
+}
 
 /* seconds on the monotonic clock */
 static inline double bench_now(void) {

@@ -32,6 +32,7 @@ static double passes(ct_net *net, int reps) {
 }
 
 int main(int argc, char **argv) {
+  bench_quiet_blas_threads(argv);
   if (argc < 2) {
     fprintf(stderr, "usage: roof_bench model.prototxt [pairs] [n]\n");
     return 2;

@@ -46,6 +46,7 @@ static double sgemms(int threads, int reps, const float *a, const float *b, floa
 }
 
 int main(int argc, char **argv) {
+  bench_quiet_blas_threads(argv);
   if (argc < 2) {
     fprintf(stderr, "usage: scaling_bench solver.prototxt [pairs] [partitions]\n");
     return 2;
