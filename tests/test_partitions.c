@@ -9,6 +9,7 @@
 
 #include "check.h"
 #include "cortado.h"
+#include "layers/conv.h"
 #include "net/net.h"
 
 static const char *net_text(const char *conv2_extra) {
@@ -43,6 +44,7 @@ static const char *net_text(const char *conv2_extra) {
 }
 
 typedef struct result {
+  int conv1_turn; /* conv1's images per lowering call */
   float loss;
   float *fc, *grad, *dx;
   size_t nfc, ngrad, ndx;
@@ -63,6 +65,8 @@ static bool run(const char *text, int parts, result *out) {
     return false;
   }
   if (parts > 0) CHECK(ct_net_set_partitions(net, parts, &err) == CT_OK, "%s", err.msg);
+  for (int i = 0; i < ct_net_num_layers(net); i++)
+    if (!strcmp(ct_net_layer_name(net, i), "conv1")) out->conv1_turn = ct_conv_layer_turn_images(ct_net_layer(net, i));
   ct_rng r;
   ct_rng_seed(&r, 42);
   float *x = ct_net_blob_data(net, "data"), *y = ct_net_blob_data(net, "label");
@@ -119,6 +123,25 @@ int main(void) {
     compare(&one, &r, 1e-5, variants[v]);
     result_free(&r);
   }
+  /* a workspace cap (CT_CONV_WORKSPACE_MB) that one image's lowering just fits: the partitions
+   * lower image by image, the backward lowers again; the same results */
+  CHECK(one.conv1_turn == 7 && two.conv1_turn == 4, "uncapped: conv1 lowers a partition at once (%d, %d)",
+        one.conv1_turn, two.conv1_turn);
+  setenv("CT_CONV_WORKSPACE_MB", "0.03", 1);
+  result capped;
+  if (run(net_text(""), 2, &capped)) {
+    CHECK(capped.conv1_turn == 1, "capped: conv1 lowers %d images at a time, expected 1", capped.conv1_turn);
+    compare(&one, &capped, 1e-5, "2 partitions, workspace capped");
+    result_free(&capped);
+  }
+  setenv("CT_CONV_WORKSPACE_MB", "lots", 1);
+  ct_net *bad = NULL;
+  ct_error berr = {0};
+  ct_status bst = ct_net_create_from_text(net_text(""), "p", NULL, CT_TRAIN, &bad, &berr);
+  CHECK(bst == CT_EINVAL && strstr(berr.msg, "CT_CONV_WORKSPACE_MB=lots") && strstr(berr.msg, "megabytes"),
+        "a bad CT_CONV_WORKSPACE_MB: %s", berr.msg);
+  ct_net_free(bad);
+  unsetenv("CT_CONV_WORKSPACE_MB");
   /* a device this build cannot drive is an error naming the layer */
   ct_net *net = NULL;
   ct_error err = {0};

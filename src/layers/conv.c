@@ -79,6 +79,8 @@ typedef struct conv_priv {
   ct_partition part;  /* the batch split */
   float *ws;          /* nparts workspaces of ws_each floats */
   size_t ws_each, ws_cap;
+  int chunk;          /* images per lowering call: a partition's, unless its workspace would pass
+                         the cap (conv_workspace_cap), then fewer, in turn */
   float *grad;        /* nparts private (dw, db) accumulators */
   size_t grad_each, grad_cap;
   /* the region being run */
@@ -218,6 +220,21 @@ static ct_status conv_setup(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
+/* The most floats one partition's lowering workspace may take: CT_CONV_WORKSPACE_MB in the
+ * environment (megabytes, fractions allowed), else CT_LOWER_MAX_WORKSPACE (1 GiB). */
+static ct_status conv_workspace_cap(const ct_layer *l, size_t *cap, ct_error *err) {
+  const char *e = getenv("CT_CONV_WORKSPACE_MB");
+  *cap = CT_LOWER_MAX_WORKSPACE;
+  if (!e || !*e) return CT_OK;
+  char *end;
+  double mb = strtod(e, &end);
+  if (*end || !(mb > 0) || mb > 1e9)
+    return ct_layer_fail(l, err, CT_EINVAL, "CT_CONV_WORKSPACE_MB=%s: expected a positive number of megabytes", e);
+  double floats = mb * 1024 * 1024 / sizeof(float);
+  *cap = floats < 1 ? 1 : (size_t)floats;
+  return CT_OK;
+}
+
 static ct_status conv_reshape(ct_layer *l, ct_error *err) {
   conv_priv *cp = l->priv;
   const ct_tensor *x = l->bottom[0];
@@ -247,14 +264,17 @@ static ct_status conv_reshape(ct_layer *l, ct_error *err) {
   cp->lowered_bottom = -1; /* a reshape may move the partitions and the workspaces */
   int nbmax = ct_partition_max(&cp->part);
   const ct_driver *d = ct_layer_driver(l);
-  if (cp->forced != CT_LOWER_AUTO) {
-    cp->type = cp->forced;
-  } else {
-    double gflops, gbytes;
-    d->ops->calibration(d, &gflops, &gbytes);
-    cp->type = ct_lower_choose(&g, nbmax, gflops, gbytes, CT_LOWER_MAX_WORKSPACE);
+  size_t cap;
+  CT_TRY(conv_workspace_cap(l, &cap, err));
+  /* a partition's images in one lowering when a type fits the cap; else in turns of half as
+   * many, then a quarter, ... (one image at least, whatever it takes) */
+  double gflops = 0, gbytes = 0;
+  if (cp->forced == CT_LOWER_AUTO) d->ops->calibration(d, &gflops, &gbytes);
+  for (cp->chunk = nbmax;; cp->chunk = (cp->chunk + 1) / 2) {
+    cp->type = cp->forced != CT_LOWER_AUTO ? cp->forced : ct_lower_choose(&g, cp->chunk, gflops, gbytes, cap);
+    if (cp->chunk == 1 || ct_lower_workspace(&g, cp->type, cp->chunk) <= cap) break;
   }
-  cp->ws_each = (ct_lower_workspace(&g, cp->type, nbmax) + 15) & ~(size_t)15;
+  cp->ws_each = (ct_lower_workspace(&g, cp->type, cp->chunk) + 15) & ~(size_t)15;
   size_t need = cp->ws_each * (size_t)cp->part.n;
   if (need > cp->ws_cap) {
     float *ws = d->ops->alloc(d, need * sizeof(float));
@@ -279,29 +299,35 @@ static void forward_part(void *ctx, int i) {
   conv_priv *cp = ctx;
   ct_layer *l = cp->l;
   const ct_conv_geom *g = &cp->geom;
-  int n0 = cp->part.start[i], nb = cp->part.size[i];
-  const float *x = l->bottom[cp->bottom]->data + (size_t)n0 * g->C * g->H * g->W;
-  float *y = l->top[cp->bottom]->data + (size_t)n0 * g->K * g->OH * g->OW;
-  ct_lower_forward_on(ct_layer_driver(l), g, cp->type, nb, x, l->blobs[0]->data, cp->bias ? l->blobs[1]->data : NULL,
-                      y, cp->ws + (size_t)i * cp->ws_each);
+  for (int n0 = cp->part.start[i], end = n0 + cp->part.size[i]; n0 < end; n0 += cp->chunk) {
+    const int nb = end - n0 < cp->chunk ? end - n0 : cp->chunk;
+    const float *x = l->bottom[cp->bottom]->data + (size_t)n0 * g->C * g->H * g->W;
+    float *y = l->top[cp->bottom]->data + (size_t)n0 * g->K * g->OH * g->OW;
+    ct_lower_forward_on(ct_layer_driver(l), g, cp->type, nb, x, l->blobs[0]->data,
+                        cp->bias ? l->blobs[1]->data : NULL, y, cp->ws + (size_t)i * cp->ws_each);
+  }
 }
 
 static void backward_part(void *ctx, int i) {
   conv_priv *cp = ctx;
   ct_layer *l = cp->l;
   const ct_conv_geom *g = &cp->geom;
-  int n0 = cp->part.start[i], nb = cp->part.size[i];
-  size_t xoff = (size_t)n0 * g->C * g->H * g->W, yoff = (size_t)n0 * g->K * g->OH * g->OW;
   float *gr = cp->grad + (size_t)i * cp->grad_each;
   float *dw = l->param_propagate_down[0] ? gr : NULL;
   float *db = cp->bias && l->param_propagate_down[1] ? gr + l->blobs[0]->count : NULL;
-  float *dx = l->propagate_down[cp->bottom] ? l->bottom[cp->bottom]->diff + xoff : NULL;
   const ct_driver *d = ct_layer_driver(l);
   d->ops->memset(d, gr, 0, cp->grad_each * sizeof(float));
-  bool reuse = cp->lowered_bottom == cp->bottom && cp->lowered_data == l->bottom[cp->bottom]->data &&
-               cp->lowered_weights == l->blobs[0]->data;
-  ct_lower_backward_on(d, g, cp->type, nb, l->bottom[cp->bottom]->data + xoff, l->blobs[0]->data,
-                       l->top[cp->bottom]->diff + yoff, dx, dw, db, cp->ws + (size_t)i * cp->ws_each, reuse);
+  /* the forward's lowering is still there when the partition took one turn; in turns, the
+   * workspace holds only the last one's, and each turn lowers again (dw, db add up turn by turn) */
+  const bool reuse = cp->part.size[i] <= cp->chunk && cp->lowered_bottom == cp->bottom &&
+                     cp->lowered_data == l->bottom[cp->bottom]->data && cp->lowered_weights == l->blobs[0]->data;
+  for (int n0 = cp->part.start[i], end = n0 + cp->part.size[i]; n0 < end; n0 += cp->chunk) {
+    const int nb = end - n0 < cp->chunk ? end - n0 : cp->chunk;
+    size_t xoff = (size_t)n0 * g->C * g->H * g->W, yoff = (size_t)n0 * g->K * g->OH * g->OW;
+    float *dx = l->propagate_down[cp->bottom] ? l->bottom[cp->bottom]->diff + xoff : NULL;
+    ct_lower_backward_on(d, g, cp->type, nb, l->bottom[cp->bottom]->data + xoff, l->blobs[0]->data,
+                         l->top[cp->bottom]->diff + yoff, dx, dw, db, cp->ws + (size_t)i * cp->ws_each, reuse);
+  }
 }
 
 static ct_status conv_forward(ct_layer *l, ct_error *err) {
@@ -344,6 +370,8 @@ static void conv_backward(ct_layer *l) {
                   l->blobs[1]->diff);
   }
 }
+
+int ct_conv_layer_turn_images(const ct_layer *l) { return ((const conv_priv *)l->priv)->chunk; }
 
 static double conv_flops(const ct_layer *l) {
   const conv_priv *cp = l->priv;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "layers/layer.h"
 #include "lowering/lowering.h"
 
 /* Reference: direct loops. y = conv(x, w) + b; b may be NULL. */
@@ -16,5 +17,10 @@ void ct_conv_forward_naive(const ct_conv_geom *g, const float *x, const float *w
 /* Reference backward from dy: dx = (overwritten), dw += , db += ; any output may be NULL. */
 void ct_conv_backward_naive(const ct_conv_geom *g, const float *x, const float *w, const float *dy, float *dx,
                             float *dw, float *db);
+
+/* Images per lowering call in a Convolution layer's partitions after its reshape: the largest
+ * partition's, unless a workspace for that many would pass the cap (CT_CONV_WORKSPACE_MB in the
+ * environment, else 1 GiB), then fewer, in turns. */
+int ct_conv_layer_turn_images(const ct_layer *l);
 
 #endif
