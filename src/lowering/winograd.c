@@ -114,22 +114,46 @@ void ct_wino_lower(const ct_conv_geom *g, int nb, const float *x, float *V, floa
     }
 }
 
-/* U_xi[k][c] = (G w[k][c] G^T)[i][j] */
+/* U_xi[k][c] = (G w[k][c] G^T)[i][j], four kernels at a time (each lane one kernel: the same
+ * operations in the same order as the scalar rest) */
+#define WINO_KERNEL(T, k3_at)                                                                       \
+  do {                                                                                              \
+    T t[4][3];                                                                                      \
+    for (int b = 0; b < 3; b++) {                                                                   \
+      const T r0 = k3_at(b), r1 = k3_at(3 + b), r2 = k3_at(6 + b);                                  \
+      t[0][b] = r0;                                                                                 \
+      t[1][b] = half * (r0 + r1 + r2);                                                              \
+      t[2][b] = half * (r0 - r1 + r2);                                                              \
+      t[3][b] = r2;                                                                                 \
+    }                                                                                               \
+    for (int i = 0; i < 4; i++) {                                                                   \
+      u[4 * i + 0] = t[i][0];                                                                       \
+      u[4 * i + 1] = half * (t[i][0] + t[i][1] + t[i][2]);                                          \
+      u[4 * i + 2] = half * (t[i][0] - t[i][1] + t[i][2]);                                          \
+      u[4 * i + 3] = t[i][2];                                                                       \
+    }                                                                                               \
+  } while (0)
+
 void ct_wino_kernel(const ct_conv_geom *g, const float *w, float *U) {
   const size_t KC = (size_t)g->K * (g->C / g->G), sU = wgeom_of(g, 1).s.sU;
-  for (size_t kc = 0; kc < KC; kc++) {
+  size_t kc = 0;
+  for (; kc + 4 <= KC; kc += 4) {
     const float *k3 = w + kc * 9;
-    float t[4][3];
-    for (int b = 0; b < 3; b++) {
-      t[0][b] = k3[b];
-      t[1][b] = 0.5f * (k3[b] + k3[3 + b] + k3[6 + b]);
-      t[2][b] = 0.5f * (k3[b] - k3[3 + b] + k3[6 + b]);
-      t[3][b] = k3[6 + b];
-    }
-    for (int i = 0; i < 4; i++) {
-      float u[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
-      for (int j = 0; j < 4; j++) U[(size_t)(4 * i + j) * sU + kc] = u[j];
-    }
+    const ct_v4f half = ct_v4f_splat(0.5f);
+    ct_v4f u[16];
+#define AT4(e) ct_v4f_load_stride(k3 + (e), 9)
+    WINO_KERNEL(ct_v4f, AT4);
+#undef AT4
+    for (int x = 0; x < 16; x++) ct_v4f_store(U + (size_t)x * sU + kc, u[x]);
+  }
+  for (; kc < KC; kc++) {
+    const float *k3 = w + kc * 9;
+    const float half = 0.5f;
+    float u[16];
+#define AT1(e) k3[e]
+    WINO_KERNEL(float, AT1);
+#undef AT1
+    for (int x = 0; x < 16; x++) U[(size_t)x * sU + kc] = u[x];
   }
 }
 
@@ -264,23 +288,43 @@ void ct_wino_lower_grad(const ct_conv_geom *g, int nb, const float *dV, float *d
     }
 }
 
-/* dw += G^T dU G */
+/* dw += G^T dU G, four kernels at a time like ct_wino_kernel */
+#define WINO_KERNEL_GRAD(T, u_at)                                                                   \
+  do {                                                                                              \
+    T t[3][4];                                                                                      \
+    for (int j = 0; j < 4; j++) {                                                                   \
+      const T u0 = u_at(j), u1 = u_at(4 + j), u2 = u_at(8 + j), u3 = u_at(12 + j);                  \
+      t[0][j] = u0 + half * (u1 + u2);                                                              \
+      t[1][j] = half * (u1 - u2);                                                                   \
+      t[2][j] = half * (u1 + u2) + u3;                                                              \
+    }                                                                                               \
+    for (int a = 0; a < 3; a++) {                                                                   \
+      d[3 * a + 0] = t[a][0] + half * (t[a][1] + t[a][2]);                                          \
+      d[3 * a + 1] = half * (t[a][1] - t[a][2]);                                                    \
+      d[3 * a + 2] = half * (t[a][1] + t[a][2]) + t[a][3];                                          \
+    }                                                                                               \
+  } while (0)
+
 void ct_wino_kernel_grad(const ct_conv_geom *g, const float *dU, float *dw) {
   const size_t KC = (size_t)g->K * (g->C / g->G), sU = wgeom_of(g, 1).s.sU;
-  for (size_t kc = 0; kc < KC; kc++) {
-    float u[4][4], t[3][4];
-    for (int i = 0; i < 4; i++)
-      for (int j = 0; j < 4; j++) u[i][j] = dU[(size_t)(4 * i + j) * sU + kc];
-    for (int j = 0; j < 4; j++) {
-      t[0][j] = u[0][j] + 0.5f * (u[1][j] + u[2][j]);
-      t[1][j] = 0.5f * (u[1][j] - u[2][j]);
-      t[2][j] = 0.5f * (u[1][j] + u[2][j]) + u[3][j];
-    }
+  size_t kc = 0;
+  for (; kc + 4 <= KC; kc += 4) {
+    const ct_v4f half = ct_v4f_splat(0.5f);
+    ct_v4f d[9];
+#define AT4(x) ct_v4f_load(dU + (size_t)(x) * sU + kc)
+    WINO_KERNEL_GRAD(ct_v4f, AT4);
+#undef AT4
     float *k3 = dw + kc * 9;
-    for (int a = 0; a < 3; a++) {
-      k3[3 * a + 0] += t[a][0] + 0.5f * (t[a][1] + t[a][2]);
-      k3[3 * a + 1] += 0.5f * (t[a][1] - t[a][2]);
-      k3[3 * a + 2] += 0.5f * (t[a][1] + t[a][2]) + t[a][3];
-    }
+    for (int lane = 0; lane < 4; lane++)
+      for (int e = 0; e < 9; e++) k3[9 * lane + e] += d[e][lane];
+  }
+  for (; kc < KC; kc++) {
+    const float half = 0.5f;
+    float d[9];
+#define AT1(x) dU[(size_t)(x) * sU + kc]
+    WINO_KERNEL_GRAD(float, AT1);
+#undef AT1
+    float *k3 = dw + kc * 9;
+    for (int e = 0; e < 9; e++) k3[e] += d[e];
   }
 }
