@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/status.h"
-#include "net/net.h"
+#include "proto/blob.h"
 #include "proto/prototxt.h"
 
 void ct_transform_param_merge(const Caffe__TransformationParameter *tp, bool has_legacy_scale, float legacy_scale,

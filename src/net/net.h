@@ -52,10 +52,4 @@ ct_status ct_net_to_proto(const ct_net *net, Caffe__NetParameter **out, ct_error
 ct_status ct_net_copy_from_proto(ct_net *net, const Caffe__NetParameter *param, const char *source,
                                  ct_error *err);
 
-/* BlobProto <-> tensor helpers (shape check on load). */
-ct_status ct_blob_to_proto(const ct_tensor *t, bool with_diff, Caffe__BlobProto **out, ct_error *err);
-/* Reads the shape of a BlobProto (shape or legacy num/channels/height/width); returns naxes,
- * or -1 when it has more than CT_MAX_AXES axes or a dimension out of range. */
-int ct_blob_proto_shape(const Caffe__BlobProto *b, int shape[CT_MAX_AXES]);
-
 #endif

@@ -14,6 +14,7 @@
 #include "core/status.h"
 #include "dist/cluster.h"
 #include "net/net.h"
+#include "proto/blob.h"
 #include "proto/prototxt.h"
 #include "core/pool.h"
 #include "solvers/update.h"

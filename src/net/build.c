@@ -1,0 +1,538 @@
+/* Net construction: filter and rewrite the layer list (rewrite.c), wire tops and bottoms (in
+ * place where top == bottom), set up and reshape each layer in order, decide which layers need
+ * backward, then pack every learnable parameter into one contiguous data buffer and one gradient
+ * buffer (shared parameters view their owner). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/pool.h"
+#include "core/status.h"
+#include "core/tensor.h"
+#include "net/net_impl.h"
+#include "proto/blob.h"
+#include "proto/prototxt.h"
+
+int ct_net_find_blob(const ct_net *net, const char *name) {
+  for (int i = 0; i < net->nblobs; i++)
+    if (!strcmp(net->blob_names[i], name)) return i;
+  return -1;
+}
+
+int ct_net_find_layer(const ct_net *net, const char *name) {
+  for (int i = 0; i < net->nlayers; i++)
+    if (net->layers[i].l.name && !strcmp(net->layers[i].l.name, name)) return i;
+  return -1;
+}
+
+/* ------------------------------------------------------------------ wiring */
+
+static ct_status add_blob(ct_net *net, const char *name, int *id, ct_error *err) {
+  ct_tensor **b = realloc(net->blobs, (size_t)(net->nblobs + 1) * sizeof *b);
+  if (!b) return ct_fail(err, CT_ENOMEM, "out of memory");
+  net->blobs = b;
+  char **nm = realloc(net->blob_names, (size_t)(net->nblobs + 1) * sizeof *nm);
+  if (!nm) return ct_fail(err, CT_ENOMEM, "out of memory");
+  net->blob_names = nm;
+  net->blobs[net->nblobs] = ct_tensor_create();
+  net->blob_names[net->nblobs] = strdup(name);
+  if (!net->blobs[net->nblobs] || !net->blob_names[net->nblobs]) {
+    ct_tensor_free(net->blobs[net->nblobs]);
+    free(net->blob_names[net->nblobs]);
+    return ct_fail(err, CT_ENOMEM, "out of memory");
+  }
+  *id = net->nblobs++;
+  return CT_OK;
+}
+
+static ct_status check_arity(const ct_layer *l, ct_error *err) {
+  const ct_layer_ops *o = l->ops;
+  if (l->nbottom < o->min_bottom || (o->max_bottom >= 0 && l->nbottom > o->max_bottom)) {
+    if (o->min_bottom == o->max_bottom)
+      return ct_layer_fail(l, err, CT_EINVAL, "takes exactly %d bottom blob%s, got %d", o->min_bottom,
+                           o->min_bottom == 1 ? "" : "s", l->nbottom);
+    return ct_layer_fail(l, err, CT_EINVAL, "takes %d to %d bottom blobs, got %d", o->min_bottom,
+                         o->max_bottom, l->nbottom);
+  }
+  if (l->ntop < o->min_top || (o->max_top >= 0 && l->ntop > o->max_top)) {
+    if (o->min_top == o->max_top)
+      return ct_layer_fail(l, err, CT_EINVAL, "produces exactly %d top blob%s, got %d", o->min_top,
+                           o->min_top == 1 ? "" : "s", l->ntop);
+    if (o->max_top < 0)
+      return ct_layer_fail(l, err, CT_EINVAL, "produces at least %d top blobs, got %d", o->min_top, l->ntop);
+    return ct_layer_fail(l, err, CT_EINVAL, "produces %d to %d top blobs, got %d", o->min_top, o->max_top,
+                         l->ntop);
+  }
+  return CT_OK;
+}
+
+static ct_status wire_layer(ct_net *net, int li, ct_error *err) {
+  net_layer *nl = &net->layers[li];
+  ct_layer *l = &nl->l;
+  Caffe__LayerParameter *lp = nl->lp;
+  l->nbottom = (int)lp->n_bottom;
+  l->ntop = (int)lp->n_top;
+  l->bottom = calloc(lp->n_bottom + 1, sizeof *l->bottom);
+  l->top = calloc(lp->n_top + 1, sizeof *l->top);
+  l->propagate_down = calloc(lp->n_bottom + 1, sizeof *l->propagate_down);
+  nl->bottom_ids = calloc(lp->n_bottom + 1, sizeof(int));
+  nl->top_ids = calloc(lp->n_top + 1, sizeof(int));
+  nl->loss_weight = calloc(lp->n_top + 1, sizeof(float));
+  if (!l->bottom || !l->top || !l->propagate_down || !nl->bottom_ids || !nl->top_ids || !nl->loss_weight)
+    return ct_fail(err, CT_ENOMEM, "out of memory");
+  CT_TRY(check_arity(l, err));
+  for (size_t b = 0; b < lp->n_bottom; b++) {
+    int id = ct_net_find_blob(net, lp->bottom[b]);
+    if (id < 0)
+      return ct_layer_fail(l, err, CT_EINVAL,
+                           "bottom blob \"%s\" is not produced by any earlier layer (check the names of earlier "
+                           "tops and the include/exclude rules for phase %s)",
+                           lp->bottom[b], net->phase == CT_TRAIN ? "TRAIN" : "TEST");
+    nl->bottom_ids[b] = id;
+    l->bottom[b] = net->blobs[id];
+  }
+  for (size_t t = 0; t < lp->n_top; t++) {
+    int in_place = -1;
+    for (size_t b = 0; b < lp->n_bottom; b++)
+      if (!strcmp(lp->top[t], lp->bottom[b])) in_place = (int)b;
+    if (in_place >= 0) {
+      if (!l->ops->in_place || (size_t)in_place != t)
+        return ct_layer_fail(l, err, CT_EINVAL, "cannot compute in place (top \"%s\" is also its bottom); give the "
+                             "top a new name", lp->top[t]);
+      nl->top_ids[t] = nl->bottom_ids[in_place];
+    } else {
+      if (ct_net_find_blob(net, lp->top[t]) >= 0)
+        return ct_layer_fail(l, err, CT_EINVAL, "top blob \"%s\" is already produced by an earlier layer",
+                             lp->top[t]);
+      CT_TRY(add_blob(net, lp->top[t], &nl->top_ids[t], err));
+    }
+    l->top[t] = net->blobs[nl->top_ids[t]];
+  }
+  /* loss weights */
+  if (lp->n_loss_weight && lp->n_loss_weight != lp->n_top)
+    return ct_layer_fail(l, err, CT_EINVAL, "has %zu loss_weight values for %zu tops; give one per top or none",
+                         lp->n_loss_weight, lp->n_top);
+  for (size_t t = 0; t < lp->n_top; t++)
+    nl->loss_weight[t] = lp->n_loss_weight ? lp->loss_weight[t] : (l->ops->is_loss && t == 0 ? 1.0f : 0.0f);
+  if (lp->n_propagate_down && lp->n_propagate_down != lp->n_bottom)
+    return ct_layer_fail(l, err, CT_EINVAL, "has %zu propagate_down values for %zu bottoms; give one per bottom",
+                         lp->n_propagate_down, lp->n_bottom);
+  return CT_OK;
+}
+
+/* Caffe's need_backward analysis: a layer runs backward when some bottom needs a gradient or it
+ * has parameters to learn, and only when its outputs reach a loss. */
+static void decide_backward(ct_net *net, bool force_backward) {
+  bool *blob_need = calloc((size_t)net->nblobs + 1, 1);
+  bool *under_loss = calloc((size_t)net->nblobs + 1, 1);
+  if (!blob_need || !under_loss) {
+    free(blob_need);
+    free(under_loss);
+    return; /* leaves every layer running backward: correct, only slower */
+  }
+  for (int i = 0; i < net->nlayers; i++) {
+    net_layer *nl = &net->layers[i];
+    ct_layer *l = &nl->l;
+    bool need = false;
+    for (int b = 0; b < l->nbottom; b++) {
+      bool pd = nl->lp->n_propagate_down ? nl->lp->propagate_down[b] : true;
+      if (b < 32 && (l->ops->label_bottoms >> b) & 1u) pd = false;
+      l->propagate_down[b] = blob_need[nl->bottom_ids[b]] && pd;
+      if (force_backward && pd) l->propagate_down[b] = true;
+      need |= l->propagate_down[b];
+    }
+    for (int j = 0; j < l->nblobs; j++) need |= l->param_propagate_down[j];
+    if (!l->ops->has_backward) {
+      need = false;
+      for (int b = 0; b < l->nbottom; b++) l->propagate_down[b] = false;
+    }
+    nl->need_backward = need;
+    for (int t = 0; t < l->ntop; t++) blob_need[nl->top_ids[t]] = need;
+  }
+  /* prune layers whose outputs reach no loss */
+  for (int i = net->nlayers - 1; i >= 0; i--) {
+    net_layer *nl = &net->layers[i];
+    ct_layer *l = &nl->l;
+    bool contributes = false;
+    for (int t = 0; t < l->ntop; t++)
+      if (nl->loss_weight[t] != 0 || under_loss[nl->top_ids[t]]) contributes = true;
+    if (!contributes && !force_backward) {
+      nl->need_backward = false;
+      for (int b = 0; b < l->nbottom; b++) l->propagate_down[b] = false;
+    }
+    if (contributes)
+      for (int b = 0; b < l->nbottom; b++) under_loss[nl->bottom_ids[b]] = true;
+  }
+  free(blob_need);
+  free(under_loss);
+}
+
+static float spec_lr_mult(const Caffe__LayerParameter *lp, int j) {
+  return (size_t)j < lp->n_param ? lp->param[j]->lr_mult : 1.0f;
+}
+static float spec_decay_mult(const Caffe__LayerParameter *lp, int j) {
+  return (size_t)j < lp->n_param ? lp->param[j]->decay_mult : 1.0f;
+}
+
+/* Packs learnable parameters into one data and one diff buffer; shared ones view the owner. */
+static ct_status pack_params(ct_net *net, ct_error *err) {
+  int total_blobs = 0;
+  for (int i = 0; i < net->nlayers; i++) total_blobs += net->layers[i].l.nblobs;
+  ct_tensor **owner = calloc((size_t)total_blobs + 1, sizeof *owner);
+  net->learn = calloc((size_t)total_blobs + 1, sizeof *net->learn);
+  net->learn_tensor = calloc((size_t)total_blobs + 1, sizeof *net->learn_tensor);
+  const char **shared_name = calloc((size_t)total_blobs + 1, sizeof *shared_name);
+  int *shared_owner = calloc((size_t)total_blobs + 1, sizeof *shared_owner);
+  int nshared = 0;
+  ct_status st = CT_OK;
+  if (!owner || !net->learn || !net->learn_tensor || !shared_name || !shared_owner) {
+    st = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto done;
+  }
+  /* first pass: owners and their total size */
+  int k = 0;
+  size_t total = 0;
+  for (int i = 0; i < net->nlayers; i++) {
+    ct_layer *l = &net->layers[i].l;
+    const Caffe__LayerParameter *lp = net->layers[i].lp;
+    for (int j = 0; j < l->nblobs; j++, k++) {
+      const char *pname = (size_t)j < lp->n_param && lp->param[j]->name && lp->param[j]->name[0]
+                              ? lp->param[j]->name : NULL;
+      int found = -1;
+      for (int s = 0; pname && s < nshared; s++)
+        if (!strcmp(shared_name[s], pname)) found = shared_owner[s];
+      if (found >= 0) {
+        ct_tensor *o = owner[found];
+        bool permissive = lp->param[j]->share_mode == CAFFE__PARAM_SPEC__DIM_CHECK_MODE__PERMISSIVE;
+        if (permissive ? o->count != l->blobs[j]->count : !ct_tensor_same_shape(o, l->blobs[j])) {
+          char a[128], b[128];
+          st = ct_layer_fail(l, err, CT_ESHAPE, "shares parameter \"%s\" of shape %s but its own has shape %s",
+                             pname, ct_tensor_shape_str(o, a, sizeof a),
+                             ct_tensor_shape_str(l->blobs[j], b, sizeof b));
+          goto done;
+        }
+        owner[k] = o;
+        continue;
+      }
+      owner[k] = l->blobs[j];
+      if (pname) {
+        shared_name[nshared] = pname;
+        shared_owner[nshared++] = k;
+      }
+      ct_update_param *u = &net->learn[net->nlearn];
+      u->offset = total;
+      u->count = l->blobs[j]->count;
+      bool learnable = l->param_propagate_down[j];
+      u->lr_mult = learnable ? spec_lr_mult(lp, j) : 0.0f;
+      u->decay_mult = learnable ? spec_decay_mult(lp, j) : 0.0f;
+      if (u->lr_mult == 0) l->param_propagate_down[j] = false;
+      net->learn_tensor[net->nlearn++] = l->blobs[j];
+      total += (l->blobs[j]->count + 15) & ~(size_t)15; /* keep each parameter 64-byte aligned */
+    }
+  }
+  net->param_total = total;
+  size_t bytes = (total ? total : 16) * sizeof(float);
+  net->param_data = aligned_alloc(64, bytes);
+  net->param_diff = aligned_alloc(64, bytes);
+  if (!net->param_data || !net->param_diff) {
+    st = ct_fail(err, CT_ENOMEM, "cannot allocate %zu parameters", total);
+    goto done;
+  }
+  memset(net->param_data, 0, bytes);
+  memset(net->param_diff, 0, bytes);
+  for (int p = 0; p < net->nlearn; p++) {
+    ct_tensor *t = (ct_tensor *)net->learn_tensor[p];
+    float *d = net->param_data + net->learn[p].offset, *g = net->param_diff + net->learn[p].offset;
+    memcpy(d, t->data, t->count * sizeof(float));
+    free(t->own_data);
+    free(t->own_diff);
+    t->own_data = t->own_diff = NULL;
+    t->capacity = 0;
+    ct_tensor_view(t, d, g);
+  }
+  k = 0;
+  for (int i = 0; i < net->nlayers; i++) {
+    ct_layer *l = &net->layers[i].l;
+    for (int j = 0; j < l->nblobs; j++, k++)
+      if (owner[k] != l->blobs[j]) {
+        ct_tensor *t = l->blobs[j];
+        free(t->own_data);
+        free(t->own_diff);
+        t->own_data = t->own_diff = NULL;
+        t->capacity = 0;
+        ct_tensor_view(t, owner[k]->data, owner[k]->diff);
+      }
+  }
+done:
+  free(owner);
+  free(shared_name);
+  free(shared_owner);
+  return st;
+}
+
+/* ------------------------------------------------------------------ create / free */
+
+void ct_net_free(ct_net *net) {
+  if (!net) return;
+  for (int i = 0; i < net->nlayers; i++) {
+    net_layer *nl = &net->layers[i];
+    ct_layer *l = &nl->l;
+    if (l->ops && l->ops->destroy) l->ops->destroy(l);
+    for (int j = 0; j < l->nblobs; j++) ct_tensor_free(l->blobs[j]);
+    free(l->blobs);
+    free(l->param_propagate_down);
+    free(l->bottom);
+    free(l->top);
+    free(l->propagate_down);
+    free(nl->bottom_ids);
+    free(nl->top_ids);
+    free(nl->loss_weight);
+    if (nl->lp) protobuf_c_message_free_unpacked(&nl->lp->base, NULL);
+  }
+  free(net->layers);
+  for (int i = 0; i < net->nblobs; i++) {
+    ct_tensor_free(net->blobs[i]);
+    free(net->blob_names[i]);
+  }
+  free(net->blobs);
+  free(net->blob_names);
+  free(net->outputs);
+  free(net->output_loss_weight);
+  free(net->learn);
+  free(net->learn_tensor);
+  free(net->param_data);
+  free(net->param_diff);
+  free(net->name);
+  free(net->source);
+  free(net->dir);
+  ct_pool_free(net->pool);
+  ct_driver_free(net->driver);
+  free(net);
+}
+
+ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char *source, const char *dir,
+                                   ct_phase phase, int level, const char *const *stages, uint64_t seed,
+                                   ct_net **out, ct_error *err) {
+  *out = NULL;
+  if (!source) source = "<net>";
+  if (param->n_layers && !param->n_layer)
+    return ct_fail(err, CT_EUNSUPPORTED,
+                   "%s: this net uses Caffe's pre-2015 `layers { }` format; convert it with Caffe's "
+                   "upgrade_net_proto_text tool (the `layer { }` format is supported)",
+                   source);
+  ct_net *net = calloc(1, sizeof *net);
+  if (!net) return ct_fail(err, CT_ENOMEM, "out of memory");
+  net->name = strdup(param->name ? param->name : "");
+  net->source = strdup(source);
+  net->dir = strdup(dir ? dir : "");
+  net->phase = phase;
+  net->seed = seed;
+  ct_spec_list filtered = {0}, split = {0};
+  ct_status st = CT_OK;
+  if (!net->name || !net->source || !net->dir) {
+    st = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto fail;
+  }
+  net->partitions = ct_cpu_count();
+  if ((st = ct_pool_create(net->partitions, &net->pool, err))) goto fail;
+  if ((st = ct_driver_create("cpu", &net->driver, err))) goto fail;
+  if ((st = ct_net_filter(param, source, phase, level, stages, &filtered, err))) goto fail;
+  if ((st = ct_net_insert_splits(&filtered, &split, err))) goto fail;
+  net->layers = calloc((size_t)split.n + 1, sizeof *net->layers);
+  if (!net->layers) {
+    st = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (int i = 0; i < split.n; i++) {
+    net_layer *nl = &net->layers[i];
+    nl->lp = split.v[i];
+    split.v[i] = NULL;
+    net->nlayers = i + 1;
+    ct_layer *l = &nl->l;
+    l->lp = nl->lp;
+    l->name = nl->lp->name ? nl->lp->name : "";
+    l->index = i;
+    l->phase = phase == CT_TRAIN ? CAFFE__PHASE__TRAIN : CAFFE__PHASE__TEST;
+    l->dir = net->dir;
+    l->pool = net->pool;
+    l->partitions = net->partitions;
+    l->driver = net->driver;
+    if (!nl->lp->type) {
+      st = ct_fail(err, CT_EINVAL, "%s: layer \"%s\" has no type", source, l->name);
+      goto fail;
+    }
+    l->ops = ct_layer_find(nl->lp->type);
+    if (!l->ops) {
+      st = ct_fail(err, CT_EUNSUPPORTED, "%s: layer \"%s\" has unknown type \"%s\"", source, l->name,
+                   nl->lp->type);
+      goto fail;
+    }
+    for (int j = 0; j < i; j++)
+      if (!strcmp(net->layers[j].l.name, l->name) && l->name[0]) {
+        st = ct_fail(err, CT_EINVAL, "%s: two layers are named \"%s\"; layer names must be unique", source,
+                     l->name);
+        goto fail;
+      }
+    ct_rng_seed(&l->rng, ct_rng_derive(seed, (uint64_t)i));
+    if ((st = wire_layer(net, i, err))) goto fail;
+    if ((st = l->ops->setup(l, err))) goto fail;
+    if (!l->param_propagate_down && (st = ct_layer_alloc_blobs(l, 0, err))) goto fail;
+    if (nl->lp->n_param > (size_t)l->nblobs) {
+      st = ct_layer_fail(l, err, CT_EINVAL, "has %zu param { } entries but only %d learnable blobs",
+                         nl->lp->n_param, l->nblobs);
+      goto fail;
+    }
+    if ((st = l->ops->reshape(l, err))) goto fail;
+  }
+  /* blobs given inline in the prototxt */
+  for (int i = 0; i < net->nlayers; i++)
+    if (net->layers[i].lp->n_blobs) {
+      ct_layer *l = &net->layers[i].l;
+      if ((size_t)l->nblobs != net->layers[i].lp->n_blobs) {
+        st = ct_layer_fail(l, err, CT_ESHAPE, "has %zu blobs in the prototxt but needs %d",
+                           net->layers[i].lp->n_blobs, l->nblobs);
+        goto fail;
+      }
+    }
+  decide_backward(net, param->force_backward);
+  if ((st = pack_params(net, err))) goto fail;
+  {
+    /* inline blobs: copy now that storage is final */
+    Caffe__NetParameter tmp = CAFFE__NET_PARAMETER__INIT;
+    Caffe__LayerParameter **lps = calloc((size_t)net->nlayers + 1, sizeof *lps);
+    if (!lps) {
+      st = ct_fail(err, CT_ENOMEM, "out of memory");
+      goto fail;
+    }
+    for (int i = 0; i < net->nlayers; i++)
+      if (net->layers[i].lp->n_blobs) lps[tmp.n_layer++] = net->layers[i].lp;
+    tmp.layer = lps;
+    st = tmp.n_layer ? ct_net_copy_from_proto(net, &tmp, source, err) : CT_OK;
+    free(lps);
+    if (st) goto fail;
+  }
+  /* outputs: tops consumed by no later layer */
+  net->outputs = calloc((size_t)net->nblobs + 1, sizeof(int));
+  net->output_loss_weight = calloc((size_t)net->nblobs + 1, sizeof(float));
+  if (!net->outputs || !net->output_loss_weight) {
+    st = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (int b = 0; b < net->nblobs; b++) {
+    bool consumed = false;
+    float lw = 0;
+    for (int i = 0; i < net->nlayers; i++) {
+      net_layer *nl = &net->layers[i];
+      for (int t = 0; t < nl->l.ntop; t++)
+        if (nl->top_ids[t] == b) {
+          consumed = false; /* a later (in-place) producer resets consumption */
+          lw = nl->loss_weight[t];
+        }
+      for (int j = 0; j < nl->l.nbottom; j++)
+        if (nl->bottom_ids[j] == b) {
+          bool in_place = false;
+          for (int t = 0; t < nl->l.ntop; t++) in_place |= nl->top_ids[t] == b;
+          if (!in_place) consumed = true;
+        }
+    }
+    if (!consumed) {
+      net->output_loss_weight[net->noutputs] = lw;
+      net->outputs[net->noutputs++] = b;
+    }
+  }
+  ct_spec_list_free(&filtered);
+  ct_spec_list_free(&split);
+  *out = net;
+  return CT_OK;
+fail:
+  ct_spec_list_free(&filtered);
+  ct_spec_list_free(&split);
+  ct_net_free(net);
+  return st;
+}
+
+static char *dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return strdup("");
+  size_t n = (size_t)(slash - path) + 1;
+  char *d = malloc(n + 1);
+  if (d) {
+    memcpy(d, path, n);
+    d[n] = 0;
+  }
+  return d;
+}
+
+ct_status ct_net_create(const char *path, ct_phase phase, int level, const char *const *stages, const char *weights,
+                        ct_net **out, ct_error *err) {
+  *out = NULL;
+  ProtobufCMessage *m = NULL;
+  CT_TRY(ct_prototxt_read_file(path, &caffe__net_parameter__descriptor, &m, err));
+  char *dir = dir_of(path);
+  ct_status st = ct_net_create_from_param((Caffe__NetParameter *)m, path, dir, phase, level, stages, 1701, out, err);
+  free(dir);
+  protobuf_c_message_free_unpacked(m, NULL);
+  if (st == CT_OK && weights && (st = ct_net_load_weights(*out, weights, err))) {
+    ct_net_free(*out);
+    *out = NULL;
+  }
+  return st;
+}
+
+ct_status ct_net_create_from_text(const char *text, const char *name, const char *dir, ct_phase phase, ct_net **out,
+                                  ct_error *err) {
+  *out = NULL;
+  ProtobufCMessage *m = NULL;
+  if (!name) name = "<net>";
+  CT_TRY(ct_prototxt_parse(text, strlen(text), name, &caffe__net_parameter__descriptor, &m, err));
+  ct_status st = ct_net_create_from_param((Caffe__NetParameter *)m, name, dir, phase, 0, NULL, 1701, out, err);
+  protobuf_c_message_free_unpacked(m, NULL);
+  return st;
+}
+
+ct_status ct_net_set_partitions(ct_net *net, int n, ct_error *err) {
+  if (n < 1 || n > 64) return ct_fail(err, CT_EINVAL, "partitions must be 1 to 64, got %d", n);
+  ct_pool *pool = NULL;
+  /* more partitions than cores share the cores' threads, each claiming the next partition when
+   * it finishes one; a thread per partition would only make the cores take turns */
+  const int cores = ct_cpu_count();
+  CT_TRY(ct_pool_create(n < cores ? n : cores, &pool, err));
+  ct_pool_free(net->pool);
+  net->pool = pool;
+  net->partitions = n;
+  for (int i = 0; i < net->nlayers; i++) {
+    net->layers[i].l.pool = pool;
+    net->layers[i].l.partitions = n;
+  }
+  return ct_net_reshape(net, err);
+}
+
+int ct_net_partitions(const ct_net *net) { return net->partitions; }
+ct_pool *ct_net_pool(ct_net *net) { return net->pool; }
+const ct_driver *ct_net_driver(const ct_net *net) { return net->driver; }
+
+double ct_net_layer_flops(const ct_net *net, int i) {
+  if (i < 0 || i >= net->nlayers || !net->layers[i].l.ops->flops) return 0;
+  return net->layers[i].l.ops->flops(&net->layers[i].l);
+}
+
+double ct_net_layer_backward_flops(const ct_net *net, int i) {
+  const double fl = ct_net_layer_flops(net, i);
+  if (fl <= 0 || !net->layers[i].need_backward) return 0; /* a layer whose backward does not run */
+  const ct_layer *l = &net->layers[i].l;
+  bool data = false, params = false; /* the data gradient and the weight gradient: one GEMM each */
+  for (int b = 0; b < l->nbottom; b++) data |= l->propagate_down[b];
+  for (int j = 0; j < l->nblobs; j++) params |= l->param_propagate_down[j];
+  return fl * ((data ? 1 : 0) + (params ? 1 : 0));
+}
+
+const char *ct_net_layer_note(const ct_net *net, int i) {
+  if (i < 0 || i >= net->nlayers || !net->layers[i].l.ops->describe) return "";
+  return net->layers[i].l.ops->describe(&net->layers[i].l);
+}
+
+void ct_net_set_seed(ct_net *net, uint64_t seed) {
+  net->seed = seed;
+  for (int i = 0; i < net->nlayers; i++) ct_rng_seed(&net->layers[i].l.rng, ct_rng_derive(seed, (uint64_t)i));
+}
+

@@ -1,0 +1,170 @@
+/* A net's weights and resumable state in Caffe's formats: NetParameter with blobs (.caffemodel),
+ * copying blobs by layer name, sharing weights between nets, and the per-layer rng and data
+ * cursor saved in .solverstate. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "core/tensor.h"
+#include "net/net_impl.h"
+#include "proto/blob.h"
+#include "proto/prototxt.h"
+
+ct_status ct_net_to_proto(const ct_net *net, Caffe__NetParameter **out, ct_error *err) {
+  *out = NULL;
+  Caffe__NetParameter *p = malloc(sizeof *p);
+  if (!p) return ct_fail(err, CT_ENOMEM, "out of memory");
+  caffe__net_parameter__init(p);
+  p->name = strdup(net->name);
+  p->layer = calloc((size_t)net->nlayers + 1, sizeof *p->layer);
+  ct_status st = CT_OK;
+  if (!p->name || !p->layer) goto oom;
+  for (int i = 0; i < net->nlayers; i++) {
+    const net_layer *nl = &net->layers[i];
+    Caffe__LayerParameter *lp = (Caffe__LayerParameter *)ct_proto_copy(&nl->lp->base);
+    if (!lp) goto oom;
+    p->layer[p->n_layer++] = lp;
+    /* the blobs written are the layer's current values, not whatever the prototxt held */
+    for (size_t k = 0; k < lp->n_blobs; k++) protobuf_c_message_free_unpacked(&lp->blobs[k]->base, NULL);
+    free(lp->blobs);
+    lp->n_blobs = 0;
+    lp->blobs = calloc((size_t)nl->l.nblobs + 1, sizeof *lp->blobs);
+    if (!lp->blobs) goto oom;
+    for (int j = 0; j < nl->l.nblobs; j++) {
+      if ((st = ct_blob_to_proto(nl->l.blobs[j], false, &lp->blobs[j], err))) goto fail;
+      lp->n_blobs++;
+    }
+  }
+  *out = p;
+  return CT_OK;
+oom:
+  st = ct_fail(err, CT_ENOMEM, "out of memory");
+fail:
+  protobuf_c_message_free_unpacked(&p->base, NULL);
+  return st;
+}
+
+static ct_status copy_layer_blobs(ct_net *net, const char *lname, Caffe__BlobProto *const *blobs, size_t nb,
+                                  const char *source, ct_error *err) {
+  int li = ct_net_find_layer(net, lname);
+  if (li < 0) return CT_OK; /* Caffe ignores layers the net does not have */
+  ct_layer *l = &net->layers[li].l;
+  if (nb != (size_t)l->nblobs)
+    return ct_fail(err, CT_ESHAPE, "%s: layer \"%s\" has %zu blobs in the weights file but %d in the net", source,
+                   lname, nb, l->nblobs);
+  for (size_t j = 0; j < nb; j++) {
+    const Caffe__BlobProto *b = blobs[j];
+    ct_tensor *t = l->blobs[j];
+    if (!ct_blob_proto_matches(b, t)) {
+      int s[CT_MAX_AXES], n = ct_blob_proto_shape(b, s);
+      char want[128], got[256] = "";
+      size_t used = 0;
+      for (int k = 0; k < n && used < sizeof got; k++)
+        used += (size_t)snprintf(got + used, sizeof got - used, "%s%d", k ? " " : "", s[k]);
+      return ct_fail(err, CT_ESHAPE, "%s: layer \"%s\" blob %zu has shape %s in the weights file but %s in the net",
+                     source, lname, j, n < 0 ? "(invalid)" : got, ct_tensor_shape_str(t, want, sizeof want));
+    }
+    if (b->n_data == t->count) {
+      memcpy(t->data, b->data, t->count * sizeof(float));
+    } else if (b->n_double_data == t->count) {
+      for (size_t k = 0; k < t->count; k++) t->data[k] = (float)b->double_data[k];
+    } else {
+      return ct_fail(err, CT_ESHAPE, "%s: layer \"%s\" blob %zu holds %zu values but its shape needs %zu", source,
+                     lname, j, b->n_data ? b->n_data : b->n_double_data, t->count);
+    }
+  }
+  return CT_OK;
+}
+
+ct_status ct_net_copy_from_proto(ct_net *net, const Caffe__NetParameter *param, const char *source, ct_error *err) {
+  for (size_t i = 0; i < param->n_layer; i++) {
+    const Caffe__LayerParameter *lp = param->layer[i];
+    if (!lp->name) continue;
+    CT_TRY(copy_layer_blobs(net, lp->name, lp->blobs, lp->n_blobs, source, err));
+  }
+  for (size_t i = 0; i < param->n_layers; i++) {
+    const Caffe__V1LayerParameter *lp = param->layers[i];
+    if (!lp->name) continue;
+    CT_TRY(copy_layer_blobs(net, lp->name, lp->blobs, lp->n_blobs, source, err));
+  }
+  return CT_OK;
+}
+
+ct_status ct_net_load_weights(ct_net *net, const char *path, ct_error *err) {
+  ProtobufCMessage *m = NULL;
+  CT_TRY(ct_proto_read_binary(path, &caffe__net_parameter__descriptor, &m, err));
+  ct_status st = ct_net_copy_from_proto(net, (Caffe__NetParameter *)m, path, err);
+  protobuf_c_message_free_unpacked(m, NULL);
+  return st;
+}
+
+ct_status ct_net_save_weights(const ct_net *net, const char *path, ct_error *err) {
+  Caffe__NetParameter *p = NULL;
+  CT_TRY(ct_net_to_proto(net, &p, err));
+  ct_status st = ct_proto_write_binary(path, &p->base, err);
+  protobuf_c_message_free_unpacked(&p->base, NULL);
+  return st;
+}
+
+ct_status ct_net_share_weights_from(ct_net *dst, const ct_net *src, ct_error *err) {
+  for (int i = 0; i < dst->nlayers; i++) {
+    ct_layer *l = &dst->layers[i].l;
+    if (!l->nblobs) continue;
+    int si = ct_net_find_layer(src, l->name);
+    if (si < 0) continue;
+    const ct_layer *s = &src->layers[si].l;
+    if (s->nblobs != l->nblobs)
+      return ct_fail(err, CT_ESHAPE, "layer \"%s\" has %d blobs in one net and %d in the other", l->name, l->nblobs,
+                     s->nblobs);
+    for (int j = 0; j < l->nblobs; j++) {
+      if (!ct_tensor_same_shape(l->blobs[j], s->blobs[j])) {
+        char a[128], b[128];
+        return ct_fail(err, CT_ESHAPE, "layer \"%s\" blob %d: shape %s in one net, %s in the other", l->name, j,
+                       ct_tensor_shape_str(l->blobs[j], a, sizeof a), ct_tensor_shape_str(s->blobs[j], b, sizeof b));
+      }
+      l->blobs[j]->data = s->blobs[j]->data; /* views the source's values; its own diff stays */
+    }
+  }
+  return CT_OK;
+}
+
+/* ------------------------------------------------------------------ resumable state */
+
+ct_status ct_net_save_state(const ct_net *net, const char *prefix, Caffe__SolverState *st, ct_error *err) {
+  Caffe__LayerState **v = realloc(st->layer_state, (st->n_layer_state + (size_t)net->nlayers + 1) * sizeof *v);
+  if (!v) return ct_fail(err, CT_ENOMEM, "out of memory");
+  st->layer_state = v;
+  for (int i = 0; i < net->nlayers; i++) {
+    const ct_layer *l = &net->layers[i].l;
+    Caffe__LayerState *ls = malloc(sizeof *ls);
+    if (!ls) return ct_fail(err, CT_ENOMEM, "out of memory");
+    caffe__layer_state__init(ls);
+    st->layer_state[st->n_layer_state++] = ls;
+    size_t n = strlen(prefix) + strlen(l->name) + 1;
+    ls->layer = malloc(n);
+    ls->rng = malloc(4 * sizeof(uint64_t));
+    if (!ls->layer || !ls->rng) return ct_fail(err, CT_ENOMEM, "out of memory");
+    snprintf(ls->layer, n, "%s%s", prefix, l->name);
+    ls->n_rng = 4;
+    memcpy(ls->rng, l->rng.s, sizeof l->rng.s);
+    if (l->ops->get_cursor) {
+      ls->has_cursor = 1;
+      ls->cursor = l->ops->get_cursor(l);
+    }
+  }
+  return CT_OK;
+}
+
+void ct_net_load_state(ct_net *net, const char *prefix, const Caffe__SolverState *st) {
+  size_t plen = strlen(prefix);
+  for (size_t k = 0; k < st->n_layer_state; k++) {
+    const Caffe__LayerState *ls = st->layer_state[k];
+    if (!ls->layer || strncmp(ls->layer, prefix, plen)) continue;
+    int li = ct_net_find_layer(net, ls->layer + plen);
+    if (li < 0) continue;
+    ct_layer *l = &net->layers[li].l;
+    if (ls->n_rng == 4) memcpy(l->rng.s, ls->rng, sizeof l->rng.s);
+    if (ls->has_cursor && l->ops->set_cursor) l->ops->set_cursor(l, ls->cursor);
+  }
+}

@@ -1,0 +1,62 @@
+/* The net's internals shared by its files: build.c (wiring, backward analysis, parameter
+ * packing, create/free), rewrite.c (phase filter, split insertion), run.c (forward, backward,
+ * accessors) and io.c (weights and resumable state). Nothing outside src/net includes it. */
+#ifndef CT_NET_IMPL_H
+#define CT_NET_IMPL_H
+
+#include "core/pool.h"
+#include "net/net.h"
+
+typedef struct net_layer {
+  ct_layer l;
+  Caffe__LayerParameter *lp; /* owned copy, with bottoms/tops renamed for splits */
+  int *bottom_ids, *top_ids;
+  float *loss_weight; /* per top */
+  bool need_backward;
+} net_layer;
+
+struct ct_net {
+  char *name;
+  char *source;
+  char *dir;
+  ct_phase phase;
+  uint64_t seed;
+  int nlayers;
+  net_layer *layers;
+  int nblobs;
+  ct_tensor **blobs;
+  char **blob_names;
+  int noutputs;
+  int *outputs;
+  float *output_loss_weight;
+  /* learnable parameters */
+  int nlearn;
+  ct_update_param *learn;
+  const ct_tensor **learn_tensor;
+  float *param_data, *param_diff;
+  size_t param_total;
+  /* CcT's partitions: worker threads shared by the layers */
+  ct_pool *pool;
+  int partitions;
+  ct_driver *driver; /* the device every layer computes on */
+};
+
+/* Index of the blob or layer of that name, or -1. */
+int ct_net_find_blob(const ct_net *net, const char *name);
+int ct_net_find_layer(const ct_net *net, const char *name);
+
+/* ---- rewrite.c: the layer list before any layer is built. Lists own their messages. */
+typedef struct ct_spec_list {
+  Caffe__LayerParameter **v;
+  int n, cap;
+} ct_spec_list;
+void ct_spec_list_free(ct_spec_list *s);
+/* The layers of `param` that the NetState (phase, level, stages) includes, as copies, preceded
+ * by an Input layer for the deprecated net-level inputs. */
+ct_status ct_net_filter(const Caffe__NetParameter *param, const char *source, ct_phase phase, int level,
+                        const char *const *stages, ct_spec_list *out, ct_error *err);
+/* Moves every layer of `in` to `out`, inserting Split layers so that every blob version has at
+ * most one consumer (Caffe's InsertSplits and its names). */
+ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *err);
+
+#endif
