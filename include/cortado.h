@@ -27,7 +27,8 @@ typedef enum ct_status {
   CT_ENOTFOUND,    /* a named blob, layer or parameter does not exist */
   CT_EUNSUPPORTED, /* a valid Caffe feature cortado does not implement */
   CT_ENUMERIC,     /* NaN or Inf appeared in training */
-  CT_EINTERNAL     /* a broken invariant: a bug in cortado */
+  CT_EINTERNAL,    /* a broken invariant: a bug in cortado */
+  CT_EDEVICE       /* a device failed (a driver call, a copy to or from its memory) */
 } ct_status;
 
 typedef struct ct_error {

@@ -16,6 +16,7 @@ const char *ct_status_name(ct_status s) {
     case CT_EUNSUPPORTED: return "unsupported";
     case CT_ENUMERIC: return "numeric error";
     case CT_EINTERNAL: return "internal error";
+    case CT_EDEVICE: return "device error";
   }
   return "unknown status";
 }

@@ -15,18 +15,28 @@ ct_tensor *ct_tensor_create(void) { return calloc(1, sizeof(ct_tensor)); }
 
 void ct_tensor_free(ct_tensor *t) {
   if (!t) return;
-  free(t->own_data);
-  free(t->own_diff);
+  ct_storage_release(t->st[CT_DATA]);
+  ct_storage_release(t->st[CT_DIFF]);
   free(t);
 }
 
-static float *alloc_floats(size_t n) {
-  /* 64-byte alignment for vector loads; zeroed so a fresh blob is deterministic. */
-  size_t bytes = ((n * sizeof(float)) + 63) & ~(size_t)63;
-  if (bytes == 0) bytes = 64;
-  float *p = aligned_alloc(64, bytes);
-  if (p) memset(p, 0, bytes);
-  return p;
+/* Makes side `s` hold `count` elements from its offset: a storage of its own when it has none,
+ * or when it shares one that is too short (sharing another's storage never grows it). */
+static ct_status fit_side(ct_tensor *t, int s, size_t count, ct_error *err) {
+  ct_storage *st = t->st[s];
+  if (st && t->off[s] + count <= ct_storage_size(st)) return CT_OK;
+  if (st && ct_storage_refs(st) == 1 && t->off[s] == 0) return ct_storage_reserve(st, count, err);
+  ct_storage *own = ct_storage_create();
+  if (!own) return ct_fail(err, CT_ENOMEM, "cannot allocate a tensor of %zu floats", count);
+  ct_status r = ct_storage_reserve(own, count, err);
+  if (r) {
+    ct_storage_release(own);
+    return r;
+  }
+  ct_storage_release(st);
+  t->st[s] = own;
+  t->off[s] = 0;
+  return CT_OK;
 }
 
 ct_status ct_tensor_reshape(ct_tensor *t, int naxes, const int *shape, ct_error *err) {
@@ -39,26 +49,8 @@ ct_status ct_tensor_reshape(ct_tensor *t, int naxes, const int *shape, ct_error 
       return ct_fail(err, CT_ENOMEM, "a tensor of more than %zu elements was requested", CT_TENSOR_MAX_COUNT);
     count *= (size_t)shape[i];
   }
-  bool viewing = t->data && t->data != t->own_data;
-  if (viewing && count <= t->count) {
-    /* A view shrinking within what it views stays a view. */
-  } else if (count > t->capacity || viewing) {
-    if (count > t->capacity) {
-      float *d = alloc_floats(count), *g = alloc_floats(count);
-      if (!d || !g) {
-        free(d);
-        free(g);
-        return ct_fail(err, CT_ENOMEM, "cannot allocate a tensor of %zu floats", count);
-      }
-      free(t->own_data);
-      free(t->own_diff);
-      t->own_data = d;
-      t->own_diff = g;
-      t->capacity = count;
-    }
-    t->data = t->own_data;
-    t->diff = t->own_diff;
-  }
+  CT_TRY(fit_side(t, CT_DATA, count, err));
+  CT_TRY(fit_side(t, CT_DIFF, count, err));
   t->naxes = naxes;
   for (int i = 0; i < CT_MAX_AXES; i++) t->shape[i] = i < naxes ? shape[i] : 0;
   t->count = count;
@@ -74,14 +66,41 @@ ct_status ct_tensor_reshape4(ct_tensor *t, int n, int c, int h, int w, ct_error 
   return ct_tensor_reshape(t, 4, s, err);
 }
 
-void ct_tensor_share(ct_tensor *t, const ct_tensor *src) {
-  t->data = src->data;
-  t->diff = src->diff;
+void ct_tensor_view(ct_tensor *t, ct_side side, ct_storage *st, size_t off) {
+  if (st) ct_storage_retain(st);
+  ct_storage_release(t->st[side]);
+  t->st[side] = st;
+  t->off[side] = off;
 }
 
-void ct_tensor_view(ct_tensor *t, float *data, float *diff) {
-  t->data = data;
-  t->diff = diff;
+void ct_tensor_share_side(ct_tensor *t, ct_side side, const ct_tensor *src) {
+  ct_tensor_view(t, side, src->st[side], src->off[side]);
+}
+
+void ct_tensor_share(ct_tensor *t, const ct_tensor *src) {
+  ct_tensor_share_side(t, CT_DATA, src);
+  ct_tensor_share_side(t, CT_DIFF, src);
+}
+
+ct_status ct_tensor_deref(ct_tensor *t, ct_side side, const ct_mem *m, ct_access mode, size_t begin, size_t end,
+                          ct_copy_stats *stats, float **out, ct_error *err) {
+  if (!t->st[side] || end > t->count || begin > end) {
+    *out = NULL;
+    return ct_fail(err, CT_EINTERNAL, "deref of elements [%zu, %zu) of a tensor of %zu%s", begin, end, t->count,
+                   t->st[side] ? "" : " with no storage");
+  }
+  float *p;
+  CT_TRY(ct_storage_deref(t->st[side], m, mode, t->off[side] + begin, t->off[side] + end, stats, &p, err));
+  *out = p + t->off[side];
+  return CT_OK;
+}
+
+ct_status ct_tensor_host(ct_tensor *t, ct_side side, ct_access mode, float **out, ct_error *err) {
+  return ct_tensor_deref(t, side, &ct_mem_host, mode, 0, t->count, NULL, out, err);
+}
+
+size_t ct_tensor_inner(const ct_tensor *t) {
+  return t->naxes > 0 && t->shape[0] > 0 ? t->count / (size_t)t->shape[0] : t->count;
 }
 
 int ct_tensor_axis(const ct_tensor *t, int axis) {

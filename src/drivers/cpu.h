@@ -8,6 +8,12 @@
 
 /* The CPU driver's table (for ct_driver_create; everything else uses a ct_driver). */
 const ct_driver_ops *ct_driver_cpu_ops(void);
+/* The pool a CPU driver splits GEMMs over (its ctx; NULL: none), and changing it (the net's
+ * placement does when its pool is replaced). */
+struct ct_pool *ct_cpu_driver_pool(const ct_driver *d);
+void ct_cpu_driver_set_pool(ct_driver *d, struct ct_pool *pool);
+/* The threads the partition running on this thread may use (enter's argument; 1 outside). */
+int ct_cpu_driver_threads(void);
 
 /* Measured once per process (a single-threaded SGEMM and a large copy, a few ms), then cached. */
 void ct_cpu_calibration(double *gflops, double *gbytes);

@@ -10,11 +10,16 @@
  *    returned through scalar pointers (loss, counts) are on the host.
  *  - sizes count elements (floats) unless they are named bytes; buffers are dense and row-major.
  *  - an output may alias an input only where the entry says so.
- *  - entries allocate nothing and cannot fail: the layer checks shapes in reshape and sizes
- *    every buffer there. Only alloc can fail (it returns NULL).
+ *  - entries allocate nothing. They return CT_OK, or a failure of the device itself (CT_EDEVICE,
+ *    CT_ENOMEM), whose reason error_message then gives: the layer checks shapes in reshape and
+ *    sizes every buffer there, so bad arguments are bugs, not errors. alloc returns NULL when the
+ *    device has no memory left. Results that are values (dot, losses, counts) come back through
+ *    host pointers.
  *  - entries run on the calling thread, and several threads may call them at once on disjoint
- *    outputs: a layer splits its work across CcT's partitions (ct_partition_run and
- *    ct_parallel_for, src/sched/partition.c) and calls the driver on each partition's slice.
+ *    outputs: the net runs each layer's partitions (src/sched/) concurrently, each on its own
+ *    driver and slice. enter/leave bracket one partition on the thread that runs it.
+ *  - memory reaches the host only through upload/download, which the storage layer
+ *    (core/storage.h, through the driver's `mem`) calls and counts.
  * Accumulating outputs (+=) say so; everything else is overwritten. */
 #ifndef CT_DRIVER_H
 #define CT_DRIVER_H
@@ -22,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/storage.h"
 #include "cortado.h"
 #include "lowering/lowering.h"
 
@@ -113,6 +119,13 @@ typedef struct ct_update_step {
 typedef struct ct_driver_ops {
   /* Releases d->ctx (not d itself); may be NULL. */
   void (*destroy)(ct_driver *d);
+  /* The reason for the last failure an entry returned on this driver (for messages). */
+  void (*error_message)(const ct_driver *d, char *buf, size_t n);
+  /* Around one partition of a layer, on the thread that runs it: `threads` cores are its to use
+   * (the CPU driver splits its GEMMs over its pool when it has several, and keeps OpenBLAS's own
+   * threads out of partitioned runs). May be NULL. */
+  void (*enter)(const ct_driver *d, int threads);
+  void (*leave)(const ct_driver *d);
 
   /* ---- memory. alloc: 64-byte aligned, NULL when out of memory; free(NULL) is a no-op. copy
    * and copy_2d move within the device (regions must not overlap); upload copies host to
@@ -120,12 +133,12 @@ typedef struct ct_driver_ops {
    * pitched buffers (pitches in bytes). */
   void *(*alloc)(const ct_driver *d, size_t bytes);
   void (*free)(const ct_driver *d, void *p);
-  void (*memset)(const ct_driver *d, void *p, int byte, size_t bytes);
-  void (*copy)(const ct_driver *d, void *dst, const void *src, size_t bytes);
-  void (*copy_2d)(const ct_driver *d, size_t rows, size_t row_bytes, void *dst, size_t dst_pitch, const void *src,
+  ct_status (*memset)(const ct_driver *d, void *p, int byte, size_t bytes);
+  ct_status (*copy)(const ct_driver *d, void *dst, const void *src, size_t bytes);
+  ct_status (*copy_2d)(const ct_driver *d, size_t rows, size_t row_bytes, void *dst, size_t dst_pitch, const void *src,
                   size_t src_pitch);
-  void (*upload)(const ct_driver *d, void *dst, const void *host_src, size_t bytes);
-  void (*download)(const ct_driver *d, void *host_dst, const void *src, size_t bytes);
+  ct_status (*upload)(const ct_driver *d, void *dst, const void *host_src, size_t bytes);
+  ct_status (*download)(const ct_driver *d, void *host_dst, const void *src, size_t bytes);
 
   /* The rate one partition sees (GFLOP/s of a single-threaded SGEMM, GB/s of a large copy),
    * measured once, for the lowering cost model. */
@@ -133,63 +146,63 @@ typedef struct ct_driver_ops {
 
   /* ---- BLAS, row-major. gemm: C (M x N) = alpha op(A) op(B) + beta C, op(A) M x K, op(B)
    * K x N, all contiguous. gemv: y = alpha op(A) x + beta y, A M x N. */
-  void (*gemm)(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+  ct_status (*gemm)(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                const float *B, float beta, float *C);
   /* The same on sub-matrices: row i of the stored A starts at A + i lda (likewise B, C), so a
    * block of a larger matrix is named without copying it. */
-  void (*gemm_ld)(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+  ct_status (*gemm_ld)(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                   int lda, const float *B, int ldb, float beta, float *C, int ldc);
-  void (*gemv)(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x, float beta,
+  ct_status (*gemv)(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x, float beta,
                float *y);
-  void (*axpy)(const ct_driver *d, size_t n, float alpha, const float *x, float *y); /* y += alpha x */
-  void (*scal)(const ct_driver *d, size_t n, float alpha, const float *x, float *y); /* y = alpha x; x may be y */
-  float (*dot)(const ct_driver *d, size_t n, const float *x, const float *y);
-  float (*asum)(const ct_driver *d, size_t n, const float *x); /* sum |x| */
+  ct_status (*axpy)(const ct_driver *d, size_t n, float alpha, const float *x, float *y); /* y += alpha x */
+  ct_status (*scal)(const ct_driver *d, size_t n, float alpha, const float *x, float *y); /* y = alpha x; x may be y */
+  ct_status (*dot)(const ct_driver *d, size_t n, const float *x, const float *y, float *out);
+  ct_status (*asum)(const ct_driver *d, size_t n, const float *x, float *out); /* sum |x| */
   /* acc + sum of x^2, accumulated in double in index order from acc (so a sum over several
    * ranges, each starting from the last one's result, is one running sum). */
-  double (*sumsq)(const ct_driver *d, size_t n, const float *x, double acc);
+  ct_status (*sumsq)(const ct_driver *d, size_t n, const float *x, double acc, double *out);
 
   /* ---- element-wise. y = a + b, a - b, a * b; y may be a or b. */
-  void (*add)(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
-  void (*sub)(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
-  void (*mul)(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
+  ct_status (*add)(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
+  ct_status (*sub)(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
+  ct_status (*mul)(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
   /* y = f(x), x may be y. Backward: dx = dy f'(x); x is the input, or y itself when the layer
    * ran in place and f allows it (ReLU and ELU with a slope/alpha >= 0, Sigmoid, TanH, Exp,
    * BNLL read only y, or x's sign); dy may be dx. */
-  void (*neuron_forward)(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, float *y);
-  void (*neuron_backward)(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, const float *y,
+  ct_status (*neuron_forward)(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, float *y);
+  ct_status (*neuron_backward)(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, const float *y,
                           const float *dy, float *dx);
   /* PReLU over N x C x D with slopes a (C of them, or one when shared): y = x > 0 ? x : a x.
    * Backward: da += sum of dy x over x <= 0 (da may be NULL), then dx (may be NULL, may be dy). */
-  void (*prelu_forward)(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
+  ct_status (*prelu_forward)(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
                         const float *a, float *y);
-  void (*prelu_backward)(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
+  ct_status (*prelu_backward)(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
                          const float *dy, const float *a, float *dx, float *da);
   /* Eltwise over nx >= 2 inputs x[0..nx) of n each: PROD, SUM (coeff: nx factors, NULL for all
    * 1) or MAX (winner[i]: the input that won, the later of the first two on a tie, the earlier
    * after that). Backward writes input k's gradient dx (PROD: the product of the other inputs
    * when stable_prod, else y / x[k]). y is not one of the inputs. */
-  void (*eltwise_forward)(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x,
+  ct_status (*eltwise_forward)(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x,
                           const float *coeff, float *y, int *winner);
-  void (*eltwise_backward)(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x, int k,
+  ct_status (*eltwise_backward)(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x, int k,
                            const float *coeff, bool stable_prod, const float *y, const float *dy, const int *winner,
                            float *dx);
   /* Broadcasts over x as outer x dim x inner, the operand indexed by dim. bias: y = x + b (x
    * may be y). scale: y = x s + b (b NULL reads as 0; x is not y). scale_backward: ds += sum of
    * dy x and db += sum of dy over outer and inner (either may be NULL; x is read only for ds),
    * then dx = dy s (dx may be NULL, may be dy). */
-  void (*bias_forward)(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *b,
+  ct_status (*bias_forward)(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *b,
                        float *y);
-  void (*scale_forward)(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *s,
+  ct_status (*scale_forward)(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *s,
                         const float *b, float *y);
-  void (*scale_backward)(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *dy,
+  ct_status (*scale_backward)(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *dy,
                          const float *s, float *ds, float *db, float *dx);
   /* BatchNorm forward: mean and std (C each) from the batch, updating the running sums (C, C
    * and one factor; Caffe's rule), or from the running sums when global; then y = xnorm =
    * (x - mean) / std (x may be y). Backward: dx from dy and xnorm (dy may be dx). */
-  void (*batchnorm_forward)(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y, float *xnorm,
+  ct_status (*batchnorm_forward)(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y, float *xnorm,
                             float *mean, float *std, float *run_mean, float *run_var, float *run_factor);
-  void (*batchnorm_backward)(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *xnorm,
+  ct_status (*batchnorm_backward)(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *xnorm,
                              const float *std, float *dx);
 
   /* ---- CcT's lowering for type t over nb images (lowering.h: shapes; ct_lower_layout: where
@@ -201,38 +214,38 @@ typedef struct ct_driver_ops {
    * lower_grad: the adjoint of lower: dx = the lowered data gradient lifted back (overwritten),
    *   dw += the lowered kernel gradient (types 2 and 3, WINOGRAD); either may be NULL.
    * lift and lower_grad may write the workspace's scratch part (WINOGRAD), nothing else of it. */
-  void (*conv_lower)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w,
+  ct_status (*conv_lower)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w,
                      float *ws);
-  void (*conv_lift)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws, const float *b,
+  ct_status (*conv_lift)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws, const float *b,
                     float *y);
-  void (*conv_lift_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
+  ct_status (*conv_lift_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
                          float *ws);
-  void (*conv_bias_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
+  ct_status (*conv_bias_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
                          const float *ws, float *db);
-  void (*conv_lower_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws,
+  ct_status (*conv_lower_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws,
                           float *dx, float *dw);
 
   /* ---- pooling over `planes` planes. Forward: y; MAX also argmax (the flat index h W + w of
    * each output's maximum in its plane, -1 for an empty window) and, when mask is not NULL,
    * the same as floats. Backward: dx (overwritten) from dy (x is read for STOCHASTIC only,
    * argmax for MAX only). */
-  void (*pool_forward)(const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, float *y, int *argmax,
+  ct_status (*pool_forward)(const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, float *y, int *argmax,
                        float *mask);
-  void (*pool_backward)(const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, const float *dy,
+  ct_status (*pool_backward)(const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, const float *dy,
                         const int *argmax, float *dx);
 
   /* ---- LRN over nimg images (x is not y). Forward also writes scale (s) and spow (s^-beta),
    * image-shaped, for backward. tmp: H W floats (WITHIN) or C H W (ACROSS) of scratch. */
-  void (*lrn_forward)(const ct_driver *d, const ct_lrn_geom *g, size_t nimg, const float *x, float *y, float *scale,
+  ct_status (*lrn_forward)(const ct_driver *d, const ct_lrn_geom *g, size_t nimg, const float *x, float *y, float *scale,
                       float *spow, float *tmp);
-  void (*lrn_backward)(const ct_driver *d, const ct_lrn_geom *g, size_t nimg, const float *x, const float *y,
+  ct_status (*lrn_backward)(const ct_driver *d, const ct_lrn_geom *g, size_t nimg, const float *x, const float *y,
                        const float *dy, const float *scale, const float *spow, float *dx, float *tmp);
 
   /* ---- softmax over C of outer x C x inner, numerically stable; x may be y, dy may be dx.
    * scratch: inner floats. Backward: dx = y (dy - sum over C of dy y). */
-  void (*softmax_forward)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *x, float *y,
+  ct_status (*softmax_forward)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *x, float *y,
                           float *scratch);
-  void (*softmax_backward)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *y, const float *dy,
+  ct_status (*softmax_backward)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *y, const float *dy,
                            float *dx, float *scratch);
 
   /* ---- losses and evaluation. Labels are floats holding class numbers; has_ignore skips the
@@ -240,46 +253,57 @@ typedef struct ct_driver_ops {
    * invalid one (the caller reports it), else -1. */
   /* *loss = sum of -ln(max(prob at the label, FLT_MIN)) over the outer x inner positions (in
    * double), *valid = the positions counted. A label must be an integer in [0, C). */
-  ptrdiff_t (*softmax_loss_forward)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
-                                    const float *labels, bool has_ignore, int ignore, double *loss, size_t *valid);
+  ct_status (*softmax_loss_forward)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
+                                    const float *labels, bool has_ignore, int ignore, double *loss, size_t *valid,
+                                    ptrdiff_t *bad);
   /* dx = scale (prob - onehot(label)), 0 at ignored positions. */
-  void (*softmax_loss_backward)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
+  ct_status (*softmax_loss_backward)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
                                 const float *labels, bool has_ignore, int ignore, float scale, float *dx);
   /* sig = the logistic of x; *loss = the cross-entropy against targets t summed in double,
    * *valid = the elements counted (ignore compares (int)t). Backward: dx = w (sig - t), 0 where
    * ignored. */
-  void (*sigmoid_xent_forward)(const ct_driver *d, size_t n, const float *x, const float *t, bool has_ignore,
+  ct_status (*sigmoid_xent_forward)(const ct_driver *d, size_t n, const float *x, const float *t, bool has_ignore,
                                int ignore, float *sig, double *loss, size_t *valid);
-  void (*sigmoid_xent_backward)(const ct_driver *d, size_t n, const float *sig, const float *t, bool has_ignore,
+  ct_status (*sigmoid_xent_backward)(const ct_driver *d, size_t n, const float *sig, const float *t, bool has_ignore,
                                 int ignore, float w, float *dx);
   /* Top-k accuracy over outer x C x inner scores (ties rank against the true class): *hits and
    * *counted; per_class (C, may be NULL) gets the accuracy per class, with class_count (C) as
    * scratch. A label must lie in [0, C). */
-  ptrdiff_t (*accuracy)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *score,
+  ct_status (*accuracy)(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *score,
                         const float *labels, int top_k, bool has_ignore, int ignore, float *per_class,
-                        size_t *class_count, size_t *hits, size_t *counted);
+                        size_t *class_count, size_t *hits, size_t *counted, ptrdiff_t *bad);
   /* ArgMax: for each of outer x stride positions, the top_k of its dim entries (stride apart)
    * by value descending, ties by index descending. has_axis: y is outer x top_k x stride of
    * indices (or values with out_max_val); else y is outer x top_k indices, or outer x 2 x top_k
    * (indices, then values) with out_max_val. scratch: dim entries. */
-  void (*argmax)(const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val,
+  ct_status (*argmax)(const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val,
                  bool has_axis, const float *x, float *y, ct_rank_entry *scratch);
 
   /* ---- the solver: one update of n parameters w with gradients g (left holding the step
    * taken) and history h0 (and h1 for AdaDelta and Adam). */
-  void (*update)(const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0, float *h1);
+  ct_status (*update)(const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0, float *h1);
 } ct_driver_ops;
 
 struct ct_driver {
   const ct_driver_ops *ops;
-  const char *device; /* "cpu", "cuda" */
+  const char *device; /* "cpu", "emu", "cuda" */
   int index;          /* which device of that kind (0 for the CPU) */
-  void *ctx;          /* the driver's own state; NULL for the CPU driver */
+  char name[24];      /* "cpu", "emu:0": for messages and plans */
+  const ct_mem *mem;  /* the place its memory is (core/storage.h): ct_mem_host for the CPU */
+  void *ctx;          /* the driver's own state */
 };
 
-/* Creates the driver for `device` ("cpu", NULL meaning "cpu"); a device this build cannot drive
- * is CT_EUNSUPPORTED. The caller frees it with ct_driver_free (NULL is a no-op). */
-ct_status ct_driver_create(const char *device, ct_driver **out, ct_error *err);
+/* Creates the driver for `device` ("cpu" or NULL, "emu:N", "cuda:N"); a device this build cannot
+ * drive, or one that is not present, is CT_EUNSUPPORTED with a message saying which. `pool`
+ * (may be NULL) is the thread pool the CPU driver may split a partition's GEMMs over. The
+ * caller frees it with ct_driver_free (NULL is a no-op). */
+struct ct_pool;
+ct_status ct_driver_create(const char *device, struct ct_pool *pool, ct_driver **out, ct_error *err);
+/* Whether `device` names a kind of device this build knows ("cpu", "emu:N", "cuda:N"), and
+ * its canonical name ("emu" alone is "emu:0"). */
+bool ct_driver_parse_name(const char *device, char *canon, size_t n);
+/* The reason for d's last failure, as "<device>: <reason>". */
+void ct_driver_error(const ct_driver *d, ct_error *err, ct_status s, const char *what);
 void ct_driver_free(ct_driver *d);
 
 /* The CPU driver shared by code that runs outside a net (a single layer under test, an update

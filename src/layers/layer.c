@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 ct_status ct_layer_alloc_blobs(ct_layer *l, int n, ct_error *err) {
   l->blobs = calloc((size_t)(n ? n : 1), sizeof *l->blobs);
@@ -56,20 +57,104 @@ ct_status ct_layer_broadcast_axes(const ct_layer *l, const ct_tensor *x, const c
   return CT_OK;
 }
 
-const ct_driver *ct_layer_driver(const ct_layer *l) { return l->driver ? l->driver : ct_driver_cpu(); }
+const ct_driver *ct_layer_driver(const ct_layer *l) { return l->plan.n ? l->plan.part[0].d : ct_driver_cpu(); }
 
-ct_status ct_layer_grow(const ct_layer *l, float **buf, size_t *cap, size_t need, ct_error *err) {
-  if (need <= *cap && *buf) return CT_OK;
-  const ct_driver *d = ct_layer_driver(l);
-  float *b = need <= (size_t)-1 / sizeof(float) ? d->ops->alloc(d, need * sizeof(float)) : NULL;
-  if (!b) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats", need);
-  d->ops->free(d, *buf);
-  *buf = b;
-  *cap = need;
+bool ct_layer_splits_always(const ct_layer *l) {
+  (void)l;
+  return true;
+}
+
+ct_status ct_part_scratch_reserve(ct_part_scratch *s, const ct_layer *l, size_t bytes, ct_error *err) {
+  const int n = l->plan.n ? l->plan.n : 1;
+  for (int i = 0; i < n; i++) {
+    const ct_driver *d = l->plan.n ? l->plan.part[i].d : ct_driver_cpu();
+    if (i < s->n && s->p[i] && s->d[i] == d && s->bytes[i] >= bytes) continue;
+    void *p = d->ops->alloc(d, bytes ? bytes : 64);
+    if (!p)
+      return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu bytes of scratch on %s", bytes, d->name);
+    if (i < s->n && s->d[i]) s->d[i]->ops->free(s->d[i], s->p[i]);
+    s->p[i] = p;
+    s->d[i] = d;
+    s->bytes[i] = bytes;
+  }
+  if (n > s->n) s->n = n;
   return CT_OK;
 }
 
-void ct_layer_release(const ct_layer *l, void *p) {
-  const ct_driver *d = ct_layer_driver(l);
-  d->ops->free(d, p);
+void ct_part_scratch_free(ct_part_scratch *s) {
+  for (int i = 0; i < s->n; i++)
+    if (s->d[i]) s->d[i]->ops->free(s->d[i], s->p[i]);
+  memset(s, 0, sizeof *s);
+}
+
+/* ---------------------------------------------------------------- plans */
+
+static bool batch_first(const ct_tensor *t, int N) { return t->naxes >= 1 && t->shape[0] == N; }
+
+/* What automatic shares weigh: FLOPs, bytes moved, and the bytes per image of the first bottom
+ * a partition fetches when it lies elsewhere. */
+static void work_of(const ct_layer *l, ct_plan_request *rq) {
+  rq->flops = l->ops->flops ? l->ops->flops(l) : 0;
+  double bytes = 0;
+  for (int i = 0; i < l->nbottom; i++) bytes += (double)l->bottom[i]->count * sizeof(float);
+  for (int i = 0; i < l->ntop; i++) bytes += (double)l->top[i]->count * sizeof(float);
+  rq->bytes = bytes;
+  rq->copy_bytes = l->nbottom && rq->N > 0 ? (double)l->bottom[0]->count * sizeof(float) / rq->N : 0;
+}
+
+static ct_status fit_part_grads(ct_layer *l, ct_error *err) {
+  if (l->plan.n < 2 || !l->nblobs) return CT_OK;
+  if (!l->part_grad) {
+    l->part_grad = calloc((size_t)l->nblobs, sizeof *l->part_grad);
+    if (!l->part_grad) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  }
+  for (int j = 0; j < l->nblobs; j++) {
+    if (!l->part_grad[j] && !(l->part_grad[j] = ct_tensor_create()))
+      return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+    int shape[2] = {l->plan.n, (int)l->blobs[j]->count};
+    CT_TRY(ct_tensor_reshape(l->part_grad[j], 2, shape, err));
+  }
+  return CT_OK;
+}
+
+void ct_layer_free_part_grads(ct_layer *l) {
+  for (int j = 0; l->part_grad && j < l->nblobs; j++) ct_tensor_free(l->part_grad[j]);
+  free(l->part_grad);
+  l->part_grad = NULL;
+}
+
+ct_status ct_layer_plan_reshape(ct_layer *l, const ct_plan *prev, ct_error *err) {
+  const int N = l->nbottom ? (l->bottom[0]->naxes ? l->bottom[0]->shape[0] : -1) : -1;
+  bool splits = N > 0 && l->ops->splits && l->ops->splits(l);
+  for (int i = 0; splits && i < l->nbottom; i++) splits = batch_first(l->bottom[i], N);
+  static const ct_plan_spec host_spec = {.n = 1, .driver = {0}, .share = {1.0}, .has_share = true};
+  ct_plan_request rq = {.spec = l->ops->host ? &host_spec : l->spec.n ? &l->spec : NULL,
+                        .N = N > 0 ? N : (l->ntop && l->top[0]->naxes ? l->top[0]->shape[0] : 0),
+                        .splits = splits,
+                        .gains = l->ops->gains,
+                        .kind = l->ops->kind,
+                        .prev = prev};
+  if (!l->place) { /* a layer outside a net: the CPU, one partition */
+    ct_plan *p = &l->plan;
+    memset(p, 0, sizeof *p);
+    p->n = 1;
+    p->N = splits ? N : 0;
+    p->part[0] = (ct_part){.d = ct_driver_cpu(), .index = 0, .begin = 0, .end = rq.N, .whole = !splits, .threads = 1};
+    return l->ops->reshape(l, err);
+  }
+  /* the work estimate needs the layer shaped: reshape on the plan it has (or one partition on
+   * the master) first, then plan, then reshape for the plan's partitions */
+  if (!l->plan.n) CT_TRY(ct_plan_make(l->place, &(ct_plan_request){.N = rq.N}, &l->plan, err));
+  CT_TRY(l->ops->reshape(l, err));
+  for (int i = 0; splits && i < l->ntop; i++) splits = batch_first(l->top[i], N);
+  rq.splits = splits;
+  work_of(l, &rq);
+  ct_plan plan;
+  CT_TRY(ct_plan_make(l->place, &rq, &plan, err));
+  if (!ct_plan_same(&plan, &l->plan)) {
+    l->plan = plan;
+    CT_TRY(ct_placement_fit_pool(l->place, plan.n, err));
+    CT_TRY(l->ops->reshape(l, err));
+  }
+  return fit_part_grads(l, err);
 }

@@ -5,15 +5,24 @@
  *    l->blobs (shape + filler from l->rng; the net overwrites them when weights are loaded),
  *    and allocates l->priv. Shapes of bottoms are known at setup (the net reshapes in order).
  *  - reshape sets every top's shape from the bottoms' shapes and sizes internal buffers; it is
- *    the only place buffers grow. forward/backward allocate nothing.
+ *    the only place buffers grow. l->plan is set before it (per-partition scratch is sized for
+ *    the plan's partitions, each on its own driver: ct_part_scratch).
+ *  - forward and backward run ONE partition of the plan (CcT): a driver and a range of images
+ *    (layers/exec.c runs the partitions, concurrently, and sums parameter gradients). A layer
+ *    reaches tensor memory only through the partition helpers below, which make the partition's
+ *    range valid on its driver (copying, counted, only what is stale there), and computes only
+ *    through that driver's entries. ops->splits says whether the layer may run on a range of
+ *    images at all; when it may not, its plan is one partition with p->whole set.
  *  - forward writes top data. backward writes (=) bottom diffs for the bottoms with
- *    l->propagate_down[i] set, and ACCUMULATES (+=) into blob diffs whose
- *    l->param_propagate_down[j] is set, so that iter_size and shared parameters sum correctly.
- *  - a loss layer reads its scale from top[0]->diff[0] (the net stores the loss weight there).
+ *    l->propagate_down[i] set, and ACCUMULATES (+=) into the parameter gradients
+ *    (ct_part_param_grad) whose l->param_propagate_down[j] is set, so that iter_size and shared
+ *    parameters sum correctly.
+ *  - a loss layer reads its scale from top[0]'s diff element 0 (the net stores the loss weight
+ *    there).
  *  - In-place (top == bottom) is allowed only for layers with ops->in_place set.
- *  - Errors go through ct_fail with the layer's name; nothing aborts.
- *  - All arithmetic on tensors and internal buffers goes through the layer's driver
- *    (ct_layer_driver), and internal buffers come from its alloc: no BLAS or device call here.
+ *  - Errors go through ct_layer_fail with the layer's name. A driver entry's failure is returned
+ *    as it is (CT_TRY), with err left empty: exec.c fills in the layer, the device and the
+ *    driver's reason. Nothing aborts.
  */
 #ifndef CT_LAYER_H
 #define CT_LAYER_H
@@ -25,6 +34,7 @@
 #include "core/tensor.h"
 #include "cortado.pb-c.h"
 #include "drivers/driver.h"
+#include "sched/plan.h"
 
 typedef struct ct_layer ct_layer;
 
@@ -37,10 +47,23 @@ typedef struct ct_layer_ops {
   bool has_backward; /* false: the layer propagates nothing (data, accuracy, argmax, ...) */
   unsigned label_bottoms; /* bit i: bottom i is a label/target and never takes a gradient,
                              even under force_backward (Caffe's AllowForceBackward) */
+  /* How partitions may split it: splits(l) true when forward and backward may run on any range
+   * of images on their own (checked after setup; every bottom and top must also have the batch
+   * as its first axis); NULL: never. gains: on one device, splitting over the CPU's cores pays
+   * (else the CPU runs it whole on all cores, as a large fully-connected GEMM). kind: what
+   * bounds it, for automatic shares. */
+  bool (*splits)(const ct_layer *l);
+  bool gains;
+  ct_work_kind kind;
+  /* Runs on the CPU whatever the plan says (the data layers, which fill host memory). */
+  bool host;
   ct_status (*setup)(ct_layer *l, ct_error *err);
   ct_status (*reshape)(ct_layer *l, ct_error *err);
-  ct_status (*forward)(ct_layer *l, ct_error *err);
-  void (*backward)(ct_layer *l); /* NULL when !has_backward */
+  /* Optional: once per forward pass, before the partitions, on the calling thread (Dropout
+   * draws the whole batch's mask from its one random stream here). */
+  ct_status (*begin_forward)(ct_layer *l, ct_error *err);
+  ct_status (*forward)(ct_layer *l, const ct_part *p, ct_error *err);
+  ct_status (*backward)(ct_layer *l, const ct_part *p, ct_error *err); /* NULL when !has_backward */
   void (*destroy)(ct_layer *l);  /* frees l->priv's contents and l->priv; may be NULL */
   /* Optional: useful FLOPs of one forward pass (for `cortado time`), and a short note on how
    * the layer runs (the lowering type chosen, ...). */
@@ -65,18 +88,61 @@ struct ct_layer {
   ct_tensor **blobs;          /* learnable parameters, owned by the net */
   bool *param_propagate_down; /* per blob: accumulate blob diff */
   ct_rng rng;                 /* this layer's own random stream */
-  struct ct_pool *pool;       /* the net's worker threads (NULL: run serially) */
-  int partitions;             /* CPU partitions of the batch (CcT); prototxt `partition` overrides */
-  const ct_driver *driver;    /* the device it computes on, the net's (NULL: the CPU driver) */
+  ct_placement *place;        /* the net's drivers, pool and copy counters */
+  ct_plan_spec spec;          /* the prototxt's partition entries (n == 0: the net's default) */
+  ct_plan plan;               /* set by the net before each reshape */
+  ct_tensor **part_grad;      /* per blob: the partitions' private gradients, (plan.n x count),
+                                 when the plan has more than one partition (exec.c) */
   void *priv;                 /* the layer's private state */
 };
 
-/* l->driver, or the CPU driver for a layer built outside a net (the single-layer harness). */
+/* ---------------------------------------------------------------- a partition's tensors */
+
+/* One side of t for partition p, valid on p's driver for `mode`: the partition's images
+ * [p->begin, p->end) of t's first axis, or all of t when p->whole. *out is t's element 0 on that
+ * driver (index with the image offsets as usual). Copies are counted in the net's counters. */
+ct_status ct_part_io(const ct_layer *l, const ct_part *p, ct_tensor *t, ct_side side, ct_access mode, float **out,
+                     ct_error *err);
+static inline ct_status ct_read(const ct_layer *l, const ct_part *p, ct_tensor *t, const float **x, ct_error *err) {
+  return ct_part_io(l, p, t, CT_DATA, CT_READ, (float **)x, err);
+}
+static inline ct_status ct_write(const ct_layer *l, const ct_part *p, ct_tensor *t, float **y, ct_error *err) {
+  return ct_part_io(l, p, t, CT_DATA, CT_WRITE, y, err);
+}
+static inline ct_status ct_read_diff(const ct_layer *l, const ct_part *p, ct_tensor *t, const float **dy,
+                                     ct_error *err) {
+  return ct_part_io(l, p, t, CT_DIFF, CT_READ, (float **)dy, err);
+}
+static inline ct_status ct_write_diff(const ct_layer *l, const ct_part *p, ct_tensor *t, float **dx, ct_error *err) {
+  return ct_part_io(l, p, t, CT_DIFF, CT_WRITE, dx, err);
+}
+/* All of one side of t on p's driver (parameters, per-layer tables). */
+ct_status ct_part_all(const ct_layer *l, const ct_part *p, ct_tensor *t, ct_side side, ct_access mode, float **out,
+                      ct_error *err);
+/* Blob j's values on p's driver. */
+static inline ct_status ct_read_param(const ct_layer *l, const ct_part *p, int j, const float **w, ct_error *err) {
+  return ct_part_all(l, p, l->blobs[j], CT_DATA, CT_READ, (float **)w, err);
+}
+/* Where partition p accumulates (+=) blob j's gradient: the blob's diff when the plan has one
+ * partition, else p's private buffer (zeroed before backward, summed into the diff after it in
+ * partition order, so the result does not depend on thread timing). */
+ct_status ct_part_param_grad(const ct_layer *l, const ct_part *p, int j, float **out, ct_error *err);
+/* The driver that computes the layer's unsplit work and owns its whole-layer buffers: the
+ * driver of its plan's first partition (the CPU for a layer built outside a net). */
 const ct_driver *ct_layer_driver(const ct_layer *l);
-/* Makes *buf hold at least `need` floats of l's driver memory: when *cap is short, a new buffer
- * replaces it (the contents are not kept) and *cap grows. For reshape; ct_layer_release frees. */
-ct_status ct_layer_grow(const ct_layer *l, float **buf, size_t *cap, size_t need, ct_error *err);
-void ct_layer_release(const ct_layer *l, void *p);
+
+/* Per-partition scratch (lowering workspaces, index buffers): each partition of l's plan gets
+ * at least `bytes` of its own driver's memory. For reshape; the contents are not kept when it
+ * grows. A zeroed ct_part_scratch is empty. */
+typedef struct ct_part_scratch {
+  int n;
+  void *p[CT_MAX_PARTITIONS];
+  size_t bytes[CT_MAX_PARTITIONS];
+  const ct_driver *d[CT_MAX_PARTITIONS];
+} ct_part_scratch;
+ct_status ct_part_scratch_reserve(ct_part_scratch *s, const ct_layer *l, size_t bytes, ct_error *err);
+void ct_part_scratch_free(ct_part_scratch *s);
+static inline void *ct_part_scratch_of(const ct_part_scratch *s, const ct_part *p) { return s->p[p->index]; }
 
 /* Sets l->nblobs = n and creates n empty tensors (for setup). Freed by the net. */
 ct_status ct_layer_alloc_blobs(ct_layer *l, int n, ct_error *err);
@@ -90,6 +156,32 @@ ct_status ct_layer_broadcast_axes(const ct_layer *l, const ct_tensor *x, const c
                                   const char *what, size_t *outer, size_t *dim, size_t *inner, ct_error *err);
 /* Checks that bottom[i] has exactly `naxes` axes (a common reshape check). */
 ct_status ct_layer_check_axes(const ct_layer *l, int i, int naxes, ct_error *err);
+/* The splits entry for layers that run per image whatever their parameters. */
+bool ct_layer_splits_always(const ct_layer *l);
+/* Partition p's elements of t: [*first, *first + *n) (all of t when p->whole). */
+static inline void ct_part_span(const ct_part *p, const ct_tensor *t, size_t *first, size_t *n) {
+  if (p->whole) {
+    *first = 0;
+    *n = t->count;
+    return;
+  }
+  size_t inner = ct_tensor_inner(t);
+  *first = (size_t)p->begin * inner;
+  *n = (size_t)(p->end - p->begin) * inner;
+}
+/* Partition p's images of t's first axis: the first, and how many (all of them when p->whole). */
+static inline void ct_part_images(const ct_part *p, const ct_tensor *t, int *first, int *n) {
+  *first = p->whole ? 0 : p->begin;
+  *n = p->whole ? (t->naxes ? t->shape[0] : 1) : p->end - p->begin;
+}
+
+/* Running a layer's plan (exec.c): forward, and backward with the parameter gradients summed. */
+ct_status ct_layer_forward(ct_layer *l, ct_error *err);
+ct_status ct_layer_backward(ct_layer *l, ct_error *err);
+/* Sets l->plan for its current bottoms (from its spec or the placement's default), then
+ * reshapes it; if a top does not have the batch as its first axis the layer runs unsplit. */
+ct_status ct_layer_plan_reshape(ct_layer *l, const ct_plan *prev, ct_error *err);
+void ct_layer_free_part_grads(ct_layer *l);
 
 /* The registry: a static table of every layer type (see registry.c and the *_list.h files). */
 const ct_layer_ops *ct_layer_find(const char *type);

@@ -9,13 +9,11 @@
 #include <stdlib.h>
 
 #include "layers/layer.h"
-#include "sched/partition.h"
-#include "layers/scratch.h"
 
 typedef struct neuron {
-  ct_neuron f;      /* which activation, with its parameters */
-  bool keep_input;  /* backward needs x itself: in place, keep a copy */
-  ct_scratch saved; /* that copy (n floats) */
+  ct_neuron f;       /* which activation, with its parameters */
+  bool keep_input;   /* backward needs x itself: in place, keep a copy */
+  ct_tensor *saved;  /* that copy, shaped like the bottom */
 } neuron;
 
 static bool in_place(const ct_layer *l) { return l->top[0] == l->bottom[0]; }
@@ -34,57 +32,50 @@ static ct_status neuron_alloc(ct_layer *l, ct_neuron_kind kind, neuron **out, ct
 static ct_status neuron_reshape(ct_layer *l, ct_error *err) {
   neuron *p = l->priv;
   if (in_place(l)) {
-    if (p->keep_input) return ct_scratch_reserve(&p->saved, l->bottom[0]->count, sizeof(float), l, err);
-    return CT_OK;
+    if (!p->keep_input) return CT_OK;
+    if (!p->saved && !(p->saved = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+    return ct_tensor_reshape_like(p->saved, l->bottom[0], err);
   }
   return ct_tensor_reshape_like(l->top[0], l->bottom[0], err);
 }
 
-/* Element-wise work split over the net's partitions (each element is independent); the driver
- * runs each partition's range. */
-typedef struct neuron_run {
-  const ct_driver *d;
-  const ct_neuron *f;
+/* Each partition runs its images' elements on its driver. */
+static ct_status neuron_forward(ct_layer *l, const ct_part *p, ct_error *err) {
+  neuron *n = l->priv;
+  const ct_driver *d = p->d;
+  size_t first, count;
+  ct_part_span(p, l->bottom[0], &first, &count);
+  const float *x;
+  float *y;
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  if (in_place(l) && n->keep_input) {
+    float *s;
+    CT_TRY(ct_write(l, p, n->saved, &s, err));
+    CT_TRY(d->ops->copy(d, s + first, x + first, count * sizeof(float)));
+  }
+  CT_TRY(ct_write(l, p, l->top[0], &y, err));
+  return d->ops->neuron_forward(d, &n->f, count, x + first, y + first);
+}
+
+static ct_status neuron_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  if (!l->propagate_down[0]) return CT_OK;
+  neuron *n = l->priv;
+  const ct_driver *d = p->d;
+  size_t first, count;
+  ct_part_span(p, l->bottom[0], &first, &count);
   const float *x, *y, *dy;
-  float *out, *saved;
-} neuron_run;
-
-static void forward_range(void *ctx, int part, size_t b, size_t e) {
-  (void)part;
-  const neuron_run *r = ctx;
-  if (r->saved) r->d->ops->copy(r->d, r->saved + b, r->x + b, (e - b) * sizeof(float));
-  r->d->ops->neuron_forward(r->d, r->f, e - b, r->x + b, r->out + b);
-}
-
-static void backward_range(void *ctx, int part, size_t b, size_t e) {
-  (void)part;
-  const neuron_run *r = ctx;
-  r->d->ops->neuron_backward(r->d, r->f, e - b, r->x + b, r->y + b, r->dy + b, r->out + b);
-}
-
-static ct_status neuron_forward(ct_layer *l, ct_error *err) {
-  (void)err;
-  neuron *p = l->priv;
-  const ct_tensor *b = l->bottom[0];
-  neuron_run r = {ct_layer_driver(l), &p->f, b->data, NULL, NULL, l->top[0]->data,
-                  in_place(l) && p->keep_input ? p->saved.p : NULL};
-  ct_parallel_for(l, b->count, 1024, forward_range, &r);
-  return CT_OK;
-}
-
-static void neuron_backward(ct_layer *l) {
-  if (!l->propagate_down[0]) return;
-  neuron *p = l->priv;
-  const ct_tensor *b = l->bottom[0], *t = l->top[0];
-  neuron_run r = {ct_layer_driver(l), &p->f, in_place(l) && p->keep_input ? p->saved.p : b->data, t->data,
-                  t->diff, b->diff, NULL};
-  ct_parallel_for(l, b->count, 1024, backward_range, &r);
+  float *dx;
+  CT_TRY(ct_read(l, p, in_place(l) && n->keep_input ? n->saved : l->bottom[0], &x, err));
+  CT_TRY(ct_read(l, p, l->top[0], &y, err));
+  CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
+  CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
+  return d->ops->neuron_backward(d, &n->f, count, x + first, y + first, dy + first, dx + first);
 }
 
 static void neuron_destroy(ct_layer *l) {
   neuron *p = l->priv;
   if (!p) return;
-  ct_scratch_free(&p->saved);
+  ct_tensor_free(p->saved);
   free(p);
   l->priv = NULL;
 }
@@ -97,6 +88,9 @@ static void neuron_destroy(ct_layer *l) {
                                      .max_top = 1,                \
                                      .in_place = true,            \
                                      .has_backward = true,        \
+                                     .splits = ct_layer_splits_always, \
+                                     .gains = true,               \
+                                     .kind = CT_WORK_MEMORY,      \
                                      .setup = T##_setup,          \
                                      .reshape = neuron_reshape,   \
                                      .forward = neuron_forward,   \

@@ -1,18 +1,56 @@
-/* The CPU driver's table. The driver keeps no state: OpenBLAS's threading is process-wide (the
- * partition runner sets it around a parallel region) and the calibration is measured once per
- * process. So one immutable instance serves every caller. */
+/* The CPU driver's table and context. The context is the pool the driver may split a
+ * partition's GEMMs over; the thread running a partition tells the driver (enter) how many of
+ * the pool's threads are its to use. OpenBLAS's own threads are the driver's business: a net
+ * partitioned over several threads keeps OpenBLAS single-threaded inside every partition (its
+ * threads would otherwise spin for a tenth of a second after each call, on the cores the next
+ * layer's partitions need) and splits a whole-CPU partition's GEMMs itself; a net with one
+ * thread leaves OpenBLAS its own. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/pool.h"
 #include "drivers/cpu.h"
 #include "drivers/cpu/kernels.h"
 
-static void cpu_upload(const ct_driver *d, void *dst, const void *src, size_t bytes) {
-  ct_cpu_copy(d, dst, src, bytes);
+static _Thread_local int tls_threads = 1;
+static _Thread_local int tls_saved_blas = -1;
+
+static ct_status cpu_upload(const ct_driver *d, void *dst, const void *src, size_t bytes) {
+  return ct_cpu_copy(d, dst, src, bytes);
 }
-static void cpu_download(const ct_driver *d, void *dst, const void *src, size_t bytes) {
-  ct_cpu_copy(d, dst, src, bytes);
+static ct_status cpu_download(const ct_driver *d, void *dst, const void *src, size_t bytes) {
+  return ct_cpu_copy(d, dst, src, bytes);
+}
+
+static void cpu_error_message(const ct_driver *d, char *buf, size_t n) {
+  (void)d;
+  snprintf(buf, n, "the CPU driver does not fail");
+}
+
+struct ct_pool *ct_cpu_driver_pool(const ct_driver *d) { return d->ctx; }
+int ct_cpu_driver_threads(void) { return tls_threads; }
+
+static void cpu_enter(const ct_driver *d, int threads) {
+  struct ct_pool *pool = d->ctx;
+  tls_threads = pool && threads > 1 ? threads : 1;
+  if (pool && ct_pool_size(pool) > 1) {
+    tls_saved_blas = ct_blas_threads();
+    ct_blas_set_threads(1);
+  }
+}
+
+static void cpu_leave(const ct_driver *d) {
+  (void)d;
+  tls_threads = 1;
+  if (tls_saved_blas > 0) ct_blas_set_threads(tls_saved_blas);
+  tls_saved_blas = -1;
 }
 
 static const ct_driver_ops cpu_ops = {
     .destroy = NULL,
+    .error_message = cpu_error_message,
+    .enter = cpu_enter,
+    .leave = cpu_leave,
     .alloc = ct_cpu_alloc,
     .free = ct_cpu_free,
     .memset = ct_cpu_memset,
@@ -63,8 +101,10 @@ static const ct_driver_ops cpu_ops = {
     .update = ct_cpu_update,
 };
 
-static const ct_driver cpu_driver = {.ops = &cpu_ops, .device = "cpu", .index = 0, .ctx = NULL};
+static const ct_driver cpu_driver = {.ops = &cpu_ops, .device = "cpu", .index = 0, .name = "cpu", .mem = &ct_mem_host, .ctx = NULL};
 
 const ct_driver *ct_driver_cpu(void) { return &cpu_driver; }
 
 const ct_driver_ops *ct_driver_cpu_ops(void) { return &cpu_ops; }
+
+void ct_cpu_driver_set_pool(ct_driver *d, struct ct_pool *pool) { d->ctx = pool; }
