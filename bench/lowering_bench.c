@@ -38,12 +38,16 @@ static bool usable(const ct_conv_geom *g, ct_lowering t, int nb) {
   return ct_lower_workspace(g, t, nb) <= CT_LOWER_MAX_WORKSPACE;
 }
 
-/* One forward + backward of one partition with type t, in seconds. */
+/* One forward + backward of one partition with type t, in seconds; -1 when the driver failed. */
 static double time_once(const ct_conv_geom *g, ct_lowering t, int nb, float *x, float *w, float *b, float *y,
                         float *dx, float *dw, float *db, float *ws) {
   double t0 = bench_now();
-  ct_lower_forward(g, t, nb, x, w, b, y, ws);
-  ct_lower_backward(g, t, nb, x, w, y, dx, dw, db, ws, true);
+  ct_status s = ct_lower_forward(g, t, nb, x, w, b, y, ws);
+  if (s == CT_OK) s = ct_lower_backward(g, t, nb, x, w, y, dx, dw, db, ws, true);
+  if (s != CT_OK) {
+    fprintf(stderr, "lowering_bench: %s: %s\n", ct_lowering_name(t), ct_status_name(s));
+    return -1;
+  }
   return bench_now() - t0;
 }
 
@@ -82,6 +86,7 @@ int main(int argc, char **argv) {
       for (int ti = 0; ti < NTYPES; ti++) {
         if (!usable(&g, types[ti], nb)) continue;
         double dt = 1e3 * time_once(&g, types[ti], nb, x, w, b, y, dx, dw, db, ws);
+        if (dt < 0) return 1;
         if (r >= 0 && dt < ms[ti]) ms[ti] = dt;
       }
     int fastest = 0, pick = 0;

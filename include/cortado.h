@@ -62,6 +62,13 @@ void ct_net_free(ct_net *net);
  * one-partition run up to float rounding, and are reproducible for a given n. */
 ct_status ct_net_set_partitions(ct_net *net, int n, ct_error *err);
 int ct_net_partitions(const ct_net *net);
+/* The net's default plan, as the CLI's --device takes it: a comma-separated list of devices
+ * ("cpu", "emu:N", "cuda:N"), each with an optional share ("cpu=0.3,emu:0=0.7"; all or none:
+ * without shares they are automatic, in proportion to each device's measured throughput). The
+ * first device holds the parameters and runs the update and the layers that cannot split their
+ * batch; a layer's own `partition` entries override the default. An unknown or absent device,
+ * or a bad share, is an error naming it. */
+ct_status ct_net_set_devices(ct_net *net, const char *devices, ct_error *err);
 /* Useful FLOPs of layer i's forward pass (0 when unknown), and a short note on how it runs
  * (for convolutions: the lowering type in use). */
 double ct_net_layer_flops(const ct_net *net, int i);
@@ -91,8 +98,11 @@ void ct_net_clear_param_diffs(ct_net *net);
 /* Re-derives every top's shape from the current input shapes (after ct_net_blob_reshape). */
 ct_status ct_net_reshape(ct_net *net, ct_error *err);
 
-/* Read-write access to a blob (a layer's top) by name. The pointers stay valid until the next
- * reshape. shape receives up to 8 axes; returns the number of axes, or -1 if not found. */
+/* Read-write access to a blob (a layer's top) by name, in host memory. Each call brings the host
+ * copy up to date (a device may hold the newer values) and makes it the one the net reads next,
+ * so call again after a forward or backward pass rather than keeping the pointer; it stays
+ * valid until the next reshape. NULL when not found (or a device failed to hand the values
+ * over). shape receives up to 8 axes; returns the number of axes, or -1 if not found. */
 int ct_net_blob_shape(const ct_net *net, const char *name, int shape[8]);
 float *ct_net_blob_data(ct_net *net, const char *name);
 float *ct_net_blob_diff(ct_net *net, const char *name);
@@ -113,7 +123,8 @@ float ct_net_output_loss_weight(const ct_net *net, int i);
 ct_status ct_net_set_memory_data(ct_net *net, const char *layer, const float *data, const float *labels, int n,
                                  ct_error *err);
 
-/* Learnable parameters by layer name and index (0 = weights, 1 = bias, ...). */
+/* Learnable parameters by layer name and index (0 = weights, 1 = bias, ...), in host memory as
+ * ct_net_blob_data. */
 int ct_net_param_count(const ct_net *net, const char *layer);
 int ct_net_param_shape(const ct_net *net, const char *layer, int index, int shape[8]);
 float *ct_net_param_data(ct_net *net, const char *layer, int index);
@@ -173,6 +184,7 @@ typedef struct ct_solver_options {
   void (*event)(void *ctx, const ct_event *e); /* structured reports (may be NULL) */
   void *event_ctx;
   int partitions; /* CPU partitions per layer (0: the number of cores) */
+  const char *devices; /* the nets' default plan, as ct_net_set_devices takes it (NULL: the CPU) */
 } ct_solver_options;
 
 /* Reads a SolverParameter prototxt and builds its train net and test nets. */

@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pool.h"
 #include "proto/prototxt.h"
 
 struct ct_harness {
   Caffe__LayerParameter *lp;
+  ct_placement *place; /* NULL: the CPU, one partition */
   ct_layer layer;
   ct_tensor *bottom[16], *top[16];
   bool propagate[16];
@@ -16,6 +18,7 @@ struct ct_harness {
 void ctk_free(ct_harness *h) {
   if (!h) return;
   if (h->layer.ops && h->layer.ops->destroy) h->layer.ops->destroy(&h->layer);
+  ct_layer_free_part_grads(&h->layer);
   for (int i = 0; i < 16; i++) {
     ct_tensor_free(h->bottom[i]);
     ct_tensor_free(h->top[i]);
@@ -24,14 +27,23 @@ void ctk_free(ct_harness *h) {
   free(h->layer.blobs);
   free(h->layer.param_propagate_down);
   if (h->lp) protobuf_c_message_free_unpacked(&h->lp->base, NULL);
+  ct_placement_free(h->place);
   free(h);
 }
 
 ct_harness *ctk_create(const char *text, int nbottom, const int *naxes, const int *shapes, int phase,
                        unsigned long long seed, char *errbuf, int errlen) {
+  return ctk_create_on(text, nbottom, naxes, shapes, phase, seed, NULL, errbuf, errlen);
+}
+
+ct_harness *ctk_create_on(const char *text, int nbottom, const int *naxes, const int *shapes, int phase,
+                          unsigned long long seed, const char *devices, char *errbuf, int errlen) {
   ct_error err = {0};
   ct_harness *h = calloc(1, sizeof *h);
   if (!h || nbottom > 16) goto fail_msg;
+  if (devices &&
+      (ct_placement_create(ct_cpu_count(), &h->place, &err) || ct_placement_set_devices(h->place, devices, &err)))
+    goto fail;
   ProtobufCMessage *m = NULL;
   if (ct_prototxt_parse(text, strlen(text), "<harness>", &caffe__layer_parameter__descriptor, &m, &err)) goto fail;
   h->lp = (Caffe__LayerParameter *)m;
@@ -60,9 +72,10 @@ ct_harness *ctk_create(const char *text, int nbottom, const int *naxes, const in
   l->bottom = h->bottom;
   l->top = h->top;
   l->propagate_down = h->propagate;
+  l->place = h->place;
   ct_rng_seed(&l->rng, seed);
   if (ops->setup(l, &err)) goto fail;
-  if (ops->reshape(l, &err)) goto fail;
+  if (ct_layer_plan_reshape(l, NULL, &err)) goto fail;
   return h;
 fail_msg:
   ct_fail(&err, CT_ENOMEM, "out of memory or too many bottoms");
@@ -89,19 +102,19 @@ int ctk_shape(ct_harness *h, int which, int i, int *shape) {
   return t->naxes;
 }
 
-float *ctk_data(ct_harness *h, int which, int i) {
-  ct_tensor *t = pick(h, which, i);
-  return t ? t->data : NULL;
+/* The host copy, up to date and the one the layer reads next (the caller may write it). */
+static float *host_view(ct_tensor *t, ct_side side) {
+  float *p;
+  ct_error e;
+  return t && !ct_tensor_host(t, side, CT_READWRITE, &p, &e) ? p : NULL;
 }
 
-float *ctk_diff(ct_harness *h, int which, int i) {
-  ct_tensor *t = pick(h, which, i);
-  return t ? t->diff : NULL;
-}
+float *ctk_data(ct_harness *h, int which, int i) { return host_view(pick(h, which, i), CT_DATA); }
+float *ctk_diff(ct_harness *h, int which, int i) { return host_view(pick(h, which, i), CT_DIFF); }
 
 int ctk_forward(ct_harness *h, char *errbuf, int errlen) {
   ct_error err = {0};
-  if (h->layer.ops->reshape(&h->layer, &err) || h->layer.ops->forward(&h->layer, &err)) {
+  if (ct_layer_plan_reshape(&h->layer, NULL, &err) || ct_layer_forward(&h->layer, &err)) {
     if (errbuf && errlen > 0) snprintf(errbuf, (size_t)errlen, "%s", err.msg);
     return 1;
   }
@@ -112,9 +125,15 @@ int ctk_backward(ct_harness *h, unsigned mask) {
   ct_layer *l = &h->layer;
   if (!l->ops->backward) return 1;
   for (int i = 0; i < l->nbottom; i++) h->propagate[i] = (mask >> i) & 1u;
-  for (int j = 0; j < l->nblobs; j++) memset(l->blobs[j]->diff, 0, l->blobs[j]->count * sizeof(float));
-  l->ops->backward(l);
-  return 0;
+  ct_error err;
+  for (int j = 0; j < l->nblobs; j++) {
+    float *g;
+    if (ct_tensor_host(l->blobs[j], CT_DIFF, CT_WRITE, &g, &err)) return 1;
+    memset(g, 0, l->blobs[j]->count * sizeof(float));
+  }
+  return ct_layer_backward(l, &err) ? 1 : 0;
 }
+
+const char *ctk_plan(ct_harness *h, char *buf, int n) { return ct_plan_str(&h->layer.plan, buf, (size_t)n); }
 
 void ctk_reseed(ct_harness *h, unsigned long long seed) { ct_rng_seed(&h->layer.rng, seed); }

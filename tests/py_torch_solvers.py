@@ -90,7 +90,8 @@ class UpdateCtx(ctypes.Structure):
                 ("data", ctypes.POINTER(ctypes.c_float)), ("diff", ctypes.POINTER(ctypes.c_float)),
                 ("total", ctypes.c_size_t), ("params", ctypes.POINTER(UpdateParam)),
                 ("nparams", ctypes.c_int), ("nsets", ctypes.c_int),
-                ("history", ctypes.POINTER(ctypes.c_float) * 2), ("pool", ctypes.c_void_p)]
+                ("history", ctypes.POINTER(ctypes.c_float) * 2), ("pool", ctypes.c_void_p),
+                ("hist", ctypes.c_void_p * 2)]
 
 
 FLOATP = ctypes.POINTER(ctypes.c_float)

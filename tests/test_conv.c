@@ -90,12 +90,17 @@ static void run_type(const ct_conv_geom *g, ct_lowering t, int nparts, const flo
   float *pw = calloc(nw + (size_t)g->K, sizeof(float));
   for (int i = 0; i < nparts; i++) {
     size_t xo = (size_t)n0 * g->C * g->H * g->W, yo = (size_t)n0 * g->K * g->OH * g->OW;
-    if (y) ct_lower_forward(g, t, sizes[i], x + xo, w, b, y + yo, ws);
+    ct_status s;
+    if (y) {
+      s = ct_lower_forward(g, t, sizes[i], x + xo, w, b, y + yo, ws);
+      CHECK(s == CT_OK, "%s forward of partition %d: %s", ct_lowering_name(t), i, ct_status_name(s));
+    }
     if (dy) {
       memset(pw, 0, (nw + (size_t)g->K) * sizeof(float));
       /* reuse the forward lowering when the forward of this partition just ran */
-      ct_lower_backward(g, t, sizes[i], x + xo, w, dy + yo, dx ? dx + xo : NULL, dw ? pw : NULL, db ? pw + nw : NULL,
-                        ws, y != NULL);
+      s = ct_lower_backward(g, t, sizes[i], x + xo, w, dy + yo, dx ? dx + xo : NULL, dw ? pw : NULL,
+                            db ? pw + nw : NULL, ws, y != NULL);
+      CHECK(s == CT_OK, "%s backward of partition %d: %s", ct_lowering_name(t), i, ct_status_name(s));
       for (size_t k = 0; dw && k < nw; k++) dw[k] += pw[k];
       for (int k = 0; db && k < g->K; k++) db[k] += pw[nw + (size_t)k];
     }

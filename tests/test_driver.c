@@ -2,7 +2,7 @@
  * double where it matters: memory, BLAS (GEMM in all four transpose combinations), element-wise,
  * activations, broadcast layers, BatchNorm, the lowering steps (by their adjoints and by a
  * direct convolution, for every lowering type), pooling, LRN, softmax, losses, evaluation and
- * every solver update rule. */
+ * every solver update rule. Every status an entry returns is checked (the CPU's is CT_OK). */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -55,6 +55,13 @@ static void same(const float *a, const double *b, size_t n, double tol, const ch
 
 static double *dbuf(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
 
+/* A driver entry's status: anything but CT_OK fails the test, naming the call. */
+#define OK(call)                                                       \
+  do {                                                                 \
+    const ct_status ok_ = (call);                                      \
+    CHECK(ok_ == CT_OK, "%s returned %s", #call, ct_status_name(ok_)); \
+  } while (0)
+
 /* ================================================================ memory */
 
 static void test_memory(void) {
@@ -65,19 +72,19 @@ static void test_memory(void) {
   CHECK(((uintptr_t)a & 63) == 0 && ((uintptr_t)b & 63) == 0, "alloc is 64-byte aligned");
   float host[100], back[100];
   for (int i = 0; i < 100; i++) host[i] = (float)i * 0.5f;
-  o->upload(D, a, host, sizeof host);
-  o->copy(D, b, a, sizeof host);
-  o->download(D, back, b, sizeof back);
+  OK(o->upload(D, a, host, sizeof host));
+  OK(o->copy(D, b, a, sizeof host));
+  OK(o->download(D, back, b, sizeof back));
   CHECK(memcmp(host, back, sizeof host) == 0, "upload, copy, download round trip");
-  o->memset(D, b, 0, 50 * sizeof(float));
-  o->download(D, back, b, sizeof back);
+  OK(o->memset(D, b, 0, 50 * sizeof(float)));
+  OK(o->download(D, back, b, sizeof back));
   bool ok = true;
   for (int i = 0; i < 100; i++) ok &= back[i] == (i < 50 ? 0.0f : host[i]);
   CHECK(ok, "memset covers exactly its bytes");
   /* 2-D: 4 rows of 3 floats from pitch 10 into pitch 5 */
-  o->memset(D, b, 0, 100 * sizeof(float));
-  o->copy_2d(D, 4, 3 * sizeof(float), b + 1, 5 * sizeof(float), a + 2, 10 * sizeof(float));
-  o->download(D, back, b, sizeof back);
+  OK(o->memset(D, b, 0, 100 * sizeof(float)));
+  OK(o->copy_2d(D, 4, 3 * sizeof(float), b + 1, 5 * sizeof(float), a + 2, 10 * sizeof(float)));
+  OK(o->download(D, back, b, sizeof back));
   ok = true;
   for (int r = 0; r < 20; r++)
     for (int c = 0; c < 5; c++) {
@@ -94,9 +101,9 @@ static void test_memory(void) {
   CHECK(gf > 0 && gb > 0 && isfinite(gf) && isfinite(gb), "calibration %g GFLOP/s %g GB/s", gf, gb);
   ct_driver *own = NULL;
   ct_error err = {0};
-  CHECK(ct_driver_create("cpu", &own, &err) == CT_OK && own && strcmp(own->device, "cpu") == 0, "create cpu");
+  CHECK(ct_driver_create("cpu", NULL, &own, &err) == CT_OK && own && strcmp(own->device, "cpu") == 0, "create cpu");
   ct_driver_free(own);
-  CHECK(ct_driver_create("cuda:0", &own, &err) == CT_EUNSUPPORTED && !own, "no CUDA driver in this build");
+  CHECK(ct_driver_create("cuda:0", NULL, &own, &err) == CT_EUNSUPPORTED && !own, "no CUDA driver in this build");
   CHECK(strstr(err.msg, "cuda:0") != NULL, "the message names the device: %s", err.msg);
   CHECK(strcmp(D->device, "cpu") == 0 && D->index == 0, "the shared CPU driver");
 }
@@ -122,7 +129,7 @@ static void test_blas(void) {
             }
             ref[(size_t)m * N + n] = alpha * s + beta * C[(size_t)m * N + n];
           }
-        D->ops->gemm(D, ta, tb, M, N, K, alpha, A, B, beta, C);
+        OK(D->ops->gemm(D, ta, tb, M, N, K, alpha, A, B, beta, C));
         char what[64];
         snprintf(what, sizeof what, "gemm %dx%dx%d trans %d%d", M, N, K, ta, tb);
         same(C, ref, (size_t)M * N, 1e-5, what);
@@ -153,7 +160,7 @@ static void test_blas(void) {
             }
             ref[(size_t)m * ldc + j] = 1.25 * s - 0.5 * C0[(size_t)m * ldc + j];
           }
-        D->ops->gemm_ld(D, ta, tb, M, N, K, 1.25f, A + 2, lda, B, ldb, -0.5f, C + 1, ldc);
+        OK(D->ops->gemm_ld(D, ta, tb, M, N, K, 1.25f, A + 2, lda, B, ldb, -0.5f, C + 1, ldc));
         char what[64];
         snprintf(what, sizeof what, "gemm_ld %dx%dx%d trans %d%d", M, N, K, ta, tb);
         same(C, ref, (size_t)M * ldc, 1e-5, what);
@@ -168,7 +175,7 @@ static void test_blas(void) {
         for (int j = 0; j < (ta ? M : N); j++) s += (double)(ta ? A[(size_t)j * N + i] : A[(size_t)i * N + j]) * x[j];
         ref[i] = 1.5 * s + 0.25 * y[i];
       }
-      D->ops->gemv(D, ta, M, N, 1.5f, A, x, 0.25f, y);
+      OK(D->ops->gemv(D, ta, M, N, 1.5f, A, x, 0.25f, y));
       same(y, ref, (size_t)ny, 1e-5, ta ? "gemv trans" : "gemv");
       free(A), free(x), free(y), free(ref);
     }
@@ -177,31 +184,37 @@ static void test_blas(void) {
   float *x = gauss(n), *y = gauss(n), *y0 = copy_of(y, n), *out = gauss(n);
   double *ref = dbuf(n);
   for (size_t i = 0; i < n; i++) ref[i] = y0[i] + 0.3 * (double)x[i];
-  D->ops->axpy(D, n, 0.3f, x, y);
+  OK(D->ops->axpy(D, n, 0.3f, x, y));
   same(y, ref, n, 1e-6, "axpy");
   for (size_t i = 0; i < n; i++) ref[i] = -2.5 * (double)x[i];
-  D->ops->scal(D, n, -2.5f, x, out);
+  OK(D->ops->scal(D, n, -2.5f, x, out));
   same(out, ref, n, 1e-6, "scal");
-  D->ops->scal(D, n, -2.5f, out, out);
+  OK(D->ops->scal(D, n, -2.5f, out, out));
   for (size_t i = 0; i < n; i++) ref[i] = 6.25 * (double)x[i];
   same(out, ref, n, 1e-6, "scal in place");
   double dot = 0, asum = 0, ss = 1.25;
   for (size_t i = 0; i < n; i++) dot += (double)x[i] * y0[i], asum += fabs((double)x[i]), ss += (double)x[i] * x[i];
-  CHECK_CLOSE(D->ops->dot(D, n, x, y0), dot, 1e-5, 1e-5, "dot");
-  CHECK_CLOSE(D->ops->asum(D, n, x), asum, 1e-5, 1e-5, "asum");
-  CHECK_CLOSE(D->ops->sumsq(D, n, x, 1.25), ss, 1e-12, 0, "sumsq from an accumulator");
-  CHECK(D->ops->sumsq(D, n - 500, x + 500, D->ops->sumsq(D, 500, x, 1.25)) == D->ops->sumsq(D, n, x, 1.25),
-        "sumsq over two ranges is one running sum");
+  float got_dot = NAN, got_asum = NAN;
+  double got_ss = NAN, first = NAN, both = NAN;
+  OK(D->ops->dot(D, n, x, y0, &got_dot));
+  CHECK_CLOSE(got_dot, dot, 1e-5, 1e-5, "dot");
+  OK(D->ops->asum(D, n, x, &got_asum));
+  CHECK_CLOSE(got_asum, asum, 1e-5, 1e-5, "asum");
+  OK(D->ops->sumsq(D, n, x, 1.25, &got_ss));
+  CHECK_CLOSE(got_ss, ss, 1e-12, 0, "sumsq from an accumulator");
+  OK(D->ops->sumsq(D, 500, x, 1.25, &first));
+  OK(D->ops->sumsq(D, n - 500, x + 500, first, &both));
+  CHECK(both == got_ss, "sumsq over two ranges is one running sum");
   for (int op = 0; op < 3; op++) {
     for (size_t i = 0; i < n; i++)
       ref[i] = op == 0 ? (double)x[i] + y0[i] : op == 1 ? (double)x[i] - y0[i] : (double)x[i] * y0[i];
-    if (op == 0) D->ops->add(D, n, x, y0, out);
-    if (op == 1) D->ops->sub(D, n, x, y0, out);
-    if (op == 2) D->ops->mul(D, n, x, y0, out);
+    if (op == 0) OK(D->ops->add(D, n, x, y0, out));
+    if (op == 1) OK(D->ops->sub(D, n, x, y0, out));
+    if (op == 2) OK(D->ops->mul(D, n, x, y0, out));
     same(out, ref, n, 1e-6, op == 0 ? "add" : op == 1 ? "sub" : "mul");
   }
   memcpy(out, x, n * sizeof(float));
-  D->ops->add(D, n, out, y0, out);
+  OK(D->ops->add(D, n, out, y0, out));
   for (size_t i = 0; i < n; i++) ref[i] = (double)x[i] + y0[i];
   same(out, ref, n, 1e-6, "add in place");
   free(x), free(y), free(y0), free(out), free(ref);
@@ -265,7 +278,7 @@ static void test_thin_gemm(void) {
         ref[(size_t)m * ldc + n + 1] = acc;
       }
     }
-    D->ops->gemm_ld(D, false, true, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C + 1, ldc);
+    OK(D->ops->gemm_ld(D, false, true, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C + 1, ldc));
     char what[80];
     snprintf(what, sizeof what, "thin gemm_ld %dx%dx%d", M, N, K);
     int bad = 0; /* NaN must stay exactly where it was, and nowhere else */
@@ -317,8 +330,8 @@ static void test_neurons(void) {
     float *x = positive ? uniform(n, 0.05f, 3.0f) : gauss(n), *y = gauss(n), *dy = gauss(n), *dx = gauss(n);
     double *ry = dbuf(n), *rdx = dbuf(n);
     for (size_t i = 0; i < n; i++) ry[i] = ref_f(p, x[i]), rdx[i] = dy[i] * ref_df(p, x[i]);
-    D->ops->neuron_forward(D, p, n, x, y);
-    D->ops->neuron_backward(D, p, n, x, y, dy, dx);
+    OK(D->ops->neuron_forward(D, p, n, x, y));
+    OK(D->ops->neuron_backward(D, p, n, x, y, dy, dx));
     char what[64];
     snprintf(what, sizeof what, "neuron kind %d case %d forward", (int)p->kind, c);
     same(y, ry, n, 2e-6, what);
@@ -326,12 +339,12 @@ static void test_neurons(void) {
     same(dx, rdx, n, 2e-5, what);
     /* in place: x becomes y, dy becomes dx */
     float *xy = copy_of(x, n), *d = copy_of(dy, n);
-    D->ops->neuron_forward(D, p, n, xy, xy);
+    OK(D->ops->neuron_forward(D, p, n, xy, xy));
     same(xy, ry, n, 2e-6, "neuron forward in place");
     bool reads_y = p->kind == CT_NEURON_SIGMOID || p->kind == CT_NEURON_TANH || p->kind == CT_NEURON_EXP ||
                    p->kind == CT_NEURON_BNLL || (p->kind == CT_NEURON_RELU) || p->kind == CT_NEURON_ELU;
     if (reads_y) {
-      D->ops->neuron_backward(D, p, n, xy, xy, d, d);
+      OK(D->ops->neuron_backward(D, p, n, xy, xy, d, d));
       same(d, rdx, n, 2e-5, "neuron backward in place from y");
     }
     free(x), free(y), free(dy), free(dx), free(ry), free(rdx), free(xy), free(d);
@@ -348,8 +361,8 @@ static void test_neurons(void) {
       ry[i] = xs[i] > 0 ? xs[i] : slope * xs[i];
       rdx[i] = xs[i] > 0 ? dy[i] : slope * dy[i];
     }
-    D->ops->neuron_forward(D, &p, 11, xs, y);
-    D->ops->neuron_backward(D, &p, 11, xs, y, dy, dx);
+    OK(D->ops->neuron_forward(D, &p, 11, xs, y));
+    OK(D->ops->neuron_backward(D, &p, 11, xs, y, dy, dx));
     CHECK(memcmp(y, ry, sizeof y) == 0 && memcmp(dx, rdx, sizeof dx) == 0, "ReLU slope %g bit for bit", (double)slope);
   }
 }
@@ -369,8 +382,8 @@ static void test_prelu(void) {
           rdx[k] = x[k] > 0 ? dy[k] : (double)a[ai] * dy[k];
           if (x[k] <= 0) rda[ai] += (double)dy[k] * x[k];
         }
-    D->ops->prelu_forward(D, N, C, Dd, shared, x, a, y);
-    D->ops->prelu_backward(D, N, C, Dd, shared, x, dy, a, dx, da);
+    OK(D->ops->prelu_forward(D, N, C, Dd, shared, x, a, y));
+    OK(D->ops->prelu_backward(D, N, C, Dd, shared, x, dy, a, dx, da));
     same(y, ry, n, 1e-6, "prelu forward");
     same(dx, rdx, n, 1e-6, "prelu dx");
     same(da, rda, shared ? 1 : C, 1e-5, "prelu da");
@@ -400,7 +413,7 @@ static void test_eltwise(void) {
         ry[i] = xs[w][i];
       }
     }
-    D->ops->eltwise_forward(D, (ct_eltwise_op)op, n, nx, cx, op == CT_ELTWISE_SUM ? coeff : NULL, y, win);
+    OK(D->ops->eltwise_forward(D, (ct_eltwise_op)op, n, nx, cx, op == CT_ELTWISE_SUM ? coeff : NULL, y, win));
     same(y, ry, n, 1e-6, op == 0 ? "eltwise PROD" : op == 1 ? "eltwise SUM" : "eltwise MAX");
     if (op == CT_ELTWISE_MAX) CHECK(win[7] == 1 && win[9] == 0, "eltwise MAX ties: %d %d", win[7], win[9]);
     for (int k = 0; k < nx; k++)
@@ -415,8 +428,8 @@ static void test_eltwise(void) {
           if (op == CT_ELTWISE_SUM) rdx[i] = coeff[k] * (double)dy[i];
           if (op == CT_ELTWISE_MAX) rdx[i] = win[i] == k ? dy[i] : 0;
         }
-        D->ops->eltwise_backward(D, (ct_eltwise_op)op, n, nx, cx, k, op == CT_ELTWISE_SUM ? coeff : NULL, stable, y,
-                                 dy, win, dx);
+        OK(D->ops->eltwise_backward(D, (ct_eltwise_op)op, n, nx, cx, k, op == CT_ELTWISE_SUM ? coeff : NULL, stable, y,
+                                    dy, win, dx));
         same(dx, rdx, n, 1e-4, "eltwise backward");
       }
   }
@@ -436,10 +449,10 @@ static void test_broadcast(void) {
     for (size_t o = 0; o < O; o++)
       for (size_t d = 0; d < Dm; d++)
         for (size_t i = 0; i < I; i++) ry[(o * Dm + d) * I + i] = (double)x[(o * Dm + d) * I + i] + b[d];
-    D->ops->bias_forward(D, O, Dm, I, x, b, y);
+    OK(D->ops->bias_forward(D, O, Dm, I, x, b, y));
     same(y, ry, n, 1e-6, "bias forward");
     float *xi = copy_of(x, n);
-    D->ops->bias_forward(D, O, Dm, I, xi, b, xi);
+    OK(D->ops->bias_forward(D, O, Dm, I, xi, b, xi));
     same(xi, ry, n, 1e-6, "bias forward in place");
     for (int with_b = 0; with_b < 2; with_b++) {
       for (size_t o = 0; o < O; o++)
@@ -448,7 +461,7 @@ static void test_broadcast(void) {
             size_t k = (o * Dm + d) * I + i;
             ry[k] = (double)x[k] * s[d] + (with_b ? b[d] : 0);
           }
-      D->ops->scale_forward(D, O, Dm, I, x, s, with_b ? b : NULL, y);
+      OK(D->ops->scale_forward(D, O, Dm, I, x, s, with_b ? b : NULL, y));
       same(y, ry, n, 1e-6, with_b ? "scale forward with bias" : "scale forward");
     }
     for (size_t d = 0; d < Dm; d++) rds[d] = ds0[d], rdb[d] = db0[d];
@@ -460,12 +473,12 @@ static void test_broadcast(void) {
           rdb[d] += dy[k];
           rdx[k] = (double)dy[k] * s[d];
         }
-    D->ops->scale_backward(D, O, Dm, I, x, dy, s, ds, db, dx);
+    OK(D->ops->scale_backward(D, O, Dm, I, x, dy, s, ds, db, dx));
     same(ds, rds, Dm, 1e-5, "scale backward ds");
     same(db, rdb, Dm, 1e-5, "scale backward db");
     same(dx, rdx, n, 1e-6, "scale backward dx");
     memcpy(db, db0, Dm * sizeof(float));
-    D->ops->scale_backward(D, O, Dm, I, NULL, dy, NULL, NULL, db, NULL); /* Bias's use */
+    OK(D->ops->scale_backward(D, O, Dm, I, NULL, dy, NULL, NULL, db, NULL)); /* Bias's use */
     same(db, rdb, Dm, 1e-5, "scale backward db alone");
     free(x), free(s), free(b), free(y), free(dy), free(dx), free(ds), free(db), free(ds0), free(db0), free(xi);
     free(ry), free(rdx), free(rds), free(rdb);
@@ -503,7 +516,7 @@ static void test_batchnorm(void) {
           size_t k = (a * C + c) * S + i;
           ry[k] = (x[k] - mu[c]) / sd[c];
         }
-    D->ops->batchnorm_forward(D, &p, x, y, z, mean, std, rm, rv, &rf);
+    OK(D->ops->batchnorm_forward(D, &p, x, y, z, mean, std, rm, rv, &rf));
     same(y, ry, n, 1e-5, global ? "batchnorm forward (global)" : "batchnorm forward");
     same(z, ry, n, 1e-5, "batchnorm keeps xnorm");
     if (!global) {
@@ -525,7 +538,7 @@ static void test_batchnorm(void) {
           rdx[k] = global ? dy[k] / sd[c] : (dy[k] - a - b * ry[k]) / sd[c];
         }
     }
-    D->ops->batchnorm_backward(D, &p, dy, z, std, dx);
+    OK(D->ops->batchnorm_backward(D, &p, dy, z, std, dx));
     same(dx, rdx, n, 1e-4, global ? "batchnorm backward (global)" : "batchnorm backward");
     free(x), free(y), free(z), free(mean), free(std), free(rm), free(rv), free(rm0), free(rv0), free(dy), free(dx);
     free(ry), free(rdx), free(mu), free(sd), free(rrm), free(rrv);
@@ -610,13 +623,13 @@ static void test_lowering(void) {
       if (t != CT_LOWER_POINTWISE) {
         /* lower's data part against lower_grad's dx: <lower(x), Dr> = <x, lower_grad(Dr)> */
         size_t ndata = t == CT_LOWER_TYPE1 ? lay.product : lay.kernel;
-        D->ops->conv_lower(D, &g, t, nb, x, w, ws);
+        OK(D->ops->conv_lower(D, &g, t, nb, x, w, ws));
         float *dr = gauss(ndata), *back = gauss(nx);
         const bool wino = t == CT_LOWER_WINOGRAD;
-        const ct_wino_strides st = wino ? ct_lower_wino_strides(&g, nb) : (ct_wino_strides){0, 0, 0, 0, 0};
+        const ct_wino_strides st = wino ? ct_lower_wino_strides(&g, nb) : (ct_wino_strides){0};
         if (wino) wino_mask(dr, ndata, st.sV, (size_t)g.C * st.Tp, st.Tp, st.T);
         memcpy(ws2 + lay.data, dr, ndata * sizeof(float));
-        D->ops->conv_lower_grad(D, &g, t, nb, ws2, back, NULL);
+        OK(D->ops->conv_lower_grad(D, &g, t, nb, ws2, back, NULL));
         snprintf(what, sizeof what, "shape %zu %s: lower_grad is lower's adjoint", si, ct_lowering_name(t));
         CHECK_CLOSE(dotf(ws + lay.data, dr, ndata), dotf(x, back, nx), 1e-4, 1e-4, "%s", what);
         if (t != CT_LOWER_TYPE1) {
@@ -625,7 +638,7 @@ static void test_lowering(void) {
           float *kr = gauss(nk), *dwb = calloc(nw, sizeof(float));
           if (wino) wino_mask(kr, nk, st.sU, (size_t)g.K * (g.C / g.G), 0, 0);
           memcpy(ws2 + lay.kernel_grad, kr, nk * sizeof(float));
-          D->ops->conv_lower_grad(D, &g, t, nb, ws2, NULL, dwb);
+          OK(D->ops->conv_lower_grad(D, &g, t, nb, ws2, NULL, dwb));
           snprintf(what, sizeof what, "shape %zu %s: the kernel's lowering and its adjoint", si, ct_lowering_name(t));
           CHECK_CLOSE(dotf(ws + lay.kernel, kr, nk), dotf(w, dwb, nw), 1e-4, 1e-4, "%s", what);
           free(kr), free(dwb);
@@ -638,13 +651,13 @@ static void test_lowering(void) {
         float *pr = gauss(nprod), *yl = gauss(ny);
         if (wino) wino_mask(pr, nprod, st.sM, (size_t)g.K * st.Tp, st.Tp, st.T);
         memcpy(ws + lay.product, pr, nprod * sizeof(float));
-        D->ops->conv_lift(D, &g, t, nb, ws, NULL, yl);
-        D->ops->conv_lift_grad(D, &g, t, nb, dy, ws2);
+        OK(D->ops->conv_lift(D, &g, t, nb, ws, NULL, yl));
+        OK(D->ops->conv_lift_grad(D, &g, t, nb, dy, ws2));
         snprintf(what, sizeof what, "shape %zu %s: lift_grad is lift's adjoint", si, ct_lowering_name(t));
         CHECK_CLOSE(dotf(yl, dy, ny), dotf(pr, ws2 + lay.product, nprod), 1e-4, 1e-4, "%s", what);
         /* with a bias, lift adds it per output channel */
         float *yb = gauss(ny);
-        D->ops->conv_lift(D, &g, t, nb, ws, b, yb);
+        OK(D->ops->conv_lift(D, &g, t, nb, ws, b, yb));
         double worst = 0;
         for (size_t i = 0; i < ny; i++) {
           int k = (int)(i / ((size_t)g.OH * g.OW) % (size_t)g.K);
@@ -655,17 +668,17 @@ static void test_lowering(void) {
       }
       /* bias_grad (type 1 reads dy as lift_grad laid it out) */
       float *dbv = calloc((size_t)g.K, sizeof(float));
-      if (t != CT_LOWER_POINTWISE) D->ops->conv_lift_grad(D, &g, t, nb, dy, ws);
-      D->ops->conv_bias_grad(D, &g, t, nb, dy, ws, dbv);
+      if (t != CT_LOWER_POINTWISE) OK(D->ops->conv_lift_grad(D, &g, t, nb, dy, ws));
+      OK(D->ops->conv_bias_grad(D, &g, t, nb, dy, ws, dbv));
       snprintf(what, sizeof what, "shape %zu %s: bias_grad", si, ct_lowering_name(t));
       same(dbv, rdb, (size_t)g.K, 1e-5, what);
       /* the whole convolution on the driver */
       float *y = gauss(ny), *dx = gauss(nx), *dwv = calloc(nw, sizeof(float));
       memset(dbv, 0, (size_t)g.K * sizeof(float));
-      ct_lower_forward_on(D, &g, t, nb, x, w, b, y, ws);
+      OK(ct_lower_forward_on(D, &g, t, nb, x, w, b, y, ws));
       snprintf(what, sizeof what, "shape %zu %s: forward", si, ct_lowering_name(t));
       same(y, ry, ny, 1e-5, what);
-      ct_lower_backward_on(D, &g, t, nb, x, w, dy, dx, dwv, dbv, ws, true);
+      OK(ct_lower_backward_on(D, &g, t, nb, x, w, dy, dx, dwv, dbv, ws, true));
       snprintf(what, sizeof what, "shape %zu %s: backward dx", si, ct_lowering_name(t));
       same(dx, rdx, nx, 1e-5, what);
       snprintf(what, sizeof what, "shape %zu %s: backward dw", si, ct_lowering_name(t));
@@ -792,8 +805,8 @@ static void test_pooling(void) {
                 for (int c = w0; c < w1; c++) dxp[h * W + c] += dy[o] * (2 * xp[h * W + c] * sum - sq) / (sum * sum);
             }
           }
-      D->ops->pool_forward(D, &g, (size_t)planes, x, y, am, m == CT_POOL_MAX ? mask : NULL);
-      D->ops->pool_backward(D, &g, (size_t)planes, x, dy, am, dx);
+      OK(D->ops->pool_forward(D, &g, (size_t)planes, x, y, am, m == CT_POOL_MAX ? mask : NULL));
+      OK(D->ops->pool_backward(D, &g, (size_t)planes, x, dy, am, dx));
       const char *name = m == 0 ? "MAX" : m == 1 ? "AVE" : "STOCHASTIC";
       char what[128];
       snprintf(what, sizeof what, "pool %s %dx%d k%dx%d s%dx%d p%dx%d %s forward", name, H, W, g.kh, g.kw, g.sh, g.sw,
@@ -833,8 +846,8 @@ static void test_pooling(void) {
     x[W + 5] = -INFINITY;
     x[6] = -0.0f, x[7] = 0.0f, x[W + 6] = 0.0f, x[W + 7] = -1.0f; /* window 3: the -0 first */
     for (int o = 0; o < 18; o++) dy[o] = (float)o + 1.0f;
-    D->ops->pool_forward(D, &g, 1, x, y, am, NULL);
-    D->ops->pool_backward(D, &g, 1, x, dy, am, dx);
+    OK(D->ops->pool_forward(D, &g, 1, x, y, am, NULL));
+    OK(D->ops->pool_backward(D, &g, 1, x, dy, am, dx));
     pool_scalar(&g, 1, x, dy, sy, sam, sdx);
     CHECK(am[0] == W + 1 && y[0] == 2.0f, "pool MAX: NaN never wins (%d)", am[0]);
     CHECK(am[1] == -1 && y[1] == 0.0f && am[2] == -1 && y[2] == 0.0f, "pool MAX: no argmax (%d %d)", am[1], am[2]);
@@ -963,13 +976,13 @@ static void test_lrn(void) {
     char what[96];
     snprintf(what, sizeof what, "lrn %s %dx%dx%d size %d beta %g", across ? "ACROSS" : "WITHIN", C, H, W, g.size,
              (double)g.beta);
-    D->ops->lrn_forward(D, &g, (size_t)nimg, x, y, s, sp, tmp);
+    OK(D->ops->lrn_forward(D, &g, (size_t)nimg, x, y, s, sp, tmp));
     same(s, rs, n, 1e-5, what);
     same(y, ry, n, 1e-5, what);
     bool ok = true;
     for (size_t i = 0; i < n; i++) ok &= fabs(sp[i] - pow(rs[i], -g.beta)) <= 1e-5 * pow(rs[i], -g.beta);
     CHECK(ok, "%s: s^-beta", what);
-    D->ops->lrn_backward(D, &g, (size_t)nimg, x, y, dy, s, sp, dx, tmp);
+    OK(D->ops->lrn_backward(D, &g, (size_t)nimg, x, y, dy, s, sp, dx, tmp));
     same(dx, rdx, n, 1e-4, what);
     float *sy = malloc(n * sizeof(float)), *ss = malloc(n * sizeof(float)), *ssp = malloc(n * sizeof(float));
     float *sdx = malloc(n * sizeof(float));
@@ -1012,9 +1025,9 @@ static void test_softmax(void) {
           rdx[k] = ry[k] * (dy[k] - d);
         }
       }
-    D->ops->softmax_forward(D, O, C, I, x, y, scratch);
+    OK(D->ops->softmax_forward(D, O, C, I, x, y, scratch));
     same(y, ry, n, 1e-5, "softmax forward");
-    D->ops->softmax_backward(D, O, C, I, y, dy, dx, scratch);
+    OK(D->ops->softmax_backward(D, O, C, I, y, dy, dx, scratch));
     same(dx, rdx, n, 1e-5, "softmax backward");
     /* the loss: labels in [0, C), one ignored */
     float *lab = malloc(O * I * sizeof(float));
@@ -1033,16 +1046,19 @@ static void test_softmax(void) {
         rloss -= log(fmax(ry[(o * C + (size_t)l) * I + i], FLT_MIN));
         rvalid++;
       }
-    ptrdiff_t bad = D->ops->softmax_loss_forward(D, O, C, I, y, lab, true, 2, &loss, &valid);
+    ptrdiff_t bad = 0;
+    OK(D->ops->softmax_loss_forward(D, O, C, I, y, lab, true, 2, &loss, &valid, &bad));
     CHECK(bad == -1, "softmax loss: every label valid (%td)", bad);
     CHECK_CLOSE(loss, rloss, 1e-5, 1e-6, "softmax loss");
     CHECK(valid == rvalid, "softmax loss counted %zu of %zu", valid, rvalid);
-    D->ops->softmax_loss_backward(D, O, C, I, y, lab, true, 2, 0.5f, dx);
+    OK(D->ops->softmax_loss_backward(D, O, C, I, y, lab, true, 2, 0.5f, dx));
     same(dx, rdx, n, 1e-5, "softmax loss backward");
     lab[3] = (float)C;
-    CHECK(D->ops->softmax_loss_forward(D, O, C, I, y, lab, false, 0, &loss, &valid) == 3, "label C is refused");
+    OK(D->ops->softmax_loss_forward(D, O, C, I, y, lab, false, 0, &loss, &valid, &bad));
+    CHECK(bad == 3, "label C is refused (%td)", bad);
     lab[3] = NAN;
-    CHECK(D->ops->softmax_loss_forward(D, O, C, I, y, lab, false, 0, &loss, &valid) == 3, "NaN label is refused");
+    OK(D->ops->softmax_loss_forward(D, O, C, I, y, lab, false, 0, &loss, &valid, &bad));
+    CHECK(bad == 3, "NaN label is refused (%td)", bad);
     free(x), free(y), free(dy), free(dx), free(scratch), free(ry), free(rdx), free(lab);
   }
 }
@@ -1066,11 +1082,11 @@ static void test_sigmoid_xent(void) {
     rloss -= t[i] * log_s + (1 - t[i]) * log_1s;
     rvalid++;
   }
-  D->ops->sigmoid_xent_forward(D, n, x, t, true, -1, sig, &loss, &valid);
+  OK(D->ops->sigmoid_xent_forward(D, n, x, t, true, -1, sig, &loss, &valid));
   same(sig, rsig, n, 1e-6, "sigmoid cross-entropy: sigmoid");
   CHECK_CLOSE(loss, rloss, 1e-5, 1e-5, "sigmoid cross-entropy loss");
   CHECK(valid == rvalid, "sigmoid cross-entropy counted %zu of %zu", valid, rvalid);
-  D->ops->sigmoid_xent_backward(D, n, sig, t, true, -1, 0.25f, dx);
+  OK(D->ops->sigmoid_xent_backward(D, n, sig, t, true, -1, 0.25f, dx));
   same(dx, rdx, n, 1e-6, "sigmoid cross-entropy backward");
   free(x), free(t), free(sig), free(dx), free(rsig), free(rdx);
 }
@@ -1094,7 +1110,8 @@ static void test_accuracy(void) {
         rcnt[y]++, rc++;
         if (above < k) rh++, rper[y]++;
       }
-    ptrdiff_t bad = D->ops->accuracy(D, O, C, I, score, lab, k, true, 9, per, counts, &hits, &counted);
+    ptrdiff_t bad = 0;
+    OK(D->ops->accuracy(D, O, C, I, score, lab, k, true, 9, per, counts, &hits, &counted, &bad));
     CHECK(bad == -1 && hits == rh && counted == rc, "accuracy top-%d: %zu/%zu vs %zu/%zu", k, hits, counted, rh, rc);
     bool ok = true;
     for (size_t c = 0; c < C; c++) ok &= fabs(per[c] - (rcnt[c] ? (double)rper[c] / rcnt[c] : 0.0)) < 1e-6;
@@ -1102,7 +1119,9 @@ static void test_accuracy(void) {
   }
   lab[2] = -1;
   size_t h, c;
-  CHECK(D->ops->accuracy(D, O, C, I, score, lab, 1, true, 9, NULL, counts, &h, &c) == 2, "label -1 is refused");
+  ptrdiff_t bad = 0;
+  OK(D->ops->accuracy(D, O, C, I, score, lab, 1, true, 9, NULL, counts, &h, &c, &bad));
+  CHECK(bad == 2, "label -1 is refused (%td)", bad);
   free(score), free(lab);
 }
 
@@ -1141,7 +1160,7 @@ static void test_argmax(void) {
               }
             }
           }
-        D->ops->argmax(D, outer, dim, stride, k, omv, has_axis, x, y, scratch);
+        OK(D->ops->argmax(D, outer, dim, stride, k, omv, has_axis, x, y, scratch));
         char what[64];
         snprintf(what, sizeof what, "argmax axis %d out_max_val %d top %d", has_axis, omv, k);
         same(y, ry, ny, 0, what);
@@ -1193,7 +1212,7 @@ static void test_update(void) {
         rw[i] = wi - gi, rg[i] = variant == 3 ? 0.0 : gi, rh0[i] = a, rh1[i] = b;
       }
       bool two = rule == CT_RULE_ADADELTA || rule == CT_RULE_ADAM;
-      D->ops->update(D, &st, n, w, g, h0, two ? h1 : NULL);
+      OK(D->ops->update(D, &st, n, w, g, h0, two ? h1 : NULL));
       char what[64];
       snprintf(what, sizeof what, "update rule %d variant %d: data", rule, variant);
       same(w, rw, n, 1e-5, what);

@@ -5,15 +5,24 @@
 #include "check.h"
 #include "core/filler.h"
 
-static void moments(const ct_tensor *t, double *mean, double *sd, float *lo, float *hi) {
+/* t's values on the host */
+static const float *vals(ct_tensor *t) {
+  float *v = NULL;
+  ct_error e;
+  CHECK(ct_tensor_host(t, CT_DATA, CT_READ, &v, &e) == CT_OK, "host view: %s", e.msg);
+  return v;
+}
+
+static void moments(ct_tensor *t, double *mean, double *sd, float *lo, float *hi) {
   double s = 0, s2 = 0;
-  *lo = t->data[0];
-  *hi = t->data[0];
+  const float *v = vals(t);
+  *lo = v[0];
+  *hi = v[0];
   for (size_t i = 0; i < t->count; i++) {
-    s += t->data[i];
-    s2 += (double)t->data[i] * t->data[i];
-    if (t->data[i] < *lo) *lo = t->data[i];
-    if (t->data[i] > *hi) *hi = t->data[i];
+    s += v[i];
+    s2 += (double)v[i] * v[i];
+    if (v[i] < *lo) *lo = v[i];
+    if (v[i] > *hi) *hi = v[i];
   }
   *mean = s / (double)t->count;
   *sd = sqrt(s2 / (double)t->count - *mean * *mean);
@@ -61,7 +70,7 @@ int main(void) {
   f.mean = 0;
   ct_fill(&f, t, &r, "t", &err);
   size_t nz = 0;
-  for (size_t i = 0; i < t->count; i++) nz += t->data[i] != 0;
+  for (size_t i = 0; i < t->count; i++) nz += vals(t)[i] != 0;
   CHECK_CLOSE((double)nz / (double)t->count, 0.2, 0, 0.01, "sparse gaussian keeps 20%%");
 
   f = filler("xavier");
@@ -87,7 +96,7 @@ int main(void) {
   for (int n = 0; n < 100; n++) {
     double s = 0;
     for (int k = 0; k < 1000; k++) {
-      float v = t->data[n * 1000 + k];
+      float v = vals(t)[n * 1000 + k];
       if (v < 0) s = -1e9;
       s += v;
     }
@@ -101,7 +110,7 @@ int main(void) {
   /* kernel 4: f = 2, c = 0.75; weights (1 - |x/2 - 0.75|) per axis: 0.25 0.75 0.75 0.25 */
   const float w1[4] = {0.25f, 0.75f, 0.75f, 0.25f};
   for (int y = 0; y < 4; y++)
-    for (int x = 0; x < 4; x++) CHECK_CLOSE(b->data[16 + y * 4 + x], w1[y] * w1[x], 1e-6, 1e-7, "bilinear %d %d", y, x);
+    for (int x = 0; x < 4; x++) CHECK_CLOSE(vals(b)[16 + y * 4 + x], w1[y] * w1[x], 1e-6, 1e-7, "bilinear %d %d", y, x);
   ct_tensor_reshape4(b, 2, 1, 4, 3, &err);
   CHECK(ct_fill(&f, b, &r, "b", &err) == CT_EINVAL && strstr(err.msg, "b:"), "bilinear needs square kernels");
   f = filler("gausian");
@@ -122,7 +131,7 @@ int main(void) {
   f = filler("msra");
   ct_fill(&f, c1, &r1, "c", &err);
   ct_fill(&f, c2, &r2, "c", &err);
-  CHECK(!memcmp(c1->data, c2->data, c1->count * sizeof(float)), "reproducible with a seed");
+  CHECK(!memcmp(vals(c1), vals(c2), c1->count * sizeof(float)), "reproducible with a seed");
   ct_tensor_free(c1);
   ct_tensor_free(c2);
   ct_tensor_free(b);

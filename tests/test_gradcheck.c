@@ -1,5 +1,7 @@
 /* Numerical gradient check of every layer with a backward pass, driven from the registry: a
- * layer type with a backward pass and no row below fails the suite.
+ * layer type with a backward pass and no row below fails the suite. Every row runs three times:
+ * on the CPU, on the emu device (its memory out of the host's reach), and split between the two
+ * (cpu 0.4 + emu:0 0.6 of the batch, for layers that can split it).
  *
  * For each row: random bottoms, objective f = sum_t sum_i R_t[i] * top_t[i] with fixed random R;
  * the analytic gradient (top diffs = R, backward) is compared with central differences of f for
@@ -111,18 +113,18 @@ static size_t tensor_count(ct_harness *h, int which, int i) {
   return n;
 }
 
-static void check_row(const gc_row *row, int idx, const char **covered, int *ncovered) {
+static void check_row(const gc_row *row, int idx, const char *devices, const char **covered, int *ncovered) {
   int naxes[16], shapes[128];
   char fills[16][16];
   int nb = parse_bottoms(row->bottoms, naxes, shapes, fills);
   int phase = row->opts && strstr(row->opts, "phase=test") ? 1 : 0;
   char eb[1024];
   char where[256];
-  ct_harness *h = ctk_create(row->text, nb, naxes, shapes, phase, 1701, eb, sizeof eb);
-  snprintf(where, sizeof where, "row %d (%.60s)", idx, row->text);
+  ct_harness *h = ctk_create_on(row->text, nb, naxes, shapes, phase, 1701, devices, eb, sizeof eb);
+  snprintf(where, sizeof where, "row %d on %s (%.60s)", idx, devices ? devices : "cpu", row->text);
   CHECK(h != NULL, "%s: setup failed: %s", where, eb);
   if (!h) return;
-  covered[(*ncovered)++] = ctk_layer(h)->ops->type;
+  if (covered) covered[(*ncovered)++] = ctk_layer(h)->ops->type;
   unsigned mask = (unsigned)opt_num(row->opts, "check", (double)((1u << nb) - 1));
   double step = opt_num(row->opts, "step", 1e-2), tol = opt_num(row->opts, "tol", 1e-2);
   double kink = opt_num(row->opts, "kink", 0), kink_range = opt_num(row->opts, "kink_range", -1);
@@ -170,15 +172,16 @@ static void check_row(const gc_row *row, int idx, const char **covered, int *nco
   for (int k = 0; k < ntens && bad < 5; k++) {
     size_t n = tensor_count(h, which[k], wi[k]);
     size_t stride = n > samples ? n / samples : 1;
-    float *x = ctk_data(h, which[k], wi[k]);
     for (size_t e = 0; e < n && bad < 5; e += stride) {
-      float x0 = x[e];
+      /* the host copy is taken again before every write: a forward on a device leaves the host's
+       * copy as it was, and writing makes it the one the next forward reads */
+      float x0 = ctk_data(h, which[k], wi[k])[e];
       if (kink_range > 0 && which[k] == 0 && fabs(x0 - kink) < kink_range) continue;
-      x[e] = (float)(x0 + step);
+      ctk_data(h, which[k], wi[k])[e] = (float)(x0 + step);
       double fp = objective(h, R, where, &ok);
-      x[e] = (float)(x0 - step);
+      ctk_data(h, which[k], wi[k])[e] = (float)(x0 - step);
       double fm = objective(h, R, where, &ok);
-      x[e] = x0;
+      ctk_data(h, which[k], wi[k])[e] = x0;
       double num = (fp - fm) / (2 * step), a = an[k][e];
       double scale = fabs(num) > fabs(a) ? fabs(num) : fabs(a);
       if (scale < 1) scale = 1;
@@ -204,7 +207,9 @@ int main(int argc, char **argv) {
   int ncovered = 0;
   for (int i = 0; i < nrows; i++) {
     if (only && !strstr(rows[i].text, only)) continue;
-    check_row(&rows[i], i, covered, &ncovered);
+    check_row(&rows[i], i, NULL, covered, &ncovered);
+    check_row(&rows[i], i, "emu:0", NULL, NULL);
+    check_row(&rows[i], i, "cpu=0.4,emu:0=0.6", NULL, NULL);
   }
   if (!only) {
     for (int i = 0; i < ct_layer_registry_size(); i++) {

@@ -187,19 +187,30 @@ static int run_in_place(ct_harness *h, const float *x, const float *dy, float *y
   l.propagate_down = &pd;
   ct_rng_seed(&l.rng, 77);
   if (!t || ct_tensor_reshape_like(t, ref->bottom[0], &err)) goto done;
-  memcpy(t->data, x, t->count * sizeof(float));
-  if (l.ops->setup(&l, &err) || l.ops->reshape(&l, &err)) goto done;
+  float *v;
+  if (ct_tensor_host(t, CT_DATA, CT_WRITE, &v, &err)) goto done;
+  memcpy(v, x, t->count * sizeof(float));
+  if (l.ops->setup(&l, &err) || ct_layer_plan_reshape(&l, NULL, &err)) goto done;
   for (int j = 0; j < l.nblobs; j++) {
-    memcpy(l.blobs[j]->data, ref->blobs[j]->data, l.blobs[j]->count * sizeof(float));
-    memset(l.blobs[j]->diff, 0, l.blobs[j]->count * sizeof(float));
+    float *w, *r, *g;
+    if (ct_tensor_host(l.blobs[j], CT_DATA, CT_WRITE, &w, &err) ||
+        ct_tensor_host(ref->blobs[j], CT_DATA, CT_READ, &r, &err) ||
+        ct_tensor_host(l.blobs[j], CT_DIFF, CT_WRITE, &g, &err))
+      goto done;
+    memcpy(w, r, l.blobs[j]->count * sizeof(float));
+    memset(g, 0, l.blobs[j]->count * sizeof(float));
   }
   ct_rng_seed(&l.rng, 4242);
-  if (l.ops->forward(&l, &err)) goto done;
-  memcpy(y, t->data, t->count * sizeof(float));
-  memcpy(t->diff, dy, t->count * sizeof(float));
-  l.ops->backward(&l);
-  memcpy(dx, t->diff, t->count * sizeof(float));
-  if (l.nblobs) memcpy(blob_diff, l.blobs[0]->diff, l.blobs[0]->count * sizeof(float));
+  if (ct_layer_forward(&l, &err) || ct_tensor_host(t, CT_DATA, CT_READ, &v, &err)) goto done;
+  memcpy(y, v, t->count * sizeof(float));
+  if (ct_tensor_host(t, CT_DIFF, CT_WRITE, &v, &err)) goto done;
+  memcpy(v, dy, t->count * sizeof(float));
+  if (ct_layer_backward(&l, &err) || ct_tensor_host(t, CT_DIFF, CT_READ, &v, &err)) goto done;
+  memcpy(dx, v, t->count * sizeof(float));
+  if (l.nblobs) {
+    if (ct_tensor_host(l.blobs[0], CT_DIFF, CT_READ, &v, &err)) goto done;
+    memcpy(blob_diff, v, l.blobs[0]->count * sizeof(float));
+  }
   rc = 0;
 done:
   if (rc) CHECK(0, "in-place run of %s failed: %s", ref->ops->type, err.msg);

@@ -122,7 +122,7 @@ static void test_net_gradient(void) {
   size_t total = ct_net_param_total(net);
   float *grad = malloc(total * sizeof(float));
   memcpy(grad, ct_net_diff_buffer(net), total * sizeof(float));
-  const ct_update_param *lp = ct_net_learnable(net);
+  const ct_param_range *lp = ct_net_learnable(net);
   int bad = 0;
   for (int p = 0; p < ct_net_num_learnable(net); p++)
     for (size_t k = 0; k < lp[p].count; k++) {

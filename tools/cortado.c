@@ -20,6 +20,7 @@
 #include "plot.h"
 #include "progress.h"
 #include "cmd_data.h"
+#include "cmd_place.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -51,6 +52,7 @@ typedef enum flag_id {
   F_LEVEL,
   F_STAGE,
   F_PARTITIONS,
+  F_DEVICE,
   F_QUIET,
   F_GPU,
   F_OUTPUT,
@@ -87,6 +89,7 @@ static const flag_spec FLAGS[F_COUNT] = {
     [F_LEVEL] = {"level", NULL, 1},
     [F_STAGE] = {"stage", NULL, 1},
     [F_PARTITIONS] = {"partitions", NULL, 1},
+    [F_DEVICE] = {"device", NULL, 1},
     [F_QUIET] = {"quiet", NULL, 0},
     [F_GPU] = {"gpu", NULL, 1},
     [F_OUTPUT] = {"output", "o", 1},
@@ -293,6 +296,7 @@ static int run_train(args *a) {
    * CopyLayers does. */
   opt.weights = nweights == 1 ? weights[0] : NULL;
   opt.partitions = a->partitions;
+  opt.devices = a->value[F_DEVICE];
   s = ct_solver_create(a->value[F_SOLVER], &opt, &solver, &err);
   if (s != CT_OK) {
     rc = lib_error(s, &err);
@@ -368,6 +372,7 @@ static int run_test(args *a) {
 
   s = ct_net_create(a->value[F_MODEL], a->phase, a->level, a->stages, a->value[F_WEIGHTS], &net, &err);
   if (s == CT_OK && a->partitions) s = ct_net_set_partitions(net, a->partitions, &err);
+  if (s == CT_OK && a->value[F_DEVICE]) s = ct_net_set_devices(net, a->value[F_DEVICE], &err);
   if (s != CT_OK) {
     rc = lib_error(s, &err);
     goto done;
@@ -478,6 +483,7 @@ static int run_time(args *a) {
   if ((rc = check_readable("model", a->value[F_MODEL]))) return rc;
   s = ct_net_create(a->value[F_MODEL], a->phase, a->level, a->stages, NULL, &net, &err);
   if (s == CT_OK && a->partitions) s = ct_net_set_partitions(net, a->partitions, &err);
+  if (s == CT_OK && a->value[F_DEVICE]) s = ct_net_set_devices(net, a->value[F_DEVICE], &err);
   if (s != CT_OK) {
     rc = lib_error(s, &err);
     goto done;
@@ -504,6 +510,7 @@ static int run_time(args *a) {
   logf_("Testing for %d iterations.", a->iterations);
   double forward_ms = 0, backward_ms = 0;
   cmd_data_wait_reset(net); /* data-layer waits of the timed passes only */
+  cmd_placement_reset(net);  /* copies between devices in the timed passes only */
   unsigned long long ticks0 = 0, steal0 = 0, ticks1 = 0, steal1 = 0;
   const bool have_ticks = machine_ticks(&ticks0, &steal0);
   const double cpu_start = cpu_ms();
@@ -573,6 +580,7 @@ static int run_time(args *a) {
       ui_resultf(&a->ui, "GEMM layers: %.2f ms (%.1f%%). Other layers: %.2f ms (%.1f%%).", gemm_ms,
                  100 * gemm_ms / layers_ms, layers_ms - gemm_ms, 100 * (layers_ms - gemm_ms) / layers_ms);
   }
+  cmd_placement_report(&a->ui, net, a->iterations, wname, wtype);
   for (int i = 0; i < nlayers; i++) { /* time the data layers' forward spent waiting for a batch */
     double wait_ms;
     if (cmd_data_wait_ms(net, i, &wait_ms))
@@ -621,6 +629,10 @@ static const cmd_flag TRAIN_FLAGS[] = {
      "run only N iterations from the start (or resumed) iteration instead of up to "
      "max_iter, then write a snapshot. Default: run to max_iter as Caffe does."},
     {F_PARTITIONS, 0, "N", "split each layer's batch into N partitions run in parallel (CcT). Default: one per core."},
+    {F_DEVICE, 0, "LIST",
+     "the devices every layer's batch is split over (CcT's hybrid): cpu, emu:N, cuda:N, comma-separated, each "
+     "with an optional share (cpu=0.3,emu:0=0.7); without shares they are automatic. A layer's own partition "
+     "entries win. Default: the CPU."},
     {F_QUIET, 0, NULL, "no progress lines (display, test scores, snapshots); errors still print."},
     {F_LOG_FORMAT, 0, "text|json",
      "text (default): on a terminal a live progress line, otherwise Caffe's log lines on stderr; "
@@ -636,6 +648,10 @@ static const cmd_flag TEST_FLAGS[] = {
     {F_LEVEL, 0, "N", "the NetState level for include/exclude rules. Default: 0."},
     {F_STAGE, 0, "S[,S...]", "NetState stages for include/exclude rules, comma-separated."},
     {F_PARTITIONS, 0, "N", "split each layer's batch into N partitions run in parallel (CcT). Default: one per core."},
+    {F_DEVICE, 0, "LIST",
+     "the devices every layer's batch is split over (CcT's hybrid): cpu, emu:N, cuda:N, comma-separated, each "
+     "with an optional share (cpu=0.3,emu:0=0.7); without shares they are automatic. A layer's own partition "
+     "entries win. Default: the CPU."},
     {F_QUIET, 0, NULL, "print only the results, no per-batch lines or progress."},
     {F_LOG_FORMAT, 0, "text|json", "json: one JSON object per line on stdout instead of log lines."},
     {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build is CPU-only and refuses it."},
@@ -649,6 +665,10 @@ static const cmd_flag TIME_FLAGS[] = {
     {F_LEVEL, 0, "N", "the NetState level for include/exclude rules. Default: 0."},
     {F_STAGE, 0, "S[,S...]", "NetState stages for include/exclude rules, comma-separated."},
     {F_PARTITIONS, 0, "N", "split each layer's batch into N partitions run in parallel (CcT). Default: one per core."},
+    {F_DEVICE, 0, "LIST",
+     "the devices every layer's batch is split over (CcT's hybrid): cpu, emu:N, cuda:N, comma-separated, each "
+     "with an optional share (cpu=0.3,emu:0=0.7); without shares they are automatic. A layer's own partition "
+     "entries win. Default: the CPU."},
     {F_QUIET, 0, NULL, "print only the results, no per-batch lines or progress."},
     {F_LOG_FORMAT, 0, "text|json", "json: one JSON object per line on stdout instead of log lines."},
     {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build is CPU-only and refuses it."},

@@ -21,7 +21,8 @@ ct_status ct_fill(const Caffe__FillerParameter *fp, ct_tensor *t, ct_rng *rng, c
                   ct_error *err) {
   if (!fp) fp = &default_filler;
   const char *type = fp->type ? fp->type : "constant";
-  float *x = t->data;
+  float *x;
+  CT_TRY(ct_tensor_host(t, CT_DATA, CT_WRITE, &x, err));
   size_t n = t->count;
   if (!strcmp(type, "constant")) {
     for (size_t i = 0; i < n; i++) x[i] = fp->value;

@@ -6,7 +6,7 @@
 #include "core/tensor.h"
 #include "cortado.pb-c.h"
 
-/* Fills t->data. fp may be NULL (constant 0). Unknown types and shapes a filler cannot serve
+/* Fills t's data (on the host). fp may be NULL (constant 0). Unknown types and shapes a filler cannot serve
  * (bilinear on a non-4-D blob, ...) are errors. `what` names the blob in messages. */
 ct_status ct_fill(const Caffe__FillerParameter *fp, ct_tensor *t, ct_rng *rng, const char *what,
                   ct_error *err);

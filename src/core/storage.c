@@ -259,7 +259,7 @@ static ct_status move(ct_storage *s, copy *from, copy *to, size_t b, size_t e, c
   } else if (fi == CT_MEM_HOST) {
     CT_TRY(to->m->upload(to->m, to->p + b, from->p + b, bytes, err));
   } else {
-    copy *h;
+    copy *h = NULL;
     CT_TRY(get_copy(s, &ct_mem_host, &h, err));
     CT_TRY(from->m->download(from->m, h->p + b, from->p + b, bytes, err));
     count(stats, fi, CT_MEM_HOST, bytes);

@@ -667,7 +667,7 @@ static ct_status m_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter, 
         CT_TRY(ct_update_init(&g->own, c->sp, g->data, g->diff, c->total, ct_net_learnable(g->net),
                               ct_net_num_learnable(g->net), err));
         g->own_ok = true;
-        g->own.pool = ct_net_pool(g->net);
+        g->own.pool = ct_net_placement(g->net)->pool;
         for (int k = 0; k < upd->nsets; k++) memcpy(g->own.history[k], upd->history[k], c->total * sizeof(float));
         g->upd = &g->own;
       }

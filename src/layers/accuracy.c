@@ -2,18 +2,17 @@
  * (ties count against: a score equal to the true class's score ranks above it, as in Caffe).
  * Items labelled ignore_label (when set) are skipped. An optional second top gets the accuracy
  * per class, [C] (0 for a class with no items). Bottoms: scores (outer x C x inner), labels
- * (outer * inner values). No backward. */
+ * (outer * inner values). No backward. It counts over the whole batch, so it never splits. */
 #include <stdlib.h>
 
 #include "layers/layer.h"
-#include "layers/scratch.h"
 
 typedef struct accuracy {
   int top_k;
   int axis; /* canonical, set in reshape */
   bool has_ignore;
   int ignore_label;
-  ct_scratch class_count; /* [C] items per class, for the second top */
+  ct_part_scratch class_count; /* [C] items per class, for the second top */
 } accuracy;
 
 static ct_status accuracy_setup(ct_layer *l, ct_error *err) {
@@ -51,35 +50,49 @@ static ct_status accuracy_reshape(ct_layer *l, ct_error *err) {
   CT_TRY(ct_tensor_reshape(l->top[0], 0, NULL, err));
   if (l->ntop > 1) {
     CT_TRY(ct_tensor_reshape(l->top[1], 1, &C, err));
-    CT_TRY(ct_scratch_reserve(&p->class_count, (size_t)C, sizeof(size_t), l, err));
+    CT_TRY(ct_part_scratch_reserve(&p->class_count, l, (size_t)C * sizeof(size_t), err));
   }
   return CT_OK;
 }
 
-static ct_status accuracy_forward(ct_layer *l, ct_error *err) {
-  accuracy *p = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
+/* Element i of t's data, read on the host (an error message's operand). */
+static ct_status host_value(const ct_layer *l, ct_tensor *t, size_t i, float *v, ct_error *err) {
+  float *h;
+  CT_TRY(ct_tensor_deref(t, CT_DATA, &ct_mem_host, CT_READ, i, i + 1, l->place ? &l->place->stats : NULL, &h, err));
+  *v = h[i];
+  return CT_OK;
+}
+
+/* One partition: the whole layer (it never splits), on p's driver. */
+static ct_status accuracy_forward(ct_layer *l, const ct_part *p, ct_error *err) {
+  accuracy *a = l->priv;
+  const ct_driver *d = p->d;
   const ct_tensor *s = l->bottom[0];
-  int C = s->shape[p->axis];
-  size_t outer = ct_tensor_count_range(s, 0, p->axis), inner = ct_tensor_count_range(s, p->axis + 1, s->naxes);
+  int C = s->shape[a->axis];
+  size_t outer = ct_tensor_count_range(s, 0, a->axis), inner = ct_tensor_count_range(s, a->axis + 1, s->naxes);
+  const float *score, *labels;
+  float *per_class = NULL;
+  CT_TRY(ct_read(l, p, l->bottom[0], &score, err));
+  CT_TRY(ct_read(l, p, l->bottom[1], &labels, err));
+  if (l->ntop > 1) CT_TRY(ct_write(l, p, l->top[1], &per_class, err));
   size_t hits = 0, counted = 0;
-  ptrdiff_t bad = d->ops->accuracy(d, outer, (size_t)C, inner, s->data, l->bottom[1]->data, p->top_k, p->has_ignore,
-                                   p->ignore_label, l->ntop > 1 ? l->top[1]->data : NULL, p->class_count.p, &hits,
-                                   &counted);
+  ptrdiff_t bad = -1;
+  CT_TRY(d->ops->accuracy(d, outer, (size_t)C, inner, score, labels, a->top_k, a->has_ignore, a->ignore_label,
+                          per_class, l->ntop > 1 ? ct_part_scratch_of(&a->class_count, p) : NULL, &hits, &counted,
+                          &bad));
   if (bad >= 0) {
     float lv;
-    d->ops->download(d, &lv, l->bottom[1]->data + bad, sizeof lv);
+    CT_TRY(host_value(l, l->bottom[1], (size_t)bad, &lv, err));
     return ct_layer_fail(l, err, CT_EINVAL, "label %g (item %td) is outside the %d classes [0, %d)", lv, bad, C, C);
   }
   float out = counted ? (float)((double)hits / (double)counted) : 0.0f;
-  d->ops->upload(d, l->top[0]->data, &out, sizeof out);
-  return CT_OK;
+  return ct_layer_set_scalar(l, l->top[0], out, err);
 }
 
 static void accuracy_destroy(ct_layer *l) {
   accuracy *p = l->priv;
   if (!p) return;
-  ct_scratch_free(&p->class_count);
+  ct_part_scratch_free(&p->class_count);
   free(p);
   l->priv = NULL;
 }
@@ -90,6 +103,9 @@ const ct_layer_ops ct_layer_Accuracy = {.type = "Accuracy",
                                         .min_top = 1,
                                         .max_top = 2,
                                         .has_backward = false,
+                                        .splits = NULL,
+                                        .gains = false,
+                                        .kind = CT_WORK_MEMORY,
                                         .setup = accuracy_setup,
                                         .reshape = accuracy_reshape,
                                         .forward = accuracy_forward,

@@ -2,23 +2,28 @@
  *  - with axis: along that axis; the top has the bottom's shape with that axis set to top_k.
  *  - without: over all of each item's entries (axes 1...); the top is N x 1 x top_k (x 1 ...,
  *    at least 3 axes), or N x 2 x top_k with out_max_val: indices, then values.
- * Ordering as Caffe's: by value, descending; equal values by index, descending. No backward. */
+ * Ordering as Caffe's: by value, descending; equal values by index, descending. No backward.
+ * Every item ranks on its own, so the layer splits by image unless it ranks along axis 0. */
 #include <stdlib.h>
 
 #include "layers/layer.h"
-#include "layers/scratch.h"
 
 typedef struct argmax {
   bool out_max_val;
   int top_k;
   bool has_axis;
   int axis;           /* canonical, when has_axis */
-  ct_scratch entries; /* dim ct_rank_entry */
+  ct_part_scratch entries; /* dim ct_rank_entry per partition */
 } argmax;
 
 static const Caffe__ArgMaxParameter *params(const ct_layer *l) {
   static const Caffe__ArgMaxParameter dflt = CAFFE__ARG_MAX_PARAMETER__INIT;
   return l->lp->argmax_param ? l->lp->argmax_param : &dflt;
+}
+
+/* Called before reshape, with the bottom shaped: the axis is canonicalised here itself. */
+static bool argmax_splits(const ct_layer *l) {
+  return !params(l)->has_axis || ct_tensor_axis(l->bottom[0], params(l)->axis) > 0;
 }
 
 static ct_status argmax_setup(ct_layer *l, ct_error *err) {
@@ -78,25 +83,32 @@ static ct_status argmax_reshape(ct_layer *l, ct_error *err) {
   CT_TRY(ct_tensor_reshape(l->top[0], naxes, shape, err));
   size_t dim, stride;
   geometry(l, &dim, &stride);
-  return ct_scratch_reserve(&p->entries, dim, sizeof(ct_rank_entry), l, err);
+  if (dim > (size_t)-1 / sizeof(ct_rank_entry))
+    return ct_layer_fail(l, err, CT_ENOMEM, "scratch buffer size overflows");
+  return ct_part_scratch_reserve(&p->entries, l, dim * sizeof(ct_rank_entry), err);
 }
 
-static ct_status argmax_forward(ct_layer *l, ct_error *err) {
-  (void)err;
-  argmax *p = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  size_t dim, stride;
+static ct_status argmax_forward(ct_layer *l, const ct_part *p, ct_error *err) {
+  argmax *a = l->priv;
+  const ct_driver *d = p->d;
+  size_t dim, stride, xfirst, xn, yfirst, yn;
   geometry(l, &dim, &stride);
-  size_t outer = dim ? l->bottom[0]->count / dim / stride : 0;
-  d->ops->argmax(d, outer, dim, stride, p->top_k, p->out_max_val, p->has_axis, l->bottom[0]->data, l->top[0]->data,
-                 p->entries.p);
-  return CT_OK;
+  ct_part_span(p, l->bottom[0], &xfirst, &xn);
+  ct_part_span(p, l->top[0], &yfirst, &yn);
+  /* stride is 0 only when the bottom is empty (an axis after the ranked one of size 0) */
+  size_t outer = dim && stride ? xn / dim / stride : 0;
+  const float *x;
+  float *y;
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  CT_TRY(ct_write(l, p, l->top[0], &y, err));
+  return d->ops->argmax(d, outer, dim, stride, a->top_k, a->out_max_val, a->has_axis, x + xfirst, y + yfirst,
+                        ct_part_scratch_of(&a->entries, p));
 }
 
 static void argmax_destroy(ct_layer *l) {
   argmax *p = l->priv;
   if (!p) return;
-  ct_scratch_free(&p->entries);
+  ct_part_scratch_free(&p->entries);
   free(p);
   l->priv = NULL;
 }
@@ -107,6 +119,9 @@ const ct_layer_ops ct_layer_ArgMax = {.type = "ArgMax",
                                       .min_top = 1,
                                       .max_top = 1,
                                       .has_backward = false,
+                                      .splits = argmax_splits,
+                                      .gains = true,
+                                      .kind = CT_WORK_MEMORY,
                                       .setup = argmax_setup,
                                       .reshape = argmax_reshape,
                                       .forward = argmax_forward,

@@ -16,6 +16,13 @@ static const Caffe__BiasParameter *param_of(const ct_layer *l) {
   return l->lp->bias_param ? l->lp->bias_param : &default_param;
 }
 
+/* Broadcast from an axis after the batch, each image's elements meet the same b: a range of
+ * images runs alone, its b gradient summed by the executor. A second bottom's b (its gradient
+ * written, not accumulated) and a scalar b (broadcast over one outer row) run whole. */
+static bool bias_splits(const ct_layer *l) {
+  return l->nbottom == 1 && l->blobs[0]->naxes > 0 && ct_tensor_axis(l->bottom[0], param_of(l)->axis) >= 1;
+}
+
 static ct_status bias_setup(ct_layer *l, ct_error *err) {
   const Caffe__BiasParameter *p = param_of(l);
   const ct_tensor *x = l->bottom[0];
@@ -53,29 +60,57 @@ static ct_status bias_reshape(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
-static ct_status bias_forward(ct_layer *l, ct_error *err) {
-  (void)err;
-  bias_priv *bp = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const float *b = l->nbottom > 1 ? l->bottom[1]->data : l->blobs[0]->data;
-  d->ops->bias_forward(d, bp->outer, bp->dim, bp->inner, l->bottom[0]->data, b, l->top[0]->data);
+/* Partition p's outer rows (outer / N per image) and its elements of x. */
+static size_t outer_of(const ct_layer *l, const ct_part *p, size_t *first, size_t *n) {
+  const bias_priv *bp = l->priv;
+  const ct_tensor *x = l->bottom[0];
+  ct_part_span(p, x, first, n);
+  return p->whole ? bp->outer : bp->outer / (size_t)x->shape[0] * (size_t)(p->end - p->begin);
+}
+
+/* b on p's driver: bottom[1] whole, or the blob. */
+static ct_status operand(ct_layer *l, const ct_part *p, const float **b, ct_error *err) {
+  if (l->nbottom == 1) return ct_read_param(l, p, 0, b, err);
+  float *v;
+  CT_TRY(ct_part_all(l, p, l->bottom[1], CT_DATA, CT_READ, &v, err));
+  *b = v;
   return CT_OK;
 }
 
-static void bias_backward(ct_layer *l) {
+static ct_status bias_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   bias_priv *bp = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const float *dy = l->top[0]->diff;
+  const ct_driver *d = p->d;
+  size_t first, n, outer = outer_of(l, p, &first, &n);
+  const float *x, *b;
+  float *y;
+  CT_TRY(operand(l, p, &b, err));
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  CT_TRY(ct_write(l, p, l->top[0], &y, err));
+  return d->ops->bias_forward(d, outer, bp->dim, bp->inner, x + first, b, y + first);
+}
+
+static ct_status bias_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  bias_priv *bp = l->priv;
+  const ct_driver *d = p->d;
+  size_t first, n, outer = outer_of(l, p, &first, &n);
+  const float *dy;
+  CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
+  dy += first;
   float *db = NULL;
   if (l->nbottom > 1 && l->propagate_down[1]) {
-    db = l->bottom[1]->diff;
-    d->ops->memset(d, db, 0, bp->dim * sizeof(float));
+    CT_TRY(ct_part_all(l, p, l->bottom[1], CT_DIFF, CT_WRITE, &db, err));
+    CT_TRY(d->ops->memset(d, db, 0, bp->dim * sizeof(float)));
   } else if (l->nbottom == 1 && l->param_propagate_down[0]) {
-    db = l->blobs[0]->diff;
+    CT_TRY(ct_part_param_grad(l, p, 0, &db, err));
   }
-  if (db) d->ops->scale_backward(d, bp->outer, bp->dim, bp->inner, NULL, dy, NULL, NULL, db, NULL);
-  if (l->propagate_down[0] && l->bottom[0]->diff != dy)
-    d->ops->copy(d, l->bottom[0]->diff, dy, l->bottom[0]->count * sizeof(float));
+  if (db) CT_TRY(d->ops->scale_backward(d, outer, bp->dim, bp->inner, NULL, dy, NULL, NULL, db, NULL));
+  if (!l->propagate_down[0]) return CT_OK;
+  float *dx;
+  CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
+  dx += first;
+  /* in place, dx is dy already */
+  if (dx != dy) CT_TRY(d->ops->copy(d, dx, dy, n * sizeof(float)));
+  return CT_OK;
 }
 
 static void bias_destroy(ct_layer *l) {
@@ -91,6 +126,9 @@ const ct_layer_ops ct_layer_Bias = {
     .max_top = 1,
     .in_place = true,
     .has_backward = true,
+    .splits = bias_splits,
+    .gains = true,
+    .kind = CT_WORK_MEMORY,
     .setup = bias_setup,
     .reshape = bias_reshape,
     .forward = bias_forward,

@@ -13,6 +13,18 @@ static const Caffe__ConcatParameter *params(const ct_layer *l) {
   return l->lp->concat_param ? l->lp->concat_param : &dflt;
 }
 
+/* The canonical concat axis for bottom 0's shape, -1 when out of range. */
+static int axis_of(const ct_layer *l) {
+  const Caffe__ConcatParameter *cp = params(l);
+  const ct_tensor *b0 = l->bottom[0];
+  if (cp->has_concat_dim) return cp->concat_dim < (uint32_t)b0->naxes ? (int)cp->concat_dim : -1;
+  return ct_tensor_axis(b0, cp->axis);
+}
+
+/* Joined along an axis after the batch, each image's rows are the images' own: a range of images
+ * joins alone. Along the batch the bottoms' images are the top's in turn: it runs whole. */
+static bool concat_splits(const ct_layer *l) { return axis_of(l) > 0; }
+
 static ct_status concat_setup(ct_layer *l, ct_error *err) {
   const Caffe__ConcatParameter *cp = params(l);
   if (cp->has_axis && cp->has_concat_dim)
@@ -28,17 +40,13 @@ static ct_status concat_reshape(ct_layer *l, ct_error *err) {
   const Caffe__ConcatParameter *cp = params(l);
   const ct_tensor *b0 = l->bottom[0];
   char s0[128], si[128];
-  int axis;
-  if (cp->has_concat_dim) {
-    axis = cp->concat_dim < (uint32_t)b0->naxes ? (int)cp->concat_dim : -1;
-    if (axis < 0)
+  int axis = axis_of(l);
+  if (axis < 0) {
+    if (cp->has_concat_dim)
       return ct_layer_fail(l, err, CT_EINVAL, "concat_dim %u is out of range for bottom 0 of shape %s", cp->concat_dim,
                            ct_tensor_shape_str(b0, s0, sizeof s0));
-  } else {
-    axis = ct_tensor_axis(b0, cp->axis);
-    if (axis < 0)
-      return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for bottom 0 of shape %s", cp->axis,
-                           ct_tensor_shape_str(b0, s0, sizeof s0));
+    return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for bottom 0 of shape %s", cp->axis,
+                         ct_tensor_shape_str(b0, s0, sizeof s0));
   }
   p->axis = axis;
   int shape[CT_MAX_AXES];
@@ -60,40 +68,63 @@ static ct_status concat_reshape(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
-/* The data moves as `outer` rows per bottom; a bottom's row is shape[axis] * inner floats. */
-static ct_status concat_forward(ct_layer *l, ct_error *err) {
-  (void)err;
+/* The data moves as `outer` rows per bottom; a bottom's row is shape[axis] * inner floats. A
+ * partition moves its images' rows: outer / N of them per image. */
+static size_t rows_of(const ct_part *p, const ct_tensor *t, int axis) {
+  size_t outer = ct_tensor_count_range(t, 0, axis);
+  return p->whole ? outer : outer / (size_t)t->shape[0] * (size_t)(p->end - p->begin);
+}
+
+static size_t first_of(const ct_part *p, const ct_tensor *t) {
+  size_t first, n;
+  ct_part_span(p, t, &first, &n);
+  return first;
+}
+
+static ct_status concat_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   if (l->nbottom == 1) return CT_OK;
-  concat *p = l->priv;
-  const ct_tensor *t = l->top[0];
-  size_t outer = ct_tensor_count_range(t, 0, p->axis), inner = ct_tensor_count_range(t, p->axis + 1, t->naxes);
-  const ct_driver *d = ct_layer_driver(l);
-  size_t top_row = (size_t)t->shape[p->axis] * inner, offset = 0;
+  concat *c = l->priv;
+  ct_tensor *t = l->top[0];
+  const ct_driver *d = p->d;
+  size_t outer = rows_of(p, t, c->axis), inner = ct_tensor_count_range(t, c->axis + 1, t->naxes);
+  size_t top_row = (size_t)t->shape[c->axis] * inner, offset = 0;
+  float *y;
+  CT_TRY(ct_write(l, p, t, &y, err));
+  y += first_of(p, t);
   for (int k = 0; k < l->nbottom; k++) {
-    const ct_tensor *b = l->bottom[k];
-    size_t row = (size_t)b->shape[p->axis] * inner;
-    d->ops->copy_2d(d, outer, row * sizeof(float), t->data + offset, top_row * sizeof(float), b->data,
-                    row * sizeof(float));
+    ct_tensor *b = l->bottom[k];
+    size_t row = (size_t)b->shape[c->axis] * inner;
+    const float *x;
+    CT_TRY(ct_read(l, p, b, &x, err));
+    CT_TRY(d->ops->copy_2d(d, outer, row * sizeof(float), y + offset, top_row * sizeof(float), x + first_of(p, b),
+                           row * sizeof(float)));
     offset += row;
   }
   return CT_OK;
 }
 
-static void concat_backward(ct_layer *l) {
-  if (l->nbottom == 1) return;
-  concat *p = l->priv;
-  const ct_tensor *t = l->top[0];
-  size_t outer = ct_tensor_count_range(t, 0, p->axis), inner = ct_tensor_count_range(t, p->axis + 1, t->naxes);
-  const ct_driver *d = ct_layer_driver(l);
-  size_t top_row = (size_t)t->shape[p->axis] * inner, offset = 0;
+static ct_status concat_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  if (l->nbottom == 1) return CT_OK;
+  concat *c = l->priv;
+  ct_tensor *t = l->top[0];
+  const ct_driver *d = p->d;
+  size_t outer = rows_of(p, t, c->axis), inner = ct_tensor_count_range(t, c->axis + 1, t->naxes);
+  size_t top_row = (size_t)t->shape[c->axis] * inner, offset = 0;
+  const float *dy;
+  CT_TRY(ct_read_diff(l, p, t, &dy, err));
+  dy += first_of(p, t);
   for (int k = 0; k < l->nbottom; k++) {
-    const ct_tensor *b = l->bottom[k];
-    size_t row = (size_t)b->shape[p->axis] * inner;
-    if (l->propagate_down[k])
-      d->ops->copy_2d(d, outer, row * sizeof(float), b->diff, row * sizeof(float), t->diff + offset,
-                      top_row * sizeof(float));
+    ct_tensor *b = l->bottom[k];
+    size_t row = (size_t)b->shape[c->axis] * inner;
+    if (l->propagate_down[k]) {
+      float *dx;
+      CT_TRY(ct_write_diff(l, p, b, &dx, err));
+      CT_TRY(d->ops->copy_2d(d, outer, row * sizeof(float), dx + first_of(p, b), row * sizeof(float), dy + offset,
+                             top_row * sizeof(float)));
+    }
     offset += row;
   }
+  return CT_OK;
 }
 
 static void concat_destroy(ct_layer *l) {
@@ -107,6 +138,9 @@ const ct_layer_ops ct_layer_Concat = {.type = "Concat",
                                       .min_top = 1,
                                       .max_top = 1,
                                       .has_backward = true,
+                                      .splits = concat_splits,
+                                      .gains = true,
+                                      .kind = CT_WORK_MEMORY,
                                       .setup = concat_setup,
                                       .reshape = concat_reshape,
                                       .forward = concat_forward,

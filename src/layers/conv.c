@@ -1,11 +1,11 @@
 /* Convolution (Caffe's "Convolution"): 2-D, with groups, padding, stride and dilation.
  *
- * The layer runs CcT's batched lowering (src/lowering/): the batch is split into partitions,
- * one per worker of the net's thread pool, and each partition lowers its images at once and
- * runs one GEMM per group on a single-threaded BLAS, all on the layer's driver. Weight
- * gradients are summed over the partitions in a fixed order, so a run is reproducible. The
- * lowering type comes from the cost model unless the prototxt's `lowering:` names one. The
- * naive loops stay as the reference the tests hold every type to. */
+ * The layer runs CcT's batched lowering (src/lowering/): each partition of the layer's plan
+ * lowers its images at once and runs one GEMM per group on its own driver (on the CPU, a
+ * single-threaded BLAS per partition). The partitions' weight gradients are summed in a fixed
+ * order by the executor (layers/exec.c), so a run is reproducible. The lowering type comes from
+ * the cost model unless the prototxt's `lowering:` names one. The naive loops stay as the
+ * reference the tests hold every type to. */
 #include "layers/conv.h"
 
 #include <stdlib.h>
@@ -13,7 +13,6 @@
 
 #include "core/filler.h"
 #include "layers/layer.h"
-#include "sched/partition.h"
 
 /* ---------------------------------------------------------------- reference loops */
 
@@ -71,26 +70,22 @@ void ct_conv_backward_naive(const ct_conv_geom *g, const float *x, const float *
 
 /* ---------------------------------------------------------------- the layer */
 
+/* What a partition's workspace holds after its forward: the lowering of one bottom, of that
+ * data and those weights. Backward reuses it (CcT) instead of lowering again. */
+typedef struct lowered {
+  int bottom; /* -1: nothing reusable */
+  const float *x, *w;
+} lowered;
+
 typedef struct conv_priv {
   ct_conv_geom geom; /* N, H, W, OH, OW refreshed by reshape */
   bool bias;
   ct_lowering forced; /* from the prototxt, or AUTO */
   ct_lowering type;   /* in use for the current shape */
-  ct_partition part;  /* the batch split */
-  float *ws;          /* nparts workspaces of ws_each floats */
-  size_t ws_each, ws_cap;
   int chunk;          /* images per lowering call: a partition's, unless its workspace would pass
                          the cap (conv_workspace_cap), then fewer, in turn */
-  float *grad;        /* nparts private (dw, db) accumulators */
-  size_t grad_each, grad_cap;
-  /* the region being run */
-  ct_layer *l;
-  int bottom;
-  /* which bottom's lowering the workspaces hold after forward (-1: none), and of which data:
-   * backward reuses it (CcT) instead of lowering again */
-  int lowered_bottom;
-  const float *lowered_data;
-  const float *lowered_weights;
+  ct_part_scratch ws; /* each partition's lowering workspace, on its driver */
+  lowered low[CT_MAX_PARTITIONS];
 } conv_priv;
 
 static const Caffe__ConvolutionParameter default_param = CAFFE__CONVOLUTION_PARAMETER__INIT;
@@ -260,9 +255,10 @@ static ct_status conv_reshape(ct_layer *l, ct_error *err) {
                          g.dh, g.dw, g.H, g.W, g.ph, g.pw);
   cp->geom = g;
   for (int i = 0; i < l->ntop; i++) CT_TRY(ct_tensor_reshape4(l->top[i], g.N, g.K, g.OH, g.OW, err));
-  CT_TRY(ct_partition_plan(l, g.N, &cp->part, err));
-  cp->lowered_bottom = -1; /* a reshape may move the partitions and the workspaces */
-  int nbmax = ct_partition_max(&cp->part);
+  for (int i = 0; i < CT_MAX_PARTITIONS; i++) cp->low[i].bottom = -1; /* the partitions may have moved */
+  int nbmax = 1;
+  for (int i = 0; i < l->plan.n; i++)
+    if (l->plan.part[i].end - l->plan.part[i].begin > nbmax) nbmax = l->plan.part[i].end - l->plan.part[i].begin;
   const ct_driver *d = ct_layer_driver(l);
   size_t cap;
   CT_TRY(conv_workspace_cap(l, &cap, err));
@@ -274,101 +270,65 @@ static ct_status conv_reshape(ct_layer *l, ct_error *err) {
     cp->type = cp->forced != CT_LOWER_AUTO ? cp->forced : ct_lower_choose(&g, cp->chunk, gflops, gbytes, cap);
     if (cp->chunk == 1 || ct_lower_workspace(&g, cp->type, cp->chunk) <= cap) break;
   }
-  cp->ws_each = (ct_lower_workspace(&g, cp->type, cp->chunk) + 15) & ~(size_t)15;
-  size_t need = cp->ws_each * (size_t)cp->part.n;
-  if (need > cp->ws_cap) {
-    float *ws = d->ops->alloc(d, need * sizeof(float));
-    if (!ws) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats of lowering workspace", need);
-    d->ops->free(d, cp->ws);
-    cp->ws = ws;
-    cp->ws_cap = need;
-  }
-  cp->grad_each = (l->blobs[0]->count + (cp->bias ? (size_t)g.K : 0) + 15) & ~(size_t)15;
-  need = cp->grad_each * (size_t)cp->part.n;
-  if (need > cp->grad_cap) {
-    float *gr = d->ops->alloc(d, need * sizeof(float));
-    if (!gr) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats of gradient buffers", need);
-    d->ops->free(d, cp->grad);
-    cp->grad = gr;
-    cp->grad_cap = need;
+  size_t ws = (ct_lower_workspace(&g, cp->type, cp->chunk) + 15) & ~(size_t)15;
+  return ct_part_scratch_reserve(&cp->ws, l, ws * sizeof(float), err);
+}
+
+static ct_status conv_forward(ct_layer *l, const ct_part *p, ct_error *err) {
+  conv_priv *cp = l->priv;
+  const ct_conv_geom *g = &cp->geom;
+  const ct_driver *d = p->d;
+  const float *w, *b = NULL;
+  CT_TRY(ct_read_param(l, p, 0, &w, err));
+  if (cp->bias) CT_TRY(ct_read_param(l, p, 1, &b, err));
+  float *ws = ct_part_scratch_of(&cp->ws, p);
+  for (int i = 0; i < l->nbottom; i++) {
+    const float *x;
+    float *y;
+    CT_TRY(ct_read(l, p, l->bottom[i], &x, err));
+    CT_TRY(ct_write(l, p, l->top[i], &y, err));
+    for (int n0 = p->begin; n0 < p->end; n0 += cp->chunk) {
+      const int nb = p->end - n0 < cp->chunk ? p->end - n0 : cp->chunk;
+      CT_TRY(ct_lower_forward_on(d, g, cp->type, nb, x + (size_t)n0 * g->C * g->H * g->W, w, b,
+                                 y + (size_t)n0 * g->K * g->OH * g->OW, ws));
+    }
+    cp->low[p->index] = (lowered){i, x, w};
   }
   return CT_OK;
 }
 
-static void forward_part(void *ctx, int i) {
-  conv_priv *cp = ctx;
-  ct_layer *l = cp->l;
-  const ct_conv_geom *g = &cp->geom;
-  for (int n0 = cp->part.start[i], end = n0 + cp->part.size[i]; n0 < end; n0 += cp->chunk) {
-    const int nb = end - n0 < cp->chunk ? end - n0 : cp->chunk;
-    const float *x = l->bottom[cp->bottom]->data + (size_t)n0 * g->C * g->H * g->W;
-    float *y = l->top[cp->bottom]->data + (size_t)n0 * g->K * g->OH * g->OW;
-    ct_lower_forward_on(ct_layer_driver(l), g, cp->type, nb, x, l->blobs[0]->data,
-                        cp->bias ? l->blobs[1]->data : NULL, y, cp->ws + (size_t)i * cp->ws_each);
-  }
-}
-
-static void backward_part(void *ctx, int i) {
-  conv_priv *cp = ctx;
-  ct_layer *l = cp->l;
-  const ct_conv_geom *g = &cp->geom;
-  float *gr = cp->grad + (size_t)i * cp->grad_each;
-  float *dw = l->param_propagate_down[0] ? gr : NULL;
-  float *db = cp->bias && l->param_propagate_down[1] ? gr + l->blobs[0]->count : NULL;
-  const ct_driver *d = ct_layer_driver(l);
-  d->ops->memset(d, gr, 0, cp->grad_each * sizeof(float));
-  /* the forward's lowering is still there when the partition took one turn; in turns, the
-   * workspace holds only the last one's, and each turn lowers again (dw, db add up turn by turn) */
-  const bool reuse = cp->part.size[i] <= cp->chunk && cp->lowered_bottom == cp->bottom &&
-                     cp->lowered_data == l->bottom[cp->bottom]->data && cp->lowered_weights == l->blobs[0]->data;
-  for (int n0 = cp->part.start[i], end = n0 + cp->part.size[i]; n0 < end; n0 += cp->chunk) {
-    const int nb = end - n0 < cp->chunk ? end - n0 : cp->chunk;
-    size_t xoff = (size_t)n0 * g->C * g->H * g->W, yoff = (size_t)n0 * g->K * g->OH * g->OW;
-    float *dx = l->propagate_down[cp->bottom] ? l->bottom[cp->bottom]->diff + xoff : NULL;
-    ct_lower_backward_on(d, g, cp->type, nb, l->bottom[cp->bottom]->data + xoff, l->blobs[0]->data,
-                         l->top[cp->bottom]->diff + yoff, dx, dw, db, cp->ws + (size_t)i * cp->ws_each, reuse);
-  }
-}
-
-static ct_status conv_forward(ct_layer *l, ct_error *err) {
-  (void)err;
+static ct_status conv_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   conv_priv *cp = l->priv;
-  cp->l = l;
-  for (cp->bottom = 0; cp->bottom < l->nbottom; cp->bottom++) ct_partition_run(l, &cp->part, forward_part, cp);
-  cp->lowered_bottom = l->nbottom - 1;
-  cp->lowered_data = l->bottom[l->nbottom - 1]->data;
-  cp->lowered_weights = l->blobs[0]->data;
+  const ct_conv_geom *g = &cp->geom;
+  const ct_driver *d = p->d;
+  const float *w;
+  float *dw = NULL, *db = NULL;
+  CT_TRY(ct_read_param(l, p, 0, &w, err));
+  if (l->param_propagate_down[0]) CT_TRY(ct_part_param_grad(l, p, 0, &dw, err));
+  if (cp->bias && l->param_propagate_down[1]) CT_TRY(ct_part_param_grad(l, p, 1, &db, err));
+  float *ws = ct_part_scratch_of(&cp->ws, p);
+  lowered *low = &cp->low[p->index];
+  /* the last bottom first: its forward lowering is still in the workspace */
+  for (int i = l->nbottom - 1; i >= 0; i--) {
+    if (!l->propagate_down[i] && !dw && !db) continue;
+    const float *x, *dy;
+    float *dx = NULL;
+    CT_TRY(ct_read(l, p, l->bottom[i], &x, err));
+    CT_TRY(ct_read_diff(l, p, l->top[i], &dy, err));
+    if (l->propagate_down[i]) CT_TRY(ct_write_diff(l, p, l->bottom[i], &dx, err));
+    /* the forward's lowering is still there when the partition took one turn; in turns, the
+     * workspace holds only the last one's, and each turn lowers again (dw, db add up turn by
+     * turn) */
+    const bool reuse = p->end - p->begin <= cp->chunk && low->bottom == i && low->x == x && low->w == w;
+    for (int n0 = p->begin; n0 < p->end; n0 += cp->chunk) {
+      const int nb = p->end - n0 < cp->chunk ? p->end - n0 : cp->chunk;
+      size_t xoff = (size_t)n0 * g->C * g->H * g->W, yoff = (size_t)n0 * g->K * g->OH * g->OW;
+      CT_TRY(ct_lower_backward_on(d, g, cp->type, nb, x + xoff, w, dy + yoff, dx ? dx + xoff : NULL, dw, db, ws,
+                                  reuse));
+    }
+    low->bottom = -1; /* backward overwrote the workspace */
+  }
   return CT_OK;
-}
-
-/* diff[begin, end) += each partition's weight gradient there, in partition order */
-static void sum_weight_grads(void *ctx, int part, size_t begin, size_t end) {
-  (void)part;
-  conv_priv *cp = ctx;
-  ct_layer *l = cp->l;
-  const ct_driver *d = ct_layer_driver(l);
-  float *diff = l->blobs[0]->diff + begin;
-  for (int i = 0; i < cp->part.n; i++)
-    d->ops->add(d, end - begin, diff, cp->grad + (size_t)i * cp->grad_each + begin, diff);
-}
-
-static void conv_backward(ct_layer *l) {
-  conv_priv *cp = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  cp->l = l;
-  bool dw = l->param_propagate_down[0], db = cp->bias && l->param_propagate_down[1];
-  /* the last bottom first: its forward lowering is still in the workspaces */
-  for (cp->bottom = l->nbottom - 1; cp->bottom >= 0; cp->bottom--) {
-    if (!l->propagate_down[cp->bottom] && !dw && !db) continue;
-    ct_partition_run(l, &cp->part, backward_part, cp);
-    cp->lowered_bottom = -1; /* backward overwrote the workspaces */
-    /* partition gradients summed in a fixed order (each element: diff + part 0 + part 1 ...):
-     * reproducible whatever the thread timing, and split across the threads by element */
-    if (dw) ct_parallel_for(l, l->blobs[0]->count, 1024, sum_weight_grads, cp);
-    for (int i = 0; db && i < cp->part.n; i++)
-      d->ops->add(d, (size_t)cp->geom.K, l->blobs[1]->diff, cp->grad + (size_t)i * cp->grad_each + l->blobs[0]->count,
-                  l->blobs[1]->diff);
-  }
 }
 
 int ct_conv_layer_turn_images(const ct_layer *l) { return ((const conv_priv *)l->priv)->chunk; }
@@ -382,10 +342,7 @@ static const char *conv_describe(const ct_layer *l) { return ct_lowering_name(((
 
 static void conv_destroy(ct_layer *l) {
   conv_priv *cp = l->priv;
-  if (cp) {
-    ct_layer_release(l, cp->ws);
-    ct_layer_release(l, cp->grad);
-  }
+  if (cp) ct_part_scratch_free(&cp->ws);
   free(cp);
   l->priv = NULL;
 }
@@ -397,6 +354,9 @@ const ct_layer_ops ct_layer_Convolution = {
     .min_top = 1,
     .max_top = -1,
     .has_backward = true,
+    .splits = ct_layer_splits_always,
+    .gains = true,
+    .kind = CT_WORK_GEMM,
     .setup = conv_setup,
     .reshape = conv_reshape,
     .forward = conv_forward,

@@ -92,9 +92,23 @@ ct_status ct_data_layer_reshape(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
-ct_status ct_data_layer_forward(ct_layer *l, ct_error *err) {
+/* The feed writes host memory: the tops must be whole on the host, as ops->host gives them. */
+static ct_status host_part(const ct_layer *l, const ct_part *p, ct_error *err) {
+  if (!p->whole)
+    return ct_layer_fail(l, err, CT_EINTERNAL, "planned in parts (images %d to %d on %s); a data layer runs whole",
+                         p->begin, p->end, p->d->name);
+  if (p->d->mem != &ct_mem_host)
+    return ct_layer_fail(l, err, CT_EINTERNAL, "planned on %s; a data layer runs on the host", p->d->name);
+  return CT_OK;
+}
+
+ct_status ct_data_layer_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   ct_data_layer *d = l->priv;
-  return ct_feed_next(d->feed, l->top[0]->data, l->ntop > 1 ? l->top[1]->data : NULL, &l->rng, &d->cursor, err);
+  float *data, *labels = NULL;
+  CT_TRY(host_part(l, p, err));
+  CT_TRY(ct_write(l, p, l->top[0], &data, err));
+  if (l->ntop > 1) CT_TRY(ct_write(l, p, l->top[1], &labels, err));
+  return ct_feed_next(d->feed, data, labels, &l->rng, &d->cursor, err);
 }
 
 void ct_data_layer_destroy(ct_layer *l) {
@@ -149,6 +163,7 @@ static ct_status data_setup(ct_layer *l, ct_error *err) {
 
 const ct_layer_ops ct_layer_Data = {
     .type = "Data", .min_bottom = 0, .max_bottom = 0, .min_top = 1, .max_top = 2,
+    .splits = NULL, .gains = false, .kind = CT_WORK_MEMORY, .host = true,
     .setup = data_setup, .reshape = ct_data_layer_reshape, .forward = ct_data_layer_forward,
     .destroy = ct_data_layer_destroy, .get_cursor = ct_data_layer_get_cursor, .set_cursor = ct_data_layer_set_cursor,
 };

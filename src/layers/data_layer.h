@@ -25,7 +25,8 @@ ct_status ct_data_layer_start(ct_layer *l, ct_source *src, const Caffe__Transfor
                               int depth, unsigned rand_skip, int C, int H, int W, ct_error *err);
 
 ct_status ct_data_layer_reshape(ct_layer *l, ct_error *err);
-ct_status ct_data_layer_forward(ct_layer *l, ct_error *err);
+/* Fills the tops on the host: a data layer is ops->host, so its one partition is the CPU's. */
+ct_status ct_data_layer_forward(ct_layer *l, const ct_part *p, ct_error *err);
 void ct_data_layer_destroy(ct_layer *l);
 uint64_t ct_data_layer_get_cursor(const ct_layer *l);
 void ct_data_layer_set_cursor(ct_layer *l, uint64_t cursor);

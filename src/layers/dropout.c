@@ -1,17 +1,15 @@
 /* Dropout (inverted): in TRAIN each element is kept with probability 1 - p and scaled by
- * 1 / (1 - p), so TEST is the identity. The mask is drawn from the layer's own rng in forward
- * and kept (as the multiplier 0 or 1 / (1 - p)) for backward. */
+ * 1 / (1 - p), so TEST is the identity. The mask is drawn from the layer's own rng before the
+ * partitions run and kept (as the multiplier 0 or 1 / (1 - p)) for backward. */
 #include <stdlib.h>
 
 #include "layers/layer.h"
-#include "layers/scratch.h"
 
 typedef struct dropout {
-  float ratio;      /* p: the probability of dropping */
-  float scale;      /* 1 / (1 - p) */
-  ct_scratch mask;  /* per element: 0 or scale (driver memory) */
-  float *host_mask; /* where it is drawn */
-  size_t host_cap;
+  float ratio;     /* p: the probability of dropping */
+  float scale;     /* 1 / (1 - p) */
+  ct_tensor *mask; /* TRAIN: per element, 0 or scale; bottom-shaped, drawn on the host and read
+                      by each partition for its images */
 } dropout;
 
 static ct_status dropout_setup(ct_layer *l, ct_error *err) {
@@ -31,57 +29,66 @@ static ct_status dropout_reshape(ct_layer *l, ct_error *err) {
   dropout *p = l->priv;
   if (l->top[0] != l->bottom[0]) CT_TRY(ct_tensor_reshape_like(l->top[0], l->bottom[0], err));
   if (l->phase != CAFFE__PHASE__TRAIN) return CT_OK;
+  if (!p->mask && !(p->mask = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  return ct_tensor_reshape_like(p->mask, l->bottom[0], err);
+}
+
+/* The whole batch's mask, drawn once per forward from the layer's own random stream, in element
+ * order (on the host: the stream is part of the layer's resumable state, and the draw must not
+ * depend on how the batch is split); the partitions then apply their images' part. */
+static ct_status dropout_begin_forward(ct_layer *l, ct_error *err) {
+  if (l->phase != CAFFE__PHASE__TRAIN) return CT_OK;
+  dropout *p = l->priv;
+  float *m;
+  CT_TRY(ct_tensor_host(p->mask, CT_DATA, CT_WRITE, &m, err));
   size_t n = l->bottom[0]->count;
-  CT_TRY(ct_scratch_reserve(&p->mask, n, sizeof(float), l, err));
-  if (n > p->host_cap || !p->host_mask) {
-    float *m = malloc((n ? n : 1) * sizeof(float));
-    if (!m) return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu floats", n);
-    free(p->host_mask);
-    p->host_mask = m;
-    p->host_cap = n;
-  }
+  for (size_t i = 0; i < n; i++) m[i] = ct_rng_uniform01(&l->rng) >= p->ratio ? p->scale : 0.0f;
   return CT_OK;
 }
 
-/* The mask is drawn from the layer's own random stream (on the host: the stream is part of the
- * layer's resumable state) and applied by the driver. */
-static ct_status dropout_forward(ct_layer *l, ct_error *err) {
-  (void)err;
-  dropout *p = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const float *x = l->bottom[0]->data;
-  float *y = l->top[0]->data;
-  size_t n = l->bottom[0]->count;
+static ct_status dropout_forward(ct_layer *l, const ct_part *p, ct_error *err) {
+  dropout *dp = l->priv;
+  const ct_driver *d = p->d;
+  size_t first, n;
+  ct_part_span(p, l->bottom[0], &first, &n);
+  const float *x, *m;
+  float *y;
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  CT_TRY(ct_write(l, p, l->top[0], &y, err));
+  x += first;
+  y += first;
   if (l->phase != CAFFE__PHASE__TRAIN) {
-    if (y != x) d->ops->copy(d, y, x, n * sizeof(float));
+    if (y != x) CT_TRY(d->ops->copy(d, y, x, n * sizeof(float)));
     return CT_OK;
   }
-  float *m = p->host_mask;
-  for (size_t i = 0; i < n; i++) m[i] = ct_rng_uniform01(&l->rng) >= p->ratio ? p->scale : 0.0f;
-  d->ops->upload(d, p->mask.p, m, n * sizeof(float));
-  d->ops->mul(d, n, x, p->mask.p, y);
-  return CT_OK;
+  CT_TRY(ct_read(l, p, dp->mask, &m, err));
+  return d->ops->mul(d, n, x, m + first, y);
 }
 
-static void dropout_backward(ct_layer *l) {
-  if (!l->propagate_down[0]) return;
-  dropout *p = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const float *dy = l->top[0]->diff;
-  float *dx = l->bottom[0]->diff;
-  size_t n = l->bottom[0]->count;
+static ct_status dropout_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  if (!l->propagate_down[0]) return CT_OK;
+  dropout *dp = l->priv;
+  const ct_driver *d = p->d;
+  size_t first, n;
+  ct_part_span(p, l->bottom[0], &first, &n);
+  const float *dy, *m;
+  float *dx;
+  CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
+  CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
+  dy += first;
+  dx += first;
   if (l->phase != CAFFE__PHASE__TRAIN) {
-    if (dx != dy) d->ops->copy(d, dx, dy, n * sizeof(float));
-    return;
+    if (dx != dy) CT_TRY(d->ops->copy(d, dx, dy, n * sizeof(float)));
+    return CT_OK;
   }
-  d->ops->mul(d, n, dy, p->mask.p, dx);
+  CT_TRY(ct_read(l, p, dp->mask, &m, err));
+  return d->ops->mul(d, n, dy, m + first, dx);
 }
 
 static void dropout_destroy(ct_layer *l) {
   dropout *p = l->priv;
   if (!p) return;
-  ct_scratch_free(&p->mask);
-  free(p->host_mask);
+  ct_tensor_free(p->mask);
   free(p);
   l->priv = NULL;
 }
@@ -93,8 +100,12 @@ const ct_layer_ops ct_layer_Dropout = {.type = "Dropout",
                                        .max_top = 1,
                                        .in_place = true,
                                        .has_backward = true,
+                                       .splits = ct_layer_splits_always,
+                                       .gains = true,
+                                       .kind = CT_WORK_MEMORY,
                                        .setup = dropout_setup,
                                        .reshape = dropout_reshape,
+                                       .begin_forward = dropout_begin_forward,
                                        .forward = dropout_forward,
                                        .backward = dropout_backward,
                                        .destroy = dropout_destroy};

@@ -1,12 +1,12 @@
 /* EuclideanLoss: E = 1/(2N) * sum_i (a_i - b_i)^2 over two bottoms of N items each. Both
- * bottoms receive a gradient (b's is the negative of a's), as in Caffe. */
+ * bottoms receive a gradient (b's is the negative of a's), as in Caffe. The loss sums over the
+ * whole batch (in one running sum), so the layer never splits. */
 #include <stdlib.h>
 
 #include "layers/layer.h"
-#include "layers/scratch.h"
 
 typedef struct euclid {
-  ct_scratch diff; /* a - b, kept for backward */
+  ct_tensor *delta; /* a - b, shaped like a, kept for backward */
 } euclid;
 
 static ct_status euclid_setup(ct_layer *l, ct_error *err) {
@@ -25,40 +25,50 @@ static ct_status euclid_reshape(ct_layer *l, ct_error *err) {
                          "the two bottoms must have the same first axis and the same count, got %s and %s",
                          ct_tensor_shape_str(a, sa, sizeof sa), ct_tensor_shape_str(b, sb, sizeof sb));
   CT_TRY(ct_tensor_reshape(l->top[0], 0, NULL, err));
-  return ct_scratch_reserve(&p->diff, a->count, sizeof(float), l, err);
+  if (!p->delta && !(p->delta = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  return ct_tensor_reshape_like(p->delta, a, err);
 }
 
-static ct_status euclid_forward(ct_layer *l, ct_error *err) {
-  (void)err;
-  euclid *p = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const ct_tensor *a = l->bottom[0], *b = l->bottom[1];
-  d->ops->sub(d, a->count, a->data, b->data, p->diff.p);
-  double sum = d->ops->sumsq(d, a->count, p->diff.p, 0.0);
-  int N = a->shape[0];
+static ct_status euclid_forward(ct_layer *l, const ct_part *p, ct_error *err) {
+  euclid *e = l->priv;
+  const ct_driver *d = p->d;
+  const ct_tensor *at = l->bottom[0];
+  const float *a, *b;
+  float *diff;
+  CT_TRY(ct_read(l, p, l->bottom[0], &a, err));
+  CT_TRY(ct_read(l, p, l->bottom[1], &b, err));
+  CT_TRY(ct_write(l, p, e->delta, &diff, err));
+  CT_TRY(d->ops->sub(d, at->count, a, b, diff));
+  double sum = 0.0;
+  CT_TRY(d->ops->sumsq(d, at->count, diff, 0.0, &sum));
+  int N = at->shape[0];
   float out = N > 0 ? (float)(sum / N / 2) : 0.0f;
-  d->ops->upload(d, l->top[0]->data, &out, sizeof out);
-  return CT_OK;
+  return ct_layer_set_scalar(l, l->top[0], out, err);
 }
 
-static void euclid_backward(ct_layer *l) {
-  euclid *p = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
+static ct_status euclid_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  euclid *e = l->priv;
+  const ct_driver *d = p->d;
   int N = l->bottom[0]->shape[0];
-  if (N <= 0) return;
+  if (N <= 0) return CT_OK;
   float top_diff;
-  d->ops->download(d, &top_diff, l->top[0]->diff, sizeof top_diff);
+  CT_TRY(ct_layer_loss_scale(l, &top_diff, err));
+  const float *diff;
+  CT_TRY(ct_read(l, p, e->delta, &diff, err));
   for (int k = 0; k < 2; k++) {
     if (!l->propagate_down[k]) continue;
     float alpha = (k == 0 ? 1.0f : -1.0f) * top_diff / (float)N;
-    d->ops->scal(d, l->bottom[k]->count, alpha, p->diff.p, l->bottom[k]->diff);
+    float *dx;
+    CT_TRY(ct_write_diff(l, p, l->bottom[k], &dx, err));
+    CT_TRY(d->ops->scal(d, l->bottom[k]->count, alpha, diff, dx));
   }
+  return CT_OK;
 }
 
 static void euclid_destroy(ct_layer *l) {
   euclid *p = l->priv;
   if (!p) return;
-  ct_scratch_free(&p->diff);
+  ct_tensor_free(p->delta);
   free(p);
   l->priv = NULL;
 }
@@ -70,6 +80,9 @@ const ct_layer_ops ct_layer_EuclideanLoss = {.type = "EuclideanLoss",
                                              .max_top = 1,
                                              .is_loss = true,
                                              .has_backward = true,
+                                             .splits = NULL,
+                                             .gains = false,
+                                             .kind = CT_WORK_MEMORY,
                                              .setup = euclid_setup,
                                              .reshape = euclid_reshape,
                                              .forward = euclid_forward,

@@ -36,6 +36,20 @@ ct_status ct_part_param_grad(const ct_layer *l, const ct_part *p, int j, float *
   return CT_OK;
 }
 
+ct_status ct_layer_loss_scale(const ct_layer *l, float *scale, ct_error *err) {
+  float *g;
+  CT_TRY(ct_tensor_deref(l->top[0], CT_DIFF, &ct_mem_host, CT_READ, 0, 1, stats_of(l), &g, err));
+  *scale = g[0];
+  return CT_OK;
+}
+
+ct_status ct_layer_set_scalar(const ct_layer *l, ct_tensor *t, float v, ct_error *err) {
+  float *y;
+  CT_TRY(ct_tensor_deref(t, CT_DATA, &ct_mem_host, CT_WRITE, 0, 1, stats_of(l), &y, err));
+  y[0] = v;
+  return CT_OK;
+}
+
 /* ---------------------------------------------------------------- running the partitions */
 
 typedef struct run_ctx {

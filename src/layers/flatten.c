@@ -39,13 +39,19 @@ static ct_status flatten_reshape(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
-static ct_status flatten_forward(ct_layer *l, ct_error *err) {
+static ct_status flatten_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   (void)l;
+  (void)p;
   (void)err;
   return CT_OK;
 }
 
-static void flatten_backward(ct_layer *l) { (void)l; }
+static ct_status flatten_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  (void)l;
+  (void)p;
+  (void)err;
+  return CT_OK;
+}
 
 const ct_layer_ops ct_layer_Flatten = {.type = "Flatten",
                                        .min_bottom = 1,
@@ -53,6 +59,9 @@ const ct_layer_ops ct_layer_Flatten = {.type = "Flatten",
                                        .min_top = 1,
                                        .max_top = 1,
                                        .has_backward = true,
+                                       .splits = ct_layer_splits_always,
+                                       .gains = false,
+                                       .kind = CT_WORK_MEMORY,
                                        .setup = flatten_setup,
                                        .reshape = flatten_reshape,
                                        .forward = flatten_forward,

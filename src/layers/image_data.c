@@ -38,6 +38,7 @@ static ct_status image_data_setup(ct_layer *l, ct_error *err) {
 
 const ct_layer_ops ct_layer_ImageData = {
     .type = "ImageData", .min_bottom = 0, .max_bottom = 0, .min_top = 1, .max_top = 2,
+    .splits = NULL, .gains = false, .kind = CT_WORK_MEMORY, .host = true,
     .setup = image_data_setup, .reshape = ct_data_layer_reshape, .forward = ct_data_layer_forward,
     .destroy = ct_data_layer_destroy, .get_cursor = ct_data_layer_get_cursor, .set_cursor = ct_data_layer_set_cursor,
 };

@@ -1,18 +1,15 @@
 /* InnerProduct (Caffe's fully-connected layer): y (M x N) = x (M x K) * W^T + b, where the axes
  * before `axis` form M and the rest form K. W is N x K, or K x N with transpose: true.
  *
- * With several partitions, the layer is split on its neurons rather than its batch (a batch
- * split would have every thread stream the whole weight matrix and sum whole weight gradients):
- * thread i computes the columns [n0, n1) of y and the rows of dW that belong to them, and the
- * columns [k0, k1) of dx, each a single-threaded GEMM on blocks of the shared matrices. No two
- * threads write the same element and no sum is split, so every element is computed as in a
- * one-partition run. OpenBLAS's own threads are then never used, and do not spin on the cores
- * the next layer's partitions need. */
+ * A partition runs its images' rows. On the CPU alone the layer is not split over the cores by
+ * images (every thread would stream the whole weight matrix and sum a whole weight gradient):
+ * it runs as one partition, and the CPU driver splits each GEMM over its threads by the
+ * columns of its output, so every element is computed as on one thread. Across devices the
+ * rows split like any batch, and the executor sums the partitions' weight gradients. */
 #include <stdlib.h>
 
 #include "core/filler.h"
 #include "layers/layer.h"
-#include "sched/partition.h"
 
 typedef struct ip_priv {
   int M, K, N, axis;
@@ -76,93 +73,80 @@ static ct_status ip_reshape(ct_layer *l, ct_error *err) {
   return ct_tensor_reshape(l->top[0], ip->axis + 1, shape, err);
 }
 
-/* The GEMMs of one block of neurons [n0, n1) or inputs [k0, k1); lda/ldb/ldc are those of the
- * whole matrices, so a block is named by its first element. */
-static void ip_forward_cols(const ct_layer *l, int n0, int n1) {
+/* The rows of x (and y) that partition p owns: the images' rows, each image holding `per`
+ * rows (the axes between the batch and `axis`). */
+static void ip_rows(const ct_layer *l, const ct_part *p, int *m0, int *m) {
   const ip_priv *ip = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const float *x = l->bottom[0]->data, *w = l->blobs[0]->data;
-  float *y = l->top[0]->data + n0;
-  const int N = ip->N, K = ip->K;
-  if (ip->transpose) /* y = x W, W K x N */
-    d->ops->gemm_ld(d, false, false, ip->M, n1 - n0, K, 1.0f, x, K, w + n0, N, 0.0f, y, N);
-  else /* y = x W^T, W N x K */
-    d->ops->gemm_ld(d, false, true, ip->M, n1 - n0, K, 1.0f, x, K, w + (size_t)n0 * K, K, 0.0f, y, N);
-}
-
-static void ip_weight_grad_cols(const ct_layer *l, int n0, int n1) {
-  const ip_priv *ip = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const float *x = l->bottom[0]->data, *dy = l->top[0]->diff + n0;
-  float *dw = l->blobs[0]->diff;
-  const int N = ip->N, K = ip->K;
-  if (ip->transpose) /* dW (K x N) += x^T dy */
-    d->ops->gemm_ld(d, true, false, K, n1 - n0, ip->M, 1.0f, x, K, dy, N, 1.0f, dw + n0, N);
-  else /* dW (N x K) += dy^T x */
-    d->ops->gemm_ld(d, true, false, n1 - n0, K, ip->M, 1.0f, dy, N, x, K, 1.0f, dw + (size_t)n0 * K, K);
-}
-
-static void ip_data_grad_cols(const ct_layer *l, int k0, int k1) {
-  const ip_priv *ip = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const float *w = l->blobs[0]->data, *dy = l->top[0]->diff;
-  float *dx = l->bottom[0]->diff + k0;
-  const int N = ip->N, K = ip->K;
-  if (ip->transpose) /* dx = dy W^T, W K x N */
-    d->ops->gemm_ld(d, false, true, ip->M, k1 - k0, N, 1.0f, dy, N, w + (size_t)k0 * N, N, 0.0f, dx, K);
-  else /* dx = dy W, W N x K */
-    d->ops->gemm_ld(d, false, false, ip->M, k1 - k0, N, 1.0f, dy, N, w + k0, K, 0.0f, dx, K);
-}
-
-/* A split of n columns into the layer's partitions at multiples of 16 (whole cache lines and
- * GEMM panels); one part when there are too few columns to be worth it. */
-static void ip_split(const ct_layer *l, int n, ct_partition *p) {
-  int parts = ct_parallel_parts(l);
-  if (!l->pool || n < 64 * parts) parts = 1;
-  p->n = parts;
-  for (int i = 0; i < parts; i++) {
-    int b = (int)((long long)n * i / parts) & ~15, e = i + 1 == parts ? n : (int)((long long)n * (i + 1) / parts) & ~15;
-    p->start[i] = b;
-    p->size[i] = e - b;
+  if (p->whole) {
+    *m0 = 0;
+    *m = ip->M;
+    return;
   }
+  int per = (int)ct_tensor_count_range(l->bottom[0], 1, ip->axis);
+  *m0 = p->begin * per;
+  *m = (p->end - p->begin) * per;
 }
 
-typedef struct ip_job {
-  ct_layer *l;
-  const ct_partition *p;
-  void (*cols)(const ct_layer *l, int c0, int c1);
-} ip_job;
+static bool ip_splits(const ct_layer *l) { return ((const ip_priv *)l->priv)->axis >= 1; }
 
-static void ip_job_part(void *ctx, int i) {
-  const ip_job *j = ctx;
-  if (j->p->size[i] > 0) j->cols(j->l, j->p->start[i], j->p->start[i] + j->p->size[i]);
-}
-
-static void ip_run(ct_layer *l, int ncols, void (*cols)(const ct_layer *l, int c0, int c1)) {
-  ct_partition p;
-  ip_split(l, ncols, &p);
-  ip_job j = {l, &p, cols};
-  ct_partition_run(l, &p, ip_job_part, &j);
-}
-
-static ct_status ip_forward(ct_layer *l, ct_error *err) {
-  (void)err;
+static ct_status ip_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   ip_priv *ip = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  float *y = l->top[0]->data;
-  ip_run(l, ip->N, ip_forward_cols);
-  if (ip->bias) d->ops->bias_forward(d, (size_t)ip->M, (size_t)ip->N, 1, y, l->blobs[1]->data, y);
+  const ct_driver *d = p->d;
+  const float *x, *w, *b = NULL;
+  float *y;
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  CT_TRY(ct_read_param(l, p, 0, &w, err));
+  if (ip->bias) CT_TRY(ct_read_param(l, p, 1, &b, err));
+  CT_TRY(ct_write(l, p, l->top[0], &y, err));
+  int m0, M;
+  ip_rows(l, p, &m0, &M);
+  const int N = ip->N, K = ip->K;
+  x += (size_t)m0 * K;
+  y += (size_t)m0 * N;
+  if (ip->transpose) /* y = x W, W K x N */
+    CT_TRY(d->ops->gemm(d, false, false, M, N, K, 1.0f, x, w, 0.0f, y));
+  else /* y = x W^T, W N x K */
+    CT_TRY(d->ops->gemm(d, false, true, M, N, K, 1.0f, x, w, 0.0f, y));
+  if (ip->bias) CT_TRY(d->ops->bias_forward(d, (size_t)M, (size_t)N, 1, y, b, y));
   return CT_OK;
 }
 
-static void ip_backward(ct_layer *l) {
+static ct_status ip_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   ip_priv *ip = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const float *dy = l->top[0]->diff;
-  if (l->param_propagate_down[0]) ip_run(l, ip->N, ip_weight_grad_cols);
-  if (ip->bias && l->param_propagate_down[1]) /* db += the rows of dy, in row order */
-    for (int m = 0; m < ip->M; m++) d->ops->axpy(d, (size_t)ip->N, 1.0f, dy + (size_t)m * ip->N, l->blobs[1]->diff);
-  if (l->propagate_down[0]) ip_run(l, ip->K, ip_data_grad_cols);
+  const ct_driver *d = p->d;
+  const float *x, *dy;
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
+  int m0, M;
+  ip_rows(l, p, &m0, &M);
+  const int N = ip->N, K = ip->K;
+  x += (size_t)m0 * K;
+  dy += (size_t)m0 * N;
+  if (l->param_propagate_down[0]) {
+    float *dw;
+    CT_TRY(ct_part_param_grad(l, p, 0, &dw, err));
+    if (ip->transpose) /* dW (K x N) += x^T dy */
+      CT_TRY(d->ops->gemm(d, true, false, K, N, M, 1.0f, x, dy, 1.0f, dw));
+    else /* dW (N x K) += dy^T x */
+      CT_TRY(d->ops->gemm(d, true, false, N, K, M, 1.0f, dy, x, 1.0f, dw));
+  }
+  if (ip->bias && l->param_propagate_down[1]) { /* db += the rows of dy, in row order */
+    float *db;
+    CT_TRY(ct_part_param_grad(l, p, 1, &db, err));
+    for (int m = 0; m < M; m++) CT_TRY(d->ops->axpy(d, (size_t)N, 1.0f, dy + (size_t)m * N, db));
+  }
+  if (l->propagate_down[0]) {
+    const float *w;
+    float *dx;
+    CT_TRY(ct_read_param(l, p, 0, &w, err));
+    CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
+    dx += (size_t)m0 * K;
+    if (ip->transpose) /* dx = dy W^T, W K x N */
+      CT_TRY(d->ops->gemm(d, false, true, M, K, N, 1.0f, dy, w, 0.0f, dx));
+    else /* dx = dy W, W N x K */
+      CT_TRY(d->ops->gemm(d, false, false, M, K, N, 1.0f, dy, w, 0.0f, dx));
+  }
+  return CT_OK;
 }
 
 static void ip_destroy(ct_layer *l) {
@@ -182,6 +166,9 @@ const ct_layer_ops ct_layer_InnerProduct = {
     .min_top = 1,
     .max_top = 1,
     .has_backward = true,
+    .splits = ip_splits,
+    .gains = false,
+    .kind = CT_WORK_GEMM,
     .setup = ip_setup,
     .reshape = ip_reshape,
     .forward = ip_forward,

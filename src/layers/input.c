@@ -1,4 +1,5 @@
-/* Input and DummyData: tops whose shapes come from the prototxt. */
+/* Input and DummyData: tops whose shapes come from the prototxt. Both are host layers (the user
+ * and the fillers write their tops on the host); neither has a bottom, so neither splits. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,14 +41,16 @@ static ct_status keep_shape(ct_layer *l, ct_error *err) {
   return CT_OK; /* tops keep the shape set at setup or by the user */
 }
 
-static ct_status input_forward(ct_layer *l, ct_error *err) {
+static ct_status input_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   (void)l;
+  (void)p;
   (void)err;
-  return CT_OK;
+  return CT_OK; /* the user wrote the tops */
 }
 
 const ct_layer_ops ct_layer_Input = {
     .type = "Input", .min_bottom = 0, .max_bottom = 0, .min_top = 1, .max_top = -1,
+    .splits = NULL, .gains = false, .kind = CT_WORK_MEMORY, .host = true,
     .setup = input_setup, .reshape = keep_shape, .forward = input_forward,
 };
 
@@ -103,7 +106,9 @@ static ct_status dummy_setup(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
-static ct_status dummy_forward(ct_layer *l, ct_error *err) {
+/* ct_fill writes the whole top on the host itself, whatever p is. */
+static ct_status dummy_forward(ct_layer *l, const ct_part *p, ct_error *err) {
+  (void)p;
   dummy_priv *d = l->priv;
   for (int t = 0; t < l->ntop; t++)
     if (d->refill[t]) CT_TRY(ct_fill(dummy_filler(l->lp->dummy_data_param, t), l->top[t], &l->rng, l->name, err));
@@ -119,5 +124,6 @@ static void dummy_destroy(ct_layer *l) {
 
 const ct_layer_ops ct_layer_DummyData = {
     .type = "DummyData", .min_bottom = 0, .max_bottom = 0, .min_top = 1, .max_top = -1,
+    .splits = NULL, .gains = false, .kind = CT_WORK_MEMORY, .host = true,
     .setup = dummy_setup, .reshape = keep_shape, .forward = dummy_forward, .destroy = dummy_destroy,
 };

@@ -127,6 +127,11 @@ static inline ct_status ct_read_param(const ct_layer *l, const ct_part *p, int j
  * partition, else p's private buffer (zeroed before backward, summed into the diff after it in
  * partition order, so the result does not depend on thread timing). */
 ct_status ct_part_param_grad(const ct_layer *l, const ct_part *p, int j, float **out, ct_error *err);
+/* A loss layer's scale: element 0 of top[0]'s diff, where the net stores the loss weight (read
+ * on the host). */
+ct_status ct_layer_loss_scale(const ct_layer *l, float *scale, ct_error *err);
+/* Sets element 0 of t's data to v (a loss layer's scalar output), on the host. */
+ct_status ct_layer_set_scalar(const ct_layer *l, ct_tensor *t, float v, ct_error *err);
 /* The driver that computes the layer's unsplit work and owns its whole-layer buffers: the
  * driver of its plan's first partition (the CPU for a layer built outside a net). */
 const ct_driver *ct_layer_driver(const ct_layer *l);

@@ -8,20 +8,17 @@
 #include <stdlib.h>
 
 #include "layers/layer.h"
-#include "sched/partition.h"
 
 typedef struct lrn_priv {
   bool across;
   int size;
   float alpha, beta, k;
   int N, C, H, W;
-  float *scale; /* s, bottom-shaped */
-  float *spow;  /* s^-beta, bottom-shaped */
-  float *tmp;   /* per partition, tmp_each floats: WITHIN: one row-summed plane; ACROSS: one
-                   dy*y/s channel stack */
-  size_t tmp_each;
-  size_t scale_cap, spow_cap, tmp_cap;
-  ct_layer *l;  /* the region being run */
+  /* kept from forward to backward, bottom-shaped, so each partition's images stay on its driver */
+  ct_tensor *scale;    /* s */
+  ct_tensor *spow;     /* s^-beta */
+  ct_part_scratch tmp; /* per partition: WITHIN: one row-summed plane; ACROSS: one dy*y/s channel
+                          stack */
 } lrn_priv;
 
 static const Caffe__LRNParameter default_param = CAFFE__LRNPARAMETER__INIT;
@@ -53,11 +50,13 @@ static ct_status lrn_reshape(ct_layer *l, ct_error *err) {
                          ct_tensor_shape_str(x, buf, sizeof buf));
   lp->N = x->shape[0], lp->C = x->shape[1], lp->H = x->shape[2], lp->W = x->shape[3];
   CT_TRY(ct_tensor_reshape_like(l->top[0], x, err));
-  CT_TRY(ct_layer_grow(l, &lp->scale, &lp->scale_cap, x->count, err));
-  CT_TRY(ct_layer_grow(l, &lp->spow, &lp->spow_cap, x->count, err));
+  if (!lp->scale && !(lp->scale = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  if (!lp->spow && !(lp->spow = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  CT_TRY(ct_tensor_reshape_like(lp->scale, x, err));
+  CT_TRY(ct_tensor_reshape_like(lp->spow, x, err));
   size_t plane = (size_t)lp->H * lp->W;
-  lp->tmp_each = lp->across ? plane * lp->C : plane;
-  return ct_layer_grow(l, &lp->tmp, &lp->tmp_cap, lp->tmp_each * (size_t)ct_parallel_parts(l), err);
+  size_t tmp_each = lp->across ? plane * lp->C : plane;
+  return ct_part_scratch_reserve(&lp->tmp, l, tmp_each * sizeof(float), err);
 }
 
 static ct_lrn_geom geom_of(const lrn_priv *lp) {
@@ -65,49 +64,52 @@ static ct_lrn_geom geom_of(const lrn_priv *lp) {
   return g;
 }
 
-/* Images are independent: forward and backward run over image ranges split across the net's
- * partitions, each with its own scratch, the driver normalising each range. */
-static void forward_images(void *ctx, int part, size_t b0, size_t b1) {
-  lrn_priv *lp = ctx;
-  const ct_layer *l = lp->l;
-  const ct_driver *d = ct_layer_driver(l);
-  const ct_lrn_geom g = geom_of(lp);
-  const size_t o = b0 * (size_t)lp->H * lp->W * lp->C;
-  d->ops->lrn_forward(d, &g, b1 - b0, l->bottom[0]->data + o, l->top[0]->data + o, lp->scale + o, lp->spow + o,
-                      lp->tmp + (size_t)part * lp->tmp_each);
-}
-
-static ct_status lrn_forward(ct_layer *l, ct_error *err) {
-  (void)err;
+/* Images are independent: a partition normalises its images on its driver, with its own
+ * scratch. */
+static ct_status lrn_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   lrn_priv *lp = l->priv;
-  lp->l = l;
-  ct_parallel_for(l, (size_t)lp->N, 1, forward_images, lp);
-  return CT_OK;
-}
-
-static void backward_images(void *ctx, int part, size_t b0, size_t b1) {
-  lrn_priv *lp = ctx;
-  const ct_layer *l = lp->l;
-  const ct_driver *d = ct_layer_driver(l);
+  const ct_driver *d = p->d;
   const ct_lrn_geom g = geom_of(lp);
-  const size_t o = b0 * (size_t)lp->H * lp->W * lp->C;
-  d->ops->lrn_backward(d, &g, b1 - b0, l->bottom[0]->data + o, l->top[0]->data + o, l->top[0]->diff + o,
-                       lp->scale + o, lp->spow + o, l->bottom[0]->diff + o, lp->tmp + (size_t)part * lp->tmp_each);
+  int img0, nimg;
+  size_t o, n;
+  ct_part_images(p, l->bottom[0], &img0, &nimg);
+  ct_part_span(p, l->bottom[0], &o, &n);
+  const float *x;
+  float *y, *s, *spow;
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  CT_TRY(ct_write(l, p, l->top[0], &y, err));
+  CT_TRY(ct_write(l, p, lp->scale, &s, err));
+  CT_TRY(ct_write(l, p, lp->spow, &spow, err));
+  return d->ops->lrn_forward(d, &g, (size_t)nimg, x + o, y + o, s + o, spow + o, ct_part_scratch_of(&lp->tmp, p));
 }
 
-static void lrn_backward(ct_layer *l) {
-  if (!l->propagate_down[0]) return;
+static ct_status lrn_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  if (!l->propagate_down[0]) return CT_OK;
   lrn_priv *lp = l->priv;
-  lp->l = l;
-  ct_parallel_for(l, (size_t)lp->N, 1, backward_images, lp);
+  const ct_driver *d = p->d;
+  const ct_lrn_geom g = geom_of(lp);
+  int img0, nimg;
+  size_t o, n;
+  ct_part_images(p, l->bottom[0], &img0, &nimg);
+  ct_part_span(p, l->bottom[0], &o, &n);
+  const float *x, *y, *dy, *s, *spow;
+  float *dx;
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  CT_TRY(ct_read(l, p, l->top[0], &y, err));
+  CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
+  CT_TRY(ct_read(l, p, lp->scale, &s, err));
+  CT_TRY(ct_read(l, p, lp->spow, &spow, err));
+  CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
+  return d->ops->lrn_backward(d, &g, (size_t)nimg, x + o, y + o, dy + o, s + o, spow + o, dx + o,
+                              ct_part_scratch_of(&lp->tmp, p));
 }
 
 static void lrn_destroy(ct_layer *l) {
   lrn_priv *lp = l->priv;
   if (lp) {
-    ct_layer_release(l, lp->scale);
-    ct_layer_release(l, lp->spow);
-    ct_layer_release(l, lp->tmp);
+    ct_tensor_free(lp->scale);
+    ct_tensor_free(lp->spow);
+    ct_part_scratch_free(&lp->tmp);
   }
   free(lp);
   l->priv = NULL;
@@ -120,6 +122,9 @@ const ct_layer_ops ct_layer_LRN = {
     .min_top = 1,
     .max_top = 1,
     .has_backward = true,
+    .splits = ct_layer_splits_always,
+    .gains = true,
+    .kind = CT_WORK_MEMORY,
     .setup = lrn_setup,
     .reshape = lrn_reshape,
     .forward = lrn_forward,

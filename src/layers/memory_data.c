@@ -44,6 +44,7 @@ ct_status ct_net_set_memory_data(ct_net *net, const char *layer, const float *da
 
 const ct_layer_ops ct_layer_MemoryData = {
     .type = "MemoryData", .min_bottom = 0, .max_bottom = 0, .min_top = 1, .max_top = 2,
+    .splits = NULL, .gains = false, .kind = CT_WORK_MEMORY, .host = true,
     .setup = memory_data_setup, .reshape = ct_data_layer_reshape, .forward = ct_data_layer_forward,
     .destroy = ct_data_layer_destroy, .get_cursor = ct_data_layer_get_cursor, .set_cursor = ct_data_layer_set_cursor,
 };

@@ -6,8 +6,9 @@
 #include <stdlib.h>
 
 #include "layers/layer.h"
-#include "layers/scratch.h"
-#include "sched/partition.h"
+
+/* argmax is kept as ints in a float tensor of the same element count */
+_Static_assert(sizeof(int) == sizeof(float), "argmax ints live in a float tensor");
 
 typedef struct pool_priv {
   Caffe__PoolingParameter__PoolMethod method;
@@ -15,7 +16,8 @@ typedef struct pool_priv {
   bool ceil_mode;
   int kh, kw, sh, sw, ph, pw;
   int N, C, H, W, OH, OW;
-  ct_scratch argmax; /* MAX: the flat index h*W + w in its plane of each output's maximum */
+  ct_tensor *argmax; /* MAX: the flat index h*W + w in its plane of each output's maximum (int),
+                        top-shaped so that each partition keeps its images' part on its driver */
 } pool_priv;
 
 static const Caffe__PoolingParameter default_param = CAFFE__POOLING_PARAMETER__INIT;
@@ -66,8 +68,8 @@ static ct_status pool_setup(ct_layer *l, ct_error *err) {
     if (pp->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__STOCHASTIC)
       return ct_layer_fail(l, err, CT_EINVAL, "padding is implemented only for average and max pooling");
     if (!pp->global && (pp->ph >= pp->kh || pp->pw >= pp->kw))
-      return ct_layer_fail(l, err, CT_EINVAL, "pad (%d x %d) must be smaller than the kernel (%d x %d)", pp->ph,
-                           pp->pw, pp->kh, pp->kw);
+      return ct_layer_fail(l, err, CT_EINVAL, "pad (%d x %d) must be smaller than the kernel (%d x %d)", pp->ph, pp->pw,
+                           pp->kh, pp->kw);
   }
   return CT_OK;
 }
@@ -99,13 +101,11 @@ static ct_status pool_reshape(ct_layer *l, ct_error *err) {
     return ct_layer_fail(l, err, CT_ESHAPE, "the %dx%d kernel leaves no output on a %dx%d input padded by %dx%d",
                          pp->kh, pp->kw, pp->H, pp->W, pp->ph, pp->pw);
   for (int i = 0; i < l->ntop; i++) CT_TRY(ct_tensor_reshape4(l->top[i], pp->N, pp->C, pp->OH, pp->OW, err));
-  size_t need = pp->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX ? l->top[0]->count : 0;
-  CT_TRY(ct_scratch_reserve(&pp->argmax, need, sizeof(int), l, err));
-  return CT_OK;
+  if (pp->method != CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX) return CT_OK;
+  if (!pp->argmax && !(pp->argmax = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  return ct_tensor_reshape_like(pp->argmax, l->top[0], err);
 }
 
-/* Planes are independent: forward and backward run over plane ranges split across the net's
- * partitions, the driver pooling each range. */
 static ct_pool_geom geom_of(const pool_priv *pp) {
   ct_pool_method m = pp->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX   ? CT_POOL_MAX
                      : pp->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__AVE ? CT_POOL_AVE
@@ -114,47 +114,55 @@ static ct_pool_geom geom_of(const pool_priv *pp) {
   return g;
 }
 
-static void forward_planes(void *ctx, int part, size_t begin, size_t end) {
-  (void)part;
-  const ct_layer *l = ctx;
-  const pool_priv *pp = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const ct_pool_geom g = geom_of(pp);
-  const size_t in_plane = (size_t)pp->H * pp->W, out_plane = (size_t)pp->OH * pp->OW;
-  const bool max = g.method == CT_POOL_MAX;
-  d->ops->pool_forward(d, &g, end - begin, l->bottom[0]->data + begin * in_plane, l->top[0]->data + begin * out_plane,
-                       max ? (int *)pp->argmax.p + begin * out_plane : NULL,
-                       max && l->ntop > 1 ? l->top[1]->data + begin * out_plane : NULL);
+static size_t first_of(const ct_part *p, const ct_tensor *t) {
+  size_t first, n;
+  ct_part_span(p, t, &first, &n);
+  return first;
 }
 
-static ct_status pool_forward(ct_layer *l, ct_error *err) {
-  (void)err;
+static size_t planes_of(const ct_part *p, const ct_tensor *x) {
+  int img0, nimg;
+  ct_part_images(p, x, &img0, &nimg);
+  return (size_t)nimg * (size_t)x->shape[1];
+}
+
+/* Planes are independent: a partition pools its images' planes on its driver. */
+static ct_status pool_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   pool_priv *pp = l->priv;
-  ct_parallel_for(l, (size_t)pp->N * pp->C, 1, forward_planes, l);
-  return CT_OK;
-}
-
-static void backward_planes(void *ctx, int part, size_t begin, size_t end) {
-  (void)part;
-  const ct_layer *l = ctx;
-  const pool_priv *pp = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
+  const ct_driver *d = p->d;
   const ct_pool_geom g = geom_of(pp);
-  const size_t in_plane = (size_t)pp->H * pp->W, out_plane = (size_t)pp->OH * pp->OW;
-  d->ops->pool_backward(d, &g, end - begin, l->bottom[0]->data + begin * in_plane,
-                        l->top[0]->diff + begin * out_plane,
-                        g.method == CT_POOL_MAX ? (const int *)pp->argmax.p + begin * out_plane : NULL,
-                        l->bottom[0]->diff + begin * in_plane);
+  const bool max = g.method == CT_POOL_MAX, mask = max && l->ntop > 1;
+  const size_t planes = planes_of(p, l->bottom[0]), in0 = first_of(p, l->bottom[0]), out0 = first_of(p, l->top[0]);
+  const float *x;
+  float *y, *am = NULL, *m = NULL;
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  CT_TRY(ct_write(l, p, l->top[0], &y, err));
+  if (max) CT_TRY(ct_write(l, p, pp->argmax, &am, err));
+  if (mask) CT_TRY(ct_write(l, p, l->top[1], &m, err));
+  return d->ops->pool_forward(d, &g, planes, x + in0, y + out0, max ? (int *)(am + out0) : NULL,
+                              mask ? m + out0 : NULL);
 }
 
-static void pool_backward(ct_layer *l) {
-  if (!l->propagate_down[0]) return;
+static ct_status pool_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  if (!l->propagate_down[0]) return CT_OK;
   pool_priv *pp = l->priv;
-  ct_parallel_for(l, (size_t)pp->N * pp->C, 1, backward_planes, l);
+  const ct_driver *d = p->d;
+  const ct_pool_geom g = geom_of(pp);
+  const size_t planes = planes_of(p, l->bottom[0]), in0 = first_of(p, l->bottom[0]), out0 = first_of(p, l->top[0]);
+  const float *dy, *x = NULL, *am = NULL;
+  float *dx;
+  CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
+  /* the kernel reads argmax for MAX only and x for STOCHASTIC only: fetch nothing it ignores */
+  if (g.method == CT_POOL_MAX) CT_TRY(ct_read(l, p, pp->argmax, &am, err));
+  if (g.method == CT_POOL_STOCHASTIC) CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
+  return d->ops->pool_backward(d, &g, planes, x ? x + in0 : NULL, dy + out0, am ? (const int *)(am + out0) : NULL,
+                               dx + in0);
 }
+
 static void pool_destroy(ct_layer *l) {
   pool_priv *pp = l->priv;
-  if (pp) ct_scratch_free(&pp->argmax);
+  if (pp) ct_tensor_free(pp->argmax);
   free(pp);
   l->priv = NULL;
 }
@@ -166,6 +174,9 @@ const ct_layer_ops ct_layer_Pooling = {
     .min_top = 1,
     .max_top = 2,
     .has_backward = true,
+    .splits = ct_layer_splits_always,
+    .gains = true,
+    .kind = CT_WORK_MEMORY,
     .setup = pool_setup,
     .reshape = pool_reshape,
     .forward = pool_forward,

@@ -6,11 +6,10 @@
 
 #include "core/filler.h"
 #include "layers/layer.h"
-#include "layers/scratch.h"
 
 typedef struct prelu {
   bool channel_shared;
-  ct_scratch saved; /* x, when running in place */
+  ct_tensor *saved; /* x, when running in place (bottom-shaped: each partition keeps its images) */
 } prelu;
 
 static bool in_place(const ct_layer *l) { return l->top[0] == l->bottom[0]; }
@@ -46,50 +45,69 @@ static ct_status prelu_reshape(ct_layer *l, ct_error *err) {
     return ct_layer_fail(l, err, CT_ESHAPE, "bottom shape %s does not fit %zu slopes (one per channel, axis 1)",
                          ct_tensor_shape_str(b, buf, sizeof buf), l->blobs[0]->count);
   }
-  if (in_place(l)) return ct_scratch_reserve(&p->saved, b->count, sizeof(float), l, err);
+  if (in_place(l)) {
+    if (!p->saved && !(p->saved = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+    return ct_tensor_reshape_like(p->saved, b, err);
+  }
   return ct_tensor_reshape_like(l->top[0], b, err);
 }
 
-/* Geometry: x is N x C x D (D = the product of the axes after 1). */
-static void geometry(const ct_layer *l, size_t *N, size_t *C, size_t *D) {
+/* Partition p's geometry: its images' x is N x C x D (D = the product of the axes after 1),
+ * from element `first`. */
+static void geometry(const ct_layer *l, const ct_part *p, size_t *first, size_t *N, size_t *C, size_t *D) {
   const ct_tensor *b = l->bottom[0];
-  *N = (size_t)b->shape[0];
+  int img0, nimg;
+  size_t n;
+  ct_part_images(p, b, &img0, &nimg);
+  ct_part_span(p, b, first, &n);
+  *N = (size_t)nimg;
   *C = (size_t)b->shape[1];
   *D = ct_tensor_count_range(b, 2, b->naxes);
 }
 
-static ct_status prelu_forward(ct_layer *l, ct_error *err) {
-  (void)err;
-  prelu *p = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const ct_tensor *b = l->bottom[0];
-  const float *x = b->data;
+/* Images are independent; the slope gradient of a partition's images goes to its own buffer. */
+static ct_status prelu_forward(ct_layer *l, const ct_part *p, ct_error *err) {
+  prelu *pr = l->priv;
+  const ct_driver *d = p->d;
+  size_t first, N, C, D;
+  geometry(l, p, &first, &N, &C, &D);
+  const float *x, *a;
+  float *y;
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
   if (in_place(l)) {
-    d->ops->copy(d, p->saved.p, x, b->count * sizeof(float));
-    x = p->saved.p;
+    float *s;
+    CT_TRY(ct_write(l, p, pr->saved, &s, err));
+    CT_TRY(d->ops->copy(d, s + first, x + first, N * C * D * sizeof(float)));
+    x = s;
   }
-  size_t N, C, D;
-  geometry(l, &N, &C, &D);
-  d->ops->prelu_forward(d, N, C, D, p->channel_shared, x, l->blobs[0]->data, l->top[0]->data);
-  return CT_OK;
+  CT_TRY(ct_read_param(l, p, 0, &a, err));
+  CT_TRY(ct_write(l, p, l->top[0], &y, err));
+  return d->ops->prelu_forward(d, N, C, D, pr->channel_shared, x + first, a, y + first);
 }
 
-static void prelu_backward(ct_layer *l) {
-  prelu *p = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const ct_tensor *b = l->bottom[0], *t = l->top[0];
-  size_t N, C, D;
-  geometry(l, &N, &C, &D);
+static ct_status prelu_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  prelu *pr = l->priv;
+  const ct_driver *d = p->d;
+  size_t first, N, C, D;
+  geometry(l, p, &first, &N, &C, &D);
+  const float *x, *dy, *a;
+  float *dx = NULL, *da = NULL;
+  CT_TRY(ct_read(l, p, in_place(l) ? pr->saved : l->bottom[0], &x, err));
+  CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
+  CT_TRY(ct_read_param(l, p, 0, &a, err));
+  if (l->propagate_down[0]) {
+    CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
+    dx += first;
+  }
+  if (l->param_propagate_down[0]) CT_TRY(ct_part_param_grad(l, p, 0, &da, err));
   /* the slope gradient comes first inside: in place, dx overwrites dy */
-  d->ops->prelu_backward(d, N, C, D, p->channel_shared, in_place(l) ? p->saved.p : b->data, t->diff,
-                         l->blobs[0]->data, l->propagate_down[0] ? b->diff : NULL,
-                         l->param_propagate_down[0] ? l->blobs[0]->diff : NULL);
+  return d->ops->prelu_backward(d, N, C, D, pr->channel_shared, x + first, dy + first, a, dx, da);
 }
 
 static void prelu_destroy(ct_layer *l) {
   prelu *p = l->priv;
   if (!p) return;
-  ct_scratch_free(&p->saved);
+  ct_tensor_free(p->saved);
   free(p);
   l->priv = NULL;
 }
@@ -101,6 +119,9 @@ const ct_layer_ops ct_layer_PReLU = {.type = "PReLU",
                                      .max_top = 1,
                                      .in_place = true,
                                      .has_backward = true,
+                                     .splits = ct_layer_splits_always,
+                                     .gains = true,
+                                     .kind = CT_WORK_MEMORY,
                                      .setup = prelu_setup,
                                      .reshape = prelu_reshape,
                                      .forward = prelu_forward,

@@ -98,13 +98,19 @@ static ct_status reshape_reshape(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
-static ct_status reshape_forward(ct_layer *l, ct_error *err) {
+static ct_status reshape_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   (void)l;
+  (void)p;
   (void)err;
   return CT_OK;
 }
 
-static void reshape_backward(ct_layer *l) { (void)l; }
+static ct_status reshape_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  (void)l;
+  (void)p;
+  (void)err;
+  return CT_OK;
+}
 
 static void reshape_destroy(ct_layer *l) {
   free(l->priv);
@@ -117,6 +123,9 @@ const ct_layer_ops ct_layer_Reshape = {.type = "Reshape",
                                        .min_top = 1,
                                        .max_top = 1,
                                        .has_backward = true,
+                                       .splits = ct_layer_splits_always,
+                                       .gains = false,
+                                       .kind = CT_WORK_MEMORY,
                                        .setup = reshape_setup,
                                        .reshape = reshape_reshape,
                                        .forward = reshape_forward,

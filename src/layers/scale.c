@@ -12,14 +12,21 @@ typedef struct scale_priv {
   bool bias;
   int bias_blob;
   size_t outer, dim, inner;
-  float *saved_x; /* in place: x, kept for the gradient of s */
-  size_t saved_cap;
+  ct_tensor *saved_x; /* in place: x, kept for the gradient of s (bottom-shaped: each partition
+                         keeps its images) */
 } scale_priv;
 
 static const Caffe__ScaleParameter default_param = CAFFE__SCALE_PARAMETER__INIT;
 
 static const Caffe__ScaleParameter *param_of(const ct_layer *l) {
   return l->lp->scale_param ? l->lp->scale_param : &default_param;
+}
+
+/* Broadcast from an axis after the batch, each image's elements meet the same s: a range of
+ * images runs alone, its s and b gradients summed by the executor. A second bottom's s (its
+ * gradient written, not accumulated) and a scalar s (broadcast over one outer row) run whole. */
+static bool scale_splits(const ct_layer *l) {
+  return l->nbottom == 1 && l->blobs[0]->naxes > 0 && ct_tensor_axis(l->bottom[0], param_of(l)->axis) >= 1;
 }
 
 static ct_status scale_setup(ct_layer *l, ct_error *err) {
@@ -54,7 +61,9 @@ static ct_status scale_setup(ct_layer *l, ct_error *err) {
       if (ct_fill(p->filler, l->blobs[0], &l->rng, "filler", err))
         return ct_error_prefix(err, "layer \"%s\" (Scale)", l->name);
     } else {
-      for (size_t i = 0; i < l->blobs[0]->count; i++) l->blobs[0]->data[i] = 1.0f;
+      float *w;
+      CT_TRY(ct_tensor_host(l->blobs[0], CT_DATA, CT_WRITE, &w, err));
+      for (size_t i = 0; i < l->blobs[0]->count; i++) w[i] = 1.0f;
     }
   } else {
     naxes = l->bottom[1]->naxes;
@@ -80,45 +89,78 @@ static ct_status scale_reshape(ct_layer *l, ct_error *err) {
                          ct_tensor_shape_str(l->blobs[sp->bias_blob], buf, sizeof buf),
                          ct_tensor_shape_str(s, buf2, sizeof buf2));
   if (l->top[0] != x) return ct_tensor_reshape_like(l->top[0], x, err);
-  return ct_layer_grow(l, &sp->saved_x, &sp->saved_cap, x->count, err);
+  if (!sp->saved_x && !(sp->saved_x = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  return ct_tensor_reshape_like(sp->saved_x, x, err);
 }
 
-static ct_status scale_forward(ct_layer *l, ct_error *err) {
-  (void)err;
-  scale_priv *sp = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const float *x = l->bottom[0]->data, *s = l->nbottom > 1 ? l->bottom[1]->data : l->blobs[0]->data;
-  const float *b = sp->bias ? l->blobs[sp->bias_blob]->data : NULL;
-  if (l->top[0] == l->bottom[0]) {
-    d->ops->copy(d, sp->saved_x, x, l->bottom[0]->count * sizeof(float));
-    x = sp->saved_x;
-  }
-  d->ops->scale_forward(d, sp->outer, sp->dim, sp->inner, x, s, b, l->top[0]->data);
+/* Partition p's outer rows (outer / N per image) and its elements of x. */
+static size_t outer_of(const ct_layer *l, const ct_part *p, size_t *first, size_t *n) {
+  const scale_priv *sp = l->priv;
+  const ct_tensor *x = l->bottom[0];
+  ct_part_span(p, x, first, n);
+  return p->whole ? sp->outer : sp->outer / (size_t)x->shape[0] * (size_t)(p->end - p->begin);
+}
+
+/* s on p's driver: bottom[1] whole, or blob 0. */
+static ct_status operand(ct_layer *l, const ct_part *p, const float **s, ct_error *err) {
+  if (l->nbottom == 1) return ct_read_param(l, p, 0, s, err);
+  float *v;
+  CT_TRY(ct_part_all(l, p, l->bottom[1], CT_DATA, CT_READ, &v, err));
+  *s = v;
   return CT_OK;
 }
 
-static void scale_backward(ct_layer *l) {
+static ct_status scale_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   scale_priv *sp = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
-  const float *x = l->top[0] == l->bottom[0] ? sp->saved_x : l->bottom[0]->data;
-  const bool two = l->nbottom > 1;
-  const float *s = two ? l->bottom[1]->data : l->blobs[0]->data;
-  float *ds = NULL;
-  if (two && l->propagate_down[1]) {
-    ds = l->bottom[1]->diff;
-    d->ops->memset(d, ds, 0, sp->dim * sizeof(float));
-  } else if (!two && l->param_propagate_down[0]) {
-    ds = l->blobs[0]->diff;
+  const ct_driver *d = p->d;
+  size_t first, n, outer = outer_of(l, p, &first, &n);
+  const float *x, *s, *b = NULL;
+  float *y;
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  CT_TRY(operand(l, p, &s, err));
+  if (sp->bias) CT_TRY(ct_read_param(l, p, sp->bias_blob, &b, err));
+  if (l->top[0] == l->bottom[0]) {
+    float *saved;
+    CT_TRY(ct_write(l, p, sp->saved_x, &saved, err));
+    CT_TRY(d->ops->copy(d, saved + first, x + first, n * sizeof(float)));
+    x = saved;
   }
-  float *db = sp->bias && l->param_propagate_down[sp->bias_blob] ? l->blobs[sp->bias_blob]->diff : NULL;
+  CT_TRY(ct_write(l, p, l->top[0], &y, err));
+  return d->ops->scale_forward(d, outer, sp->dim, sp->inner, x + first, s, b, y + first);
+}
+
+static ct_status scale_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  scale_priv *sp = l->priv;
+  const ct_driver *d = p->d;
+  size_t first, n, outer = outer_of(l, p, &first, &n);
+  const bool two = l->nbottom > 1;
+  const float *s, *dy, *x = NULL;
+  float *ds = NULL, *db = NULL, *dx = NULL;
+  CT_TRY(operand(l, p, &s, err));
+  if (two && l->propagate_down[1]) {
+    CT_TRY(ct_part_all(l, p, l->bottom[1], CT_DIFF, CT_WRITE, &ds, err));
+    CT_TRY(d->ops->memset(d, ds, 0, sp->dim * sizeof(float)));
+  } else if (!two && l->param_propagate_down[0]) {
+    CT_TRY(ct_part_param_grad(l, p, 0, &ds, err));
+  }
+  if (sp->bias && l->param_propagate_down[sp->bias_blob]) CT_TRY(ct_part_param_grad(l, p, sp->bias_blob, &db, err));
+  /* the kernel reads x only for ds */
+  if (ds) {
+    CT_TRY(ct_read(l, p, l->top[0] == l->bottom[0] ? sp->saved_x : l->bottom[0], &x, err));
+    x += first;
+  }
+  CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
+  if (l->propagate_down[0]) {
+    CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
+    dx += first;
+  }
   /* the parameter gradients come first inside: in place, dx overwrites dy */
-  d->ops->scale_backward(d, sp->outer, sp->dim, sp->inner, x, l->top[0]->diff, s, ds, db,
-                         l->propagate_down[0] ? l->bottom[0]->diff : NULL);
+  return d->ops->scale_backward(d, outer, sp->dim, sp->inner, x, dy + first, s, ds, db, dx);
 }
 
 static void scale_destroy(ct_layer *l) {
   scale_priv *sp = l->priv;
-  if (sp) ct_layer_release(l, sp->saved_x);
+  if (sp) ct_tensor_free(sp->saved_x);
   free(sp);
   l->priv = NULL;
 }
@@ -131,6 +173,9 @@ const ct_layer_ops ct_layer_Scale = {
     .max_top = 1,
     .in_place = true,
     .has_backward = true,
+    .splits = scale_splits,
+    .gains = true,
+    .kind = CT_WORK_MEMORY,
     .setup = scale_setup,
     .reshape = scale_reshape,
     .forward = scale_forward,

@@ -5,17 +5,16 @@
  * in the gradient. The normalizer follows Caffe's choice for this layer: the normalization
  * field if set, else the legacy normalize flag (true: VALID, false: BATCH_SIZE), else
  * BATCH_SIZE (note: not LossParameter's VALID default, which applies to Softmax). The target
- * bottom gets no gradient. */
+ * bottom gets no gradient. The loss sums over the whole batch, so the layer never splits. */
 #include <stdlib.h>
 
 #include "layers/layer.h"
-#include "layers/scratch.h"
 
 typedef struct sce {
   Caffe__LossParameter__NormalizationMode mode;
   bool has_ignore;
   int ignore_label;
-  ct_scratch sig; /* s(x), kept for backward */
+  ct_tensor *sig; /* s(x), shaped like bottom[0], kept for backward */
   double normalizer;
 } sce;
 
@@ -47,7 +46,8 @@ static ct_status sce_reshape(ct_layer *l, ct_error *err) {
                          "predictions and targets must have the same first axis and the same count, got %s and %s",
                          ct_tensor_shape_str(x, sx, sizeof sx), ct_tensor_shape_str(t, st, sizeof st));
   CT_TRY(ct_tensor_reshape(l->top[0], 0, NULL, err));
-  return ct_scratch_reserve(&p->sig, x->count, sizeof(float), l, err);
+  if (!p->sig && !(p->sig = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  return ct_tensor_reshape_like(p->sig, x, err);
 }
 
 static double normalizer(const sce *p, const ct_tensor *x, size_t valid) {
@@ -69,38 +69,48 @@ static double normalizer(const sce *p, const ct_tensor *x, size_t valid) {
   return n > 1 ? n : 1; /* Caffe: never divide by less than one */
 }
 
-static ct_status sce_forward(ct_layer *l, ct_error *err) {
-  (void)err;
-  sce *p = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
+static ct_status sce_forward(ct_layer *l, const ct_part *p, ct_error *err) {
+  sce *s = l->priv;
+  const ct_driver *d = p->d;
   const ct_tensor *xt = l->bottom[0];
+  const float *x, *t;
+  float *sig;
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  CT_TRY(ct_read(l, p, l->bottom[1], &t, err));
+  CT_TRY(ct_write(l, p, s->sig, &sig, err));
   double loss = 0;
   size_t valid = 0;
-  d->ops->sigmoid_xent_forward(d, xt->count, xt->data, l->bottom[1]->data, p->has_ignore, p->ignore_label, p->sig.p,
-                               &loss, &valid);
-  p->normalizer = normalizer(p, xt, valid);
-  float out = (float)(loss / p->normalizer);
-  d->ops->upload(d, l->top[0]->data, &out, sizeof out);
-  return CT_OK;
+  CT_TRY(d->ops->sigmoid_xent_forward(d, xt->count, x, t, s->has_ignore, s->ignore_label, sig, &loss, &valid));
+  s->normalizer = normalizer(s, xt, valid);
+  float out = (float)(loss / s->normalizer);
+  return ct_layer_set_scalar(l, l->top[0], out, err);
 }
 
-static void sce_backward(ct_layer *l) {
-  sce *p = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
+static ct_status sce_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  sce *s = l->priv;
+  const ct_driver *d = p->d;
   /* targets are not differentiated */
-  if (l->propagate_down[1]) d->ops->memset(d, l->bottom[1]->diff, 0, l->bottom[1]->count * sizeof(float));
-  if (!l->propagate_down[0]) return;
+  if (l->propagate_down[1]) {
+    float *dt;
+    CT_TRY(ct_write_diff(l, p, l->bottom[1], &dt, err));
+    CT_TRY(d->ops->memset(d, dt, 0, l->bottom[1]->count * sizeof(float)));
+  }
+  if (!l->propagate_down[0]) return CT_OK;
   float top_diff;
-  d->ops->download(d, &top_diff, l->top[0]->diff, sizeof top_diff);
-  float w = (float)(top_diff / p->normalizer);
-  d->ops->sigmoid_xent_backward(d, l->bottom[0]->count, p->sig.p, l->bottom[1]->data, p->has_ignore, p->ignore_label,
-                                w, l->bottom[0]->diff);
+  CT_TRY(ct_layer_loss_scale(l, &top_diff, err));
+  float w = (float)(top_diff / s->normalizer);
+  const float *sig, *t;
+  float *dx;
+  CT_TRY(ct_read(l, p, s->sig, &sig, err));
+  CT_TRY(ct_read(l, p, l->bottom[1], &t, err));
+  CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
+  return d->ops->sigmoid_xent_backward(d, l->bottom[0]->count, sig, t, s->has_ignore, s->ignore_label, w, dx);
 }
 
 static void sce_destroy(ct_layer *l) {
   sce *p = l->priv;
   if (!p) return;
-  ct_scratch_free(&p->sig);
+  ct_tensor_free(p->sig);
   free(p);
   l->priv = NULL;
 }
@@ -113,6 +123,9 @@ const ct_layer_ops ct_layer_SigmoidCrossEntropyLoss = {.type = "SigmoidCrossEntr
                                                        .label_bottoms = 1u << 1,
                                                        .is_loss = true,
                                                        .has_backward = true,
+                                                       .splits = NULL,
+                                                       .gains = false,
+                                                       .kind = CT_WORK_MEMORY,
                                                        .setup = sce_setup,
                                                        .reshape = sce_reshape,
                                                        .forward = sce_forward,

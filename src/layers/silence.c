@@ -15,16 +15,24 @@ static ct_status silence_reshape(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
-static ct_status silence_forward(ct_layer *l, ct_error *err) {
+static ct_status silence_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   (void)l;
+  (void)p;
   (void)err;
   return CT_OK;
 }
 
-static void silence_backward(ct_layer *l) {
-  const ct_driver *d = ct_layer_driver(l);
-  for (int k = 0; k < l->nbottom; k++)
-    if (l->propagate_down[k]) d->ops->memset(d, l->bottom[k]->diff, 0, l->bottom[k]->count * sizeof(float));
+static ct_status silence_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  const ct_driver *d = p->d;
+  for (int k = 0; k < l->nbottom; k++) {
+    if (!l->propagate_down[k]) continue;
+    size_t first, n;
+    float *dx;
+    ct_part_span(p, l->bottom[k], &first, &n);
+    CT_TRY(ct_write_diff(l, p, l->bottom[k], &dx, err));
+    CT_TRY(d->ops->memset(d, dx + first, 0, n * sizeof(float)));
+  }
+  return CT_OK;
 }
 
 const ct_layer_ops ct_layer_Silence = {.type = "Silence",
@@ -33,6 +41,9 @@ const ct_layer_ops ct_layer_Silence = {.type = "Silence",
                                        .min_top = 0,
                                        .max_top = 0,
                                        .has_backward = true,
+                                       .splits = ct_layer_splits_always,
+                                       .gains = false,
+                                       .kind = CT_WORK_MEMORY,
                                        .setup = silence_setup,
                                        .reshape = silence_reshape,
                                        .forward = silence_forward,

@@ -14,6 +14,18 @@ static const Caffe__SliceParameter *params(const ct_layer *l) {
   return l->lp->slice_param ? l->lp->slice_param : &dflt;
 }
 
+/* The canonical slice axis for the bottom's shape, -1 when out of range. */
+static int axis_of(const ct_layer *l) {
+  const Caffe__SliceParameter *sp = params(l);
+  const ct_tensor *b = l->bottom[0];
+  if (sp->has_slice_dim) return sp->slice_dim < (uint32_t)b->naxes ? (int)sp->slice_dim : -1;
+  return ct_tensor_axis(b, sp->axis);
+}
+
+/* Cut along an axis after the batch, each image's rows are the images' own: a range of images is
+ * cut alone. Along the batch the tops take the bottom's images in turn: it runs whole. */
+static bool slice_splits(const ct_layer *l) { return axis_of(l) > 0; }
+
 static ct_status slice_setup(ct_layer *l, ct_error *err) {
   const Caffe__SliceParameter *sp = params(l);
   if (sp->has_axis && sp->has_slice_dim)
@@ -38,17 +50,13 @@ static ct_status slice_reshape(ct_layer *l, ct_error *err) {
   const Caffe__SliceParameter *sp = params(l);
   const ct_tensor *b = l->bottom[0];
   char sb[128];
-  int axis;
-  if (sp->has_slice_dim) {
-    axis = sp->slice_dim < (uint32_t)b->naxes ? (int)sp->slice_dim : -1;
-    if (axis < 0)
+  int axis = axis_of(l);
+  if (axis < 0) {
+    if (sp->has_slice_dim)
       return ct_layer_fail(l, err, CT_EINVAL, "slice_dim %u is out of range for a bottom of shape %s", sp->slice_dim,
                            ct_tensor_shape_str(b, sb, sizeof sb));
-  } else {
-    axis = ct_tensor_axis(b, sp->axis);
-    if (axis < 0)
-      return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for a bottom of shape %s", sp->axis,
-                           ct_tensor_shape_str(b, sb, sizeof sb));
+    return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for a bottom of shape %s", sp->axis,
+                         ct_tensor_shape_str(b, sb, sizeof sb));
   }
   p->axis = axis;
   int dim = b->shape[axis];
@@ -77,38 +85,61 @@ static ct_status slice_reshape(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
-static ct_status slice_forward(ct_layer *l, ct_error *err) {
-  (void)err;
+/* The data moves as `outer` rows per top; a top's row is shape[axis] * inner floats. A
+ * partition moves its images' rows: outer / N of them per image. */
+static size_t rows_of(const ct_part *p, const ct_tensor *t, int axis) {
+  size_t outer = ct_tensor_count_range(t, 0, axis);
+  return p->whole ? outer : outer / (size_t)t->shape[0] * (size_t)(p->end - p->begin);
+}
+
+static size_t first_of(const ct_part *p, const ct_tensor *t) {
+  size_t first, n;
+  ct_part_span(p, t, &first, &n);
+  return first;
+}
+
+static ct_status slice_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   if (l->ntop == 1) return CT_OK;
-  slice *p = l->priv;
-  const ct_tensor *b = l->bottom[0];
-  size_t outer = ct_tensor_count_range(b, 0, p->axis), inner = ct_tensor_count_range(b, p->axis + 1, b->naxes);
-  const ct_driver *d = ct_layer_driver(l);
-  size_t bottom_row = (size_t)b->shape[p->axis] * inner, offset = 0;
+  slice *sl = l->priv;
+  ct_tensor *b = l->bottom[0];
+  const ct_driver *d = p->d;
+  size_t outer = rows_of(p, b, sl->axis), inner = ct_tensor_count_range(b, sl->axis + 1, b->naxes);
+  size_t bottom_row = (size_t)b->shape[sl->axis] * inner, offset = 0;
+  const float *x;
+  CT_TRY(ct_read(l, p, b, &x, err));
+  x += first_of(p, b);
   for (int k = 0; k < l->ntop; k++) {
-    const ct_tensor *t = l->top[k];
-    size_t row = (size_t)t->shape[p->axis] * inner;
-    d->ops->copy_2d(d, outer, row * sizeof(float), t->data, row * sizeof(float), b->data + offset,
-                    bottom_row * sizeof(float));
+    ct_tensor *t = l->top[k];
+    size_t row = (size_t)t->shape[sl->axis] * inner;
+    float *y;
+    CT_TRY(ct_write(l, p, t, &y, err));
+    CT_TRY(d->ops->copy_2d(d, outer, row * sizeof(float), y + first_of(p, t), row * sizeof(float), x + offset,
+                           bottom_row * sizeof(float)));
     offset += row;
   }
   return CT_OK;
 }
 
-static void slice_backward(ct_layer *l) {
-  if (l->ntop == 1 || !l->propagate_down[0]) return;
-  slice *p = l->priv;
-  const ct_tensor *b = l->bottom[0];
-  size_t outer = ct_tensor_count_range(b, 0, p->axis), inner = ct_tensor_count_range(b, p->axis + 1, b->naxes);
-  const ct_driver *d = ct_layer_driver(l);
-  size_t bottom_row = (size_t)b->shape[p->axis] * inner, offset = 0;
+static ct_status slice_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  if (l->ntop == 1 || !l->propagate_down[0]) return CT_OK;
+  slice *sl = l->priv;
+  ct_tensor *b = l->bottom[0];
+  const ct_driver *d = p->d;
+  size_t outer = rows_of(p, b, sl->axis), inner = ct_tensor_count_range(b, sl->axis + 1, b->naxes);
+  size_t bottom_row = (size_t)b->shape[sl->axis] * inner, offset = 0;
+  float *dx;
+  CT_TRY(ct_write_diff(l, p, b, &dx, err));
+  dx += first_of(p, b);
   for (int k = 0; k < l->ntop; k++) {
-    const ct_tensor *t = l->top[k];
-    size_t row = (size_t)t->shape[p->axis] * inner;
-    d->ops->copy_2d(d, outer, row * sizeof(float), b->diff + offset, bottom_row * sizeof(float), t->diff,
-                    row * sizeof(float));
+    ct_tensor *t = l->top[k];
+    size_t row = (size_t)t->shape[sl->axis] * inner;
+    const float *dy;
+    CT_TRY(ct_read_diff(l, p, t, &dy, err));
+    CT_TRY(d->ops->copy_2d(d, outer, row * sizeof(float), dx + offset, bottom_row * sizeof(float), dy + first_of(p, t),
+                           row * sizeof(float)));
     offset += row;
   }
+  return CT_OK;
 }
 
 static void slice_destroy(ct_layer *l) {
@@ -122,6 +153,9 @@ const ct_layer_ops ct_layer_Slice = {.type = "Slice",
                                      .min_top = 1,
                                      .max_top = -1,
                                      .has_backward = true,
+                                     .splits = slice_splits,
+                                     .gains = true,
+                                     .kind = CT_WORK_MEMORY,
                                      .setup = slice_setup,
                                      .reshape = slice_reshape,
                                      .forward = slice_forward,

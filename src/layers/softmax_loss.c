@@ -2,7 +2,8 @@
  * over the positions of bottom[0] (outer x C x inner, softmax over softmax_param.axis), with
  * integer labels in bottom[1] (outer x inner values). Positions labelled ignore_label count for
  * nothing. An optional second top receives the probabilities. Labels outside [0, C) are a forward
- * error. */
+ * error. The loss sums over the whole batch, so the layer never splits (one partition, p->whole,
+ * on whichever driver the plan names). */
 #include <stdlib.h>
 
 #include "layers/layer.h"
@@ -12,11 +13,9 @@ typedef struct sml_priv {
   int ignore;
   Caffe__LossParameter__NormalizationMode mode;
   size_t outer, C, inner;
-  float normalizer; /* of the last forward */
-  float *prob;      /* when there is no second top */
-  size_t prob_cap;
-  float *scratch;
-  size_t scratch_cap;
+  float normalizer;        /* of the last forward */
+  ct_tensor *prob;         /* shaped like bottom[0], when there is no second top */
+  ct_part_scratch scratch; /* inner floats */
 } sml_priv;
 
 static const Caffe__LossParameter default_loss = CAFFE__LOSS_PARAMETER__INIT;
@@ -65,9 +64,13 @@ static ct_status sml_reshape(ct_layer *l, ct_error *err) {
                          ct_tensor_shape_str(x, buf, sizeof buf), axis, sp->outer * sp->inner,
                          ct_tensor_shape_str(lab, buf2, sizeof buf2));
   CT_TRY(ct_tensor_reshape(l->top[0], 0, NULL, err));
-  if (l->ntop > 1) CT_TRY(ct_tensor_reshape_like(l->top[1], x, err));
-  else CT_TRY(ct_layer_grow(l, &sp->prob, &sp->prob_cap, x->count, err));
-  return ct_layer_grow(l, &sp->scratch, &sp->scratch_cap, sp->inner, err);
+  if (l->ntop > 1) {
+    CT_TRY(ct_tensor_reshape_like(l->top[1], x, err));
+  } else {
+    if (!sp->prob && !(sp->prob = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+    CT_TRY(ct_tensor_reshape_like(sp->prob, x, err));
+  }
+  return ct_part_scratch_reserve(&sp->scratch, l, sp->inner * sizeof(float), err);
 }
 
 static float normalizer(const sml_priv *sp, size_t valid) {
@@ -81,53 +84,73 @@ static float normalizer(const sml_priv *sp, size_t valid) {
   return (float)(n > 1.0 ? n : 1.0);
 }
 
-static float *prob_of(ct_layer *l) {
+static ct_tensor *prob_of(ct_layer *l) {
   sml_priv *sp = l->priv;
-  return l->ntop > 1 ? l->top[1]->data : sp->prob;
+  return l->ntop > 1 ? l->top[1] : sp->prob;
 }
 
-static ct_status sml_forward(ct_layer *l, ct_error *err) {
+/* Element i of t's data, read on the host (an error message's operand). */
+static ct_status host_value(const ct_layer *l, ct_tensor *t, size_t i, float *v, ct_error *err) {
+  float *h;
+  CT_TRY(ct_tensor_deref(t, CT_DATA, &ct_mem_host, CT_READ, i, i + 1, l->place ? &l->place->stats : NULL, &h, err));
+  *v = h[i];
+  return CT_OK;
+}
+
+static ct_status sml_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   sml_priv *sp = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
+  const ct_driver *d = p->d;
   const size_t C = sp->C, inner = sp->inner;
-  float *prob = prob_of(l);
-  const float *labels = l->bottom[1]->data;
-  if (C > 0) d->ops->softmax_forward(d, sp->outer, C, inner, l->bottom[0]->data, prob, sp->scratch);
+  const float *x, *labels;
+  float *prob;
+  CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
+  CT_TRY(ct_read(l, p, l->bottom[1], &labels, err));
+  CT_TRY(ct_write(l, p, prob_of(l), &prob, err));
+  if (C > 0) CT_TRY(d->ops->softmax_forward(d, sp->outer, C, inner, x, prob, ct_part_scratch_of(&sp->scratch, p)));
   double loss = 0.0;
   size_t valid = 0;
-  ptrdiff_t bad =
-      d->ops->softmax_loss_forward(d, sp->outer, C, inner, prob, labels, sp->has_ignore, sp->ignore, &loss, &valid);
+  ptrdiff_t bad = -1;
+  CT_TRY(d->ops->softmax_loss_forward(d, sp->outer, C, inner, prob, labels, sp->has_ignore, sp->ignore, &loss, &valid,
+                                      &bad));
   if (bad >= 0) {
     float v;
-    d->ops->download(d, &v, labels + bad, sizeof v);
+    CT_TRY(host_value(l, l->bottom[1], (size_t)bad, &v, err));
     if (!(v > -2147483648.0f && v < 2147483648.0f))
       return ct_layer_fail(l, err, CT_EINVAL, "label %g at position %td is not an integer class", v, bad);
     return ct_layer_fail(l, err, CT_EINVAL, "label %d at position %td is outside [0, %zu)", (int)v, bad, C);
   }
   sp->normalizer = normalizer(sp, valid);
   float out = (float)(loss / sp->normalizer);
-  d->ops->upload(d, l->top[0]->data, &out, sizeof out);
-  return CT_OK;
+  return ct_layer_set_scalar(l, l->top[0], out, err);
 }
 
-static void sml_backward(ct_layer *l) {
+static ct_status sml_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   sml_priv *sp = l->priv;
-  const ct_driver *d = ct_layer_driver(l);
+  const ct_driver *d = p->d;
   /* Labels take no gradient (Caffe refuses to propagate to them); keep their diff defined. */
-  if (l->propagate_down[1]) d->ops->memset(d, l->bottom[1]->diff, 0, l->bottom[1]->count * sizeof(float));
-  if (!l->propagate_down[0]) return;
+  if (l->propagate_down[1]) {
+    float *dl;
+    CT_TRY(ct_write_diff(l, p, l->bottom[1], &dl, err));
+    CT_TRY(d->ops->memset(d, dl, 0, l->bottom[1]->count * sizeof(float)));
+  }
+  if (!l->propagate_down[0]) return CT_OK;
   float top_diff;
-  d->ops->download(d, &top_diff, l->top[0]->diff, sizeof top_diff);
+  CT_TRY(ct_layer_loss_scale(l, &top_diff, err));
   const float scale = top_diff / sp->normalizer;
-  d->ops->softmax_loss_backward(d, sp->outer, sp->C, sp->inner, prob_of(l), l->bottom[1]->data, sp->has_ignore,
-                                sp->ignore, scale, l->bottom[0]->diff);
+  const float *prob, *labels;
+  float *dx;
+  CT_TRY(ct_read(l, p, prob_of(l), &prob, err));
+  CT_TRY(ct_read(l, p, l->bottom[1], &labels, err));
+  CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
+  return d->ops->softmax_loss_backward(d, sp->outer, sp->C, sp->inner, prob, labels, sp->has_ignore, sp->ignore,
+                                       scale, dx);
 }
 
 static void sml_destroy(ct_layer *l) {
   sml_priv *sp = l->priv;
   if (sp) {
-    ct_layer_release(l, sp->prob);
-    ct_layer_release(l, sp->scratch);
+    ct_tensor_free(sp->prob);
+    ct_part_scratch_free(&sp->scratch);
   }
   free(sp);
   l->priv = NULL;
@@ -142,6 +165,9 @@ const ct_layer_ops ct_layer_SoftmaxWithLoss = {
     .is_loss = true,
     .has_backward = true,
     .label_bottoms = 1u << 1,
+    .splits = NULL,
+    .gains = false,
+    .kind = CT_WORK_MEMORY,
     .setup = sml_setup,
     .reshape = sml_reshape,
     .forward = sml_forward,

@@ -14,25 +14,36 @@ static ct_status split_reshape(ct_layer *l, ct_error *err) {
     ct_tensor *t = l->top[k];
     if (t == b) return ct_layer_fail(l, err, CT_EINVAL, "top %d is the bottom itself; Split cannot run in place", k);
     CT_TRY(ct_tensor_reshape_like(t, b, err));
-    /* Data only: t->diff stays its own (it was sized by the reshape above). */
-    ct_tensor_view(t, b->data, t->diff);
+    /* Data only: t's diff stays its own (it was sized by the reshape above). */
+    ct_tensor_share_side(t, CT_DATA, b);
   }
   return CT_OK;
 }
 
-static ct_status split_forward(ct_layer *l, ct_error *err) {
+static ct_status split_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   (void)l;
+  (void)p;
   (void)err;
   return CT_OK;
 }
 
-static void split_backward(ct_layer *l) {
-  if (!l->propagate_down[0]) return;
-  const ct_driver *d = ct_layer_driver(l);
-  float *dx = l->bottom[0]->diff;
-  size_t n = l->bottom[0]->count;
-  d->ops->copy(d, dx, l->top[0]->diff, n * sizeof(float));
-  for (int k = 1; k < l->ntop; k++) d->ops->add(d, n, dx, l->top[k]->diff, dx);
+/* A partition sums its images' elements of the tops' diffs, in top order. */
+static ct_status split_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+  if (!l->propagate_down[0]) return CT_OK;
+  const ct_driver *d = p->d;
+  size_t first, n;
+  ct_part_span(p, l->bottom[0], &first, &n);
+  const float *dy;
+  float *dx;
+  CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
+  CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
+  dx += first;
+  CT_TRY(d->ops->copy(d, dx, dy + first, n * sizeof(float)));
+  for (int k = 1; k < l->ntop; k++) {
+    CT_TRY(ct_read_diff(l, p, l->top[k], &dy, err));
+    CT_TRY(d->ops->add(d, n, dx, dy + first, dx));
+  }
+  return CT_OK;
 }
 
 const ct_layer_ops ct_layer_Split = {.type = "Split",
@@ -41,6 +52,9 @@ const ct_layer_ops ct_layer_Split = {.type = "Split",
                                      .min_top = 1,
                                      .max_top = -1,
                                      .has_backward = true,
+                                     .splits = ct_layer_splits_always,
+                                     .gains = true,
+                                     .kind = CT_WORK_MEMORY,
                                      .setup = split_setup,
                                      .reshape = split_reshape,
                                      .forward = split_forward,

@@ -1,11 +1,12 @@
 /* The geometry, the workspace layout, the order of steps and GEMMs of each lowering type run
  * on a driver, and the cost model that picks a type (see lowering.h). The loops of the steps
- * themselves are in host.c, behind the driver's conv_* entries. */
+ * themselves are each driver's, behind its conv_* entries (the CPU's: drivers/cpu/conv.c). */
 #include "lowering/lowering.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/status.h"
 #include "drivers/driver.h"
 
 bool ct_conv_geom_finish(ct_conv_geom *g) {
@@ -33,6 +34,39 @@ const char *ct_lowering_name(ct_lowering t) {
 
 double ct_conv_flops(const ct_conv_geom *g, int nb) {
   return 2.0 * g->K * (double)(g->C / g->G) * g->kh * g->kw * g->OH * g->OW * nb;
+}
+
+/* ================================================================ WINOGRAD's layout */
+
+/* Rows of tiles run four tiles at a time and may run up to three tiles past a row's end into
+ * the next row's tiles (written again when that row's turn comes) or, after the last row, into
+ * the padding of Tp. The 16 blocks of V, U and M lie 64 bytes off a multiple of their size
+ * apart: at CaffeNet's sizes (C T floats a multiple of 1024) the 16 rows one tile writes would
+ * otherwise fall into the same L1 cache set. */
+ct_wino_strides ct_lower_wino_strides(const ct_conv_geom *g, int nb) {
+  ct_wino_strides w;
+  w.TH = (g->OH + 1) / 2;
+  w.TW = (g->OW + 1) / 2;
+  w.TWv = (w.TW + 3) & ~3;
+  w.rw = 2 * (size_t)w.TWv + 8;
+  w.prow = 2 * (size_t)w.TH + 2 > 8 ? 2 * (size_t)w.TH + 2 : 8;
+  w.T = (size_t)nb * w.TH * w.TW;
+  w.Tp = (w.T + 4 + 15) & ~(size_t)15;
+  w.sV = (size_t)g->C * w.Tp + 16;
+  w.sU = (size_t)g->K * (g->C / g->G) + 16;
+  w.sM = (size_t)g->K * w.Tp + 16;
+  return w;
+}
+
+bool ct_lower_wino_applies(const ct_conv_geom *g) {
+  return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1;
+}
+
+size_t ct_lower_wino_scratch(const ct_conv_geom *g, int nb) {
+  const ct_wino_strides w = ct_lower_wino_strides(g, nb);
+  /* what the CPU's transforms (drivers/cpu/winograd.c) use: the plane buffer (forward: 8 rows),
+   * 4 more rows, and 16 rows of per-tile terms with 4 zeros before each */
+  return (w.prow + 4) * w.rw + 16 * ((size_t)w.TWv + 12);
 }
 
 /* ================================================================ dispatch */
@@ -115,8 +149,8 @@ static float *image_ws(const ct_conv_geom *g, ct_lowering t, int nb, float *ws) 
  * lifting are the driver's; the order of the steps and of the GEMMs is what the layer's
  * results depend on, so it is the same for every driver. */
 
-static void forward_lowered(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
-                            const float *w, const float *b, float *y, float *ws) {
+static ct_status forward_lowered(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
+                                 const float *w, const float *b, float *y, float *ws) {
   const ct_lower_layout lay = ct_lower_layout_of(g, t, nb);
   const int Kg = g->K / g->G, Cg = g->C / g->G;
   float *D = ws + lay.data, *R = ws + lay.product;
@@ -128,7 +162,7 @@ static void forward_lowered(const ct_driver *d, const ct_conv_geom *g, ct_loweri
     case CT_LOWER_TYPE3: M = g->kh * g->kw * Kg, KK = Cg, cols = (size_t)nb * g->H * g->W; break;
     default: M = Kg, KK = Cg * g->kh * g->kw, cols = (size_t)nb * g->OH * g->OW; break;
   }
-  d->ops->conv_lower(d, g, t, nb, x, w, ws);
+  CT_TRY(d->ops->conv_lower(d, g, t, nb, x, w, ws));
   if (t == CT_LOWER_TYPE2 && ct_lower_by_image2(g, nb)) {
     /* image by image, where an image has columns enough for a GEMM of its own: each image's
      * product (kh*Kg x H*OW per group, a megabyte or two) is lifted while it is still in
@@ -139,90 +173,94 @@ static void forward_lowered(const ct_driver *d, const ct_conv_geom *g, ct_loweri
     float *ws1 = image_ws(g, t, nb, ws);
     for (int n = 0; n < nb; n++) {
       for (int gi = 0; gi < g->G; gi++)
-        d->ops->gemm_ld(d, false, false, M, (int)icols, KK, 1.0f, Wl + (size_t)gi * M * KK, KK,
-                        D + (size_t)gi * KK * cols + (size_t)n * icols, (int)cols, 0.0f, R + (size_t)gi * M * icols,
-                        (int)icols);
-      d->ops->conv_lift(d, g, t, 1, ws1, b, y + (size_t)n * yimg);
+        CT_TRY(d->ops->gemm_ld(d, false, false, M, (int)icols, KK, 1.0f, Wl + (size_t)gi * M * KK, KK,
+                               D + (size_t)gi * KK * cols + (size_t)n * icols, (int)cols, 0.0f,
+                               R + (size_t)gi * M * icols, (int)icols));
+      CT_TRY(d->ops->conv_lift(d, g, t, 1, ws1, b, y + (size_t)n * yimg));
     }
-    return;
+    return CT_OK;
   }
   for (int gi = 0; gi < g->G; gi++)
-    d->ops->gemm(d, false, false, M, (int)cols, KK, 1.0f, Wl + (size_t)gi * M * KK, D + (size_t)gi * KK * cols, 0.0f,
-                 R + (size_t)gi * M * cols);
-  d->ops->conv_lift(d, g, t, nb, ws, b, y);
+    CT_TRY(d->ops->gemm(d, false, false, M, (int)cols, KK, 1.0f, Wl + (size_t)gi * M * KK, D + (size_t)gi * KK * cols,
+                        0.0f, R + (size_t)gi * M * cols));
+  return d->ops->conv_lift(d, g, t, nb, ws, b, y);
 }
 
 /* Type 1 per image, when the planes are large: y_n = W . D_n, D_n being the image's columns of
  * D (ldb = the partition's columns), then its bias while y_n is in cache. */
-static void forward1_direct(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
-                            const float *b, float *y, float *ws) {
+static ct_status forward1_direct(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                                 const float *b, float *y, float *ws) {
   const int Kg = g->K / g->G, CgKK = g->C / g->G * g->kh * g->kw, P = g->OH * g->OW;
   const size_t cols = (size_t)nb * P;
   const float *D = ws + ct_lower_layout_of(g, CT_LOWER_TYPE1, nb).data;
   ct_conv_geom plane = *g; /* the bias step of the 1x1 path, over the OH x OW outputs */
   plane.H = g->OH, plane.W = g->OW;
-  d->ops->conv_lower(d, g, CT_LOWER_TYPE1, nb, x, w, ws);
+  CT_TRY(d->ops->conv_lower(d, g, CT_LOWER_TYPE1, nb, x, w, ws));
   for (int n = 0; n < nb; n++) {
     float *yn = y + (size_t)n * g->K * P;
     for (int gi = 0; gi < g->G; gi++)
-      d->ops->gemm_ld(d, false, false, Kg, P, CgKK, 1.0f, w + (size_t)gi * Kg * CgKK, CgKK,
-                      D + (size_t)gi * CgKK * cols + (size_t)n * P, (int)cols, 0.0f, yn + (size_t)gi * Kg * P, P);
-    if (b) d->ops->conv_lift(d, &plane, CT_LOWER_POINTWISE, 1, NULL, b, yn);
+      CT_TRY(d->ops->gemm_ld(d, false, false, Kg, P, CgKK, 1.0f, w + (size_t)gi * Kg * CgKK, CgKK,
+                             D + (size_t)gi * CgKK * cols + (size_t)n * P, (int)cols, 0.0f, yn + (size_t)gi * Kg * P,
+                             P));
+    if (b) CT_TRY(d->ops->conv_lift(d, &plane, CT_LOWER_POINTWISE, 1, NULL, b, yn));
   }
+  return CT_OK;
 }
 
 /* Its backward: dW += dy_n . D_n^T and D_n = W^T dy_n image by image, dy read where it lies. */
-static void backward1_direct(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
-                             const float *dy, float *dx, float *dw, float *db, float *ws, bool fresh) {
+static ct_status backward1_direct(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                                  const float *dy, float *dx, float *dw, float *db, float *ws, bool fresh) {
   const int Kg = g->K / g->G, CgKK = g->C / g->G * g->kh * g->kw, P = g->OH * g->OW;
   const size_t cols = (size_t)nb * P;
   float *D = ws + ct_lower_layout_of(g, CT_LOWER_TYPE1, nb).data;
-  if (db) d->ops->conv_bias_grad(d, g, CT_LOWER_POINTWISE, nb, dy, NULL, db);
+  if (db) CT_TRY(d->ops->conv_bias_grad(d, g, CT_LOWER_POINTWISE, nb, dy, NULL, db));
   if (dw) {
-    if (!fresh) d->ops->conv_lower(d, g, CT_LOWER_TYPE1, nb, x, w, ws);
+    if (!fresh) CT_TRY(d->ops->conv_lower(d, g, CT_LOWER_TYPE1, nb, x, w, ws));
     for (int n = 0; n < nb; n++)
       for (int gi = 0; gi < g->G; gi++)
-        d->ops->gemm_ld(d, false, true, Kg, CgKK, P, 1.0f, dy + ((size_t)n * g->K + (size_t)gi * Kg) * P, P,
-                        D + (size_t)gi * CgKK * cols + (size_t)n * P, (int)cols, 1.0f, dw + (size_t)gi * Kg * CgKK,
-                        CgKK);
+        CT_TRY(d->ops->gemm_ld(d, false, true, Kg, CgKK, P, 1.0f, dy + ((size_t)n * g->K + (size_t)gi * Kg) * P, P,
+                               D + (size_t)gi * CgKK * cols + (size_t)n * P, (int)cols, 1.0f,
+                               dw + (size_t)gi * Kg * CgKK, CgKK));
   }
   if (dx) {
     for (int n = 0; n < nb; n++)
       for (int gi = 0; gi < g->G; gi++)
-        d->ops->gemm_ld(d, true, false, CgKK, P, Kg, 1.0f, w + (size_t)gi * Kg * CgKK, CgKK,
-                        dy + ((size_t)n * g->K + (size_t)gi * Kg) * P, P, 0.0f,
-                        D + (size_t)gi * CgKK * cols + (size_t)n * P, (int)cols);
-    d->ops->conv_lower_grad(d, g, CT_LOWER_TYPE1, nb, ws, dx, NULL);
+        CT_TRY(d->ops->gemm_ld(d, true, false, CgKK, P, Kg, 1.0f, w + (size_t)gi * Kg * CgKK, CgKK,
+                               dy + ((size_t)n * g->K + (size_t)gi * Kg) * P, P, 0.0f,
+                               D + (size_t)gi * CgKK * cols + (size_t)n * P, (int)cols));
+    CT_TRY(d->ops->conv_lower_grad(d, g, CT_LOWER_TYPE1, nb, ws, dx, NULL));
   }
+  return CT_OK;
 }
 
-static void backward1(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
-                      const float *dy, float *dx, float *dw, float *db, float *ws, bool fresh) {
+static ct_status backward1(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                           const float *dy, float *dx, float *dw, float *db, float *ws, bool fresh) {
   const ct_lowering t = CT_LOWER_TYPE1;
   const ct_lower_layout lay = ct_lower_layout_of(g, t, nb);
   const int Kg = g->K / g->G, CgKK = g->C / g->G * g->kh * g->kw;
   const size_t cols = (size_t)nb * g->OH * g->OW;
   float *D = ws + lay.data, *Gm = ws + lay.product;
-  d->ops->conv_lift_grad(d, g, t, nb, dy, ws);
-  if (db) d->ops->conv_bias_grad(d, g, t, nb, dy, ws, db);
+  CT_TRY(d->ops->conv_lift_grad(d, g, t, nb, dy, ws));
+  if (db) CT_TRY(d->ops->conv_bias_grad(d, g, t, nb, dy, ws, db));
   if (dw) {
-    if (!fresh) d->ops->conv_lower(d, g, t, nb, x, w, ws);
+    if (!fresh) CT_TRY(d->ops->conv_lower(d, g, t, nb, x, w, ws));
     for (int gi = 0; gi < g->G; gi++)
-      d->ops->gemm(d, false, true, Kg, CgKK, (int)cols, 1.0f, Gm + (size_t)gi * Kg * cols,
-                   D + (size_t)gi * CgKK * cols, 1.0f, dw + (size_t)gi * Kg * CgKK);
+      CT_TRY(d->ops->gemm(d, false, true, Kg, CgKK, (int)cols, 1.0f, Gm + (size_t)gi * Kg * cols,
+                          D + (size_t)gi * CgKK * cols, 1.0f, dw + (size_t)gi * Kg * CgKK));
   }
   if (dx) {
     for (int gi = 0; gi < g->G; gi++)
-      d->ops->gemm(d, true, false, CgKK, (int)cols, Kg, 1.0f, w + (size_t)gi * Kg * CgKK,
-                   Gm + (size_t)gi * Kg * cols, 0.0f, D + (size_t)gi * CgKK * cols);
-    d->ops->conv_lower_grad(d, g, t, nb, ws, dx, NULL);
+      CT_TRY(d->ops->gemm(d, true, false, CgKK, (int)cols, Kg, 1.0f, w + (size_t)gi * Kg * CgKK,
+                          Gm + (size_t)gi * Kg * cols, 0.0f, D + (size_t)gi * CgKK * cols));
+    CT_TRY(d->ops->conv_lower_grad(d, g, t, nb, ws, dx, NULL));
   }
+  return CT_OK;
 }
 
 /* Types 2 and 3: dy is laid out in the product's shape; both GEMMs produce lowered gradients
  * that lower_grad maps back. */
-static void backward23(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
-                       const float *w, const float *dy, float *dx, float *dw, float *db, float *ws, bool fresh) {
+static ct_status backward23(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
+                            const float *w, const float *dy, float *dx, float *dw, float *db, float *ws, bool fresh) {
   const ct_lower_layout lay = ct_lower_layout_of(g, t, nb);
   const int Kg = g->K / g->G, Cg = g->C / g->G;
   int M, KK;
@@ -232,174 +270,174 @@ static void backward23(const ct_driver *d, const ct_conv_geom *g, ct_lowering t,
   else
     M = g->kh * g->kw * Kg, KK = Cg, cols = (size_t)nb * g->H * g->W;
   float *D = ws + lay.data, *Wl = ws + lay.kernel, *R = ws + lay.product, *dWl = ws + lay.kernel_grad;
-  if (db) d->ops->conv_bias_grad(d, g, t, nb, dy, ws, db);
-  if (!dw && !dx) return;
+  if (db) CT_TRY(d->ops->conv_bias_grad(d, g, t, nb, dy, ws, db));
+  if (!dw && !dx) return CT_OK;
   if (t == CT_LOWER_TYPE2 && ct_lower_by_image2(g, nb)) {
     /* image by image, as forward: dy's image laid out as the product, then both GEMMs on it
      * while it is in cache; the kernel gradient sums the images in order */
     const size_t icols = (size_t)g->H * g->OW, yimg = (size_t)g->K * g->OH * g->OW;
     float *ws1 = image_ws(g, t, nb, ws);
-    if (!fresh) d->ops->conv_lower(d, g, t, nb, x, w, ws);
+    if (!fresh) CT_TRY(d->ops->conv_lower(d, g, t, nb, x, w, ws));
     for (int n = 0; n < nb; n++) {
-      d->ops->conv_lift_grad(d, g, t, 1, dy + (size_t)n * yimg, ws1);
+      CT_TRY(d->ops->conv_lift_grad(d, g, t, 1, dy + (size_t)n * yimg, ws1));
       for (int gi = 0; gi < g->G; gi++) {
         float *Rg = R + (size_t)gi * M * icols, *Dn = D + (size_t)gi * KK * cols + (size_t)n * icols;
         if (dw)
-          d->ops->gemm_ld(d, false, true, M, KK, (int)icols, 1.0f, Rg, (int)icols, Dn, (int)cols, n ? 1.0f : 0.0f,
-                          dWl + (size_t)gi * M * KK, KK);
+          CT_TRY(d->ops->gemm_ld(d, false, true, M, KK, (int)icols, 1.0f, Rg, (int)icols, Dn, (int)cols,
+                                 n ? 1.0f : 0.0f, dWl + (size_t)gi * M * KK, KK));
         if (dx) /* after the kernel gradient has read this image's D */
-          d->ops->gemm_ld(d, true, false, KK, (int)icols, M, 1.0f, Wl + (size_t)gi * M * KK, KK, Rg, (int)icols, 0.0f,
-                          Dn, (int)cols);
+          CT_TRY(d->ops->gemm_ld(d, true, false, KK, (int)icols, M, 1.0f, Wl + (size_t)gi * M * KK, KK, Rg, (int)icols,
+                                 0.0f, Dn, (int)cols));
       }
     }
-    if (dw) d->ops->conv_lower_grad(d, g, t, nb, ws, NULL, dw);
-    if (dx) d->ops->conv_lower_grad(d, g, t, nb, ws, dx, NULL);
-    return;
+    if (dw) CT_TRY(d->ops->conv_lower_grad(d, g, t, nb, ws, NULL, dw));
+    if (dx) CT_TRY(d->ops->conv_lower_grad(d, g, t, nb, ws, dx, NULL));
+    return CT_OK;
   }
-  d->ops->conv_lift_grad(d, g, t, nb, dy, ws);
-  if (!fresh) d->ops->conv_lower(d, g, t, nb, x, w, ws);
+  CT_TRY(d->ops->conv_lift_grad(d, g, t, nb, dy, ws));
+  if (!fresh) CT_TRY(d->ops->conv_lower(d, g, t, nb, x, w, ws));
   if (dw) {
     for (int gi = 0; gi < g->G; gi++)
-      d->ops->gemm(d, false, true, M, KK, (int)cols, 1.0f, R + (size_t)gi * M * cols, D + (size_t)gi * KK * cols, 0.0f,
-                   dWl + (size_t)gi * M * KK);
-    d->ops->conv_lower_grad(d, g, t, nb, ws, NULL, dw);
+      CT_TRY(d->ops->gemm(d, false, true, M, KK, (int)cols, 1.0f, R + (size_t)gi * M * cols, D + (size_t)gi * KK * cols,
+                          0.0f, dWl + (size_t)gi * M * KK));
+    CT_TRY(d->ops->conv_lower_grad(d, g, t, nb, ws, NULL, dw));
   }
   if (dx) {
     for (int gi = 0; gi < g->G; gi++)
-      d->ops->gemm(d, true, false, KK, (int)cols, M, 1.0f, Wl + (size_t)gi * M * KK, R + (size_t)gi * M * cols, 0.0f,
-                   D + (size_t)gi * KK * cols);
-    d->ops->conv_lower_grad(d, g, t, nb, ws, dx, NULL);
+      CT_TRY(d->ops->gemm(d, true, false, KK, (int)cols, M, 1.0f, Wl + (size_t)gi * M * KK, R + (size_t)gi * M * cols,
+                          0.0f, D + (size_t)gi * KK * cols));
+    CT_TRY(d->ops->conv_lower_grad(d, g, t, nb, ws, dx, NULL));
   }
+  return CT_OK;
 }
 
 /* WINOGRAD: the transforms are the driver's lower / lift steps; between them, 16 GEMMs per
  * group, one per position xi of the 4x4 tile: M_xi = U_xi V_xi. */
-static void forward_wino(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
-                         const float *b, float *y, float *ws) {
+static ct_status forward_wino(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                              const float *b, float *y, float *ws) {
   const ct_lower_layout lay = ct_lower_layout_of(g, CT_LOWER_WINOGRAD, nb);
   const ct_wino_strides s = ct_lower_wino_strides(g, nb);
   const int Kg = g->K / g->G, Cg = g->C / g->G, T = (int)s.T, Tp = (int)s.Tp;
   const float *V = ws + lay.data, *U = ws + lay.kernel;
   float *M = ws + lay.product;
-  d->ops->conv_lower(d, g, CT_LOWER_WINOGRAD, nb, x, w, ws);
+  CT_TRY(d->ops->conv_lower(d, g, CT_LOWER_WINOGRAD, nb, x, w, ws));
   for (int xi = 0; xi < 16; xi++)
     for (int gi = 0; gi < g->G; gi++)
-      d->ops->gemm_ld(d, false, false, Kg, T, Cg, 1.0f, U + xi * s.sU + (size_t)gi * Kg * Cg, Cg,
-                      V + xi * s.sV + (size_t)gi * Cg * s.Tp, Tp, 0.0f, M + xi * s.sM + (size_t)gi * Kg * s.Tp, Tp);
-  d->ops->conv_lift(d, g, CT_LOWER_WINOGRAD, nb, ws, b, y);
+      CT_TRY(d->ops->gemm_ld(d, false, false, Kg, T, Cg, 1.0f, U + xi * s.sU + (size_t)gi * Kg * Cg, Cg,
+                             V + xi * s.sV + (size_t)gi * Cg * s.Tp, Tp, 0.0f, M + xi * s.sM + (size_t)gi * Kg * s.Tp,
+                             Tp));
+  return d->ops->conv_lift(d, g, CT_LOWER_WINOGRAD, nb, ws, b, y);
 }
 
 /* Its backward: dM from dy; per xi, dU_xi = dM_xi V_xi^T, then dV_xi = U_xi^T dM_xi over V_xi,
  * which the kernel gradient has read by then. */
-static void backward_wino(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
-                          const float *dy, float *dx, float *dw, float *db, float *ws, bool fresh) {
+static ct_status backward_wino(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                               const float *dy, float *dx, float *dw, float *db, float *ws, bool fresh) {
   const ct_lower_layout lay = ct_lower_layout_of(g, CT_LOWER_WINOGRAD, nb);
   const ct_wino_strides s = ct_lower_wino_strides(g, nb);
   const int Kg = g->K / g->G, Cg = g->C / g->G, T = (int)s.T, Tp = (int)s.Tp;
   float *V = ws + lay.data, *dM = ws + lay.product, *dU = ws + lay.kernel_grad;
   const float *U = ws + lay.kernel;
-  if (db) d->ops->conv_bias_grad(d, g, CT_LOWER_WINOGRAD, nb, dy, ws, db);
-  if (!dw && !dx) return;
-  if (!fresh) d->ops->conv_lower(d, g, CT_LOWER_WINOGRAD, nb, x, w, ws);
-  d->ops->conv_lift_grad(d, g, CT_LOWER_WINOGRAD, nb, dy, ws);
+  if (db) CT_TRY(d->ops->conv_bias_grad(d, g, CT_LOWER_WINOGRAD, nb, dy, ws, db));
+  if (!dw && !dx) return CT_OK;
+  if (!fresh) CT_TRY(d->ops->conv_lower(d, g, CT_LOWER_WINOGRAD, nb, x, w, ws));
+  CT_TRY(d->ops->conv_lift_grad(d, g, CT_LOWER_WINOGRAD, nb, dy, ws));
   for (int xi = 0; xi < 16; xi++)
     for (int gi = 0; gi < g->G; gi++) {
       const size_t uo = xi * s.sU + (size_t)gi * Kg * Cg, mo = xi * s.sM + (size_t)gi * Kg * s.Tp;
       const size_t vo = xi * s.sV + (size_t)gi * Cg * s.Tp;
-      if (dw) d->ops->gemm_ld(d, false, true, Kg, Cg, T, 1.0f, dM + mo, Tp, V + vo, Tp, 0.0f, dU + uo, Cg);
-      if (dx) d->ops->gemm_ld(d, true, false, Cg, T, Kg, 1.0f, U + uo, Cg, dM + mo, Tp, 0.0f, V + vo, Tp);
+      if (dw) CT_TRY(d->ops->gemm_ld(d, false, true, Kg, Cg, T, 1.0f, dM + mo, Tp, V + vo, Tp, 0.0f, dU + uo, Cg));
+      if (dx) CT_TRY(d->ops->gemm_ld(d, true, false, Cg, T, Kg, 1.0f, U + uo, Cg, dM + mo, Tp, 0.0f, V + vo, Tp));
     }
-  if (dw) d->ops->conv_lower_grad(d, g, CT_LOWER_WINOGRAD, nb, ws, NULL, dw);
-  if (dx) d->ops->conv_lower_grad(d, g, CT_LOWER_WINOGRAD, nb, ws, dx, NULL);
+  if (dw) CT_TRY(d->ops->conv_lower_grad(d, g, CT_LOWER_WINOGRAD, nb, ws, NULL, dw));
+  if (dx) CT_TRY(d->ops->conv_lower_grad(d, g, CT_LOWER_WINOGRAD, nb, ws, dx, NULL));
+  return CT_OK;
 }
 
 /* 1x1: per-image GEMMs on the input as it is. */
-static void forward_pw(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
-                       const float *b, float *y) {
+static ct_status forward_pw(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                            const float *b, float *y) {
   const int Kg = g->K / g->G, Cg = g->C / g->G;
   const size_t HW = (size_t)g->H * g->W;
   for (int n = 0; n < nb; n++) {
     const float *xn = x + (size_t)n * g->C * HW;
     float *yn = y + (size_t)n * g->K * HW;
     for (int gi = 0; gi < g->G; gi++)
-      d->ops->gemm(d, false, false, Kg, (int)HW, Cg, 1.0f, w + (size_t)gi * Kg * Cg, xn + (size_t)gi * Cg * HW, 0.0f,
-                   yn + (size_t)gi * Kg * HW);
-    if (b) d->ops->conv_lift(d, g, CT_LOWER_POINTWISE, 1, NULL, b, yn);
+      CT_TRY(d->ops->gemm(d, false, false, Kg, (int)HW, Cg, 1.0f, w + (size_t)gi * Kg * Cg, xn + (size_t)gi * Cg * HW,
+                          0.0f, yn + (size_t)gi * Kg * HW));
+    if (b) CT_TRY(d->ops->conv_lift(d, g, CT_LOWER_POINTWISE, 1, NULL, b, yn));
   }
+  return CT_OK;
 }
 
-static void backward_pw(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
-                        const float *dy, float *dx, float *dw, float *db) {
+static ct_status backward_pw(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                             const float *dy, float *dx, float *dw, float *db) {
   const int Kg = g->K / g->G, Cg = g->C / g->G;
   const size_t HW = (size_t)g->H * g->W;
-  if (db) d->ops->conv_bias_grad(d, g, CT_LOWER_POINTWISE, nb, dy, NULL, db);
+  if (db) CT_TRY(d->ops->conv_bias_grad(d, g, CT_LOWER_POINTWISE, nb, dy, NULL, db));
   for (int n = 0; n < nb; n++) {
     const float *xn = x + (size_t)n * g->C * HW, *dyn = dy + (size_t)n * g->K * HW;
     for (int gi = 0; gi < g->G; gi++) {
       if (dw)
-        d->ops->gemm(d, false, true, Kg, Cg, (int)HW, 1.0f, dyn + (size_t)gi * Kg * HW, xn + (size_t)gi * Cg * HW,
-                     1.0f, dw + (size_t)gi * Kg * Cg);
+        CT_TRY(d->ops->gemm(d, false, true, Kg, Cg, (int)HW, 1.0f, dyn + (size_t)gi * Kg * HW,
+                            xn + (size_t)gi * Cg * HW, 1.0f, dw + (size_t)gi * Kg * Cg));
       if (dx)
-        d->ops->gemm(d, true, false, Cg, (int)HW, Kg, 1.0f, w + (size_t)gi * Kg * Cg, dyn + (size_t)gi * Kg * HW,
-                     0.0f, dx + (size_t)n * g->C * HW + (size_t)gi * Cg * HW);
+        CT_TRY(d->ops->gemm(d, true, false, Cg, (int)HW, Kg, 1.0f, w + (size_t)gi * Kg * Cg, dyn + (size_t)gi * Kg * HW,
+                            0.0f, dx + (size_t)n * g->C * HW + (size_t)gi * Cg * HW));
     }
   }
+  return CT_OK;
 }
 
-void ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
-                         const float *w, const float *b, float *y, float *ws) {
-  if (nb <= 0) return;
+ct_status ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
+                              const float *w, const float *b, float *y, float *ws) {
+  if (nb <= 0) return CT_OK;
   switch (t) {
     case CT_LOWER_TYPE2:
-    case CT_LOWER_TYPE3: forward_lowered(d, g, t, nb, x, w, b, y, ws); break;
-    case CT_LOWER_WINOGRAD: forward_wino(d, g, nb, x, w, b, y, ws); break;
-    case CT_LOWER_POINTWISE: forward_pw(d, g, nb, x, w, b, y); break;
+    case CT_LOWER_TYPE3: return forward_lowered(d, g, t, nb, x, w, b, y, ws);
+    case CT_LOWER_WINOGRAD: return forward_wino(d, g, nb, x, w, b, y, ws);
+    case CT_LOWER_POINTWISE: return forward_pw(d, g, nb, x, w, b, y);
     default:
-      if (ct_lower_direct1(g)) {
-        forward1_direct(d, g, nb, x, w, b, y, ws);
-        break;
-      }
+      if (ct_lower_direct1(g)) return forward1_direct(d, g, nb, x, w, b, y, ws);
       for (int n0 = 0, m = ct_lower_chunk1(g, nb); n0 < nb; n0 += m) { /* chunk by chunk */
         const int k = nb - n0 < m ? nb - n0 : m;
         const size_t xo = (size_t)n0 * g->C * g->H * g->W, yo = (size_t)n0 * g->K * g->OH * g->OW;
-        forward_lowered(d, g, CT_LOWER_TYPE1, k, x + xo, w, b, y + yo,
-                        ws + (size_t)n0 * ct_lower_workspace(g, CT_LOWER_TYPE1, 1));
+        CT_TRY(forward_lowered(d, g, CT_LOWER_TYPE1, k, x + xo, w, b, y + yo,
+                               ws + (size_t)n0 * ct_lower_workspace(g, CT_LOWER_TYPE1, 1)));
       }
-      break;
+      return CT_OK;
   }
 }
 
-void ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
-                          const float *w, const float *dy, float *dx, float *dw, float *db, float *ws, bool reuse) {
-  if (nb <= 0) return;
+ct_status ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
+                               const float *w, const float *dy, float *dx, float *dw, float *db, float *ws,
+                               bool reuse) {
+  if (nb <= 0) return CT_OK;
   switch (t) {
     case CT_LOWER_TYPE2:
-    case CT_LOWER_TYPE3: backward23(d, g, t, nb, x, w, dy, dx, dw, db, ws, reuse); break;
-    case CT_LOWER_WINOGRAD: backward_wino(d, g, nb, x, w, dy, dx, dw, db, ws, reuse); break;
-    case CT_LOWER_POINTWISE: backward_pw(d, g, nb, x, w, dy, dx, dw, db); break;
+    case CT_LOWER_TYPE3: return backward23(d, g, t, nb, x, w, dy, dx, dw, db, ws, reuse);
+    case CT_LOWER_WINOGRAD: return backward_wino(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
+    case CT_LOWER_POINTWISE: return backward_pw(d, g, nb, x, w, dy, dx, dw, db);
     default:
-      if (ct_lower_direct1(g)) {
-        backward1_direct(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
-        break;
-      }
+      if (ct_lower_direct1(g)) return backward1_direct(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
       for (int n0 = 0, m = ct_lower_chunk1(g, nb); n0 < nb; n0 += m) { /* as forward chunked it */
         const int k = nb - n0 < m ? nb - n0 : m;
         const size_t xo = (size_t)n0 * g->C * g->H * g->W, yo = (size_t)n0 * g->K * g->OH * g->OW;
-        backward1(d, g, k, x + xo, w, dy + yo, dx ? dx + xo : NULL, dw, db,
-                  ws + (size_t)n0 * ct_lower_workspace(g, CT_LOWER_TYPE1, 1), reuse);
+        CT_TRY(backward1(d, g, k, x + xo, w, dy + yo, dx ? dx + xo : NULL, dw, db,
+                         ws + (size_t)n0 * ct_lower_workspace(g, CT_LOWER_TYPE1, 1), reuse));
       }
-      break;
+      return CT_OK;
   }
 }
 
-void ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, const float *b,
-                      float *y, float *ws) {
-  ct_lower_forward_on(ct_driver_cpu(), g, t, nb, x, w, b, y, ws);
+ct_status ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, const float *b,
+                           float *y, float *ws) {
+  return ct_lower_forward_on(ct_driver_cpu(), g, t, nb, x, w, b, y, ws);
 }
 
-void ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, const float *dy,
-                       float *dx, float *dw, float *db, float *ws, bool reuse) {
-  ct_lower_backward_on(ct_driver_cpu(), g, t, nb, x, w, dy, dx, dw, db, ws, reuse);
+ct_status ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w,
+                            const float *dy, float *dx, float *dw, float *db, float *ws, bool reuse) {
+  return ct_lower_backward_on(ct_driver_cpu(), g, t, nb, x, w, dy, dx, dw, db, ws, reuse);
 }
 
 /* ================================================================ cost model */

@@ -1,8 +1,9 @@
 /* CcT's convolution by lowering: rearrange a whole partition of the batch so that one GEMM per
  * group does the convolution, then lift the product back to N x K x OH x OW. Device
- * independent: ct_lower_forward_on / ct_lower_backward_on run the steps on a driver (its
- * conv_lower / conv_lift entries and its GEMM); the lowering and lifting loops over memory the
- * CPU can address are in lowering/host.h, and the CPU driver's entries run them.
+ * independent: the geometry, the workspace layout and the cost model are here, and
+ * ct_lower_forward_on / ct_lower_backward_on run the steps on a driver (its conv_lower /
+ * conv_lift entries and its GEMM). The loops of the steps are each driver's own (the CPU's in
+ * drivers/cpu/conv.c and drivers/cpu/winograd.c).
  *
  * Shapes: x N x C x H x W; w K x C/G x kh x kw; b K; y N x K x OH x OW. Channel group g maps
  * input channels [g*C/G, (g+1)*C/G) to outputs [g*K/G, (g+1)*K/G).
@@ -16,16 +17,18 @@
  *        rows; blow-up kw on the input side and kh on the output side.
  *  TYPE3 lowers the kernel: X (C x nb H W) is the input transposed, W3 (kh kw K x C); lifting
  *        sums kh*kw shifted planes; blow-up kh*kw on the output side. Wins when C >> K.
- *  WINOGRAD (3x3, stride 1, no dilation): F(2x2, 3x3), winograd.c: the input in 4x4 tiles
- *        (V, 16 x C x tiles), the kernel (U, 16 x K x C/G), 16 GEMMs per group on them, the
- *        products lifted into 2x2 output tiles; 2.25 times fewer multiply-adds, a blow-up of 4
- *        on both sides.
- * A 1x1, stride-1, unpadded convolution needs no lowering (ct_lower_pointwise). */
+ *  WINOGRAD (3x3, stride 1, no dilation): F(2x2, 3x3), drivers/cpu/winograd.c: the input in
+ *        4x4 tiles (V, 16 x C x tiles), the kernel (U, 16 x K x C/G), 16 GEMMs per group on
+ *        them, the products lifted into 2x2 output tiles; 2.25 times fewer multiply-adds, a
+ *        blow-up of 4 on both sides.
+ * A 1x1, stride-1, unpadded convolution needs no lowering (CT_LOWER_POINTWISE). */
 #ifndef CT_LOWERING_H
 #define CT_LOWERING_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "cortado.h"
 
 typedef struct ct_driver ct_driver;
 
@@ -53,11 +56,15 @@ bool ct_conv_geom_finish(ct_conv_geom *g);
 bool ct_conv_is_pointwise(const ct_conv_geom *g);
 /* WINOGRAD applies: a 3x3 kernel, stride 1, dilation 1 (any padding, groups). */
 bool ct_lower_wino_applies(const ct_conv_geom *g);
-/* Its layout for a partition of nb images: T tiles (2x2 outputs each), rows of Tp floats in V
- * (16 blocks of C rows, sV floats apart), U and dU (16 blocks of K x C/G, sU apart), M and dM
- * (16 blocks of K rows, sM apart); and the floats of scratch it keeps after them. */
+/* Its layout for a partition of nb images: T tiles (2x2 outputs each; TH per column of a plane,
+ * TW per row), rows of Tp floats in V (16 blocks of C rows, sV floats apart), U and dU (16 blocks
+ * of K x C/G, sU apart), M and dM (16 blocks of K rows, sM apart); and the floats of scratch it
+ * keeps after them: row buffers of rw floats (a row of tiles is transformed TWv = TW rounded up
+ * to 4 tiles at a time), the first prow of them a padded plane. */
 typedef struct ct_wino_strides {
   size_t T, Tp, sV, sU, sM;
+  int TH, TW, TWv;
+  size_t rw, prow;
 } ct_wino_strides;
 ct_wino_strides ct_lower_wino_strides(const ct_conv_geom *g, int nb);
 size_t ct_lower_wino_scratch(const ct_conv_geom *g, int nb);
@@ -92,19 +99,23 @@ typedef struct ct_lower_layout {
 ct_lower_layout ct_lower_layout_of(const ct_conv_geom *g, ct_lowering t, int nb);
 
 /* Forward on driver d for nb images starting at x (and y): y = conv(x, w) + b (b may be NULL);
- * all buffers are d's, ws holds ct_lower_workspace floats. */
-void ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
-                         const float *w, const float *b, float *y, float *ws);
+ * all buffers are d's, ws holds ct_lower_workspace floats. Returns CT_OK, or the status of the
+ * first driver entry that failed (nothing runs after it; d's error_message says why), leaving
+ * y and ws partly written. */
+ct_status ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
+                              const float *w, const float *b, float *y, float *ws);
 /* Backward on d for nb images from dy: dx overwritten, dw and db accumulated (+=); any of the
  * three may be NULL. `reuse`: ws still holds what the forward left there for the same x and w
- * (CcT's reuse of the forward lowering), so the lowering is not redone. */
-void ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
-                          const float *w, const float *dy, float *dx, float *dw, float *db, float *ws, bool reuse);
+ * (CcT's reuse of the forward lowering), so the lowering is not redone. Fails as forward does,
+ * with dx, dw and db partly written (the accumulated gradients then hold partial sums). */
+ct_status ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
+                               const float *w, const float *dy, float *dx, float *dw, float *db, float *ws,
+                               bool reuse);
 /* The same on the CPU driver (ct_driver_cpu), for host buffers. */
-void ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, const float *b,
-                      float *y, float *ws);
-void ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, const float *dy,
-                       float *dx, float *dw, float *db, float *ws, bool reuse);
+ct_status ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w,
+                           const float *b, float *y, float *ws);
+ct_status ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w,
+                            const float *dy, float *dx, float *dw, float *db, float *ws, bool reuse);
 
 /* The cost model: predicted seconds of one forward+backward of nb images with type t, from the
  * GEMM FLOPs at `gflops` and the bytes the lowering and lifting move at `gbytes` per second.

@@ -34,6 +34,10 @@ static ct_status add_blob(ct_net *net, const char *name, int *id, ct_error *err)
   char **nm = realloc(net->blob_names, (size_t)(net->nblobs + 1) * sizeof *nm);
   if (!nm) return ct_fail(err, CT_ENOMEM, "out of memory");
   net->blob_names = nm;
+  int *pr = realloc(net->blob_producer, (size_t)(net->nblobs + 1) * sizeof *pr);
+  if (!pr) return ct_fail(err, CT_ENOMEM, "out of memory");
+  net->blob_producer = pr;
+  pr[net->nblobs] = -1;
   net->blobs[net->nblobs] = ct_tensor_create();
   net->blob_names[net->nblobs] = strdup(name);
   if (!net->blobs[net->nblobs] || !net->blob_names[net->nblobs]) {
@@ -91,6 +95,7 @@ static ct_status wire_layer(ct_net *net, int li, ct_error *err) {
     nl->bottom_ids[b] = id;
     l->bottom[b] = net->blobs[id];
   }
+  nl->producer = lp->n_bottom ? net->blob_producer[nl->bottom_ids[0]] : -1;
   for (size_t t = 0; t < lp->n_top; t++) {
     int in_place = -1;
     for (size_t b = 0; b < lp->n_bottom; b++)
@@ -107,6 +112,7 @@ static ct_status wire_layer(ct_net *net, int li, ct_error *err) {
       CT_TRY(add_blob(net, lp->top[t], &nl->top_ids[t], err));
     }
     l->top[t] = net->blobs[nl->top_ids[t]];
+    net->blob_producer[nl->top_ids[t]] = li;
   }
   /* loss weights */
   if (lp->n_loss_weight && lp->n_loss_weight != lp->n_top)
@@ -219,7 +225,7 @@ static ct_status pack_params(ct_net *net, ct_error *err) {
         shared_name[nshared] = pname;
         shared_owner[nshared++] = k;
       }
-      ct_update_param *u = &net->learn[net->nlearn];
+      ct_param_range *u = &net->learn[net->nlearn];
       u->offset = total;
       u->count = l->blobs[j]->count;
       bool learnable = l->param_propagate_down[j];
@@ -231,37 +237,28 @@ static ct_status pack_params(ct_net *net, ct_error *err) {
     }
   }
   net->param_total = total;
-  size_t bytes = (total ? total : 16) * sizeof(float);
-  net->param_data = aligned_alloc(64, bytes);
-  net->param_diff = aligned_alloc(64, bytes);
-  if (!net->param_data || !net->param_diff) {
-    st = ct_fail(err, CT_ENOMEM, "cannot allocate %zu parameters", total);
+  float *flat;
+  int n1 = (int)(total ? total : 1);
+  if (total > (size_t)INT32_MAX || !(net->params = ct_tensor_create()) ||
+      (st = ct_tensor_reshape(net->params, 1, &n1, err)) ||
+      (st = ct_tensor_host(net->params, CT_DATA, CT_WRITE, &flat, err))) {
+    if (!st) st = ct_fail(err, CT_ENOMEM, "cannot allocate %zu parameters", total);
     goto done;
   }
-  memset(net->param_data, 0, bytes);
-  memset(net->param_diff, 0, bytes);
+  memset(flat, 0, (total ? total : 1) * sizeof(float));
   for (int p = 0; p < net->nlearn; p++) {
     ct_tensor *t = (ct_tensor *)net->learn_tensor[p];
-    float *d = net->param_data + net->learn[p].offset, *g = net->param_diff + net->learn[p].offset;
-    memcpy(d, t->data, t->count * sizeof(float));
-    free(t->own_data);
-    free(t->own_diff);
-    t->own_data = t->own_diff = NULL;
-    t->capacity = 0;
-    ct_tensor_view(t, d, g);
+    const float *v;
+    if ((st = ct_tensor_host(t, CT_DATA, CT_READ, (float **)&v, err))) goto done;
+    memcpy(flat + net->learn[p].offset, v, t->count * sizeof(float));
+    ct_tensor_view(t, CT_DATA, net->params->st[CT_DATA], net->learn[p].offset);
+    ct_tensor_view(t, CT_DIFF, net->params->st[CT_DIFF], net->learn[p].offset);
   }
   k = 0;
   for (int i = 0; i < net->nlayers; i++) {
     ct_layer *l = &net->layers[i].l;
     for (int j = 0; j < l->nblobs; j++, k++)
-      if (owner[k] != l->blobs[j]) {
-        ct_tensor *t = l->blobs[j];
-        free(t->own_data);
-        free(t->own_diff);
-        t->own_data = t->own_diff = NULL;
-        t->capacity = 0;
-        ct_tensor_view(t, owner[k]->data, owner[k]->diff);
-      }
+      if (owner[k] != l->blobs[j]) ct_tensor_share(l->blobs[j], owner[k]);
   }
 done:
   free(owner);
@@ -278,6 +275,7 @@ void ct_net_free(ct_net *net) {
     net_layer *nl = &net->layers[i];
     ct_layer *l = &nl->l;
     if (l->ops && l->ops->destroy) l->ops->destroy(l);
+    ct_layer_free_part_grads(l);
     for (int j = 0; j < l->nblobs; j++) ct_tensor_free(l->blobs[j]);
     free(l->blobs);
     free(l->param_propagate_down);
@@ -300,19 +298,24 @@ void ct_net_free(ct_net *net) {
   free(net->output_loss_weight);
   free(net->learn);
   free(net->learn_tensor);
-  free(net->param_data);
-  free(net->param_diff);
+  free(net->blob_producer);
+  ct_tensor_free(net->params);
   free(net->name);
   free(net->source);
   free(net->dir);
-  ct_pool_free(net->pool);
-  ct_driver_free(net->driver);
+  ct_placement_free(net->place);
   free(net);
 }
 
 ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char *source, const char *dir,
                                    ct_phase phase, int level, const char *const *stages, uint64_t seed,
                                    ct_net **out, ct_error *err) {
+  return ct_net_create_mapped(param, NULL, source, dir, phase, level, stages, seed, out, err);
+}
+
+ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct_srcmap *map, const char *source,
+                               const char *dir, ct_phase phase, int level, const char *const *stages, uint64_t seed,
+                               ct_net **out, ct_error *err) {
   *out = NULL;
   if (!source) source = "<net>";
   if (param->n_layers && !param->n_layer)
@@ -333,9 +336,8 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
     st = ct_fail(err, CT_ENOMEM, "out of memory");
     goto fail;
   }
-  net->partitions = ct_cpu_count();
-  if ((st = ct_pool_create(net->partitions, &net->pool, err))) goto fail;
-  if ((st = ct_driver_create("cpu", &net->driver, err))) goto fail;
+  if ((st = ct_placement_create(ct_cpu_count(), &net->place, err))) goto fail;
+  if ((st = ct_net_place_default(net, param, map, err))) goto fail;
   if ((st = ct_net_filter(param, source, phase, level, stages, &filtered, err))) goto fail;
   if ((st = ct_net_insert_splits(&filtered, &split, err))) goto fail;
   net->layers = calloc((size_t)split.n + 1, sizeof *net->layers);
@@ -354,9 +356,7 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
     l->index = i;
     l->phase = phase == CT_TRAIN ? CAFFE__PHASE__TRAIN : CAFFE__PHASE__TEST;
     l->dir = net->dir;
-    l->pool = net->pool;
-    l->partitions = net->partitions;
-    l->driver = net->driver;
+    l->place = net->place;
     if (!nl->lp->type) {
       st = ct_fail(err, CT_EINVAL, "%s: layer \"%s\" has no type", source, l->name);
       goto fail;
@@ -374,6 +374,7 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
         goto fail;
       }
     ct_rng_seed(&l->rng, ct_rng_derive(seed, (uint64_t)i));
+    if ((st = ct_net_place_layer(net, i, split.src[i], map, err))) goto fail;
     if ((st = wire_layer(net, i, err))) goto fail;
     if ((st = l->ops->setup(l, err))) goto fail;
     if (!l->param_propagate_down && (st = ct_layer_alloc_blobs(l, 0, err))) goto fail;
@@ -382,7 +383,8 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
                          nl->lp->n_param, l->nblobs);
       goto fail;
     }
-    if ((st = l->ops->reshape(l, err))) goto fail;
+    if ((st = ct_layer_plan_reshape(l, nl->producer >= 0 ? &net->layers[nl->producer].l.plan : NULL, err)))
+      goto fail;
   }
   /* blobs given inline in the prototxt */
   for (int i = 0; i < net->nlayers; i++)
@@ -467,10 +469,12 @@ ct_status ct_net_create(const char *path, ct_phase phase, int level, const char 
                         ct_net **out, ct_error *err) {
   *out = NULL;
   ProtobufCMessage *m = NULL;
-  CT_TRY(ct_prototxt_read_file(path, &caffe__net_parameter__descriptor, &m, err));
+  ct_srcmap *map = NULL;
+  CT_TRY(ct_prototxt_read_file_mapped(path, &caffe__net_parameter__descriptor, &m, &map, err));
   char *dir = dir_of(path);
-  ct_status st = ct_net_create_from_param((Caffe__NetParameter *)m, path, dir, phase, level, stages, 1701, out, err);
+  ct_status st = ct_net_create_mapped((Caffe__NetParameter *)m, map, path, dir, phase, level, stages, 1701, out, err);
   free(dir);
+  ct_srcmap_free(map);
   protobuf_c_message_free_unpacked(m, NULL);
   if (st == CT_OK && weights && (st = ct_net_load_weights(*out, weights, err))) {
     ct_net_free(*out);
@@ -484,32 +488,22 @@ ct_status ct_net_create_from_text(const char *text, const char *name, const char
   *out = NULL;
   ProtobufCMessage *m = NULL;
   if (!name) name = "<net>";
-  CT_TRY(ct_prototxt_parse(text, strlen(text), name, &caffe__net_parameter__descriptor, &m, err));
-  ct_status st = ct_net_create_from_param((Caffe__NetParameter *)m, name, dir, phase, 0, NULL, 1701, out, err);
+  ct_srcmap *map = NULL;
+  CT_TRY(ct_prototxt_parse_mapped(text, strlen(text), name, &caffe__net_parameter__descriptor, &m, &map, err));
+  ct_status st = ct_net_create_mapped((Caffe__NetParameter *)m, map, name, dir, phase, 0, NULL, 1701, out, err);
+  ct_srcmap_free(map);
   protobuf_c_message_free_unpacked(m, NULL);
   return st;
 }
 
 ct_status ct_net_set_partitions(ct_net *net, int n, ct_error *err) {
-  if (n < 1 || n > 64) return ct_fail(err, CT_EINVAL, "partitions must be 1 to 64, got %d", n);
-  ct_pool *pool = NULL;
-  /* more partitions than cores share the cores' threads, each claiming the next partition when
-   * it finishes one; a thread per partition would only make the cores take turns */
-  const int cores = ct_cpu_count();
-  CT_TRY(ct_pool_create(n < cores ? n : cores, &pool, err));
-  ct_pool_free(net->pool);
-  net->pool = pool;
-  net->partitions = n;
-  for (int i = 0; i < net->nlayers; i++) {
-    net->layers[i].l.pool = pool;
-    net->layers[i].l.partitions = n;
-  }
+  CT_TRY(ct_placement_set_cpu_parts(net->place, n, err));
   return ct_net_reshape(net, err);
 }
 
-int ct_net_partitions(const ct_net *net) { return net->partitions; }
-ct_pool *ct_net_pool(ct_net *net) { return net->pool; }
-const ct_driver *ct_net_driver(const ct_net *net) { return net->driver; }
+int ct_net_partitions(const ct_net *net) { return net->place->cpu_parts; }
+ct_placement *ct_net_placement(ct_net *net) { return net->place; }
+const ct_driver *ct_net_driver(const ct_net *net) { return net->place->driver[net->place->master]; }
 
 double ct_net_layer_flops(const ct_net *net, int i) {
   if (i < 0 || i >= net->nlayers || !net->layers[i].l.ops->flops) return 0;

@@ -65,14 +65,15 @@ static ct_status copy_layer_blobs(ct_net *net, const char *lname, Caffe__BlobPro
       return ct_fail(err, CT_ESHAPE, "%s: layer \"%s\" blob %zu has shape %s in the weights file but %s in the net",
                      source, lname, j, n < 0 ? "(invalid)" : got, ct_tensor_shape_str(t, want, sizeof want));
     }
-    if (b->n_data == t->count) {
-      memcpy(t->data, b->data, t->count * sizeof(float));
-    } else if (b->n_double_data == t->count) {
-      for (size_t k = 0; k < t->count; k++) t->data[k] = (float)b->double_data[k];
-    } else {
+    if (b->n_data != t->count && b->n_double_data != t->count)
       return ct_fail(err, CT_ESHAPE, "%s: layer \"%s\" blob %zu holds %zu values but its shape needs %zu", source,
                      lname, j, b->n_data ? b->n_data : b->n_double_data, t->count);
-    }
+    float *v;
+    CT_TRY(ct_tensor_deref(t, CT_DATA, &ct_mem_host, CT_WRITE, 0, t->count, &net->place->stats, &v, err));
+    if (b->n_data == t->count)
+      memcpy(v, b->data, t->count * sizeof(float));
+    else
+      for (size_t k = 0; k < t->count; k++) v[k] = (float)b->double_data[k];
   }
   return CT_OK;
 }
@@ -123,7 +124,7 @@ ct_status ct_net_share_weights_from(ct_net *dst, const ct_net *src, ct_error *er
         return ct_fail(err, CT_ESHAPE, "layer \"%s\" blob %d: shape %s in one net, %s in the other", l->name, j,
                        ct_tensor_shape_str(l->blobs[j], a, sizeof a), ct_tensor_shape_str(s->blobs[j], b, sizeof b));
       }
-      l->blobs[j]->data = s->blobs[j]->data; /* views the source's values; its own diff stays */
+      ct_tensor_share_side(l->blobs[j], CT_DATA, s->blobs[j]); /* the source's values; its own diff stays */
     }
   }
   return CT_OK;

@@ -6,7 +6,12 @@
 #include "cortado.h"
 #include "cortado.pb-c.h"
 #include "layers/layer.h"
-#include "solvers/update.h"
+
+/* One learnable parameter: a range of the net's flat parameter storage, with its multipliers. */
+typedef struct ct_param_range {
+  size_t offset, count;
+  float lr_mult, decay_mult;
+} ct_param_range;
 
 /* Builds a net from an already-parsed NetParameter (borrowed: the net makes its own copy).
  * `source` names the file in messages; `dir` anchors relative data paths; seed seeds every
@@ -14,22 +19,42 @@
 ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char *source, const char *dir,
                                    ct_phase phase, int level, const char *const *stages, uint64_t seed,
                                    ct_net **out, ct_error *err);
+/* The same, with the source positions of a parse of `source` (messages give file:line:col). */
+struct ct_srcmap;
+ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct_srcmap *map, const char *source,
+                               const char *dir, ct_phase phase, int level, const char *const *stages, uint64_t seed,
+                               ct_net **out, ct_error *err);
 
 const char *ct_net_name(const ct_net *net);
-/* The net's worker threads (CcT's partitions), for work outside the layers (the update). */
-struct ct_pool *ct_net_pool(ct_net *net);
-/* The driver the net's layers compute on (owned by the net), for the update of its parameters. */
+/* The net's drivers, pool (CcT's partitions) and copy counters. */
+ct_placement *ct_net_placement(ct_net *net);
+/* The driver that holds the parameters and runs their update (the first device of the net's
+ * default plan; the CPU when there is none). */
 const ct_driver *ct_net_driver(const ct_net *net);
 ct_layer *ct_net_layer(ct_net *net, int i);
 
 /* The learnable parameters (owners only; shared copies view them) as ranges of the flat
- * buffers, with lr_mult / decay_mult; buffers hold ct_net_param_total floats. */
+ * storages, with lr_mult / decay_mult; they hold ct_net_param_total floats. */
 int ct_net_num_learnable(const ct_net *net);
-const ct_update_param *ct_net_learnable(const ct_net *net);
+const ct_param_range *ct_net_learnable(const ct_net *net);
 const ct_tensor *ct_net_learnable_tensor(const ct_net *net, int i);
+/* The flat parameters as one 1-D tensor: its data are the values, its diff the gradients.
+ * Reach them through ct_tensor_deref / ct_tensor_host like any tensor. */
+ct_tensor *ct_net_params(ct_net *net);
+/* Host views of the flat values and gradients, brought up to date and made the valid copy
+ * (the caller may write them); NULL when they cannot be brought to the host (a device error). */
 float *ct_net_param_buffer(ct_net *net);
 float *ct_net_diff_buffer(ct_net *net);
 size_t ct_net_param_total(const ct_net *net);
+/* Zeroes the parameter gradients where they live (ct_net_clear_param_diffs, with the device's
+ * failure reported). */
+ct_status ct_net_clear_param_diffs_on(ct_net *net, ct_error *err);
+/* Bytes copied between places while layer i ran (forward, backward) since the last reset, and
+ * the whole net's copies since then. */
+void ct_net_layer_copied(const ct_net *net, int i, unsigned long long *fwd, unsigned long long *bwd);
+void ct_net_reset_copy_stats(ct_net *net);
+/* Layer i's plan as text ("cpu: 0.30, emu:0: 0.70"). */
+const char *ct_net_layer_plan(const ct_net *net, int i, char *buf, size_t n);
 
 /* NaN/Inf diagnostics: the first layer (in forward order) whose top data holds a non-finite
  * value, or -1. */

@@ -13,6 +13,10 @@ typedef struct net_layer {
   int *bottom_ids, *top_ids;
   float *loss_weight; /* per top */
   bool need_backward;
+  int producer;       /* the layer that produced bottom 0 (-1: none), whose plan it follows */
+  /* bytes copied between places while this layer ran, forward and backward, since the last
+   * ct_net_reset_copy_stats */
+  unsigned long long copied_fwd, copied_bwd;
 } net_layer;
 
 struct ct_net {
@@ -29,16 +33,14 @@ struct ct_net {
   int noutputs;
   int *outputs;
   float *output_loss_weight;
-  /* learnable parameters */
+  int *blob_producer; /* per blob: the last layer that writes it (-1: none yet) */
+  /* learnable parameters: views of two flat storages */
   int nlearn;
-  ct_update_param *learn;
+  ct_param_range *learn;
   const ct_tensor **learn_tensor;
-  float *param_data, *param_diff;
+  ct_tensor *params; /* 1-D, param_total floats: data and diff are the flat buffers */
   size_t param_total;
-  /* CcT's partitions: worker threads shared by the layers */
-  ct_pool *pool;
-  int partitions;
-  ct_driver *driver; /* the device every layer computes on */
+  ct_placement *place; /* drivers, pool (CcT's partitions), copy counters */
 };
 
 /* Index of the blob or layer of that name, or -1. */
@@ -48,6 +50,8 @@ int ct_net_find_layer(const ct_net *net, const char *name);
 /* ---- rewrite.c: the layer list before any layer is built. Lists own their messages. */
 typedef struct ct_spec_list {
   Caffe__LayerParameter **v;
+  const Caffe__LayerParameter **src; /* each one's original in the caller's NetParameter (NULL:
+                                        made here), for source positions in messages */
   int n, cap;
 } ct_spec_list;
 void ct_spec_list_free(ct_spec_list *s);
@@ -58,5 +62,12 @@ ct_status ct_net_filter(const Caffe__NetParameter *param, const char *source, ct
 /* Moves every layer of `in` to `out`, inserting Split layers so that every blob version has at
  * most one consumer (Caffe's InsertSplits and its names). */
 ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *err);
+
+/* ---- place.c: plan specs from the prototxt and the CLI (messages with file:line:col) */
+struct ct_srcmap;
+ct_status ct_net_place_layer(ct_net *net, int i, const Caffe__LayerParameter *src, const struct ct_srcmap *map,
+                             ct_error *err);
+ct_status ct_net_place_default(ct_net *net, const Caffe__NetParameter *param, const struct ct_srcmap *map,
+                               ct_error *err);
 
 #endif

@@ -45,18 +45,22 @@ static ct_status layer_included(const Caffe__LayerParameter *lp, const char *sou
 
 /* ------------------------------------------------------------------ layer list building */
 
-static ct_status spec_push(ct_spec_list *s, Caffe__LayerParameter *lp, ct_error *err) {
+static ct_status spec_push(ct_spec_list *s, Caffe__LayerParameter *lp, const Caffe__LayerParameter *src,
+                           ct_error *err) {
   if (!lp) return ct_fail(err, CT_ENOMEM, "out of memory");
   if (s->n == s->cap) {
     int cap = s->cap ? s->cap * 2 : 16;
     Caffe__LayerParameter **v = realloc(s->v, (size_t)cap * sizeof *v);
-    if (!v) {
+    const Caffe__LayerParameter **o = v ? realloc(s->src, (size_t)cap * sizeof *o) : NULL;
+    if (v) s->v = v;
+    if (!v || !o) {
       protobuf_c_message_free_unpacked(&lp->base, NULL);
       return ct_fail(err, CT_ENOMEM, "out of memory");
     }
-    s->v = v;
+    s->src = o;
     s->cap = cap;
   }
+  s->src[s->n] = src;
   s->v[s->n++] = lp;
   return CT_OK;
 }
@@ -65,7 +69,9 @@ void ct_spec_list_free(ct_spec_list *s) {
   for (int i = 0; i < s->n; i++)
     if (s->v[i]) protobuf_c_message_free_unpacked(&s->v[i]->base, NULL);
   free(s->v);
+  free(s->src);
   s->v = NULL;
+  s->src = NULL;
   s->n = s->cap = 0;
 }
 
@@ -109,7 +115,7 @@ static ct_status inputs_as_layer(const Caffe__NetParameter *p, const char *sourc
     bs->n_dim = nd;
     for (size_t k = 0; k < nd; k++) bs->dim[k] = src ? src->dim[k] : p->input_dim[4 * i + k];
   }
-  return spec_push(out, lp, err);
+  return spec_push(out, lp, NULL, err);
 oom:
   protobuf_c_message_free_unpacked(&lp->base, NULL);
   return ct_fail(err, CT_ENOMEM, "out of memory");
@@ -161,7 +167,7 @@ ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *er
     }
     /* ownership moves to out; in->v keeps the pointer (names of producers are read later)
      * until the end, when in gives up all of them */
-    st = spec_push(out, lp, err);
+    st = spec_push(out, lp, in->src[i], err);
     moved = i + 1;
     if (st) goto done;
     for (size_t t = 0; t < lp->n_top; t++) {
@@ -181,7 +187,7 @@ ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *er
         snprintf(name, sizeof name, "%s_%s_%d_split_%d", lp->top[t], lp->name ? lp->name : "", (int)t, c);
         sp->top[sp->n_top++] = strdup(name);
       }
-      if ((st = spec_push(out, sp, err))) goto done;
+      if ((st = spec_push(out, sp, NULL, err))) goto done;
       if (!sp->name || !sp->type || !sp->bottom || !sp->top) goto oom;
     }
   }
@@ -210,7 +216,7 @@ ct_status ct_net_filter(const Caffe__NetParameter *param, const char *source, ct
     const Caffe__LayerParameter *lp = param->layer[i];
     bool inc = false;
     CT_TRY(layer_included(lp, source, phase, level, stages, &inc, err));
-    if (inc) CT_TRY(spec_push(out, (Caffe__LayerParameter *)ct_proto_copy(&lp->base), err));
+    if (inc) CT_TRY(spec_push(out, (Caffe__LayerParameter *)ct_proto_copy(&lp->base), lp, err));
   }
   return CT_OK;
 }

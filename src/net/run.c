@@ -1,6 +1,7 @@
 /* Running a built net: forward and backward passes layer by layer, the loss, and the accessors
  * the API and the solver read blobs and parameters through. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,16 +11,34 @@
 
 /* ------------------------------------------------------------------ running */
 
+static const ct_plan *prev_plan(const ct_net *net, const net_layer *nl) {
+  return nl->producer >= 0 ? &net->layers[nl->producer].l.plan : NULL;
+}
+
 static ct_status forward_layer(ct_net *net, int i, ct_error *err) {
   net_layer *nl = &net->layers[i];
   ct_layer *l = &nl->l;
-  CT_TRY(l->ops->reshape(l, err));
-  CT_TRY(l->ops->forward(l, err));
+  const unsigned long long before = ct_copy_stats_bytes(&net->place->stats);
+  CT_TRY(ct_layer_plan_reshape(l, prev_plan(net, nl), err));
+  CT_TRY(ct_layer_forward(l, err));
+  /* Caffe's convention: a loss top's diff holds its loss weight (loss layers read it there) */
   for (int t = 0; t < l->ntop; t++)
     if (nl->loss_weight[t] != 0) {
-      ct_tensor *y = l->top[t];
-      for (size_t k = 0; k < y->count; k++) y->diff[k] = nl->loss_weight[t];
+      float *g;
+      CT_TRY(ct_tensor_deref(l->top[t], CT_DIFF, &ct_mem_host, CT_WRITE, 0, l->top[t]->count, &net->place->stats,
+                             &g, err));
+      for (size_t k = 0; k < l->top[t]->count; k++) g[k] = nl->loss_weight[t];
     }
+  nl->copied_fwd += ct_copy_stats_bytes(&net->place->stats) - before;
+  return CT_OK;
+}
+
+static ct_status backward_layer(ct_net *net, int i, ct_error *err) {
+  net_layer *nl = &net->layers[i];
+  if (!nl->need_backward) return CT_OK;
+  const unsigned long long before = ct_copy_stats_bytes(&net->place->stats);
+  CT_TRY(ct_layer_backward(&nl->l, err));
+  nl->copied_bwd += ct_copy_stats_bytes(&net->place->stats) - before;
   return CT_OK;
 }
 
@@ -30,8 +49,10 @@ ct_status ct_net_forward(ct_net *net, float *loss, ct_error *err) {
     net_layer *nl = &net->layers[i];
     for (int t = 0; t < nl->l.ntop; t++)
       if (nl->loss_weight[t] != 0) {
-        const ct_tensor *y = nl->l.top[t];
-        for (size_t k = 0; k < y->count; k++) total += (double)y->data[k] * nl->loss_weight[t];
+        ct_tensor *y = nl->l.top[t];
+        float *v;
+        CT_TRY(ct_tensor_deref(y, CT_DATA, &ct_mem_host, CT_READ, 0, y->count, &net->place->stats, &v, err));
+        for (size_t k = 0; k < y->count; k++) total += (double)v[k] * nl->loss_weight[t];
       }
   }
   if (loss) *loss = (float)total;
@@ -39,9 +60,7 @@ ct_status ct_net_forward(ct_net *net, float *loss, ct_error *err) {
 }
 
 ct_status ct_net_backward(ct_net *net, ct_error *err) {
-  (void)err;
-  for (int i = net->nlayers - 1; i >= 0; i--)
-    if (net->layers[i].need_backward) net->layers[i].l.ops->backward(&net->layers[i].l);
+  for (int i = net->nlayers - 1; i >= 0; i--) CT_TRY(backward_layer(net, i, err));
   return CT_OK;
 }
 
@@ -52,17 +71,46 @@ ct_status ct_net_forward_layer(ct_net *net, int i, ct_error *err) {
 
 ct_status ct_net_backward_layer(ct_net *net, int i, ct_error *err) {
   if (i < 0 || i >= net->nlayers) return ct_fail(err, CT_EINVAL, "layer index %d out of range", i);
-  if (net->layers[i].need_backward) net->layers[i].l.ops->backward(&net->layers[i].l);
-  return CT_OK;
+  return backward_layer(net, i, err);
+}
+
+ct_status ct_net_clear_param_diffs_on(ct_net *net, ct_error *err) {
+  const ct_driver *m = ct_net_driver(net);
+  float *g;
+  CT_TRY(ct_tensor_deref(net->params, CT_DIFF, m->mem, CT_WRITE, 0, net->params->count, &net->place->stats, &g,
+                         err));
+  ct_status s = m->ops->memset(m, g, 0, net->params->count * sizeof(float));
+  if (s) ct_driver_error(m, err, s, "clearing the parameter gradients");
+  return s;
 }
 
 void ct_net_clear_param_diffs(ct_net *net) {
-  if (net->param_diff) memset(net->param_diff, 0, net->param_total * sizeof(float));
+  ct_error e;
+  (void)ct_net_clear_param_diffs_on(net, &e);
 }
 
 ct_status ct_net_reshape(ct_net *net, ct_error *err) {
-  for (int i = 0; i < net->nlayers; i++) CT_TRY(net->layers[i].l.ops->reshape(&net->layers[i].l, err));
+  for (int i = 0; i < net->nlayers; i++)
+    CT_TRY(ct_layer_plan_reshape(&net->layers[i].l, prev_plan(net, &net->layers[i]), err));
   return CT_OK;
+}
+
+void ct_net_layer_copied(const ct_net *net, int i, unsigned long long *fwd, unsigned long long *bwd) {
+  *fwd = i >= 0 && i < net->nlayers ? net->layers[i].copied_fwd : 0;
+  *bwd = i >= 0 && i < net->nlayers ? net->layers[i].copied_bwd : 0;
+}
+
+void ct_net_reset_copy_stats(ct_net *net) {
+  for (int i = 0; i < net->nlayers; i++) net->layers[i].copied_fwd = net->layers[i].copied_bwd = 0;
+  ct_copy_stats_reset(&net->place->stats);
+}
+
+const char *ct_net_layer_plan(const ct_net *net, int i, char *buf, size_t n) {
+  if (i < 0 || i >= net->nlayers || !net->layers[i].l.plan.n) {
+    snprintf(buf, n, "-");
+    return buf;
+  }
+  return ct_plan_str(&net->layers[i].l.plan, buf, n);
 }
 
 /* ------------------------------------------------------------------ accessors */
@@ -77,10 +125,19 @@ const char *ct_net_layer_type(const ct_net *net, int i) {
   return i >= 0 && i < net->nlayers ? net->layers[i].l.ops->type : NULL;
 }
 int ct_net_num_learnable(const ct_net *net) { return net->nlearn; }
-const ct_update_param *ct_net_learnable(const ct_net *net) { return net->learn; }
+const ct_param_range *ct_net_learnable(const ct_net *net) { return net->learn; }
 const ct_tensor *ct_net_learnable_tensor(const ct_net *net, int i) { return net->learn_tensor[i]; }
-float *ct_net_param_buffer(ct_net *net) { return net->param_data; }
-float *ct_net_diff_buffer(ct_net *net) { return net->param_diff; }
+ct_tensor *ct_net_params(ct_net *net) { return net->params; }
+
+/* t's side on the host, up to date and the one valid copy (the caller may write it). */
+static float *host_view(ct_net *net, ct_tensor *t, ct_side side) {
+  float *p;
+  ct_error e;
+  return ct_tensor_deref(t, side, &ct_mem_host, CT_READWRITE, 0, t->count, &net->place->stats, &p, &e) ? NULL : p;
+}
+
+float *ct_net_param_buffer(ct_net *net) { return host_view(net, net->params, CT_DATA); }
+float *ct_net_diff_buffer(ct_net *net) { return host_view(net, net->params, CT_DIFF); }
 size_t ct_net_param_total(const ct_net *net) { return net->param_total; }
 int ct_net_num_outputs(const ct_net *net) { return net->noutputs; }
 const char *ct_net_output_name(const ct_net *net, int i) {
@@ -104,11 +161,11 @@ int ct_net_blob_shape(const ct_net *net, const char *name, int shape[8]) {
 }
 float *ct_net_blob_data(ct_net *net, const char *name) {
   int id = ct_net_find_blob(net, name);
-  return id < 0 ? NULL : net->blobs[id]->data;
+  return id < 0 ? NULL : host_view(net, net->blobs[id], CT_DATA);
 }
 float *ct_net_blob_diff(ct_net *net, const char *name) {
   int id = ct_net_find_blob(net, name);
-  return id < 0 ? NULL : net->blobs[id]->diff;
+  return id < 0 ? NULL : host_view(net, net->blobs[id], CT_DIFF);
 }
 ct_status ct_net_blob_reshape(ct_net *net, const char *name, int naxes, const int *shape, ct_error *err) {
   int id = ct_net_find_blob(net, name);
@@ -131,19 +188,30 @@ int ct_net_param_shape(const ct_net *net, const char *layer, int index, int shap
 }
 float *ct_net_param_data(ct_net *net, const char *layer, int index) {
   ct_tensor *t = param_tensor(net, layer, index);
-  return t ? t->data : NULL;
+  return t ? host_view(net, t, CT_DATA) : NULL;
 }
 float *ct_net_param_diff(ct_net *net, const char *layer, int index) {
   ct_tensor *t = param_tensor(net, layer, index);
-  return t ? t->diff : NULL;
+  return t ? host_view(net, t, CT_DIFF) : NULL;
+}
+
+/* Whether t's side holds a NaN or Inf (read on the host; a device failure counts as "no": the
+ * diagnostics below only name a layer). */
+static bool nonfinite(const ct_net *net, ct_tensor *t, ct_side side) {
+  const float *v;
+  ct_error e;
+  if (ct_tensor_deref(t, side, &ct_mem_host, CT_READ, 0, t->count, &net->place->stats, (float **)&v, &e))
+    return false;
+  for (size_t k = 0; k < t->count; k++)
+    if (!isfinite(v[k])) return true;
+  return false;
 }
 
 int ct_net_first_nonfinite_layer(const ct_net *net) {
   for (int i = 0; i < net->nlayers; i++) {
     const ct_layer *l = &net->layers[i].l;
     for (int t = 0; t < l->ntop; t++)
-      for (size_t k = 0; k < l->top[t]->count; k++)
-        if (!isfinite(l->top[t]->data[k])) return i;
+      if (nonfinite(net, l->top[t], CT_DATA)) return i;
   }
   return -1;
 }
@@ -152,8 +220,7 @@ int ct_net_first_nonfinite_grad_layer(const ct_net *net) {
   for (int i = net->nlayers - 1; i >= 0; i--) {
     const ct_layer *l = &net->layers[i].l;
     for (int j = 0; j < l->nblobs; j++)
-      for (size_t k = 0; k < l->blobs[j]->count; k++)
-        if (!isfinite(l->blobs[j]->diff[k])) return i;
+      if (nonfinite(net, l->blobs[j], CT_DIFF)) return i;
   }
   return -1;
 }

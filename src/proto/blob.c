@@ -73,10 +73,20 @@ ct_status ct_blob_to_proto(const ct_tensor *t, bool with_diff, Caffe__BlobProto 
   s->n_dim = (size_t)t->naxes;
   for (int k = 0; k < t->naxes; k++) s->dim[k] = t->shape[k];
   b->n_data = t->count;
-  memcpy(b->data, t->data, t->count * sizeof(float));
+  const float *v;
+  ct_status st = ct_tensor_host((ct_tensor *)t, CT_DATA, CT_READ, (float **)&v, err);
+  if (st) {
+    protobuf_c_message_free_unpacked(&b->base, NULL);
+    return st;
+  }
+  memcpy(b->data, v, t->count * sizeof(float));
   if (with_diff) {
     b->n_diff = t->count;
-    memcpy(b->diff, t->diff, t->count * sizeof(float));
+    if ((st = ct_tensor_host((ct_tensor *)t, CT_DIFF, CT_READ, (float **)&v, err))) {
+      protobuf_c_message_free_unpacked(&b->base, NULL);
+      return st;
+    }
+    memcpy(b->diff, v, t->count * sizeof(float));
   }
   *out = b;
   return CT_OK;

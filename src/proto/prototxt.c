@@ -99,6 +99,17 @@ typedef struct token {
   int line, col; /* 1-based */
 } token;
 
+/* Where each submessage of a parse opened, for messages about values found valid by the parser
+ * but refused later (a layer's partition naming a device that is not there). */
+struct ct_srcmap {
+  char *file;
+  size_t n, cap;
+  struct srcpos {
+    const void *msg;
+    int line, col;
+  } *v;
+};
+
 typedef struct parser {
   const char *text;
   size_t len, pos;
@@ -107,6 +118,7 @@ typedef struct parser {
   ct_error *err;
   token tok; /* the lookahead */
   int depth;
+  ct_srcmap *map; /* NULL: not recorded */
 } parser;
 
 static ct_status perr_at(parser *P, int line, int col, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -691,6 +703,20 @@ static ct_status parse_submessage(parser *P, ProtobufCMessage *msg, const Protob
   v.m = new_message(f->descriptor);
   if (!v.m) return oom(P);
   ProtobufCMessage *sub = v.m;
+  if (P->map) {
+    ct_srcmap *m = P->map;
+    if (m->n == m->cap) {
+      size_t cap = m->cap ? m->cap * 2 : 64;
+      struct srcpos *nv = realloc(m->v, cap * sizeof *nv);
+      if (!nv) {
+        protobuf_c_message_free_unpacked(sub, NULL);
+        return oom(P);
+      }
+      m->v = nv;
+      m->cap = cap;
+    }
+    m->v[m->n++] = (struct srcpos){sub, open.line, open.col};
+  }
   CT_TRY(store(P, msg, f, &v)); /* owned by msg from here on, so errors below free it */
   CT_TRY(lex(P));
   P->depth++;
@@ -887,12 +913,60 @@ done:
   return st;
 }
 
+static ct_status ct_prototxt_parse_into(const char *text, size_t len, const char *fname,
+                                        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, ct_srcmap *map,
+                                        ct_error *err);
+
+void ct_srcmap_free(ct_srcmap *m) {
+  if (!m) return;
+  free(m->file);
+  free(m->v);
+  free(m);
+}
+
+bool ct_srcmap_find(const ct_srcmap *m, const void *msg, int *line, int *col) {
+  for (size_t i = 0; m && msg && i < m->n; i++)
+    if (m->v[i].msg == msg) {
+      *line = m->v[i].line;
+      *col = m->v[i].col;
+      return true;
+    }
+  return false;
+}
+
+const char *ct_srcmap_file(const ct_srcmap *m) { return m ? m->file : NULL; }
+
+ct_status ct_prototxt_parse_mapped(const char *text, size_t len, const char *fname,
+                                   const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, ct_srcmap **map,
+                                   ct_error *err) {
+  *map = calloc(1, sizeof **map);
+  if (!*map || !((*map)->file = strdup(fname ? fname : "<prototxt>"))) {
+    ct_srcmap_free(*map);
+    *map = NULL;
+    if (out) *out = NULL;
+    return ct_fail(err, CT_ENOMEM, "out of memory");
+  }
+  ct_status st = ct_prototxt_parse_into(text, len, fname, desc, out, *map, err);
+  if (st) {
+    ct_srcmap_free(*map);
+    *map = NULL;
+  }
+  return st;
+}
+
 ct_status ct_prototxt_parse(const char *text, size_t len, const char *fname, const ProtobufCMessageDescriptor *desc,
                             ProtobufCMessage **out, ct_error *err) {
+  return ct_prototxt_parse_into(text, len, fname, desc, out, NULL, err);
+}
+
+static ct_status ct_prototxt_parse_into(const char *text, size_t len, const char *fname,
+                                        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, ct_srcmap *map,
+                                        ct_error *err) {
   if (out) *out = NULL;
   if (!out || !desc || (!text && len))
     return ct_fail(err, CT_EINVAL, "ct_prototxt_parse: missing text, descriptor or output");
-  parser P = {.text = text, .len = len, .line = 1, .col = 1, .fname = fname ? fname : "<prototxt>", .err = err};
+  parser P = {.text = text, .len = len, .line = 1, .col = 1, .fname = fname ? fname : "<prototxt>", .err = err,
+              .map = map};
   if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) P.pos = 3; /* a UTF-8 byte order mark */
   ProtobufCMessage *msg = new_message(desc);
   if (!msg) return oom(&P);
@@ -913,6 +987,18 @@ ct_status ct_prototxt_read_file(const char *path, const ProtobufCMessageDescript
   size_t len;
   CT_TRY(ct_read_file(path, MAX_PROTOTXT_BYTES, &text, &len, err));
   ct_status st = ct_prototxt_parse(text, len, path, desc, out, err);
+  free(text);
+  return st;
+}
+
+ct_status ct_prototxt_read_file_mapped(const char *path, const ProtobufCMessageDescriptor *desc,
+                                       ProtobufCMessage **out, ct_srcmap **map, ct_error *err) {
+  if (out) *out = NULL;
+  *map = NULL;
+  char *text;
+  size_t len;
+  CT_TRY(ct_read_file(path, MAX_PROTOTXT_BYTES, &text, &len, err));
+  ct_status st = ct_prototxt_parse_mapped(text, len, path, desc, out, map, err);
   free(text);
   return st;
 }

@@ -9,6 +9,7 @@
 #define CT_PROTOTXT_H
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cortado.h"
@@ -21,6 +22,20 @@ ct_status ct_prototxt_parse(const char *text, size_t len, const char *fname,
 /* Reads and parses a whole file. */
 ct_status ct_prototxt_read_file(const char *path, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out,
                                 ct_error *err);
+/* The positions of a parse's submessages (each one's opening bracket), kept so that values the
+ * parser accepted but a later stage refuses can be reported as file:line:col. */
+typedef struct ct_srcmap ct_srcmap;
+ct_status ct_prototxt_parse_mapped(const char *text, size_t len, const char *fname,
+                                   const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, ct_srcmap **map,
+                                   ct_error *err);
+ct_status ct_prototxt_read_file_mapped(const char *path, const ProtobufCMessageDescriptor *desc,
+                                       ProtobufCMessage **out, ct_srcmap **map, ct_error *err);
+/* Where submessage `msg` (a pointer into the parsed message) opened; false when unknown. */
+bool ct_srcmap_find(const ct_srcmap *m, const void *msg, int *line, int *col);
+/* The file name the map's positions are in. */
+const char *ct_srcmap_file(const ct_srcmap *m);
+void ct_srcmap_free(ct_srcmap *m); /* NULL is a no-op */
+
 /* Prints a message in text format (two-space indent, Caffe's look: `layer {` blocks, enums by
  * name, only fields that are set). Returns malloc'ed text, or NULL when out of memory. */
 char *ct_prototxt_print(const ProtobufCMessage *msg);

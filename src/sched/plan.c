@@ -87,6 +87,43 @@ ct_status ct_placement_fit_pool(ct_placement *pl, int parts, ct_error *err) {
   return replace_pool(pl, parts > CT_MAX_PARTITIONS ? CT_MAX_PARTITIONS : parts, err);
 }
 
+ct_status ct_placement_set_devices(ct_placement *pl, const char *list, ct_error *err) {
+  if (!list) return ct_fail(err, CT_EINVAL, "no device list");
+  ct_plan_spec spec = {0};
+  char buf[1024];
+  if (strlen(list) >= sizeof buf) return ct_fail(err, CT_EINVAL, "device list \"%.40s...\" is too long", list);
+  snprintf(buf, sizeof buf, "%s", list);
+  int with_share = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    if (spec.n == CT_MAX_PARTITIONS)
+      return ct_fail(err, CT_EINVAL, "device list \"%s\": at most %d entries", list, CT_MAX_PARTITIONS);
+    char *eq = strchr(tok, '=');
+    double share = 0;
+    if (eq) {
+      *eq = 0;
+      char *end;
+      share = strtod(eq + 1, &end);
+      if (end == eq + 1 || *end || !isfinite(share) || !(share > 0))
+        return ct_fail(err, CT_EINVAL, "device list \"%s\": share \"%s\" of %s is not a positive number", list,
+                       eq + 1, tok);
+      with_share++;
+    }
+    int idx;
+    CT_TRY(ct_placement_driver(pl, tok, &idx, err));
+    spec.driver[spec.n] = idx;
+    spec.share[spec.n++] = share;
+  }
+  if (!spec.n) return ct_fail(err, CT_EINVAL, "device list \"%s\" names no device", list);
+  if (with_share && with_share != spec.n)
+    return ct_fail(err, CT_EINVAL,
+                   "device list \"%s\": give every device a share (cpu=0.3,emu:0=0.7) or none (automatic shares)",
+                   list);
+  spec.has_share = with_share > 0;
+  pl->dflt = spec;
+  pl->master = spec.driver[0];
+  return CT_OK;
+}
+
 /* ---------------------------------------------------------------- plans */
 
 void ct_plan_split(int N, int n, const double *share, int *size) {
@@ -135,12 +172,17 @@ ct_status ct_plan_make(const ct_placement *pl, const ct_plan_request *rq, ct_pla
     cpu.has_share = true;
     return ct_plan_make(pl, &(ct_plan_request){.spec = &cpu, .N = rq->N, .splits = true, .gains = true}, out, err);
   }
+  const bool own = spec == rq->spec; /* the layer's own entries, not the net's default */
+  if ((!rq->splits || rq->N <= 0) && !own) { /* unsplit: whole, where the parameters live */
+    one_part(pl, pl->master, rq, out);
+    return CT_OK;
+  }
   double share[CT_MAX_PARTITIONS];
   if (spec->has_share)
     for (int i = 0; i < spec->n; i++) share[i] = spec->share[i];
   else
     ct_auto_shares(pl, rq, spec, share);
-  if (!rq->splits || rq->N <= 0) { /* unsplit: whole, on the device with the largest share */
+  if (!rq->splits || rq->N <= 0) { /* unsplit, with entries of its own: the largest share's device */
     int best = 0;
     for (int i = 1; i < spec->n; i++)
       if (share[i] > share[best]) best = i;

@@ -66,6 +66,9 @@ void ct_placement_free(ct_placement *pl);
 /* The index of the placement's driver for `device` ("cpu", "emu:0", ...), creating the driver
  * the first time; a device the build cannot drive or that is not present is an error naming it. */
 ct_status ct_placement_driver(ct_placement *pl, const char *device, int *index, ct_error *err);
+/* Sets the default plan from a device list: "cpu", "emu:0", "cpu,emu:0" (automatic shares) or
+ * "cpu=0.3,emu:0=0.7"; the first device becomes the master. Errors name the bad entry. */
+ct_status ct_placement_set_devices(ct_placement *pl, const char *list, ct_error *err);
 /* Changes the CPU partitions (the pool follows). */
 ct_status ct_placement_set_cpu_parts(ct_placement *pl, int n, ct_error *err);
 /* Makes the pool big enough for `parts` partitions to run at once. */

@@ -262,6 +262,11 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
     for (int k = 0; k < s->ntest; k++)
       if ((st = ct_net_set_partitions(s->test_nets[k], s->opt.partitions, err))) goto fail;
   }
+  if (s->opt.devices) {
+    if ((st = ct_net_set_devices(s->net, s->opt.devices, err))) goto fail;
+    for (int k = 0; k < s->ntest; k++)
+      if ((st = ct_net_set_devices(s->test_nets[k], s->opt.devices, err))) goto fail;
+  }
   ct_update_param *params = (ct_update_param *)ct_net_learnable(s->net);
   if ((st = ct_update_init(&s->upd, sp, ct_net_param_buffer(s->net), ct_net_diff_buffer(s->net),
                            ct_net_param_total(s->net), params, ct_net_num_learnable(s->net), err))) {
@@ -462,15 +467,38 @@ static void finite_part(void *ctx, int p) {
   f->bad[p] = s;
 }
 
-static ct_status check_gradients(ct_solver *s, ct_error *err) {
-  finite_scan f = {.g = ct_net_diff_buffer(s->net), .n = ct_net_param_total(s->net), .parts = 1};
-  struct ct_pool *pool = ct_net_pool(s->net);
+/* Whether every gradient is finite, where the gradients are: on the host the scan above, on a
+ * device the driver's sum of squares (in double: NaN or Inf only when an element is). */
+static ct_status gradients_finite(ct_solver *s, bool *finite, ct_error *err) {
+  const ct_driver *d = ct_net_driver(s->net);
+  ct_tensor *p = ct_net_params(s->net);
+  float *g;
+  CT_TRY(ct_tensor_deref(p, CT_DIFF, d->mem, CT_READ, 0, p->count, &ct_net_placement(s->net)->stats, &g, err));
+  if (d->mem != &ct_mem_host) {
+    double ss = 0;
+    ct_status st = d->ops->sumsq(d, ct_net_param_total(s->net), g, 0.0, &ss);
+    if (st) {
+      ct_driver_error(d, err, st, "checking the gradients");
+      return st;
+    }
+    *finite = isfinite(ss);
+    return CT_OK;
+  }
+  finite_scan f = {.g = g, .n = ct_net_param_total(s->net), .parts = 1};
+  struct ct_pool *pool = ct_net_placement(s->net)->pool;
   if (pool && f.n >= ((size_t)1 << 20)) f.parts = ct_pool_size(pool) < CT_MAX_SCAN_PARTS ? ct_pool_size(pool)
                                                                                         : CT_MAX_SCAN_PARTS;
   ct_pool_run(f.parts > 1 ? pool : NULL, f.parts, finite_part, &f);
   float acc = 0;
-  for (int p = 0; p < f.parts; p++) acc += f.bad[p];
-  if (acc == 0) return CT_OK;
+  for (int k = 0; k < f.parts; k++) acc += f.bad[k];
+  *finite = acc == 0;
+  return CT_OK;
+}
+
+static ct_status check_gradients(ct_solver *s, ct_error *err) {
+  bool finite;
+  CT_TRY(gradients_finite(s, &finite, err));
+  if (finite) return CT_OK;
   int li = ct_net_first_nonfinite_grad_layer(s->net);
   return ct_fail(err, CT_ENUMERIC,
                  "iteration %d: a parameter gradient is not finite; it first appears (going backward) in layer \"%s\" "
@@ -536,7 +564,7 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
   }
   bool diffs_zero = false; /* the last local update left the gradients zeroed */
   while (s->iter < stop) {
-    if (!diffs_zero) ct_net_clear_param_diffs(s->net);
+    if (!diffs_zero) CT_TRY(ct_net_clear_param_diffs_on(s->net, err));
     diffs_zero = false;
     if (sp->test_interval > 0 && s->iter % sp->test_interval == 0 && (s->iter > 0 || sp->test_initialization))
       CT_TRY(test_all(s, err));
@@ -568,11 +596,16 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
     }
     CT_TRY(check_gradients(s, err));
     float rate;
-    s->upd.pool = ct_net_pool(s->net); /* the update splits over the net's current threads */
+    s->upd.pool = ct_net_placement(s->net)->pool; /* the update splits over the net's current threads */
     if (s->cluster) /* issue 5: exchange gradients, get fresh parameters */
       CT_TRY(ct_cluster_update(s->cluster, s->iter, &rate, err));
     else { /* on the net's device, zeroing the gradients for the next iteration as it goes */
-      rate = ct_update_apply_clear(&s->upd, ct_net_driver(s->net), s->iter, true);
+      const ct_driver *d = ct_net_driver(s->net);
+      ct_tensor *p = ct_net_params(s->net);
+      ct_copy_stats *cs = &ct_net_placement(s->net)->stats;
+      CT_TRY(ct_tensor_deref(p, CT_DATA, d->mem, CT_READWRITE, 0, p->count, cs, &s->upd.data, err));
+      CT_TRY(ct_tensor_deref(p, CT_DIFF, d->mem, CT_READWRITE, 0, p->count, cs, &s->upd.diff, err));
+      CT_TRY(ct_update_apply_clear(&s->upd, d, s->iter, true, &rate, err));
       diffs_zero = true;
     }
     if (display) {
@@ -676,9 +709,14 @@ ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path,
   const ct_update_param *lp = ct_net_learnable(s->net);
   for (int set = 0; set < s->upd.nsets; set++)
     for (int i = 0; i < nl; i++) {
-      ct_tensor h = *ct_net_learnable_tensor(s->net, i);
-      h.data = s->upd.history[set] + lp[i].offset;
-      if ((rc = ct_blob_to_proto(&h, false, &st->history[st->n_history], err))) goto done;
+      /* a tensor of the parameter's shape viewing its range of the history */
+      const ct_tensor *p = ct_net_learnable_tensor(s->net, i);
+      ct_tensor h = {.naxes = p->naxes, .count = p->count};
+      memcpy(h.shape, p->shape, sizeof h.shape);
+      ct_tensor_view(&h, CT_DATA, s->upd.hist[set], lp[i].offset);
+      rc = ct_blob_to_proto(&h, false, &st->history[st->n_history], err);
+      ct_tensor_view(&h, CT_DATA, NULL, 0);
+      if (rc) goto done;
       st->n_history++;
     }
   /* Caffe's multistep position after the last update (made at iteration iter - 1), for
@@ -758,7 +796,9 @@ ct_status ct_solver_restore(ct_solver *s, const char *path, ct_error *err) {
     if (rc) goto done;
   }
   const ct_update_param *lp = ct_net_learnable(s->net);
-  for (int set = 0; set < s->upd.nsets; set++)
+  for (int set = 0; set < s->upd.nsets; set++) {
+    float *hist;
+    if ((rc = ct_update_history_host(&s->upd, set, &hist, err))) goto done;
     for (int i = 0; i < nl; i++) {
       const Caffe__BlobProto *b = st->history[(size_t)(set * nl + i)];
       if (b->n_data != lp[i].count) {
@@ -766,8 +806,9 @@ ct_status ct_solver_restore(ct_solver *s, const char *path, ct_error *err) {
                      b->n_data, i, lp[i].count);
         goto done;
       }
-      memcpy(s->upd.history[set] + lp[i].offset, b->data, lp[i].count * sizeof(float));
+      memcpy(hist + lp[i].offset, b->data, lp[i].count * sizeof(float));
     }
+  }
   s->iter = st->iter;
   s->nloss = 0;
   s->loss_pos = 0;

@@ -191,8 +191,10 @@ ct_status ct_update_init(ct_update_ctx *u, const Caffe__SolverParameter *sp, flo
     memcpy(u->params, params, (size_t)nparams * sizeof *u->params);
   }
   for (int k = 0; k < u->nsets; k++) {
-    u->history[k] = calloc(n, sizeof(float));
-    if (!u->history[k]) goto nomem;
+    if (!(u->hist[k] = ct_storage_create()) || ct_storage_reserve(u->hist[k], n, err) ||
+        ct_storage_deref(u->hist[k], &ct_mem_host, CT_WRITE, 0, n, NULL, &u->history[k], err))
+      goto nomem;
+    memset(u->history[k], 0, n * sizeof(float));
   }
   return CT_OK;
 
@@ -205,8 +207,8 @@ nomem:
 void ct_update_free(ct_update_ctx *u) {
   if (!u) return;
   free(u->params);
-  free(u->history[0]);
-  free(u->history[1]);
+  ct_storage_release(u->hist[0]);
+  ct_storage_release(u->hist[1]);
   memset(u, 0, sizeof *u);
 }
 
@@ -236,20 +238,21 @@ float ct_update_rate(const Caffe__SolverParameter *sp, int iter) {
 
 /* ---------------------------------------------------------------- the update, on a driver */
 
-static void clip_gradients(ct_update_ctx *u, const ct_driver *d) {
+static ct_status clip_gradients(ct_update_ctx *u, const ct_driver *d) {
   const float clip = u->sp->clip_gradients;
-  if (clip < 0.f) return; /* Caffe: only a negative value turns clipping off */
+  if (clip < 0.f) return CT_OK; /* Caffe: only a negative value turns clipping off */
   double sumsq = 0.0;
   for (int p = 0; p < u->nparams; p++)
-    sumsq = d->ops->sumsq(d, u->params[p].count, u->diff + u->params[p].offset, sumsq);
+    CT_TRY(d->ops->sumsq(d, u->params[p].count, u->diff + u->params[p].offset, sumsq, &sumsq));
   const float norm = (float)sqrt(sumsq);
   if (norm > clip) {
     const float factor = clip / norm;
     for (int p = 0; p < u->nparams; p++) {
       float *g = u->diff + u->params[p].offset;
-      d->ops->scal(d, u->params[p].count, factor, g, g);
+      CT_TRY(d->ops->scal(d, u->params[p].count, factor, g, g));
     }
   }
+  return CT_OK;
 }
 
 /* One iteration's update of every element is independent of every other, so the work is done
@@ -258,10 +261,12 @@ static void clip_gradients(ct_update_ctx *u, const ct_driver *d) {
 typedef struct apply_job {
   const ct_update_ctx *u;
   const ct_driver *d;
+  float *h[2]; /* the history on d */
   float rate, adam_corr, accum_norm;
   int l1, parts;
   bool zero_grad;
   size_t elems;
+  _Atomic ct_status st;
 } apply_job;
 
 #define CT_UPDATE_BLOCK 4096
@@ -277,12 +282,12 @@ static ct_update_rule rule_of(ct_solver_type t) {
   }
 }
 
-static void apply_block(const apply_job *j, const ct_update_param *pp, size_t lo, size_t n) {
+static void apply_block(apply_job *j, const ct_update_param *pp, size_t lo, size_t n) {
   const ct_update_ctx *u = j->u;
   const Caffe__SolverParameter *sp = u->sp;
   float *w = u->data + pp->offset + lo, *g = u->diff + pp->offset + lo;
-  float *h0 = u->history[0] + pp->offset + lo;
-  float *h1 = u->nsets > 1 ? u->history[1] + pp->offset + lo : NULL;
+  float *h0 = j->h[0] + pp->offset + lo;
+  float *h1 = u->nsets > 1 ? j->h[1] + pp->offset + lo : NULL;
   const float local_rate = j->rate * pp->lr_mult;
   const ct_update_step step = {
       .rule = rule_of(u->type),
@@ -296,12 +301,13 @@ static void apply_block(const apply_job *j, const ct_update_param *pp, size_t lo
       .delta = sp->delta,
       .zero_grad = j->zero_grad,
   };
-  j->d->ops->update(j->d, &step, n, w, g, h0, h1);
+  ct_status s = j->d->ops->update(j->d, &step, n, w, g, h0, h1);
+  if (s) j->st = s;
 }
 
 /* Elements [b, e) of the parameters laid end to end (by count, in parameter order). */
 static void apply_range(void *ctx, int part) {
-  const apply_job *j = ctx;
+  apply_job *j = ctx;
   size_t b = j->elems * (size_t)part / (size_t)j->parts, e = j->elems * (size_t)(part + 1) / (size_t)j->parts;
   size_t base = 0;
   for (int p = 0; p < j->u->nparams && base < e; p++) {
@@ -313,28 +319,47 @@ static void apply_range(void *ctx, int part) {
   }
 }
 
-float ct_update_apply(ct_update_ctx *u, int iter) { return ct_update_apply_on(u, ct_driver_cpu(), iter); }
-
-float ct_update_apply_on(ct_update_ctx *u, const ct_driver *d, int iter) {
-  return ct_update_apply_clear(u, d, iter, false);
+float ct_update_apply(ct_update_ctx *u, int iter) {
+  float rate = NAN;
+  ct_error e;
+  (void)ct_update_apply_clear(u, ct_driver_cpu(), iter, false, &rate, &e); /* the CPU does not fail */
+  return rate;
 }
 
-float ct_update_apply_clear(ct_update_ctx *u, const ct_driver *d, int iter, bool zero_diff) {
+ct_status ct_update_apply_on(ct_update_ctx *u, const ct_driver *d, int iter, float *rate, ct_error *err) {
+  return ct_update_apply_clear(u, d, iter, false, rate, err);
+}
+
+ct_status ct_update_history_host(ct_update_ctx *u, int k, float **out, ct_error *err) {
+  size_t n = u->total ? u->total : 1;
+  return ct_storage_deref(u->hist[k], &ct_mem_host, CT_READWRITE, 0, n, NULL, out, err);
+}
+
+ct_status ct_update_apply_clear(ct_update_ctx *u, const ct_driver *d, int iter, bool zero_diff, float *rate,
+                                ct_error *err) {
   const Caffe__SolverParameter *sp = u->sp;
-  const float rate = ct_update_rate(sp, iter);
-  clip_gradients(u, d);
-  apply_job j = {.u = u, .d = d, .rate = rate, .adam_corr = 1.f, .accum_norm = 1.f / (float)sp->iter_size,
-                 .zero_grad = zero_diff};
+  *rate = ct_update_rate(sp, iter);
+  apply_job j = {.u = u, .d = d, .rate = *rate, .adam_corr = 1.f, .accum_norm = 1.f / (float)sp->iter_size,
+                 .zero_grad = zero_diff, .st = CT_OK};
+  const size_t n = u->total ? u->total : 1;
+  for (int k = 0; k < u->nsets; k++)
+    CT_TRY(ct_storage_deref(u->hist[k], d->mem, CT_READWRITE, 0, n, NULL, &j.h[k], err));
+  ct_status s = clip_gradients(u, d);
+  if (s) {
+    ct_driver_error(d, err, s, "clipping gradients");
+    return s;
+  }
   j.l1 = sp->regularization_type && strcmp(sp->regularization_type, "L1") == 0;
   if (u->type == CT_SOLVER_ADAM) {
     const int t = iter + 1;
     j.adam_corr = (float)(sqrt(1.0 - pow((double)sp->momentum2, t)) / (1.0 - pow((double)sp->momentum, t)));
   }
   for (int p = 0; p < u->nparams; p++) j.elems += u->params[p].count;
-  /* small nets are not worth waking the workers */
-  j.parts = u->pool && j.elems >= ((size_t)1 << 16) ? ct_pool_size(u->pool) : 1;
+  /* small nets are not worth waking the workers; a device runs its update as one call per block */
+  j.parts = u->pool && d->mem == &ct_mem_host && j.elems >= ((size_t)1 << 16) ? ct_pool_size(u->pool) : 1;
   ct_pool_run(j.parts > 1 ? u->pool : NULL, j.parts, apply_range, &j);
-  return rate;
+  if (j.st) ct_driver_error(d, err, j.st, "the solver update");
+  return j.st;
 }
 
 /* issue 5 (src/dist): a worker group clips its whole gradient before slicing it for several
@@ -343,5 +368,5 @@ float ct_update_apply_clear(ct_update_ctx *u, const ct_driver *d, int iter, bool
 void ct_update_clip_diff(const ct_update_ctx *u, float *diff) {
   ct_update_ctx v = *u;
   v.diff = diff;
-  clip_gradients(&v, ct_driver_cpu());
+  (void)clip_gradients(&v, ct_driver_cpu()); /* the CPU does not fail */
 }

@@ -11,7 +11,9 @@
 #include <stddef.h>
 
 #include "cortado.h"
+#include "core/storage.h"
 #include "cortado.pb-c.h"
+#include "net/net.h"
 
 typedef struct ct_driver ct_driver;
 
@@ -24,10 +26,7 @@ typedef enum ct_solver_type {
   CT_SOLVER_ADAM
 } ct_solver_type;
 
-typedef struct ct_update_param {
-  size_t offset, count;
-  float lr_mult, decay_mult;
-} ct_update_param;
+typedef ct_param_range ct_update_param;
 
 typedef struct ct_update_ctx {
   const Caffe__SolverParameter *sp; /* borrowed; must outlive the ctx */
@@ -37,8 +36,11 @@ typedef struct ct_update_ctx {
   ct_update_param *params; /* owned copy */
   int nparams;
   int nsets;           /* history sets: 1 or 2 */
-  float *history[2];   /* owned, `total` floats each, zero at start */
+  float *history[2];   /* the host copies of hist (below): `total` floats each, zero at start */
   struct ct_pool *pool; /* borrowed, may be NULL: threads to split the update over */
+  /* owned: the history's storage, so that an update on a device keeps it there (the fields
+   * above stay first: tests/py_torch_solvers.py mirrors them through ctypes) */
+  ct_storage *hist[2];
 } ct_update_ctx;
 
 /* Reads the solver type (the `type` string, else the deprecated solver_type enum) and checks
@@ -60,11 +62,16 @@ float ct_update_rate(const Caffe__SolverParameter *sp, int iter);
  * memory data, diff and the history must be); ct_update_apply runs it on the CPU driver.
  * (The driver is an argument rather than a member of ct_update_ctx: the struct's layout is
  * mirrored through ctypes by tests/py_torch_solvers.py.) */
-float ct_update_apply_on(ct_update_ctx *u, const ct_driver *d, int iter);
+ct_status ct_update_apply_on(ct_update_ctx *u, const ct_driver *d, int iter, float *rate, ct_error *err);
 float ct_update_apply(ct_update_ctx *u, int iter);
 /* As ct_update_apply_on; with zero_diff the gradients are left zeroed (each block right after
  * its update, while it is in cache) instead of holding the step, so the training loop need not
- * clear them before the next iteration: one pass over the gradients fewer. */
-float ct_update_apply_clear(ct_update_ctx *u, const ct_driver *d, int iter, bool zero_diff);
+ * clear them before the next iteration: one pass over the gradients fewer. On a device, data
+ * and diff must be that device's and the history moves there (counted); a device failure is
+ * returned with its reason. */
+ct_status ct_update_apply_clear(ct_update_ctx *u, const ct_driver *d, int iter, bool zero_diff, float *rate,
+                                ct_error *err);
+/* History set k on the host, up to date (after updates on a device), for snapshots. */
+ct_status ct_update_history_host(ct_update_ctx *u, int k, float **out, ct_error *err);
 
 #endif

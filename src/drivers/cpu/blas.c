@@ -1,6 +1,6 @@
 /* The CPU driver's memory, BLAS and element-wise arithmetic. GEMM (but for thin_gemm.c's
- * shape), GEMV, dot and asum are OpenBLAS's (the caller sets its threading: one thread inside a
- * partitioned region). axpy, scal, sumsq and add/sub/mul are plain loops: they replace loops
+ * shape), GEMV, dot and asum are OpenBLAS's (its threading is the driver's: cpu/driver.c keeps
+ * it to one thread inside a partitioned run). axpy, scal, sumsq and add/sub/mul are plain loops: they replace loops
  * the layers and the solver ran, and OpenBLAS's versions would round differently (fused
  * multiply-adds). */
 #include <cblas.h>
@@ -22,22 +22,25 @@ void ct_cpu_free(const ct_driver *d, void *p) {
   free(p);
 }
 
-void ct_cpu_memset(const ct_driver *d, void *p, int byte, size_t bytes) {
+ct_status ct_cpu_memset(const ct_driver *d, void *p, int byte, size_t bytes) {
   (void)d;
   if (bytes) memset(p, byte, bytes);
+  return CT_OK;
 }
 
-void ct_cpu_copy(const ct_driver *d, void *dst, const void *src, size_t bytes) {
+ct_status ct_cpu_copy(const ct_driver *d, void *dst, const void *src, size_t bytes) {
   (void)d;
   if (bytes) memcpy(dst, src, bytes);
+  return CT_OK;
 }
 
-void ct_cpu_copy_2d(const ct_driver *d, size_t rows, size_t row_bytes, void *dst, size_t dst_pitch, const void *src,
-                    size_t src_pitch) {
+ct_status ct_cpu_copy_2d(const ct_driver *d, size_t rows, size_t row_bytes, void *dst, size_t dst_pitch,
+                         const void *src, size_t src_pitch) {
   (void)d;
-  if (!row_bytes) return;
+  if (!row_bytes) return CT_OK;
   for (size_t r = 0; r < rows; r++)
     memcpy((char *)dst + r * dst_pitch, (const char *)src + r * src_pitch, row_bytes);
+  return CT_OK;
 }
 
 void ct_cpu_rates(const ct_driver *d, double *gflops, double *gbytes) {
@@ -45,78 +48,93 @@ void ct_cpu_rates(const ct_driver *d, double *gflops, double *gbytes) {
   ct_cpu_calibration(gflops, gbytes);
 }
 
-void ct_cpu_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-                 const float *B, float beta, float *C) {
-  (void)d;
-  if (ct_cpu_gemm_thin(trans_a, trans_b, M, N, K, alpha, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N)) return;
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
-              alpha, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
-}
-
-void ct_cpu_gemm_ld(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-                    int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-  (void)d;
+/* One GEMM on the calling thread: the thin kernel where it takes the shape, else OpenBLAS. */
+static void gemm_block(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc) {
   if (ct_cpu_gemm_thin(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
               alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-void ct_cpu_gemv(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x,
-                 float beta, float *y) {
+/* Dense operands are sub-matrices whose leading dimension is their width, so every GEMM of the
+ * driver passes through ct_cpu_gemm_ld: where a partition's GEMM is split over threads. */
+ct_status ct_cpu_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                      const float *A, const float *B, float beta, float *C) {
+  return ct_cpu_gemm_ld(d, trans_a, trans_b, M, N, K, alpha, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
+}
+
+ct_status ct_cpu_gemm_ld(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+  (void)d;
+  gemm_block(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  return CT_OK;
+}
+
+ct_status ct_cpu_gemv(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x,
+                      float beta, float *y) {
   (void)d;
   cblas_sgemv(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, M, N, alpha, A, N, x, 1, beta, y, 1);
+  return CT_OK;
 }
 
-void ct_cpu_axpy(const ct_driver *d, size_t n, float alpha, const float *x, float *y) {
+ct_status ct_cpu_axpy(const ct_driver *d, size_t n, float alpha, const float *x, float *y) {
   (void)d;
   for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+  return CT_OK;
 }
 
-void ct_cpu_scal(const ct_driver *d, size_t n, float alpha, const float *x, float *y) {
+ct_status ct_cpu_scal(const ct_driver *d, size_t n, float alpha, const float *x, float *y) {
   (void)d;
   for (size_t i = 0; i < n; i++) y[i] = x[i] * alpha;
+  return CT_OK;
 }
 
 /* OpenBLAS takes an int count: longer vectors go in pieces. */
 #define BLAS_CHUNK ((size_t)1 << 30)
 
-float ct_cpu_dot(const ct_driver *d, size_t n, const float *x, const float *y) {
+ct_status ct_cpu_dot(const ct_driver *d, size_t n, const float *x, const float *y, float *out) {
   (void)d;
   float s = 0.0f;
   for (size_t i = 0; i < n; i += BLAS_CHUNK) {
     size_t m = n - i < BLAS_CHUNK ? n - i : BLAS_CHUNK;
     s += cblas_sdot((int)m, x + i, 1, y + i, 1);
   }
-  return s;
+  *out = s;
+  return CT_OK;
 }
 
-float ct_cpu_asum(const ct_driver *d, size_t n, const float *x) {
+ct_status ct_cpu_asum(const ct_driver *d, size_t n, const float *x, float *out) {
   (void)d;
   float s = 0.0f;
   for (size_t i = 0; i < n; i += BLAS_CHUNK) {
     size_t m = n - i < BLAS_CHUNK ? n - i : BLAS_CHUNK;
     s += cblas_sasum((int)m, x + i, 1);
   }
-  return s;
+  *out = s;
+  return CT_OK;
 }
 
-double ct_cpu_sumsq(const ct_driver *d, size_t n, const float *x, double acc) {
+ct_status ct_cpu_sumsq(const ct_driver *d, size_t n, const float *x, double acc, double *out) {
   (void)d;
   for (size_t i = 0; i < n; i++) acc += (double)x[i] * x[i];
-  return acc;
+  *out = acc;
+  return CT_OK;
 }
 
-void ct_cpu_add(const ct_driver *d, size_t n, const float *a, const float *b, float *y) {
+ct_status ct_cpu_add(const ct_driver *d, size_t n, const float *a, const float *b, float *y) {
   (void)d;
   for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+  return CT_OK;
 }
 
-void ct_cpu_sub(const ct_driver *d, size_t n, const float *a, const float *b, float *y) {
+ct_status ct_cpu_sub(const ct_driver *d, size_t n, const float *a, const float *b, float *y) {
   (void)d;
   for (size_t i = 0; i < n; i++) y[i] = a[i] - b[i];
+  return CT_OK;
 }
 
-void ct_cpu_mul(const ct_driver *d, size_t n, const float *a, const float *b, float *y) {
+ct_status ct_cpu_mul(const ct_driver *d, size_t n, const float *a, const float *b, float *y) {
   (void)d;
   for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+  return CT_OK;
 }

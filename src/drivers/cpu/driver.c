@@ -46,6 +46,66 @@ static void cpu_leave(const ct_driver *d) {
   tls_saved_blas = -1;
 }
 
+/* ---- GEMMs split over the partition's threads: by the columns of C (or its rows, when those
+ * are more), in blocks of whole 16-float panels, at least 64 wide; each element of C is
+ * computed by one thread over the whole K, as on one thread. */
+typedef struct gemm_split {
+  bool ta, tb, by_rows;
+  int M, N, K, parts;
+  float alpha, beta;
+  const float *A, *B;
+  float *C;
+  int lda, ldb, ldc;
+  ct_status st;
+} gemm_split;
+
+static void gemm_block(void *ctx, int i) {
+  gemm_split *g = ctx;
+  const int n = g->by_rows ? g->M : g->N;
+  int b = (int)((long long)n * i / g->parts) & ~15, e = i + 1 == g->parts ? n : (int)((long long)n * (i + 1) / g->parts) & ~15;
+  if (e <= b) return;
+  ct_status s;
+  if (g->by_rows) /* rows [b, e) of C: rows of op(A) */
+    s = ct_cpu_gemm_ld(NULL, g->ta, g->tb, e - b, g->N, g->K, g->alpha, g->ta ? g->A + b : g->A + (size_t)b * g->lda,
+                       g->lda, g->B, g->ldb, g->beta, g->C + (size_t)b * g->ldc, g->ldc);
+  else /* columns [b, e) of C: columns of op(B) */
+    s = ct_cpu_gemm_ld(NULL, g->ta, g->tb, g->M, e - b, g->K, g->alpha, g->A, g->lda,
+                       g->tb ? g->B + (size_t)b * g->ldb : g->B + b, g->ldb, g->beta, g->C + b, g->ldc);
+  if (s) g->st = s;
+}
+
+/* Splits when the calling partition owns several of the pool's threads and C is wide enough;
+ * false: run it as one call. */
+static bool gemm_on_pool(const ct_driver *d, gemm_split *g) {
+  struct ct_pool *pool = d->ctx;
+  int parts = ct_cpu_driver_threads();
+  if (!pool || parts < 2) return false;
+  if (parts > ct_pool_size(pool)) parts = ct_pool_size(pool);
+  g->by_rows = g->M > g->N;
+  const int n = g->by_rows ? g->M : g->N;
+  if (parts < 2 || n < 64 * parts) return false;
+  g->parts = parts;
+  g->st = CT_OK;
+  ct_pool_run(pool, parts, gemm_block, g);
+  return true;
+}
+
+static ct_status cpu_gemm_ld(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                             const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+  gemm_split g = {.ta = trans_a, .tb = trans_b, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta, .A = A,
+                  .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc};
+  if (gemm_on_pool(d, &g)) return g.st;
+  return ct_cpu_gemm_ld(d, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static ct_status cpu_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                          const float *A, const float *B, float beta, float *C) {
+  gemm_split g = {.ta = trans_a, .tb = trans_b, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta, .A = A,
+                  .B = B, .C = C, .lda = trans_a ? M : K, .ldb = trans_b ? K : N, .ldc = N};
+  if (gemm_on_pool(d, &g)) return g.st;
+  return ct_cpu_gemm(d, trans_a, trans_b, M, N, K, alpha, A, B, beta, C);
+}
+
 static const ct_driver_ops cpu_ops = {
     .destroy = NULL,
     .error_message = cpu_error_message,
@@ -59,8 +119,8 @@ static const ct_driver_ops cpu_ops = {
     .upload = cpu_upload,
     .download = cpu_download,
     .calibration = ct_cpu_rates,
-    .gemm = ct_cpu_gemm,
-    .gemm_ld = ct_cpu_gemm_ld,
+    .gemm = cpu_gemm,
+    .gemm_ld = cpu_gemm_ld,
     .gemv = ct_cpu_gemv,
     .axpy = ct_cpu_axpy,
     .scal = ct_cpu_scal,

@@ -1,8 +1,10 @@
 /* The CPU driver's entries, one function per vtable member (see drivers/driver.h for each
- * contract); cpu/driver.c puts them in the table. Memory is host memory, so upload, download and
- * copy are memcpy; GEMM (but for thin_gemm.c's shape) and GEMV are OpenBLAS's; everything else
- * is the loop each layer ran before the driver existed, moved unchanged (same order of
- * operations, so the same results, and plain loops the compiler vectorises). */
+ * contract); cpu/driver.c puts them in the table, and the emu driver runs them on its own
+ * memory. Memory is host memory, so upload, download and copy are memcpy; GEMM (but for
+ * thin_gemm.c's shape) and GEMV are OpenBLAS's; everything else is the loop each layer (and
+ * the lowering) ran before the driver existed, moved unchanged (same order of operations, so
+ * the same results, and plain loops the compiler vectorises). Nothing here fails: the entries
+ * that return a status return CT_OK. */
 #ifndef CT_DRIVERS_CPU_KERNELS_H
 #define CT_DRIVERS_CPU_KERNELS_H
 
@@ -11,98 +13,110 @@
 /* cpu/blas.c: memory, BLAS, element-wise arithmetic */
 void *ct_cpu_alloc(const ct_driver *d, size_t bytes);
 void ct_cpu_free(const ct_driver *d, void *p);
-void ct_cpu_memset(const ct_driver *d, void *p, int byte, size_t bytes);
-void ct_cpu_copy(const ct_driver *d, void *dst, const void *src, size_t bytes);
-void ct_cpu_copy_2d(const ct_driver *d, size_t rows, size_t row_bytes, void *dst, size_t dst_pitch, const void *src,
-                    size_t src_pitch);
+ct_status ct_cpu_memset(const ct_driver *d, void *p, int byte, size_t bytes);
+ct_status ct_cpu_copy(const ct_driver *d, void *dst, const void *src, size_t bytes);
+ct_status ct_cpu_copy_2d(const ct_driver *d, size_t rows, size_t row_bytes, void *dst, size_t dst_pitch,
+                         const void *src, size_t src_pitch);
 void ct_cpu_rates(const ct_driver *d, double *gflops, double *gbytes); /* the calibration entry */
-void ct_cpu_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-                 const float *B, float beta, float *C);
-void ct_cpu_gemm_ld(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-                    int lda, const float *B, int ldb, float beta, float *C, int ldc);
+ct_status ct_cpu_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                      const float *B, float beta, float *C);
+ct_status ct_cpu_gemm_ld(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 /* cpu/thin_gemm.c: C = A B^T for 24 to 32 rows of A and a large B without OpenBLAS's packing
  * of B; false (nothing done) where the shape, alpha, beta or the CPU do not suit it */
 bool ct_cpu_gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc);
-void ct_cpu_gemv(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x,
-                 float beta, float *y);
-void ct_cpu_axpy(const ct_driver *d, size_t n, float alpha, const float *x, float *y);
-void ct_cpu_scal(const ct_driver *d, size_t n, float alpha, const float *x, float *y);
-float ct_cpu_dot(const ct_driver *d, size_t n, const float *x, const float *y);
-float ct_cpu_asum(const ct_driver *d, size_t n, const float *x);
-double ct_cpu_sumsq(const ct_driver *d, size_t n, const float *x, double acc);
-void ct_cpu_add(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
-void ct_cpu_sub(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
-void ct_cpu_mul(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
+ct_status ct_cpu_gemv(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x,
+                      float beta, float *y);
+ct_status ct_cpu_axpy(const ct_driver *d, size_t n, float alpha, const float *x, float *y);
+ct_status ct_cpu_scal(const ct_driver *d, size_t n, float alpha, const float *x, float *y);
+ct_status ct_cpu_dot(const ct_driver *d, size_t n, const float *x, const float *y, float *out);
+ct_status ct_cpu_asum(const ct_driver *d, size_t n, const float *x, float *out);
+ct_status ct_cpu_sumsq(const ct_driver *d, size_t n, const float *x, double acc, double *out);
+ct_status ct_cpu_add(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
+ct_status ct_cpu_sub(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
+ct_status ct_cpu_mul(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
 
 /* cpu/neuron.c: activations, PReLU, Eltwise */
-void ct_cpu_neuron_forward(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, float *y);
-void ct_cpu_neuron_backward(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, const float *y,
-                            const float *dy, float *dx);
-void ct_cpu_prelu_forward(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
-                          const float *a, float *y);
-void ct_cpu_prelu_backward(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
-                           const float *dy, const float *a, float *dx, float *da);
-void ct_cpu_eltwise_forward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x,
-                            const float *coeff, float *y, int *winner);
-void ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x, int k,
-                             const float *coeff, bool stable_prod, const float *y, const float *dy, const int *winner,
-                             float *dx);
+ct_status ct_cpu_neuron_forward(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, float *y);
+ct_status ct_cpu_neuron_backward(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, const float *y,
+                                 const float *dy, float *dx);
+ct_status ct_cpu_prelu_forward(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
+                               const float *a, float *y);
+ct_status ct_cpu_prelu_backward(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
+                                const float *dy, const float *a, float *dx, float *da);
+ct_status ct_cpu_eltwise_forward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x,
+                                 const float *coeff, float *y, int *winner);
+ct_status ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x, int k,
+                                  const float *coeff, bool stable_prod, const float *y, const float *dy,
+                                  const int *winner, float *dx);
 
 /* cpu/norm.c: Bias, Scale, BatchNorm */
-void ct_cpu_bias_forward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *b,
-                         float *y);
-void ct_cpu_scale_forward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *s,
-                          const float *b, float *y);
-void ct_cpu_scale_backward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
-                           const float *dy, const float *s, float *ds, float *db, float *dx);
-void ct_cpu_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y, float *xnorm,
-                              float *mean, float *std, float *run_mean, float *run_var, float *run_factor);
-void ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *xnorm,
-                               const float *std, float *dx);
+ct_status ct_cpu_bias_forward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
+                              const float *b, float *y);
+ct_status ct_cpu_scale_forward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
+                               const float *s, const float *b, float *y);
+ct_status ct_cpu_scale_backward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
+                                const float *dy, const float *s, float *ds, float *db, float *dx);
+ct_status ct_cpu_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y, float *xnorm,
+                                   float *mean, float *std, float *run_mean, float *run_var, float *run_factor);
+ct_status ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *xnorm,
+                                    const float *std, float *dx);
 
-/* cpu/conv.c: the lowering steps (lowering/host.c) */
-void ct_cpu_conv_lower(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
-                       const float *w, float *ws);
-void ct_cpu_conv_lift(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws,
-                      const float *b, float *y);
-void ct_cpu_conv_lift_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
-                           float *ws);
-void ct_cpu_conv_bias_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
-                           const float *ws, float *db);
-void ct_cpu_conv_lower_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws,
-                            float *dx, float *dw);
+/* cpu/conv.c: the lowering steps */
+ct_status ct_cpu_conv_lower(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
+                            const float *w, float *ws);
+ct_status ct_cpu_conv_lift(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws, const float *b,
+                           float *y);
+ct_status ct_cpu_conv_lift_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
+                                float *ws);
+ct_status ct_cpu_conv_bias_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
+                                const float *ws, float *db);
+ct_status ct_cpu_conv_lower_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws, float *dx,
+                                 float *dw);
+
+/* cpu/winograd.c: F(2x2, 3x3)'s transforms behind cpu/conv.c's WINOGRAD steps (the layout:
+ * ct_lower_wino_strides): input tiles into V, the kernel into U, M into y (+ bias), dy into dM,
+ * dV into dx (overwritten), dU into dw (+=). scratch: ct_lower_wino_scratch floats. */
+void ct_cpu_wino_lower(const ct_conv_geom *g, int nb, const float *x, float *V, float *scratch);
+void ct_cpu_wino_kernel(const ct_conv_geom *g, const float *w, float *U);
+void ct_cpu_wino_lift(const ct_conv_geom *g, int nb, const float *M, const float *b, float *y, float *scratch);
+void ct_cpu_wino_lift_grad(const ct_conv_geom *g, int nb, const float *dy, float *dM, float *scratch);
+void ct_cpu_wino_lower_grad(const ct_conv_geom *g, int nb, const float *dV, float *dx, float *scratch);
+void ct_cpu_wino_kernel_grad(const ct_conv_geom *g, const float *dU, float *dw);
 
 /* cpu/pool.c, cpu/lrn.c, cpu/softmax.c */
-void ct_cpu_pool_forward(const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, float *y,
-                         int *argmax, float *mask);
-void ct_cpu_pool_backward(const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, const float *dy,
-                          const int *argmax, float *dx);
-void ct_cpu_lrn_forward(const ct_driver *d, const ct_lrn_geom *g, size_t nimg, const float *x, float *y, float *scale,
-                        float *spow, float *tmp);
-void ct_cpu_lrn_backward(const ct_driver *d, const ct_lrn_geom *g, size_t nimg, const float *x, const float *y,
-                         const float *dy, const float *scale, const float *spow, float *dx, float *tmp);
-void ct_cpu_softmax_forward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *x, float *y,
-                            float *scratch);
-void ct_cpu_softmax_backward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *y,
-                             const float *dy, float *dx, float *scratch);
+ct_status ct_cpu_pool_forward(const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, float *y,
+                              int *argmax, float *mask);
+ct_status ct_cpu_pool_backward(const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x,
+                               const float *dy, const int *argmax, float *dx);
+ct_status ct_cpu_lrn_forward(const ct_driver *d, const ct_lrn_geom *g, size_t nimg, const float *x, float *y,
+                             float *scale, float *spow, float *tmp);
+ct_status ct_cpu_lrn_backward(const ct_driver *d, const ct_lrn_geom *g, size_t nimg, const float *x, const float *y,
+                              const float *dy, const float *scale, const float *spow, float *dx, float *tmp);
+ct_status ct_cpu_softmax_forward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *x, float *y,
+                                 float *scratch);
+ct_status ct_cpu_softmax_backward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *y,
+                                  const float *dy, float *dx, float *scratch);
 
 /* cpu/loss.c: losses and evaluation */
-ptrdiff_t ct_cpu_softmax_loss_forward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
-                                      const float *labels, bool has_ignore, int ignore, double *loss, size_t *valid);
-void ct_cpu_softmax_loss_backward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
-                                  const float *labels, bool has_ignore, int ignore, float scale, float *dx);
-void ct_cpu_sigmoid_xent_forward(const ct_driver *d, size_t n, const float *x, const float *t, bool has_ignore,
-                                 int ignore, float *sig, double *loss, size_t *valid);
-void ct_cpu_sigmoid_xent_backward(const ct_driver *d, size_t n, const float *sig, const float *t, bool has_ignore,
-                                  int ignore, float w, float *dx);
-ptrdiff_t ct_cpu_accuracy(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *score,
+ct_status ct_cpu_softmax_loss_forward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
+                                      const float *labels, bool has_ignore, int ignore, double *loss, size_t *valid,
+                                      ptrdiff_t *bad);
+ct_status ct_cpu_softmax_loss_backward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
+                                       const float *labels, bool has_ignore, int ignore, float scale, float *dx);
+ct_status ct_cpu_sigmoid_xent_forward(const ct_driver *d, size_t n, const float *x, const float *t, bool has_ignore,
+                                      int ignore, float *sig, double *loss, size_t *valid);
+ct_status ct_cpu_sigmoid_xent_backward(const ct_driver *d, size_t n, const float *sig, const float *t, bool has_ignore,
+                                       int ignore, float w, float *dx);
+ct_status ct_cpu_accuracy(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *score,
                           const float *labels, int top_k, bool has_ignore, int ignore, float *per_class,
-                          size_t *class_count, size_t *hits, size_t *counted);
-void ct_cpu_argmax(const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val,
-                   bool has_axis, const float *x, float *y, ct_rank_entry *scratch);
+                          size_t *class_count, size_t *hits, size_t *counted, ptrdiff_t *bad);
+ct_status ct_cpu_argmax(const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val,
+                        bool has_axis, const float *x, float *y, ct_rank_entry *scratch);
 
 /* cpu/update.c: the solver's update rules */
-void ct_cpu_update(const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0, float *h1);
+ct_status ct_cpu_update(const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0,
+                        float *h1);
 
 #endif

@@ -8,10 +8,10 @@
 
 /* ---------------------------------------------------------------- SoftmaxWithLoss */
 
-ptrdiff_t ct_cpu_softmax_loss_forward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
-                                      const float *labels, bool has_ignore, int ignore, double *loss_out,
-                                      size_t *valid_out) {
-  (void)d;
+/* The loss over the labels in order; the position of the first invalid label stops it (the
+ * caller reports it; loss and valid are then left alone), else -1. */
+static ptrdiff_t softmax_loss(size_t outer, size_t C, size_t inner, const float *prob, const float *labels,
+                              bool has_ignore, int ignore, double *loss_out, size_t *valid_out) {
   double loss = 0.0;
   size_t valid = 0;
   for (size_t o = 0; o < outer; o++)
@@ -30,8 +30,16 @@ ptrdiff_t ct_cpu_softmax_loss_forward(const ct_driver *d, size_t outer, size_t C
   return -1;
 }
 
-void ct_cpu_softmax_loss_backward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
-                                  const float *labels, bool has_ignore, int ignore, float scale, float *dx) {
+ct_status ct_cpu_softmax_loss_forward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
+                                      const float *labels, bool has_ignore, int ignore, double *loss, size_t *valid,
+                                      ptrdiff_t *bad) {
+  (void)d;
+  *bad = softmax_loss(outer, C, inner, prob, labels, has_ignore, ignore, loss, valid);
+  return CT_OK;
+}
+
+ct_status ct_cpu_softmax_loss_backward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *prob,
+                                       const float *labels, bool has_ignore, int ignore, float scale, float *dx) {
   (void)d;
   for (size_t o = 0; o < outer; o++) {
     const float *restrict po = prob + o * C * inner;
@@ -46,13 +54,14 @@ void ct_cpu_softmax_loss_backward(const ct_driver *d, size_t outer, size_t C, si
       }
     }
   }
+  return CT_OK;
 }
 
 /* ---------------------------------------------------------------- SigmoidCrossEntropyLoss */
 
 /* The loss in the form that cannot overflow: -(x (t - [x >= 0]) - log(1 + e^(x - 2 x [x >= 0]))). */
-void ct_cpu_sigmoid_xent_forward(const ct_driver *d, size_t n, const float *x, const float *t, bool has_ignore,
-                                 int ignore, float *s, double *loss_out, size_t *valid_out) {
+ct_status ct_cpu_sigmoid_xent_forward(const ct_driver *d, size_t n, const float *x, const float *t, bool has_ignore,
+                                      int ignore, float *s, double *loss_out, size_t *valid_out) {
   (void)d;
   double loss = 0;
   size_t valid = 0;
@@ -67,20 +76,22 @@ void ct_cpu_sigmoid_xent_forward(const ct_driver *d, size_t n, const float *x, c
   }
   *loss_out = loss;
   *valid_out = valid;
+  return CT_OK;
 }
 
-void ct_cpu_sigmoid_xent_backward(const ct_driver *d, size_t n, const float *s, const float *t, bool has_ignore,
-                                  int ignore, float w, float *dx) {
+ct_status ct_cpu_sigmoid_xent_backward(const ct_driver *d, size_t n, const float *s, const float *t, bool has_ignore,
+                                       int ignore, float w, float *dx) {
   (void)d;
   for (size_t i = 0; i < n; i++) dx[i] = has_ignore && (int)t[i] == ignore ? 0.0f : w * (s[i] - t[i]);
+  return CT_OK;
 }
 
 /* ---------------------------------------------------------------- Accuracy */
 
-ptrdiff_t ct_cpu_accuracy(const ct_driver *d, size_t outer, size_t Cs, size_t inner, const float *score,
-                          const float *label, int top_k, bool has_ignore, int ignore, float *per_class,
-                          size_t *class_count, size_t *hits_out, size_t *counted_out) {
-  (void)d;
+/* Like softmax_loss: the first invalid label stops the count and is returned, else -1. */
+static ptrdiff_t accuracy(size_t outer, size_t Cs, size_t inner, const float *score, const float *label, int top_k,
+                          bool has_ignore, int ignore, float *per_class, size_t *class_count, size_t *hits_out,
+                          size_t *counted_out) {
   const int C = (int)Cs;
   if (per_class)
     for (int c = 0; c < C; c++) {
@@ -112,6 +123,14 @@ ptrdiff_t ct_cpu_accuracy(const ct_driver *d, size_t outer, size_t Cs, size_t in
   return -1;
 }
 
+ct_status ct_cpu_accuracy(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *score,
+                          const float *labels, int top_k, bool has_ignore, int ignore, float *per_class,
+                          size_t *class_count, size_t *hits, size_t *counted, ptrdiff_t *bad) {
+  (void)d;
+  *bad = accuracy(outer, C, inner, score, labels, top_k, has_ignore, ignore, per_class, class_count, hits, counted);
+  return CT_OK;
+}
+
 /* ---------------------------------------------------------------- ArgMax */
 
 /* A total order (NaN ranks last), so that qsort is well defined on any input. */
@@ -122,8 +141,8 @@ static int by_rank(const void *pa, const void *pb) {
   return a->index > b->index ? -1 : a->index < b->index;
 }
 
-void ct_cpu_argmax(const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val,
-                   bool has_axis, const float *x, float *y, ct_rank_entry *e) {
+ct_status ct_cpu_argmax(const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val,
+                        bool has_axis, const float *x, float *y, ct_rank_entry *e) {
   (void)d;
   const size_t K = (size_t)top_k;
   for (size_t o = 0; o < outer; o++)
@@ -149,4 +168,5 @@ void ct_cpu_argmax(const ct_driver *d, size_t outer, size_t dim, size_t stride, 
         }
       }
     }
+  return CT_OK;
 }

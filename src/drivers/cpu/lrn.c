@@ -215,14 +215,14 @@ static void window_sum_plane(const float *in, float *out, float *restrict tmp, i
   }
 }
 
-void ct_cpu_lrn_forward(const ct_driver *d, const ct_lrn_geom *lp, size_t nimg, const float *x, float *y, float *s,
-                        float *spow, float *tmp) {
+ct_status ct_cpu_lrn_forward(const ct_driver *d, const ct_lrn_geom *lp, size_t nimg, const float *x, float *y, float *s,
+                             float *spow, float *tmp) {
   (void)d;
   const size_t plane = (size_t)lp->H * lp->W, img = plane * lp->C;
   if (lp->across) {
     for (size_t b = 0; b < nimg; b++)
       across_forward(lp, x + b * img, y + b * img, s + b * img, spow + b * img);
-    return;
+    return CT_OK;
   }
   const int pre_pad = (lp->size - 1) / 2;
   const float a = lp->alpha / (float)(lp->size * lp->size);
@@ -232,16 +232,17 @@ void ct_cpu_lrn_forward(const ct_driver *d, const ct_lrn_geom *lp, size_t nimg, 
     for (int c = 0; c < lp->C; c++)
       window_sum_plane(y + b * img + c * plane, s + b * img + c * plane, tmp, lp->H, lp->W, pre_pad, a, 1.0f);
   pow_mul(nimg * img, s, x, spow, y, lp->beta);
+  return CT_OK;
 }
 
-void ct_cpu_lrn_backward(const ct_driver *d, const ct_lrn_geom *lp, size_t nimg, const float *x, const float *y,
-                         const float *dy, const float *s, const float *spow, float *dx, float *tmp) {
+ct_status ct_cpu_lrn_backward(const ct_driver *d, const ct_lrn_geom *lp, size_t nimg, const float *x, const float *y,
+                              const float *dy, const float *s, const float *spow, float *dx, float *tmp) {
   (void)d;
   const size_t plane = (size_t)lp->H * lp->W, img = plane * lp->C;
   if (lp->across) {
     for (size_t b = 0; b < nimg; b++)
       across_backward(lp, x + b * img, y + b * img, dy + b * img, s + b * img, spow + b * img, dx + b * img, tmp);
-    return;
+    return CT_OK;
   }
   const int pre_pad = (lp->size - 1) / 2;
   const float ratio = 2.0f * lp->alpha * lp->beta / (float)(lp->size * lp->size);
@@ -257,4 +258,5 @@ void ct_cpu_lrn_backward(const ct_driver *d, const ct_lrn_geom *lp, size_t nimg,
       finish_grad(plane, dyb + c * plane, sb + c * plane, xb + c * plane, dd, ratio);
     }
   }
+  return CT_OK;
 }

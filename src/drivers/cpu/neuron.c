@@ -171,7 +171,7 @@ static void bnll_bwd(const ct_neuron *p, const float *x, const float *y, const f
 
 /* ---------------------------------------------------------------- dispatch */
 
-void ct_cpu_neuron_forward(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, float *y) {
+ct_status ct_cpu_neuron_forward(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, float *y) {
   (void)d;
   switch (p->kind) {
     case CT_NEURON_RELU: relu_fwd(p, x, y, n); break;
@@ -184,10 +184,11 @@ void ct_cpu_neuron_forward(const ct_driver *d, const ct_neuron *p, size_t n, con
     case CT_NEURON_LOG: log_fwd(p, x, y, n); break;
     case CT_NEURON_BNLL: bnll_fwd(p, x, y, n); break;
   }
+  return CT_OK;
 }
 
-void ct_cpu_neuron_backward(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, const float *y,
-                            const float *dy, float *dx) {
+ct_status ct_cpu_neuron_backward(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, const float *y,
+                                 const float *dy, float *dx) {
   (void)d;
   switch (p->kind) {
     case CT_NEURON_RELU: relu_bwd(p, x, y, dy, dx, n); break;
@@ -200,12 +201,13 @@ void ct_cpu_neuron_backward(const ct_driver *d, const ct_neuron *p, size_t n, co
     case CT_NEURON_LOG: log_bwd(p, x, y, dy, dx, n); break;
     case CT_NEURON_BNLL: bnll_bwd(p, x, y, dy, dx, n); break;
   }
+  return CT_OK;
 }
 
 /* ---------------------------------------------------------------- PReLU */
 
-void ct_cpu_prelu_forward(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
-                          const float *a, float *y) {
+ct_status ct_cpu_prelu_forward(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
+                               const float *a, float *y) {
   (void)d;
   for (size_t n = 0; n < N; n++)
     for (size_t c = 0; c < C; c++) {
@@ -213,11 +215,12 @@ void ct_cpu_prelu_forward(const ct_driver *d, size_t N, size_t C, size_t D, bool
       size_t o = (n * C + c) * D;
       for (size_t i = o; i < o + D; i++) y[i] = x[i] > 0 ? x[i] : s * x[i];
     }
+  return CT_OK;
 }
 
 /* The slope gradient first: in place, dx overwrites dy. */
-void ct_cpu_prelu_backward(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
-                           const float *dy, const float *a, float *dx, float *da) {
+ct_status ct_cpu_prelu_backward(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
+                                const float *dy, const float *a, float *dx, float *da) {
   (void)d;
   if (da) {
     for (size_t c = 0; c < C; c++) {
@@ -238,12 +241,13 @@ void ct_cpu_prelu_backward(const ct_driver *d, size_t N, size_t C, size_t D, boo
         for (size_t i = o; i < o + D; i++) dx[i] = x[i] > 0 ? dy[i] : s * dy[i];
       }
   }
+  return CT_OK;
 }
 
 /* ---------------------------------------------------------------- Eltwise */
 
-void ct_cpu_eltwise_forward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *xs,
-                            const float *coeff, float *y, int *winner) {
+ct_status ct_cpu_eltwise_forward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *xs,
+                                 const float *coeff, float *y, int *winner) {
   (void)d;
   switch (op) {
     case CT_ELTWISE_PROD:
@@ -280,11 +284,12 @@ void ct_cpu_eltwise_forward(const ct_driver *d, ct_eltwise_op op, size_t n, int 
       break;
     }
   }
+  return CT_OK;
 }
 
-void ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *xs, int k,
-                             const float *coeff, bool stable_prod, const float *y, const float *dy, const int *winner,
-                             float *dx) {
+ct_status ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *xs, int k,
+                                  const float *coeff, bool stable_prod, const float *y, const float *dy,
+                                  const int *winner, float *dx) {
   (void)d;
   switch (op) {
     case CT_ELTWISE_PROD:
@@ -311,4 +316,5 @@ void ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n, int
       break;
     }
   }
+  return CT_OK;
 }

@@ -5,8 +5,8 @@
 
 /* ---------------------------------------------------------------- Bias and Scale */
 
-void ct_cpu_bias_forward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *b,
-                         float *y) {
+ct_status ct_cpu_bias_forward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
+                              const float *b, float *y) {
   (void)d;
   if (inner == 1) { /* a bias per column of rows (InnerProduct): one vectorisable pass per row */
     for (size_t o = 0; o < outer; o++) {
@@ -14,7 +14,7 @@ void ct_cpu_bias_forward(const ct_driver *d, size_t outer, size_t dim, size_t in
       float *yo = y + o * dim;
       for (size_t k = 0; k < dim; k++) yo[k] = xo[k] + b[k];
     }
-    return;
+    return CT_OK;
   }
   for (size_t o = 0; o < outer; o++)
     for (size_t k = 0; k < dim; k++) {
@@ -24,10 +24,11 @@ void ct_cpu_bias_forward(const ct_driver *d, size_t outer, size_t dim, size_t in
       const float bv = b[k];
       for (size_t i = 0; i < inner; i++) yi[i] = xi[i] + bv;
     }
+  return CT_OK;
 }
 
-void ct_cpu_scale_forward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *s,
-                          const float *b, float *y) {
+ct_status ct_cpu_scale_forward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
+                               const float *s, const float *b, float *y) {
   (void)d;
   for (size_t o = 0; o < outer; o++)
     for (size_t k = 0; k < dim; k++) {
@@ -37,11 +38,12 @@ void ct_cpu_scale_forward(const ct_driver *d, size_t outer, size_t dim, size_t i
       const float sv = s[k], bv = b ? b[k] : 0.0f;
       for (size_t i = 0; i < inner; i++) yi[i] = xi[i] * sv + bv;
     }
+  return CT_OK;
 }
 
 /* Parameter gradients first: in place, dx overwrites dy. */
-void ct_cpu_scale_backward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
-                           const float *dy, const float *s, float *ds, float *db, float *dx) {
+ct_status ct_cpu_scale_backward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
+                                const float *dy, const float *s, float *ds, float *db, float *dx) {
   (void)d;
   if (ds) {
     for (size_t k = 0; k < dim; k++) {
@@ -82,12 +84,13 @@ void ct_cpu_scale_backward(const ct_driver *d, size_t outer, size_t dim, size_t 
         for (size_t i = 0; i < inner; i++) dxi[i] = dyi[i] * sv;
       }
   }
+  return CT_OK;
 }
 
 /* ---------------------------------------------------------------- BatchNorm */
 
-void ct_cpu_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y, float *xnorm,
-                              float *mean, float *std, float *run_mean, float *run_var, float *run_factor) {
+ct_status ct_cpu_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y, float *xnorm,
+                                   float *mean, float *std, float *run_mean, float *run_var, float *run_factor) {
   (void)d;
   const size_t C = p->C, S = p->S, N = p->N;
   const double m = (double)(N * S);
@@ -130,12 +133,13 @@ void ct_cpu_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, const f
         yc[i] = v;
       }
     }
+  return CT_OK;
 }
 
 /* dx = (dy - mean(dy) - mean(dy * xnorm) * xnorm) / std in training; dy / std with global
  * statistics. dy may be dx: each element is read before it is written. */
-void ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *z,
-                               const float *std, float *dx) {
+ct_status ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *z,
+                                    const float *std, float *dx) {
   (void)d;
   const size_t C = p->C, S = p->S, N = p->N;
   const double m = (double)(N * S);
@@ -160,4 +164,5 @@ void ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const 
       for (size_t i = 0; i < S; i++) xc[i] = (dc[i] - a - b * zc[i]) * inv;
     }
   }
+  return CT_OK;
 }

@@ -269,8 +269,8 @@ static void stochastic_plane(const ct_pool_geom *pp, const float *restrict x, fl
     }
 }
 
-void ct_cpu_pool_forward(const ct_driver *d, const ct_pool_geom *pp, size_t planes, const float *x0, float *y0,
-                         int *argmax, float *mask0) {
+ct_status ct_cpu_pool_forward(const ct_driver *d, const ct_pool_geom *pp, size_t planes, const float *x0, float *y0,
+                              int *argmax, float *mask0) {
   (void)d;
   const size_t in_plane = (size_t)pp->H * pp->W, out_plane = (size_t)pp->OH * pp->OW;
   const span rh = interior(pp->H, pp->OH, pp->kh, pp->sh, pp->ph), rw = interior(pp->W, pp->OW, pp->kw, pp->sw, pp->pw);
@@ -292,6 +292,7 @@ void ct_cpu_pool_forward(const ct_driver *d, const ct_pool_geom *pp, size_t plan
     for (size_t o = 0; o < n4; o++) mask[o] = (float)am[o];
     for (size_t o = n4; o < n; o++) mask[o] = (float)am[o];
   }
+  return CT_OK;
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -365,8 +366,8 @@ static void stochastic_backward_plane(const ct_pool_geom *pp, const float *restr
     }
 }
 
-void ct_cpu_pool_backward(const ct_driver *d, const ct_pool_geom *pp, size_t planes, const float *x0,
-                          const float *dy0, const int *argmax, float *dx0) {
+ct_status ct_cpu_pool_backward(const ct_driver *d, const ct_pool_geom *pp, size_t planes, const float *x0,
+                               const float *dy0, const int *argmax, float *dx0) {
   (void)d;
   const size_t in_plane = (size_t)pp->H * pp->W, out_plane = (size_t)pp->OH * pp->OW;
   const span rh = interior(pp->H, pp->OH, pp->kh, pp->sh, pp->ph), rw = interior(pp->W, pp->OW, pp->kw, pp->sw, pp->pw);
@@ -385,4 +386,5 @@ void ct_cpu_pool_backward(const ct_driver *d, const ct_pool_geom *pp, size_t pla
       default: stochastic_backward_plane(pp, x0 + pl * in_plane, dy, dx); break;
     }
   }
+  return CT_OK;
 }

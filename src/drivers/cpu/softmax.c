@@ -4,8 +4,8 @@
 
 #include "drivers/cpu/kernels.h"
 
-void ct_cpu_softmax_forward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *x, float *y,
-                            float *scratch) {
+ct_status ct_cpu_softmax_forward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *x, float *y,
+                                 float *scratch) {
   (void)d;
   for (size_t o = 0; o < outer; o++) {
     const float *xo = x + o * C * inner;
@@ -44,10 +44,11 @@ void ct_cpu_softmax_forward(const ct_driver *d, size_t outer, size_t C, size_t i
       for (size_t i = 0; i < inner; i++) yc[i] *= m[i];
     }
   }
+  return CT_OK;
 }
 
-void ct_cpu_softmax_backward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *y,
-                             const float *dy, float *dx, float *scratch) {
+ct_status ct_cpu_softmax_backward(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *y,
+                                  const float *dy, float *dx, float *scratch) {
   (void)d;
   for (size_t o = 0; o < outer; o++) {
     const float *yo = y + o * C * inner, *dyo = dy + o * C * inner;
@@ -70,4 +71,5 @@ void ct_cpu_softmax_backward(const ct_driver *d, size_t outer, size_t C, size_t 
       for (size_t i = 0; i < inner; i++) dxc[i] = yc[i] * (dyc[i] - dot[i]);
     }
   }
+  return CT_OK;
 }

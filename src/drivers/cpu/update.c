@@ -110,11 +110,12 @@ static void sgd_fused(const ct_update_step *s, size_t n, float *restrict w, floa
   }
 }
 
-void ct_cpu_update(const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0, float *h1) {
+ct_status ct_cpu_update(const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0,
+                        float *h1) {
   (void)d;
   if ((s->rule == CT_RULE_SGD || s->rule == CT_RULE_NESTEROV) && !(s->decay != 0.f && s->l1)) {
     sgd_fused(s, n, w, g, h0);
-    return;
+    return CT_OK;
   }
   if (s->grad_scale != 1.f) scale(n, g, s->grad_scale);
   if (s->decay != 0.f) {
@@ -134,4 +135,5 @@ void ct_cpu_update(const ct_driver *d, const ct_update_step *s, size_t n, float 
   subtract(n, w, g);
   if (s->zero_grad)
     for (size_t i = 0; i < n; i++) g[i] = 0.f;
+  return CT_OK;
 }

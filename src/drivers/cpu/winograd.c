@@ -16,62 +16,23 @@
  * they differ from the direct sums by rounding only (the transforms add at most four terms and
  * multiply by 1/2).
  *
- * Layout in a partition's workspace (ct_lower_layout_of): V [16][C][T], U [16][K][C/G],
- * M (dM backward) [16][K][T], dU [16][K][C/G], then row scratch. T = nb * TH * TW tiles, tile
- * t = (n * TH + th) * TW + tw; xi = 4 i + j for row i, column j of the 4x4 tile. The inner loops
- * run four tiles of a row at once (GNU C vectors, core/simd.h). */
+ * Layout in a partition's workspace (ct_lower_layout_of, ct_lower_wino_strides): V [16][C][T],
+ * U [16][K][C/G], M (dM backward) [16][K][T], dU [16][K][C/G], then row scratch. T = nb * TH * TW
+ * tiles, tile t = (n * TH + th) * TW + tw; xi = 4 i + j for row i, column j of the 4x4 tile. The
+ * inner loops run four tiles of a row at once (GNU C vectors, core/simd.h). These are the CPU
+ * driver's transforms, behind its conv_* entries for WINOGRAD (cpu/conv.c). */
 #include <string.h>
 
 #include "core/simd.h"
-#include "lowering/host.h"
-
-typedef struct wgeom {
-  int TH, TW, TWv; /* tiles per column and row; TW rounded up to 4 */
-  size_t rw;       /* floats in one scratch row: 2 * TWv + 8 */
-  size_t prow;     /* rows of the plane buffer */
-  ct_wino_strides s;
-} wgeom;
-
-/* Rows of tiles run four tiles at a time and may run up to three tiles past a row's end into
- * the next row's tiles (written again when that row's turn comes) or, after the last row, into
- * the padding of Tp. The 16 blocks of V, U and M lie 64 bytes off a multiple of their size
- * apart: at CaffeNet's sizes (C T floats a multiple of 1024) the 16 rows one tile writes would
- * otherwise fall into the same L1 cache set. */
-static wgeom wgeom_of(const ct_conv_geom *g, int nb) {
-  wgeom w;
-  w.TH = (g->OH + 1) / 2;
-  w.TW = (g->OW + 1) / 2;
-  w.TWv = (w.TW + 3) & ~3;
-  w.rw = 2 * (size_t)w.TWv + 8;
-  w.prow = 2 * (size_t)w.TH + 2 > 8 ? 2 * (size_t)w.TH + 2 : 8;
-  w.s.T = (size_t)nb * w.TH * w.TW;
-  w.s.Tp = (w.s.T + 4 + 15) & ~(size_t)15;
-  w.s.sV = (size_t)g->C * w.s.Tp + 16;
-  w.s.sU = (size_t)g->K * (g->C / g->G) + 16;
-  w.s.sM = (size_t)g->K * w.s.Tp + 16;
-  return w;
-}
-
-bool ct_lower_wino_applies(const ct_conv_geom *g) {
-  return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1;
-}
-
-ct_wino_strides ct_lower_wino_strides(const ct_conv_geom *g, int nb) { return wgeom_of(g, nb).s; }
-
-size_t ct_lower_wino_scratch(const ct_conv_geom *g, int nb) {
-  const wgeom w = wgeom_of(g, nb);
-  /* the plane buffer (forward: 8 rows), 4 more rows, and 16 rows of per-tile terms with 4
-   * zeros before each */
-  return (w.prow + 4) * w.rw + 16 * ((size_t)w.TWv + 12);
-}
+#include "drivers/cpu/kernels.h"
 
 /* ---------------------------------------------------------------- forward */
 
 /* V for every channel, image and row of tiles: the four input rows, padded, go through B^T
  * (z_i, whole rows at a time), then along the row through B, four tiles per step. */
-void ct_wino_lower(const ct_conv_geom *g, int nb, const float *x, float *V, float *scratch) {
-  const wgeom wg = wgeom_of(g, nb);
-  const size_t Tp = wg.s.Tp, sV = wg.s.sV, plane = (size_t)g->H * g->W;
+void ct_cpu_wino_lower(const ct_conv_geom *g, int nb, const float *x, float *V, float *scratch) {
+  const ct_wino_strides wg = ct_lower_wino_strides(g, nb);
+  const size_t Tp = wg.Tp, sV = wg.sV, plane = (size_t)g->H * g->W;
   float *r[4], *z[4];
   for (int i = 0; i < 4; i++) r[i] = scratch + (size_t)i * wg.rw, z[i] = scratch + (size_t)(4 + i) * wg.rw;
   /* padded row j holds input column j - pw; columns outside the image stay 0. The tiles read
@@ -134,8 +95,8 @@ void ct_wino_lower(const ct_conv_geom *g, int nb, const float *x, float *V, floa
     }                                                                                               \
   } while (0)
 
-void ct_wino_kernel(const ct_conv_geom *g, const float *w, float *U) {
-  const size_t KC = (size_t)g->K * (g->C / g->G), sU = wgeom_of(g, 1).s.sU;
+void ct_cpu_wino_kernel(const ct_conv_geom *g, const float *w, float *U) {
+  const size_t KC = (size_t)g->K * (g->C / g->G), sU = ct_lower_wino_strides(g, 1).sU;
   size_t kc = 0;
   for (; kc + 4 <= KC; kc += 4) {
     const float *k3 = w + kc * 9;
@@ -159,9 +120,9 @@ void ct_wino_kernel(const ct_conv_geom *g, const float *w, float *U) {
 
 /* y = A^T M A per tile, plus the bias: a row of tiles goes into two row buffers, whose first
  * OW columns are copied out. */
-void ct_wino_lift(const ct_conv_geom *g, int nb, const float *M, const float *b, float *y, float *scratch) {
-  const wgeom wg = wgeom_of(g, nb);
-  const size_t Tp = wg.s.Tp, sM = wg.s.sM, oplane = (size_t)g->OH * g->OW;
+void ct_cpu_wino_lift(const ct_conv_geom *g, int nb, const float *M, const float *b, float *y, float *scratch) {
+  const ct_wino_strides wg = ct_lower_wino_strides(g, nb);
+  const size_t Tp = wg.Tp, sM = wg.sM, oplane = (size_t)g->OH * g->OW;
   float *rb0 = scratch + wg.prow * wg.rw, *rb1 = rb0 + wg.rw;
   for (int k = 0; k < g->K; k++) {
     const ct_v4f bv = ct_v4f_splat(b ? b[k] : 0.0f);
@@ -193,11 +154,11 @@ void ct_wino_lift(const ct_conv_geom *g, int nb, const float *M, const float *b,
 
 /* ---------------------------------------------------------------- backward */
 
-/* dM = A dY A^T per tile (the adjoint of ct_wino_lift): dy's two rows of a row of tiles are
+/* dM = A dY A^T per tile (the adjoint of ct_cpu_wino_lift): dy's two rows of a row of tiles are
  * copied into zero-padded row buffers (a row past OH stays all zeros). */
-void ct_wino_lift_grad(const ct_conv_geom *g, int nb, const float *dy, float *dM, float *scratch) {
-  const wgeom wg = wgeom_of(g, nb);
-  const size_t Tp = wg.s.Tp, sM = wg.s.sM, oplane = (size_t)g->OH * g->OW;
+void ct_cpu_wino_lift_grad(const ct_conv_geom *g, int nb, const float *dy, float *dM, float *scratch) {
+  const ct_wino_strides wg = ct_lower_wino_strides(g, nb);
+  const size_t Tp = wg.Tp, sM = wg.sM, oplane = (size_t)g->OH * g->OW;
   float *rb0 = scratch + wg.prow * wg.rw, *rb1 = rb0 + wg.rw, *rbz = rb1 + wg.rw;
   memset(rb0, 0, 3 * wg.rw * sizeof(float));
   for (int k = 0; k < g->K; k++)
@@ -228,12 +189,12 @@ void ct_wino_lift_grad(const ct_conv_geom *g, int nb, const float *dy, float *dM
 }
 
 /* dx = the sum over tiles of B dV B^T, each added at its tile's place (the adjoint of
- * ct_wino_lower): per channel and image, the tiles of a row go into 16 rows of terms, which
+ * ct_cpu_wino_lower): per channel and image, the tiles of a row go into 16 rows of terms, which
  * are then added along the padded rows of a plane buffer, columns 2 tw .. 2 tw + 3; the part
  * inside the image is copied to dx. */
-void ct_wino_lower_grad(const ct_conv_geom *g, int nb, const float *dV, float *dx, float *scratch) {
-  const wgeom wg = wgeom_of(g, nb);
-  const size_t Tp = wg.s.Tp, sV = wg.s.sV, plane = (size_t)g->H * g->W;
+void ct_cpu_wino_lower_grad(const ct_conv_geom *g, int nb, const float *dV, float *dx, float *scratch) {
+  const ct_wino_strides wg = ct_lower_wino_strides(g, nb);
+  const size_t Tp = wg.Tp, sV = wg.sV, plane = (size_t)g->H * g->W;
   float *P = scratch, *terms = scratch + (wg.prow + 4) * wg.rw;
   const size_t tl = (size_t)wg.TWv + 12; /* one row of terms: 4 zeros, then TWv + 8 */
   float *tr[4][4];
@@ -288,7 +249,7 @@ void ct_wino_lower_grad(const ct_conv_geom *g, int nb, const float *dV, float *d
     }
 }
 
-/* dw += G^T dU G, four kernels at a time like ct_wino_kernel */
+/* dw += G^T dU G, four kernels at a time like ct_cpu_wino_kernel */
 #define WINO_KERNEL_GRAD(T, u_at)                                                                   \
   do {                                                                                              \
     T t[3][4];                                                                                      \
@@ -305,8 +266,8 @@ void ct_wino_lower_grad(const ct_conv_geom *g, int nb, const float *dV, float *d
     }                                                                                               \
   } while (0)
 
-void ct_wino_kernel_grad(const ct_conv_geom *g, const float *dU, float *dw) {
-  const size_t KC = (size_t)g->K * (g->C / g->G), sU = wgeom_of(g, 1).s.sU;
+void ct_cpu_wino_kernel_grad(const ct_conv_geom *g, const float *dU, float *dw) {
+  const size_t KC = (size_t)g->K * (g->C / g->G), sU = ct_lower_wino_strides(g, 1).sU;
   size_t kc = 0;
   for (; kc + 4 <= KC; kc += 4) {
     const ct_v4f half = ct_v4f_splat(0.5f);
