@@ -121,9 +121,12 @@ typedef struct ct_driver_ops {
   void (*destroy)(ct_driver *d);
   /* The reason for the last failure an entry returned on this driver (for messages). */
   void (*error_message)(const ct_driver *d, char *buf, size_t n);
-  /* Around one partition of a layer, on the thread that runs it: `threads` cores are its to use
-   * (the CPU driver splits its GEMMs over its pool when it has several, and keeps OpenBLAS's own
-   * threads out of partitioned runs). May be NULL. */
+  /* Around one layer pass (all its partitions), on the thread that starts them, once per driver
+   * in the plan, ended in reverse order: process-wide settings (OpenBLAS's threads) are made
+   * here, never by the partitions themselves, which run at the same time. May be NULL. */
+  void (*region)(const ct_driver *d, bool begin);
+  /* Around one partition, on the thread that runs it: `threads` cores are its to use (the CPU
+   * driver splits its GEMMs over its pool when it has several). May be NULL. */
   void (*enter)(const ct_driver *d, int threads);
   void (*leave)(const ct_driver *d);
 

@@ -117,12 +117,24 @@ static void run_part(void *ctx, int i) {
 
 static ct_status run_plan(ct_layer *l, bool backward, ct_error *err) {
   run_ctx r = {.l = l, .backward = backward, .st = CT_OK, .err = err};
+  /* each driver of the plan once, in plan order, for the pass's process-wide settings */
+  const ct_driver *ds[CT_MAX_PARTITIONS];
+  int nd = 0;
+  for (int i = 0; i < l->plan.n; i++) {
+    bool seen = false;
+    for (int k = 0; k < nd; k++) seen |= ds[k] == l->plan.part[i].d;
+    if (!seen) ds[nd++] = l->plan.part[i].d;
+  }
+  for (int k = 0; k < nd; k++)
+    if (ds[k]->ops->region) ds[k]->ops->region(ds[k], true);
   pthread_mutex_init(&r.mu, NULL);
   if (l->plan.n == 1 || !l->place)
     for (int i = 0; i < l->plan.n && r.st == CT_OK; i++) run_part(&r, i);
   else
     ct_pool_run(l->place->pool, l->plan.n, run_part, &r);
   pthread_mutex_destroy(&r.mu);
+  for (int k = nd - 1; k >= 0; k--)
+    if (ds[k]->ops->region) ds[k]->ops->region(ds[k], false);
   return r.st;
 }
 

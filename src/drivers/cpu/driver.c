@@ -33,17 +33,24 @@ int ct_cpu_driver_threads(void) { return tls_threads; }
 static void cpu_enter(const ct_driver *d, int threads) {
   struct ct_pool *pool = d->ctx;
   tls_threads = pool && threads > 1 ? threads : 1;
-  if (pool && ct_pool_size(pool) > 1) {
-    tls_saved_blas = ct_blas_threads();
-    ct_blas_set_threads(1);
-  }
 }
 
 static void cpu_leave(const ct_driver *d) {
   (void)d;
   tls_threads = 1;
-  if (tls_saved_blas > 0) ct_blas_set_threads(tls_saved_blas);
-  tls_saved_blas = -1;
+}
+
+/* A net split over several threads keeps OpenBLAS to one thread for the whole pass. */
+static void cpu_region(const ct_driver *d, bool begin) {
+  struct ct_pool *pool = d->ctx;
+  if (!pool || ct_pool_size(pool) < 2) return;
+  if (begin) {
+    tls_saved_blas = ct_blas_threads();
+    ct_blas_set_threads(1);
+  } else if (tls_saved_blas > 0) {
+    ct_blas_set_threads(tls_saved_blas);
+    tls_saved_blas = -1;
+  }
 }
 
 /* ---- GEMMs split over the partition's threads: by the columns of C (or its rows, when those
@@ -109,6 +116,7 @@ static ct_status cpu_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M,
 static const ct_driver_ops cpu_ops = {
     .destroy = NULL,
     .error_message = cpu_error_message,
+    .region = cpu_region,
     .enter = cpu_enter,
     .leave = cpu_leave,
     .alloc = ct_cpu_alloc,

@@ -51,6 +51,7 @@ typedef struct emu_dev {
   size_t nblocks, cap;
   double speed;
   unsigned long long calls, fail_after;
+  bool calibrating; /* its own measurement: not counted towards CT_EMU_FAIL_AFTER */
   char error[256];
   double gflops, gbytes; /* measured once, through the device itself */
 } emu_dev;
@@ -115,8 +116,8 @@ static double elapsed_s(const struct timespec *t0) {
  * released) when the injected fault is due. */
 static ct_status emu_open(emu_dev *e, const char *what) {
   pthread_mutex_lock(&e->mu);
-  e->calls++;
-  if (e->fail_after && e->calls == e->fail_after) {
+  if (!e->calibrating) e->calls++;
+  if (!e->calibrating && e->fail_after && e->calls == e->fail_after) {
     snprintf(e->error, sizeof e->error, "injected fault in %s (call %llu; CT_EMU_FAIL_AFTER)", what, e->calls);
     pthread_mutex_unlock(&e->mu);
     return CT_EDEVICE;
@@ -329,6 +330,7 @@ static void emu_calibration(const ct_driver *d, double *gflops, double *gbytes) 
   emu_dev *e = dev_of(d);
   pthread_mutex_lock(&e->mu);
   if (e->gflops <= 0) {
+    e->calibrating = true;
     ct_cpu_calibration(&e->gflops, &e->gbytes); /* fallback: the CPU's, scaled */
     e->gflops *= e->speed;
     e->gbytes *= e->speed;
@@ -358,6 +360,7 @@ static void emu_calibration(const ct_driver *d, double *gflops, double *gbytes) 
     arena_free(e, a);
     arena_free(e, src);
     arena_free(e, dst);
+    e->calibrating = false;
   }
   *gflops = e->gflops;
   *gbytes = e->gbytes;
@@ -365,23 +368,22 @@ static void emu_calibration(const ct_driver *d, double *gflops, double *gbytes) 
 }
 
 /* A partition on the device runs its kernels on one thread, like the CPU's partitions: OpenBLAS
- * is kept single-threaded for the call's duration. */
+ * is kept single-threaded for the pass (set on the thread starting it, never by a partition). */
 static _Thread_local int saved_blas = -1;
-static void emu_enter(const ct_driver *d, int threads) {
-  (void)d, (void)threads;
-  saved_blas = ct_blas_threads();
-  ct_blas_set_threads(1);
-}
-static void emu_leave(const ct_driver *d) {
+static void emu_region(const ct_driver *d, bool begin) {
   (void)d;
-  if (saved_blas > 0) ct_blas_set_threads(saved_blas);
-  saved_blas = -1;
+  if (begin) {
+    saved_blas = ct_blas_threads();
+    ct_blas_set_threads(1);
+  } else if (saved_blas > 0) {
+    ct_blas_set_threads(saved_blas);
+    saved_blas = -1;
+  }
 }
 
 static const ct_driver_ops emu_ops = {
     .error_message = emu_error_message,
-    .enter = emu_enter,
-    .leave = emu_leave,
+    .region = emu_region,
     .alloc = emu_alloc,
     .free = emu_free,
     .calibration = emu_calibration,
