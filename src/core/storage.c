@@ -248,34 +248,20 @@ static ct_status oom(const ct_mem *m, ct_error *err) {
   return ct_fail(err, CT_ENOMEM, "%s: out of memory tracking valid ranges", m->name);
 }
 
-/* Copies [b, e) from place `from` to `to` (neither holds it both valid and not), counting it;
- * between two devices the bytes go through the host copy, which is then valid too. */
-static ct_status move(ct_storage *s, copy *from, copy *to, size_t b, size_t e, ct_copy_stats *stats,
-                      ct_error *err) {
-  size_t bytes = (e - b) * sizeof(float);
-  const int fi = from->m->id, ti = to->m->id;
-  if (ti == CT_MEM_HOST) {
-    CT_TRY(from->m->download(from->m, to->p + b, from->p + b, bytes, err));
-  } else if (fi == CT_MEM_HOST) {
-    CT_TRY(to->m->upload(to->m, to->p + b, from->p + b, bytes, err));
-  } else {
-    copy *h = NULL;
-    CT_TRY(get_copy(s, &ct_mem_host, &h, err));
-    CT_TRY(from->m->download(from->m, h->p + b, from->p + b, bytes, err));
-    count(stats, fi, CT_MEM_HOST, bytes);
-    if (!ivset_add(&h->valid, b, e)) return oom(&ct_mem_host, err);
-    CT_TRY(to->m->upload(to->m, to->p + b, h->p + b, bytes, err));
-    count(stats, CT_MEM_HOST, ti, bytes);
-    return CT_OK;
-  }
-  count(stats, fi, ti, bytes);
-  return CT_OK;
-}
+/* One copy to make: [x, y) from place `src` (NULL: nobody holds it; zero it) into the target,
+ * through the host copy `via` when both are devices. */
+typedef struct piece {
+  copy *src, *via;
+  size_t x, y;
+} piece;
 
-/* Brings [b, e) of copy t up to date: each stale piece from the first place holding it (the host
- * first), zero where no place holds it. */
-static ct_status refresh(ct_storage *s, copy *t, size_t b, size_t e, ct_copy_stats *stats, ct_error *err) {
-  while (b < e) {
+#define MAX_PIECES 32
+
+/* Plans up to MAX_PIECES copies that bring [b, e) of copy t up to date (under s->mu): each stale
+ * piece from the first place holding it (the host first), zero where no place holds it. */
+static ct_status plan(ct_storage *s, copy *t, size_t b, size_t e, piece *out, int *n, ct_error *err) {
+  *n = 0;
+  while (b < e && *n < MAX_PIECES) {
     /* the next stale piece [x, y) of [b, e) in t */
     size_t x = b, y = e;
     for (size_t k = 0; k < t->valid.n; k++) {
@@ -285,9 +271,9 @@ static ct_status refresh(ct_storage *s, copy *t, size_t b, size_t e, ct_copy_sta
     if (x >= e) return CT_OK;
     for (size_t k = 0; k < t->valid.n; k++)
       if (t->valid.iv[2 * k] > x && t->valid.iv[2 * k] < y) y = t->valid.iv[2 * k];
-    /* [x, y) is stale in t: fill it piece by piece from the other places */
-    while (x < y) {
-      size_t next = y; /* where the piece this round fills ends */
+    /* [x, y) is stale in t: piece by piece from the other places */
+    while (x < y && *n < MAX_PIECES) {
+      size_t next = y; /* where this piece ends */
       copy *src = NULL;
       for (int order = 0; order < CT_MAX_MEMS && !src; order++) {
         copy *o = &s->c[order];
@@ -301,24 +287,67 @@ static ct_status refresh(ct_storage *s, copy *t, size_t b, size_t e, ct_copy_sta
           }
         }
       }
-      if (src) {
-        CT_TRY(move(s, src, t, x, next, stats, err));
-      } else {
-        /* nobody holds x: zero up to the first place that holds something after it */
-        for (int i = 0; i < CT_MAX_MEMS; i++) {
-          copy *o = &s->c[i];
-          if (o == t || !o->m) continue;
-          for (size_t k = 0; k < o->valid.n; k++)
-            if (o->valid.iv[2 * k] > x && o->valid.iv[2 * k] < next) next = o->valid.iv[2 * k];
-        }
-        CT_TRY(t->m->zero(t->m, t->p + x, (next - x) * sizeof(float), err));
+      /* the piece ends where a place before src in that order (or any, when none holds x: the
+       * zeros end there) starts holding the elements: each element comes from the first place
+       * that holds it, the host first, so a device-to-device copy is made only when needed */
+      for (int i = 0; i < CT_MAX_MEMS && &s->c[i] != src; i++) {
+        copy *o = &s->c[i];
+        if (o == t || !o->m) continue;
+        for (size_t k = 0; k < o->valid.n; k++)
+          if (o->valid.iv[2 * k] > x && o->valid.iv[2 * k] < next) next = o->valid.iv[2 * k];
       }
-      if (!ivset_add(&t->valid, x, next)) return oom(t->m, err);
+      copy *via = NULL;
+      if (src && src->m->id != CT_MEM_HOST && t->m->id != CT_MEM_HOST) CT_TRY(get_copy(s, &ct_mem_host, &via, err));
+      out[(*n)++] = (piece){src, via, x, next};
       x = next;
     }
     b = y;
   }
   return CT_OK;
+}
+
+/* Makes one planned copy (without s->mu: the places' buffers stay put, and partitions work on
+ * disjoint ranges), counting it. */
+static ct_status make(copy *t, const piece *p, ct_copy_stats *stats, ct_error *err) {
+  const size_t x = p->x, bytes = (p->y - p->x) * sizeof(float);
+  if (!p->src) return t->m->zero(t->m, t->p + x, bytes, err);
+  const copy *from = p->src;
+  const int fi = from->m->id, ti = t->m->id;
+  if (ti == CT_MEM_HOST) {
+    CT_TRY(from->m->download(from->m, t->p + x, from->p + x, bytes, err));
+  } else if (fi == CT_MEM_HOST) {
+    CT_TRY(t->m->upload(t->m, t->p + x, from->p + x, bytes, err));
+  } else { /* device to device, through the host's copy */
+    CT_TRY(from->m->download(from->m, p->via->p + x, from->p + x, bytes, err));
+    count(stats, fi, CT_MEM_HOST, bytes);
+    CT_TRY(t->m->upload(t->m, t->p + x, p->via->p + x, bytes, err));
+    count(stats, CT_MEM_HOST, ti, bytes);
+    return CT_OK;
+  }
+  count(stats, fi, ti, bytes);
+  return CT_OK;
+}
+
+/* Brings [b, e) of copy t up to date. Called and returning with s->mu held; the copies
+ * themselves run without it, so partitions on other devices are not held up by this one's. */
+static ct_status refresh(ct_storage *s, copy *t, size_t b, size_t e, ct_copy_stats *stats, ct_error *err) {
+  piece pieces[MAX_PIECES];
+  for (;;) {
+    int n;
+    CT_TRY(plan(s, t, b, e, pieces, &n, err));
+    if (!n) return CT_OK;
+    pthread_mutex_unlock(&s->mu);
+    ct_status st = CT_OK;
+    int done = 0;
+    for (; done < n && !st; done++) st = make(t, &pieces[done], stats, err);
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < done - (st ? 1 : 0); i++) {
+      const piece *p = &pieces[i];
+      if (!ivset_add(&t->valid, p->x, p->y)) return oom(t->m, err);
+      if (p->via && !ivset_add(&p->via->valid, p->x, p->y)) return oom(&ct_mem_host, err);
+    }
+    if (st) return st;
+  }
 }
 
 ct_status ct_storage_deref(ct_storage *s, const ct_mem *m, ct_access mode, size_t begin, size_t end,

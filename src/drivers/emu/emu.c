@@ -8,6 +8,13 @@
  * entry), open the arena, run the CPU kernel on a single thread, close the arena, and then, at
  * CT_EMU_SPEED below 1, wait until the call has taken 1/speed of the time it needed, so the
  * scheduler sees a slower device. Settings, read once per device:
+ *   CT_EMU_GUARD       when the arena is closed: "call" (default: between any two calls, so a
+ *                      host access anywhere outside a driver call faults) or "pass" (between
+ *                      layer passes: a fault still catches every access from outside the
+ *                      layers, and the arena's page-table changes, which can cost more than
+ *                      the work on a virtual machine, happen once a pass) or "off" (never
+ *                      closed: for timing runs, where the guard's cost would be mistaken for
+ *                      the device's)
  *   CT_EMU_SPEED       fraction of the CPU's speed, (0, 1] (default 1)
  *   CT_EMU_MEMORY_MB   the arena's size (default 4096); allocations beyond fail as a full
  *                      device's would
@@ -44,6 +51,10 @@ typedef struct emu_dev {
   pthread_mutex_t mu; /* recursive: one call at a time, a kernel may call another entry */
   int depth;          /* nesting of the call on the thread holding mu */
   struct timespec t0; /* when the outermost call started */
+  bool guard_pass;    /* CT_EMU_GUARD=pass */
+  bool guard_off;     /* CT_EMU_GUARD=off: opened once, never closed */
+  int open;           /* holders of the open arena: calls and, with guard_pass, layer passes */
+  size_t open_top;    /* bytes from base mapped read-write while open */
   char *base;         /* the arena */
   size_t reserved;    /* bytes mapped */
   size_t top;         /* end of the highest allocated block: the part to open and close */
@@ -112,8 +123,27 @@ static double elapsed_s(const struct timespec *t0) {
   return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
 }
 
-/* Starts a call: the lock, and the arena opened by the outermost call. Fails (leaving the lock
- * released) when the injected fault is due. */
+/* The arena opens for its first holder and closes after its last (under mu). */
+static bool arena_open(emu_dev *e) {
+  if (e->guard_off) return true;
+  if (e->open++ > 0) return true;
+  e->open_top = page_up(e->top);
+  if (e->open_top && mprotect(e->base, e->open_top, PROT_READ | PROT_WRITE) != 0) {
+    e->open--;
+    e->open_top = 0;
+    return false;
+  }
+  return true;
+}
+
+static void arena_close(emu_dev *e) {
+  if (e->guard_off || --e->open > 0) return;
+  if (e->open_top) mprotect(e->base, e->open_top, PROT_NONE);
+  e->open_top = 0;
+}
+
+/* Starts a call: the lock, and the arena opened for it. Fails (leaving the lock released) when
+ * the injected fault is due. */
 static ct_status emu_open(emu_dev *e, const char *what) {
   pthread_mutex_lock(&e->mu);
   if (!e->calibrating) e->calls++;
@@ -122,26 +152,22 @@ static ct_status emu_open(emu_dev *e, const char *what) {
     pthread_mutex_unlock(&e->mu);
     return CT_EDEVICE;
   }
-  if (e->depth++ == 0) {
-    clock_gettime(CLOCK_MONOTONIC, &e->t0);
-    if (e->top && mprotect(e->base, page_up(e->top), PROT_READ | PROT_WRITE) != 0) {
-      snprintf(e->error, sizeof e->error, "cannot open the arena for %s: %s", what, strerror(errno));
-      e->depth--;
-      pthread_mutex_unlock(&e->mu);
-      return CT_EDEVICE;
-    }
+  if (!arena_open(e)) {
+    snprintf(e->error, sizeof e->error, "cannot open the arena for %s: %s", what, strerror(errno));
+    pthread_mutex_unlock(&e->mu);
+    return CT_EDEVICE;
   }
+  if (e->depth++ == 0) clock_gettime(CLOCK_MONOTONIC, &e->t0);
   return CT_OK;
 }
 
+/* Ends a call: at CT_EMU_SPEED below 1 the outermost call waits out the rest of its time. */
 static ct_status emu_close(emu_dev *e, ct_status s) {
-  if (--e->depth == 0) {
-    if (e->top) mprotect(e->base, page_up(e->top), PROT_NONE);
-    if (e->speed < 1) {
-      double t = elapsed_s(&e->t0), wait = t / e->speed - t;
-      struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
-      while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-      }
+  arena_close(e);
+  if (--e->depth == 0 && e->speed < 1) {
+    double t = elapsed_s(&e->t0), wait = t / e->speed - t;
+    struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
   }
   pthread_mutex_unlock(&e->mu);
@@ -243,7 +269,13 @@ static void *arena_alloc(emu_dev *e, size_t bytes) {
     b->used = true;
     p = e->base + b->off;
   }
-  if (p) update_top(e);
+  if (p) {
+    update_top(e);
+    /* allocated while open (a layer pass under CT_EMU_GUARD=pass): its pages open too */
+    if (e->open && page_up(e->top) > e->open_top &&
+        mprotect(e->base + e->open_top, page_up(e->top) - e->open_top, PROT_READ | PROT_WRITE) == 0)
+      e->open_top = page_up(e->top);
+  }
   pthread_mutex_unlock(&e->mu);
   return p;
 }
@@ -371,7 +403,15 @@ static void emu_calibration(const ct_driver *d, double *gflops, double *gbytes) 
  * is kept single-threaded for the pass (set on the thread starting it, never by a partition). */
 static _Thread_local int saved_blas = -1;
 static void emu_region(const ct_driver *d, bool begin) {
-  (void)d;
+  emu_dev *e = dev_of(d);
+  if (e->guard_pass) {
+    pthread_mutex_lock(&e->mu);
+    if (begin)
+      (void)arena_open(e); /* a failure here leaves each call to open it (and report) itself */
+    else if (e->open)
+      arena_close(e);
+    pthread_mutex_unlock(&e->mu);
+  }
   if (begin) {
     saved_blas = ct_blas_threads();
     ct_blas_set_threads(1);
@@ -453,6 +493,11 @@ static ct_status dev_get(int index, emu_dev **out, ct_error *err) {
   ct_status st = CT_OK;
   if (!e) {
     double speed, mb, fail;
+    const char *guard = getenv("CT_EMU_GUARD");
+    if (guard && *guard && strcmp(guard, "call") && strcmp(guard, "pass") && strcmp(guard, "off")) {
+      st = ct_fail(err, CT_EINVAL, "CT_EMU_GUARD=%s: expected \"call\", \"pass\" or \"off\"", guard);
+      goto done;
+    }
     if ((st = env_number("CT_EMU_SPEED", 0, 1, 1, &speed, err)) ||
         (st = env_number("CT_EMU_MEMORY_MB", 0, 1 << 20, 4096, &mb, err)) ||
         (st = env_number("CT_EMU_FAIL_AFTER", 0, 1e18, 0, &fail, err)))
@@ -465,12 +510,21 @@ static ct_status dev_get(int index, emu_dev **out, ct_error *err) {
     e->index = index;
     snprintf(e->name, sizeof e->name, "emu:%d", index);
     e->speed = speed;
+    e->guard_pass = guard && !strcmp(guard, "pass");
+    e->guard_off = guard && !strcmp(guard, "off");
     e->fail_after = (unsigned long long)fail;
     e->reserved = page_up((size_t)(mb * 1024 * 1024));
     e->base = mmap(NULL, e->reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (e->base == MAP_FAILED || !blocks_reserve(e, 64)) {
       st = ct_fail(err, CT_ENOMEM, "emu:%d: cannot reserve its %.0f MB arena", index, mb);
       if (e->base != MAP_FAILED) munmap(e->base, e->reserved);
+      free(e->blocks);
+      free(e);
+      goto done;
+    }
+    if (e->guard_off && mprotect(e->base, e->reserved, PROT_READ | PROT_WRITE) != 0) {
+      st = ct_fail(err, CT_ENOMEM, "emu:%d: cannot open its arena: %s", index, strerror(errno));
+      munmap(e->base, e->reserved);
       free(e->blocks);
       free(e);
       goto done;
