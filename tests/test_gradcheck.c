@@ -125,6 +125,14 @@ static void check_row(const gc_row *row, int idx, const char *devices, const cha
   CHECK(h != NULL, "%s: setup failed: %s", where, eb);
   if (!h) return;
   if (covered) covered[(*ncovered)++] = ctk_layer(h)->ops->type;
+  /* split between two devices means split: a layer that can run on a range of images does */
+  const ct_layer *lay = ctk_layer(h);
+  if (devices && strchr(devices, ',') && lay->ops->splits && lay->ops->splits(lay) && lay->plan.N >= 2) {
+    char plan[128];
+    ctk_plan(h, plan, sizeof plan);
+    CHECK(strstr(plan, "cpu:") && strstr(plan, "emu:0:"), "%s: the layer splits, so its plan is on both: %s", where,
+          plan);
+  }
   unsigned mask = (unsigned)opt_num(row->opts, "check", (double)((1u << nb) - 1));
   double step = opt_num(row->opts, "step", 1e-2), tol = opt_num(row->opts, "tol", 1e-2);
   double kink = opt_num(row->opts, "kink", 0), kink_range = opt_num(row->opts, "kink_range", -1);

@@ -36,6 +36,9 @@ bool ct_srcmap_find(const ct_srcmap *m, const void *msg, int *line, int *col);
 const char *ct_srcmap_file(const ct_srcmap *m);
 void ct_srcmap_free(ct_srcmap *m); /* NULL is a no-op */
 
+/* Bytes one element of a field of type t takes in a message (the parser and the printer). */
+size_t ct_proto_elem_size(ProtobufCType t);
+
 /* Prints a message in text format (two-space indent, Caffe's look: `layer {` blocks, enums by
  * name, only fields that are set). Returns malloc'ed text, or NULL when out of memory. */
 char *ct_prototxt_print(const ProtobufCMessage *msg);

@@ -263,6 +263,14 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
       if ((st = ct_net_set_partitions(s->test_nets[k], s->opt.partitions, err))) goto fail;
   }
   if (s->opt.devices) {
+    /* the cluster exchanges parameters and gradients through host buffers it holds from the
+     * start: a device elsewhere would leave them stale, so it is refused rather than wrong */
+    if (s->cluster && strcmp(s->opt.devices, "cpu") != 0) {
+      st = ct_fail(err, CT_EUNSUPPORTED,
+                   "%s: --device=%s: cluster training (cluster / framework settings) runs on the CPU only", path,
+                   s->opt.devices);
+      goto fail;
+    }
     if ((st = ct_net_set_devices(s->net, s->opt.devices, err))) goto fail;
     for (int k = 0; k < s->ntest; k++)
       if ((st = ct_net_set_devices(s->test_nets[k], s->opt.devices, err))) goto fail;
