@@ -13,6 +13,7 @@
 
 #include "core/pool.h"
 #include "core/status.h"
+#include "core/strmap.h"
 #include "core/tensor.h"
 #include "proto/prototxt.h"
 
@@ -35,6 +36,7 @@ struct ct_net {
   int nblobs;
   ct_tensor **blobs;
   char **blob_names;
+  ct_strmap *blob_index, *layer_index; /* name -> index: builds stay linear in the layer count */
   int noutputs;
   int *outputs;
   float *output_loss_weight;
@@ -71,17 +73,10 @@ static ProtobufCMessage *msg_copy(const ProtobufCMessage *m) {
   return c;
 }
 
-static int find_blob(const ct_net *net, const char *name) {
-  for (int i = 0; i < net->nblobs; i++)
-    if (!strcmp(net->blob_names[i], name)) return i;
-  return -1;
-}
+static int find_blob(const ct_net *net, const char *name) { return ct_strmap_get(net->blob_index, name); }
 
-static int find_layer(const ct_net *net, const char *name) {
-  for (int i = 0; i < net->nlayers; i++)
-    if (net->layers[i].l.name && !strcmp(net->layers[i].l.name, name)) return i;
-  return -1;
-}
+/* The first layer of that name (only unnamed layers share one). */
+static int find_layer(const ct_net *net, const char *name) { return ct_strmap_get(net->layer_index, name); }
 
 /* ------------------------------------------------------------------ state rules */
 
@@ -205,8 +200,10 @@ static ct_status insert_splits(spec_list *in, spec_list *out, ct_error *err) {
   int **src_top = calloc((size_t)n, sizeof *src_top);
   int **next_use = calloc((size_t)n, sizeof *next_use);
   int moved = 0;
+  ct_strmap *latest = NULL; /* top name -> the latest layer so far producing it */
   ct_status st = CT_OK;
   if (!consumers || !src_layer || !src_top || !next_use) goto oom;
+  if ((st = ct_strmap_create((size_t)n, &latest, err))) goto done;
   for (int i = 0; i < n; i++) {
     Caffe__LayerParameter *lp = in->v[i];
     consumers[i] = calloc(lp->n_top + 1, sizeof(int));
@@ -217,14 +214,16 @@ static ct_status insert_splits(spec_list *in, spec_list *out, ct_error *err) {
     for (size_t b = 0; b < lp->n_bottom; b++) {
       src_layer[i][b] = -1;
       /* the latest earlier top of that name (in-place layers re-produce a name) */
-      for (int j = i - 1; j >= 0 && src_layer[i][b] < 0; j--)
-        for (size_t t = 0; t < in->v[j]->n_top; t++)
-          if (!strcmp(in->v[j]->top[t], lp->bottom[b])) {
-            src_layer[i][b] = j;
-            src_top[i][b] = (int)t;
-          }
+      int j = ct_strmap_get(latest, lp->bottom[b]);
+      for (size_t t = 0; j >= 0 && t < in->v[j]->n_top; t++)
+        if (!strcmp(in->v[j]->top[t], lp->bottom[b])) {
+          src_layer[i][b] = j;
+          src_top[i][b] = (int)t;
+        }
       if (src_layer[i][b] >= 0) consumers[src_layer[i][b]][src_top[i][b]]++;
     }
+    for (size_t t = 0; t < lp->n_top; t++)
+      if ((st = ct_strmap_put(latest, lp->top[t], i, err))) goto done;
   }
   for (int i = 0; i < n; i++) {
     Caffe__LayerParameter *lp = in->v[i];
@@ -269,6 +268,7 @@ static ct_status insert_splits(spec_list *in, spec_list *out, ct_error *err) {
 oom:
   st = ct_fail(err, CT_ENOMEM, "out of memory");
 done:
+  ct_strmap_free(latest);
   for (int i = 0; i < moved; i++) in->v[i] = NULL;
   for (int i = 0; i < n; i++) {
     if (consumers) free(consumers[i]);
@@ -298,6 +298,12 @@ static ct_status add_blob(ct_net *net, const char *name, int *id, ct_error *err)
     ct_tensor_free(net->blobs[net->nblobs]);
     free(net->blob_names[net->nblobs]);
     return ct_fail(err, CT_ENOMEM, "out of memory");
+  }
+  ct_status st = ct_strmap_put(net->blob_index, net->blob_names[net->nblobs], net->nblobs, err);
+  if (st) {
+    ct_tensor_free(net->blobs[net->nblobs]);
+    free(net->blob_names[net->nblobs]);
+    return st;
   }
   *id = net->nblobs++;
   return CT_OK;
@@ -554,6 +560,8 @@ void ct_net_free(ct_net *net) {
   }
   free(net->blobs);
   free(net->blob_names);
+  ct_strmap_free(net->blob_index);
+  ct_strmap_free(net->layer_index);
   free(net->outputs);
   free(net->output_loss_weight);
   free(net->learn);
@@ -603,6 +611,9 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
     if ((st = spec_push(&filtered, (Caffe__LayerParameter *)msg_copy(&lp->base), err))) goto fail;
   }
   if ((st = insert_splits(&filtered, &split, err))) goto fail;
+  if ((st = ct_strmap_create((size_t)split.n, &net->layer_index, err)) ||
+      (st = ct_strmap_create((size_t)split.n, &net->blob_index, err)))
+    goto fail;
   net->layers = calloc((size_t)split.n + 1, sizeof *net->layers);
   if (!net->layers) {
     st = ct_fail(err, CT_ENOMEM, "out of memory");
@@ -632,12 +643,15 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
                    nl->lp->type);
       goto fail;
     }
-    for (int j = 0; j < i; j++)
-      if (!strcmp(net->layers[j].l.name, l->name) && l->name[0]) {
+    if (ct_strmap_get(net->layer_index, l->name) >= 0) {
+      if (l->name[0]) {
         st = ct_fail(err, CT_EINVAL, "%s: two layers are named \"%s\"; layer names must be unique", source,
                      l->name);
         goto fail;
       }
+    } else if ((st = ct_strmap_put(net->layer_index, l->name, i, err))) {
+      goto fail;
+    }
     ct_rng_seed(&l->rng, ct_rng_derive(seed, (uint64_t)i));
     if ((st = wire_layer(net, i, err))) goto fail;
     if ((st = l->ops->setup(l, err))) goto fail;
@@ -683,27 +697,36 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
     st = ct_fail(err, CT_ENOMEM, "out of memory");
     goto fail;
   }
-  for (int b = 0; b < net->nblobs; b++) {
-    bool consumed = false;
-    float lw = 0;
+  {
+    /* one pass over the layers (a pass per blob was quadratic in the net's size) */
+    bool *consumed = calloc((size_t)net->nblobs + 1, sizeof *consumed);
+    float *lw = calloc((size_t)net->nblobs + 1, sizeof *lw);
+    if (!consumed || !lw) {
+      free(consumed);
+      free(lw);
+      st = ct_fail(err, CT_ENOMEM, "out of memory");
+      goto fail;
+    }
     for (int i = 0; i < net->nlayers; i++) {
       net_layer *nl = &net->layers[i];
-      for (int t = 0; t < nl->l.ntop; t++)
-        if (nl->top_ids[t] == b) {
-          consumed = false; /* a later (in-place) producer resets consumption */
-          lw = nl->loss_weight[t];
-        }
-      for (int j = 0; j < nl->l.nbottom; j++)
-        if (nl->bottom_ids[j] == b) {
-          bool in_place = false;
-          for (int t = 0; t < nl->l.ntop; t++) in_place |= nl->top_ids[t] == b;
-          if (!in_place) consumed = true;
-        }
+      for (int t = 0; t < nl->l.ntop; t++) {
+        consumed[nl->top_ids[t]] = false; /* a later (in-place) producer resets consumption */
+        lw[nl->top_ids[t]] = nl->loss_weight[t];
+      }
+      for (int j = 0; j < nl->l.nbottom; j++) {
+        int b = nl->bottom_ids[j];
+        bool in_place = false;
+        for (int t = 0; t < nl->l.ntop; t++) in_place |= nl->top_ids[t] == b;
+        if (!in_place) consumed[b] = true;
+      }
     }
-    if (!consumed) {
-      net->output_loss_weight[net->noutputs] = lw;
-      net->outputs[net->noutputs++] = b;
-    }
+    for (int b = 0; b < net->nblobs; b++)
+      if (!consumed[b]) {
+        net->output_loss_weight[net->noutputs] = lw[b];
+        net->outputs[net->noutputs++] = b;
+      }
+    free(consumed);
+    free(lw);
   }
   spec_free(&filtered);
   spec_free(&split);
