@@ -156,10 +156,10 @@ usage "a switch given a value" train "takes no value" train --solver=s --quiet=m
 for spelling in --gpu=0 "--gpu 0" -gpu=all "-gpu all"; do
   # shellcheck disable=SC2086
   run train --solver=s.prototxt $spelling
-  if [ "$RC" = 2 ] && grep -q "GPU support is not in this build" "$T/err" && [ "$(wc -l <"$T/err")" = 1 ]; then
+  if [ "$RC" = 2 ] && grep -q "no GPU support in this build" "$T/err" && [ "$(wc -l <"$T/err")" = 1 ]; then
     good
   else
-    bad "train $spelling: want exit 2 and one line saying GPU support is not in this build (got $RC)"
+    bad "train $spelling: want exit 2 and one line saying there is no GPU support in this build (got $RC)"
     show
   fi
 done
@@ -290,11 +290,14 @@ if t "time on the tiny net" 0 err "Average Forward pass: $num ms\.$" time --mode
   has "time: backward summary" err "Average Backward pass: $num ms\.$"
   has "time: forward-backward summary" err "Average Forward-Backward: $num ms\.$"
   has "time: total" err "Total Time: $num ms\.$"
-  # each row: name, type, how it runs (the lowering type for convolutions), times, and for
-  # layers that report FLOPs the achieved GFLOP/s forward / backward
-  has "time: a row per layer" err " ip +InnerProduct +forward: +$num ms\. +backward: +$num ms\.( +$num / +$num GFLOP/s)?$"
+  # Caffe's two lines per layer: the name right-aligned in 10 columns, a tab, the time
+  has "time: Caffe's forward line" err "\]         ip	forward: $num ms\.$"
+  has "time: Caffe's backward line" err "\]         ip	backward: $num ms\.$"
+  # then cortado's row: name, type, how it runs (the lowering type for convolutions), times, and
+  # for layers that report FLOPs the achieved GFLOP/s forward / backward
+  has "time: a row per layer" err " ip +InnerProduct +$num / +$num ms( +$num / +$num GFLOP/s)?$"
   has "time: whole-iteration rate" err "Partitions: [0-9]+\. Whole iteration: $num GFLOP, $num GFLOP/s\.$"
-  has "time: glog-like prefix" err "^I[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6} Average Forward pass"
+  has "time: glog's prefix" err "^I[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6} +[0-9]+ cmd_score\.c:[0-9]+\] Average Forward pass"
   has "time: CPU time per iteration" err "CPU time: $num ms per iteration \($num cores busy\)\.$"
   if [ -r /proc/stat ]; then
     has "time: steal share" err "Steal: (the hypervisor took $num% of this machine's CPU time during the timed passes|not measured: the timed passes took less than one tick of /proc/stat)\.$"
@@ -311,7 +314,7 @@ name: "forward_only"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 64 dim: 2048 } } }
 layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2048 } }
 EOF
-if t "time on a net without backward" 0 err " ip +InnerProduct +forward: +$num ms\. +backward: +$num ms\. +$num / +- GFLOP/s$" \
+if t "time on a net without backward" 0 err " ip +InnerProduct +$num / +$num ms +$num / +- GFLOP/s$" \
   time --model="$T/forward_only.prototxt" --iterations 2; then
   has "time: forward FLOPs only" err "Whole iteration: 0\.5 GFLOP"
   lacks "time: no backward rate" err "/ +$num GFLOP/s$"
@@ -350,13 +353,13 @@ if t "test on the tiny net" 0 err "Batch 0, loss = $num$" test --model="$T/net.p
   has "test: the last batch" err "Batch 2, loss = $num$"
   lacks "test: no batch past N" err "Batch 3,"
   has "test: the mean loss" err "Loss: $num$"
-  has "test: the final score line" err "[0-9] loss = $num( \(\* $num = $num loss\))?$"
+  has "test: the final score line, with Caffe's loss weight" err "\] loss = $num \(\* 1 = $num loss\)$"
 fi
 # A constant input: the mean of N equal batches is the batch value.
 if t "test on an Input net" 0 err "Batch 0, loss = " test --model="$T/input_net.prototxt" --weights="$W" \
   --iterations 4 --phase=TEST; then
   b0=$(sed -nE 's/.* Batch 0, loss = ([^ ]+)$/\1/p' "$T/err")
-  fin=$(sed -nE 's/^I[0-9]{4} [0-9:.]+ loss = ([^ ]+)( .*)?$/\1/p' "$T/err")
+  fin=$(sed -nE 's/^I[0-9]{4} [0-9:.]+ +[0-9]+ [^ ]+\] loss = ([^ ]+)( .*)?$/\1/p' "$T/err")
   if [ -n "$b0" ] && [ "$b0" = "$fin" ]; then good; else
     bad "test: mean of equal batches ($fin) differs from a batch ($b0)"
     show

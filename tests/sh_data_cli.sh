@@ -42,7 +42,11 @@ expect "convert IDX to LevelDB" 0 "LevelDB" "$CORTADO" convert --images=$FM/t10k
 [ -f "$tmp/t10k_leveldb/CURRENT" ] && ok || bad "no LevelDB CURRENT file"
 expect "convert refuses an existing target" 1 "already exists" "$CORTADO" convert \
   --images=$FM/t10k-images-idx3-ubyte.gz --db="$tmp/t10k_lmdb"
-expect "compute-mean needs -o" 2 "output" "$CORTADO" compute-mean --db="$tmp/t10k_lmdb"
+expect "compute-mean needs a database" 2 "needs --db" "$CORTADO" compute-mean -o "$tmp/m0.binaryproto"
+# without an output file only the channel means are printed, as compute_image_mean does
+expect "compute-mean without -o prints the means" 0 "mean_value channel \[0\]: 7[0-9]\." "$CORTADO" compute-mean \
+  --db="$tmp/t10k_lmdb"
+[ ! -e "$tmp/m0.binaryproto" ] && ok || bad "compute-mean without a database wrote its output"
 expect "compute-mean: missing db" 1 "$tmp/nodb" "$CORTADO" compute-mean --db="$tmp/nodb" -o "$tmp/m.binaryproto"
 expect "compute-mean" 0 "mean_value channel \[0\]: 7[0-9]\." "$CORTADO" compute-mean --db="$tmp/t10k_lmdb" \
   -o "$tmp/mean.binaryproto"

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -153,27 +154,38 @@ static void draw_live(ui *u) {
   u->last_draw = mono_s();
 }
 
-/* glog's prefix, so the text after it is what Caffe's log parsers expect. */
-static void prefixed(FILE *f, const char *text) {
+void glog_prefix(char *buf, size_t n, const char *file, int line) {
   struct timespec ts;
   struct tm tm;
   clock_gettime(CLOCK_REALTIME, &ts);
   localtime_r(&ts.tv_sec, &tm);
+  const char *base = file ? strrchr(file, '/') : NULL;
+  base = base ? base + 1 : (file ? file : "cortado");
+  /* glog pads the thread id to 5 columns; the main thread's id is the process id */
+  snprintf(buf, n, "I%02d%02d %02d:%02d:%02d.%06ld %5ld %s:%d] ", tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+           tm.tm_sec, (long)(ts.tv_nsec / 1000), (long)syscall(SYS_gettid), base, line);
+}
+
+/* Each text line behind its own prefix, all in one write, so that lines of several threads or
+ * processes (mpirun merges the ranks' stderr) do not interleave mid-line. */
+static void prefixed(FILE *f, const char *file, int line, const char *text) {
+  char prefix[160], buf[4400];
+  glog_prefix(prefix, sizeof prefix, file, line);
   const char *p = text;
   do {
     const char *nl = strchr(p, '\n');
     int len = nl ? (int)(nl - p) : (int)strlen(p);
-    fprintf(f, "I%02d%02d %02d:%02d:%02d.%06ld %.*s\n", tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-            (long)(ts.tv_nsec / 1000), len, p);
+    int n = snprintf(buf, sizeof buf, "%s%.*s\n", prefix, len > 4096 ? 4096 : len, p);
+    if (n > 0) fwrite(buf, 1, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, f);
     p = nl ? nl + 1 : NULL;
   } while (p && *p);
 }
 
 /* level 0: verbose (per iteration), 1: ordinary, 2: result. */
-static void emit_line(ui *u, int level, const char *text) {
+static void emit_line(ui *u, int level, const char *file, int line, const char *text) {
   switch (u->mode) {
     case UI_PLAIN:
-      prefixed(u->out, text);
+      prefixed(u->out, file, line, text);
       break;
     case UI_TTY:
       if (level == 0) return;
@@ -196,13 +208,13 @@ static void emit_line(ui *u, int level, const char *text) {
   fflush(u->out);
 }
 
-void ui_log(void *ctx, const char *line) {
+void ui_log_at(void *ctx, const char *file, int line, const char *text) {
   ui *u = ctx;
   char buf[4096];
-  snprintf(buf, sizeof buf, "%s", line ? line : "");
+  snprintf(buf, sizeof buf, "%s", text ? text : "");
   size_t n = strlen(buf);
   while (n > 0 && buf[n - 1] == '\n') buf[--n] = 0;
-  emit_line(u, 1, buf);
+  emit_line(u, 1, file, line, buf);
 }
 
 #define FORMAT_INTO(buf, fmt)               \
@@ -213,23 +225,23 @@ void ui_log(void *ctx, const char *line) {
     va_end(ap);                             \
   } while (0)
 
-void ui_logf(ui *u, const char *fmt, ...) {
+void ui_logf_at(ui *u, const char *file, int line, const char *fmt, ...) {
   char buf[4096];
   FORMAT_INTO(buf, fmt);
-  emit_line(u, 1, buf);
+  emit_line(u, 1, file, line, buf);
 }
 
-void ui_verbosef(ui *u, const char *fmt, ...) {
+void ui_verbosef_at(ui *u, const char *file, int line, const char *fmt, ...) {
   if (u->mode == UI_TTY || u->mode == UI_QUIET) return;
   char buf[4096];
   FORMAT_INTO(buf, fmt);
-  emit_line(u, 0, buf);
+  emit_line(u, 0, file, line, buf);
 }
 
-void ui_resultf(ui *u, const char *fmt, ...) {
+void ui_resultf_at(ui *u, const char *file, int line, const char *fmt, ...) {
   char buf[4096];
   FORMAT_INTO(buf, fmt);
-  emit_line(u, 2, buf);
+  emit_line(u, 2, file, line, buf);
 }
 
 void ui_status(ui *u, int force, const char *fmt, ...) {

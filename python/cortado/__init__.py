@@ -53,7 +53,10 @@ class _SolverOptions(ctypes.Structure):
     # Mirrors ct_solver_options in include/cortado.h, field for field.
     _fields_ = [("weights", ctypes.c_char_p), ("snapshot", ctypes.c_char_p), ("quiet", ctypes.c_int),
                 ("log", _LOG_FN), ("log_ctx", ctypes.c_void_p), ("event", _EVENT_FN),
-                ("event_ctx", ctypes.c_void_p), ("partitions", ctypes.c_int)]
+                ("event_ctx", ctypes.c_void_p), ("partitions", ctypes.c_int),
+                ("log_at", ctypes.c_void_p), ("action", ctypes.c_void_p), ("action_ctx", ctypes.c_void_p),
+                ("has_level", ctypes.c_int), ("level", ctypes.c_int), ("stages", ctypes.c_void_p),
+                ("allow_nonfinite", ctypes.c_int)]
 
 
 def _candidates():

@@ -610,6 +610,12 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
     if (!inc) continue;
     if ((st = spec_push(&filtered, (Caffe__LayerParameter *)msg_copy(&lp->base), err))) goto fail;
   }
+  if (filtered.n == 0) { /* issue 23: an empty file (a wrong path, a truncated copy) is no net */
+    st = ct_fail(err, CT_EINVAL, "%s: the net has no layers%s", source,
+                 param->n_layer ? " for this phase and state (every layer's include/exclude rules leave it out)"
+                                : ": an empty or truncated file?");
+    goto fail;
+  }
   if ((st = insert_splits(&filtered, &split, err))) goto fail;
   if ((st = ct_strmap_create((size_t)split.n, &net->layer_index, err)) ||
       (st = ct_strmap_create((size_t)split.n, &net->blob_index, err)))
@@ -1128,11 +1134,7 @@ ct_status ct_net_copy_from_proto(ct_net *net, const Caffe__NetParameter *param, 
 }
 
 ct_status ct_net_load_weights(ct_net *net, const char *path, ct_error *err) {
-  ProtobufCMessage *m = NULL;
-  CT_TRY(ct_proto_read_binary(path, &caffe__net_parameter__descriptor, &m, err));
-  ct_status st = ct_net_copy_from_proto(net, (Caffe__NetParameter *)m, path, err);
-  protobuf_c_message_free_unpacked(m, NULL);
-  return st;
+  return ct_net_load_weights_ex(net, path, NULL, err); /* issue 23: src/net/weights.c checks first */
 }
 
 ct_status ct_net_save_weights(const ct_net *net, const char *path, ct_error *err) {

@@ -39,6 +39,8 @@ struct ct_solver {
   int last_display_iter;
   struct timespec created;
   ct_cluster *cluster; /* issue 5: SINGA's cluster (src/dist); NULL in a single-process run */
+  bool stopped;        /* an action asked the run to stop */
+  bool solving_logged; /* "Solving <net>" went out: Caffe's log tools time everything from it */
 };
 
 /* cluster (issue 5): display, test and snapshot happen on the root process only */
@@ -51,15 +53,21 @@ static char *xstrdup(const char *s) {
   return d;
 }
 
-static void logf_(ct_solver *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(ct_solver *s, const char *fmt, ...) {
+/* Log lines carry the file and line that wrote them (glog's "solver.c:123]" field). */
+#define logf_(s, ...) log_at(s, __FILE__, __LINE__, __VA_ARGS__)
+static void log_at(ct_solver *s, const char *file, int line_no, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void log_at(ct_solver *s, const char *file, int line_no, const char *fmt, ...) {
   if (s->opt.quiet || !is_root(s)) return;
   char line[2048];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
-  if (s->opt.log)
+  const char *base = strrchr(file, '/');
+  if (s->opt.log_at)
+    s->opt.log_at(s->opt.log_ctx, base ? base + 1 : file, line_no, line);
+  else if (s->opt.log)
     s->opt.log(s->opt.log_ctx, line);
   else
     fprintf(stderr, "%s\n", line);
@@ -84,20 +92,32 @@ static const char *const *state_stages(const Caffe__NetState *st) {
   return st && st->n_stage ? (const char *const *)st->stage : NULL;
 }
 
-/* NetState stage lists are not NULL-terminated in protobuf-c; make a terminated copy. */
-static const char **stages_copy(const Caffe__NetState *st) {
-  if (!st || !st->n_stage) return NULL;
-  const char **v = calloc(st->n_stage + 1, sizeof *v);
-  if (!v) return NULL;
-  for (size_t i = 0; i < st->n_stage; i++) v[i] = st->stage[i];
+/* NetState stage lists are not NULL-terminated in protobuf-c; make a terminated copy, with
+ * `extra` (NULL-terminated, may be NULL: the CLI's --stage) after them. *oom on failure. */
+static const char **stages_copy(const Caffe__NetState *st, const char *const *extra, bool *oom) {
+  size_t n = st ? st->n_stage : 0, m = 0;
+  while (extra && extra[m]) m++;
+  *oom = false;
+  if (!n && !m) return NULL;
+  const char **v = calloc(n + m + 1, sizeof *v);
+  if (!v) {
+    *oom = true;
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) v[i] = st->stage[i];
+  for (size_t i = 0; i < m; i++) v[n + i] = extra[i];
   return v;
 }
 
 static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param, const char *file, ct_phase phase,
                            const Caffe__NetState *state, uint64_t seed, ct_net **out, ct_error *err) {
-  const char **stages = stages_copy(state);
+  /* Caffe's train --level / --stage change the train state only */
+  const bool train = phase == CT_TRAIN;
+  bool oom;
+  const char **stages = stages_copy(state, train ? s->opt.stages : NULL, &oom);
+  if (oom) return ct_fail(err, CT_ENOMEM, "out of memory");
   (void)state_stages;
-  int level = state ? state->level : 0;
+  int level = train && s->opt.has_level ? s->opt.level : state ? state->level : 0;
   ct_status st;
   if (inline_param && s->cluster && phase == CT_TRAIN) {
     /* cluster (issue 5): this worker's share of the batch, on a copy of the inline net */
@@ -212,6 +232,9 @@ static ct_status make_nets(ct_solver *s, ct_error *err) {
   return CT_OK;
 }
 
+/* Caffe's "Ignoring source layer ..." lines while fine-tuning. */
+static void weights_note(void *ctx, const char *line) { logf_((ct_solver *)ctx, "%s", line); }
+
 ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_solver **out, ct_error *err) {
   *out = NULL;
   ct_solver *s = calloc(1, sizeof *s);
@@ -280,7 +303,10 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
   s->loss_window = sp->average_loss;
   s->losses = calloc((size_t)s->loss_window, sizeof(float));
   if (!s->prefix || !s->losses) goto oom;
-  if (s->opt.weights && (st = ct_net_load_weights(s->net, s->opt.weights, err))) goto fail;
+  if (s->opt.weights) {
+    ct_weights_opts wo = {.note = weights_note, .ctx = s, .allow_nonfinite = s->opt.allow_nonfinite};
+    if ((st = ct_net_load_weights_ex(s->net, s->opt.weights, &wo, err))) goto fail;
+  }
   if (s->opt.snapshot && (st = ct_solver_restore(s, s->opt.snapshot, err))) goto fail;
   if (s->cluster) { /* issue 5: one starting point for every process */
     logf_(s, "Cluster %s", ct_cluster_describe(s->cluster));
@@ -515,6 +541,28 @@ static void emit_train(ct_solver *s, float loss, float rate, double images_per_s
 
 static ct_status step(ct_solver *s, int n, ct_error *err);
 
+/* What the caller asks for at this iteration boundary; in a cluster every process's request
+ * counts (issue 23: a signal to mpirun reaches every rank, not at the same iteration). */
+static ct_solver_action requested_action(ct_solver *s) {
+  ct_solver_action a = s->opt.action ? s->opt.action(s->opt.action_ctx) : CT_ACTION_NONE;
+  if (s->cluster) a = (ct_solver_action)ct_cluster_agree(s->cluster, (int)a);
+  return a;
+}
+
+/* The learning rate comes from the solver's settings alone: a NaN or Inf one is their fault
+ * (gamma, power, base_lr, ...), and is caught before it reaches the weights, where it would
+ * later be blamed on a gradient. */
+static ct_status check_rate(ct_solver *s, ct_error *err) {
+  const Caffe__SolverParameter *sp = s->sp;
+  float rate = ct_update_rate(sp, s->iter);
+  if (isfinite(rate)) return CT_OK;
+  return ct_fail(err, CT_ENUMERIC,
+                 "%s: iteration %d: the learning rate is %g: lr_policy \"%s\" with base_lr %g, gamma %g, power %g, "
+                 "stepsize %d gives no finite rate; check these settings",
+                 s->path, s->iter, rate, sp->lr_policy ? sp->lr_policy : "fixed", sp->base_lr, sp->gamma, sp->power,
+                 sp->stepsize);
+}
+
 ct_status ct_solver_step(ct_solver *s, int n, ct_error *err) {
   ct_status st = step(s, n, err);
   if (st && s->cluster) ct_cluster_abandon(s->cluster); /* issue 5: let mpirun end the job */
@@ -557,8 +605,10 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
       int iters = s->iter - s->last_display_iter;
       if (iters > 0 && dt > 0) images_per_s = iters * (double)sp->iter_size * ct_net_batch_size(s->net) / dt;
       if (s->cluster) images_per_s *= ct_cluster_nworkers(s->cluster); /* issue 5: the whole job's */
+      /* The loss is the 9th blank-separated field of the line, glog's prefix included, where
+       * Caffe's parse_log.sh reads it; the speed follows. */
       if (iters > 0 && dt > 0)
-        logf_(s, "Iteration %d (%g iter/s, %.3fs/%d iters), loss = %g", s->iter, iters / dt, dt, iters, smoothed);
+        logf_(s, "Iteration %d, loss = %g (%g iter/s, %.3fs/%d iters)", s->iter, smoothed, iters / dt, dt, iters);
       else
         logf_(s, "Iteration %d, loss = %g", s->iter, smoothed);
       clock_gettime(CLOCK_MONOTONIC, &s->last_display);
@@ -566,6 +616,7 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
       display_outputs(s);
     }
     CT_TRY(check_gradients(s, err));
+    CT_TRY(check_rate(s, err));
     float rate;
     s->upd.pool = ct_net_pool(s->net); /* the update splits over the net's current threads */
     if (s->cluster) /* issue 5: exchange gradients, get fresh parameters */
@@ -580,9 +631,10 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
         double bytes, wait_s;
         int updates;
         ct_cluster_take_stats(s->cluster, &bytes, &wait_s, &updates);
+        /* not "Iteration N, ...": parse_log.sh counts every such line as a test row */
         if (updates > 0)
-          logf_(s, "Iteration %d, communication: %.0f bytes sent per iteration, %.2f ms per iteration waiting (rank 0)",
-                s->iter, bytes / updates, 1e3 * wait_s / updates);
+          logf_(s, "Communication at iteration %d: %.0f bytes sent per iteration, %.2f ms per iteration waiting "
+                "(rank 0)", s->iter, bytes / updates, 1e3 * wait_s / updates);
       }
       emit_train(s, smoothed, rate, images_per_s);
     } else if (s->opt.event) {
@@ -593,18 +645,39 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
       emit(s, &e);
     }
     s->iter++;
-    if (sp->snapshot > 0 && s->iter % sp->snapshot == 0) CT_TRY(ct_solver_snapshot(s, NULL, NULL, err));
+    ct_solver_action act = requested_action(s);
+    if ((sp->snapshot > 0 && s->iter % sp->snapshot == 0) || act == CT_ACTION_SNAPSHOT)
+      CT_TRY(ct_solver_snapshot(s, NULL, NULL, err));
+    if (act == CT_ACTION_STOP) {
+      s->stopped = true;
+      break;
+    }
   }
   return CT_OK;
 }
 
-ct_status ct_solver_solve(ct_solver *s, ct_error *err) {
+int ct_solver_stopped(const ct_solver *s) { return s->stopped; }
+
+ct_status ct_solver_solve_to(ct_solver *s, int stop_iter, ct_error *err) {
   const Caffe__SolverParameter *sp = s->sp;
-  logf_(s, "Solving %s", ct_net_name(s->net));
-  logf_(s, "Learning Rate Policy: %s", sp->lr_policy ? sp->lr_policy : "(none)");
-  CT_TRY(ct_solver_step(s, sp->max_iter - s->iter, err));
+  if (stop_iter < s->iter)
+    return ct_fail(err, CT_EINVAL, "%s: cannot solve to iteration %d: the solver is at iteration %d already", s->path,
+                   stop_iter, s->iter);
+  if (!s->solving_logged) {
+    logf_(s, "Solving %s", ct_net_name(s->net));
+    logf_(s, "Learning Rate Policy: %s", sp->lr_policy ? sp->lr_policy : "(none)");
+    s->solving_logged = true;
+  }
+  CT_TRY(ct_solver_step(s, stop_iter - s->iter, err));
   if (sp->snapshot_after_train && (sp->snapshot <= 0 || s->iter % sp->snapshot != 0))
     CT_TRY(ct_solver_snapshot(s, NULL, NULL, err));
+  if (s->stopped) { /* Caffe: no final display or test after an early exit */
+    if (s->cluster) CT_TRY(ct_cluster_finish(s->cluster, err));
+    logf_(s, "Optimization stopped early.");
+    ct_event ev = {.kind = CT_EVENT_DONE};
+    emit(s, &ev);
+    return CT_OK;
+  }
   if (sp->display > 0 && s->iter % sp->display == 0) {
     float loss;
     CT_TRY(ct_net_forward(s->net, &loss, err));
@@ -616,6 +689,11 @@ ct_status ct_solver_solve(ct_solver *s, ct_error *err) {
   ct_event ev = {.kind = CT_EVENT_DONE};
   emit(s, &ev);
   return CT_OK;
+}
+
+/* Caffe's Solve after a resume past max_iter: no iterations, then the final snapshot and test. */
+ct_status ct_solver_solve(ct_solver *s, ct_error *err) {
+  return ct_solver_solve_to(s, s->sp->max_iter > s->iter ? s->sp->max_iter : s->iter, err);
 }
 
 /* ------------------------------------------------------------------ snapshots */
