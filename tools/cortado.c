@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "cmd_data.h"
+#include "core/files.h"
 #include "plot.h"
 
 #include <errno.h>
@@ -148,21 +149,24 @@ int lib_error(ct_status s, const ct_error *err) {
 
 /* A friendlier message than the library's for the commonest mistake: a path that is not there. */
 int check_readable(const char *flag, const char *path) {
+  /* opened without blocking and refused unless a regular file: a FIFO would hang open() */
+  int fd = -1;
+  ct_error err = {0};
   struct stat st;
   if (stat(path, &st) != 0) {
     fprintf(stderr, "cortado: cannot open --%s '%s': %s\n", flag, path, strerror(errno));
     return EXIT_LIB;
   }
-  if (S_ISDIR(st.st_mode)) {
-    fprintf(stderr, "cortado: cannot open --%s '%s': is a directory\n", flag, path);
+  if (ct_file_kind(st.st_mode)) {
+    fprintf(stderr, "cortado: cannot open --%s '%s': it is %s, not a regular file\n", flag, path,
+            ct_file_kind(st.st_mode));
     return EXIT_LIB;
   }
-  FILE *f = fopen(path, "rb");
-  if (!f) {
+  if (ct_file_open_input(path, NULL, &fd, NULL, &err) != CT_OK) {
     fprintf(stderr, "cortado: cannot open --%s '%s': %s\n", flag, path, strerror(errno));
     return EXIT_LIB;
   }
-  fclose(f);
+  close(fd);
   return EXIT_OK;
 }
 

@@ -2,6 +2,7 @@
 #include "progress.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "plot.h"
 #include "cortado.pb-c.h"
 #include "proto/prototxt.h"
@@ -343,6 +345,16 @@ static char *with_suffix(const char *prefix, const char *suffix) {
   return p;
 }
 
+/* A metrics file that stops taking writes (a full disk) is reported once, then left alone:
+ * training goes on without it (and without the curves drawn from it). */
+static void metrics_failed(train_watch *w) {
+  char why[256];
+  ct_file_write_error(why, sizeof why, errno, w->metrics_path);
+  ui_logf(w->u, "cannot write the metrics file %s: %s; training goes on without it", w->metrics_path, why);
+  fclose(w->metrics);
+  w->metrics = NULL;
+}
+
 void train_watch_open(train_watch *w, ui *u, const char *solver_path, int start_iter, int target_iter) {
   memset(w, 0, sizeof *w);
   w->u = u;
@@ -351,23 +363,35 @@ void train_watch_open(train_watch *w, ui *u, const char *solver_path, int start_
   if (!w->prefix) return;
   w->metrics_path = with_suffix(w->prefix, "_metrics.jsonl");
   if (!w->metrics_path) return;
-  if (make_parent_dirs(w->metrics_path) != 0 || !(w->metrics = fopen(w->metrics_path, "a"))) {
-    ui_logf(u, "cannot write the metrics file %s: %s; training goes on without it (check snapshot_prefix in %s)",
-            w->metrics_path, strerror(errno), solver_path);
+  /* appended through a symlink; a FIFO (it would block) or device is refused (issue 23) */
+  int fd = -1;
+  struct stat sb = {0};
+  const char *why = NULL;
+  if (make_parent_dirs(w->metrics_path) != 0 ||
+      (fd = open(w->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666)) < 0 ||
+      fstat(fd, &sb) != 0)
+    why = strerror(errno);
+  else if ((why = ct_file_kind(sb.st_mode)) == NULL && !(w->metrics = fdopen(fd, "a")))
+    why = strerror(errno);
+  if (!w->metrics) {
+    if (fd >= 0) close(fd);
+    ui_logf(u, "cannot write the metrics file %s: %s%s; training goes on without it (check snapshot_prefix in %s)",
+            w->metrics_path, fd < 0 || S_ISREG(sb.st_mode) ? "" : "it is ", why, solver_path);
     return;
   }
   fprintf(w->metrics, "{\"event\":\"start\",\"iter\":%d,\"time\":%.3f,\"solver\":", start_iter, wall_s());
   json_string(w->metrics, solver_path);
   fputs("}\n", w->metrics);
-  fflush(w->metrics);
+  if (fflush(w->metrics) != 0 || ferror(w->metrics)) metrics_failed(w);
 }
 
 void train_watch_event(void *ctx, const ct_event *e) {
   train_watch *w = ctx;
   ui *u = w->u;
   if (w->metrics && e->kind != CT_EVENT_ITER) {
+    errno = 0;
     ui_event_json(w->metrics, e);
-    fflush(w->metrics);
+    if (fflush(w->metrics) != 0 || ferror(w->metrics)) metrics_failed(w);
   }
   if (u->mode == UI_JSON) {
     if (e->kind != CT_EVENT_ITER) {
@@ -405,7 +429,11 @@ void train_watch_event(void *ctx, const ct_event *e) {
 void train_watch_close(train_watch *w) {
   if (w->u->mode == UI_TTY && w->u->have_last) train_line(w->u, &w->u->last, 1); /* the line ends at N/N */
   if (w->metrics) {
-    fclose(w->metrics);
+    if (fclose(w->metrics) != 0) {
+      char why[256];
+      ui_logf(w->u, "cannot write the metrics file %s: %s", w->metrics_path,
+              ct_file_write_error(why, sizeof why, errno, w->metrics_path));
+    }
     w->metrics = NULL;
     static const char *const exts[] = {"_curves.svg", "_curves.png"};
     for (int i = 0; i < 2; i++) {

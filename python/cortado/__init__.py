@@ -72,6 +72,9 @@ def _candidates():
     yield os.path.join(root, "build", "libcortado.so")
     for p in sorted(glob.glob(os.path.join(root, "build*", "libcortado.so"))):
         yield p
+    # `make install`: PREFIX/lib/python3.X/dist-packages/cortado/ beside PREFIX/lib/libcortado.so
+    yield os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                        "libcortado.so"))
     found = ctypes.util.find_library("cortado")
     if found:
         yield found

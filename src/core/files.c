@@ -47,6 +47,7 @@ ct_status ct_file_open_input(const char *path, const char *what, int *fd, struct
   const char *kind = ct_file_kind(sb.st_mode);
   if (kind) {
     close(f);
+    if (S_ISDIR(sb.st_mode)) return ct_fail(err, CT_EIO, "cannot read %s %s: it is a directory, not a file", w, path);
     return ct_fail(err, CT_EIO, "cannot read %s %s: it is %s, not a regular file", w, path, kind);
   }
   int fl = fcntl(f, F_GETFL);

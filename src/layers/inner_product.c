@@ -32,7 +32,9 @@ static ct_status ip_axis(const ct_layer *l, int axis_param, int *axis, ct_error 
 
 static ct_status ip_setup(ct_layer *l, ct_error *err) {
   const Caffe__InnerProductParameter *p = l->lp->inner_product_param ? l->lp->inner_product_param : &default_param;
-  if (!p->has_num_output || p->num_output == 0 || p->num_output > (1u << 30))
+  if (p->num_output > (1u << 30))
+    return ct_layer_fail(l, err, CT_EINVAL, "num_output %u is too large (at most %u)", p->num_output, 1u << 30);
+  if (!p->has_num_output || p->num_output == 0)
     return ct_layer_fail(l, err, CT_EINVAL, "num_output must be specified and positive");
   ip_priv *ip = calloc(1, sizeof *ip);
   if (!ip) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
@@ -150,6 +152,7 @@ static ct_status ip_forward(ct_layer *l, ct_error *err) {
   ip_priv *ip = l->priv;
   const ct_driver *d = ct_layer_driver(l);
   float *y = l->top[0]->data;
+  if (ip->M == 0) return CT_OK; /* an empty batch: no rows, and NULL buffers that take no offsets */
   ip_run(l, ip->N, ip_forward_cols);
   if (ip->bias) d->ops->bias_forward(d, (size_t)ip->M, (size_t)ip->N, 1, y, l->blobs[1]->data, y);
   return CT_OK;
@@ -159,6 +162,7 @@ static void ip_backward(ct_layer *l) {
   ip_priv *ip = l->priv;
   const ct_driver *d = ct_layer_driver(l);
   const float *dy = l->top[0]->diff;
+  if (ip->M == 0) return; /* an empty batch adds nothing to the gradients */
   if (l->param_propagate_down[0]) ip_run(l, ip->N, ip_weight_grad_cols);
   if (ip->bias && l->param_propagate_down[1]) /* db += the rows of dy, in row order */
     for (int m = 0; m < ip->M; m++) d->ops->axpy(d, (size_t)ip->N, 1.0f, dy + (size_t)m * ip->N, l->blobs[1]->diff);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "core/status.h"
 #include "dist/cluster.h"
 #include "net/net.h"
@@ -232,6 +233,28 @@ static ct_status make_nets(ct_solver *s, ct_error *err) {
   return CT_OK;
 }
 
+/* Every real-valued setting (base_lr, gamma, power, momentum, weight_decay, delta, ...) must be
+ * finite: a NaN gamma would reach the weights through the learning rate and be blamed, a few
+ * iterations on, on a gradient (issue 23). Walks the descriptor, so new fields are covered. */
+static ct_status check_finite_settings(const Caffe__SolverParameter *sp, const char *path, ct_error *err) {
+  const ProtobufCMessageDescriptor *d = sp->base.descriptor;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) continue;
+    const char *at = (const char *)sp + f->offset;
+    double v;
+    if (f->type == PROTOBUF_C_TYPE_FLOAT)
+      v = *(const float *)at;
+    else if (f->type == PROTOBUF_C_TYPE_DOUBLE)
+      v = *(const double *)at;
+    else
+      continue;
+    if (!isfinite(v))
+      return ct_fail(err, CT_EINVAL, "%s: %s is %g; a solver setting must be a finite number", path, f->name, v);
+  }
+  return CT_OK;
+}
+
 /* Caffe's "Ignoring source layer ..." lines while fine-tuning. */
 static void weights_note(void *ctx, const char *line) { logf_((ct_solver *)ctx, "%s", line); }
 
@@ -266,6 +289,7 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
                  path);
     goto fail;
   }
+  if ((st = check_finite_settings(sp, path, err))) goto fail;
   if (sp->max_iter < 0) {
     st = ct_fail(err, CT_EINVAL, "%s: max_iter must be >= 0 (got %d)", path, sp->max_iter);
     goto fail;
@@ -302,7 +326,18 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
   }
   s->loss_window = sp->average_loss;
   s->losses = calloc((size_t)s->loss_window, sizeof(float));
-  if (!s->prefix || !s->losses) goto oom;
+  if (!s->prefix) goto oom;
+  if (!s->losses) { /* issue 23: name the setting rather than a bare "out of memory" */
+    st = ct_fail(err, CT_ENOMEM, "%s: average_loss %d: no memory for a window of that many losses (%.1f GB)", path,
+                 sp->average_loss, (double)sp->average_loss * sizeof(float) / 1e9);
+    goto fail;
+  }
+  /* issue 23: temporaries of snapshots and curves that a killed run left (the root writes them) */
+  if (!s->cluster || ct_cluster_is_root(s->cluster)) {
+    int stale = ct_file_remove_stale_temps(s->prefix);
+    if (stale) logf_(s, "Removed %d temporary file%s left by an interrupted run under %s", stale, stale == 1 ? "" : "s",
+                     s->prefix);
+  }
   if (s->opt.weights) {
     ct_weights_opts wo = {.note = weights_note, .ctx = s, .allow_nonfinite = s->opt.allow_nonfinite};
     if ((st = ct_net_load_weights_ex(s->net, s->opt.weights, &wo, err))) goto fail;
@@ -633,7 +668,7 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
         ct_cluster_take_stats(s->cluster, &bytes, &wait_s, &updates);
         /* not "Iteration N, ...": parse_log.sh counts every such line as a test row */
         if (updates > 0)
-          logf_(s, "Communication at iteration %d: %.0f bytes sent per iteration, %.2f ms per iteration waiting "
+          logf_(s, "At iteration %d, communication: %.0f bytes sent per iteration, %.2f ms per iteration waiting "
                 "(rank 0)", s->iter, bytes / updates, 1e3 * wait_s / updates);
       }
       emit_train(s, smoothed, rate, images_per_s);
@@ -713,6 +748,11 @@ static ct_status make_prefix_dirs(const char *prefix, ct_error *err) {
   return CT_OK;
 }
 
+static const char *solver_type_name(ct_solver_type t) {
+  static const char *const names[] = {"SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam"};
+  return (unsigned)t < sizeof names / sizeof *names ? names[t] : "?";
+}
+
 static char *snapshot_name(const ct_solver *s, const char *ext) {
   size_t n = strlen(s->prefix) + 64;
   char *p = malloc(n);
@@ -769,6 +809,11 @@ ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path,
   }
   st->has_solver_rng = 1;
   st->solver_rng = s->seed;
+  st->solver_type = xstrdup(solver_type_name(s->upd.type));
+  if (!st->solver_type) {
+    rc = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto done;
+  }
   if ((rc = ct_net_save_state(s->net, "", st, err))) goto done;
   for (int k = 0; k < s->ntest; k++) {
     char prefix[32];
@@ -808,12 +853,23 @@ ct_status ct_solver_restore(ct_solver *s, const char *path, ct_error *err) {
     rc = ct_fail(err, CT_EPARSE, "%s: iteration %d is negative; not a valid .solverstate", path, st->iter);
     goto done;
   }
+  if (st->solver_type && strcmp(st->solver_type, solver_type_name(s->upd.type)) != 0) {
+    rc = ct_fail(err, CT_EINVAL, "%s holds the history of a %s solver, but %s sets type \"%s\"; resume with the "
+                 "solver that wrote it", path, st->solver_type, s->path, solver_type_name(s->upd.type));
+    goto done;
+  }
   if (st->n_history != (size_t)(s->upd.nsets * nl)) {
     rc = ct_fail(err, CT_ESHAPE, "%s: holds %zu history blobs, but this solver and net need %d", path, st->n_history,
                  s->upd.nsets * nl);
     goto done;
   }
-  if (st->learned_net && st->learned_net[0]) {
+  /* issue 23: a state without its weights would resume from the fillers' values */
+  if (!st->learned_net || !st->learned_net[0]) {
+    rc = ct_fail(err, CT_EPARSE, "%s names no .caffemodel (learned_net is %s); not a complete .solverstate", path,
+                 st->learned_net ? "empty" : "missing");
+    goto done;
+  }
+  {
     char *model = NULL;
     if (access(st->learned_net, F_OK) == 0) {
       model = xstrdup(st->learned_net);
