@@ -284,6 +284,11 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
     clock_gettime(CLOCK_REALTIME, &ts);
     s->seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
   }
+  if (sp->average_loss > 10000000) { /* issue 23: name the field rather than fail to allocate */
+    st = ct_fail(err, CT_EINVAL, "%s: average_loss %d is too large (at most 10000000): the smoothing window would "
+                 "hold %.1f GB of losses", path, sp->average_loss, (double)sp->average_loss * sizeof(float) / 1e9);
+    goto fail;
+  }
   if (sp->display < 0 || sp->snapshot < 0 || sp->test_interval < 0 || sp->iter_size < 1 || sp->average_loss < 1) {
     st = ct_fail(err, CT_EINVAL, "%s: display, snapshot and test_interval must be >= 0, iter_size and average_loss >= 1",
                  path);
@@ -580,8 +585,11 @@ static ct_status step(ct_solver *s, int n, ct_error *err);
  * counts (issue 23: a signal to mpirun reaches every rank, not at the same iteration). */
 static ct_solver_action requested_action(ct_solver *s) {
   ct_solver_action a = s->opt.action ? s->opt.action(s->opt.action_ctx) : CT_ACTION_NONE;
-  if (s->cluster) a = (ct_solver_action)ct_cluster_agree(s->cluster, (int)a);
-  return a;
+  if (!s->cluster) return a;
+  /* ranked so that the largest wins: a stop snapshots too (snapshot_after_train) */
+  int rank = a == CT_ACTION_STOP ? 2 : a == CT_ACTION_SNAPSHOT ? 1 : 0;
+  rank = ct_cluster_agree(s->cluster, rank);
+  return rank == 2 ? CT_ACTION_STOP : rank == 1 ? CT_ACTION_SNAPSHOT : CT_ACTION_NONE;
 }
 
 /* The learning rate comes from the solver's settings alone: a NaN or Inf one is their fault
