@@ -368,5 +368,111 @@ fi
 t "test: missing weights names the path" 1 err "^cortado: .*$missing" test --model="$T/net.prototxt" \
   --weights="$missing"
 
+# ---------------------------------------------------------------- issue 23: Caffe's flags, files
+
+# i23 DIR [EXTRA LINES]: a solver over the tiny net writing to DIR/t, 4 iterations
+i23() {
+  mkdir -p "$1"
+  printf 'net: "%s"\nbase_lr: 0.1 lr_policy: "fixed" max_iter: 4 display: 1 snapshot_prefix: "%s/t"\n%s\n' \
+    "$T/net.prototxt" "$1" "${2:-}" >"$1/solver.prototxt"
+}
+# --flagfile: gflags' one flag per line, comments skipped, as on the command line
+i23 "$T/ff"
+printf '# a flagfile\n--solver=%s\n\n  --iterations=3\n' "$T/ff/solver.prototxt" >"$T/ff/run.flags"
+t "--flagfile supplies the flags" 0 err "Stopped after 3 iterations, at iteration 3" train --flagfile="$T/ff/run.flags"
+printf -- '--flagfile=%s\n' "$T/ff/self.flags" >"$T/ff/self.flags"
+usage "a flagfile naming itself" "" "nested more than" train --flagfile="$T/ff/self.flags"
+printf 'solver.prototxt\n' >"$T/ff/bad.flags"
+usage "a flagfile line that is not a flag" "" "is not a flag" train --flagfile="$T/ff/bad.flags"
+
+# --level / --stage on train: the train net's NetState, as Caffe's train sets it
+cat >"$T/staged.prototxt" <<EOF
+$(sed -n '1,/^layer {$/{/^layer {$/!p}' "$T/net.prototxt")
+layer { name: "data" type: "DummyData" top: "data" top: "label" dummy_data_param {
+  shape { dim: 4 dim: 6 } shape { dim: 4 } data_filler { type: "gaussian" } data_filler { type: "constant" value: 1 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 3 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+layer { name: "staged" type: "Power" bottom: "data" top: "staged_out" include { stage: "extra" } }
+layer { name: "leveled" type: "Power" bottom: "data" top: "leveled_out" include { min_level: 2 } }
+EOF
+mkdir -p "$T/st"
+printf 'net: "%s"\nbase_lr: 0.1 lr_policy: "fixed" max_iter: 1 display: 1 snapshot_prefix: "%s/st/t"\n' \
+  "$T/staged.prototxt" "$T" >"$T/st/solver.prototxt"
+t "train without --stage/--level" 0 err "Train net output" train --solver="$T/st/solver.prototxt"
+lacks "no staged layer without --stage" err "staged_out|leveled_out"
+t "train --stage=extra" 0 err "Train net output #[0-9]+: staged_out" train --solver="$T/st/solver.prototxt" --stage=extra
+lacks "--stage alone leaves the level" err "leveled_out"
+t "train --level=2" 0 err "Train net output #[0-9]+: leveled_out" train --solver="$T/st/solver.prototxt" --level=2
+
+# time takes --weights and ignores it, with a note, as Caffe's does
+t "time --weights is ignored with a note" 0 err "Ignoring --weights=" time --model="$T/net.prototxt" --iterations=1 \
+  --weights="$T/nothere.caffemodel"
+t "device_query: no GPU support" 1 err "no GPU support in this build" device_query
+
+# a weights file with a layer the net lacks: Caffe's line for it
+i23 "$T/wide"
+sed 's/name: "tiny"/name: "wide"/' "$T/net.prototxt" >"$T/wide.prototxt"
+printf 'layer { name: "extra" type: "InnerProduct" bottom: "data" top: "extra" inner_product_param { num_output: 2 } }\n' \
+  >>"$T/wide.prototxt"
+sed -i "s|$T/net.prototxt|$T/wide.prototxt|" "$T/wide/solver.prototxt"
+if t "train the wider net" 0 any "" train --solver="$T/wide/solver.prototxt"; then
+  i23 "$T/ft"
+  t "fine-tune: Caffe's 'Ignoring source layer'" 0 err "\] Ignoring source layer extra$" train \
+    --solver="$T/ft/solver.prototxt" --weights="$T/wide/t_iter_4.caffemodel"
+fi
+
+# NaN logits never score: the accuracy of NaN weights (allowed) is 0, with a warning
+cat >"$T/acc.prototxt" <<'EOF'
+layer { name: "data" type: "DummyData" top: "data" top: "label" dummy_data_param {
+  shape { dim: 4 dim: 6 } shape { dim: 4 } data_filler { type: "gaussian" } data_filler { type: "constant" value: 1 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 3 } }
+layer { name: "accuracy" type: "Accuracy" bottom: "ip" bottom: "label" top: "accuracy" }
+EOF
+/usr/bin/python3 - "$T/nan.caffemodel" <<'EOF'
+import struct, sys
+def varint(v):
+    out = b""
+    while v >= 0x80: out += bytes([(v & 0x7F) | 0x80]); v >>= 7
+    return out + bytes([v])
+def ld(f, p): return varint(f << 3 | 2) + varint(len(p)) + p
+def blob(dims, vals): return ld(7, ld(1, b"".join(varint(d) for d in dims))) + ld(5, struct.pack("<%df" % len(vals), *vals))
+open(sys.argv[1], "wb").write(ld(100, ld(1, b"ip") + ld(7, blob([3, 6], [float("nan")] * 18)) + ld(7, blob([3], [0.0] * 3))))
+EOF
+t "test refuses NaN weights" 1 err "NaN or Inf" test --model="$T/acc.prototxt" --weights="$T/nan.caffemodel" --iterations=2
+if t "test --allow-nonfinite scores NaN weights" 0 err "accuracy = 0$" test --model="$T/acc.prototxt" \
+  --weights="$T/nan.caffemodel" --iterations=2 --allow-nonfinite; then
+  has "test warns of non-finite outputs" err "Warning: .*NaN or Inf"
+fi
+
+# files: long names, stale temporaries, symlinks written through, a metrics FIFO
+long=$(printf 'n%.0s' $(seq 234)) # + "_iter_4.caffemodel" = 252 characters, the temporary's too
+i23 "$T/long"
+sed -i "s|$T/long/t|$T/long/$long|" "$T/long/solver.prototxt"
+t "a 252-character snapshot name" 0 any "" train --solver="$T/long/solver.prototxt"
+[ -s "$T/long/${long}_iter_4.caffemodel" ] && good || bad "no snapshot under a 252-character name"
+i23 "$T/stale"
+sh -c 'exit 0' &
+dead=$!
+wait "$dead"
+: >"$T/stale/.t_iter_2.caffemodel.tmp-$dead-0000beef"
+: >"$T/stale/.t_iter_2.caffemodel.tmp-$$-0000beef" # this shell is alive: its file stays
+ln -s "$T/stale/real.caffemodel" "$T/stale/t_iter_4.caffemodel"
+t "train removes a killed run's temporaries" 0 err "Removed 1 temporary file" train --solver="$T/stale/solver.prototxt"
+[ ! -e "$T/stale/.t_iter_2.caffemodel.tmp-$dead-0000beef" ] && [ -e "$T/stale/.t_iter_2.caffemodel.tmp-$$-0000beef" ] &&
+  good || bad "the dead process's temporary should be gone and the live one's kept"
+[ -L "$T/stale/t_iter_4.caffemodel" ] && [ -s "$T/stale/real.caffemodel" ] && good ||
+  bad "a snapshot path that is a symlink must be written through, the link kept"
+i23 "$T/fifo"
+mkfifo "$T/fifo/t_metrics.jsonl"
+t "a metrics file that is a FIFO is reported, not blocked on" 0 err "cannot write the metrics file .*FIFO" train \
+  --solver="$T/fifo/solver.prototxt"
+
+# an empty batch through InnerProduct (a NULL buffer offset by 0 was undefined behaviour)
+cat >"$T/batch0.prototxt" <<'EOF'
+layer { name: "d" type: "Input" top: "x" input_param { shape { dim: 0 dim: 5 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_param { num_output: 3 } }
+EOF
+t "time on a batch of 0" 0 err "Total Time" time --model="$T/batch0.prototxt" --iterations=2
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

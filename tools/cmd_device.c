@@ -7,9 +7,9 @@
 
 int run_device_query(args *a) {
   if (a->given[F_GPU])
-    fprintf(stderr, "cortado: device_query --gpu=%s: no such device: this build has no GPU support (CPU only)\n",
+    fprintf(stderr, "cortado: device_query --gpu=%s: no such device: no GPU support in this build (CPU only)\n",
             a->value[F_GPU]);
   else
-    fprintf(stderr, "cortado: device_query: no GPU devices: this build has no GPU support (CPU only)\n");
+    fprintf(stderr, "cortado: device_query: no GPU devices: no GPU support in this build (CPU only)\n");
   return EXIT_LIB;
 }

@@ -367,16 +367,21 @@ void train_watch_open(train_watch *w, ui *u, const char *solver_path, int start_
   int fd = -1;
   struct stat sb = {0};
   const char *why = NULL;
-  if (make_parent_dirs(w->metrics_path) != 0 ||
-      (fd = open(w->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666)) < 0 ||
-      fstat(fd, &sb) != 0)
+  bool kind = false; /* why names what the path is, not an error */
+  if (stat(w->metrics_path, &sb) == 0 && ct_file_kind(sb.st_mode)) /* opening a FIFO fails with ENXIO */
+    why = ct_file_kind(sb.st_mode), kind = true;
+  else if (make_parent_dirs(w->metrics_path) != 0 ||
+           (fd = open(w->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666)) < 0 ||
+           fstat(fd, &sb) != 0)
     why = strerror(errno);
-  else if ((why = ct_file_kind(sb.st_mode)) == NULL && !(w->metrics = fdopen(fd, "a")))
+  else if ((why = ct_file_kind(sb.st_mode)) != NULL)
+    kind = true;
+  else if (!(w->metrics = fdopen(fd, "a")))
     why = strerror(errno);
   if (!w->metrics) {
     if (fd >= 0) close(fd);
     ui_logf(u, "cannot write the metrics file %s: %s%s; training goes on without it (check snapshot_prefix in %s)",
-            w->metrics_path, fd < 0 || S_ISREG(sb.st_mode) ? "" : "it is ", why, solver_path);
+            w->metrics_path, kind ? "it is " : "", why, solver_path);
     return;
   }
   fprintf(w->metrics, "{\"event\":\"start\",\"iter\":%d,\"time\":%.3f,\"solver\":", start_iter, wall_s());
