@@ -37,6 +37,7 @@ struct ct_net {
   ct_tensor **blobs;
   char **blob_names;
   ct_strmap *blob_index, *layer_index; /* name -> index: builds stay linear in the layer count */
+  int blob_cap;                        /* room in blobs and blob_names (they grow by doubling) */
   int noutputs;
   int *outputs;
   float *output_loss_weight;
@@ -286,12 +287,16 @@ done:
 /* ------------------------------------------------------------------ wiring */
 
 static ct_status add_blob(ct_net *net, const char *name, int *id, ct_error *err) {
-  ct_tensor **b = realloc(net->blobs, (size_t)(net->nblobs + 1) * sizeof *b);
-  if (!b) return ct_fail(err, CT_ENOMEM, "out of memory");
-  net->blobs = b;
-  char **nm = realloc(net->blob_names, (size_t)(net->nblobs + 1) * sizeof *nm);
-  if (!nm) return ct_fail(err, CT_ENOMEM, "out of memory");
-  net->blob_names = nm;
+  if (net->nblobs == net->blob_cap) { /* growing by one copied the arrays once per blob */
+    int cap = net->blob_cap ? 2 * net->blob_cap : 16;
+    ct_tensor **b = realloc(net->blobs, (size_t)cap * sizeof *b);
+    if (!b) return ct_fail(err, CT_ENOMEM, "out of memory");
+    net->blobs = b;
+    char **nm = realloc(net->blob_names, (size_t)cap * sizeof *nm);
+    if (!nm) return ct_fail(err, CT_ENOMEM, "out of memory");
+    net->blob_names = nm;
+    net->blob_cap = cap;
+  }
   net->blobs[net->nblobs] = ct_tensor_create();
   net->blob_names[net->nblobs] = xstrdup(name);
   if (!net->blobs[net->nblobs] || !net->blob_names[net->nblobs]) {
