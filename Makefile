@@ -8,7 +8,7 @@ SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian packages, one per line in .ci/debian-packages (the build, the tests and the tools).
 DEBS    := $(shell grep -v '^\#' .ci/debian-packages)
 
-.PHONY: all deps build demo test check check-fuzz check-sanitize fuzz-long clean
+.PHONY: all deps build demo test check check-fuzz check-sanitize fuzz-long install clean
 
 all: build
 
@@ -24,6 +24,13 @@ deps:
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
+
+# make install [PREFIX=/usr/local]: bin/cortado, lib/libcortado.so, include/cortado.h,
+# lib/pkgconfig/cortado.pc, lib/cmake/cortado/, and the Python module under lib/python3.X/dist-packages.
+PREFIX  ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+	@if [ -w /etc/ld.so.conf.d ] && [ "$(PREFIX)" = /usr/local ]; then ldconfig; fi
 
 # The demo reads LMDBs made once by `cortado convert` from Debian's dataset-fashion-mnist package.
 FMNIST  := /usr/share/datasets/fashion-mnist
@@ -63,8 +70,8 @@ fuzz-long:
 # The whole suite built with ASan + UBSan (CT_SANITIZE). Left out: sh_lenet (minutes of LeNet
 # training; test_train covers the same code under the sanitizers), sh_mpi_async (trains DOWNPOUR
 # and HOGWILD to an accuracy target: over 10 minutes under ASan on 2 cores; sh_mpi_sync, sh_mpi_procs and
-# sh_mpi_fail run the MPI code under the sanitizers) and sh_valgrind (valgrind cannot run an ASan
-# binary). The Python tests load the instrumented libct_testkit.so through
+# sh_mpi_fail run the MPI code under the sanitizers), sh_valgrind (valgrind cannot run an ASan
+# binary) and sh_install (its uninstrumented programs and python3 cannot load an ASan library). The Python tests load the instrumented libct_testkit.so through
 # ctypes into an uninstrumented python3, so they run last, with the ASan runtime preloaded and
 # leak checking off for the interpreter (its own allocations are not ours to judge). The MPI tests
 # run without leak checking too: Open MPI's dlopen'ed components keep allocations past
@@ -78,7 +85,7 @@ check-sanitize: deps
 	@cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCT_SANITIZE=ON >/dev/null
 	@cmake --build $(SAN_BUILD) -j$(JOBS)
 	cd $(SAN_BUILD) && $(SAN_ENV) ctest --output-on-failure -j$(JOBS) -LE fuzz \
-	    -E '^(sh_lenet|sh_valgrind|py_.*|sh_mpi_.*)$$'
+	    -E '^(sh_lenet|sh_valgrind|sh_install|py_.*|sh_mpi_.*)$$'
 	cd $(SAN_BUILD) && $(SAN_ENV) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	    ctest --output-on-failure -j$(JOBS) -R '^sh_mpi_' -E '^sh_mpi_async$$'
 	cd $(SAN_BUILD) && LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \

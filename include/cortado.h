@@ -139,7 +139,8 @@ ct_status ct_net_forward_layer(ct_net *net, int i, ct_error *err);
 ct_status ct_net_backward_layer(ct_net *net, int i, ct_error *err);
 
 /* Weights: .caffemodel in Caffe's binary layout. Loading copies blobs by layer name; layers
- * absent from the file keep their values; a shape mismatch is an error. */
+ * absent from the file keep their values; a shape mismatch is an error, and so is a file that
+ * shares no layer name with the net or holds NaN or Inf values. */
 ct_status ct_net_load_weights(ct_net *net, const char *caffemodel, ct_error *err);
 ct_status ct_net_save_weights(const ct_net *net, const char *caffemodel, ct_error *err);
 /* Copies parameter values by layer name from another net (train -> test sharing). */
@@ -175,6 +176,14 @@ typedef struct ct_event {
   const char *path, *path2;
 } ct_event;
 
+/* What the training loop is asked to do at an iteration boundary (Caffe's SolverAction); the
+ * CLI maps SIGINT, SIGTERM and SIGHUP to these (--sigint_effect, --sighup_effect). */
+typedef enum ct_solver_action {
+  CT_ACTION_NONE = 0,
+  CT_ACTION_STOP,    /* stop after the iteration that just ended (Solve still snapshots) */
+  CT_ACTION_SNAPSHOT /* write a snapshot now and go on */
+} ct_solver_action;
+
 typedef struct ct_solver_options {
   const char *weights;  /* fine-tune from this .caffemodel (may be NULL) */
   const char *snapshot; /* resume from this .solverstate (may be NULL) */
@@ -184,7 +193,19 @@ typedef struct ct_solver_options {
   void (*event)(void *ctx, const ct_event *e); /* structured reports (may be NULL) */
   void *event_ctx;
   int partitions; /* CPU partitions per layer (0: the number of cores) */
-  const char *devices; /* the nets' default plan, as ct_net_set_devices takes it (NULL: the CPU) */
+  /* When set, log lines go here instead of `log` (with log_ctx), with the library source file
+   * (base name) and line that wrote them, for glog's "file:line]" prefix field. */
+  void (*log_at)(void *ctx, const char *file, int line, const char *text);
+  /* Asked once after every iteration (may be NULL: never anything). In a cluster run every
+   * process asks its own and the processes agree: any one's request applies to all. */
+  ct_solver_action (*action)(void *ctx);
+  void *action_ctx;
+  /* Caffe's train --level / --stage: with has_level, `level` replaces train_state's level;
+   * `stages` (NULL-terminated, may be NULL) are added to train_state's stages. */
+  int has_level, level;
+  const char *const *stages;
+  int allow_nonfinite; /* 1: NaN or Inf in the --weights file is a warning, not an error */
+  const char *devices;  /* the nets' default plan, as ct_net_set_devices takes it (NULL: the CPU) */
 } ct_solver_options;
 
 /* Reads a SolverParameter prototxt and builds its train net and test nets. */
@@ -193,8 +214,15 @@ ct_status ct_solver_create(const char *solver_path, const ct_solver_options *opt
 void ct_solver_free(ct_solver *s);
 /* Runs n iterations (display, test and snapshot as the solver says). */
 ct_status ct_solver_step(ct_solver *s, int n, ct_error *err);
-/* Runs until max_iter, then the final snapshot and test as Caffe does. */
+/* Runs until max_iter, then the final snapshot, display and test as Caffe does. A STOP action
+ * ends it early: the snapshot is still written (snapshot_after_train), the final display and
+ * test are not, and ct_solver_stopped() turns 1. */
 ct_status ct_solver_solve(ct_solver *s, ct_error *err);
+/* As ct_solver_solve, but runs up to iteration `stop_iter` instead of max_iter (the CLI's
+ * --iterations). A stop_iter below the current iteration is an error. */
+ct_status ct_solver_solve_to(ct_solver *s, int stop_iter, ct_error *err);
+/* 1 once an action asked the run to stop (it ended early), else 0. */
+int ct_solver_stopped(const ct_solver *s);
 /* Writes <prefix>_iter_N.caffemodel and .solverstate; *model_path / *state_path (may be NULL)
  * receive malloc'ed paths the caller frees. */
 ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path, ct_error *err);

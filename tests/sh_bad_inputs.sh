@@ -206,6 +206,23 @@ db("lmdb_enc_sizes", [enc(png(8, 8)), enc(png(16, 16)), enc(png(8, 8))])
 db("lmdb_enc_big", [enc(png(8, 8)), enc(png(3500, 3500, True, 0)), enc(png(8, 8))])
 for name, side in (("i_8.png", 8), ("i_16.png", 16)):
     open(sys.argv[1] + "/" + name, "wb").write(png(side, side))
+db("lmdb_one", [datum(1, 4, 4, bytes(range(16)))])
+# .caffemodels written by hand: NetParameter.layer (100) { name (1), blobs (7) { shape (7) { dim
+# (1, packed) }, data (5, packed floats), legacy num (1) } }
+def ld(field, payload): return varint(field << 3 | 2) + varint(len(payload)) + payload
+def blob(dims, values, legacy_num=None):
+    b = ld(7, ld(1, b"".join(varint(d) for d in dims))) + ld(5, struct.pack("<%df" % len(values), *values))
+    if legacy_num is not None: b += b"\x08" + varint(legacy_num)
+    return b
+def model(path, layers):
+    out = b""
+    for name, blobs in layers:
+        out += ld(100, ld(1, name.encode()) + b"".join(ld(7, b) for b in blobs))
+    open(sys.argv[1] + "/" + path, "wb").write(out)
+w = [0.01] * 1920
+model("w_nan.caffemodel", [("ip", [blob([10, 192], w[:7] + [float("nan")] + w[8:]), blob([10], [0.0] * 10)])])
+model("w_other_names.caffemodel", [("fc7", [blob([10, 192], w), blob([10], [0.0] * 10)])])
+model("w_legacy.caffemodel", [("ip", [blob([10, 192], w, legacy_num=5), blob([10], [0.0] * 10)])])
 PY
   for d in short sizes negative huge garbage floats encoded empty nodata enc_sizes enc_big; do
     lmdbnet "db_$d.prototxt" "$T/lmdb_$d"
@@ -250,6 +267,29 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "y" top: "loss
   printf '\x08\x02\x12\x0d/nothere/w.cm' >"$T/st_weights_gone.solverstate"
   printf 'x' >"$T/empty_ok.solverstate"
   solver s_other.prototxt "net: \"$T/other.prototxt\""
+  # issue 23: files that are not regular files, silent fallbacks, values past int range
+  mkfifo "$T/fifo"
+  mkdir -p "$T/outdir"
+  ln -s /dev/null "$T/link_null"
+  idxnet d_fifo.prototxt "$T/fifo" "$FM/t10k-labels-idx1-ubyte.gz"
+  : >"$T/w_empty.caffemodel"
+  printf '\x08\x02\x1a\x00\x1a\x00' >"$T/st_no_net.solverstate"
+  printf '\x08\x02\x12\x00\x1a\x00\x1a\x00' >"$T/st_empty_net.solverstate"
+  printf '\x08\x02\x1a\x00\x1a\x00\xda\x3e\x07AdaGrad' >"$T/st_adagrad.solverstate"
+  # the good state at iteration 2^31 - 2 (field 1 rewritten; its learned_net stays valid)
+  { printf '\x08\xfe\xff\xff\xff\x07'; tail -c +3 "$T/good/g_iter_2.solverstate"; } >"$T/st_intmax.solverstate"
+  net n_ip_huge.prototxt 'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_param { num_output: 3000000000 } }'
+  net n_conv_dilation.prototxt 'layer { name: "c" type: "Convolution" bottom: "x" top: "c" convolution_param { num_output: 2 kernel_size: 3 dilation: 3000000000 } }'
+  net n_conv_kernel.prototxt 'layer { name: "c" type: "Convolution" bottom: "x" top: "c" convolution_param { num_output: 2 kernel_size: 3000000000 } }'
+  net n_lrn_size.prototxt 'layer { name: "n" type: "LRN" bottom: "x" top: "n" lrn_param { local_size: 3000000001 } }'
+  net n_top_k.prototxt "$LOSS"'
+layer { name: "a" type: "Accuracy" bottom: "ip" bottom: "y" top: "a" accuracy_param { top_k: 3000000000 } }'
+  put n_memory_dims.prototxt 'layer { name: "m" type: "MemoryData" top: "x" top: "y" memory_data_param { batch_size: 2 channels: 3000000000 height: 2 width: 2 } }'
+  solver s_gamma_nan.prototxt 'lr_policy: "step" stepsize: 1 gamma: nan'
+  solver s_average_loss.prototxt 'average_loss: 2000000000'
+  cp -r "$T/lmdb_one" "$T/lmdb_cut"
+  truncate -s 8192 "$T/lmdb_cut/data.mdb"
+  lmdbnet db_cut.prototxt "$T/lmdb_cut"
   mkdir -p "$T/out"
 }
 
@@ -358,6 +398,38 @@ CASES=(
   "flags|unknown --phase|2|--phase|test --model=@/net.prototxt --weights=@/w_good.caffemodel --phase=VALIDATE --iterations=1"
   "flags|flag missing its value|2|needs a value|test --weights=x --model"
   "flags|value given to a switch|2|takes no value|train --solver=@/solver.prototxt --quiet=loud"
+  "files|output is a character device (compute-mean -o /dev/null)|1|is a character device|compute-mean --db=@/lmdb_one -o /dev/null"
+  "files|output is a directory|1|is a directory|compute-mean --db=@/lmdb_one -o @/outdir"
+  "files|output is a FIFO (not blocked on)|1|is a FIFO|compute-mean --db=@/lmdb_one -o @/fifo"
+  "files|output is a symlink to a device|1|links to /dev/null|compute-mean --db=@/lmdb_one -o @/link_null"
+  "files|--weights is a FIFO (not blocked on)|1|is a FIFO|train --solver=@/solver.prototxt --weights=@/fifo"
+  "files|--model is a FIFO|1|is a FIFO|time --model=@/fifo --iterations=1"
+  "files|IDX data file is a FIFO|1|is a FIFO|time --model=@/d_fifo.prototxt --iterations=1"
+  "files|database over the file size limit (ulimit -f; SIGXFSZ ignored)|1|File too large|@ulimit-f:64 convert --images=$FM/t10k-images-idx3-ubyte.gz --labels=$FM/t10k-labels-idx1-ubyte.gz --db=@/big_lmdb"
+  "datum|LMDB data file cut short|1|truncated|time --model=@/db_cut.prototxt --iterations=1"
+  "net|empty net file (no layers)|1|no layers|time --model=@/p_empty.prototxt --iterations=1"
+  "weights|weights holding a NaN|1|NaN or Inf|train --solver=@/solver.prototxt --weights=@/w_nan.caffemodel"
+  "weights|\`test\` with weights holding a NaN|1|NaN or Inf|test --model=@/net.prototxt --weights=@/w_nan.caffemodel --iterations=1"
+  "weights|weights sharing no layer with the net|1|weights of another model|train --solver=@/solver.prototxt --weights=@/w_other_names.caffemodel"
+  "weights|empty weights file|1|holds no layers|train --solver=@/solver.prototxt --weights=@/w_empty.caffemodel"
+  "weights|legacy num that does not match, beside a matching shape|1|shape|train --solver=@/solver.prototxt --weights=@/w_legacy.caffemodel"
+  "snapshot|.solverstate without learned_net|1|learned_net is missing|train --solver=@/solver.prototxt --snapshot=@/st_no_net.solverstate"
+  "snapshot|.solverstate with an empty learned_net|1|learned_net is empty|train --solver=@/solver.prototxt --snapshot=@/st_empty_net.solverstate"
+  "snapshot|AdaGrad history into an SGD solver|1|history of a AdaGrad solver|train --solver=@/solver.prototxt --snapshot=@/st_adagrad.solverstate"
+  "snapshot|iteration 2^31-2, then 5 more|1|largest iteration number|train --solver=@/solver.prototxt --snapshot=@/st_intmax.solverstate --iterations=5"
+  "shape|InnerProduct num_output 3000000000|1|num_output 3000000000 is too large|time --model=@/n_ip_huge.prototxt --iterations=1"
+  "shape|Convolution dilation 3000000000|1|dilation 3000000000 is too large|time --model=@/n_conv_dilation.prototxt --iterations=1"
+  "shape|Convolution kernel_size 3000000000|1|kernel size 3000000000 is too large|time --model=@/n_conv_kernel.prototxt --iterations=1"
+  "shape|LRN local_size 3000000001|1|local_size 3000000001 is too large|time --model=@/n_lrn_size.prototxt --iterations=1"
+  "shape|Accuracy top_k 3000000000|1|top_k 3000000000 is too large|time --model=@/n_top_k.prototxt --iterations=1"
+  "shape|MemoryData channels 3000000000|1|too large|time --model=@/n_memory_dims.prototxt --iterations=1"
+  "solver|gamma: nan|1|gamma is nan|train --solver=@/s_gamma_nan.prototxt"
+  "solver|average_loss 2000000000|1|average_loss 2000000000 is too large|train --solver=@/s_average_loss.prototxt"
+  "flags|--iterations beyond int range|2|too large|train --solver=@/solver.prototxt --iterations=3000000000"
+  "flags|unknown --sigint_effect|2|--sigint_effect|train --solver=@/solver.prototxt --sigint_effect=explode"
+  "flags|--flagfile missing|2|--flagfile|train --flagfile=@/nothere.flags"
+  "flags|--gpu in a build without GPUs|2|no GPU support in this build|train --solver=@/solver.prototxt --gpu=0"
+  "flags|device_query without GPUs|1|no GPU support|device_query"
   "cluster|zero worker groups|1|cluster|train --solver=@/c_zero_groups.prototxt"
   "cluster|AllReduce with two worker groups|1|ALLREDUCE|train --solver=@/c_allreduce_groups.prototxt"
   "cluster|Downpour without servers|1|server|train --solver=@/c_downpour_noserver.prototxt"
@@ -378,7 +450,12 @@ touch "$T/.stamp"
 for c in "${CASES[@]}"; do
   IFS='|' read -r cat what want phrase argstr <<<"$c"
   read -ra args <<<"${argstr//@/$T}"
-  timeout 120 "$CORTADO" "${args[@]}" >"$L/out" 2>"$L/err"
+  limit=unlimited # "@ulimit-f:N ARGS": run under ulimit -f N (KiB)
+  if [ "${#args[@]}" -gt 0 ] && [[ "${args[0]}" == "$T"ulimit-f:* ]]; then
+    limit=${args[0]#"$T"ulimit-f:}
+    args=("${args[@]:1}")
+  fi
+  (ulimit -f "$limit" && exec timeout 120 "$CORTADO" "${args[@]}") >"$L/out" 2>"$L/err"
   rc=$?
   msg=$(grep -v '^I[0-9]' "$L/err" | grep -v '^ *$' | head -3 | tr '\n' ' ' | sed 's/ *$//')
   problems=()
@@ -399,8 +476,12 @@ for c in "${CASES[@]}"; do
   # clean up whatever a failing case wrote, so the next case starts clean
   find "$T" -newer "$T/.stamp" -type f -delete 2>/dev/null
   shown=$(echo "$msg" | sed "s|$T/||g; s|$FM/||g; s/|/\\\\|/g")
-  rows+=("| $cat | $what | \`cortado ${argstr//@\//}\` | $want | $phrase | $shown |")
+  shown_cmd=$(echo "cortado ${argstr//@\//}" | sed "s|^cortado @ulimit-f:\([0-9]*\) |(ulimit -f \1) cortado |; s|$FM/||g")
+  rows+=("| $cat | $what | \`$shown_cmd\` | $want | $phrase | $shown |")
 done
+
+# a refused device stays what it was
+[ -c /dev/null ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: /dev/null is no longer a device" >&2; }
 
 # The README's table must list the same cases (kind, input, command, exit, key phrase) in order.
 README=${CT_SOURCE_DIR:-$(dirname "$0")/..}/README.md

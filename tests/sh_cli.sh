@@ -156,10 +156,10 @@ usage "a switch given a value" train "takes no value" train --solver=s --quiet=m
 for spelling in --gpu=0 "--gpu 0" -gpu=all "-gpu all"; do
   # shellcheck disable=SC2086
   run train --solver=s.prototxt $spelling
-  if [ "$RC" = 2 ] && grep -q "GPU support is not in this build" "$T/err" && [ "$(wc -l <"$T/err")" = 1 ]; then
+  if [ "$RC" = 2 ] && grep -q "no GPU support in this build" "$T/err" && [ "$(wc -l <"$T/err")" = 1 ]; then
     good
   else
-    bad "train $spelling: want exit 2 and one line saying GPU support is not in this build (got $RC)"
+    bad "train $spelling: want exit 2 and one line saying there is no GPU support in this build (got $RC)"
     show
   fi
 done
@@ -290,11 +290,14 @@ if t "time on the tiny net" 0 err "Average Forward pass: $num ms\.$" time --mode
   has "time: backward summary" err "Average Backward pass: $num ms\.$"
   has "time: forward-backward summary" err "Average Forward-Backward: $num ms\.$"
   has "time: total" err "Total Time: $num ms\.$"
-  # each row: name, type, how it runs (the lowering type for convolutions), times, and for
-  # layers that report FLOPs the achieved GFLOP/s forward / backward
-  has "time: a row per layer" err " ip +InnerProduct +forward: +$num ms\. +backward: +$num ms\.( +$num / +$num GFLOP/s)?$"
+  # Caffe's two lines per layer: the name right-aligned in 10 columns, a tab, the time
+  has "time: Caffe's forward line" err "\]         ip	forward: $num ms\.$"
+  has "time: Caffe's backward line" err "\]         ip	backward: $num ms\.$"
+  # then cortado's row: name, type, how it runs (the lowering type for convolutions), times, and
+  # for layers that report FLOPs the achieved GFLOP/s forward / backward
+  has "time: a row per layer" err " ip +InnerProduct +$num / +$num ms( +$num / +$num GFLOP/s)?$"
   has "time: whole-iteration rate" err "Partitions: [0-9]+\. Whole iteration: $num GFLOP, $num GFLOP/s\.$"
-  has "time: glog-like prefix" err "^I[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6} Average Forward pass"
+  has "time: glog's prefix" err "^I[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6} +[0-9]+ cmd_score\.c:[0-9]+\] Average Forward pass"
   has "time: CPU time per iteration" err "CPU time: $num ms per iteration \($num cores busy\)\.$"
   if [ -r /proc/stat ]; then
     has "time: steal share" err "Steal: (the hypervisor took $num% of this machine's CPU time during the timed passes|not measured: the timed passes took less than one tick of /proc/stat)\.$"
@@ -311,7 +314,7 @@ name: "forward_only"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 64 dim: 2048 } } }
 layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2048 } }
 EOF
-if t "time on a net without backward" 0 err " ip +InnerProduct +forward: +$num ms\. +backward: +$num ms\. +$num / +- GFLOP/s$" \
+if t "time on a net without backward" 0 err " ip +InnerProduct +$num / +$num ms +$num / +- GFLOP/s$" \
   time --model="$T/forward_only.prototxt" --iterations 2; then
   has "time: forward FLOPs only" err "Whole iteration: 0\.5 GFLOP"
   lacks "time: no backward rate" err "/ +$num GFLOP/s$"
@@ -350,13 +353,13 @@ if t "test on the tiny net" 0 err "Batch 0, loss = $num$" test --model="$T/net.p
   has "test: the last batch" err "Batch 2, loss = $num$"
   lacks "test: no batch past N" err "Batch 3,"
   has "test: the mean loss" err "Loss: $num$"
-  has "test: the final score line" err "[0-9] loss = $num( \(\* $num = $num loss\))?$"
+  has "test: the final score line, with Caffe's loss weight" err "\] loss = $num \(\* 1 = $num loss\)$"
 fi
 # A constant input: the mean of N equal batches is the batch value.
 if t "test on an Input net" 0 err "Batch 0, loss = " test --model="$T/input_net.prototxt" --weights="$W" \
   --iterations 4 --phase=TEST; then
   b0=$(sed -nE 's/.* Batch 0, loss = ([^ ]+)$/\1/p' "$T/err")
-  fin=$(sed -nE 's/^I[0-9]{4} [0-9:.]+ loss = ([^ ]+)( .*)?$/\1/p' "$T/err")
+  fin=$(sed -nE 's/^I[0-9]{4} [0-9:.]+ +[0-9]+ [^ ]+\] loss = ([^ ]+)( .*)?$/\1/p' "$T/err")
   if [ -n "$b0" ] && [ "$b0" = "$fin" ]; then good; else
     bad "test: mean of equal batches ($fin) differs from a batch ($b0)"
     show
@@ -364,6 +367,112 @@ if t "test on an Input net" 0 err "Batch 0, loss = " test --model="$T/input_net.
 fi
 t "test: missing weights names the path" 1 err "^cortado: .*$missing" test --model="$T/net.prototxt" \
   --weights="$missing"
+
+# ---------------------------------------------------------------- issue 23: Caffe's flags, files
+
+# i23 DIR [EXTRA LINES]: a solver over the tiny net writing to DIR/t, 4 iterations
+i23() {
+  mkdir -p "$1"
+  printf 'net: "%s"\nbase_lr: 0.1 lr_policy: "fixed" max_iter: 4 display: 1 snapshot_prefix: "%s/t"\n%s\n' \
+    "$T/net.prototxt" "$1" "${2:-}" >"$1/solver.prototxt"
+}
+# --flagfile: gflags' one flag per line, comments skipped, as on the command line
+i23 "$T/ff"
+printf '# a flagfile\n--solver=%s\n\n  --iterations=3\n' "$T/ff/solver.prototxt" >"$T/ff/run.flags"
+t "--flagfile supplies the flags" 0 err "Stopped after 3 iterations, at iteration 3" train --flagfile="$T/ff/run.flags"
+printf -- '--flagfile=%s\n' "$T/ff/self.flags" >"$T/ff/self.flags"
+usage "a flagfile naming itself" "" "nested more than" train --flagfile="$T/ff/self.flags"
+printf 'solver.prototxt\n' >"$T/ff/bad.flags"
+usage "a flagfile line that is not a flag" "" "is not a flag" train --flagfile="$T/ff/bad.flags"
+
+# --level / --stage on train: the train net's NetState, as Caffe's train sets it
+cat >"$T/staged.prototxt" <<EOF
+$(sed -n '1,/^layer {$/{/^layer {$/!p}' "$T/net.prototxt")
+layer { name: "data" type: "DummyData" top: "data" top: "label" dummy_data_param {
+  shape { dim: 4 dim: 6 } shape { dim: 4 } data_filler { type: "gaussian" } data_filler { type: "constant" value: 1 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 3 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+layer { name: "staged" type: "Power" bottom: "data" top: "staged_out" include { stage: "extra" } }
+layer { name: "leveled" type: "Power" bottom: "data" top: "leveled_out" include { min_level: 2 } }
+EOF
+mkdir -p "$T/st"
+printf 'net: "%s"\nbase_lr: 0.1 lr_policy: "fixed" max_iter: 1 display: 1 snapshot_prefix: "%s/st/t"\n' \
+  "$T/staged.prototxt" "$T" >"$T/st/solver.prototxt"
+t "train without --stage/--level" 0 err "Train net output" train --solver="$T/st/solver.prototxt"
+lacks "no staged layer without --stage" err "staged_out|leveled_out"
+t "train --stage=extra" 0 err "Train net output #[0-9]+: staged_out" train --solver="$T/st/solver.prototxt" --stage=extra
+lacks "--stage alone leaves the level" err "leveled_out"
+t "train --level=2" 0 err "Train net output #[0-9]+: leveled_out" train --solver="$T/st/solver.prototxt" --level=2
+
+# time takes --weights and ignores it, with a note, as Caffe's does
+t "time --weights is ignored with a note" 0 err "Ignoring --weights=" time --model="$T/net.prototxt" --iterations=1 \
+  --weights="$T/nothere.caffemodel"
+t "device_query: no GPU support" 1 err "no GPU support in this build" device_query
+
+# a weights file with a layer the net lacks: Caffe's line for it
+i23 "$T/wide"
+sed 's/name: "tiny"/name: "wide"/' "$T/net.prototxt" >"$T/wide.prototxt"
+printf 'layer { name: "extra" type: "InnerProduct" bottom: "data" top: "extra" inner_product_param { num_output: 2 } }\n' \
+  >>"$T/wide.prototxt"
+sed -i "s|$T/net.prototxt|$T/wide.prototxt|" "$T/wide/solver.prototxt"
+if t "train the wider net" 0 any "" train --solver="$T/wide/solver.prototxt"; then
+  i23 "$T/ft"
+  t "fine-tune: Caffe's 'Ignoring source layer'" 0 err "\] Ignoring source layer extra$" train \
+    --solver="$T/ft/solver.prototxt" --weights="$T/wide/t_iter_4.caffemodel"
+fi
+
+# NaN logits never score: the accuracy of NaN weights (allowed) is 0, with a warning
+cat >"$T/acc.prototxt" <<'EOF'
+layer { name: "data" type: "DummyData" top: "data" top: "label" dummy_data_param {
+  shape { dim: 4 dim: 6 } shape { dim: 4 } data_filler { type: "gaussian" } data_filler { type: "constant" value: 1 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 3 } }
+layer { name: "accuracy" type: "Accuracy" bottom: "ip" bottom: "label" top: "accuracy" }
+EOF
+/usr/bin/python3 - "$T/nan.caffemodel" <<'EOF'
+import struct, sys
+def varint(v):
+    out = b""
+    while v >= 0x80: out += bytes([(v & 0x7F) | 0x80]); v >>= 7
+    return out + bytes([v])
+def ld(f, p): return varint(f << 3 | 2) + varint(len(p)) + p
+def blob(dims, vals): return ld(7, ld(1, b"".join(varint(d) for d in dims))) + ld(5, struct.pack("<%df" % len(vals), *vals))
+open(sys.argv[1], "wb").write(ld(100, ld(1, b"ip") + ld(7, blob([3, 6], [float("nan")] * 18)) + ld(7, blob([3], [0.0] * 3))))
+EOF
+t "test refuses NaN weights" 1 err "NaN or Inf" test --model="$T/acc.prototxt" --weights="$T/nan.caffemodel" --iterations=2
+if t "test --allow-nonfinite scores NaN weights" 0 err "accuracy = 0$" test --model="$T/acc.prototxt" \
+  --weights="$T/nan.caffemodel" --iterations=2 --allow-nonfinite; then
+  has "test warns of non-finite outputs" err "Warning: .*NaN or Inf"
+fi
+
+# files: long names, stale temporaries, symlinks written through, a metrics FIFO
+long=$(printf 'n%.0s' $(seq 234)) # + "_iter_4.caffemodel" = 252 characters, the temporary's too
+i23 "$T/long"
+sed -i "s|$T/long/t|$T/long/$long|" "$T/long/solver.prototxt"
+t "a 252-character snapshot name" 0 any "" train --solver="$T/long/solver.prototxt"
+[ -s "$T/long/${long}_iter_4.caffemodel" ] && good || bad "no snapshot under a 252-character name"
+i23 "$T/stale"
+sh -c 'exit 0' &
+dead=$!
+wait "$dead"
+: >"$T/stale/.t_iter_2.caffemodel.tmp-$dead-0000beef"
+: >"$T/stale/.t_iter_2.caffemodel.tmp-$$-0000beef" # this shell is alive: its file stays
+ln -s "$T/stale/real.caffemodel" "$T/stale/t_iter_4.caffemodel"
+t "train removes a killed run's temporaries" 0 err "Removed 1 temporary file" train --solver="$T/stale/solver.prototxt"
+[ ! -e "$T/stale/.t_iter_2.caffemodel.tmp-$dead-0000beef" ] && [ -e "$T/stale/.t_iter_2.caffemodel.tmp-$$-0000beef" ] &&
+  good || bad "the dead process's temporary should be gone and the live one's kept"
+[ -L "$T/stale/t_iter_4.caffemodel" ] && [ -s "$T/stale/real.caffemodel" ] && good ||
+  bad "a snapshot path that is a symlink must be written through, the link kept"
+i23 "$T/fifo"
+mkfifo "$T/fifo/t_metrics.jsonl"
+t "a metrics file that is a FIFO is reported, not blocked on" 0 err "cannot write the metrics file .*FIFO" train \
+  --solver="$T/fifo/solver.prototxt"
+
+# an empty batch through InnerProduct (a NULL buffer offset by 0 was undefined behaviour)
+cat >"$T/batch0.prototxt" <<'EOF'
+layer { name: "d" type: "Input" top: "x" input_param { shape { dim: 0 dim: 5 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_param { num_output: 3 } }
+EOF
+t "time on a batch of 0" 0 err "Total Time" time --model="$T/batch0.prototxt" --iterations=2
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

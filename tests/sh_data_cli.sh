@@ -42,13 +42,60 @@ expect "convert IDX to LevelDB" 0 "LevelDB" "$CORTADO" convert --images=$FM/t10k
 [ -f "$tmp/t10k_leveldb/CURRENT" ] && ok || bad "no LevelDB CURRENT file"
 expect "convert refuses an existing target" 1 "already exists" "$CORTADO" convert \
   --images=$FM/t10k-images-idx3-ubyte.gz --db="$tmp/t10k_lmdb"
-expect "compute-mean needs -o" 2 "output" "$CORTADO" compute-mean --db="$tmp/t10k_lmdb"
+expect "compute-mean needs a database" 2 "needs --db" "$CORTADO" compute-mean -o "$tmp/m0.binaryproto"
+# without an output file only the channel means are printed, as compute_image_mean does
+expect "compute-mean without -o prints the means" 0 "mean_value channel \[0\]: 7[0-9]\." "$CORTADO" compute-mean \
+  --db="$tmp/t10k_lmdb"
+[ ! -e "$tmp/m0.binaryproto" ] && ok || bad "compute-mean without a database wrote its output"
 expect "compute-mean: missing db" 1 "$tmp/nodb" "$CORTADO" compute-mean --db="$tmp/nodb" -o "$tmp/m.binaryproto"
 expect "compute-mean" 0 "mean_value channel \[0\]: 7[0-9]\." "$CORTADO" compute-mean --db="$tmp/t10k_lmdb" \
   -o "$tmp/mean.binaryproto"
 expect "compute-mean LevelDB" 0 "mean_value channel \[0\]" "$CORTADO" compute-mean --db="$tmp/t10k_leveldb" \
   --backend=leveldb -o "$tmp/mean2.binaryproto"
 cmp -s "$tmp/mean.binaryproto" "$tmp/mean2.binaryproto" && ok || bad "LMDB and LevelDB means differ"
+# Caffe's positional forms: compute_image_mean INPUT_DB [OUTPUT_FILE], convert_imageset ROOT/ LIST DB
+expect "compute-mean DB OUT (compute_image_mean's form)" 0 "mean_value channel" "$CORTADO" compute-mean \
+  "$tmp/t10k_lmdb" "$tmp/mean3.binaryproto"
+cmp -s "$tmp/mean.binaryproto" "$tmp/mean3.binaryproto" && ok || bad "the positional compute-mean wrote another mean"
+mkdir -p "$tmp/imgs"
+/usr/bin/python3 - "$tmp/imgs" <<'EOT'
+import struct, sys, zlib
+def png(w, h, fill):
+    row = b"\x00" + bytes([fill]) * (3 * w)
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(row * h)) + chunk(b"IEND", b""))
+for i in range(3):
+    open("%s/a%d.png" % (sys.argv[1], i), "wb").write(png(5, 4, 30 * i))
+EOT
+printf 'a0.png 0\na1.png 1\na2.png 2\n' >"$tmp/list.txt"
+expect "convert ROOT/ LIST DB (convert_imageset's form)" 0 "Wrote 3 records" "$CORTADO" convert --gray \
+  "$tmp/imgs/" "$tmp/list.txt" "$tmp/pos_lmdb"
+expect "its mean: the three images' average, 30" 0 "mean_value channel \[0\]: 30$" "$CORTADO" compute-mean \
+  "$tmp/pos_lmdb"
+expect "convert with two positionals" 2 "ROOTFOLDER/ LISTFILE DB_NAME" "$CORTADO" convert "$tmp/imgs/" "$tmp/list.txt"
+expect "convert: positionals and --db together" 2 "not both" "$CORTADO" convert "$tmp/imgs/" "$tmp/list.txt" \
+  "$tmp/x" --db="$tmp/y"
+
+# a full disk (a 1 MiB tmpfs, where mounting is allowed): said as such, nothing left behind
+mnt="$tmp/mnt"
+mkdir -p "$mnt"
+if mount -t tmpfs -o size=1m tmpfs "$mnt" 2>/dev/null; then
+  expect "convert onto a full disk" 1 "No space left on device" "$CORTADO" convert \
+    --images=$FM/t10k-images-idx3-ubyte.gz --labels=$FM/t10k-labels-idx1-ubyte.gz --db="$mnt/full_lmdb"
+  [ -z "$(ls -A "$mnt")" ] && ok || bad "a convert that filled the disk left $(ls -A "$mnt")"
+  printf 'net: "%s"\nbase_lr: 0.01 lr_policy: "fixed" max_iter: 1 snapshot_prefix: "%s/s"\n' "$tmp/big.prototxt" \
+    "$mnt" >"$tmp/full_solver.prototxt"
+  printf 'layer { name: "d" type: "DummyData" top: "x" top: "y" dummy_data_param { shape { dim: 2 dim: 512 } shape { dim: 2 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_param { num_output: 1024 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "y" top: "loss" }\n' >"$tmp/big.prototxt"
+  expect "a snapshot onto a full disk" 1 "s_iter_1.caffemodel: write failed: No space left on device" "$CORTADO" train \
+    --solver="$tmp/full_solver.prototxt"
+  [ -z "$(ls -A "$mnt" | grep -v '_metrics.jsonl$')" ] && ok || bad "a failed snapshot left $(ls -A "$mnt")"
+  umount "$mnt"
+else
+  echo "sh_data_cli: cannot mount a tmpfs here; the full-disk checks are skipped"
+fi
 
 cat > "$tmp/data.prototxt" <<EOT
 layer { name: "fm" type: "Data" top: "data" top: "label"

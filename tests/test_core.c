@@ -6,6 +6,7 @@
 
 #include "check.h"
 #include "core/pool.h"
+#include "core/strmap.h"
 
 typedef struct region {
   int n;
@@ -57,7 +58,45 @@ static void test_pool(void) {
   CHECK(bad == 0, "serial run without a pool: %d tasks ran other than once", bad);
 }
 
+/* The name map against a plain array of the same keys: every key finds its latest value,
+ * absent keys (including prefixes and extensions of present ones) find nothing, across growth. */
+static void test_strmap(void) {
+  enum { N = 20000 };
+  char(*keys)[16] = malloc(sizeof(*keys) * N);
+  ct_strmap *m = NULL;
+  ct_error err = {0};
+  CHECK(keys && ct_strmap_create(0, &m, &err) == CT_OK && m, "create: %s", err.msg);
+  if (!keys || !m) {
+    free(keys);
+    return;
+  }
+  for (int i = 0; i < N; i++) snprintf(keys[i], sizeof keys[i], "x%d", i);
+  int bad_put = 0;
+  for (int i = 0; i < N; i++) bad_put += ct_strmap_put(m, keys[i], i, &err) != CT_OK;
+  for (int i = 0; i < N; i += 2) bad_put += ct_strmap_put(m, keys[i], 3 * i + 1, &err) != CT_OK; /* replace */
+  CHECK(bad_put == 0 && ct_strmap_size(m) == N, "%d puts failed, size %zu of %d", bad_put, ct_strmap_size(m), N);
+  int wrong = 0, found_absent = 0;
+  char probe[24];
+  for (int i = 0; i < N; i++) {
+    snprintf(probe, sizeof probe, "x%d", i); /* another buffer: lookups compare contents */
+    wrong += ct_strmap_get(m, probe) != (i % 2 ? i : 3 * i + 1);
+    snprintf(probe, sizeof probe, "y%d", i);
+    found_absent += ct_strmap_get(m, probe) >= 0;
+    snprintf(probe, sizeof probe, "x%d_", i);
+    found_absent += ct_strmap_get(m, probe) >= 0;
+  }
+  found_absent += ct_strmap_get(m, "x") >= 0;
+  found_absent += ct_strmap_get(m, "") >= 0;
+  CHECK(wrong == 0 && found_absent == 0, "%d keys with a wrong value, %d absent keys found", wrong, found_absent);
+  CHECK(ct_strmap_put(m, "x1", -1, &err) == CT_EINVAL && ct_strmap_get(m, "x1") == 1, "a negative value is refused");
+  CHECK(ct_strmap_get(NULL, "x1") == -1 && ct_strmap_get(m, NULL) == -1, "NULL map or key finds nothing");
+  ct_strmap_free(m);
+  ct_strmap_free(NULL);
+  free(keys);
+}
+
 int main(void) {
   test_pool();
+  test_strmap();
   return ct_check_report();
 }

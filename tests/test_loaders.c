@@ -505,7 +505,7 @@ static void idx_gzip_errors(void) {
         "byte flips in a gzip IDX: %d errors of %zu, %d without the name or with an odd status, %d read wrong pixels",
         errors, glen, unnamed, missed);
   /* a directory is a read error, not a short file */
-  expect_fail("IDX path is a directory", ct_idx_read(dir, &x, &err), CT_EIO, &err, "Is a directory");
+  expect_fail("IDX path is a directory", ct_idx_read(dir, &x, &err), CT_EIO, &err, "is a directory");
   free(bad);
   free(gz);
   free(plain);

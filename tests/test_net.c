@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -263,6 +264,43 @@ static void test_errors(void) {
   expect_error("layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: -2 } } }", CT_ESHAPE, "-2");
 }
 
+/* Name lookups are hashed: a net of 40,000 layers (a ReLU chain, every blob also feeding one
+ * Eltwise layer far down the chain, and a fan-out of one blob to 2,000 layers) builds in a few
+ * seconds. Lookups by linear scan took 27 s for such a size, and grew with its square. */
+static void test_build_scale(void) {
+  enum { CHAIN = 38000, FAN = 2000 };
+  size_t cap = (size_t)(CHAIN + FAN) * 112 + 4096, len = 0;
+  char *text = malloc(cap);
+  if (!text) return;
+  len += (size_t)snprintf(text + len, cap - len, "name: 'deep'\nlayer { name: 'in' type: 'Input' top: 'x0' "
+                                                 "input_param { shape { dim: 2 dim: 3 } } }\n");
+  for (int i = 1; i < CHAIN; i++)
+    len += (size_t)snprintf(text + len, cap - len, "layer { name: 'r%d' type: 'ReLU' bottom: 'x%d' top: 'x%d' }\n", i,
+                            i - 1, i);
+  /* the first blobs again, at the end: a backward scan for their producer walks the whole net */
+  for (int i = 0; i < FAN; i++)
+    len += (size_t)snprintf(text + len, cap - len, "layer { name: 'f%d' type: 'Eltwise' bottom: 'x%d' bottom: 'x%d' "
+                            "top: 'f%d' }\n", i, i, CHAIN - 1, i);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ct_error err;
+  ct_net *net = make(text, CT_TRAIN, &err);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  CHECK(net, "the deep net: %s", err.msg);
+  if (net) {
+    /* each x0..x1999 and the chain's end feed a Split; the chain's end has FAN + 0 consumers */
+    CHECK(ct_net_num_layers(net) == CHAIN + FAN + FAN + 1, "%d layers", ct_net_num_layers(net));
+    CHECK(ct_net_num_outputs(net) == FAN, "%d outputs, want the %d Eltwise tops", ct_net_num_outputs(net), FAN);
+    int shape[8];
+    CHECK(ct_net_blob_shape(net, "f1999", shape) == 2 && shape[1] == 3, "f1999 found with its shape");
+  }
+  printf("a net of %d layers built in %.2f s\n", CHAIN + FAN, s);
+  CHECK(s < 15, "building %d layers took %.1f s", CHAIN + FAN, s);
+  ct_net_free(net);
+  free(text);
+}
+
 int main(void) {
   test_phases();
   test_splits_and_inplace();
@@ -270,5 +308,6 @@ int main(void) {
   test_backward_pruning();
   test_caffemodel_roundtrip();
   test_errors();
+  test_build_scale();
   return ct_check_report();
 }

@@ -87,8 +87,8 @@ int cmd_compute_mean(const cmd_data_args *a) {
   ct_db_backend b;
   int rc;
   if ((rc = backend_of("compute-mean", a->backend, &b))) return rc;
-  if (!a->db || !a->output) {
-    fprintf(stderr, "cortado: 'compute-mean' needs --db=DB and -o FILE; see 'cortado compute-mean --help'\n");
+  if (!a->db) {
+    fprintf(stderr, "cortado: 'compute-mean' needs --db=DB (or INPUT_DB); see 'cortado compute-mean --help'\n");
     return 2;
   }
   ct_error err = {0};

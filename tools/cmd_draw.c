@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "layers/layer.h"
 #include "net/net.h"
 #include "plot.h"
@@ -326,6 +327,12 @@ int draw_command(const char *prototxt, const char *output, ct_phase phase, int p
   }
   ProtobufCMessage *m = NULL;
   ct_error err = {0};
+  char *target = NULL; /* issue 23: dot would write into a device or block on a FIFO */
+  if (ct_file_output_target(output, &target, &err) != CT_OK) {
+    fprintf(stderr, "cortado draw: %s\n", err.msg);
+    return 1;
+  }
+  free(target);
   if (ct_prototxt_read_file(prototxt, &caffe__net_parameter__descriptor, &m, &err) != CT_OK) {
     fprintf(stderr, "cortado draw: %s%s\n", err.msg,
             err.status == CT_EIO ? "; give the path of a NetParameter prototxt (net.prototxt)" : "");

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/files.h"
 #include "plot.h"
 
 /* ------------------------------------------------------------------ series */
@@ -639,9 +640,18 @@ int plot_metrics_file(const char *input, const char *output, char *msg, size_t m
     return -1;
   }
   const char *base = strrchr(input, '/');
-  char title[512], tmp[4096];
+  char title[512];
   snprintf(title, sizeof title, "Training curves: %s", base ? base + 1 : input);
-  snprintf(tmp, sizeof tmp, "%s.tmp", output);
+  /* issue 23: only a regular file is replaced (a symlink is written through), under a temporary
+   * name that fits NAME_MAX */
+  ct_error err = {0};
+  char *target = NULL, *tmp = NULL;
+  if (ct_file_output_target(output, &target, &err) != CT_OK || !(tmp = ct_file_temp_name(target, 0))) {
+    int r = fail(msg, msglen, "%s", err.msg[0] ? err.msg : "out of memory");
+    free(target);
+    curves_free(&cv);
+    return r;
+  }
   int rc = 0;
   if (is_svg) {
     FILE *f = fopen(tmp, "w");
@@ -674,9 +684,11 @@ int plot_metrics_file(const char *input, const char *output, char *msg, size_t m
     cairo_destroy(cr);
     cairo_surface_destroy(surf);
   }
-  if (rc == 0 && rename(tmp, output) != 0)
+  if (rc == 0 && rename(tmp, target) != 0)
     rc = fail(msg, msglen, "cannot write %s: %s", output, strerror(errno));
   if (rc != 0) remove(tmp);
+  free(tmp);
+  free(target);
   curves_free(&cv);
   return rc;
 }

@@ -2,15 +2,18 @@
 #include "progress.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "plot.h"
 #include "cortado.pb-c.h"
 #include "proto/prototxt.h"
@@ -153,27 +156,38 @@ static void draw_live(ui *u) {
   u->last_draw = mono_s();
 }
 
-/* glog's prefix, so the text after it is what Caffe's log parsers expect. */
-static void prefixed(FILE *f, const char *text) {
+void glog_prefix(char *buf, size_t n, const char *file, int line) {
   struct timespec ts;
   struct tm tm;
   clock_gettime(CLOCK_REALTIME, &ts);
   localtime_r(&ts.tv_sec, &tm);
+  const char *base = file ? strrchr(file, '/') : NULL;
+  base = base ? base + 1 : (file ? file : "cortado");
+  /* glog pads the thread id to 5 columns; the main thread's id is the process id */
+  snprintf(buf, n, "I%02d%02d %02d:%02d:%02d.%06ld %5ld %s:%d] ", tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+           tm.tm_sec, (long)(ts.tv_nsec / 1000), (long)syscall(SYS_gettid), base, line);
+}
+
+/* Each text line behind its own prefix, all in one write, so that lines of several threads or
+ * processes (mpirun merges the ranks' stderr) do not interleave mid-line. */
+static void prefixed(FILE *f, const char *file, int line, const char *text) {
+  char prefix[160], buf[4400];
+  glog_prefix(prefix, sizeof prefix, file, line);
   const char *p = text;
   do {
     const char *nl = strchr(p, '\n');
     int len = nl ? (int)(nl - p) : (int)strlen(p);
-    fprintf(f, "I%02d%02d %02d:%02d:%02d.%06ld %.*s\n", tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-            (long)(ts.tv_nsec / 1000), len, p);
+    int n = snprintf(buf, sizeof buf, "%s%.*s\n", prefix, len > 4096 ? 4096 : len, p);
+    if (n > 0) fwrite(buf, 1, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, f);
     p = nl ? nl + 1 : NULL;
   } while (p && *p);
 }
 
 /* level 0: verbose (per iteration), 1: ordinary, 2: result. */
-static void emit_line(ui *u, int level, const char *text) {
+static void emit_line(ui *u, int level, const char *file, int line, const char *text) {
   switch (u->mode) {
     case UI_PLAIN:
-      prefixed(u->out, text);
+      prefixed(u->out, file, line, text);
       break;
     case UI_TTY:
       if (level == 0) return;
@@ -196,13 +210,13 @@ static void emit_line(ui *u, int level, const char *text) {
   fflush(u->out);
 }
 
-void ui_log(void *ctx, const char *line) {
+void ui_log_at(void *ctx, const char *file, int line, const char *text) {
   ui *u = ctx;
   char buf[4096];
-  snprintf(buf, sizeof buf, "%s", line ? line : "");
+  snprintf(buf, sizeof buf, "%s", text ? text : "");
   size_t n = strlen(buf);
   while (n > 0 && buf[n - 1] == '\n') buf[--n] = 0;
-  emit_line(u, 1, buf);
+  emit_line(u, 1, file, line, buf);
 }
 
 #define FORMAT_INTO(buf, fmt)               \
@@ -213,23 +227,23 @@ void ui_log(void *ctx, const char *line) {
     va_end(ap);                             \
   } while (0)
 
-void ui_logf(ui *u, const char *fmt, ...) {
+void ui_logf_at(ui *u, const char *file, int line, const char *fmt, ...) {
   char buf[4096];
   FORMAT_INTO(buf, fmt);
-  emit_line(u, 1, buf);
+  emit_line(u, 1, file, line, buf);
 }
 
-void ui_verbosef(ui *u, const char *fmt, ...) {
+void ui_verbosef_at(ui *u, const char *file, int line, const char *fmt, ...) {
   if (u->mode == UI_TTY || u->mode == UI_QUIET) return;
   char buf[4096];
   FORMAT_INTO(buf, fmt);
-  emit_line(u, 0, buf);
+  emit_line(u, 0, file, line, buf);
 }
 
-void ui_resultf(ui *u, const char *fmt, ...) {
+void ui_resultf_at(ui *u, const char *file, int line, const char *fmt, ...) {
   char buf[4096];
   FORMAT_INTO(buf, fmt);
-  emit_line(u, 2, buf);
+  emit_line(u, 2, file, line, buf);
 }
 
 void ui_status(ui *u, int force, const char *fmt, ...) {
@@ -331,6 +345,16 @@ static char *with_suffix(const char *prefix, const char *suffix) {
   return p;
 }
 
+/* A metrics file that stops taking writes (a full disk) is reported once, then left alone:
+ * training goes on without it (and without the curves drawn from it). */
+static void metrics_failed(train_watch *w) {
+  char why[256];
+  ct_file_write_error(why, sizeof why, errno, w->metrics_path);
+  ui_logf(w->u, "cannot write the metrics file %s: %s; training goes on without it", w->metrics_path, why);
+  fclose(w->metrics);
+  w->metrics = NULL;
+}
+
 void train_watch_open(train_watch *w, ui *u, const char *solver_path, int start_iter, int target_iter) {
   memset(w, 0, sizeof *w);
   w->u = u;
@@ -339,23 +363,40 @@ void train_watch_open(train_watch *w, ui *u, const char *solver_path, int start_
   if (!w->prefix) return;
   w->metrics_path = with_suffix(w->prefix, "_metrics.jsonl");
   if (!w->metrics_path) return;
-  if (make_parent_dirs(w->metrics_path) != 0 || !(w->metrics = fopen(w->metrics_path, "a"))) {
-    ui_logf(u, "cannot write the metrics file %s: %s; training goes on without it (check snapshot_prefix in %s)",
-            w->metrics_path, strerror(errno), solver_path);
+  /* appended through a symlink; a FIFO (it would block) or device is refused (issue 23) */
+  int fd = -1;
+  struct stat sb = {0};
+  const char *why = NULL;
+  bool kind = false; /* why names what the path is, not an error */
+  if (stat(w->metrics_path, &sb) == 0 && ct_file_kind(sb.st_mode)) /* opening a FIFO fails with ENXIO */
+    why = ct_file_kind(sb.st_mode), kind = true;
+  else if (make_parent_dirs(w->metrics_path) != 0 ||
+           (fd = open(w->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666)) < 0 ||
+           fstat(fd, &sb) != 0)
+    why = strerror(errno);
+  else if ((why = ct_file_kind(sb.st_mode)) != NULL)
+    kind = true;
+  else if (!(w->metrics = fdopen(fd, "a")))
+    why = strerror(errno);
+  if (!w->metrics) {
+    if (fd >= 0) close(fd);
+    ui_logf(u, "cannot write the metrics file %s: %s%s; training goes on without it (check snapshot_prefix in %s)",
+            w->metrics_path, kind ? "it is " : "", why, solver_path);
     return;
   }
   fprintf(w->metrics, "{\"event\":\"start\",\"iter\":%d,\"time\":%.3f,\"solver\":", start_iter, wall_s());
   json_string(w->metrics, solver_path);
   fputs("}\n", w->metrics);
-  fflush(w->metrics);
+  if (fflush(w->metrics) != 0 || ferror(w->metrics)) metrics_failed(w);
 }
 
 void train_watch_event(void *ctx, const ct_event *e) {
   train_watch *w = ctx;
   ui *u = w->u;
   if (w->metrics && e->kind != CT_EVENT_ITER) {
+    errno = 0;
     ui_event_json(w->metrics, e);
-    fflush(w->metrics);
+    if (fflush(w->metrics) != 0 || ferror(w->metrics)) metrics_failed(w);
   }
   if (u->mode == UI_JSON) {
     if (e->kind != CT_EVENT_ITER) {
@@ -393,7 +434,11 @@ void train_watch_event(void *ctx, const ct_event *e) {
 void train_watch_close(train_watch *w) {
   if (w->u->mode == UI_TTY && w->u->have_last) train_line(w->u, &w->u->last, 1); /* the line ends at N/N */
   if (w->metrics) {
-    fclose(w->metrics);
+    if (fclose(w->metrics) != 0) {
+      char why[256];
+      ui_logf(w->u, "cannot write the metrics file %s: %s", w->metrics_path,
+              ct_file_write_error(why, sizeof why, errno, w->metrics_path));
+    }
     w->metrics = NULL;
     static const char *const exts[] = {"_curves.svg", "_curves.png"};
     for (int i = 0; i < 2; i++) {

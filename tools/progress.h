@@ -37,14 +37,23 @@ typedef struct ui {
 /* Picks the mode from the flags and whether stderr is a terminal. */
 ui_mode ui_pick_mode(int quiet, int json);
 void ui_init(ui *u, ui_mode mode);
-/* A log line (ct_solver_options.log; ctx is a ui *). Always printed in UI_PLAIN and UI_TTY
- * (above the live line), as {"event":"log"} in UI_JSON, and only when `result` in UI_QUIET. */
-void ui_log(void *ctx, const char *line);
-void ui_logf(ui *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* glog's full prefix for a line written now from file:line by this thread, as Caffe's log tools
+ * (parse_log.sh, extract_seconds.py, parse_log.py) split it:
+ * "I1206 18:25:29.105800 12345 solver.c:218] ". `file` may be a path (its base name is used). */
+void glog_prefix(char *buf, size_t n, const char *file, int line);
+
+/* A log line (ctx is a ui *). Always printed in UI_PLAIN and UI_TTY (above the live line), as
+ * {"event":"log"} in UI_JSON, and not in UI_QUIET. ui_log_at is ct_solver_options.log_at; the
+ * formatting forms below take the caller's file and line through their macros. */
+void ui_log_at(void *ctx, const char *file, int line, const char *text);
+void ui_logf_at(ui *u, const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define ui_logf(u, ...) ui_logf_at(u, __FILE__, __LINE__, __VA_ARGS__)
 /* A per-iteration line ("Batch 3, accuracy = 0.9"): printed in UI_PLAIN and UI_JSON only. */
-void ui_verbosef(ui *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ui_verbosef_at(ui *u, const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define ui_verbosef(u, ...) ui_verbosef_at(u, __FILE__, __LINE__, __VA_ARGS__)
 /* A result line (final test scores, timings): printed in every mode, UI_QUIET included. */
-void ui_resultf(ui *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ui_resultf_at(ui *u, const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define ui_resultf(u, ...) ui_resultf_at(u, __FILE__, __LINE__, __VA_ARGS__)
 /* UI_TTY: sets the live line (throttled to 10 redraws a second unless `force`). Else nothing. */
 void ui_status(ui *u, int force, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* UI_TTY: "label [=====>    ] i/n" as the live line. */

@@ -53,7 +53,10 @@ class _SolverOptions(ctypes.Structure):
     # Mirrors ct_solver_options in include/cortado.h, field for field.
     _fields_ = [("weights", ctypes.c_char_p), ("snapshot", ctypes.c_char_p), ("quiet", ctypes.c_int),
                 ("log", _LOG_FN), ("log_ctx", ctypes.c_void_p), ("event", _EVENT_FN),
-                ("event_ctx", ctypes.c_void_p), ("partitions", ctypes.c_int), ("devices", ctypes.c_char_p)]
+                ("event_ctx", ctypes.c_void_p), ("partitions", ctypes.c_int),
+                ("log_at", ctypes.c_void_p), ("action", ctypes.c_void_p), ("action_ctx", ctypes.c_void_p),
+                ("has_level", ctypes.c_int), ("level", ctypes.c_int), ("stages", ctypes.c_void_p),
+                ("allow_nonfinite", ctypes.c_int), ("devices", ctypes.c_char_p)]
 
 
 def _candidates():
@@ -69,6 +72,9 @@ def _candidates():
     yield os.path.join(root, "build", "libcortado.so")
     for p in sorted(glob.glob(os.path.join(root, "build*", "libcortado.so"))):
         yield p
+    # `make install`: PREFIX/lib/python3.X/dist-packages/cortado/ beside PREFIX/lib/libcortado.so
+    yield os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                        "libcortado.so"))
     found = ctypes.util.find_library("cortado")
     if found:
         yield found

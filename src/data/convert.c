@@ -210,9 +210,14 @@ ct_status ct_compute_mean(const char *path, ct_db_backend backend, const char *o
       st = ct_fail(err, CT_ENOMEM, "out of memory");
     } else {
       for (size_t i = 0; i < m; i++) b.data[i] = (float)(sum[i] / (double)n);
-      st = ct_proto_write_binary(out_path, &b.base, err);
+      /* without an output file only the channel means are printed, as compute_image_mean does */
+      st = out_path ? ct_proto_write_binary(out_path, &b.base, err) : CT_OK;
       if (!st) {
-        logf_(log, log_ctx, "Processed %lld files; mean image %dx%dx%d written to %s", (long long)n, C, H, W, out_path);
+        if (out_path)
+          logf_(log, log_ctx, "Processed %lld files; mean image %dx%dx%d written to %s", (long long)n, C, H, W,
+                out_path);
+        else
+          logf_(log, log_ctx, "Processed %lld files; mean image %dx%dx%d", (long long)n, C, H, W);
         size_t plane = (size_t)H * W;
         for (int c = 0; c < C; c++) {
           double s = 0;

@@ -30,7 +30,8 @@ typedef struct ct_convert_opts {
  * Keys are Caffe's: "%08d_<path>" for image lists, "%08d" for IDX. */
 ct_status ct_convert(const ct_convert_opts *o, int64_t *written, ct_error *err);
 
-/* Averages every record of a database (raw, float or encoded) into out_path. */
+/* Averages every record of a database (raw, float or encoded) into out_path (NULL: the channel
+ * means are logged, nothing is written). */
 ct_status ct_compute_mean(const char *db, ct_db_backend backend, const char *out_path,
                           void (*log)(void *ctx, const char *line), void *log_ctx, int64_t *count, ct_error *err);
 

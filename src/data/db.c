@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "core/status.h"
 #include "data/lmdb_read.h"
 
@@ -106,6 +107,15 @@ ct_status ct_db_open(const char *path, ct_db_backend backend, ct_db **out, ct_er
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
   db->backend = backend;
+  struct stat sb;
+  if (stat(path, &sb) != 0 && errno == ENOENT) { /* the commonest first-minutes mistake: say how to make it */
+    ct_status st = ct_fail(err, CT_EIO,
+                           "cannot open %s %s: %s; make it with 'cortado convert' (cortado convert --help; the "
+                           "examples' databases: run 'make demo' once)",
+                           ct_db_backend_name(backend), path, strerror(errno));
+    ct_db_close(db);
+    return st;
+  }
   ct_status st = backend == CT_DB_LMDB ? open_lmdb(db, err) : open_leveldb(db, err);
   if (st) {
     ct_db_close(db);
@@ -217,24 +227,29 @@ void ct_db_writer_abort(ct_db_writer *w) {
 
 ct_status ct_db_writer_open(const char *path, ct_db_backend backend, ct_db_writer **out, ct_error *err) {
   *out = NULL;
-  if (access(path, F_OK) == 0)
+  struct stat sb; /* lstat: a dangling symlink is there too, and the rename would replace it */
+  if (lstat(path, &sb) == 0)
     return ct_fail(err, CT_EIO, "%s already exists; remove it or choose another output path", path);
+  /* what a killed convert into the same path left behind (issue 23) */
+  ct_file_remove_stale_temps(path);
   ct_db_writer *w = calloc(1, sizeof *w);
-  size_t n = strlen(path) + 16;
-  if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(n)) || !(w->pend = calloc(TXN_RECORDS, sizeof *w->pend))) {
+  if (!w || !(w->path = strdup(path)) || !(w->pend = calloc(TXN_RECORDS, sizeof *w->pend))) {
     if (w) writer_free(w, false);
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
   w->backend = backend;
-  /* a fresh directory with the usual mode (mkdir applies the umask, unlike mkdtemp's 0700) */
+  /* a fresh directory with the usual mode (mkdir applies the umask, unlike mkdtemp's 0700),
+   * named as ct_file_temp_name names temporaries: within NAME_MAX, with this process's pid */
   int made = -1;
+  errno = ENOMEM;
   for (unsigned k = 0; k < 100 && made != 0; k++) {
-    snprintf(w->tmp, n, "%s.tmp-%06x", path, (unsigned)((unsigned)getpid() * 2654435761u + k * 40503u) & 0xffffffu);
+    free(w->tmp);
+    if (!(w->tmp = ct_file_temp_name(path, k * 40503u))) break;
     made = mkdir(w->tmp, 0777);
     if (made != 0 && errno != EEXIST) break;
   }
   if (made != 0) {
-    ct_status st = ct_fail(err, CT_EIO, "cannot create %s: %s", w->tmp, strerror(errno));
+    ct_status st = ct_fail(err, CT_EIO, "cannot create %s: %s", w->tmp ? w->tmp : path, strerror(errno));
     free(w->tmp);
     w->tmp = NULL;
     writer_free(w, false);
@@ -271,6 +286,15 @@ ct_status ct_db_writer_open(const char *path, ct_db_backend backend, ct_db_write
   return CT_OK;
 }
 
+/* LMDB's error codes are errno values where the system failed: those get files.h's account
+ * (a full disk reads as EIO from LMDB's short write), the rest mdb_strerror's. */
+static ct_status lmdb_write_error(const ct_db_writer *w, const char *doing, int rc, ct_error *err) {
+  if (rc <= 0) return ct_fail(err, CT_EIO, "%s LMDB %s: %s", doing, w->path, mdb_strerror(rc));
+  char file[4200], why[256];
+  snprintf(file, sizeof file, "%s/data.mdb", w->tmp);
+  return ct_fail(err, CT_EIO, "%s LMDB %s: %s", doing, w->path, ct_file_write_error(why, sizeof why, rc, file));
+}
+
 /* Commits the LMDB transaction; when the map is full, grows it and replays the transaction. */
 static ct_status lmdb_flush(ct_db_writer *w, bool reopen, ct_error *err) {
   for (;;) {
@@ -288,10 +312,10 @@ static ct_status lmdb_flush(ct_db_writer *w, bool reopen, ct_error *err) {
       w->txn = NULL;
       w->mapsize *= 2;
       if ((rc = mdb_env_set_mapsize(w->env, w->mapsize)) || (rc = mdb_txn_begin(w->env, NULL, 0, &w->txn)))
-        return ct_fail(err, CT_EIO, "LMDB %s: %s", w->tmp, mdb_strerror(rc));
+        return lmdb_write_error(w, "growing", rc, err);
       continue;
     }
-    if (rc) return ct_fail(err, CT_EIO, "writing LMDB %s: %s", w->tmp, mdb_strerror(rc));
+    if (rc) return lmdb_write_error(w, "writing", rc, err);
     clear_pending(w);
     if (reopen && (rc = mdb_txn_begin(w->env, NULL, 0, &w->txn)))
       return ct_fail(err, CT_EIO, "writing LMDB %s: %s", w->tmp, mdb_strerror(rc));
@@ -342,7 +366,7 @@ ct_status ct_db_writer_commit(ct_db_writer *w, ct_error *err) {
     st = lmdb_flush(w, false, err);
     if (!st) {
       int rc = mdb_env_sync(w->env, 1);
-      if (rc) st = ct_fail(err, CT_EIO, "syncing LMDB %s: %s", w->tmp, mdb_strerror(rc));
+      if (rc) st = lmdb_write_error(w, "syncing", rc, err);
     }
     mdb_env_close(w->env);
     w->env = NULL;

@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
+#include "core/files.h"
 #include "core/status.h"
 
 /* 2^31 bytes: far above any IDX dataset, and a bound for corrupt headers. */
@@ -27,6 +29,9 @@ static const char *zlib_words(gzFile f, const char *path, int *zerr) {
   if (!m || !*m) return "unknown zlib error";
   size_t n = strlen(path);
   if (!strncmp(m, path, n) && m[n] == ':' && m[n + 1] == ' ') m += n + 2;
+  /* gzdopen'ed files are named "<fd:N>" in zlib's messages */
+  const char *close = strncmp(m, "<fd:", 4) == 0 ? strstr(m, ">: ") : NULL;
+  if (close) m = close + 3;
   return m;
 }
 
@@ -103,11 +108,16 @@ static ct_status read_header(gzFile f, const char *path, ct_idx *out, ct_error *
 }
 
 static gzFile open_idx(const char *path, ct_status *st, ct_error *err) {
+  /* issue 23: a FIFO or device is refused, not blocked on */
+  int fd = -1;
+  if ((*st = ct_file_open_input(path, "IDX file", &fd, NULL, err))) return NULL;
   errno = 0;
-  gzFile f = gzopen(path, "rb"); /* reads plain files too */
-  if (!f)
+  gzFile f = gzdopen(fd, "rb"); /* reads plain files too */
+  if (!f) {
     *st = ct_fail(err, errno == ENOMEM || !errno ? CT_ENOMEM : CT_EIO, "%s: cannot open IDX file: %s", path,
                   errno ? strerror(errno) : "out of memory");
+    close(fd);
+  }
   return f;
 }
 

@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 /* after stdio.h, which jpeglib.h needs */
 #include <jerror.h>
 #include <jpeglib.h>
 
+#include "core/files.h"
 #include "core/status.h"
 
 /* 1 GiB of pixels: far above any training image, and a bound for lying headers. */
@@ -286,8 +288,13 @@ ct_status ct_image_decode(const uint8_t *buf, size_t len, ct_image_mode mode, ct
 }
 
 ct_status ct_image_file_bytes(const char *path, uint8_t **buf, size_t *cap, size_t *len, ct_error *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return ct_fail(err, CT_EIO, "cannot open image %s: %s", path, strerror(errno));
+  int fd = -1; /* issue 23: a FIFO or device is refused, not blocked on */
+  CT_TRY(ct_file_open_input(path, "image", &fd, NULL, err));
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    close(fd);
+    return ct_fail(err, CT_EIO, "cannot open image %s: %s", path, strerror(errno));
+  }
   ct_status st = CT_OK;
   size_t n = 0;
   for (;;) {

@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "core/status.h"
 
 /* LMDB's on-disk layout (liblmdb 0.9, 64-bit pgno_t and size_t, little-endian):
@@ -36,9 +36,16 @@ enum {
 #define LMDB_MAGIC 0xBEEFC0DEu
 #define P_INVALID (~(uint64_t)0)
 
+/* Pages are read with pread into buffers, one per B-tree level, rather than mapped: a file
+ * truncated while mapped raises SIGBUS on the next touch of a lost page (issue 23), where a short
+ * read is an error naming the database. */
 struct ct_lmdb_read {
   char *path;
-  const uint8_t *map;
+  int fd;
+  uint8_t *page[MAX_DEPTH]; /* psize bytes each: the page of that level of the cursor's path */
+  uint64_t page_no[MAX_DEPTH];
+  uint8_t *ov; /* an overflow value, header included */
+  size_t ov_cap;
   size_t size, psize;
   uint64_t npages; /* pages the file holds (and the meta page claims) */
   uint64_t root;
@@ -60,17 +67,46 @@ static ct_status corrupt(const ct_lmdb_read *r, ct_error *err, uint64_t pg, cons
 
 void ct_lmdb_read_close(ct_lmdb_read *r) {
   if (!r) return;
-  if (r->map) munmap((void *)r->map, r->size);
+  if (r->fd >= 0) close(r->fd);
+  for (int i = 0; i < MAX_DEPTH; i++) free(r->page[i]);
+  free(r->ov);
   free(r->path);
   free(r);
 }
 
+/* Reads n bytes at off; a short read means the file shrank since it was opened. */
+static ct_status read_at(const ct_lmdb_read *r, void *buf, size_t n, uint64_t off, uint64_t pg, ct_error *err) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t k = pread(r->fd, (uint8_t *)buf + got, n - got, (off_t)(off + got));
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0)
+      return ct_fail(err, CT_EIO, "LMDB %s: reading page %llu: %s", r->path, (unsigned long long)pg, strerror(errno));
+    if (k == 0) {
+      struct stat st;
+      long long now = fstat(r->fd, &st) == 0 ? (long long)st.st_size : -1;
+      return ct_fail(err, CT_EIO,
+                     "LMDB %s changed while being read: page %llu lies past the end of its data file (%zu bytes when "
+                     "opened, %lld now)", r->path, (unsigned long long)pg, r->size, now);
+    }
+    got += (size_t)k;
+  }
+  return CT_OK;
+}
+
 int64_t ct_lmdb_read_count(const ct_lmdb_read *r) { return r->entries; }
 
-/* A checked page: branch or leaf with a sane header. */
-static ct_status get_page(const ct_lmdb_read *r, uint64_t pg, const uint8_t **out, int *nkeys, ct_error *err) {
+/* A checked page: branch or leaf with a sane header, read into the buffer of B-tree level
+ * `level` (kept while the cursor stays on it). */
+static ct_status get_page(ct_lmdb_read *r, int level, uint64_t pg, const uint8_t **out, int *nkeys, ct_error *err) {
   if (pg >= r->npages || pg < 2) return corrupt(r, err, pg, "page number outside the file");
-  const uint8_t *p = r->map + pg * r->psize;
+  if (!r->page[level] && !(r->page[level] = malloc(r->psize))) return ct_fail(err, CT_ENOMEM, "out of memory");
+  if (r->page_no[level] != pg) {
+    r->page_no[level] = P_INVALID;
+    CT_TRY(read_at(r, r->page[level], r->psize, pg * r->psize, pg, err));
+    r->page_no[level] = pg;
+  }
+  const uint8_t *p = r->page[level];
   uint16_t flags = u16(p + 10), lower = u16(p + 12), upper = u16(p + 14);
   if (!(flags & (P_BRANCH | P_LEAF)) || (flags & (P_OVERFLOW | P_META)) || u64(p) != pg)
     return corrupt(r, err, pg, "not a branch or leaf page");
@@ -100,7 +136,7 @@ static ct_status descend(ct_lmdb_read *r, uint64_t pg, int level, ct_error *err)
     if (level >= MAX_DEPTH) return corrupt(r, err, pg, "B-tree deeper than any real database");
     const uint8_t *p = NULL;
     int nkeys = 0;
-    CT_TRY(get_page(r, pg, &p, &nkeys, err));
+    CT_TRY(get_page(r, level, pg, &p, &nkeys, err));
     r->stack_pg[level] = pg;
     r->stack_ix[level] = 0;
     r->depth = level + 1;
@@ -118,7 +154,7 @@ static ct_status load(ct_lmdb_read *r, ct_error *err) {
   uint64_t pg = r->stack_pg[r->depth - 1];
   const uint8_t *p = NULL, *n = NULL;
   int nkeys = 0;
-  CT_TRY(get_page(r, pg, &p, &nkeys, err));
+  CT_TRY(get_page(r, r->depth - 1, pg, &p, &nkeys, err));
   CT_TRY(get_node(r, pg, p, nkeys, r->stack_ix[r->depth - 1], &n, err));
   uint16_t flags = u16(n + 4), ksize = u16(n + 6);
   size_t dsize = (size_t)u16(n) | (size_t)u16(n + 2) << 16;
@@ -133,7 +169,15 @@ static ct_status load(ct_lmdb_read *r, ct_error *err) {
     if (node_end + 8 > r->psize) return corrupt(r, err, pg, "overflow page number runs past the page");
     uint64_t ov = u64(data);
     if (ov < 2 || ov >= r->npages) return corrupt(r, err, pg, "overflow page outside the file");
-    const uint8_t *op = r->map + ov * r->psize;
+    if (dsize > (r->npages - ov) * r->psize - PAGEHDRSZ) return corrupt(r, err, ov, "value runs past the file");
+    if (PAGEHDRSZ + dsize > r->ov_cap) {
+      uint8_t *b = realloc(r->ov, PAGEHDRSZ + dsize);
+      if (!b) return ct_fail(err, CT_ENOMEM, "out of memory reading a %zu-byte value", dsize);
+      r->ov = b;
+      r->ov_cap = PAGEHDRSZ + dsize;
+    }
+    CT_TRY(read_at(r, r->ov, PAGEHDRSZ + dsize, ov * r->psize, ov, err));
+    const uint8_t *op = r->ov;
     uint32_t pages = u32(op + 12);
     if (!(u16(op + 10) & P_OVERFLOW) || pages == 0 || pages > r->npages - ov ||
         dsize > (size_t)pages * r->psize - PAGEHDRSZ)
@@ -155,7 +199,7 @@ ct_status ct_lmdb_read_first(ct_lmdb_read *r, bool *valid, ct_error *err) {
   /* skip empty leaves (only a root leaf may be empty) */
   const uint8_t *p = NULL;
   int nkeys = 0;
-  CT_TRY(get_page(r, r->stack_pg[r->depth - 1], &p, &nkeys, err));
+  CT_TRY(get_page(r, r->depth - 1, r->stack_pg[r->depth - 1], &p, &nkeys, err));
   if (nkeys == 0) return r->depth == 1 ? CT_OK : corrupt(r, err, r->stack_pg[r->depth - 1], "empty leaf");
   CT_TRY(load(r, err));
   *valid = true;
@@ -167,7 +211,7 @@ ct_status ct_lmdb_read_next(ct_lmdb_read *r, bool *valid, ct_error *err) {
   for (int level = r->depth - 1; level >= 0; level--) {
     const uint8_t *p = NULL;
     int nkeys = 0;
-    CT_TRY(get_page(r, r->stack_pg[level], &p, &nkeys, err));
+    CT_TRY(get_page(r, level, r->stack_pg[level], &p, &nkeys, err));
     if (r->stack_ix[level] + 1 >= nkeys) continue; /* this page is done: go up */
     r->stack_ix[level]++;
     if (level < r->depth - 1) { /* a branch: the next child's leftmost leaf */
@@ -177,7 +221,7 @@ ct_status ct_lmdb_read_next(ct_lmdb_read *r, bool *valid, ct_error *err) {
       int depth = r->depth;
       CT_TRY(descend(r, child, level + 1, err));
       if (r->depth != depth) return corrupt(r, err, child, "leaves at different depths");
-      CT_TRY(get_page(r, r->stack_pg[r->depth - 1], &p, &nkeys, err));
+      CT_TRY(get_page(r, r->depth - 1, r->stack_pg[r->depth - 1], &p, &nkeys, err));
       if (nkeys == 0) return corrupt(r, err, r->stack_pg[r->depth - 1], "empty leaf");
     }
     CT_TRY(load(r, err));
@@ -206,29 +250,29 @@ ct_status ct_lmdb_read_open(const char *path, ct_lmdb_read **out, ct_error *err)
     free(r);
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
+  r->fd = -1;
+  for (int i = 0; i < MAX_DEPTH; i++) r->page_no[i] = P_INVALID;
   ct_status s = CT_OK;
-  int fd = open(file, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || fstat(fd, &st) != 0) {
-    s = ct_fail(err, CT_EIO, "cannot open LMDB %s: %s%s", path, S_ISDIR(st.st_mode) ? "no data.mdb in it: " : "",
-                strerror(errno));
+  uint8_t *head = NULL; /* the two meta pages */
+  if (S_ISDIR(st.st_mode) && access(file, F_OK) != 0) {
+    s = ct_fail(err, CT_EIO, "cannot open LMDB %s: no data.mdb in it: %s", path, strerror(errno));
     goto fail;
   }
+  if ((s = ct_file_open_input(file, "LMDB data file", &r->fd, &st, err))) goto fail;
   r->size = (size_t)st.st_size;
   if (r->size < 2 * 4096 && r->size < 2 * (PAGEHDRSZ + 136)) {
     s = ct_fail(err, CT_EPARSE, "LMDB %s is truncated: %s holds %zu bytes, less than its two meta pages", path, file,
                 r->size);
     goto fail;
   }
-  r->map = mmap(NULL, r->size, PROT_READ, MAP_SHARED, fd, 0);
-  if (r->map == MAP_FAILED) {
-    r->map = NULL;
-    s = ct_fail(err, CT_EIO, "cannot map LMDB %s: %s", path, strerror(errno));
+  size_t head_len = r->size < 2 * 65536 ? r->size : 2 * 65536;
+  if (!(head = malloc(head_len))) {
+    s = ct_fail(err, CT_ENOMEM, "out of memory");
     goto fail;
   }
-  close(fd);
-  fd = -1;
+  if ((s = read_at(r, head, head_len, 0, 0, err))) goto fail;
   /* meta page 0 gives the page size; the newer of the two metas is the current state */
-  const uint8_t *m0 = r->map + PAGEHDRSZ;
+  const uint8_t *m0 = head + PAGEHDRSZ;
   if (u32(m0) != LMDB_MAGIC) {
     s = ct_fail(err, CT_EPARSE, "%s is not an LMDB data file (bad magic number)", file);
     goto fail;
@@ -243,7 +287,7 @@ ct_status ct_lmdb_read_open(const char *path, ct_lmdb_read **out, ct_error *err)
     s = ct_fail(err, CT_EPARSE, "LMDB %s is corrupt: page size %zu (file of %zu bytes)", path, r->psize, r->size);
     goto fail;
   }
-  const uint8_t *m1 = r->map + r->psize + PAGEHDRSZ, *m = m0;
+  const uint8_t *m1 = head + r->psize + PAGEHDRSZ, *m = m0;
   if (u32(m1) == LMDB_MAGIC && u64(m1 + 128) > u64(m0 + 128)) m = m1;
   uint64_t last_pg = u64(m + 120);
   r->npages = r->size / r->psize;
@@ -266,10 +310,11 @@ ct_status ct_lmdb_read_open(const char *path, ct_lmdb_read **out, ct_error *err)
                 (long long)r->root);
     goto fail;
   }
+  free(head);
   *out = r;
   return CT_OK;
 fail:
-  if (fd >= 0) close(fd);
+  free(head);
   ct_lmdb_read_close(r);
   return s;
 }

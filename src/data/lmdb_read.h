@@ -1,9 +1,10 @@
 /* A read-only walker over an LMDB data file (format version 1, as liblmdb 0.9 writes it),
  * written for cortado so that a damaged file can never crash the reader: liblmdb trusts the
- * page structure it maps, so a flipped byte in a page can send it outside the map. Here the file
- * is mapped read-only and every page number, node offset, key and value length is checked
- * against the page and the file before it is used; anything out of place is an error naming the
- * file and page.
+ * page structure it maps, so a flipped byte in a page can send it outside the map. Here pages
+ * are read with pread (a file truncated or rewritten while being read gives a short read or a
+ * bad page, an error naming the database, where a mapping would raise SIGBUS) and every page
+ * number, node offset, key and value length is checked against the page and the file before it
+ * is used; anything out of place is an error naming the file and page.
  *
  * Only what Caffe's databases use: the main database, plain keys and values (values may span
  * overflow pages); duplicate-sorted or named sub-databases are refused. Records come in key

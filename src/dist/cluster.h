@@ -81,6 +81,12 @@ ct_status ct_cluster_collect(ct_cluster *c, ct_error *err);
 /* End of training on this process: tell the servers, serve until everyone is done. */
 ct_status ct_cluster_finish(ct_cluster *c, ct_error *err);
 
+/* issue 23: the training loop's action request (ct_solver_action) agreed by every process
+ * that trains: the largest request of any of them, so that a signal reaching the ranks at
+ * different iterations stops (or snapshots) all of them at the same one. A backend without
+ * `agree` returns the request unchanged. */
+int ct_cluster_agree(ct_cluster *c, int request);
+
 /* Bytes this process sent and seconds it waited on communication since the last call, and
  * the number of updates they cover. */
 void ct_cluster_take_stats(ct_cluster *c, double *bytes, double *wait_s, int *updates);
@@ -98,6 +104,7 @@ typedef struct ct_cluster_ops {
   ct_status (*finish)(void *ctx, ct_error *err);
   void (*stats)(void *ctx, double *bytes, double *wait_s, int *updates);
   void (*destroy)(void *ctx, bool clean); /* clean: finalize MPI */
+  int (*agree)(void *ctx, int request);   /* issue 23 (may be NULL): see ct_cluster_agree */
 } ct_cluster_ops;
 
 /* Whether a process launcher (mpirun) started this process, and the job size it announced. */

@@ -758,9 +758,22 @@ static void m_destroy(void *ctx, bool clean) {
   free(c);
 }
 
+/* issue 23: a signal to mpirun reaches every rank, each at its own iteration. ALLREDUCE with
+ * one worker per process makes its MPI calls on the solver's thread, every rank in lockstep, so
+ * the ranks can agree at each iteration boundary: the largest request wins. Elsewhere (servers,
+ * Hogwild, worker threads with a communication thread) the request stays the process's own. */
+static int m_agree(void *ctx, int request) {
+  mpi_ctx *c = ctx;
+  if (c->t.mode != CT_DIST_ALLREDUCE || c->t.nworkers_per_procs != 1 || c->workers_comm == MPI_COMM_NULL)
+    return request;
+  int agreed = request;
+  if (MPI_Allreduce(&request, &agreed, 1, MPI_INT, MPI_MAX, c->workers_comm) != MPI_SUCCESS) return request;
+  return agreed;
+}
+
 static const ct_cluster_ops k_mpi_ops = {
     .start = m_start, .update = m_update, .serve = m_serve, .collect = m_collect,
-    .finish = m_finish, .stats = m_stats, .destroy = m_destroy,
+    .finish = m_finish, .stats = m_stats, .destroy = m_destroy, .agree = m_agree,
 };
 
 ct_status ct_dist_mpi_create(const ct_topology *t, int rank, const Caffe__SolverParameter *sp, void **out,

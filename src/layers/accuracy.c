@@ -18,7 +18,9 @@ typedef struct accuracy {
 static ct_status accuracy_setup(ct_layer *l, ct_error *err) {
   static const Caffe__AccuracyParameter dflt = CAFFE__ACCURACY_PARAMETER__INIT;
   const Caffe__AccuracyParameter *ap = l->lp->accuracy_param ? l->lp->accuracy_param : &dflt;
-  if (ap->top_k < 1 || ap->top_k > (uint32_t)INT32_MAX)
+  if (ap->top_k > (uint32_t)INT32_MAX)
+    return ct_layer_fail(l, err, CT_EINVAL, "top_k %u is too large (at most %d)", ap->top_k, INT32_MAX);
+  if (ap->top_k < 1)
     return ct_layer_fail(l, err, CT_EINVAL, "top_k must be at least 1, got %u", ap->top_k);
   accuracy *p = calloc(1, sizeof *p);
   if (!p) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");

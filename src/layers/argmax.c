@@ -28,7 +28,9 @@ static bool argmax_splits(const ct_layer *l) {
 
 static ct_status argmax_setup(ct_layer *l, ct_error *err) {
   const Caffe__ArgMaxParameter *ap = params(l);
-  if (ap->top_k < 1 || ap->top_k > (uint32_t)INT32_MAX)
+  if (ap->top_k > (uint32_t)INT32_MAX)
+    return ct_layer_fail(l, err, CT_EINVAL, "top_k %u is too large (at most %d)", ap->top_k, INT32_MAX);
+  if (ap->top_k < 1)
     return ct_layer_fail(l, err, CT_EINVAL, "top_k must be at least 1, got %u", ap->top_k);
   argmax *p = calloc(1, sizeof *p);
   if (!p) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");

@@ -156,7 +156,13 @@ static ct_status conv_setup(ct_layer *l, ct_error *err) {
   }
   CT_TRY(pick_dims(l, "dilation", p->n_dilation, p->dilation, 1, dil, err));
   for (int i = 0; i < 2; i++) {
-    /* uint32 fields read as int: anything past 2^16 is nonsense for an image anyway */
+    /* uint32 fields read as int: anything past 2^16 is nonsense for an image anyway, and a value
+     * past INT_MAX reads negative: say "too large", not "must be nonzero" (issue 23) */
+    const struct { const char *name; int v; } big[] = {{"kernel size", kernel[i]}, {"stride", stride[i]},
+                                                      {"dilation", dil[i]}, {"pad", pad[i]}};
+    for (int k = 0; k < 4; k++)
+      if (big[k].v < 0 || big[k].v > 65535)
+        return ct_layer_fail(l, err, CT_EINVAL, "%s %u is too large (at most 65535)", big[k].name, (unsigned)big[k].v);
     if (kernel[i] <= 0 || kernel[i] > 65535)
       return ct_layer_fail(l, err, CT_EINVAL, "filter dimensions must be nonzero (and sane), got %d x %d",
                            kernel[0], kernel[1]);
@@ -170,7 +176,9 @@ static ct_status conv_setup(ct_layer *l, ct_error *err) {
   }
   g.kh = kernel[0], g.kw = kernel[1], g.sh = stride[0], g.sw = stride[1];
   g.ph = pad[0], g.pw = pad[1], g.dh = dil[0], g.dw = dil[1];
-  if (!p->has_num_output || p->num_output == 0 || p->num_output > (1u << 24))
+  if (p->num_output > (1u << 24))
+    return ct_layer_fail(l, err, CT_EINVAL, "num_output %u is too large (at most %u)", p->num_output, 1u << 24);
+  if (!p->has_num_output || p->num_output == 0)
     return ct_layer_fail(l, err, CT_EINVAL, "num_output must be specified and positive");
   if (p->group == 0 || p->group > (1u << 24)) return ct_layer_fail(l, err, CT_EINVAL, "group must be positive");
   g.K = (int)p->num_output;

@@ -29,7 +29,9 @@ static ct_status ip_axis(const ct_layer *l, int axis_param, int *axis, ct_error 
 
 static ct_status ip_setup(ct_layer *l, ct_error *err) {
   const Caffe__InnerProductParameter *p = l->lp->inner_product_param ? l->lp->inner_product_param : &default_param;
-  if (!p->has_num_output || p->num_output == 0 || p->num_output > (1u << 30))
+  if (p->num_output > (1u << 30))
+    return ct_layer_fail(l, err, CT_EINVAL, "num_output %u is too large (at most %u)", p->num_output, 1u << 30);
+  if (!p->has_num_output || p->num_output == 0)
     return ct_layer_fail(l, err, CT_EINVAL, "num_output must be specified and positive");
   ip_priv *ip = calloc(1, sizeof *ip);
   if (!ip) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
@@ -100,6 +102,7 @@ static ct_status ip_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   CT_TRY(ct_write(l, p, l->top[0], &y, err));
   int m0, M;
   ip_rows(l, p, &m0, &M);
+  if (M == 0) return CT_OK; /* an empty batch: no rows */
   const int N = ip->N, K = ip->K;
   x += (size_t)m0 * K;
   y += (size_t)m0 * N;
@@ -119,6 +122,7 @@ static ct_status ip_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
   int m0, M;
   ip_rows(l, p, &m0, &M);
+  if (M == 0) return CT_OK; /* an empty batch adds nothing to the gradients */
   const int N = ip->N, K = ip->K;
   x += (size_t)m0 * K;
   dy += (size_t)m0 * N;

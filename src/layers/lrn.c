@@ -25,7 +25,9 @@ static const Caffe__LRNParameter default_param = CAFFE__LRNPARAMETER__INIT;
 
 static ct_status lrn_setup(ct_layer *l, ct_error *err) {
   const Caffe__LRNParameter *p = l->lp->lrn_param ? l->lp->lrn_param : &default_param;
-  if (p->local_size % 2 == 0 || p->local_size > 65535)
+  if (p->local_size > 65535)
+    return ct_layer_fail(l, err, CT_EINVAL, "local_size %u is too large (at most 65535)", p->local_size);
+  if (p->local_size % 2 == 0)
     return ct_layer_fail(l, err, CT_EINVAL, "LRN only supports odd values for local_size, got %u", p->local_size);
   if (p->norm_region != CAFFE__LRNPARAMETER__NORM_REGION__ACROSS_CHANNELS &&
       p->norm_region != CAFFE__LRNPARAMETER__NORM_REGION__WITHIN_CHANNEL)

@@ -14,8 +14,12 @@ extern const ct_layer_ops ct_layer_MemoryData;
 static ct_status memory_data_setup(ct_layer *l, ct_error *err) {
   const Caffe__MemoryDataParameter *p = l->lp->memory_data_param;
   if (!p) return ct_layer_fail(l, err, CT_EINVAL, "needs memory_data_param { batch_size channels height width }");
-  if (!p->batch_size || !p->channels || !p->height || !p->width || p->channels > 1u << 16 || p->height > 1u << 20 ||
-      p->width > 1u << 20 || (uint64_t)p->channels * p->height * p->width > 1u << 30)
+  if (p->batch_size > (uint32_t)INT32_MAX || p->channels > 1u << 16 || p->height > 1u << 20 || p->width > 1u << 20 ||
+      (uint64_t)p->channels * p->height * p->width > 1u << 30)
+    return ct_layer_fail(l, err, CT_EINVAL,
+                         "batch_size %u, channels %u, height %u, width %u: too large (at most %d, 65536, 2^20, 2^20, "
+                         "and 2^30 values per image)", p->batch_size, p->channels, p->height, p->width, INT32_MAX);
+  if (!p->batch_size || !p->channels || !p->height || !p->width)
     return ct_layer_fail(l, err, CT_EINVAL, "batch_size, channels, height and width must be positive (got %u %u %u %u)",
                          p->batch_size, p->channels, p->height, p->width);
   ct_source *src = NULL;

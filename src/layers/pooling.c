@@ -49,7 +49,10 @@ static ct_status pool_setup(ct_layer *l, ct_error *err) {
                            "kernel_size must be specified (for non-square filters both kernel_h and kernel_w)");
     pp->kh = (int)(p->has_kernel_size ? p->kernel_size : p->kernel_h);
     pp->kw = (int)(p->has_kernel_size ? p->kernel_size : p->kernel_w);
-    if (p->kernel_size > 65535 || p->kernel_h > 65535 || p->kernel_w > 65535 || pp->kh <= 0 || pp->kw <= 0)
+    if (p->kernel_size > 65535 || p->kernel_h > 65535 || p->kernel_w > 65535)
+      return ct_layer_fail(l, err, CT_EINVAL, "kernel size %u x %u is too large (at most 65535)", (unsigned)pp->kh,
+                           (unsigned)pp->kw);
+    if (pp->kh <= 0 || pp->kw <= 0)
       return ct_layer_fail(l, err, CT_EINVAL, "filter dimensions must be positive, got %d x %d", pp->kh, pp->kw);
   }
   if (p->has_pad ? (p->has_pad_h || p->has_pad_w) : (p->has_pad_h != p->has_pad_w))

@@ -13,37 +13,40 @@
 #include "proto/blob.h"
 #include "proto/prototxt.h"
 
-int ct_net_find_blob(const ct_net *net, const char *name) {
-  for (int i = 0; i < net->nblobs; i++)
-    if (!strcmp(net->blob_names[i], name)) return i;
-  return -1;
-}
+int ct_net_find_blob(const ct_net *net, const char *name) { return ct_strmap_get(net->blob_index, name); }
 
-int ct_net_find_layer(const ct_net *net, const char *name) {
-  for (int i = 0; i < net->nlayers; i++)
-    if (net->layers[i].l.name && !strcmp(net->layers[i].l.name, name)) return i;
-  return -1;
-}
+/* The first layer of that name (only unnamed layers share one). */
+int ct_net_find_layer(const ct_net *net, const char *name) { return ct_strmap_get(net->layer_index, name); }
 
 /* ------------------------------------------------------------------ wiring */
 
 static ct_status add_blob(ct_net *net, const char *name, int *id, ct_error *err) {
-  ct_tensor **b = realloc(net->blobs, (size_t)(net->nblobs + 1) * sizeof *b);
-  if (!b) return ct_fail(err, CT_ENOMEM, "out of memory");
-  net->blobs = b;
-  char **nm = realloc(net->blob_names, (size_t)(net->nblobs + 1) * sizeof *nm);
-  if (!nm) return ct_fail(err, CT_ENOMEM, "out of memory");
-  net->blob_names = nm;
-  int *pr = realloc(net->blob_producer, (size_t)(net->nblobs + 1) * sizeof *pr);
-  if (!pr) return ct_fail(err, CT_ENOMEM, "out of memory");
-  net->blob_producer = pr;
-  pr[net->nblobs] = -1;
+  if (net->nblobs == net->blob_cap) { /* growing by one copied the arrays once per blob */
+    int cap = net->blob_cap ? 2 * net->blob_cap : 16;
+    ct_tensor **b = realloc(net->blobs, (size_t)cap * sizeof *b);
+    if (!b) return ct_fail(err, CT_ENOMEM, "out of memory");
+    net->blobs = b;
+    char **nm = realloc(net->blob_names, (size_t)cap * sizeof *nm);
+    if (!nm) return ct_fail(err, CT_ENOMEM, "out of memory");
+    net->blob_names = nm;
+    int *pr = realloc(net->blob_producer, (size_t)cap * sizeof *pr);
+    if (!pr) return ct_fail(err, CT_ENOMEM, "out of memory");
+    net->blob_producer = pr;
+    net->blob_cap = cap;
+  }
+  net->blob_producer[net->nblobs] = -1;
   net->blobs[net->nblobs] = ct_tensor_create();
   net->blob_names[net->nblobs] = strdup(name);
   if (!net->blobs[net->nblobs] || !net->blob_names[net->nblobs]) {
     ct_tensor_free(net->blobs[net->nblobs]);
     free(net->blob_names[net->nblobs]);
     return ct_fail(err, CT_ENOMEM, "out of memory");
+  }
+  ct_status st = ct_strmap_put(net->blob_index, net->blob_names[net->nblobs], net->nblobs, err);
+  if (st) {
+    ct_tensor_free(net->blobs[net->nblobs]);
+    free(net->blob_names[net->nblobs]);
+    return st;
   }
   *id = net->nblobs++;
   return CT_OK;
@@ -294,6 +297,8 @@ void ct_net_free(ct_net *net) {
   }
   free(net->blobs);
   free(net->blob_names);
+  ct_strmap_free(net->blob_index);
+  ct_strmap_free(net->layer_index);
   free(net->outputs);
   free(net->output_loss_weight);
   free(net->learn);
@@ -339,7 +344,16 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
   if ((st = ct_placement_create(ct_cpu_count(), &net->place, err))) goto fail;
   if ((st = ct_net_place_default(net, param, map, err))) goto fail;
   if ((st = ct_net_filter(param, source, phase, level, stages, &filtered, err))) goto fail;
+  if (filtered.n == 0) { /* an empty file (a wrong path, a truncated copy) is no net */
+    st = ct_fail(err, CT_EINVAL, "%s: the net has no layers%s", source,
+                 param->n_layer ? " for this phase and state (every layer's include/exclude rules leave it out)"
+                                : ": an empty or truncated file?");
+    goto fail;
+  }
   if ((st = ct_net_insert_splits(&filtered, &split, err))) goto fail;
+  if ((st = ct_strmap_create((size_t)split.n, &net->layer_index, err)) ||
+      (st = ct_strmap_create((size_t)split.n, &net->blob_index, err)))
+    goto fail;
   net->layers = calloc((size_t)split.n + 1, sizeof *net->layers);
   if (!net->layers) {
     st = ct_fail(err, CT_ENOMEM, "out of memory");
@@ -367,12 +381,15 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
                    nl->lp->type);
       goto fail;
     }
-    for (int j = 0; j < i; j++)
-      if (!strcmp(net->layers[j].l.name, l->name) && l->name[0]) {
+    if (ct_strmap_get(net->layer_index, l->name) >= 0) {
+      if (l->name[0]) {
         st = ct_fail(err, CT_EINVAL, "%s: two layers are named \"%s\"; layer names must be unique", source,
                      l->name);
         goto fail;
       }
+    } else if ((st = ct_strmap_put(net->layer_index, l->name, i, err))) {
+      goto fail;
+    }
     ct_rng_seed(&l->rng, ct_rng_derive(seed, (uint64_t)i));
     if ((st = ct_net_place_layer(net, i, split.src[i], map, err))) goto fail;
     if ((st = wire_layer(net, i, err))) goto fail;
@@ -420,27 +437,36 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
     st = ct_fail(err, CT_ENOMEM, "out of memory");
     goto fail;
   }
-  for (int b = 0; b < net->nblobs; b++) {
-    bool consumed = false;
-    float lw = 0;
+  {
+    /* one pass over the layers (a pass per blob was quadratic in the net's size) */
+    bool *consumed = calloc((size_t)net->nblobs + 1, sizeof *consumed);
+    float *lw = calloc((size_t)net->nblobs + 1, sizeof *lw);
+    if (!consumed || !lw) {
+      free(consumed);
+      free(lw);
+      st = ct_fail(err, CT_ENOMEM, "out of memory");
+      goto fail;
+    }
     for (int i = 0; i < net->nlayers; i++) {
       net_layer *nl = &net->layers[i];
-      for (int t = 0; t < nl->l.ntop; t++)
-        if (nl->top_ids[t] == b) {
-          consumed = false; /* a later (in-place) producer resets consumption */
-          lw = nl->loss_weight[t];
-        }
-      for (int j = 0; j < nl->l.nbottom; j++)
-        if (nl->bottom_ids[j] == b) {
-          bool in_place = false;
-          for (int t = 0; t < nl->l.ntop; t++) in_place |= nl->top_ids[t] == b;
-          if (!in_place) consumed = true;
-        }
+      for (int t = 0; t < nl->l.ntop; t++) {
+        consumed[nl->top_ids[t]] = false; /* a later (in-place) producer resets consumption */
+        lw[nl->top_ids[t]] = nl->loss_weight[t];
+      }
+      for (int j = 0; j < nl->l.nbottom; j++) {
+        int b = nl->bottom_ids[j];
+        bool in_place = false;
+        for (int t = 0; t < nl->l.ntop; t++) in_place |= nl->top_ids[t] == b;
+        if (!in_place) consumed[b] = true;
+      }
     }
-    if (!consumed) {
-      net->output_loss_weight[net->noutputs] = lw;
-      net->outputs[net->noutputs++] = b;
-    }
+    for (int b = 0; b < net->nblobs; b++)
+      if (!consumed[b]) {
+        net->output_loss_weight[net->noutputs] = lw[b];
+        net->outputs[net->noutputs++] = b;
+      }
+    free(consumed);
+    free(lw);
   }
   ct_spec_list_free(&filtered);
   ct_spec_list_free(&split);

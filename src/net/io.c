@@ -93,11 +93,7 @@ ct_status ct_net_copy_from_proto(ct_net *net, const Caffe__NetParameter *param, 
 }
 
 ct_status ct_net_load_weights(ct_net *net, const char *path, ct_error *err) {
-  ProtobufCMessage *m = NULL;
-  CT_TRY(ct_proto_read_binary(path, &caffe__net_parameter__descriptor, &m, err));
-  ct_status st = ct_net_copy_from_proto(net, (Caffe__NetParameter *)m, path, err);
-  protobuf_c_message_free_unpacked(m, NULL);
-  return st;
+  return ct_net_load_weights_ex(net, path, NULL, err); /* weights.c checks the file first */
 }
 
 ct_status ct_net_save_weights(const ct_net *net, const char *path, ct_error *err) {

@@ -77,4 +77,18 @@ ct_status ct_net_to_proto(const ct_net *net, Caffe__NetParameter **out, ct_error
 ct_status ct_net_copy_from_proto(ct_net *net, const Caffe__NetParameter *param, const char *source,
                                  ct_error *err);
 
+/* How weights are loaded (src/net/weights.c). `note` (may be NULL) receives Caffe's
+ * "Ignoring source layer X" for each layer of the file the net lacks, and warnings. */
+typedef struct ct_weights_opts {
+  void (*note)(void *ctx, const char *line);
+  void *ctx;
+  bool allow_nonfinite; /* NaN or Inf values: a warning instead of an error */
+} ct_weights_opts;
+/* Before copying: a file that shares no layer with the net, holds no layers at all, or holds
+ * NaN or Inf values in a layer the net has (unless allowed) is an error naming the file. */
+ct_status ct_net_check_weights(const ct_net *net, const Caffe__NetParameter *p, const char *source,
+                               const ct_weights_opts *o, ct_error *err);
+/* ct_net_load_weights with options (o may be NULL: no notes, non-finite values refused). */
+ct_status ct_net_load_weights_ex(ct_net *net, const char *path, const ct_weights_opts *o, ct_error *err);
+
 #endif

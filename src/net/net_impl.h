@@ -5,6 +5,7 @@
 #define CT_NET_IMPL_H
 
 #include "core/pool.h"
+#include "core/strmap.h"
 #include "net/net.h"
 
 typedef struct net_layer {
@@ -30,6 +31,8 @@ struct ct_net {
   int nblobs;
   ct_tensor **blobs;
   char **blob_names;
+  ct_strmap *blob_index, *layer_index; /* name -> index: builds stay linear in the layer count */
+  int blob_cap;                        /* room in blobs, blob_names, blob_producer (grown by doubling) */
   int noutputs;
   int *outputs;
   float *output_loss_weight;

@@ -131,8 +131,10 @@ ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *er
   int **src_top = calloc((size_t)n, sizeof *src_top);
   int **next_use = calloc((size_t)n, sizeof *next_use);
   int moved = 0;
+  ct_strmap *latest = NULL; /* top name -> the latest layer so far producing it */
   ct_status st = CT_OK;
   if (!consumers || !src_layer || !src_top || !next_use) goto oom;
+  if ((st = ct_strmap_create((size_t)n, &latest, err))) goto done;
   for (int i = 0; i < n; i++) {
     Caffe__LayerParameter *lp = in->v[i];
     consumers[i] = calloc(lp->n_top + 1, sizeof(int));
@@ -143,14 +145,16 @@ ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *er
     for (size_t b = 0; b < lp->n_bottom; b++) {
       src_layer[i][b] = -1;
       /* the latest earlier top of that name (in-place layers re-produce a name) */
-      for (int j = i - 1; j >= 0 && src_layer[i][b] < 0; j--)
-        for (size_t t = 0; t < in->v[j]->n_top; t++)
-          if (!strcmp(in->v[j]->top[t], lp->bottom[b])) {
-            src_layer[i][b] = j;
-            src_top[i][b] = (int)t;
-          }
+      int j = ct_strmap_get(latest, lp->bottom[b]);
+      for (size_t t = 0; j >= 0 && t < in->v[j]->n_top; t++)
+        if (!strcmp(in->v[j]->top[t], lp->bottom[b])) {
+          src_layer[i][b] = j;
+          src_top[i][b] = (int)t;
+        }
       if (src_layer[i][b] >= 0) consumers[src_layer[i][b]][src_top[i][b]]++;
     }
+    for (size_t t = 0; t < lp->n_top; t++)
+      if ((st = ct_strmap_put(latest, lp->top[t], i, err))) goto done;
   }
   for (int i = 0; i < n; i++) {
     Caffe__LayerParameter *lp = in->v[i];
@@ -195,6 +199,7 @@ ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *er
 oom:
   st = ct_fail(err, CT_ENOMEM, "out of memory");
 done:
+  ct_strmap_free(latest);
   for (int i = 0; i < moved; i++) in->v[i] = NULL;
   for (int i = 0; i < n; i++) {
     if (consumers) free(consumers[i]);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "core/status.h"
 #include "proto/prototxt.h"
 
@@ -24,30 +25,19 @@ ct_status ct_read_file(const char *path, size_t max_bytes, char **out, size_t *l
   if (len) *len = 0;
   if (!path || !out) return ct_fail(err, CT_EINVAL, "ct_read_file: missing path or output");
   if (max_bytes > SIZE_MAX - 1) max_bytes = SIZE_MAX - 1; /* room for the NUL */
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ct_fail(err, CT_EIO, "%s: cannot open: %s", path, strerror(errno));
+  /* issue 23: a FIFO or device is refused rather than blocked on or read without end */
+  int fd = -1;
+  struct stat sb;
+  CT_TRY(ct_file_open_input(path, NULL, &fd, &sb, err));
   char *buf = NULL;
   ct_status st = CT_OK;
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    st = ct_fail(err, CT_EIO, "%s: cannot stat: %s", path, strerror(errno));
+  size_t cap; /* buffer size including the terminating NUL; the file may still grow */
+  if (sb.st_size < 0 || (uintmax_t)sb.st_size > max_bytes) {
+    st = ct_fail(err, CT_ENOMEM, "%s: file is %jd bytes, larger than the limit of %zu bytes", path,
+                 (intmax_t)sb.st_size, max_bytes);
     goto done;
   }
-  if (S_ISDIR(sb.st_mode)) {
-    st = ct_fail(err, CT_EIO, "%s: is a directory, expected a file", path);
-    goto done;
-  }
-  size_t cap; /* buffer size including the terminating NUL */
-  if (S_ISREG(sb.st_mode)) {
-    if (sb.st_size < 0 || (uintmax_t)sb.st_size > max_bytes) {
-      st = ct_fail(err, CT_ENOMEM, "%s: file is %jd bytes, larger than the limit of %zu bytes", path,
-                   (intmax_t)sb.st_size, max_bytes);
-      goto done;
-    }
-    cap = (size_t)sb.st_size + 1;
-  } else {
-    cap = max_bytes < 65536 ? max_bytes + 1 : 65536;
-  }
+  cap = (size_t)sb.st_size + 1;
   buf = malloc(cap);
   if (!buf) {
     st = ct_fail(err, CT_ENOMEM, "%s: out of memory reading %zu bytes", path, cap - 1);
@@ -116,16 +106,21 @@ static ct_status write_all(int fd, const void *data, size_t len) {
 ct_status ct_write_file_atomic(const char *path, const void *data, size_t len, ct_error *err) {
   static atomic_uint counter;
   if (!path || (!data && len)) return ct_fail(err, CT_EINVAL, "ct_write_file_atomic: missing path or data");
+  const char *user_path = path;
+  {
+    const char *b = strrchr(path, '/');
+    if (!*(b ? b + 1 : path)) return ct_fail(err, CT_EINVAL, "%s: not a file name", path);
+  }
+  /* issue 23: only a regular file is ever replaced; a symlink is written through to its file */
+  char *target = NULL;
+  CT_TRY(ct_file_output_target(user_path, &target, err));
+  path = target;
   const char *slash = strrchr(path, '/');
-  const char *base = slash ? slash + 1 : path;
   size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0; /* including the slash */
-  if (!*base) return ct_fail(err, CT_EINVAL, "%s: not a file name", path);
-  size_t tcap = strlen(path) + 64;
-  char *tmp = malloc(tcap), *dir = malloc(dirlen + 2);
-  if (!tmp || !dir) {
-    free(tmp);
-    free(dir);
-    return ct_fail(err, CT_ENOMEM, "%s: out of memory", path);
+  char *tmp = NULL, *dir = malloc(dirlen + 2);
+  if (!dir) {
+    free(target);
+    return ct_fail(err, CT_ENOMEM, "%s: out of memory", user_path);
   }
   if (dirlen) {
     memcpy(dir, path, dirlen);
@@ -138,34 +133,43 @@ ct_status ct_write_file_atomic(const char *path, const void *data, size_t len, c
   int fd = -1;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
+  /* The temporary's name fits NAME_MAX whenever the target's does (ct_file_temp_name), and
+   * names its process, so that a later run can remove it if this one is killed. */
   for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-    unsigned k = atomic_fetch_add(&counter, 1);
-    snprintf(tmp, tcap, "%.*s.%s.tmp-%ld-%lx-%u", (int)dirlen, path, base, (long)getpid(), (unsigned long)ts.tv_nsec,
-             k);
+    unsigned k = atomic_fetch_add(&counter, 1) * 2654435761u ^ (unsigned)ts.tv_nsec;
+    free(tmp);
+    if (!(tmp = ct_file_temp_name(path, k))) break;
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 && errno != EEXIST) break;
   }
   ct_status st = CT_OK;
+  if (!tmp) {
+    st = ct_fail(err, CT_ENOMEM, "%s: out of memory", user_path);
+    goto out;
+  }
   if (fd < 0) {
-    st = ct_fail(err, CT_EIO, "%s: cannot create a temporary file in %s: %s", path, dir, strerror(errno));
+    st = ct_fail(err, CT_EIO, "%s: cannot create a temporary file in %s: %s", user_path, dir, strerror(errno));
     goto out;
   }
   if (write_all(fd, data, len) != CT_OK) {
-    st = ct_fail(err, CT_EIO, "%s: write failed: %s", path, strerror(errno));
+    char why[256];
+    st = ct_fail(err, CT_EIO, "%s: write failed: %s", user_path, ct_file_write_error(why, sizeof why, errno, tmp));
     goto fail;
   }
   if (fsync(fd) != 0) {
-    st = ct_fail(err, CT_EIO, "%s: fsync failed: %s", path, strerror(errno));
+    char why[256];
+    st = ct_fail(err, CT_EIO, "%s: fsync failed: %s", user_path, ct_file_write_error(why, sizeof why, errno, tmp));
     goto fail;
   }
   int rc = close(fd);
   fd = -1;
   if (rc != 0) {
-    st = ct_fail(err, CT_EIO, "%s: close failed: %s", path, strerror(errno));
+    char why[256];
+    st = ct_fail(err, CT_EIO, "%s: close failed: %s", user_path, ct_file_write_error(why, sizeof why, errno, tmp));
     goto fail;
   }
   if (rename(tmp, path) != 0) {
-    st = ct_fail(err, CT_EIO, "%s: cannot rename the temporary file over it: %s", path, strerror(errno));
+    st = ct_fail(err, CT_EIO, "%s: cannot rename the temporary file over it: %s", user_path, strerror(errno));
     goto fail;
   }
   /* Make the rename itself durable. Some filesystems cannot fsync a directory (EINVAL); the
@@ -183,6 +187,7 @@ fail:
 out:
   free(tmp);
   free(dir);
+  free(target);
   return st;
 }
 

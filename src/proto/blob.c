@@ -18,8 +18,15 @@ ProtobufCMessage *ct_proto_copy(const ProtobufCMessage *m) {
   return c;
 }
 
+/* Caffe's rule (Blob::ShapeEquals, FromProto): legacy num/channels/height/width, when any is
+ * set, decide the shape even next to a `shape` field (a legacy shape that does not match is
+ * refused, as Caffe refuses it). */
+static bool legacy_shape(const Caffe__BlobProto *b) {
+  return b->has_num || b->has_channels || b->has_height || b->has_width || !b->shape;
+}
+
 int ct_blob_proto_shape(const Caffe__BlobProto *b, int shape[CT_MAX_AXES]) {
-  if (b->shape) {
+  if (!legacy_shape(b)) {
     if (b->shape->n_dim > CT_MAX_AXES) return -1;
     for (size_t k = 0; k < b->shape->n_dim; k++) {
       if (b->shape->dim[k] < 0 || b->shape->dim[k] > INT32_MAX) return -1;
@@ -38,7 +45,7 @@ int ct_blob_proto_shape(const Caffe__BlobProto *b, int shape[CT_MAX_AXES]) {
 bool ct_blob_proto_matches(const Caffe__BlobProto *b, const ct_tensor *t) {
   int s[CT_MAX_AXES], n = ct_blob_proto_shape(b, s);
   if (n < 0) return false;
-  if (b->shape) {
+  if (!legacy_shape(b)) {
     if (n != t->naxes) return false;
     for (int k = 0; k < n; k++)
       if (s[k] != t->shape[k]) return false;

@@ -11,36 +11,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "core/status.h"
 #include "dist/cluster.h"
 #include "net/net.h"
 #include "proto/blob.h"
 #include "proto/prototxt.h"
 #include "core/pool.h"
+#include "solvers/solver_internal.h"
 #include "solvers/update.h"
 
 #define CT_MAX_SCAN_PARTS 64
 
-struct ct_solver {
-  Caffe__SolverParameter *sp;
-  char *path, *dir;
-  char *prefix; /* snapshot prefix */
-  uint64_t seed;
-  ct_net *net;
-  int ntest;
-  ct_net **test_nets;
-  int *test_iter;
-  ct_update_ctx upd;
-  int iter;
-  /* smoothed loss over average_loss iterations */
-  float *losses;
-  int nloss, loss_pos, loss_window;
-  ct_solver_options opt;
-  struct timespec last_display;
-  int last_display_iter;
-  struct timespec created;
-  ct_cluster *cluster; /* issue 5: SINGA's cluster (src/dist); NULL in a single-process run */
-};
 
 /* cluster (issue 5): display, test and snapshot happen on the root process only */
 static bool is_root(const ct_solver *s) { return !s->cluster || ct_cluster_is_root(s->cluster); }
@@ -52,15 +34,17 @@ static char *xstrdup(const char *s) {
   return d;
 }
 
-static void logf_(ct_solver *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(ct_solver *s, const char *fmt, ...) {
+void ct_solver_log_at(ct_solver *s, const char *file, int line_no, const char *fmt, ...) {
   if (s->opt.quiet || !is_root(s)) return;
   char line[2048];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
-  if (s->opt.log)
+  const char *base = strrchr(file, '/');
+  if (s->opt.log_at)
+    s->opt.log_at(s->opt.log_ctx, base ? base + 1 : file, line_no, line);
+  else if (s->opt.log)
     s->opt.log(s->opt.log_ctx, line);
   else
     fprintf(stderr, "%s\n", line);
@@ -85,20 +69,32 @@ static const char *const *state_stages(const Caffe__NetState *st) {
   return st && st->n_stage ? (const char *const *)st->stage : NULL;
 }
 
-/* NetState stage lists are not NULL-terminated in protobuf-c; make a terminated copy. */
-static const char **stages_copy(const Caffe__NetState *st) {
-  if (!st || !st->n_stage) return NULL;
-  const char **v = calloc(st->n_stage + 1, sizeof *v);
-  if (!v) return NULL;
-  for (size_t i = 0; i < st->n_stage; i++) v[i] = st->stage[i];
+/* NetState stage lists are not NULL-terminated in protobuf-c; make a terminated copy, with
+ * `extra` (NULL-terminated, may be NULL: the CLI's --stage) after them. *oom on failure. */
+static const char **stages_copy(const Caffe__NetState *st, const char *const *extra, bool *oom) {
+  size_t n = st ? st->n_stage : 0, m = 0;
+  while (extra && extra[m]) m++;
+  *oom = false;
+  if (!n && !m) return NULL;
+  const char **v = calloc(n + m + 1, sizeof *v);
+  if (!v) {
+    *oom = true;
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) v[i] = st->stage[i];
+  for (size_t i = 0; i < m; i++) v[n + i] = extra[i];
   return v;
 }
 
 static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param, const char *file, ct_phase phase,
                            const Caffe__NetState *state, uint64_t seed, ct_net **out, ct_error *err) {
-  const char **stages = stages_copy(state);
+  /* Caffe's train --level / --stage change the train state only */
+  const bool train = phase == CT_TRAIN;
+  bool oom;
+  const char **stages = stages_copy(state, train ? s->opt.stages : NULL, &oom);
+  if (oom) return ct_fail(err, CT_ENOMEM, "out of memory");
   (void)state_stages;
-  int level = state ? state->level : 0;
+  int level = train && s->opt.has_level ? s->opt.level : state ? state->level : 0;
   ct_status st;
   if (inline_param && s->cluster && phase == CT_TRAIN) {
     /* cluster (issue 5): this worker's share of the batch, on a copy of the inline net */
@@ -213,6 +209,31 @@ static ct_status make_nets(ct_solver *s, ct_error *err) {
   return CT_OK;
 }
 
+/* Every real-valued setting (base_lr, gamma, power, momentum, weight_decay, delta, ...) must be
+ * finite: a NaN gamma would reach the weights through the learning rate and be blamed, a few
+ * iterations on, on a gradient (issue 23). Walks the descriptor, so new fields are covered. */
+static ct_status check_finite_settings(const Caffe__SolverParameter *sp, const char *path, ct_error *err) {
+  const ProtobufCMessageDescriptor *d = sp->base.descriptor;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) continue;
+    const char *at = (const char *)sp + f->offset;
+    double v;
+    if (f->type == PROTOBUF_C_TYPE_FLOAT)
+      v = *(const float *)at;
+    else if (f->type == PROTOBUF_C_TYPE_DOUBLE)
+      v = *(const double *)at;
+    else
+      continue;
+    if (!isfinite(v))
+      return ct_fail(err, CT_EINVAL, "%s: %s is %g; a solver setting must be a finite number", path, f->name, v);
+  }
+  return CT_OK;
+}
+
+/* Caffe's "Ignoring source layer ..." lines while fine-tuning. */
+static void weights_note(void *ctx, const char *line) { logf_((ct_solver *)ctx, "%s", line); }
+
 ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_solver **out, ct_error *err) {
   *out = NULL;
   ct_solver *s = calloc(1, sizeof *s);
@@ -239,11 +260,17 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
     clock_gettime(CLOCK_REALTIME, &ts);
     s->seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
   }
+  if (sp->average_loss > 10000000) { /* issue 23: name the field rather than fail to allocate */
+    st = ct_fail(err, CT_EINVAL, "%s: average_loss %d is too large (at most 10000000): the smoothing window would "
+                 "hold %.1f GB of losses", path, sp->average_loss, (double)sp->average_loss * sizeof(float) / 1e9);
+    goto fail;
+  }
   if (sp->display < 0 || sp->snapshot < 0 || sp->test_interval < 0 || sp->iter_size < 1 || sp->average_loss < 1) {
     st = ct_fail(err, CT_EINVAL, "%s: display, snapshot and test_interval must be >= 0, iter_size and average_loss >= 1",
                  path);
     goto fail;
   }
+  if ((st = check_finite_settings(sp, path, err))) goto fail;
   if (sp->max_iter < 0) {
     st = ct_fail(err, CT_EINVAL, "%s: max_iter must be >= 0 (got %d)", path, sp->max_iter);
     goto fail;
@@ -293,8 +320,22 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
   }
   s->loss_window = sp->average_loss;
   s->losses = calloc((size_t)s->loss_window, sizeof(float));
-  if (!s->prefix || !s->losses) goto oom;
-  if (s->opt.weights && (st = ct_net_load_weights(s->net, s->opt.weights, err))) goto fail;
+  if (!s->prefix) goto oom;
+  if (!s->losses) { /* issue 23: name the setting rather than a bare "out of memory" */
+    st = ct_fail(err, CT_ENOMEM, "%s: average_loss %d: no memory for a window of that many losses (%.1f GB)", path,
+                 sp->average_loss, (double)sp->average_loss * sizeof(float) / 1e9);
+    goto fail;
+  }
+  /* issue 23: temporaries of snapshots and curves that a killed run left (the root writes them) */
+  if (!s->cluster || ct_cluster_is_root(s->cluster)) {
+    int stale = ct_file_remove_stale_temps(s->prefix);
+    if (stale) logf_(s, "Removed %d temporary file%s left by an interrupted run under %s", stale, stale == 1 ? "" : "s",
+                     s->prefix);
+  }
+  if (s->opt.weights) {
+    ct_weights_opts wo = {.note = weights_note, .ctx = s, .allow_nonfinite = s->opt.allow_nonfinite};
+    if ((st = ct_net_load_weights_ex(s->net, s->opt.weights, &wo, err))) goto fail;
+  }
   if (s->opt.snapshot && (st = ct_solver_restore(s, s->opt.snapshot, err))) goto fail;
   if (s->cluster) { /* issue 5: one starting point for every process */
     logf_(s, "Cluster %s", ct_cluster_describe(s->cluster));
@@ -318,7 +359,6 @@ ct_net *ct_solver_test_net(ct_solver *s, int i) { return i >= 0 && i < s->ntest 
 
 /* ------------------------------------------------------------------ testing */
 
-static void emit(ct_solver *s, ct_event *e);
 #define CT_EVENT_MAX_OUTPUTS 64
 
 /* Elements of output blob o of net. */
@@ -390,7 +430,7 @@ int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err)
   if (s->sp->test_compute_loss) logf_(s, "Test loss: %g", loss_sum / s->test_iter[which]);
   ct_event ev = {.kind = CT_EVENT_TEST, .test_net = which, .noutputs = k < CT_EVENT_MAX_OUTPUTS ? k : CT_EVENT_MAX_OUTPUTS,
                  .output_names = ev_names, .outputs = ev_vals, .output_loss_weights = ev_w};
-  emit(s, &ev);
+  ct_solver_emit(s, &ev);
   free(acc);
   return total;
 }
@@ -406,7 +446,7 @@ static ct_status test_all(ct_solver *s, ct_error *err) {
 
 /* ------------------------------------------------------------------ training */
 
-static float smoothed_loss(ct_solver *s, float loss) {
+float ct_solver_smooth_loss(ct_solver *s, float loss) {
   s->losses[s->loss_pos] = loss;
   s->loss_pos = (s->loss_pos + 1) % s->loss_window;
   if (s->nloss < s->loss_window) s->nloss++;
@@ -530,7 +570,7 @@ static int gather_outputs(ct_net *net, const char **names, float *vals, float *w
   return k;
 }
 
-static void emit(ct_solver *s, ct_event *e) {
+void ct_solver_emit(ct_solver *s, ct_event *e) {
   if (!s->opt.event || !is_root(s)) return;
   e->iter = s->iter;
   e->max_iter = s->sp->max_iter;
@@ -547,10 +587,35 @@ static void emit_train(ct_solver *s, float loss, float rate, double images_per_s
   e.output_names = names;
   e.outputs = vals;
   e.output_loss_weights = w;
-  emit(s, &e);
+  ct_solver_emit(s, &e);
 }
 
 static ct_status step(ct_solver *s, int n, ct_error *err);
+
+/* What the caller asks for at this iteration boundary; in a cluster every process's request
+ * counts (issue 23: a signal to mpirun reaches every rank, not at the same iteration). */
+static ct_solver_action requested_action(ct_solver *s) {
+  ct_solver_action a = s->opt.action ? s->opt.action(s->opt.action_ctx) : CT_ACTION_NONE;
+  if (!s->cluster) return a;
+  /* ranked so that the largest wins: a stop snapshots too (snapshot_after_train) */
+  int rank = a == CT_ACTION_STOP ? 2 : a == CT_ACTION_SNAPSHOT ? 1 : 0;
+  rank = ct_cluster_agree(s->cluster, rank);
+  return rank == 2 ? CT_ACTION_STOP : rank == 1 ? CT_ACTION_SNAPSHOT : CT_ACTION_NONE;
+}
+
+/* The learning rate comes from the solver's settings alone: a NaN or Inf one is their fault
+ * (gamma, power, base_lr, ...), and is caught before it reaches the weights, where it would
+ * later be blamed on a gradient. */
+static ct_status check_rate(ct_solver *s, ct_error *err) {
+  const Caffe__SolverParameter *sp = s->sp;
+  float rate = ct_update_rate(sp, s->iter);
+  if (isfinite(rate)) return CT_OK;
+  return ct_fail(err, CT_ENUMERIC,
+                 "%s: iteration %d: the learning rate is %g: lr_policy \"%s\" with base_lr %g, gamma %g, power %g, "
+                 "stepsize %d gives no finite rate; check these settings",
+                 s->path, s->iter, rate, sp->lr_policy ? sp->lr_policy : "fixed", sp->base_lr, sp->gamma, sp->power,
+                 sp->stepsize);
+}
 
 ct_status ct_solver_step(ct_solver *s, int n, ct_error *err) {
   ct_status st = step(s, n, err);
@@ -586,7 +651,7 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
       loss += l;
     }
     loss /= sp->iter_size;
-    float smoothed = smoothed_loss(s, (float)loss);
+    float smoothed = ct_solver_smooth_loss(s, (float)loss);
     bool display = sp->display > 0 && s->iter % sp->display == 0;
     double images_per_s = 0;
     if (display) {
@@ -594,8 +659,10 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
       int iters = s->iter - s->last_display_iter;
       if (iters > 0 && dt > 0) images_per_s = iters * (double)sp->iter_size * ct_net_batch_size(s->net) / dt;
       if (s->cluster) images_per_s *= ct_cluster_nworkers(s->cluster); /* issue 5: the whole job's */
+      /* The loss is the 9th blank-separated field of the line, glog's prefix included, where
+       * Caffe's parse_log.sh reads it; the speed follows. */
       if (iters > 0 && dt > 0)
-        logf_(s, "Iteration %d (%g iter/s, %.3fs/%d iters), loss = %g", s->iter, iters / dt, dt, iters, smoothed);
+        logf_(s, "Iteration %d, loss = %g (%g iter/s, %.3fs/%d iters)", s->iter, smoothed, iters / dt, dt, iters);
       else
         logf_(s, "Iteration %d, loss = %g", s->iter, smoothed);
       clock_gettime(CLOCK_MONOTONIC, &s->last_display);
@@ -603,6 +670,7 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
       display_outputs(s);
     }
     CT_TRY(check_gradients(s, err));
+    CT_TRY(check_rate(s, err));
     float rate;
     s->upd.pool = ct_net_placement(s->net)->pool; /* the update splits over the net's current threads */
     if (s->cluster) /* issue 5: exchange gradients, get fresh parameters */
@@ -622,9 +690,10 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
         double bytes, wait_s;
         int updates;
         ct_cluster_take_stats(s->cluster, &bytes, &wait_s, &updates);
+        /* not "Iteration N, ...": parse_log.sh counts every such line as a test row */
         if (updates > 0)
-          logf_(s, "Iteration %d, communication: %.0f bytes sent per iteration, %.2f ms per iteration waiting (rank 0)",
-                s->iter, bytes / updates, 1e3 * wait_s / updates);
+          logf_(s, "At iteration %d, communication: %.0f bytes sent per iteration, %.2f ms per iteration waiting "
+                "(rank 0)", s->iter, bytes / updates, 1e3 * wait_s / updates);
       }
       emit_train(s, smoothed, rate, images_per_s);
     } else if (s->opt.event) {
@@ -632,21 +701,42 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
       int iters = s->iter - s->last_display_iter;
       ct_event e = {.kind = CT_EVENT_ITER, .loss = smoothed, .lr = rate};
       if (iters > 0 && dt > 0) e.images_per_s = iters * (double)sp->iter_size * ct_net_batch_size(s->net) / dt;
-      emit(s, &e);
+      ct_solver_emit(s, &e);
     }
     s->iter++;
-    if (sp->snapshot > 0 && s->iter % sp->snapshot == 0) CT_TRY(ct_solver_snapshot(s, NULL, NULL, err));
+    ct_solver_action act = requested_action(s);
+    if ((sp->snapshot > 0 && s->iter % sp->snapshot == 0) || act == CT_ACTION_SNAPSHOT)
+      CT_TRY(ct_solver_snapshot(s, NULL, NULL, err));
+    if (act == CT_ACTION_STOP) {
+      s->stopped = true;
+      break;
+    }
   }
   return CT_OK;
 }
 
-ct_status ct_solver_solve(ct_solver *s, ct_error *err) {
+int ct_solver_stopped(const ct_solver *s) { return s->stopped; }
+
+ct_status ct_solver_solve_to(ct_solver *s, int stop_iter, ct_error *err) {
   const Caffe__SolverParameter *sp = s->sp;
-  logf_(s, "Solving %s", ct_net_name(s->net));
-  logf_(s, "Learning Rate Policy: %s", sp->lr_policy ? sp->lr_policy : "(none)");
-  CT_TRY(ct_solver_step(s, sp->max_iter - s->iter, err));
+  if (stop_iter < s->iter)
+    return ct_fail(err, CT_EINVAL, "%s: cannot solve to iteration %d: the solver is at iteration %d already", s->path,
+                   stop_iter, s->iter);
+  if (!s->solving_logged) {
+    logf_(s, "Solving %s", ct_net_name(s->net));
+    logf_(s, "Learning Rate Policy: %s", sp->lr_policy ? sp->lr_policy : "(none)");
+    s->solving_logged = true;
+  }
+  CT_TRY(ct_solver_step(s, stop_iter - s->iter, err));
   if (sp->snapshot_after_train && (sp->snapshot <= 0 || s->iter % sp->snapshot != 0))
     CT_TRY(ct_solver_snapshot(s, NULL, NULL, err));
+  if (s->stopped) { /* Caffe: no final display or test after an early exit */
+    if (s->cluster) CT_TRY(ct_cluster_finish(s->cluster, err));
+    logf_(s, "Optimization stopped early.");
+    ct_event ev = {.kind = CT_EVENT_DONE};
+    ct_solver_emit(s, &ev);
+    return CT_OK;
+  }
   if (sp->display > 0 && s->iter % sp->display == 0) {
     float loss;
     CT_TRY(ct_net_forward(s->net, &loss, err));
@@ -656,178 +746,11 @@ ct_status ct_solver_solve(ct_solver *s, ct_error *err) {
   if (s->cluster) CT_TRY(ct_cluster_finish(s->cluster, err)); /* issue 5 */
   logf_(s, "Optimization Done.");
   ct_event ev = {.kind = CT_EVENT_DONE};
-  emit(s, &ev);
+  ct_solver_emit(s, &ev);
   return CT_OK;
 }
 
-/* ------------------------------------------------------------------ snapshots */
-
-/* Creates the directories of the snapshot prefix, so that a fresh checkout can train without
- * preparing folders by hand. */
-static ct_status make_prefix_dirs(const char *prefix, ct_error *err) {
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", prefix);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = 0;
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-      return ct_fail(err, CT_EIO, "cannot create the snapshot directory %s: %s", buf, strerror(errno));
-    *p = '/';
-  }
-  return CT_OK;
-}
-
-static char *snapshot_name(const ct_solver *s, const char *ext) {
-  size_t n = strlen(s->prefix) + 64;
-  char *p = malloc(n);
-  if (p) snprintf(p, n, "%s_iter_%d.%s", s->prefix, s->iter, ext);
-  return p;
-}
-
-ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path, ct_error *err) {
-  if (s->cluster) { /* issue 5: the root writes the one snapshot, with the servers' values */
-    if (model_path) *model_path = NULL;
-    if (state_path) *state_path = NULL;
-    if (!ct_cluster_is_root(s->cluster)) return CT_OK;
-    CT_TRY(ct_cluster_collect(s->cluster, err));
-  }
-  char *mp = snapshot_name(s, "caffemodel"), *spath = snapshot_name(s, "solverstate");
-  Caffe__SolverState *st = malloc(sizeof *st);
-  ct_status rc = CT_OK;
-  if (!mp || !spath || !st) {
-    free(st);
-    st = NULL;
-    rc = ct_fail(err, CT_ENOMEM, "out of memory");
-    goto done;
-  }
-  caffe__solver_state__init(st);
-  if ((rc = make_prefix_dirs(s->prefix, err))) goto done;
-  logf_(s, "Snapshotting to binary proto file %s", mp);
-  if ((rc = ct_net_save_weights(s->net, mp, err))) goto done;
-  st->has_iter = 1;
-  st->iter = s->iter;
-  st->learned_net = xstrdup(mp);
-  int nl = ct_net_num_learnable(s->net);
-  st->history = calloc((size_t)(s->upd.nsets * nl) + 1, sizeof *st->history);
-  st->loss_history = malloc(((size_t)s->nloss + 1) * sizeof(float));
-  if (!st->learned_net || !st->history || !st->loss_history) {
-    rc = ct_fail(err, CT_ENOMEM, "out of memory");
-    goto done;
-  }
-  const ct_update_param *lp = ct_net_learnable(s->net);
-  for (int set = 0; set < s->upd.nsets; set++)
-    for (int i = 0; i < nl; i++) {
-      /* a tensor of the parameter's shape viewing its range of the history */
-      const ct_tensor *p = ct_net_learnable_tensor(s->net, i);
-      ct_tensor h = {.naxes = p->naxes, .count = p->count};
-      memcpy(h.shape, p->shape, sizeof h.shape);
-      ct_tensor_view(&h, CT_DATA, s->upd.hist[set], lp[i].offset);
-      rc = ct_blob_to_proto(&h, false, &st->history[st->n_history], err);
-      ct_tensor_view(&h, CT_DATA, NULL, 0);
-      if (rc) goto done;
-      st->n_history++;
-    }
-  /* Caffe's multistep position after the last update (made at iteration iter - 1), for
-   * Caffe's own resume */
-  st->has_current_step = 1;
-  for (size_t k = 0; k < s->sp->n_stepvalue && s->iter - 1 >= s->sp->stepvalue[k]; k++) st->current_step++;
-  /* the smoothing window, oldest first */
-  for (int i = 0; i < s->nloss; i++) {
-    int idx = s->nloss < s->loss_window ? i : (s->loss_pos + i) % s->loss_window;
-    st->loss_history[st->n_loss_history++] = s->losses[idx];
-  }
-  st->has_solver_rng = 1;
-  st->solver_rng = s->seed;
-  if ((rc = ct_net_save_state(s->net, "", st, err))) goto done;
-  for (int k = 0; k < s->ntest; k++) {
-    char prefix[32];
-    snprintf(prefix, sizeof prefix, "test%d/", k);
-    if ((rc = ct_net_save_state(s->test_nets[k], prefix, st, err))) goto done;
-  }
-  logf_(s, "Snapshotting solver state to binary proto file %s", spath);
-  rc = ct_proto_write_binary(spath, &st->base, err);
-  if (rc == CT_OK) {
-    ct_event ev = {.kind = CT_EVENT_SNAPSHOT, .path = mp, .path2 = spath};
-    emit(s, &ev);
-  }
-done:
-  if (st) protobuf_c_message_free_unpacked(&st->base, NULL);
-  if (rc == CT_OK && model_path) {
-    *model_path = mp;
-    mp = NULL;
-  }
-  if (rc == CT_OK && state_path) {
-    *state_path = spath;
-    spath = NULL;
-  }
-  free(mp);
-  free(spath);
-  return rc;
-}
-
-ct_status ct_solver_restore(ct_solver *s, const char *path, ct_error *err) {
-  ProtobufCMessage *m = NULL;
-  CT_TRY(ct_proto_read_binary(path, &caffe__solver_state__descriptor, &m, err));
-  Caffe__SolverState *st = (Caffe__SolverState *)m;
-  ct_status rc = CT_OK;
-  int nl = ct_net_num_learnable(s->net);
-  /* issue 7: a damaged state must not set a negative iteration (the loop's counters and
-   * snapshot names assume iter >= 0) */
-  if (st->iter < 0) {
-    rc = ct_fail(err, CT_EPARSE, "%s: iteration %d is negative; not a valid .solverstate", path, st->iter);
-    goto done;
-  }
-  if (st->n_history != (size_t)(s->upd.nsets * nl)) {
-    rc = ct_fail(err, CT_ESHAPE, "%s: holds %zu history blobs, but this solver and net need %d", path, st->n_history,
-                 s->upd.nsets * nl);
-    goto done;
-  }
-  if (st->learned_net && st->learned_net[0]) {
-    char *model = NULL;
-    if (access(st->learned_net, F_OK) == 0) {
-      model = xstrdup(st->learned_net);
-    } else {
-      /* the snapshot pair may have moved together: look beside the .solverstate */
-      const char *base = strrchr(st->learned_net, '/');
-      base = base ? base + 1 : st->learned_net;
-      const char *slash = strrchr(path, '/');
-      size_t n = strlen(path) + strlen(base) + 2;
-      model = malloc(n);
-      if (model) snprintf(model, n, "%.*s%s", slash ? (int)(slash - path + 1) : 0, path, base);
-    }
-    if (!model) {
-      rc = ct_fail(err, CT_ENOMEM, "out of memory");
-      goto done;
-    }
-    rc = ct_net_load_weights(s->net, model, err);
-    free(model);
-    if (rc) goto done;
-  }
-  const ct_update_param *lp = ct_net_learnable(s->net);
-  for (int set = 0; set < s->upd.nsets; set++) {
-    float *hist;
-    if ((rc = ct_update_history_host(&s->upd, set, &hist, err))) goto done;
-    for (int i = 0; i < nl; i++) {
-      const Caffe__BlobProto *b = st->history[(size_t)(set * nl + i)];
-      if (b->n_data != lp[i].count) {
-        rc = ct_fail(err, CT_ESHAPE, "%s: history blob %d holds %zu values; parameter %d has %zu", path, set * nl + i,
-                     b->n_data, i, lp[i].count);
-        goto done;
-      }
-      memcpy(hist + lp[i].offset, b->data, lp[i].count * sizeof(float));
-    }
-  }
-  s->iter = st->iter;
-  s->nloss = 0;
-  s->loss_pos = 0;
-  for (size_t i = 0; i < st->n_loss_history; i++) smoothed_loss(s, st->loss_history[i]);
-  ct_net_load_state(s->net, "", st);
-  for (int k = 0; k < s->ntest; k++) {
-    char prefix[32];
-    snprintf(prefix, sizeof prefix, "test%d/", k);
-    ct_net_load_state(s->test_nets[k], prefix, st);
-  }
-done:
-  protobuf_c_message_free_unpacked(m, NULL);
-  return rc;
+/* Caffe's Solve after a resume past max_iter: no iterations, then the final snapshot and test. */
+ct_status ct_solver_solve(ct_solver *s, ct_error *err) {
+  return ct_solver_solve_to(s, s->sp->max_iter > s->iter ? s->sp->max_iter : s->iter, err);
 }

@@ -107,10 +107,12 @@ static ptrdiff_t accuracy(size_t outer, size_t Cs, size_t inner, const float *sc
       if (!(lv >= 0 && lv < (float)C)) return (ptrdiff_t)(o * inner + j);
       const float *row = score + o * (size_t)C * inner + j;
       float truth = row[(size_t)y * inner];
-      int ranked_above = 0; /* classes scoring at least the true class's score, itself excluded */
-      for (int c = 0; c < C; c++) ranked_above += c != y && row[(size_t)c * inner] >= truth;
+      /* classes scoring at least the true class's score, itself excluded; a NaN score ranks
+       * above (a NaN true score below everything), so NaN logits never count as right */
+      int ranked_above = 0;
+      for (int c = 0; c < C; c++) ranked_above += c != y && !(row[(size_t)c * inner] < truth);
       if (per_class) class_count[y]++;
-      if (ranked_above < top_k) {
+      if (ranked_above < top_k && truth == truth) {
         hits++;
         if (per_class) per_class[y] += 1;
       }
