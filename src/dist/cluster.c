@@ -168,8 +168,6 @@ ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParamete
 static bool has_cursor(const ct_layer *l) {
   return l->ops->get_cursor && l->ops->set_cursor && l->ntop >= 1 && l->top[0]->naxes >= 1;
 }
-/* a data layer whose feed skips the other workers' blocks itself (ct_dist_set_stride) */
-static bool feeds_itself(const ct_layer *l) { return ct_is_data_layer(l) && l->priv; }
 
 void ct_dist_skip_batches(ct_net *net, uint64_t blocks) {
   if (!blocks) return;
@@ -182,10 +180,8 @@ void ct_dist_skip_batches(ct_net *net, uint64_t blocks) {
 void ct_dist_set_stride(ct_net *net, int nworkers) {
   for (int i = 0; i < ct_net_num_layers(net); i++) {
     ct_layer *l = ct_net_layer(net, i);
-    if (has_cursor(l) && feeds_itself(l)) {
-      ct_data_layer *d = l->priv;
-      ct_feed_set_skip(d->feed, (uint64_t)(nworkers > 1 ? nworkers - 1 : 0) * (uint64_t)l->top[0]->shape[0]);
-    }
+    if (has_cursor(l)) /* a layer with a feed skips the other workers' blocks itself */
+      ct_data_layer_set_skip(l, (uint64_t)(nworkers > 1 ? nworkers - 1 : 0) * (uint64_t)l->top[0]->shape[0]);
   }
 }
 
@@ -193,7 +189,7 @@ void ct_dist_next_batch(ct_net *net, int nworkers) {
   if (nworkers <= 1) return;
   for (int i = 0; i < ct_net_num_layers(net); i++) {
     ct_layer *l = ct_net_layer(net, i);
-    if (has_cursor(l) && !feeds_itself(l))
+    if (has_cursor(l) && !ct_data_layer_has_feed(l))
       l->ops->set_cursor(l, l->ops->get_cursor(l) + (uint64_t)(nworkers - 1) * (uint64_t)l->top[0]->shape[0]);
   }
 }
