@@ -94,16 +94,24 @@ static void test_slices_and_shards(void) {
     if (s >= 0 && s < 6) seen[s]++;
   }
   for (int s = 0; s < 6; s++) CHECK(seen[s] == 1, "shard %d used %d times", s, seen[s]);
-  /* the group's members split its batch */
+  /* the group's members split the TRAIN net's batch; the TEST net's, which only rank 0 runs
+   * whole, stays as it is even where it would not split */
   ProtobufCMessage *m = NULL;
-  const char *net = "layer { name: \"d\" type: \"Data\" top: \"x\" idx_data_param { batch_size: 63 } }";
+  const char *net = "layer { name: \"d\" type: \"Data\" top: \"x\" include { phase: TRAIN } "
+                    "idx_data_param { batch_size: 63 } } "
+                    "layer { name: \"d\" type: \"Data\" top: \"x\" include { phase: TEST } "
+                    "idx_data_param { batch_size: 100 } }";
   CHECK(ct_prototxt_parse(net, strlen(net), "net", &caffe__net_parameter__descriptor, &m, &err) == CT_OK, "%s", err.msg);
   if (m) {
     Caffe__NetParameter *np = (Caffe__NetParameter *)m;
-    CHECK(ct_topology_split_batch(&t, np, &err) == CT_OK && np->layer[0]->idx_data_param->batch_size == 21,
-          "63 / 3 = %u", np->layer[0]->idx_data_param->batch_size);
+    CHECK(ct_topology_split_batch(&t, np, "n.prototxt", 0, NULL, &err) == CT_OK &&
+              np->layer[0]->idx_data_param->batch_size == 21 && np->layer[1]->idx_data_param->batch_size == 100,
+          "63 / 3 = %u, TEST 100 kept: %u", np->layer[0]->idx_data_param->batch_size,
+          np->layer[1]->idx_data_param->batch_size);
     np->layer[0]->idx_data_param->batch_size = 64;
-    CHECK(ct_topology_split_batch(&t, np, &err) == CT_EINVAL && strstr(err.msg, "\"d\""), "%s", err.msg);
+    CHECK(ct_topology_split_batch(&t, np, "n.prototxt", 0, NULL, &err) == CT_EINVAL && strstr(err.msg, "n.prototxt") &&
+              strstr(err.msg, "\"d\"") && strstr(err.msg, "phase TRAIN") && strstr(err.msg, "64"),
+          "%s", err.msg);
     protobuf_c_message_free_unpacked(m, NULL);
   }
 }

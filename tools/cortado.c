@@ -221,6 +221,13 @@ static int lib_error(ct_status s, const ct_error *err) {
 }
 
 /* A friendlier message than the library's for the commonest mistake: a path that is not there. */
+/* Whether mpirun started this process as one of several (Open MPI's, then MPICH's variable). */
+static bool launched_with_others(void) {
+  const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+  if (!n) n = getenv("PMI_SIZE");
+  return n && atoi(n) > 1;
+}
+
 static int check_readable(const char *flag, const char *path) {
   struct stat st;
   if (stat(path, &st) != 0) {
@@ -263,8 +270,11 @@ static int run_train(args *a) {
   ct_error err = {0};
   ct_status s;
 
-  if ((rc = check_readable("solver", a->value[F_SOLVER]))) return rc;
-  if (a->given[F_SNAPSHOT] && (rc = check_readable("snapshot", a->value[F_SNAPSHOT]))) return rc;
+  /* In a job of several MPI processes a file missing on one of them must reach the others, so
+   * the library reads it and tells them all (issue 24); a check here would end this one alone. */
+  const bool alone = !launched_with_others();
+  if (alone && (rc = check_readable("solver", a->value[F_SOLVER]))) return rc;
+  if (alone && a->given[F_SNAPSHOT] && (rc = check_readable("snapshot", a->value[F_SNAPSHOT]))) return rc;
   if (a->given[F_WEIGHTS]) {
     weights_buf = strdup(a->value[F_WEIGHTS]);
     if (!weights_buf) {
@@ -276,7 +286,7 @@ static int run_train(args *a) {
       rc = usage_error("train", "--weights needs at least one .caffemodel path");
       goto done;
     }
-    for (int i = 0; i < nweights; i++)
+    for (int i = 0; i < nweights && (alone || nweights > 1); i++)
       if ((rc = check_readable("weights", weights[i]))) goto done;
   }
 

@@ -14,6 +14,7 @@ struct ct_cluster {
   ct_topology t;
   int rank, world;
   bool mpi;
+  bool started;  /* ct_cluster_start ran: only then is there a protocol to finish */
   bool finished, failed;
   const ct_cluster_ops *ops;
   void *ctx;
@@ -124,16 +125,61 @@ ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, 
   }
   *out = c;
   return CT_OK;
-fail:
+fail: /* the solver reports it to the other processes (ct_cluster_agree), naming this rank */
   c->failed = true;
-  if (c->mpi && world > 1 && rank != 0) ct_error_prefix(err, "rank %d", rank);
   ct_cluster_free(c);
+  return st;
+}
+
+double ct_dist_timeout_s(void) {
+  const char *to = getenv("CT_DIST_TIMEOUT");
+  return to && atof(to) > 0 ? atof(to) : 300;
+}
+
+ct_status ct_cluster_agree(ct_cluster *c, ct_status st, const ct_digest *d, ct_error *err) {
+  int world = 1, rank = 0;
+  if (c) {
+    if (!c->mpi) return st;
+    world = c->world, rank = c->rank;
+  } else {
+    /* no cluster: a solver that could not be read, or a cluster that could not be made; the
+     * other processes wait for this one's word all the same */
+    if (!ct_dist_launched(&world, &rank) || world == 1) return st;
+    ct_error e;
+    if (ct_dist_mpi_init(&world, &rank, &e) != CT_OK) return st;
+  }
+  if (world <= 1) return st;
+  ct_startup_rec rec;
+  ct_startup_rec_fill(&rec, rank, st, err, d);
+  bool all_know = false;
+  ct_error v;
+  ct_status out = ct_dist_mpi_agree(&rec, rank, world, ct_dist_timeout_s(), &all_know, &v);
+  if (out == CT_OK) return CT_OK;
+  *err = v;
+  if (all_know) ct_dist_mpi_exit_together(); /* every process prints the message before any leaves */
+  if (c) c->failed = true;
+  return out;
+}
+
+bool ct_cluster_has_server_only(const ct_cluster *c) {
+  for (int p = 0; p < c->t.nprocs; p++) {
+    int first;
+    if (ct_topology_workers_on(&c->t, p, &first) == 0) return true;
+  }
+  return false;
+}
+
+ct_status ct_cluster_share_stand_ins(ct_cluster *c, ct_net *net, char **text, ct_error *err) {
+  if (!c->mpi) return CT_OK;
+  if (c->rank == 0) *text = ct_dist_stand_ins(net);
+  ct_status st = ct_dist_mpi_share_text(text, c->rank, err);
+  if (st) c->failed = true;
   return st;
 }
 
 void ct_cluster_free(ct_cluster *c) {
   if (!c) return;
-  if (c->ops && !c->failed && !c->finished) {
+  if (c->ops && c->started && !c->failed && !c->finished) {
     ct_error e;
     if (ct_cluster_finish(c, &e) != CT_OK) fprintf(stderr, "cortado: %s\n", e.msg);
   }
@@ -161,8 +207,9 @@ int ct_cluster_local_partitions(const ct_cluster *c) {
   return n >= 1 ? (int)(n > 64 ? 64 : n) : 1;
 }
 
-ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParameter *np, ct_error *err) {
-  return ct_topology_split_batch(&c->t, np, err);
+ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParameter *np, const char *source, int level,
+                                         const char *const *stages, ct_error *err) {
+  return ct_topology_split_batch(&c->t, np, source, level, stages, err);
 }
 
 static bool has_cursor(const ct_layer *l) {
@@ -221,6 +268,7 @@ ct_status ct_cluster_start(ct_cluster *c, ct_net *net, ct_update_ctx *upd, int *
     ct_dist_skip_batches(net, (uint64_t)ct_topology_shard(&c->t, first));
     ct_dist_set_stride(net, ct_topology_nworkers(&c->t));
   }
+  c->started = true;
   FAILS(c, c->ops->start(c->ctx, net, upd, iter, nets, err));
 }
 ct_status ct_cluster_update(ct_cluster *c, int iter, float *rate, ct_error *err) {
@@ -250,4 +298,14 @@ ct_status ct_dist_mpi_create(const ct_topology *t, int rank, const Caffe__Solver
   return ct_fail(err, CT_EUNSUPPORTED, "cortado was built without MPI");
 }
 void ct_dist_mpi_finalize(void) {}
+ct_status ct_dist_mpi_agree(const ct_startup_rec *mine, int rank, int world, double timeout_s, bool *all_know,
+                            ct_error *err) {
+  (void)mine, (void)rank, (void)world, (void)timeout_s, (void)all_know;
+  return ct_fail(err, CT_EUNSUPPORTED, "cortado was built without MPI");
+}
+void ct_dist_mpi_exit_together(void) {}
+ct_status ct_dist_mpi_share_text(char **text, int rank, ct_error *err) {
+  (void)text, (void)rank;
+  return ct_fail(err, CT_EUNSUPPORTED, "cortado was built without MPI");
+}
 #endif

@@ -638,6 +638,13 @@ static ct_status start_servers(mpi_ctx *c, ct_net *net, ct_update_ctx *upd, ct_e
 static ct_status m_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
                          ct_error *err) {
   mpi_ctx *c = ctx;
+  /* the first collectives: only after every process has agreed to start (ct_cluster_agree) */
+  int first, nw = ct_topology_workers_on(&c->t, c->rank, &first);
+  int group = nw ? first / c->t.nworkers_per_group : -1;
+  MPI_TRY(c, MPI_Comm_split(MPI_COMM_WORLD, nw ? group : MPI_UNDEFINED, c->rank, &c->group_comm),
+          "making the worker group's communicator", -1);
+  MPI_TRY(c, MPI_Comm_split(MPI_COMM_WORLD, nw ? 0 : MPI_UNDEFINED, c->rank, &c->workers_comm),
+          "making the workers' communicator", -1);
   c->upd = upd;
   c->clip_tpl = *upd;
   c->clip_tpl.pool = NULL;
@@ -781,17 +788,11 @@ ct_status ct_dist_mpi_create(const ct_topology *t, int rank, const Caffe__Solver
   c->rank = rank;
   MPI_Comm_size(MPI_COMM_WORLD, &c->world);
   c->group_comm = c->workers_comm = MPI_COMM_NULL;
-  const char *to = getenv("CT_DIST_TIMEOUT");
-  c->timeout_s = to && atof(to) > 0 ? atof(to) : 300;
+  c->timeout_s = ct_dist_timeout_s();
   int first, nw = ct_topology_workers_on(t, rank, &first);
   if (nw > 1 && g_thread_level < MPI_THREAD_SERIALIZED)
     return ct_fail(err, CT_EUNSUPPORTED, "rank %d hosts %d workers (nworkers_per_procs), which needs an MPI with "
                    "MPI_THREAD_SERIALIZED; this one provides thread level %d", rank, nw, g_thread_level);
-  int group = nw ? first / t->nworkers_per_group : -1;
-  MPI_TRY(c, MPI_Comm_split(MPI_COMM_WORLD, nw ? group : MPI_UNDEFINED, rank, &c->group_comm),
-          "making the worker group's communicator", -1);
-  MPI_TRY(c, MPI_Comm_split(MPI_COMM_WORLD, nw ? 0 : MPI_UNDEFINED, rank, &c->workers_comm),
-          "making the workers' communicator", -1);
   if (nw) CT_TRY(ct_local_create(t, rank, sp, &c->local, err));
   int sfirst, ns = t->mode == CT_DIST_SERVERS ? ct_topology_servers_on(t, rank, &sfirst) : 0;
   if (ns > 0) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "net/net.h"
 
 static int ceil_div(int a, int b) { return b > 0 ? (a + b - 1) / b : 0; }
 static int max_int(int a, int b) { return a > b ? a : b; }
@@ -198,29 +199,31 @@ int ct_topology_shard(const ct_topology *t, int w) {
   return j * t->nworker_groups + g;
 }
 
-static ct_status split(uint32_t *bs, protobuf_c_boolean has, int J, const char *layer, const char *field,
-                       ct_error *err) {
+static ct_status split(uint32_t *bs, protobuf_c_boolean has, int J, const char *source, const char *layer,
+                       const char *field, ct_error *err) {
   if (!has || J == 1) return CT_OK;
   if (*bs == 0 || *bs % (uint32_t)J != 0)
-    return ct_fail(err, CT_EINVAL, "layer \"%s\": %s.batch_size %u does not split evenly across the %d workers of "
-                   "a worker group", layer, field, *bs, J);
+    return ct_fail(err, CT_EINVAL, "%s: layer \"%s\" (phase TRAIN): %s.batch_size %u does not split evenly across "
+                   "the %d workers of a worker group; make it a multiple of %d", source, layer, field, *bs, J, J);
   *bs /= (uint32_t)J;
   return CT_OK;
 }
 
-ct_status ct_topology_split_batch(const ct_topology *t, Caffe__NetParameter *np, ct_error *err) {
+ct_status ct_topology_split_batch(const ct_topology *t, Caffe__NetParameter *np, const char *source, int level,
+                                  const char *const *stages, ct_error *err) {
   int J = t->nworkers_per_group;
   for (size_t i = 0; i < np->n_layer; i++) {
     Caffe__LayerParameter *l = np->layer[i];
+    /* the TEST net is not split: only rank 0 tests, on its whole batch */
+    if (!ct_net_layer_in_phase(l, CT_TRAIN, level, stages)) continue;
     const char *name = l->name ? l->name : "?";
-    if (l->data_param) CT_TRY(split(&l->data_param->batch_size, l->data_param->has_batch_size, J, name, "data_param", err));
-    if (l->idx_data_param)
-      CT_TRY(split(&l->idx_data_param->batch_size, l->idx_data_param->has_batch_size, J, name, "idx_data_param", err));
-    if (l->image_data_param)
-      CT_TRY(split(&l->image_data_param->batch_size, l->image_data_param->has_batch_size, J, name, "image_data_param", err));
-    if (l->memory_data_param)
-      CT_TRY(split(&l->memory_data_param->batch_size, l->memory_data_param->has_batch_size, J, name,
-                   "memory_data_param", err));
+#define SPLIT(p) \
+  if (l->p) CT_TRY(split(&l->p->batch_size, l->p->has_batch_size, J, source, name, #p, err))
+    SPLIT(data_param);
+    SPLIT(idx_data_param);
+    SPLIT(image_data_param);
+    SPLIT(memory_data_param);
+#undef SPLIT
   }
   return CT_OK;
 }

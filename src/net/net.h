@@ -15,6 +15,11 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
                                    ct_phase phase, int level, const char *const *stages, uint64_t seed,
                                    ct_net **out, ct_error *err);
 
+/* Whether layer lp takes part in the net of this phase, level and stages (Caffe's include /
+ * exclude rules; false for a layer with both kinds of rule, which ct_net_create rejects). For
+ * code that rewrites a NetParameter before the net is built (src/dist). */
+bool ct_net_layer_in_phase(const Caffe__LayerParameter *lp, ct_phase phase, int level, const char *const *stages);
+
 const char *ct_net_name(const ct_net *net);
 /* The net's worker threads (CcT's partitions), for work outside the layers (the update). */
 struct ct_pool *ct_net_pool(ct_net *net);
