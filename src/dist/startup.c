@@ -72,6 +72,7 @@ ct_status ct_startup_verdict(const ct_startup_rec *const *recs, int world, doubl
   }
   if (first_rank >= 0) {
     bool version = strncmp(ref->digest.version, recs[first_rank]->digest.version, sizeof ref->digest.version) != 0;
+    rank_list(flag, world, who, sizeof who);
     bool several = strchr(who, ',') || strstr(who, " and ");
     if (version)
       snprintf(msg, n, "%s run%s another cortado than rank 0 (rank %d: %s); every process must run the same build",
@@ -102,8 +103,8 @@ ct_status ct_startup_verdict(const ct_startup_rec *const *recs, int world, doubl
   for (int r = lowest; r < world && len < n; r++) {
     if (recs[r]->status == CT_OK || told[r]) continue;
     int count = 0;
-    for (int q = r; q < world; q++) {
-      flag[q] = recs[q]->status != CT_OK && !told[q] && !strcmp(recs[q]->msg, recs[r]->msg);
+    for (int q = 0; q < world; q++) {
+      flag[q] = q >= r && recs[q]->status != CT_OK && !told[q] && !strcmp(recs[q]->msg, recs[r]->msg);
       if (flag[q]) told[q] = true, count++;
     }
     if (groups == 3) {
