@@ -247,6 +247,8 @@ static void m_destroy(void *ctx, bool clean) {
     free(v->params);
   }
   free(c->srv);
+  free(c->heard);
+  free(c->group_done);
   if (c->outbox)
     for (int k = 0; k < c->nslices; k++) free(c->outbox[k]);
   free(c->outbox);
@@ -303,6 +305,9 @@ ct_status ct_dist_mpi_create(const ct_topology *t, int rank, const Caffe__Solver
     c->srv = calloc((size_t)ns, sizeof *c->srv);
     if (!c->srv) return ct_fail(err, CT_ENOMEM, "out of memory");
     c->nsrv = ns;
+    c->heard = calloc((size_t)t->nworker_groups, sizeof *c->heard);
+    c->group_done = calloc((size_t)t->nworker_groups, sizeof *c->group_done);
+    if (!c->heard || !c->group_done) return ct_fail(err, CT_ENOMEM, "out of memory");
     for (int i = 0; i < ns; i++) c->srv[i].slice = (sfirst + i) % t->nservers_per_group;
     c->expect_done = t->nworker_groups;
   }

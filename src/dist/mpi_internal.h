@@ -5,7 +5,8 @@
  *   mpi_jobs.c     the jobs (allreduce, broadcast, exchange with the servers, snapshot fetch)
  *                  and the communication thread that runs them
  *   mpi_server.c   the servers: requests, their slices, the end of training
- *   mpi_wait.c     waiting on requests while serving, with a timeout
+ *   mpi_wait.c     waiting on requests while serving, with the timeout and the liveness check
+ *                  that names a stopped rank
  *   mpi_startup.c  the start-up agreement (startup.h) */
 #ifndef CT_DIST_MPI_INTERNAL_H
 #define CT_DIST_MPI_INTERNAL_H
@@ -21,7 +22,7 @@
 #include "dist/cluster.h"
 #include "dist/local.h"
 
-enum { TAG_SRV = 100, TAG_PARAMS = 1000, TAG_SNAP = 12000 };
+enum { TAG_PING = 42, TAG_PONG = 43, TAG_SRV = 100, TAG_PARAMS = 1000, TAG_SNAP = 12000 }; /* 40, 41: start-up */
 enum { K_UPDATE = 1, K_DONE = 2, K_SNAPREQ = 3 };
 #define MAX_SLICES 10000
 
@@ -73,6 +74,8 @@ typedef struct mpi_ctx {
   int nsrv;
   server *srv;
   int ndone, expect_done;
+  double *heard;     /* per worker group: when its last request came (servers only) */
+  bool *group_done;  /* per worker group: it said training is done */
   char *inbox;
   size_t inbox_cap;
   /* the workers' side */
@@ -113,13 +116,22 @@ ct_status ct_mpi_fail(mpi_ctx *c, ct_error *err, int rc, const char *what, int p
 void ct_mpi_backoff(int idle);
 ct_status ct_mpi_aborted(mpi_ctx *c, const char *what, ct_error *err);
 /* Completes n requests, serving this process's servers meanwhile. peers[i] names the rank of
- * request i (-1: a collective of the group). After CT_DIST_TIMEOUT it fails naming the rank. */
-ct_status ct_mpi_wait_serving(mpi_ctx *c, int n, MPI_Request *reqs, const int *peers, const char *what,
-                              ct_error *err);
+ * request i (-1: a collective over comm; MPI_COMM_NULL when none is). After CT_DIST_TIMEOUT it
+ * fails naming the rank waited on, or, for a collective, the ranks of comm that do not answer a
+ * liveness check. */
+ct_status ct_mpi_wait_serving(mpi_ctx *c, int n, MPI_Request *reqs, const int *peers, MPI_Comm comm,
+                              const char *what, ct_error *err);
+/* Answers the liveness checks of other ranks, if any came (every polling loop calls it). */
+void ct_mpi_answer_pings(mpi_ctx *c);
 
 /* mpi_server.c */
 ct_status ct_mpi_serve_one(mpi_ctx *c, bool *did, ct_error *err);
+/* Serves until every worker group is done, failing like ct_mpi_check_silence. */
 ct_status ct_mpi_serve_until_done(mpi_ctx *c, ct_error *err);
+/* A worker group that sent nothing for CT_DIST_TIMEOUT (counted from `since` at the earliest)
+ * and is not done: an error naming its leader's rank. With Downpour the other groups go on
+ * without it, so only its servers can tell that a worker stopped. */
+ct_status ct_mpi_check_silence(mpi_ctx *c, double since, ct_error *err);
 ct_status ct_mpi_finish_servers(mpi_ctx *c, ct_error *err);
 ct_status ct_mpi_start_servers(mpi_ctx *c, ct_net *net, ct_update_ctx *upd, ct_error *err);
 

@@ -18,7 +18,7 @@ static ct_status allreduce(mpi_ctx *c, float *buf, MPI_Comm comm, const char *wh
   MPI_Request r;
   int peer = -1;
   MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, buf, (int)c->total, MPI_FLOAT, MPI_SUM, comm, &r), what, -1);
-  CT_TRY(ct_mpi_wait_serving(c, 1, &r, &peer, what, err));
+  CT_TRY(ct_mpi_wait_serving(c, 1, &r, &peer, comm, what, err));
   /* what a ring allreduce sends from each process */
   ct_mpi_add_stats(c, 2.0 * (double)(p - 1) / p * (double)c->total * sizeof(float), 0);
   return CT_OK;
@@ -32,7 +32,7 @@ static ct_status bcast(mpi_ctx *c, float *buf, MPI_Comm comm, const char *what, 
   MPI_Request r;
   int peer = -1;
   MPI_TRY(c, MPI_Ibcast(buf, (int)c->total, MPI_FLOAT, 0, comm, &r), what, -1);
-  CT_TRY(ct_mpi_wait_serving(c, 1, &r, &peer, what, err));
+  CT_TRY(ct_mpi_wait_serving(c, 1, &r, &peer, comm, what, err));
   if (me == 0) ct_mpi_add_stats(c, (double)c->total * sizeof(float), 0);
   return CT_OK;
 }
@@ -63,7 +63,7 @@ static ct_status exchange(mpi_ctx *c, lgs *g, int iter, ct_error *err) {
     if (peer != c->rank) bytes += (double)(sizeof h + len * sizeof(float)); /* not to itself */
   }
   ct_mpi_add_stats(c, bytes, 0);
-  return ct_mpi_wait_serving(c, n, c->reqs, c->peers, "exchanging gradients for parameters with the servers", err);
+  return ct_mpi_wait_serving(c, n, c->reqs, c->peers, MPI_COMM_NULL, "exchanging gradients for parameters with the servers", err);
 }
 
 /* the root before a snapshot: the servers' parameters and history into worker 0's net */
@@ -87,7 +87,7 @@ static ct_status collect(mpi_ctx *c, ct_error *err) {
     MPI_TRY(c, MPI_Isend(c->outbox[k], (int)sizeof h, MPI_BYTE, peer, TAG_SRV, MPI_COMM_WORLD, &c->reqs[n++]),
             "asking for a snapshot from", peer);
   }
-  CT_TRY(ct_mpi_wait_serving(c, n, c->reqs, c->peers, "collecting the servers' parameters for a snapshot", err));
+  CT_TRY(ct_mpi_wait_serving(c, n, c->reqs, c->peers, MPI_COMM_NULL, "collecting the servers' parameters for a snapshot", err));
   for (int k = 0; k < S; k++) {
     size_t off, len;
     ct_topology_slice(c->total, S, k, &off, &len);
@@ -134,6 +134,7 @@ ct_status ct_mpi_submit(mpi_ctx *c, job *j, ct_error *err) {
 void *ct_mpi_comm_main(void *arg) {
   mpi_ctx *c = arg;
   int idle = 0;
+  double t0 = ct_mpi_now(), next_check = t0 + 1;
   pthread_mutex_lock(&c->mu);
   for (;;) {
     job *j = c->head;
@@ -154,13 +155,26 @@ void *ct_mpi_comm_main(void *arg) {
       continue;
     }
     if (c->stop) break;
-    if (!c->nsrv || c->comm_st) { /* nothing to serve: sleep until a job comes */
-      pthread_cond_wait(&c->cv_job, &c->mu);
+    if (!c->nsrv || c->comm_st) { /* nothing to serve: sleep until a job comes, answering pings */
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += 20000000L;
+      if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+      if (pthread_cond_timedwait(&c->cv_job, &c->mu, &ts) != 0 && !c->head && !c->stop) {
+        pthread_mutex_unlock(&c->mu);
+        ct_mpi_answer_pings(c);
+        pthread_mutex_lock(&c->mu);
+      }
       continue;
     }
     pthread_mutex_unlock(&c->mu);
     bool did = false;
     ct_status st = ct_mpi_serve_one(c, &did, &c->comm_err);
+    ct_mpi_answer_pings(c);
+    if (!st && ct_mpi_now() > next_check) {
+      next_check = ct_mpi_now() + 1;
+      st = ct_mpi_check_silence(c, t0, &c->comm_err);
+    }
     if (st) c->comm_st = st; /* the next job reports it */
     pthread_mutex_lock(&c->mu);
     if (did) {

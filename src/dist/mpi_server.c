@@ -33,8 +33,10 @@ ct_status ct_mpi_serve_one(mpi_ctx *c, bool *did, ct_error *err) {
   *did = true;
   msg_head h;
   memcpy(&h, c->inbox, sizeof h);
+  if (h.group >= 0 && h.group < c->t.nworker_groups) c->heard[h.group] = ct_mpi_now();
   if (h.kind == K_DONE) {
     c->ndone++;
+    if (h.group >= 0 && h.group < c->t.nworker_groups) c->group_done[h.group] = true;
     return CT_OK;
   }
   server *v = find_server(c, h.slice);
@@ -60,16 +62,33 @@ ct_status ct_mpi_serve_one(mpi_ctx *c, bool *did, ct_error *err) {
   return CT_OK;
 }
 
+ct_status ct_mpi_check_silence(mpi_ctx *c, double since, ct_error *err) {
+  double now = ct_mpi_now();
+  for (int g = 0; g < c->t.nworker_groups; g++) {
+    double last = c->heard[g] > since ? c->heard[g] : since;
+    if (c->group_done[g] || now - last <= c->timeout_s) continue;
+    int leader = ct_topology_worker_proc(&c->t, g * c->t.nworkers_per_group);
+    return ct_fail(err, CT_EIO, "rank %d (server): no request from worker group %d (rank %d) for %.0f s; rank %d is "
+                   "stopped or stuck (CT_DIST_TIMEOUT sets the limit)", c->rank, g, leader, now - last, leader);
+  }
+  return CT_OK;
+}
+
 ct_status ct_mpi_serve_until_done(mpi_ctx *c, ct_error *err) {
   int idle = 0;
+  double t0 = ct_mpi_now(), next_check = t0 + 1;
   while (c->ndone < c->expect_done) {
     bool did = false;
     CT_TRY(ct_mpi_serve_one(c, &did, err));
+    ct_mpi_answer_pings(c);
     if (did)
       idle = 0;
     else
       ct_mpi_backoff(idle++);
     if (atomic_load(&c->abort)) return ct_mpi_aborted(c, "serving", err);
+    if (ct_mpi_now() < next_check) continue;
+    next_check = ct_mpi_now() + 1;
+    CT_TRY(ct_mpi_check_silence(c, t0, err));
   }
   return CT_OK;
 }
@@ -90,7 +109,7 @@ ct_status ct_mpi_finish_servers(mpi_ctx *c, ct_error *err) {
       MPI_TRY(c, MPI_Isend(c->outbox[k], (int)sizeof h, MPI_BYTE, peer, TAG_SRV, MPI_COMM_WORLD, &c->reqs[n++]),
               "telling it training is done:", peer);
     }
-    CT_TRY(ct_mpi_wait_serving(c, n, c->reqs, c->peers, "telling the servers training is done", err));
+    CT_TRY(ct_mpi_wait_serving(c, n, c->reqs, c->peers, MPI_COMM_NULL, "telling the servers training is done", err));
   }
   if (c->nsrv) CT_TRY(ct_mpi_serve_until_done(c, err));
   return CT_OK;
