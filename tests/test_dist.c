@@ -8,6 +8,7 @@
 #include "check.h"
 #include "cortado.h"
 #include "data/feed.h"
+#include "dist/cluster.h"
 #include "dist/digest.h"
 #include "dist/startup.h"
 #include "dist/topology.h"
@@ -403,6 +404,37 @@ static void test_stand_ins(void) {
   protobuf_c_message_free_unpacked(m, NULL);
 }
 
+
+/* What the log calls a cluster (issue 24): groups that are threads of one process share one copy
+ * of the parameters, so they are HOGWILD whatever was asked (and the log says what was); explicit
+ * server fields under ALLREDUCE, which has no servers, are named as ignored. */
+static void test_labels(void) {
+  static const struct {
+    const char *text, *want, *not;
+  } cases[] = {
+      {"framework: HOGWILD cluster { nworkers_per_procs: 2 }", "HOGWILD in one process: 2 worker groups", "DOWNPOUR"},
+      {"cluster { nworker_groups: 2 nworkers_per_procs: 2 }", "HOGWILD in one process: 2 worker groups", "DOWNPOUR:"},
+      {"framework: DOWNPOUR cluster { nworker_groups: 2 nworkers_per_procs: 2 server_worker_separate: false }",
+       "(DOWNPOUR runs so when its groups share a process)", "DOWNPOUR:"},
+      {"framework: ALLREDUCE cluster { nservers_per_group: 2 server_worker_separate: true }",
+       "ALLREDUCE has no servers and ignores nservers_per_group, server_worker_separate", NULL},
+      {"framework: ALLREDUCE cluster { nworkers_per_group: 2 nworkers_per_procs: 2 }", "ALLREDUCE: 1 worker group",
+       "ignores"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    Caffe__SolverParameter *sp = solver(cases[i].text);
+    ct_cluster *c = NULL;
+    ct_error err;
+    CHECK(sp && ct_cluster_create(sp, "s.prototxt", &c, &err) == CT_OK && c, "case %zu: %s", i, err.msg);
+    if (c) {
+      const char *d = ct_cluster_describe(c);
+      CHECK(strstr(d, cases[i].want) && (!cases[i].not || !strstr(d, cases[i].not)), "case %zu: '%s'", i, d);
+    }
+    ct_cluster_free(c);
+    if (sp) protobuf_c_message_free_unpacked(&sp->base, NULL);
+  }
+}
+
 static int compare(const char *model, const char *a, const char *b, double rtol) {
   ct_net *na = NULL, *nb = NULL;
   ct_error err;
@@ -444,5 +476,6 @@ int main(int argc, char **argv) {
   test_digest();
   test_verdict();
   test_stand_ins();
+  test_labels();
   return ct_check_report();
 }

@@ -18,7 +18,7 @@ struct ct_cluster {
   bool finished, failed;
   const ct_cluster_ops *ops;
   void *ctx;
-  char desc[512];
+  char desc[768];
 };
 
 bool ct_dist_launched(int *world, int *rank) {
@@ -98,7 +98,7 @@ ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, 
     ct_error_prefix(err, "%s", path);
     goto fail;
   }
-  char d[400];
+  char d[512];
   ct_topology_describe(&c->t, d, sizeof d);
   snprintf(c->desc, sizeof c->desc, "%s; this is rank %d of %d", d, rank, world);
   if (c->t.nprocs != world) {
@@ -113,6 +113,12 @@ ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, 
     if ((st = ct_dist_local_create(&c->t, sp, &c->ctx, &c->ops, err))) goto fail;
   } else if (c->t.nprocs == 1 && c->t.nworker_groups > 1) {
     if ((st = ct_dist_threads_create(&c->t, sp, &c->ctx, &c->ops, err))) goto fail;
+    /* issue 24: whatever framework was asked for, groups that are threads of one process update
+     * one shared copy of the parameters without servers: that is Hogwild, and the log says so */
+    snprintf(c->desc, sizeof c->desc, "HOGWILD in one process: %d worker groups of 1 worker as threads sharing one "
+             "copy of the parameters, no servers%s%s%s; this is rank %d of %d", c->t.nworker_groups,
+             strcmp(c->t.name, "HOGWILD") ? " (" : "", strcmp(c->t.name, "HOGWILD") ? c->t.name : "",
+             strcmp(c->t.name, "HOGWILD") ? " runs so when its groups share a process)" : "", rank, world);
   } else if (c->mpi) {
     if ((st = ct_dist_mpi_create(&c->t, rank, sp, &c->ctx, &c->ops, err))) goto fail;
   } else {

@@ -33,6 +33,12 @@ static ct_status given(const Caffe__ClusterParameter *c, protobuf_c_boolean has,
   return CT_OK;
 }
 
+static void note_ignored(ct_topology *t, bool given, const char *field) {
+  if (!given) return;
+  size_t len = strlen(t->ignored);
+  snprintf(t->ignored + len, sizeof t->ignored - len, "%s%s", len ? ", " : "", field);
+}
+
 ct_status ct_topology_resolve(const Caffe__SolverParameter *sp, int world, ct_topology *t, ct_error *err) {
   memset(t, 0, sizeof *t);
   const Caffe__ClusterParameter *c = sp->cluster;
@@ -60,6 +66,11 @@ ct_status ct_topology_resolve(const Caffe__SolverParameter *sp, int world, ct_to
     case CAFFE__SOLVER_PARAMETER__FRAMEWORK__ALLREDUCE:
       if (G < 0) G = 1;
       if (J < 0) J = max_int(1, world * wpp / max_int(1, G));
+      /* no servers: say so rather than drop what the user wrote without a word (issue 24) */
+      note_ignored(t, SG >= 0, "nserver_groups");
+      note_ignored(t, S >= 0, "nservers_per_group");
+      note_ignored(t, spp_given, "nservers_per_procs");
+      note_ignored(t, sep >= 0, "server_worker_separate");
       SG = 0, S = 0, sep = 0;
       t->mode = CT_DIST_ALLREDUCE;
       break;
@@ -162,6 +173,9 @@ void ct_topology_describe(const ct_topology *t, char *buf, size_t n) {
            t->nserver_groups ? (t->separate ? " on their own processes" : " inside the worker processes") : "",
            t->nprocs, t->nprocs == 1 ? "" : "es", t->nworkers_per_procs, t->nworkers_per_procs == 1 ? "" : "s",
            t->sync_freq);
+  size_t len = strlen(buf);
+  if (t->ignored[0] && len < n)
+    snprintf(buf + len, n - len, "; %s has no servers and ignores %s", t->name, t->ignored);
 }
 
 int ct_topology_worker_proc(const ct_topology *t, int w) { return w / t->nworkers_per_procs; }

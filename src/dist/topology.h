@@ -33,6 +33,7 @@ typedef struct ct_topology {
   bool separate;
   int sync_freq;
   int worker_procs, server_procs, nprocs;
+  char ignored[160]; /* given fields this framework has no use for ("nservers_per_group"), "" if none */
 } ct_topology;
 
 /* Fills t from sp->cluster and sp->framework for a job of `world` processes (presets size
