@@ -213,6 +213,12 @@ int ct_cluster_local_partitions(const ct_cluster *c) {
   return n >= 1 ? (int)(n > 64 ? 64 : n) : 1;
 }
 
+int ct_cluster_blas_threads(const ct_cluster *c) {
+  int first;
+  if (ct_topology_workers_on(&c->t, c->rank, &first) > 1) return 1;
+  return ct_cluster_local_partitions(c);
+}
+
 ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParameter *np, const char *source, int level,
                                          const char *const *stages, ct_error *err) {
   return ct_topology_split_batch(&c->t, np, source, level, stages, err);

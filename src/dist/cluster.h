@@ -56,6 +56,11 @@ int ct_cluster_nworkers(const ct_cluster *c);   /* workers in the whole job */
  * job's processes on it (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE) and among the workers each
  * process hosts (nworkers_per_procs), at least 1. */
 int ct_cluster_local_partitions(const ct_cluster *c);
+/* OpenBLAS's threads for this process (issue 24). OpenBLAS keeps one thread pool per process:
+ * when several workers (threads) share the process each must call it single-threaded, or their
+ * calls queue for the one pool while its threads spin on the cores the other workers need; a
+ * process with one worker may give it its share of the machine's cores. */
+int ct_cluster_blas_threads(const ct_cluster *c);
 
 /* The train net of this worker: batch sizes of the TRAIN phase's layers divided among its group
  * (ct_topology_split_batch; source names the file in messages). */
