@@ -3,7 +3,7 @@
 # every rank, within 10 s, with the cause named: a batch that does not split over a group's
 # workers (SANDBLASTER, DOWNPOUR), a data file missing on one rank (each framework, different
 # ranks), a solver that does not parse or is missing on one rank, a net that does not build, a
-# topology that needs other process counts. Ranks that read different jobs (base_lr, max_iter,
+# topology that needs other process counts; a rank that never reports is named by rank 0. Ranks that read different jobs (base_lr, max_iter,
 # framework, the net) stop with a message naming the rank and what differs, without a crash.
 # A TEST batch that does not split does not matter (only rank 0 tests, on its whole batch), and
 # a process that hosts only servers trains without the data files. Skipped without mpirun.
@@ -40,7 +40,9 @@ launch() {
   local t0
   t0=$(date +%s.%N)
   rc=0
-  timeout 60 "${MPIRUN[@]}" "${apps[@]}" > "$tmp/$name.log" 2>&1 || rc=$?
+  local mpirun=("${MPIRUN[@]}")
+  [ -n "${TIMEOUT:-}" ] && mpirun=("${MPIRUN[@]/CT_DIST_TIMEOUT=*/CT_DIST_TIMEOUT=$TIMEOUT}")
+  timeout 60 "${mpirun[@]}" "${apps[@]}" > "$tmp/$name.log" 2>&1 || rc=$?
   dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 }
 # name, ranks, pattern the message must match, app contexts...
@@ -83,6 +85,11 @@ fails nodata_hw 3 'rank 2: layer "fashion" (Data): data/train-images-idx3-ubyte.
 printf 'net: "%s"\nbase_lr: fast\n' "$tmp/net.prototxt" > "$tmp/garbled.prototxt"
 fails parse 2 'rank 1: .*garbled.prototxt:2:10: ' 1:A:sb 1:A:garbled
 fails missing 2 'rank 1: .*nowhere.prototxt: cannot open' 1:A:sb 1:A:nowhere
+# a rank that never reports (its net is a FIFO nobody writes: it waits in open) is named by rank
+# 0 after CT_DIST_TIMEOUT (3 s here); the rank itself cannot speak
+mkfifo "$tmp/fifo.prototxt"
+sed "s|$tmp/net.prototxt|$tmp/fifo.prototxt|" "$tmp/sb.prototxt" > "$tmp/sb_fifo.prototxt"
+TIMEOUT=3 fails silent 1 'rank 1 did not reach the start of training within 3 s' 1:A:sb 1:A:sb_fifo
 # a net that does not build (every rank), a topology that wants 3 processes
 sed 's/type: "Pooling"/type: "Poolin"/' "$tmp/net.prototxt" > "$tmp/badnet.prototxt"
 solver sb_badnet SANDBLASTER
