@@ -25,7 +25,7 @@ void ct_startup_rec_fill(ct_startup_rec *r, int rank, ct_status st, const ct_err
 
 /* "rank 2" or "ranks 2, 3 and 5" for the ranks flagged in bad[] */
 static void rank_list(const bool *bad, int world, char *buf, size_t n) {
-  int count = 0, last = -1;
+  int count = 0;
   for (int r = 0; r < world; r++) count += bad[r];
   size_t len = (size_t)snprintf(buf, n, "rank%s", count > 1 ? "s" : "");
   int done = 0;
@@ -34,9 +34,7 @@ static void rank_list(const bool *bad, int world, char *buf, size_t n) {
     const char *sep = done == 0 ? " " : done == count - 1 ? " and " : ", ";
     len += (size_t)snprintf(buf + len, n - len, "%s%d", sep, r);
     done++;
-    last = r;
   }
-  (void)last;
 }
 
 ct_status ct_startup_verdict(const ct_startup_rec *const *recs, int world, double wait_s, char *msg, size_t n) {

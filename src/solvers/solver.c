@@ -1,6 +1,5 @@
-/* The training loop: Caffe's Solver (Step, Solve, TestAll, Snapshot, Restore) over one train
- * net and its test nets, which view the train net's parameters. */
-#include <errno.h>
+/* The training loop: Caffe's Solver (Step, Solve, TestAll) over one train net and its test nets,
+ * which view the train net's parameters; Snapshot and Restore are in snapshot.c. */
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -8,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/status.h"
@@ -17,32 +15,11 @@
 #include "net/net.h"
 #include "proto/prototxt.h"
 #include "core/pool.h"
+#include "solvers/solver_internal.h"
 #include "solvers/update.h"
 
 #define CT_MAX_SCAN_PARTS 64
 
-struct ct_solver {
-  Caffe__SolverParameter *sp;
-  char *path, *dir;
-  char *prefix; /* snapshot prefix */
-  uint64_t seed;
-  ct_net *net;
-  int ntest;
-  ct_net **test_nets;
-  int *test_iter;
-  ct_update_ctx upd;
-  int iter;
-  /* smoothed loss over average_loss iterations */
-  float *losses;
-  int nloss, loss_pos, loss_window;
-  ct_solver_options opt;
-  struct timespec last_display;
-  int last_display_iter;
-  struct timespec created;
-  ct_cluster *cluster; /* issue 5: SINGA's cluster (src/dist); NULL in a single-process run */
-  ct_digest *digest;   /* issue 24: during start-up, what the nets hash to as parsed */
-  const char *stand_ins; /* issue 24: a server-only process's Input layers for the data layers */
-};
 
 /* issue 24: a process of a cluster that hosts only servers: no data, no test nets */
 static bool serves_only(const ct_solver *s) { return s->cluster && !ct_cluster_has_worker(s->cluster); }
@@ -57,18 +34,22 @@ static char *xstrdup(const char *s) {
   return d;
 }
 
-static void logf_(ct_solver *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(ct_solver *s, const char *fmt, ...) {
+void ct_solver_vlogf(ct_solver *s, const char *fmt, va_list ap) {
   if (s->opt.quiet || !is_root(s)) return;
   char line[2048];
-  va_list ap;
-  va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
   if (s->opt.log)
     s->opt.log(s->opt.log_ctx, line);
   else
     fprintf(stderr, "%s\n", line);
+}
+
+static void logf_(ct_solver *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(ct_solver *s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  ct_solver_vlogf(s, fmt, ap);
+  va_end(ap);
 }
 
 /* A path as given when it exists (Caffe resolves from the working directory), else relative
@@ -343,7 +324,6 @@ ct_net *ct_solver_test_net(ct_solver *s, int i) { return i >= 0 && i < s->ntest 
 
 /* ------------------------------------------------------------------ testing */
 
-static void emit(ct_solver *s, ct_event *e);
 #define CT_EVENT_MAX_OUTPUTS 64
 
 /* Elements of output blob o of net. */
@@ -415,7 +395,7 @@ int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err)
   if (s->sp->test_compute_loss) logf_(s, "Test loss: %g", loss_sum / s->test_iter[which]);
   ct_event ev = {.kind = CT_EVENT_TEST, .test_net = which, .noutputs = k < CT_EVENT_MAX_OUTPUTS ? k : CT_EVENT_MAX_OUTPUTS,
                  .output_names = ev_names, .outputs = ev_vals, .output_loss_weights = ev_w};
-  emit(s, &ev);
+  ct_solver_emit(s, &ev);
   free(acc);
   return total;
 }
@@ -431,7 +411,7 @@ static ct_status test_all(ct_solver *s, ct_error *err) {
 
 /* ------------------------------------------------------------------ training */
 
-static float smoothed_loss(ct_solver *s, float loss) {
+float ct_solver_smoothed_loss(ct_solver *s, float loss) {
   s->losses[s->loss_pos] = loss;
   s->loss_pos = (s->loss_pos + 1) % s->loss_window;
   if (s->nloss < s->loss_window) s->nloss++;
@@ -532,7 +512,7 @@ static int gather_outputs(ct_net *net, const char **names, float *vals, float *w
   return k;
 }
 
-static void emit(ct_solver *s, ct_event *e) {
+void ct_solver_emit(ct_solver *s, ct_event *e) {
   if (!s->opt.event || !is_root(s)) return;
   e->iter = s->iter;
   e->max_iter = s->sp->max_iter;
@@ -549,7 +529,7 @@ static void emit_train(ct_solver *s, float loss, float rate, double images_per_s
   e.output_names = names;
   e.outputs = vals;
   e.output_loss_weights = w;
-  emit(s, &e);
+  ct_solver_emit(s, &e);
 }
 
 static ct_status step(ct_solver *s, int n, ct_error *err);
@@ -588,7 +568,7 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
       loss += l;
     }
     loss /= sp->iter_size;
-    float smoothed = smoothed_loss(s, (float)loss);
+    float smoothed = ct_solver_smoothed_loss(s, (float)loss);
     bool display = sp->display > 0 && s->iter % sp->display == 0;
     double images_per_s = 0;
     if (display) {
@@ -629,7 +609,7 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
       int iters = s->iter - s->last_display_iter;
       ct_event e = {.kind = CT_EVENT_ITER, .loss = smoothed, .lr = rate};
       if (iters > 0 && dt > 0) e.images_per_s = iters * (double)sp->iter_size * ct_net_batch_size(s->net) / dt;
-      emit(s, &e);
+      ct_solver_emit(s, &e);
     }
     s->iter++;
     if (sp->snapshot > 0 && s->iter % sp->snapshot == 0) CT_TRY(ct_solver_snapshot(s, NULL, NULL, err));
@@ -653,170 +633,6 @@ ct_status ct_solver_solve(ct_solver *s, ct_error *err) {
   if (s->cluster) CT_TRY(ct_cluster_finish(s->cluster, err)); /* issue 5 */
   logf_(s, "Optimization Done.");
   ct_event ev = {.kind = CT_EVENT_DONE};
-  emit(s, &ev);
+  ct_solver_emit(s, &ev);
   return CT_OK;
-}
-
-/* ------------------------------------------------------------------ snapshots */
-
-/* Creates the directories of the snapshot prefix, so that a fresh checkout can train without
- * preparing folders by hand. */
-static ct_status make_prefix_dirs(const char *prefix, ct_error *err) {
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", prefix);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = 0;
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-      return ct_fail(err, CT_EIO, "cannot create the snapshot directory %s: %s", buf, strerror(errno));
-    *p = '/';
-  }
-  return CT_OK;
-}
-
-static char *snapshot_name(const ct_solver *s, const char *ext) {
-  size_t n = strlen(s->prefix) + 64;
-  char *p = malloc(n);
-  if (p) snprintf(p, n, "%s_iter_%d.%s", s->prefix, s->iter, ext);
-  return p;
-}
-
-ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path, ct_error *err) {
-  if (s->cluster) { /* issue 5: the root writes the one snapshot, with the servers' values */
-    if (model_path) *model_path = NULL;
-    if (state_path) *state_path = NULL;
-    if (!ct_cluster_is_root(s->cluster)) return CT_OK;
-    CT_TRY(ct_cluster_collect(s->cluster, err));
-  }
-  char *mp = snapshot_name(s, "caffemodel"), *spath = snapshot_name(s, "solverstate");
-  Caffe__SolverState *st = malloc(sizeof *st);
-  ct_status rc = CT_OK;
-  if (!mp || !spath || !st) {
-    free(st);
-    st = NULL;
-    rc = ct_fail(err, CT_ENOMEM, "out of memory");
-    goto done;
-  }
-  caffe__solver_state__init(st);
-  if ((rc = make_prefix_dirs(s->prefix, err))) goto done;
-  logf_(s, "Snapshotting to binary proto file %s", mp);
-  if ((rc = ct_net_save_weights(s->net, mp, err))) goto done;
-  st->has_iter = 1;
-  st->iter = s->iter;
-  st->learned_net = xstrdup(mp);
-  int nl = ct_net_num_learnable(s->net);
-  st->history = calloc((size_t)(s->upd.nsets * nl) + 1, sizeof *st->history);
-  st->loss_history = malloc(((size_t)s->nloss + 1) * sizeof(float));
-  if (!st->learned_net || !st->history || !st->loss_history) {
-    rc = ct_fail(err, CT_ENOMEM, "out of memory");
-    goto done;
-  }
-  const ct_update_param *lp = ct_net_learnable(s->net);
-  for (int set = 0; set < s->upd.nsets; set++)
-    for (int i = 0; i < nl; i++) {
-      ct_tensor h = *ct_net_learnable_tensor(s->net, i);
-      h.data = s->upd.history[set] + lp[i].offset;
-      if ((rc = ct_blob_to_proto(&h, false, &st->history[st->n_history], err))) goto done;
-      st->n_history++;
-    }
-  /* Caffe's multistep position after the last update (made at iteration iter - 1), for
-   * Caffe's own resume */
-  st->has_current_step = 1;
-  for (size_t k = 0; k < s->sp->n_stepvalue && s->iter - 1 >= s->sp->stepvalue[k]; k++) st->current_step++;
-  /* the smoothing window, oldest first */
-  for (int i = 0; i < s->nloss; i++) {
-    int idx = s->nloss < s->loss_window ? i : (s->loss_pos + i) % s->loss_window;
-    st->loss_history[st->n_loss_history++] = s->losses[idx];
-  }
-  st->has_solver_rng = 1;
-  st->solver_rng = s->seed;
-  if ((rc = ct_net_save_state(s->net, "", st, err))) goto done;
-  for (int k = 0; k < s->ntest; k++) {
-    char prefix[32];
-    snprintf(prefix, sizeof prefix, "test%d/", k);
-    if ((rc = ct_net_save_state(s->test_nets[k], prefix, st, err))) goto done;
-  }
-  logf_(s, "Snapshotting solver state to binary proto file %s", spath);
-  rc = ct_proto_write_binary(spath, &st->base, err);
-  if (rc == CT_OK) {
-    ct_event ev = {.kind = CT_EVENT_SNAPSHOT, .path = mp, .path2 = spath};
-    emit(s, &ev);
-  }
-done:
-  if (st) protobuf_c_message_free_unpacked(&st->base, NULL);
-  if (rc == CT_OK && model_path) {
-    *model_path = mp;
-    mp = NULL;
-  }
-  if (rc == CT_OK && state_path) {
-    *state_path = spath;
-    spath = NULL;
-  }
-  free(mp);
-  free(spath);
-  return rc;
-}
-
-ct_status ct_solver_restore(ct_solver *s, const char *path, ct_error *err) {
-  ProtobufCMessage *m = NULL;
-  CT_TRY(ct_proto_read_binary(path, &caffe__solver_state__descriptor, &m, err));
-  Caffe__SolverState *st = (Caffe__SolverState *)m;
-  ct_status rc = CT_OK;
-  int nl = ct_net_num_learnable(s->net);
-  /* issue 7: a damaged state must not set a negative iteration (the loop's counters and
-   * snapshot names assume iter >= 0) */
-  if (st->iter < 0) {
-    rc = ct_fail(err, CT_EPARSE, "%s: iteration %d is negative; not a valid .solverstate", path, st->iter);
-    goto done;
-  }
-  if (st->n_history != (size_t)(s->upd.nsets * nl)) {
-    rc = ct_fail(err, CT_ESHAPE, "%s: holds %zu history blobs, but this solver and net need %d", path, st->n_history,
-                 s->upd.nsets * nl);
-    goto done;
-  }
-  if (st->learned_net && st->learned_net[0]) {
-    char *model = NULL;
-    if (access(st->learned_net, F_OK) == 0) {
-      model = xstrdup(st->learned_net);
-    } else {
-      /* the snapshot pair may have moved together: look beside the .solverstate */
-      const char *base = strrchr(st->learned_net, '/');
-      base = base ? base + 1 : st->learned_net;
-      const char *slash = strrchr(path, '/');
-      size_t n = strlen(path) + strlen(base) + 2;
-      model = malloc(n);
-      if (model) snprintf(model, n, "%.*s%s", slash ? (int)(slash - path + 1) : 0, path, base);
-    }
-    if (!model) {
-      rc = ct_fail(err, CT_ENOMEM, "out of memory");
-      goto done;
-    }
-    rc = ct_net_load_weights(s->net, model, err);
-    free(model);
-    if (rc) goto done;
-  }
-  const ct_update_param *lp = ct_net_learnable(s->net);
-  for (int set = 0; set < s->upd.nsets; set++)
-    for (int i = 0; i < nl; i++) {
-      const Caffe__BlobProto *b = st->history[(size_t)(set * nl + i)];
-      if (b->n_data != lp[i].count) {
-        rc = ct_fail(err, CT_ESHAPE, "%s: history blob %d holds %zu values; parameter %d has %zu", path, set * nl + i,
-                     b->n_data, i, lp[i].count);
-        goto done;
-      }
-      memcpy(s->upd.history[set] + lp[i].offset, b->data, lp[i].count * sizeof(float));
-    }
-  s->iter = st->iter;
-  s->nloss = 0;
-  s->loss_pos = 0;
-  for (size_t i = 0; i < st->n_loss_history; i++) smoothed_loss(s, st->loss_history[i]);
-  ct_net_load_state(s->net, "", st);
-  for (int k = 0; k < s->ntest; k++) {
-    char prefix[32];
-    snprintf(prefix, sizeof prefix, "test%d/", k);
-    ct_net_load_state(s->test_nets[k], prefix, st);
-  }
-done:
-  protobuf_c_message_free_unpacked(m, NULL);
-  return rc;
 }
