@@ -4,6 +4,7 @@
  * prints the largest per-blob relative difference max|a-b| / max|b| and fails above RTOL. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "cortado.h"
@@ -429,6 +430,13 @@ static void test_labels(void) {
     if (c) {
       const char *d = ct_cluster_describe(c);
       CHECK(strstr(d, cases[i].want) && (!cases[i].not || !strstr(d, cases[i].not)), "case %zu: '%s'", i, d);
+      /* several workers in the process: OpenBLAS single-threaded, the cores split among them */
+      long cores = sysconf(_SC_NPROCESSORS_ONLN);
+      int workers = i == 3 ? 1 : 2, share = (int)(cores / workers) > 1 ? (int)(cores / workers) : 1;
+      CHECK(ct_cluster_local_partitions(c) == (share > 64 ? 64 : share) &&
+                ct_cluster_blas_threads(c) == (workers > 1 ? 1 : ct_cluster_local_partitions(c)),
+            "case %zu: %d partitions, %d OpenBLAS threads on %ld cores", i, ct_cluster_local_partitions(c),
+            ct_cluster_blas_threads(c), cores);
     }
     ct_cluster_free(c);
     if (sp) protobuf_c_message_free_unpacked(&sp->base, NULL);
