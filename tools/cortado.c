@@ -220,7 +220,6 @@ static int lib_error(ct_status s, const ct_error *err) {
   return EXIT_LIB;
 }
 
-/* A friendlier message than the library's for the commonest mistake: a path that is not there. */
 /* Whether mpirun started this process as one of several (Open MPI's, then MPICH's variable). */
 static bool launched_with_others(void) {
   const char *n = getenv("OMPI_COMM_WORLD_SIZE");
@@ -228,6 +227,7 @@ static bool launched_with_others(void) {
   return n && atoi(n) > 1;
 }
 
+/* A friendlier message than the library's for the commonest mistake: a path that is not there. */
 static int check_readable(const char *flag, const char *path) {
   struct stat st;
   if (stat(path, &st) != 0) {
