@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/status.h"
+#include "drivers/cpu.h"
 #include "layers/data_layer.h"
 
 struct ct_cluster {
@@ -279,6 +280,7 @@ ct_status ct_cluster_start(ct_cluster *c, ct_net *net, ct_update_ctx *upd, int *
   if (ct_topology_workers_on(&c->t, c->rank, &first) > 0) { /* this worker's first block of data */
     ct_dist_skip_batches(net, (uint64_t)ct_topology_shard(&c->t, first));
     ct_dist_set_stride(net, ct_topology_nworkers(&c->t));
+    ct_blas_set_threads(ct_cluster_blas_threads(c)); /* issue 24: before any worker thread starts */
   }
   c->started = true;
   FAILS(c, c->ops->start(c->ctx, net, upd, iter, nets, err));

@@ -93,7 +93,8 @@ typedef struct ct_net_builder {
 } ct_net_builder;
 
 /* After the solver restored any snapshot: rank 0's parameters, history and iteration go to
- * every process; servers take their slices; in-process worker groups start their threads. */
+ * every process; servers take their slices; OpenBLAS gets ct_cluster_blas_threads threads; in-
+ * process worker groups start their threads. */
 ct_status ct_cluster_start(ct_cluster *c, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
                            ct_error *err);
 /* The update step of iteration `iter` (replaces ct_update_apply): the net's gradients go out,

@@ -11,7 +11,6 @@
 
 #include "core/status.h"
 #include "dist/cluster.h"
-#include "drivers/cpu.h"
 #include "net/net.h"
 #include "proto/prototxt.h"
 #include "core/pool.h"
@@ -208,7 +207,6 @@ static ct_status finish_setup(ct_solver *s, ct_error *err) {
   if (!serves_only(s)) {
     if (s->cluster && s->opt.partitions <= 0) /* issue 5: the processes on a machine share its cores */
       s->opt.partitions = ct_cluster_local_partitions(s->cluster);
-    if (s->cluster) ct_blas_set_threads(ct_cluster_blas_threads(s->cluster)); /* issue 24: and OpenBLAS's threads */
     if (s->opt.partitions > 0) {
       CT_TRY(ct_net_set_partitions(s->net, s->opt.partitions, err));
       for (int k = 0; k < s->ntest; k++) CT_TRY(ct_net_set_partitions(s->test_nets[k], s->opt.partitions, err));
