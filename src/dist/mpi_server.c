@@ -17,6 +17,26 @@ static server *find_server(mpi_ctx *c, int slice) {
   return NULL;
 }
 
+/* Sends a server's answer to rank dst. Not MPI_Send: a large message waits for the receiver to
+ * take it, and a worker stopped after asking would hold the server, and every other group with
+ * it, for good; this wait gives up after CT_DIST_TIMEOUT naming the worker. The buffer is not
+ * touched again before the send completes. */
+static ct_status reply(mpi_ctx *c, const float *buf, int count, int dst, int tag, const char *what, ct_error *err) {
+  MPI_Request r;
+  MPI_TRY(c, MPI_Isend(buf, count, MPI_FLOAT, dst, tag, MPI_COMM_WORLD, &r), "answering", dst);
+  double t0 = ct_mpi_now();
+  for (int idle = 0;; ct_mpi_backoff(idle++)) {
+    int done = 0;
+    MPI_TRY(c, MPI_Test(&r, &done, MPI_STATUS_IGNORE), "answering", dst);
+    if (done) return CT_OK;
+    ct_mpi_answer_pings(c);
+    double dt = ct_mpi_now() - t0;
+    if (dt > c->timeout_s)
+      return ct_fail(err, CT_EIO, "rank %d (server): rank %d has not taken %s for %.0f s; rank %d is stopped or stuck "
+                     "(CT_DIST_TIMEOUT sets the limit)", c->rank, dst, what, dt, dst);
+  }
+}
+
 /* Handles one request for the servers of this process, if one is waiting (*did). */
 ct_status ct_mpi_serve_one(mpi_ctx *c, bool *did, ct_error *err) {
   int flag = 0;
@@ -47,15 +67,13 @@ ct_status ct_mpi_serve_one(mpi_ctx *c, bool *did, ct_error *err) {
                      h.slice, v->len);
     memcpy(v->grad, c->inbox + sizeof h, v->len * sizeof(float));
     ct_update_apply(&v->upd, h.iter);
-    MPI_TRY(c, MPI_Send(v->data, (int)v->len, MPI_FLOAT, src, TAG_PARAMS + h.slice, MPI_COMM_WORLD),
-            "sending parameters to", src);
+    CT_TRY(reply(c, v->data, (int)v->len, src, TAG_PARAMS + h.slice, "its parameters", err));
     if (src != c->rank) ct_mpi_add_stats(c, (double)v->len * sizeof(float), 0);
   } else if (h.kind == K_SNAPREQ) {
     int nsets = v->upd.nsets;
     memcpy(v->reply, v->data, v->len * sizeof(float));
     for (int k = 0; k < nsets; k++) memcpy(v->reply + (size_t)(k + 1) * v->len, v->upd.history[k], v->len * sizeof(float));
-    MPI_TRY(c, MPI_Send(v->reply, (int)(v->len * (size_t)(1 + nsets)), MPI_FLOAT, src, TAG_SNAP + h.slice, MPI_COMM_WORLD),
-            "sending a snapshot to", src);
+    CT_TRY(reply(c, v->reply, (int)(v->len * (size_t)(1 + nsets)), src, TAG_SNAP + h.slice, "a snapshot", err));
   } else {
     return ct_fail(err, CT_EINTERNAL, "rank %d: unknown request %d from rank %d", c->rank, h.kind, src);
   }

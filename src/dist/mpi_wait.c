@@ -60,26 +60,17 @@ void ct_mpi_answer_pings(mpi_ctx *c) {
   }
 }
 
-/* The ranks of comm (other than this one) that do not answer a ping within grace_s, as
- * "rank 3" / "ranks 1 and 3" in buf; 0 when all answered. */
-static int silent_ranks(mpi_ctx *c, MPI_Comm comm, double grace_s, char *buf, size_t n) {
+/* Of the `size` ranks w[] (world ranks; this one and MPI_UNDEFINED are skipped), those that do
+ * not answer a ping within grace_s, as "rank 3" / "ranks 1 and 3" in buf; 0 when all answered. */
+static int silent_of(mpi_ctx *c, const int *w, int size, double grace_s, char *buf, size_t n) {
   buf[0] = 0;
-  int size = 0;
-  MPI_Group g, world;
-  if (comm == MPI_COMM_NULL || MPI_Comm_size(comm, &size) != MPI_SUCCESS || size < 2) return 0;
-  int *in = malloc(sizeof(int) * (size_t)size), *w = malloc(sizeof(int) * (size_t)size), *got = calloc((size_t)size, sizeof(int));
-  MPI_Request *reqs = malloc(sizeof(MPI_Request) * 2 * (size_t)size);
-  if (!in || !w || !got || !reqs) {
-    free(in), free(w), free(got), free(reqs);
+  int *got = calloc((size_t)size + 1, sizeof(int));
+  MPI_Request *reqs = malloc(sizeof(MPI_Request) * 2 * ((size_t)size + 1));
+  if (!got || !reqs) {
+    free(got), free(reqs);
     return 0;
   }
-  for (int i = 0; i < size; i++) in[i] = i;
-  MPI_Comm_group(comm, &g);
-  MPI_Comm_group(MPI_COMM_WORLD, &world);
-  MPI_Group_translate_ranks(g, size, in, world, w);
-  MPI_Group_free(&g);
-  MPI_Group_free(&world);
-  int nonce = 1;
+  static int nonce = 1; /* never changes: one buffer for every ping in flight, whatever its fate */
   for (int i = 0; i < size; i++) {
     reqs[2 * i] = reqs[2 * i + 1] = MPI_REQUEST_NULL;
     if (w[i] == c->rank || w[i] == MPI_UNDEFINED) continue;
@@ -114,7 +105,29 @@ static int silent_ranks(mpi_ctx *c, MPI_Comm comm, double grace_s, char *buf, si
     }
     if (reqs[2 * i + 1] != MPI_REQUEST_NULL) MPI_Request_free(&reqs[2 * i + 1]); /* a ping nobody took */
   }
-  free(in), free(w), free(got), free(reqs);
+  free(got), free(reqs);
+  return silent;
+}
+
+/* The ranks of comm that do not answer a ping (silent_of). */
+static int silent_ranks(mpi_ctx *c, MPI_Comm comm, double grace_s, char *buf, size_t n) {
+  buf[0] = 0;
+  int size = 0;
+  if (comm == MPI_COMM_NULL || MPI_Comm_size(comm, &size) != MPI_SUCCESS || size < 2) return 0;
+  int *in = malloc(sizeof(int) * (size_t)size), *w = malloc(sizeof(int) * (size_t)size);
+  if (!in || !w) {
+    free(in), free(w);
+    return 0;
+  }
+  for (int i = 0; i < size; i++) in[i] = i;
+  MPI_Group g, world;
+  MPI_Comm_group(comm, &g);
+  MPI_Comm_group(MPI_COMM_WORLD, &world);
+  MPI_Group_translate_ranks(g, size, in, world, w);
+  MPI_Group_free(&g);
+  MPI_Group_free(&world);
+  int silent = silent_of(c, w, size, grace_s, buf, n);
+  free(in), free(w);
   return silent;
 }
 
@@ -143,12 +156,17 @@ ct_status ct_mpi_wait_serving(mpi_ctx *c, int n, MPI_Request *reqs, const int *p
             !done)
           peer = peers[i];
       }
+      char who[256];
+      double grace = c->timeout_s < 3 ? c->timeout_s : 3;
+      /* a peer that answers a ping is alive, only held up: a server answering a stopped worker,
+       * which names that worker itself (mpi_server.c) */
+      if (peer >= 0 && !silent_of(c, &peer, 1, grace, who, sizeof who))
+        return ct_fail(err, CT_EIO, "rank %d: no answer from rank %d for %.0f s while %s, although rank %d is alive: it "
+                       "waits on another rank (CT_DIST_TIMEOUT sets the limit)", c->rank, peer, dt, what, peer);
       if (peer >= 0)
         return ct_fail(err, CT_EIO, "rank %d: no answer from rank %d for %.0f s while %s; rank %d is stopped or stuck "
                        "(CT_DIST_TIMEOUT sets the limit)", c->rank, peer, dt, what, peer);
       /* a collective: ask who is alive; a live rank answers within milliseconds of polling */
-      char who[256];
-      double grace = c->timeout_s < 3 ? c->timeout_s : 3;
       int silent = silent_ranks(c, comm, grace, who, sizeof who);
       if (silent)
         return ct_fail(err, CT_EIO, "rank %d: %s did not complete within %.0f s; %s %s not answer: stopped or stuck "
