@@ -4,11 +4,16 @@
  * prints the largest per-blob relative difference max|a-b| / max|b| and fails above RTOL. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "cortado.h"
 #include "data/feed.h"
+#include "dist/cluster.h"
+#include "dist/digest.h"
+#include "dist/startup.h"
 #include "dist/topology.h"
+#include "net/net.h"
 #include "proto/prototxt.h"
 
 static Caffe__SolverParameter *solver(const char *text) {
@@ -94,16 +99,24 @@ static void test_slices_and_shards(void) {
     if (s >= 0 && s < 6) seen[s]++;
   }
   for (int s = 0; s < 6; s++) CHECK(seen[s] == 1, "shard %d used %d times", s, seen[s]);
-  /* the group's members split its batch */
+  /* the group's members split the TRAIN net's batch; the TEST net's, which only rank 0 runs
+   * whole, stays as it is even where it would not split */
   ProtobufCMessage *m = NULL;
-  const char *net = "layer { name: \"d\" type: \"Data\" top: \"x\" idx_data_param { batch_size: 63 } }";
+  const char *net = "layer { name: \"d\" type: \"Data\" top: \"x\" include { phase: TRAIN } "
+                    "idx_data_param { batch_size: 63 } } "
+                    "layer { name: \"d\" type: \"Data\" top: \"x\" include { phase: TEST } "
+                    "idx_data_param { batch_size: 100 } }";
   CHECK(ct_prototxt_parse(net, strlen(net), "net", &caffe__net_parameter__descriptor, &m, &err) == CT_OK, "%s", err.msg);
   if (m) {
     Caffe__NetParameter *np = (Caffe__NetParameter *)m;
-    CHECK(ct_topology_split_batch(&t, np, &err) == CT_OK && np->layer[0]->idx_data_param->batch_size == 21,
-          "63 / 3 = %u", np->layer[0]->idx_data_param->batch_size);
+    CHECK(ct_topology_split_batch(&t, np, "n.prototxt", 0, NULL, &err) == CT_OK &&
+              np->layer[0]->idx_data_param->batch_size == 21 && np->layer[1]->idx_data_param->batch_size == 100,
+          "63 / 3 = %u, TEST 100 kept: %u", np->layer[0]->idx_data_param->batch_size,
+          np->layer[1]->idx_data_param->batch_size);
     np->layer[0]->idx_data_param->batch_size = 64;
-    CHECK(ct_topology_split_batch(&t, np, &err) == CT_EINVAL && strstr(err.msg, "\"d\""), "%s", err.msg);
+    CHECK(ct_topology_split_batch(&t, np, "n.prototxt", 0, NULL, &err) == CT_EINVAL && strstr(err.msg, "n.prototxt") &&
+              strstr(err.msg, "\"d\"") && strstr(err.msg, "phase TRAIN") && strstr(err.msg, "64"),
+          "%s", err.msg);
     protobuf_c_message_free_unpacked(m, NULL);
   }
 }
@@ -223,6 +236,213 @@ static void test_feed_skip(void) {
   }
 }
 
+
+/* The job digest (issue 24): solvers that differ in one field are told apart and the field is
+ * named, including a field of the cluster message; a cluster message given empty differs from
+ * none (it changes the framework); nets are compared whole; another version is named first. */
+static void digest_of(const char *text, ct_digest *d) {
+  Caffe__SolverParameter *sp = solver(text);
+  ct_digest_init(d);
+  if (sp) ct_digest_solver(d, sp);
+  if (sp) protobuf_c_message_free_unpacked(&sp->base, NULL);
+}
+
+static void test_digest(void) {
+  const char *base = "net: \"n.prototxt\" base_lr: 0.01 max_iter: 100 framework: SANDBLASTER "
+                     "cluster { nworkers_per_group: 2 }";
+  ct_digest a, b;
+  char what[512];
+  digest_of(base, &a);
+  digest_of(base, &b);
+  CHECK(a.nfields > 44 && !ct_digest_compare(&a, &b, what, sizeof what) && what[0] == 0,
+        "the same solver: %d fields, '%s'", a.nfields, what);
+  static const struct {
+    const char *text, *field;
+  } cases[] = {
+      {"net: \"n.prototxt\" base_lr: 0.02 max_iter: 100 framework: SANDBLASTER cluster { nworkers_per_group: 2 }",
+       "the solver's base_lr"},
+      {"net: \"n.prototxt\" base_lr: 0.01 max_iter: 200 framework: SANDBLASTER cluster { nworkers_per_group: 2 }",
+       "the solver's max_iter"},
+      {"net: \"n.prototxt\" base_lr: 0.01 max_iter: 100 framework: DOWNPOUR cluster { nworkers_per_group: 2 }",
+       "the solver's framework"},
+      {"net: \"n.prototxt\" base_lr: 0.01 max_iter: 100 framework: SANDBLASTER cluster { nworkers_per_group: 4 }",
+       "the solver's cluster.nworkers_per_group"},
+      {"net: \"n.prototxt\" base_lr: 0.01 max_iter: 100 framework: SANDBLASTER", "the solver's cluster,"},
+      {"net: \"m.prototxt\" base_lr: 0.01 max_iter: 100 framework: SANDBLASTER cluster { nworkers_per_group: 2 }",
+       "the solver's net"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    digest_of(cases[i].text, &b);
+    bool differs = ct_digest_compare(&a, &b, what, sizeof what);
+    CHECK(differs && strstr(what, cases[i].field) == what, "case %zu: '%s', want it to start with '%s'", i, what,
+          cases[i].field);
+  }
+  /* several fields: all named */
+  digest_of("net: \"n.prototxt\" base_lr: 0.5 max_iter: 7 framework: SANDBLASTER cluster { nworkers_per_group: 2 }",
+            &b);
+  CHECK(ct_digest_compare(&a, &b, what, sizeof what) && strstr(what, "base_lr") && strstr(what, "max_iter"), "%s",
+        what);
+  /* nets: equal text, equal digest; one layer changed, "the train net" / "test net #0" */
+  const char *n1 = "layer { name: \"ip\" type: \"InnerProduct\" inner_product_param { num_output: 10 } }";
+  const char *n2 = "layer { name: \"ip\" type: \"InnerProduct\" inner_product_param { num_output: 11 } }";
+  ProtobufCMessage *m1 = NULL, *m2 = NULL;
+  ct_error err;
+  CHECK(ct_prototxt_parse(n1, strlen(n1), "n1", &caffe__net_parameter__descriptor, &m1, &err) == CT_OK, "%s", err.msg);
+  CHECK(ct_prototxt_parse(n2, strlen(n2), "n2", &caffe__net_parameter__descriptor, &m2, &err) == CT_OK, "%s", err.msg);
+  if (m1 && m2) {
+    digest_of(base, &b);
+    ct_digest_net(&a, 0, (Caffe__NetParameter *)m1);
+    ct_digest_net(&b, 0, (Caffe__NetParameter *)m1);
+    ct_digest_net(&a, 1, (Caffe__NetParameter *)m1);
+    ct_digest_net(&b, 1, (Caffe__NetParameter *)m2);
+    CHECK(ct_digest_compare(&a, &b, what, sizeof what) && !strcmp(what, "test net #0"), "'%s'", what);
+    ct_digest_net(&b, 0, (Caffe__NetParameter *)m2);
+    CHECK(ct_digest_compare(&a, &b, what, sizeof what) && !strcmp(what, "the train net; test net #0"), "'%s'", what);
+    /* a side that could not read a net is not compared on it (its failure is the news) */
+    b.net[0] = 0, b.net[1] = 0;
+    CHECK(!ct_digest_compare(&a, &b, what, sizeof what), "'%s'", what);
+  }
+  protobuf_c_message_free_unpacked(m1, NULL);
+  protobuf_c_message_free_unpacked(m2, NULL);
+  digest_of(base, &b);
+  snprintf(b.version, sizeof b.version, "9.9.9 schema 00000000");
+  CHECK(ct_digest_compare(&a, &b, what, sizeof what) && strstr(what, "9.9.9") && !strstr(what, "base_lr"), "%s", what);
+  char name[96];
+  CHECK(!strcmp(ct_digest_field_name(0, name, sizeof name), caffe__solver_parameter__descriptor.fields[0].name),
+        "field 0 is '%s'", name);
+}
+
+/* The verdict over the start-up records: silence first, then another job, then failures, each
+ * naming the ranks; every rank ready for the same job is CT_OK. */
+static void test_verdict(void) {
+  enum { W = 4 };
+  ct_startup_rec rec[W];
+  const ct_startup_rec *recs[W];
+  ct_digest d;
+  digest_of("net: \"n.prototxt\" base_lr: 0.01", &d);
+  char msg[1024];
+  for (int r = 0; r < W; r++) ct_startup_rec_fill(&rec[r], r, CT_OK, NULL, &d), recs[r] = &rec[r];
+  CHECK(ct_startup_verdict(recs, W, 5, msg, sizeof msg) == CT_OK && !msg[0], "all ready: '%s'", msg);
+  /* failures: the lowest first, each distinct message once */
+  ct_error e1, e2;
+  ct_fail(&e1, CT_EIO, "data.idx: cannot open");
+  ct_fail(&e2, CT_EINVAL, "bad layer");
+  ct_startup_rec_fill(&rec[1], 1, CT_EIO, &e1, &d);
+  ct_startup_rec_fill(&rec[3], 3, CT_EIO, &e1, &d);
+  ct_startup_rec_fill(&rec[2], 2, CT_EINVAL, &e2, &d);
+  CHECK(ct_startup_verdict(recs, W, 5, msg, sizeof msg) == CT_EIO &&
+            !strcmp(msg, "start-up failed on ranks 1 and 3: data.idx: cannot open; on rank 2: bad layer"),
+        "'%s'", msg);
+  for (int r = 0; r < W; r++) ct_startup_rec_fill(&rec[r], r, CT_EINVAL, &e2, &d);
+  CHECK(ct_startup_verdict(recs, W, 5, msg, sizeof msg) == CT_EINVAL &&
+            !strcmp(msg, "start-up failed on every rank: bad layer"), "'%s'", msg);
+  /* another job wins over the failures it causes */
+  ct_digest other;
+  digest_of("net: \"n.prototxt\" base_lr: 0.02", &other);
+  for (int r = 0; r < W; r++) ct_startup_rec_fill(&rec[r], r, CT_OK, NULL, &d);
+  ct_startup_rec_fill(&rec[2], 2, CT_EINVAL, &e2, &other);
+  CHECK(ct_startup_verdict(recs, W, 5, msg, sizeof msg) == CT_EINVAL && strstr(msg, "rank 2 reads another job") &&
+            strstr(msg, "base_lr"), "'%s'", msg);
+  ct_startup_rec_fill(&rec[3], 3, CT_OK, NULL, &other);
+  CHECK(ct_startup_verdict(recs, W, 5, msg, sizeof msg) == CT_EINVAL && strstr(msg, "ranks 2 and 3 read another job"),
+        "'%s'", msg);
+  /* silence wins over everything: nothing else is known about a silent rank */
+  recs[1] = NULL;
+  recs[3] = NULL;
+  CHECK(ct_startup_verdict(recs, W, 7, msg, sizeof msg) == CT_EIO &&
+            strstr(msg, "ranks 1 and 3 did not reach the start of training within 7 s"), "'%s'", msg);
+}
+
+/* A server-only process's train net (issue 24): rank 0's data layers described as Input layers
+ * give a net without data whose learnable parameters have the same layout; TEST-phase layers
+ * of the same name are left alone. */
+static void test_stand_ins(void) {
+  const char *text =
+      "layer { name: \"d\" type: \"MemoryData\" top: \"x\" top: \"y\" include { phase: TRAIN } "
+      "  memory_data_param { batch_size: 4 channels: 2 height: 3 width: 3 } }\n"
+      "layer { name: \"d\" type: \"MemoryData\" top: \"x\" top: \"y\" include { phase: TEST } "
+      "  memory_data_param { batch_size: 5 channels: 2 height: 3 width: 3 } }\n"
+      "layer { name: \"c\" type: \"Convolution\" bottom: \"x\" top: \"c\" "
+      "  convolution_param { num_output: 3 kernel_size: 2 weight_filler { type: \"xavier\" } } }\n"
+      "layer { name: \"ip\" type: \"InnerProduct\" bottom: \"c\" top: \"ip\" "
+      "  inner_product_param { num_output: 5 weight_filler { type: \"xavier\" } } }\n"
+      "layer { name: \"loss\" type: \"SoftmaxWithLoss\" bottom: \"ip\" bottom: \"y\" top: \"loss\" }\n";
+  ct_net *with_data = NULL, *without = NULL;
+  ct_error err;
+  ProtobufCMessage *m = NULL;
+  CHECK(ct_net_create_from_text(text, "net", "", CT_TRAIN, &with_data, &err) == CT_OK, "%s", err.msg);
+  CHECK(ct_prototxt_parse(text, strlen(text), "net", &caffe__net_parameter__descriptor, &m, &err) == CT_OK, "%s",
+        err.msg);
+  if (!with_data || !m) return;
+  char *si = ct_dist_stand_ins(with_data);
+  CHECK(si && strstr(si, "type: \"Input\"") && strstr(si, "dim: 4 dim: 2 dim: 3 dim: 3") && strstr(si, "dim: 4 }"),
+        "stand-ins: %s", si ? si : "(null)");
+  Caffe__NetParameter *np = (Caffe__NetParameter *)m;
+  CHECK(si && ct_dist_use_stand_ins(np, si, 0, NULL, &err) == CT_OK, "%s", err.msg);
+  CHECK(!strcmp(np->layer[0]->type, "Input") && np->layer[0]->n_top == 2 && !strcmp(np->layer[0]->top[1], "y") &&
+            !strcmp(np->layer[1]->type, "MemoryData"),
+        "layer 0 %s with %zu tops, layer 1 %s", np->layer[0]->type, np->layer[0]->n_top, np->layer[1]->type);
+  CHECK(ct_net_create_from_param(np, "net", "", CT_TRAIN, 0, NULL, 1701, &without, &err) == CT_OK, "%s", err.msg);
+  if (without) {
+    int n = ct_net_num_learnable(with_data);
+    bool same = n == ct_net_num_learnable(without) && ct_net_param_total(with_data) == ct_net_param_total(without);
+    size_t counted = 0;
+    for (int i = 0; same && i < n; i++) {
+      same = ct_net_learnable(with_data)[i].offset == ct_net_learnable(without)[i].offset &&
+             ct_net_learnable(with_data)[i].count == ct_net_learnable(without)[i].count;
+      counted += ct_net_learnable(without)[i].count;
+    }
+    /* conv 3x2x2x2 + 3, ip 5x(3x2x2) + 5: the shapes follow the stand-in's 2x3x3 input */
+    CHECK(same && n == 4 && counted == 3 * 2 * 2 * 2 + 3 + 5 * 3 * 2 * 2 + 5, "layouts: %d params, %zu floats", n,
+          counted);
+    bool has_data = false;
+    for (int i = 0; i < ct_net_num_layers(without); i++) has_data |= !strcmp(ct_net_layer_type(without, i), "MemoryData");
+    CHECK(!has_data, "the server's net still has a data layer");
+  }
+  free(si);
+  ct_net_free(with_data);
+  ct_net_free(without);
+  protobuf_c_message_free_unpacked(m, NULL);
+}
+
+
+/* What the log calls a cluster (issue 24): groups that are threads of one process share one copy
+ * of the parameters, so they are HOGWILD whatever was asked (and the log says what was); explicit
+ * server fields under ALLREDUCE, which has no servers, are named as ignored. */
+static void test_labels(void) {
+  static const struct {
+    const char *text, *want, *not;
+  } cases[] = {
+      {"framework: HOGWILD cluster { nworkers_per_procs: 2 }", "HOGWILD in one process: 2 worker groups", "DOWNPOUR"},
+      {"cluster { nworker_groups: 2 nworkers_per_procs: 2 }", "HOGWILD in one process: 2 worker groups", "DOWNPOUR:"},
+      {"framework: DOWNPOUR cluster { nworker_groups: 2 nworkers_per_procs: 2 server_worker_separate: false }",
+       "(DOWNPOUR runs so when its groups share a process)", "DOWNPOUR:"},
+      {"framework: ALLREDUCE cluster { nservers_per_group: 2 server_worker_separate: true }",
+       "ALLREDUCE has no servers and ignores nservers_per_group, server_worker_separate", NULL},
+      {"framework: ALLREDUCE cluster { nworkers_per_group: 2 nworkers_per_procs: 2 }", "ALLREDUCE: 1 worker group",
+       "ignores"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    Caffe__SolverParameter *sp = solver(cases[i].text);
+    ct_cluster *c = NULL;
+    ct_error err;
+    CHECK(sp && ct_cluster_create(sp, "s.prototxt", &c, &err) == CT_OK && c, "case %zu: %s", i, err.msg);
+    if (c) {
+      const char *d = ct_cluster_describe(c);
+      CHECK(strstr(d, cases[i].want) && (!cases[i].not || !strstr(d, cases[i].not)), "case %zu: '%s'", i, d);
+      /* several workers in the process: OpenBLAS single-threaded, the cores split among them */
+      long cores = sysconf(_SC_NPROCESSORS_ONLN);
+      int workers = i == 3 ? 1 : 2, share = (int)(cores / workers) > 1 ? (int)(cores / workers) : 1;
+      CHECK(ct_cluster_local_partitions(c) == (share > 64 ? 64 : share) &&
+                ct_cluster_blas_threads(c) == (workers > 1 ? 1 : ct_cluster_local_partitions(c)),
+            "case %zu: %d partitions, %d OpenBLAS threads on %ld cores", i, ct_cluster_local_partitions(c),
+            ct_cluster_blas_threads(c), cores);
+    }
+    ct_cluster_free(c);
+    if (sp) protobuf_c_message_free_unpacked(&sp->base, NULL);
+  }
+}
+
 static int compare(const char *model, const char *a, const char *b, double rtol) {
   ct_net *na = NULL, *nb = NULL;
   ct_error err;
@@ -261,5 +481,9 @@ int main(int argc, char **argv) {
   test_workers_per_process();
   test_bad_values();
   test_feed_skip();
+  test_digest();
+  test_verdict();
+  test_stand_ins();
+  test_labels();
   return ct_check_report();
 }

@@ -3,6 +3,8 @@
 #ifndef CT_TOOLS_CLI_H
 #define CT_TOOLS_CLI_H
 
+#include <stdbool.h>
+
 #include "cortado.h"
 #include "progress.h"
 
@@ -84,6 +86,8 @@ int lib_error(ct_status s, const ct_error *err);
 /* A friendlier message than the library's for a path that is not there or not readable;
  * EXIT_OK or EXIT_LIB. */
 int check_readable(const char *flag, const char *path);
+/* Whether mpirun started this process as one of several. */
+bool launched_with_others(void);
 /* Splits a comma-separated list in place (Caffe's --weights=a,b). Returns the count. */
 int split_commas(char *s, const char **out, int max);
 

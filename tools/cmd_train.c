@@ -85,8 +85,11 @@ int run_train(args *a) {
     return rc;
   if (a->given[F_SIGHUP_EFFECT] && (rc = parse_effect("sighup_effect", a->value[F_SIGHUP_EFFECT], &fx.on_hup)))
     return rc;
-  if ((rc = check_readable("solver", a->value[F_SOLVER]))) return rc;
-  if (a->given[F_SNAPSHOT] && (rc = check_readable("snapshot", a->value[F_SNAPSHOT]))) return rc;
+  /* In a job of several MPI processes a file missing on one of them must reach the others, so
+   * the library reads it and tells them all (issue 24); a check here would end this one alone. */
+  const bool alone = !launched_with_others();
+  if (alone && (rc = check_readable("solver", a->value[F_SOLVER]))) return rc;
+  if (alone && a->given[F_SNAPSHOT] && (rc = check_readable("snapshot", a->value[F_SNAPSHOT]))) return rc;
   if (a->given[F_WEIGHTS]) {
     weights_buf = strdup(a->value[F_WEIGHTS]);
     if (!weights_buf) {
@@ -98,7 +101,7 @@ int run_train(args *a) {
       rc = usage_error("train", "--weights needs at least one .caffemodel path");
       goto done;
     }
-    for (int i = 0; i < nweights; i++)
+    for (int i = 0; i < nweights && (alone || nweights > 1); i++)
       if ((rc = check_readable("weights", weights[i]))) goto done;
   }
   /* Before the solver, as Caffe does: a signal during setup stops after the first iteration. */

@@ -148,6 +148,13 @@ int lib_error(ct_status s, const ct_error *err) {
   return EXIT_LIB;
 }
 
+/* Whether mpirun started this process as one of several (Open MPI's, then MPICH's variable). */
+bool launched_with_others(void) {
+  const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+  if (!n) n = getenv("PMI_SIZE");
+  return n && atoi(n) > 1;
+}
+
 /* A friendlier message than the library's for the commonest mistake: a path that is not there. */
 int check_readable(const char *flag, const char *path) {
   /* opened without blocking and refused unless a regular file: a FIFO would hang open() */

@@ -8,16 +8,18 @@
 #include <unistd.h>
 
 #include "core/status.h"
+#include "drivers/cpu.h"
 #include "layers/data_layer.h"
 
 struct ct_cluster {
   ct_topology t;
   int rank, world;
   bool mpi;
+  bool started;  /* ct_cluster_start ran: only then is there a protocol to finish */
   bool finished, failed;
   const ct_cluster_ops *ops;
   void *ctx;
-  char desc[512];
+  char desc[768];
 };
 
 bool ct_dist_launched(int *world, int *rank) {
@@ -97,7 +99,7 @@ ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, 
     ct_error_prefix(err, "%s", path);
     goto fail;
   }
-  char d[400];
+  char d[512];
   ct_topology_describe(&c->t, d, sizeof d);
   snprintf(c->desc, sizeof c->desc, "%s; this is rank %d of %d", d, rank, world);
   if (c->t.nprocs != world) {
@@ -112,6 +114,12 @@ ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, 
     if ((st = ct_dist_local_create(&c->t, sp, &c->ctx, &c->ops, err))) goto fail;
   } else if (c->t.nprocs == 1 && c->t.nworker_groups > 1) {
     if ((st = ct_dist_threads_create(&c->t, sp, &c->ctx, &c->ops, err))) goto fail;
+    /* issue 24: whatever framework was asked for, groups that are threads of one process update
+     * one shared copy of the parameters without servers: that is Hogwild, and the log says so */
+    snprintf(c->desc, sizeof c->desc, "HOGWILD in one process: %d worker groups of 1 worker as threads sharing one "
+             "copy of the parameters, no servers%s%s%s; this is rank %d of %d", c->t.nworker_groups,
+             strcmp(c->t.name, "HOGWILD") ? " (" : "", strcmp(c->t.name, "HOGWILD") ? c->t.name : "",
+             strcmp(c->t.name, "HOGWILD") ? " runs so when its groups share a process)" : "", rank, world);
   } else if (c->mpi) {
     if ((st = ct_dist_mpi_create(&c->t, rank, sp, &c->ctx, &c->ops, err))) goto fail;
   } else {
@@ -124,16 +132,65 @@ ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, 
   }
   *out = c;
   return CT_OK;
-fail:
+fail: /* the solver reports it to the other processes (ct_cluster_agree), naming this rank */
   c->failed = true;
-  if (c->mpi && world > 1 && rank != 0) ct_error_prefix(err, "rank %d", rank);
   ct_cluster_free(c);
+  return st;
+}
+
+double ct_dist_timeout_s(void) {
+  const char *to = getenv("CT_DIST_TIMEOUT");
+  return to && atof(to) > 0 ? atof(to) : 300;
+}
+
+ct_status ct_cluster_agree(ct_cluster *c, ct_status st, const ct_digest *d, ct_error *err) {
+  int world = 1, rank = 0;
+  if (c) {
+    if (!c->mpi) return st;
+    world = c->world, rank = c->rank;
+  } else {
+    /* no cluster: a solver that could not be read, or a cluster that could not be made; the
+     * other processes wait for this one's word all the same */
+    if (!ct_dist_launched(&world, &rank) || world == 1) return st;
+    ct_error e;
+    if (ct_dist_mpi_init(&world, &rank, &e) != CT_OK) return st;
+  }
+  if (world <= 1) return st;
+  /* CT_DIST_TEST_STALL=R (tests only): rank R reports 30 s late, as a rank stuck in its
+   * start-up would (an input that blocks, a slow file system), to check that rank 0 names it */
+  const char *stall = getenv("CT_DIST_TEST_STALL");
+  if (stall && *stall && atoi(stall) == rank) sleep(30);
+  ct_startup_rec rec;
+  ct_startup_rec_fill(&rec, rank, st, err, d);
+  bool all_know = false;
+  ct_error v;
+  ct_status out = ct_dist_mpi_agree(&rec, rank, world, ct_dist_timeout_s(), &all_know, &v);
+  if (out == CT_OK) return CT_OK;
+  *err = v;
+  if (all_know) ct_dist_mpi_exit_together(); /* every process prints the message before any leaves */
+  if (c) c->failed = true;
+  return out;
+}
+
+bool ct_cluster_has_server_only(const ct_cluster *c) {
+  for (int p = 0; p < c->t.nprocs; p++) {
+    int first;
+    if (ct_topology_workers_on(&c->t, p, &first) == 0) return true;
+  }
+  return false;
+}
+
+ct_status ct_cluster_share_stand_ins(ct_cluster *c, ct_net *net, char **text, ct_error *err) {
+  if (!c->mpi) return CT_OK;
+  if (c->rank == 0) *text = ct_dist_stand_ins(net);
+  ct_status st = ct_dist_mpi_share_text(text, c->rank, err);
+  if (st) c->failed = true;
   return st;
 }
 
 void ct_cluster_free(ct_cluster *c) {
   if (!c) return;
-  if (c->ops && !c->failed && !c->finished) {
+  if (c->ops && c->started && !c->failed && !c->finished) {
     ct_error e;
     if (ct_cluster_finish(c, &e) != CT_OK) fprintf(stderr, "cortado: %s\n", e.msg);
   }
@@ -161,15 +218,20 @@ int ct_cluster_local_partitions(const ct_cluster *c) {
   return n >= 1 ? (int)(n > 64 ? 64 : n) : 1;
 }
 
-ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParameter *np, ct_error *err) {
-  return ct_topology_split_batch(&c->t, np, err);
+int ct_cluster_blas_threads(const ct_cluster *c) {
+  int first;
+  if (ct_topology_workers_on(&c->t, c->rank, &first) > 1) return 1;
+  return ct_cluster_local_partitions(c);
+}
+
+ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParameter *np, const char *source, int level,
+                                         const char *const *stages, ct_error *err) {
+  return ct_topology_split_batch(&c->t, np, source, level, stages, err);
 }
 
 static bool has_cursor(const ct_layer *l) {
   return l->ops->get_cursor && l->ops->set_cursor && l->ntop >= 1 && l->top[0]->naxes >= 1;
 }
-/* a data layer whose feed skips the other workers' blocks itself (ct_dist_set_stride) */
-static bool feeds_itself(const ct_layer *l) { return ct_is_data_layer(l) && l->priv; }
 
 void ct_dist_skip_batches(ct_net *net, uint64_t blocks) {
   if (!blocks) return;
@@ -182,10 +244,8 @@ void ct_dist_skip_batches(ct_net *net, uint64_t blocks) {
 void ct_dist_set_stride(ct_net *net, int nworkers) {
   for (int i = 0; i < ct_net_num_layers(net); i++) {
     ct_layer *l = ct_net_layer(net, i);
-    if (has_cursor(l) && feeds_itself(l)) {
-      ct_data_layer *d = l->priv;
-      ct_feed_set_skip(d->feed, (uint64_t)(nworkers > 1 ? nworkers - 1 : 0) * (uint64_t)l->top[0]->shape[0]);
-    }
+    if (has_cursor(l)) /* a layer with a feed skips the other workers' blocks itself */
+      ct_data_layer_set_skip(l, (uint64_t)(nworkers > 1 ? nworkers - 1 : 0) * (uint64_t)l->top[0]->shape[0]);
   }
 }
 
@@ -193,7 +253,7 @@ void ct_dist_next_batch(ct_net *net, int nworkers) {
   if (nworkers <= 1) return;
   for (int i = 0; i < ct_net_num_layers(net); i++) {
     ct_layer *l = ct_net_layer(net, i);
-    if (has_cursor(l) && !feeds_itself(l))
+    if (has_cursor(l) && !ct_data_layer_has_feed(l))
       l->ops->set_cursor(l, l->ops->get_cursor(l) + (uint64_t)(nworkers - 1) * (uint64_t)l->top[0]->shape[0]);
   }
 }
@@ -224,14 +284,16 @@ ct_status ct_cluster_start(ct_cluster *c, ct_net *net, ct_update_ctx *upd, int *
   if (ct_topology_workers_on(&c->t, c->rank, &first) > 0) { /* this worker's first block of data */
     ct_dist_skip_batches(net, (uint64_t)ct_topology_shard(&c->t, first));
     ct_dist_set_stride(net, ct_topology_nworkers(&c->t));
+    ct_blas_set_threads(ct_cluster_blas_threads(c)); /* issue 24: before any worker thread starts */
   }
+  c->started = true;
   FAILS(c, c->ops->start(c->ctx, net, upd, iter, nets, err));
 }
 ct_status ct_cluster_update(ct_cluster *c, int iter, float *rate, ct_error *err) {
   FAILS(c, c->ops->update(c->ctx, iter, rate, err));
 }
-int ct_cluster_agree(ct_cluster *c, int request) {
-  return c->ops->agree && !c->failed ? c->ops->agree(c->ctx, request) : request;
+int ct_cluster_agree_action(ct_cluster *c, int request) {
+  return c->ops->agree_action && !c->failed ? c->ops->agree_action(c->ctx, request) : request;
 }
 ct_status ct_cluster_serve(ct_cluster *c, ct_error *err) { FAILS(c, c->ops->serve(c->ctx, err)); }
 ct_status ct_cluster_collect(ct_cluster *c, ct_error *err) { FAILS(c, c->ops->collect(c->ctx, err)); }
@@ -257,4 +319,14 @@ ct_status ct_dist_mpi_create(const ct_topology *t, int rank, const Caffe__Solver
   return ct_fail(err, CT_EUNSUPPORTED, "cortado was built without MPI");
 }
 void ct_dist_mpi_finalize(void) {}
+ct_status ct_dist_mpi_agree(const ct_startup_rec *mine, int rank, int world, double timeout_s, bool *all_know,
+                            ct_error *err) {
+  (void)mine, (void)rank, (void)world, (void)timeout_s, (void)all_know;
+  return ct_fail(err, CT_EUNSUPPORTED, "cortado was built without MPI");
+}
+void ct_dist_mpi_exit_together(void) {}
+ct_status ct_dist_mpi_share_text(char **text, int rank, ct_error *err) {
+  (void)text, (void)rank;
+  return ct_fail(err, CT_EUNSUPPORTED, "cortado was built without MPI");
+}
 #endif

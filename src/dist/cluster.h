@@ -12,6 +12,8 @@
 
 #include "cortado.h"
 #include "cortado.pb-c.h"
+#include "dist/digest.h"
+#include "dist/startup.h"
 #include "dist/topology.h"
 #include "net/net.h"
 #include "solvers/update.h"
@@ -23,6 +25,22 @@ typedef struct ct_cluster ct_cluster;
  * topology and checks that it needs exactly as many processes as were started (an error naming
  * both numbers otherwise, on every rank). `path` names the solver file in messages. */
 ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, ct_cluster **out, ct_error *err);
+/* The end of start-up on this process (issue 24). Under mpirun with several processes, every
+ * process calls it exactly once: after its solver, nets, data, weights and snapshot are ready,
+ * or as soon as any of that failed (st, err), with what it read of the job (d: the version, the
+ * solver and the nets as parsed). It returns CT_OK when every process is ready for the same job.
+ * Otherwise every process returns one failure whose message names the rank and the cause: a
+ * process that failed (its own message), a process that never reported within CT_DIST_TIMEOUT,
+ * or a solver field, a net or a version that differs from rank 0's. c may be NULL (the cluster
+ * could not be made, or the solver not even read): MPI then starts here when mpirun started
+ * the process. Outside mpirun, or in a cluster of one process, it returns st as it is. */
+ct_status ct_cluster_agree(ct_cluster *c, ct_status st, const ct_digest *d, ct_error *err);
+/* Whether some process of the job hosts only servers. Such a process builds its train net with
+ * rank 0's Input stand-ins for the data layers (startup.h): after ct_cluster_agree every process
+ * calls ct_cluster_share_stand_ins, rank 0 with its train net, which fills *text (malloc'ed) on
+ * the others. */
+bool ct_cluster_has_server_only(const ct_cluster *c);
+ct_status ct_cluster_share_stand_ins(ct_cluster *c, ct_net *net, char **text, ct_error *err);
 /* Marks the run failed on this process: ct_cluster_free then leaves MPI alone, the process
  * exits non-zero without finalizing and mpirun ends the whole job at once. */
 void ct_cluster_abandon(ct_cluster *c);
@@ -38,9 +56,16 @@ int ct_cluster_nworkers(const ct_cluster *c);   /* workers in the whole job */
  * job's processes on it (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE) and among the workers each
  * process hosts (nworkers_per_procs), at least 1. */
 int ct_cluster_local_partitions(const ct_cluster *c);
+/* OpenBLAS's threads for this process (issue 24). OpenBLAS keeps one thread pool per process:
+ * when several workers (threads) share the process each must call it single-threaded, or their
+ * calls queue for the one pool while its threads spin on the cores the other workers need; a
+ * process with one worker may give it its share of the machine's cores. */
+int ct_cluster_blas_threads(const ct_cluster *c);
 
-/* The train net of this worker: batch sizes divided among its group. */
-ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParameter *np, ct_error *err);
+/* The train net of this worker: batch sizes of the TRAIN phase's layers divided among its group
+ * (ct_topology_split_batch; source names the file in messages). */
+ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParameter *np, const char *source, int level,
+                                         const char *const *stages, ct_error *err);
 
 /* Disjoint data without touching the data layers: the W workers read the record stream in
  * blocks of one batch, worker shard s taking blocks s, s + W, s + 2W, ... (the members of a
@@ -68,7 +93,8 @@ typedef struct ct_net_builder {
 } ct_net_builder;
 
 /* After the solver restored any snapshot: rank 0's parameters, history and iteration go to
- * every process; servers take their slices; in-process worker groups start their threads. */
+ * every process; servers take their slices; OpenBLAS gets ct_cluster_blas_threads threads; in-
+ * process worker groups start their threads. */
 ct_status ct_cluster_start(ct_cluster *c, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
                            ct_error *err);
 /* The update step of iteration `iter` (replaces ct_update_apply): the net's gradients go out,
@@ -85,7 +111,7 @@ ct_status ct_cluster_finish(ct_cluster *c, ct_error *err);
  * that trains: the largest request of any of them, so that a signal reaching the ranks at
  * different iterations stops (or snapshots) all of them at the same one. A backend without
  * `agree` returns the request unchanged. */
-int ct_cluster_agree(ct_cluster *c, int request);
+int ct_cluster_agree_action(ct_cluster *c, int request);
 
 /* Bytes this process sent and seconds it waited on communication since the last call, and
  * the number of updates they cover. */
@@ -104,7 +130,7 @@ typedef struct ct_cluster_ops {
   ct_status (*finish)(void *ctx, ct_error *err);
   void (*stats)(void *ctx, double *bytes, double *wait_s, int *updates);
   void (*destroy)(void *ctx, bool clean); /* clean: finalize MPI */
-  int (*agree)(void *ctx, int request);   /* issue 23 (may be NULL): see ct_cluster_agree */
+  int (*agree_action)(void *ctx, int request); /* issue 23 (may be NULL): see ct_cluster_agree_action */
 } ct_cluster_ops;
 
 /* Whether a process launcher (mpirun) started this process, and the job size it announced. */
@@ -112,6 +138,17 @@ bool ct_dist_launched(int *world, int *rank);
 /* Starts MPI (once) and returns the world size and this rank; finalizes it (once). */
 ct_status ct_dist_mpi_init(int *world, int *rank, ct_error *err);
 void ct_dist_mpi_finalize(void);
+/* CT_DIST_TIMEOUT: seconds a process waits on a silent peer (default 300). */
+double ct_dist_timeout_s(void);
+/* The start-up exchange (mpi_startup.c): this process's record to rank 0, the verdict back.
+ * *all_know: every process has the verdict (then they can leave together). */
+ct_status ct_dist_mpi_agree(const ct_startup_rec *mine, int rank, int world, double timeout_s, bool *all_know,
+                            ct_error *err);
+/* After a failure that every process knows of: each exit waits (10 s at most) at a barrier
+ * until all have reached theirs, i.e. have printed the message, then finalizes MPI. */
+void ct_dist_mpi_exit_together(void);
+/* rank 0's *text (NULL: it failed to make it) to every process, malloc'ed there. */
+ct_status ct_dist_mpi_share_text(char **text, int rank, ct_error *err);
 /* One process, one worker group of several workers as threads (local.c). */
 ct_status ct_dist_local_create(const ct_topology *t, const Caffe__SolverParameter *sp, void **ctx,
                                const ct_cluster_ops **ops, ct_error *err);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "net/net.h"
 
 static int ceil_div(int a, int b) { return b > 0 ? (a + b - 1) / b : 0; }
 static int max_int(int a, int b) { return a > b ? a : b; }
@@ -30,6 +31,12 @@ static ct_status given(const Caffe__ClusterParameter *c, protobuf_c_boolean has,
   if (v < 0) return ct_fail(err, CT_EINVAL, "cluster: %s: %d is negative", field, (int)v);
   *out = (int)v;
   return CT_OK;
+}
+
+static void note_ignored(ct_topology *t, bool given, const char *field) {
+  if (!given) return;
+  size_t len = strlen(t->ignored);
+  snprintf(t->ignored + len, sizeof t->ignored - len, "%s%s", len ? ", " : "", field);
 }
 
 ct_status ct_topology_resolve(const Caffe__SolverParameter *sp, int world, ct_topology *t, ct_error *err) {
@@ -59,6 +66,11 @@ ct_status ct_topology_resolve(const Caffe__SolverParameter *sp, int world, ct_to
     case CAFFE__SOLVER_PARAMETER__FRAMEWORK__ALLREDUCE:
       if (G < 0) G = 1;
       if (J < 0) J = max_int(1, world * wpp / max_int(1, G));
+      /* no servers: say so rather than drop what the user wrote without a word (issue 24) */
+      note_ignored(t, SG >= 0, "nserver_groups");
+      note_ignored(t, S >= 0, "nservers_per_group");
+      note_ignored(t, spp_given, "nservers_per_procs");
+      note_ignored(t, sep >= 0, "server_worker_separate");
       SG = 0, S = 0, sep = 0;
       t->mode = CT_DIST_ALLREDUCE;
       break;
@@ -161,6 +173,9 @@ void ct_topology_describe(const ct_topology *t, char *buf, size_t n) {
            t->nserver_groups ? (t->separate ? " on their own processes" : " inside the worker processes") : "",
            t->nprocs, t->nprocs == 1 ? "" : "es", t->nworkers_per_procs, t->nworkers_per_procs == 1 ? "" : "s",
            t->sync_freq);
+  size_t len = strlen(buf);
+  if (t->ignored[0] && len < n)
+    snprintf(buf + len, n - len, "; %s has no servers and ignores %s", t->name, t->ignored);
 }
 
 int ct_topology_worker_proc(const ct_topology *t, int w) { return w / t->nworkers_per_procs; }
@@ -198,29 +213,31 @@ int ct_topology_shard(const ct_topology *t, int w) {
   return j * t->nworker_groups + g;
 }
 
-static ct_status split(uint32_t *bs, protobuf_c_boolean has, int J, const char *layer, const char *field,
-                       ct_error *err) {
+static ct_status split(uint32_t *bs, protobuf_c_boolean has, int J, const char *source, const char *layer,
+                       const char *field, ct_error *err) {
   if (!has || J == 1) return CT_OK;
   if (*bs == 0 || *bs % (uint32_t)J != 0)
-    return ct_fail(err, CT_EINVAL, "layer \"%s\": %s.batch_size %u does not split evenly across the %d workers of "
-                   "a worker group", layer, field, *bs, J);
+    return ct_fail(err, CT_EINVAL, "%s: layer \"%s\" (phase TRAIN): %s.batch_size %u does not split evenly across "
+                   "the %d workers of a worker group; make it a multiple of %d", source, layer, field, *bs, J, J);
   *bs /= (uint32_t)J;
   return CT_OK;
 }
 
-ct_status ct_topology_split_batch(const ct_topology *t, Caffe__NetParameter *np, ct_error *err) {
+ct_status ct_topology_split_batch(const ct_topology *t, Caffe__NetParameter *np, const char *source, int level,
+                                  const char *const *stages, ct_error *err) {
   int J = t->nworkers_per_group;
   for (size_t i = 0; i < np->n_layer; i++) {
     Caffe__LayerParameter *l = np->layer[i];
+    /* the TEST net is not split: only rank 0 tests, on its whole batch */
+    if (!ct_net_layer_in_phase(l, CT_TRAIN, level, stages)) continue;
     const char *name = l->name ? l->name : "?";
-    if (l->data_param) CT_TRY(split(&l->data_param->batch_size, l->data_param->has_batch_size, J, name, "data_param", err));
-    if (l->idx_data_param)
-      CT_TRY(split(&l->idx_data_param->batch_size, l->idx_data_param->has_batch_size, J, name, "idx_data_param", err));
-    if (l->image_data_param)
-      CT_TRY(split(&l->image_data_param->batch_size, l->image_data_param->has_batch_size, J, name, "image_data_param", err));
-    if (l->memory_data_param)
-      CT_TRY(split(&l->memory_data_param->batch_size, l->memory_data_param->has_batch_size, J, name,
-                   "memory_data_param", err));
+#define SPLIT(p) \
+  if (l->p) CT_TRY(split(&l->p->batch_size, l->p->has_batch_size, J, source, name, #p, err))
+    SPLIT(data_param);
+    SPLIT(idx_data_param);
+    SPLIT(image_data_param);
+    SPLIT(memory_data_param);
+#undef SPLIT
   }
   return CT_OK;
 }

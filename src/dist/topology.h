@@ -33,6 +33,7 @@ typedef struct ct_topology {
   bool separate;
   int sync_freq;
   int worker_procs, server_procs, nprocs;
+  char ignored[160]; /* given fields this framework has no use for ("nservers_per_group"), "" if none */
 } ct_topology;
 
 /* Fills t from sp->cluster and sp->framework for a job of `world` processes (presets size
@@ -63,8 +64,11 @@ void ct_topology_slice(size_t total, int nslices, int k, size_t *off, size_t *le
  * the members of a group together read the group's batch (dim-0 partitioning). */
 int ct_topology_shard(const ct_topology *t, int w);
 
-/* Divides every batch_size in a train NetParameter by nworkers_per_group (the group's members
- * split its batch); a batch that does not divide is an error naming the layer. */
-ct_status ct_topology_split_batch(const ct_topology *t, Caffe__NetParameter *np, ct_error *err);
+/* Divides the batch_size of every layer of np that the TRAIN net (level, stages) builds by
+ * nworkers_per_group (the group's members split its batch); the TEST phase's layers keep
+ * theirs. A batch that does not divide is an error naming `source` (the file), the layer and
+ * the phase. */
+ct_status ct_topology_split_batch(const ct_topology *t, Caffe__NetParameter *np, const char *source, int level,
+                                  const char *const *stages, ct_error *err);
 
 #endif

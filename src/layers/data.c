@@ -33,6 +33,14 @@ bool ct_is_data_layer(const ct_layer *l) {
   return l && (l->ops == &ct_layer_Data || l->ops == &ct_layer_ImageData || l->ops == &ct_layer_MemoryData);
 }
 
+bool ct_data_layer_has_feed(const ct_layer *l) { return ct_is_data_layer(l) && l->priv; }
+
+bool ct_data_layer_set_skip(ct_layer *l, uint64_t records) {
+  if (!ct_data_layer_has_feed(l)) return false;
+  ct_feed_set_skip(((ct_data_layer *)l->priv)->feed, records);
+  return true;
+}
+
 bool ct_data_layer_wait_ms(const ct_layer *l, double *ms) {
   if (!ct_is_data_layer(l) || !l->priv) return false;
   *ms = ct_feed_wait_ms(((const ct_data_layer *)l->priv)->feed);

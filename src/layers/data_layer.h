@@ -38,4 +38,11 @@ void ct_data_layer_reset_wait(ct_layer *l);
 /* The layer types that keep a ct_data_layer in priv. */
 bool ct_is_data_layer(const ct_layer *l);
 
+/* For code outside the layers (src/dist) that spreads one record stream over several workers:
+ * whether l is a set-up data layer with a feed of its own, and telling that feed to skip
+ * `records` after each batch (ct_feed_set_skip). set_skip does nothing and returns false when
+ * l has no feed. */
+bool ct_data_layer_has_feed(const ct_layer *l);
+bool ct_data_layer_set_skip(ct_layer *l, uint64_t records);
+
 #endif

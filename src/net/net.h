@@ -25,6 +25,11 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
                                const char *dir, ct_phase phase, int level, const char *const *stages, uint64_t seed,
                                ct_net **out, ct_error *err);
 
+/* Whether layer lp takes part in the net of this phase, level and stages (Caffe's include /
+ * exclude rules; false for a layer with both kinds of rule, which ct_net_create rejects). For
+ * code that rewrites a NetParameter before the net is built (src/dist). */
+bool ct_net_layer_in_phase(const Caffe__LayerParameter *lp, ct_phase phase, int level, const char *const *stages);
+
 const char *ct_net_name(const ct_net *net);
 /* The net's drivers, pool (CcT's partitions) and copy counters. */
 ct_placement *ct_net_placement(ct_net *net);

@@ -43,6 +43,12 @@ static ct_status layer_included(const Caffe__LayerParameter *lp, const char *sou
   return CT_OK;
 }
 
+bool ct_net_layer_in_phase(const Caffe__LayerParameter *lp, ct_phase phase, int level, const char *const *stages) {
+  bool inc = false;
+  ct_error e;
+  return layer_included(lp, "", phase, level, stages, &inc, &e) == CT_OK && inc;
+}
+
 /* ------------------------------------------------------------------ layer list building */
 
 static ct_status spec_push(ct_spec_list *s, Caffe__LayerParameter *lp, const Caffe__LayerParameter *src,

@@ -17,11 +17,15 @@
 #include "net/net.h"
 #include "proto/blob.h"
 #include "proto/prototxt.h"
+#include "dist/startup.h"
 #include "core/pool.h"
 #include "solvers/solver_internal.h"
 #include "solvers/update.h"
 
 #define CT_MAX_SCAN_PARTS 64
+
+/* issue 24: a process of a cluster that hosts only servers: no data, no test nets */
+static bool serves_only(const ct_solver *s) { return s->cluster && !ct_cluster_has_worker(s->cluster); }
 
 
 /* cluster (issue 5): display, test and snapshot happen on the root process only */
@@ -86,8 +90,12 @@ static const char **stages_copy(const Caffe__NetState *st, const char *const *ex
   return v;
 }
 
-static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param, const char *file, ct_phase phase,
-                           const Caffe__NetState *state, uint64_t seed, ct_net **out, ct_error *err) {
+/* Builds net `which` (0 train, 1 + k test net k) from an inline NetParameter or a file. On the
+ * way (issue 24) it records the net as parsed in s->digest, splits a cluster worker's batch
+ * (naming `file` or the solver in messages) and puts a server-only process's stand-ins in place
+ * of the data layers. out == NULL: parse and record only. */
+static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param, const char *file, int which,
+                           ct_phase phase, const Caffe__NetState *state, uint64_t seed, ct_net **out, ct_error *err) {
   /* Caffe's train --level / --stage change the train state only */
   const bool train = phase == CT_TRAIN;
   bool oom;
@@ -95,41 +103,39 @@ static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param
   if (oom) return ct_fail(err, CT_ENOMEM, "out of memory");
   (void)state_stages;
   int level = train && s->opt.has_level ? s->opt.level : state ? state->level : 0;
-  ct_status st;
-  if (inline_param && s->cluster && phase == CT_TRAIN) {
-    /* cluster (issue 5): this worker's share of the batch, on a copy of the inline net */
-    Caffe__NetParameter *copy = NULL;
+  ct_status st = CT_OK;
+  Caffe__NetParameter *np = NULL; /* owned: a copy of the inline net, or the parsed file */
+  ct_srcmap *map = NULL;          /* the file's positions, for plan errors (file:line:col) */
+  char *p = NULL, dir[4096] = "";
+  if (inline_param) {
     size_t n = protobuf_c_message_get_packed_size(&inline_param->base);
     uint8_t *buf = malloc(n + 1);
     if (buf) {
       protobuf_c_message_pack(&inline_param->base, buf);
-      copy = caffe__net_parameter__unpack(NULL, n, buf);
+      np = caffe__net_parameter__unpack(NULL, n, buf);
       free(buf);
     }
-    st = copy ? ct_cluster_prepare_train_param(s->cluster, copy, err) : ct_fail(err, CT_ENOMEM, "out of memory");
-    if (st == CT_OK) st = ct_net_create_from_param(copy, s->path, s->dir, phase, level, stages, seed, out, err);
-    if (copy) caffe__net_parameter__free_unpacked(copy, NULL);
-  } else if (inline_param) {
-    st = ct_net_create_from_param(inline_param, s->path, s->dir, phase, level, stages, seed, out, err);
+    if (!np) st = ct_fail(err, CT_ENOMEM, "out of memory");
+    if (!st) snprintf(dir, sizeof dir, "%s", s->dir);
+  } else if (!(p = resolve(s, file))) {
+    st = ct_fail(err, CT_ENOMEM, "out of memory");
   } else {
-    char *p = resolve(s, file);
-    if (!p) {
-      free(stages);
-      return ct_fail(err, CT_ENOMEM, "out of memory");
-    }
     ProtobufCMessage *m = NULL;
-    st = ct_prototxt_read_file(p, &caffe__net_parameter__descriptor, &m, err);
-    if (st == CT_OK && s->cluster && phase == CT_TRAIN) /* cluster (issue 5): this worker's share */
-      st = ct_cluster_prepare_train_param(s->cluster, (Caffe__NetParameter *)m, err);
-    if (st == CT_OK) {
-      const char *slash = strrchr(p, '/');
-      char dir[4096] = "";
-      if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - p + 1), p);
-      st = ct_net_create_from_param((Caffe__NetParameter *)m, p, dir, phase, level, stages, seed, out, err);
-      protobuf_c_message_free_unpacked(m, NULL);
-    }
-    free(p);
+    st = ct_prototxt_read_file_mapped(p, &caffe__net_parameter__descriptor, &m, &map, err);
+    np = (Caffe__NetParameter *)m;
+    const char *slash = strrchr(p, '/');
+    if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - p + 1), p);
   }
+  const char *source = p ? p : s->path;
+  if (st == CT_OK && s->digest) ct_digest_net(s->digest, which, np);
+  if (st == CT_OK && out && s->cluster && phase == CT_TRAIN) /* cluster (issue 5): this worker's share */
+    st = ct_cluster_prepare_train_param(s->cluster, np, source, level, stages, err);
+  if (st == CT_OK && out && s->stand_ins && phase == CT_TRAIN)
+    st = ct_dist_use_stand_ins(np, s->stand_ins, level, stages, err);
+  if (st == CT_OK && out) st = ct_net_create_mapped(np, map, source, dir, phase, level, stages, seed, out, err);
+  if (np) protobuf_c_message_free_unpacked(&np->base, NULL);
+  ct_srcmap_free(map);
+  free(p);
   free(stages);
   return st;
 }
@@ -150,28 +156,27 @@ void ct_solver_free(ct_solver *s) {
   free(s);
 }
 
-/* issue 5: one more train net, for worker groups that run as threads of this process */
-static ct_status cluster_train_net(void *ctx, ct_net **out, ct_error *err) {
-  ct_solver *s = ctx;
+/* The train net (out NULL: parse and record it only, see build_net). */
+static ct_status train_net(ct_solver *s, ct_net **out, ct_error *err) {
   const Caffe__SolverParameter *sp = s->sp;
   if (sp->train_net_param || sp->net_param)
-    return build_net(s, sp->train_net_param ? sp->train_net_param : sp->net_param, NULL, CT_TRAIN, sp->train_state,
+    return build_net(s, sp->train_net_param ? sp->train_net_param : sp->net_param, NULL, 0, CT_TRAIN, sp->train_state,
                      s->seed, out, err);
-  return build_net(s, NULL, sp->train_net ? sp->train_net : sp->net, CT_TRAIN, sp->train_state, s->seed, out, err);
+  return build_net(s, NULL, sp->train_net ? sp->train_net : sp->net, 0, CT_TRAIN, sp->train_state, s->seed, out, err);
 }
 
-static ct_status make_nets(ct_solver *s, ct_error *err) {
+/* issue 5: one more train net, for worker groups that run as threads of this process */
+static ct_status cluster_train_net(void *ctx, ct_net **out, ct_error *err) { return train_net(ctx, out, err); }
+
+/* The train net and the test nets; with parse_only (issue 24: a process that only serves) the
+ * nets are read and recorded in the digest, not built. */
+static ct_status make_nets(ct_solver *s, bool parse_only, ct_error *err) {
   const Caffe__SolverParameter *sp = s->sp;
   int ntrain = (sp->net != NULL) + (sp->net_param != NULL) + (sp->train_net != NULL) + (sp->train_net_param != NULL);
   if (ntrain != 1)
     return ct_fail(err, CT_EINVAL,
                    "%s: give exactly one of net, net_param, train_net, train_net_param (found %d)", s->path, ntrain);
-  const Caffe__NetState *tstate = sp->train_state;
-  if (sp->train_net_param || sp->net_param)
-    CT_TRY(build_net(s, sp->train_net_param ? sp->train_net_param : sp->net_param, NULL, CT_TRAIN, tstate, s->seed,
-                     &s->net, err));
-  else
-    CT_TRY(build_net(s, NULL, sp->train_net ? sp->train_net : sp->net, CT_TRAIN, tstate, s->seed, &s->net, err));
+  CT_TRY(train_net(s, parse_only ? NULL : &s->net, err));
   /* test nets: test_net_param, then test_net, then instances of the general net */
   int nspecific = (int)(sp->n_test_net_param + sp->n_test_net);
   int generic = (int)sp->n_test_iter - nspecific;
@@ -182,29 +187,29 @@ static ct_status make_nets(ct_solver *s, ct_error *err) {
   if (sp->n_test_state && sp->n_test_state != sp->n_test_iter)
     return ct_fail(err, CT_EINVAL, "%s: %zu test_state entries for %zu test nets", s->path, sp->n_test_state,
                    sp->n_test_iter);
-  if (sp->n_test_iter && sp->test_interval <= 0 && !sp->has_test_interval) {
-    /* Caffe tests only when test_interval is set; nothing to check */
+  int ntest = (int)sp->n_test_iter;
+  if (!parse_only) {
+    s->ntest = ntest;
+    s->test_nets = calloc((size_t)s->ntest + 1, sizeof *s->test_nets);
+    s->test_iter = calloc((size_t)s->ntest + 1, sizeof *s->test_iter);
+    if (!s->test_nets || !s->test_iter) return ct_fail(err, CT_ENOMEM, "out of memory");
   }
-  s->ntest = (int)sp->n_test_iter;
-  s->test_nets = calloc((size_t)s->ntest + 1, sizeof *s->test_nets);
-  s->test_iter = calloc((size_t)s->ntest + 1, sizeof *s->test_iter);
-  if (!s->test_nets || !s->test_iter) return ct_fail(err, CT_ENOMEM, "out of memory");
-  for (int k = 0; k < s->ntest; k++) {
+  for (int k = 0; k < ntest; k++) {
     const Caffe__NetState *state = sp->n_test_state ? sp->test_state[k] : NULL;
     uint64_t seed = ct_rng_derive(s->seed, 1000 + (uint64_t)k);
-    s->test_iter[k] = sp->test_iter[k];
-    if (s->test_iter[k] <= 0)
-      return ct_fail(err, CT_EINVAL, "%s: test_iter %d must be positive", s->path, s->test_iter[k]);
+    if (sp->test_iter[k] <= 0)
+      return ct_fail(err, CT_EINVAL, "%s: test_iter %d must be positive", s->path, sp->test_iter[k]);
+    if (!parse_only) s->test_iter[k] = sp->test_iter[k];
+    ct_net **out = parse_only ? NULL : &s->test_nets[k];
     ct_status st;
     if ((size_t)k < sp->n_test_net_param)
-      st = build_net(s, sp->test_net_param[k], NULL, CT_TEST, state, seed, &s->test_nets[k], err);
+      st = build_net(s, sp->test_net_param[k], NULL, 1 + k, CT_TEST, state, seed, out, err);
     else if ((size_t)k < sp->n_test_net_param + sp->n_test_net)
-      st = build_net(s, NULL, sp->test_net[(size_t)k - sp->n_test_net_param], CT_TEST, state, seed, &s->test_nets[k],
-                     err);
+      st = build_net(s, NULL, sp->test_net[(size_t)k - sp->n_test_net_param], 1 + k, CT_TEST, state, seed, out, err);
     else
-      st = build_net(s, sp->net_param, sp->net, CT_TEST, state, seed, &s->test_nets[k], err);
+      st = build_net(s, sp->net_param, sp->net, 1 + k, CT_TEST, state, seed, out, err);
     if (st) return ct_error_prefix(err, "test net #%d", k);
-    CT_TRY(ct_net_share_weights_from(s->test_nets[k], s->net, err));
+    if (!parse_only) CT_TRY(ct_net_share_weights_from(s->test_nets[k], s->net, err));
   }
   return CT_OK;
 }
@@ -234,20 +239,51 @@ static ct_status check_finite_settings(const Caffe__SolverParameter *sp, const c
 /* Caffe's "Ignoring source layer ..." lines while fine-tuning. */
 static void weights_note(void *ctx, const char *line) { logf_((ct_solver *)ctx, "%s", line); }
 
-ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_solver **out, ct_error *err) {
-  *out = NULL;
-  ct_solver *s = calloc(1, sizeof *s);
-  if (!s) return ct_fail(err, CT_ENOMEM, "out of memory");
-  if (opt) s->opt = *opt;
-  clock_gettime(CLOCK_MONOTONIC, &s->created);
-  ct_status st;
+/* After the nets: their threads and devices, the update rule, and the starting point (weights,
+ * snapshot), which a server-only process takes from rank 0 instead (issue 24). */
+static ct_status finish_setup(ct_solver *s, ct_error *err) {
+  const Caffe__SolverParameter *sp = s->sp;
+  if (!serves_only(s)) {
+    if (s->cluster && s->opt.partitions <= 0) /* issue 5: the processes on a machine share its cores */
+      s->opt.partitions = ct_cluster_local_partitions(s->cluster);
+    if (s->opt.partitions > 0) {
+      CT_TRY(ct_net_set_partitions(s->net, s->opt.partitions, err));
+      for (int k = 0; k < s->ntest; k++) CT_TRY(ct_net_set_partitions(s->test_nets[k], s->opt.partitions, err));
+    }
+    if (s->opt.devices) {
+      /* the cluster exchanges parameters and gradients through host buffers it holds from the
+       * start: a device elsewhere would leave them stale, so it is refused rather than wrong */
+      if (s->cluster && strcmp(s->opt.devices, "cpu") != 0)
+        return ct_fail(err, CT_EUNSUPPORTED,
+                       "%s: --device=%s: cluster training (cluster / framework settings) runs on the CPU only",
+                       s->path, s->opt.devices);
+      CT_TRY(ct_net_set_devices(s->net, s->opt.devices, err));
+      for (int k = 0; k < s->ntest; k++) CT_TRY(ct_net_set_devices(s->test_nets[k], s->opt.devices, err));
+    }
+  }
+  ct_update_param *params = (ct_update_param *)ct_net_learnable(s->net);
+  if (ct_update_init(&s->upd, sp, ct_net_param_buffer(s->net), ct_net_diff_buffer(s->net), ct_net_param_total(s->net),
+                     params, ct_net_num_learnable(s->net), err))
+    return ct_error_prefix(err, "%s", s->path);
+  if (serves_only(s)) return CT_OK;
+  if (s->opt.weights) {
+    ct_weights_opts wo = {.note = weights_note, .ctx = s, .allow_nonfinite = s->opt.allow_nonfinite};
+    CT_TRY(ct_net_load_weights_ex(s->net, s->opt.weights, &wo, err));
+  }
+  if (s->opt.snapshot) CT_TRY(ct_solver_restore(s, s->opt.snapshot, err));
+  return CT_OK;
+}
+
+/* Everything a process does before the cluster's processes compare notes (ct_cluster_agree). */
+static ct_status setup(ct_solver *s, const char *path, ct_error *err) {
   ProtobufCMessage *m = NULL;
-  if ((st = ct_prototxt_read_file(path, &caffe__solver_parameter__descriptor, &m, err))) goto fail;
+  CT_TRY(ct_prototxt_read_file(path, &caffe__solver_parameter__descriptor, &m, err));
   s->sp = (Caffe__SolverParameter *)m;
+  ct_digest_solver(s->digest, s->sp);
   s->path = xstrdup(path);
   const char *slash = strrchr(path, '/');
   s->dir = malloc(slash ? (size_t)(slash - path) + 2 : 1);
-  if (!s->path || !s->dir) goto oom;
+  if (!s->path || !s->dir) return ct_fail(err, CT_ENOMEM, "out of memory");
   if (slash)
     snprintf(s->dir, (size_t)(slash - path) + 2, "%s", path);
   else
@@ -260,54 +296,16 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
     clock_gettime(CLOCK_REALTIME, &ts);
     s->seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
   }
-  if (sp->average_loss > 10000000) { /* issue 23: name the field rather than fail to allocate */
-    st = ct_fail(err, CT_EINVAL, "%s: average_loss %d is too large (at most 10000000): the smoothing window would "
-                 "hold %.1f GB of losses", path, sp->average_loss, (double)sp->average_loss * sizeof(float) / 1e9);
-    goto fail;
-  }
-  if (sp->display < 0 || sp->snapshot < 0 || sp->test_interval < 0 || sp->iter_size < 1 || sp->average_loss < 1) {
-    st = ct_fail(err, CT_EINVAL, "%s: display, snapshot and test_interval must be >= 0, iter_size and average_loss >= 1",
-                 path);
-    goto fail;
-  }
-  if ((st = check_finite_settings(sp, path, err))) goto fail;
-  if (sp->max_iter < 0) {
-    st = ct_fail(err, CT_EINVAL, "%s: max_iter must be >= 0 (got %d)", path, sp->max_iter);
-    goto fail;
-  }
-  if (sp->snapshot_format == CAFFE__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5) {
-    st = ct_fail(err, CT_EUNSUPPORTED, "%s: snapshot_format HDF5 is not supported; use BINARYPROTO", path);
-    goto fail;
-  }
-  /* cluster (issue 5): decided before the nets, whose batch and data shard depend on it */
-  if ((st = ct_cluster_create(sp, path, &s->cluster, err))) goto fail;
-  if ((st = make_nets(s, err))) goto fail;
-  if (s->cluster && s->opt.partitions <= 0) /* issue 5: the processes on a machine share its cores */
-    s->opt.partitions = ct_cluster_local_partitions(s->cluster);
-  if (s->opt.partitions > 0) {
-    if ((st = ct_net_set_partitions(s->net, s->opt.partitions, err))) goto fail;
-    for (int k = 0; k < s->ntest; k++)
-      if ((st = ct_net_set_partitions(s->test_nets[k], s->opt.partitions, err))) goto fail;
-  }
-  if (s->opt.devices) {
-    /* the cluster exchanges parameters and gradients through host buffers it holds from the
-     * start: a device elsewhere would leave them stale, so it is refused rather than wrong */
-    if (s->cluster && strcmp(s->opt.devices, "cpu") != 0) {
-      st = ct_fail(err, CT_EUNSUPPORTED,
-                   "%s: --device=%s: cluster training (cluster / framework settings) runs on the CPU only", path,
-                   s->opt.devices);
-      goto fail;
-    }
-    if ((st = ct_net_set_devices(s->net, s->opt.devices, err))) goto fail;
-    for (int k = 0; k < s->ntest; k++)
-      if ((st = ct_net_set_devices(s->test_nets[k], s->opt.devices, err))) goto fail;
-  }
-  ct_update_param *params = (ct_update_param *)ct_net_learnable(s->net);
-  if ((st = ct_update_init(&s->upd, sp, ct_net_param_buffer(s->net), ct_net_diff_buffer(s->net),
-                           ct_net_param_total(s->net), params, ct_net_num_learnable(s->net), err))) {
-    ct_error_prefix(err, "%s", path);
-    goto fail;
-  }
+  if (sp->average_loss > 10000000) /* issue 23: name the field rather than fail to allocate */
+    return ct_fail(err, CT_EINVAL, "%s: average_loss %d is too large (at most 10000000): the smoothing window would "
+                   "hold %.1f GB of losses", path, sp->average_loss, (double)sp->average_loss * sizeof(float) / 1e9);
+  if (sp->display < 0 || sp->snapshot < 0 || sp->test_interval < 0 || sp->iter_size < 1 || sp->average_loss < 1)
+    return ct_fail(err, CT_EINVAL, "%s: display, snapshot and test_interval must be >= 0, iter_size and average_loss >= 1",
+                   path);
+  CT_TRY(check_finite_settings(sp, path, err));
+  if (sp->max_iter < 0) return ct_fail(err, CT_EINVAL, "%s: max_iter must be >= 0 (got %d)", path, sp->max_iter);
+  if (sp->snapshot_format == CAFFE__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5)
+    return ct_fail(err, CT_EUNSUPPORTED, "%s: snapshot_format HDF5 is not supported; use BINARYPROTO", path);
   if (sp->snapshot_prefix) {
     s->prefix = xstrdup(sp->snapshot_prefix);
   } else {
@@ -320,33 +318,63 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
   }
   s->loss_window = sp->average_loss;
   s->losses = calloc((size_t)s->loss_window, sizeof(float));
-  if (!s->prefix) goto oom;
-  if (!s->losses) { /* issue 23: name the setting rather than a bare "out of memory" */
-    st = ct_fail(err, CT_ENOMEM, "%s: average_loss %d: no memory for a window of that many losses (%.1f GB)", path,
-                 sp->average_loss, (double)sp->average_loss * sizeof(float) / 1e9);
-    goto fail;
-  }
+  if (!s->prefix) return ct_fail(err, CT_ENOMEM, "out of memory");
+  if (!s->losses) /* issue 23: name the setting rather than a bare "out of memory" */
+    return ct_fail(err, CT_ENOMEM, "%s: average_loss %d: no memory for a window of that many losses (%.1f GB)", path,
+                   sp->average_loss, (double)sp->average_loss * sizeof(float) / 1e9);
+  /* cluster (issue 5): decided before the nets, whose batch and data shard depend on it */
+  CT_TRY(ct_cluster_create(sp, path, &s->cluster, err));
   /* issue 23: temporaries of snapshots and curves that a killed run left (the root writes them) */
   if (!s->cluster || ct_cluster_is_root(s->cluster)) {
     int stale = ct_file_remove_stale_temps(s->prefix);
     if (stale) logf_(s, "Removed %d temporary file%s left by an interrupted run under %s", stale, stale == 1 ? "" : "s",
                      s->prefix);
   }
-  if (s->opt.weights) {
-    ct_weights_opts wo = {.note = weights_note, .ctx = s, .allow_nonfinite = s->opt.allow_nonfinite};
-    if ((st = ct_net_load_weights_ex(s->net, s->opt.weights, &wo, err))) goto fail;
+  CT_TRY(make_nets(s, serves_only(s), err));
+  if (serves_only(s)) return CT_OK; /* issue 24: its net comes after the agreement */
+  return finish_setup(s, err);
+}
+
+/* After the agreement: a server-only process builds its net on rank 0's stand-ins for the data
+ * layers (issue 24), then every process takes rank 0's starting point (issue 5). */
+static ct_status cluster_begin(ct_solver *s, ct_error *err) {
+  if (ct_cluster_has_server_only(s->cluster)) {
+    char *text = NULL;
+    ct_status st = ct_cluster_share_stand_ins(s->cluster, s->net, &text, err);
+    if (st == CT_OK && serves_only(s)) {
+      s->stand_ins = text;
+      st = train_net(s, &s->net, err);
+      s->stand_ins = NULL;
+      if (st == CT_OK) st = finish_setup(s, err);
+    }
+    free(text);
+    CT_TRY(st);
   }
-  if (s->opt.snapshot && (st = ct_solver_restore(s, s->opt.snapshot, err))) goto fail;
-  if (s->cluster) { /* issue 5: one starting point for every process */
-    logf_(s, "Cluster %s", ct_cluster_describe(s->cluster));
-    ct_net_builder nets = {cluster_train_net, s};
-    if ((st = ct_cluster_start(s->cluster, s->net, &s->upd, &s->iter, &nets, err))) goto fail;
+  logf_(s, "Cluster %s", ct_cluster_describe(s->cluster));
+  ct_net_builder nets = {cluster_train_net, s};
+  return ct_cluster_start(s->cluster, s->net, &s->upd, &s->iter, &nets, err);
+}
+
+ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_solver **out, ct_error *err) {
+  *out = NULL;
+  ct_solver *s = calloc(1, sizeof *s);
+  if (!s) return ct_fail(err, CT_ENOMEM, "out of memory");
+  if (opt) s->opt = *opt;
+  clock_gettime(CLOCK_MONOTONIC, &s->created);
+  ct_digest digest;
+  ct_digest_init(&digest);
+  s->digest = &digest;
+  ct_status st = setup(s, path, err);
+  s->digest = NULL;
+  /* issue 24: under mpirun, every process learns of a failure on any of them, and whether they
+   * all read the same job, before the first collective that a failed one would never join */
+  st = ct_cluster_agree(s->cluster, st, &digest, err);
+  if (st == CT_OK && s->cluster) st = cluster_begin(s, err);
+  if (st == CT_OK) {
+    *out = s;
+    return CT_OK;
   }
-  *out = s;
-  return CT_OK;
-oom:
-  st = ct_fail(err, CT_ENOMEM, "out of memory");
-fail:
+  if (s->cluster) ct_cluster_abandon(s->cluster); /* nothing to finish: leave MPI to mpirun */
   ct_solver_free(s);
   return st;
 }
@@ -599,7 +627,7 @@ static ct_solver_action requested_action(ct_solver *s) {
   if (!s->cluster) return a;
   /* ranked so that the largest wins: a stop snapshots too (snapshot_after_train) */
   int rank = a == CT_ACTION_STOP ? 2 : a == CT_ACTION_SNAPSHOT ? 1 : 0;
-  rank = ct_cluster_agree(s->cluster, rank);
+  rank = ct_cluster_agree_action(s->cluster, rank);
   return rank == 2 ? CT_ACTION_STOP : rank == 1 ? CT_ACTION_SNAPSHOT : CT_ACTION_NONE;
 }
 
@@ -737,7 +765,7 @@ ct_status ct_solver_solve_to(ct_solver *s, int stop_iter, ct_error *err) {
     ct_solver_emit(s, &ev);
     return CT_OK;
   }
-  if (sp->display > 0 && s->iter % sp->display == 0) {
+  if (sp->display > 0 && s->iter % sp->display == 0 && is_root(s)) { /* only the root displays */
     float loss;
     CT_TRY(ct_net_forward(s->net, &loss, err));
     logf_(s, "Iteration %d, loss = %g", s->iter, loss);

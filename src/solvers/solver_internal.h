@@ -33,6 +33,8 @@ struct ct_solver {
   ct_cluster *cluster; /* issue 5: SINGA's cluster (src/dist); NULL in a single-process run */
   bool stopped;        /* an action asked the run to stop */
   bool solving_logged; /* "Solving <net>" went out: Caffe's log tools time everything from it */
+  ct_digest *digest;     /* issue 24: during start-up, what the nets hash to as parsed */
+  const char *stand_ins; /* issue 24: a server-only process's Input layers for the data layers */
 };
 
 /* Log lines carry the file and line that wrote them (glog's "solver.c:218]" field); only the

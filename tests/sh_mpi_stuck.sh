@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# A rank that stops answering is named (issue 24): a worker stopped with SIGSTOP mid-run ends the
+# job in every framework, and the message names its rank, whether the others wait for it in a
+# collective (ALLREDUCE, SANDBLASTER's group, HOGWILD's sync: they ask every rank whether it is
+# alive) or go on without it (DOWNPOUR: its server notices the silence), also with two workers
+# per process. CT_DIST_TIMEOUT is 3 s here. Skipped (exit 0, says so) without mpirun.
+MPI_TIMEOUT=3
+. "$(dirname "$0")/mpi_common.sh"
+rank_pid() { # mpirun's pid, rank, solver name -> the pid of that rank
+  local p
+  for p in $(pgrep -f "cortado train --solver=$tmp/$3.prototxt"); do
+    [ "$p" = "$1" ] && continue
+    if tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then echo "$p"; return; fi
+  done
+}
+stop_run() { # name, framework, processes, rank to stop, extra lines
+  local name=$1
+  cat > "$tmp/$name.prototxt" <<EOT
+net: "$net"
+base_lr: 0.01
+momentum: 0.5
+lr_policy: "fixed"
+display: 2
+max_iter: 100000
+snapshot_after_train: false
+random_seed: 1701
+framework: $2
+${5:-}
+EOT
+  "${MPIRUN[@]}" -np "$3" "$CORTADO" train --solver="$tmp/$name.prototxt" > "$tmp/$name.log" 2>&1 &
+  local mpi=$! t=0
+  while ! grep -q "Iteration 6 " "$tmp/$name.log" && [ $t -lt 300 ]; do sleep 0.1; t=$((t + 1)); done
+  local victim
+  victim=$(rank_pid "$mpi" "$4" "$name")
+  if [ -z "$victim" ]; then bad "$name: no rank $4 found"; kill "$mpi"; wait "$mpi"; return; fi
+  local t0
+  t0=$(date +%s.%N)
+  kill -STOP "$victim"
+  local rc=0 waited=0
+  while kill -0 "$mpi" 2> /dev/null && [ $waited -lt 300 ]; do sleep 0.1; waited=$((waited + 1)); done
+  if kill -0 "$mpi" 2> /dev/null; then bad "$name: still running 30 s after rank $4 stopped"; kill -9 "$mpi"; fi
+  wait "$mpi" || rc=$?
+  kill -9 "$victim" 2> /dev/null
+  local dt
+  dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  echo "$name: rank $4 stopped, job ended after $dt s with exit status $rc: $(grep -m1 '^cortado: ' "$tmp/$name.log")"
+  [ "$rc" -ne 0 ] && ok || bad "$name: exit status 0 with a stopped rank"
+  grep -qE "^cortado: .*rank $4 (does not answer|is stopped or stuck)" "$tmp/$name.log" && ok ||
+    { bad "$name: no message naming rank $4"; tail -8 "$tmp/$name.log" >&2; }
+}
+stop_run allreduce ALLREDUCE 2 1
+stop_run sandblaster SANDBLASTER 2 1
+stop_run hogwild HOGWILD 3 0
+stop_run downpour DOWNPOUR 3 1
+stop_run downpour_threads DOWNPOUR 2 1 "cluster { nworker_groups: 4 nworkers_per_procs: 2 server_worker_separate: false }"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
