@@ -24,6 +24,9 @@ class CortadoError(RuntimeError):
         self.status = status
 
 
+CortadoError.__module__ = "cortado"  # shown as cortado.CortadoError in tracebacks
+
+
 # ------------------------------------------------------------------ finding the library
 
 def _candidates():
