@@ -205,4 +205,13 @@ T.check(net.blobs["data"].shape == (N, D), "the blob kept its shape", net.blobs[
 T.expect_raise(OverflowError, lambda: caffe.Net(NET, caffe.TEST, level=2 ** 40), "level=2**40 raises")
 T.expect_raise(OverflowError, lambda: caffe.set_random_seed(2 ** 64), "a seed past 64 bits raises")
 T.expect_raise(OverflowError, lambda: caffe.set_device(2 ** 33), "set_device(2**33) raises OverflowError")
+
+# ---------------------------------------------------------------- (the typed solver classes, on the tiny net)
+for cls in (caffe.SGDSolver, caffe.NesterovSolver, caffe.AdaGradSolver, caffe.RMSPropSolver, caffe.AdaDeltaSolver,
+            caffe.AdamSolver):
+    s = cls(SOLVER, quiet=True)
+    w = s.net.params["ip"][0].data.copy()
+    s.step(2)
+    T.check(s.iter == 2 and s.param.type == cls.__name__[:-len("Solver")]
+            and not np.array_equal(w, s.net.params["ip"][0].data), "%s steps" % cls.__name__)
 T.finish()

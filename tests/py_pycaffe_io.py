@@ -153,6 +153,13 @@ T.check(caffe.__version__ and "Convolution" in caffe.layer_type_list() and "Inpu
 T.expect_raise(caffe.CortadoError, caffe.set_mode_gpu, "set_mode_gpu raises until a GPU driver exists", "GPU")
 T.expect_raise(caffe.CortadoError, lambda: caffe.set_device(0), "set_device raises too", "set_devices")
 caffe.set_mode_cpu()
+caffe.set_random_seed(5)
+w5 = caffe.Net(NET, caffe.TEST).params["ip"][0].data.copy()
+caffe.set_random_seed(6)
+w6 = caffe.Net(NET, caffe.TEST).params["ip"][0].data.copy()
+caffe.set_random_seed(5)
+T.check(np.array_equal(caffe.Net(NET, caffe.TEST).params["ip"][0].data, w5) and not np.array_equal(w5, w6),
+        "set_random_seed decides the fillers of the nets made after it")
 T.check(hasattr(caffe, "Layer") == os.path.exists(os.path.join(os.path.dirname(caffe.__file__), "layer.py")),
         "Layer is exported exactly when layer.py exists")
 cpu = caffe.Net(T.path("spec.prototxt"), caffe.TEST)

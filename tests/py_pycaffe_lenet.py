@@ -79,6 +79,8 @@ T.check(np.allclose(solver.net.blobs["data"].data[:, 0], train_x[:64] / np.float
 T.check(np.allclose(solver.test_nets[0].blobs["data"].data[:, 0], test_x[:100] / np.float32(255), atol=1e-6)
         and np.array_equal(solver.test_nets[0].blobs["label"].data, test_y[:100]), "and the first test batch")
 
+T.expect_raise(caffe.CortadoError, lambda: solver.net.forward(data=np.zeros((64, 1, 28, 28))),
+               "forward(data=...) on a net fed by a Data layer is an error", "Input")
 solver.step(1)
 T.check(solver.iter == 1 and np.abs(solver.net.params["conv1"][0].diff).sum() == 0
         and np.abs(solver.net.params["conv1"][0].data).sum() > 0, "step(1): the update left the gradients cleared")

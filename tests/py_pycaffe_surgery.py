@@ -48,7 +48,9 @@ T.check(np.allclose(net.blobs["conv"].data, ref, atol=1e-5), "hand-set filters v
 # reshape the input (pycaffe: net.blobs['data'].reshape(...)), then the whole net
 net.blobs["data"].reshape(2, 1, 30, 12)
 net.reshape()
-T.check(net.blobs["conv"].shape == (2, 3, 26, 8), "reshape propagates", net.blobs["conv"].shape)
+c = net.blobs["conv"]
+T.check(c.shape == (2, 3, 26, 8) and (c.num, c.channels, c.height, c.width, c.count) == (2, 3, 26, 8, 2 * 3 * 26 * 8),
+        "reshape propagates", c.shape)
 
 # ---------------------------------------------------------------- fully-connected -> convolution
 FC = """name: "%s"
