@@ -145,7 +145,7 @@ def worker(k):
         for _ in range(30):
             # forward and the read of its result under one lock, as a caller that wants its own
             # result must do; each forward alone is safe without it
-            with net._use():
+            with net.lock:
                 net.forward(data=xs[k], label=Y)
                 got = net.blobs["ip"].data.copy()
             if not np.allclose(got, expect[k], atol=1e-5):

@@ -26,7 +26,8 @@ Differences from pycaffe, on purpose:
     CortadoError. Its devices are reached with set_devices("cpu,emu:0") or
     Net(..., devices=...) / Solver(..., devices=...) (cortado's device lists: cpu, emu:N).
   - Threads: calls on one Net (or on one Solver and its nets) take turns under a lock; two
-    threads calling forward() on one Net are safe, and run one after the other.
+    threads calling forward() on one Net are safe, and run one after the other; hold
+    net.lock across several calls to keep another thread's pass from coming between them.
   - Freed objects: after close() or an explicit __del__(), a Net or Solver (and a solver's
     nets) raises CortadoError instead of crashing.
   - Integers that do not fit C's int raise OverflowError; stages must be str (TypeError).

@@ -214,6 +214,13 @@ class Net:
                 return self._cm.__exit__(*exc)
         return _Ctx()
 
+    @property
+    def lock(self):
+        """The lock every call on this net takes (re-entrant): hold it across several calls
+        (`with net.lock: net.forward(...); out = net.blobs[...].data.copy()`) so that another
+        thread's pass does not come in between."""
+        return self._own.lock
+
     def close(self):
         """Frees the net now (views keep their memory). A solver's nets go with their solver."""
         if self._own is not None and self._net_ptr is None:
