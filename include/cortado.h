@@ -206,6 +206,16 @@ typedef struct ct_solver_options {
   const char *const *stages;
   int allow_nonfinite; /* 1: NaN or Inf in the --weights file is a warning, not an error */
   const char *devices;  /* the nets' default plan, as ct_net_set_devices takes it (NULL: the CPU) */
+  const char *type;    /* overrides the file's solver type ("SGD", "Adam", ...; NULL: the file's):
+                          pycaffe's SGDSolver(file), AdamSolver(file), ... pick the rule */
+  /* Caffe's solver callbacks (pycaffe's add_callback), called in every iteration of
+   * ct_solver_step: on_start after the gradients are cleared and the test nets run, before the
+   * forward pass; on_gradients after backward, before the update. Either may be NULL. A
+   * non-zero return stops the step with an error (a callback that failed, or that wants the
+   * training to end). */
+  int (*on_start)(void *ctx);
+  int (*on_gradients)(void *ctx);
+  void *hook_ctx;
 } ct_solver_options;
 
 /* Reads a SolverParameter prototxt and builds its train net and test nets. */
@@ -229,6 +239,10 @@ ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path,
 ct_status ct_solver_restore(ct_solver *s, const char *solverstate, ct_error *err);
 /* Runs the test nets now; fills up to n scores of test net `which`, returns count or -1. */
 int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err);
+/* Caffe's ApplyUpdate alone (pycaffe's apply_update): the update rule applied to the train
+ * net's current gradients at the current iteration, whose counter does not move; the gradients
+ * are left holding the step taken, as in Caffe. Not available in cluster training. */
+ct_status ct_solver_apply_update(ct_solver *s, ct_error *err);
 int ct_solver_iter(const ct_solver *s);
 /* 1 in a single process and on the cluster rank that logs, tests and snapshots; 0 elsewhere. */
 int ct_solver_is_root(const ct_solver *s);

@@ -118,8 +118,12 @@ check(np.allclose(net.params["ip"][0].diff, 2 * g.T @ x, atol=1e-5), "parameter 
 net.clear_param_diffs()
 check(not net.params["ip"][0].diff.any(), "clear_param_diffs")
 
-# reshape through forward(**inputs)
+# another batch size: an error as in pycaffe, until the inputs are reshaped
 x6 = rng.randn(6, D).astype(np.float32)
+msg = raises(lambda: net.forward(data=x6, label=np.zeros(6, np.float32)), "reshape")
+check(msg and not msg.startswith("wrong"), "a batch of another size is refused", msg)
+net.blobs["data"].reshape(6, D)
+net.blobs["label"].reshape(6)
 out = net.forward(data=x6, label=np.zeros(6, np.float32))
 check(net.blobs["ip"].shape == (6, K) and np.allclose(net.blobs["ip"].data, x6 @ W_init.T + b_init, atol=1e-5),
       "forward with a new batch size reshapes")

@@ -37,6 +37,10 @@ ct_placement *ct_net_placement(ct_net *net);
  * default plan; the CPU when there is none). */
 const ct_driver *ct_net_driver(const ct_net *net);
 ct_layer *ct_net_layer(ct_net *net, int i);
+/* The tensor behind blob `name`, and parameter `index` of layer `layer` (NULL when absent): for
+ * callers that hold a storage reference across reshapes (the Python module's views). */
+ct_tensor *ct_net_blob_tensor(ct_net *net, const char *name);
+ct_tensor *ct_net_param_tensor(ct_net *net, const char *layer, int index);
 
 /* The learnable parameters (owners only; shared copies view them) as ranges of the flat
  * storages, with lr_mult / decay_mult; they hold ct_net_param_total floats. */

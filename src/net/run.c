@@ -178,6 +178,11 @@ static ct_tensor *param_tensor(const ct_net *net, const char *layer, int index) 
   if (li < 0 || index < 0 || index >= net->layers[li].l.nblobs) return NULL;
   return net->layers[li].l.blobs[index];
 }
+ct_tensor *ct_net_blob_tensor(ct_net *net, const char *name) {
+  int id = ct_net_find_blob(net, name);
+  return id < 0 ? NULL : net->blobs[id];
+}
+ct_tensor *ct_net_param_tensor(ct_net *net, const char *layer, int index) { return param_tensor(net, layer, index); }
 int ct_net_param_count(const ct_net *net, const char *layer) {
   int li = ct_net_find_layer(net, layer);
   return li < 0 ? -1 : net->layers[li].l.nblobs;

@@ -279,6 +279,13 @@ static ct_status setup(ct_solver *s, const char *path, ct_error *err) {
   ProtobufCMessage *m = NULL;
   CT_TRY(ct_prototxt_read_file(path, &caffe__solver_parameter__descriptor, &m, err));
   s->sp = (Caffe__SolverParameter *)m;
+  if (s->opt.type) { /* pycaffe's typed solver classes choose the rule whatever the file says */
+    char *t = xstrdup(s->opt.type);
+    if (!t) return ct_fail(err, CT_ENOMEM, "out of memory");
+    if (s->sp->type != caffe__solver_parameter__type__default_value) free(s->sp->type);
+    s->sp->type = t;
+    s->sp->has_solver_type = 0; /* the deprecated enum must not contradict the chosen type */
+  }
   ct_digest_solver(s->digest, s->sp);
   s->path = xstrdup(path);
   const char *slash = strrchr(path, '/');
@@ -645,6 +652,32 @@ static ct_status check_rate(ct_solver *s, ct_error *err) {
                  sp->stepsize);
 }
 
+/* pycaffe's callbacks (ct_solver_options.on_start / on_gradients): non-zero stops the step. */
+static ct_status hook(ct_solver *s, int (*fn)(void *), const char *name, ct_error *err) {
+  if (fn && fn(s->opt.hook_ctx))
+    return ct_fail(err, CT_EINVAL, "iteration %d: stopped by the %s callback", s->iter, name);
+  return CT_OK;
+}
+
+/* The update rule on the net's device over its flat parameters; zero_diff leaves the gradients
+ * zeroed for the next iteration instead of holding the step. */
+static ct_status local_update(ct_solver *s, bool zero_diff, float *rate, ct_error *err) {
+  s->upd.pool = ct_net_placement(s->net)->pool; /* the update splits over the net's current threads */
+  const ct_driver *d = ct_net_driver(s->net);
+  ct_tensor *p = ct_net_params(s->net);
+  ct_copy_stats *cs = &ct_net_placement(s->net)->stats;
+  CT_TRY(ct_tensor_deref(p, CT_DATA, d->mem, CT_READWRITE, 0, p->count, cs, &s->upd.data, err));
+  CT_TRY(ct_tensor_deref(p, CT_DIFF, d->mem, CT_READWRITE, 0, p->count, cs, &s->upd.diff, err));
+  return ct_update_apply_clear(&s->upd, d, s->iter, zero_diff, rate, err);
+}
+
+ct_status ct_solver_apply_update(ct_solver *s, ct_error *err) {
+  if (s->cluster)
+    return ct_fail(err, CT_EUNSUPPORTED, "%s: apply_update is not available in cluster training", s->path);
+  float rate;
+  return local_update(s, false, &rate, err);
+}
+
 ct_status ct_solver_step(ct_solver *s, int n, ct_error *err) {
   ct_status st = step(s, n, err);
   if (st && s->cluster) ct_cluster_abandon(s->cluster); /* issue 5: let mpirun end the job */
@@ -669,6 +702,7 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
     diffs_zero = false;
     if (sp->test_interval > 0 && s->iter % sp->test_interval == 0 && (s->iter > 0 || sp->test_initialization))
       CT_TRY(test_all(s, err));
+    CT_TRY(hook(s, s->opt.on_start, "on_start", err));
     double loss = 0;
     for (int k = 0; k < sp->iter_size; k++) {
       float l;
@@ -697,19 +731,14 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
       s->last_display_iter = s->iter;
       display_outputs(s);
     }
+    CT_TRY(hook(s, s->opt.on_gradients, "on_gradients", err));
     CT_TRY(check_gradients(s, err));
     CT_TRY(check_rate(s, err));
     float rate;
-    s->upd.pool = ct_net_placement(s->net)->pool; /* the update splits over the net's current threads */
     if (s->cluster) /* issue 5: exchange gradients, get fresh parameters */
       CT_TRY(ct_cluster_update(s->cluster, s->iter, &rate, err));
     else { /* on the net's device, zeroing the gradients for the next iteration as it goes */
-      const ct_driver *d = ct_net_driver(s->net);
-      ct_tensor *p = ct_net_params(s->net);
-      ct_copy_stats *cs = &ct_net_placement(s->net)->stats;
-      CT_TRY(ct_tensor_deref(p, CT_DATA, d->mem, CT_READWRITE, 0, p->count, cs, &s->upd.data, err));
-      CT_TRY(ct_tensor_deref(p, CT_DIFF, d->mem, CT_READWRITE, 0, p->count, cs, &s->upd.diff, err));
-      CT_TRY(ct_update_apply_clear(&s->upd, d, s->iter, true, &rate, err));
+      CT_TRY(local_update(s, true, &rate, err));
       diffs_zero = true;
     }
     if (display) {
