@@ -68,27 +68,7 @@ void ctpy_unpin(void *storage) { ct_storage_release(storage); }
 /* ct_net_create with the seed of every random stream chosen (ct_net_create uses 1701). */
 ct_status ctpy_net_create(const char *path, ct_phase phase, int level, const char *const *stages, const char *weights,
                           unsigned long long seed, ct_net **out, ct_error *err) {
-  *out = NULL;
-  ProtobufCMessage *m = NULL;
-  ct_srcmap *map = NULL;
-  CT_TRY(ct_prototxt_read_file_mapped(path, &caffe__net_parameter__descriptor, &m, &map, err));
-  const char *slash = strrchr(path, '/');
-  size_t n = slash ? (size_t)(slash - path) + 1 : 0;
-  char *dir = malloc(n + 1);
-  ct_status st = dir ? CT_OK : ct_fail(err, CT_ENOMEM, "out of memory");
-  if (dir) {
-    memcpy(dir, path, n);
-    dir[n] = 0;
-    st = ct_net_create_mapped((Caffe__NetParameter *)m, map, path, dir, phase, level, stages, seed, out, err);
-  }
-  free(dir);
-  ct_srcmap_free(map);
-  protobuf_c_message_free_unpacked(m, NULL);
-  if (st == CT_OK && weights && (st = ct_net_load_weights(*out, weights, err))) {
-    ct_net_free(*out);
-    *out = NULL;
-  }
-  return st;
+  return ct_net_create_seeded(path, phase, level, stages, weights, seed, out, err);
 }
 
 int ctpy_num_layer_types(void) { return ct_layer_registry_size(); }

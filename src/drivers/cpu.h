@@ -19,6 +19,11 @@ int ct_cpu_driver_threads(void);
 void ct_cpu_calibration(double *gflops, double *gbytes);
 int ct_blas_threads(void);
 void ct_blas_set_threads(int n);
+/* OpenBLAS single-threaded between begin and end, on the calling thread's say: nested pairs
+ * (the CPU's and a device's region around one layer pass) restore it once, at the outermost
+ * end. */
+void ct_blas_single_begin(void);
+void ct_blas_single_end(void);
 /* OpenBLAS's name for the kernel core it runs (e.g. "Haswell"). */
 const char *ct_blas_core_name(void);
 

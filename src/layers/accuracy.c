@@ -57,14 +57,6 @@ static ct_status accuracy_reshape(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
-/* Element i of t's data, read on the host (an error message's operand). */
-static ct_status host_value(const ct_layer *l, ct_tensor *t, size_t i, float *v, ct_error *err) {
-  float *h;
-  CT_TRY(ct_tensor_deref(t, CT_DATA, &ct_mem_host, CT_READ, i, i + 1, l->place ? &l->place->stats : NULL, &h, err));
-  *v = h[i];
-  return CT_OK;
-}
-
 /* One partition: the whole layer (it never splits), on p's driver. */
 static ct_status accuracy_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   accuracy *a = l->priv;
@@ -84,7 +76,7 @@ static ct_status accuracy_forward(ct_layer *l, const ct_part *p, ct_error *err) 
                           &bad));
   if (bad >= 0) {
     float lv;
-    CT_TRY(host_value(l, l->bottom[1], (size_t)bad, &lv, err));
+    CT_TRY(ct_layer_host_value(l, l->bottom[1], (size_t)bad, &lv, err));
     return ct_layer_fail(l, err, CT_EINVAL, "label %g (item %td) is outside the %d classes [0, %d)", lv, bad, C, C);
   }
   float out = counted ? (float)((double)hits / (double)counted) : 0.0f;

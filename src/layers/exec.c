@@ -43,6 +43,13 @@ ct_status ct_layer_loss_scale(const ct_layer *l, float *scale, ct_error *err) {
   return CT_OK;
 }
 
+ct_status ct_layer_host_value(const ct_layer *l, ct_tensor *t, size_t i, float *v, ct_error *err) {
+  float *h;
+  CT_TRY(ct_tensor_deref(t, CT_DATA, &ct_mem_host, CT_READ, i, i + 1, stats_of(l), &h, err));
+  *v = h[i];
+  return CT_OK;
+}
+
 ct_status ct_layer_set_scalar(const ct_layer *l, ct_tensor *t, float v, ct_error *err) {
   float *y;
   CT_TRY(ct_tensor_deref(t, CT_DATA, &ct_mem_host, CT_WRITE, 0, 1, stats_of(l), &y, err));

@@ -130,6 +130,8 @@ ct_status ct_part_param_grad(const ct_layer *l, const ct_part *p, int j, float *
 /* A loss layer's scale: element 0 of top[0]'s diff, where the net stores the loss weight (read
  * on the host). */
 ct_status ct_layer_loss_scale(const ct_layer *l, float *scale, ct_error *err);
+/* Element i of t's data, read on the host (a value an error message quotes). */
+ct_status ct_layer_host_value(const ct_layer *l, ct_tensor *t, size_t i, float *v, ct_error *err);
 /* Sets element 0 of t's data to v (a loss layer's scalar output), on the host. */
 ct_status ct_layer_set_scalar(const ct_layer *l, ct_tensor *t, float v, ct_error *err);
 /* The driver that computes the layer's unsplit work and owns its whole-layer buffers: the

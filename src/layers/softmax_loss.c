@@ -89,14 +89,6 @@ static ct_tensor *prob_of(ct_layer *l) {
   return l->ntop > 1 ? l->top[1] : sp->prob;
 }
 
-/* Element i of t's data, read on the host (an error message's operand). */
-static ct_status host_value(const ct_layer *l, ct_tensor *t, size_t i, float *v, ct_error *err) {
-  float *h;
-  CT_TRY(ct_tensor_deref(t, CT_DATA, &ct_mem_host, CT_READ, i, i + 1, l->place ? &l->place->stats : NULL, &h, err));
-  *v = h[i];
-  return CT_OK;
-}
-
 static ct_status sml_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   sml_priv *sp = l->priv;
   const ct_driver *d = p->d;
@@ -114,7 +106,7 @@ static ct_status sml_forward(ct_layer *l, const ct_part *p, ct_error *err) {
                                       &bad));
   if (bad >= 0) {
     float v;
-    CT_TRY(host_value(l, l->bottom[1], (size_t)bad, &v, err));
+    CT_TRY(ct_layer_host_value(l, l->bottom[1], (size_t)bad, &v, err));
     if (!(v > -2147483648.0f && v < 2147483648.0f))
       return ct_layer_fail(l, err, CT_EINVAL, "label %g at position %td is not an integer class", v, bad);
     return ct_layer_fail(l, err, CT_EINVAL, "label %d at position %td is outside [0, %zu)", (int)v, bad, C);

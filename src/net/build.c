@@ -493,12 +493,19 @@ static char *dir_of(const char *path) {
 
 ct_status ct_net_create(const char *path, ct_phase phase, int level, const char *const *stages, const char *weights,
                         ct_net **out, ct_error *err) {
+  return ct_net_create_seeded(path, phase, level, stages, weights, 1701, out, err);
+}
+
+ct_status ct_net_create_seeded(const char *path, ct_phase phase, int level, const char *const *stages,
+                               const char *weights, uint64_t seed, ct_net **out, ct_error *err) {
   *out = NULL;
   ProtobufCMessage *m = NULL;
   ct_srcmap *map = NULL;
   CT_TRY(ct_prototxt_read_file_mapped(path, &caffe__net_parameter__descriptor, &m, &map, err));
   char *dir = dir_of(path);
-  ct_status st = ct_net_create_mapped((Caffe__NetParameter *)m, map, path, dir, phase, level, stages, 1701, out, err);
+  ct_status st = dir ? ct_net_create_mapped((Caffe__NetParameter *)m, map, path, dir, phase, level, stages, seed, out,
+                                            err)
+                     : ct_fail(err, CT_ENOMEM, "out of memory");
   free(dir);
   ct_srcmap_free(map);
   protobuf_c_message_free_unpacked(m, NULL);

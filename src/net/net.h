@@ -19,6 +19,9 @@ typedef struct ct_param_range {
 ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char *source, const char *dir,
                                    ct_phase phase, int level, const char *const *stages, uint64_t seed,
                                    ct_net **out, ct_error *err);
+/* ct_net_create with the seed of every random stream chosen (ct_net_create uses 1701). */
+ct_status ct_net_create_seeded(const char *path, ct_phase phase, int level, const char *const *stages,
+                               const char *weights, uint64_t seed, ct_net **out, ct_error *err);
 /* The same, with the source positions of a parse of `source` (messages give file:line:col). */
 struct ct_srcmap;
 ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct_srcmap *map, const char *source,

@@ -63,6 +63,19 @@ void ct_cpu_calibration(double *gflops, double *gbytes) {
 }
 
 int ct_blas_threads(void) { return openblas_get_num_threads(); }
+
+static _Thread_local int single_depth, single_saved;
+
+void ct_blas_single_begin(void) {
+  if (single_depth++ == 0) {
+    single_saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+  }
+}
+
+void ct_blas_single_end(void) {
+  if (single_depth > 0 && --single_depth == 0) openblas_set_num_threads(single_saved);
+}
 void ct_blas_set_threads(int n) { openblas_set_num_threads(n); }
 const char *ct_blas_core_name(void) { return openblas_get_corename(); }
 

@@ -13,7 +13,6 @@
 #include "drivers/cpu/kernels.h"
 
 static _Thread_local int tls_threads = 1;
-static _Thread_local int tls_saved_blas = -1;
 
 static ct_status cpu_upload(const ct_driver *d, void *dst, const void *src, size_t bytes) {
   return ct_cpu_copy(d, dst, src, bytes);
@@ -44,13 +43,10 @@ static void cpu_leave(const ct_driver *d) {
 static void cpu_region(const ct_driver *d, bool begin) {
   struct ct_pool *pool = d->ctx;
   if (!pool || ct_pool_size(pool) < 2) return;
-  if (begin) {
-    tls_saved_blas = ct_blas_threads();
-    ct_blas_set_threads(1);
-  } else if (tls_saved_blas > 0) {
-    ct_blas_set_threads(tls_saved_blas);
-    tls_saved_blas = -1;
-  }
+  if (begin)
+    ct_blas_single_begin();
+  else
+    ct_blas_single_end();
 }
 
 /* ---- GEMMs split over the partition's threads: by the columns of C (or its rows, when those

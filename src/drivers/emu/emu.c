@@ -314,24 +314,23 @@ static ct_status mem_fail(emu_dev *e, ct_status s, const char *what, ct_error *e
   return s;
 }
 
-static ct_status mem_upload(const ct_mem *m, void *dst, const void *src, size_t bytes, ct_error *err) {
+/* A copy between the host and the arena, as a call of the device. */
+static ct_status mem_copy(const ct_mem *m, void *dst, const void *src, size_t bytes, const char *what, ct_error *err) {
   emu_dev *e = m->ctx;
-  ct_status s = emu_open(e, "upload");
+  ct_status s = emu_open(e, what);
   if (!s) {
     memcpy(dst, src, bytes);
     s = emu_close(e, CT_OK);
   }
-  return mem_fail(e, s, "upload", err);
+  return mem_fail(e, s, what, err);
+}
+
+static ct_status mem_upload(const ct_mem *m, void *dst, const void *src, size_t bytes, ct_error *err) {
+  return mem_copy(m, dst, src, bytes, "upload", err);
 }
 
 static ct_status mem_download(const ct_mem *m, void *dst, const void *src, size_t bytes, ct_error *err) {
-  emu_dev *e = m->ctx;
-  ct_status s = emu_open(e, "download");
-  if (!s) {
-    memcpy(dst, src, bytes);
-    s = emu_close(e, CT_OK);
-  }
-  return mem_fail(e, s, "download", err);
+  return mem_copy(m, dst, src, bytes, "download", err);
 }
 
 static ct_status mem_zero(const ct_mem *m, void *dst, size_t bytes, ct_error *err) {
@@ -401,7 +400,6 @@ static void emu_calibration(const ct_driver *d, double *gflops, double *gbytes) 
 
 /* A partition on the device runs its kernels on one thread, like the CPU's partitions: OpenBLAS
  * is kept single-threaded for the pass (set on the thread starting it, never by a partition). */
-static _Thread_local int saved_blas = -1;
 static void emu_region(const ct_driver *d, bool begin) {
   emu_dev *e = dev_of(d);
   if (e->guard_pass) {
@@ -412,13 +410,10 @@ static void emu_region(const ct_driver *d, bool begin) {
       arena_close(e);
     pthread_mutex_unlock(&e->mu);
   }
-  if (begin) {
-    saved_blas = ct_blas_threads();
-    ct_blas_set_threads(1);
-  } else if (saved_blas > 0) {
-    ct_blas_set_threads(saved_blas);
-    saved_blas = -1;
-  }
+  if (begin)
+    ct_blas_single_begin();
+  else
+    ct_blas_single_end();
 }
 
 static const ct_driver_ops emu_ops = {
