@@ -114,7 +114,7 @@ layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_para
   # net structure and shapes
   net n_unknown_type.prototxt 'layer { name: "c" type: "Convolutionn" bottom: "x" top: "c" }'
   net n_missing_bottom.prototxt 'layer { name: "ip" type: "InnerProduct" bottom: "nothere" top: "ip" inner_product_param { num_output: 2 } }'
-  net n_duplicate_names.prototxt 'layer { name: "data" type: "ReLU" bottom: "x" top: "r" }'
+  net n_stray_param.prototxt 'layer { name: "r" type: "ReLU" bottom: "x" top: "r" convolution_param { num_output: 2 } }'
   net n_eltwise_shapes.prototxt 'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_param { num_output: 5 } }
 layer { name: "e" type: "Eltwise" bottom: "ip" bottom: "x" top: "e" }'
   net n_concat_shapes.prototxt 'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_param { num_output: 5 } }
@@ -277,7 +277,7 @@ CASES=(
   "prototxt|model file missing|1|nothere.prototxt|time --model=@/nothere.prototxt --iterations=1"
   "net|unknown layer type|1|Convolutionn|time --model=@/n_unknown_type.prototxt --iterations=1"
   "net|bottom blob that no layer produces|1|nothere|time --model=@/n_missing_bottom.prototxt --iterations=1"
-  "net|two layers with one name|1|named \"data\"|time --model=@/n_duplicate_names.prototxt --iterations=1"
+  "net|a parameter its layer does not read|1|convolution_param is not read by ReLU|time --model=@/n_stray_param.prototxt --iterations=1"
   "shape|Eltwise over different shapes|1|\"e\"|time --model=@/n_eltwise_shapes.prototxt --iterations=1"
   "shape|Concat over mismatched axes|1|\"c\"|time --model=@/n_concat_shapes.prototxt --iterations=1"
   "shape|InnerProduct num_output 0|1|num_output|time --model=@/n_ip_zero.prototxt --iterations=1"

@@ -21,6 +21,7 @@
 #include "progress.h"
 #include "cmd_data.h"
 #include "cmd_place.h"
+#include "cmd_upgrade.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -686,6 +687,17 @@ static const cmd_flag DRAW_FLAGS[] = {
     {F_STAGE, 0, "S[,S...]", "NetState stages for include/exclude rules, comma-separated."},
 };
 
+static const cmd_flag UPGRADE_FLAGS[] = {
+    {F_OUTPUT, 1, "FILE", "(required, also -o) where the upgraded file goes (text for text, binary for binary)."},
+};
+
+static void upgrade_log(void *ctx, const char *line);
+
+static int run_upgrade(args *a) {
+  if (!a->input) return usage_error("upgrade", "give the file to upgrade: cortado upgrade old.prototxt -o new.prototxt");
+  return cmd_upgrade(a->input, a->value[F_OUTPUT], upgrade_log, NULL);
+}
+
 static int run_plot(args *a) {
   if (!a->input) return usage_error("plot", "give the metrics file or log to plot: cortado plot FILE -o out.svg");
   return plot_command(a->input, a->value[F_OUTPUT]);
@@ -718,6 +730,11 @@ static const cmd_flag MEAN_FLAGS[] = {
     {F_BACKEND, 0, "lmdb|leveldb", "the database kind. Default: lmdb."},
     {F_OUTPUT, 1, "FILE", "(required, also -o) the mean image to write, a .binaryproto BlobProto."},
 };
+
+static void upgrade_log(void *ctx, const char *line) {
+  (void)ctx;
+  logf_("%s", line);
+}
 
 static void data_log(void *ctx, const char *line) {
   (void)ctx;
@@ -799,6 +816,14 @@ static const command COMMANDS[] = {
      "without shapes. Needs Graphviz's dot for images (apt-get install graphviz); without it the\n"
      "DOT source is written next to OUT.",
      DRAW_FLAGS, NELEMS(DRAW_FLAGS), run_draw, 1},
+    {"upgrade", "rewrite an old Caffe net, solver or .caffemodel in the current format",
+     "cortado upgrade IN -o OUT",
+     "What Caffe's upgrade_net_proto_text, upgrade_net_proto_binary and upgrade_solver_proto_text do:\n"
+     "V0 and V1 layers (`layers { type: CONVOLUTION }`), the old data-layer transform fields, net-level\n"
+     "inputs and the solver_type enum become the current form. IN is recognised as a net prototxt, a\n"
+     "solver prototxt or a binary .caffemodel; OUT has the same form. cortado reads old files directly\n"
+     "too (upgrading them on the way in); this writes the upgrade down.",
+     UPGRADE_FLAGS, NELEMS(UPGRADE_FLAGS), run_upgrade, 1},
 };
 
 static const command *find_command(const char *name) {

@@ -17,12 +17,15 @@
 #include "proto/blob.h"
 #include "proto/prototxt.h"
 #include "core/pool.h"
+#include "proto/upgrade.h"
+#include "solvers/setup.h"
 #include "solvers/update.h"
 
 #define CT_MAX_SCAN_PARTS 64
 
 struct ct_solver {
   Caffe__SolverParameter *sp;
+  ct_srcmap *map; /* positions in the solver file, for messages about its inline nets */
   char *path, *dir;
   char *prefix; /* snapshot prefix */
   uint64_t seed;
@@ -94,11 +97,13 @@ static const char **stages_copy(const Caffe__NetState *st) {
   return v;
 }
 
+/* A solver's net: inline (a message of the solver file) or read from `file`; `phase` is the
+ * default, which the net's own state and the solver's `state` may change (Caffe's merge). */
 static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param, const char *file, ct_phase phase,
                            const Caffe__NetState *state, uint64_t seed, ct_net **out, ct_error *err) {
   const char **stages = stages_copy(state);
   (void)state_stages;
-  int level = state ? state->level : 0;
+  int level = 0;
   ct_status st;
   if (inline_param && s->cluster && phase == CT_TRAIN) {
     /* cluster (issue 5): this worker's share of the batch, on a copy of the inline net */
@@ -110,11 +115,13 @@ static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param
       copy = caffe__net_parameter__unpack(NULL, n, buf);
       free(buf);
     }
+    ct_solver_net_state(inline_param, state, phase, &phase, &level);
     st = copy ? ct_cluster_prepare_train_param(s->cluster, copy, err) : ct_fail(err, CT_ENOMEM, "out of memory");
     if (st == CT_OK) st = ct_net_create_from_param(copy, s->path, s->dir, phase, level, stages, seed, out, err);
     if (copy) caffe__net_parameter__free_unpacked(copy, NULL);
   } else if (inline_param) {
-    st = ct_net_create_from_param(inline_param, s->path, s->dir, phase, level, stages, seed, out, err);
+    ct_solver_net_state(inline_param, state, phase, &phase, &level);
+    st = ct_net_create_mapped(inline_param, s->map, s->path, s->dir, phase, level, stages, seed, out, err);
   } else {
     char *p = resolve(s, file);
     if (!p) {
@@ -122,16 +129,21 @@ static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param
       return ct_fail(err, CT_ENOMEM, "out of memory");
     }
     ProtobufCMessage *m = NULL;
-    st = ct_prototxt_read_file(p, &caffe__net_parameter__descriptor, &m, err);
+    ct_srcmap *map = NULL;
+    st = ct_prototxt_read_file_mapped(p, &caffe__net_parameter__descriptor, &m, &map, err);
+    Caffe__NetParameter *np = (Caffe__NetParameter *)m;
+    if (st == CT_OK && ct_net_needs_upgrade(np)) st = ct_upgrade_net(np, p, map, err);
     if (st == CT_OK && s->cluster && phase == CT_TRAIN) /* cluster (issue 5): this worker's share */
-      st = ct_cluster_prepare_train_param(s->cluster, (Caffe__NetParameter *)m, err);
+      st = ct_cluster_prepare_train_param(s->cluster, np, err);
     if (st == CT_OK) {
       const char *slash = strrchr(p, '/');
       char dir[4096] = "";
       if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - p + 1), p);
-      st = ct_net_create_from_param((Caffe__NetParameter *)m, p, dir, phase, level, stages, seed, out, err);
-      protobuf_c_message_free_unpacked(m, NULL);
+      ct_solver_net_state(np, state, phase, &phase, &level);
+      st = ct_net_create_mapped(np, map, p, dir, phase, level, stages, seed, out, err);
     }
+    if (m) protobuf_c_message_free_unpacked(m, NULL);
+    ct_srcmap_free(map);
     free(p);
   }
   free(stages);
@@ -151,6 +163,7 @@ void ct_solver_free(ct_solver *s) {
   free(s->path);
   free(s->dir);
   if (s->sp) protobuf_c_message_free_unpacked(&s->sp->base, NULL);
+  ct_srcmap_free(s->map);
   free(s);
 }
 
@@ -213,6 +226,31 @@ static ct_status make_nets(ct_solver *s, ct_error *err) {
   return CT_OK;
 }
 
+static void debug_log(void *ctx, const char *line) { logf_(ctx, "%s", line); }
+
+/* SolverParameter.weights: each entry a comma-separated list of .caffemodel files, copied into
+ * the train net in order (the test nets share its values). */
+static ct_status load_param_weights(ct_solver *s, ct_error *err) {
+  for (size_t i = 0; i < s->sp->n_weights; i++) {
+    char *list = xstrdup(s->sp->weights[i]);
+    if (!list) return ct_fail(err, CT_ENOMEM, "out of memory");
+    ct_status st = CT_OK;
+    for (char *tok = list, *next; tok && st == CT_OK; tok = next) {
+      next = strchr(tok, ',');
+      if (next) *next++ = '\0';
+      if (!*tok) continue;
+      char *p = resolve(s, tok);
+      if (!p) st = ct_fail(err, CT_ENOMEM, "out of memory");
+      if (st == CT_OK) logf_(s, "Finetuning from %s (the solver's weights)", p);
+      if (st == CT_OK && (st = ct_net_load_weights(s->net, p, err))) ct_error_prefix(err, "%s: weights", s->path);
+      free(p);
+    }
+    free(list);
+    CT_TRY(st);
+  }
+  return CT_OK;
+}
+
 ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_solver **out, ct_error *err) {
   *out = NULL;
   ct_solver *s = calloc(1, sizeof *s);
@@ -220,9 +258,7 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
   if (opt) s->opt = *opt;
   clock_gettime(CLOCK_MONOTONIC, &s->created);
   ct_status st;
-  ProtobufCMessage *m = NULL;
-  if ((st = ct_prototxt_read_file(path, &caffe__solver_parameter__descriptor, &m, err))) goto fail;
-  s->sp = (Caffe__SolverParameter *)m;
+  if ((st = ct_solver_param_read(path, &s->sp, &s->map, err))) goto fail;
   s->path = xstrdup(path);
   const char *slash = strrchr(path, '/');
   s->dir = malloc(slash ? (size_t)(slash - path) + 2 : 1);
@@ -295,6 +331,10 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
   s->losses = calloc((size_t)s->loss_window, sizeof(float));
   if (!s->prefix || !s->losses) goto oom;
   if (s->opt.weights && (st = ct_net_load_weights(s->net, s->opt.weights, err))) goto fail;
+  /* the solver's own weights, as Caffe's train: --weights and --snapshot replace them */
+  if (!s->opt.weights && !s->opt.snapshot && (st = load_param_weights(s, err))) goto fail;
+  for (int k = 0; k < s->ntest; k++) /* a test net's own debug_info speaks through the solver's log */
+    if (ct_net_debug(s->test_nets[k])) ct_net_set_debug(s->test_nets[k], true, debug_log, s);
   if (s->opt.snapshot && (st = ct_solver_restore(s, s->opt.snapshot, err))) goto fail;
   if (s->cluster) { /* issue 5: one starting point for every process */
     logf_(s, "Cluster %s", ct_cluster_describe(s->cluster));
@@ -576,6 +616,9 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
     diffs_zero = false;
     if (sp->test_interval > 0 && s->iter % sp->test_interval == 0 && (s->iter > 0 || sp->test_initialization))
       CT_TRY(test_all(s, err));
+    /* Caffe's debug_info: the train net logs its blobs on display iterations */
+    ct_net_set_debug(s->net, sp->debug_info && sp->display > 0 && s->iter % sp->display == 0 && is_root(s), debug_log,
+                     s);
     double loss = 0;
     for (int k = 0; k < sp->iter_size; k++) {
       float l;
