@@ -1061,8 +1061,15 @@ static void choose_blas_core(char **argv) {
   unsetenv("CT_BLAS_CORE_DETECTED");
 }
 
+#ifdef CT_HAVE_PYTHON
+void ctpy_install(int embedded); /* python/pylayer.c: Python layers, in an interpreter of our own */
+#endif
+
 int main(int argc, char **argv) {
   choose_blas_core(argv);
+#ifdef CT_HAVE_PYTHON
+  ctpy_install(1);
+#endif
   args a;
   parse_state ps;
   memset(&a, 0, sizeof a);

@@ -25,7 +25,9 @@ import os
 
 import numpy as np
 
-__all__ = ["TRAIN", "TEST", "Net", "Solver", "CortadoError", "library_path"]
+from .layer import Layer  # Python layers (type: "Python"): pycaffe's caffe.Layer
+
+__all__ = ["TRAIN", "TEST", "Net", "Solver", "CortadoError", "library_path", "Layer"]
 
 TRAIN = 0
 TEST = 1
@@ -89,6 +91,12 @@ def _load():
 
 
 _lib, library_path = _load()
+# Python layers of nets made here run in this interpreter (python/pylayer.c); a library built
+# without Python's headers has no runtime and refuses them
+if hasattr(_lib, "ctpy_install"):
+    _lib.ctpy_install.argtypes = [ctypes.c_int]
+    _lib.ctpy_install.restype = None
+    _lib.ctpy_install(0)
 _P = ctypes.c_void_p
 _S = ctypes.c_char_p
 _I = ctypes.c_int
