@@ -9,6 +9,7 @@
 #include "core/tensor.h"
 #include "net/net_impl.h"
 #include "proto/blob.h"
+#include "proto/h5io.h"
 #include "proto/prototxt.h"
 #include "proto/upgrade.h"
 
@@ -77,6 +78,13 @@ static ct_status copy_layer_blobs(ct_net *net, const char *lname, int nth, Caffe
   for (size_t j = 0; j < nb; j++) {
     const Caffe__BlobProto *b = blobs[j];
     ct_tensor *t = l->blobs[j];
+    /* Caffe's HDF5 weights leave out a parameter another layer owns (read as an empty blob) */
+    if (!b->shape && !b->n_data && !b->n_double_data && !b->num && !b->channels && !b->height && !b->width) {
+      bool owner = false;
+      for (int k = 0; k < net->nlearn; k++) owner |= net->learn_tensor[k] == t;
+      if (!owner) continue;
+      return ct_fail(err, CT_ESHAPE, "%s: layer \"%s\" blob %zu is missing from the weights file", source, lname, j);
+    }
     if (!ct_blob_proto_matches(b, t)) {
       int s[CT_MAX_AXES], n = ct_blob_proto_shape(b, s);
       char want[128], got[256] = "";
@@ -116,9 +124,17 @@ ct_status ct_net_copy_from_proto(ct_net *net, const Caffe__NetParameter *param, 
 }
 
 /* A .caffemodel of any Caffe era (V0 and V1 weight files upgrade as Caffe's
- * upgrade_net_proto_binary does). */
+ * upgrade_net_proto_binary does), or a .caffemodel.h5: an HDF5 file, whatever its name, as
+ * Caffe tells them apart. */
 ct_status ct_net_load_weights(ct_net *net, const char *path, ct_error *err) {
   ProtobufCMessage *m = NULL;
+  if (ct_h5_is_hdf5(path)) {
+    Caffe__NetParameter *h = NULL;
+    CT_TRY(ct_h5_read_weights(path, &h, err));
+    ct_status st = ct_net_copy_from_proto(net, h, path, err);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    return st;
+  }
   CT_TRY(ct_proto_read_binary(path, &caffe__net_parameter__descriptor, &m, err));
   Caffe__NetParameter *p = (Caffe__NetParameter *)m;
   ct_status st = ct_net_needs_upgrade(p) ? ct_upgrade_net(p, path, NULL, err) : CT_OK;

@@ -17,6 +17,7 @@
 #include "proto/blob.h"
 #include "proto/prototxt.h"
 #include "core/pool.h"
+#include "proto/h5io.h"
 #include "proto/upgrade.h"
 #include "solvers/setup.h"
 #include "solvers/update.h"
@@ -284,8 +285,9 @@ ct_status ct_solver_create(const char *path, const ct_solver_options *opt, ct_so
     st = ct_fail(err, CT_EINVAL, "%s: max_iter must be >= 0 (got %d)", path, sp->max_iter);
     goto fail;
   }
-  if (sp->snapshot_format == CAFFE__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5) {
-    st = ct_fail(err, CT_EUNSUPPORTED, "%s: snapshot_format HDF5 is not supported; use BINARYPROTO", path);
+  if (sp->snapshot_format == CAFFE__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5 && !ct_h5_available()) {
+    st = ct_fail(err, CT_EUNSUPPORTED, "%s: snapshot_format: HDF5 needs libhdf5, which this build was made without; "
+                 "use BINARYPROTO or rebuild with Debian's libhdf5-dev", path);
     goto fail;
   }
   /* cluster (issue 5): decided before the nets, whose batch and data shard depend on it */
@@ -734,7 +736,10 @@ ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path,
     if (!ct_cluster_is_root(s->cluster)) return CT_OK;
     CT_TRY(ct_cluster_collect(s->cluster, err));
   }
-  char *mp = snapshot_name(s, "caffemodel"), *spath = snapshot_name(s, "solverstate");
+  /* Caffe's names and layouts: binary protos, or HDF5 files (proto/h5io.h) */
+  const bool h5 = s->sp->snapshot_format == CAFFE__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5;
+  char *mp = snapshot_name(s, h5 ? "caffemodel.h5" : "caffemodel");
+  char *spath = snapshot_name(s, h5 ? "solverstate.h5" : "solverstate");
   Caffe__SolverState *st = malloc(sizeof *st);
   ct_status rc = CT_OK;
   if (!mp || !spath || !st) {
@@ -745,8 +750,16 @@ ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path,
   }
   caffe__solver_state__init(st);
   if ((rc = make_prefix_dirs(s->prefix, err))) goto done;
-  logf_(s, "Snapshotting to binary proto file %s", mp);
-  if ((rc = ct_net_save_weights(s->net, mp, err))) goto done;
+  logf_(s, "Snapshotting to %s file %s", h5 ? "HDF5" : "binary proto", mp);
+  if (h5) {
+    Caffe__NetParameter *np = NULL;
+    rc = ct_net_to_proto(s->net, &np, err);
+    if (rc == CT_OK) rc = ct_h5_write_weights(mp, np, err);
+    if (np) protobuf_c_message_free_unpacked(&np->base, NULL);
+    if (rc) goto done;
+  } else if ((rc = ct_net_save_weights(s->net, mp, err))) {
+    goto done;
+  }
   st->has_iter = 1;
   st->iter = s->iter;
   st->learned_net = xstrdup(mp);
@@ -787,8 +800,8 @@ ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path,
     snprintf(prefix, sizeof prefix, "test%d/", k);
     if ((rc = ct_net_save_state(s->test_nets[k], prefix, st, err))) goto done;
   }
-  logf_(s, "Snapshotting solver state to binary proto file %s", spath);
-  rc = ct_proto_write_binary(spath, &st->base, err);
+  logf_(s, "Snapshotting solver state to %s file %s", h5 ? "HDF5" : "binary proto", spath);
+  rc = h5 ? ct_h5_write_state(spath, st, err) : ct_proto_write_binary(spath, &st->base, err);
   if (rc == CT_OK) {
     ct_event ev = {.kind = CT_EVENT_SNAPSHOT, .path = mp, .path2 = spath};
     emit(s, &ev);
@@ -810,7 +823,12 @@ done:
 
 ct_status ct_solver_restore(ct_solver *s, const char *path, ct_error *err) {
   ProtobufCMessage *m = NULL;
-  CT_TRY(ct_proto_read_binary(path, &caffe__solver_state__descriptor, &m, err));
+  /* Caffe tells the formats apart by the name's .h5 */
+  size_t plen = strlen(path);
+  if (plen > 3 && !strcmp(path + plen - 3, ".h5"))
+    CT_TRY(ct_h5_read_state(path, (Caffe__SolverState **)&m, err));
+  else
+    CT_TRY(ct_proto_read_binary(path, &caffe__solver_state__descriptor, &m, err));
   Caffe__SolverState *st = (Caffe__SolverState *)m;
   ct_status rc = CT_OK;
   int nl = ct_net_num_learnable(s->net);
