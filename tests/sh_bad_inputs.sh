@@ -223,7 +223,8 @@ i_16.png 1"
   solver s_step_no_size.prototxt 'lr_policy: "step" gamma: 0.1'
   solver s_iter_size.prototxt 'iter_size: 0'
   solver s_display.prototxt 'display: -5'
-  solver s_hdf5.prototxt 'snapshot_format: HDF5'
+  solver s_gpu.prototxt 'solver_mode: GPU'
+  solver s_snapshot_diff.prototxt 'snapshot_diff: true'
   solver s_test_iter.prototxt "train_net: \"$T/net.prototxt\" test_net: \"$T/net.prototxt\" test_iter: 5 test_iter: 6 test_interval: 10"
   solver s_regularization.prototxt 'regularization_type: "L3"'
   solver s_bad_net.prototxt "net: \"$T/p_unclosed.prototxt\""
@@ -330,7 +331,8 @@ CASES=(
   "solver|step policy without stepsize|1|stepsize|train --solver=@/s_step_no_size.prototxt"
   "solver|iter_size 0|1|iter_size|train --solver=@/s_iter_size.prototxt"
   "solver|negative display|1|display|train --solver=@/s_display.prototxt"
-  "solver|HDF5 snapshots|1|HDF5|train --solver=@/s_hdf5.prototxt"
+  "solver|solver_mode: GPU in a build without a GPU driver|1|no GPU driver|train --solver=@/s_gpu.prototxt"
+  "solver|a field cortado does not implement (snapshot_diff)|1|snapshot_diff is not supported|train --solver=@/s_snapshot_diff.prototxt"
   "solver|test_iter count not matching the test nets|1|test_iter|train --solver=@/s_test_iter.prototxt"
   "solver|unknown regularization_type|1|L3|train --solver=@/s_regularization.prototxt"
   "solver|malformed net behind a good solver|1|p_unclosed.prototxt:2:1|train --solver=@/s_bad_net.prototxt"

@@ -650,8 +650,15 @@ static ct_status net_input(Caffe__NetParameter *p, const up *u) {
   return CT_OK;
 }
 
+/* Caffe upgrades every BatchNorm declaring three params; one already at lr_mult and decay_mult 0
+ * has nothing left to change (so an upgraded file needs no upgrade) */
 static bool bn_needs(const Caffe__LayerParameter *lp) {
-  return lp->type && !strcmp(lp->type, "BatchNorm") && lp->n_param == 3;
+  if (!lp->type || strcmp(lp->type, "BatchNorm") || lp->n_param != 3) return false;
+  for (size_t i = 0; i < 3; i++) {
+    const Caffe__ParamSpec *ps = lp->param[i];
+    if (!ps->has_lr_mult || ps->lr_mult != 0.f || !ps->has_decay_mult || ps->decay_mult != 0.f) return true;
+  }
+  return false;
 }
 
 /* Caffe's UpgradeNetBatchNorm: BatchNorm's three blobs are statistics, never learned. */
