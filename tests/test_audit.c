@@ -279,7 +279,24 @@ static void test_unknown_type_first(void) {
 
 static char g_dir[256];
 
-static ct_status solver_with(const char *extra, ct_error *err) {
+typedef struct log_lines {
+  int forward, backward, total;
+} log_lines;
+
+static void count_line(void *ctx, const char *line) {
+  log_lines *l = ctx;
+  l->total++;
+  l->forward += strstr(line, "[Forward] Layer ip, top blob p data:") != NULL;
+  l->backward += strstr(line, "[Backward] Layer ip, param blob 0 diff:") != NULL;
+}
+
+/* Builds the solver (and, with run > 0, trains it that many iterations); *w0 (may be NULL) gets
+ * ip's first weight after building. */
+static ct_status solver_run(const char *extra, int run, log_lines *lines, float *w0, ct_error *err);
+
+static ct_status solver_with(const char *extra, ct_error *err) { return solver_run(extra, 0, NULL, NULL, err); }
+
+static ct_status solver_run(const char *extra, int run, log_lines *lines, float *w0, ct_error *err) {
   char net[512], path[512];
   snprintf(net, sizeof net, "%s/net.prototxt", g_dir);
   snprintf(path, sizeof path, "%s/solver.prototxt", g_dir);
@@ -294,10 +311,12 @@ static ct_status solver_with(const char *extra, ct_error *err) {
   fprintf(f, "net: 'net.prototxt'\nbase_lr: 0.1\nlr_policy: 'fixed'\nmax_iter: 2\nsnapshot_prefix: '%s/s'\n%s\n", g_dir,
           extra);
   fclose(f);
-  ct_solver_options opt = {.quiet = 1};
+  ct_solver_options opt = {.quiet = lines ? 0 : 1, .log = lines ? count_line : NULL, .log_ctx = lines};
   ct_solver *s = NULL;
   memset(err, 0, sizeof *err);
   ct_status st = ct_solver_create(path, &opt, &s, err);
+  if (st == CT_OK && w0) *w0 = ct_net_param_data(ct_solver_net(s), "ip", 0)[0];
+  if (st == CT_OK && run > 0) st = ct_solver_step(s, run, err);
   ct_solver_free(s);
   return st;
 }
@@ -327,6 +346,36 @@ static void test_solver_refusals(void) {
   expect_solver("solver_type: NESTEROV type: 'Adam'", CT_EINVAL, "disagree");
   /* weights: in the solver is read like --weights */
   expect_solver("weights: 'nothere.caffemodel'", CT_EIO, "nothere.caffemodel");
+  /* the solver's weights: load like --weights */
+  {
+    char net[512], w[512], extra[700];
+    snprintf(net, sizeof net, "%s/net.prototxt", g_dir);
+    snprintf(w, sizeof w, "%s/w.caffemodel", g_dir);
+    ct_error err;
+    ct_net *n = NULL;
+    CHECK(ct_net_create(net, CT_TRAIN, 0, NULL, NULL, &n, &err) == CT_OK, "net: %s", err.msg);
+    if (n) {
+      ct_net_param_data(n, "ip", 0)[0] = 12.5f;
+      CHECK(ct_net_save_weights(n, w, &err) == CT_OK, "save: %s", err.msg);
+      ct_net_free(n);
+      float w0 = 0;
+      snprintf(extra, sizeof extra, "weights: '%s'", w);
+      CHECK(solver_run(extra, 0, NULL, &w0, &err) == CT_OK && w0 == 12.5f, "weights: loads them (%g): %s",
+            (double)w0, err.msg);
+      snprintf(extra, sizeof extra, "weights: 'nothere.caffemodel,%s'", w);
+      CHECK(solver_run(extra, 0, NULL, &w0, &err) == CT_EIO, "a list, every file read: %s", err.msg);
+    }
+  }
+  /* debug_info: Caffe's lines on display iterations */
+  {
+    ct_error err;
+    log_lines on = {0, 0, 0}, off = {0, 0, 0};
+    CHECK(solver_run("debug_info: true display: 2", 4, &on, NULL, &err) == CT_OK, "debug run: %s", err.msg);
+    CHECK(on.forward == 2 && on.backward == 2, "debug_info logs on the 2 display iterations of 4: %d %d", on.forward,
+          on.backward);
+    CHECK(solver_run("display: 2", 4, &off, NULL, &err) == CT_OK && off.forward == 0 && off.total > 0,
+          "and not without it: %d", off.forward);
+  }
   /* inline nets are held to the same rules */
   expect_solver("test_net_param { layer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' partition_dim: 2 } } "
                 "test_iter: 1 test_interval: 1",
