@@ -267,7 +267,34 @@ static void test_debug_info(void) {
   ct_net_free(net);
 }
 
+/* A V1 net handed over already parsed (the cluster's path) is upgraded on a copy. */
+static void test_v1_from_param(void) {
+  const char *text = "input: 'x' input_dim: 2 input_dim: 3 input_dim: 1 input_dim: 1\n"
+                     "layers { name: 'r' type: RELU bottom: 'x' top: 'y' }\n";
+  ProtobufCMessage *m = NULL;
+  ct_error err = {0};
+  CHECK(ct_prototxt_parse(text, strlen(text), "v1.prototxt", &caffe__net_parameter__descriptor, &m, &err) == CT_OK,
+        "parse: %s", err.msg);
+  if (!m) return;
+  ct_net *net = NULL;
+  CHECK(ct_net_create_from_param((Caffe__NetParameter *)m, "v1.prototxt", "", CT_TEST, 0, NULL, 1, &net, &err) ==
+            CT_OK,
+        "a parsed V1 net builds: %s", err.msg);
+  CHECK(((Caffe__NetParameter *)m)->n_layers == 1, "the caller's message is left as it was");
+  if (net) {
+    CHECK(ct_net_num_layers(net) == 2 && !strcmp(ct_net_layer_type(net, 1), "ReLU"), "Input + ReLU");
+    float *x = ct_net_blob_data(net, "x");
+    x[0] = -1, x[1] = 2;
+    CHECK(ct_net_forward(net, NULL, &err) == CT_OK && ct_net_blob_data(net, "y")[0] == 0 &&
+              ct_net_blob_data(net, "y")[1] == 2,
+          "it runs: %s", err.msg);
+  }
+  ct_net_free(net);
+  protobuf_c_message_free_unpacked(m, NULL);
+}
+
 int main(void) {
+  test_v1_from_param();
   test_duplicate_names();
   test_auto_tops();
   test_ceil_mode();
