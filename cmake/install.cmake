@@ -12,6 +12,9 @@ set(CT_VERSION 0.1.0)
 
 install(TARGETS cortado RUNTIME DESTINATION bin)
 install(TARGETS cortado_shared LIBRARY DESTINATION lib)
+if(TARGET cortado_pylayer)
+  install(TARGETS cortado_pylayer LIBRARY DESTINATION lib)
+endif()
 install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/include/cortado.h DESTINATION include)
 
 configure_file(${CMAKE_CURRENT_SOURCE_DIR}/cmake/install/cortado.pc.in ${CMAKE_CURRENT_BINARY_DIR}/cortado.pc @ONLY)

@@ -59,3 +59,7 @@ GC_ROW("type: \"Eltwise\" eltwise_param { operation: PROD stable_prod_grad: fals
 GC_ROW("type: \"Eltwise\" eltwise_param { operation: MAX }", "2x3x4;2x3x4;2x3x4", "step=0.001")
 GC_ROW("type: \"Eltwise\" eltwise_param { operation: MAX }", "3x5:perm;3x5:pos", "step=0.001")
 GC_ROW("type: \"Silence\"", "2x3;4", "")
+
+/* ---- Python: test_gradcheck installs a stand-in runtime (y = w * x^3, w learnable) for the
+ * layer's C half; py_python_layers.py checks real Python layers */
+GC_ROW("type: \"Python\" bottom: \"x\" top: \"y\" python_param { module: \"stand_in\" layer: \"Cube\" }", "2x3x4", "")

@@ -114,7 +114,7 @@ layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_para
   # net structure and shapes
   net n_unknown_type.prototxt 'layer { name: "c" type: "Convolutionn" bottom: "x" top: "c" }'
   net n_missing_bottom.prototxt 'layer { name: "ip" type: "InnerProduct" bottom: "nothere" top: "ip" inner_product_param { num_output: 2 } }'
-  net n_duplicate_names.prototxt 'layer { name: "data" type: "ReLU" bottom: "x" top: "r" }'
+  net n_stray_param.prototxt 'layer { name: "r" type: "ReLU" bottom: "x" top: "r" convolution_param { num_output: 2 } }'
   net n_eltwise_shapes.prototxt 'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_param { num_output: 5 } }
 layer { name: "e" type: "Eltwise" bottom: "ip" bottom: "x" top: "e" }'
   net n_concat_shapes.prototxt 'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_param { num_output: 5 } }
@@ -240,7 +240,8 @@ i_16.png 1"
   solver s_step_no_size.prototxt 'lr_policy: "step" gamma: 0.1'
   solver s_iter_size.prototxt 'iter_size: 0'
   solver s_display.prototxt 'display: -5'
-  solver s_hdf5.prototxt 'snapshot_format: HDF5'
+  solver s_gpu.prototxt 'solver_mode: GPU'
+  solver s_snapshot_diff.prototxt 'snapshot_diff: true'
   solver s_test_iter.prototxt "train_net: \"$T/net.prototxt\" test_net: \"$T/net.prototxt\" test_iter: 5 test_iter: 6 test_interval: 10"
   solver s_regularization.prototxt 'regularization_type: "L3"'
   solver s_bad_net.prototxt "net: \"$T/p_unclosed.prototxt\""
@@ -317,7 +318,7 @@ CASES=(
   "prototxt|model file missing|1|nothere.prototxt|time --model=@/nothere.prototxt --iterations=1"
   "net|unknown layer type|1|Convolutionn|time --model=@/n_unknown_type.prototxt --iterations=1"
   "net|bottom blob that no layer produces|1|nothere|time --model=@/n_missing_bottom.prototxt --iterations=1"
-  "net|two layers with one name|1|named \"data\"|time --model=@/n_duplicate_names.prototxt --iterations=1"
+  "net|a parameter its layer does not read|1|convolution_param is not read by ReLU|time --model=@/n_stray_param.prototxt --iterations=1"
   "shape|Eltwise over different shapes|1|\"e\"|time --model=@/n_eltwise_shapes.prototxt --iterations=1"
   "shape|Concat over mismatched axes|1|\"c\"|time --model=@/n_concat_shapes.prototxt --iterations=1"
   "shape|InnerProduct num_output 0|1|num_output|time --model=@/n_ip_zero.prototxt --iterations=1"
@@ -370,7 +371,8 @@ CASES=(
   "solver|step policy without stepsize|1|stepsize|train --solver=@/s_step_no_size.prototxt"
   "solver|iter_size 0|1|iter_size|train --solver=@/s_iter_size.prototxt"
   "solver|negative display|1|display|train --solver=@/s_display.prototxt"
-  "solver|HDF5 snapshots|1|HDF5|train --solver=@/s_hdf5.prototxt"
+  "solver|solver_mode: GPU in a build without a GPU driver|1|no GPU driver|train --solver=@/s_gpu.prototxt"
+  "solver|a field cortado does not implement (snapshot_diff)|1|snapshot_diff is not supported|train --solver=@/s_snapshot_diff.prototxt"
   "solver|test_iter count not matching the test nets|1|test_iter|train --solver=@/s_test_iter.prototxt"
   "solver|unknown regularization_type|1|L3|train --solver=@/s_regularization.prototxt"
   "solver|malformed net behind a good solver|1|p_unclosed.prototxt:2:1|train --solver=@/s_bad_net.prototxt"

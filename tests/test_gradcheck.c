@@ -13,6 +13,49 @@
 
 #include "check.h"
 #include "harness.h"
+#include "layers/python.h"
+
+/* The Python layer's C half (host access, reshape, learnable blobs added in setup, backward's
+ * dispatch) checked without an interpreter: a stand-in runtime whose "class" computes
+ * y = w * x^3 with one learnable scalar w. The Python half is py_python_layers.py's. */
+static ct_status cube_setup(ct_layer *l, void **obj, ct_error *err) {
+  *obj = l;
+  if (l->nbottom != 1 || l->ntop != 1) return ct_layer_fail(l, err, CT_EINVAL, "the stand-in takes one bottom and top");
+  int one = 1;
+  ct_tensor *w;
+  float *v;
+  CT_TRY(ct_python_add_blob(l, 1, &one, &w, err));
+  CT_TRY(ct_python_blob_host(l, w, CT_DATA, &v, err));
+  v[0] = 0.7f;
+  return CT_OK;
+}
+
+static ct_status cube_call(ct_layer *l, void *obj, ct_python_call what, ct_error *err) {
+  (void)obj;
+  ct_tensor *x = l->bottom[0], *y = l->top[0];
+  if (what == CT_PY_RESHAPE) return ct_python_reshape(l, y, x->naxes, x->shape, err);
+  float *xv, *yv, *w, *dy, *dx, *dw;
+  CT_TRY(ct_python_blob_host(l, x, CT_DATA, &xv, err));
+  CT_TRY(ct_python_blob_host(l, l->blobs[0], CT_DATA, &w, err));
+  if (what == CT_PY_FORWARD) {
+    CT_TRY(ct_python_blob_host(l, y, CT_DATA, &yv, err));
+    for (size_t i = 0; i < x->count; i++) yv[i] = w[0] * xv[i] * xv[i] * xv[i];
+    return CT_OK;
+  }
+  CT_TRY(ct_python_blob_host(l, y, CT_DIFF, &dy, err));
+  if (l->param_propagate_down[0]) {
+    CT_TRY(ct_python_blob_host(l, l->blobs[0], CT_DIFF, &dw, err));
+    for (size_t i = 0; i < x->count; i++) dw[0] += dy[i] * xv[i] * xv[i] * xv[i];
+  }
+  if (l->propagate_down[0]) {
+    CT_TRY(ct_python_blob_host(l, x, CT_DIFF, &dx, err));
+    for (size_t i = 0; i < x->count; i++) dx[i] = dy[i] * 3.0f * w[0] * xv[i] * xv[i];
+  }
+  return CT_OK;
+}
+
+static void cube_destroy(void *obj) { (void)obj; }
+static const ct_python_runtime k_cube = {"the gradient check's stand-in", cube_setup, cube_call, cube_destroy};
 
 typedef struct {
   const char *text;    /* LayerParameter body */
@@ -210,6 +253,7 @@ static void check_row(const gc_row *row, int idx, const char *devices, const cha
 
 int main(int argc, char **argv) {
   const char *only = argc > 1 ? argv[1] : NULL;
+  ct_python_set_runtime(&k_cube);
   int nrows = (int)(sizeof rows / sizeof rows[0]);
   const char **covered = calloc((size_t)nrows + 1, sizeof *covered);
   int ncovered = 0;

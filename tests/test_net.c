@@ -244,9 +244,9 @@ static void test_errors(void) {
   expect_error(buf, CT_EINVAL, "\"nope\"");
   snprintf(buf, sizeof buf, "%slayer { name: 'r' type: 'Relu' bottom: 'x' top: 'y' }", in);
   expect_error(buf, CT_EUNSUPPORTED, "unknown type \"Relu\"");
-  snprintf(buf, sizeof buf, "%slayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'x' }\n"
-                            "layer { name: 'r' type: 'ReLU' bottom: 'x' top: 'z' }", in);
-  expect_error(buf, CT_EINVAL, "two layers are named \"r\"");
+  snprintf(buf, sizeof buf, "%slayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' convolution_param { num_output: 2 } }",
+           in);
+  expect_error(buf, CT_EINVAL, "convolution_param is not read by ReLU layers");
   snprintf(buf, sizeof buf, "%slayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' }\n"
                             "layer { name: 's' type: 'Sigmoid' bottom: 'x' top: 'y' }", in);
   expect_error(buf, CT_EINVAL, "already produced");
@@ -257,7 +257,9 @@ static void test_errors(void) {
   snprintf(buf, sizeof buf, "%slayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' loss_weight: 1 loss_weight: 2 }",
            in);
   expect_error(buf, CT_EINVAL, "loss_weight");
-  expect_error("layers { name: 'old' type: 4 }", CT_EUNSUPPORTED, "upgrade_net_proto_text");
+  expect_error("layers { name: 'old' type: 4 }", CT_EINVAL, "takes at least 1 bottom blob");
+  expect_error("layers { name: 'old' type: CONVOLUTION bottom: 'x' top: 'c' }\nlayer { name: 'n' type: 'ReLU' }",
+               CT_EINVAL, "both `layer { }` (current) and `layers { }` (V1)");
   snprintf(buf, sizeof buf, "%slayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' include { phase: TRAIN } "
                             "exclude { phase: TEST } }", in);
   expect_error(buf, CT_EINVAL, "both include and exclude");

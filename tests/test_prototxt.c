@@ -666,7 +666,7 @@ static const bad_case bad_cases[] = {
     BAD(LAYER, "phase: TRAINING", "1:8", "expected TRAIN or TEST"),
     BAD(LAYER, "include { phase: TRAIN", "1:23",
         "unexpected end of input; expected \"}\" to close the NetStateRule opened at 1:9"),
-    BAD(V1, "type: CONVOLUTION", "1:7", "unexpected \"CONVOLUTION\"; expected an integer for int32 field \"type\""),
+    BAD(V1, "type: CONVOLUTIONN", "1:7", "\"CONVOLUTIONN\" is not a valid value for enum field \"type\""),
     BAD(NODE, "s: \"a\" i: 3", "1:8", "field \"i\" conflicts with \"s\", already set (they share a oneof)"),
     BAD(NODE, "kids { i: 1 s: \"x\" }", "1:13", "field \"s\" conflicts with \"i\""),
     BAD(NODE, "s: \"a\" s: \"b\"", "1:8", "field \"s\" given twice"),

@@ -18,6 +18,7 @@
 
 #include "core/files.h"
 #include "layers/layer.h"
+#include "proto/upgrade.h"
 #include "net/net.h"
 #include "plot.h"
 #include "proto/prototxt.h"
@@ -339,9 +340,9 @@ int draw_command(const char *prototxt, const char *output, ct_phase phase, int p
     return 1;
   }
   const Caffe__NetParameter *np = (const Caffe__NetParameter *)m;
-  if (np->n_layer == 0 && np->n_layers > 0) {
-    fprintf(stderr, "cortado draw: %s uses Caffe's old V1 'layers' list; upgrade it to 'layer' (Caffe's "
-            "upgrade_net_proto_text) to draw it\n", prototxt);
+  /* old formats are drawn as the net they upgrade to (proto/upgrade.h) */
+  if (ct_net_needs_upgrade(np) && ct_upgrade_net((Caffe__NetParameter *)m, prototxt, NULL, &err) != CT_OK) {
+    fprintf(stderr, "cortado draw: %s\n", err.msg);
     protobuf_c_message_free_unpacked(m, NULL);
     return 1;
   }

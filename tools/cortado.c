@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "cmd_data.h"
+#include "cmd_upgrade.h"
 #include "core/files.h"
 #include "plot.h"
 
@@ -309,6 +310,20 @@ static const cmd_flag MEAN_FLAGS[] = {
                           "without it only the channel means are printed, as compute_image_mean does."},
 };
 
+static const cmd_flag UPGRADE_FLAGS[] = {
+    {F_OUTPUT, 1, "FILE", "(required, also -o) where the upgraded file goes (text for text, binary for binary)."},
+};
+
+static void upgrade_log(void *ctx, const char *line) {
+  (void)ctx;
+  logf_("%s", line);
+}
+
+static int run_upgrade(args *a) {
+  if (!a->input) return usage_error("upgrade", "give the file to upgrade: cortado upgrade old.prototxt -o new.prototxt");
+  return cmd_upgrade(a->input, a->value[F_OUTPUT], upgrade_log, NULL);
+}
+
 static void data_log(void *ctx, const char *line) {
   (void)ctx;
   logf_("%s", line);
@@ -413,6 +428,14 @@ static const command COMMANDS[] = {
      "without shapes. Needs Graphviz's dot for images (apt-get install graphviz); without it the\n"
      "DOT source is written next to OUT.",
      DRAW_FLAGS, NELEMS(DRAW_FLAGS), run_draw, 1},
+    {"upgrade", "rewrite an old Caffe net, solver or .caffemodel in the current format",
+     "cortado upgrade IN -o OUT",
+     "What Caffe's upgrade_net_proto_text, upgrade_net_proto_binary and upgrade_solver_proto_text do:\n"
+     "V0 and V1 layers (`layers { type: CONVOLUTION }`), the old data-layer transform fields, net-level\n"
+     "inputs and the solver_type enum become the current form. IN is recognised as a net prototxt, a\n"
+     "solver prototxt or a binary .caffemodel; OUT has the same form. cortado reads old files directly\n"
+     "too (upgrading them on the way in); this writes the upgrade down.",
+     UPGRADE_FLAGS, NELEMS(UPGRADE_FLAGS), run_upgrade, 1},
 };
 
 static const command *find_command(const char *name) {
@@ -709,8 +732,15 @@ static int run_main(int argc, char **argv) {
   return rc;
 }
 
+#ifdef CT_HAVE_PYTHON
+void ctpy_install(int embedded); /* python/pylayer.c: Python layers, in an interpreter of our own */
+#endif
+
 int main(int argc, char **argv) {
   choose_blas_core(argv);
+#ifdef CT_HAVE_PYTHON
+  ctpy_install(1);
+#endif
   /* A file that reaches the size limit (ulimit -f) is then a write error (EFBIG) that names the
    * file, like a full disk, instead of SIGXFSZ killing the process mid-write. */
   signal(SIGXFSZ, SIG_IGN);

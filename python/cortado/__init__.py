@@ -50,6 +50,24 @@ __all__ = ["TRAIN", "TEST", "Net", "Blob", "ParamBlob", "LayerView", "Solver", "
            "library_path", "set_mode_cpu", "set_mode_gpu", "set_device", "set_devices", "set_random_seed",
            "layer_type_list", "Classifier", "Detector", "io", "draw", "__version__"]
 
+# Python layers of nets made here run in this interpreter: libcortado_pylayer.so (python/pylayer.c,
+# beside libcortado.so) installs its runtime into the library; without it (a build without
+# Python's headers) Python layers are refused with a message saying so
+def _install_python_layers():
+    import ctypes as _ctypes
+    import os as _os
+    path = _os.path.join(_os.path.dirname(library_path), "libcortado_pylayer.so")
+    if not _os.path.exists(path):
+        return
+    pylayer = _ctypes.CDLL(path)
+    pylayer.ctpy_install.argtypes = [_ctypes.c_int]
+    pylayer.ctpy_install.restype = None
+    pylayer.ctpy_install(0)
+    return pylayer
+
+
+_pylayer = _install_python_layers()
+
 try:  # Python layers (type: "Python") live in layer.py when that part of cortado is present
     from .layer import Layer  # noqa: F401
     __all__.append("Layer")

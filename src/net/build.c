@@ -10,8 +10,11 @@
 #include "core/status.h"
 #include "core/tensor.h"
 #include "net/net_impl.h"
+#include "layers/params.h"
+#include "proto/audit.h"
 #include "proto/blob.h"
 #include "proto/prototxt.h"
+#include "proto/upgrade.h"
 
 int ct_net_find_blob(const ct_net *net, const char *name) { return ct_strmap_get(net->blob_index, name); }
 
@@ -55,6 +58,9 @@ static ct_status add_blob(ct_net *net, const char *name, int *id, ct_error *err)
 static ct_status check_arity(const ct_layer *l, ct_error *err) {
   const ct_layer_ops *o = l->ops;
   if (l->nbottom < o->min_bottom || (o->max_bottom >= 0 && l->nbottom > o->max_bottom)) {
+    if (o->max_bottom < 0)
+      return ct_layer_fail(l, err, CT_EINVAL, "takes at least %d bottom blob%s, got %d", o->min_bottom,
+                           o->min_bottom == 1 ? "" : "s", l->nbottom);
     if (o->min_bottom == o->max_bottom)
       return ct_layer_fail(l, err, CT_EINVAL, "takes exactly %d bottom blob%s, got %d", o->min_bottom,
                            o->min_bottom == 1 ? "" : "s", l->nbottom);
@@ -232,6 +238,14 @@ static ct_status pack_params(ct_net *net, ct_error *err) {
       u->offset = total;
       u->count = l->blobs[j]->count;
       bool learnable = l->param_propagate_down[j];
+      /* Caffe refuses a learning rate for blobs that hold statistics (BatchNorm's) */
+      if (!learnable && (size_t)j < lp->n_param && lp->param[j]->has_lr_mult && lp->param[j]->lr_mult != 0.f) {
+        st = ct_layer_fail(l, err, CT_EINVAL,
+                           "param %d has lr_mult %g, but blob %d holds statistics the layer computes, not learned "
+                           "values; give lr_mult: 0 or no param entry",
+                           j, (double)lp->param[j]->lr_mult, j);
+        goto done;
+      }
       u->lr_mult = learnable ? spec_lr_mult(lp, j) : 0.0f;
       u->decay_mult = learnable ? spec_decay_mult(lp, j) : 0.0f;
       if (u->lr_mult == 0) l->param_propagate_down[j] = false;
@@ -318,32 +332,86 @@ ct_status ct_net_create_from_param(const Caffe__NetParameter *param, const char 
   return ct_net_create_mapped(param, NULL, source, dir, phase, level, stages, seed, out, err);
 }
 
+/* The stages the net is built with: the caller's and those of the file's own `state`, as Caffe
+ * adds the caller's to the file's. NULL-terminated; *buf (malloc'ed) holds the array. */
+static ct_status merge_stages(const Caffe__NetParameter *param, const char *const *stages, const char *const **out,
+                              const char ***buf, ct_error *err) {
+  *buf = NULL;
+  *out = stages;
+  const size_t nfile = param->state ? param->state->n_stage : 0;
+  if (!nfile) return CT_OK;
+  size_t n = 0;
+  while (stages && stages[n]) n++;
+  const char **v = calloc(n + nfile + 1, sizeof *v);
+  if (!v) return ct_fail(err, CT_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) v[i] = stages[i];
+  for (size_t i = 0; i < nfile; i++) v[n + i] = param->state->stage[i];
+  *buf = v;
+  *out = v;
+  return CT_OK;
+}
+
+/* Caffe's AutoTopBlobs: a loss layer given fewer tops than it makes gets the rest, named
+ * "(automatic)", ... They count in the loss but, as in Caffe, are not outputs of the net and are
+ * not written back into the layer's parameters. */
+static ct_status auto_tops(ct_net *net, net_layer *nl, ct_error *err) {
+  Caffe__LayerParameter *lp = nl->lp;
+  const int need = nl->l.ops->min_top;
+  if (!nl->l.ops->is_loss || (int)lp->n_top >= need) return CT_OK;
+  char **top = realloc(lp->top, (size_t)need * sizeof *top);
+  if (!top) return ct_fail(err, CT_ENOMEM, "out of memory");
+  lp->top = top;
+  for (int t = (int)lp->n_top; t < need; t++) {
+    char name[64];
+    snprintf(name, sizeof name, "(automatic)");
+    for (int k = 1; ct_net_find_blob(net, name) >= 0; k++) snprintf(name, sizeof name, "(automatic)_%d", k);
+    if (!(lp->top[t] = strdup(name))) return ct_fail(err, CT_ENOMEM, "out of memory");
+    lp->n_top++;
+    nl->auto_tops++;
+  }
+  return CT_OK;
+}
+
 ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct_srcmap *map, const char *source,
                                const char *dir, ct_phase phase, int level, const char *const *stages, uint64_t seed,
                                ct_net **out, ct_error *err) {
   *out = NULL;
   if (!source) source = "<net>";
-  if (param->n_layers && !param->n_layer)
-    return ct_fail(err, CT_EUNSUPPORTED,
-                   "%s: this net uses Caffe's pre-2015 `layers { }` format; convert it with Caffe's "
-                   "upgrade_net_proto_text tool (the `layer { }` format is supported)",
-                   source);
-  ct_net *net = calloc(1, sizeof *net);
-  if (!net) return ct_fail(err, CT_ENOMEM, "out of memory");
+  Caffe__NetParameter *upgraded = NULL;
+  if (ct_net_needs_upgrade(param)) { /* callers holding the parse upgrade it themselves, keeping positions */
+    if (!(upgraded = (Caffe__NetParameter *)ct_proto_copy(&param->base))) return ct_fail(err, CT_ENOMEM, "out of memory");
+    ct_status st = ct_upgrade_net(upgraded, source, NULL, err);
+    if (st) {
+      protobuf_c_message_free_unpacked(&upgraded->base, NULL);
+      return st;
+    }
+    param = upgraded;
+    map = NULL;
+  }
+  const char **stage_buf = NULL;
+  ct_spec_list filtered = {0}, split = {0};
+  ct_net *net = NULL;
+  ct_status st = merge_stages(param, stages, &stages, &stage_buf, err);
+  if (st) goto fail;
+  net = calloc(1, sizeof *net);
+  if (!net) {
+    st = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto fail;
+  }
   net->name = strdup(param->name ? param->name : "");
   net->source = strdup(source);
   net->dir = strdup(dir ? dir : "");
   net->phase = phase;
   net->seed = seed;
-  ct_spec_list filtered = {0}, split = {0};
-  ct_status st = CT_OK;
+  net->debug = param->debug_info;
   if (!net->name || !net->source || !net->dir) {
     st = ct_fail(err, CT_ENOMEM, "out of memory");
     goto fail;
   }
+  if ((st = ct_net_filter(param, source, phase, level, stages, &filtered, err))) goto fail;
+  if ((st = ct_net_check(param, &filtered, map, source, err))) goto fail;
   if ((st = ct_placement_create(ct_cpu_count(), &net->place, err))) goto fail;
   if ((st = ct_net_place_default(net, param, map, err))) goto fail;
-  if ((st = ct_net_filter(param, source, phase, level, stages, &filtered, err))) goto fail;
   if (filtered.n == 0) { /* an empty file (a wrong path, a truncated copy) is no net */
     st = ct_fail(err, CT_EINVAL, "%s: the net has no layers%s", source,
                  param->n_layer ? " for this phase and state (every layer's include/exclude rules leave it out)"
@@ -368,28 +436,21 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
     l->lp = nl->lp;
     l->name = nl->lp->name ? nl->lp->name : "";
     l->index = i;
-    l->phase = phase == CT_TRAIN ? CAFFE__PHASE__TRAIN : CAFFE__PHASE__TEST;
+    /* a layer's own phase wins over the net's, as in Caffe */
+    l->phase = nl->lp->has_phase ? nl->lp->phase : phase == CT_TRAIN ? CAFFE__PHASE__TRAIN : CAFFE__PHASE__TEST;
     l->dir = net->dir;
     l->place = net->place;
-    if (!nl->lp->type) {
-      st = ct_fail(err, CT_EINVAL, "%s: layer \"%s\" has no type", source, l->name);
-      goto fail;
-    }
-    l->ops = ct_layer_find(nl->lp->type);
+    l->ops = ct_layer_find(nl->lp->type); /* ct_net_check made sure it is there */
     if (!l->ops) {
-      st = ct_fail(err, CT_EUNSUPPORTED, "%s: layer \"%s\" has unknown type \"%s\"", source, l->name,
-                   nl->lp->type);
+      st = ct_fail(err, CT_EINTERNAL, "%s: layer \"%s\" has unknown type \"%s\"", source, l->name,
+                   nl->lp->type ? nl->lp->type : "");
       goto fail;
     }
-    if (ct_strmap_get(net->layer_index, l->name) >= 0) {
-      if (l->name[0]) {
-        st = ct_fail(err, CT_EINVAL, "%s: two layers are named \"%s\"; layer names must be unique", source,
-                     l->name);
-        goto fail;
-      }
-    } else if ((st = ct_strmap_put(net->layer_index, l->name, i, err))) {
+    /* Caffe takes two layers of the same name (mnist_autoencoder has two "loss" layers): names
+     * only find weights, and duplicates are matched in order (io.c); the index holds the first */
+    if (ct_strmap_get(net->layer_index, l->name) < 0 && (st = ct_strmap_put(net->layer_index, l->name, i, err)))
       goto fail;
-    }
+    if ((st = auto_tops(net, nl, err))) goto fail;
     ct_rng_seed(&l->rng, ct_rng_derive(seed, (uint64_t)i));
     if ((st = ct_net_place_layer(net, i, split.src[i], map, err))) goto fail;
     if ((st = wire_layer(net, i, err))) goto fail;
@@ -450,7 +511,8 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
     for (int i = 0; i < net->nlayers; i++) {
       net_layer *nl = &net->layers[i];
       for (int t = 0; t < nl->l.ntop; t++) {
-        consumed[nl->top_ids[t]] = false; /* a later (in-place) producer resets consumption */
+        /* a later (in-place) producer resets consumption; an automatic top is no output */
+        consumed[nl->top_ids[t]] = t >= nl->l.ntop - nl->auto_tops;
         lw[nl->top_ids[t]] = nl->loss_weight[t];
       }
       for (int j = 0; j < nl->l.nbottom; j++) {
@@ -470,11 +532,15 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
   }
   ct_spec_list_free(&filtered);
   ct_spec_list_free(&split);
+  free(stage_buf);
+  if (upgraded) protobuf_c_message_free_unpacked(&upgraded->base, NULL);
   *out = net;
   return CT_OK;
 fail:
   ct_spec_list_free(&filtered);
   ct_spec_list_free(&split);
+  free(stage_buf);
+  if (upgraded) protobuf_c_message_free_unpacked(&upgraded->base, NULL);
   ct_net_free(net);
   return st;
 }
@@ -491,6 +557,24 @@ static char *dir_of(const char *path) {
   return d;
 }
 
+/* Parses a net, upgrading it in place (proto/upgrade.h) so that messages keep their positions. */
+static ct_status parse_net(const char *text, size_t len, const char *path, Caffe__NetParameter **out,
+                           ct_srcmap **map, ct_error *err) {
+  ProtobufCMessage *m = NULL;
+  ct_status st = text ? ct_prototxt_parse_mapped(text, len, path, &caffe__net_parameter__descriptor, &m, map, err)
+                      : ct_prototxt_read_file_mapped(path, &caffe__net_parameter__descriptor, &m, map, err);
+  if (st == CT_OK && ct_net_needs_upgrade((Caffe__NetParameter *)m))
+    st = ct_upgrade_net((Caffe__NetParameter *)m, path, *map, err);
+  if (st) {
+    if (m) protobuf_c_message_free_unpacked(m, NULL);
+    ct_srcmap_free(*map);
+    *map = NULL;
+    m = NULL;
+  }
+  *out = (Caffe__NetParameter *)m;
+  return st;
+}
+
 ct_status ct_net_create(const char *path, ct_phase phase, int level, const char *const *stages, const char *weights,
                         ct_net **out, ct_error *err) {
   return ct_net_create_seeded(path, phase, level, stages, weights, 1701, out, err);
@@ -499,16 +583,15 @@ ct_status ct_net_create(const char *path, ct_phase phase, int level, const char 
 ct_status ct_net_create_seeded(const char *path, ct_phase phase, int level, const char *const *stages,
                                const char *weights, uint64_t seed, ct_net **out, ct_error *err) {
   *out = NULL;
-  ProtobufCMessage *m = NULL;
+  Caffe__NetParameter *m = NULL;
   ct_srcmap *map = NULL;
-  CT_TRY(ct_prototxt_read_file_mapped(path, &caffe__net_parameter__descriptor, &m, &map, err));
+  CT_TRY(parse_net(NULL, 0, path, &m, &map, err));
   char *dir = dir_of(path);
-  ct_status st = dir ? ct_net_create_mapped((Caffe__NetParameter *)m, map, path, dir, phase, level, stages, seed, out,
-                                            err)
+  ct_status st = dir ? ct_net_create_mapped(m, map, path, dir, phase, level, stages, seed, out, err)
                      : ct_fail(err, CT_ENOMEM, "out of memory");
   free(dir);
   ct_srcmap_free(map);
-  protobuf_c_message_free_unpacked(m, NULL);
+  protobuf_c_message_free_unpacked(&m->base, NULL);
   if (st == CT_OK && weights && (st = ct_net_load_weights(*out, weights, err))) {
     ct_net_free(*out);
     *out = NULL;
@@ -519,13 +602,13 @@ ct_status ct_net_create_seeded(const char *path, ct_phase phase, int level, cons
 ct_status ct_net_create_from_text(const char *text, const char *name, const char *dir, ct_phase phase, ct_net **out,
                                   ct_error *err) {
   *out = NULL;
-  ProtobufCMessage *m = NULL;
+  Caffe__NetParameter *m = NULL;
   if (!name) name = "<net>";
   ct_srcmap *map = NULL;
-  CT_TRY(ct_prototxt_parse_mapped(text, strlen(text), name, &caffe__net_parameter__descriptor, &m, &map, err));
-  ct_status st = ct_net_create_mapped((Caffe__NetParameter *)m, map, name, dir, phase, 0, NULL, 1701, out, err);
+  CT_TRY(parse_net(text, strlen(text), name, &m, &map, err));
+  ct_status st = ct_net_create_mapped(m, map, name, dir, phase, 0, NULL, 1701, out, err);
   ct_srcmap_free(map);
-  protobuf_c_message_free_unpacked(m, NULL);
+  protobuf_c_message_free_unpacked(&m->base, NULL);
   return st;
 }
 

@@ -9,7 +9,28 @@
 #include "core/tensor.h"
 #include "net/net_impl.h"
 #include "proto/blob.h"
+#include "proto/h5io.h"
 #include "proto/prototxt.h"
+#include "proto/upgrade.h"
+
+/* Layers are found by name; when several share one (Caffe allows it: mnist_autoencoder has two
+ * "loss" layers) the k-th of that name in one list goes with the k-th in the other, so that a
+ * net's own weights and state come back where they were. (Caffe gives every duplicate the first
+ * layer of the name; that matters only for duplicates with weights, where its answer would be
+ * wrong.) */
+static int find_nth(const ct_net *net, const char *name, int nth) {
+  for (int i = 0; i < net->nlayers; i++)
+    if (net->layers[i].l.name && !strcmp(net->layers[i].l.name, name) && nth-- == 0) return i;
+  return -1;
+}
+
+/* How many layers before index `upto` of `names` are named `name`. */
+static int occurrence(const char *const *names, size_t upto, const char *name) {
+  int k = 0;
+  for (size_t i = 0; i < upto; i++)
+    if (names[i] && !strcmp(names[i], name)) k++;
+  return k;
+}
 
 ct_status ct_net_to_proto(const ct_net *net, Caffe__NetParameter **out, ct_error *err) {
   *out = NULL;
@@ -25,6 +46,7 @@ ct_status ct_net_to_proto(const ct_net *net, Caffe__NetParameter **out, ct_error
     Caffe__LayerParameter *lp = (Caffe__LayerParameter *)ct_proto_copy(&nl->lp->base);
     if (!lp) goto oom;
     p->layer[p->n_layer++] = lp;
+    for (int t = 0; t < nl->auto_tops; t++) free(lp->top[--lp->n_top]); /* the net's, not the file's */
     /* the blobs written are the layer's current values, not whatever the prototxt held */
     for (size_t k = 0; k < lp->n_blobs; k++) protobuf_c_message_free_unpacked(&lp->blobs[k]->base, NULL);
     free(lp->blobs);
@@ -45,9 +67,9 @@ fail:
   return st;
 }
 
-static ct_status copy_layer_blobs(ct_net *net, const char *lname, Caffe__BlobProto *const *blobs, size_t nb,
+static ct_status copy_layer_blobs(ct_net *net, const char *lname, int nth, Caffe__BlobProto *const *blobs, size_t nb,
                                   const char *source, ct_error *err) {
-  int li = ct_net_find_layer(net, lname);
+  int li = find_nth(net, lname, nth);
   if (li < 0) return CT_OK; /* Caffe ignores layers the net does not have */
   ct_layer *l = &net->layers[li].l;
   if (nb != (size_t)l->nblobs)
@@ -56,6 +78,13 @@ static ct_status copy_layer_blobs(ct_net *net, const char *lname, Caffe__BlobPro
   for (size_t j = 0; j < nb; j++) {
     const Caffe__BlobProto *b = blobs[j];
     ct_tensor *t = l->blobs[j];
+    /* Caffe's HDF5 weights leave out a parameter another layer owns (read as an empty blob) */
+    if (!b->shape && !b->n_data && !b->n_double_data && !b->num && !b->channels && !b->height && !b->width) {
+      bool owner = false;
+      for (int k = 0; k < net->nlearn; k++) owner |= net->learn_tensor[k] == t;
+      if (!owner) continue;
+      return ct_fail(err, CT_ESHAPE, "%s: layer \"%s\" blob %zu is missing from the weights file", source, lname, j);
+    }
     if (!ct_blob_proto_matches(b, t)) {
       int s[CT_MAX_AXES], n = ct_blob_proto_shape(b, s);
       char want[128], got[256] = "";
@@ -79,19 +108,24 @@ static ct_status copy_layer_blobs(ct_net *net, const char *lname, Caffe__BlobPro
 }
 
 ct_status ct_net_copy_from_proto(ct_net *net, const Caffe__NetParameter *param, const char *source, ct_error *err) {
-  for (size_t i = 0; i < param->n_layer; i++) {
+  if (param->n_layers)
+    return ct_fail(err, CT_EINTERNAL, "%s: V1 layers reached the weight copy without an upgrade", source);
+  const char **names = calloc(param->n_layer + 1, sizeof *names);
+  if (!names) return ct_fail(err, CT_ENOMEM, "out of memory");
+  ct_status st = CT_OK;
+  for (size_t i = 0; i < param->n_layer && st == CT_OK; i++) {
     const Caffe__LayerParameter *lp = param->layer[i];
+    names[i] = lp->name;
     if (!lp->name) continue;
-    CT_TRY(copy_layer_blobs(net, lp->name, lp->blobs, lp->n_blobs, source, err));
+    st = copy_layer_blobs(net, lp->name, occurrence(names, i, lp->name), lp->blobs, lp->n_blobs, source, err);
   }
-  for (size_t i = 0; i < param->n_layers; i++) {
-    const Caffe__V1LayerParameter *lp = param->layers[i];
-    if (!lp->name) continue;
-    CT_TRY(copy_layer_blobs(net, lp->name, lp->blobs, lp->n_blobs, source, err));
-  }
-  return CT_OK;
+  free(names);
+  return st;
 }
 
+/* A .caffemodel of any Caffe era (V0 and V1 weight files upgrade as Caffe's
+ * upgrade_net_proto_binary does), or a .caffemodel.h5: an HDF5 file, whatever its name, as
+ * Caffe tells them apart. */
 ct_status ct_net_load_weights(ct_net *net, const char *path, ct_error *err) {
   return ct_net_load_weights_ex(net, path, NULL, err); /* weights.c checks the file first */
 }
@@ -108,7 +142,9 @@ ct_status ct_net_share_weights_from(ct_net *dst, const ct_net *src, ct_error *er
   for (int i = 0; i < dst->nlayers; i++) {
     ct_layer *l = &dst->layers[i].l;
     if (!l->nblobs) continue;
-    int si = ct_net_find_layer(src, l->name);
+    int nth = 0;
+    for (int j = 0; j < i; j++) nth += !strcmp(dst->layers[j].l.name, l->name);
+    int si = find_nth(src, l->name, nth);
     if (si < 0) continue;
     const ct_layer *s = &src->layers[si].l;
     if (s->nblobs != l->nblobs)
@@ -158,7 +194,9 @@ void ct_net_load_state(ct_net *net, const char *prefix, const Caffe__SolverState
   for (size_t k = 0; k < st->n_layer_state; k++) {
     const Caffe__LayerState *ls = st->layer_state[k];
     if (!ls->layer || strncmp(ls->layer, prefix, plen)) continue;
-    int li = ct_net_find_layer(net, ls->layer + plen);
+    int nth = 0;
+    for (size_t j = 0; j < k; j++) nth += st->layer_state[j]->layer && !strcmp(st->layer_state[j]->layer, ls->layer);
+    int li = find_nth(net, ls->layer + plen, nth);
     if (li < 0) continue;
     ct_layer *l = &net->layers[li].l;
     if (ls->n_rng == 4) memcpy(l->rng.s, ls->rng, sizeof l->rng.s);

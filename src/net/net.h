@@ -34,6 +34,11 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
 bool ct_net_layer_in_phase(const Caffe__LayerParameter *lp, ct_phase phase, int level, const char *const *stages);
 
 const char *ct_net_name(const ct_net *net);
+/* Caffe's debug_info: after each layer's forward (backward) a line per top (gradient) with its
+ * mean absolute value, through log (NULL: stderr). The net's own debug_info field sets it at
+ * creation; the solver turns it on for display iterations when its debug_info is set. */
+void ct_net_set_debug(ct_net *net, bool on, void (*log)(void *ctx, const char *line), void *ctx);
+bool ct_net_debug(const ct_net *net);
 /* The net's drivers, pool (CcT's partitions) and copy counters. */
 ct_placement *ct_net_placement(ct_net *net);
 /* The driver that holds the parameters and runs their update (the first device of the net's

@@ -15,6 +15,8 @@ typedef struct net_layer {
   float *loss_weight; /* per top */
   bool need_backward;
   int producer;       /* the layer that produced bottom 0 (-1: none), whose plan it follows */
+  int auto_tops;      /* the last auto_tops tops were added by the net (a loss layer's, Caffe's
+                         AutoTopBlobs): not outputs, not written back */
   /* bytes copied between places while this layer ran, forward and backward, since the last
    * ct_net_reset_copy_stats */
   unsigned long long copied_fwd, copied_bwd;
@@ -26,6 +28,11 @@ struct ct_net {
   char *dir;
   ct_phase phase;
   uint64_t seed;
+  /* Caffe's debug_info: forward and backward log each blob's mean absolute value through
+   * debug_log (NULL: stderr) */
+  bool debug;
+  void (*debug_log)(void *ctx, const char *line);
+  void *debug_ctx;
   int nlayers;
   net_layer *layers;
   int nblobs;
@@ -58,13 +65,20 @@ typedef struct ct_spec_list {
   int n, cap;
 } ct_spec_list;
 void ct_spec_list_free(ct_spec_list *s);
-/* The layers of `param` that the NetState (phase, level, stages) includes, as copies, preceded
- * by an Input layer for the deprecated net-level inputs. */
+/* The layers of `param` (upgraded: proto/upgrade.h) that the NetState (phase, level, stages)
+ * includes, as copies. */
 ct_status ct_net_filter(const Caffe__NetParameter *param, const char *source, ct_phase phase, int level,
                         const char *const *stages, ct_spec_list *out, ct_error *err);
 /* Moves every layer of `in` to `out`, inserting Split layers so that every blob version has at
  * most one consumer (Caffe's InsertSplits and its names). */
 ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *err);
+
+/* ---- check.c: before any layer is built, with file:line:col from map (may be NULL): every
+ * layer of `filtered` has a type cortado knows, every layer of param reads the per-type
+ * parameters it is given, and no field of param is set that cortado would ignore. */
+struct ct_srcmap;
+ct_status ct_net_check(const Caffe__NetParameter *param, const ct_spec_list *filtered, const struct ct_srcmap *map,
+                       const char *source, ct_error *err);
 
 /* ---- place.c: plan specs from the prototxt and the CLI (messages with file:line:col) */
 struct ct_srcmap;

@@ -1,5 +1,6 @@
 /* Rewrites of the layer list before any layer is built: Caffe's NetState filter (phase, level,
- * stages), the deprecated net-level inputs as an Input layer, and Split insertion. */
+ * stages) and Split insertion. (The deprecated net-level inputs became an Input layer in
+ * proto/upgrade.c.) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,50 +83,6 @@ void ct_spec_list_free(ct_spec_list *s) {
 }
 
 static char **str_array(size_t n) { return calloc(n ? n : 1, sizeof(char *)); }
-
-/* The deprecated net-level inputs (input / input_shape / input_dim) become an Input layer. */
-static ct_status inputs_as_layer(const Caffe__NetParameter *p, const char *source, ct_spec_list *out,
-                                 ct_error *err) {
-  if (!p->n_input) return CT_OK;
-  size_t n = p->n_input;
-  if (p->n_input_shape && p->n_input_shape != n && p->n_input_shape != 1)
-    return ct_fail(err, CT_EINVAL, "%s: %zu inputs but %zu input_shape entries", source, n, p->n_input_shape);
-  if (!p->n_input_shape && p->n_input_dim != 4 * n)
-    return ct_fail(err, CT_EINVAL, "%s: %zu inputs need %zu input_dim values (4 each), got %zu", source, n, 4 * n,
-                   p->n_input_dim);
-  Caffe__LayerParameter *lp = malloc(sizeof *lp);
-  Caffe__InputParameter *ip = malloc(sizeof *ip);
-  if (!lp || !ip) {
-    free(lp);
-    free(ip);
-    return ct_fail(err, CT_ENOMEM, "out of memory");
-  }
-  caffe__layer_parameter__init(lp);
-  caffe__input_parameter__init(ip);
-  lp->input_param = ip;
-  lp->name = strdup("input");
-  lp->type = strdup("Input");
-  lp->top = str_array(n);
-  ip->shape = calloc(n, sizeof *ip->shape);
-  if (!lp->top || !ip->shape) goto oom;
-  for (size_t i = 0; i < n; i++) {
-    lp->top[lp->n_top++] = strdup(p->input[i]);
-    Caffe__BlobShape *bs = malloc(sizeof *bs);
-    if (!bs) goto oom;
-    caffe__blob_shape__init(bs);
-    ip->shape[ip->n_shape++] = bs;
-    const Caffe__BlobShape *src = p->n_input_shape ? p->input_shape[p->n_input_shape == 1 ? 0 : i] : NULL;
-    size_t nd = src ? src->n_dim : 4;
-    bs->dim = calloc(nd ? nd : 1, sizeof(int64_t));
-    if (!bs->dim) goto oom;
-    bs->n_dim = nd;
-    for (size_t k = 0; k < nd; k++) bs->dim[k] = src ? src->dim[k] : p->input_dim[4 * i + k];
-  }
-  return spec_push(out, lp, NULL, err);
-oom:
-  protobuf_c_message_free_unpacked(&lp->base, NULL);
-  return ct_fail(err, CT_ENOMEM, "out of memory");
-}
 
 /* Inserts Split layers so that every blob version has at most one consumer (Caffe's
  * InsertSplits, with its naming: <blob>_<layer>_<top>_split_<k>). */
@@ -222,7 +179,6 @@ done:
 
 ct_status ct_net_filter(const Caffe__NetParameter *param, const char *source, ct_phase phase, int level,
                         const char *const *stages, ct_spec_list *out, ct_error *err) {
-  CT_TRY(inputs_as_layer(param, source, out, err));
   for (size_t i = 0; i < param->n_layer; i++) {
     const Caffe__LayerParameter *lp = param->layer[i];
     bool inc = false;

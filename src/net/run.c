@@ -1,6 +1,7 @@
 /* Running a built net: forward and backward passes layer by layer, the loss, and the accessors
  * the API and the solver read blobs and parameters through. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,83 @@
 #include "core/status.h"
 #include "core/tensor.h"
 #include "net/net_impl.h"
+
+/* ------------------------------------------------------------------ debug_info */
+
+/* Caffe's debug_info lines: the mean absolute value of each top's data after a layer's forward
+ * and of each gradient after its backward. */
+static ct_status debug_line(ct_net *net, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static ct_status debug_line(ct_net *net, const char *fmt, ...) {
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (net->debug_log)
+    net->debug_log(net->debug_ctx, line);
+  else
+    fprintf(stderr, "%s\n", line);
+  return CT_OK;
+}
+
+static ct_status abs_mean(ct_net *net, ct_tensor *t, ct_side side, double *out, ct_error *err) {
+  float *v;
+  *out = 0;
+  if (!t->count) return CT_OK;
+  CT_TRY(ct_tensor_deref(t, side, &ct_mem_host, CT_READ, 0, t->count, &net->place->stats, &v, err));
+  double s = 0;
+  for (size_t k = 0; k < t->count; k++) s += fabs((double)v[k]);
+  *out = s / (double)t->count;
+  return CT_OK;
+}
+
+/* Caffe's name for a parameter in these lines: its ParamSpec name, else its index. */
+static const char *param_label(const net_layer *nl, int j, char *buf, size_t n) {
+  if ((size_t)j < nl->lp->n_param && nl->lp->param[j]->name && nl->lp->param[j]->name[0]) return nl->lp->param[j]->name;
+  snprintf(buf, n, "%d", j);
+  return buf;
+}
+
+static ct_status debug_forward(ct_net *net, int i, ct_error *err) {
+  net_layer *nl = &net->layers[i];
+  double m;
+  char buf[16];
+  for (int t = 0; t < nl->l.ntop; t++) {
+    CT_TRY(abs_mean(net, nl->l.top[t], CT_DATA, &m, err));
+    debug_line(net, "    [Forward] Layer %s, top blob %s data: %g", nl->l.name, net->blob_names[nl->top_ids[t]], m);
+  }
+  for (int j = 0; j < nl->l.nblobs; j++) {
+    CT_TRY(abs_mean(net, nl->l.blobs[j], CT_DATA, &m, err));
+    debug_line(net, "    [Forward] Layer %s, param blob %s data: %g", nl->l.name, param_label(nl, j, buf, sizeof buf),
+               m);
+  }
+  return CT_OK;
+}
+
+static ct_status debug_backward(ct_net *net, int i, ct_error *err) {
+  net_layer *nl = &net->layers[i];
+  double m;
+  for (int b = 0; b < nl->l.nbottom; b++) {
+    if (!nl->l.propagate_down[b]) continue;
+    CT_TRY(abs_mean(net, nl->l.bottom[b], CT_DIFF, &m, err));
+    debug_line(net, "    [Backward] Layer %s, bottom blob %s diff: %g", nl->l.name, net->blob_names[nl->bottom_ids[b]],
+               m);
+  }
+  for (int j = 0; j < nl->l.nblobs; j++) {
+    if (!nl->l.param_propagate_down[j]) continue;
+    CT_TRY(abs_mean(net, nl->l.blobs[j], CT_DIFF, &m, err));
+    debug_line(net, "    [Backward] Layer %s, param blob %d diff: %g", nl->l.name, j, m);
+  }
+  return CT_OK;
+}
+
+void ct_net_set_debug(ct_net *net, bool on, void (*log)(void *ctx, const char *line), void *ctx) {
+  net->debug = on;
+  net->debug_log = log;
+  net->debug_ctx = ctx;
+}
+
+bool ct_net_debug(const ct_net *net) { return net->debug; }
 
 /* ------------------------------------------------------------------ running */
 
@@ -30,7 +108,7 @@ static ct_status forward_layer(ct_net *net, int i, ct_error *err) {
       for (size_t k = 0; k < l->top[t]->count; k++) g[k] = nl->loss_weight[t];
     }
   nl->copied_fwd += ct_copy_stats_bytes(&net->place->stats) - before;
-  return CT_OK;
+  return net->debug ? debug_forward(net, i, err) : CT_OK;
 }
 
 static ct_status backward_layer(ct_net *net, int i, ct_error *err) {
@@ -39,7 +117,7 @@ static ct_status backward_layer(ct_net *net, int i, ct_error *err) {
   const unsigned long long before = ct_copy_stats_bytes(&net->place->stats);
   CT_TRY(ct_layer_backward(&nl->l, err));
   nl->copied_bwd += ct_copy_stats_bytes(&net->place->stats) - before;
-  return CT_OK;
+  return net->debug ? debug_backward(net, i, err) : CT_OK;
 }
 
 ct_status ct_net_forward(ct_net *net, float *loss, ct_error *err) {

@@ -11,7 +11,9 @@
 
 #include "core/status.h"
 #include "net/net.h"
+#include "proto/h5io.h"
 #include "proto/prototxt.h"
+#include "proto/upgrade.h"
 
 static void note(const ct_weights_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note(const ct_weights_opts *o, const char *fmt, ...) {
@@ -78,11 +80,20 @@ ct_status ct_net_check_weights(const ct_net *net, const Caffe__NetParameter *p, 
 }
 
 ct_status ct_net_load_weights_ex(ct_net *net, const char *path, const ct_weights_opts *o, ct_error *err) {
-  ProtobufCMessage *m = NULL;
-  CT_TRY(ct_proto_read_binary(path, &caffe__net_parameter__descriptor, &m, err));
-  const Caffe__NetParameter *p = (const Caffe__NetParameter *)m;
-  ct_status st = ct_net_check_weights(net, p, path, o, err);
+  Caffe__NetParameter *p = NULL;
+  ct_status st;
+  if (ct_h5_is_hdf5(path)) { /* a .caffemodel.h5, whatever its name, as Caffe tells them apart */
+    CT_TRY(ct_h5_read_weights(path, &p, err));
+    st = CT_OK;
+  } else {
+    ProtobufCMessage *m = NULL;
+    CT_TRY(ct_proto_read_binary(path, &caffe__net_parameter__descriptor, &m, err));
+    p = (Caffe__NetParameter *)m;
+    /* V0 / V1 files (field 2), as upgrade_net_proto_binary does */
+    st = ct_net_needs_upgrade(p) ? ct_upgrade_net(p, path, NULL, err) : CT_OK;
+  }
+  if (st == CT_OK) st = ct_net_check_weights(net, p, path, o, err);
   if (st == CT_OK) st = ct_net_copy_from_proto(net, p, path, err);
-  protobuf_c_message_free_unpacked(m, NULL);
+  protobuf_c_message_free_unpacked(&p->base, NULL);
   return st;
 }

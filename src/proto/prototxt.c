@@ -33,9 +33,24 @@ struct ct_srcmap {
   size_t n, cap;
   struct srcpos {
     const void *msg;
+    uint32_t field; /* 0: where msg itself opened; else the id of a field of msg, where its name is */
     int line, col;
   } *v;
 };
+
+static ct_status srcmap_add(parser *P, const void *msg, uint32_t field, int line, int col) {
+  ct_srcmap *m = P->map;
+  if (!m) return CT_OK;
+  if (m->n == m->cap) {
+    size_t cap = m->cap ? m->cap * 2 : 64;
+    struct srcpos *nv = realloc(m->v, cap * sizeof *nv);
+    if (!nv) return ct_pt_oom(P);
+    m->v = nv;
+    m->cap = cap;
+  }
+  m->v[m->n++] = (struct srcpos){msg, field, line, col};
+  return CT_OK;
+}
 
 /* ------------------------------------------------------------------ storing values */
 
@@ -139,19 +154,9 @@ static ct_status parse_submessage(parser *P, ProtobufCMessage *msg, const Protob
   v.m = new_message(f->descriptor);
   if (!v.m) return ct_pt_oom(P);
   ProtobufCMessage *sub = v.m;
-  if (P->map) {
-    ct_srcmap *m = P->map;
-    if (m->n == m->cap) {
-      size_t cap = m->cap ? m->cap * 2 : 64;
-      struct srcpos *nv = realloc(m->v, cap * sizeof *nv);
-      if (!nv) {
-        protobuf_c_message_free_unpacked(sub, NULL);
-        return ct_pt_oom(P);
-      }
-      m->v = nv;
-      m->cap = cap;
-    }
-    m->v[m->n++] = (struct srcpos){sub, open.line, open.col};
+  if (srcmap_add(P, sub, 0, open.line, open.col) != CT_OK) {
+    protobuf_c_message_free_unpacked(sub, NULL);
+    return CT_ENOMEM;
   }
   CT_TRY(store(P, msg, f, &v)); /* owned by msg from here on, so errors below free it */
   CT_TRY(ct_pt_lex(P));
@@ -241,12 +246,28 @@ static size_t edit_distance(const char *a, size_t na, const char *b) {
   return row[nb];
 }
 
-static ct_status unknown_field(parser *P, const ProtobufCMessageDescriptor *desc, const token *t) {
-  char list[FIELD_LIST_CHARS + 16];
+/* "expected one of a, b, c, ... (12 more)": whole names only, so that a name in the list is
+ * never a truncated (and so misleading) one. */
+static void field_list(const ProtobufCMessageDescriptor *desc, char *list, size_t cap) {
   size_t k = 0;
+  unsigned shown = 0;
+  list[0] = '\0';
+  for (unsigned i = 0; i < desc->n_fields; i++) {
+    const char *name = desc->fields[i].name;
+    size_t len = strlen(name);
+    if (len && name[len - 1] == '_') len--; /* base_ reads as "base" */
+    const size_t need = (i ? 2 : 0) + len;
+    if (k + need > FIELD_LIST_CHARS) break;
+    k += (size_t)snprintf(list + k, cap - k, "%s%.*s", i ? ", " : "", (int)len, name);
+    shown++;
+  }
+  if (shown < desc->n_fields) snprintf(list + k, cap - k, ", ... (%u more)", desc->n_fields - shown);
+}
+
+static ct_status unknown_field(parser *P, const ProtobufCMessageDescriptor *desc, const token *t) {
+  char list[FIELD_LIST_CHARS + 32];
   const char *best = NULL;
   size_t best_d = 3; /* suggest only names within 2 edits */
-  list[0] = '\0';
   for (unsigned i = 0; i < desc->n_fields; i++) {
     const char *name = desc->fields[i].name;
     size_t d = edit_distance(t->p, t->n, name);
@@ -254,15 +275,8 @@ static ct_status unknown_field(parser *P, const ProtobufCMessageDescriptor *desc
       best_d = d;
       best = name;
     }
-    if (k < FIELD_LIST_CHARS) {
-      int w = snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", name);
-      if (w > 0) k += (size_t)w;
-      if (k >= FIELD_LIST_CHARS && i + 1 < desc->n_fields) {
-        snprintf(list + FIELD_LIST_CHARS, sizeof list - FIELD_LIST_CHARS, ", ...");
-        k = FIELD_LIST_CHARS + 5;
-      }
-    }
   }
+  field_list(desc, list, sizeof list);
   int n = (int)(t->n > 64 ? 64 : t->n);
   if (best)
     return ct_pt_error(P, t->line, t->col, "unknown field \"%.*s\" in %s; expected one of %s (did you mean \"%s\"?)", n,
@@ -328,6 +342,7 @@ static ct_status parse_body(parser *P, ProtobufCMessage *msg, char close, int ol
       goto done;
     }
     if ((st = check_oneof(P, msg, f, t->line, t->col)) != CT_OK) goto done;
+    if ((st = srcmap_add(P, msg, f->id, t->line, t->col)) != CT_OK) goto done;
     if ((st = ct_pt_lex(P)) != CT_OK || (st = parse_field(P, msg, f)) != CT_OK) goto done;
     seen[idx] = line;
     if (ct_pt_is_punct(&P->tok, ',') || ct_pt_is_punct(&P->tok, ';'))
@@ -362,7 +377,19 @@ void ct_srcmap_free(ct_srcmap *m) {
 
 bool ct_srcmap_find(const ct_srcmap *m, const void *msg, int *line, int *col) {
   for (size_t i = 0; m && msg && i < m->n; i++)
-    if (m->v[i].msg == msg) {
+    if (m->v[i].msg == msg && m->v[i].field == 0) {
+      *line = m->v[i].line;
+      *col = m->v[i].col;
+      return true;
+    }
+  return false;
+}
+
+bool ct_srcmap_find_field(const ct_srcmap *m, const ProtobufCMessage *msg, const char *field, int *line, int *col) {
+  const ProtobufCFieldDescriptor *f =
+      m && msg && field ? protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, field) : NULL;
+  for (size_t i = 0; f && i < m->n; i++)
+    if (m->v[i].msg == msg && m->v[i].field == f->id) {
       *line = m->v[i].line;
       *col = m->v[i].col;
       return true;
@@ -371,6 +398,31 @@ bool ct_srcmap_find(const ct_srcmap *m, const void *msg, int *line, int *col) {
 }
 
 const char *ct_srcmap_file(const ct_srcmap *m) { return m ? m->file : NULL; }
+
+ct_status ct_srcmap_alias(ct_srcmap *m, const ProtobufCMessage *to, const ProtobufCMessage *from) {
+  if (!m || !to || !from) return CT_OK;
+  const size_t n = m->n; /* entries added here are not visited again */
+  for (size_t i = 0; i < n; i++) {
+    if (m->v[i].msg != from) continue;
+    uint32_t field = 0;
+    if (m->v[i].field) {
+      const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(from->descriptor, m->v[i].field);
+      const ProtobufCFieldDescriptor *g =
+          f ? protobuf_c_message_descriptor_get_field_by_name(to->descriptor, f->name) : NULL;
+      if (!g) continue;
+      field = g->id;
+    }
+    if (m->n == m->cap) {
+      size_t cap = m->cap * 2;
+      struct srcpos *nv = realloc(m->v, cap * sizeof *nv);
+      if (!nv) return CT_ENOMEM;
+      m->v = nv;
+      m->cap = cap;
+    }
+    m->v[m->n++] = (struct srcpos){to, field, m->v[i].line, m->v[i].col};
+  }
+  return CT_OK;
+}
 
 ct_status ct_prototxt_parse_mapped(const char *text, size_t len, const char *fname,
                                    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, ct_srcmap **map,

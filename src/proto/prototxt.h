@@ -32,6 +32,11 @@ ct_status ct_prototxt_read_file_mapped(const char *path, const ProtobufCMessageD
                                        ProtobufCMessage **out, ct_srcmap **map, ct_error *err);
 /* Where submessage `msg` (a pointer into the parsed message) opened; false when unknown. */
 bool ct_srcmap_find(const ct_srcmap *m, const void *msg, int *line, int *col);
+/* Where field `field` (its schema name) of message msg was first named; false when unknown. */
+bool ct_srcmap_find_field(const ct_srcmap *m, const ProtobufCMessage *msg, const char *field, int *line, int *col);
+/* Gives message `to` the positions recorded for `from` (a message it replaces, of the same or
+ * another type: field positions carry over by field name). CT_ENOMEM when out of memory. */
+ct_status ct_srcmap_alias(ct_srcmap *m, const ProtobufCMessage *to, const ProtobufCMessage *from);
 /* The file name the map's positions are in. */
 const char *ct_srcmap_file(const ct_srcmap *m);
 void ct_srcmap_free(ct_srcmap *m); /* NULL is a no-op */

@@ -9,6 +9,7 @@
 
 #include "core/status.h"
 #include "proto/blob.h"
+#include "proto/h5io.h"
 #include "proto/prototxt.h"
 #include "solvers/solver_internal.h"
 
@@ -55,7 +56,10 @@ ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path,
     if (!ct_cluster_is_root(s->cluster)) return CT_OK;
     CT_TRY(ct_cluster_collect(s->cluster, err));
   }
-  char *mp = snapshot_name(s, "caffemodel"), *spath = snapshot_name(s, "solverstate");
+  /* Caffe's names and layouts: binary protos, or HDF5 files (proto/h5io.h) */
+  const bool h5 = s->sp->snapshot_format == CAFFE__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5;
+  char *mp = snapshot_name(s, h5 ? "caffemodel.h5" : "caffemodel");
+  char *spath = snapshot_name(s, h5 ? "solverstate.h5" : "solverstate");
   Caffe__SolverState *st = malloc(sizeof *st);
   ct_status rc = CT_OK;
   if (!mp || !spath || !st) {
@@ -66,8 +70,16 @@ ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path,
   }
   caffe__solver_state__init(st);
   if ((rc = make_prefix_dirs(s->prefix, err))) goto done;
-  logf_(s, "Snapshotting to binary proto file %s", mp);
-  if ((rc = ct_net_save_weights(s->net, mp, err))) goto done;
+  logf_(s, "Snapshotting to %s file %s", h5 ? "HDF5" : "binary proto", mp);
+  if (h5) {
+    Caffe__NetParameter *np = NULL;
+    rc = ct_net_to_proto(s->net, &np, err);
+    if (rc == CT_OK) rc = ct_h5_write_weights(mp, np, err);
+    if (np) protobuf_c_message_free_unpacked(&np->base, NULL);
+    if (rc) goto done;
+  } else if ((rc = ct_net_save_weights(s->net, mp, err))) {
+    goto done;
+  }
   st->has_iter = 1;
   st->iter = s->iter;
   st->learned_net = xstrdup(mp);
@@ -113,8 +125,8 @@ ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path,
     snprintf(prefix, sizeof prefix, "test%d/", k);
     if ((rc = ct_net_save_state(s->test_nets[k], prefix, st, err))) goto done;
   }
-  logf_(s, "Snapshotting solver state to binary proto file %s", spath);
-  rc = ct_proto_write_binary(spath, &st->base, err);
+  logf_(s, "Snapshotting solver state to %s file %s", h5 ? "HDF5" : "binary proto", spath);
+  rc = h5 ? ct_h5_write_state(spath, st, err) : ct_proto_write_binary(spath, &st->base, err);
   if (rc == CT_OK) {
     ct_event ev = {.kind = CT_EVENT_SNAPSHOT, .path = mp, .path2 = spath};
     ct_solver_emit(s, &ev);
@@ -136,7 +148,12 @@ done:
 
 ct_status ct_solver_restore(ct_solver *s, const char *path, ct_error *err) {
   ProtobufCMessage *m = NULL;
-  CT_TRY(ct_proto_read_binary(path, &caffe__solver_state__descriptor, &m, err));
+  /* Caffe tells the formats apart by the name's .h5 */
+  size_t plen = strlen(path);
+  if (plen > 3 && !strcmp(path + plen - 3, ".h5"))
+    CT_TRY(ct_h5_read_state(path, (Caffe__SolverState **)&m, err));
+  else
+    CT_TRY(ct_proto_read_binary(path, &caffe__solver_state__descriptor, &m, err));
   Caffe__SolverState *st = (Caffe__SolverState *)m;
   ct_status rc = CT_OK;
   int nl = ct_net_num_learnable(s->net);

@@ -19,6 +19,9 @@
 #include "proto/prototxt.h"
 #include "dist/startup.h"
 #include "core/pool.h"
+#include "proto/h5io.h"
+#include "proto/upgrade.h"
+#include "solvers/setup.h"
 #include "solvers/solver_internal.h"
 #include "solvers/update.h"
 
@@ -102,7 +105,7 @@ static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param
   const char **stages = stages_copy(state, train ? s->opt.stages : NULL, &oom);
   if (oom) return ct_fail(err, CT_ENOMEM, "out of memory");
   (void)state_stages;
-  int level = train && s->opt.has_level ? s->opt.level : state ? state->level : 0;
+  int level = 0;
   ct_status st = CT_OK;
   Caffe__NetParameter *np = NULL; /* owned: a copy of the inline net, or the parsed file */
   ct_srcmap *map = NULL;          /* the file's positions, for plan errors (file:line:col) */
@@ -123,16 +126,26 @@ static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param
     ProtobufCMessage *m = NULL;
     st = ct_prototxt_read_file_mapped(p, &caffe__net_parameter__descriptor, &m, &map, err);
     np = (Caffe__NetParameter *)m;
+    if (st == CT_OK && ct_net_needs_upgrade(np)) st = ct_upgrade_net(np, p, map, err);
     const char *slash = strrchr(p, '/');
     if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - p + 1), p);
   }
+  /* Caffe's merge of NetStates: the default phase, the net's own state, the solver's; then the
+   * CLI's --level for the train net */
+  if (st == CT_OK) ct_solver_net_state(np, state, phase, &phase, &level);
+  if (train && s->opt.has_level) level = s->opt.level;
   const char *source = p ? p : s->path;
   if (st == CT_OK && s->digest) ct_digest_net(s->digest, which, np);
   if (st == CT_OK && out && s->cluster && phase == CT_TRAIN) /* cluster (issue 5): this worker's share */
     st = ct_cluster_prepare_train_param(s->cluster, np, source, level, stages, err);
   if (st == CT_OK && out && s->stand_ins && phase == CT_TRAIN)
     st = ct_dist_use_stand_ins(np, s->stand_ins, level, stages, err);
-  if (st == CT_OK && out) st = ct_net_create_mapped(np, map, source, dir, phase, level, stages, seed, out, err);
+  /* an inline net left as written is built from the solver's own message, whose positions the
+   * solver file's map knows (the copy's pointers are not in it) */
+  const bool as_written = inline_param && !(s->cluster && phase == CT_TRAIN) && !(s->stand_ins && phase == CT_TRAIN);
+  if (st == CT_OK && out)
+    st = ct_net_create_mapped(as_written ? inline_param : np, as_written ? s->map : map, source, dir, phase, level,
+                              stages, seed, out, err);
   if (np) protobuf_c_message_free_unpacked(&np->base, NULL);
   ct_srcmap_free(map);
   free(p);
@@ -153,6 +166,7 @@ void ct_solver_free(ct_solver *s) {
   free(s->path);
   free(s->dir);
   if (s->sp) protobuf_c_message_free_unpacked(&s->sp->base, NULL);
+  ct_srcmap_free(s->map);
   free(s);
 }
 
@@ -239,6 +253,31 @@ static ct_status check_finite_settings(const Caffe__SolverParameter *sp, const c
 /* Caffe's "Ignoring source layer ..." lines while fine-tuning. */
 static void weights_note(void *ctx, const char *line) { logf_((ct_solver *)ctx, "%s", line); }
 
+static void debug_log(void *ctx, const char *line) { logf_(ctx, "%s", line); }
+
+/* SolverParameter.weights: each entry a comma-separated list of .caffemodel files, copied into
+ * the train net in order (the test nets share its values). */
+static ct_status load_param_weights(ct_solver *s, ct_error *err) {
+  for (size_t i = 0; i < s->sp->n_weights; i++) {
+    char *list = xstrdup(s->sp->weights[i]);
+    if (!list) return ct_fail(err, CT_ENOMEM, "out of memory");
+    ct_status st = CT_OK;
+    for (char *tok = list, *next; tok && st == CT_OK; tok = next) {
+      next = strchr(tok, ',');
+      if (next) *next++ = '\0';
+      if (!*tok) continue;
+      char *p = resolve(s, tok);
+      if (!p) st = ct_fail(err, CT_ENOMEM, "out of memory");
+      if (st == CT_OK) logf_(s, "Finetuning from %s (the solver's weights)", p);
+      if (st == CT_OK && (st = ct_net_load_weights(s->net, p, err))) ct_error_prefix(err, "%s: weights", s->path);
+      free(p);
+    }
+    free(list);
+    CT_TRY(st);
+  }
+  return CT_OK;
+}
+
 /* After the nets: their threads and devices, the update rule, and the starting point (weights,
  * snapshot), which a server-only process takes from rank 0 instead (issue 24). */
 static ct_status finish_setup(ct_solver *s, ct_error *err) {
@@ -270,15 +309,17 @@ static ct_status finish_setup(ct_solver *s, ct_error *err) {
     ct_weights_opts wo = {.note = weights_note, .ctx = s, .allow_nonfinite = s->opt.allow_nonfinite};
     CT_TRY(ct_net_load_weights_ex(s->net, s->opt.weights, &wo, err));
   }
+  /* the solver's own weights, as Caffe's train: --weights and --snapshot replace them */
+  if (!s->opt.weights && !s->opt.snapshot) CT_TRY(load_param_weights(s, err));
+  for (int k = 0; k < s->ntest; k++) /* a test net's own debug_info speaks through the solver's log */
+    if (ct_net_debug(s->test_nets[k])) ct_net_set_debug(s->test_nets[k], true, debug_log, s);
   if (s->opt.snapshot) CT_TRY(ct_solver_restore(s, s->opt.snapshot, err));
   return CT_OK;
 }
 
 /* Everything a process does before the cluster's processes compare notes (ct_cluster_agree). */
 static ct_status setup(ct_solver *s, const char *path, ct_error *err) {
-  ProtobufCMessage *m = NULL;
-  CT_TRY(ct_prototxt_read_file(path, &caffe__solver_parameter__descriptor, &m, err));
-  s->sp = (Caffe__SolverParameter *)m;
+  CT_TRY(ct_solver_param_read(path, &s->sp, &s->map, err));
   if (s->opt.type) { /* pycaffe's typed solver classes choose the rule whatever the file says */
     char *t = xstrdup(s->opt.type);
     if (!t) return ct_fail(err, CT_ENOMEM, "out of memory");
@@ -311,8 +352,9 @@ static ct_status setup(ct_solver *s, const char *path, ct_error *err) {
                    path);
   CT_TRY(check_finite_settings(sp, path, err));
   if (sp->max_iter < 0) return ct_fail(err, CT_EINVAL, "%s: max_iter must be >= 0 (got %d)", path, sp->max_iter);
-  if (sp->snapshot_format == CAFFE__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5)
-    return ct_fail(err, CT_EUNSUPPORTED, "%s: snapshot_format HDF5 is not supported; use BINARYPROTO", path);
+  if (sp->snapshot_format == CAFFE__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5 && !ct_h5_available())
+    return ct_fail(err, CT_EUNSUPPORTED, "%s: snapshot_format: HDF5 needs libhdf5, which this build was made without; "
+                   "use BINARYPROTO or rebuild with Debian's libhdf5-dev", path);
   if (sp->snapshot_prefix) {
     s->prefix = xstrdup(sp->snapshot_prefix);
   } else {
@@ -702,6 +744,9 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
     diffs_zero = false;
     if (sp->test_interval > 0 && s->iter % sp->test_interval == 0 && (s->iter > 0 || sp->test_initialization))
       CT_TRY(test_all(s, err));
+    /* Caffe's debug_info: the train net logs its blobs on display iterations */
+    ct_net_set_debug(s->net, sp->debug_info && sp->display > 0 && s->iter % sp->display == 0 && is_root(s), debug_log,
+                     s);
     CT_TRY(hook(s, s->opt.on_start, "on_start", err));
     double loss = 0;
     for (int k = 0; k < sp->iter_size; k++) {

@@ -10,10 +10,12 @@
 #include "cortado.pb-c.h"
 #include "dist/cluster.h"
 #include "net/net.h"
+#include "proto/prototxt.h"
 #include "solvers/update.h"
 
 struct ct_solver {
   Caffe__SolverParameter *sp;
+  ct_srcmap *map; /* positions in the solver file, for messages about its inline nets */
   char *path, *dir;
   char *prefix; /* snapshot prefix */
   uint64_t seed;
