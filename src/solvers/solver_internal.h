@@ -44,6 +44,8 @@ struct ct_solver {
 void ct_solver_log_at(ct_solver *s, const char *file, int line_no, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #define logf_(s, ...) ct_solver_log_at(s, __FILE__, __LINE__, __VA_ARGS__)
+/* Caffe's debug_info lines, through the solver's log (a net's debug callback; ctx: the solver). */
+void ct_solver_debug_log(void *ctx, const char *line);
 /* Reports an event to ct_solver_options.event (root only). */
 void ct_solver_emit(ct_solver *s, ct_event *e);
 /* Pushes a loss into the average_loss window; returns the window's mean. */
