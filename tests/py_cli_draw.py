@@ -102,6 +102,31 @@ for phase, batch in (("TRAIN", 64), ("TEST", 100)):
                   labels)
     check(len(edges) == (13 if phase == "TEST" else 10), "%s: edge count" % phase, edges)
 
+# ---------------------------------------------------------------- --lr-mult (pycaffe's display_lrm)
+MULT = os.path.join(T, "mult.prototxt")
+with open(MULT, "w") as f:
+    f.write("""name: "mult"
+input: "x" input_shape { dim: 2 dim: 3 dim: 8 dim: 8 }
+layer { name: "c" type: "Convolution" bottom: "x" top: "c"
+  param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }
+  convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "frozen" type: "InnerProduct" bottom: "c" top: "f" param { lr_mult: 0 }
+  inner_product_param { num_output: 5 bias_term: false } }
+layer { name: "r" type: "ReLU" bottom: "f" top: "f" }
+""")
+want_mult = {"c": "lr_mult 1, 2; decay_mult 1, 0", "frozen": "lr_mult 0; decay_mult 1", "r": None}
+for flag in ([], ["--lr-mult"]):
+    out = os.path.join(T, "mult%d.dot" % len(flag))
+    rc, _, err = run("draw", MULT, "-o", out, *flag)
+    check(rc == 0, "draw %s" % flag, err)
+    _, nodes, _ = dot_graph(out)
+    layers = {lab.split("\\n")[0]: lab for lab in nodes.values() if "\\n(" in lab}
+    for name, text in want_mult.items():
+        shown = "lr_mult" in layers.get(name, "")
+        expect = bool(flag) and text is not None
+        check(shown == expect and (not expect or layers[name].endswith("\\n" + text)),
+              "%s: multipliers %s" % (name, "shown" if expect else "absent"), layers.get(name))
+
 # ---------------------------------------------------------------- images through Graphviz
 if have_dot:
     svg = os.path.join(T, "lenet.svg")

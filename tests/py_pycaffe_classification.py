@@ -141,6 +141,14 @@ cortado.draw.draw_net_to_file(netparam, dot, "LR")
 with open(dot) as f:
     g = f.read()
 T.check("rankdir=LR" in g and "conv2" in g and "fc7" in g, "draw_net_to_file writes the graph", g[:300])
+# display_lrm: every layer with param entries shows its multipliers as the NetParameter holds them
+T.check("lr_mult" not in g, "no multipliers unless asked")
+conv1 = next(lp for lp in netparam.layer if lp.name == "conv1")
+conv1.param.add(lr_mult=3, decay_mult=0.5)
+conv1.param.add(lr_mult=6)
+g = cortado.draw.draw_net(netparam, "LR", "dot", display_lrm=True).decode()
+T.check(g.count("lr_mult") == 1 and "lr_mult 3, 6; decay_mult 0.5, 1" in g, "display_lrm shows conv1's multipliers",
+        g[:600])
 svg = T.path("net.svg")
 caffe.draw.draw_net_to_file(DEPLOY, svg, "TB", phase=caffe.TEST)
 with open(svg) as f:

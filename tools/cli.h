@@ -42,6 +42,7 @@ typedef enum flag_id {
   F_SIGINT_EFFECT, /* train: Caffe's signal flags */
   F_SIGHUP_EFFECT,
   F_ALLOW_NONFINITE,
+  F_LR_MULT, /* draw */
   F_FLAGFILE, /* gflags' --flagfile, expanded while parsing */
   F_HELP,
   F_VERSION,

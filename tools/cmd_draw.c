@@ -159,6 +159,18 @@ static void layer_settings(sbuf *b, const Caffe__LayerParameter *lp) {
   }
 }
 
+/* pycaffe's display_lrm: each learnable blob's lr_mult and decay_mult, as the prototxt sets them
+ * (1 where it does not); layers without param entries show nothing. */
+static void layer_multipliers(sbuf *b, const Caffe__LayerParameter *lp) {
+  if (!lp->n_param) return;
+  sb_printf(b, "\\nlr_mult");
+  for (size_t i = 0; i < lp->n_param; i++)
+    sb_printf(b, "%s%g", i ? ", " : " ", lp->param[i]->has_lr_mult ? lp->param[i]->lr_mult : 1.0f);
+  sb_printf(b, "; decay_mult");
+  for (size_t i = 0; i < lp->n_param; i++)
+    sb_printf(b, "%s%g", i ? ", " : " ", lp->param[i]->has_decay_mult ? lp->param[i]->decay_mult : 1.0f);
+}
+
 static const char *fill_color(const char *type) {
   static const struct {
     const char *type, *color;
@@ -196,7 +208,7 @@ static void edge_label(sbuf *b, const blob_ref *r) {
 }
 
 static char *make_dot(const Caffe__NetParameter *np, ct_net *net, ct_phase phase, int level,
-                      const char *const *stages, const char *title) {
+                      const char *const *stages, const char *title, int multipliers) {
   sbuf b = {0};
   size_t cap = np->n_input + 1;
   for (size_t i = 0; i < np->n_layer; i++) cap += np->layer[i]->n_top;
@@ -230,6 +242,7 @@ static char *make_dot(const Caffe__NetParameter *np, ct_net *net, ct_phase phase
     sb_dotstr(&b, lp->type ? lp->type : "?");
     sb_printf(&b, ")");
     layer_settings(&b, lp);
+    if (multipliers) layer_multipliers(&b, lp);
     sb_printf(&b, "\"];\n");
     for (size_t k = 0; k < lp->n_bottom; k++) {
       int src = -1;
@@ -316,7 +329,7 @@ static int run_dot(const char *fmt, const char *in, const char *out) {
 }
 
 int draw_command(const char *prototxt, const char *output, ct_phase phase, int phase_given, int level,
-                 const char *const *stages) {
+                 const char *const *stages, int multipliers) {
   if (!phase_given) phase = CT_TRAIN;
   const char *dot = strrchr(output, '.'), *slash = strrchr(output, '/');
   const char *ext = dot && (!slash || dot > slash) ? dot + 1 : "";
@@ -357,7 +370,7 @@ int draw_command(const char *prototxt, const char *output, ct_phase phase, int p
   const char *base = strrchr(prototxt, '/');
   snprintf(title, sizeof title, "%s (%s, %s)", np->name ? np->name : (base ? base + 1 : prototxt),
            base ? base + 1 : prototxt, phase_name);
-  char *text = make_dot(np, net, phase, level, stages, title);
+  char *text = make_dot(np, net, phase, level, stages, title, multipliers);
   ct_net_free(net);
   protobuf_c_message_free_unpacked(m, NULL);
   if (!text) {

@@ -76,6 +76,7 @@ static const flag_spec FLAGS[F_COUNT] = {
     [F_SIGINT_EFFECT] = {"sigint_effect", "sigint-effect", 1},
     [F_SIGHUP_EFFECT] = {"sighup_effect", "sighup-effect", 1},
     [F_ALLOW_NONFINITE] = {"allow-nonfinite", "allow_nonfinite", 0},
+    [F_LR_MULT] = {"lr-mult", "lr_mult", 0},
     [F_FLAGFILE] = {"flagfile", NULL, 1},
     [F_HELP] = {"help", "h", 0},
     [F_VERSION] = {"version", NULL, 0},
@@ -274,6 +275,7 @@ static const cmd_flag DRAW_FLAGS[] = {
     {F_PHASE, 0, "TRAIN|TEST", "which phase's layers to draw and build for the shapes. Default: TRAIN."},
     {F_LEVEL, 0, "N", "the NetState level for include/exclude rules. Default: 0."},
     {F_STAGE, 0, "S[,S...]", "NetState stages for include/exclude rules, comma-separated."},
+    {F_LR_MULT, 0, NULL, "label each layer with its params' lr_mult and decay_mult (pycaffe's display_lrm)."},
 };
 
 static int run_plot(args *a) {
@@ -283,7 +285,8 @@ static int run_plot(args *a) {
 
 static int run_draw(args *a) {
   if (!a->input) return usage_error("draw", "give the net to draw: cortado draw net.prototxt -o net.svg");
-  return draw_command(a->input, a->value[F_OUTPUT], a->phase, a->given[F_PHASE], a->level, a->stages);
+  return draw_command(a->input, a->value[F_OUTPUT], a->phase, a->given[F_PHASE], a->level, a->stages,
+                      a->value[F_LR_MULT] != NULL);
 }
 
 /* convert and compute-mean live in tools/cmd_data.c; these hand them the flags. */

@@ -14,7 +14,8 @@ int plot_metrics_file(const char *input, const char *output, char *msg, size_t m
 
 /* The commands, as the CLI dispatches them; they return the CLI's exit status (0, 1, 2). */
 int plot_command(const char *input, const char *output);
+/* multipliers: label each layer with its params' lr_mult and decay_mult (pycaffe's display_lrm). */
 int draw_command(const char *prototxt, const char *output, ct_phase phase, int phase_given, int level,
-                 const char *const *stages);
+                 const char *const *stages, int multipliers);
 
 #endif

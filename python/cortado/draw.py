@@ -37,7 +37,8 @@ def _text(caffe_net):
 
 
 def draw_net(caffe_net, rankdir="LR", ext="png", phase=None, display_lrm=False):
-    """The drawing as bytes in format `ext` (png, svg, pdf, dot). rankdir: LR, TB, BT or RL."""
+    """The drawing as bytes in format `ext` (png, svg, pdf, dot). rankdir: LR, TB, BT or RL.
+    display_lrm: label each layer with its params' lr_mult and decay_mult."""
     if rankdir not in ("LR", "TB", "BT", "RL"):
         raise ValueError("rankdir must be LR, TB, BT or RL, got %r" % (rankdir,))
     ext = ext.lstrip(".").lower()
@@ -51,6 +52,8 @@ def draw_net(caffe_net, rankdir="LR", ext="png", phase=None, display_lrm=False):
         cmd = [_cortado_tool(), "draw", proto, "-o", dot]
         if phase is not None:
             cmd += ["--phase", "TRAIN" if phase == 0 else "TEST"]
+        if display_lrm:
+            cmd.append("--lr-mult")
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if r.returncode != 0:
             raise CortadoError("cortado draw failed: %s" % r.stderr.decode("utf-8", "replace").strip(), "error")
