@@ -59,3 +59,11 @@ GC_ROW("type: \"Eltwise\" eltwise_param { operation: PROD stable_prod_grad: fals
 GC_ROW("type: \"Eltwise\" eltwise_param { operation: MAX }", "2x3x4;2x3x4;2x3x4", "step=0.001")
 GC_ROW("type: \"Eltwise\" eltwise_param { operation: MAX }", "3x5:perm;3x5:pos", "step=0.001")
 GC_ROW("type: \"Silence\"", "2x3;4", "")
+
+/* ---- issue 21: Caffe 1.0's remaining layers (and Clip, Swish from Caffe's later master) */
+GC_ROW("type: \"Threshold\" threshold_param { threshold: 0.2 }", "2x3x4x5", "kink=0.2 kink_range=0.02")
+/* Clip has two kinks and a row skips one: each row puts the other bound out of the inputs' reach */
+GC_ROW("type: \"Clip\" clip_param { min: -0.5 max: 10 }", "2x3x4x5", "kink=-0.5 kink_range=0.02")
+GC_ROW("type: \"Clip\" clip_param { min: -3 max: 0.7 }", "2x3x4x5:unit", "kink=0.7 kink_range=0.02")
+GC_ROW("type: \"Swish\"", "2x3x4x5", "")
+GC_ROW("type: \"Swish\" swish_param { beta: 2.5 }", "2x3x4", "")

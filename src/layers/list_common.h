@@ -21,3 +21,8 @@ CT_LAYER(Flatten)
 CT_LAYER(Reshape)
 CT_LAYER(Eltwise)
 CT_LAYER(Silence)
+/* ---- issue 21: Caffe 1.0's remaining neuron, loss and utility layers (and Clip, Swish from
+ * Caffe's later master). */
+CT_LAYER(Threshold)
+CT_LAYER(Clip)
+CT_LAYER(Swish)

@@ -1,0 +1,165 @@
+"""Caffe 1.0's remaining layers (issue 21) against PyTorch: float64 references built here from
+torch operations (autograd for the gradients) or, where PyTorch has no twin, from numpy loops
+written to Caffe's definitions.
+
+Run with Debian's python (torch 1.13, numpy):
+    CT_TESTKIT=build/tests/libct_testkit.so /usr/bin/python3 tests/py_torch_caffe1.py
+Prints "N passed, N failed" last and exits non-zero on any failure.
+"""
+import os
+import sys
+import traceback
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ctk import Layer, LayerError  # noqa: E402
+
+torch.set_default_dtype(torch.float64)
+RTOL = 1e-4
+rng = np.random.default_rng(20240921)
+passed = failed = 0
+
+
+def ok(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print("FAILED:", what, file=sys.stderr)
+
+
+def close(name, got, want, rtol=RTOL):
+    """Worst element error relative to the reference tensor's largest magnitude (at least 1e-3)."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        ok(False, f"{name}: shape {got.shape} vs reference {want.shape}")
+        return
+    scale = max(float(np.abs(want).max()) if want.size else 0.0, 1e-3)
+    err = float(np.abs(got - want).max()) if want.size else 0.0
+    ok(err <= rtol * scale and np.all(np.isfinite(got)),
+       f"{name}: max error {err:.3g} (scale {scale:.3g}, tolerance {rtol * scale:.3g})")
+
+
+def randn(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def t(a, grad=True):
+    return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
+
+
+def case(fn):
+    """Runs one comparison; an exception counts as one failure and the rest go on."""
+    def run(*args, **kw):
+        try:
+            fn(*args, **kw)
+        except Exception as e:  # noqa: BLE001
+            ok(False, f"{fn.__name__}{args}: {type(e).__name__}: {e}")
+            traceback.print_exc()
+    return run
+
+
+def cortado(text, bottoms, phase=0, blobs=None, top_diffs=None, mask=0xFFFFFFFF):
+    """Forward, then backward from top_diffs. Returns (tops, bottom diffs, blob diffs)."""
+    with Layer(text, [b.shape for b in bottoms], phase=phase) as l:
+        for i, b in enumerate(bottoms):
+            l.set_bottom(i, b)
+        for i, b in enumerate(blobs or []):
+            l.set_blob(i, b)
+        l.forward()
+        tops = [l.top(i) for i in range(l.num_tops())]
+        if top_diffs is not None:
+            for i, g in enumerate(top_diffs):
+                l.set_top_diff(i, g)
+            l.backward(mask)
+        bdiffs = [l.bottom_diff(i) for i in range(len(bottoms))]
+        wdiffs = [l.blob_diff(i) for i in range(l.num_blobs())]
+    return tops, bdiffs, wdiffs
+
+
+def expect_error(text, shapes, needle, bottoms=None):
+    """Setup or forward must fail with a message containing needle."""
+    try:
+        with Layer(text, shapes) as l:
+            for i, b in enumerate(bottoms or []):
+                l.set_bottom(i, b)
+            l.forward()
+        ok(False, f"{text}: accepted, expected an error mentioning {needle!r}")
+    except LayerError as e:
+        ok(needle in str(e), f"{text}: message {str(e)!r} lacks {needle!r}")
+
+
+# ------------------------------------------------------------------ Deconvolution
+
+@case
+def deconv(shape, K, kernel, stride=(1, 1), pad=(0, 0), dilation=(1, 1), group=1, bias=True, lowering=None):
+    N, C, H, W = shape
+    kh, kw = kernel
+    params = (f"num_output: {K} kernel_h: {kh} kernel_w: {kw} stride_h: {stride[0]} stride_w: {stride[1]} "
+              f"pad_h: {pad[0]} pad_w: {pad[1]} dilation: {dilation[0]} dilation: {dilation[1]} group: {group} "
+              f"bias_term: {'true' if bias else 'false'}")
+    low = f"lowering: {lowering} " if lowering else ""
+    x = randn(*shape)
+    w = randn(C, K // group, kh, kw)
+    b = randn(K)
+    xt, wt, bt = t(x), t(w), t(b)
+    y = F.conv_transpose2d(xt, wt, bt if bias else None, stride=stride, padding=pad, dilation=dilation,
+                           groups=group)
+    dy = randn(*y.shape)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    tops, bd, wd = cortado(f'type: "Deconvolution" {low}convolution_param {{ {params} }}', [x],
+                           blobs=[w, b] if bias else [w], top_diffs=[dy])
+    name = f"Deconvolution {shape} K={K} k={kernel} s={stride} p={pad} d={dilation} g={group} {lowering or 'AUTO'}"
+    close(name + " forward", tops[0], y.detach().numpy())
+    close(name + " dx", bd[0], xt.grad.numpy())
+    close(name + " dw", wd[0], wt.grad.numpy())
+    if bias:
+        close(name + " db", wd[1], bt.grad.numpy())
+    # the weight gradient alone (no bottom gradient): the lowering is not there to reuse
+    _, _, wd0 = cortado(f'type: "Deconvolution" {low}convolution_param {{ {params} }}', [x],
+                        blobs=[w, b] if bias else [w], top_diffs=[dy], mask=0)
+    close(name + " dw without dx", wd0[0], wt.grad.numpy())
+
+
+def test_deconv():
+    deconv((2, 3, 5, 4), 4, (3, 3))
+    deconv((2, 4, 6, 6), 3, (4, 4), stride=(2, 2), pad=(1, 1))     # FCN's upsampling by 2
+    deconv((1, 5, 4, 4), 2, (16, 16), stride=(8, 8), pad=(4, 4))   # FCN-8s's last, smaller
+    deconv((2, 4, 5, 6), 6, (3, 3), pad=(1, 1), group=2)
+    deconv((1, 4, 5, 5), 4, (3, 3), stride=(2, 2), group=4, bias=False)  # depthwise
+    deconv((2, 2, 4, 5), 3, (3, 2), stride=(1, 3), pad=(1, 0), dilation=(2, 1))
+    deconv((3, 5, 4, 4), 3, (1, 1))
+    for lowering in ("TYPE1", "TYPE2", "TYPE3"):
+        deconv((2, 3, 5, 4), 4, (3, 3), stride=(2, 2), pad=(1, 1), lowering=lowering)
+    deconv((2, 3, 5, 4), 4, (3, 3), pad=(1, 1), lowering="WINOGRAD")
+    deconv((2, 6, 40, 36), 5, (3, 3), pad=(1, 1))  # large planes: type 1's per-image GEMMs
+
+
+def test_errors():
+    s4 = [(2, 3, 6, 6)]
+    expect_error('type: "Deconvolution" convolution_param { num_output: 4 kernel_size: 3 group: 2 }', s4,
+                 "multiple of group")
+    expect_error('type: "Deconvolution" convolution_param { kernel_size: 3 }', s4, "num_output")
+    expect_error('type: "Deconvolution" convolution_param { num_output: 2 }', s4, "kernel_size")
+    expect_error('type: "Deconvolution" convolution_param { num_output: 2 kernel_size: 1 pad: 1 }', [(1, 3, 1, 1)],
+                 "output would be")
+    expect_error('type: "Deconvolution" lowering: WINOGRAD convolution_param { num_output: 2 kernel_size: 3 '
+                 'stride: 2 }', s4, "WINOGRAD")
+    expect_error('type: "Deconvolution" convolution_param { num_output: 2 kernel_size: 3 }', [(2, 3, 6)], "4 axes")
+
+
+def main():
+    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
+    for test in tests:
+        test()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
