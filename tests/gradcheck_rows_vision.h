@@ -119,3 +119,12 @@ GC_ROW("type: \"Deconvolution\" convolution_param { num_output: 3 kernel_size: 1
 GC_ROW("type: \"Deconvolution\" top: \"a\" top: \"b\" convolution_param { num_output: 2 kernel_size: 2 stride: 2 "
        DECONV_FILL " }", "2x3x2x3;2x3x2x3", "")
 #undef DECONV_FILL
+
+/* ---- issue 21: Crop (the reference bottom takes no gradient) */
+GC_ROW("type: \"Crop\"", "2x3x6x7;2x1x4x3", "check=1")
+GC_ROW("type: \"Crop\" crop_param { axis: 2 offset: 1 offset: 2 }", "2x3x6x7;2x1x4x3", "check=1")
+GC_ROW("type: \"Crop\" crop_param { axis: 1 offset: 1 }", "2x4x5x5;2x2x3x3", "check=1")
+GC_ROW("type: \"Crop\" crop_param { axis: 0 offset: 1 }", "3x4x5;1x2x2", "check=1")
+GC_ROW("type: \"Crop\" crop_param { axis: 1 offset: 2 }", "3x7;3x4", "check=1")
+GC_ROW("type: \"Crop\" crop_param { axis: -1 offset: 3 }", "2x3x2x2x7;2x3x2x2x2", "check=1")
+GC_ROW("type: \"Crop\" crop_param { axis: 0 offset: 2 }", "7;4", "check=1")

@@ -140,6 +140,121 @@ def test_deconv():
     deconv((2, 6, 40, 36), 5, (3, 3), pad=(1, 1))  # large planes: type 1's per-image GEMMs
 
 
+# ------------------------------------------------------------------ element-wise: Threshold, Clip, Swish
+
+@case
+def neuron(text, fn, shape=(2, 3, 4, 5), away_from=()):
+    x = randn(*shape)
+    for k in away_from:  # no input within 1e-3 of a kink: the gradient there is a matter of convention
+        x[np.abs(x - k) < 1e-3] += 0.01
+    xt = t(x)
+    y = fn(xt)
+    dy = randn(*shape)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    tops, bd, _ = cortado(text, [x], top_diffs=[dy])
+    close(text + " forward", tops[0], y.detach().numpy())
+    close(text + " dx", bd[0], xt.grad.numpy() if xt.grad is not None else np.zeros_like(x))
+
+
+def test_neurons():
+    neuron('type: "Threshold"', lambda x: (x > 0).double() + 0 * x, away_from=(0,))
+    neuron('type: "Threshold" threshold_param { threshold: 0.4 }', lambda x: (x > 0.4).double() + 0 * x,
+           away_from=(0.4,))
+    neuron('type: "Clip" clip_param { min: -0.5 max: 0.75 }', lambda x: torch.clamp(x, -0.5, 0.75),
+           away_from=(-0.5, 0.75))
+    neuron('type: "Swish"', lambda x: x * torch.sigmoid(x))
+    neuron('type: "Swish"', F.silu)
+    neuron('type: "Swish" swish_param { beta: 1.7 }', lambda x: x * torch.sigmoid(1.7 * x))
+    neuron('type: "Swish" swish_param { beta: -0.6 }', lambda x: x * torch.sigmoid(-0.6 * x))
+    # Caffe's bounds pass the gradient: x exactly at min or max
+    x = np.array([[-0.5, 0.75, 0.0, 2.0, -3.0]], dtype=np.float32)
+    tops, bd, _ = cortado('type: "Clip" clip_param { min: -0.5 max: 0.75 }', [x], top_diffs=[np.ones_like(x)])
+    close("Clip at its bounds forward", tops[0], np.clip(x, -0.5, 0.75))
+    close("Clip at its bounds dx", bd[0], np.array([[1, 1, 1, 0, 0]]))
+
+
+# ------------------------------------------------------------------ Crop
+
+@case
+def crop(shape, ref_shape, axis=2, offsets=()):
+    x = randn(*shape)
+    ref = randn(*ref_shape)
+    a = axis if axis >= 0 else len(shape) + axis
+    offs = [0] * len(shape)
+    for i in range(a, len(shape)):
+        offs[i] = (offsets[0] if len(offsets) == 1 else offsets[i - a]) if offsets else 0
+    sl = tuple(slice(offs[i], offs[i] + (ref_shape[i] if i >= a else shape[i])) for i in range(len(shape)))
+    xt = t(x)
+    y = xt[sl]
+    dy = randn(*y.shape)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    params = f"axis: {axis} " + " ".join(f"offset: {o}" for o in offsets)
+    tops, bd, _ = cortado(f'type: "Crop" crop_param {{ {params} }}', [x, ref], top_diffs=[dy], mask=1)
+    name = f"Crop {shape} to {ref_shape} axis {axis} offsets {offsets}"
+    close(name + " forward", tops[0], y.detach().numpy())
+    close(name + " dx", bd[0], xt.grad.numpy())
+
+
+def test_crop():
+    crop((2, 21, 44, 46), (2, 3, 32, 32), offsets=(5,))          # FCN's score crop
+    crop((2, 3, 10, 9), (2, 1, 6, 7), offsets=(3, 1))
+    crop((2, 3, 10, 9), (2, 1, 10, 9))
+    crop((3, 5, 6, 7), (3, 2, 3, 4), axis=1, offsets=(2, 1, 3))
+    crop((4, 5, 6), (2, 3, 6), axis=0, offsets=(1, 2, 0))
+    crop((2, 3, 4, 5, 6), (2, 3, 2, 5, 3), axis=-3, offsets=(1, 0, 2))
+    crop((9,), (4,), axis=0, offsets=(3,))
+
+
+# ------------------------------------------------------------------ Reduction, Tile
+
+@case
+def reduction(op, shape, axis=0, coeff=1.0):
+    x = randn(*shape)
+    xt = t(x)
+    a = axis if axis >= 0 else len(shape) + axis
+    flat = xt.reshape(*shape[:a], -1)
+    f = {"SUM": lambda v: v.sum(-1), "ASUM": lambda v: v.abs().sum(-1), "SUMSQ": lambda v: (v * v).sum(-1),
+         "MEAN": lambda v: v.mean(-1)}[op]
+    y = coeff * f(flat)
+    dy = randn(*y.shape) if y.dim() else np.float32(rng.standard_normal())
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    text = f'type: "Reduction" reduction_param {{ operation: {op} axis: {axis} coeff: {coeff} }}'
+    tops, bd, _ = cortado(text, [x], top_diffs=[np.asarray(dy).reshape(y.shape)])
+    close(text + " forward", tops[0], y.detach().numpy())
+    close(text + " dx", bd[0], xt.grad.numpy())
+
+
+@case
+def tile(shape, axis, tiles):
+    x = randn(*shape)
+    xt = t(x)
+    a = axis if axis >= 0 else len(shape) + axis
+    reps = [1] * len(shape)
+    reps[a] = tiles
+    # Caffe tiles the whole block from `axis` on: shape[:a] x tiles x block
+    y = xt.reshape(*shape[:a], 1, -1).repeat(*([1] * a), tiles, 1).reshape(
+        *shape[:a], shape[a] * tiles, *shape[a + 1:])
+    dy = randn(*y.shape)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    text = f'type: "Tile" tile_param {{ axis: {axis} tiles: {tiles} }}'
+    tops, bd, _ = cortado(text, [x], top_diffs=[dy])
+    close(f"{text} {shape} forward", tops[0], y.detach().numpy())
+    close(f"{text} {shape} dx", bd[0], xt.grad.numpy())
+
+
+def test_reduction_tile():
+    for op in ("SUM", "ASUM", "SUMSQ", "MEAN"):
+        reduction(op, (3, 4, 5))
+        reduction(op, (3, 4, 5), axis=1, coeff=-0.7)
+        reduction(op, (2, 3, 4, 5), axis=-1, coeff=2.5)
+    reduction("MEAN", (6, 5), axis=1)
+    tile((2, 3, 4), 1, 3)
+    tile((2, 3, 4), 0, 2)
+    tile((2, 3, 4, 5), 2, 5)
+    tile((3, 2), -1, 1)
+    tile((2, 16), 1, 7)
+
+
 def test_errors():
     s4 = [(2, 3, 6, 6)]
     expect_error('type: "Deconvolution" convolution_param { num_output: 4 kernel_size: 3 group: 2 }', s4,
@@ -151,6 +266,19 @@ def test_errors():
     expect_error('type: "Deconvolution" lowering: WINOGRAD convolution_param { num_output: 2 kernel_size: 3 '
                  'stride: 2 }', s4, "WINOGRAD")
     expect_error('type: "Deconvolution" convolution_param { num_output: 2 kernel_size: 3 }', [(2, 3, 6)], "4 axes")
+    expect_error('type: "Crop" crop_param { offset: 1 offset: 2 offset: 3 }', [(2, 3, 6, 6), (2, 3, 4, 4)],
+                 "one per cropped axis")
+    expect_error('type: "Crop" crop_param { offset: 3 }', [(2, 3, 6, 6), (2, 3, 4, 4)], "invalid crop in axis 2")
+    expect_error('type: "Crop"', [(2, 3, 6, 6), (2, 3, 4)], "same number of axes")
+    expect_error('type: "Crop" crop_param { axis: 4 }', [(2, 3, 6, 6), (2, 3, 4, 4)], "out of range")
+    expect_error('type: "Reduction" reduction_param { axis: 3 }', [(2, 3, 4)], "out of range")
+    expect_error('type: "Reduction" reduction_param { coeff: inf }', [(2, 3, 4)], "finite")
+    expect_error('type: "Tile"', [(2, 3)], "tiles must be given")
+    expect_error('type: "Tile" tile_param { tiles: 0 }', [(2, 3)], "positive")
+    expect_error('type: "Tile" tile_param { tiles: 2 axis: -3 }', [(2, 3)], "out of range")
+    expect_error('type: "Clip" clip_param { min: 1 max: 0 }', [(2, 3)], "must not exceed")
+    expect_error('type: "Clip"', [(2, 3)], "clip_param")
+    expect_error('type: "Swish" swish_param { beta: nan }', [(2, 3)], "finite")
 
 
 def main():

@@ -10,3 +10,4 @@ CT_LAYER(Softmax)
 CT_LAYER(SoftmaxWithLoss)
 /* ---- issue 21: Caffe 1.0's remaining vision layers. */
 CT_LAYER(Deconvolution)
+CT_LAYER(Crop)
