@@ -76,3 +76,7 @@ GC_ROW("type: \"Reduction\" reduction_param { operation: MEAN axis: 0 }", "3x4",
 GC_ROW("type: \"Tile\" tile_param { tiles: 3 }", "2x3x2", "")
 GC_ROW("type: \"Tile\" tile_param { axis: 0 tiles: 2 }", "2x3", "")
 GC_ROW("type: \"Tile\" tile_param { axis: -1 tiles: 4 }", "3x2x3", "")
+GC_ROW("type: \"MVN\"", "2x3x4x5", "")
+GC_ROW("type: \"MVN\" mvn_param { across_channels: true }", "2x3x4x5", "")
+GC_ROW("type: \"MVN\" mvn_param { normalize_variance: false }", "2x3x4x5", "")
+GC_ROW("type: \"MVN\" mvn_param { normalize_variance: false across_channels: true }", "3x2x5", "")

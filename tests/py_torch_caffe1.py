@@ -255,6 +255,45 @@ def test_reduction_tile():
     tile((2, 16), 1, 7)
 
 
+# ------------------------------------------------------------------ MVN
+
+@case
+def mvn(shape, variance=True, across=False, eps=None):
+    x = randn(*shape) * 2 + 0.5
+    xt = t(x)
+    g = xt.reshape(shape[0], -1) if across or len(shape) < 2 else xt.reshape(shape[0] * shape[1], -1)
+    c = g - g.mean(1, keepdim=True)
+    e = 1e-9 if eps is None else eps
+    std = c.pow(2).mean(1, keepdim=True).sqrt() + e
+    y = (c / std if variance else c).reshape(shape)
+    dy = randn(*shape)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    params = f"normalize_variance: {'true' if variance else 'false'} across_channels: {'true' if across else 'false'}"
+    if eps is not None:
+        params += f" eps: {eps}"
+    tops, bd, _ = cortado(f'type: "MVN" mvn_param {{ {params} }}', [x], top_diffs=[dy])
+    name = f"MVN {shape} {params}"
+    close(name + " forward", tops[0], y.detach().numpy())
+    if eps is None or not variance:
+        close(name + " dx", bd[0], xt.grad.numpy())
+        return
+    # a large eps: Caffe's backward formula, which uses y where the exact gradient has (x - mean) / std
+    yv = y.detach().numpy().reshape(g.shape)
+    dyv = dy.astype(np.float64).reshape(g.shape)
+    n = yv.shape[1]
+    want = (dyv - ((dyv * yv).sum(1, keepdims=True) * yv + dyv.sum(1, keepdims=True)) / n) / std.detach().numpy()
+    close(name + " dx (Caffe's formula)", bd[0], want.reshape(shape))
+
+
+def test_mvn():
+    mvn((2, 3, 4, 5))
+    mvn((2, 3, 4, 5), across=True)
+    mvn((2, 3, 4, 5), variance=False)
+    mvn((3, 4, 7), variance=False, across=True)
+    mvn((2, 3, 4, 5), eps=0.5)
+    mvn((4, 6), across=True)
+
+
 def test_errors():
     s4 = [(2, 3, 6, 6)]
     expect_error('type: "Deconvolution" convolution_param { num_output: 4 kernel_size: 3 group: 2 }', s4,
@@ -279,6 +318,7 @@ def test_errors():
     expect_error('type: "Clip" clip_param { min: 1 max: 0 }', [(2, 3)], "must not exceed")
     expect_error('type: "Clip"', [(2, 3)], "clip_param")
     expect_error('type: "Swish" swish_param { beta: nan }', [(2, 3)], "finite")
+    expect_error('type: "MVN" mvn_param { eps: -1 }', [(2, 3)], "eps")
 
 
 def main():

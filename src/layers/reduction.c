@@ -14,14 +14,14 @@
 #include <stdlib.h>
 
 #include "layers/layer.h"
+#include "layers/ones.h"
 
 typedef struct reduction {
   Caffe__ReductionParameter__ReductionOp op;
   int axis;         /* canonical, from reshape */
   float coeff;
   size_t num, dim;  /* leading positions, elements reduced per position */
-  ct_tensor *ones;  /* dim ones, written on the host when it grows */
-  size_t ones_n;    /* how many of them hold 1 */
+  ct_ones ones;     /* dim of them */
   ct_tensor *tmp;   /* bottom-shaped: |x| or x^2 (ASUM, SUMSQ) */
 } reduction;
 
@@ -48,7 +48,7 @@ static ct_status reduction_setup(ct_layer *l, ct_error *err) {
   l->priv = r;
   r->op = rp->operation;
   r->coeff = rp->coeff;
-  if (!(r->ones = ct_tensor_create()) || !(r->tmp = ct_tensor_create()))
+  if (!(r->tmp = ct_tensor_create()))
     return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
   return CT_OK;
 }
@@ -67,16 +67,7 @@ static ct_status reduction_reshape(ct_layer *l, ct_error *err) {
   r->num = ct_tensor_count_range(x, 0, axis);
   r->dim = ct_tensor_count_range(x, axis, x->naxes);
   CT_TRY(ct_tensor_reshape(l->top[0], axis, x->shape, err));
-  const int n = (int)r->dim;
-  if (r->dim > r->ones_n) {
-    float *o;
-    CT_TRY(ct_tensor_reshape(r->ones, 1, &n, err));
-    CT_TRY(ct_tensor_host(r->ones, CT_DATA, CT_WRITE, &o, err));
-    for (size_t i = 0; i < r->dim; i++) o[i] = 1.0f;
-    r->ones_n = r->dim;
-  } else {
-    CT_TRY(ct_tensor_reshape(r->ones, 1, &n, err)); /* fits: the ones already there stay */
-  }
+  CT_TRY(ct_ones_fit(&r->ones, r->dim, err));
   if (r->op == CAFFE__REDUCTION_PARAMETER__REDUCTION_OP__ASUM || r->op == CAFFE__REDUCTION_PARAMETER__REDUCTION_OP__SUMSQ)
     CT_TRY(ct_tensor_reshape_like(r->tmp, x, err));
   return CT_OK;
@@ -108,7 +99,7 @@ static ct_status reduction_forward(ct_layer *l, const ct_part *p, ct_error *err)
   float *y;
   CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
   CT_TRY(ct_write(l, p, l->top[0], &y, err));
-  CT_TRY(ct_part_all(l, p, r->ones, CT_DATA, CT_READ, (float **)&ones, err));
+  CT_TRY(ct_part_all(l, p, r->ones.t, CT_DATA, CT_READ, (float **)&ones, err));
   x += r0 * r->dim;
   y += r0;
   if (nr == 0) return CT_OK;
@@ -139,7 +130,7 @@ static ct_status reduction_backward(ct_layer *l, const ct_part *p, ct_error *err
   float *dx;
   CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
   CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
-  CT_TRY(ct_part_all(l, p, r->ones, CT_DATA, CT_READ, (float **)&ones, err));
+  CT_TRY(ct_part_all(l, p, r->ones.t, CT_DATA, CT_READ, (float **)&ones, err));
   const bool needs_x =
       r->op == CAFFE__REDUCTION_PARAMETER__REDUCTION_OP__ASUM || r->op == CAFFE__REDUCTION_PARAMETER__REDUCTION_OP__SUMSQ;
   if (needs_x) CT_TRY(ct_read(l, p, l->bottom[0], &x, err));
@@ -162,7 +153,7 @@ static ct_status reduction_backward(ct_layer *l, const ct_part *p, ct_error *err
 static void reduction_destroy(ct_layer *l) {
   reduction *r = l->priv;
   if (!r) return;
-  ct_tensor_free(r->ones);
+  ct_ones_free(&r->ones);
   ct_tensor_free(r->tmp);
   free(r);
   l->priv = NULL;

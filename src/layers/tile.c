@@ -8,11 +8,12 @@
 #include <stdlib.h>
 
 #include "layers/layer.h"
+#include "layers/ones.h"
 
 typedef struct tile {
   int axis, tiles;
   size_t outer, inner; /* positions before axis; elements of one block */
-  ct_tensor *ones;     /* `tiles` ones, written on the host in setup */
+  ct_ones ones;        /* `tiles` of them */
   ct_tensor *gather;   /* top-shaped: the gradient laid out tile-major for the sum */
 } tile;
 
@@ -31,13 +32,8 @@ static ct_status tile_setup(ct_layer *l, ct_error *err) {
   if (!t) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
   l->priv = t;
   t->tiles = tp->tiles;
-  if (!(t->ones = ct_tensor_create()) || !(t->gather = ct_tensor_create()))
-    return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
-  float *o;
-  CT_TRY(ct_tensor_reshape(t->ones, 1, &t->tiles, err));
-  CT_TRY(ct_tensor_host(t->ones, CT_DATA, CT_WRITE, &o, err));
-  for (int i = 0; i < t->tiles; i++) o[i] = 1.0f;
-  return CT_OK;
+  if (!(t->gather = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  return ct_ones_fit(&t->ones, (size_t)t->tiles, err);
 }
 
 static ct_status tile_reshape(ct_layer *l, ct_error *err) {
@@ -103,7 +99,7 @@ static ct_status tile_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
   CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
   CT_TRY(ct_write(l, p, t->gather, &g, err));
-  CT_TRY(ct_part_all(l, p, t->ones, CT_DATA, CT_READ, (float **)&ones, err));
+  CT_TRY(ct_part_all(l, p, t->ones.t, CT_DATA, CT_READ, (float **)&ones, err));
   if (no == 0 || t->inner == 0) return CT_OK;
   const size_t row = t->inner * sizeof(float), block = no * t->inner;
   dy += o0 * t->inner * (size_t)t->tiles;
@@ -118,7 +114,7 @@ static ct_status tile_backward(ct_layer *l, const ct_part *p, ct_error *err) {
 static void tile_destroy(ct_layer *l) {
   tile *t = l->priv;
   if (!t) return;
-  ct_tensor_free(t->ones);
+  ct_ones_free(&t->ones);
   ct_tensor_free(t->gather);
   free(t);
   l->priv = NULL;
