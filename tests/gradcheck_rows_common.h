@@ -80,3 +80,16 @@ GC_ROW("type: \"MVN\"", "2x3x4x5", "")
 GC_ROW("type: \"MVN\" mvn_param { across_channels: true }", "2x3x4x5", "")
 GC_ROW("type: \"MVN\" mvn_param { normalize_variance: false }", "2x3x4x5", "")
 GC_ROW("type: \"MVN\" mvn_param { normalize_variance: false across_channels: true }", "3x2x5", "")
+GC_ROW("type: \"MultinomialLogisticLoss\"", "4x5:pos;4:labels5", "check=1")
+GC_ROW("type: \"MultinomialLogisticLoss\"", "3x2x2:unit;3x1x1x1:labels4", "check=1 step=0.001")
+GC_ROW("type: \"InfogainLoss\"", "4x5;4:labels5;5x5:unit", "check=1")
+GC_ROW("type: \"InfogainLoss\" loss_param { ignore_label: 1 }", "3x4x2;3x2:labels4;4x4:pos",
+       "check=1")
+GC_ROW("type: \"InfogainLoss\" infogain_loss_param { axis: 2 } loss_param { normalization: FULL }",
+       "2x3x4;2x3:labels4;1x1x4x4:unit", "check=1")
+GC_ROW("type: \"HingeLoss\"", "4x5;4:labels5", "check=1 step=0.001")
+GC_ROW("type: \"HingeLoss\" hinge_loss_param { norm: L2 }", "4x5;4:labels5", "check=1 step=0.001")
+GC_ROW("type: \"ContrastiveLoss\"", "6x3;6x3;6:binary", "check=3")
+GC_ROW("type: \"ContrastiveLoss\" contrastive_loss_param { margin: 3 }", "6x3;6x3;6:binary", "check=3")
+GC_ROW("type: \"ContrastiveLoss\" contrastive_loss_param { margin: 6 legacy_version: true }", "6x3;6x3;6:binary",
+       "check=3")

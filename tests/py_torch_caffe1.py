@@ -7,7 +7,9 @@ Run with Debian's python (torch 1.13, numpy):
 Prints "N passed, N failed" last and exits non-zero on any failure.
 """
 import os
+import struct
 import sys
+import tempfile
 import traceback
 
 import numpy as np
@@ -294,6 +296,155 @@ def test_mvn():
     mvn((4, 6), across=True)
 
 
+# ------------------------------------------------------------------ losses
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def blob_proto(values, legacy_shape):
+    """A BlobProto in Caffe's wire format, encoded here by hand: num/channels/height/width (fields
+    1-4) and packed float data (field 5)."""
+    msg = b"".join(bytes([(f + 1) << 3]) + varint(d) for f, d in enumerate(legacy_shape))
+    data = struct.pack(f"<{len(values)}f", *values)
+    return msg + bytes([(5 << 3) | 2]) + varint(len(data)) + data
+
+
+def labels(n, k, shape=None):
+    return rng.integers(0, k, size=n).astype(np.float32).reshape(shape or (n,))
+
+
+@case
+def multinomial(N, K):
+    p = rng.uniform(0.05, 1.0, size=(N, K)).astype(np.float32)
+    y = labels(N, K)
+    pt = t(p)
+    loss = -torch.log(pt[torch.arange(N), torch.tensor(y, dtype=torch.long)].clamp(min=1e-20)).mean()
+    loss.backward()
+    tops, bd, _ = cortado('type: "MultinomialLogisticLoss"', [p, y], top_diffs=[np.float32(1)], mask=1)
+    close(f"MultinomialLogisticLoss {N}x{K} loss", tops[0], loss.detach().numpy())
+    close(f"MultinomialLogisticLoss {N}x{K} dx", bd[0], pt.grad.numpy())
+    # a loss weight scales the gradient
+    _, bd2, _ = cortado('type: "MultinomialLogisticLoss"', [p, y], top_diffs=[np.float32(0.25)], mask=1)
+    close(f"MultinomialLogisticLoss {N}x{K} dx at loss weight 0.25", bd2[0], 0.25 * pt.grad.numpy())
+
+
+@case
+def infogain(shape, axis=1, H_from="bottom", ignore=None, normalization=None, second_top=False):
+    K = shape[axis]
+    outer = int(np.prod(shape[:axis]))
+    inner = int(np.prod(shape[axis + 1:]))
+    x = randn(*shape)
+    lab_shape = shape[:axis] + shape[axis + 1:]
+    y = labels(outer * inner, K, lab_shape)
+    if ignore is not None:
+        y.reshape(-1)[::3] = ignore
+    H = rng.uniform(0, 1.5, size=(K, K)).astype(np.float32)
+    xt = t(x)
+    prob = torch.softmax(xt, dim=axis)
+    pm = prob.movedim(axis, -1).reshape(-1, K)
+    yl = torch.tensor(y.reshape(-1), dtype=torch.long)
+    keep = torch.ones(len(yl), dtype=torch.bool) if ignore is None else yl != ignore
+    Ht = torch.tensor(H, dtype=torch.float64)
+    per = -(Ht[yl.clamp(0, K - 1)] * torch.log(pm.clamp(min=1e-20))).sum(1)
+    total = per[keep].sum()
+    norm = {"VALID": max(1, int(keep.sum())), None: max(1, int(keep.sum())), "FULL": outer * inner,
+            "BATCH_SIZE": outer, "NONE": 1}[normalization]
+    loss = total / norm
+    loss.backward()
+    params = f"infogain_loss_param {{ axis: {axis}"
+    bottoms = [x, y]
+    tmp = None
+    if H_from == "source":
+        tmp = tempfile.NamedTemporaryFile(suffix=".binaryproto", delete=False)
+        tmp.write(blob_proto(H.reshape(-1).tolist(), (1, 1, K, K)))
+        tmp.close()
+        params += f' source: "{tmp.name}"'
+    else:
+        bottoms.append(H)
+    params += " }"
+    lp = []
+    if ignore is not None:
+        lp.append(f"ignore_label: {ignore}")
+    if normalization:
+        lp.append(f"normalization: {normalization}")
+    if lp:
+        params += " loss_param { " + " ".join(lp) + " }"
+    tops_decl = ' top: "loss" top: "prob"' if second_top else ""
+    try:
+        tops, bd, _ = cortado(f'type: "InfogainLoss"{tops_decl} {params}', bottoms,
+                              top_diffs=[np.float32(1)] + ([np.zeros(shape, np.float32)] if second_top else []),
+                              mask=1)
+    finally:
+        if tmp:
+            os.unlink(tmp.name)
+    name = f"InfogainLoss {shape} axis {axis} H from {H_from} ignore {ignore} {normalization}"
+    close(name + " loss", tops[0], loss.detach().numpy())
+    close(name + " dx", bd[0], xt.grad.numpy())
+    if second_top:
+        close(name + " prob", tops[1], prob.detach().numpy())
+
+
+@case
+def hinge(N, K, norm):
+    x = randn(N, K)
+    y = labels(N, K)
+    xt = t(x)
+    sign = -torch.ones(N, K, dtype=torch.float64)
+    sign[torch.arange(N), torch.tensor(y, dtype=torch.long)] = 1
+    m = torch.relu(1 - sign * xt)
+    loss = (m.sum() if norm == "L1" else (m * m).sum()) / N
+    loss.backward()
+    tops, bd, _ = cortado(f'type: "HingeLoss" hinge_loss_param {{ norm: {norm} }}', [x, y],
+                          top_diffs=[np.float32(1)], mask=1)
+    close(f"HingeLoss {norm} loss", tops[0], loss.detach().numpy())
+    close(f"HingeLoss {norm} dx", bd[0], xt.grad.numpy())
+
+
+@case
+def contrastive(N, C, margin, legacy=False):
+    a, b = randn(N, C), randn(N, C)
+    y = (rng.uniform(size=N) < 0.5).astype(np.float32)
+    at, bt = t(a), t(b)
+    d2 = ((at - bt) ** 2).sum(1)
+    yt = torch.tensor(y, dtype=torch.float64)
+    if legacy:
+        dis = torch.relu(margin - d2)
+    else:
+        dis = torch.relu(margin - d2.sqrt()) ** 2
+    loss = (yt * d2 + (1 - yt) * dis).sum() / N / 2
+    loss.backward()
+    text = f'type: "ContrastiveLoss" contrastive_loss_param {{ margin: {margin} legacy_version: ' \
+           f'{"true" if legacy else "false"} }}'
+    tops, bd, _ = cortado(text, [a, b, y], top_diffs=[np.float32(1)], mask=3)
+    close(text + " loss", tops[0], loss.detach().numpy())
+    # Caffe's dissimilar gradient divides by d + 1e-4 where the exact one has d (a 1e-4 / d change)
+    close(text + " da", bd[0], at.grad.numpy(), rtol=1e-3)
+    close(text + " db", bd[1], bt.grad.numpy(), rtol=1e-3)
+
+
+def test_losses():
+    multinomial(5, 4)
+    multinomial(8, 10)
+    infogain((4, 5))
+    infogain((4, 5), H_from="source")
+    infogain((2, 4, 3, 2), ignore=1)
+    infogain((2, 3, 4), axis=2, normalization="FULL", second_top=True)
+    infogain((3, 4, 2), normalization="BATCH_SIZE")
+    infogain((3, 4, 2), normalization="NONE", ignore=0)
+    hinge(6, 5, "L1")
+    hinge(6, 5, "L2")
+    contrastive(10, 3, 2.0)
+    contrastive(10, 3, 4.0)
+    contrastive(10, 3, 5.0, legacy=True)
+
+
 def test_errors():
     s4 = [(2, 3, 6, 6)]
     expect_error('type: "Deconvolution" convolution_param { num_output: 4 kernel_size: 3 group: 2 }', s4,
@@ -319,6 +470,20 @@ def test_errors():
     expect_error('type: "Clip"', [(2, 3)], "clip_param")
     expect_error('type: "Swish" swish_param { beta: nan }', [(2, 3)], "finite")
     expect_error('type: "MVN" mvn_param { eps: -1 }', [(2, 3)], "eps")
+    expect_error('type: "MultinomialLogisticLoss"', [(4, 3), (3,)], "same first dimension")
+    expect_error('type: "MultinomialLogisticLoss"', [(4, 3), (4, 2)], "one value per item")
+    expect_error('type: "MultinomialLogisticLoss"', [(2, 3), (2,)], "not a class",
+                 bottoms=[np.full((2, 3), 0.3, np.float32), np.array([1, 3], np.float32)])
+    expect_error('type: "HingeLoss"', [(2, 3), (2,)], "not a class",
+                 bottoms=[np.zeros((2, 3), np.float32), np.array([0.5, 1], np.float32)])
+    expect_error('type: "InfogainLoss"', [(2, 3), (2,)], "source or a third bottom")
+    expect_error('type: "InfogainLoss"', [(2, 3), (2,), (2, 2)], "3 x 3")
+    expect_error('type: "InfogainLoss" infogain_loss_param { source: "/nonexistent/H.binaryproto" }', [(2, 3), (2,)],
+                 "/nonexistent/H.binaryproto")
+    expect_error('type: "InfogainLoss"', [(2, 3), (2,), (3, 3)], "not a class",
+                 bottoms=[np.zeros((2, 3), np.float32), np.array([0, -1], np.float32), np.eye(3, dtype=np.float32)])
+    expect_error('type: "ContrastiveLoss"', [(2, 3), (2, 4), (2,)], "same shape")
+    expect_error('type: "ContrastiveLoss"', [(2, 3), (2, 3), (3,)], "one value per pair")
 
 
 def main():
