@@ -93,3 +93,7 @@ GC_ROW("type: \"ContrastiveLoss\"", "6x3;6x3;6:binary", "check=3")
 GC_ROW("type: \"ContrastiveLoss\" contrastive_loss_param { margin: 3 }", "6x3;6x3;6:binary", "check=3")
 GC_ROW("type: \"ContrastiveLoss\" contrastive_loss_param { margin: 6 legacy_version: true }", "6x3;6x3;6:binary",
        "check=3")
+GC_ROW("type: \"Embed\" embed_param { input_dim: 7 num_output: 5 weight_filler { type: \"gaussian\" } "
+       "bias_filler { type: \"gaussian\" } }", "4x3:labels7", "check=0")
+GC_ROW("type: \"Embed\" embed_param { input_dim: 3 num_output: 2 bias_term: false weight_filler { type: \"gaussian\" } }",
+       "6:labels3", "check=0")

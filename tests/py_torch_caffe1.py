@@ -445,6 +445,31 @@ def test_losses():
     contrastive(10, 3, 5.0, legacy=True)
 
 
+# ------------------------------------------------------------------ Embed
+
+@case
+def embed(shape, K, D, bias=True):
+    idx = rng.integers(0, K, size=shape).astype(np.float32)
+    w = randn(K, D)
+    b = randn(D)
+    wt, bt = t(w), t(b)
+    y = F.embedding(torch.tensor(idx, dtype=torch.long), wt) + (bt if bias else 0)
+    dy = randn(*y.shape)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    text = f'type: "Embed" embed_param {{ input_dim: {K} num_output: {D} bias_term: {"true" if bias else "false"} }}'
+    tops, _, wd = cortado(text, [idx], blobs=[w, b] if bias else [w], top_diffs=[dy], mask=0)
+    close(f"{text} {shape} forward", tops[0], y.detach().numpy())
+    close(f"{text} {shape} dW", wd[0], wt.grad.numpy())
+    if bias:
+        close(f"{text} {shape} db", wd[1], bt.grad.numpy())
+
+
+def test_embed():
+    embed((5,), 4, 3)
+    embed((3, 7), 10, 6)          # repeated indices sum their rows
+    embed((2, 3, 4), 2, 5, bias=False)
+
+
 def test_errors():
     s4 = [(2, 3, 6, 6)]
     expect_error('type: "Deconvolution" convolution_param { num_output: 4 kernel_size: 3 group: 2 }', s4,
@@ -484,6 +509,12 @@ def test_errors():
                  bottoms=[np.zeros((2, 3), np.float32), np.array([0, -1], np.float32), np.eye(3, dtype=np.float32)])
     expect_error('type: "ContrastiveLoss"', [(2, 3), (2, 4), (2,)], "same shape")
     expect_error('type: "ContrastiveLoss"', [(2, 3), (2, 3), (3,)], "one value per pair")
+    expect_error('type: "Embed" embed_param { input_dim: 4 }', [(3,)], "num_output")
+    expect_error('type: "Embed" embed_param { num_output: 4 }', [(3,)], "input_dim")
+    expect_error('type: "Embed" embed_param { num_output: 4 input_dim: 3 }', [(3,)], "not in [0, 3)",
+                 bottoms=[np.array([0, 3, 1], np.float32)])
+    expect_error('type: "Embed" embed_param { num_output: 4 input_dim: 3 }', [(3,)], "not in [0, 3)",
+                 bottoms=[np.array([0, 1.5, 1], np.float32)])
 
 
 def main():
