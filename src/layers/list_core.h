@@ -4,3 +4,6 @@ CT_LAYER(DummyData)
 CT_LAYER(Data)
 CT_LAYER(ImageData)
 CT_LAYER(MemoryData)
+/* ---- issue 21: Caffe 1.0's HDF5 data layers. */
+CT_LAYER(HDF5Data)
+CT_LAYER(HDF5Output)
