@@ -97,3 +97,7 @@ GC_ROW("type: \"Embed\" embed_param { input_dim: 7 num_output: 5 weight_filler {
        "bias_filler { type: \"gaussian\" } }", "4x3:labels7", "check=0")
 GC_ROW("type: \"Embed\" embed_param { input_dim: 3 num_output: 2 bias_term: false weight_filler { type: \"gaussian\" } }",
        "6:labels3", "check=0")
+GC_ROW("type: \"Parameter\" parameter_param { shape { dim: 2 dim: 3 } }", "", "")
+GC_ROW("type: \"BatchReindex\"", "4x3x2;6:labels4", "check=1")
+GC_ROW("type: \"Filter\" top: \"a\" top: \"b\"", "5x3;5x2x2;5:binary", "check=3")
+GC_ROW("type: \"Filter\"", "6x2;6x1x1x1:labels3", "check=1")

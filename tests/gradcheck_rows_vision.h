@@ -128,3 +128,10 @@ GC_ROW("type: \"Crop\" crop_param { axis: 0 offset: 1 }", "3x4x5;1x2x2", "check=
 GC_ROW("type: \"Crop\" crop_param { axis: 1 offset: 2 }", "3x7;3x4", "check=1")
 GC_ROW("type: \"Crop\" crop_param { axis: -1 offset: 3 }", "2x3x2x2x7;2x3x2x2x2", "check=1")
 GC_ROW("type: \"Crop\" crop_param { axis: 0 offset: 2 }", "7;4", "check=1")
+/* ---- issue 21: SPP (MAX on distinct values), Im2col */
+GC_ROW("type: \"SPP\" spp_param { pyramid_height: 3 }", "2x2x7x6:perm", "step=0.001")
+GC_ROW("type: \"SPP\" spp_param { pyramid_height: 2 pool: AVE }", "2x3x5x4", "")
+GC_ROW("type: \"SPP\" spp_param { pyramid_height: 1 }", "2x2x3x4:perm", "step=0.001")
+GC_ROW("type: \"Im2col\" convolution_param { kernel_size: 3 }", "2x2x4x5", "")
+GC_ROW("type: \"Im2col\" convolution_param { kernel_size: 3 stride: 2 pad: 1 dilation: 1 }", "2x3x5x5", "")
+GC_ROW("type: \"Im2col\" convolution_param { kernel_h: 2 kernel_w: 3 dilation: 2 pad: 1 }", "3x2x5x6", "")

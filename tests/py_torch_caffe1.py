@@ -470,6 +470,128 @@ def test_embed():
     embed((2, 3, 4), 2, 5, bias=False)
 
 
+# ------------------------------------------------------------------ SPP, Im2col
+
+def caffe_pool(x, k, s, pad, out, method):
+    """Caffe's pooling of a 4-D tensor, window by window (torch ops, so autograd gives backward):
+    MAX over the window clipped to the image; AVE summing the window clipped to the image and
+    dividing by its size clipped to the padded image."""
+    N, C, H, W = x.shape
+    rows = []
+    for oh in range(out[0]):
+        cols = []
+        for ow in range(out[1]):
+            h0, w0 = oh * s[0] - pad[0], ow * s[1] - pad[1]
+            h1, w1 = min(h0 + k[0], H + pad[0]), min(w0 + k[1], W + pad[1])
+            size = (h1 - h0) * (w1 - w0)
+            h0c, w0c, h1c, w1c = max(h0, 0), max(w0, 0), min(h1, H), min(w1, W)
+            win = x[:, :, h0c:h1c, w0c:w1c].reshape(N, C, -1)
+            cols.append(win.amax(-1) if method == "MAX" else win.sum(-1) / size)
+        rows.append(torch.stack(cols, -1))
+    return torch.stack(rows, -2)
+
+
+@case
+def spp(shape, height, method="MAX"):
+    N, C, H, W = shape
+    x = rng.permutation(N * C * H * W).reshape(shape).astype(np.float32) * 0.01  # no ties for MAX
+    xt = t(x)
+    levels = []
+    for i in range(height):
+        b = 2 ** i
+        kh, kw = -(-H // b), -(-W // b)
+        ph, pw = (kh * b - H + 1) // 2, (kw * b - W + 1) // 2
+        levels.append(caffe_pool(xt, (kh, kw), (kh, kw), (ph, pw), (b, b), method))
+    y = levels[0] if height == 1 else torch.cat([v.reshape(N, -1) for v in levels], 1)
+    dy = randn(*y.shape)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    text = f'type: "SPP" spp_param {{ pyramid_height: {height} pool: {method} }}'
+    tops, bd, _ = cortado(text, [x], top_diffs=[dy])
+    close(f"{text} {shape} forward", tops[0], y.detach().numpy())
+    close(f"{text} {shape} dx", bd[0], xt.grad.numpy())
+
+
+@case
+def im2col(shape, kernel, stride=(1, 1), pad=(0, 0), dilation=(1, 1)):
+    x = randn(*shape)
+    xt = t(x)
+    N, C, H, W = shape
+    cols = F.unfold(xt, kernel, dilation=dilation, padding=pad, stride=stride)
+    OH = (H + 2 * pad[0] - (dilation[0] * (kernel[0] - 1) + 1)) // stride[0] + 1
+    OW = (W + 2 * pad[1] - (dilation[1] * (kernel[1] - 1) + 1)) // stride[1] + 1
+    y = cols.reshape(N, C * kernel[0] * kernel[1], OH, OW)
+    dy = randn(*y.shape)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    text = (f'type: "Im2col" convolution_param {{ kernel_h: {kernel[0]} kernel_w: {kernel[1]} stride_h: {stride[0]} '
+            f'stride_w: {stride[1]} pad_h: {pad[0]} pad_w: {pad[1]} dilation: {dilation[0]} dilation: {dilation[1]} }}')
+    tops, bd, _ = cortado(text, [x], top_diffs=[dy])
+    close(f"{text} {shape} forward", tops[0], y.detach().numpy())
+    close(f"{text} {shape} dx", bd[0], xt.grad.numpy())
+
+
+def test_spp_im2col():
+    spp((2, 3, 13, 13), 3)
+    spp((2, 3, 13, 11), 3, "AVE")
+    spp((1, 2, 7, 9), 2)
+    spp((2, 2, 6, 5), 1, "AVE")
+    spp((1, 4, 32, 24), 4)
+    im2col((2, 3, 6, 5), (3, 3))
+    im2col((2, 2, 7, 7), (3, 3), stride=(2, 2), pad=(1, 1))
+    im2col((1, 3, 8, 9), (2, 3), stride=(1, 2), pad=(1, 0), dilation=(2, 1))
+    im2col((3, 4, 5, 5), (1, 1))
+
+
+# ------------------------------------------------------------------ Parameter, BatchReindex, Filter
+
+@case
+def test_parameter():
+    w = randn(3, 4, 2)
+    dy = randn(3, 4, 2)
+    tops, _, wd = cortado('type: "Parameter" parameter_param { shape { dim: 3 dim: 4 dim: 2 } }', [], blobs=[w],
+                          top_diffs=[dy])
+    close("Parameter forward", tops[0], w)
+    close("Parameter blob gradient", wd[0], dy)
+    with Layer('type: "Parameter" parameter_param { shape { dim: 2 dim: 5 } }', []) as l:
+        l.forward()
+        ok(np.array_equal(l.top(0), np.zeros((2, 5), np.float32)), "Parameter starts at zero, as in Caffe")
+
+
+@case
+def batch_reindex(shape, idx):
+    x = randn(*shape)
+    xt = t(x)
+    y = xt[torch.tensor(idx)]
+    dy = randn(*y.shape)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    tops, bd, _ = cortado('type: "BatchReindex"', [x, np.array(idx, np.float32)], top_diffs=[dy], mask=1)
+    close(f"BatchReindex {shape} {idx} forward", tops[0], y.detach().numpy())
+    close(f"BatchReindex {shape} {idx} dx", bd[0], xt.grad.numpy())
+
+
+@case
+def filter_(shapes, selector):
+    xs = [randn(*s) for s in shapes]
+    xts = [t(x) for x in xs]
+    keep = torch.tensor(np.asarray(selector) != 0)
+    ys = [xt[keep] for xt in xts]
+    dys = [randn(*y.shape) for y in ys]
+    for y, dy in zip(ys, dys):
+        y.backward(torch.tensor(dy, dtype=torch.float64))
+    tops_decl = " ".join(f'top: "t{i}"' for i in range(len(shapes)))
+    sel = np.asarray(selector, np.float32).reshape(len(selector), 1)
+    tops, bd, _ = cortado(f'type: "Filter" {tops_decl}', xs + [sel], top_diffs=dys, mask=(1 << len(xs)) - 1)
+    for i in range(len(xs)):
+        close(f"Filter {shapes} {selector} top {i}", tops[i], ys[i].detach().numpy())
+        close(f"Filter {shapes} {selector} dx {i}", bd[i], xts[i].grad.numpy())
+
+
+def test_reindex_filter():
+    batch_reindex((4, 3, 2), [3, 0, 0, 2, 1, 3])
+    batch_reindex((5, 2), [4])
+    filter_([(5, 3), (5, 2, 2)], [1, 0, 0, 2.5, 1])
+    filter_([(4, 6)], [0, 0, 1, 0])
+
+
 def test_errors():
     s4 = [(2, 3, 6, 6)]
     expect_error('type: "Deconvolution" convolution_param { num_output: 4 kernel_size: 3 group: 2 }', s4,
@@ -510,6 +632,18 @@ def test_errors():
     expect_error('type: "ContrastiveLoss"', [(2, 3), (2, 4), (2,)], "same shape")
     expect_error('type: "ContrastiveLoss"', [(2, 3), (2, 3), (3,)], "one value per pair")
     expect_error('type: "Embed" embed_param { input_dim: 4 }', [(3,)], "num_output")
+    expect_error('type: "SPP"', [(2, 3, 8, 8)], "pyramid_height")
+    expect_error('type: "SPP" spp_param { pyramid_height: 3 }', [(2, 3, 5, 5)], "does not fit")
+    expect_error('type: "SPP" spp_param { pyramid_height: 2 pool: STOCHASTIC }', [(2, 3, 8, 8)], "TEST")
+    expect_error('type: "Im2col" convolution_param { kernel_size: 7 }', [(2, 3, 5, 5)], "does not fit")
+    expect_error('type: "Im2col"', [(2, 3, 5, 5)], "kernel_size")
+    expect_error('type: "Parameter"', [], "parameter_param")
+    expect_error('type: "BatchReindex"', [(4, 3), (2,)], "not an item of the batch",
+                 bottoms=[np.zeros((4, 3), np.float32), np.array([1, 4], np.float32)])
+    expect_error('type: "BatchReindex"', [(4, 3), (2, 1)], "one axis")
+    expect_error('type: "Filter" top: "a" top: "b"', [(4, 3), (4,)], "one top per filtered bottom")
+    expect_error('type: "Filter"', [(4, 3), (3, 1)], "first axis")
+    expect_error('type: "Filter"', [(4, 3), (4, 2)], "must be 1 on every axis")
     expect_error('type: "Embed" embed_param { num_output: 4 }', [(3,)], "input_dim")
     expect_error('type: "Embed" embed_param { num_output: 4 input_dim: 3 }', [(3,)], "not in [0, 3)",
                  bottoms=[np.array([0, 3, 1], np.float32)])

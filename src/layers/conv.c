@@ -103,7 +103,8 @@ static ct_status pick_dims(const ct_layer *l, const char *what, size_t n, const 
   return CT_OK;
 }
 
-ct_status ct_conv_read_param(const ct_layer *l, ct_conv_geom *out, ct_error *err) {
+/* The window (kernel, stride, pad, dilation) and, with `outputs`, num_output and group. */
+static ct_status read_param(const ct_layer *l, bool outputs, ct_conv_geom *out, ct_error *err) {
   const Caffe__ConvolutionParameter *p = l->lp->convolution_param ? l->lp->convolution_param : &default_param;
   const ct_tensor *x = l->bottom[0];
   char buf[128];
@@ -167,12 +168,17 @@ ct_status ct_conv_read_param(const ct_layer *l, ct_conv_geom *out, ct_error *err
   }
   g.kh = kernel[0], g.kw = kernel[1], g.sh = stride[0], g.sw = stride[1];
   g.ph = pad[0], g.pw = pad[1], g.dh = dil[0], g.dw = dil[1];
+  g.C = x->shape[1];
+  if (!outputs) {
+    g.K = g.G = 1;
+    *out = g;
+    return CT_OK;
+  }
   if (!p->has_num_output || p->num_output == 0 || p->num_output > (1u << 24))
     return ct_layer_fail(l, err, CT_EINVAL, "num_output must be specified and positive");
   if (p->group == 0 || p->group > (1u << 24)) return ct_layer_fail(l, err, CT_EINVAL, "group must be positive");
   g.K = (int)p->num_output;
   g.G = (int)p->group;
-  g.C = x->shape[1];
   if (g.C % g.G)
     return ct_layer_fail(l, err, CT_EINVAL, "the number of input channels (%d) must be a multiple of group (%d)", g.C,
                          g.G);
@@ -181,6 +187,10 @@ ct_status ct_conv_read_param(const ct_layer *l, ct_conv_geom *out, ct_error *err
   *out = g;
   return CT_OK;
 }
+
+ct_status ct_conv_read_param(const ct_layer *l, ct_conv_geom *g, ct_error *err) { return read_param(l, true, g, err); }
+
+ct_status ct_conv_read_window(const ct_layer *l, ct_conv_geom *g, ct_error *err) { return read_param(l, false, g, err); }
 
 ct_status ct_conv_read_lowering(const ct_layer *l, const ct_conv_geom *gp, ct_lowering *forced, ct_error *err) {
   const ct_conv_geom g = *gp;

@@ -28,6 +28,8 @@ int ct_conv_layer_turn_images(const ct_layer *l);
  * into g: kernel, stride, pad, dilation, group, g->C = the bottom's channels, g->K = num_output;
  * every bad value is refused with a message naming the layer. */
 ct_status ct_conv_read_param(const ct_layer *l, ct_conv_geom *g, ct_error *err);
+/* The same without num_output and group (Im2col): g->K = g->G = 1. */
+ct_status ct_conv_read_window(const ct_layer *l, ct_conv_geom *g, ct_error *err);
 /* The prototxt's `lowering:` for geometry g (AUTO when absent; WINOGRAD only where it applies). */
 ct_status ct_conv_read_lowering(const ct_layer *l, const ct_conv_geom *g, ct_lowering *forced, ct_error *err);
 /* For reshape, g complete: the lowering type (forced, or the cost model's for the driver of l's

@@ -11,3 +11,5 @@ CT_LAYER(SoftmaxWithLoss)
 /* ---- issue 21: Caffe 1.0's remaining vision layers. */
 CT_LAYER(Deconvolution)
 CT_LAYER(Crop)
+CT_LAYER(SPP)
+CT_LAYER(Im2col)
