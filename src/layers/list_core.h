@@ -7,3 +7,4 @@ CT_LAYER(MemoryData)
 /* ---- issue 21: Caffe 1.0's HDF5 data layers. */
 CT_LAYER(HDF5Data)
 CT_LAYER(HDF5Output)
+CT_LAYER(WindowData)
