@@ -101,3 +101,16 @@ GC_ROW("type: \"Parameter\" parameter_param { shape { dim: 2 dim: 3 } }", "", ""
 GC_ROW("type: \"BatchReindex\"", "4x3x2;6:labels4", "check=1")
 GC_ROW("type: \"Filter\" top: \"a\" top: \"b\"", "5x3;5x2x2;5:binary", "check=3")
 GC_ROW("type: \"Filter\"", "6x2;6x1x1x1:labels3", "check=1")
+/* recurrent: without expose_hidden the state carries over from one forward to the next, so the
+ * first step's cont is 0 ("seqN": N streams restart) and the carried state drops out */
+#define RFILL "weight_filler { type: \"gaussian\" std: 0.5 } bias_filler { type: \"gaussian\" std: 0.5 }"
+GC_ROW("type: \"RNN\" recurrent_param { num_output: 3 " RFILL " }", "4x2x3;4x2:seq2", "check=1")
+GC_ROW("type: \"RNN\" recurrent_param { num_output: 2 " RFILL " }", "3x3x2x2;3x3:seq3;3x4", "check=5")
+GC_ROW("type: \"RNN\" top: \"o\" top: \"hT\" recurrent_param { num_output: 3 expose_hidden: true " RFILL " }",
+       "3x2x3;3x2:binary;1x2x3", "check=5")
+GC_ROW("type: \"LSTM\" recurrent_param { num_output: 3 " RFILL " }", "4x2x3;4x2:seq2", "check=1")
+GC_ROW("type: \"LSTM\" recurrent_param { num_output: 2 " RFILL " }", "3x3x2x2;3x3:seq3;3x4", "check=5")
+GC_ROW("type: \"LSTM\" top: \"h\" top: \"hT\" top: \"cT\" recurrent_param { num_output: 3 expose_hidden: true "
+       RFILL " }", "3x2x3;3x2:binary;2x2;1x2x3;1x2x3", "check=29")
+GC_ROW("type: \"LSTMUnit\" top: \"c\" top: \"h\"", "1x3x2;1x3x8;1x3:binary", "check=3")
+#undef RFILL

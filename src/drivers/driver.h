@@ -288,6 +288,19 @@ typedef struct ct_driver_ops {
   ct_status (*argmax)(const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val,
                  bool has_axis, const float *x, float *y, ct_rank_entry *scratch);
 
+  /* ---- recurrent: the LSTM cell (Caffe's LSTMUnit) over N streams of D units. x holds each
+   * stream's 4D gate inputs (i, f, o, g), c_prev its previous cell, cont its continuation
+   * indicator: i, f', o = sigmoid, g = tanh of their inputs, f = cont f' (0 where cont is 0),
+   * c = f c_prev + i g, h = o tanh(c). Backward, Caffe's formula from dc and dh (the gradients of
+   * c and h): with t = dc + dh o (1 - tanh(c)^2): dc_prev = t f, and dx's i, f, o, g parts t g i
+   * (1 - i), t c_prev f (1 - f), dh tanh(c) o (1 - o), t i (1 - g^2). dc_prev or dx may be NULL;
+   * dc_prev may be dc. */
+  ct_status (*lstm_unit_forward)(const ct_driver *d, size_t N, size_t D, const float *c_prev, const float *x,
+                                 const float *cont, float *c, float *h);
+  ct_status (*lstm_unit_backward)(const ct_driver *d, size_t N, size_t D, const float *c_prev, const float *x,
+                                  const float *cont, const float *c, const float *dc, const float *dh, float *dc_prev,
+                                  float *dx);
+
   /* ---- the solver: one update of n parameters w with gradients g (left holding the step
    * taken) and history h0 (and h1 for AdaDelta and Adam). */
   ct_status (*update)(const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0, float *h1);
