@@ -100,3 +100,38 @@ GC_ROW("type: \"SoftmaxWithLoss\" loss_param { normalization: BATCH_SIZE }", "2x
 GC_ROW("type: \"SoftmaxWithLoss\" loss_param { ignore_label: 0 normalization: NONE }", "2x4x3x2;2x3x2:labels4",
        "check=1")
 GC_ROW("type: \"SoftmaxWithLoss\" loss_param { normalize: false }", "2x4x3x2;2x3x2:labels4", "check=1")
+
+/* ---- issue 21: Deconvolution, on every lowering type of the convolution it transposes */
+#define DECONV_FILL "weight_filler { type: \"gaussian\" std: 0.5 } bias_filler { type: \"gaussian\" std: 0.5 }"
+GC_ROW("type: \"Deconvolution\" convolution_param { num_output: 3 kernel_size: 3 " DECONV_FILL " }", "2x4x4x3", "")
+GC_ROW("type: \"Deconvolution\" convolution_param { num_output: 2 kernel_size: 4 stride: 2 pad: 1 " DECONV_FILL " }",
+       "2x3x3x4", "")
+GC_ROW("type: \"Deconvolution\" lowering: TYPE2 convolution_param { num_output: 2 kernel_size: 3 stride: 2 "
+       DECONV_FILL " }", "2x3x3x3", "")
+GC_ROW("type: \"Deconvolution\" lowering: TYPE3 convolution_param { num_output: 4 kernel_size: 3 pad: 1 group: 2 "
+       DECONV_FILL " }", "2x2x4x3", "")
+GC_ROW("type: \"Deconvolution\" lowering: WINOGRAD convolution_param { num_output: 3 kernel_size: 3 pad: 1 "
+       DECONV_FILL " }", "2x2x4x5", "")
+GC_ROW("type: \"Deconvolution\" lowering: TYPE1 convolution_param { num_output: 2 kernel_h: 3 kernel_w: 2 "
+       "stride_h: 2 stride_w: 3 dilation: 2 bias_term: false weight_filler { type: \"gaussian\" std: 0.5 } }",
+       "2x2x3x3", "")
+GC_ROW("type: \"Deconvolution\" convolution_param { num_output: 3 kernel_size: 1 " DECONV_FILL " }", "2x2x3x4", "")
+GC_ROW("type: \"Deconvolution\" top: \"a\" top: \"b\" convolution_param { num_output: 2 kernel_size: 2 stride: 2 "
+       DECONV_FILL " }", "2x3x2x3;2x3x2x3", "")
+#undef DECONV_FILL
+
+/* ---- issue 21: Crop (the reference bottom takes no gradient) */
+GC_ROW("type: \"Crop\"", "2x3x6x7;2x1x4x3", "check=1")
+GC_ROW("type: \"Crop\" crop_param { axis: 2 offset: 1 offset: 2 }", "2x3x6x7;2x1x4x3", "check=1")
+GC_ROW("type: \"Crop\" crop_param { axis: 1 offset: 1 }", "2x4x5x5;2x2x3x3", "check=1")
+GC_ROW("type: \"Crop\" crop_param { axis: 0 offset: 1 }", "3x4x5;1x2x2", "check=1")
+GC_ROW("type: \"Crop\" crop_param { axis: 1 offset: 2 }", "3x7;3x4", "check=1")
+GC_ROW("type: \"Crop\" crop_param { axis: -1 offset: 3 }", "2x3x2x2x7;2x3x2x2x2", "check=1")
+GC_ROW("type: \"Crop\" crop_param { axis: 0 offset: 2 }", "7;4", "check=1")
+/* ---- issue 21: SPP (MAX on distinct values), Im2col */
+GC_ROW("type: \"SPP\" spp_param { pyramid_height: 3 }", "2x2x7x6:perm", "step=0.001")
+GC_ROW("type: \"SPP\" spp_param { pyramid_height: 2 pool: AVE }", "2x3x5x4", "")
+GC_ROW("type: \"SPP\" spp_param { pyramid_height: 1 }", "2x2x3x4:perm", "step=0.001")
+GC_ROW("type: \"Im2col\" convolution_param { kernel_size: 3 }", "2x2x4x5", "")
+GC_ROW("type: \"Im2col\" convolution_param { kernel_size: 3 stride: 2 pad: 1 dilation: 1 }", "2x3x5x5", "")
+GC_ROW("type: \"Im2col\" convolution_param { kernel_h: 2 kernel_w: 3 dilation: 2 pad: 1 }", "3x2x5x6", "")

@@ -7,79 +7,22 @@ Prints "N passed, N failed" last and exits non-zero on any failure.
 import math
 import os
 import sys
-import traceback
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_check  # noqa: E402
 from ctk import Layer, LayerError  # noqa: E402
+from torch_check import case, close, ok, randn, t  # noqa: E402
 
-torch.set_default_dtype(torch.float64)
-RTOL = 1e-4
-rng = np.random.default_rng(20240611)
-passed = failed = 0
-
-
-def ok(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAILED:", what, file=sys.stderr)
-
-
-def close(name, got, want, rtol=RTOL):
-    """Worst element error relative to the reference tensor's largest magnitude (at least 1e-3)."""
-    got = np.asarray(got, dtype=np.float64)
-    want = np.asarray(want, dtype=np.float64)
-    if got.shape != want.shape:
-        ok(False, f"{name}: shape {got.shape} vs reference {want.shape}")
-        return
-    scale = max(float(np.abs(want).max()) if want.size else 0.0, 1e-3)
-    err = float(np.abs(got - want).max()) if want.size else 0.0
-    ok(err <= rtol * scale and np.all(np.isfinite(got)),
-       f"{name}: max error {err:.3g} (scale {scale:.3g}, tolerance {rtol * scale:.3g})")
-
-
-def randn(*shape):
-    return rng.standard_normal(shape).astype(np.float32)
-
-
-def t(a, grad=True):
-    return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
-
-
-def case(fn):
-    """Runs one comparison; an exception counts as one failure and the rest go on."""
-    def run(*args, **kw):
-        try:
-            fn(*args, **kw)
-        except Exception as e:  # noqa: BLE001
-            ok(False, f"{fn.__name__}{args}: {type(e).__name__}: {e}")
-            traceback.print_exc()
-    return run
+torch_check.rng = rng = np.random.default_rng(20240611)  # this file's own draws, as before the helpers moved
 
 
 def cortado(text, bottoms, phase=0, blobs=None, top_diffs=None, mask=0xFFFFFFFF):
     """Forward, then backward from top_diffs. Returns (tops, bottom diffs, blob diffs, final blobs)."""
-    with Layer(text, [b.shape for b in bottoms], phase=phase) as l:
-        for i, b in enumerate(bottoms):
-            l.set_bottom(i, b)
-        for i, b in enumerate(blobs or []):
-            l.set_blob(i, b)
-        l.forward()
-        tops = [l.top(i) for i in range(l.num_tops())]
-        if top_diffs is not None:
-            for i, g in enumerate(top_diffs):
-                l.set_top_diff(i, g)
-            l.backward(mask)
-        bdiffs = [l.bottom_diff(i) for i in range(len(bottoms))]
-        wdiffs = [l.blob_diff(i) for i in range(l.num_blobs())]
-        final_blobs = [l.blob(i) for i in range(l.num_blobs())]
-    return tops, bdiffs, wdiffs, final_blobs
+    return torch_check.cortado(text, bottoms, phase, blobs, top_diffs, mask, final_blobs=True)
 
 
 # ------------------------------------------------------------------ Convolution
@@ -476,13 +419,7 @@ def test_softmax():
 
 # ------------------------------------------------------------------ parameter errors
 
-@case
-def expect_error(text, shapes, needle, phase=0):
-    try:
-        Layer(text, shapes, phase=phase).close()
-        ok(False, f"{text}: accepted, expected an error mentioning {needle!r}")
-    except LayerError as e:
-        ok(needle in str(e), f"{text}: message {str(e)!r} lacks {needle!r}")
+expect_error = case(torch_check.expect_error)
 
 
 def test_errors():
@@ -509,13 +446,5 @@ def test_errors():
                  "multiple of group")
 
 
-def main():
-    for test in (test_conv, test_pool, test_inner_product, test_lrn, test_batch_norm, test_scale_bias,
-                 test_softmax, test_errors):
-        test()
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(torch_check.run_tests(globals()))

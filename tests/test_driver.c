@@ -259,6 +259,9 @@ static double ref_f(const ct_neuron *p, double x) {
     case CT_NEURON_EXP: return p->outer_scale * exp(p->inner_scale * x);
     case CT_NEURON_LOG: return p->base_scale * log(p->shift + p->scale * x);
     case CT_NEURON_BNLL: return log1p(exp(x));
+    case CT_NEURON_THRESHOLD: return x > p->threshold ? 1 : 0;
+    case CT_NEURON_CLIP: return x < p->lo ? p->lo : x > p->hi ? p->hi : x;
+    case CT_NEURON_SWISH: return x / (1 + exp(-p->beta * x));
   }
   return 0;
 }
@@ -277,12 +280,18 @@ static double ref_df(const ct_neuron *p, double x) {
     case CT_NEURON_EXP: return p->inner_scale * p->outer_scale * exp(p->inner_scale * x);
     case CT_NEURON_LOG: return p->base_scale * p->scale / (p->shift + p->scale * x);
     case CT_NEURON_BNLL: return 1 / (1 + exp(-x));
+    case CT_NEURON_THRESHOLD: return 0;
+    case CT_NEURON_CLIP: return x >= p->lo && x <= p->hi ? 1 : 0;
+    case CT_NEURON_SWISH: {
+      double s = 1 / (1 + exp(-p->beta * x));
+      return s + p->beta * x * s * (1 - s);
+    }
   }
   return 0;
 }
 
 static void test_neurons(const ct_driver *D) {
-  ct_neuron cases[12];
+  ct_neuron cases[16];
   memset(cases, 0, sizeof cases);
   int nc = 0;
   cases[nc].kind = CT_NEURON_RELU, cases[nc++].negative_slope = 0;
@@ -297,6 +306,10 @@ static void test_neurons(const ct_driver *D) {
   cases[nc].kind = CT_NEURON_EXP, cases[nc].inner_scale = 0.6f, cases[nc++].outer_scale = 1.5f;
   cases[nc].kind = CT_NEURON_LOG, cases[nc].scale = 2.0f, cases[nc].shift = 0.5f, cases[nc++].base_scale = 0.7f;
   cases[nc++].kind = CT_NEURON_BNLL;
+  cases[nc].kind = CT_NEURON_THRESHOLD, cases[nc++].threshold = 0.3f;
+  cases[nc].kind = CT_NEURON_CLIP, cases[nc].lo = -0.5f, cases[nc++].hi = 0.8f;
+  cases[nc].kind = CT_NEURON_SWISH, cases[nc++].beta = 1.0f;
+  cases[nc].kind = CT_NEURON_SWISH, cases[nc++].beta = -1.7f;
   const size_t n = 517;
   char what[64];
   for (int c = 0; c < nc; c++) {
@@ -321,7 +334,8 @@ static void test_neurons(const ct_driver *D) {
     fetch(D, xy, dXY, n, "neuron case %d forward in place", c);
     same(xy, ry, n, 2e-6, "neuron forward in place");
     bool reads_y = p->kind == CT_NEURON_SIGMOID || p->kind == CT_NEURON_TANH || p->kind == CT_NEURON_EXP ||
-                   p->kind == CT_NEURON_BNLL || (p->kind == CT_NEURON_RELU) || p->kind == CT_NEURON_ELU;
+                   p->kind == CT_NEURON_BNLL || (p->kind == CT_NEURON_RELU) || p->kind == CT_NEURON_ELU ||
+                   p->kind == CT_NEURON_THRESHOLD;
     if (reads_y) {
       RUN(neuron_backward, p, n, dXY, dXY, dD, dD);
       fetch(D, d, dD, n, "neuron case %d backward in place", c);

@@ -678,8 +678,53 @@ static void test_argmax(const ct_driver *D) {
       }
 }
 
+/* The LSTM cell against a double-precision transcription of Caffe's LSTMUnit, with streams that
+ * continue (cont 1), restart (cont 0) and a fractional cont; backward in place (dc_prev = dc). */
+static void test_lstm_unit(const ct_driver *D) {
+  const size_t N = 5, Dm = 7, n = N * Dm;
+  float *cp = gauss(n), *x = gauss(4 * n), *cont = hbuf(N * sizeof(float)), *dc = gauss(n), *dh = gauss(n);
+  const float conts[5] = {1, 0, 1, 0.5f, 1};
+  for (size_t i = 0; i < N; i++) cont[i] = conts[i];
+  for (size_t i = 0; i < 4 * n; i++) x[i] *= 2;
+  double *rc = dbuf(n), *rh = dbuf(n), *rdcp = dbuf(n), *rdx = dbuf(4 * n);
+  for (size_t s = 0; s < N; s++)
+    for (size_t j = 0; j < Dm; j++) {
+      const float *xs = x + s * 4 * Dm;
+      const double i = 1 / (1 + exp(-(double)xs[j])), f = cont[s] * (1 / (1 + exp(-(double)xs[Dm + j])));
+      const double o = 1 / (1 + exp(-(double)xs[2 * Dm + j])), g = tanh((double)xs[3 * Dm + j]);
+      const double c = f * cp[s * Dm + j] + i * g, tc = tanh(c);
+      rc[s * Dm + j] = c;
+      rh[s * Dm + j] = o * tc;
+      const double t = dc[s * Dm + j] + dh[s * Dm + j] * o * (1 - tc * tc);
+      rdcp[s * Dm + j] = t * f;
+      double *dxs = rdx + s * 4 * Dm;
+      dxs[j] = t * g * i * (1 - i);
+      dxs[Dm + j] = t * cp[s * Dm + j] * f * (1 - f);
+      dxs[2 * Dm + j] = dh[s * Dm + j] * tc * o * (1 - o);
+      dxs[3 * Dm + j] = t * i * (1 - g * g);
+    }
+  float *c = gauss(n), *h = gauss(n), *dcp = gauss(n), *dx = gauss(4 * n);
+  float *dCP = up(D, cp, n), *dX = up(D, x, 4 * n), *dCont = up(D, cont, N), *dC = up(D, c, n), *dH = up(D, h, n);
+  RUN(lstm_unit_forward, N, Dm, dCP, dX, dCont, dC, dH);
+  fetch(D, c, dC, n, "lstm cell c");
+  fetch(D, h, dH, n, "lstm cell h");
+  same(c, rc, n, 2e-6, "lstm cell c");
+  same(h, rh, n, 2e-6, "lstm cell h");
+  float *dDC = up(D, dc, n), *dDX = up(D, dx, 4 * n);
+  RUN(lstm_unit_backward, N, Dm, dCP, dX, dCont, dC, dDC, up(D, dh, n), dDC, dDX);
+  fetch(D, dcp, dDC, n, "lstm cell dc_prev (in place over dc)");
+  fetch(D, dx, dDX, 4 * n, "lstm cell dx");
+  same(dcp, rdcp, n, 2e-5, "lstm cell dc_prev");
+  same(dx, rdx, 4 * n, 2e-5, "lstm cell dx");
+  /* either output may be NULL */
+  RUN(lstm_unit_backward, N, Dm, dCP, dX, dCont, dC, up(D, dc, n), up(D, dh, n), NULL, dDX);
+  fetch(D, dx, dDX, 4 * n, "lstm cell dx without dc_prev");
+  same(dx, rdx, 4 * n, 2e-5, "lstm cell dx without dc_prev");
+}
+
 int main(void) {
   static const dc_test tests[] = {
+      {"lstm cell", test_lstm_unit},
       {"lowering", test_lowering},
       {"pooling", test_pooling},
       {"lrn", test_lrn},

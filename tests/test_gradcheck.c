@@ -59,7 +59,8 @@ static const ct_python_runtime k_cube = {"the gradient check's stand-in", cube_s
 
 typedef struct {
   const char *text;    /* LayerParameter body */
-  const char *bottoms; /* "2x3x5x5;2:labels5" — shapes joined by ';', each with an optional :fill */
+  const char *bottoms; /* "2x3x5x5;2:labels5" — shapes joined by ';', each with an optional :fill
+                          (labelsK, pos, unit, binary, perm, seqN; Gaussian otherwise) */
   const char *opts;    /* "phase=test check=1 kink=0 kink_range=0.02 step=0.01 tol=0.01 samples=N" */
 } gc_row;
 
@@ -113,6 +114,11 @@ static void fill(float *x, size_t n, const char *kind, ct_rng *r) {
     for (size_t i = 0; i < n; i++) x[i] = ct_rng_uniform(r, 0.5f, 2.0f);
   } else if (!strcmp(kind, "unit")) {
     for (size_t i = 0; i < n; i++) x[i] = ct_rng_uniform(r, 0.0f, 1.0f);
+  } else if (!strncmp(kind, "seq", 3)) {
+    /* sequence continuation indicators (T x N, "seqN"): the first step starts every stream (0),
+     * later steps continue (1) or, now and then, start a new sequence (0) */
+    size_t first = (size_t)atoi(kind + 3);
+    for (size_t i = 0; i < n; i++) x[i] = i < first || ct_rng_below(r, 5) == 0 ? 0.0f : 1.0f;
   } else if (!strcmp(kind, "binary")) {
     for (size_t i = 0; i < n; i++) x[i] = (float)ct_rng_below(r, 2);
   } else if (!strcmp(kind, "perm")) {

@@ -86,6 +86,49 @@ static const char *every_layer_net =
     "  loss_weight: 0.1 }\n"
     "layer { name: 'eu' type: 'EuclideanLoss' bottom: 'fc3' bottom: 'target' top: 'eu' loss_weight: 0.1 }\n";
 
+/* issue 21: Caffe 1.0's remaining trainable layers in one net (the host losses on the master):
+ * Swish, Deconvolution, Crop, MVN, Clip, SPP, Im2col, Reduction, Tile, LSTM (the batch seen as 4
+ * steps of 4 streams), Embed, HingeLoss, MultinomialLogisticLoss. */
+static const char *caffe1_net =
+    "name: 'caffe1'\n"
+    "layer { name: 'd' type: 'Data' top: 'data' top: 'label' transform_param { scale: 0.00390625 } "
+    "  idx_data_param { batch_size: 16 images: '" FMNIST "t10k-images-idx3-ubyte.gz' labels: '" FMNIST
+    "t10k-labels-idx1-ubyte.gz' } }\n"
+    "layer { name: 'cont' type: 'DummyData' top: 'cont' dummy_data_param { shape { dim: 4 dim: 4 } "
+    "  data_filler { type: 'constant' value: 1 } } }\n"
+    "layer { name: 'conv1' type: 'Convolution' bottom: 'data' top: 'conv1' convolution_param { num_output: 4 "
+    "  kernel_size: 3 pad: 1 weight_filler { type: 'xavier' } } }\n"
+    "layer { name: 'swish' type: 'Swish' bottom: 'conv1' top: 'conv1' }\n"
+    "layer { name: 'pool1' type: 'Pooling' bottom: 'conv1' top: 'pool1' pooling_param { pool: MAX kernel_size: 2 "
+    "  stride: 2 } }\n"
+    "layer { name: 'dec' type: 'Deconvolution' bottom: 'pool1' top: 'dec' convolution_param { num_output: 4 "
+    "  kernel_size: 4 stride: 2 weight_filler { type: 'xavier' } bias_filler { type: 'gaussian' std: 0.1 } } }\n"
+    "layer { name: 'crop' type: 'Crop' bottom: 'dec' bottom: 'data' top: 'crop' crop_param { offset: 1 } }\n"
+    "layer { name: 'mvn' type: 'MVN' bottom: 'crop' top: 'mvn' }\n"
+    "layer { name: 'clip' type: 'Clip' bottom: 'mvn' top: 'mvn' clip_param { min: -1.5 max: 1.5 } }\n"
+    "layer { name: 'spp' type: 'SPP' bottom: 'mvn' top: 'spp' spp_param { pyramid_height: 2 pool: AVE } }\n"
+    "layer { name: 'im2col' type: 'Im2col' bottom: 'pool1' top: 'cols' convolution_param { kernel_size: 2 "
+    "  stride: 2 } }\n"
+    "layer { name: 'red' type: 'Reduction' bottom: 'cols' top: 'red' reduction_param { operation: MEAN axis: 2 } }\n"
+    "layer { name: 'tile' type: 'Tile' bottom: 'red' top: 'tile' tile_param { tiles: 2 } }\n"
+    "layer { name: 'seq' type: 'Reshape' bottom: 'tile' top: 'seq' reshape_param { shape { dim: 4 dim: 4 dim: -1 } "
+    "  } }\n"
+    "layer { name: 'lstm' type: 'LSTM' bottom: 'seq' bottom: 'cont' top: 'lstm' recurrent_param { num_output: 6 "
+    "  weight_filler { type: 'xavier' } bias_filler { type: 'constant' value: 0.1 } } }\n"
+    "layer { name: 'unseq' type: 'Reshape' bottom: 'lstm' top: 'unseq' reshape_param { shape { dim: 16 dim: -1 } "
+    "  } }\n"
+    "layer { name: 'cat' type: 'Concat' bottom: 'spp' bottom: 'unseq' top: 'cat' }\n"
+    "layer { name: 'fc' type: 'InnerProduct' bottom: 'cat' top: 'logits' inner_product_param { num_output: 10 "
+    "  weight_filler { type: 'xavier' } } }\n"
+    "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'logits' bottom: 'label' top: 'loss' }\n"
+    "layer { name: 'hinge' type: 'HingeLoss' bottom: 'logits' bottom: 'label' top: 'hinge' loss_weight: 0.1 }\n"
+    "layer { name: 'prob' type: 'Softmax' bottom: 'logits' top: 'prob' }\n"
+    "layer { name: 'mll' type: 'MultinomialLogisticLoss' bottom: 'prob' bottom: 'label' top: 'mll' "
+    "  loss_weight: 0.1 }\n"
+    "layer { name: 'emb' type: 'Embed' bottom: 'label' top: 'emb' embed_param { input_dim: 10 num_output: 10 "
+    "  weight_filler { type: 'gaussian' std: 0.1 } } }\n"
+    "layer { name: 'eu' type: 'EuclideanLoss' bottom: 'emb' bottom: 'logits' top: 'eu' loss_weight: 0.1 }\n";
+
 static void write_file(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
   CHECK(f != NULL, "cannot write %s", path);
@@ -479,6 +522,10 @@ int main(void) {
   write_file(path, every_layer_net);
   test_one_pass(path);
   test_training("every", path, 0.01);
+  snprintf(path, sizeof path, "%s/caffe1.prototxt", dir);
+  write_file(path, caffe1_net);
+  test_one_pass(path);
+  test_training("caffe1", path, 0.01);
   /* LeNet at 0.01 flips a max-pooling choice at iteration 12 on rounding alone (the summation
    * order of the partitions' weight gradients), after which the runs drift apart by up to 4e-5
    * of the largest weight by iteration 20; at 0.002 the drift stays within 1e-5 */

@@ -45,7 +45,10 @@ typedef enum ct_neuron_kind {
   CT_NEURON_POWER, /* y = (shift + scale x)^power */
   CT_NEURON_EXP,   /* y = outer_scale e^(inner_scale x) */
   CT_NEURON_LOG,   /* y = base_scale ln(shift + scale x) */
-  CT_NEURON_BNLL   /* y = ln(1 + e^x) */
+  CT_NEURON_BNLL,  /* y = ln(1 + e^x) */
+  CT_NEURON_THRESHOLD, /* y = x > threshold ? 1 : 0; dx = 0 (the step's derivative almost everywhere) */
+  CT_NEURON_CLIP,      /* y = min(max(x, lo), hi); dx = dy where lo <= x <= hi (Caffe's rule), else 0 */
+  CT_NEURON_SWISH      /* y = x sigmoid(beta x) */
 } ct_neuron_kind;
 
 typedef struct ct_neuron {
@@ -55,6 +58,9 @@ typedef struct ct_neuron {
   float power, scale, shift;      /* Power; Log uses scale and shift too */
   float inner_scale, outer_scale; /* Exp */
   float base_scale;               /* Log: 1 / ln(base) */
+  float threshold;                /* Threshold */
+  float lo, hi;                   /* Clip */
+  float beta;                     /* Swish */
 } ct_neuron;
 
 typedef enum ct_eltwise_op { CT_ELTWISE_PROD, CT_ELTWISE_SUM, CT_ELTWISE_MAX } ct_eltwise_op;
@@ -171,7 +177,7 @@ typedef struct ct_driver_ops {
   ct_status (*mul)(const ct_driver *d, size_t n, const float *a, const float *b, float *y);
   /* y = f(x), x may be y. Backward: dx = dy f'(x); x is the input, or y itself when the layer
    * ran in place and f allows it (ReLU and ELU with a slope/alpha >= 0, Sigmoid, TanH, Exp,
-   * BNLL read only y, or x's sign); dy may be dx. */
+   * BNLL read only y, or x's sign; Threshold reads neither); dy may be dx. */
   ct_status (*neuron_forward)(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, float *y);
   ct_status (*neuron_backward)(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, const float *y,
                           const float *dy, float *dx);
@@ -281,6 +287,19 @@ typedef struct ct_driver_ops {
    * (indices, then values) with out_max_val. scratch: dim entries. */
   ct_status (*argmax)(const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val,
                  bool has_axis, const float *x, float *y, ct_rank_entry *scratch);
+
+  /* ---- recurrent: the LSTM cell (Caffe's LSTMUnit) over N streams of D units. x holds each
+   * stream's 4D gate inputs (i, f, o, g), c_prev its previous cell, cont its continuation
+   * indicator: i, f', o = sigmoid, g = tanh of their inputs, f = cont f' (0 where cont is 0),
+   * c = f c_prev + i g, h = o tanh(c). Backward, Caffe's formula from dc and dh (the gradients of
+   * c and h): with t = dc + dh o (1 - tanh(c)^2): dc_prev = t f, and dx's i, f, o, g parts t g i
+   * (1 - i), t c_prev f (1 - f), dh tanh(c) o (1 - o), t i (1 - g^2). dc_prev or dx may be NULL;
+   * dc_prev may be dc. */
+  ct_status (*lstm_unit_forward)(const ct_driver *d, size_t N, size_t D, const float *c_prev, const float *x,
+                                 const float *cont, float *c, float *h);
+  ct_status (*lstm_unit_backward)(const ct_driver *d, size_t N, size_t D, const float *c_prev, const float *x,
+                                  const float *cont, const float *c, const float *dc, const float *dh, float *dc_prev,
+                                  float *dx);
 
   /* ---- the solver: one update of n parameters w with gradients g (left holding the step
    * taken) and history h0 (and h1 for AdaDelta and Adam). */

@@ -103,13 +103,11 @@ static ct_status pick_dims(const ct_layer *l, const char *what, size_t n, const 
   return CT_OK;
 }
 
-static ct_status conv_setup(ct_layer *l, ct_error *err) {
+/* The window (kernel, stride, pad, dilation) and, with `outputs`, num_output and group. */
+static ct_status read_param(const ct_layer *l, bool outputs, ct_conv_geom *out, ct_error *err) {
   const Caffe__ConvolutionParameter *p = l->lp->convolution_param ? l->lp->convolution_param : &default_param;
   const ct_tensor *x = l->bottom[0];
   char buf[128];
-  if (l->nbottom != l->ntop)
-    return ct_layer_fail(l, err, CT_EINVAL, "needs as many tops as bottoms (got %d bottoms, %d tops)", l->nbottom,
-                         l->ntop);
   int axis = ct_tensor_axis(x, p->axis);
   if (axis < 0)
     return ct_layer_fail(l, err, CT_EINVAL, "axis %d is out of range for bottom shape %s", p->axis,
@@ -176,6 +174,12 @@ static ct_status conv_setup(ct_layer *l, ct_error *err) {
   }
   g.kh = kernel[0], g.kw = kernel[1], g.sh = stride[0], g.sw = stride[1];
   g.ph = pad[0], g.pw = pad[1], g.dh = dil[0], g.dw = dil[1];
+  g.C = x->shape[1];
+  if (!outputs) {
+    g.K = g.G = 1;
+    *out = g;
+    return CT_OK;
+  }
   if (p->num_output > (1u << 24))
     return ct_layer_fail(l, err, CT_EINVAL, "num_output %u is too large (at most %u)", p->num_output, 1u << 24);
   if (!p->has_num_output || p->num_output == 0)
@@ -183,33 +187,52 @@ static ct_status conv_setup(ct_layer *l, ct_error *err) {
   if (p->group == 0 || p->group > (1u << 24)) return ct_layer_fail(l, err, CT_EINVAL, "group must be positive");
   g.K = (int)p->num_output;
   g.G = (int)p->group;
-  g.C = x->shape[1];
   if (g.C % g.G)
     return ct_layer_fail(l, err, CT_EINVAL, "the number of input channels (%d) must be a multiple of group (%d)", g.C,
                          g.G);
   if (g.K % g.G)
     return ct_layer_fail(l, err, CT_EINVAL, "num_output (%d) must be a multiple of group (%d)", g.K, g.G);
+  *out = g;
+  return CT_OK;
+}
 
-  conv_priv *cp = calloc(1, sizeof *cp);
-  if (!cp) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
-  l->priv = cp;
-  cp->geom = g;
-  cp->bias = p->bias_term;
+ct_status ct_conv_read_param(const ct_layer *l, ct_conv_geom *g, ct_error *err) { return read_param(l, true, g, err); }
+
+ct_status ct_conv_read_window(const ct_layer *l, ct_conv_geom *g, ct_error *err) { return read_param(l, false, g, err); }
+
+ct_status ct_conv_read_lowering(const ct_layer *l, const ct_conv_geom *gp, ct_lowering *forced, ct_error *err) {
+  const ct_conv_geom g = *gp;
   switch (l->lp->lowering) {
-    case CAFFE__LOWERING__LOWERING_AUTO: cp->forced = CT_LOWER_AUTO; break;
-    case CAFFE__LOWERING__TYPE1: cp->forced = CT_LOWER_TYPE1; break;
-    case CAFFE__LOWERING__TYPE2: cp->forced = CT_LOWER_TYPE2; break;
-    case CAFFE__LOWERING__TYPE3: cp->forced = CT_LOWER_TYPE3; break;
+    case CAFFE__LOWERING__LOWERING_AUTO: *forced = CT_LOWER_AUTO; break;
+    case CAFFE__LOWERING__TYPE1: *forced = CT_LOWER_TYPE1; break;
+    case CAFFE__LOWERING__TYPE2: *forced = CT_LOWER_TYPE2; break;
+    case CAFFE__LOWERING__TYPE3: *forced = CT_LOWER_TYPE3; break;
     case CAFFE__LOWERING__WINOGRAD:
       if (!ct_lower_wino_applies(&g))
         return ct_layer_fail(l, err, CT_EINVAL,
                              "lowering: WINOGRAD needs a 3x3 kernel with stride 1 and dilation 1; this one is %dx%d "
                              "with stride %dx%d and dilation %dx%d",
                              g.kh, g.kw, g.sh, g.sw, g.dh, g.dw);
-      cp->forced = CT_LOWER_WINOGRAD;
+      *forced = CT_LOWER_WINOGRAD;
       break;
     default: return ct_layer_fail(l, err, CT_EINVAL, "lowering must be TYPE1, TYPE2, TYPE3 or WINOGRAD");
   }
+  return CT_OK;
+}
+
+static ct_status conv_setup(ct_layer *l, ct_error *err) {
+  if (l->nbottom != l->ntop)
+    return ct_layer_fail(l, err, CT_EINVAL, "needs as many tops as bottoms (got %d bottoms, %d tops)", l->nbottom,
+                         l->ntop);
+  ct_conv_geom g;
+  CT_TRY(ct_conv_read_param(l, &g, err));
+  const Caffe__ConvolutionParameter *p = l->lp->convolution_param ? l->lp->convolution_param : &default_param;
+  conv_priv *cp = calloc(1, sizeof *cp);
+  if (!cp) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  l->priv = cp;
+  cp->geom = g;
+  cp->bias = p->bias_term;
+  CT_TRY(ct_conv_read_lowering(l, &g, &cp->forced, err));
   CT_TRY(ct_layer_alloc_blobs(l, cp->bias ? 2 : 1, err));
   int wshape[4] = {g.K, g.C / g.G, g.kh, g.kw};
   CT_TRY(ct_tensor_reshape(l->blobs[0], 4, wshape, err));
@@ -238,6 +261,26 @@ static ct_status conv_workspace_cap(const ct_layer *l, size_t *cap, ct_error *er
   return CT_OK;
 }
 
+ct_status ct_conv_fit_workspace(const ct_layer *l, const ct_conv_geom *g, ct_lowering forced, ct_lowering *type,
+                                int *chunk, ct_part_scratch *ws, ct_error *err) {
+  int nbmax = 1;
+  for (int i = 0; i < l->plan.n; i++)
+    if (l->plan.part[i].end - l->plan.part[i].begin > nbmax) nbmax = l->plan.part[i].end - l->plan.part[i].begin;
+  const ct_driver *d = ct_layer_driver(l);
+  size_t cap;
+  CT_TRY(conv_workspace_cap(l, &cap, err));
+  /* a partition's images in one lowering when a type fits the cap; else in turns of half as
+   * many, then a quarter, ... (one image at least, whatever it takes) */
+  double gflops = 0, gbytes = 0;
+  if (forced == CT_LOWER_AUTO) d->ops->calibration(d, &gflops, &gbytes);
+  for (*chunk = nbmax;; *chunk = (*chunk + 1) / 2) {
+    *type = forced != CT_LOWER_AUTO ? forced : ct_lower_choose(g, *chunk, gflops, gbytes, cap);
+    if (*chunk == 1 || ct_lower_workspace(g, *type, *chunk) <= cap) break;
+  }
+  size_t floats = (ct_lower_workspace(g, *type, *chunk) + 15) & ~(size_t)15;
+  return ct_part_scratch_reserve(ws, l, floats * sizeof(float), err);
+}
+
 static ct_status conv_reshape(ct_layer *l, ct_error *err) {
   conv_priv *cp = l->priv;
   const ct_tensor *x = l->bottom[0];
@@ -264,22 +307,7 @@ static ct_status conv_reshape(ct_layer *l, ct_error *err) {
   cp->geom = g;
   for (int i = 0; i < l->ntop; i++) CT_TRY(ct_tensor_reshape4(l->top[i], g.N, g.K, g.OH, g.OW, err));
   for (int i = 0; i < CT_MAX_PARTITIONS; i++) cp->low[i].bottom = -1; /* the partitions may have moved */
-  int nbmax = 1;
-  for (int i = 0; i < l->plan.n; i++)
-    if (l->plan.part[i].end - l->plan.part[i].begin > nbmax) nbmax = l->plan.part[i].end - l->plan.part[i].begin;
-  const ct_driver *d = ct_layer_driver(l);
-  size_t cap;
-  CT_TRY(conv_workspace_cap(l, &cap, err));
-  /* a partition's images in one lowering when a type fits the cap; else in turns of half as
-   * many, then a quarter, ... (one image at least, whatever it takes) */
-  double gflops = 0, gbytes = 0;
-  if (cp->forced == CT_LOWER_AUTO) d->ops->calibration(d, &gflops, &gbytes);
-  for (cp->chunk = nbmax;; cp->chunk = (cp->chunk + 1) / 2) {
-    cp->type = cp->forced != CT_LOWER_AUTO ? cp->forced : ct_lower_choose(&g, cp->chunk, gflops, gbytes, cap);
-    if (cp->chunk == 1 || ct_lower_workspace(&g, cp->type, cp->chunk) <= cap) break;
-  }
-  size_t ws = (ct_lower_workspace(&g, cp->type, cp->chunk) + 15) & ~(size_t)15;
-  return ct_part_scratch_reserve(&cp->ws, l, ws * sizeof(float), err);
+  return ct_conv_fit_workspace(l, &g, cp->forced, &cp->type, &cp->chunk, &cp->ws, err);
 }
 
 static ct_status conv_forward(ct_layer *l, const ct_part *p, ct_error *err) {

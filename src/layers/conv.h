@@ -23,4 +23,19 @@ void ct_conv_backward_naive(const ct_conv_geom *g, const float *x, const float *
  * environment, else 1 GiB), then fewer, in turns. */
 int ct_conv_layer_turn_images(const ct_layer *l);
 
+/* Shared with Deconvolution (a convolution's data gradient run forward):
+ * ct_conv_read_param reads l's convolution_param for its bottom 0 (4 axes, channels on axis 1)
+ * into g: kernel, stride, pad, dilation, group, g->C = the bottom's channels, g->K = num_output;
+ * every bad value is refused with a message naming the layer. */
+ct_status ct_conv_read_param(const ct_layer *l, ct_conv_geom *g, ct_error *err);
+/* The same without num_output and group (Im2col): g->K = g->G = 1. */
+ct_status ct_conv_read_window(const ct_layer *l, ct_conv_geom *g, ct_error *err);
+/* The prototxt's `lowering:` for geometry g (AUTO when absent; WINOGRAD only where it applies). */
+ct_status ct_conv_read_lowering(const ct_layer *l, const ct_conv_geom *g, ct_lowering *forced, ct_error *err);
+/* For reshape, g complete: the lowering type (forced, or the cost model's for the driver of l's
+ * plan) and the images per lowering call (*chunk: the largest partition's, or fewer in turns when
+ * the workspace would pass the cap), and each partition's workspace reserved in ws. */
+ct_status ct_conv_fit_workspace(const ct_layer *l, const ct_conv_geom *g, ct_lowering forced, ct_lowering *type,
+                                int *chunk, ct_part_scratch *ws, ct_error *err);
+
 #endif

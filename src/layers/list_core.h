@@ -5,3 +5,7 @@ CT_LAYER(Data)
 CT_LAYER(ImageData)
 CT_LAYER(MemoryData)
 CT_LAYER(Python)
+/* ---- issue 21: Caffe 1.0's HDF5 data layers. */
+CT_LAYER(HDF5Data)
+CT_LAYER(HDF5Output)
+CT_LAYER(WindowData)

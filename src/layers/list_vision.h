@@ -8,3 +8,8 @@ CT_LAYER(Scale)
 CT_LAYER(Bias)
 CT_LAYER(Softmax)
 CT_LAYER(SoftmaxWithLoss)
+/* ---- issue 21: Caffe 1.0's remaining vision layers. */
+CT_LAYER(Deconvolution)
+CT_LAYER(Crop)
+CT_LAYER(SPP)
+CT_LAYER(Im2col)

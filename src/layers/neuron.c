@@ -8,19 +8,13 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "layers/layer.h"
-
-typedef struct neuron {
-  ct_neuron f;       /* which activation, with its parameters */
-  bool keep_input;   /* backward needs x itself: in place, keep a copy */
-  ct_tensor *saved;  /* that copy, shaped like the bottom */
-} neuron;
+#include "layers/neuron.h"
 
 static bool in_place(const ct_layer *l) { return l->top[0] == l->bottom[0]; }
 
 /* ---------------------------------------------------------------- the skeleton */
 
-static ct_status neuron_alloc(ct_layer *l, ct_neuron_kind kind, neuron **out, ct_error *err) {
+ct_status ct_neuron_layer_alloc(ct_layer *l, ct_neuron_kind kind, neuron **out, ct_error *err) {
   neuron *p = calloc(1, sizeof *p);
   if (!p) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
   p->f.kind = kind;
@@ -29,7 +23,7 @@ static ct_status neuron_alloc(ct_layer *l, ct_neuron_kind kind, neuron **out, ct
   return CT_OK;
 }
 
-static ct_status neuron_reshape(ct_layer *l, ct_error *err) {
+ct_status ct_neuron_layer_reshape(ct_layer *l, ct_error *err) {
   neuron *p = l->priv;
   if (in_place(l)) {
     if (!p->keep_input) return CT_OK;
@@ -40,7 +34,7 @@ static ct_status neuron_reshape(ct_layer *l, ct_error *err) {
 }
 
 /* Each partition runs its images' elements on its driver. */
-static ct_status neuron_forward(ct_layer *l, const ct_part *p, ct_error *err) {
+ct_status ct_neuron_layer_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   neuron *n = l->priv;
   const ct_driver *d = p->d;
   size_t first, count;
@@ -57,7 +51,7 @@ static ct_status neuron_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   return d->ops->neuron_forward(d, &n->f, count, x + first, y + first);
 }
 
-static ct_status neuron_backward(ct_layer *l, const ct_part *p, ct_error *err) {
+ct_status ct_neuron_layer_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   if (!l->propagate_down[0]) return CT_OK;
   neuron *n = l->priv;
   const ct_driver *d = p->d;
@@ -72,7 +66,7 @@ static ct_status neuron_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   return d->ops->neuron_backward(d, &n->f, count, x + first, y + first, dy + first, dx + first);
 }
 
-static void neuron_destroy(ct_layer *l) {
+void ct_neuron_layer_destroy(ct_layer *l) {
   neuron *p = l->priv;
   if (!p) return;
   ct_tensor_free(p->saved);
@@ -80,30 +74,13 @@ static void neuron_destroy(ct_layer *l) {
   l->priv = NULL;
 }
 
-#define NEURON_OPS(T)                                             \
-  const ct_layer_ops ct_layer_##T = {.type = #T,                  \
-                                     .min_bottom = 1,             \
-                                     .max_bottom = 1,             \
-                                     .min_top = 1,                \
-                                     .max_top = 1,                \
-                                     .in_place = true,            \
-                                     .has_backward = true,        \
-                                     .splits = ct_layer_splits_always, \
-                                     .gains = true,               \
-                                     .kind = CT_WORK_MEMORY,      \
-                                     .setup = T##_setup,          \
-                                     .reshape = neuron_reshape,   \
-                                     .forward = neuron_forward,   \
-                                     .backward = neuron_backward, \
-                                     .destroy = neuron_destroy}
-
 /* ---------------------------------------------------------------- ReLU */
 
 static ct_status ReLU_setup(ct_layer *l, ct_error *err) {
   static const Caffe__ReLUParameter dflt = CAFFE__RE_LUPARAMETER__INIT;
   const Caffe__ReLUParameter *rp = l->lp->relu_param ? l->lp->relu_param : &dflt;
   neuron *p = NULL;
-  CT_TRY(neuron_alloc(l, CT_NEURON_RELU, &p, err));
+  CT_TRY(ct_neuron_layer_alloc(l, CT_NEURON_RELU, &p, err));
   p->f.negative_slope = rp->negative_slope;
   p->keep_input = rp->negative_slope < 0;
   return CT_OK;
@@ -116,7 +93,7 @@ static ct_status ELU_setup(ct_layer *l, ct_error *err) {
   static const Caffe__ELUParameter dflt = CAFFE__ELUPARAMETER__INIT;
   const Caffe__ELUParameter *ep = l->lp->elu_param ? l->lp->elu_param : &dflt;
   neuron *p = NULL;
-  CT_TRY(neuron_alloc(l, CT_NEURON_ELU, &p, err));
+  CT_TRY(ct_neuron_layer_alloc(l, CT_NEURON_ELU, &p, err));
   p->f.alpha = ep->alpha;
   p->keep_input = ep->alpha < 0;
   return CT_OK;
@@ -127,7 +104,7 @@ NEURON_OPS(ELU);
 
 static ct_status Sigmoid_setup(ct_layer *l, ct_error *err) {
   neuron *p = NULL;
-  return neuron_alloc(l, CT_NEURON_SIGMOID, &p, err);
+  return ct_neuron_layer_alloc(l, CT_NEURON_SIGMOID, &p, err);
 }
 NEURON_OPS(Sigmoid);
 
@@ -135,7 +112,7 @@ NEURON_OPS(Sigmoid);
 
 static ct_status TanH_setup(ct_layer *l, ct_error *err) {
   neuron *p = NULL;
-  return neuron_alloc(l, CT_NEURON_TANH, &p, err);
+  return ct_neuron_layer_alloc(l, CT_NEURON_TANH, &p, err);
 }
 NEURON_OPS(TanH);
 
@@ -143,7 +120,7 @@ NEURON_OPS(TanH);
 
 static ct_status AbsVal_setup(ct_layer *l, ct_error *err) {
   neuron *p = NULL;
-  CT_TRY(neuron_alloc(l, CT_NEURON_ABSVAL, &p, err));
+  CT_TRY(ct_neuron_layer_alloc(l, CT_NEURON_ABSVAL, &p, err));
   p->keep_input = true;
   return CT_OK;
 }
@@ -155,7 +132,7 @@ static ct_status Power_setup(ct_layer *l, ct_error *err) {
   static const Caffe__PowerParameter dflt = CAFFE__POWER_PARAMETER__INIT;
   const Caffe__PowerParameter *pp = l->lp->power_param ? l->lp->power_param : &dflt;
   neuron *p = NULL;
-  CT_TRY(neuron_alloc(l, CT_NEURON_POWER, &p, err));
+  CT_TRY(ct_neuron_layer_alloc(l, CT_NEURON_POWER, &p, err));
   p->f.power = pp->power;
   p->f.scale = pp->scale;
   p->f.shift = pp->shift;
@@ -184,7 +161,7 @@ static ct_status Exp_setup(ct_layer *l, ct_error *err) {
   double ln_base = 1;
   CT_TRY(log_of_base(l, xp->base_, &ln_base, err));
   neuron *p = NULL;
-  CT_TRY(neuron_alloc(l, CT_NEURON_EXP, &p, err));
+  CT_TRY(ct_neuron_layer_alloc(l, CT_NEURON_EXP, &p, err));
   p->f.inner_scale = (float)(ln_base * xp->scale);
   p->f.outer_scale = xp->shift == 0 ? 1.0f : (float)exp(ln_base * xp->shift);
   return CT_OK;
@@ -200,7 +177,7 @@ static ct_status Log_setup(ct_layer *l, ct_error *err) {
   CT_TRY(log_of_base(l, gp->base_, &ln_base, err));
   if (ln_base == 0) return ct_layer_fail(l, err, CT_EINVAL, "base 1 has no logarithm");
   neuron *p = NULL;
-  CT_TRY(neuron_alloc(l, CT_NEURON_LOG, &p, err));
+  CT_TRY(ct_neuron_layer_alloc(l, CT_NEURON_LOG, &p, err));
   p->f.scale = gp->scale;
   p->f.shift = gp->shift;
   p->f.base_scale = (float)(1.0 / ln_base);
@@ -213,6 +190,6 @@ NEURON_OPS(Log);
 
 static ct_status BNLL_setup(ct_layer *l, ct_error *err) {
   neuron *p = NULL;
-  return neuron_alloc(l, CT_NEURON_BNLL, &p, err);
+  return ct_neuron_layer_alloc(l, CT_NEURON_BNLL, &p, err);
 }
 NEURON_OPS(BNLL);

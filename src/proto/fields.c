@@ -50,11 +50,10 @@ static const rule k_rules[] = {
          "convolution_param data_param dropout_param dummy_data_param eltwise_param elu_param exp_param "
          "flatten_param image_data_param inner_product_param input_param log_param lrn_param memory_data_param "
          "pooling_param power_param prelu_param python_param relu_param reshape_param scale_param sigmoid_param "
-         "softmax_param slice_param tanh_param lowering idx_data_param"),
-    UNREACHED("LayerParameter",
-              "clip_param contrastive_loss_param crop_param embed_param hdf5_data_param hdf5_output_param "
-              "hinge_loss_param infogain_loss_param mvn_param parameter_param reduction_param spp_param swish_param "
-              "threshold_param tile_param window_data_param"),
+         "softmax_param slice_param tanh_param lowering idx_data_param clip_param contrastive_loss_param crop_param "
+         "embed_param hdf5_data_param hdf5_output_param hinge_loss_param infogain_loss_param mvn_param "
+         "parameter_param recurrent_param reduction_param spp_param swish_param threshold_param tile_param "
+         "window_data_param"),
     REFUSED("LayerParameter", "partition_dim location",
             "SINGA's partitioning of one layer across the workers of a group is not implemented; a layer runs "
             "whole on each worker (use partition { } to split its batch between devices)"),
@@ -108,25 +107,29 @@ static const rule k_rules[] = {
     USED("SoftmaxParameter", "axis"),
     INERT("SoftmaxParameter", "engine", k_engine),
     INERT("TanHParameter", "engine", k_engine),
-    /* messages only layer types this build does not have read */
-    UNREACHED("ClipParameter", "min max"),
-    UNREACHED("ContrastiveLossParameter", "margin legacy_version"),
-    UNREACHED("CropParameter", "axis offset"),
-    UNREACHED("EmbedParameter", "num_output input_dim bias_term weight_filler bias_filler"),
-    UNREACHED("HDF5DataParameter", "source batch_size shuffle"),
-    UNREACHED("HDF5OutputParameter", "file_name"),
-    UNREACHED("HingeLossParameter", "norm"),
-    UNREACHED("InfogainLossParameter", "source axis"),
-    UNREACHED("MVNParameter", "normalize_variance across_channels eps"),
-    UNREACHED("ParameterParameter", "shape"),
-    UNREACHED("ReductionParameter", "operation axis coeff"),
-    UNREACHED("SwishParameter", "beta"),
-    UNREACHED("SPPParameter", "pyramid_height pool engine"),
-    UNREACHED("ThresholdParameter", "threshold"),
-    UNREACHED("TileParameter", "axis tiles"),
-    UNREACHED("WindowDataParameter",
-              "source scale mean_file batch_size crop_size mirror fg_threshold bg_threshold fg_fraction context_pad "
-              "crop_mode cache_images root_folder"),
+    USED("ClipParameter", "min max"),
+    USED("ContrastiveLossParameter", "margin legacy_version"),
+    USED("CropParameter", "axis offset"),
+    USED("EmbedParameter", "num_output input_dim bias_term weight_filler bias_filler"),
+    USED("HDF5DataParameter", "source batch_size shuffle"),
+    USED("HDF5OutputParameter", "file_name"),
+    USED("HingeLossParameter", "norm"),
+    USED("InfogainLossParameter", "source axis"),
+    USED("MVNParameter", "normalize_variance across_channels eps"),
+    USED("ParameterParameter", "shape"),
+    USED("RecurrentParameter", "num_output weight_filler bias_filler expose_hidden"),
+    REFUSED("RecurrentParameter", "debug_info",
+            "Caffe prints its unrolled net's internals; cortado runs RNN and LSTM directly, with no unrolled net to "
+            "print"),
+    USED("ReductionParameter", "operation axis coeff"),
+    USED("SwishParameter", "beta"),
+    USED("SPPParameter", "pyramid_height pool"),
+    INERT("SPPParameter", "engine", k_engine),
+    USED("ThresholdParameter", "threshold"),
+    USED("TileParameter", "axis tiles"),
+    USED("WindowDataParameter",
+         "source scale mean_file batch_size crop_size mirror fg_threshold bg_threshold fg_fraction context_pad "
+         "crop_mode cache_images root_folder"),
     /* old layer formats: gone once upgrade.c has run */
     UPGRADED("V1LayerParameter",
              "bottom top name include exclude type blobs param blob_share_mode blobs_lr weight_decay loss_weight "

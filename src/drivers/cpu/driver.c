@@ -162,6 +162,8 @@ static const ct_driver_ops cpu_ops = {
     .sigmoid_xent_backward = ct_cpu_sigmoid_xent_backward,
     .accuracy = ct_cpu_accuracy,
     .argmax = ct_cpu_argmax,
+    .lstm_unit_forward = ct_cpu_lstm_unit_forward,
+    .lstm_unit_backward = ct_cpu_lstm_unit_backward,
     .update = ct_cpu_update,
 };
 

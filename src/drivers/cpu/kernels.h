@@ -112,6 +112,11 @@ ct_status ct_cpu_sigmoid_xent_backward(const ct_driver *d, size_t n, const float
 ct_status ct_cpu_accuracy(const ct_driver *d, size_t outer, size_t C, size_t inner, const float *score,
                           const float *labels, int top_k, bool has_ignore, int ignore, float *per_class,
                           size_t *class_count, size_t *hits, size_t *counted, ptrdiff_t *bad);
+ct_status ct_cpu_lstm_unit_forward(const ct_driver *d, size_t N, size_t D, const float *c_prev, const float *x,
+                                  const float *cont, float *c, float *h);
+ct_status ct_cpu_lstm_unit_backward(const ct_driver *d, size_t N, size_t D, const float *c_prev, const float *x,
+                                   const float *cont, const float *c, const float *dc, const float *dh,
+                                   float *dc_prev, float *dx);
 ct_status ct_cpu_argmax(const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val,
                         bool has_axis, const float *x, float *y, ct_rank_entry *scratch);
 

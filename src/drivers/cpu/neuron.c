@@ -169,6 +169,56 @@ static void bnll_bwd(const ct_neuron *p, const float *x, const float *y, const f
   for (size_t i = 0; i < n; i++) dx[i] = -expm1f(-y[i]) * dy[i];
 }
 
+/* ---------------------------------------------------------------- Threshold: y = x > t ? 1 : 0 */
+
+static void threshold_fwd(const ct_neuron *p, const float *x, float *y, size_t n) {
+  const float t = p->threshold;
+  for (size_t i = 0; i < n; i++) y[i] = x[i] > t ? 1.0f : 0.0f;
+}
+
+/* A step: its derivative is 0 wherever it has one (Caffe leaves backward unimplemented; a zero
+ * gradient lets a net that passes through it train instead of failing). */
+static void threshold_bwd(const ct_neuron *p, const float *x, const float *y, const float *dy, float *dx, size_t n) {
+  (void)p, (void)x, (void)y, (void)dy;
+  memset(dx, 0, n * sizeof(float));
+}
+
+/* ---------------------------------------------------------------- Clip: y = min(max(x, lo), hi) */
+
+static void clip_fwd(const ct_neuron *p, const float *x, float *y, size_t n) {
+  const float lo = p->lo, hi = p->hi;
+  for (size_t i = 0; i < n; i++) y[i] = fmaxf(lo, fminf(x[i], hi));
+}
+
+/* Caffe's rule: the gradient passes where lo <= x <= hi, the bounds included. */
+static void clip_bwd(const ct_neuron *p, const float *x, const float *y, const float *dy, float *dx, size_t n) {
+  (void)y;
+  const float lo = p->lo, hi = p->hi;
+  for (size_t i = 0; i < n; i++) dx[i] = x[i] >= lo && x[i] <= hi ? dy[i] : 0.0f;
+}
+
+/* ---------------------------------------------------------------- Swish: y = x sigmoid(beta x) */
+
+static float logistic(float v) {
+  if (v >= 0) return 1.0f / (1.0f + expf(-v));
+  const float e = expf(v); /* no overflow for very negative inputs */
+  return e / (1.0f + e);
+}
+
+static void swish_fwd(const ct_neuron *p, const float *x, float *y, size_t n) {
+  const float b = p->beta;
+  for (size_t i = 0; i < n; i++) y[i] = x[i] * logistic(b * x[i]);
+}
+
+/* f'(x) = s + beta y (1 - s) with s = sigmoid(beta x) (Caffe's form: beta y + s (1 - beta y)). */
+static void swish_bwd(const ct_neuron *p, const float *x, const float *y, const float *dy, float *dx, size_t n) {
+  const float b = p->beta;
+  for (size_t i = 0; i < n; i++) {
+    const float s = logistic(b * x[i]), by = b * y[i];
+    dx[i] = dy[i] * (by + s * (1.0f - by));
+  }
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
 ct_status ct_cpu_neuron_forward(const ct_driver *d, const ct_neuron *p, size_t n, const float *x, float *y) {
@@ -183,6 +233,9 @@ ct_status ct_cpu_neuron_forward(const ct_driver *d, const ct_neuron *p, size_t n
     case CT_NEURON_EXP: exp_fwd(p, x, y, n); break;
     case CT_NEURON_LOG: log_fwd(p, x, y, n); break;
     case CT_NEURON_BNLL: bnll_fwd(p, x, y, n); break;
+    case CT_NEURON_THRESHOLD: threshold_fwd(p, x, y, n); break;
+    case CT_NEURON_CLIP: clip_fwd(p, x, y, n); break;
+    case CT_NEURON_SWISH: swish_fwd(p, x, y, n); break;
   }
   return CT_OK;
 }
@@ -200,6 +253,9 @@ ct_status ct_cpu_neuron_backward(const ct_driver *d, const ct_neuron *p, size_t 
     case CT_NEURON_EXP: exp_bwd(p, x, y, dy, dx, n); break;
     case CT_NEURON_LOG: log_bwd(p, x, y, dy, dx, n); break;
     case CT_NEURON_BNLL: bnll_bwd(p, x, y, dy, dx, n); break;
+    case CT_NEURON_THRESHOLD: threshold_bwd(p, x, y, dy, dx, n); break;
+    case CT_NEURON_CLIP: clip_bwd(p, x, y, dy, dx, n); break;
+    case CT_NEURON_SWISH: swish_bwd(p, x, y, dy, dx, n); break;
   }
   return CT_OK;
 }

@@ -228,6 +228,8 @@ EMU_ENTRY(sigmoid_xent_forward, (const ct_driver *d, size_t n, const float *x, c
 EMU_ENTRY(sigmoid_xent_backward, (const ct_driver *d, size_t n, const float *sig, const float *t, bool has_ignore, int ignore, float w, float *dx), (d, n, sig, t, has_ignore, ignore, w, dx))
 EMU_ENTRY(accuracy, (const ct_driver *d, size_t outer, size_t C, size_t inner, const float *score, const float *labels, int top_k, bool has_ignore, int ignore, float *per_class, size_t *class_count, size_t *hits, size_t *counted, ptrdiff_t *bad), (d, outer, C, inner, score, labels, top_k, has_ignore, ignore, per_class, class_count, hits, counted, bad))
 EMU_ENTRY(argmax, (const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val, bool has_axis, const float *x, float *y, ct_rank_entry *scratch), (d, outer, dim, stride, top_k, out_max_val, has_axis, x, y, scratch))
+EMU_ENTRY(lstm_unit_forward, (const ct_driver *d, size_t N, size_t D, const float *c_prev, const float *x, const float *cont, float *c, float *h), (d, N, D, c_prev, x, cont, c, h))
+EMU_ENTRY(lstm_unit_backward, (const ct_driver *d, size_t N, size_t D, const float *c_prev, const float *x, const float *cont, const float *c, const float *dc, const float *dh, float *dc_prev, float *dx), (d, N, D, c_prev, x, cont, c, dc, dh, dc_prev, dx))
 EMU_ENTRY(update, (const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0, float *h1), (d, s, n, w, g, h0, h1))
 
 /* ---------------------------------------------------------------- the arena */
@@ -466,6 +468,8 @@ static const ct_driver_ops emu_ops = {
     .sigmoid_xent_backward = emu_sigmoid_xent_backward,
     .accuracy = emu_accuracy,
     .argmax = emu_argmax,
+    .lstm_unit_forward = emu_lstm_unit_forward,
+    .lstm_unit_backward = emu_lstm_unit_backward,
     .update = emu_update,
 };
 
