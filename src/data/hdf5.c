@@ -7,28 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/h5lock.h"
 #include "core/status.h"
 
-static pthread_mutex_t h5_mu;
 static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
+static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-/* The lock is recursive (the public functions take it and may be called under it), and
- * libhdf5's automatic printing of error stacks goes off once: errors are reported here. */
-static void h5_init(void) {
-  pthread_mutexattr_t a;
-  pthread_mutexattr_init(&a);
-  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
-  pthread_mutex_init(&h5_mu, &a);
-  pthread_mutexattr_destroy(&a);
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+/* Takes the libhdf5 lock (core/h5lock.h), libhdf5's own printing of error stacks off once:
+ * errors are reported here. */
+static void h5_enter(void) {
+  pthread_once(&h5_once, h5_quiet);
+  ct_h5_lock();
 }
-
-void ct_h5_lock(void) {
-  pthread_once(&h5_once, h5_init);
-  pthread_mutex_lock(&h5_mu);
-}
-
-void ct_h5_unlock(void) { pthread_mutex_unlock(&h5_mu); }
 
 /* The open dataset `name` of the open file, its space and its shape; closes what it opened on
  * failure. */
@@ -73,7 +63,7 @@ static ct_status open_dataset(const char *path, const char *name, hid_t *file, h
 }
 
 ct_status ct_h5_dataset_shape(const char *path, const char *name, int *naxes, int shape[CT_MAX_AXES], ct_error *err) {
-  ct_h5_lock();
+  h5_enter();
   hid_t file, dset;
   ct_status st = open_dataset(path, name, &file, &dset, naxes, shape, err);
   if (!st) {
@@ -87,7 +77,7 @@ ct_status ct_h5_dataset_shape(const char *path, const char *name, int *naxes, in
 ct_status ct_h5_read_floats(const char *path, const char *name, int *naxes, int shape[CT_MAX_AXES], float **out,
                             ct_error *err) {
   *out = NULL;
-  ct_h5_lock();
+  h5_enter();
   hid_t file, dset;
   ct_status st = open_dataset(path, name, &file, &dset, naxes, shape, err);
   if (st) {
@@ -136,7 +126,7 @@ ct_status ct_h5_writer_create(const char *path, ct_h5_writer **out, ct_error *er
     free(w);
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
-  ct_h5_lock();
+  h5_enter();
   w->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   ct_h5_unlock();
   if (w->file < 0) {
@@ -194,7 +184,7 @@ ct_status ct_h5_writer_append(ct_h5_writer *w, const char *name, int naxes, cons
   if (naxes < 1 || naxes > CT_MAX_AXES)
     return ct_fail(err, CT_ESHAPE, "%s: dataset \"%s\": rows need 1 to %d axes, got %d", w->path, name, CT_MAX_AXES,
                    naxes);
-  ct_h5_lock();
+  h5_enter();
   h5_out *s = NULL;
   ct_status st = dataset_for(w, name, naxes, shape, &s, err);
   if (!st && shape[0] > 0) {
@@ -223,7 +213,7 @@ ct_status ct_h5_writer_append(ct_h5_writer *w, const char *name, int naxes, cons
 
 void ct_h5_writer_free(ct_h5_writer *w) {
   if (!w) return;
-  ct_h5_lock();
+  h5_enter();
   for (int i = 0; i < w->nsets; i++) {
     H5Dclose(w->sets[i].dset);
     free(w->sets[i].name);

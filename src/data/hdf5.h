@@ -1,7 +1,6 @@
 /* HDF5 file access for the layers that read and write Caffe's HDF5 files (HDF5Data, HDF5Output),
  * over Debian's serial libhdf5. That library is not thread-safe: every call into it here runs
- * under one process-wide lock (ct_h5_lock), which any other cortado code calling libhdf5
- * directly must take as well. libhdf5's own printing of error stacks is turned off; failures
+ * under the process-wide lock of core/h5lock.h. libhdf5's own printing of error stacks is turned off; failures
  * come back as cortado errors naming the file and the dataset. */
 #ifndef CT_DATA_HDF5_H
 #define CT_DATA_HDF5_H
@@ -11,10 +10,6 @@
 
 #include "core/tensor.h"
 #include "cortado.h"
-
-/* The lock around libhdf5 (recursive: the functions below take it themselves). */
-void ct_h5_lock(void);
-void ct_h5_unlock(void);
 
 /* The shape of dataset `name` in file `path`: *naxes axes (1 to CT_MAX_AXES) into shape. Fails
  * on a missing file or dataset, a dataset that is not of numbers (integer or float), or a shape

@@ -11,22 +11,23 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/h5lock.h"
 #include "core/status.h"
 
-#ifdef CT_HAVE_HDF5
 #include <hdf5.h>
 #include <hdf5_hl.h>
 
 #include "proto/blob.h"
-
-bool ct_h5_available(void) { return true; }
 
 static pthread_once_t g_quiet = PTHREAD_ONCE_INIT;
 static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 bool ct_h5_is_hdf5(const char *path) {
   pthread_once(&g_quiet, quiet);
-  return access(path, R_OK) == 0 && H5Fis_hdf5(path) > 0;
+  ct_h5_lock();
+  bool yes = access(path, R_OK) == 0 && H5Fis_hdf5(path) > 0;
+  ct_h5_unlock();
+  return yes;
 }
 
 /* ------------------------------------------------------------------ writing */
@@ -87,7 +88,7 @@ static hid_t layer_group(hid_t data, const char *name) {
   return g;
 }
 
-ct_status ct_h5_write_weights(const char *path, const Caffe__NetParameter *p, ct_error *err) {
+static ct_status h5_write_weights_locked(const char *path, const Caffe__NetParameter *p, ct_error *err) {
   h5out o;
   CT_TRY(out_open(&o, path, err));
   ct_status st = CT_OK;
@@ -116,7 +117,7 @@ ct_status ct_h5_write_weights(const char *path, const Caffe__NetParameter *p, ct
   return out_close(&o, path, st, err);
 }
 
-ct_status ct_h5_write_state(const char *path, const Caffe__SolverState *st_msg, ct_error *err) {
+static ct_status h5_write_state_locked(const char *path, const Caffe__SolverState *st_msg, ct_error *err) {
   h5out o;
   CT_TRY(out_open(&o, path, err));
   ct_status st = CT_OK;
@@ -308,7 +309,7 @@ done:
   return st;
 }
 
-ct_status ct_h5_read_weights(const char *path, Caffe__NetParameter **out, ct_error *err) {
+static ct_status h5_read_weights_locked(const char *path, Caffe__NetParameter **out, ct_error *err) {
   *out = NULL;
   pthread_once(&g_quiet, quiet);
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -399,7 +400,7 @@ static ct_status get_string(hid_t f, const char *name, char **out, const char *p
   return st;
 }
 
-ct_status ct_h5_read_state(const char *path, Caffe__SolverState **out, ct_error *err) {
+static ct_status h5_read_state_locked(const char *path, Caffe__SolverState **out, ct_error *err) {
   *out = NULL;
   pthread_once(&g_quiet, quiet);
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -476,40 +477,32 @@ done:
   return CT_OK;
 }
 
-#else /* no libhdf5 */
-
-bool ct_h5_available(void) { return false; }
-
-bool ct_h5_is_hdf5(const char *path) {
-  static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-  unsigned char buf[8];
-  FILE *f = fopen(path, "rb");
-  if (!f) return false;
-  size_t n = fread(buf, 1, sizeof buf, f);
-  fclose(f);
-  return n == sizeof buf && !memcmp(buf, sig, sizeof sig);
-}
-
-static ct_status none(const char *path, ct_error *err) {
-  return ct_fail(err, CT_EUNSUPPORTED, "%s: HDF5 files need libhdf5, which this build of cortado was made without "
-                 "(install Debian's libhdf5-dev and rebuild)", path);
-}
+/* ------------------------------------------------------------------ the entries, under the lock */
 
 ct_status ct_h5_write_weights(const char *path, const Caffe__NetParameter *p, ct_error *err) {
-  (void)p;
-  return none(path, err);
-}
-ct_status ct_h5_read_weights(const char *path, Caffe__NetParameter **out, ct_error *err) {
-  *out = NULL;
-  return none(path, err);
-}
-ct_status ct_h5_write_state(const char *path, const Caffe__SolverState *st, ct_error *err) {
-  (void)st;
-  return none(path, err);
-}
-ct_status ct_h5_read_state(const char *path, Caffe__SolverState **out, ct_error *err) {
-  *out = NULL;
-  return none(path, err);
+  ct_h5_lock();
+  ct_status st = h5_write_weights_locked(path, p, err);
+  ct_h5_unlock();
+  return st;
 }
 
-#endif
+ct_status ct_h5_write_state(const char *path, const Caffe__SolverState *st_msg, ct_error *err) {
+  ct_h5_lock();
+  ct_status st = h5_write_state_locked(path, st_msg, err);
+  ct_h5_unlock();
+  return st;
+}
+
+ct_status ct_h5_read_weights(const char *path, Caffe__NetParameter **out, ct_error *err) {
+  ct_h5_lock();
+  ct_status st = h5_read_weights_locked(path, out, err);
+  ct_h5_unlock();
+  return st;
+}
+
+ct_status ct_h5_read_state(const char *path, Caffe__SolverState **out, ct_error *err) {
+  ct_h5_lock();
+  ct_status st = h5_read_state_locked(path, out, err);
+  ct_h5_unlock();
+  return st;
+}

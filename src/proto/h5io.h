@@ -23,8 +23,6 @@
 #include "cortado.h"
 #include "cortado.pb-c.h"
 
-/* Whether this build reads and writes HDF5 (Debian's libhdf5-dev was found). */
-bool ct_h5_available(void);
 /* Whether path is an HDF5 file (its signature; false for a missing file). */
 bool ct_h5_is_hdf5(const char *path);
 

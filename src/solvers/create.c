@@ -326,9 +326,6 @@ static ct_status setup(ct_solver *s, const char *path, ct_error *err) {
                    path);
   CT_TRY(check_finite_settings(sp, path, err));
   if (sp->max_iter < 0) return ct_fail(err, CT_EINVAL, "%s: max_iter must be >= 0 (got %d)", path, sp->max_iter);
-  if (sp->snapshot_format == CAFFE__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5 && !ct_h5_available())
-    return ct_fail(err, CT_EUNSUPPORTED, "%s: snapshot_format: HDF5 needs libhdf5, which this build was made without; "
-                   "use BINARYPROTO or rebuild with Debian's libhdf5-dev", path);
   if (sp->snapshot_prefix) {
     s->prefix = xstrdup(sp->snapshot_prefix);
   } else {
