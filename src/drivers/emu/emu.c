@@ -6,8 +6,8 @@
  * Each device (emu:N) is one per process, shared by every driver for it, and runs one call at a
  * time, as a device's stream would: its calls take a lock (recursive: a kernel may call another
  * entry), open the arena, run the CPU kernel on a single thread, close the arena, and then, at
- * CT_EMU_SPEED below 1, wait until the call has taken 1/speed of the time it needed, so the
- * scheduler sees a slower device. Settings, read once per device:
+ * CT_EMU_SPEED below 1, wait (busy, as a device would be) until the call has taken 1/speed of
+ * the time it needed, so the scheduler sees a slower device. Settings, read once per device:
  *   CT_EMU_GUARD       when the arena is closed: "call" (default: between any two calls, so a
  *                      host access anywhere outside a driver call faults) or "pass" (between
  *                      layer passes: a fault still catches every access from outside the
@@ -165,9 +165,16 @@ static ct_status emu_open(emu_dev *e, const char *what) {
 static ct_status emu_close(emu_dev *e, ct_status s) {
   arena_close(e);
   if (--e->depth == 0 && e->speed < 1) {
-    double t = elapsed_s(&e->t0), wait = t / e->speed - t;
-    struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    /* A slower device keeps its core busy for the whole call: sleeping would give the core
+     * away, and waking again costs tens of microseconds idle and whole time slices under load,
+     * far more than most calls take. Long waits sleep all but their last millisecond. */
+    double t = elapsed_s(&e->t0), until = t / e->speed, wait = until - t - 1e-3;
+    if (wait > 0) {
+      struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+      while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+      }
+    }
+    while (elapsed_s(&e->t0) < until) {
     }
   }
   pthread_mutex_unlock(&e->mu);
