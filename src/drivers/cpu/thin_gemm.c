@@ -12,6 +12,7 @@
  *
  * AVX-512 (runtime-checked) on x86-64; elsewhere, or with CT_THIN_GEMM=0 in the environment
  * (for comparisons), ct_cpu_gemm_thin declines and the caller uses OpenBLAS. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -91,6 +92,34 @@ static int thin_enabled(void) {
   return s;
 }
 
+/* The packed x, one buffer per thread that calls here (partition threads live as long as the
+ * process), grown to the largest K seen and freed with its thread: no allocation per call. */
+static pthread_key_t pack_key;
+static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
+static bool pack_key_ok;
+typedef struct {
+  size_t cap;
+  float f[];
+} pack_buf;
+
+static void pack_key_make(void) { pack_key_ok = pthread_key_create(&pack_key, free) == 0; }
+
+static float *pack_space(size_t words) {
+  pthread_once(&pack_once, pack_key_make);
+  if (!pack_key_ok) return NULL;
+  pack_buf *b = pthread_getspecific(pack_key);
+  if (b && b->cap >= words) return b->f;
+  pack_buf *nb = malloc(sizeof *nb + words * sizeof(float));
+  if (!nb) return NULL;
+  nb->cap = words;
+  if (pthread_setspecific(pack_key, nb) != 0) {
+    free(nb);
+    return NULL;
+  }
+  free(b);
+  return nb->f;
+}
+
 bool ct_cpu_gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc) {
   /* the shapes where it beats OpenBLAS: 24 to 32 rows (fewer would waste lanes; with more,
@@ -100,7 +129,7 @@ bool ct_cpu_gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alp
   if (M < 24 || M > THIN_COLS) return false;
   if (K < 256 || N < 64 || (size_t)N * (size_t)K < ((size_t)1 << 20)) return false;
   if (!thin_enabled()) return false;
-  float *at = malloc((size_t)K * THIN_COLS * sizeof(float));
+  float *at = pack_space((size_t)K * THIN_COLS);
   if (!at) return false;
   for (int k0 = 0; k0 < K; k0 += 16) { /* transposed in 16 x 32 blocks: both sides stay in cache */
     const int kb = K - k0 < 16 ? K - k0 : 16;
@@ -109,7 +138,6 @@ bool ct_cpu_gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alp
         at[(size_t)k * THIN_COLS + (size_t)m] = m < M ? A[(size_t)m * (size_t)lda + (size_t)k] : 0.0f;
   }
   panel(M, N, K, B, ldb, at, C, ldc);
-  free(at);
   return true;
 }
 
