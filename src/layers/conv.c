@@ -215,7 +215,8 @@ ct_status ct_conv_read_lowering(const ct_layer *l, const ct_conv_geom *gp, ct_lo
                              g.kh, g.kw, g.sh, g.sw, g.dh, g.dw);
       *forced = CT_LOWER_WINOGRAD;
       break;
-    default: return ct_layer_fail(l, err, CT_EINVAL, "lowering must be TYPE1, TYPE2, TYPE3 or WINOGRAD");
+    case CAFFE__LOWERING__DIRECT: *forced = CT_LOWER_DIRECT; break;
+    default: return ct_layer_fail(l, err, CT_EINVAL, "lowering must be TYPE1, TYPE2, TYPE3, WINOGRAD or DIRECT");
   }
   return CT_OK;
 }
