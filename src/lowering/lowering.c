@@ -72,6 +72,10 @@ size_t ct_lower_wino_scratch(const ct_conv_geom *g, int nb) {
 
 /* ================================================================ DIRECT's layout */
 
+bool ct_lower_direct_applies(const ct_conv_geom *g) {
+  return g->kh <= CT_DIRECT_MAX_KERNEL && g->kw <= CT_DIRECT_MAX_KERNEL;
+}
+
 static int round_lanes(int n) { return (n + CT_DIRECT_LANES - 1) / CT_DIRECT_LANES * CT_DIRECT_LANES; }
 
 ct_direct_layout ct_lower_direct_layout(const ct_conv_geom *g) {
@@ -538,6 +542,7 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
       eff = pw_one_gemm(g) ? shape_eff(K, n, C) : shape_eff(Kg, H * W, Cg);
       break;
     case CT_LOWER_DIRECT:
+      if (!ct_lower_direct_applies(g)) return 1e30;
       /* no GEMM: every tap a vector multiply and add, CT_DIRECT_EFF of the GEMM rate whatever
        * the shape; the padded copies of x (forward, weight gradient) and dy (both gradients) */
       flops = 2 * K * Cg * kh * kw * n * OH * OW;

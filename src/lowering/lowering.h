@@ -75,6 +75,10 @@ typedef struct ct_direct_layout {
   size_t scratch;
 } ct_direct_layout;
 ct_direct_layout ct_lower_direct_layout(const ct_conv_geom *g);
+/* DIRECT applies to kernels of at most 64 rows and columns (the CPU's kernels list the taps that
+ * reach an input row on the stack). */
+#define CT_DIRECT_MAX_KERNEL 64
+bool ct_lower_direct_applies(const ct_conv_geom *g);
 
 /* The largest workspace (floats) the cost model lets one partition use: 1 GiB. */
 #define CT_LOWER_MAX_WORKSPACE ((size_t)1 << 28)

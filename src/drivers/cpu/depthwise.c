@@ -96,25 +96,52 @@ static ALWAYS_INLINE void data_body(const ct_conv_geom *g, int nb, const float *
                   lay.QR, lay.QC);
       for (int cl = 0; cl < Cg; cl++) {
         float *dxc = dx + ((size_t)n * g->C + (size_t)gi * Cg + cl) * HW;
-        for (int iy = 0; iy < g->H; iy++)
+        for (int iy = 0; iy < g->H; iy++) {
+          if (sw == 1 && sh == 1) {
+            /* every tap reaches every input (the padding of dy is zeros): the forward's loops on
+             * dy with the kernel turned around */
+            for (int m0 = 0; m0 < g->W; m0 += LANES) {
+              ct_v8f acc = ct_v8f_splat(0.0f);
+              for (int kg = 0; kg < Kg; kg++) {
+                const float *wk = w + ((size_t)(gi * Kg + kg) * Cg + cl) * KK;
+                const float *Qk = ws + kg * plane + lay.CL + g->pw + m0;
+#pragma GCC unroll 4
+                for (int i = 0; i < kh; i++) {
+                  const float *row = Qk + (size_t)(iy + g->ph - i * g->dh + lay.RT) * lay.QC;
+#pragma GCC unroll 4
+                  for (int j = 0; j < kw; j++) acc += ct_v8f_splat(wk[i * kw + j]) * ct_v8f_load(row - j * g->dw);
+                }
+              }
+              store_lanes(dxc + (size_t)iy * g->W + m0, acc, g->W - m0);
+            }
+            continue;
+          }
+          /* the kernel rows that reach this input row, and the dy rows they read (as offsets) */
+          int ri[CT_DIRECT_MAX_KERNEL], roff[CT_DIRECT_MAX_KERNEL], nr = 0;
+          for (int i = 0; i < kh; i++) {
+            const int num = iy + g->ph - i * g->dh;
+            if (num % sh) continue;
+            ri[nr] = i;
+            roff[nr++] = (num / sh + lay.RT) * lay.QC + lay.CL;
+          }
           for (int q = 0; q < sw && q < g->W; q++) {
+            /* the kernel columns that reach this phase, and the dy column shift of each */
+            int cj[CT_DIRECT_MAX_KERNEL], coff[CT_DIRECT_MAX_KERNEL], nc = 0;
+            for (int j = 0; j < kw; j++) {
+              const int numj = q + g->pw - j * g->dw;
+              if (numj % sw) continue;
+              cj[nc] = j;
+              coff[nc++] = numj / sw;
+            }
             const int Mq = (g->W - q + sw - 1) / sw;
             float *out = sw == 1 ? dxc + (size_t)iy * g->W : tmp;
             for (int m0 = 0; m0 < Mq; m0 += LANES) {
               ct_v8f acc = ct_v8f_splat(0.0f);
               for (int kg = 0; kg < Kg; kg++) {
-                const float *wk = w + ((size_t)(gi * Kg + kg) * Cg + cl) * KK;
-#pragma GCC unroll 4
-                for (int i = 0; i < kh; i++) {
-                  const int num = iy + g->ph - i * g->dh;
-                  if (num % sh) continue;
-                  const float *row = ws + kg * plane + (size_t)(num / sh + lay.RT) * lay.QC + lay.CL + m0;
-#pragma GCC unroll 4
-                  for (int j = 0; j < kw; j++) {
-                    const int numj = q + g->pw - j * g->dw;
-                    if (numj % sw) continue;
-                    acc += ct_v8f_splat(wk[i * kw + j]) * ct_v8f_load(row + numj / sw);
-                  }
+                const float *wk = w + ((size_t)(gi * Kg + kg) * Cg + cl) * KK, *Qk = ws + kg * plane + m0;
+                for (int a = 0; a < nr; a++) {
+                  const float *row = Qk + roff[a], *wr = wk + ri[a] * kw;
+                  for (int c = 0; c < nc; c++) acc += ct_v8f_splat(wr[cj[c]]) * ct_v8f_load(row + coff[c]);
                 }
               }
               if (sw == 1)
@@ -127,6 +154,7 @@ static ALWAYS_INLINE void data_body(const ct_conv_geom *g, int nb, const float *
               for (int m = 0; m < Mq; m++) dr[(size_t)m * sw] = tmp[m];
             }
           }
+        }
       }
     }
 }
