@@ -10,9 +10,10 @@ small prototxt reader written here and
                          BatchNorm's statistics left out on both sides), and fails if they differ;
   torch IN BATCH ITERS THREADS
                          builds the net in PyTorch layer by layer from the same prototxt and
-                         times ITERS training passes (forward, loss, backward) and ITERS forward
-                         passes after one untimed pass of each, printing
-                         `torch fwdbwd_ms=.. fwd_ms=..` (medians).
+                         times ITERS training passes (forward, loss, backward), ITERS forward
+                         passes as in training (autograd recording) and ITERS under no_grad,
+                         after one untimed pass of each, printing
+                         `torch fwdbwd_ms=.. fwd_ms=.. fwd_nograd_ms=..` (medians).
 The builder covers the layer types of these nets: Convolution (groups, stride, pad, dilation,
 bias_term), BatchNorm with the Scale after it as one BatchNorm2d (affine; without a Scale: not
 affine), ReLU (negative_slope), ReLU6 where a prototxt has it, Pooling (MAX / AVE, global,
@@ -304,7 +305,10 @@ def time_torch(path, batch, iters, threads):
         loss = F.cross_entropy(m(x).flatten(1), label)
         loss.backward()
 
-    def fwd_step():
+    def fwd_step():  # as in a training pass: autograd records, nothing runs backward
+        m(x)
+
+    def fwd_nograd():
         with torch.no_grad():
             m(x)
 
@@ -319,7 +323,8 @@ def time_torch(path, batch, iters, threads):
 
     fb = timed(train_step)
     fw = timed(fwd_step)
-    print(f"torch fwdbwd_ms={fb:.1f} fwd_ms={fw:.1f}")
+    fn = timed(fwd_nograd)
+    print(f"torch fwdbwd_ms={fb:.1f} fwd_ms={fw:.1f} fwd_nograd_ms={fn:.1f}")
 
 
 def main():
