@@ -13,6 +13,7 @@
  * bits. Instances with the kernel and stride as constants (3x3 at stride 1 and 2, MobileNet's
  * and ResNeXt's) let the compiler unroll the taps. */
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "core/simd.h"
@@ -21,21 +22,28 @@
 #define LANES CT_DIRECT_LANES
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
-/* P (XR x XC) = the plane x (H x W) moved down ph rows and right pw columns, zero around it. */
-static ALWAYS_INLINE void pad_plane(const float *x, int H, int W, int top, int left, float *P, int R, int Cols) {
-  for (int r = 0; r < R; r++) {
-    float *dst = P + (size_t)r * Cols;
-    const int iy = r - top;
-    if (iy < 0 || iy >= H) {
-      memset(dst, 0, (size_t)Cols * sizeof(float));
-      continue;
-    }
-    const int c0 = left < Cols ? left : Cols;
-    int n = Cols - c0 < W ? Cols - c0 : W;
-    memset(dst, 0, (size_t)c0 * sizeof(float));
-    memcpy(dst + c0, x + (size_t)iy * W, (size_t)n * sizeof(float));
-    memset(dst + c0 + n, 0, (size_t)(Cols - c0 - n) * sizeof(float));
+/* dst[0..n) = src[0..n), inline: rows here are as short as 7 floats (MobileNet's last planes),
+ * where a call to memcpy costs more than the copy. The empty asm keeps the compiler from turning
+ * the loops back into that call. */
+static ALWAYS_INLINE void copy_floats(float *restrict dst, const float *restrict src, int n) {
+  int i = 0;
+  for (; i + LANES <= n; i += LANES) {
+    ct_v8f_store(dst + i, ct_v8f_load(src + i));
+    __asm__ volatile("" ::: "memory");
   }
+  for (; i < n; i++) {
+    dst[i] = src[i];
+    __asm__ volatile("" ::: "memory");
+  }
+}
+
+/* The plane x (H x W) into P (R rows of Cols floats) at row top, column left, as far as it fits.
+ * The rest of P is not written: each entry clears its planes once (the padding is the same
+ * for every plane it places), then places plane after plane over them. */
+static ALWAYS_INLINE void place_plane(const float *x, int H, int W, int top, int left, float *P, int R, int Cols) {
+  const int r1 = top + H < R ? top + H : R, n = Cols - left < W ? Cols - left : W;
+  if (n <= 0) return;
+  for (int r = top; r < r1; r++) copy_floats(P + (size_t)r * Cols + left, x + (size_t)(r - top) * W, n);
 }
 
 /* The first n (>= 1) lanes of v to p. */
@@ -54,16 +62,53 @@ static ALWAYS_INLINE void forward_body(const ct_conv_geom *g, int nb, const floa
   const ct_direct_layout lay = ct_lower_direct_layout(g);
   const int Cg = g->C / g->G, Kg = g->K / g->G, KK = kh * kw;
   const size_t plane = (size_t)lay.XR * lay.XC, HW = (size_t)g->H * g->W, P = (size_t)g->OH * g->OW;
+  memset(ws, 0, Cg * plane * sizeof(float));
   for (int n = 0; n < nb; n++)
     for (int gi = 0; gi < g->G; gi++) {
       for (int c = 0; c < Cg; c++)
-        pad_plane(x + ((size_t)n * g->C + (size_t)gi * Cg + c) * HW, g->H, g->W, g->ph, g->pw, ws + c * plane,
-                  lay.XR, lay.XC);
+        place_plane(x + ((size_t)n * g->C + (size_t)gi * Cg + c) * HW, g->H, g->W, g->ph, g->pw, ws + c * plane,
+                    lay.XR, lay.XC);
       for (int kg = 0; kg < Kg; kg++) {
         const int k = gi * Kg + kg;
         const float *wk = w + (size_t)k * Cg * KK;
         const float bk = b ? b[k] : 0.0f;
         float *yk = y + ((size_t)n * g->K + k) * P;
+        if (Cg == 1 && KK <= 9) {
+          /* depthwise: the taps in registers, two vectors at a time (the same sums in the same
+           * order as below) */
+          ct_v8f wv[9];
+          for (int t = 0; t < 9; t++) wv[t] = ct_v8f_splat(t < KK ? wk[t] : 0.0f);
+          for (int oy = 0; oy < g->OH; oy++) {
+            const float *r0 = ws + (size_t)(oy * g->sh) * lay.XC;
+            float *yr = yk + (size_t)oy * g->OW;
+            int ox0 = 0;
+            for (; ox0 + 2 * LANES <= g->OW; ox0 += 2 * LANES) {
+              ct_v8f a0 = ct_v8f_splat(bk), a1 = a0;
+#pragma GCC unroll 3
+              for (int i = 0; i < kh; i++) {
+                const float *row = r0 + (size_t)(i * g->dh) * lay.XC + (size_t)ox0 * sw;
+#pragma GCC unroll 3
+                for (int j = 0; j < kw; j++) {
+                  a0 += wv[i * kw + j] * ct_v8f_load_stride(row + j * g->dw, sw);
+                  a1 += wv[i * kw + j] * ct_v8f_load_stride(row + j * g->dw + LANES * sw, sw);
+                }
+              }
+              ct_v8f_store(yr + ox0, a0);
+              ct_v8f_store(yr + ox0 + LANES, a1);
+            }
+            for (; ox0 < g->OW; ox0 += LANES) {
+              ct_v8f a0 = ct_v8f_splat(bk);
+#pragma GCC unroll 3
+              for (int i = 0; i < kh; i++) {
+                const float *row = r0 + (size_t)(i * g->dh) * lay.XC + (size_t)ox0 * sw;
+#pragma GCC unroll 3
+                for (int j = 0; j < kw; j++) a0 += wv[i * kw + j] * ct_v8f_load_stride(row + j * g->dw, sw);
+              }
+              store_lanes(yr + ox0, a0, g->OW - ox0);
+            }
+          }
+          continue;
+        }
         for (int oy = 0; oy < g->OH; oy++)
           for (int ox0 = 0; ox0 < g->OW; ox0 += LANES) {
             ct_v8f acc = ct_v8f_splat(bk);
@@ -89,14 +134,48 @@ static ALWAYS_INLINE void data_body(const ct_conv_geom *g, int nb, const float *
   const int Cg = g->C / g->G, Kg = g->K / g->G, KK = kh * kw, sh = g->sh;
   const size_t plane = (size_t)lay.QR * lay.QC, HW = (size_t)g->H * g->W, P = (size_t)g->OH * g->OW;
   float *tmp = ws + Kg * plane; /* one phase of an input row, sw > 1 */
+  memset(ws, 0, Kg * plane * sizeof(float));
   for (int n = 0; n < nb; n++)
     for (int gi = 0; gi < g->G; gi++) {
       for (int kg = 0; kg < Kg; kg++)
-        pad_plane(dy + ((size_t)n * g->K + (size_t)gi * Kg + kg) * P, g->OH, g->OW, lay.RT, lay.CL, ws + kg * plane,
-                  lay.QR, lay.QC);
+        place_plane(dy + ((size_t)n * g->K + (size_t)gi * Kg + kg) * P, g->OH, g->OW, lay.RT, lay.CL,
+                    ws + kg * plane, lay.QR, lay.QC);
       for (int cl = 0; cl < Cg; cl++) {
         float *dxc = dx + ((size_t)n * g->C + (size_t)gi * Cg + cl) * HW;
         for (int iy = 0; iy < g->H; iy++) {
+          if (sw == 1 && sh == 1 && Kg == 1 && KK <= 9) { /* depthwise: as the forward's */
+            const float *wk = w + ((size_t)gi * Cg + cl) * KK;
+            const float *Qk = ws + lay.CL + g->pw + (size_t)(iy + g->ph + lay.RT) * lay.QC;
+            ct_v8f wv[9];
+            for (int t = 0; t < 9; t++) wv[t] = ct_v8f_splat(t < KK ? wk[t] : 0.0f);
+            float *dr = dxc + (size_t)iy * g->W;
+            int m0 = 0;
+            for (; m0 + 2 * LANES <= g->W; m0 += 2 * LANES) {
+              ct_v8f a0 = ct_v8f_splat(0.0f), a1 = a0;
+#pragma GCC unroll 3
+              for (int i = 0; i < kh; i++) {
+                const float *row = Qk - (ptrdiff_t)(i * g->dh) * lay.QC + m0;
+#pragma GCC unroll 3
+                for (int j = 0; j < kw; j++) {
+                  a0 += wv[i * kw + j] * ct_v8f_load(row - j * g->dw);
+                  a1 += wv[i * kw + j] * ct_v8f_load(row - j * g->dw + LANES);
+                }
+              }
+              ct_v8f_store(dr + m0, a0);
+              ct_v8f_store(dr + m0 + LANES, a1);
+            }
+            for (; m0 < g->W; m0 += LANES) {
+              ct_v8f a0 = ct_v8f_splat(0.0f);
+#pragma GCC unroll 3
+              for (int i = 0; i < kh; i++) {
+                const float *row = Qk - (ptrdiff_t)(i * g->dh) * lay.QC + m0;
+#pragma GCC unroll 3
+                for (int j = 0; j < kw; j++) a0 += wv[i * kw + j] * ct_v8f_load(row - j * g->dw);
+              }
+              store_lanes(dr + m0, a0, g->W - m0);
+            }
+            continue;
+          }
           if (sw == 1 && sh == 1) {
             /* every tap reaches every input (the padding of dy is zeros): the forward's loops on
              * dy with the kernel turned around */
@@ -123,6 +202,35 @@ static ALWAYS_INLINE void data_body(const ct_conv_geom *g, int nb, const float *
             if (num % sh) continue;
             ri[nr] = i;
             roff[nr++] = (num / sh + lay.RT) * lay.QC + lay.CL;
+          }
+          if (sw == 2) {
+            /* both phases side by side, interleaved into the row: (e0 o0 e1 o1 ...) */
+            int cj[2][CT_DIRECT_MAX_KERNEL], coff[2][CT_DIRECT_MAX_KERNEL], nc[2] = {0, 0};
+            for (int q = 0; q < 2; q++)
+              for (int j = 0; j < kw; j++) {
+                const int numj = q + g->pw - j * g->dw;
+                if (numj % 2) continue;
+                cj[q][nc[q]] = j;
+                coff[q][nc[q]++] = numj / 2;
+              }
+            float *dr = dxc + (size_t)iy * g->W;
+            for (int m0 = 0; 2 * m0 < g->W; m0 += LANES) {
+              ct_v8f a[2] = {ct_v8f_splat(0.0f), ct_v8f_splat(0.0f)};
+              for (int kg = 0; kg < Kg; kg++) {
+                const float *wk = w + ((size_t)(gi * Kg + kg) * Cg + cl) * KK, *Qk = ws + kg * plane + m0;
+                for (int r = 0; r < nr; r++) {
+                  const float *row = Qk + roff[r], *wr = wk + ri[r] * kw;
+                  for (int q = 0; q < 2; q++)
+                    for (int c = 0; c < nc[q]; c++) a[q] += ct_v8f_splat(wr[cj[q][c]]) * ct_v8f_load(row + coff[q][c]);
+                }
+              }
+              const ct_v8f lo = __builtin_shufflevector(a[0], a[1], 0, 8, 1, 9, 2, 10, 3, 11);
+              const ct_v8f hi = __builtin_shufflevector(a[0], a[1], 4, 12, 5, 13, 6, 14, 7, 15);
+              const int left = g->W - 2 * m0;
+              store_lanes(dr + 2 * m0, lo, left);
+              if (left > LANES) store_lanes(dr + 2 * m0 + LANES, hi, left - LANES);
+            }
+            continue;
           }
           for (int q = 0; q < sw && q < g->W; q++) {
             /* the kernel columns that reach this phase, and the dy column shift of each */
@@ -167,15 +275,16 @@ static ALWAYS_INLINE void weight_body(const ct_conv_geom *g, int nb, const float
   const int Cg = g->C / g->G, Kg = g->K / g->G, KK = kh * kw;
   const size_t plane = (size_t)lay.XR * lay.XC, HW = (size_t)g->H * g->W, P = (size_t)g->OH * g->OW;
   float *D = ws + Cg * plane; /* dy's plane, rows of OWr floats */
+  memset(ws, 0, (Cg * plane + P + (size_t)g->OH * (lay.OWr - g->OW)) * sizeof(float));
   for (int n = 0; n < nb; n++)
     for (int gi = 0; gi < g->G; gi++) {
       if (dw)
         for (int c = 0; c < Cg; c++)
-          pad_plane(x + ((size_t)n * g->C + (size_t)gi * Cg + c) * HW, g->H, g->W, g->ph, g->pw, ws + c * plane,
-                    lay.XR, lay.XC);
+          place_plane(x + ((size_t)n * g->C + (size_t)gi * Cg + c) * HW, g->H, g->W, g->ph, g->pw, ws + c * plane,
+                      lay.XR, lay.XC);
       for (int kg = 0; kg < Kg; kg++) {
         const int k = gi * Kg + kg;
-        pad_plane(dy + ((size_t)n * g->K + k) * P, g->OH, g->OW, 0, 0, D, g->OH, lay.OWr);
+        place_plane(dy + ((size_t)n * g->K + k) * P, g->OH, g->OW, 0, 0, D, g->OH, lay.OWr);
         if (db) {
           ct_v8f s = ct_v8f_splat(0.0f);
           for (size_t i = 0; i < (size_t)g->OH * lay.OWr; i += LANES) s += ct_v8f_load(D + i);
