@@ -63,6 +63,9 @@ for spec in $NETS; do
     exit 1
   }
   cat "$tmp/th.out"
+  if [ -n "${LOGS:-}" ]; then # LOGS=dir keeps each side's output (cortado's per-layer times)
+    mkdir -p "$LOGS" && cat "$tmp/ct.out" "$tmp/ct.err" > "$LOGS/$net.cortado.log" && cp "$tmp/th.out" "$LOGS/$net.torch.log"
+  fi
   th_fb=$(sed -n 's/.*fwdbwd_ms=\([0-9.]*\).*/\1/p' "$tmp/th.out")
   th_fw=$(sed -n 's/.* fwd_ms=\([0-9.]*\).*/\1/p' "$tmp/th.out")
   th_rss=$(rss_mb "$tmp/th.err")

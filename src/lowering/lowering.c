@@ -570,7 +570,9 @@ ct_lowering ct_lower_choose(const ct_conv_geom *g, int nb, double gflops, double
   const ct_lowering others[] = {CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_WINOGRAD, CT_LOWER_DIRECT};
   for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
     const ct_lowering t = others[i];
-    if ((t == CT_LOWER_WINOGRAD && !wino) || (t == CT_LOWER_DIRECT && !direct)) continue;
+    /* DIRECT for grouped layers only: a dense layer thin enough for it (LeNet's, a first
+     * layer's 3 channels) is left to the lowering it had, whose GEMM shares the input */
+    if ((t == CT_LOWER_WINOGRAD && !wino) || (t == CT_LOWER_DIRECT && (!direct || g->G == 1))) continue;
     double c = ct_lower_cost(g, t, nb, gflops, gbytes, max_ws);
     if (c < best_cost) {
       best_cost = c;

@@ -159,8 +159,8 @@ ct_status ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const 
  * Returns a huge value when the workspace would exceed max_ws floats. */
 double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops, double gbytes, size_t max_ws);
 /* The cheapest type by the cost model: for a 1x1 (stride 1, no pad) POINTWISE or TYPE1; else
- * TYPE1-3, WINOGRAD where it applies and CT_WINOGRAD=0 is not in the environment, and DIRECT
- * unless CT_DIRECT=0 is. */
+ * TYPE1-3, WINOGRAD where it applies and CT_WINOGRAD=0 is not in the environment, and DIRECT for
+ * grouped layers (group > 1) unless CT_DIRECT=0 is. */
 ct_lowering ct_lower_choose(const ct_conv_geom *g, int nb, double gflops, double gbytes, size_t max_ws);
 /* Multiply-adds x 2 of one forward pass of nb images (the useful FLOPs, independent of type). */
 double ct_conv_flops(const ct_conv_geom *g, int nb);
