@@ -149,10 +149,11 @@ ct_status ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const f
 ct_status ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w,
                             const float *dy, float *dx, float *dw, float *db, float *ws, bool reuse);
 
-/* The rate of the DIRECT kernels as a fraction of the calibrated GEMM rate: measured on an
- * AVX-512 machine's MobileNet v2 depthwise layers (an 8-lane multiply and add per tap against
- * the GEMM's 16-lane FMAs), whatever the shape; the GEMM types' efficiency falls with a thin
- * group (shape_eff in lowering.c), which is where DIRECT wins. */
+/* The rate of the DIRECT kernels as a fraction of the calibrated GEMM rate, whatever the shape:
+ * MobileNet v2's depthwise layers ran at 15-35 GFLOP/s of a core whose SGEMM calibrates at
+ * 155-190 (bench/zoo_bench_conv, one thread; an 8-lane multiply and add per tap against the
+ * GEMM's 16-lane FMAs). The GEMM types' efficiency falls with a thin group (shape_eff in
+ * lowering.c), which is where DIRECT wins. */
 #define CT_DIRECT_EFF 0.15
 /* The cost model: predicted seconds of one forward+backward of nb images with type t, from the
  * GEMM FLOPs at `gflops` and the bytes the lowering and lifting move at `gbytes` per second.
