@@ -49,6 +49,8 @@ enum { DC_EXCLUDED, DC_CORE, DC_NN };
   X(bias_forward, DC_CORE) X(scale_forward, DC_CORE) X(scale_backward, DC_CORE)                     \
   X(batchnorm_forward, DC_CORE) X(batchnorm_backward, DC_CORE) X(conv_lower, DC_NN)                 \
   X(conv_lift, DC_NN) X(conv_lift_grad, DC_NN) X(conv_bias_grad, DC_NN) X(conv_lower_grad, DC_NN)   \
+  X(conv_direct_forward, DC_NN) X(conv_direct_backward_data, DC_NN)                                 \
+  X(conv_direct_backward_weight, DC_NN)                                                             \
   X(pool_forward, DC_NN) X(pool_backward, DC_NN) X(lrn_forward, DC_NN) X(lrn_backward, DC_NN)       \
   X(softmax_forward, DC_NN) X(softmax_backward, DC_NN) X(softmax_loss_forward, DC_NN)               \
   X(softmax_loss_backward, DC_NN) X(sigmoid_xent_forward, DC_NN) X(sigmoid_xent_backward, DC_NN)    \

@@ -26,6 +26,17 @@ GC_ROW("type: \"Convolution\" convolution_param { num_output: 2 kernel_size: 4 s
 GC_ROW("type: \"Convolution\" top: \"a\" top: \"b\" convolution_param { num_output: 3 kernel_size: 2 stride: 2 "
        CONV_FILL " }",
        "2x2x5x4;2x2x5x4", "") /* two bottom/top pairs share the weights */
+/* DIRECT (the cost model's pick for group == channels; forced here too, on a channel
+ * multiplier with stride 2 and on thin groups), and a 1x1 over single-pixel images (one GEMM) */
+GC_ROW("type: \"Convolution\" convolution_param { num_output: 5 kernel_size: 3 group: 5 pad: 1 " CONV_FILL " }",
+       "2x5x9x7", "")
+GC_ROW("type: \"Convolution\" lowering: DIRECT convolution_param { num_output: 6 kernel_size: 3 group: 3 pad: 1 "
+       "stride: 2 " CONV_FILL " }",
+       "2x3x7x6", "")
+GC_ROW("type: \"Convolution\" lowering: DIRECT convolution_param { num_output: 4 kernel_size: 3 group: 2 "
+       "dilation: 2 pad: 1 " CONV_FILL " }",
+       "1x4x7x7", "")
+GC_ROW("type: \"Convolution\" convolution_param { num_output: 3 kernel_size: 1 " CONV_FILL " }", "3x5x1x1", "")
 #undef CONV_FILL
 
 /* ---- Pooling (MAX on distinct values so that no window's maximum changes within a step) */

@@ -147,8 +147,8 @@ static void test_zoo(void) {
     ct_conv_forward_naive(&g, x, w, b, y0);
     ct_conv_backward_naive(&g, x, w, dy, dx0, dw0, db0);
     const ct_lowering types[] = {CT_LOWER_TYPE1, CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_POINTWISE,
-                                 CT_LOWER_WINOGRAD};
-    for (int ti = 0; ti < 5; ti++) {
+                                 CT_LOWER_WINOGRAD, CT_LOWER_DIRECT};
+    for (int ti = 0; ti < 6; ti++) {
       ct_lowering t = types[ti];
       if (t == CT_LOWER_POINTWISE && !ct_conv_is_pointwise(&g)) continue;
       if (t == CT_LOWER_WINOGRAD && !ct_lower_wino_applies(&g)) continue;

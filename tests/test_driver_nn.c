@@ -66,9 +66,11 @@ static void test_lowering(const ct_driver *D) {
       {2, 6, 6, 5, 4, 2, 1, 1, 1, 1, 0, 0, 1, 1},
       {2, 2, 11, 9, 3, 1, 5, 3, 3, 2, 2, 1, 1, 1},
       {2, 4, 13, 11, 6, 2, 3, 3, 1, 1, 1, 1, 1, 1}, /* WINOGRAD: rows of four tiles and a rest */
+      {2, 5, 9, 11, 5, 5, 3, 3, 2, 2, 1, 1, 1, 1},  /* depthwise, stride 2 */
+      {1, 6, 7, 10, 12, 3, 3, 3, 1, 1, 1, 1, 1, 1}, /* thin groups, channel multiplier 2 */
   };
   const ct_lowering types[] = {CT_LOWER_TYPE1, CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_POINTWISE,
-                               CT_LOWER_WINOGRAD};
+                               CT_LOWER_WINOGRAD, CT_LOWER_DIRECT};
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     const int *s = shapes[si];
     ct_conv_geom g = {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], s[11], s[12], s[13], 0, 0};
@@ -90,7 +92,28 @@ static void test_lowering(const ct_driver *D) {
       const size_t nws = ct_lower_workspace(&g, t, nb) + 1;
       const ct_lower_layout lay = ct_lower_layout_of(&g, t, nb);
       float *ws = gauss(nws), *ws2 = gauss(nws), *dWS = up(D, ws, nws), *dWS2 = up(D, ws2, nws);
-      if (t != CT_LOWER_POINTWISE) {
+      if (t == CT_LOWER_DIRECT) {
+        /* no steps: the three entries against the loops, then through the dispatch below */
+        float *y = gauss(ny), *dx = gauss(nx), *dwv = hbuf(nw * sizeof(float)), *dbv = hbuf((size_t)g.K * sizeof(float));
+        float *dY = up(D, y, ny), *dDX = up(D, dx, nx), *dDW = up(D, zeros, nw), *dDB = up(D, zeros, (size_t)g.K);
+        char m[200];
+        RUN(conv_direct_forward, &g, nb, dX, dW, dB, dY, dWS);
+        snprintf(m, sizeof m, "%s: conv_direct_forward", what);
+        fetch(D, y, dY, ny, "%s", m);
+        same(y, ry, ny, 1e-5, m);
+        RUN(conv_direct_backward_data, &g, nb, dW, dDY, dDX, dWS);
+        snprintf(m, sizeof m, "%s: conv_direct_backward_data", what);
+        fetch(D, dx, dDX, nx, "%s", m);
+        same(dx, rdx, nx, 1e-5, m);
+        RUN(conv_direct_backward_weight, &g, nb, dX, dDY, dDW, dDB, dWS);
+        snprintf(m, sizeof m, "%s: conv_direct_backward_weight's dw", what);
+        fetch(D, dwv, dDW, nw, "%s", m);
+        same(dwv, rdw, nw, 1e-5, m);
+        snprintf(m, sizeof m, "%s: conv_direct_backward_weight's db", what);
+        fetch(D, dbv, dDB, (size_t)g.K, "%s", m);
+        same(dbv, rdb, (size_t)g.K, 1e-5, m);
+      }
+      if (t != CT_LOWER_POINTWISE && t != CT_LOWER_DIRECT) {
         /* lower's data part against lower_grad's dx: <lower(x), Dr> = <x, lower_grad(Dr)> */
         size_t ndata = t == CT_LOWER_TYPE1 ? lay.product : lay.kernel;
         RUN(conv_lower, &g, t, nb, dX, dW, dWS);
@@ -142,12 +165,14 @@ static void test_lowering(const ct_driver *D) {
       }
       /* bias_grad (type 1 reads dy as lift_grad laid it out) */
       float *dbv = hbuf((size_t)g.K * sizeof(float)), *dDBV = up(D, zeros, (size_t)g.K);
-      if (t != CT_LOWER_POINTWISE) RUN(conv_lift_grad, &g, t, nb, dDY, dWS);
-      RUN(conv_bias_grad, &g, t, nb, dDY, dWS, dDBV);
       char m[128];
-      snprintf(m, sizeof m, "%s: conv_bias_grad", what);
-      fetch(D, dbv, dDBV, (size_t)g.K, "%s", m);
-      same(dbv, rdb, (size_t)g.K, 1e-5, m);
+      if (t != CT_LOWER_DIRECT) { /* DIRECT's bias gradient is conv_direct_backward_weight's */
+        if (t != CT_LOWER_POINTWISE) RUN(conv_lift_grad, &g, t, nb, dDY, dWS);
+        RUN(conv_bias_grad, &g, t, nb, dDY, dWS, dDBV);
+        snprintf(m, sizeof m, "%s: conv_bias_grad", what);
+        fetch(D, dbv, dDBV, (size_t)g.K, "%s", m);
+        same(dbv, rdb, (size_t)g.K, 1e-5, m);
+      }
       /* the whole convolution on the driver */
       float *y = gauss(ny), *dx = gauss(nx), *dwv = hbuf(nw * sizeof(float));
       float *dY = up(D, y, ny), *dDX = up(D, dx, nx), *dDW = up(D, zeros, nw);

@@ -43,4 +43,31 @@ static inline ct_v4f ct_v4f_load_stride(const float *p, int s) {
   return (ct_v4f){p[0], p[s], p[2 * s], p[3 * s]};
 }
 
+/* Eight-lane floats for the direct (depthwise) convolution: one AVX register where the caller
+ * is compiled for AVX (a target attribute), two SSE registers elsewhere; each lane's arithmetic
+ * is the same either way, so the results do not depend on which one ran. */
+typedef float ct_v8f __attribute__((vector_size(32)));
+/* gcc notes that a 32-byte vector passed by value has another ABI with AVX than without: these
+ * are static inline and never cross a call boundary between the two */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+static inline ct_v8f ct_v8f_load(const float *p) {
+  ct_v8f v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void ct_v8f_store(float *p, ct_v8f v) { memcpy(p, &v, sizeof v); }
+static inline ct_v8f ct_v8f_splat(float a) { return (ct_v8f){a, a, a, a, a, a, a, a}; }
+/* p[0], p[s], ..., p[7 s]; s = 2 reads p[0..16) (two loads and a shuffle) */
+static inline ct_v8f ct_v8f_load_stride(const float *p, int s) {
+  if (s == 1) return ct_v8f_load(p);
+  if (s == 2) return __builtin_shufflevector(ct_v8f_load(p), ct_v8f_load(p + 8), 0, 2, 4, 6, 8, 10, 12, 14);
+  return (ct_v8f){p[0], p[s], p[2 * s], p[3 * s], p[4 * s], p[5 * s], p[6 * s], p[7 * s]};
+}
+/* the lanes' sum in a fixed order: pairs, then pairs of pairs */
+static inline float ct_v8f_sum(ct_v8f v) {
+  return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+#pragma GCC diagnostic pop
+
 #endif

@@ -217,7 +217,8 @@ typedef struct ct_driver_ops {
   /* ---- CcT's lowering for type t over nb images (lowering.h: shapes; ct_lower_layout: where
    * the parts of ws lie). The GEMMs between these steps are the caller's (ct_lower_forward_on).
    * lower: x into the lowered data and, types 2 and 3, w into the lowered kernel.
-   * lift: the GEMM product in ws into y, plus b (b may be NULL); POINTWISE: y += b.
+   * lift: the GEMM product in ws into y, plus b (b may be NULL); POINTWISE: y = b per output
+   *   channel (b not NULL; ws unused), which the GEMMs then add onto.
    * lift_grad: the adjoint of lift: dy laid out as the GEMM product in ws (not POINTWISE).
    * bias_grad: db += the sum of dy per output channel (type 1 reads dy as lift_grad left it).
    * lower_grad: the adjoint of lower: dx = the lowered data gradient lifted back (overwritten),
@@ -233,6 +234,19 @@ typedef struct ct_driver_ops {
                          const float *ws, float *db);
   ct_status (*conv_lower_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws,
                           float *dx, float *dw);
+
+  /* ---- DIRECT convolution (no lowering, no GEMM: depthwise and many-group layers) over nb
+   * images, any geometry; ws: ct_lower_direct_layout(g).scratch floats of scratch.
+   * forward: y = conv(x, w) + b (b may be NULL). backward_data: dx = the data gradient from dy
+   * (overwritten). backward_weight: dw += the weight gradient, db += the sum of dy per output
+   * channel (either may be NULL). Each output's sum runs in a fixed order, so results do not
+   * depend on the vector width the CPU picked. */
+  ct_status (*conv_direct_forward)(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                                   const float *b, float *y, float *ws);
+  ct_status (*conv_direct_backward_data)(const ct_driver *d, const ct_conv_geom *g, int nb, const float *w,
+                                         const float *dy, float *dx, float *ws);
+  ct_status (*conv_direct_backward_weight)(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x,
+                                           const float *dy, float *dw, float *db, float *ws);
 
   /* ---- pooling over `planes` planes. Forward: y; MAX also argmax (the flat index h W + w of
    * each output's maximum in its plane, -1 for an empty window) and, when mask is not NULL,

@@ -215,7 +215,13 @@ ct_status ct_conv_read_lowering(const ct_layer *l, const ct_conv_geom *gp, ct_lo
                              g.kh, g.kw, g.sh, g.sw, g.dh, g.dw);
       *forced = CT_LOWER_WINOGRAD;
       break;
-    default: return ct_layer_fail(l, err, CT_EINVAL, "lowering must be TYPE1, TYPE2, TYPE3 or WINOGRAD");
+    case CAFFE__LOWERING__DIRECT:
+      if (!ct_lower_direct_applies(&g))
+        return ct_layer_fail(l, err, CT_EINVAL, "lowering: DIRECT takes kernels up to %dx%d; this one is %dx%d",
+                             CT_DIRECT_MAX_KERNEL, CT_DIRECT_MAX_KERNEL, g.kh, g.kw);
+      *forced = CT_LOWER_DIRECT;
+      break;
+    default: return ct_layer_fail(l, err, CT_EINVAL, "lowering must be TYPE1, TYPE2, TYPE3, WINOGRAD or DIRECT");
   }
   return CT_OK;
 }

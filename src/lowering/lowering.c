@@ -28,6 +28,7 @@ const char *ct_lowering_name(ct_lowering t) {
     case CT_LOWER_TYPE3: return "type3";
     case CT_LOWER_POINTWISE: return "1x1";
     case CT_LOWER_WINOGRAD: return "wino";
+    case CT_LOWER_DIRECT: return "direct";
     default: return "auto";
   }
 }
@@ -69,6 +70,34 @@ size_t ct_lower_wino_scratch(const ct_conv_geom *g, int nb) {
   return (w.prow + 4) * w.rw + 16 * ((size_t)w.TWv + 12);
 }
 
+/* ================================================================ DIRECT's layout */
+
+bool ct_lower_direct_applies(const ct_conv_geom *g) {
+  return g->kh <= CT_DIRECT_MAX_KERNEL && g->kw <= CT_DIRECT_MAX_KERNEL;
+}
+
+static int round_lanes(int n) { return (n + CT_DIRECT_LANES - 1) / CT_DIRECT_LANES * CT_DIRECT_LANES; }
+
+ct_direct_layout ct_lower_direct_layout(const ct_conv_geom *g) {
+  ct_direct_layout L;
+  L.OWr = round_lanes(g->OW);
+  L.XR = (g->OH - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+  /* a stride-2 vector reads 16 floats from its first input column: one past its last lane */
+  L.XC = (L.OWr - 1) * g->sw + (g->kw - 1) * g->dw + 2;
+  /* dy rows reached: oy = (iy + ph - i dh) / sh from above -((kh-1) dh) / sh to (H-1+ph) / sh */
+  L.RT = (g->kh - 1) * g->dh / g->sh + 1;
+  const int last_oy = (g->H - 1 + g->ph) / g->sh;
+  L.QR = L.RT + (g->OH > last_oy + 1 ? g->OH : last_oy + 1);
+  L.Mr = round_lanes((g->W + g->sw - 1) / g->sw);
+  L.CL = (g->kw - 1) * g->dw / g->sw + 1;
+  const int reach = L.Mr + (g->sw - 1 + g->pw) / g->sw;
+  L.QC = L.CL + (g->OW > reach ? g->OW : reach);
+  const size_t Cg = (size_t)(g->C / g->G), Kg = (size_t)(g->K / g->G);
+  const size_t fwd = Cg * L.XR * L.XC + (size_t)g->OH * L.OWr, bwd = Kg * L.QR * L.QC + (size_t)L.Mr;
+  L.scratch = fwd > bwd ? fwd : bwd;
+  return L;
+}
+
 /* ================================================================ dispatch */
 
 bool ct_lower_direct1(const ct_conv_geom *g) { return (size_t)g->OH * g->OW >= CT_LOWER_DIRECT_PLANE; }
@@ -98,6 +127,7 @@ size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb) {
       const ct_wino_strides s = ct_lower_wino_strides(g, nb);
       return 16 * (s.sV + 2 * s.sU + s.sM) + ct_lower_wino_scratch(g, nb);
     }
+    case CT_LOWER_DIRECT: return ct_lower_direct_layout(g).scratch;
     default: return 0;
   }
 }
@@ -107,7 +137,8 @@ ct_lower_layout ct_lower_layout_of(const ct_conv_geom *g, ct_lowering t, int nb)
   const size_t kh = (size_t)g->kh, kw = (size_t)g->kw, n = (size_t)nb;
   ct_lower_layout lay = {0, 0, 0, 0, 0};
   switch (t) {
-    case CT_LOWER_POINTWISE: break;
+    case CT_LOWER_POINTWISE:
+    case CT_LOWER_DIRECT: break;
     case CT_LOWER_TYPE2: {
       size_t cols = n * (size_t)g->H * g->OW;
       lay.kernel = C * kw * cols;
@@ -198,11 +229,12 @@ static ct_status forward1_direct(const ct_driver *d, const ct_conv_geom *g, int 
   CT_TRY(d->ops->conv_lower(d, g, CT_LOWER_TYPE1, nb, x, w, ws));
   for (int n = 0; n < nb; n++) {
     float *yn = y + (size_t)n * g->K * P;
+    /* the bias laid down first, the GEMMs adding onto it (no clearing pass of their own) */
+    if (b) CT_TRY(d->ops->conv_lift(d, &plane, CT_LOWER_POINTWISE, 1, NULL, b, yn));
     for (int gi = 0; gi < g->G; gi++)
       CT_TRY(d->ops->gemm_ld(d, false, false, Kg, P, CgKK, 1.0f, w + (size_t)gi * Kg * CgKK, CgKK,
-                             D + (size_t)gi * CgKK * cols + (size_t)n * P, (int)cols, 0.0f, yn + (size_t)gi * Kg * P,
-                             P));
-    if (b) CT_TRY(d->ops->conv_lift(d, &plane, CT_LOWER_POINTWISE, 1, NULL, b, yn));
+                             D + (size_t)gi * CgKK * cols + (size_t)n * P, (int)cols, b ? 1.0f : 0.0f,
+                             yn + (size_t)gi * Kg * P, P));
   }
   return CT_OK;
 }
@@ -354,18 +386,27 @@ static ct_status backward_wino(const ct_driver *d, const ct_conv_geom *g, int nb
   return CT_OK;
 }
 
-/* 1x1: per-image GEMMs on the input as it is. */
+/* 1x1: the input as it lies is the GEMM's right-hand side, image by image. The driver's
+ * POINTWISE lift first writes the bias over the image's output and the GEMMs add onto it (beta 1):
+ * a BLAS clears C in a pass of its own for beta 0, so the bias costs no pass. Where an image is
+ * one pixel, the partition's input is nb x C as it lies: one GEMM for all of it. */
+static bool pw_one_gemm(const ct_conv_geom *g) { return g->H * g->W == 1 && g->G == 1; }
+
 static ct_status forward_pw(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
                             const float *b, float *y) {
   const int Kg = g->K / g->G, Cg = g->C / g->G;
   const size_t HW = (size_t)g->H * g->W;
+  if (pw_one_gemm(g)) { /* y (nb x K) = x (nb x C) w^T */
+    if (b) CT_TRY(d->ops->conv_lift(d, g, CT_LOWER_POINTWISE, nb, NULL, b, y));
+    return d->ops->gemm(d, false, true, nb, g->K, g->C, 1.0f, x, w, b ? 1.0f : 0.0f, y);
+  }
   for (int n = 0; n < nb; n++) {
     const float *xn = x + (size_t)n * g->C * HW;
     float *yn = y + (size_t)n * g->K * HW;
+    if (b) CT_TRY(d->ops->conv_lift(d, g, CT_LOWER_POINTWISE, 1, NULL, b, yn));
     for (int gi = 0; gi < g->G; gi++)
       CT_TRY(d->ops->gemm(d, false, false, Kg, (int)HW, Cg, 1.0f, w + (size_t)gi * Kg * Cg, xn + (size_t)gi * Cg * HW,
-                          0.0f, yn + (size_t)gi * Kg * HW));
-    if (b) CT_TRY(d->ops->conv_lift(d, g, CT_LOWER_POINTWISE, 1, NULL, b, yn));
+                          b ? 1.0f : 0.0f, yn + (size_t)gi * Kg * HW));
   }
   return CT_OK;
 }
@@ -375,6 +416,11 @@ static ct_status backward_pw(const ct_driver *d, const ct_conv_geom *g, int nb, 
   const int Kg = g->K / g->G, Cg = g->C / g->G;
   const size_t HW = (size_t)g->H * g->W;
   if (db) CT_TRY(d->ops->conv_bias_grad(d, g, CT_LOWER_POINTWISE, nb, dy, NULL, db));
+  if (pw_one_gemm(g)) { /* dw += dy^T x, dx = dy w */
+    if (dw) CT_TRY(d->ops->gemm(d, true, false, g->K, g->C, nb, 1.0f, dy, x, 1.0f, dw));
+    if (dx) CT_TRY(d->ops->gemm(d, false, false, nb, g->C, g->K, 1.0f, dy, w, 0.0f, dx));
+    return CT_OK;
+  }
   for (int n = 0; n < nb; n++) {
     const float *xn = x + (size_t)n * g->C * HW, *dyn = dy + (size_t)n * g->K * HW;
     for (int gi = 0; gi < g->G; gi++) {
@@ -397,6 +443,7 @@ ct_status ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowe
     case CT_LOWER_TYPE3: return forward_lowered(d, g, t, nb, x, w, b, y, ws);
     case CT_LOWER_WINOGRAD: return forward_wino(d, g, nb, x, w, b, y, ws);
     case CT_LOWER_POINTWISE: return forward_pw(d, g, nb, x, w, b, y);
+    case CT_LOWER_DIRECT: return d->ops->conv_direct_forward(d, g, nb, x, w, b, y, ws);
     default:
       if (ct_lower_direct1(g)) return forward1_direct(d, g, nb, x, w, b, y, ws);
       for (int n0 = 0, m = ct_lower_chunk1(g, nb); n0 < nb; n0 += m) { /* chunk by chunk */
@@ -418,6 +465,9 @@ ct_status ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_low
     case CT_LOWER_TYPE3: return backward23(d, g, t, nb, x, w, dy, dx, dw, db, ws, reuse);
     case CT_LOWER_WINOGRAD: return backward_wino(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
     case CT_LOWER_POINTWISE: return backward_pw(d, g, nb, x, w, dy, dx, dw, db);
+    case CT_LOWER_DIRECT:
+      if (dw || db) CT_TRY(d->ops->conv_direct_backward_weight(d, g, nb, x, dy, dw, db, ws));
+      return dx ? d->ops->conv_direct_backward_data(d, g, nb, w, dy, dx, ws) : CT_OK;
     default:
       if (ct_lower_direct1(g)) return backward1_direct(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
       for (int n0 = 0, m = ct_lower_chunk1(g, nb); n0 < nb; n0 += m) { /* as forward chunked it */
@@ -485,6 +535,20 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
       eff = shape_eff(Kg, T, Cg);
       break;
     }
+    case CT_LOWER_POINTWISE:
+      if (!ct_conv_is_pointwise(g)) return 1e30;
+      flops = 2 * K * Cg * n * H * W;
+      bytes = 0; /* nothing but the GEMMs (the bias takes the place of their clearing pass) */
+      eff = pw_one_gemm(g) ? shape_eff(K, n, C) : shape_eff(Kg, H * W, Cg);
+      break;
+    case CT_LOWER_DIRECT:
+      if (!ct_lower_direct_applies(g)) return 1e30;
+      /* no GEMM: every tap a vector multiply and add, CT_DIRECT_EFF of the GEMM rate whatever
+       * the shape; the padded copies of x (forward, weight gradient) and dy (both gradients) */
+      flops = 2 * K * Cg * kh * kw * n * OH * OW;
+      bytes = 4.0 * (4 * C * n * H * W + 5 * K * n * OH * OW);
+      eff = CT_DIRECT_EFF;
+      break;
     default: return 1e30;
   }
   /* forward and backward: three GEMMs of the same size */
@@ -492,16 +556,23 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
 }
 
 ct_lowering ct_lower_choose(const ct_conv_geom *g, int nb, double gflops, double gbytes, size_t max_ws) {
-  if (ct_conv_is_pointwise(g)) return CT_LOWER_POINTWISE;
+  /* a 1x1: its own GEMMs on the input as it lies, or TYPE1 packing small planes into one GEMM */
+  if (ct_conv_is_pointwise(g)) {
+    const double pw = ct_lower_cost(g, CT_LOWER_POINTWISE, nb, gflops, gbytes, max_ws);
+    return ct_lower_cost(g, CT_LOWER_TYPE1, nb, gflops, gbytes, max_ws) < pw ? CT_LOWER_TYPE1 : CT_LOWER_POINTWISE;
+  }
   ct_lowering best = CT_LOWER_TYPE1;
   double best_cost = ct_lower_cost(g, CT_LOWER_TYPE1, nb, gflops, gbytes, max_ws);
-  /* CT_WINOGRAD=0 in the environment keeps the model to CcT's three types (benchmarks compare
-   * the two; a layer's `lowering: WINOGRAD` still applies) */
-  const char *e = getenv("CT_WINOGRAD");
-  const int ntypes = e && strcmp(e, "0") == 0 ? 2 : 3;
-  const ct_lowering others[] = {CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_WINOGRAD};
-  for (int i = 0; i < ntypes; i++) {
+  /* CT_WINOGRAD=0 and CT_DIRECT=0 in the environment keep those types out of the model's picks
+   * (benchmarks compare with and without; a layer's `lowering:` still applies) */
+  const char *ew = getenv("CT_WINOGRAD"), *ed = getenv("CT_DIRECT");
+  const bool wino = !(ew && strcmp(ew, "0") == 0), direct = !(ed && strcmp(ed, "0") == 0);
+  const ct_lowering others[] = {CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_WINOGRAD, CT_LOWER_DIRECT};
+  for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
     const ct_lowering t = others[i];
+    /* DIRECT for grouped layers only: a dense layer thin enough for it (LeNet's, a first
+     * layer's 3 channels) is left to the lowering it had, whose GEMM shares the input */
+    if ((t == CT_LOWER_WINOGRAD && !wino) || (t == CT_LOWER_DIRECT && (!direct || g->G == 1))) continue;
     double c = ct_lower_cost(g, t, nb, gflops, gbytes, max_ws);
     if (c < best_cost) {
       best_cost = c;

@@ -21,7 +21,15 @@
  *        4x4 tiles (V, 16 x C x tiles), the kernel (U, 16 x K x C/G), 16 GEMMs per group on
  *        them, the products lifted into 2x2 output tiles; 2.25 times fewer multiply-adds, a
  *        blow-up of 4 on both sides.
- * A 1x1, stride-1, unpadded convolution needs no lowering (CT_LOWER_POINTWISE). */
+ *  DIRECT (depthwise and many-group convolutions, where a group's GEMM would be a few rows or
+ *        a few columns deep): no lowering, no GEMM; the driver's conv_direct_* entries run the
+ *        convolution's loops, vectorised along an output (or input) row, on a zero-padded copy
+ *        of one group's planes in the workspace (ct_direct_layout), so no loop tests a border.
+ * A 1x1, stride-1, unpadded convolution needs no lowering (CT_LOWER_POINTWISE): per-image GEMMs
+ * on the input as it lies, each writing its output over the bias already in place (one pass
+ * fewer than adding it after), or one GEMM for the partition where an image is a single pixel
+ * (the input is then N x C as it lies); the cost model may instead pick TYPE1, whose lowering
+ * of a 1x1 is a copy that packs the partition's small planes into one wide GEMM. */
 #ifndef CT_LOWERING_H
 #define CT_LOWERING_H
 
@@ -45,8 +53,32 @@ typedef enum ct_lowering {
   CT_LOWER_TYPE2 = 2,
   CT_LOWER_TYPE3 = 3,
   CT_LOWER_POINTWISE = 4, /* 1x1 / stride 1 / no pad: per-image GEMMs on the input as it is */
-  CT_LOWER_WINOGRAD = 5   /* F(2x2, 3x3); the prototxt's WINOGRAD (4 there) */
+  CT_LOWER_WINOGRAD = 5,  /* F(2x2, 3x3); the prototxt's WINOGRAD (4 there) */
+  CT_LOWER_DIRECT = 6     /* direct loops, no GEMM; the prototxt's DIRECT (5 there) */
 } ct_lowering;
+
+/* DIRECT's padded planes, one group at a time (lanes: CT_DIRECT_LANES outputs per vector).
+ * Forward and weight gradient: each of the group's Cg input planes as XR rows of XC floats,
+ * the input's row r - ph and column q - pw at (r, q), zero outside the input: output (oy, ox)
+ * reads (oy sh + i dh, ox sw + j dw) for every tap, and a vector of OWr = OW rounded up to the
+ * lanes never leaves the plane; the weight gradient also copies each dy plane as OH rows of
+ * OWr floats (zero past OW).
+ * Data gradient: input column ix = q + m sw (phase q < sw) takes dy's column ox = m + e for
+ * each tap column j with sw | (q + pw - j dw), e = (q + pw - j dw) / sw, and likewise for rows;
+ * each of the group's Kg dy planes is copied as QR rows of QC floats, dy's (oy, ox) at (oy + RT,
+ * ox + CL), zero elsewhere; a phase of an input row (Mr = ceil(W / sw) rounded up to the lanes
+ * values) is summed in a row buffer. scratch: the floats all of it takes. */
+#define CT_DIRECT_LANES 8
+typedef struct ct_direct_layout {
+  int XR, XC, OWr;
+  int QR, QC, RT, CL, Mr;
+  size_t scratch;
+} ct_direct_layout;
+ct_direct_layout ct_lower_direct_layout(const ct_conv_geom *g);
+/* DIRECT applies to kernels of at most 64 rows and columns (the CPU's kernels list the taps that
+ * reach an input row on the stack). */
+#define CT_DIRECT_MAX_KERNEL 64
+bool ct_lower_direct_applies(const ct_conv_geom *g);
 
 /* The largest workspace (floats) the cost model lets one partition use: 1 GiB. */
 #define CT_LOWER_MAX_WORKSPACE ((size_t)1 << 28)
@@ -117,12 +149,19 @@ ct_status ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const f
 ct_status ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w,
                             const float *dy, float *dx, float *dw, float *db, float *ws, bool reuse);
 
+/* The rate of the DIRECT kernels as a fraction of the calibrated GEMM rate, whatever the shape:
+ * MobileNet v2's depthwise layers ran at 15-35 GFLOP/s of a core whose SGEMM calibrates at
+ * 155-190 (bench/zoo_bench_conv, one thread; an 8-lane multiply and add per tap against the
+ * GEMM's 16-lane FMAs). The GEMM types' efficiency falls with a thin group (shape_eff in
+ * lowering.c), which is where DIRECT wins. */
+#define CT_DIRECT_EFF 0.15
 /* The cost model: predicted seconds of one forward+backward of nb images with type t, from the
  * GEMM FLOPs at `gflops` and the bytes the lowering and lifting move at `gbytes` per second.
  * Returns a huge value when the workspace would exceed max_ws floats. */
 double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops, double gbytes, size_t max_ws);
-/* The cheapest type by the cost model (POINTWISE for 1x1 convolutions); WINOGRAD only where it
- * applies and CT_WINOGRAD=0 is not in the environment. */
+/* The cheapest type by the cost model: for a 1x1 (stride 1, no pad) POINTWISE or TYPE1; else
+ * TYPE1-3, WINOGRAD where it applies and CT_WINOGRAD=0 is not in the environment, and DIRECT for
+ * grouped layers (group > 1) unless CT_DIRECT=0 is. */
 ct_lowering ct_lower_choose(const ct_conv_geom *g, int nb, double gflops, double gbytes, size_t max_ws);
 /* Multiply-adds x 2 of one forward pass of nb images (the useful FLOPs, independent of type). */
 double ct_conv_flops(const ct_conv_geom *g, int nb);

@@ -1,7 +1,7 @@
 /* The CPU driver's lowering steps (the conv_* entries; drivers/driver.h has each step's
  * contract, lowering/lowering.h the shapes, ct_lower_layout_of where each part of ws lies):
  * lowering types 1, 2 and 3 and the 1x1 path as loops over a partition of nb images, and
- * WINOGRAD through its transforms in cpu/winograd.c. Every routine reads and writes plain
+ * WINOGRAD through its transforms in cpu/winograd.c (DIRECT, no lowering: cpu/depthwise.c). Every routine reads and writes plain
  * row-major buffers. No GEMM here: ct_lower_forward_on and ct_lower_backward_on run those
  * between the steps, on whichever driver runs the steps. */
 #include <string.h>
@@ -470,13 +470,19 @@ static void data_grad3(const ct_conv_geom *g, int nb, const float *X, float *dx)
 
 /* ================================================================ pointwise */
 
-/* y += b, y already holding the per-image GEMM products */
+/* y = b per output channel, for the GEMMs to add onto (the layout of y: nb x K x H x W) */
 static void lift_pw(const ct_conv_geom *g, int nb, const float *b, float *y) {
   const size_t HW = (size_t)g->H * g->W;
   if (!b) return;
   for (int n = 0; n < nb; n++) {
     float *yn = y + (size_t)n * g->K * HW;
-    for (int k = 0; k < g->K; k++) add_scalar(yn + (size_t)k * HW, yn + (size_t)k * HW, b[k], HW);
+    for (int k = 0; k < g->K; k++) {
+      const ct_v4f bv = ct_v4f_splat(b[k]);
+      float *yk = yn + (size_t)k * HW;
+      size_t i = 0;
+      for (; i + 4 <= HW; i += 4) ct_v4f_store(yk + i, bv);
+      for (; i < HW; i++) yk[i] = b[k];
+    }
   }
 }
 

@@ -75,6 +75,14 @@ ct_status ct_cpu_conv_bias_grad(const ct_driver *d, const ct_conv_geom *g, ct_lo
 ct_status ct_cpu_conv_lower_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws, float *dx,
                                  float *dw);
 
+/* cpu/depthwise.c: the DIRECT convolution entries */
+ct_status ct_cpu_conv_direct_forward(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x,
+                                     const float *w, const float *b, float *y, float *ws);
+ct_status ct_cpu_conv_direct_backward_data(const ct_driver *d, const ct_conv_geom *g, int nb, const float *w,
+                                           const float *dy, float *dx, float *ws);
+ct_status ct_cpu_conv_direct_backward_weight(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x,
+                                             const float *dy, float *dw, float *db, float *ws);
+
 /* cpu/winograd.c: F(2x2, 3x3)'s transforms behind cpu/conv.c's WINOGRAD steps (the layout:
  * ct_lower_wino_strides): input tiles into V, the kernel into U, M into y (+ bias), dy into dM,
  * dV into dx (overwritten), dU into dw (+=). scratch: ct_lower_wino_scratch floats. */

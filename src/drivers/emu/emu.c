@@ -223,6 +223,9 @@ EMU_ENTRY(conv_lift, (const ct_driver *d, const ct_conv_geom *g, ct_lowering t, 
 EMU_ENTRY(conv_lift_grad, (const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy, float *ws), (d, g, t, nb, dy, ws))
 EMU_ENTRY(conv_bias_grad, (const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy, const float *ws, float *db), (d, g, t, nb, dy, ws, db))
 EMU_ENTRY(conv_lower_grad, (const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws, float *dx, float *dw), (d, g, t, nb, ws, dx, dw))
+EMU_ENTRY(conv_direct_forward, (const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w, const float *b, float *y, float *ws), (d, g, nb, x, w, b, y, ws))
+EMU_ENTRY(conv_direct_backward_data, (const ct_driver *d, const ct_conv_geom *g, int nb, const float *w, const float *dy, float *dx, float *ws), (d, g, nb, w, dy, dx, ws))
+EMU_ENTRY(conv_direct_backward_weight, (const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *dy, float *dw, float *db, float *ws), (d, g, nb, x, dy, dw, db, ws))
 EMU_ENTRY(pool_forward, (const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, float *y, int *argmax, float *mask), (d, g, planes, x, y, argmax, mask))
 EMU_ENTRY(pool_backward, (const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, const float *dy, const int *argmax, float *dx), (d, g, planes, x, dy, argmax, dx))
 EMU_ENTRY(lrn_forward, (const ct_driver *d, const ct_lrn_geom *g, size_t nimg, const float *x, float *y, float *scale, float *spow, float *tmp), (d, g, nimg, x, y, scale, spow, tmp))
@@ -463,6 +466,9 @@ static const ct_driver_ops emu_ops = {
     .conv_lift_grad = emu_conv_lift_grad,
     .conv_bias_grad = emu_conv_bias_grad,
     .conv_lower_grad = emu_conv_lower_grad,
+    .conv_direct_forward = emu_conv_direct_forward,
+    .conv_direct_backward_data = emu_conv_direct_backward_data,
+    .conv_direct_backward_weight = emu_conv_direct_backward_weight,
     .pool_forward = emu_pool_forward,
     .pool_backward = emu_pool_backward,
     .lrn_forward = emu_lrn_forward,
