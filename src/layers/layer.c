@@ -5,6 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+void ct_layer_plan_saved(ct_layer *l, ct_tensor *t) {
+  for (int i = 0; i < l->nsaved; i++)
+    if (l->saved[i] == t) return;
+  if (l->nsaved < 4) l->saved[l->nsaved++] = t;
+}
+
 ct_status ct_layer_alloc_blobs(ct_layer *l, int n, ct_error *err) {
   l->blobs = calloc((size_t)(n ? n : 1), sizeof *l->blobs);
   l->param_propagate_down = calloc((size_t)(n ? n : 1), sizeof *l->param_propagate_down);

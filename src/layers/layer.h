@@ -94,6 +94,11 @@ struct ct_layer {
   ct_tensor **part_grad;      /* per blob: the partitions' private gradients, (plan.n x count),
                                  when the plan has more than one partition (exec.c) */
   void *priv;                 /* the layer's private state */
+  /* private tensors the layer writes in forward and reads only in its own backward (BatchNorm's
+   * normalised input, an in-place Scale's saved input): the memory planner may give them
+   * storage another layer's such tensor uses at other times (ct_layer_plan_saved) */
+  int nsaved;
+  ct_tensor *saved[4];
 };
 
 /* ---------------------------------------------------------------- a partition's tensors */
@@ -187,6 +192,11 @@ void ct_ws_pool_free(ct_ws_pool *pool);
 /* Bytes the pool holds, and the bytes its users asked for in all (what private scratch would
  * have held). */
 void ct_ws_pool_bytes(const ct_ws_pool *pool, size_t *held, size_t *asked);
+
+/* Declares t (owned by the layer) as written in forward and read only by the layer's backward,
+ * so that the memory planner may share its storage between layers (and, in a net that runs
+ * forward only, among all such tensors). At most 4 per layer; declaring one twice is a no-op. */
+void ct_layer_plan_saved(ct_layer *l, ct_tensor *t);
 
 /* Sets l->nblobs = n and creates n empty tensors (for setup). Freed by the net. */
 ct_status ct_layer_alloc_blobs(ct_layer *l, int n, ct_error *err);

@@ -18,6 +18,10 @@
  * contiguous (joined along the first axis, or every axis before the joined one has size 1:
  * NCHW with N > 1 and axis 1 would need strided tensors).
  *
+ * Layers' saved tensors (layer.h: written in forward, read by the layer's own backward) are
+ * planned with the blobs, live from the layer's forward to its backward (to its forward alone in
+ * a net that runs forward only).
+ *
  * Never planned (their values stay readable after a pass): the net's outputs, tops with a loss
  * weight, tops of layers without bottoms (data, Input: the caller fills them), automatic loss
  * tops, blobs the caller asked to keep (ct_net_keep_blob), parameters (not blobs), and any
@@ -87,11 +91,35 @@ static int find_group(group *g, int n, const ct_storage *st) {
   return -1;
 }
 
-static ct_status collect(ct_net *net, ct_side side, const bool *keep, group **out, int **of_blob, int *ngroups,
+/* The tensors planned: the blobs, then the layers' saved tensors (layer.h), with their layer. */
+typedef struct tensors {
+  int n, nblobs;
+  ct_tensor **t;
+  int *layer; /* per saved tensor (index - nblobs): its layer */
+} tensors;
+
+static ct_status list_tensors(const ct_net *net, tensors *ts, ct_error *err) {
+  int n = net->nblobs;
+  for (int i = 0; i < net->nlayers; i++) n += net->layers[i].l.nsaved;
+  ts->t = calloc((size_t)n + 1, sizeof *ts->t);
+  ts->layer = calloc((size_t)n + 1, sizeof *ts->layer);
+  if (!ts->t || !ts->layer) return ct_fail(err, CT_ENOMEM, "out of memory");
+  ts->nblobs = net->nblobs;
+  for (int b = 0; b < net->nblobs; b++) ts->t[b] = net->blobs[b];
+  ts->n = net->nblobs;
+  for (int i = 0; i < net->nlayers; i++)
+    for (int k = 0; k < net->layers[i].l.nsaved; k++) {
+      ts->layer[ts->n - ts->nblobs] = i;
+      ts->t[ts->n++] = net->layers[i].l.saved[k];
+    }
+  return CT_OK;
+}
+
+static ct_status collect(const tensors *ts, ct_side side, const bool *keep, group **out, int **of_blob, int *ngroups,
                          ct_error *err) {
-  group *g = calloc((size_t)net->nblobs + 1, sizeof *g);
-  int *gb = calloc((size_t)net->nblobs + 1, sizeof *gb);
-  int *refs = calloc((size_t)net->nblobs + 1, sizeof *refs);
+  group *g = calloc((size_t)ts->n + 1, sizeof *g);
+  int *gb = calloc((size_t)ts->n + 1, sizeof *gb);
+  int *refs = calloc((size_t)ts->n + 1, sizeof *refs);
   if (!g || !gb || !refs) {
     free(g);
     free(gb);
@@ -99,8 +127,8 @@ static ct_status collect(ct_net *net, ct_side side, const bool *keep, group **ou
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
   int n = 0;
-  for (int b = 0; b < net->nblobs; b++) {
-    const ct_tensor *t = net->blobs[b];
+  for (int b = 0; b < ts->n; b++) {
+    const ct_tensor *t = ts->t[b];
     gb[b] = -1;
     if (!t->st[side]) continue;
     int k = find_group(g, n, t->st[side]);
@@ -112,9 +140,9 @@ static ct_status collect(ct_net *net, ct_side side, const bool *keep, group **ou
     gb[b] = k;
     refs[k]++;
     if (t->off[side] + t->count > g[k].need) g[k].need = t->off[side] + t->count;
-    g[k].keep |= keep[b];
+    g[k].keep |= b < ts->nblobs && keep[b];
   }
-  for (int k = 0; k < n; k++) /* held by something besides the blobs: leave it alone */
+  for (int k = 0; k < n; k++) /* held by something besides these tensors: leave it alone */
     if (ct_storage_refs(g[k].st) != refs[k]) g[k].keep = true;
   free(refs);
   *out = g;
@@ -133,7 +161,13 @@ static void touch(group *g, int t) {
   if (t > g->last) g->last = t;
 }
 
-static void lifetimes(const ct_net *net, ct_side side, bool fwd_only, group *g, const int *gb) {
+static void lifetimes(const ct_net *net, const tensors *ts, ct_side side, bool fwd_only, group *g, const int *gb) {
+  for (int q = ts->nblobs; q < ts->n && side == CT_DATA; q++) { /* saved: the layer's forward to its backward */
+    const int i = ts->layer[q - ts->nblobs];
+    if (gb[q] < 0) continue;
+    touch(&g[gb[q]], fwd_time(i));
+    if (net->layers[i].need_backward && !fwd_only) touch(&g[gb[q]], bwd_time(net, i));
+  }
   for (int i = 0; i < net->nlayers; i++) {
     const net_layer *nl = &net->layers[i];
     const ct_layer *l = &nl->l;
@@ -241,9 +275,11 @@ static ct_status plan_side(ct_net *net, ct_side side, bool fwd_only, const bool 
   group *g = NULL;
   int *gb = NULL, n = 0, *order = NULL, nbuf = 0;
   buffer *bufs = NULL;
-  ct_status st = collect(net, side, keep, &g, &gb, &n, err);
-  if (st) return st;
-  lifetimes(net, side, fwd_only, g, gb);
+  tensors ts = {0};
+  ct_status st = list_tensors(net, &ts, err);
+  if (!st) st = collect(&ts, side, keep, &g, &gb, &n, err);
+  if (st) goto done;
+  lifetimes(net, &ts, side, fwd_only, g, gb);
   order = calloc((size_t)n + 1, sizeof *order);
   bufs = calloc((size_t)n + 1, sizeof *bufs);
   if (!order || !bufs) {
@@ -289,8 +325,8 @@ static ct_status plan_side(ct_net *net, ct_side side, bool fwd_only, const bool 
     for (int q = 0; q < m; q++) {
       group *x = &g[order[q]];
       if (x->buffer != b) continue;
-      for (int j = 0; j < net->nblobs; j++)
-        if (gb[j] == order[q]) ct_tensor_view(net->blobs[j], side, s, net->blobs[j]->off[side]);
+      for (int j = 0; j < ts.n; j++)
+        if (gb[j] == order[q]) ct_tensor_view(ts.t[j], side, s, ts.t[j]->off[side]);
     }
     net->mp.planned[side] += bufs[b].need * sizeof(float);
     ct_storage_release(s); /* its users hold it now */
@@ -303,6 +339,8 @@ done:
   free(order);
   free(g);
   free(gb);
+  free(ts.t);
+  free(ts.layer);
   return st;
 }
 
