@@ -169,7 +169,9 @@ static unsigned backward_reads(const ct_layer *l) {
                    l->lp->eltwise_param->operation == CAFFE__ELTWISE_PARAMETER__ELTWISE_OP__PROD
                ? 3
                : 0;
-  if (!strcmp(t, "Convolution") || !strcmp(t, "InnerProduct") || !strcmp(t, "Scale")) return 1;
+  if (!strcmp(t, "Scale")) /* x for the scale's gradient: in place, from its own saved copy */
+    return l->nbottom == 1 && l->top[0] == l->bottom[0] ? 0 : 1;
+  if (!strcmp(t, "Convolution") || !strcmp(t, "InnerProduct")) return 1;
   return 3;
 }
 
