@@ -8,6 +8,7 @@
 
 #include "check.h"
 #include "core/tensor.h"
+#include "drivers/driver.h"
 #include "cortado.h"
 #include "layers/layer.h"
 #include "net/net.h"
@@ -248,7 +249,35 @@ static void test_bound(void) {
   ct_net_free(p);
 }
 
+/* The CPU driver's add (Split's gradient sum) against the plain loop: odd lengths around its
+ * 16-float step, and y being a or b (Split sums in place when the plan lets it). */
+static void test_add(void) {
+  const ct_driver *d = ct_driver_cpu();
+  const size_t sizes[] = {0, 1, 3, 15, 16, 17, 31, 33, 1000, 4097};
+  for (size_t q = 0; q < sizeof sizes / sizeof *sizes; q++) {
+    const size_t n = sizes[q];
+    float *a = malloc((n + 1) * sizeof *a), *b = malloc((n + 1) * sizeof *b), *y = malloc((n + 1) * sizeof *y),
+          *ref = malloc((n + 1) * sizeof *ref);
+    if (!a || !b || !y || !ref) return;
+    for (size_t i = 0; i < n; i++) {
+      a[i] = (float)((i * 37) % 101) * 0.37f - 3.1f;
+      b[i] = (float)((i * 53) % 89) * 1e-3f + 0.7f;
+      ref[i] = a[i] + b[i];
+    }
+    CHECK(d->ops->add(d, n, a, b, y) == CT_OK && same_floats(y, ref, n), "add, n = %zu", n);
+    memcpy(y, a, n * sizeof *y);
+    CHECK(d->ops->add(d, n, y, b, y) == CT_OK && same_floats(y, ref, n), "add into a, n = %zu", n);
+    memcpy(y, b, n * sizeof *y);
+    CHECK(d->ops->add(d, n, a, y, y) == CT_OK && same_floats(y, ref, n), "add into b, n = %zu", n);
+    free(a);
+    free(b);
+    free(y);
+    free(ref);
+  }
+}
+
 int main(void) {
+  test_add();
   test_train_identical(1); /* every Concat in place */
   test_train_identical(2); /* Concat along channels with N > 1: copies */
   test_bound();
