@@ -282,11 +282,15 @@ static bool fits(const buffer *bf, const group *g) {
   return true;
 }
 
-static const group *sort_base;
+/* Sort keys (no global for qsort: nets on several threads plan at once). */
+typedef struct by_need {
+  size_t need;
+  int k;
+} by_need;
 static int by_size(const void *a, const void *b) {
-  const group *x = &sort_base[*(const int *)a], *y = &sort_base[*(const int *)b];
+  const by_need *x = a, *y = b;
   if (x->need != y->need) return x->need < y->need ? 1 : -1;
-  return *(const int *)a - *(const int *)b; /* stable: the same plan every run */
+  return x->k - y->k; /* stable: the same plan every run */
 }
 
 /* Plans one side (apply) or measures what it holds unplanned (!apply), for the net's report. */
@@ -318,8 +322,15 @@ static ct_status plan_side(ct_net *net, ct_side side, bool fwd_only, const bool 
     net->mp.unplanned[side] = held;
     goto done;
   }
-  sort_base = g;
-  qsort(order, (size_t)m, sizeof *order, by_size);
+  by_need *keys = calloc((size_t)m + 1, sizeof *keys);
+  if (!keys) {
+    st = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto done;
+  }
+  for (int q = 0; q < m; q++) keys[q] = (by_need){g[order[q]].need, order[q]};
+  qsort(keys, (size_t)m, sizeof *keys, by_size);
+  for (int q = 0; q < m; q++) order[q] = keys[q].k;
+  free(keys);
   for (int q = 0; q < m; q++) {
     group *x = &g[order[q]];
     int best = -1;
