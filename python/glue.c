@@ -68,8 +68,17 @@ void ctpy_unpin(void *storage) { ct_storage_release(storage); }
 /* ct_net_create with the seed of every random stream chosen (ct_net_create uses 1701). */
 ct_status ctpy_net_create(const char *path, ct_phase phase, int level, const char *const *stages, const char *weights,
                           unsigned long long seed, ct_net **out, ct_error *err) {
-  return ct_net_create_seeded(path, phase, level, stages, weights, seed, out, err);
+  ct_status st = ct_net_create_seeded(path, phase, level, stages, weights, seed, out, err);
+  /* pycaffe code reads any blob after a pass: a Python net keeps them all unless it asks for
+   * planning (ctpy_net_memplan) */
+  if (st == CT_OK) st = ct_net_set_memplan(*out, false, err);
+  return st;
 }
+
+/* Memory planning for a Python net (net/net.h): on or off before its first pass, and the blobs
+ * planning must leave readable. */
+ct_status ctpy_net_memplan(ct_net *net, int on, ct_error *err) { return ct_net_set_memplan(net, on != 0, err); }
+ct_status ctpy_net_keep_blob(ct_net *net, const char *name, ct_error *err) { return ct_net_keep_blob(net, name, err); }
 
 int ctpy_num_layer_types(void) { return ct_layer_registry_size(); }
 const char *ctpy_layer_type_name(int i) {

@@ -53,6 +53,7 @@ int run_test(args *a) {
                                                                    a->value[F_ALLOW_NONFINITE]};
     s = ct_net_load_weights_ex(net, a->value[F_WEIGHTS], &wo, &err);
   }
+  if (s == CT_OK) s = ct_net_set_forward_only(net, &err); /* test: no diffs, blobs reused */
   if (s == CT_OK && a->partitions) s = ct_net_set_partitions(net, a->partitions, &err);
   if (s == CT_OK && a->value[F_DEVICE]) s = ct_net_set_devices(net, a->value[F_DEVICE], &err);
   if (s != CT_OK) {
@@ -164,6 +165,27 @@ static bool machine_ticks(unsigned long long *total, unsigned long long *steal) 
   for (int i = 0; i < 8; i++) *total += v[i];
   *steal = v[7];
   return true;
+}
+
+/* Peak memory: the blobs' bytes as planned and as the unplanned net would hold them
+ * (net/memplan.c), the shared workspaces, and the peak resident set the OS measured. */
+static void report_memory(ui *u, const ct_net *net) {
+  ct_net_mem m;
+  ct_net_memory(net, &m);
+  const double MB = 1024.0 * 1024.0;
+  const size_t un = m.unplanned_bytes[0] + m.unplanned_bytes[1], pl = m.planned_bytes[0] + m.planned_bytes[1];
+  if (m.planned)
+    ui_resultf(u,
+               "Memory plan: blobs %.1f MB planned (data %.1f + diff %.1f), %.1f MB without planning (data %.1f + "
+               "diff %.1f)%s; workspaces %.1f MB shared (%.1f MB if each layer kept its own).",
+               pl / MB, m.planned_bytes[0] / MB, m.planned_bytes[1] / MB, un / MB, m.unplanned_bytes[0] / MB,
+               m.unplanned_bytes[1] / MB, m.forward_only ? ", forward only: no diffs" : "", m.workspace_bytes / MB,
+               m.workspace_unshared_bytes / MB);
+  else
+    ui_resultf(u, "Memory plan: off (CT_MEMPLAN=0): blobs %.1f MB (data %.1f + diff %.1f)%s.", un / MB,
+               m.unplanned_bytes[0] / MB, m.unplanned_bytes[1] / MB, m.forward_only ? ", forward only" : "");
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) == 0) ui_resultf(u, "Peak RSS: %.1f MB.", ru.ru_maxrss / 1024.0);
 }
 
 int run_time(args *a) {
@@ -300,6 +322,7 @@ int run_time(args *a) {
                100.0 * (double)(steal1 - steal0) / (double)(ticks1 - ticks0));
   else if (ticked)
     ui_resultf(&a->ui, "Steal: not measured: the timed passes took less than one tick of /proc/stat.");
+  report_memory(&a->ui, net);
   ui_resultf(&a->ui, "Average Forward pass: %g ms.", forward_ms / n);
   ui_resultf(&a->ui, "Average Backward pass: %g ms.", backward_ms / n);
   ui_resultf(&a->ui, "Average Forward-Backward: %g ms.", total_ms / n);

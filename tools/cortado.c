@@ -398,7 +398,10 @@ static const command COMMANDS[] = {
      "cortado time --model=FILE [--iterations=N] [--phase=TRAIN|TEST]",
      "Runs one untimed forward+backward, then N timed ones (forward layer by layer, backward in\n"
      "reverse order) and prints each layer's average forward and backward time, then Caffe's\n"
-     "summary: Average Forward pass, Average Backward pass, Average Forward-Backward, Total Time.",
+     "summary: Average Forward pass, Average Backward pass, Average Forward-Backward, Total Time,\n"
+     "and the memory: blobs planned and unplanned, shared workspaces, peak RSS (CT_MEMPLAN=0 in the\n"
+     "environment times the unplanned net). A net that reaches no loss (a deploy net) runs no\n"
+     "backward, as in Caffe.",
      TIME_FLAGS, NELEMS(TIME_FLAGS), run_time, 0},
     {"convert", "make an LMDB/LevelDB of Datum records from an image list or IDX files",
      "cortado convert (--list=FILE [--root=DIR/] | --images=FILE [--labels=FILE]) --db=OUT "

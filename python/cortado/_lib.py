@@ -106,6 +106,8 @@ def _sig(name, restype, *argtypes):
 
 _sig("ct_status_name", S, I)
 _sig("ctpy_net_create", I, S, I, I, ctypes.POINTER(S), S, ctypes.c_ulonglong, ctypes.POINTER(P), E)
+_sig("ctpy_net_memplan", I, P, I, E)
+_sig("ctpy_net_keep_blob", I, P, S, E)
 _sig("ct_net_free", None, P)
 _sig("ct_net_set_seed", None, P, ctypes.c_uint64)
 _sig("ct_net_set_devices", I, P, S, E)

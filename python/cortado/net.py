@@ -134,10 +134,14 @@ class Net:
         Net(prototxt, phase=TEST, weights=None, level=0, stages=None, devices=None)
 
     `stages` is a list of str; `devices` a cortado device list ("cpu,emu:0"; default: the one
-    given to cortado.set_devices, else the CPU)."""
+    given to cortado.set_devices, else the CPU).
+
+    Every blob keeps its values after a pass, as in pycaffe. memplan=True lets blobs whose
+    lifetimes do not meet share memory (far less of it); then only the outputs, losses, input
+    blobs and the blobs named in `keep` are sure to hold their own values after forward()."""
 
     def __init__(self, network_file, *args, phase=None, weights=None, level=0, stages=None, devices=None,
-                 partitions=None, **legacy):
+                 partitions=None, memplan=False, keep=(), **legacy):
         self._own = None
         if "_handle" in legacy:  # a solver's net
             self._init_owned(legacy.pop("_handle"), legacy.pop("_owner"), legacy.pop("_index", 0))
@@ -182,6 +186,10 @@ class Net:
         self._own = _lib.Handle(h.value, lib.ct_net_free, "Net")
         self._net_ptr = None
         self.phase = phase
+        if memplan:  # blobs share memory; only outputs, losses, inputs and `keep` stay readable
+            _lib.call(lib.ctpy_net_memplan, h.value, 1)
+            for name in keep:
+                _lib.call(lib.ctpy_net_keep_blob, h.value, _lib.b(_lib.check_name(name, "each kept blob")))
         devices = devices if devices is not None else _defaults["devices"]
         if devices:
             self.set_devices(devices)
@@ -194,6 +202,8 @@ class Net:
         self._owner = owner  # keeps the solver alive while its nets are used
         self._source = "(solver net)" if index < 0 else "(solver test net #%d)" % index
         self.phase = TRAIN if index < 0 else TEST
+        # as Net's: every blob stays readable (the solver has not run a pass yet)
+        lib.ctpy_net_memplan(ptr, 0, None)
 
     def _ptr(self, owner_ptr):
         return owner_ptr if self._net_ptr is None else self._net_ptr

@@ -76,6 +76,7 @@ static ct_status bn_reshape(ct_layer *l, ct_error *err) {
   if (l->top[0] != x) CT_TRY(ct_tensor_reshape_like(l->top[0], x, err));
   if (!bp->xnorm && !(bp->xnorm = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
   CT_TRY(ct_tensor_reshape_like(bp->xnorm, x, err));
+  ct_layer_plan_saved(l, bp->xnorm); /* only this layer's backward reads it */
   return ct_part_scratch_reserve(&bp->stats, l, 2 * (size_t)bp->C * sizeof(float), err);
 }
 

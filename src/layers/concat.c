@@ -1,7 +1,10 @@
 /* Concat: joins its bottoms along one axis (axis, or the legacy concat_dim); all other axes must
- * agree. With a single bottom the top views it. */
+ * agree. With a single bottom the top views it. When the memory planner has made a bottom view
+ * its run of the top (its producer writes the top directly; its diff is the top's), that bottom
+ * costs nothing in forward or backward. */
 #include <stdlib.h>
 
+#include "layers/concat.h"
 #include "layers/layer.h"
 
 typedef struct concat {
@@ -81,6 +84,26 @@ static size_t first_of(const ct_part *p, const ct_tensor *t) {
   return first;
 }
 
+extern const ct_layer_ops ct_layer_Concat;
+
+bool ct_concat_region(const ct_layer *l, int k, size_t *offset) {
+  if (l->ops != &ct_layer_Concat || k < 0 || k >= l->nbottom) return false;
+  const int axis = axis_of(l);
+  if (axis < 0 || ct_tensor_count_range(l->top[0], 0, axis) != 1) return false;
+  const size_t inner = ct_tensor_count_range(l->top[0], axis + 1, l->top[0]->naxes);
+  *offset = 0;
+  for (int j = 0; j < k; j++) *offset += (size_t)l->bottom[j]->shape[axis] * inner;
+  return true;
+}
+
+/* Bottom k already lies in its run of the top on this side (the planner put it there). */
+static bool in_place(const ct_layer *l, int k, ct_side side) {
+  const ct_tensor *b = l->bottom[k], *t = l->top[0];
+  size_t off;
+  return b->st[side] && b->st[side] == t->st[side] && ct_concat_region(l, k, &off) &&
+         b->off[side] == t->off[side] + off;
+}
+
 static ct_status concat_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   if (l->nbottom == 1) return CT_OK;
   concat *c = l->priv;
@@ -88,12 +111,20 @@ static ct_status concat_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   const ct_driver *d = p->d;
   size_t outer = rows_of(p, t, c->axis), inner = ct_tensor_count_range(t, c->axis + 1, t->naxes);
   size_t top_row = (size_t)t->shape[c->axis] * inner, offset = 0;
+  int placed = 0;
+  for (int k = 0; k < l->nbottom; k++) placed += in_place(l, k, CT_DATA);
+  if (placed == l->nbottom) return CT_OK; /* the producers wrote the top */
   float *y;
-  CT_TRY(ct_write(l, p, t, &y, err));
+  /* with some bottoms in place, the top's other runs must stay as their producers left them */
+  CT_TRY(ct_part_io(l, p, t, CT_DATA, placed ? CT_READWRITE : CT_WRITE, &y, err));
   y += first_of(p, t);
   for (int k = 0; k < l->nbottom; k++) {
     ct_tensor *b = l->bottom[k];
     size_t row = (size_t)b->shape[c->axis] * inner;
+    if (in_place(l, k, CT_DATA)) {
+      offset += row;
+      continue;
+    }
     const float *x;
     CT_TRY(ct_read(l, p, b, &x, err));
     CT_TRY(d->ops->copy_2d(d, outer, row * sizeof(float), y + offset, top_row * sizeof(float), x + first_of(p, b),
@@ -110,13 +141,16 @@ static ct_status concat_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   const ct_driver *d = p->d;
   size_t outer = rows_of(p, t, c->axis), inner = ct_tensor_count_range(t, c->axis + 1, t->naxes);
   size_t top_row = (size_t)t->shape[c->axis] * inner, offset = 0;
+  bool copies = false;
+  for (int k = 0; k < l->nbottom; k++) copies |= l->propagate_down[k] && !in_place(l, k, CT_DIFF);
+  if (!copies) return CT_OK;
   const float *dy;
   CT_TRY(ct_read_diff(l, p, t, &dy, err));
   dy += first_of(p, t);
   for (int k = 0; k < l->nbottom; k++) {
     ct_tensor *b = l->bottom[k];
     size_t row = (size_t)b->shape[c->axis] * inner;
-    if (l->propagate_down[k]) {
+    if (l->propagate_down[k] && !in_place(l, k, CT_DIFF)) { /* in place: the top's diff is the bottom's */
       float *dx;
       CT_TRY(ct_write_diff(l, p, b, &dx, err));
       CT_TRY(d->ops->copy_2d(d, outer, row * sizeof(float), dx + first_of(p, b), row * sizeof(float), dy + offset,

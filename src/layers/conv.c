@@ -284,7 +284,7 @@ ct_status ct_conv_fit_workspace(const ct_layer *l, const ct_conv_geom *g, ct_low
     if (*chunk == 1 || ct_lower_workspace(g, *type, *chunk) <= cap) break;
   }
   size_t floats = (ct_lower_workspace(g, *type, *chunk) + 15) & ~(size_t)15;
-  return ct_part_scratch_reserve(ws, l, floats * sizeof(float), err);
+  return ct_part_workspace_reserve(ws, l, floats * sizeof(float), err); /* shared across layers */
 }
 
 static ct_status conv_reshape(ct_layer *l, ct_error *err) {
@@ -361,7 +361,8 @@ static ct_status conv_backward(ct_layer *l, const ct_part *p, ct_error *err) {
     /* the forward's lowering is still there when the partition took one turn; in turns, the
      * workspace holds only the last one's, and each turn lowers again (dw, db add up turn by
      * turn) */
-    const bool reuse = p->end - p->begin <= cp->chunk && low->bottom == i && low->x == x && low->w == w;
+    const bool reuse = p->end - p->begin <= cp->chunk && low->bottom == i && low->x == x && low->w == w &&
+                       ct_part_scratch_kept(&cp->ws, p);
     for (int n0 = p->begin; n0 < p->end; n0 += cp->chunk) {
       const int nb = p->end - n0 < cp->chunk ? p->end - n0 : cp->chunk;
       size_t xoff = (size_t)n0 * g->C * g->H * g->W, yoff = (size_t)n0 * g->K * g->OH * g->OW;

@@ -5,6 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+void ct_layer_plan_saved(ct_layer *l, ct_tensor *t) {
+  for (int i = 0; i < l->nsaved; i++)
+    if (l->saved[i] == t) return;
+  if (l->nsaved < 4) l->saved[l->nsaved++] = t;
+}
+
 ct_status ct_layer_alloc_blobs(ct_layer *l, int n, ct_error *err) {
   l->blobs = calloc((size_t)(n ? n : 1), sizeof *l->blobs);
   l->param_propagate_down = calloc((size_t)(n ? n : 1), sizeof *l->param_propagate_down);
@@ -83,8 +89,77 @@ ct_status ct_part_scratch_reserve(ct_part_scratch *s, const ct_layer *l, size_t 
 
 void ct_part_scratch_free(ct_part_scratch *s) {
   for (int i = 0; i < s->n; i++)
-    if (s->d[i]) s->d[i]->ops->free(s->d[i], s->p[i]);
+    if (s->d[i] && !s->slot[i]) s->d[i]->ops->free(s->d[i], s->p[i]);
   memset(s, 0, sizeof *s);
+}
+
+struct ct_ws_pool {
+  int n;
+  ct_ws_slot slot[CT_MAX_PARTITIONS * CT_MAX_DRIVERS];
+  size_t asked;
+};
+
+ct_status ct_ws_pool_create(ct_ws_pool **out, ct_error *err) {
+  if (!(*out = calloc(1, sizeof **out))) return ct_fail(err, CT_ENOMEM, "out of memory");
+  return CT_OK;
+}
+
+void ct_ws_pool_free(ct_ws_pool *pool) {
+  if (!pool) return;
+  for (int i = 0; i < pool->n; i++)
+    if (pool->slot[i].p) pool->slot[i].d->ops->free(pool->slot[i].d, pool->slot[i].p);
+  free(pool);
+}
+
+void ct_ws_pool_bytes(const ct_ws_pool *pool, size_t *held, size_t *asked) {
+  *held = *asked = 0;
+  if (!pool) return;
+  for (int i = 0; i < pool->n; i++) *held += pool->slot[i].bytes;
+  *asked = pool->asked;
+}
+
+static ct_ws_slot *pool_slot(ct_ws_pool *pool, int index, const ct_driver *d) {
+  for (int i = 0; i < pool->n; i++)
+    if (pool->slot[i].index == index && pool->slot[i].d == d) return &pool->slot[i];
+  if (pool->n == CT_MAX_PARTITIONS * CT_MAX_DRIVERS) return NULL;
+  ct_ws_slot *w = &pool->slot[pool->n++];
+  w->index = index;
+  w->d = d;
+  return w;
+}
+
+ct_status ct_part_workspace_reserve(ct_part_scratch *s, const ct_layer *l, size_t bytes, ct_error *err) {
+  ct_ws_pool *pool = l->place ? l->place->ws : NULL;
+  if (!pool) return ct_part_scratch_reserve(s, l, bytes, err);
+  if (!bytes) bytes = 64;
+  const int n = l->plan.n ? l->plan.n : 1;
+  for (int i = 0; i < n; i++) {
+    const ct_driver *d = l->plan.n ? l->plan.part[i].d : ct_driver_cpu();
+    if (i < s->n && s->d[i] && !s->slot[i]) { /* a private buffer from before: give it up */
+      s->d[i]->ops->free(s->d[i], s->p[i]);
+      s->p[i] = NULL;
+      s->bytes[i] = 0;
+    }
+    ct_ws_slot *w = pool_slot(pool, i, d);
+    if (!w) return ct_layer_fail(l, err, CT_EINTERNAL, "no shared workspace slot left for partition %d", i);
+    if (w->bytes < bytes) {
+      void *p = d->ops->alloc(d, bytes);
+      if (!p)
+        return ct_layer_fail(l, err, CT_ENOMEM, "cannot allocate %zu bytes of workspace on %s", bytes, d->name);
+      if (w->p) d->ops->free(d, w->p);
+      w->p = p;
+      w->bytes = bytes;
+      w->last = NULL; /* the contents are gone */
+    }
+    const size_t before = i < s->n && s->slot[i] == w ? s->bytes[i] : 0;
+    if (bytes > before) pool->asked += bytes - before;
+    s->slot[i] = w;
+    s->p[i] = NULL;
+    s->d[i] = d;
+    if (bytes > before) s->bytes[i] = bytes;
+  }
+  if (n > s->n) s->n = n;
+  return CT_OK;
 }
 
 /* ---------------------------------------------------------------- plans */

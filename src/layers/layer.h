@@ -94,6 +94,11 @@ struct ct_layer {
   ct_tensor **part_grad;      /* per blob: the partitions' private gradients, (plan.n x count),
                                  when the plan has more than one partition (exec.c) */
   void *priv;                 /* the layer's private state */
+  /* private tensors the layer writes in forward and reads only in its own backward (BatchNorm's
+   * normalised input, an in-place Scale's saved input): the memory planner may give them
+   * storage another layer's such tensor uses at other times (ct_layer_plan_saved) */
+  int nsaved;
+  ct_tensor *saved[4];
 };
 
 /* ---------------------------------------------------------------- a partition's tensors */
@@ -141,15 +146,57 @@ const ct_driver *ct_layer_driver(const ct_layer *l);
 /* Per-partition scratch (lowering workspaces, index buffers): each partition of l's plan gets
  * at least `bytes` of its own driver's memory. For reshape; the contents are not kept when it
  * grows. A zeroed ct_part_scratch is empty. */
+typedef struct ct_ws_slot ct_ws_slot;
 typedef struct ct_part_scratch {
   int n;
   void *p[CT_MAX_PARTITIONS];
   size_t bytes[CT_MAX_PARTITIONS];
   const ct_driver *d[CT_MAX_PARTITIONS];
+  ct_ws_slot *slot[CT_MAX_PARTITIONS]; /* a shared workspace (ct_part_workspace_reserve) */
 } ct_part_scratch;
 ct_status ct_part_scratch_reserve(ct_part_scratch *s, const ct_layer *l, size_t bytes, ct_error *err);
 void ct_part_scratch_free(ct_part_scratch *s);
-static inline void *ct_part_scratch_of(const ct_part_scratch *s, const ct_part *p) { return s->p[p->index]; }
+
+/* A workspace whose contents only matter while one layer runs (convolution's lowering): when
+ * the net shares workspaces (memory planning, net/memplan.c), every layer's partition i on one
+ * driver gets the same buffer, the largest any of them asked for; else it is ct_part_scratch.
+ * Layers run one at a time, so that is safe; a layer that hopes to find what it left there
+ * (the forward lowering, for backward) asks ct_part_scratch_kept first. */
+struct ct_ws_slot {
+  void *p;
+  size_t bytes;
+  const ct_driver *d;
+  int index;
+  const ct_part_scratch *last; /* the scratch that used it last (NULL: contents lost) */
+  bool was_last;               /* at the last ct_part_scratch_of, `last` had used it before */
+};
+ct_status ct_part_workspace_reserve(ct_part_scratch *s, const ct_layer *l, size_t bytes, ct_error *err);
+static inline void *ct_part_scratch_of(const ct_part_scratch *s, const ct_part *p) {
+  ct_ws_slot *w = s->slot[p->index];
+  if (!w) return s->p[p->index];
+  w->was_last = w->last == s;
+  w->last = s;
+  return w->p;
+}
+/* Whether the workspace still held what this scratch's owner left there when its previous
+ * ct_part_scratch_of returned it (always true for a private scratch). Ask right after
+ * ct_part_scratch_of. */
+static inline bool ct_part_scratch_kept(const ct_part_scratch *s, const ct_part *p) {
+  const ct_ws_slot *w = s->slot[p->index];
+  return !w || w->was_last;
+}
+/* The net's shared workspaces (one per partition index and driver), hung on its placement. */
+typedef struct ct_ws_pool ct_ws_pool;
+ct_status ct_ws_pool_create(ct_ws_pool **out, ct_error *err);
+void ct_ws_pool_free(ct_ws_pool *pool);
+/* Bytes the pool holds, and the bytes its users asked for in all (what private scratch would
+ * have held). */
+void ct_ws_pool_bytes(const ct_ws_pool *pool, size_t *held, size_t *asked);
+
+/* Declares t (owned by the layer) as written in forward and read only by the layer's backward,
+ * so that the memory planner may share its storage between layers (and, in a net that runs
+ * forward only, among all such tensors). At most 4 per layer; declaring one twice is a no-op. */
+void ct_layer_plan_saved(ct_layer *l, ct_tensor *t);
 
 /* Sets l->nblobs = n and creates n empty tensors (for setup). Freed by the net. */
 ct_status ct_layer_alloc_blobs(ct_layer *l, int n, ct_error *err);

@@ -90,6 +90,7 @@ static ct_status scale_reshape(ct_layer *l, ct_error *err) {
                          ct_tensor_shape_str(s, buf2, sizeof buf2));
   if (l->top[0] != x) return ct_tensor_reshape_like(l->top[0], x, err);
   if (!sp->saved_x && !(sp->saved_x = ct_tensor_create())) return ct_layer_fail(l, err, CT_ENOMEM, "out of memory");
+  ct_layer_plan_saved(l, sp->saved_x); /* only this layer's backward reads it */
   return ct_tensor_reshape_like(sp->saved_x, x, err);
 }
 

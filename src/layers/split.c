@@ -1,5 +1,6 @@
 /* Split: hands one bottom to several consumers (the net inserts it where a blob fans out). The
- * tops view the bottom's data; each has its own diff, and backward sums them. */
+ * tops view the bottom's data (forward does nothing); each has its own diff, and backward sums
+ * them (the memory planner may give the bottom's diff top 0's or top 1's storage). */
 #include "layers/layer.h"
 
 static ct_status split_setup(ct_layer *l, ct_error *err) {
@@ -27,19 +28,28 @@ static ct_status split_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   return CT_OK;
 }
 
-/* A partition sums its images' elements of the tops' diffs, in top order. */
+/* A partition sums its images' elements of the tops' diffs, in top order: dx = dy0 + dy1, then
+ * dx += dy2, ... (one pass over memory per top after the first; the driver's add runs at memory
+ * bandwidth). The sum's order never changes, so a planned net (whose bottom diff may be top 0's
+ * own storage) adds the same floats in the same order. */
 static ct_status split_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   if (!l->propagate_down[0]) return CT_OK;
   const ct_driver *d = p->d;
   size_t first, n;
   ct_part_span(p, l->bottom[0], &first, &n);
-  const float *dy;
+  const float *dy0, *dy;
   float *dx;
-  CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
-  CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
+  CT_TRY(ct_read_diff(l, p, l->top[0], &dy0, err));
+  CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err)); /* after the read: when dx is dy0 it stays */
   dx += first;
-  CT_TRY(d->ops->copy(d, dx, dy + first, n * sizeof(float)));
-  for (int k = 1; k < l->ntop; k++) {
+  dy0 += first;
+  if (l->ntop == 1) {
+    if (dx != dy0) CT_TRY(d->ops->copy(d, dx, dy0, n * sizeof(float)));
+    return CT_OK;
+  }
+  CT_TRY(ct_read_diff(l, p, l->top[1], &dy, err));
+  CT_TRY(d->ops->add(d, n, dy0, dy + first, dx));
+  for (int k = 2; k < l->ntop; k++) {
     CT_TRY(ct_read_diff(l, p, l->top[k], &dy, err));
     CT_TRY(d->ops->add(d, n, dx, dy + first, dx));
   }

@@ -322,6 +322,9 @@ void ct_net_free(ct_net *net) {
   free(net->name);
   free(net->source);
   free(net->dir);
+  for (int k = 0; k < net->mp.nkeep; k++) free(net->mp.keep[k]);
+  free(net->mp.keep);
+  if (net->place) ct_ws_pool_free(net->place->ws); /* after the layers that used it */
   ct_placement_free(net->place);
   free(net);
 }
@@ -411,6 +414,8 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
   if ((st = ct_net_filter(param, source, phase, level, stages, &filtered, err))) goto fail;
   if ((st = ct_net_check(param, &filtered, map, source, err))) goto fail;
   if ((st = ct_placement_create(ct_cpu_count(), &net->place, err))) goto fail;
+  net->mp.off = !ct_memplan_env_on(); /* memplan.c plans the blobs at the first pass */
+  if (!net->mp.off && (st = ct_ws_pool_create(&net->place->ws, err))) goto fail;
   if ((st = ct_net_place_default(net, param, map, err))) goto fail;
   if (filtered.n == 0) { /* an empty file (a wrong path, a truncated copy) is no net */
     st = ct_fail(err, CT_EINVAL, "%s: the net has no layers%s", source,

@@ -82,6 +82,27 @@ int ct_net_first_nonfinite_grad_layer(const ct_net *net);
 /* Images in one forward pass: the first axis of the first layer's first top (0 if none). */
 int ct_net_batch_size(const ct_net *net);
 
+/* Memory planning (net/memplan.c): at its first forward (or backward) pass the net lets blobs
+ * whose lifetimes do not meet share storage, Concat's bottoms live in its top, and workspaces
+ * are shared by the layers; a blob that is not an output, a loss, a data top or kept may then
+ * hold another blob's values after the pass. These set it up before the first pass:
+ * ct_net_set_memplan(net, false) turns it off (as CT_MEMPLAN=0 in the environment does, for the
+ * workspaces too); ct_net_keep_blob keeps one blob's values readable; ct_net_set_forward_only
+ * promises that backward never runs (then no diff is ever allocated). */
+ct_status ct_net_set_memplan(ct_net *net, bool on, ct_error *err);
+ct_status ct_net_keep_blob(ct_net *net, const char *name, ct_error *err);
+ct_status ct_net_set_forward_only(ct_net *net, ct_error *err);
+/* What the plan holds, in bytes per side (0 data, 1 diff); the unplanned figures are what the
+ * same net holds without planning (storages a pass touches). Zero before the first pass. */
+typedef struct ct_net_mem {
+  bool planned, forward_only;
+  size_t unplanned_bytes[2], planned_bytes[2];
+  int buffers[2], shared_blobs[2];
+  size_t workspace_bytes;          /* the shared workspaces */
+  size_t workspace_unshared_bytes; /* what the layers asked for in all */
+} ct_net_mem;
+void ct_net_memory(const ct_net *net, ct_net_mem *m);
+
 /* Resumable state of every layer (rng + data cursor), for .solverstate. `prefix` is put before
  * layer names ("" for the train net, "test0/" ...). Appends to st->layer_state. */
 ct_status ct_net_save_state(const ct_net *net, const char *prefix, Caffe__SolverState *st, ct_error *err);

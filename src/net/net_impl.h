@@ -51,6 +51,13 @@ struct ct_net {
   ct_tensor *params; /* 1-D, param_total floats: data and diff are the flat buffers */
   size_t param_total;
   ct_placement *place; /* drivers, pool (CcT's partitions), copy counters */
+  struct {              /* the memory plan (memplan.c), made at the first pass */
+    bool done, off, fwd_only;
+    int nkeep;
+    char **keep;        /* blob names the caller keeps readable */
+    size_t unplanned[2], planned[2]; /* bytes per side, without and with the plan */
+    int buffers[2], shared[2];       /* planned buffers, and storages packed into them */
+  } mp;
 };
 
 /* Index of the blob or layer of that name, or -1. */
@@ -79,6 +86,13 @@ ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *er
 struct ct_srcmap;
 ct_status ct_net_check(const Caffe__NetParameter *param, const ct_spec_list *filtered, const struct ct_srcmap *map,
                        const char *source, ct_error *err);
+
+/* ---- memplan.c: plans the blobs' storage once, before the first pass (a no-op after); and
+ * fails when backward is asked of a net planned to run forward only. */
+ct_status ct_net_memplan(ct_net *net, ct_error *err);
+ct_status ct_net_memplan_check_backward(const ct_net *net, ct_error *err);
+/* Whether CT_MEMPLAN in the environment leaves planning on (the default). */
+bool ct_memplan_env_on(void);
 
 /* ---- place.c: plan specs from the prototxt and the CLI (messages with file:line:col) */
 struct ct_srcmap;

@@ -122,6 +122,7 @@ static ct_status backward_layer(ct_net *net, int i, ct_error *err) {
 
 ct_status ct_net_forward(ct_net *net, float *loss, ct_error *err) {
   double total = 0;
+  CT_TRY(ct_net_memplan(net, err));
   for (int i = 0; i < net->nlayers; i++) {
     CT_TRY(forward_layer(net, i, err));
     net_layer *nl = &net->layers[i];
@@ -138,17 +139,22 @@ ct_status ct_net_forward(ct_net *net, float *loss, ct_error *err) {
 }
 
 ct_status ct_net_backward(ct_net *net, ct_error *err) {
+  CT_TRY(ct_net_memplan(net, err));
+  CT_TRY(ct_net_memplan_check_backward(net, err));
   for (int i = net->nlayers - 1; i >= 0; i--) CT_TRY(backward_layer(net, i, err));
   return CT_OK;
 }
 
 ct_status ct_net_forward_layer(ct_net *net, int i, ct_error *err) {
   if (i < 0 || i >= net->nlayers) return ct_fail(err, CT_EINVAL, "layer index %d out of range", i);
+  CT_TRY(ct_net_memplan(net, err));
   return forward_layer(net, i, err);
 }
 
 ct_status ct_net_backward_layer(ct_net *net, int i, ct_error *err) {
   if (i < 0 || i >= net->nlayers) return ct_fail(err, CT_EINVAL, "layer index %d out of range", i);
+  CT_TRY(ct_net_memplan(net, err));
+  CT_TRY(ct_net_memplan_check_backward(net, err));
   return backward_layer(net, i, err);
 }
 

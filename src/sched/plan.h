@@ -57,6 +57,7 @@ typedef struct ct_placement {
   int cpu_parts;    /* CPU partitions for layers that gain from splitting (default: the cores) */
   ct_plan_spec dflt; /* the net-level default; n == 0: the CPU alone */
   ct_copy_stats stats;
+  struct ct_ws_pool *ws; /* shared layer workspaces (layers/layer.h; NULL: each layer its own) */
 } ct_placement;
 
 /* A placement on the CPU alone with `cpu_parts` partitions (and a pool of that many threads, at

@@ -120,6 +120,7 @@ static ct_status build_net(ct_solver *s, const Caffe__NetParameter *inline_param
   if (st == CT_OK && out)
     st = ct_net_create_mapped(as_written ? inline_param : np, as_written ? s->map : map, source, dir, phase, level,
                               stages, seed, out, err);
+  if (st == CT_OK && out && !train) st = ct_net_set_forward_only(*out, err); /* tests never run backward */
   if (np) protobuf_c_message_free_unpacked(&np->base, NULL);
   ct_srcmap_free(map);
   free(p);
