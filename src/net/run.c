@@ -98,7 +98,7 @@ static ct_status forward_layer(ct_net *net, int i, ct_error *err) {
   ct_layer *l = &nl->l;
   const unsigned long long before = ct_copy_stats_bytes(&net->place->stats);
   CT_TRY(ct_layer_plan_reshape(l, prev_plan(net, nl), err));
-  CT_TRY(ct_layer_forward(l, err));
+  CT_TRY(nl->fusion ? ct_net_fuse_forward(net, i, err) : ct_layer_forward(l, err));
   /* Caffe's convention: a loss top's diff holds its loss weight (loss layers read it there) */
   for (int t = 0; t < l->ntop; t++)
     if (nl->loss_weight[t] != 0) {
@@ -113,9 +113,9 @@ static ct_status forward_layer(ct_net *net, int i, ct_error *err) {
 
 static ct_status backward_layer(ct_net *net, int i, ct_error *err) {
   net_layer *nl = &net->layers[i];
-  if (!nl->need_backward) return CT_OK;
+  if (!nl->need_backward && !nl->fusion) return CT_OK; /* a fused chain may need it for a later member */
   const unsigned long long before = ct_copy_stats_bytes(&net->place->stats);
-  CT_TRY(ct_layer_backward(&nl->l, err));
+  CT_TRY(nl->fusion ? ct_net_fuse_backward(net, i, err) : ct_layer_backward(&nl->l, err));
   nl->copied_bwd += ct_copy_stats_bytes(&net->place->stats) - before;
   return net->debug ? debug_backward(net, i, err) : CT_OK;
 }
