@@ -93,7 +93,7 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
   /* backward: grads bit 0 dx, bit 1 ds, bit 2 db */
   const bool want_dx = grads & 1, want_ds = keep && (grads & 2), want_db = bias && (grads & 4);
   float *dy = gauss(n), *ds0 = gauss(C), *db0 = gauss(C), *dx = hbuf(n * sizeof(float));
-  double *rdx = dbuf(n), *rds = dbuf(C), *rdb = dbuf(C);
+  double *rdx = dbuf(n), *rds = dbuf(C), *rdb = dbuf(C), *rdz = dbuf(n);
   for (size_t c = 0; c < C; c++) {
     double sg = 0, sgz = 0;
     for (size_t a = 0; a < N; a++)
@@ -108,12 +108,20 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
       for (size_t i = 0; i < S; i++) {
         const size_t k = (a * C + c) * S + i;
         const double g = !relu || r.u[k] > 0 ? dy[k] : slope * dy[k], dz = g * s[c];
+        rdz[k] = dz;
         rdx[k] = global ? dz / r.sd[c] : (dz - s[c] * sg / m - s[c] * sgz / m * r.z[k]) / r.sd[c];
       }
   }
   float *dDY = up(D, dy, n), *dDX = want_dx ? (in_place ? dDY : up(D, dx, n)) : NULL;
   float *dDS = want_ds ? up(D, ds0, C) : NULL, *dDB = want_db ? up(D, db0, C) : NULL;
-  RUN(bn_chain_backward, &p, relu ? dY : NULL, dDY, dZ, dStd, dS, dDS, dDB, dDX);
+  /* BatchNorm's own top (not in place): dz over dy */
+  float *dDZ = want_dx && !in_place ? dDY : NULL;
+  RUN(bn_chain_backward, &p, relu ? dY : NULL, dDY, dZ, dStd, dS, dDS, dDB, dDX, dDZ);
+  if (dDZ) {
+    float *dzv = hbuf(n * sizeof(float));
+    fetch(D, dzv, dDZ, n, "%s: dz", what);
+    same(dzv, rdz, n, 1e-5, what);
+  }
   if (want_dx) {
     fetch(D, dx, dDX, n, "%s: dx", what);
     same(dx, rdx, n, 1e-4, what);

@@ -226,14 +226,16 @@ typedef struct ct_driver_ops {
    * x may be y; with the stored statistics and no xnorm, one affine per channel). Backward from
    * the chain's output y and its gradient dy, with g = dy relu'(y): ds += sum of g xnorm, db +=
    * sum of g (either may be NULL), then dx = the BatchNorm gradient of g s (dx may be NULL, may
-   * be dy). xnorm is read for ds and, with batch statistics, for dx. batchnorm_forward's xnorm
+   * be dy) and, when dz is not NULL, dz = g s (the gradient of BatchNorm's output, which Caffe's
+   * layers leave in a BatchNorm top of its own; only with dx, may be dy). xnorm is read for ds
+   * and, with batch statistics, for dx. batchnorm_forward's xnorm
    * may be NULL too (nothing kept for a backward that does not run). */
   ct_status (*bn_chain_forward)(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y, float *xnorm,
                                 float *mean, float *std, float *run_mean, float *run_var, float *run_factor,
                                 const float *s, const float *b);
   ct_status (*bn_chain_backward)(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                  const float *xnorm, const float *std, const float *s, float *ds, float *db,
-                                 float *dx);
+                                 float *dx, float *dz);
 
   /* ---- CcT's lowering for type t over nb images (lowering.h: shapes; ct_lower_layout: where
    * the parts of ws lie). The GEMMs between these steps are the caller's (ct_lower_forward_on).

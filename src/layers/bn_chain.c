@@ -124,13 +124,23 @@ static ct_status chain_backward(ct_layer *l, const ct_part *p, ct_error *err) {
     CT_TRY(ct_read(l, p, cp->xnorm, &xnorm, err));
     xnorm += first;
   }
-  CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
+  /* BatchNorm with a top of its own (Scale in place on it): Caffe's layers leave the gradient
+   * of BatchNorm's output in that top's diff, so the chain writes it there too (over dy) */
+  const bool own_top = l->top[0] != l->bottom[0] && l->propagate_down[0];
+  float *dz = NULL;
+  if (own_top) {
+    CT_TRY(ct_part_io(l, p, l->top[0], CT_DIFF, CT_READWRITE, &dz, err));
+    dz += first;
+    dy = dz - first;
+  } else {
+    CT_TRY(ct_read_diff(l, p, l->top[0], &dy, err));
+  }
   if (l->propagate_down[0]) {
     CT_TRY(ct_write_diff(l, p, l->bottom[0], &dx, err));
     dx += first;
   }
-  /* in place, dx is dy: the kernel reads each element before it writes it */
-  return d->ops->bn_chain_backward(d, &k, y, dy + first, xnorm, std, s, ds, db, dx);
+  /* in place, dx is dy; dz is dy. The kernel reads each element before it writes it */
+  return d->ops->bn_chain_backward(d, &k, y, dy + first, xnorm, std, s, ds, db, dx, dz);
 }
 
 static void chain_destroy(ct_layer *l) {

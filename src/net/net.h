@@ -81,6 +81,8 @@ int ct_net_first_nonfinite_layer(const ct_net *net);
 int ct_net_first_nonfinite_grad_layer(const ct_net *net);
 /* Images in one forward pass: the first axis of the first layer's first top (0 if none). */
 int ct_net_batch_size(const ct_net *net);
+/* How many BatchNorm -> Scale (-> ReLU) chains run fused (net/fuse.c; 0 with CT_FUSE=0). */
+int ct_net_fused_chains(const ct_net *net);
 
 /* Resumable state of every layer (rng + data cursor), for .solverstate. `prefix` is put before
  * layer names ("" for the train net, "test0/" ...). Appends to st->layer_state. */

@@ -95,6 +95,5 @@ ct_status ct_net_fuse(ct_net *net, ct_error *err);
 void ct_net_fuse_free(ct_net *net);
 ct_status ct_net_fuse_forward(ct_net *net, int i, ct_error *err);
 ct_status ct_net_fuse_backward(ct_net *net, int i, ct_error *err);
-int ct_net_fused_chains(const ct_net *net);
 
 #endif

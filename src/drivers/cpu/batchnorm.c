@@ -127,7 +127,7 @@ typedef struct chain_args {
   ct_bn_chain p;
   bool affine; /* a Scale follows (s, b); else BatchNorm alone */
   const float *x, *y_in, *dy, *z_in, *s, *b, *std_in;
-  float *y, *z, *mean, *std, *run_mean, *run_var, *ds, *db, *dx;
+  float *y, *z, *mean, *std, *run_mean, *run_var, *ds, *db, *dx, *dz;
   float sf; /* 1 / the running factor (global) */
   size_t C;
   int parts;
@@ -211,21 +211,17 @@ static void backward_range(const chain_args *a, size_t c0, size_t c1) {
     for (size_t n = 0; n < N; n++) {
       const size_t o = (n * C + c) * S;
       const float *dy = a->dy + o, *y = a->y_in + o, *z = batch ? a->z_in + o : NULL;
-      float *dx = a->dx + o; /* may be dy */
+      float *dx = a->dx + o, *dz = a->dz ? a->dz + o : NULL; /* either may be dy */
       size_t i = 0;
-      if (z)
-        for (; i + 4 <= S; i += 4) {
-          const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i));
-          ct_v4f_store(dx + i, (g * vs - va - vb * ct_v4f_load(z + i)) * vi);
-        }
-      else
-        for (; i + 4 <= S; i += 4) {
-          const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i));
-          ct_v4f_store(dx + i, (g * vs) * vi);
-        }
+      for (; i + 4 <= S; i += 4) {
+        const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i)), gs = g * vs;
+        ct_v4f_store(dx + i, (z ? gs - va - vb * ct_v4f_load(z + i) : gs) * vi);
+        if (dz) ct_v4f_store(dz + i, gs);
+      }
       for (; i < S; i++) {
-        const float g = grad_in1(a, dy[i], y[i]);
-        dx[i] = z ? (g * s - ma - mb * z[i]) * inv : (g * s) * inv;
+        const float gs = grad_in1(a, dy[i], y[i]) * s;
+        dx[i] = (z ? gs - ma - mb * z[i] : gs) * inv;
+        if (dz) dz[i] = gs;
       }
     }
   }
@@ -282,9 +278,9 @@ static ct_status chain_forward(const ct_driver *d, bool pooled, const ct_bn_chai
 
 static ct_status chain_backward(const ct_driver *d, bool pooled, const ct_bn_chain *p, bool affine, const float *y,
                                 const float *dy, const float *xnorm, const float *std, const float *s, float *ds,
-                                float *db, float *dx) {
+                                float *db, float *dx, float *dz) {
   chain_args a = {.p = *p, .affine = affine, .y_in = y ? y : dy, .dy = dy, .z_in = xnorm, .std_in = std, .s = s,
-                  .ds = ds, .db = db, .dx = dx, .C = p->bn.C};
+                  .ds = ds, .db = db, .dx = dx, .dz = dx ? dz : NULL, .C = p->bn.C};
   run_channels(d, pooled, &a, true);
   return CT_OK;
 }
@@ -300,7 +296,7 @@ ct_status ct_cpu_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, co
 ct_status ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *xnorm,
                                     const float *std, float *dx) {
   const ct_bn_chain c = {.bn = *p};
-  return chain_backward(d, false, &c, false, NULL, dy, xnorm, std, NULL, NULL, NULL, dx);
+  return chain_backward(d, false, &c, false, NULL, dy, xnorm, std, NULL, NULL, NULL, dx, NULL);
 }
 
 ct_status ct_cpu_bn_chain_forward(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y, float *xnorm,
@@ -311,8 +307,8 @@ ct_status ct_cpu_bn_chain_forward(const ct_driver *d, const ct_bn_chain *p, cons
 
 ct_status ct_cpu_bn_chain_backward(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                    const float *xnorm, const float *std, const float *s, float *ds, float *db,
-                                   float *dx) {
-  return chain_backward(d, false, p, true, y, dy, xnorm, std, s, ds, db, dx);
+                                   float *dx, float *dz) {
+  return chain_backward(d, false, p, true, y, dy, xnorm, std, s, ds, db, dx, dz);
 }
 
 ct_status ct_cpu_batchnorm_forward_pooled(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y,
@@ -325,7 +321,7 @@ ct_status ct_cpu_batchnorm_forward_pooled(const ct_driver *d, const ct_batchnorm
 ct_status ct_cpu_batchnorm_backward_pooled(const ct_driver *d, const ct_batchnorm *p, const float *dy,
                                            const float *xnorm, const float *std, float *dx) {
   const ct_bn_chain c = {.bn = *p};
-  return chain_backward(d, true, &c, false, NULL, dy, xnorm, std, NULL, NULL, NULL, dx);
+  return chain_backward(d, true, &c, false, NULL, dy, xnorm, std, NULL, NULL, NULL, dx, NULL);
 }
 
 ct_status ct_cpu_bn_chain_forward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y,
@@ -336,6 +332,6 @@ ct_status ct_cpu_bn_chain_forward_pooled(const ct_driver *d, const ct_bn_chain *
 
 ct_status ct_cpu_bn_chain_backward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                           const float *xnorm, const float *std, const float *s, float *ds, float *db,
-                                          float *dx) {
-  return chain_backward(d, true, p, true, y, dy, xnorm, std, s, ds, db, dx);
+                                          float *dx, float *dz) {
+  return chain_backward(d, true, p, true, y, dy, xnorm, std, s, ds, db, dx, dz);
 }

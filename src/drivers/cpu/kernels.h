@@ -69,7 +69,7 @@ ct_status ct_cpu_bn_chain_forward(const ct_driver *d, const ct_bn_chain *p, cons
                                   const float *s, const float *b);
 ct_status ct_cpu_bn_chain_backward(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                    const float *xnorm, const float *std, const float *s, float *ds, float *db,
-                                   float *dx);
+                                   float *dx, float *dz);
 ct_status ct_cpu_batchnorm_forward_pooled(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y,
                                           float *xnorm, float *mean, float *std, float *run_mean, float *run_var,
                                           float *run_factor);
@@ -80,7 +80,7 @@ ct_status ct_cpu_bn_chain_forward_pooled(const ct_driver *d, const ct_bn_chain *
                                          float *run_factor, const float *s, const float *b);
 ct_status ct_cpu_bn_chain_backward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                           const float *xnorm, const float *std, const float *s, float *ds, float *db,
-                                          float *dx);
+                                          float *dx, float *dz);
 
 /* cpu/conv.c: the lowering steps */
 ct_status ct_cpu_conv_lower(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
