@@ -124,6 +124,55 @@ done:
   ct_net_free(u);
 }
 
+static size_t blob_count(ct_net *net, const char *name) {
+  int shape[8], na = ct_net_blob_shape(net, name, shape);
+  size_t n = 1;
+  for (int k = 0; k < na; k++) n *= (size_t)shape[k];
+  return n;
+}
+
+/* Layer by layer (the Python module's forward(end=...)): a run that stops inside a chain sees
+ * each layer's own output; the rest of the pass and a whole backward then agree too. */
+static void test_layerwise(void) {
+  ct_error err = {0};
+  ct_net *f = build(true, 1), *u = build(false, 1);
+  if (!f || !u) goto done;
+  int stop = -1;
+  for (int i = 0; i < ct_net_num_layers(f); i++)
+    if (!strcmp(ct_net_layer_name(f, i), "bn1")) stop = i;
+  CHECK(stop > 0, "bn1 is there");
+  double w;
+  for (int i = 0; i <= stop; i++)
+    CHECK(ct_net_forward_layer(f, i, &err) == CT_OK && ct_net_forward_layer(u, i, &err) == CT_OK, "%s", err.msg);
+  CHECK(close_to(ct_net_blob_data(f, "conv1"), ct_net_blob_data(u, "conv1"), blob_count(f, "conv1"), 1e-5, &w),
+        "forward up to bn1: conv1 holds BatchNorm's output (off by %.3g)", w);
+  for (int i = stop + 1; i < ct_net_num_layers(f); i++)
+    CHECK(ct_net_forward_layer(f, i, &err) == CT_OK && ct_net_forward_layer(u, i, &err) == CT_OK, "%s", err.msg);
+  CHECK(ct_net_backward(f, &err) == CT_OK && ct_net_backward(u, &err) == CT_OK, "%s", err.msg);
+  const char *check[] = {"conv1", "conv2", "bn2", "sum", "fc"};
+  for (size_t k = 0; k < sizeof check / sizeof check[0]; k++) {
+    const size_t n = blob_count(f, check[k]);
+    CHECK(close_to(ct_net_blob_data(f, check[k]), ct_net_blob_data(u, check[k]), n, 1e-5, &w) &&
+              close_to(ct_net_blob_diff(f, check[k]), ct_net_blob_diff(u, check[k]), n, 1e-5, &w),
+          "layer by layer: blob %s agrees (%.3g)", check[k], w);
+  }
+  /* turned on, the same layer-by-layer run fuses (as `cortado time` runs it) and still agrees */
+  ct_net_set_layerwise_fusion(f, true);
+  for (int i = 0; i < ct_net_num_layers(f); i++)
+    CHECK(ct_net_forward_layer(f, i, &err) == CT_OK && ct_net_forward_layer(u, i, &err) == CT_OK, "%s", err.msg);
+  for (int i = ct_net_num_layers(f) - 1; i >= 0; i--)
+    CHECK(ct_net_backward_layer(f, i, &err) == CT_OK && ct_net_backward_layer(u, i, &err) == CT_OK, "%s", err.msg);
+  for (size_t k = 0; k < sizeof check / sizeof check[0]; k++) {
+    const size_t n = blob_count(f, check[k]);
+    CHECK(close_to(ct_net_blob_data(f, check[k]), ct_net_blob_data(u, check[k]), n, 1e-5, &w) &&
+              close_to(ct_net_blob_diff(f, check[k]), ct_net_blob_diff(u, check[k]), n, 1e-5, &w),
+          "layer by layer, fused: blob %s agrees (%.3g)", check[k], w);
+  }
+done:
+  ct_net_free(f);
+  ct_net_free(u);
+}
+
 static void quiet_log(void *ctx, const char *line) {
   (void)ctx;
   (void)line;
@@ -190,6 +239,7 @@ int main(void) {
   if (!mkdtemp(dir)) return 1;
   test_one_pass(1);
   test_one_pass(2);
+  test_layerwise();
   test_training();
   rmdir(dir);
   return ct_check_report();

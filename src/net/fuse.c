@@ -10,9 +10,12 @@
  * the chain leaves in its blobs (data, diffs, BatchNorm's running sums, Scale's gradients) is
  * what the members leave, up to float rounding.
  *
- * A forward that starts inside a chain (the Python module's start=) runs the members it reaches
- * unfused; a backward then runs unfused too. With debug_info on, chains run unfused, so every
- * layer's own output is logged. CT_FUSE=0 in the environment turns fusion off (the tests compare
+ * A forward layer by layer (the Python module's start= and end=) runs chains unfused, unless the
+ * caller runs whole passes that way (`cortado time`: ct_net_set_layerwise_fusion); a backward
+ * after an unfused forward runs unfused too. After a fused forward the chain's backward is
+ * fused whatever the caller (a backward layer by layer runs it at BatchNorm; one that starts
+ * inside the chain still gets the whole chain's gradient there). With debug_info on, chains run
+ * unfused, so every layer's own output is logged. CT_FUSE=0 in the environment turns fusion off (the tests compare
  * the two). */
 #include <stdlib.h>
 #include <string.h>
@@ -90,10 +93,12 @@ int ct_net_fused_chains(const ct_net *net) {
   return n;
 }
 
-ct_status ct_net_fuse_forward(ct_net *net, int i, ct_error *err) {
+void ct_net_set_layerwise_fusion(ct_net *net, bool on) { net->fuse_layerwise = on; }
+
+ct_status ct_net_fuse_forward(ct_net *net, int i, bool fuse, ct_error *err) {
   net_layer *nl = &net->layers[i];
   struct ct_fusion *f = nl->fusion;
-  if (i == f->head && !net->debug) {
+  if (i == f->head && fuse && !net->debug) {
     const int prod = nl->producer;
     CT_TRY(ct_layer_plan_reshape(f->layer, prod >= 0 ? &net->layers[prod].l.plan : NULL, err));
     CT_TRY(ct_layer_forward(f->layer, err));

@@ -83,6 +83,11 @@ int ct_net_first_nonfinite_grad_layer(const ct_net *net);
 int ct_net_batch_size(const ct_net *net);
 /* How many BatchNorm -> Scale (-> ReLU) chains run fused (net/fuse.c; 0 with CT_FUSE=0). */
 int ct_net_fused_chains(const ct_net *net);
+/* Whether ct_net_forward_layer may run a fused chain when called on its first layer (default
+ * no: a caller that stops inside a chain, as the Python module's forward(end=...) may, must see
+ * each layer's own output). `cortado time`, which runs every layer in order, turns it on.
+ * ct_net_forward always fuses. */
+void ct_net_set_layerwise_fusion(ct_net *net, bool on);
 
 /* Resumable state of every layer (rng + data cursor), for .solverstate. `prefix` is put before
  * layer names ("" for the train net, "test0/" ...). Appends to st->layer_state. */

@@ -52,6 +52,7 @@ struct ct_net {
   ct_tensor *params; /* 1-D, param_total floats: data and diff are the flat buffers */
   size_t param_total;
   ct_placement *place; /* drivers, pool (CcT's partitions), copy counters */
+  bool fuse_layerwise; /* ct_net_forward_layer may run fused chains (ct_net_set_layerwise_fusion) */
 };
 
 /* Index of the blob or layer of that name, or -1. */
@@ -93,7 +94,7 @@ ct_status ct_net_place_default(ct_net *net, const Caffe__NetParameter *param, co
  * instead of the layer's own pass for a layer whose `fusion` is set. */
 ct_status ct_net_fuse(ct_net *net, ct_error *err);
 void ct_net_fuse_free(ct_net *net);
-ct_status ct_net_fuse_forward(ct_net *net, int i, ct_error *err);
+ct_status ct_net_fuse_forward(ct_net *net, int i, bool fuse, ct_error *err);
 ct_status ct_net_fuse_backward(ct_net *net, int i, ct_error *err);
 
 #endif
