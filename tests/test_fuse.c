@@ -4,8 +4,9 @@
  * sum, a chain with the stored statistics and a leaky ReLU, and a BatchNorm -> Scale pair that
  * must not fuse (Scale not in place). One forward and backward gives the same outputs, blob
  * data and gradients and parameter gradients (1e-5 of each blob's largest value), with one
- * partition and with two; 20 SGD iterations reach the same weights and BatchNorm statistics
- * (1e-5). */
+ * partition and with two; so does a run layer by layer that stops inside a chain; the TEST
+ * phase's forward (stored statistics everywhere) gives the same blobs; 20 SGD iterations reach
+ * the same weights and BatchNorm statistics (1e-5). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,16 +70,48 @@ static void set_bn3_stats(ct_net *net) {
   f[0] = 1.0f;
 }
 
-static ct_net *build(bool fused, int parts) {
+static ct_net *build_phase(bool fused, int parts, ct_phase phase) {
   ct_error err = {0};
   ct_net *net = NULL;
   set_fusion(fused);
-  CHECK(ct_net_create_from_text(net_text, "fuse", dir, CT_TRAIN, &net, &err) == CT_OK, "%s", err.msg);
+  CHECK(ct_net_create_from_text(net_text, "fuse", dir, phase, &net, &err) == CT_OK, "%s", err.msg);
   set_fusion(true);
   if (!net) return NULL;
   set_bn3_stats(net);
   if (parts > 1) CHECK(ct_net_set_partitions(net, parts, &err) == CT_OK, "%s", err.msg);
   return net;
+}
+
+static ct_net *build(bool fused, int parts) { return build_phase(fused, parts, CT_TRAIN); }
+
+/* TEST: every BatchNorm uses its stored statistics (`cortado test`'s outputs) */
+static void test_test_phase(void) {
+  ct_error err = {0};
+  ct_net *f = build_phase(true, 2, CT_TEST), *u = build_phase(false, 2, CT_TEST);
+  if (!f || !u) goto done;
+  CHECK(ct_net_fused_chains(f) == 3, "TEST: 3 chains fuse, got %d", ct_net_fused_chains(f));
+  const char *bns[] = {"bn1", "bn2", "bn4"};
+  ct_net *nets[2] = {f, u};
+  for (int k = 0; k < 3; k++)
+    for (int q = 0; q < 2; q++) {
+      float *m = ct_net_param_data(nets[q], bns[k], 0), *v = ct_net_param_data(nets[q], bns[k], 1);
+      for (int c = 0; c < 5; c++) m[c] = 0.05f * (float)(c + k), v[c] = 0.5f + 0.3f * (float)c;
+      ct_net_param_data(nets[q], bns[k], 2)[0] = 2.0f;
+    }
+  float lf = 0, lu = 0;
+  CHECK(ct_net_forward(f, &lf, &err) == CT_OK && ct_net_forward(u, &lu, &err) == CT_OK, "%s", err.msg);
+  double w;
+  for (int i = 0; ct_net_blob_name(f, i); i++) {
+    const char *name = ct_net_blob_name(f, i);
+    int shape[8], na = ct_net_blob_shape(f, name, shape);
+    size_t n = 1;
+    for (int k = 0; k < na; k++) n *= (size_t)shape[k];
+    CHECK(close_to(ct_net_blob_data(f, name), ct_net_blob_data(u, name), n, 1e-5, &w),
+          "TEST: blob %s data differs by %.3g of its largest", name, w);
+  }
+done:
+  ct_net_free(f);
+  ct_net_free(u);
 }
 
 static void test_one_pass(int parts) {
@@ -240,6 +273,7 @@ int main(void) {
   test_one_pass(1);
   test_one_pass(2);
   test_layerwise();
+  test_test_phase();
   test_training();
   rmdir(dir);
   return ct_check_report();
