@@ -639,6 +639,7 @@ double ct_net_layer_backward_flops(const ct_net *net, int i) {
 }
 
 const char *ct_net_layer_note(const ct_net *net, int i) {
+  if (i >= 0 && i < net->nlayers && net->layers[i].fusion) return ct_net_fuse_note(net, i);
   if (i < 0 || i >= net->nlayers || !net->layers[i].l.ops->describe) return "";
   return net->layers[i].l.ops->describe(&net->layers[i].l);
 }

@@ -82,6 +82,7 @@ void ct_net_fuse_free(ct_net *net) {
   for (int i = 0; net->layers && i < net->nlayers; i++) {
     struct ct_fusion *f = net->layers[i].fusion;
     if (!f || f->head != i) continue;
+    for (int k = 0; k < f->n; k++) net->layers[i + k].fusion = NULL;
     ct_bn_chain_free(f->layer);
     free(f);
   }
@@ -123,4 +124,8 @@ ct_status ct_net_fuse_backward(ct_net *net, int i, ct_error *err) {
   bool need = false;
   for (int k = 0; k < f->n; k++) need |= net->layers[f->head + k].need_backward;
   return need ? ct_layer_backward(f->layer, err) : CT_OK;
+}
+
+const char *ct_net_fuse_note(const ct_net *net, int i) {
+  return net->layers[i].fusion->head == i ? "fused" : "in chain";
 }

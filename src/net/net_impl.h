@@ -96,5 +96,8 @@ ct_status ct_net_fuse(ct_net *net, ct_error *err);
 void ct_net_fuse_free(ct_net *net);
 ct_status ct_net_fuse_forward(ct_net *net, int i, bool fuse, ct_error *err);
 ct_status ct_net_fuse_backward(ct_net *net, int i, ct_error *err);
+/* `cortado time`'s note for a chain's member: "fused" on BatchNorm (which the chain's time is
+ * booked under), "in chain" on the others. */
+const char *ct_net_fuse_note(const ct_net *net, int i);
 
 #endif
