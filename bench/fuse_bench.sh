@@ -14,6 +14,7 @@
 # The configurations are interleaved over ROUNDS rounds (default 2) and each figure is the
 # median over the rounds; this host is shared, so read the ratios, and `Steal:` in the logs.
 # OpenBLAS's core is left to autodetection (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset).
+# KEEP=dir keeps every `cortado time` log there (the per-layer figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -23,7 +24,7 @@ ITERS=${3:-3}
 ROUNDS=${ROUNDS:-2}
 PY=${PY:-/usr/bin/python3}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap 'if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$tmp"/*.log "$KEEP"/; fi; rm -rf "$tmp"' EXIT
 
 "$PY" - "$NET" "$BATCH" "$tmp" <<'EOF'
 import re, sys
