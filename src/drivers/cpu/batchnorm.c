@@ -200,30 +200,46 @@ static void backward_range(const chain_args *a, size_t c0, size_t c1) {
   for (size_t c = c0; c < c1; c++) {
     const float s = a->affine ? a->s[c] : 1.0f, inv = 1.0f / a->std_in[c];
     const bool batch = !p->global && m > 0 && a->dx;
+    /* batch statistics: dx needs the sums first (a pass of their own); otherwise the sums for
+     * ds and db are taken in the pass that writes dx */
+    const bool sums_inline = !batch && a->dx && (a->ds || a->db);
     double sg = 0.0, sgz = 0.0;
-    if (batch || a->ds || a->db) backward_sums(a, c, batch || a->ds, &sg, &sgz);
+    if (batch || (!a->dx && (a->ds || a->db))) backward_sums(a, c, batch || a->ds, &sg, &sgz);
+    if (a->dx) {
+      /* the BatchNorm gradient of dz = g s: (dz - mean(dz) - mean(dz z) z) / std */
+      const float ma = batch ? (float)(s * sg / m) : 0.0f, mb = batch ? (float)(s * sgz / m) : 0.0f;
+      const ct_v4f vs = ct_v4f_splat(s), va = ct_v4f_splat(ma), vb = ct_v4f_splat(mb), vi = ct_v4f_splat(inv);
+      const bool want_z = batch || (sums_inline && a->ds);
+      double tg = 0.0, tgz = 0.0;
+      for (size_t n = 0; n < N; n++) {
+        const size_t o = (n * C + c) * S;
+        const float *dy = a->dy + o, *y = a->y_in + o, *z = want_z ? a->z_in + o : NULL;
+        float *dx = a->dx + o, *dz = a->dz ? a->dz + o : NULL; /* either may be dy */
+        for (size_t b0 = 0; b0 < S; b0 += STAT_BLOCK) {
+          const size_t e = b0 + STAT_BLOCK < S ? b0 + STAT_BLOCK : S;
+          ct_v4f ag = ct_v4f_splat(0.0f), agz = ag;
+          float fg = 0.0f, fgz = 0.0f;
+          size_t i = b0;
+          for (; i + 4 <= e; i += 4) {
+            const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i)), gs = g * vs;
+            const ct_v4f zv = z ? ct_v4f_load(z + i) : ct_v4f_splat(0.0f);
+            ct_v4f_store(dx + i, (batch ? gs - va - vb * zv : gs) * vi);
+            if (dz) ct_v4f_store(dz + i, gs);
+            if (sums_inline) ag += g, agz += g * zv;
+          }
+          for (; i < e; i++) {
+            const float g = grad_in1(a, dy[i], y[i]), gs = g * s, zv = z ? z[i] : 0.0f;
+            dx[i] = (batch ? gs - ma - mb * zv : gs) * inv;
+            if (dz) dz[i] = gs;
+            if (sums_inline) fg += g, fgz += g * zv;
+          }
+          if (sums_inline) tg += hsum(ag) + fg, tgz += hsum(agz) + fgz;
+        }
+      }
+      if (sums_inline) sg = tg, sgz = tgz;
+    }
     if (a->ds) a->ds[c] += (float)sgz;
     if (a->db) a->db[c] += (float)sg;
-    if (!a->dx) continue;
-    /* the BatchNorm gradient of dz = g s: (dz - mean(dz) - mean(dz z) z) / std */
-    const float ma = batch ? (float)(s * sg / m) : 0.0f, mb = batch ? (float)(s * sgz / m) : 0.0f;
-    const ct_v4f vs = ct_v4f_splat(s), va = ct_v4f_splat(ma), vb = ct_v4f_splat(mb), vi = ct_v4f_splat(inv);
-    for (size_t n = 0; n < N; n++) {
-      const size_t o = (n * C + c) * S;
-      const float *dy = a->dy + o, *y = a->y_in + o, *z = batch ? a->z_in + o : NULL;
-      float *dx = a->dx + o, *dz = a->dz ? a->dz + o : NULL; /* either may be dy */
-      size_t i = 0;
-      for (; i + 4 <= S; i += 4) {
-        const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i)), gs = g * vs;
-        ct_v4f_store(dx + i, (z ? gs - va - vb * ct_v4f_load(z + i) : gs) * vi);
-        if (dz) ct_v4f_store(dz + i, gs);
-      }
-      for (; i < S; i++) {
-        const float gs = grad_in1(a, dy[i], y[i]) * s;
-        dx[i] = (z ? gs - ma - mb * z[i] : gs) * inv;
-        if (dz) dz[i] = gs;
-      }
-    }
   }
 }
 
