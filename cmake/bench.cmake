@@ -13,3 +13,5 @@ add_executable(zoo_bench_conv ${CMAKE_CURRENT_SOURCE_DIR}/bench/zoo_bench_conv.c
 target_link_libraries(zoo_bench_conv PRIVATE cortado_core)
 add_executable(split_sum_bench ${CMAKE_CURRENT_SOURCE_DIR}/bench/split_sum_bench.c)
 target_link_libraries(split_sum_bench PRIVATE cortado_core)
+add_executable(bn_chain_bench ${CMAKE_CURRENT_SOURCE_DIR}/bench/bn_chain_bench.c)
+target_link_libraries(bn_chain_bench PRIVATE cortado_core)

@@ -199,6 +199,7 @@ int run_time(args *a) {
   if (a->given[F_WEIGHTS]) /* Caffe's time takes the flag and does not read it */
     logf_("Ignoring --weights=%s: timings do not depend on the weights (as in Caffe's time)", a->value[F_WEIGHTS]);
   s = ct_net_create(a->value[F_MODEL], a->phase, a->level, a->stages, NULL, &net, &err);
+  if (s == CT_OK) ct_net_set_layerwise_fusion(net, true); /* every layer in order: whole chains */
   if (s == CT_OK && a->partitions) s = ct_net_set_partitions(net, a->partitions, &err);
   if (s == CT_OK && a->value[F_DEVICE]) s = ct_net_set_devices(net, a->value[F_DEVICE], &err);
   if (s != CT_OK) {

@@ -73,6 +73,14 @@ typedef struct ct_batchnorm {
   float eps;
 } ct_batchnorm;
 
+/* BatchNorm, then Scale by a factor s (and a bias b) per channel, then, when relu, ReLU with a
+ * negative slope >= 0: Caffe's three layers over N x C x S as one chain (net/fuse.c). */
+typedef struct ct_bn_chain {
+  ct_batchnorm bn;
+  bool relu;
+  float slope;
+} ct_bn_chain;
+
 typedef enum ct_pool_method { CT_POOL_MAX, CT_POOL_AVE, CT_POOL_STOCHASTIC } ct_pool_method;
 
 /* One pooled plane: H x W in, OH x OW out. */
@@ -213,6 +221,21 @@ typedef struct ct_driver_ops {
                             float *mean, float *std, float *run_mean, float *run_var, float *run_factor);
   ct_status (*batchnorm_backward)(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *xnorm,
                              const float *std, float *dx);
+  /* The chain BatchNorm -> Scale (-> ReLU). Forward: mean, std and the running sums as
+   * batchnorm_forward, then xnorm (when not NULL) and y = relu(xnorm s + b) (b NULL reads as 0;
+   * x may be y; with the stored statistics and no xnorm, one affine per channel). Backward from
+   * the chain's output y and its gradient dy, with g = dy relu'(y): ds += sum of g xnorm, db +=
+   * sum of g (either may be NULL), then dx = the BatchNorm gradient of g s (dx may be NULL, may
+   * be dy) and, when dz is not NULL, dz = g s (the gradient of BatchNorm's output, which Caffe's
+   * layers leave in a BatchNorm top of its own; only with dx, may be dy). xnorm is read for ds
+   * and, with batch statistics, for dx. batchnorm_forward's xnorm
+   * may be NULL too (nothing kept for a backward that does not run). */
+  ct_status (*bn_chain_forward)(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y, float *xnorm,
+                                float *mean, float *std, float *run_mean, float *run_var, float *run_factor,
+                                const float *s, const float *b);
+  ct_status (*bn_chain_backward)(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                 const float *xnorm, const float *std, const float *s, float *ds, float *db,
+                                 float *dx, float *dz);
 
   /* ---- CcT's lowering for type t over nb images (lowering.h: shapes; ct_lower_layout: where
    * the parts of ws lie). The GEMMs between these steps are the caller's (ct_lower_forward_on).

@@ -104,10 +104,15 @@ static ct_status bn_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   CT_TRY(ct_part_all(l, p, l->blobs[0], CT_DATA, run, &run_mean, err));
   CT_TRY(ct_part_all(l, p, l->blobs[1], CT_DATA, run, &run_var, err));
   CT_TRY(ct_part_all(l, p, l->blobs[2], CT_DATA, run, &run_factor, err));
-  CT_TRY(ct_write(l, p, bp->xnorm, &xnorm, err));
+  /* xnorm is for a backward that runs (BatchNorm learns nothing): without one, nothing is kept
+   * and the stored statistics make y one affine pass */
+  xnorm = NULL;
+  if (l->propagate_down[0]) {
+    CT_TRY(ct_write(l, p, bp->xnorm, &xnorm, err));
+    xnorm += first;
+  }
   CT_TRY(ct_write(l, p, l->top[0], &y, err));
-  return d->ops->batchnorm_forward(d, &bn, x + first, y + first, xnorm + first, mean, std, run_mean, run_var,
-                                   run_factor);
+  return d->ops->batchnorm_forward(d, &bn, x + first, y + first, xnorm, mean, std, run_mean, run_var, run_factor);
 }
 
 static ct_status bn_backward(ct_layer *l, const ct_part *p, ct_error *err) {

@@ -288,6 +288,7 @@ done:
 
 void ct_net_free(ct_net *net) {
   if (!net) return;
+  ct_net_fuse_free(net); /* the chains' hidden layers view the members' blobs */
   for (int i = 0; i < net->nlayers; i++) {
     net_layer *nl = &net->layers[i];
     ct_layer *l = &nl->l;
@@ -481,6 +482,7 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
     }
   decide_backward(net, param->force_backward);
   if ((st = pack_params(net, err))) goto fail;
+  if ((st = ct_net_fuse(net, err))) goto fail;
   {
     /* inline blobs: copy now that storage is final */
     Caffe__NetParameter tmp = CAFFE__NET_PARAMETER__INIT;
@@ -642,6 +644,7 @@ double ct_net_layer_backward_flops(const ct_net *net, int i) {
 }
 
 const char *ct_net_layer_note(const ct_net *net, int i) {
+  if (i >= 0 && i < net->nlayers && net->layers[i].fusion) return ct_net_fuse_note(net, i);
   if (i < 0 || i >= net->nlayers || !net->layers[i].l.ops->describe) return "";
   return net->layers[i].l.ops->describe(&net->layers[i].l);
 }

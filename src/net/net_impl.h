@@ -20,6 +20,7 @@ typedef struct net_layer {
   /* bytes copied between places while this layer ran, forward and backward, since the last
    * ct_net_reset_copy_stats */
   unsigned long long copied_fwd, copied_bwd;
+  struct ct_fusion *fusion; /* fuse.c: the fused chain this layer belongs to (NULL: none) */
 } net_layer;
 
 struct ct_net {
@@ -58,6 +59,7 @@ struct ct_net {
     size_t unplanned[2], planned[2]; /* bytes per side, without and with the plan */
     int buffers[2], shared[2];       /* planned buffers, and storages packed into them */
   } mp;
+  bool fuse_layerwise; /* ct_net_forward_layer may run fused chains (ct_net_set_layerwise_fusion) */
 };
 
 /* Index of the blob or layer of that name, or -1. */
@@ -100,5 +102,16 @@ ct_status ct_net_place_layer(ct_net *net, int i, const Caffe__LayerParameter *sr
                              ct_error *err);
 ct_status ct_net_place_default(ct_net *net, const Caffe__NetParameter *param, const struct ct_srcmap *map,
                                ct_error *err);
+
+/* ---- fuse.c: BatchNorm -> Scale (-> ReLU) chains run as one hidden layer (after the backward
+ * analysis; CT_FUSE=0 in the environment: none). The run loop calls fuse_forward / fuse_backward
+ * instead of the layer's own pass for a layer whose `fusion` is set. */
+ct_status ct_net_fuse(ct_net *net, ct_error *err);
+void ct_net_fuse_free(ct_net *net);
+ct_status ct_net_fuse_forward(ct_net *net, int i, bool fuse, ct_error *err);
+ct_status ct_net_fuse_backward(ct_net *net, int i, ct_error *err);
+/* `cortado time`'s note for a chain's member: "fused" on BatchNorm (which the chain's time is
+ * booked under), "in chain" on the others. */
+const char *ct_net_fuse_note(const ct_net *net, int i);
 
 #endif

@@ -93,12 +93,14 @@ static const ct_plan *prev_plan(const ct_net *net, const net_layer *nl) {
   return nl->producer >= 0 ? &net->layers[nl->producer].l.plan : NULL;
 }
 
-static ct_status forward_layer(ct_net *net, int i, ct_error *err) {
+/* fuse: a chain that starts here may run fused (net/fuse.c); a pass over the whole net, or one
+ * layer at a time where the caller said it runs whole chains (ct_net_set_layerwise_fusion) */
+static ct_status forward_layer(ct_net *net, int i, bool fuse, ct_error *err) {
   net_layer *nl = &net->layers[i];
   ct_layer *l = &nl->l;
   const unsigned long long before = ct_copy_stats_bytes(&net->place->stats);
   CT_TRY(ct_layer_plan_reshape(l, prev_plan(net, nl), err));
-  CT_TRY(ct_layer_forward(l, err));
+  CT_TRY(nl->fusion ? ct_net_fuse_forward(net, i, fuse, err) : ct_layer_forward(l, err));
   /* Caffe's convention: a loss top's diff holds its loss weight (loss layers read it there) */
   for (int t = 0; t < l->ntop; t++)
     if (nl->loss_weight[t] != 0) {
@@ -113,9 +115,9 @@ static ct_status forward_layer(ct_net *net, int i, ct_error *err) {
 
 static ct_status backward_layer(ct_net *net, int i, ct_error *err) {
   net_layer *nl = &net->layers[i];
-  if (!nl->need_backward) return CT_OK;
+  if (!nl->need_backward && !nl->fusion) return CT_OK; /* a fused chain may need it for a later member */
   const unsigned long long before = ct_copy_stats_bytes(&net->place->stats);
-  CT_TRY(ct_layer_backward(&nl->l, err));
+  CT_TRY(nl->fusion ? ct_net_fuse_backward(net, i, err) : ct_layer_backward(&nl->l, err));
   nl->copied_bwd += ct_copy_stats_bytes(&net->place->stats) - before;
   return net->debug ? debug_backward(net, i, err) : CT_OK;
 }
@@ -124,7 +126,7 @@ ct_status ct_net_forward(ct_net *net, float *loss, ct_error *err) {
   double total = 0;
   CT_TRY(ct_net_memplan(net, err));
   for (int i = 0; i < net->nlayers; i++) {
-    CT_TRY(forward_layer(net, i, err));
+    CT_TRY(forward_layer(net, i, true, err));
     net_layer *nl = &net->layers[i];
     for (int t = 0; t < nl->l.ntop; t++)
       if (nl->loss_weight[t] != 0) {
@@ -148,7 +150,7 @@ ct_status ct_net_backward(ct_net *net, ct_error *err) {
 ct_status ct_net_forward_layer(ct_net *net, int i, ct_error *err) {
   if (i < 0 || i >= net->nlayers) return ct_fail(err, CT_EINVAL, "layer index %d out of range", i);
   CT_TRY(ct_net_memplan(net, err));
-  return forward_layer(net, i, err);
+  return forward_layer(net, i, net->fuse_layerwise, err);
 }
 
 ct_status ct_net_backward_layer(ct_net *net, int i, ct_error *err) {

@@ -51,17 +51,36 @@ ct_status ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n
                                   const float *coeff, bool stable_prod, const float *y, const float *dy,
                                   const int *winner, float *dx);
 
-/* cpu/norm.c: Bias, Scale, BatchNorm */
+/* cpu/norm.c: Bias, Scale */
 ct_status ct_cpu_bias_forward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
                               const float *b, float *y);
 ct_status ct_cpu_scale_forward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
                                const float *s, const float *b, float *y);
 ct_status ct_cpu_scale_backward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
                                 const float *dy, const float *s, float *ds, float *db, float *dx);
+/* cpu/batchnorm.c: BatchNorm and the BatchNorm -> Scale (-> ReLU) chain; the _pooled entries
+ * (the CPU driver's table) split the channels over the partition's threads */
 ct_status ct_cpu_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y, float *xnorm,
                                    float *mean, float *std, float *run_mean, float *run_var, float *run_factor);
 ct_status ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *xnorm,
                                     const float *std, float *dx);
+ct_status ct_cpu_bn_chain_forward(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y, float *xnorm,
+                                  float *mean, float *std, float *run_mean, float *run_var, float *run_factor,
+                                  const float *s, const float *b);
+ct_status ct_cpu_bn_chain_backward(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                   const float *xnorm, const float *std, const float *s, float *ds, float *db,
+                                   float *dx, float *dz);
+ct_status ct_cpu_batchnorm_forward_pooled(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y,
+                                          float *xnorm, float *mean, float *std, float *run_mean, float *run_var,
+                                          float *run_factor);
+ct_status ct_cpu_batchnorm_backward_pooled(const ct_driver *d, const ct_batchnorm *p, const float *dy,
+                                           const float *xnorm, const float *std, float *dx);
+ct_status ct_cpu_bn_chain_forward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y,
+                                         float *xnorm, float *mean, float *std, float *run_mean, float *run_var,
+                                         float *run_factor, const float *s, const float *b);
+ct_status ct_cpu_bn_chain_backward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                          const float *xnorm, const float *std, const float *s, float *ds, float *db,
+                                          float *dx, float *dz);
 
 /* cpu/conv.c: the lowering steps */
 ct_status ct_cpu_conv_lower(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,

@@ -302,6 +302,20 @@ ct_status ct_cpu_prelu_backward(const ct_driver *d, size_t N, size_t C, size_t D
 
 /* ---------------------------------------------------------------- Eltwise */
 
+/* y = a x + b z (z NULL: y = a x), or y += a x when acc; four lanes at a time. Each element is
+ * what SUM's scalar loop gave: (0 + a x0) + b x1, then + c xk for the later inputs. */
+static void sum_pass(float *y, bool acc, float a, const float *x, float b, const float *z, size_t n) {
+  const ct_v4f va = ct_v4f_splat(a), vb = ct_v4f_splat(b);
+  size_t i = 0;
+  if (acc)
+    for (; i + 4 <= n; i += 4) ct_v4f_store(y + i, ct_v4f_load(y + i) + va * ct_v4f_load(x + i));
+  else if (z)
+    for (; i + 4 <= n; i += 4) ct_v4f_store(y + i, va * ct_v4f_load(x + i) + vb * ct_v4f_load(z + i));
+  else
+    for (; i + 4 <= n; i += 4) ct_v4f_store(y + i, va * ct_v4f_load(x + i));
+  for (; i < n; i++) y[i] = acc ? y[i] + a * x[i] : z ? a * x[i] + b * z[i] : a * x[i];
+}
+
 ct_status ct_cpu_eltwise_forward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *xs,
                                  const float *coeff, float *y, int *winner) {
   (void)d;
@@ -314,12 +328,9 @@ ct_status ct_cpu_eltwise_forward(const ct_driver *d, ct_eltwise_op op, size_t n,
       }
       break;
     case CT_ELTWISE_SUM:
-      memset(y, 0, n * sizeof(float));
-      for (int k = 0; k < nx; k++) {
-        const float *x = xs[k];
-        float c = coeff ? coeff[k] : 1.0f;
-        for (size_t i = 0; i < n; i++) y[i] += c * x[i];
-      }
+      /* the first two inputs in one pass (nx >= 2), the others added one by one */
+      sum_pass(y, false, coeff ? coeff[0] : 1.0f, xs[0], coeff ? coeff[1] : 1.0f, xs[1], n);
+      for (int k = 2; k < nx; k++) sum_pass(y, true, coeff ? coeff[k] : 1.0f, xs[k], 0.0f, NULL, n);
       break;
     case CT_ELTWISE_MAX: {
       int *w = winner;
@@ -362,8 +373,12 @@ ct_status ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n
       }
       break;
     case CT_ELTWISE_SUM: {
-      float c = coeff ? coeff[k] : 1.0f;
-      for (size_t i = 0; i < n; i++) dx[i] = c * dy[i];
+      const float c = coeff ? coeff[k] : 1.0f;
+      if (c == 1.0f) {
+        if (dx != dy) memcpy(dx, dy, n * sizeof(float));
+      } else {
+        sum_pass(dx, false, c, dy, 0.0f, NULL, n);
+      }
       break;
     }
     case CT_ELTWISE_MAX: {

@@ -1,28 +1,70 @@
-/* The CPU driver's broadcast layers: Bias, Scale (and InnerProduct's bias), BatchNorm. */
-#include <math.h>
-
+/* The CPU driver's broadcast layers: Bias, Scale (and InnerProduct's bias); BatchNorm is in
+ * cpu/batchnorm.c. Rows are written four lanes at a time (simd.h: gcc leaves these loops scalar,
+ * their trip count unknown); each lane computes what the scalar loop did, in the same order. */
+#include "core/simd.h"
 #include "drivers/cpu/kernels.h"
 
-/* ---------------------------------------------------------------- Bias and Scale */
+/* y = x + b over n (b: one per element, or bv for all when b is NULL); y may be x. */
+static void add_row(const float *x, const float *b, float bv, float *y, size_t n) {
+  const ct_v4f vb = ct_v4f_splat(bv);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) ct_v4f_store(y + i, ct_v4f_load(x + i) + (b ? ct_v4f_load(b + i) : vb));
+  for (; i < n; i++) y[i] = x[i] + (b ? b[i] : bv);
+}
+
+/* y = x s + b over n; y may be x. */
+static void affine_row(const float *x, float s, float b, float *y, size_t n) {
+  const ct_v4f vs = ct_v4f_splat(s), vb = ct_v4f_splat(b);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) ct_v4f_store(y + i, ct_v4f_load(x + i) * vs + vb);
+  for (; i < n; i++) y[i] = x[i] * s + b;
+}
+
+/* y = x s over n; y may be x. */
+static void scale_row(const float *x, float s, float *y, size_t n) {
+  const ct_v4f vs = ct_v4f_splat(s);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) ct_v4f_store(y + i, ct_v4f_load(x + i) * vs);
+  for (; i < n; i++) y[i] = x[i] * s;
+}
+
+/* the sums of dy x (x not NULL) and of dy over n, in double lanes: a partition's share of a
+ * gradient then rounds once, when it is stored, so partitions sum to the whole to float rounding */
+typedef double v2d __attribute__((vector_size(16)));
+static v2d lo2(ct_v4f v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1), v2d); }
+static v2d hi2(ct_v4f v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 2, 3), v2d); }
+
+static void sums_row(const float *x, const float *dy, size_t n, double *sxy, double *sy) {
+  v2d a = {0.0, 0.0}, b = a;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const ct_v4f g = ct_v4f_load(dy + i);
+    if (x) {
+      const ct_v4f p = g * ct_v4f_load(x + i);
+      a += lo2(p) + hi2(p);
+    }
+    b += lo2(g) + hi2(g);
+  }
+  double fa = a[0] + a[1], fb = b[0] + b[1];
+  for (; i < n; i++) {
+    if (x) fa += dy[i] * x[i];
+    fb += dy[i];
+  }
+  *sxy = fa;
+  *sy = fb;
+}
 
 ct_status ct_cpu_bias_forward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
                               const float *b, float *y) {
   (void)d;
   if (inner == 1) { /* a bias per column of rows (InnerProduct): one vectorisable pass per row */
-    for (size_t o = 0; o < outer; o++) {
-      const float *xo = x + o * dim;
-      float *yo = y + o * dim;
-      for (size_t k = 0; k < dim; k++) yo[k] = xo[k] + b[k];
-    }
+    for (size_t o = 0; o < outer; o++) add_row(x + o * dim, b, 0.0f, y + o * dim, dim);
     return CT_OK;
   }
   for (size_t o = 0; o < outer; o++)
     for (size_t k = 0; k < dim; k++) {
       const size_t off = (o * dim + k) * inner;
-      const float *xi = x + off; /* may be yi (in place) */
-      float *yi = y + off;
-      const float bv = b[k];
-      for (size_t i = 0; i < inner; i++) yi[i] = xi[i] + bv;
+      add_row(x + off, NULL, b[k], y + off, inner); /* x may be y (in place) */
     }
   return CT_OK;
 }
@@ -33,10 +75,7 @@ ct_status ct_cpu_scale_forward(const ct_driver *d, size_t outer, size_t dim, siz
   for (size_t o = 0; o < outer; o++)
     for (size_t k = 0; k < dim; k++) {
       const size_t off = (o * dim + k) * inner;
-      const float *restrict xi = x + off;
-      float *restrict yi = y + off;
-      const float sv = s[k], bv = b ? b[k] : 0.0f;
-      for (size_t i = 0; i < inner; i++) yi[i] = xi[i] * sv + bv;
+      affine_row(x + off, s[k], b ? b[k] : 0.0f, y + off, inner);
     }
   return CT_OK;
 }
@@ -50,12 +89,8 @@ ct_status ct_cpu_scale_backward(const ct_driver *d, size_t outer, size_t dim, si
       double gs = 0.0, gb = 0.0;
       for (size_t o = 0; o < outer; o++) {
         const size_t off = (o * dim + k) * inner;
-        const float *restrict xi = x + off, *restrict dyi = dy + off;
-        float as = 0.0f, ab = 0.0f;
-        for (size_t i = 0; i < inner; i++) {
-          as += dyi[i] * xi[i];
-          ab += dyi[i];
-        }
+        double as, ab;
+        sums_row(x + off, dy + off, inner, &as, &ab);
         gs += as;
         gb += ab;
       }
@@ -66,9 +101,8 @@ ct_status ct_cpu_scale_backward(const ct_driver *d, size_t outer, size_t dim, si
     for (size_t k = 0; k < dim; k++) {
       double g = 0.0;
       for (size_t o = 0; o < outer; o++) {
-        const float *restrict dyi = dy + (o * dim + k) * inner;
-        float a = 0.0f;
-        for (size_t i = 0; i < inner; i++) a += dyi[i];
+        double unused, a;
+        sums_row(NULL, dy + (o * dim + k) * inner, inner, &unused, &a);
         g += a;
       }
       db[k] += (float)g;
@@ -78,91 +112,8 @@ ct_status ct_cpu_scale_backward(const ct_driver *d, size_t outer, size_t dim, si
     for (size_t o = 0; o < outer; o++)
       for (size_t k = 0; k < dim; k++) {
         const size_t off = (o * dim + k) * inner;
-        const float *dyi = dy + off; /* may be dxi */
-        float *dxi = dx + off;
-        const float sv = s[k];
-        for (size_t i = 0; i < inner; i++) dxi[i] = dyi[i] * sv;
+        scale_row(dy + off, s[k], dx + off, inner); /* dy may be dx */
       }
-  }
-  return CT_OK;
-}
-
-/* ---------------------------------------------------------------- BatchNorm */
-
-ct_status ct_cpu_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y, float *xnorm,
-                                   float *mean, float *std, float *run_mean, float *run_var, float *run_factor) {
-  (void)d;
-  const size_t C = p->C, S = p->S, N = p->N;
-  const double m = (double)(N * S);
-  if (p->global) {
-    const float f = run_factor[0], sf = f == 0.0f ? 0.0f : 1.0f / f;
-    for (size_t c = 0; c < C; c++) {
-      mean[c] = sf * run_mean[c];
-      std[c] = sqrtf(sf * run_var[c] + p->eps);
-    }
-  } else {
-    for (size_t c = 0; c < C; c++) {
-      double s = 0.0;
-      for (size_t n = 0; n < N; n++) {
-        const float *restrict xc = x + (n * C + c) * S;
-        for (size_t i = 0; i < S; i++) s += xc[i];
-      }
-      mean[c] = m > 0 ? (float)(s / m) : 0.0f;
-      double v = 0.0;
-      for (size_t n = 0; n < N; n++) {
-        const float *restrict xc = x + (n * C + c) * S;
-        const float mu = mean[c];
-        for (size_t i = 0; i < S; i++) v += (double)(xc[i] - mu) * (xc[i] - mu);
-      }
-      float var = m > 0 ? (float)(v / m) : 0.0f;
-      std[c] = sqrtf(var + p->eps);
-      const float corr = m > 1 ? (float)(m / (m - 1)) : 1.0f;
-      run_mean[c] = mean[c] + p->maf * run_mean[c];
-      run_var[c] = corr * var + p->maf * run_var[c];
-    }
-    run_factor[0] = run_factor[0] * p->maf + 1.0f;
-  }
-  for (size_t n = 0; n < N; n++)
-    for (size_t c = 0; c < C; c++) {
-      const float *xc = x + (n * C + c) * S; /* may be yc (in place) */
-      float *yc = y + (n * C + c) * S, *restrict zc = xnorm + (n * C + c) * S;
-      const float mu = mean[c], inv = 1.0f / std[c];
-      for (size_t i = 0; i < S; i++) {
-        const float v = (xc[i] - mu) * inv;
-        zc[i] = v;
-        yc[i] = v;
-      }
-    }
-  return CT_OK;
-}
-
-/* dx = (dy - mean(dy) - mean(dy * xnorm) * xnorm) / std in training; dy / std with global
- * statistics. dy may be dx: each element is read before it is written. */
-ct_status ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *z,
-                                    const float *std, float *dx) {
-  (void)d;
-  const size_t C = p->C, S = p->S, N = p->N;
-  const double m = (double)(N * S);
-  for (size_t c = 0; c < C; c++) {
-    const float inv = 1.0f / std[c];
-    float a = 0.0f, b = 0.0f;
-    if (!p->global && m > 0) {
-      double sa = 0.0, sb = 0.0;
-      for (size_t n = 0; n < N; n++) {
-        const float *dc = dy + (n * C + c) * S, *zc = z + (n * C + c) * S;
-        for (size_t i = 0; i < S; i++) {
-          sa += dc[i];
-          sb += (double)dc[i] * zc[i];
-        }
-      }
-      a = (float)(sa / m);
-      b = (float)(sb / m);
-    }
-    for (size_t n = 0; n < N; n++) {
-      const float *dc = dy + (n * C + c) * S, *zc = z + (n * C + c) * S;
-      float *xc = dx + (n * C + c) * S;
-      for (size_t i = 0; i < S; i++) xc[i] = (dc[i] - a - b * zc[i]) * inv;
-    }
   }
   return CT_OK;
 }

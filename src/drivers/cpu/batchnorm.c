@@ -1,0 +1,353 @@
+/* The CPU driver's BatchNorm, alone and as the head of the fused BatchNorm -> Scale (-> ReLU)
+ * chain (net/fuse.c picks the chains, layers/bn_chain.c runs them).
+ *
+ * Every channel is independent (its statistics, its running sums, its Scale gradients), so each
+ * entry is a loop over a range of channels; the CPU driver's table splits the channels over the
+ * partition's threads (the *_pooled entries), emu runs them on one. Per channel:
+ *  - statistics: two passes over the channel's N planes (the mean, then the squared
+ *    deviations), four float lanes summed into a double every STAT_BLOCK elements;
+ *  - forward: one pass writing xnorm (when kept) and y = relu(xnorm s + b);
+ *  - backward: one pass for the sums the gradient needs (batch statistics, or ds and db), one
+ *    more writing dx (with global statistics the two are the same pass).
+ * The normalisation is written as the unfused layers compute it ((x - mean) * (1 / std), then
+ * times s plus b, then the ReLU select), so a fused chain's forward matches the three layers up
+ * to the order of the statistics' sums. */
+#include <math.h>
+#include <string.h>
+
+#include "core/pool.h"
+#include "core/simd.h"
+#include "drivers/cpu.h"
+#include "drivers/cpu/kernels.h"
+
+enum { STAT_BLOCK = 1024 };
+
+static float hsum(ct_v4f v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+static double plane_sum(const float *x, size_t n) {
+  double acc = 0.0;
+  for (size_t b = 0; b < n; b += STAT_BLOCK) {
+    const size_t e = b + STAT_BLOCK < n ? b + STAT_BLOCK : n;
+    ct_v4f a0 = ct_v4f_splat(0.0f), a1 = a0;
+    size_t i = b;
+    for (; i + 8 <= e; i += 8) {
+      a0 += ct_v4f_load(x + i);
+      a1 += ct_v4f_load(x + i + 4);
+    }
+    float t = hsum(a0 + a1);
+    for (; i < e; i++) t += x[i];
+    acc += t;
+  }
+  return acc;
+}
+
+static double plane_sqdev(const float *x, size_t n, float mu) {
+  double acc = 0.0;
+  const ct_v4f m = ct_v4f_splat(mu);
+  for (size_t b = 0; b < n; b += STAT_BLOCK) {
+    const size_t e = b + STAT_BLOCK < n ? b + STAT_BLOCK : n;
+    ct_v4f a0 = ct_v4f_splat(0.0f), a1 = a0;
+    size_t i = b;
+    for (; i + 8 <= e; i += 8) {
+      const ct_v4f u = ct_v4f_load(x + i) - m, v = ct_v4f_load(x + i + 4) - m;
+      a0 += u * u;
+      a1 += v * v;
+    }
+    float t = hsum(a0 + a1);
+    for (; i < e; i++) t += (x[i] - mu) * (x[i] - mu);
+    acc += t;
+  }
+  return acc;
+}
+
+/* Channel c's mean and std, from the batch (updating the running sums, Caffe's rule) or from
+ * the running sums. */
+static void channel_stats(const ct_batchnorm *p, size_t c, const float *x, float *mean, float *std, float *run_mean,
+                          float *run_var, float sf) {
+  const size_t C = p->C, S = p->S, N = p->N;
+  if (p->global) {
+    mean[c] = sf * run_mean[c];
+    std[c] = sqrtf(sf * run_var[c] + p->eps);
+    return;
+  }
+  const double m = (double)(N * S);
+  double s = 0.0;
+  for (size_t n = 0; n < N; n++) s += plane_sum(x + (n * C + c) * S, S);
+  mean[c] = m > 0 ? (float)(s / m) : 0.0f;
+  double v = 0.0;
+  for (size_t n = 0; n < N; n++) v += plane_sqdev(x + (n * C + c) * S, S, mean[c]);
+  const float var = m > 0 ? (float)(v / m) : 0.0f;
+  std[c] = sqrtf(var + p->eps);
+  const float corr = m > 1 ? (float)(m / (m - 1)) : 1.0f;
+  run_mean[c] = mean[c] + p->maf * run_mean[c];
+  run_var[c] = corr * var + p->maf * run_var[c];
+}
+
+/* One plane: z = (x - mu) inv (kept when z is not NULL), y = relu(z s + b) (affine: else y = z;
+ * relu: else no select). x may be y; z is neither. */
+static void forward_plane(const float *x, float *y, float *z, size_t S, float mu, float inv, bool affine, float s,
+                          float b, bool relu, float slope) {
+  const ct_v4f vm = ct_v4f_splat(mu), vi = ct_v4f_splat(inv), vs = ct_v4f_splat(s), vb = ct_v4f_splat(b);
+  size_t i = 0;
+  for (; i + 4 <= S; i += 4) {
+    const ct_v4f v = (ct_v4f_load(x + i) - vm) * vi;
+    if (z) ct_v4f_store(z + i, v);
+    ct_v4f o = affine ? v * vs + vb : v;
+    if (relu) o = ct_v4f_select(o > 0.0f, o, slope * o);
+    ct_v4f_store(y + i, o);
+  }
+  for (; i < S; i++) {
+    const float v = (x[i] - mu) * inv;
+    if (z) z[i] = v;
+    float o = affine ? v * s + b : v;
+    if (relu) o = o > 0 ? o : slope * o;
+    y[i] = o;
+  }
+}
+
+/* With the stored statistics and no xnorm to keep: y = relu(x a + c), one affine per channel. */
+static void affine_plane(const float *x, float *y, size_t S, float a, float c, bool relu, float slope) {
+  const ct_v4f va = ct_v4f_splat(a), vc = ct_v4f_splat(c);
+  size_t i = 0;
+  for (; i + 4 <= S; i += 4) {
+    ct_v4f o = ct_v4f_load(x + i) * va + vc;
+    if (relu) o = ct_v4f_select(o > 0.0f, o, slope * o);
+    ct_v4f_store(y + i, o);
+  }
+  for (; i < S; i++) {
+    float o = x[i] * a + c;
+    if (relu) o = o > 0 ? o : slope * o;
+    y[i] = o;
+  }
+}
+
+/* ---------------------------------------------------------------- one range of channels */
+
+typedef struct chain_args {
+  ct_bn_chain p;
+  bool affine; /* a Scale follows (s, b); else BatchNorm alone */
+  const float *x, *y_in, *dy, *z_in, *s, *b, *std_in;
+  float *y, *z, *mean, *std, *run_mean, *run_var, *ds, *db, *dx, *dz;
+  float sf; /* 1 / the running factor (global) */
+  size_t C;
+  int parts;
+} chain_args;
+
+static void forward_range(const chain_args *a, size_t c0, size_t c1) {
+  const ct_batchnorm *p = &a->p.bn;
+  const size_t C = p->C, S = p->S, N = p->N;
+  for (size_t c = c0; c < c1; c++) {
+    channel_stats(p, c, a->x, a->mean, a->std, a->run_mean, a->run_var, a->sf);
+    const float mu = a->mean[c], inv = 1.0f / a->std[c];
+    const float s = a->affine ? a->s[c] : 1.0f, b = a->affine && a->b ? a->b[c] : 0.0f;
+    const bool fold = p->global && !a->z;
+    for (size_t n = 0; n < N; n++) {
+      const size_t o = (n * C + c) * S;
+      if (fold) {
+        const float m = a->affine ? s * inv : inv;
+        affine_plane(a->x + o, a->y + o, S, m, (a->affine ? b : 0.0f) - mu * m, a->p.relu, a->p.slope);
+      } else {
+        forward_plane(a->x + o, a->y + o, a->z ? a->z + o : NULL, S, mu, inv, a->affine, s, b, a->p.relu, a->p.slope);
+      }
+    }
+  }
+}
+
+/* g = dy relu'(y): dy where y > 0, else slope dy (y > 0 exactly when the ReLU's input was, for a
+ * slope >= 0). */
+static inline ct_v4f grad_in(const chain_args *a, ct_v4f dy, ct_v4f y) {
+  return a->p.relu ? ct_v4f_select(y > 0.0f, dy, a->p.slope * dy) : dy;
+}
+static inline float grad_in1(const chain_args *a, float dy, float y) {
+  return a->p.relu ? (y > 0 ? dy : a->p.slope * dy) : dy;
+}
+
+/* Channel c's sums of g and g z (double). */
+static void backward_sums(const chain_args *a, size_t c, bool want_gz, double *sg, double *sgz) {
+  const ct_batchnorm *p = &a->p.bn;
+  const size_t C = p->C, S = p->S, N = p->N;
+  double tg = 0.0, tgz = 0.0;
+  for (size_t n = 0; n < N; n++) {
+    const size_t o = (n * C + c) * S;
+    const float *dy = a->dy + o, *y = a->y_in + o, *z = want_gz ? a->z_in + o : NULL;
+    for (size_t b0 = 0; b0 < S; b0 += STAT_BLOCK) {
+      const size_t e = b0 + STAT_BLOCK < S ? b0 + STAT_BLOCK : S;
+      ct_v4f ag = ct_v4f_splat(0.0f), agz = ag;
+      size_t i = b0;
+      for (; i + 4 <= e; i += 4) {
+        const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i));
+        ag += g;
+        if (z) agz += g * ct_v4f_load(z + i);
+      }
+      float fg = hsum(ag), fgz = hsum(agz);
+      for (; i < e; i++) {
+        const float g = grad_in1(a, dy[i], y[i]);
+        fg += g;
+        if (z) fgz += g * z[i];
+      }
+      tg += fg;
+      tgz += fgz;
+    }
+  }
+  *sg = tg;
+  *sgz = tgz;
+}
+
+static void backward_range(const chain_args *a, size_t c0, size_t c1) {
+  const ct_batchnorm *p = &a->p.bn;
+  const size_t C = p->C, S = p->S, N = p->N;
+  const double m = (double)(N * S);
+  for (size_t c = c0; c < c1; c++) {
+    const float s = a->affine ? a->s[c] : 1.0f, inv = 1.0f / a->std_in[c];
+    const bool batch = !p->global && m > 0 && a->dx;
+    /* batch statistics: dx needs the sums first (a pass of their own); otherwise the sums for
+     * ds and db are taken in the pass that writes dx */
+    const bool sums_inline = !batch && a->dx && (a->ds || a->db);
+    double sg = 0.0, sgz = 0.0;
+    if (batch || (!a->dx && (a->ds || a->db))) backward_sums(a, c, batch || a->ds, &sg, &sgz);
+    if (a->dx) {
+      /* the BatchNorm gradient of dz = g s: (dz - mean(dz) - mean(dz z) z) / std */
+      const float ma = batch ? (float)(s * sg / m) : 0.0f, mb = batch ? (float)(s * sgz / m) : 0.0f;
+      const ct_v4f vs = ct_v4f_splat(s), va = ct_v4f_splat(ma), vb = ct_v4f_splat(mb), vi = ct_v4f_splat(inv);
+      const bool want_z = batch || (sums_inline && a->ds);
+      double tg = 0.0, tgz = 0.0;
+      for (size_t n = 0; n < N; n++) {
+        const size_t o = (n * C + c) * S;
+        const float *dy = a->dy + o, *y = a->y_in + o, *z = want_z ? a->z_in + o : NULL;
+        float *dx = a->dx + o, *dz = a->dz ? a->dz + o : NULL; /* either may be dy */
+        for (size_t b0 = 0; b0 < S; b0 += STAT_BLOCK) {
+          const size_t e = b0 + STAT_BLOCK < S ? b0 + STAT_BLOCK : S;
+          ct_v4f ag = ct_v4f_splat(0.0f), agz = ag;
+          float fg = 0.0f, fgz = 0.0f;
+          size_t i = b0;
+          for (; i + 4 <= e; i += 4) {
+            const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i)), gs = g * vs;
+            const ct_v4f zv = z ? ct_v4f_load(z + i) : ct_v4f_splat(0.0f);
+            ct_v4f_store(dx + i, (batch ? gs - va - vb * zv : gs) * vi);
+            if (dz) ct_v4f_store(dz + i, gs);
+            if (sums_inline) ag += g, agz += g * zv;
+          }
+          for (; i < e; i++) {
+            const float g = grad_in1(a, dy[i], y[i]), gs = g * s, zv = z ? z[i] : 0.0f;
+            dx[i] = (batch ? gs - ma - mb * zv : gs) * inv;
+            if (dz) dz[i] = gs;
+            if (sums_inline) fg += g, fgz += g * zv;
+          }
+          if (sums_inline) tg += hsum(ag) + fg, tgz += hsum(agz) + fgz;
+        }
+      }
+      if (sums_inline) sg = tg, sgz = tgz;
+    }
+    if (a->ds) a->ds[c] += (float)sgz;
+    if (a->db) a->db[c] += (float)sg;
+  }
+}
+
+/* ---------------------------------------------------------------- splitting the channels */
+
+typedef struct split_job {
+  const chain_args *a;
+  bool backward;
+} split_job;
+
+static void run_block(void *ctx, int i) {
+  const split_job *j = ctx;
+  const size_t C = j->a->C, parts = (size_t)j->a->parts;
+  const size_t c0 = C * (size_t)i / parts, c1 = C * (size_t)(i + 1) / parts;
+  if (j->backward)
+    backward_range(j->a, c0, c1);
+  else
+    forward_range(j->a, c0, c1);
+}
+
+/* Over the partition's threads when the driver has a pool and the partition owns several (the
+ * CPU driver's table), else on the calling thread. Each channel is computed by one thread
+ * exactly as on one thread, so the result does not depend on the split. */
+static void run_channels(const ct_driver *d, bool pooled, chain_args *a, bool backward) {
+  struct ct_pool *pool = pooled && d ? ct_cpu_driver_pool(d) : NULL;
+  int parts = pool ? ct_cpu_driver_threads() : 1;
+  if (pool && parts > ct_pool_size(pool)) parts = ct_pool_size(pool);
+  const size_t work = a->p.bn.N * a->p.bn.C * a->p.bn.S;
+  if (parts > (int)a->C) parts = (int)a->C;
+  if (parts < 2 || work < 16384) {
+    if (backward)
+      backward_range(a, 0, a->C);
+    else
+      forward_range(a, 0, a->C);
+    return;
+  }
+  a->parts = parts;
+  split_job j = {a, backward};
+  ct_pool_run(pool, parts, run_block, &j);
+}
+
+static ct_status chain_forward(const ct_driver *d, bool pooled, const ct_bn_chain *p, bool affine, const float *x,
+                               float *y, float *xnorm, float *mean, float *std, float *run_mean, float *run_var,
+                               float *run_factor, const float *s, const float *b) {
+  const float f = run_factor[0];
+  chain_args a = {.p = *p, .affine = affine, .x = x, .s = s, .b = b, .y = y, .z = xnorm, .mean = mean, .std = std,
+                  .run_mean = run_mean, .run_var = run_var, .sf = f == 0.0f ? 0.0f : 1.0f / f, .C = p->bn.C};
+  run_channels(d, pooled, &a, false);
+  if (!p->bn.global) run_factor[0] = run_factor[0] * p->bn.maf + 1.0f;
+  return CT_OK;
+}
+
+static ct_status chain_backward(const ct_driver *d, bool pooled, const ct_bn_chain *p, bool affine, const float *y,
+                                const float *dy, const float *xnorm, const float *std, const float *s, float *ds,
+                                float *db, float *dx, float *dz) {
+  chain_args a = {.p = *p, .affine = affine, .y_in = y ? y : dy, .dy = dy, .z_in = xnorm, .std_in = std, .s = s,
+                  .ds = ds, .db = db, .dx = dx, .dz = dx ? dz : NULL, .C = p->bn.C};
+  run_channels(d, pooled, &a, true);
+  return CT_OK;
+}
+
+/* ---------------------------------------------------------------- the entries */
+
+ct_status ct_cpu_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y, float *xnorm,
+                                   float *mean, float *std, float *run_mean, float *run_var, float *run_factor) {
+  const ct_bn_chain c = {.bn = *p};
+  return chain_forward(d, false, &c, false, x, y, xnorm, mean, std, run_mean, run_var, run_factor, NULL, NULL);
+}
+
+ct_status ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *xnorm,
+                                    const float *std, float *dx) {
+  const ct_bn_chain c = {.bn = *p};
+  return chain_backward(d, false, &c, false, NULL, dy, xnorm, std, NULL, NULL, NULL, dx, NULL);
+}
+
+ct_status ct_cpu_bn_chain_forward(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y, float *xnorm,
+                                  float *mean, float *std, float *run_mean, float *run_var, float *run_factor,
+                                  const float *s, const float *b) {
+  return chain_forward(d, false, p, true, x, y, xnorm, mean, std, run_mean, run_var, run_factor, s, b);
+}
+
+ct_status ct_cpu_bn_chain_backward(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                   const float *xnorm, const float *std, const float *s, float *ds, float *db,
+                                   float *dx, float *dz) {
+  return chain_backward(d, false, p, true, y, dy, xnorm, std, s, ds, db, dx, dz);
+}
+
+ct_status ct_cpu_batchnorm_forward_pooled(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y,
+                                          float *xnorm, float *mean, float *std, float *run_mean, float *run_var,
+                                          float *run_factor) {
+  const ct_bn_chain c = {.bn = *p};
+  return chain_forward(d, true, &c, false, x, y, xnorm, mean, std, run_mean, run_var, run_factor, NULL, NULL);
+}
+
+ct_status ct_cpu_batchnorm_backward_pooled(const ct_driver *d, const ct_batchnorm *p, const float *dy,
+                                           const float *xnorm, const float *std, float *dx) {
+  const ct_bn_chain c = {.bn = *p};
+  return chain_backward(d, true, &c, false, NULL, dy, xnorm, std, NULL, NULL, NULL, dx, NULL);
+}
+
+ct_status ct_cpu_bn_chain_forward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y,
+                                         float *xnorm, float *mean, float *std, float *run_mean, float *run_var,
+                                         float *run_factor, const float *s, const float *b) {
+  return chain_forward(d, true, p, true, x, y, xnorm, mean, std, run_mean, run_var, run_factor, s, b);
+}
+
+ct_status ct_cpu_bn_chain_backward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                          const float *xnorm, const float *std, const float *s, float *ds, float *db,
+                                          float *dx, float *dz) {
+  return chain_backward(d, true, p, true, y, dy, xnorm, std, s, ds, db, dx, dz);
+}

@@ -1,0 +1,24 @@
+/* The fused BatchNorm -> Scale (-> ReLU) chain (net/fuse.c picks where it runs): one hidden
+ * layer, never in a net's layer list and not reachable from a prototxt, that computes the
+ * chain's layers together (the driver's bn_chain entries) on their own blobs: BatchNorm's
+ * running sums (updated as BatchNorm does), Scale's factor and bias (their gradients accumulated
+ * as Scale does). The member layers stay in the net as they are, for weights, names, the
+ * Python module and a run that starts inside the chain. */
+#ifndef CT_LAYERS_BN_CHAIN_H
+#define CT_LAYERS_BN_CHAIN_H
+
+#include "layers/layer.h"
+
+/* Whether bn (BatchNorm), scale (Scale) and relu (ReLU, or NULL) may run as one chain, shapes
+ * and parameters alone: Scale with one bottom and a factor per channel of BatchNorm's bottom,
+ * ReLU with a slope >= 0. (Which blobs permit it is net/fuse.c's question.) */
+bool ct_bn_chain_fits(const ct_layer *bn, const ct_layer *scale, const ct_layer *relu);
+
+/* Builds the hidden layer over the (set up) members into *out, on the BatchNorm's placement and
+ * partition spec: bottom BatchNorm's bottom, top the last member's top, blobs BatchNorm's three
+ * then Scale's. Its propagate_down / param_propagate_down are taken from the members, so call it
+ * after the net's backward analysis. Freed with ct_bn_chain_free. */
+ct_status ct_bn_chain_create(ct_layer *bn, ct_layer *scale, ct_layer *relu, ct_layer **out, ct_error *err);
+void ct_bn_chain_free(ct_layer *l);
+
+#endif

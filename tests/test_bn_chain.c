@@ -1,0 +1,175 @@
+/* The fused BatchNorm -> Scale (-> ReLU) entries (bn_chain_forward / bn_chain_backward) held to
+ * naive double-precision loops written here, on a zoo of shapes (batch 1, odd spatial sizes,
+ * one spatial element, channel counts that are no multiple of the vector width, planes longer
+ * than the kernels' summing blocks), in TRAIN (batch statistics) and with the stored
+ * statistics, with and without the ReLU (slope 0 and 0.1), the bias, xnorm (the affine fold),
+ * each gradient, and in place; on the CPU and emu (emu bit for bit, driver_check.h). Also
+ * BatchNorm alone without xnorm (its affine fold). */
+#include "driver_check.h"
+
+typedef struct shape {
+  size_t N, C, S;
+} shape;
+
+static const shape zoo[] = {{1, 3, 7}, {2, 5, 9}, {1, 1, 1}, {3, 7, 1}, {2, 6, 25}, {1, 9, 13}, {4, 5, 1030}, {2, 4, 16}};
+
+typedef struct ref {
+  double *mu, *sd, *z, *u, *y, *rm, *rv;
+} ref;
+
+/* The chain in double: statistics, z = (x - mu) / sd, u = z s + b, y = relu(u). */
+static ref forward_ref(const shape *sh, bool global, bool relu, float slope, const float *x, const float *s,
+                       const float *b, const float *rm0, const float *rv0, float rf) {
+  const size_t N = sh->N, C = sh->C, S = sh->S, n = N * C * S;
+  const double m = (double)(N * S);
+  ref r = {dbuf(C), dbuf(C), dbuf(n), dbuf(n), dbuf(n), dbuf(C), dbuf(C)};
+  for (size_t c = 0; c < C; c++) {
+    if (global) {
+      r.mu[c] = rm0[c] / rf;
+      r.sd[c] = sqrt(rv0[c] / rf + 1e-5);
+      continue;
+    }
+    double sum = 0, v = 0;
+    for (size_t a = 0; a < N; a++)
+      for (size_t i = 0; i < S; i++) sum += x[(a * C + c) * S + i];
+    r.mu[c] = sum / m;
+    for (size_t a = 0; a < N; a++)
+      for (size_t i = 0; i < S; i++) v += pow(x[(a * C + c) * S + i] - r.mu[c], 2);
+    r.sd[c] = sqrt(v / m + 1e-5);
+    r.rm[c] = r.mu[c] + 0.9 * rm0[c];
+    r.rv[c] = (m > 1 ? m / (m - 1) : 1.0) * (v / m) + 0.9 * rv0[c];
+  }
+  for (size_t a = 0; a < N; a++)
+    for (size_t c = 0; c < C; c++)
+      for (size_t i = 0; i < S; i++) {
+        const size_t k = (a * C + c) * S + i;
+        r.z[k] = (x[k] - r.mu[c]) / r.sd[c];
+        r.u[k] = r.z[k] * s[c] + (b ? b[c] : 0.0);
+        r.y[k] = !relu || r.u[k] > 0 ? r.u[k] : slope * r.u[k];
+      }
+  return r;
+}
+
+static void chain_case(const ct_driver *D, const shape *sh, bool global, bool relu, float slope, bool bias,
+                       bool keep, bool in_place, int grads) {
+  const size_t N = sh->N, C = sh->C, S = sh->S, n = N * C * S;
+  const double m = (double)(N * S);
+  char what[160];
+  snprintf(what, sizeof what, "chain %zux%zux%zu global %d relu %d slope %g bias %d xnorm %d in place %d grads %d",
+           N, C, S, global, relu, slope, bias, keep, in_place, grads);
+  ct_bn_chain p = {{N, C, S, global, 0.9f, 1e-5f}, relu, slope};
+  float *x = gauss(n), *s = uniform(C, 0.5f, 1.5f), *b = gauss(C), *rm = gauss(C), *rv = uniform(C, 0.5f, 2.0f);
+  float rf = 2.5f;
+  if (global && N * S > 1) /* stored statistics near the data's, so the ReLU cuts somewhere */
+    for (size_t c = 0; c < C; c++) rm[c] = rf * 0.1f * (float)c;
+  const ref r = forward_ref(sh, global, relu, slope, x, s, bias ? b : NULL, rm, rv, rf);
+  float *y = hbuf(n * sizeof(float)), *z = hbuf(n * sizeof(float)), *mean = gauss(C), *std = gauss(C);
+  float *dX = up(D, x, n), *dY = in_place ? dX : up(D, y, n), *dZ = keep ? up(D, z, n) : NULL;
+  float *dMean = up(D, mean, C), *dStd = up(D, std, C), *dRM = up(D, rm, C), *dRV = up(D, rv, C), *dRF = up(D, &rf, 1);
+  float *dS = up(D, s, C), *dB = bias ? up(D, b, C) : NULL;
+  RUN(bn_chain_forward, &p, dX, dY, dZ, dMean, dStd, dRM, dRV, dRF, dS, dB);
+  fetch(D, y, dY, n, "%s: y", what);
+  same(y, r.y, n, 1e-5, what);
+  if (keep) {
+    fetch(D, z, dZ, n, "%s: xnorm", what);
+    same(z, r.z, n, 1e-5, what);
+  }
+  fetch(D, std, dStd, C, "%s: std", what);
+  same(std, r.sd, C, 1e-5, what);
+  float *rm1 = hbuf(C * sizeof(float)), *rv1 = hbuf(C * sizeof(float)), rf1;
+  fetch(D, rm1, dRM, C, "%s: running mean", what);
+  fetch(D, rv1, dRV, C, "%s: running variance", what);
+  fetch(D, &rf1, dRF, 1, "%s: running factor", what);
+  if (global) {
+    CHECK(!memcmp(rm1, rm, C * sizeof(float)) && !memcmp(rv1, rv, C * sizeof(float)) && rf1 == rf,
+          "%s: the stored statistics are left alone", what);
+  } else {
+    same(rm1, r.rm, C, 1e-5, what);
+    same(rv1, r.rv, C, 1e-5, what);
+    CHECK_CLOSE(rf1, 2.5 * 0.9 + 1, 1e-6, 0, "%s: running factor on %s", what, D->name);
+  }
+  /* without xnorm (the stored statistics only) backward still gives dx and db */
+
+  /* backward: grads bit 0 dx, bit 1 ds, bit 2 db */
+  const bool want_dx = grads & 1, want_ds = keep && (grads & 2), want_db = bias && (grads & 4);
+  float *dy = gauss(n), *ds0 = gauss(C), *db0 = gauss(C), *dx = hbuf(n * sizeof(float));
+  double *rdx = dbuf(n), *rds = dbuf(C), *rdb = dbuf(C), *rdz = dbuf(n);
+  for (size_t c = 0; c < C; c++) {
+    double sg = 0, sgz = 0;
+    for (size_t a = 0; a < N; a++)
+      for (size_t i = 0; i < S; i++) {
+        const size_t k = (a * C + c) * S + i;
+        const double g = !relu || r.u[k] > 0 ? dy[k] : slope * dy[k];
+        sg += g, sgz += g * r.z[k];
+      }
+    rds[c] = ds0[c] + sgz;
+    rdb[c] = db0[c] + sg;
+    for (size_t a = 0; a < N; a++)
+      for (size_t i = 0; i < S; i++) {
+        const size_t k = (a * C + c) * S + i;
+        const double g = !relu || r.u[k] > 0 ? dy[k] : slope * dy[k], dz = g * s[c];
+        rdz[k] = dz;
+        rdx[k] = global ? dz / r.sd[c] : (dz - s[c] * sg / m - s[c] * sgz / m * r.z[k]) / r.sd[c];
+      }
+  }
+  float *dDY = up(D, dy, n), *dDX = want_dx ? (in_place ? dDY : up(D, dx, n)) : NULL;
+  float *dDS = want_ds ? up(D, ds0, C) : NULL, *dDB = want_db ? up(D, db0, C) : NULL;
+  /* BatchNorm's own top (not in place): dz over dy */
+  float *dDZ = want_dx && !in_place ? dDY : NULL;
+  RUN(bn_chain_backward, &p, relu ? dY : NULL, dDY, dZ, dStd, dS, dDS, dDB, dDX, dDZ);
+  if (dDZ) {
+    float *dzv = hbuf(n * sizeof(float));
+    fetch(D, dzv, dDZ, n, "%s: dz", what);
+    same(dzv, rdz, n, 1e-5, what);
+  }
+  if (want_dx) {
+    fetch(D, dx, dDX, n, "%s: dx", what);
+    same(dx, rdx, n, 1e-4, what);
+  }
+  if (want_ds) {
+    float *ds = hbuf(C * sizeof(float));
+    fetch(D, ds, dDS, C, "%s: ds", what);
+    same(ds, rds, C, 1e-4, what);
+  }
+  if (want_db) {
+    float *db = hbuf(C * sizeof(float));
+    fetch(D, db, dDB, C, "%s: db", what);
+    same(db, rdb, C, 1e-4, what);
+  }
+}
+
+static void test_chain(const ct_driver *D) {
+  for (size_t z = 0; z < sizeof zoo / sizeof zoo[0]; z++)
+    for (int global = 0; global < 2; global++)
+      for (int relu = 0; relu < 3; relu++)
+        for (int variant = 0; variant < 4; variant++) {
+          const bool bias = variant != 1, keep = variant != 2, in_place = variant == 3;
+          const int grads = variant == 1 ? 3 : variant == 2 ? 5 : 7;
+          /* with batch statistics xnorm is always kept for a backward; the fold is for global */
+          if (!keep && !global) continue;
+          chain_case(D, &zoo[z], global, relu > 0, relu == 2 ? 0.1f : 0.0f, bias, keep, in_place, grads);
+        }
+  /* gradients one at a time */
+  for (int grads = 1; grads <= 4; grads <<= 1)
+    for (int global = 0; global < 2; global++) chain_case(D, &zoo[4], global, true, 0.0f, true, true, false, grads);
+}
+
+/* BatchNorm alone with the stored statistics and no xnorm: y = x / std - mean / std. */
+static void test_batchnorm_fold(const ct_driver *D) {
+  const shape sh = {2, 5, 11};
+  const size_t n = sh.N * sh.C * sh.S;
+  ct_batchnorm p = {sh.N, sh.C, sh.S, true, 0.9f, 1e-5f};
+  float *x = gauss(n), *rm = gauss(sh.C), *rv = uniform(sh.C, 0.5f, 2.0f), rf = 2.0f, *ones = hbuf(sh.C * 4);
+  for (size_t c = 0; c < sh.C; c++) ones[c] = 1.0f;
+  const ref r = forward_ref(&sh, true, false, 0.0f, x, ones, NULL, rm, rv, rf);
+  float *y = hbuf(n * sizeof(float));
+  float *dY = up(D, y, n), *dMean = up(D, rm, sh.C), *dStd = up(D, rv, sh.C);
+  RUN(batchnorm_forward, &p, up(D, x, n), dY, NULL, dMean, dStd, up(D, rm, sh.C), up(D, rv, sh.C), up(D, &rf, 1));
+  fetch(D, y, dY, n, "batchnorm global without xnorm");
+  same(y, r.y, n, 1e-5, "batchnorm global without xnorm");
+}
+
+int main(void) {
+  static const dc_test tests[] = {{"bn chain", test_chain}, {"batchnorm fold", test_batchnorm_fold}};
+  return dc_main(tests, sizeof tests / sizeof tests[0], DC_FUSE, 4242);
+}
