@@ -216,6 +216,14 @@ static ct_status pack_params(ct_net *net, ct_error *err) {
       int found = -1;
       for (int s = 0; pname && s < nshared; s++)
         if (!strcmp(shared_name[s], pname)) found = shared_owner[s];
+      /* a shard of a layer split on its outputs (partition.c): its rows of the whole tensor */
+      const int shard = ct_partition_shard(net->part, i);
+      const ct_tensor *lt = l->blobs[j];
+      if (shard > 0) {
+        owner[k] = l->blobs[j];
+        continue;
+      }
+      if (shard == 0 && (st = ct_partition_whole(net->part, i, j, l->blobs[j], &lt, err))) goto done;
       if (found >= 0) {
         ct_tensor *o = owner[found];
         bool permissive = lp->param[j]->share_mode == CAFFE__PARAM_SPEC__DIM_CHECK_MODE__PERMISSIVE;
@@ -236,7 +244,7 @@ static ct_status pack_params(ct_net *net, ct_error *err) {
       }
       ct_param_range *u = &net->learn[net->nlearn];
       u->offset = total;
-      u->count = l->blobs[j]->count;
+      u->count = lt->count;
       bool learnable = l->param_propagate_down[j];
       /* Caffe refuses a learning rate for blobs that hold statistics (BatchNorm's) */
       if (!learnable && (size_t)j < lp->n_param && lp->param[j]->has_lr_mult && lp->param[j]->lr_mult != 0.f) {
@@ -249,8 +257,8 @@ static ct_status pack_params(ct_net *net, ct_error *err) {
       u->lr_mult = learnable ? spec_lr_mult(lp, j) : 0.0f;
       u->decay_mult = learnable ? spec_decay_mult(lp, j) : 0.0f;
       if (u->lr_mult == 0) l->param_propagate_down[j] = false;
-      net->learn_tensor[net->nlearn++] = l->blobs[j];
-      total += (l->blobs[j]->count + 15) & ~(size_t)15; /* keep each parameter 64-byte aligned */
+      net->learn_tensor[net->nlearn++] = lt;
+      total += (lt->count + 15) & ~(size_t)15; /* keep each parameter 64-byte aligned */
     }
   }
   net->param_total = total;
@@ -277,6 +285,7 @@ static ct_status pack_params(ct_net *net, ct_error *err) {
     for (int j = 0; j < l->nblobs; j++, k++)
       if (owner[k] != l->blobs[j]) ct_tensor_share(l->blobs[j], owner[k]);
   }
+  st = ct_partition_view_shards(net, err);
 done:
   free(owner);
   free(shared_name);
@@ -323,6 +332,7 @@ void ct_net_free(ct_net *net) {
   free(net->source);
   free(net->dir);
   ct_placement_free(net->place);
+  ct_partition_free(net->part);
   free(net);
 }
 
@@ -419,6 +429,7 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
     goto fail;
   }
   if ((st = ct_net_insert_splits(&filtered, &split, err))) goto fail;
+  if ((st = ct_net_partition(param, map, source, &split, &net->part, err))) goto fail;
   if ((st = ct_strmap_create((size_t)split.n, &net->layer_index, err)) ||
       (st = ct_strmap_create((size_t)split.n, &net->blob_index, err)))
     goto fail;

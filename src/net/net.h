@@ -70,6 +70,12 @@ ct_status ct_net_clear_param_diffs_on(ct_net *net, ct_error *err);
  * the whole net's copies since then. */
 void ct_net_layer_copied(const ct_net *net, int i, unsigned long long *fwd, unsigned long long *bwd);
 void ct_net_reset_copy_stats(ct_net *net);
+/* SINGA's partitioning (src/net/partition.c): the workers of the group the net is partitioned
+ * over (its partition_workers), the worker that runs layer i, and the bytes the bridges between
+ * workers move in one iteration (forward data, backward gradients), from the current shapes. */
+int ct_net_partition_workers(const ct_net *net);
+int ct_net_layer_worker(const ct_net *net, int i);
+void ct_net_partition_bytes(const ct_net *net, unsigned long long *fwd, unsigned long long *bwd);
 /* Layer i's plan as text ("cpu: 0.30, emu:0: 0.70"). */
 const char *ct_net_layer_plan(const ct_net *net, int i, char *buf, size_t n);
 

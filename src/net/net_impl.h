@@ -51,6 +51,7 @@ struct ct_net {
   ct_tensor *params; /* 1-D, param_total floats: data and diff are the flat buffers */
   size_t param_total;
   ct_placement *place; /* drivers, pool (CcT's partitions), copy counters */
+  struct ct_partition *part; /* SINGA's partitioning over a worker group (partition.c); NULL: none */
 };
 
 /* Index of the blob or layer of that name, or -1. */
@@ -72,6 +73,41 @@ ct_status ct_net_filter(const Caffe__NetParameter *param, const char *source, ct
 /* Moves every layer of `in` to `out`, inserting Split layers so that every blob version has at
  * most one consumer (Caffe's InsertSplits and its names). */
 ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *err);
+
+/* Appends lp (owned from here, freed on failure) with its source message src (may be NULL). */
+ct_status ct_spec_push(ct_spec_list *s, Caffe__LayerParameter *lp, const Caffe__LayerParameter *src, ct_error *err);
+
+/* ---- partition.c: SINGA's partition_dim and location over the net's partition_workers */
+#define CT_PART_MAX_WORKERS 64
+#define CT_PART_MAX_BLOBS 4
+typedef struct ct_partition ct_partition;
+struct ct_srcmap;
+/* Every partition_dim and location of `list` (and the net's defaults) is one that can apply:
+ * errors name the layer and give file:line:col from map (may be NULL). */
+ct_status ct_net_partition_check(const Caffe__NetParameter *param, const ct_spec_list *list,
+                                 const struct ct_srcmap *map, const char *source, ct_error *err);
+/* Checks, then rewrites `list` in place into the group's layers (sub-layers, Concat / Split
+ * connections, every layer's worker in its `location`); *out (NULL for one worker) describes
+ * the shards, indexed like the rewritten list. */
+ct_status ct_net_partition(const Caffe__NetParameter *param, const struct ct_srcmap *map, const char *source,
+                           ct_spec_list *list, ct_partition **out, ct_error *err);
+void ct_partition_free(ct_partition *p);
+/* Layer i's shard index (-1: no shard; p may be NULL). */
+int ct_partition_shard(const ct_partition *p, int i);
+/* For shard 0 of a split layer: its whole parameter j (shaped like `shard` with all the rows),
+ * made on first use and owned by p. */
+ct_status ct_partition_whole(ct_partition *p, int i, int j, const ct_tensor *shard, const ct_tensor **whole,
+                             ct_error *err);
+/* After the flat storages exist: each shard's blobs view their rows of the whole parameters,
+ * holding the values their setup filled. */
+ct_status ct_partition_view_shards(ct_net *net, ct_error *err);
+/* Weights files see the net as written: layers the rewrite made are left out (hidden), a split
+ * layer is its shard 0 with the original parameter and the whole tensors. */
+bool ct_partition_hidden(const ct_partition *p, int i);
+const Caffe__LayerParameter *ct_partition_origin(const ct_partition *p, int i);
+ct_tensor *const *ct_partition_whole_blobs(const ct_partition *p, int i);
+/* The shard 0 whose original layer is named `name` (-1: none). */
+int ct_partition_find(const ct_net *net, const char *name);
 
 /* ---- check.c: before any layer is built, with file:line:col from map (may be NULL): every
  * layer of `filtered` has a type cortado knows, every layer of param reads the per-type
