@@ -297,6 +297,7 @@ done:
 
 void ct_net_free(ct_net *net) {
   if (!net) return;
+  ct_part_exec_free(net->exec); /* the worker threads stop before their layers go */
   for (int i = 0; i < net->nlayers; i++) {
     net_layer *nl = &net->layers[i];
     ct_layer *l = &nl->l;
@@ -541,6 +542,7 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
     free(consumed);
     free(lw);
   }
+  if (net->part && (st = ct_part_exec_create(net, &net->exec, err))) goto fail;
   ct_spec_list_free(&filtered);
   ct_spec_list_free(&split);
   free(stage_buf);

@@ -52,6 +52,7 @@ struct ct_net {
   size_t param_total;
   ct_placement *place; /* drivers, pool (CcT's partitions), copy counters */
   struct ct_partition *part; /* SINGA's partitioning over a worker group (partition.c); NULL: none */
+  struct ct_part_exec *exec; /* its workers as threads (part_run.c); NULL: one worker */
 };
 
 /* Index of the blob or layer of that name, or -1. */
@@ -108,6 +109,13 @@ const Caffe__LayerParameter *ct_partition_origin(const ct_partition *p, int i);
 ct_tensor *const *ct_partition_whole_blobs(const ct_partition *p, int i);
 /* The shard 0 whose original layer is named `name` (-1: none). */
 int ct_partition_find(const ct_net *net, const char *name);
+
+/* ---- part_run.c: the workers of a partitioned net as threads (NULL *out for one worker) */
+typedef struct ct_part_exec ct_part_exec;
+ct_status ct_part_exec_create(ct_net *net, ct_part_exec **out, ct_error *err);
+void ct_part_exec_free(ct_part_exec *x);
+/* One forward or backward pass over every worker; the first failure of any worker. */
+ct_status ct_part_exec_run(ct_part_exec *x, bool backward, ct_error *err);
 
 /* ---- check.c: before any layer is built, with file:line:col from map (may be NULL): every
  * layer of `filtered` has a type cortado knows, every layer of param reads the per-type

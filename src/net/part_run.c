@@ -1,0 +1,214 @@
+/* The workers of a partitioned net (partition.c) as threads of this process: worker 0 is the
+ * caller of ct_net_forward / ct_net_backward, workers 1.. are threads started with the net.
+ * Each walks the layer list (forward in order, backward in reverse) and runs the layers whose
+ * location is its own. A bridge (a bottom written by a layer of another worker) is a hand-off:
+ * the reader waits until the writer's pass has finished that layer; backward, a layer waits for
+ * the layers of other workers that read its tops (they write the tops' gradients). Layers of
+ * one worker follow each other in list order, so a worker needs no other waits.
+ *
+ * The net's CcT pool (exec.c) serves one caller at a time: a layer that runs several
+ * partitions holds pool_mu while it runs. OpenBLAS's thread count is one process-wide setting:
+ * during a pass the workers are the parallelism, so the caller makes every BLAS call of the
+ * pass single-threaded (as local.c's workers do), and the layers' own save / restore of the
+ * setting only ever sees 1. One mutex and one condition variable guard the
+ * hand-offs (a handful of workers, a few dozen layers). No allocation after creation. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "drivers/cpu.h"
+#include "net/net_impl.h"
+
+typedef struct deps {
+  int n;
+  int *v;
+} deps;
+
+struct ct_part_exec {
+  ct_net *net;
+  int W;
+  pthread_t *th;
+  int started;
+  pthread_mutex_t mu, pool_mu;
+  pthread_cond_t cv;
+  long gen;          /* passes started */
+  bool bwd, quit;
+  long *done;        /* per layer: the pass that has finished it */
+  int finished;      /* workers done with the current pass */
+  bool failed;
+  ct_status st;
+  ct_error err;
+  deps *fwd, *back;  /* per layer: the layers of other workers it waits for */
+};
+
+typedef struct worker_arg {
+  ct_part_exec *x;
+  int k;
+} worker_arg;
+
+static bool deps_done(const ct_part_exec *x, const deps *d, long gen) {
+  for (int j = 0; j < d->n; j++)
+    if (x->done[d->v[j]] != gen) return false;
+  return true;
+}
+
+static void run_pass(ct_part_exec *x, int k, long gen, bool bwd) {
+  ct_net *net = x->net;
+  const int n = net->nlayers;
+  for (int s = 0; s < n; s++) {
+    const int i = bwd ? n - 1 - s : s;
+    if (ct_net_layer_worker(net, i) != k) continue;
+    const deps *d = bwd ? &x->back[i] : &x->fwd[i];
+    pthread_mutex_lock(&x->mu);
+    while (!x->failed && !deps_done(x, d, gen)) pthread_cond_wait(&x->cv, &x->mu);
+    const bool stop = x->failed;
+    pthread_mutex_unlock(&x->mu);
+    if (stop) break;
+    ct_error e = {0};
+    const bool pool = net->layers[i].l.plan.n > 1;
+    if (pool) pthread_mutex_lock(&x->pool_mu);
+    ct_status st = bwd ? ct_net_backward_layer(net, i, &e) : ct_net_forward_layer(net, i, &e);
+    if (pool) pthread_mutex_unlock(&x->pool_mu);
+    pthread_mutex_lock(&x->mu);
+    if (st && !x->failed) {
+      x->failed = true;
+      x->st = st;
+      x->err = e;
+    }
+    x->done[i] = gen;
+    pthread_cond_broadcast(&x->cv);
+    pthread_mutex_unlock(&x->mu);
+    if (st) break;
+  }
+  pthread_mutex_lock(&x->mu);
+  x->finished++;
+  pthread_cond_broadcast(&x->cv);
+  pthread_mutex_unlock(&x->mu);
+}
+
+static void *worker_main(void *arg) {
+  worker_arg *a = arg;
+  ct_part_exec *x = a->x;
+  long seen = 0;
+  for (;;) {
+    pthread_mutex_lock(&x->mu);
+    while (!x->quit && x->gen == seen) pthread_cond_wait(&x->cv, &x->mu);
+    if (x->quit) {
+      pthread_mutex_unlock(&x->mu);
+      break;
+    }
+    seen = x->gen;
+    const bool bwd = x->bwd;
+    pthread_mutex_unlock(&x->mu);
+    run_pass(x, a->k, seen, bwd);
+  }
+  free(a);
+  return NULL;
+}
+
+/* The producer of layer i's bottom b: the last earlier layer with it among its tops. */
+static int producer(const ct_net *net, int i, int b) {
+  for (int j = i - 1; j >= 0; j--)
+    for (int t = 0; t < net->layers[j].l.ntop; t++)
+      if (net->layers[j].top_ids[t] == net->layers[i].bottom_ids[b]) return j;
+  return -1;
+}
+
+static ct_status add_dep(deps *d, int j, ct_error *err) {
+  for (int k = 0; k < d->n; k++)
+    if (d->v[k] == j) return CT_OK;
+  int *v = realloc(d->v, (size_t)(d->n + 1) * sizeof *v);
+  if (!v) return ct_fail(err, CT_ENOMEM, "out of memory");
+  d->v = v;
+  d->v[d->n++] = j;
+  return CT_OK;
+}
+
+void ct_part_exec_free(ct_part_exec *x) {
+  if (!x) return;
+  pthread_mutex_lock(&x->mu);
+  x->quit = true;
+  pthread_cond_broadcast(&x->cv);
+  pthread_mutex_unlock(&x->mu);
+  for (int k = 0; k < x->started; k++) pthread_join(x->th[k], NULL);
+  pthread_mutex_destroy(&x->mu);
+  pthread_mutex_destroy(&x->pool_mu);
+  pthread_cond_destroy(&x->cv);
+  for (int i = 0; x->fwd && i < x->net->nlayers; i++) free(x->fwd[i].v);
+  for (int i = 0; x->back && i < x->net->nlayers; i++) free(x->back[i].v);
+  free(x->fwd);
+  free(x->back);
+  free(x->done);
+  free(x->th);
+  free(x);
+}
+
+ct_status ct_part_exec_create(ct_net *net, ct_part_exec **out, ct_error *err) {
+  *out = NULL;
+  const int W = ct_net_partition_workers(net), n = net->nlayers;
+  if (W <= 1) return CT_OK;
+  ct_part_exec *x = calloc(1, sizeof *x);
+  if (!x) return ct_fail(err, CT_ENOMEM, "out of memory");
+  x->net = net;
+  x->W = W;
+  pthread_mutex_init(&x->mu, NULL);
+  pthread_mutex_init(&x->pool_mu, NULL);
+  pthread_cond_init(&x->cv, NULL);
+  x->done = calloc((size_t)n + 1, sizeof *x->done);
+  x->fwd = calloc((size_t)n + 1, sizeof *x->fwd);
+  x->back = calloc((size_t)n + 1, sizeof *x->back);
+  x->th = calloc((size_t)W, sizeof *x->th);
+  ct_status st = CT_OK;
+  if (!x->done || !x->fwd || !x->back || !x->th) {
+    st = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (int i = 0; i < n && !st; i++)
+    for (int b = 0; b < net->layers[i].l.nbottom && !st; b++) {
+      int j = producer(net, i, b);
+      if (j < 0 || ct_net_layer_worker(net, j) == ct_net_layer_worker(net, i)) continue;
+      if (!(st = add_dep(&x->fwd[i], j, err))) st = add_dep(&x->back[j], i, err);
+    }
+  if (st) goto fail;
+  for (int k = 1; k < W; k++) {
+    worker_arg *a = malloc(sizeof *a);
+    if (!a) {
+      st = ct_fail(err, CT_ENOMEM, "out of memory");
+      goto fail;
+    }
+    *a = (worker_arg){x, k};
+    if (pthread_create(&x->th[x->started], NULL, worker_main, a)) {
+      free(a);
+      st = ct_fail(err, CT_ENOMEM, "cannot start the thread of worker %d", k);
+      goto fail;
+    }
+    x->started++;
+  }
+  *out = x;
+  return CT_OK;
+fail:
+  ct_part_exec_free(x);
+  return st;
+}
+
+ct_status ct_part_exec_run(ct_part_exec *x, bool backward, ct_error *err) {
+  ct_blas_single_begin();
+  pthread_mutex_lock(&x->mu);
+  x->gen++;
+  x->bwd = backward;
+  x->finished = 0;
+  x->failed = false;
+  const long gen = x->gen;
+  pthread_cond_broadcast(&x->cv);
+  pthread_mutex_unlock(&x->mu);
+  run_pass(x, 0, gen, backward);
+  pthread_mutex_lock(&x->mu);
+  while (x->finished < x->W) pthread_cond_wait(&x->cv, &x->mu);
+  const bool failed = x->failed;
+  pthread_mutex_unlock(&x->mu);
+  ct_blas_single_end();
+  if (!failed) return CT_OK;
+  *err = x->err;
+  return x->st;
+}
