@@ -6,8 +6,8 @@
  * the layers of other workers that read its tops (they write the tops' gradients). Layers of
  * one worker follow each other in list order, so a worker needs no other waits.
  *
- * The net's CcT pool (exec.c) serves one caller at a time: a layer that runs several
- * partitions holds pool_mu while it runs. OpenBLAS's thread count is one process-wide setting:
+ * The net's CcT pool (exec.c, and the CPU driver's GEMMs split over a partition's threads)
+ * serves one caller at a time: a layer that may use it holds pool_mu while it runs. OpenBLAS's thread count is one process-wide setting:
  * during a pass the workers are the parallelism, so the caller makes every BLAS call of the
  * pass single-threaded (as local.c's workers do), and the layers' own save / restore of the
  * setting only ever sees 1. One mutex and one condition variable guard the
@@ -66,7 +66,9 @@ static void run_pass(ct_part_exec *x, int k, long gen, bool bwd) {
     pthread_mutex_unlock(&x->mu);
     if (stop) break;
     ct_error e = {0};
-    const bool pool = net->layers[i].l.plan.n > 1;
+    const ct_plan *pl = &net->layers[i].l.plan;
+    bool pool = pl->n > 1; /* several partitions, or one that splits its GEMMs over the pool */
+    for (int q = 0; q < pl->n; q++) pool |= pl->part[q].threads > 1;
     if (pool) pthread_mutex_lock(&x->pool_mu);
     ct_status st = bwd ? ct_net_backward_layer(net, i, &e) : ct_net_forward_layer(net, i, &e);
     if (pool) pthread_mutex_unlock(&x->pool_mu);
