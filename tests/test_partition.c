@@ -215,9 +215,63 @@ static void test_net_default(void) {
   ct_net_free(net);
 }
 
+/* `cortado draw` shows the rewritten net, `cortado time` the bytes its bridges move. */
+static void test_tools(void) {
+  const char *cortado = getenv("CORTADO");
+  if (!cortado) {
+    fprintf(stderr, "CORTADO not set: the draw and time checks are skipped\n");
+    return;
+  }
+  char dir[] = "/tmp/ct_partdraw_XXXXXX";
+  if (!mkdtemp(dir)) return;
+  char net[128], dot[128], log[128], cmd[600];
+  snprintf(net, sizeof net, "%s/net.prototxt", dir);
+  snprintf(dot, sizeof dot, "%s/net.dot", dir);
+  snprintf(log, sizeof log, "%s/time.log", dir);
+  FILE *f = fopen(net, "w");
+  if (!f) return;
+  fputs("name: 'd'\npartition_workers: 3\n"
+        "layer { name: 'in' type: 'Input' top: 'x' top: 'l' input_param { shape { dim: 2 dim: 5 } shape { dim: 2 } "
+        "} }\n"
+        "layer { name: 'f' type: 'InnerProduct' bottom: 'x' top: 'y' partition_dim: 1 inner_product_param { "
+        "num_output: 8 } }\n"
+        "layer { name: 'pin' type: 'TanH' bottom: 'y' top: 'z' location: 2 }\n"
+        "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'z' bottom: 'l' top: 'loss' }\n",
+        f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "'%s' draw '%s' -o '%s' 2>/dev/null", cortado, net, dot);
+  CHECK(system(cmd) == 0, "%s", cmd);
+  char text[16384] = "";
+  f = fopen(dot, "r");
+  size_t got = f ? fread(text, 1, sizeof text - 1, f) : 0;
+  if (f) fclose(f);
+  text[got] = 0;
+  CHECK(strstr(text, "label=\"f@2\\n(InnerProduct)\\n2 outputs\\nworker 2\""), "draw shows the sub-layers");
+  CHECK(strstr(text, "y@concat\\n(Concat)\\nworker 2"), "draw shows the connections");
+  CHECK(strstr(text, "(bridge)"), "draw marks the bridges");
+  CHECK(strstr(text, "partitioned over 3 workers"), "draw's title says the partitioning");
+  snprintf(cmd, sizeof cmd, "'%s' time --model '%s' --iterations 1 > '%s' 2>&1", cortado, net, log);
+  CHECK(system(cmd) == 0, "%s", cmd);
+  f = fopen(log, "r");
+  got = f ? fread(text, 1, sizeof text - 1, f) : 0;
+  if (f) fclose(f);
+  text[got] = 0;
+  /* f's 8 outputs over 3 workers are shards of 3, 3 and 2. Forward: x (2x5 floats) to workers 1
+   * and 2, the shards of workers 0 and 1 (2x3 each) to the Concat on worker 2, the pinned TanH's
+   * z (2x8) to the loss on worker 0. Backward the same edges but x's (the input takes none). */
+  const unsigned long long fwd = (2 * (2 * 5) + 2 * (2 * 3) + 2 * 8) * 4, bwd = (2 * (2 * 3) + 2 * 8) * 4;
+  char want[160];
+  snprintf(want, sizeof want, "bridges move %llu bytes per iteration (%llu forward, %llu backward)", fwd + bwd, fwd,
+           bwd);
+  CHECK(strstr(text, want), "cortado time reports %s", want);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 int main(void) {
   for (int w = 2; w <= 4; w++) test_transitions(w);
   test_errors();
   test_net_default();
+  test_tools();
   return ct_check_report();
 }

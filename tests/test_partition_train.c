@@ -65,16 +65,23 @@ static void write_files(const char *name, int workers) {
   if (!f) return;
   fprintf(f,
           "net: '%s/%s.prototxt'\nbase_lr: 0.05\nlr_policy: 'fixed'\nmomentum: 0.9\nweight_decay: 0.0005\n"
-          "max_iter: 20\nsnapshot: 10\nsnapshot_prefix: '%s/%s'\ndisplay: 0\nrandom_seed: 7\n",
+          "max_iter: 20\nsnapshot: 10\nsnapshot_prefix: '%s/%s'\ndisplay: 10\nrandom_seed: 7\n",
           g_dir, name, g_dir, name);
   fclose(f);
+}
+
+/* The log lines that report what the partitioning moves. */
+static int g_bytes_lines;
+static void log_line(void *ctx, const char *line) {
+  (void)ctx;
+  if (strstr(line, "bridges move") && strstr(line, "bytes per iteration")) g_bytes_lines++;
 }
 
 /* Trains solver `name` from `weights` or resumes `state`; fills *params (malloc'ed). */
 static bool train(const char *name, const char *weights, const char *state, float **params, size_t *n) {
   char path[256];
   snprintf(path, sizeof path, "%s/%s_solver.prototxt", g_dir, name);
-  ct_solver_options o = {.weights = weights, .snapshot = state, .quiet = 1, .partitions = 2};
+  ct_solver_options o = {.weights = weights, .snapshot = state, .log = log_line, .partitions = 2};
   ct_solver *s = NULL;
   ct_error err = {0};
   if (ct_solver_create(path, &o, &s, &err) != CT_OK) {
@@ -120,7 +127,9 @@ int main(void) {
   float *ref = NULL, *w2 = NULL, *w4 = NULL, *r1 = NULL, *r2 = NULL;
   size_t n = 0, n2 = 0, n4 = 0, nr1 = 0, nr2 = 0;
   bool ok = train("ref", weights, NULL, &ref, &n);
+  CHECK(g_bytes_lines == 0, "an unpartitioned run reports no bridges");
   ok &= train("w2", weights, NULL, &w2, &n2);
+  CHECK(g_bytes_lines == 2, "the training log reports the bytes moved at each display (%d lines)", g_bytes_lines);
   ok &= train("w4", weights, NULL, &w4, &n4);
   if (ok) {
     CHECK(n == n2 && n == n4, "parameter counts %zu %zu %zu", n, n2, n4);

@@ -76,6 +76,10 @@ void ct_net_reset_copy_stats(ct_net *net);
 int ct_net_partition_workers(const ct_net *net);
 int ct_net_layer_worker(const ct_net *net, int i);
 void ct_net_partition_bytes(const ct_net *net, unsigned long long *fwd, unsigned long long *bwd);
+/* The bytes of the learnable parameters held whole by the group (a data-parallel worker group
+ * exchanges their gradients and values every iteration) and split into shards on dim 1 (each
+ * worker holds and updates its own rows; nothing is exchanged for them inside the group). */
+void ct_net_partition_param_bytes(const ct_net *net, unsigned long long *replicated, unsigned long long *sharded);
 /* Layer i's plan as text ("cpu: 0.30, emu:0: 0.70"). */
 const char *ct_net_layer_plan(const ct_net *net, int i, char *buf, size_t n);
 

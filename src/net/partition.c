@@ -561,3 +561,13 @@ void ct_net_partition_bytes(const ct_net *net, unsigned long long *fwd, unsigned
     }
   }
 }
+
+void ct_net_partition_param_bytes(const ct_net *net, unsigned long long *replicated, unsigned long long *sharded) {
+  *replicated = *sharded = 0;
+  for (int i = 0; i < net->nlayers; i++) {
+    const ct_layer *l = &net->layers[i].l;
+    const bool shard = ct_partition_shard(net->part, i) >= 0;
+    for (int j = 0; j < l->nblobs; j++)
+      if (l->param_propagate_down[j]) *(shard ? sharded : replicated) += l->blobs[j]->count * sizeof(float);
+  }
+}

@@ -410,6 +410,14 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
           logf_(s, "At iteration %d, communication: %.0f bytes sent per iteration, %.2f ms per iteration waiting "
                 "(rank 0)", s->iter, bytes / updates, 1e3 * wait_s / updates);
       }
+      if (ct_net_partition_workers(s->net) > 1) { /* issue 19: what the partitioning moves */
+        unsigned long long bf, bb, rep, shard;
+        ct_net_partition_bytes(s->net, &bf, &bb);
+        ct_net_partition_param_bytes(s->net, &rep, &shard);
+        logf_(s, "At iteration %d, partitioning over %d workers: bridges move %llu bytes per iteration (%llu forward, "
+              "%llu backward); parameters %llu bytes replicated, %llu bytes in shards",
+              s->iter, ct_net_partition_workers(s->net), bf + bb, bf, bb, rep, shard);
+      }
       emit_train(s, smoothed, rate, images_per_s);
     } else if (s->opt.event) {
       double dt = seconds_since(&s->last_display);
