@@ -298,6 +298,7 @@ done:
 void ct_net_free(ct_net *net) {
   if (!net) return;
   ct_part_exec_free(net->exec); /* the worker threads stop before their layers go */
+  free(net->bridges);
   for (int i = 0; i < net->nlayers; i++) {
     net_layer *nl = &net->layers[i];
     ct_layer *l = &nl->l;

@@ -53,6 +53,7 @@ struct ct_net {
   ct_placement *place; /* drivers, pool (CcT's partitions), copy counters */
   struct ct_partition *part; /* SINGA's partitioning over a worker group (partition.c); NULL: none */
   struct ct_part_exec *exec; /* its workers as threads (part_run.c); NULL: one worker */
+  ct_bridge_ops *bridges;    /* its workers spread over processes (part_run.c); NULL: none */
 };
 
 /* Index of the blob or layer of that name, or -1. */
@@ -116,6 +117,8 @@ ct_status ct_part_exec_create(ct_net *net, ct_part_exec **out, ct_error *err);
 void ct_part_exec_free(ct_part_exec *x);
 /* One forward or backward pass over every worker; the first failure of any worker. */
 ct_status ct_part_exec_run(ct_part_exec *x, bool backward, ct_error *err);
+/* One pass of this process's layers, with messages for the bridges between processes. */
+ct_status ct_part_dist_run(ct_net *net, bool backward, ct_error *err);
 
 /* ---- check.c: before any layer is built, with file:line:col from map (may be NULL): every
  * layer of `filtered` has a type cortado knows, every layer of param reads the per-type

@@ -214,3 +214,85 @@ ct_status ct_part_exec_run(ct_part_exec *x, bool backward, ct_error *err) {
   *err = x->err;
   return x->st;
 }
+
+/* ------------------------------------------------------------------ across processes */
+
+ct_status ct_net_set_bridges(ct_net *net, const ct_bridge_ops *ops, ct_error *err) {
+  free(net->bridges);
+  net->bridges = NULL;
+  if (!ops) return CT_OK;
+  if (!net->part) return ct_fail(err, CT_EINVAL, "the net is not partitioned over workers (partition_workers)");
+  if (!(net->bridges = malloc(sizeof *net->bridges))) return ct_fail(err, CT_ENOMEM, "out of memory");
+  *net->bridges = *ops;
+  return CT_OK;
+}
+
+static int rank_of_layer(const ct_net *net, int i) {
+  const ct_bridge_ops *o = net->bridges;
+  return o->rank_of(o->ctx, ct_net_layer_worker(net, i));
+}
+
+bool ct_net_layer_local(const ct_net *net, int i) {
+  return !net->bridges || rank_of_layer(net, i) == net->bridges->rank;
+}
+
+/* Whether reader i takes bottom b's gradient back over its bridge. */
+static bool sends_back(const ct_net *net, int i, int b) {
+  return net->layers[i].need_backward && net->layers[i].l.propagate_down[b];
+}
+
+static ct_status host_side(ct_net *net, ct_tensor *t, ct_side side, bool write, float **p, ct_error *err) {
+  return ct_tensor_deref(t, side, &ct_mem_host, write ? CT_WRITE : CT_READ, 0, t->count, &net->place->stats, p, err);
+}
+
+/* Forward in list order: a local layer first receives the bottoms other processes wrote, runs,
+ * then sends each top to the processes whose layers read it. Backward in reverse: a local layer
+ * receives its tops' gradients from remote readers, runs, and sends the gradients of bottoms
+ * that remote layers wrote. Sends do not block, so every receive's send is eventually made. */
+ct_status ct_part_dist_run(ct_net *net, bool backward, ct_error *err) {
+  const ct_bridge_ops *o = net->bridges;
+  const int n = net->nlayers, me = o->rank;
+  for (int s = 0; s < n; s++) {
+    const int i = backward ? n - 1 - s : s;
+    if (rank_of_layer(net, i) != me) continue;
+    net_layer *nl = &net->layers[i];
+    if (!backward) {
+      for (int b = 0; b < nl->l.nbottom; b++) {
+        int j = producer(net, i, b), from = j >= 0 ? rank_of_layer(net, j) : me;
+        if (from == me) continue;
+        float *p;
+        CT_TRY(host_side(net, nl->l.bottom[b], CT_DATA, true, &p, err));
+        CT_TRY(o->recv(o->ctx, from, i * 32 + b, p, nl->l.bottom[b]->count, err));
+      }
+      CT_TRY(ct_net_forward_layer(net, i, err));
+    } else {
+      for (int k = i + 1; k < n; k++) /* the remote readers of i's tops */
+        for (int b = 0; b < net->layers[k].l.nbottom; b++) {
+          if (producer(net, k, b) != i || rank_of_layer(net, k) == me || !sends_back(net, k, b)) continue;
+          float *p;
+          CT_TRY(host_side(net, net->layers[k].l.bottom[b], CT_DIFF, true, &p, err));
+          CT_TRY(o->recv(o->ctx, rank_of_layer(net, k), k * 32 + b, p, net->layers[k].l.bottom[b]->count, err));
+        }
+      CT_TRY(ct_net_backward_layer(net, i, err));
+    }
+    if (!backward) {
+      for (int k = i + 1; k < n; k++)
+        for (int b = 0; b < net->layers[k].l.nbottom; b++) {
+          int to = rank_of_layer(net, k);
+          if (to == me || producer(net, k, b) != i) continue;
+          float *p;
+          CT_TRY(host_side(net, net->layers[k].l.bottom[b], CT_DATA, false, &p, err));
+          CT_TRY(o->send(o->ctx, to, k * 32 + b, p, net->layers[k].l.bottom[b]->count, err));
+        }
+    } else {
+      for (int b = 0; b < nl->l.nbottom; b++) {
+        int j = producer(net, i, b), to = j >= 0 ? rank_of_layer(net, j) : me;
+        if (to == me || !sends_back(net, i, b)) continue;
+        float *p;
+        CT_TRY(host_side(net, nl->l.bottom[b], CT_DIFF, false, &p, err));
+        CT_TRY(o->send(o->ctx, to, i * 32 + b, p, nl->l.bottom[b]->count, err));
+      }
+    }
+  }
+  return o->flush(o->ctx, err);
+}

@@ -122,9 +122,12 @@ static ct_status backward_layer(ct_net *net, int i, ct_error *err) {
 
 ct_status ct_net_forward(ct_net *net, float *loss, ct_error *err) {
   double total = 0;
-  if (net->exec) CT_TRY(ct_part_exec_run(net->exec, false, err)); /* a partitioned net's workers */
+  if (net->bridges) /* a partitioned net's workers: spread over processes, or threads */
+    CT_TRY(ct_part_dist_run(net, false, err));
+  else if (net->exec)
+    CT_TRY(ct_part_exec_run(net->exec, false, err));
   for (int i = 0; i < net->nlayers; i++) {
-    if (!net->exec) CT_TRY(forward_layer(net, i, err));
+    if (!net->exec && !net->bridges) CT_TRY(forward_layer(net, i, err));
     net_layer *nl = &net->layers[i];
     for (int t = 0; t < nl->l.ntop; t++)
       if (nl->loss_weight[t] != 0) {
@@ -139,6 +142,7 @@ ct_status ct_net_forward(ct_net *net, float *loss, ct_error *err) {
 }
 
 ct_status ct_net_backward(ct_net *net, ct_error *err) {
+  if (net->bridges) return ct_part_dist_run(net, true, err);
   if (net->exec) return ct_part_exec_run(net->exec, true, err);
   for (int i = net->nlayers - 1; i >= 0; i--) CT_TRY(backward_layer(net, i, err));
   return CT_OK;
