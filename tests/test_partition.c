@@ -142,6 +142,12 @@ static void test_errors(void) {
   expect_error("partition_workers: 2\nlayer { name: 'c' type: 'Convolution' bottom: 'x' top: 'y' partition_dim: 1 "
                "convolution_param { num_output: 4 group: 2 kernel_size: 1 } }",
                "it has groups");
+  expect_error("partition_workers: 2\nlayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' location: -3 }",
+               "layer \"r\" (ReLU): location -3 is beyond the worker group's 2 workers");
+  expect_error("partition_workers: 65\nlayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' }",
+               "partition_workers is 65; expected a worker count from 1 to 64");
+  expect_error("partition_workers: 2\nlayer { name: 'd' type: 'Dropout' bottom: 'x' top: 'y' partition_dim: 1 }",
+               "layer \"d\" (Dropout): partition_dim: 1 needs a neuron dimension");
   expect_error("partition_workers: 2\nlayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' partition_dim: 1 }",
                "layer \"r\" (ReLU): partition_dim: 1 on an element-wise layer follows the shards of its bottom");
 }
@@ -165,7 +171,15 @@ static void test_net_default(void) {
   }
   CHECK(subs == 3, "the default split f into %d sub-layers", subs);
   CHECK(workers_seen == 7, "workers 0..2 all run layers (mask %d)", workers_seen);
-  CHECK(ct_net_param_count(net, "f") == 2 || ct_net_param_count(net, "f@0") == 2, "parameters reachable");
+  /* the layer as written reaches its whole parameters, whose rows the shards view */
+  int shape[8];
+  CHECK(ct_net_param_count(net, "f") == 2, "f has its 2 blobs");
+  CHECK(ct_net_param_shape(net, "f", 0, shape) == 2 && shape[0] == 8 && shape[1] == 5, "f's weights are 8x5");
+  CHECK(ct_net_param_shape(net, "f@1", 0, shape) == 2 && shape[0] == 3, "f@1 holds rows 3..5 (%d rows)", shape[0]);
+  float *whole = ct_net_param_data(net, "f", 0);
+  if (whole) whole[3 * 5 + 2] = 42.0f; /* row 3, column 2: row 0, column 2 of shard 1 */
+  const float *s1 = ct_net_param_data(net, "f@1", 0);
+  CHECK(s1 && s1[2] == 42.0f, "shard 1 views rows 3.. of the whole weights");
   ct_net_free(net);
 }
 

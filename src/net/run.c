@@ -259,8 +259,10 @@ ct_status ct_net_blob_reshape(ct_net *net, const char *name, int naxes, const in
 
 static ct_tensor *param_tensor(const ct_net *net, const char *layer, int index) {
   int li = ct_net_find_layer(net, layer);
+  bool whole = false;
+  if (li < 0 && (li = ct_partition_find(net, layer)) >= 0) whole = true; /* split by partition.c */
   if (li < 0 || index < 0 || index >= net->layers[li].l.nblobs) return NULL;
-  return net->layers[li].l.blobs[index];
+  return whole ? ct_partition_whole_blobs(net->part, li)[index] : net->layers[li].l.blobs[index];
 }
 ct_tensor *ct_net_blob_tensor(ct_net *net, const char *name) {
   int id = ct_net_find_blob(net, name);
@@ -269,6 +271,7 @@ ct_tensor *ct_net_blob_tensor(ct_net *net, const char *name) {
 ct_tensor *ct_net_param_tensor(ct_net *net, const char *layer, int index) { return param_tensor(net, layer, index); }
 int ct_net_param_count(const ct_net *net, const char *layer) {
   int li = ct_net_find_layer(net, layer);
+  if (li < 0) li = ct_partition_find(net, layer); /* a layer split by partition.c: its shard 0 */
   return li < 0 ? -1 : net->layers[li].l.nblobs;
 }
 int ct_net_param_shape(const ct_net *net, const char *layer, int index, int shape[8]) {
