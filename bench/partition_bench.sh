@@ -57,9 +57,7 @@ core=$("$cortado" time --model="$tmp/all0.prototxt" --iterations=1 2>&1 | tee "$
        sed -n 's/.*OpenBLAS core: \([A-Za-z0-9]*\).*/\1/p' | head -1)
 echo "partition_bench: CaffeNet, batch $batch, input ${side}x$side, $iters iterations; OpenBLAS core: ${core:-?}" \
      "(OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
-params=$("$cortado" time --model="$tmp/all0.prototxt" --iterations=1 2>&1 | sed -n 's/.*Whole iteration.*//p'; true)
 solver all0 "$tmp/all0.prototxt"
-base=$(rate "$tmp/all0_solver.prototxt")
 for w in 2 4; do
   plan "$w"
   line=$("$cortado" time --model="$tmp/fc1_$w.prototxt" --iterations=1 2>&1 | grep "Partitioning over" || true)
@@ -70,6 +68,8 @@ for w in 2 4; do
   all=$(( (rep + shard) * 2 ))   # all-dim-0: gradient out, parameters in, per worker
   mixed=$(( rep * 2 + bridges )) # conv0-fc1: the conv parameters as above, plus the bridges
   solver "fc1_$w" "$tmp/fc1_$w.prototxt"
+  # side by side: the unpartitioned run right before each partitioned one
+  base=$(rate "$tmp/all0_solver.prototxt")
   r=$(rate "$tmp/fc1_${w}_solver.prototxt")
   echo "partition_bench: $w workers: all-dim-0 moves $all bytes/iter per worker; conv0-fc1 moves $mixed" \
        "(bridges $bridges, replicated parameters $((rep * 2)))"

@@ -65,7 +65,8 @@ static void write_files(const char *name, int workers) {
   if (!f) return;
   fprintf(f,
           "net: '%s/%s.prototxt'\nbase_lr: 0.05\nlr_policy: 'fixed'\nmomentum: 0.9\nweight_decay: 0.0005\n"
-          "max_iter: 20\nsnapshot: 10\nsnapshot_prefix: '%s/%s'\ndisplay: 10\nrandom_seed: 7\n",
+          "max_iter: 20\nsnapshot: 10\nsnapshot_prefix: '%s/%s'\ndisplay: 10\nrandom_seed: 7\n"
+          "test_iter: 1\ntest_interval: 10\n",
           g_dir, name, g_dir, name);
   fclose(f);
 }
@@ -77,11 +78,20 @@ static void log_line(void *ctx, const char *line) {
   if (strstr(line, "bridges move") && strstr(line, "bytes per iteration")) g_bytes_lines++;
 }
 
+/* The test net's loss at the last test of a run (a partitioned test net shares the train
+ * net's shards). */
+static float g_test_loss;
+static void on_event(void *ctx, const ct_event *e) {
+  (void)ctx;
+  if (e->kind == CT_EVENT_TEST && e->noutputs > 0) g_test_loss = e->outputs[0];
+}
+
 /* Trains solver `name` from `weights` or resumes `state`; fills *params (malloc'ed). */
 static bool train(const char *name, const char *weights, const char *state, float **params, size_t *n) {
   char path[256];
   snprintf(path, sizeof path, "%s/%s_solver.prototxt", g_dir, name);
-  ct_solver_options o = {.weights = weights, .snapshot = state, .log = log_line, .partitions = 2};
+  ct_solver_options o = {.weights = weights, .snapshot = state, .log = log_line, .partitions = 2,
+                         .event = on_event};
   ct_solver *s = NULL;
   ct_error err = {0};
   if (ct_solver_create(path, &o, &s, &err) != CT_OK) {
@@ -127,9 +137,12 @@ int main(void) {
   float *ref = NULL, *w2 = NULL, *w4 = NULL, *r1 = NULL, *r2 = NULL;
   size_t n = 0, n2 = 0, n4 = 0, nr1 = 0, nr2 = 0;
   bool ok = train("ref", weights, NULL, &ref, &n);
+  const float ref_test = g_test_loss;
   CHECK(g_bytes_lines == 0, "an unpartitioned run reports no bridges");
   ok &= train("w2", weights, NULL, &w2, &n2);
   CHECK(g_bytes_lines == 2, "the training log reports the bytes moved at each display (%d lines)", g_bytes_lines);
+  CHECK(ref_test > 0 && fabs(g_test_loss - ref_test) <= 1e-4 * (1 + ref_test),
+        "the partitioned test net scores %.7g, the unpartitioned %.7g", g_test_loss, ref_test);
   ok &= train("w4", weights, NULL, &w4, &n4);
   if (ok) {
     CHECK(n == n2 && n == n4, "parameter counts %zu %zu %zu", n, n2, n4);
