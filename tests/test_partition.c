@@ -90,8 +90,16 @@ static void test_transitions(int workers) {
   unsigned long long fwd = 0, bwd = 0;
   ct_net_partition_bytes(part, &fwd, &bwd);
   CHECK(fwd > 0 && bwd > 0, "bridges counted: %llu forward, %llu backward", fwd, bwd);
-  /* a whole .caffemodel back out: the reference reads it */
+  /* a whole .caffemodel back out, with the layers as written: the reference reads it */
   CHECK(ct_net_save_weights(part, path, &err) == CT_OK, "%s", err.msg);
+  Caffe__NetParameter *wp = NULL, *wr = NULL;
+  if (ct_net_to_proto(part, &wp, &err) == CT_OK && ct_net_to_proto(ref, &wr, &err) == CT_OK) {
+    bool same = wp->n_layer == wr->n_layer;
+    for (size_t k = 0; same && k < wp->n_layer; k++) same = !strcmp(wp->layer[k]->name, wr->layer[k]->name);
+    CHECK(same, "the partitioned net writes the reference's layers (%zu vs %zu)", wp->n_layer, wr->n_layer);
+  }
+  if (wp) protobuf_c_message_free_unpacked(&wp->base, NULL);
+  if (wr) protobuf_c_message_free_unpacked(&wr->base, NULL);
   ct_net *again = make(ref_text, &err);
   CHECK(again && ct_net_load_weights(again, path, &err) == CT_OK, "reference reads the partitioned net's file: %s",
         err.msg);

@@ -364,7 +364,20 @@ static ct_status follow_shards(rewrite *r, Caffe__LayerParameter *lp, const Caff
     free(sub->name), sub->name = nm;
     free(sub->bottom[0]), sub->bottom[0] = bt;
     free(sub->top[0]), sub->top[0] = tp;
-    CT_TRY(emit(r, sub, src, k, hidden(), err));
+    /* weights files list the layer once, as written, under its shard 0 */
+    part_entry e = hidden();
+    if (k == 0) {
+      e.hidden = false;
+      if (!(e.origin = (Caffe__LayerParameter *)ct_proto_copy(&lp->base))) {
+        protobuf_c_message_free_unpacked(&sub->base, NULL);
+        return ct_fail(err, CT_ENOMEM, "out of memory");
+      }
+    }
+    ct_status st = emit(r, sub, src, k, e, err);
+    if (st) {
+      if (e.origin) protobuf_c_message_free_unpacked(&e.origin->base, NULL);
+      return st;
+    }
   }
   (void)in_place; /* in place or not, the top is a new version made of the same shards */
   return set_layout(r, lp->top[0], m, 0, err);
