@@ -8,9 +8,9 @@
 #                 move activations (and their gradients) instead
 # For W = 2 and 4 workers it prints the bytes per iteration each plan moves (from `cortado
 # time`'s partitioning line) and the images/s of a training run of the partitioned net with its
-# workers as threads in this process, against the unpartitioned net on the same cores. (The
-# across-rank runs of the MPI bridges are tested by sh_mpi_partition.sh; `cortado train` under
-# mpirun does not place a partitioned group over ranks yet, so no rank timing is given here.)
+# workers as threads in this process, against the unpartitioned net on the same cores, and with
+# MPI=1 of the partitioned net's workers over 2 and 4 ranks (`mpirun cortado train`, bridges as
+# messages) against the unpartitioned net in one process.
 # A note on link speeds closes the output: the seconds each plan's bytes take on 1 GbE, 10 GbE
 # and 100 Gb/s links.
 #
@@ -75,6 +75,15 @@ for w in 2 4; do
        "(bridges $bridges, replicated parameters $((rep * 2)))"
   echo "partition_bench: $w workers: images/s conv0-fc1 (threads) $r vs unpartitioned $base" \
        "($(awk -v a="$r" -v b="$base" 'BEGIN {if (b > 0 && a > 0) printf "%.2f", a / b; else print "?"}') x)"
+  if [ "${MPI:-0}" = 1 ] && command -v mpirun > /dev/null; then
+    for np in 2 4; do
+      mr=$(OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe --host localhost:4 \
+             --mca btl self,vader -np "$np" "$cortado" train --solver="$tmp/fc1_${w}_solver.prototxt" 2>&1 |
+           sed -n 's/.*loss = .* (\([0-9.]*\) iter\/s.*/\1/p' | tail -n +2 |
+           awk -v b="$batch" '{s += $1; n++} END {if (n) printf "%.2f", s / n * b; else print "?"}')
+      echo "partition_bench: $w workers over $np ranks: images/s conv0-fc1 $mr vs unpartitioned (one process) $base"
+    done
+  fi
   for link in 1 10 100; do
     awk -v l="$link" -v a="$all" -v m="$mixed" 'BEGIN {bps = l * 1e9 / 8;
       printf "partition_bench:   %3d Gb/s link: all-dim-0 %.3f s/iter, conv0-fc1 %.3f s/iter\n", l, a / bps, m / bps}'

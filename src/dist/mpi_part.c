@@ -8,6 +8,7 @@
 #include "core/status.h"
 #include "dist/cluster.h"
 #include "dist/part.h"
+#include "solvers/update.h"
 
 typedef struct slot {
   int to, tag;
@@ -20,6 +21,7 @@ typedef struct slot {
 struct ct_dist_part {
   MPI_Comm comm;
   int rank, world;
+  double sent; /* bytes this process sent since the last ct_dist_part_take_sent */
   slot *slots;
   int nslots, cap;
 };
@@ -60,6 +62,7 @@ static ct_status send_bridge(void *ctx, int to, int tag, const float *v, size_t 
   }
   if (n > (size_t)INT32_MAX) return ct_fail(err, CT_EINVAL, "a bridge of %zu values is too large for MPI", n);
   memcpy(s->buf, v, n * sizeof *v);
+  p->sent += (double)n * sizeof(float);
   int rc = MPI_Isend(s->buf, (int)n, MPI_FLOAT, to, tag, p->comm, &s->req);
   if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "sending a bridge");
   s->busy = true;
@@ -126,6 +129,7 @@ int ct_dist_part_world(const ct_dist_part *p) { return p->world; }
 ct_status ct_dist_part_sum(ct_dist_part *p, float *v, size_t n, ct_error *err) {
   for (size_t off = 0; off < n;) { /* in pieces an int can count */
     int k = n - off > (size_t)(1 << 30) ? 1 << 30 : (int)(n - off);
+    p->sent += (double)k * sizeof(float);
     int rc = MPI_Allreduce(MPI_IN_PLACE, v + off, k, MPI_FLOAT, MPI_SUM, p->comm);
     if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "summing over the processes");
     off += (size_t)k;
@@ -137,4 +141,75 @@ ct_status ct_dist_part_reduce(ct_dist_part *p, ct_net *net, ct_error *err) {
   float *g = ct_net_diff_buffer(net);
   if (!g) return ct_fail(err, CT_EIO, "the gradients could not be brought to the host");
   return ct_dist_part_sum(p, g, ct_net_param_total(net), err);
+}
+
+/* ---- the cluster backend (cluster.c picks it): one worker group over every process ---- */
+
+typedef struct part_cluster {
+  ct_dist_part *p;
+  ct_net *net;
+  ct_update_ctx *upd;
+  int updates;
+} part_cluster;
+
+static ct_status pc_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
+                          ct_error *err) {
+  (void)nets;
+  part_cluster *c = ctx;
+  c->net = net;
+  c->upd = upd;
+  CT_TRY(ct_dist_part_create(net, &c->p, err));
+  /* rank 0's parameters and iteration (a snapshot or weights file read there) on every rank */
+  float *v = ct_net_param_buffer(net);
+  if (!v) return ct_fail(err, CT_EIO, "the parameters could not be brought to the host");
+  const size_t n = ct_net_param_total(net);
+  for (size_t off = 0; off < n;) {
+    int k = n - off > (size_t)(1 << 30) ? 1 << 30 : (int)(n - off);
+    int rc = MPI_Bcast(v + off, k, MPI_FLOAT, 0, c->p->comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "sending rank 0's parameters");
+    off += (size_t)k;
+  }
+  int rc = MPI_Bcast(iter, 1, MPI_INT, 0, c->p->comm);
+  return rc == MPI_SUCCESS ? CT_OK : mpi_fail(err, rc, "sending rank 0's iteration");
+}
+
+/* Every gradient was made on one process: their sum is the group's gradient, and each process
+ * applies the same update to the same parameters (SINGA's group of one server per worker). */
+static ct_status pc_update(void *ctx, int iter, float *rate, ct_error *err) {
+  part_cluster *c = ctx;
+  CT_TRY(ct_dist_part_reduce(c->p, c->net, err));
+  *rate = ct_update_apply(c->upd, iter);
+  c->updates++;
+  return CT_OK;
+}
+
+static ct_status pc_nothing(void *ctx, ct_error *err) {
+  (void)ctx, (void)err;
+  return CT_OK;
+}
+
+static void pc_stats(void *ctx, double *bytes, double *wait_s, int *updates) {
+  part_cluster *c = ctx;
+  *bytes = c->p ? c->p->sent : 0;
+  *wait_s = 0;
+  *updates = c->updates;
+  if (c->p) c->p->sent = 0;
+  c->updates = 0;
+}
+
+static void pc_destroy(void *ctx, bool clean) {
+  (void)clean; /* cluster.c finalizes MPI */
+  part_cluster *c = ctx;
+  ct_dist_part_free(c->p, c->net);
+  free(c);
+}
+
+static const ct_cluster_ops k_part_ops = {.start = pc_start, .update = pc_update, .serve = pc_nothing,
+                                          .collect = pc_nothing, .finish = pc_nothing, .stats = pc_stats,
+                                          .destroy = pc_destroy};
+
+ct_status ct_dist_part_cluster_create(void **ctx, const ct_cluster_ops **ops, ct_error *err) {
+  if (!(*ctx = calloc(1, sizeof(part_cluster)))) return ct_fail(err, CT_ENOMEM, "out of memory");
+  *ops = &k_part_ops;
+  return CT_OK;
 }

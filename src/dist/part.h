@@ -22,4 +22,11 @@ ct_status ct_dist_part_reduce(ct_dist_part *p, ct_net *net, ct_error *err);
 /* A float buffer of n values summed over the processes, in place (for tests and logs). */
 ct_status ct_dist_part_sum(ct_dist_part *p, float *v, size_t n, ct_error *err);
 
+/* The cluster backend for `cortado train` under mpirun when the train net is partitioned over
+ * workers (partition_workers > 1) and the solver sets no cluster: one worker group over every
+ * process; start installs the bridges and gives every rank rank 0's parameters, update sums
+ * the gradients over the processes and applies the solver's rule on each. */
+struct ct_cluster_ops;
+ct_status ct_dist_part_cluster_create(void **ctx, const struct ct_cluster_ops **ops, ct_error *err);
+
 #endif

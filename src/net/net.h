@@ -94,6 +94,8 @@ typedef struct ct_bridge_ops {
   ct_status (*flush)(void *ctx, ct_error *err);
 } ct_bridge_ops;
 ct_status ct_net_set_bridges(ct_net *net, const ct_bridge_ops *ops, ct_error *err);
+/* Whether the net has bridges between processes (every process must run each pass). */
+bool ct_net_bridged(const ct_net *net);
 /* Whether layer i runs in this process (always, without bridges between processes). */
 bool ct_net_layer_local(const ct_net *net, int i);
 

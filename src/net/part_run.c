@@ -232,6 +232,8 @@ static int rank_of_layer(const ct_net *net, int i) {
   return o->rank_of(o->ctx, ct_net_layer_worker(net, i));
 }
 
+bool ct_net_bridged(const ct_net *net) { return net->bridges != NULL; }
+
 bool ct_net_layer_local(const ct_net *net, int i) {
   return !net->bridges || rank_of_layer(net, i) == net->bridges->rank;
 }

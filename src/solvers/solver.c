@@ -460,7 +460,9 @@ ct_status ct_solver_solve_to(ct_solver *s, int stop_iter, ct_error *err) {
     ct_solver_emit(s, &ev);
     return CT_OK;
   }
-  if (sp->display > 0 && s->iter % sp->display == 0 && is_root(s)) { /* only the root displays */
+  /* only the root displays; a train net whose workers span the processes (issue 19) runs the
+   * forward pass on each, for the bridges, and the root logs it */
+  if (sp->display > 0 && s->iter % sp->display == 0 && (is_root(s) || ct_net_bridged(s->net))) {
     float loss;
     CT_TRY(ct_net_forward(s->net, &loss, err));
     logf_(s, "Iteration %d, loss = %g", s->iter, loss);
