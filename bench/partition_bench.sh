@@ -10,7 +10,9 @@
 # time`'s partitioning line) and the images/s of a training run of the partitioned net with its
 # workers as threads in this process, against the unpartitioned net on the same cores, and with
 # MPI=1 of the partitioned net's workers over 2 and 4 ranks (`mpirun cortado train`, bridges as
-# messages) against the unpartitioned net in one process.
+# messages) against the unpartitioned net in one process. The bytes lines are the plans' own
+# (what a group whose server side serves the shards moves); today's MPI path also sums the whole
+# gradient over the ranks every iteration, which its training log's "communication" line counts.
 # A note on link speeds closes the output: the seconds each plan's bytes take on 1 GbE, 10 GbE
 # and 100 Gb/s links.
 #
