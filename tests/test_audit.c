@@ -197,8 +197,11 @@ static const char k_in[] = "layer { name: 'in' type: 'Input' top: 'x' input_para
 static void test_net_refusals(void) {
   char buf[2048];
   /* a REFUSED field, at its position */
-  snprintf(buf, sizeof buf, "%slayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y'\n  partition_dim: 1 }", k_in);
-  expect(buf, CT_EUNSUPPORTED, "a.prototxt:3:3: layer \"r\" (ReLU): partition_dim is not supported: SINGA");
+  snprintf(buf, sizeof buf,
+           "%slayer { name: 'r' type: 'RNN' bottom: 'x' bottom: 'x' top: 'y'\n  recurrent_param { num_output: 2\n"
+           "  debug_info: true } }",
+           k_in);
+  expect(buf, CT_EUNSUPPORTED, "a.prototxt:4:3: layer \"r\" (RNN): recurrent_param.debug_info is not supported");
   /* its default says nothing, so it is taken */
   snprintf(buf, sizeof buf, "%slayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' partition_dim: -1 }", k_in);
   ct_error err;
@@ -377,9 +380,9 @@ static void test_solver_refusals(void) {
           "and not without it: %d", off.forward);
   }
   /* inline nets are held to the same rules */
-  expect_solver("test_net_param { layer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' partition_dim: 2 } } "
-                "test_iter: 1 test_interval: 1",
-                CT_EUNSUPPORTED, "partition_dim is not supported");
+  expect_solver("test_net_param { layer { name: 'r' type: 'RNN' bottom: 'x' bottom: 'x' top: 'y' recurrent_param { "
+                "num_output: 2 debug_info: true } } } test_iter: 1 test_interval: 1",
+                CT_EUNSUPPORTED, "debug_info is not supported");
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
   CHECK(system(cmd) == 0, "cleanup");

@@ -196,7 +196,8 @@ static ct_layer *built_layer(ct_net *net, const char *name) {
   return NULL;
 }
 
-static void edge_label(sbuf *b, const blob_ref *r) {
+/* bridge: the edge joins layers on two workers of a partitioned net (issue 19) */
+static void edge_label(sbuf *b, const blob_ref *r, bool bridge) {
   sb_printf(b, " [label=\"");
   sb_dotstr(b, r->name);
   if (r->naxes >= 0) {
@@ -204,7 +205,12 @@ static void edge_label(sbuf *b, const blob_ref *r) {
     shape_text(shape, sizeof shape, r);
     sb_printf(b, "\\n%s", shape);
   }
-  sb_printf(b, "\"]");
+  sb_printf(b, bridge ? "\\n(bridge)\", style=dashed, color=\"#d62728\"]" : "\"]");
+}
+
+/* The worker of a layer of a partitioned net's rewritten list (-1: not partitioned). */
+static int worker_of(const ct_net *net, const Caffe__LayerParameter *lp) {
+  return net && ct_net_partition_workers(net) > 1 && lp->has_location ? lp->location : -1;
 }
 
 static char *make_dot(const Caffe__NetParameter *np, ct_net *net, ct_phase phase, int level,
@@ -242,6 +248,7 @@ static char *make_dot(const Caffe__NetParameter *np, ct_net *net, ct_phase phase
     sb_dotstr(&b, lp->type ? lp->type : "?");
     sb_printf(&b, ")");
     layer_settings(&b, lp);
+    if (worker_of(net, lp) >= 0) sb_printf(&b, "\\nworker %d", worker_of(net, lp));
     if (multipliers) layer_multipliers(&b, lp);
     sb_printf(&b, "\"];\n");
     for (size_t k = 0; k < lp->n_bottom; k++) {
@@ -266,7 +273,8 @@ static char *make_dot(const Caffe__NetParameter *np, ct_net *net, ct_phase phase
         sb_printf(&b, "  in%d -> L%zu", src, li);
       else
         sb_printf(&b, "  missing%d -> L%zu", src, li);
-      edge_label(&b, &live[src]);
+      edge_label(&b, &live[src],
+                 live[src].producer >= 0 && worker_of(net, np->layer[live[src].producer]) != worker_of(net, lp));
       sb_printf(&b, ";\n");
     }
     for (size_t k = 0; k < lp->n_top; k++) {
@@ -285,7 +293,7 @@ static char *make_dot(const Caffe__NetParameter *np, ct_net *net, ct_phase phase
     sb_printf(&b, "  out%d [shape=ellipse, style=filled, fillcolor=\"#ffffff\", label=\"", j);
     sb_dotstr(&b, live[j].name);
     sb_printf(&b, "\"];\n  L%d -> out%d", live[j].producer, j);
-    edge_label(&b, &live[j]);
+    edge_label(&b, &live[j], false);
     sb_printf(&b, ";\n");
   }
   sb_printf(&b, "}\n");
@@ -370,7 +378,21 @@ int draw_command(const char *prototxt, const char *output, ct_phase phase, int p
   const char *base = strrchr(prototxt, '/');
   snprintf(title, sizeof title, "%s (%s, %s)", np->name ? np->name : (base ? base + 1 : prototxt),
            base ? base + 1 : prototxt, phase_name);
-  char *text = make_dot(np, net, phase, level, stages, title, multipliers);
+  /* a net partitioned over a worker group (issue 19) is drawn as the layers it runs: the
+   * sub-layers, connections and bridges its rewrite made, each with its worker */
+  Caffe__NetParameter rewritten = CAFFE__NET_PARAMETER__INIT;
+  Caffe__LayerParameter **layers = NULL;
+  if (net && ct_net_partition_workers(net) > 1 &&
+      (layers = calloc((size_t)ct_net_num_layers(net) + 1, sizeof *layers))) {
+    rewritten.name = np->name;
+    for (int i = 0; i < ct_net_num_layers(net); i++)
+      layers[rewritten.n_layer++] = (Caffe__LayerParameter *)ct_net_layer(net, i)->lp;
+    rewritten.layer = layers;
+    size_t used = strlen(title);
+    snprintf(title + used, sizeof title - used, ", partitioned over %d workers", ct_net_partition_workers(net));
+  }
+  char *text = make_dot(layers ? &rewritten : np, net, phase, level, stages, title, multipliers);
+  free(layers);
   ct_net_free(net);
   protobuf_c_message_free_unpacked(m, NULL);
   if (!text) {

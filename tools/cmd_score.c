@@ -307,6 +307,14 @@ int run_time(args *a) {
                  100 * gemm_ms / layers_ms, layers_ms - gemm_ms, 100 * (layers_ms - gemm_ms) / layers_ms);
   }
   cmd_placement_report(&a->ui, net, a->iterations, wname, wtype);
+  if (ct_net_partition_workers(net) > 1) { /* issue 19: what the partitioning moves */
+    unsigned long long bf, bb, rep, shard;
+    ct_net_partition_bytes(net, &bf, &bb);
+    ct_net_partition_param_bytes(net, &rep, &shard);
+    ui_resultf(&a->ui, "Partitioning over %d workers: bridges move %llu bytes per iteration (%llu forward, %llu "
+               "backward); parameters: %llu bytes replicated, %llu bytes in shards.",
+               ct_net_partition_workers(net), bf + bb, bf, bb, rep, shard);
+  }
   for (int i = 0; i < nlayers; i++) { /* time the data layers' forward spent waiting for a batch */
     double wait_ms;
     if (cmd_data_wait_ms(net, i, &wait_ms))

@@ -9,7 +9,32 @@
 
 #include "core/status.h"
 #include "drivers/cpu.h"
+#include "dist/part.h"
 #include "layers/data_layer.h"
+#include "proto/prototxt.h"
+
+/* issue 19: the partition_workers of the solver's train net (1 when it cannot be read here:
+ * building the net reports that). A path is taken as given, else beside the solver file, as
+ * the solver resolves it. */
+static int peek_partition_workers(const Caffe__SolverParameter *sp, const char *path) {
+  const Caffe__NetParameter *np = sp->train_net_param ? sp->train_net_param : sp->net_param;
+  if (np) return np->partition_workers;
+  const char *f = sp->train_net ? sp->train_net : sp->net;
+  if (!f) return 1;
+  char buf[4096];
+  if (access(f, R_OK) != 0 && f[0] != '/') {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return 1;
+    snprintf(buf, sizeof buf, "%.*s/%s", (int)(slash - path), path, f);
+    f = buf;
+  }
+  ProtobufCMessage *m = NULL;
+  ct_error e;
+  if (ct_prototxt_read_file(f, &caffe__net_parameter__descriptor, &m, &e) != CT_OK) return 1;
+  int w = ((const Caffe__NetParameter *)m)->partition_workers;
+  protobuf_c_message_free_unpacked(m, NULL);
+  return w;
+}
 
 struct ct_cluster {
   ct_topology t;
@@ -20,6 +45,7 @@ struct ct_cluster {
   const ct_cluster_ops *ops;
   void *ctx;
   char desc[768];
+  bool partitioned; /* issue 19: one partitioned worker group spread over every process (part.h) */
 };
 
 bool ct_dist_launched(int *world, int *rank) {
@@ -95,6 +121,18 @@ ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, 
   }
   c->world = world;
   c->rank = rank;
+#ifdef CT_HAVE_MPI
+  if (!wanted && launched && world > 1 && peek_partition_workers(sp, path) > 1) {
+    /* issue 19: the net's worker group spread over the processes, bridges as messages */
+    c->partitioned = true;
+    c->t = (ct_topology){0};
+    snprintf(c->desc, sizeof c->desc, "one worker group of a partitioned net over %d processes (worker w on rank "
+             "w mod %d, bridges as MPI messages); this is rank %d of %d", world, world, rank, world);
+    if ((st = ct_dist_part_cluster_create(&c->ctx, &c->ops, err))) goto fail;
+    *out = c;
+    return CT_OK;
+  }
+#endif
   if ((st = ct_topology_resolve(sp, world, &c->t, err))) {
     ct_error_prefix(err, "%s", path);
     goto fail;
@@ -173,6 +211,7 @@ ct_status ct_cluster_agree(ct_cluster *c, ct_status st, const ct_digest *d, ct_e
 }
 
 bool ct_cluster_has_server_only(const ct_cluster *c) {
+  if (c->partitioned) return false;
   for (int p = 0; p < c->t.nprocs; p++) {
     int first;
     if (ct_topology_workers_on(&c->t, p, &first) == 0) return true;
@@ -203,29 +242,32 @@ void ct_cluster_abandon(ct_cluster *c) { c->failed = true; }
 
 bool ct_cluster_is_root(const ct_cluster *c) { return c->rank == 0; }
 bool ct_cluster_has_worker(const ct_cluster *c) {
+  if (c->partitioned) return true;
   int first;
   return ct_topology_workers_on(&c->t, c->rank, &first) > 0;
 }
-int ct_cluster_nworkers(const ct_cluster *c) { return ct_topology_nworkers(&c->t); }
+int ct_cluster_nworkers(const ct_cluster *c) { return c->partitioned ? 1 : ct_topology_nworkers(&c->t); }
 const char *ct_cluster_describe(const ct_cluster *c) { return c->desc; }
 
 int ct_cluster_local_partitions(const ct_cluster *c) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
   long local = ls && atoi(ls) > 0 ? atoi(ls) : 1;
-  int first, workers = ct_topology_workers_on(&c->t, c->rank, &first); /* each with a net of its own */
+  int first, workers = c->partitioned ? 1 : ct_topology_workers_on(&c->t, c->rank, &first); /* each with a net */
   long n = cores / local / (workers > 1 ? workers : 1);
   return n >= 1 ? (int)(n > 64 ? 64 : n) : 1;
 }
 
 int ct_cluster_blas_threads(const ct_cluster *c) {
   int first;
+  if (c->partitioned) return ct_cluster_local_partitions(c);
   if (ct_topology_workers_on(&c->t, c->rank, &first) > 1) return 1;
   return ct_cluster_local_partitions(c);
 }
 
 ct_status ct_cluster_prepare_train_param(const ct_cluster *c, Caffe__NetParameter *np, const char *source, int level,
                                          const char *const *stages, ct_error *err) {
+  if (c->partitioned) return CT_OK; /* the group's batch is the net's: its workers split layers */
   return ct_topology_split_batch(&c->t, np, source, level, stages, err);
 }
 
@@ -269,7 +311,9 @@ void ct_dist_place_worker(ct_net *net, const ct_net *from, const ct_topology *t,
   ct_dist_set_stride(net, ct_topology_nworkers(t));
 }
 
-void ct_cluster_next_batch(const ct_cluster *c, ct_net *net) { ct_dist_next_batch(net, ct_topology_nworkers(&c->t)); }
+void ct_cluster_next_batch(const ct_cluster *c, ct_net *net) {
+  if (!c->partitioned) ct_dist_next_batch(net, ct_topology_nworkers(&c->t));
+}
 
 #define FAILS(c, expr)                  \
   do {                                  \
@@ -281,7 +325,9 @@ void ct_cluster_next_batch(const ct_cluster *c, ct_net *net) { ct_dist_next_batc
 ct_status ct_cluster_start(ct_cluster *c, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
                            ct_error *err) {
   int first;
-  if (ct_topology_workers_on(&c->t, c->rank, &first) > 0) { /* this worker's first block of data */
+  if (c->partitioned) {
+    ct_blas_set_threads(ct_cluster_blas_threads(c));
+  } else if (ct_topology_workers_on(&c->t, c->rank, &first) > 0) { /* this worker's first block of data */
     ct_dist_skip_batches(net, (uint64_t)ct_topology_shard(&c->t, first));
     ct_dist_set_stride(net, ct_topology_nworkers(&c->t));
     ct_blas_set_threads(ct_cluster_blas_threads(c)); /* issue 24: before any worker thread starts */

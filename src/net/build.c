@@ -216,6 +216,14 @@ static ct_status pack_params(ct_net *net, ct_error *err) {
       int found = -1;
       for (int s = 0; pname && s < nshared; s++)
         if (!strcmp(shared_name[s], pname)) found = shared_owner[s];
+      /* a shard of a layer split on its outputs (partition.c): its rows of the whole tensor */
+      const int shard = ct_partition_shard(net->part, i);
+      const ct_tensor *lt = l->blobs[j];
+      if (shard > 0) {
+        owner[k] = l->blobs[j];
+        continue;
+      }
+      if (shard == 0 && (st = ct_partition_whole(net->part, i, j, l->blobs[j], &lt, err))) goto done;
       if (found >= 0) {
         ct_tensor *o = owner[found];
         bool permissive = lp->param[j]->share_mode == CAFFE__PARAM_SPEC__DIM_CHECK_MODE__PERMISSIVE;
@@ -236,7 +244,7 @@ static ct_status pack_params(ct_net *net, ct_error *err) {
       }
       ct_param_range *u = &net->learn[net->nlearn];
       u->offset = total;
-      u->count = l->blobs[j]->count;
+      u->count = lt->count;
       bool learnable = l->param_propagate_down[j];
       /* Caffe refuses a learning rate for blobs that hold statistics (BatchNorm's) */
       if (!learnable && (size_t)j < lp->n_param && lp->param[j]->has_lr_mult && lp->param[j]->lr_mult != 0.f) {
@@ -249,8 +257,8 @@ static ct_status pack_params(ct_net *net, ct_error *err) {
       u->lr_mult = learnable ? spec_lr_mult(lp, j) : 0.0f;
       u->decay_mult = learnable ? spec_decay_mult(lp, j) : 0.0f;
       if (u->lr_mult == 0) l->param_propagate_down[j] = false;
-      net->learn_tensor[net->nlearn++] = l->blobs[j];
-      total += (l->blobs[j]->count + 15) & ~(size_t)15; /* keep each parameter 64-byte aligned */
+      net->learn_tensor[net->nlearn++] = lt;
+      total += (lt->count + 15) & ~(size_t)15; /* keep each parameter 64-byte aligned */
     }
   }
   net->param_total = total;
@@ -277,6 +285,7 @@ static ct_status pack_params(ct_net *net, ct_error *err) {
     for (int j = 0; j < l->nblobs; j++, k++)
       if (owner[k] != l->blobs[j]) ct_tensor_share(l->blobs[j], owner[k]);
   }
+  st = ct_partition_view_shards(net, err);
 done:
   free(owner);
   free(shared_name);
@@ -289,6 +298,8 @@ done:
 void ct_net_free(ct_net *net) {
   if (!net) return;
   ct_net_fuse_free(net); /* the chains' hidden layers view the members' blobs */
+  ct_part_exec_free(net->exec); /* the worker threads stop before their layers go */
+  free(net->bridges);
   for (int i = 0; i < net->nlayers; i++) {
     net_layer *nl = &net->layers[i];
     ct_layer *l = &nl->l;
@@ -327,6 +338,7 @@ void ct_net_free(ct_net *net) {
   free(net->mp.keep);
   if (net->place) ct_ws_pool_free(net->place->ws); /* after the layers that used it */
   ct_placement_free(net->place);
+  ct_partition_free(net->part);
   free(net);
 }
 
@@ -416,7 +428,6 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
   if ((st = ct_net_check(param, &filtered, map, source, err))) goto fail;
   if ((st = ct_placement_create(ct_cpu_count(), &net->place, err))) goto fail;
   net->mp.off = !ct_memplan_env_on(); /* memplan.c plans the blobs at the first pass */
-  if (!net->mp.off && (st = ct_ws_pool_create(&net->place->ws, err))) goto fail;
   if ((st = ct_net_place_default(net, param, map, err))) goto fail;
   if (filtered.n == 0) { /* an empty file (a wrong path, a truncated copy) is no net */
     st = ct_fail(err, CT_EINVAL, "%s: the net has no layers%s", source,
@@ -425,6 +436,11 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
     goto fail;
   }
   if ((st = ct_net_insert_splits(&filtered, &split, err))) goto fail;
+  if ((st = ct_net_partition(param, map, source, &split, &net->part, err))) goto fail;
+  /* A partitioned net's workers run layers at the same time, which the memory plan's lifetimes
+   * (one layer after another) and a workspace shared by every layer do not allow for. */
+  if (net->part) net->mp.off = true;
+  if (!net->mp.off && (st = ct_ws_pool_create(&net->place->ws, err))) goto fail;
   if ((st = ct_strmap_create((size_t)split.n, &net->layer_index, err)) ||
       (st = ct_strmap_create((size_t)split.n, &net->blob_index, err)))
     goto fail;
@@ -537,6 +553,7 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
     free(consumed);
     free(lw);
   }
+  if (net->part && (st = ct_part_exec_create(net, &net->exec, err))) goto fail;
   ct_spec_list_free(&filtered);
   ct_spec_list_free(&split);
   free(stage_buf);

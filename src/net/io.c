@@ -43,7 +43,11 @@ ct_status ct_net_to_proto(const ct_net *net, Caffe__NetParameter **out, ct_error
   if (!p->name || !p->layer) goto oom;
   for (int i = 0; i < net->nlayers; i++) {
     const net_layer *nl = &net->layers[i];
-    Caffe__LayerParameter *lp = (Caffe__LayerParameter *)ct_proto_copy(&nl->lp->base);
+    /* a partitioned net (partition.c) writes the layers as the prototxt has them, whole */
+    if (ct_partition_hidden(net->part, i)) continue;
+    const Caffe__LayerParameter *origin = ct_partition_origin(net->part, i);
+    ct_tensor *const *blobs = origin ? ct_partition_whole_blobs(net->part, i) : nl->l.blobs;
+    Caffe__LayerParameter *lp = (Caffe__LayerParameter *)ct_proto_copy(origin ? &origin->base : &nl->lp->base);
     if (!lp) goto oom;
     p->layer[p->n_layer++] = lp;
     for (int t = 0; t < nl->auto_tops; t++) free(lp->top[--lp->n_top]); /* the net's, not the file's */
@@ -54,7 +58,7 @@ ct_status ct_net_to_proto(const ct_net *net, Caffe__NetParameter **out, ct_error
     lp->blobs = calloc((size_t)nl->l.nblobs + 1, sizeof *lp->blobs);
     if (!lp->blobs) goto oom;
     for (int j = 0; j < nl->l.nblobs; j++) {
-      if ((st = ct_blob_to_proto(nl->l.blobs[j], false, &lp->blobs[j], err))) goto fail;
+      if ((st = ct_blob_to_proto(blobs[j], false, &lp->blobs[j], err))) goto fail;
       lp->n_blobs++;
     }
   }
@@ -70,6 +74,9 @@ fail:
 static ct_status copy_layer_blobs(ct_net *net, const char *lname, int nth, Caffe__BlobProto *const *blobs, size_t nb,
                                   const char *source, ct_error *err) {
   int li = find_nth(net, lname, nth);
+  ct_tensor *const *tb = li >= 0 ? net->layers[li].l.blobs : NULL;
+  if (li < 0 && (li = ct_partition_find(net, lname)) >= 0) /* split by partition.c: its whole tensors */
+    tb = ct_partition_whole_blobs(net->part, li);
   if (li < 0) return CT_OK; /* Caffe ignores layers the net does not have */
   ct_layer *l = &net->layers[li].l;
   if (nb != (size_t)l->nblobs)
@@ -77,7 +84,7 @@ static ct_status copy_layer_blobs(ct_net *net, const char *lname, int nth, Caffe
                    lname, nb, l->nblobs);
   for (size_t j = 0; j < nb; j++) {
     const Caffe__BlobProto *b = blobs[j];
-    ct_tensor *t = l->blobs[j];
+    ct_tensor *t = tb[j];
     /* Caffe's HDF5 weights leave out a parameter another layer owns (read as an empty blob) */
     if (!b->shape && !b->n_data && !b->n_double_data && !b->num && !b->channels && !b->height && !b->width) {
       bool owner = false;

@@ -400,6 +400,9 @@ ct_status ct_net_set_memplan(ct_net *net, bool on, ct_error *err) {
   if (net->mp.done)
     return ct_fail(err, CT_EINVAL, "net \"%s\": memory planning is decided at the first pass; set it before",
                    net->name);
+  if (on && net->part)
+    return ct_fail(err, CT_EINVAL, "net \"%s\": memory planning does not apply to a net partitioned over workers",
+                   net->name);
   net->mp.off = !on;
   return CT_OK;
 }

@@ -70,6 +70,35 @@ ct_status ct_net_clear_param_diffs_on(ct_net *net, ct_error *err);
  * the whole net's copies since then. */
 void ct_net_layer_copied(const ct_net *net, int i, unsigned long long *fwd, unsigned long long *bwd);
 void ct_net_reset_copy_stats(ct_net *net);
+/* SINGA's partitioning (src/net/partition.c): the workers of the group the net is partitioned
+ * over (its partition_workers), the worker that runs layer i, and the bytes the bridges between
+ * workers move in one iteration (forward data, backward gradients), from the current shapes. */
+int ct_net_partition_workers(const ct_net *net);
+int ct_net_layer_worker(const ct_net *net, int i);
+void ct_net_partition_bytes(const ct_net *net, unsigned long long *fwd, unsigned long long *bwd);
+/* The bytes of the learnable parameters held whole by the group (a data-parallel worker group
+ * exchanges their gradients and values every iteration) and split into shards on dim 1 (each
+ * worker holds and updates its own rows; nothing is exchanged for them inside the group). */
+void ct_net_partition_param_bytes(const ct_net *net, unsigned long long *replicated, unsigned long long *sharded);
+/* The workers of a partitioned net spread over processes (src/dist/mpi_part.c installs them):
+ * this process runs the layers of the workers rank_of maps to `rank`, in list order, and a
+ * bridge between processes is a message: `send` must not block (it copies or buffers; `flush`
+ * waits for a pass's sends), `recv` blocks until the data is there. A tag names the reading
+ * layer and bottom. NULL ops: every worker in this process (threads). The ops are copied. */
+typedef struct ct_bridge_ops {
+  void *ctx;
+  int rank;
+  int (*rank_of)(void *ctx, int worker);
+  ct_status (*send)(void *ctx, int to, int tag, const float *p, size_t n, ct_error *err);
+  ct_status (*recv)(void *ctx, int from, int tag, float *p, size_t n, ct_error *err);
+  ct_status (*flush)(void *ctx, ct_error *err);
+} ct_bridge_ops;
+ct_status ct_net_set_bridges(ct_net *net, const ct_bridge_ops *ops, ct_error *err);
+/* Whether the net has bridges between processes (every process must run each pass). */
+bool ct_net_bridged(const ct_net *net);
+/* Whether layer i runs in this process (always, without bridges between processes). */
+bool ct_net_layer_local(const ct_net *net, int i);
+
 /* Layer i's plan as text ("cpu: 0.30, emu:0: 0.70"). */
 const char *ct_net_layer_plan(const ct_net *net, int i, char *buf, size_t n);
 

@@ -60,6 +60,9 @@ struct ct_net {
     int buffers[2], shared[2];       /* planned buffers, and storages packed into them */
   } mp;
   bool fuse_layerwise; /* ct_net_forward_layer may run fused chains (ct_net_set_layerwise_fusion) */
+  struct ct_partition *part; /* SINGA's partitioning over a worker group (partition.c); NULL: none */
+  struct ct_part_exec *exec; /* its workers as threads (part_run.c); NULL: one worker */
+  ct_bridge_ops *bridges;    /* its workers spread over processes (part_run.c); NULL: none */
 };
 
 /* Index of the blob or layer of that name, or -1. */
@@ -81,6 +84,50 @@ ct_status ct_net_filter(const Caffe__NetParameter *param, const char *source, ct
 /* Moves every layer of `in` to `out`, inserting Split layers so that every blob version has at
  * most one consumer (Caffe's InsertSplits and its names). */
 ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *err);
+
+/* Appends lp (owned from here, freed on failure) with its source message src (may be NULL). */
+ct_status ct_spec_push(ct_spec_list *s, Caffe__LayerParameter *lp, const Caffe__LayerParameter *src, ct_error *err);
+
+/* ---- partition.c: SINGA's partition_dim and location over the net's partition_workers */
+#define CT_PART_MAX_WORKERS 64
+#define CT_PART_MAX_BLOBS 4
+typedef struct ct_partition ct_partition;
+struct ct_srcmap;
+/* Every partition_dim and location of `list` (and the net's defaults) is one that can apply:
+ * errors name the layer and give file:line:col from map (may be NULL). */
+ct_status ct_net_partition_check(const Caffe__NetParameter *param, const ct_spec_list *list,
+                                 const struct ct_srcmap *map, const char *source, ct_error *err);
+/* Checks, then rewrites `list` in place into the group's layers (sub-layers, Concat / Split
+ * connections, every layer's worker in its `location`); *out (NULL for one worker) describes
+ * the shards, indexed like the rewritten list. */
+ct_status ct_net_partition(const Caffe__NetParameter *param, const struct ct_srcmap *map, const char *source,
+                           ct_spec_list *list, ct_partition **out, ct_error *err);
+void ct_partition_free(ct_partition *p);
+/* Layer i's shard index (-1: no shard; p may be NULL). */
+int ct_partition_shard(const ct_partition *p, int i);
+/* For shard 0 of a split layer: its whole parameter j (shaped like `shard` with all the rows),
+ * made on first use and owned by p. */
+ct_status ct_partition_whole(ct_partition *p, int i, int j, const ct_tensor *shard, const ct_tensor **whole,
+                             ct_error *err);
+/* After the flat storages exist: each shard's blobs view their rows of the whole parameters,
+ * holding the values their setup filled. */
+ct_status ct_partition_view_shards(ct_net *net, ct_error *err);
+/* Weights files see the net as written: layers the rewrite made are left out (hidden), a split
+ * layer is its shard 0 with the original parameter and the whole tensors. */
+bool ct_partition_hidden(const ct_partition *p, int i);
+const Caffe__LayerParameter *ct_partition_origin(const ct_partition *p, int i);
+ct_tensor *const *ct_partition_whole_blobs(const ct_partition *p, int i);
+/* The shard 0 whose original layer is named `name` (-1: none). */
+int ct_partition_find(const ct_net *net, const char *name);
+
+/* ---- part_run.c: the workers of a partitioned net as threads (NULL *out for one worker) */
+typedef struct ct_part_exec ct_part_exec;
+ct_status ct_part_exec_create(ct_net *net, ct_part_exec **out, ct_error *err);
+void ct_part_exec_free(ct_part_exec *x);
+/* One forward or backward pass over every worker; the first failure of any worker. */
+ct_status ct_part_exec_run(ct_part_exec *x, bool backward, ct_error *err);
+/* One pass of this process's layers, with messages for the bridges between processes. */
+ct_status ct_part_dist_run(ct_net *net, bool backward, ct_error *err);
 
 /* ---- check.c: before any layer is built, with file:line:col from map (may be NULL): every
  * layer of `filtered` has a type cortado knows, every layer of param reads the per-type

@@ -52,7 +52,7 @@ bool ct_net_layer_in_phase(const Caffe__LayerParameter *lp, ct_phase phase, int 
 
 /* ------------------------------------------------------------------ layer list building */
 
-static ct_status spec_push(ct_spec_list *s, Caffe__LayerParameter *lp, const Caffe__LayerParameter *src,
+ct_status ct_spec_push(ct_spec_list *s, Caffe__LayerParameter *lp, const Caffe__LayerParameter *src,
                            ct_error *err) {
   if (!lp) return ct_fail(err, CT_ENOMEM, "out of memory");
   if (s->n == s->cap) {
@@ -134,7 +134,7 @@ ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *er
     }
     /* ownership moves to out; in->v keeps the pointer (names of producers are read later)
      * until the end, when in gives up all of them */
-    st = spec_push(out, lp, in->src[i], err);
+    st = ct_spec_push(out, lp, in->src[i], err);
     moved = i + 1;
     if (st) goto done;
     for (size_t t = 0; t < lp->n_top; t++) {
@@ -154,7 +154,7 @@ ct_status ct_net_insert_splits(ct_spec_list *in, ct_spec_list *out, ct_error *er
         snprintf(name, sizeof name, "%s_%s_%d_split_%d", lp->top[t], lp->name ? lp->name : "", (int)t, c);
         sp->top[sp->n_top++] = strdup(name);
       }
-      if ((st = spec_push(out, sp, NULL, err))) goto done;
+      if ((st = ct_spec_push(out, sp, NULL, err))) goto done;
       if (!sp->name || !sp->type || !sp->bottom || !sp->top) goto oom;
     }
   }
@@ -183,7 +183,7 @@ ct_status ct_net_filter(const Caffe__NetParameter *param, const char *source, ct
     const Caffe__LayerParameter *lp = param->layer[i];
     bool inc = false;
     CT_TRY(layer_included(lp, source, phase, level, stages, &inc, err));
-    if (inc) CT_TRY(spec_push(out, (Caffe__LayerParameter *)ct_proto_copy(&lp->base), lp, err));
+    if (inc) CT_TRY(ct_spec_push(out, (Caffe__LayerParameter *)ct_proto_copy(&lp->base), lp, err));
   }
   return CT_OK;
 }

@@ -125,8 +125,12 @@ static ct_status backward_layer(ct_net *net, int i, ct_error *err) {
 ct_status ct_net_forward(ct_net *net, float *loss, ct_error *err) {
   double total = 0;
   CT_TRY(ct_net_memplan(net, err));
+  if (net->bridges) /* a partitioned net's workers: spread over processes, or threads */
+    CT_TRY(ct_part_dist_run(net, false, err));
+  else if (net->exec)
+    CT_TRY(ct_part_exec_run(net->exec, false, err));
   for (int i = 0; i < net->nlayers; i++) {
-    CT_TRY(forward_layer(net, i, true, err));
+    if (!net->exec && !net->bridges) CT_TRY(forward_layer(net, i, true, err));
     net_layer *nl = &net->layers[i];
     for (int t = 0; t < nl->l.ntop; t++)
       if (nl->loss_weight[t] != 0) {
@@ -143,6 +147,8 @@ ct_status ct_net_forward(ct_net *net, float *loss, ct_error *err) {
 ct_status ct_net_backward(ct_net *net, ct_error *err) {
   CT_TRY(ct_net_memplan(net, err));
   CT_TRY(ct_net_memplan_check_backward(net, err));
+  if (net->bridges) return ct_part_dist_run(net, true, err);
+  if (net->exec) return ct_part_exec_run(net->exec, true, err);
   for (int i = net->nlayers - 1; i >= 0; i--) CT_TRY(backward_layer(net, i, err));
   return CT_OK;
 }
@@ -261,8 +267,10 @@ ct_status ct_net_blob_reshape(ct_net *net, const char *name, int naxes, const in
 
 static ct_tensor *param_tensor(const ct_net *net, const char *layer, int index) {
   int li = ct_net_find_layer(net, layer);
+  bool whole = false;
+  if (li < 0 && (li = ct_partition_find(net, layer)) >= 0) whole = true; /* split by partition.c */
   if (li < 0 || index < 0 || index >= net->layers[li].l.nblobs) return NULL;
-  return net->layers[li].l.blobs[index];
+  return whole ? ct_partition_whole_blobs(net->part, li)[index] : net->layers[li].l.blobs[index];
 }
 ct_tensor *ct_net_blob_tensor(ct_net *net, const char *name) {
   int id = ct_net_find_blob(net, name);
@@ -271,6 +279,7 @@ ct_tensor *ct_net_blob_tensor(ct_net *net, const char *name) {
 ct_tensor *ct_net_param_tensor(ct_net *net, const char *layer, int index) { return param_tensor(net, layer, index); }
 int ct_net_param_count(const ct_net *net, const char *layer) {
   int li = ct_net_find_layer(net, layer);
+  if (li < 0) li = ct_partition_find(net, layer); /* a layer split by partition.c: its shard 0 */
   return li < 0 ? -1 : net->layers[li].l.nblobs;
 }
 int ct_net_param_shape(const ct_net *net, const char *layer, int index, int shape[8]) {

@@ -35,7 +35,7 @@ static const rule k_rules[] = {
     USED("FillerParameter", "type value min max mean std sparse variance_norm"),
 
     /* ---- nets */
-    USED("NetParameter", "name force_backward state debug_info layer partition"),
+    USED("NetParameter", "name force_backward state debug_info layer partition partition_dim partition_workers"),
     UPGRADED("NetParameter", "input input_shape input_dim", "net-level inputs: upgrade.c makes them an Input layer"),
     UPGRADED("NetParameter", "layers", k_v1),
     USED("NetState", "phase level stage"),
@@ -43,7 +43,8 @@ static const rule k_rules[] = {
     USED("ParamSpec", "name share_mode lr_mult decay_mult"),
     USED("PartitionSpec", "device share"),
     USED("LayerParameter",
-         "name type bottom top phase loss_weight param blobs propagate_down include exclude partition"),
+         "name type bottom top phase loss_weight param blobs propagate_down include exclude partition partition_dim "
+         "location"),
     /* the per-type fields: which layer types read each is layers/params.c's table */
     USED("LayerParameter",
          "transform_param loss_param accuracy_param argmax_param batch_norm_param bias_param concat_param "
@@ -54,9 +55,6 @@ static const rule k_rules[] = {
          "embed_param hdf5_data_param hdf5_output_param hinge_loss_param infogain_loss_param mvn_param "
          "parameter_param recurrent_param reduction_param spp_param swish_param threshold_param tile_param "
          "window_data_param"),
-    REFUSED("LayerParameter", "partition_dim location",
-            "SINGA's partitioning of one layer across the workers of a group is not implemented; a layer runs "
-            "whole on each worker (use partition { } to split its batch between devices)"),
     USED("TransformationParameter", "scale mirror crop_size mean_file mean_value force_color force_gray"),
     USED("LossParameter", "ignore_label normalization normalize"),
     USED("AccuracyParameter", "top_k axis ignore_label"),

@@ -410,6 +410,14 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
           logf_(s, "At iteration %d, communication: %.0f bytes sent per iteration, %.2f ms per iteration waiting "
                 "(rank 0)", s->iter, bytes / updates, 1e3 * wait_s / updates);
       }
+      if (ct_net_partition_workers(s->net) > 1) { /* issue 19: what the partitioning moves */
+        unsigned long long bf, bb, rep, shard;
+        ct_net_partition_bytes(s->net, &bf, &bb);
+        ct_net_partition_param_bytes(s->net, &rep, &shard);
+        logf_(s, "At iteration %d, partitioning over %d workers: bridges move %llu bytes per iteration (%llu forward, "
+              "%llu backward); parameters %llu bytes replicated, %llu bytes in shards",
+              s->iter, ct_net_partition_workers(s->net), bf + bb, bf, bb, rep, shard);
+      }
       emit_train(s, smoothed, rate, images_per_s);
     } else if (s->opt.event) {
       double dt = seconds_since(&s->last_display);
@@ -452,7 +460,9 @@ ct_status ct_solver_solve_to(ct_solver *s, int stop_iter, ct_error *err) {
     ct_solver_emit(s, &ev);
     return CT_OK;
   }
-  if (sp->display > 0 && s->iter % sp->display == 0 && is_root(s)) { /* only the root displays */
+  /* only the root displays; a train net whose workers span the processes (issue 19) runs the
+   * forward pass on each, for the bridges, and the root logs it */
+  if (sp->display > 0 && s->iter % sp->display == 0 && (is_root(s) || ct_net_bridged(s->net))) {
     float loss;
     CT_TRY(ct_net_forward(s->net, &loss, err));
     logf_(s, "Iteration %d, loss = %g", s->iter, loss);

@@ -1,0 +1,32 @@
+/* A partitioned net (src/net/partition.c) whose worker group is spread over the processes of
+ * an mpirun job (issue 19): worker w runs on rank w mod world, every process builds the same
+ * net and runs its own workers' layers, and each bridge between processes is an MPI message on
+ * a communicator of its own (mpi_part.c; built with Open MPI only). */
+#ifndef CT_DIST_PART_H
+#define CT_DIST_PART_H
+
+#include "cortado.h"
+#include "net/net.h"
+
+typedef struct ct_dist_part ct_dist_part;
+
+/* Starts MPI when needed and installs the bridges on net (which must outlive *out). */
+ct_status ct_dist_part_create(ct_net *net, ct_dist_part **out, ct_error *err);
+/* Removes the bridges from net and frees p (NULL: no-op); MPI stays up (ct_dist_mpi_finalize). */
+void ct_dist_part_free(ct_dist_part *p, ct_net *net);
+int ct_dist_part_rank(const ct_dist_part *p);
+int ct_dist_part_world(const ct_dist_part *p);
+/* After backward: every process holds the whole gradient. Each parameter's gradient is made on
+ * the one process that runs its layer (zeros elsewhere), so a sum over the processes gives it. */
+ct_status ct_dist_part_reduce(ct_dist_part *p, ct_net *net, ct_error *err);
+/* A float buffer of n values summed over the processes, in place (for tests and logs). */
+ct_status ct_dist_part_sum(ct_dist_part *p, float *v, size_t n, ct_error *err);
+
+/* The cluster backend for `cortado train` under mpirun when the train net is partitioned over
+ * workers (partition_workers > 1) and the solver sets no cluster: one worker group over every
+ * process; start installs the bridges and gives every rank rank 0's parameters, update sums
+ * the gradients over the processes and applies the solver's rule on each. */
+struct ct_cluster_ops;
+ct_status ct_dist_part_cluster_create(void **ctx, const struct ct_cluster_ops **ops, ct_error *err);
+
+#endif

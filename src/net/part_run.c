@@ -1,0 +1,300 @@
+/* The workers of a partitioned net (partition.c) as threads of this process: worker 0 is the
+ * caller of ct_net_forward / ct_net_backward, workers 1.. are threads started with the net.
+ * Each walks the layer list (forward in order, backward in reverse) and runs the layers whose
+ * location is its own. A bridge (a bottom written by a layer of another worker) is a hand-off:
+ * the reader waits until the writer's pass has finished that layer; backward, a layer waits for
+ * the layers of other workers that read its tops (they write the tops' gradients). Layers of
+ * one worker follow each other in list order, so a worker needs no other waits.
+ *
+ * The net's CcT pool (exec.c, and the CPU driver's GEMMs split over a partition's threads)
+ * serves one caller at a time: a layer that may use it holds pool_mu while it runs. OpenBLAS's thread count is one process-wide setting:
+ * during a pass the workers are the parallelism, so the caller makes every BLAS call of the
+ * pass single-threaded (as local.c's workers do), and the layers' own save / restore of the
+ * setting only ever sees 1. One mutex and one condition variable guard the
+ * hand-offs (a handful of workers, a few dozen layers). No allocation after creation. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "drivers/cpu.h"
+#include "net/net_impl.h"
+
+typedef struct deps {
+  int n;
+  int *v;
+} deps;
+
+struct ct_part_exec {
+  ct_net *net;
+  int W;
+  pthread_t *th;
+  int started;
+  pthread_mutex_t mu, pool_mu;
+  pthread_cond_t cv;
+  long gen;          /* passes started */
+  bool bwd, quit;
+  long *done;        /* per layer: the pass that has finished it */
+  int finished;      /* workers done with the current pass */
+  bool failed;
+  ct_status st;
+  ct_error err;
+  deps *fwd, *back;  /* per layer: the layers of other workers it waits for */
+};
+
+typedef struct worker_arg {
+  ct_part_exec *x;
+  int k;
+} worker_arg;
+
+static bool deps_done(const ct_part_exec *x, const deps *d, long gen) {
+  for (int j = 0; j < d->n; j++)
+    if (x->done[d->v[j]] != gen) return false;
+  return true;
+}
+
+static void run_pass(ct_part_exec *x, int k, long gen, bool bwd) {
+  ct_net *net = x->net;
+  const int n = net->nlayers;
+  for (int s = 0; s < n; s++) {
+    const int i = bwd ? n - 1 - s : s;
+    if (ct_net_layer_worker(net, i) != k) continue;
+    const deps *d = bwd ? &x->back[i] : &x->fwd[i];
+    pthread_mutex_lock(&x->mu);
+    while (!x->failed && !deps_done(x, d, gen)) pthread_cond_wait(&x->cv, &x->mu);
+    const bool stop = x->failed;
+    pthread_mutex_unlock(&x->mu);
+    if (stop) break;
+    ct_error e = {0};
+    const ct_plan *pl = &net->layers[i].l.plan;
+    bool pool = pl->n > 1; /* several partitions, or one that splits its GEMMs over the pool */
+    for (int q = 0; q < pl->n; q++) pool |= pl->part[q].threads > 1;
+    if (pool) pthread_mutex_lock(&x->pool_mu);
+    ct_status st = bwd ? ct_net_backward_layer(net, i, &e) : ct_net_forward_layer(net, i, &e);
+    if (pool) pthread_mutex_unlock(&x->pool_mu);
+    pthread_mutex_lock(&x->mu);
+    if (st && !x->failed) {
+      x->failed = true;
+      x->st = st;
+      x->err = e;
+    }
+    x->done[i] = gen;
+    pthread_cond_broadcast(&x->cv);
+    pthread_mutex_unlock(&x->mu);
+    if (st) break;
+  }
+  pthread_mutex_lock(&x->mu);
+  x->finished++;
+  pthread_cond_broadcast(&x->cv);
+  pthread_mutex_unlock(&x->mu);
+}
+
+static void *worker_main(void *arg) {
+  worker_arg *a = arg;
+  ct_part_exec *x = a->x;
+  long seen = 0;
+  for (;;) {
+    pthread_mutex_lock(&x->mu);
+    while (!x->quit && x->gen == seen) pthread_cond_wait(&x->cv, &x->mu);
+    if (x->quit) {
+      pthread_mutex_unlock(&x->mu);
+      break;
+    }
+    seen = x->gen;
+    const bool bwd = x->bwd;
+    pthread_mutex_unlock(&x->mu);
+    run_pass(x, a->k, seen, bwd);
+  }
+  free(a);
+  return NULL;
+}
+
+/* The producer of layer i's bottom b: the last earlier layer with it among its tops. */
+static int producer(const ct_net *net, int i, int b) {
+  for (int j = i - 1; j >= 0; j--)
+    for (int t = 0; t < net->layers[j].l.ntop; t++)
+      if (net->layers[j].top_ids[t] == net->layers[i].bottom_ids[b]) return j;
+  return -1;
+}
+
+static ct_status add_dep(deps *d, int j, ct_error *err) {
+  for (int k = 0; k < d->n; k++)
+    if (d->v[k] == j) return CT_OK;
+  int *v = realloc(d->v, (size_t)(d->n + 1) * sizeof *v);
+  if (!v) return ct_fail(err, CT_ENOMEM, "out of memory");
+  d->v = v;
+  d->v[d->n++] = j;
+  return CT_OK;
+}
+
+void ct_part_exec_free(ct_part_exec *x) {
+  if (!x) return;
+  pthread_mutex_lock(&x->mu);
+  x->quit = true;
+  pthread_cond_broadcast(&x->cv);
+  pthread_mutex_unlock(&x->mu);
+  for (int k = 0; k < x->started; k++) pthread_join(x->th[k], NULL);
+  pthread_mutex_destroy(&x->mu);
+  pthread_mutex_destroy(&x->pool_mu);
+  pthread_cond_destroy(&x->cv);
+  for (int i = 0; x->fwd && i < x->net->nlayers; i++) free(x->fwd[i].v);
+  for (int i = 0; x->back && i < x->net->nlayers; i++) free(x->back[i].v);
+  free(x->fwd);
+  free(x->back);
+  free(x->done);
+  free(x->th);
+  free(x);
+}
+
+ct_status ct_part_exec_create(ct_net *net, ct_part_exec **out, ct_error *err) {
+  *out = NULL;
+  const int W = ct_net_partition_workers(net), n = net->nlayers;
+  if (W <= 1) return CT_OK;
+  ct_part_exec *x = calloc(1, sizeof *x);
+  if (!x) return ct_fail(err, CT_ENOMEM, "out of memory");
+  x->net = net;
+  x->W = W;
+  pthread_mutex_init(&x->mu, NULL);
+  pthread_mutex_init(&x->pool_mu, NULL);
+  pthread_cond_init(&x->cv, NULL);
+  x->done = calloc((size_t)n + 1, sizeof *x->done);
+  x->fwd = calloc((size_t)n + 1, sizeof *x->fwd);
+  x->back = calloc((size_t)n + 1, sizeof *x->back);
+  x->th = calloc((size_t)W, sizeof *x->th);
+  ct_status st = CT_OK;
+  if (!x->done || !x->fwd || !x->back || !x->th) {
+    st = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (int i = 0; i < n && !st; i++)
+    for (int b = 0; b < net->layers[i].l.nbottom && !st; b++) {
+      int j = producer(net, i, b);
+      if (j < 0 || ct_net_layer_worker(net, j) == ct_net_layer_worker(net, i)) continue;
+      if (!(st = add_dep(&x->fwd[i], j, err))) st = add_dep(&x->back[j], i, err);
+    }
+  if (st) goto fail;
+  for (int k = 1; k < W; k++) {
+    worker_arg *a = malloc(sizeof *a);
+    if (!a) {
+      st = ct_fail(err, CT_ENOMEM, "out of memory");
+      goto fail;
+    }
+    *a = (worker_arg){x, k};
+    if (pthread_create(&x->th[x->started], NULL, worker_main, a)) {
+      free(a);
+      st = ct_fail(err, CT_ENOMEM, "cannot start the thread of worker %d", k);
+      goto fail;
+    }
+    x->started++;
+  }
+  *out = x;
+  return CT_OK;
+fail:
+  ct_part_exec_free(x);
+  return st;
+}
+
+ct_status ct_part_exec_run(ct_part_exec *x, bool backward, ct_error *err) {
+  ct_blas_single_begin();
+  pthread_mutex_lock(&x->mu);
+  x->gen++;
+  x->bwd = backward;
+  x->finished = 0;
+  x->failed = false;
+  const long gen = x->gen;
+  pthread_cond_broadcast(&x->cv);
+  pthread_mutex_unlock(&x->mu);
+  run_pass(x, 0, gen, backward);
+  pthread_mutex_lock(&x->mu);
+  while (x->finished < x->W) pthread_cond_wait(&x->cv, &x->mu);
+  const bool failed = x->failed;
+  pthread_mutex_unlock(&x->mu);
+  ct_blas_single_end();
+  if (!failed) return CT_OK;
+  *err = x->err;
+  return x->st;
+}
+
+/* ------------------------------------------------------------------ across processes */
+
+ct_status ct_net_set_bridges(ct_net *net, const ct_bridge_ops *ops, ct_error *err) {
+  free(net->bridges);
+  net->bridges = NULL;
+  if (!ops) return CT_OK;
+  if (!net->part) return ct_fail(err, CT_EINVAL, "the net is not partitioned over workers (partition_workers)");
+  if (!(net->bridges = malloc(sizeof *net->bridges))) return ct_fail(err, CT_ENOMEM, "out of memory");
+  *net->bridges = *ops;
+  return CT_OK;
+}
+
+static int rank_of_layer(const ct_net *net, int i) {
+  const ct_bridge_ops *o = net->bridges;
+  return o->rank_of(o->ctx, ct_net_layer_worker(net, i));
+}
+
+bool ct_net_bridged(const ct_net *net) { return net->bridges != NULL; }
+
+bool ct_net_layer_local(const ct_net *net, int i) {
+  return !net->bridges || rank_of_layer(net, i) == net->bridges->rank;
+}
+
+/* Whether reader i takes bottom b's gradient back over its bridge. */
+static bool sends_back(const ct_net *net, int i, int b) {
+  return net->layers[i].need_backward && net->layers[i].l.propagate_down[b];
+}
+
+static ct_status host_side(ct_net *net, ct_tensor *t, ct_side side, bool write, float **p, ct_error *err) {
+  return ct_tensor_deref(t, side, &ct_mem_host, write ? CT_WRITE : CT_READ, 0, t->count, &net->place->stats, p, err);
+}
+
+/* Forward in list order: a local layer first receives the bottoms other processes wrote, runs,
+ * then sends each top to the processes whose layers read it. Backward in reverse: a local layer
+ * receives its tops' gradients from remote readers, runs, and sends the gradients of bottoms
+ * that remote layers wrote. Sends do not block, so every receive's send is eventually made. */
+ct_status ct_part_dist_run(ct_net *net, bool backward, ct_error *err) {
+  const ct_bridge_ops *o = net->bridges;
+  const int n = net->nlayers, me = o->rank;
+  for (int s = 0; s < n; s++) {
+    const int i = backward ? n - 1 - s : s;
+    if (rank_of_layer(net, i) != me) continue;
+    net_layer *nl = &net->layers[i];
+    if (!backward) {
+      for (int b = 0; b < nl->l.nbottom; b++) {
+        int j = producer(net, i, b), from = j >= 0 ? rank_of_layer(net, j) : me;
+        if (from == me) continue;
+        float *p;
+        CT_TRY(host_side(net, nl->l.bottom[b], CT_DATA, true, &p, err));
+        CT_TRY(o->recv(o->ctx, from, i * 32 + b, p, nl->l.bottom[b]->count, err));
+      }
+      CT_TRY(ct_net_forward_layer(net, i, err));
+    } else {
+      for (int k = i + 1; k < n; k++) /* the remote readers of i's tops */
+        for (int b = 0; b < net->layers[k].l.nbottom; b++) {
+          if (producer(net, k, b) != i || rank_of_layer(net, k) == me || !sends_back(net, k, b)) continue;
+          float *p;
+          CT_TRY(host_side(net, net->layers[k].l.bottom[b], CT_DIFF, true, &p, err));
+          CT_TRY(o->recv(o->ctx, rank_of_layer(net, k), k * 32 + b, p, net->layers[k].l.bottom[b]->count, err));
+        }
+      CT_TRY(ct_net_backward_layer(net, i, err));
+    }
+    if (!backward) {
+      for (int k = i + 1; k < n; k++)
+        for (int b = 0; b < net->layers[k].l.nbottom; b++) {
+          int to = rank_of_layer(net, k);
+          if (to == me || producer(net, k, b) != i) continue;
+          float *p;
+          CT_TRY(host_side(net, net->layers[k].l.bottom[b], CT_DATA, false, &p, err));
+          CT_TRY(o->send(o->ctx, to, k * 32 + b, p, net->layers[k].l.bottom[b]->count, err));
+        }
+    } else {
+      for (int b = 0; b < nl->l.nbottom; b++) {
+        int j = producer(net, i, b), to = j >= 0 ? rank_of_layer(net, j) : me;
+        if (to == me || !sends_back(net, i, b)) continue;
+        float *p;
+        CT_TRY(host_side(net, nl->l.bottom[b], CT_DIFF, false, &p, err));
+        CT_TRY(o->send(o->ctx, to, i * 32 + b, p, nl->l.bottom[b]->count, err));
+      }
+    }
+  }
+  return o->flush(o->ctx, err);
+}

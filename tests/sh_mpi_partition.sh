@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Issue 19 across processes: a worker group of 4 spread over 2 and 4 ranks runs the
+# transitions net (dim-1 layers split over the ranks, a pinned layer, bridges as MPI
+# messages) with the loss and gradients of the unpartitioned net (test_partition_mpi.c).
+# Skipped (exit 0, says so) without mpirun.
+. "$(dirname "$0")/mpi_common.sh"
+prog="$CT_BUILD_DIR/tests/test_partition_mpi"
+for np in 2 4; do
+  if timeout 120 "${MPIRUN[@]}" -np "$np" "$prog" > "$tmp/np$np.log" 2>&1; then ok
+  else bad "$np ranks"; tail -20 "$tmp/np$np.log" >&2; fi
+  grep -q "^$np ranks: loss" "$tmp/np$np.log" && ok || bad "$np ranks: no result line"
+  [ "$(grep -c ' 0 failed' "$tmp/np$np.log")" = "$np" ] && ok || bad "$np ranks: not every rank passed"
+done
+
+# cortado train under mpirun: the train net's worker group of 4 over 2 and 4 ranks (CaffeNet's
+# shape, convolutions on dim 0, fc6 / fc7 on dim 1, fc8 pinned to worker 3) ends 20 iterations
+# with the weights of one unpartitioned process, from the same starting weights.
+cnet() { # name, net-level line, conv field, fc field, fc8 field
+  cat > "$tmp/$1.prototxt" <<EOT
+name: "small"
+$2
+layer { name: "data" type: "DummyData" top: "data" top: "label" dummy_data_param {
+  shape { dim: 8 dim: 3 dim: 35 dim: 35 } shape { dim: 8 }
+  data_filler { type: "gaussian" std: 1 } data_filler { type: "uniform" min: 0 max: 9.99 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" $3 convolution_param { num_output: 12
+  kernel_size: 5 stride: 2 weight_filler { type: "gaussian" std: 0.05 } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2" $3 convolution_param { num_output: 16 pad: 1
+  kernel_size: 3 weight_filler { type: "gaussian" std: 0.05 } } }
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+layer { name: "fc6" type: "InnerProduct" bottom: "conv2" top: "fc6" $4 inner_product_param { num_output: 30
+  weight_filler { type: "gaussian" std: 0.05 } bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "relu6" type: "ReLU" bottom: "fc6" top: "fc6" $4 }
+layer { name: "fc7" type: "InnerProduct" bottom: "fc6" top: "fc7" $4 inner_product_param { num_output: 30
+  weight_filler { type: "gaussian" std: 0.05 } } }
+layer { name: "relu7" type: "ReLU" bottom: "fc7" top: "fc7" $4 }
+layer { name: "fc8" type: "InnerProduct" bottom: "fc7" top: "fc8" $5 inner_product_param { num_output: 10
+  weight_filler { type: "gaussian" std: 0.05 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc8" bottom: "label" top: "loss" }
+EOT
+  cat > "$tmp/$1_solver.prototxt" <<EOT
+net: "$tmp/$1.prototxt"
+base_lr: ${6:-0.05}
+lr_policy: "fixed"
+momentum: 0.9
+weight_decay: 0.0005
+display: 10
+max_iter: ${7:-20}
+snapshot_prefix: "$tmp/$1"
+random_seed: 7
+EOT
+}
+cnet init "" "" "" "" 0 1
+cnet ref "" "" "" ""
+cnet part "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+"$CORTADO" train --solver="$tmp/init_solver.prototxt" > "$tmp/init.log" 2>&1 && ok || { bad "initial weights"; tail -5 "$tmp/init.log" >&2; }
+"$CORTADO" train --solver="$tmp/ref_solver.prototxt" --weights="$tmp/init_iter_1.caffemodel" > "$tmp/ref.log" 2>&1 && ok ||
+  { bad "unpartitioned training"; tail -5 "$tmp/ref.log" >&2; }
+for np in 2 4; do
+  rm -f "$tmp/part_iter_20.caffemodel"
+  if timeout 180 "${MPIRUN[@]}" -np "$np" "$CORTADO" train --solver="$tmp/part_solver.prototxt" \
+       --weights="$tmp/init_iter_1.caffemodel" > "$tmp/train$np.log" 2>&1; then ok
+  else bad "train on $np ranks"; tail -20 "$tmp/train$np.log" >&2; fi
+  grep -q "one worker group of a partitioned net over $np processes" "$tmp/train$np.log" && ok ||
+    bad "$np ranks: no cluster line"
+  grep -q "communication: [1-9][0-9]* bytes sent per iteration" "$tmp/train$np.log" && ok ||
+    bad "$np ranks: no bytes line"
+  if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
+       "$tmp/part_iter_20.caffemodel" 1e-4; then ok; else bad "$np ranks: weights differ from one process"; fi
+done
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]

@@ -1,0 +1,253 @@
+/* SINGA's model partitioning (issue 19, src/net/partition.c): every transition between
+ * partitionings (0 -> 1, 1 -> 1 over the same and over fewer workers, 1 -> pinned -> 1, 1 -> 0)
+ * gives the forward outputs and every parameter gradient of the same net unpartitioned, on 2, 3
+ * and 4 workers; weights files stay whole; every bad value is refused with its position. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "cortado.h"
+#include "net/net.h"
+
+#include "partition_nets.h"
+
+static ct_net *make(const char *text, ct_error *err) {
+  ct_net *net = NULL;
+  memset(err, 0, sizeof *err);
+  ct_net_create_from_text(text, "p.prototxt", NULL, CT_TRAIN, &net, err);
+  return net;
+}
+
+static double rel_diff(const float *a, const float *b, size_t n) {
+  double worst = 0;
+  for (size_t k = 0; k < n; k++) {
+    double d = fabs((double)a[k] - (double)b[k]) / (1.0 + fabs((double)b[k]));
+    if (d > worst) worst = d;
+  }
+  return worst;
+}
+
+static void fill_inputs(ct_net *net) {
+  float *x = ct_net_blob_data(net, "data"), *y = ct_net_blob_data(net, "label");
+  for (int k = 0; k < 4 * 3 * 6 * 6; k++) x[k] = (float)sin(0.37 * k) * 1.5f;
+  for (int k = 0; k < 4; k++) y[k] = (float)((k * 3) % 5);
+}
+
+static void test_transitions(int workers) {
+  char ref_text[8192], part_text[8192];
+  transitions_net(ref_text, sizeof ref_text, workers, false);
+  transitions_net(part_text, sizeof part_text, workers, true);
+  ct_error err;
+  ct_net *ref = make(ref_text, &err);
+  CHECK(ref, "reference net: %s", err.msg);
+  ct_net *part = make(part_text, &err);
+  CHECK(part, "%d workers: %s", workers, err.msg);
+  if (!ref || !part) goto done;
+  CHECK(ct_net_partition_workers(part) == workers, "workers %d", ct_net_partition_workers(part));
+  CHECK(ct_net_num_layers(part) > ct_net_num_layers(ref), "the rewrite added sub-layers and connections");
+  CHECK(ct_net_param_total(part) == ct_net_param_total(ref), "flat parameters %zu vs %zu", ct_net_param_total(part),
+        ct_net_param_total(ref));
+  /* the reference's weights through a whole .caffemodel */
+  char path[] = "/tmp/ct_part_XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0, "mkstemp");
+  if (fd < 0) goto done;
+  close(fd);
+  CHECK(ct_net_save_weights(ref, path, &err) == CT_OK, "%s", err.msg);
+  CHECK(ct_net_load_weights(part, path, &err) == CT_OK, "%s", err.msg);
+  CHECK(rel_diff(ct_net_param_buffer(part), ct_net_param_buffer(ref), ct_net_param_total(ref)) == 0,
+        "loaded weights land where the reference has them");
+  fill_inputs(ref);
+  fill_inputs(part);
+  float lr = 0, lp = 0;
+  CHECK(ct_net_forward(ref, &lr, &err) == CT_OK, "%s", err.msg);
+  CHECK(ct_net_forward(part, &lp, &err) == CT_OK, "%s", err.msg);
+  CHECK(fabs(lr - lp) <= 1e-5 * (1 + fabs(lr)), "%d workers: loss %.8g vs %.8g", workers, lp, lr);
+  /* the blobs made whole again (ip1 exists only as shards: sig1 runs on them) */
+  const char *blobs[] = {"conv2", "s1", "ip2", "pin", "ip3"};
+  for (size_t b = 0; b < sizeof blobs / sizeof *blobs; b++) {
+    int s1[8], s2[8];
+    int na = ct_net_blob_shape(ref, blobs[b], s1), nb = ct_net_blob_shape(part, blobs[b], s2);
+    CHECK(na == nb && na > 0 && !memcmp(s1, s2, (size_t)na * sizeof(int)), "blob %s shape", blobs[b]);
+    if (na != nb || na <= 0) continue;
+    size_t cnt = 1;
+    for (int a = 0; a < na; a++) cnt *= (size_t)s1[a];
+    double d = rel_diff(ct_net_blob_data(part, blobs[b]), ct_net_blob_data(ref, blobs[b]), cnt);
+    CHECK(d <= 1e-5, "%d workers: blob %s differs by %g", workers, blobs[b], d);
+  }
+  CHECK(ct_net_backward(ref, &err) == CT_OK, "%s", err.msg);
+  CHECK(ct_net_backward(part, &err) == CT_OK, "%s", err.msg);
+  double dg = rel_diff(ct_net_diff_buffer(part), ct_net_diff_buffer(ref), ct_net_param_total(ref));
+  CHECK(dg <= 1e-5, "%d workers: parameter gradients differ by %g", workers, dg);
+  double nz = 0;
+  const float *g = ct_net_diff_buffer(ref);
+  for (size_t k = 0; k < ct_net_param_total(ref); k++) nz += fabs(g[k]);
+  CHECK(nz > 0, "the reference gradient is not all zero");
+  /* bridges move bytes; the sizes are the blobs that cross workers */
+  unsigned long long fwd = 0, bwd = 0;
+  ct_net_partition_bytes(part, &fwd, &bwd);
+  CHECK(fwd > 0 && bwd > 0, "bridges counted: %llu forward, %llu backward", fwd, bwd);
+  /* a whole .caffemodel back out, with the layers as written: the reference reads it */
+  CHECK(ct_net_save_weights(part, path, &err) == CT_OK, "%s", err.msg);
+  Caffe__NetParameter *wp = NULL, *wr = NULL;
+  if (ct_net_to_proto(part, &wp, &err) == CT_OK && ct_net_to_proto(ref, &wr, &err) == CT_OK) {
+    bool same = wp->n_layer == wr->n_layer;
+    for (size_t k = 0; same && k < wp->n_layer; k++) same = !strcmp(wp->layer[k]->name, wr->layer[k]->name);
+    CHECK(same, "the partitioned net writes the reference's layers (%zu vs %zu)", wp->n_layer, wr->n_layer);
+  }
+  if (wp) protobuf_c_message_free_unpacked(&wp->base, NULL);
+  if (wr) protobuf_c_message_free_unpacked(&wr->base, NULL);
+  ct_net *again = make(ref_text, &err);
+  CHECK(again && ct_net_load_weights(again, path, &err) == CT_OK, "reference reads the partitioned net's file: %s",
+        err.msg);
+  if (again)
+    CHECK(rel_diff(ct_net_param_buffer(again), ct_net_param_buffer(ref), ct_net_param_total(ref)) == 0,
+          "round trip through the partitioned net");
+  ct_net_free(again);
+  unlink(path);
+done:
+  ct_net_free(ref);
+  ct_net_free(part);
+}
+
+/* Bad values: the error names the layer and the position. */
+static void expect_error(const char *body, const char *want) {
+  char text[4096];
+  snprintf(text, sizeof text,
+           "name: 'e'\n"
+           "layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 2 dim: 3 } } }\n%s",
+           body);
+  ct_error err;
+  ct_net *net = make(text, &err);
+  CHECK(!net, "accepted: %s", body);
+  CHECK(strstr(err.msg, want) != NULL, "error for [%s]\n  got:  %s\n  want: %s", body, err.msg, want);
+  ct_net_free(net);
+}
+
+static void test_errors(void) {
+  expect_error("partition_workers: 2\nlayer { name: 'p' type: 'Pooling' bottom: 'x' top: 'y'\n  partition_dim: 1 }",
+               "p.prototxt:5:3: layer \"p\" (Pooling): partition_dim: 1 needs a neuron dimension");
+  expect_error("layer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' partition_dim: 7 }",
+               "p.prototxt:3:53: layer \"r\" (ReLU): partition_dim is 7; expected 0 (the batch), 1 (the neurons)");
+  expect_error("partition_workers: 4\nlayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y'\n location: 4 }",
+               "p.prototxt:5:2: layer \"r\" (ReLU): location 4 is beyond the worker group's 4 workers");
+  expect_error("layer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' location: 1 }",
+               "layer \"r\" (ReLU): location 1 is beyond the worker group's 1 worker");
+  expect_error("partition_dim: 3\nlayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' }",
+               "p.prototxt:3:1: the net's partition_dim is 3");
+  expect_error("partition_workers: 0\nlayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' }",
+               "p.prototxt:3:1: partition_workers is 0");
+  expect_error("partition_workers: 2\nlayer { name: 'f' type: 'InnerProduct' bottom: 'x' top: 'y' partition_dim: 1 "
+               "location: 1 inner_product_param { num_output: 4 } }",
+               "give one of them");
+  expect_error("partition_workers: 2\nlayer { name: 'f' type: 'InnerProduct' bottom: 'x' top: 'y' partition_dim: 1 "
+               "inner_product_param { num_output: 4 transpose: true } }",
+               "layer \"f\" (InnerProduct): partition_dim: 1 cannot split this layer's outputs: its weights are "
+               "transposed");
+  expect_error("partition_workers: 2\nlayer { name: 'c' type: 'Convolution' bottom: 'x' top: 'y' partition_dim: 1 "
+               "convolution_param { num_output: 4 group: 2 kernel_size: 1 } }",
+               "it has groups");
+  expect_error("partition_workers: 2\nlayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' location: -3 }",
+               "layer \"r\" (ReLU): location -3 is beyond the worker group's 2 workers");
+  expect_error("partition_workers: 65\nlayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' }",
+               "partition_workers is 65; expected a worker count from 1 to 64");
+  expect_error("partition_workers: 2\nlayer { name: 'd' type: 'Dropout' bottom: 'x' top: 'y' partition_dim: 1 }",
+               "layer \"d\" (Dropout): partition_dim: 1 needs a neuron dimension");
+  expect_error("partition_workers: 2\nlayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' partition_dim: 1 }",
+               "layer \"r\" (ReLU): partition_dim: 1 on an element-wise layer follows the shards of its bottom");
+}
+
+/* The net-level default: every InnerProduct on dim 1 without saying so per layer. */
+static void test_net_default(void) {
+  const char *body =
+      "name: 'd'\npartition_dim: 1\npartition_workers: 3\n"
+      "layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 2 dim: 5 } } }\n"
+      "layer { name: 'f' type: 'InnerProduct' bottom: 'x' top: 'y' inner_product_param { num_output: 8 } }\n"
+      "layer { name: 'r' type: 'ReLU' bottom: 'y' top: 'y' }\n"
+      "layer { name: 'p' type: 'Softmax' bottom: 'y' top: 'z' }\n";
+  ct_error err;
+  ct_net *net = make(body, &err);
+  CHECK(net, "%s", err.msg);
+  if (!net) return;
+  int subs = 0, workers_seen = 0;
+  for (int i = 0; i < ct_net_num_layers(net); i++) {
+    if (!strncmp(ct_net_layer_name(net, i), "f@", 2)) subs++;
+    workers_seen |= 1 << ct_net_layer_worker(net, i);
+  }
+  CHECK(subs == 3, "the default split f into %d sub-layers", subs);
+  CHECK(workers_seen == 7, "workers 0..2 all run layers (mask %d)", workers_seen);
+  /* the layer as written reaches its whole parameters, whose rows the shards view */
+  int shape[8];
+  CHECK(ct_net_param_count(net, "f") == 2, "f has its 2 blobs");
+  CHECK(ct_net_param_shape(net, "f", 0, shape) == 2 && shape[0] == 8 && shape[1] == 5, "f's weights are 8x5");
+  CHECK(ct_net_param_shape(net, "f@1", 0, shape) == 2 && shape[0] == 3, "f@1 holds rows 3..5 (%d rows)", shape[0]);
+  float *whole = ct_net_param_data(net, "f", 0);
+  if (whole) whole[3 * 5 + 2] = 42.0f; /* row 3, column 2: row 0, column 2 of shard 1 */
+  const float *s1 = ct_net_param_data(net, "f@1", 0);
+  CHECK(s1 && s1[2] == 42.0f, "shard 1 views rows 3.. of the whole weights");
+  ct_net_free(net);
+}
+
+/* `cortado draw` shows the rewritten net, `cortado time` the bytes its bridges move. */
+static void test_tools(void) {
+  const char *cortado = getenv("CORTADO");
+  if (!cortado) {
+    fprintf(stderr, "CORTADO not set: the draw and time checks are skipped\n");
+    return;
+  }
+  char dir[] = "/tmp/ct_partdraw_XXXXXX";
+  if (!mkdtemp(dir)) return;
+  char net[128], dot[128], log[128], cmd[600];
+  snprintf(net, sizeof net, "%s/net.prototxt", dir);
+  snprintf(dot, sizeof dot, "%s/net.dot", dir);
+  snprintf(log, sizeof log, "%s/time.log", dir);
+  FILE *f = fopen(net, "w");
+  if (!f) return;
+  fputs("name: 'd'\npartition_workers: 3\n"
+        "layer { name: 'in' type: 'Input' top: 'x' top: 'l' input_param { shape { dim: 2 dim: 5 } shape { dim: 2 } "
+        "} }\n"
+        "layer { name: 'f' type: 'InnerProduct' bottom: 'x' top: 'y' partition_dim: 1 inner_product_param { "
+        "num_output: 8 } }\n"
+        "layer { name: 'pin' type: 'TanH' bottom: 'y' top: 'z' location: 2 }\n"
+        "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'z' bottom: 'l' top: 'loss' }\n",
+        f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "'%s' draw '%s' -o '%s' 2>/dev/null", cortado, net, dot);
+  CHECK(system(cmd) == 0, "%s", cmd);
+  char text[16384] = "";
+  f = fopen(dot, "r");
+  size_t got = f ? fread(text, 1, sizeof text - 1, f) : 0;
+  if (f) fclose(f);
+  text[got] = 0;
+  CHECK(strstr(text, "label=\"f@2\\n(InnerProduct)\\n2 outputs\\nworker 2\""), "draw shows the sub-layers");
+  CHECK(strstr(text, "y@concat\\n(Concat)\\nworker 2"), "draw shows the connections");
+  CHECK(strstr(text, "(bridge)"), "draw marks the bridges");
+  CHECK(strstr(text, "partitioned over 3 workers"), "draw's title says the partitioning");
+  snprintf(cmd, sizeof cmd, "'%s' time --model '%s' --iterations 1 > '%s' 2>&1", cortado, net, log);
+  CHECK(system(cmd) == 0, "%s", cmd);
+  f = fopen(log, "r");
+  got = f ? fread(text, 1, sizeof text - 1, f) : 0;
+  if (f) fclose(f);
+  text[got] = 0;
+  /* f's 8 outputs over 3 workers are shards of 3, 3 and 2. Forward: x (2x5 floats) to workers 1
+   * and 2, the shards of workers 0 and 1 (2x3 each) to the Concat on worker 2, the pinned TanH's
+   * z (2x8) to the loss on worker 0. Backward the same edges but x's (the input takes none). */
+  const unsigned long long fwd = (2 * (2 * 5) + 2 * (2 * 3) + 2 * 8) * 4, bwd = (2 * (2 * 3) + 2 * 8) * 4;
+  char want[160];
+  snprintf(want, sizeof want, "bridges move %llu bytes per iteration (%llu forward, %llu backward)", fwd + bwd, fwd,
+           bwd);
+  CHECK(strstr(text, want), "cortado time reports %s", want);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+int main(void) {
+  for (int w = 2; w <= 4; w++) test_transitions(w);
+  test_errors();
+  test_net_default();
+  test_tools();
+  return ct_check_report();
+}

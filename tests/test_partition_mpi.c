@@ -1,0 +1,94 @@
+/* Issue 19 across processes: the transitions net on 4 workers spread over the ranks of an
+ * mpirun job (worker w on rank w mod world; sh_mpi_partition.sh runs it on 2 and 4 ranks).
+ * Every rank builds the same net, runs its workers' layers and passes the bridges between
+ * ranks as MPI messages; the loss (on rank 0, which runs the loss layer) and every parameter
+ * gradient (summed over the ranks) equal the unpartitioned net's, computed on each rank alone.
+ * Run outside mpirun it says so and passes: the check needs a job of several processes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "cortado.h"
+#include "net/net.h"
+#include "partition_nets.h"
+#ifdef CT_HAVE_MPI
+#include "dist/cluster.h"
+#include "dist/part.h"
+#endif
+
+static ct_net *make(const char *text, ct_error *err) {
+  ct_net *net = NULL;
+  memset(err, 0, sizeof *err);
+  ct_net_create_from_text(text, "p.prototxt", NULL, CT_TRAIN, &net, err);
+  return net;
+}
+
+static void fill_inputs(ct_net *net) {
+  float *x = ct_net_blob_data(net, "data"), *y = ct_net_blob_data(net, "label");
+  for (int k = 0; k < 4 * 3 * 6 * 6; k++) x[k] = (float)cos(0.29 * k) * 1.5f;
+  for (int k = 0; k < 4; k++) y[k] = (float)((k * 2 + 1) % 5);
+}
+
+int main(void) {
+#ifndef CT_HAVE_MPI
+  printf("SKIPPED: built without MPI\n");
+  return 0;
+#else
+  int world = 1, rank = 0;
+  if (!ct_dist_launched(&world, &rank) || world < 2) {
+    printf("SKIPPED: run by sh_mpi_partition.sh under mpirun with several processes\n");
+    return 0;
+  }
+  char ref_text[8192], part_text[8192], path[64];
+  transitions_net(ref_text, sizeof ref_text, 4, false);
+  transitions_net(part_text, sizeof part_text, 4, true);
+  ct_error err;
+  ct_net *ref = make(ref_text, &err);
+  CHECK(ref, "reference: %s", err.msg);
+  ct_net *part = make(part_text, &err);
+  CHECK(part, "partitioned: %s", err.msg);
+  ct_dist_part *dp = NULL;
+  if (!ref || !part) goto done;
+  CHECK(ct_dist_part_create(part, &dp, &err) == CT_OK, "%s", err.msg);
+  if (!dp) goto done;
+  snprintf(path, sizeof path, "/tmp/ct_partmpi_%d_%d.caffemodel", (int)getpid(), rank);
+  CHECK(ct_net_save_weights(ref, path, &err) == CT_OK && ct_net_load_weights(part, path, &err) == CT_OK, "%s",
+        err.msg);
+  unlink(path);
+  int local = 0, remote = 0;
+  for (int i = 0; i < ct_net_num_layers(part); i++) ct_net_layer_local(part, i) ? local++ : remote++;
+  CHECK(local > 0 && remote > 0, "rank %d runs %d layers, the others %d", rank, local, remote);
+  fill_inputs(ref);
+  fill_inputs(part);
+  for (int pass = 0; pass < 2; pass++) { /* a second pass reuses the bridges' buffers */
+    float lr = 0, lp = 0;
+    ct_net_clear_param_diffs(ref);
+    ct_net_clear_param_diffs(part);
+    CHECK(ct_net_forward(ref, &lr, &err) == CT_OK, "%s", err.msg);
+    CHECK(ct_net_forward(part, &lp, &err) == CT_OK, "rank %d: %s", rank, err.msg);
+    if (rank == 0) CHECK(fabs(lr - lp) <= 1e-5 * (1 + fabs(lr)), "loss %.8g vs %.8g", lp, lr);
+    CHECK(ct_net_backward(ref, &err) == CT_OK, "%s", err.msg);
+    CHECK(ct_net_backward(part, &err) == CT_OK, "rank %d: %s", rank, err.msg);
+    CHECK(ct_dist_part_reduce(dp, part, &err) == CT_OK, "%s", err.msg);
+    const float *a = ct_net_diff_buffer(part), *b = ct_net_diff_buffer(ref);
+    double worst = 0, norm = 0;
+    for (size_t k = 0; k < ct_net_param_total(ref); k++) {
+      double d = fabs((double)a[k] - b[k]) / (1 + fabs((double)b[k]));
+      if (d > worst) worst = d;
+      norm += fabs((double)b[k]);
+    }
+    CHECK(norm > 0 && worst <= 1e-5, "rank %d of %d, pass %d: gradients differ by %g", rank, world, pass, worst);
+    if (rank == 0 && pass == 0) printf("%d ranks: loss %.6g, gradients within %.2g\n", world, lp, worst);
+  }
+done:
+  ct_dist_part_free(dp, part);
+  ct_net_free(part);
+  ct_net_free(ref);
+  int rc = ct_check_report();
+  ct_dist_mpi_finalize();
+  return rc;
+#endif
+}
