@@ -340,6 +340,7 @@ static void test_one_pass(const char *path) {
     if (memcmp(a, a_cpu, n[1] * sizeof(float))) count_far(a_cpu, a, &pass_segs, 0, true, &first);
     CHECK(!memcmp(a, a_cpu, n[1] * sizeof(float)),
           "one pass, cpu 0.3 + emu:0 0.7: every value and gradient bit-identical to cpu 0.3 + cpu 0.7");
+    if (memcmp(b, b_cpu, n[3] * sizeof(float))) count_far(b_cpu, b, &pass_segs, 0, true, &first);
     CHECK(!memcmp(b, b_cpu, n[3] * sizeof(float)),
           "one pass, emu:0 0.5 + cpu 0.25 + emu:0 0.25: bit-identical to the same split on the CPU alone");
   }

@@ -369,8 +369,11 @@ static void emu_error_message(const ct_driver *d, char *buf, size_t n) {
   pthread_mutex_unlock(&e->mu);
 }
 
-/* The rates one partition on this device sees, measured through the device itself (its speed
- * setting included): a 384^3 SGEMM and an 8 MB copy, best of three, once. */
+/* The rates one partition on this device sees: the CPU's, scaled by one factor measured through
+ * the device itself (its speed setting included), a 384^3 SGEMM, best of three, once. The device
+ * runs the CPU's kernels, so the ratio of its rates (which alone decides the cost model's
+ * lowering picks) is the CPU's; measuring the copy rate apart would let a pick near a boundary
+ * differ between the two with the noise of two measurements, and a split's result with it. */
 static void emu_calibration(const ct_driver *d, double *gflops, double *gbytes) {
   emu_dev *e = dev_of(d);
   pthread_mutex_lock(&e->mu);
@@ -380,31 +383,27 @@ static void emu_calibration(const ct_driver *d, double *gflops, double *gbytes) 
     e->gflops *= e->speed;
     e->gbytes *= e->speed;
     const int n = 384;
-    const size_t words = (size_t)2 << 20;
-    float *a = arena_alloc(e, (size_t)n * n * 3 * sizeof(float)), *src = arena_alloc(e, words * sizeof(float)),
-          *dst = arena_alloc(e, words * sizeof(float));
-    if (a && src && dst) {
+    float *a = arena_alloc(e, (size_t)n * n * 3 * sizeof(float));
+    if (a) {
       float *b = a + (size_t)n * n, *c = b + (size_t)n * n;
-      double best = 1e9, bestc = 1e9;
-      bool ok = !emu_memset(d, a, 0, (size_t)n * n * 3 * sizeof(float)) &&
-                !emu_memset(d, src, 0, words * sizeof(float)) && !emu_memset(d, dst, 0, words * sizeof(float));
+      double best = 1e9;
+      bool ok = !emu_memset(d, a, 0, (size_t)n * n * 3 * sizeof(float));
       for (int r = 0; ok && r < 4; r++) {
         struct timespec t0;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         ok = !emu_gemm(d, false, false, n, n, n, 1.0f, a, b, 0.0f, c);
         double t = elapsed_s(&t0);
         if (r && t < best) best = t; /* the first is a warm-up */
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        ok = ok && !emu_copy(d, dst, src, words * sizeof(float));
-        t = elapsed_s(&t0);
-        if (r && t < bestc) bestc = t;
       }
-      if (ok && best > 0) e->gflops = 2.0 * n * n * n / best / 1e9;
-      if (ok && bestc > 0) e->gbytes = 2.0 * (double)words * sizeof(float) / bestc / 1e9;
+      if (ok && best > 0) {
+        double cpu_gflops, cpu_gbytes;
+        ct_cpu_calibration(&cpu_gflops, &cpu_gbytes);
+        const double f = 2.0 * n * n * n / best / 1e9 / cpu_gflops;
+        e->gflops = cpu_gflops * f;
+        e->gbytes = cpu_gbytes * f;
+      }
     }
     arena_free(e, a);
-    arena_free(e, src);
-    arena_free(e, dst);
     e->calibrating = false;
   }
   *gflops = e->gflops;
