@@ -398,23 +398,24 @@ CT_HD void ctk_lstm_bwd(size_t idx, size_t D, const float *c_prev, const float *
 /* ================================================================ dropout's device RNG */
 
 /* A counter-based generator: 32 random bits from (seed, index) alone, so any thread (or the
- * host harness) draws element i's number without a stream state. Ten rounds of a Philox-style
- * 2x32 multiply-and-mix with a Weyl key schedule. */
-CT_HD uint32_t ctk_random32(uint64_t seed, uint64_t index) {
-  uint32_t lo = (uint32_t)index, hi = (uint32_t)(index >> 32);
-  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+ * host harness) draws element i's number without a stream state. Philox-2x32's round (a
+ * Feistel step: the product's high half, xored with the key and the other word, becomes the
+ * word the next round multiplies), ten rounds keyed by the seed's low word, then ten by its high
+ * word, with a Weyl key schedule. */
+CT_HD void ctk_philox_2x32(uint32_t *x0, uint32_t *x1, uint32_t k) {
   for (int r = 0; r < 10; r++) {
-    const uint64_t p = (uint64_t)0xD2511F53u * lo;
-    const uint32_t plo = (uint32_t)p, phi = (uint32_t)(p >> 32);
-    lo = phi ^ hi ^ k0;
-    hi = plo;
-    const uint64_t q = (uint64_t)0xCD9E8D57u * hi;
-    hi = (uint32_t)(q >> 32) ^ lo ^ k1;
-    lo = (uint32_t)q;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
+    const uint64_t p = (uint64_t)0xD256D193u * *x0;
+    const uint32_t next = (uint32_t)(p >> 32) ^ k ^ *x1;
+    *x1 = (uint32_t)p;
+    *x0 = next;
+    k += 0x9E3779B9u;
   }
-  return lo ^ hi;
+}
+CT_HD uint32_t ctk_random32(uint64_t seed, uint64_t index) {
+  uint32_t x0 = (uint32_t)index, x1 = (uint32_t)(index >> 32);
+  ctk_philox_2x32(&x0, &x1, (uint32_t)seed);
+  ctk_philox_2x32(&x0, &x1, (uint32_t)(seed >> 32));
+  return x0;
 }
 /* A uniform float in [0, 1) from the top 24 bits. */
 CT_HD float ctk_uniform01(uint64_t seed, uint64_t index) {
