@@ -22,8 +22,10 @@
 #include "cmd_data.h"
 #include "cmd_upgrade.h"
 #include "core/files.h"
+#include "drivers/driver.h"
 #include "plot.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <limits.h>
@@ -36,6 +38,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* cuda:0,...,cuda:63 */
+#define CT_MAX_GPU_LIST 512
 
 #ifndef CORTADO_VERSION
 #define CORTADO_VERSION "0.1.0"
@@ -222,7 +227,10 @@ static const cmd_flag TRAIN_FLAGS[] = {
     {F_LOG_FORMAT, 0, "text|json",
      "text (default): on a terminal a live progress line, otherwise Caffe's log lines on stderr; "
      "json: one JSON object per event and line on stdout ({\"event\":\"train\",\"iter\":100,...})."},
-    {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build has no GPU support and refuses it."},
+    {F_GPU, 0, "N[,N...]|all",
+     "Caffe's GPU selection: --gpu=0 is --device=cuda:0; several (or all) split every batch between them, "
+     "which gives the one-device result (Caffe instead trains one batch per GPU). Refused, before anything "
+     "loads, where no GPU is usable."},
 };
 
 static const cmd_flag TEST_FLAGS[] = {
@@ -240,7 +248,10 @@ static const cmd_flag TEST_FLAGS[] = {
     {F_QUIET, 0, NULL, "print only the results, no per-batch lines or progress."},
     {F_ALLOW_NONFINITE, 0, NULL, "score weights holding NaN or Inf values (with a warning) instead of refusing them."},
     {F_LOG_FORMAT, 0, "text|json", "json: one JSON object per line on stdout instead of log lines."},
-    {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build has no GPU support and refuses it."},
+    {F_GPU, 0, "N[,N...]|all",
+     "Caffe's GPU selection: --gpu=0 is --device=cuda:0; several (or all) split every batch between them, "
+     "which gives the one-device result (Caffe instead trains one batch per GPU). Refused, before anything "
+     "loads, where no GPU is usable."},
 };
 
 static const cmd_flag TIME_FLAGS[] = {
@@ -258,11 +269,14 @@ static const cmd_flag TIME_FLAGS[] = {
     {F_QUIET, 0, NULL, "print only the results, no per-batch lines or progress."},
     {F_LOG_FORMAT, 0, "text|json", "json: one JSON object per line on stdout instead of log lines."},
     {F_WEIGHTS, 0, "FILE", "accepted and ignored, as Caffe does: timings do not depend on the weights."},
-    {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build has no GPU support and refuses it."},
+    {F_GPU, 0, "N[,N...]|all",
+     "Caffe's GPU selection: --gpu=0 is --device=cuda:0; several (or all) split every batch between them, "
+     "which gives the one-device result (Caffe instead trains one batch per GPU). Refused, before anything "
+     "loads, where no GPU is usable."},
 };
 
 static const cmd_flag DEVICE_FLAGS[] = {
-    {F_GPU, 0, "ID", "the device to query; this build has none."},
+    {F_GPU, 0, "N", "the device to describe. Default: all of them."},
 };
 
 static const cmd_flag PLOT_FLAGS[] = {
@@ -414,8 +428,9 @@ static const command COMMANDS[] = {
      "What Caffe's compute_image_mean does: the per-pixel mean of every record (raw, float or\n"
      "encoded), for transform_param { mean_file }. Also prints the mean of each channel.",
      MEAN_FLAGS, NELEMS(MEAN_FLAGS), run_compute_mean, 2},
-    {"device_query", "show the GPU devices (this build has no GPU support)", "cortado device_query [--gpu=ID]",
-     "Caffe's device_query. This build runs on the CPU only: it says so and exits with status 1.", DEVICE_FLAGS,
+    {"device_query", "show the GPU devices", "cortado device_query [--gpu=N]",
+     "Caffe's device_query: one line per CUDA device (name, compute capability, memory). Without a usable GPU "
+     "(or in a build without the CUDA driver) it says why and exits with status 1.", DEVICE_FLAGS,
      NELEMS(DEVICE_FLAGS), run_device_query, 0},
     {"plot", "draw training curves from a metrics file or log",
      "cortado plot FILE -o OUT.svg|OUT.png",
@@ -603,6 +618,53 @@ static int command_accepts(const command *c, flag_id id) {
   return 0;
 }
 
+/* Caffe's --gpu=0 / --gpu=0,1 / --gpu=all as cortado's device list (--device=cuda:0,cuda:1):
+ * each GPU a partition of every layer's batch, shares automatic. Checked here, before anything
+ * loads: a machine without the GPUs named gets one line and exit status 2. */
+static int gpu_devices(const char *cn, args *a) {
+  static char list[CT_MAX_GPU_LIST];
+  const char *v = a->value[F_GPU];
+  if (a->given[F_DEVICE])
+    return usage_error(cn, "--gpu=%s and --device=%s: give one of them (--gpu=N is --device=cuda:N)", v,
+                       a->value[F_DEVICE]);
+  int ids[64], nids = 0;
+  const bool all = !strcmp(v, "all");
+  for (const char *p = v; !all;) {
+    char *end;
+    errno = 0;
+    long id = strtol(p, &end, 10);
+    if (end == p || !isdigit((unsigned char)*p) || errno || id > 63 || (*end && *end != ','))
+      return usage_error(cn, "--gpu=%s: expected device numbers (0, or 0,1) or \"all\"", v);
+    for (int k = 0; k < nids; k++)
+      if (ids[k] == id) return usage_error(cn, "--gpu=%s: GPU %ld is named twice", v, id);
+    if (nids == 64) return usage_error(cn, "--gpu=%s: at most 64 GPUs", v);
+    ids[nids++] = (int)id;
+    if (!*end) break;
+    p = end + 1;
+  }
+  char why[300] = "";
+  const int count = ct_driver_cuda_devices(why, sizeof why);
+  if (count == 0) {
+    fprintf(stderr, "cortado: --gpu=%s: no GPU to run on: %s; run without --gpu\n", v, why);
+    return EXIT_USAGE;
+  }
+  if (all)
+    for (nids = 0; nids < count && nids < 64; nids++) ids[nids] = nids;
+  size_t at = 0;
+  list[0] = 0;
+  for (int k = 0; k < nids; k++) {
+    if (ids[k] >= count) {
+      fprintf(stderr, "cortado: --gpu=%s: there is no GPU %d: this machine has %d (0 to %d)\n", v, ids[k], count,
+              count - 1);
+      return EXIT_USAGE;
+    }
+    at += (size_t)snprintf(list + at, sizeof list - at, "%scuda:%d", k ? "," : "", ids[k]);
+  }
+  a->value[F_DEVICE] = list;
+  a->given[F_DEVICE] = 1;
+  return 0;
+}
+
 /* Validates the flags for command c and fills the derived fields of a. */
 static int check_args(const command *c, args *a) {
   const char *cn = c->name;
@@ -610,10 +672,8 @@ static int check_args(const command *c, args *a) {
     if (a->given[id] && !command_accepts(c, (flag_id)id))
       return usage_error(cn, "flag '--%s' does not apply to '%s'", FLAGS[id].name, cn);
   if (a->given[F_GPU] && strcmp(cn, "device_query") != 0) {
-    /* the CUDA work adds --gpu; until then a clear refusal, not "unknown flag" */
-    fprintf(stderr, "cortado: --gpu=%s: no GPU support in this build (CPU only); run without --gpu\n",
-            a->value[F_GPU]);
-    return EXIT_USAGE;
+    int rc = gpu_devices(cn, a);
+    if (rc) return rc;
   }
   for (int i = 0; i < c->nflags; i++) {
     const cmd_flag *cf = &c->flags[i];
