@@ -18,7 +18,7 @@
 # when $OUT is set (the device tool's folder). Knobs: BUILD (default build-gpu), JOBS (nproc),
 # SKIP_BENCH=1, ITERS (bench iterations, default 3).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 BUILD=$(realpath -m "${BUILD:-build-gpu}")
 JOBS=${JOBS:-$(nproc)}
