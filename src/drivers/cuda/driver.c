@@ -225,7 +225,7 @@ static ct_status inputs_of(cuda_ctx *c, int nx, const float *const *x, const flo
   for (int k = 0; k < nx; k++) in->x[k] = x[k];
   if (coeff) {
     in->has_coeff = true;
-    cudaError_t e = cudaMemcpyAsync(in->coeff, coeff, (size_t)nx * sizeof(float), cudaMemcpyDeviceToHost, c->stream);
+    cudaError_t e = cudaMemcpyAsync(in->coeff, coeff, (size_t)nx * sizeof(float), cudaMemcpyDefault, c->stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
     if (e != cudaSuccess) return ct_cuda_fail(c, e, "eltwise coefficients");
   }

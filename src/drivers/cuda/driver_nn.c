@@ -246,11 +246,9 @@ static ct_status cuda_accuracy(const ct_driver *d, size_t outer, size_t C, size_
     cnt++;
   }
   for (size_t k = 0; k < C; k++) hpc[k] = hcc[k] ? hpc[k] / (float)hcc[k] : 0.0f;
-  if (per_class) {
-    CHECK_CUDA(cudaMemcpyAsync(per_class, hpc, C * sizeof(float), cudaMemcpyHostToDevice, c->stream));
-    CHECK_CUDA(cudaMemcpyAsync(class_count, hcc, C * sizeof(size_t), cudaMemcpyHostToDevice, c->stream));
-    SYNC(); /* the staging is reused by the next call */
-  }
+  if (per_class) CHECK_CUDA(cudaMemcpyAsync(per_class, hpc, C * sizeof(float), cudaMemcpyDefault, c->stream));
+  if (class_count) CHECK_CUDA(cudaMemcpyAsync(class_count, hcc, C * sizeof(size_t), cudaMemcpyDefault, c->stream));
+  if (per_class || class_count) SYNC(); /* the staging is reused by the next call */
   *hits = h;
   *counted = cnt;
   END
