@@ -3,8 +3,9 @@
  * entry on the same inputs, over a zoo of shapes. The CUDA kernels are these bodies in a
  * grid-stride loop (cuda/kernels.cu), so this checks every kernel's arithmetic and indexing in
  * CI, where there is no GPU; tests/gpu/run.sh checks the launches and cuBLAS on one. It runs in
- * every build (kern.h is plain C). In a CUDA build it also checks that the driver's table has
- * every entry of ct_driver_ops.
+ * every build (kern.h is plain C). It also checks the row-major to column-major mapping of the
+ * cuBLAS calls (cuda/blas_map.h) with a column-major reference GEMM, and, in a CUDA build, that
+ * the driver's table has every entry of ct_driver_ops.
  *
  * Tolerances: a body that computes what the CPU computes, in the same order, must match it
  * closely (1e-6 relative); reductions that sum in another order (col2im, pooling's backward,
@@ -18,6 +19,7 @@
 #include "check.h"
 #include "core/rng.h"
 #include "drivers/cpu/kernels.h"
+#include "drivers/cuda/blas_map.h"
 #include "drivers/cuda/kern.h"
 
 static ct_rng R;
@@ -363,6 +365,7 @@ int main(void) {
   test_lrn();
   test_softmax_losses();
   test_argmax();
+  test_blas_map();
   test_table();
   return ct_check_report();
 }

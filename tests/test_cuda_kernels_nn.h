@@ -255,6 +255,71 @@ static void test_argmax(void) {
       }
 }
 
+/* ================================================================ cuBLAS's arguments */
+
+/* Column-major SGEMM by BLAS's definition: X(i, j) is X[i + j ld]; C = alpha op(A) op(B) + beta C
+ * with op(A) m x k, op(B) k x n. */
+static void colmajor_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B,
+                           int ldb, float beta, float *C, int ldc) {
+  for (int j = 0; j < n; j++)
+    for (int i = 0; i < m; i++) {
+      double s = 0;
+      for (int l = 0; l < k; l++)
+        s += (double)(ta ? A[l + (size_t)i * lda] : A[i + (size_t)l * lda]) *
+             (tb ? B[j + (size_t)l * ldb] : B[l + (size_t)j * ldb]);
+      C[i + (size_t)j * ldc] = (float)(alpha * s + beta * C[i + (size_t)j * ldc]);
+    }
+}
+
+/* Column-major SGEMV: A is m x n; y = alpha op(A) x + beta y. */
+static void colmajor_sgemv(bool t, int m, int n, float alpha, const float *A, int lda, const float *x, float beta,
+                           float *y) {
+  const int rows = t ? n : m, inner = t ? m : n;
+  for (int i = 0; i < rows; i++) {
+    double s = 0;
+    for (int l = 0; l < inner; l++) s += (double)(t ? A[l + (size_t)i * lda] : A[i + (size_t)l * lda]) * x[l];
+    y[i] = (float)(alpha * s + beta * y[i]);
+  }
+}
+
+/* The driver's row-major GEMM (on sub-matrices: ld wider than the rows) and GEMV, mapped by
+ * cuda/blas_map.h onto the column-major reference, against the CPU driver. */
+static void test_blas_map(void) {
+  const int shapes[][3] = {{1, 1, 1}, {5, 7, 3}, {33, 17, 40}, {2, 64, 9}, {96, 3025, 363}};
+  for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+    for (int ta = 0; ta < 2; ta++)
+      for (int tb = 0; tb < 2; tb++)
+        for (int pad = 0; pad < 2; pad++) {
+          const int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+          if (si == 4 && (ta || tb || pad)) continue; /* the large one once */
+          const int lda = (ta ? M : K) + 3 * pad, ldb = (tb ? K : N) + 2 * pad, ldc = N + pad;
+          float *A = gauss((size_t)(ta ? K : M) * lda, 1), *B = gauss((size_t)(tb ? N : K) * ldb, 1);
+          float *C = gauss((size_t)M * ldc, 1), *R = dup(C, (size_t)M * ldc);
+          const ct_cuda_gemm_call g = ct_cuda_gemm_map(ta, tb, M, N, K, lda, ldb, ldc);
+          colmajor_sgemm(g.trans_first, g.trans_second, g.m, g.n, g.k, 0.75f, B, g.ld_first, A, g.ld_second, -0.5f, C,
+                         g.ldc);
+          ct_cpu_gemm_ld(CPU, ta, tb, M, N, K, 0.75f, A, lda, B, ldb, -0.5f, R, ldc);
+          char what[96];
+          snprintf(what, sizeof what, "gemm %dx%dx%d ta %d tb %d ld+%d through cuBLAS's arguments", M, N, K, ta, tb,
+                   pad);
+          near(C, R, (size_t)M * ldc, 1e-5, what);
+          free(A), free(B), free(C), free(R);
+        }
+  const int gv[][2] = {{1, 1}, {7, 5}, {64, 300}};
+  for (size_t si = 0; si < 3; si++)
+    for (int ta = 0; ta < 2; ta++) {
+      const int M = gv[si][0], N = gv[si][1], ny = ta ? N : M, nx = ta ? M : N;
+      float *A = gauss((size_t)M * N, 1), *x = gauss(nx, 1), *y = gauss(ny, 1), *r = dup(y, ny);
+      const ct_cuda_gemv_call g = ct_cuda_gemv_map(ta, M, N);
+      colmajor_sgemv(g.trans, g.m, g.n, 1.25f, A, g.lda, x, 0.5f, y);
+      ct_cpu_gemv(CPU, ta, M, N, 1.25f, A, x, 0.5f, r);
+      char what[80];
+      snprintf(what, sizeof what, "gemv %dx%d ta %d through cuBLAS's arguments", M, N, ta);
+      near(y, r, ny, 1e-5, what);
+      free(A), free(x), free(y), free(r);
+    }
+}
+
 /* ================================================================ the driver's table */
 
 int ct_cuda_ops_missing(void) __attribute__((weak));

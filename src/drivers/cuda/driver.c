@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drivers/cuda/blas_map.h"
 #include "drivers/cuda/entry.h"
 
 /* ---------------------------------------------------------------- lifecycle and memory */
@@ -87,14 +88,15 @@ static void cuda_calibration(const ct_driver *d, double *gflops, double *gbytes)
 }
 
 /* ---------------------------------------------------------------- BLAS (row-major over cuBLAS's column-major:
- * C = op(A) op(B) is C^T = op(B)^T op(A)^T, so the operands swap) */
+ * cuda/blas_map.h) */
 
 static ct_status cuda_gemm_ld(const ct_driver *d, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
   BEGIN("gemm");
+  const ct_cuda_gemm_call g = ct_cuda_gemm_map(trans_a, trans_b, M, N, K, lda, ldb, ldc);
   if (M > 0 && N > 0)
-    CHECK_BLAS(cublasSgemm(c->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
-                           &alpha, B, ldb, A, lda, &beta, C, ldc));
+    CHECK_BLAS(cublasSgemm(c->blas, g.trans_first ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_second ? CUBLAS_OP_T : CUBLAS_OP_N,
+                           g.m, g.n, g.k, &alpha, B, g.ld_first, A, g.ld_second, &beta, C, g.ldc));
   END
 }
 
@@ -103,12 +105,12 @@ static ct_status cuda_gemm(const ct_driver *d, bool trans_a, bool trans_b, int M
   return cuda_gemm_ld(d, trans_a, trans_b, M, N, K, alpha, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
 }
 
-/* A (M x N row-major) is A^T (N x M) to cuBLAS: y = A x is its transposed product. */
 static ct_status cuda_gemv(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x,
                            float beta, float *y) {
   BEGIN("gemv");
+  const ct_cuda_gemv_call g = ct_cuda_gemv_map(trans_a, M, N);
   if (M > 0 && N > 0)
-    CHECK_BLAS(cublasSgemv(c->blas, trans_a ? CUBLAS_OP_N : CUBLAS_OP_T, N, M, &alpha, A, N, x, 1, &beta, y, 1));
+    CHECK_BLAS(cublasSgemv(c->blas, g.trans ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, &alpha, A, g.lda, x, 1, &beta, y, 1));
   END
 }
 
