@@ -92,6 +92,10 @@ static void test_elementwise(void) {
     FOR(i, n) ctk_axpy(i, -0.75f, a, y);
     ct_cpu_axpy(CPU, n, -0.75f, a, r);
     snprintf(what, sizeof what, "axpy n=%zu", n), near(y, r, n, 1e-6, what);
+    FOR(i, n) ctk_fill(i, 2.5f, y);
+    bool filled = true;
+    FOR(i, n) filled &= y[i] == 2.5f;
+    CHECK(filled, "fill n=%zu", n);
     FOR(i, n) ctk_scal(i, 1.5f, a, y);
     ct_cpu_scal(CPU, n, 1.5f, a, r);
     snprintf(what, sizeof what, "scal n=%zu", n), near(y, r, n, 1e-6, what);

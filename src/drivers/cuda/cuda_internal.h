@@ -27,6 +27,8 @@ typedef struct cuda_ctx {
   size_t scratch_bytes;
   void *host; /* pinned host staging for results read back and for staged entries */
   size_t host_bytes;
+  float *ones; /* a vector of ones for row sums by GEMV (grown on first need) */
+  size_t nones;
   char error[320];
 } cuda_ctx;
 
@@ -39,6 +41,8 @@ ct_status ct_cuda_blas_fail(cuda_ctx *c, cublasStatus_t e, const char *what);
 /* Scratch of at least `bytes` (device or pinned host), grown after the stream has drained. */
 ct_status ct_cuda_scratch(cuda_ctx *c, size_t bytes, void **out);
 ct_status ct_cuda_host(cuda_ctx *c, size_t bytes, void **out);
+/* n ones on the device */
+ct_status ct_cuda_ones(cuda_ctx *c, size_t n, const float **out);
 /* The measured rates of one device (a large SGEMM and a device copy), once per process. */
 void ct_cuda_calibrate(cuda_ctx *c, double *gflops, double *gbytes);
 

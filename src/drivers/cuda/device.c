@@ -10,6 +10,7 @@
 
 #include "core/status.h"
 #include "drivers/cuda/cuda_internal.h"
+#include "drivers/cuda/launch.h"
 
 #define CUDA_MAX 64
 
@@ -190,6 +191,22 @@ ct_status ct_cuda_host(cuda_ctx *c, size_t bytes, void **out) {
     c->host_bytes = want;
   }
   *out = c->host;
+  return CT_OK;
+}
+
+ct_status ct_cuda_ones(cuda_ctx *c, size_t n, const float **out) {
+  if (n > c->nones) {
+    cudaError_t e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) return ct_cuda_fail(c, e, "ones");
+    (void)cudaFree(c->ones);
+    c->ones = NULL;
+    c->nones = 0;
+    if ((e = cudaMalloc((void **)&c->ones, n * sizeof(float))) != cudaSuccess)
+      return ct_cuda_fail(c, e, "ones allocation");
+    if ((e = (cudaError_t)ctl_fill(c->stream, n, 1.0f, c->ones)) != cudaSuccess) return ct_cuda_fail(c, e, "ones");
+    c->nones = n;
+  }
+  *out = c->ones;
   return CT_OK;
 }
 

@@ -3,12 +3,17 @@
  * the losses, accuracy, ArgMax, the LSTM cell and the solver update; and the table. Entries
  * that return values to the host run a kernel per position and add its results up on the host
  * in the CPU's order. */
+#include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "drivers/cuda/blas_map.h"
 #include "drivers/cuda/entry.h"
+
+/* Rows longer than this are summed by cuBLAS (a GEMV with ones) instead of a thread each. */
+#define ROW_SUM_GEMV 4096
 
 /* ---------------------------------------------------------------- lowering */
 
@@ -50,8 +55,16 @@ static ct_status cuda_conv_lift_grad(const ct_driver *d, const ct_conv_geom *g, 
 static ct_status cuda_conv_bias_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
                                      const float *ws, float *db) {
   BEGIN("conv_bias_grad");
-  if (t == CT_LOWER_TYPE1)
-    LAUNCH(row_sums_add, (size_t)g->K, (size_t)nb * g->OH * g->OW, ws + ct_lower_layout_of(g, t, nb).product, db);
+  const size_t cols = (size_t)nb * g->OH * g->OW;
+  if (t == CT_LOWER_TYPE1 && cols > ROW_SUM_GEMV && cols <= INT_MAX) {
+    /* db += Gm 1: one thread per channel would walk its whole row alone */
+    const float *ones = NULL, one = 1.0f;
+    CHECK_CT(ct_cuda_ones(c, cols, &ones));
+    const ct_cuda_gemv_call m = ct_cuda_gemv_map(false, g->K, (int)cols);
+    CHECK_BLAS(cublasSgemv(c->blas, m.trans ? CUBLAS_OP_T : CUBLAS_OP_N, m.m, m.n, &one,
+                           ws + ct_lower_layout_of(g, t, nb).product, m.lda, ones, 1, &one, db, 1));
+  } else if (t == CT_LOWER_TYPE1)
+    LAUNCH(row_sums_add, (size_t)g->K, cols, ws + ct_lower_layout_of(g, t, nb).product, db);
   else
     LAUNCH(bias_grad_nkp, (size_t)g->K, *g, nb, dy, db);
   END

@@ -32,6 +32,7 @@ CT_HD void ctk_sub(size_t i, const float *a, const float *b, float *y) { y[i] = 
 CT_HD void ctk_mul(size_t i, const float *a, const float *b, float *y) { y[i] = a[i] * b[i]; }
 CT_HD void ctk_axpy(size_t i, float alpha, const float *x, float *y) { y[i] += alpha * x[i]; }
 CT_HD void ctk_scal(size_t i, float alpha, const float *x, float *y) { y[i] = alpha * x[i]; }
+CT_HD void ctk_fill(size_t i, float v, float *y) { y[i] = v; }
 
 /* One chunk's sum of squares in double (j < ceil(n / chunk)); the host adds the chunks in
  * order, so the sum keeps the CPU's index order up to double rounding. */
