@@ -323,6 +323,8 @@ static void test_blas_map(void) {
 /* ================================================================ the driver's table */
 
 int ct_cuda_ops_missing(void) __attribute__((weak));
+struct ct_cublas_api;
+const struct ct_cublas_api *ct_cublas(char *why, size_t n) __attribute__((weak));
 
 static void test_table(void) {
   char why[256] = "";
@@ -333,6 +335,9 @@ static void test_table(void) {
   CHECK(ct_cuda_ops_missing && ct_cuda_ops_missing() < 0,
         "the CUDA driver implements every entry of ct_driver_ops (first missing: %d)",
         ct_cuda_ops_missing ? ct_cuda_ops_missing() : -2);
+  /* cuBLAS is dlopen'ed by the first CUDA driver: the library and every function it uses are there */
+  char blas_why[300] = "";
+  CHECK(ct_cublas && ct_cublas(blas_why, sizeof blas_why), "cuBLAS loads: %s", blas_why);
   if (n == 0) {
     ct_driver *d = NULL;
     ct_error err = {0};

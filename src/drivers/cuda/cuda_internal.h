@@ -3,11 +3,11 @@
 #ifndef CT_DRIVERS_CUDA_INTERNAL_H
 #define CT_DRIVERS_CUDA_INTERNAL_H
 
-#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <pthread.h>
 
 #include "drivers/cuda.h"
+#include "drivers/cuda/cublas_dl.h"
 
 typedef struct cuda_dev {
   ct_mem mem; /* its place; mem.ctx is this device */
@@ -21,7 +21,8 @@ typedef struct cuda_dev {
 typedef struct cuda_ctx {
   cuda_dev *dev;
   cudaStream_t stream; /* every entry's work, in order */
-  cublasHandle_t blas; /* bound to stream */
+  const ct_cublas_api *bl; /* cuBLAS (loaded on the first driver) */
+  cublasHandle_t blas;      /* bound to stream */
   pthread_mutex_t mu;  /* recursive: one entry at a time per driver (the handle and the scratch) */
   void *scratch;       /* device scratch for reductions (grown on first need, then reused) */
   size_t scratch_bytes;

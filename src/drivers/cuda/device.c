@@ -25,7 +25,7 @@ ct_status ct_cuda_fail(cuda_ctx *c, cudaError_t e, const char *what) {
 }
 
 ct_status ct_cuda_blas_fail(cuda_ctx *c, cublasStatus_t e, const char *what) {
-  snprintf(c->error, sizeof c->error, "%s: cuBLAS %s", what, cublasGetStatusString(e));
+  snprintf(c->error, sizeof c->error, "%s: cuBLAS %s", what, c->bl->status_string(e));
   return e == CUBLAS_STATUS_ALLOC_FAILED ? CT_ENOMEM : CT_EDEVICE;
 }
 
@@ -240,7 +240,7 @@ void ct_cuda_calibrate(cuda_ctx *c, double *gflops, double *gbytes) {
       bool ok = true;
       for (int r = 0; ok && r < 4; r++) {
         double t0 = now_s();
-        ok = cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a, n, b, n, &zero, cc, n) ==
+        ok = c->bl->sgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a, n, b, n, &zero, cc, n) ==
                  CUBLAS_STATUS_SUCCESS &&
              cudaStreamSynchronize(c->stream) == cudaSuccess;
         double t = now_s() - t0;
@@ -297,15 +297,24 @@ ct_status ct_cuda_create(int index, ct_driver **out, ct_error *err) {
     free(c);
     return ct_fail(err, CT_EDEVICE, "cuda:%d: cannot create a stream: %s", index, cudaGetErrorString(e));
   }
-  cublasStatus_t bs = cublasCreate(&c->blas);
-  if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(c->blas, c->stream);
-  if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetPointerMode(c->blas, CUBLAS_POINTER_MODE_HOST);
-  if (bs != CUBLAS_STATUS_SUCCESS) {
-    if (c->blas) cublasDestroy(c->blas);
+  char why[300] = "";
+  c->bl = ct_cublas(why, sizeof why);
+  if (!c->bl) {
     (void)cudaStreamDestroy(c->stream);
     free(d);
     free(c);
-    return ct_fail(err, CT_EDEVICE, "cuda:%d: cannot start cuBLAS: %s", index, cublasGetStatusString(bs));
+    return ct_fail(err, CT_EUNSUPPORTED, "device \"cuda:%d\": %s", index, why);
+  }
+  cublasStatus_t bs = c->bl->create(&c->blas);
+  if (bs == CUBLAS_STATUS_SUCCESS) bs = c->bl->set_stream(c->blas, c->stream);
+  if (bs == CUBLAS_STATUS_SUCCESS) bs = c->bl->set_pointer_mode(c->blas, CUBLAS_POINTER_MODE_HOST);
+  if (bs != CUBLAS_STATUS_SUCCESS) {
+    ct_fail(err, CT_EDEVICE, "cuda:%d: cannot start cuBLAS: %s", index, c->bl->status_string(bs));
+    if (c->blas) c->bl->destroy(c->blas);
+    (void)cudaStreamDestroy(c->stream);
+    free(d);
+    free(c);
+    return CT_EDEVICE;
   }
   d->ops = ct_cuda_ops();
   d->device = "cuda";

@@ -21,7 +21,7 @@ static void cuda_destroy(ct_driver *d) {
   if (!c) return;
   (void)cudaSetDevice(c->dev->index);
   (void)cudaStreamSynchronize(c->stream);
-  cublasDestroy(c->blas);
+  c->bl->destroy(c->blas);
   (void)cudaStreamDestroy(c->stream);
   (void)cudaFree(c->scratch);
   (void)cudaFreeHost(c->host);
@@ -96,7 +96,7 @@ static ct_status cuda_gemm_ld(const ct_driver *d, bool trans_a, bool trans_b, in
   BEGIN("gemm");
   const ct_cuda_gemm_call g = ct_cuda_gemm_map(trans_a, trans_b, M, N, K, lda, ldb, ldc);
   if (M > 0 && N > 0)
-    CHECK_BLAS(cublasSgemm(c->blas, g.trans_first ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_second ? CUBLAS_OP_T : CUBLAS_OP_N,
+    CHECK_BLAS(c->bl->sgemm(c->blas, g.trans_first ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_second ? CUBLAS_OP_T : CUBLAS_OP_N,
                            g.m, g.n, g.k, &alpha, B, g.ld_first, A, g.ld_second, &beta, C, g.ldc));
   END
 }
@@ -111,7 +111,7 @@ static ct_status cuda_gemv(const ct_driver *d, bool trans_a, int M, int N, float
   BEGIN("gemv");
   const ct_cuda_gemv_call g = ct_cuda_gemv_map(trans_a, M, N);
   if (M > 0 && N > 0)
-    CHECK_BLAS(cublasSgemv(c->blas, g.trans ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, &alpha, A, g.lda, x, 1, &beta, y, 1));
+    CHECK_BLAS(c->bl->sgemv(c->blas, g.trans ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, &alpha, A, g.lda, x, 1, &beta, y, 1));
   END
 }
 
@@ -134,7 +134,7 @@ static ct_status cuda_dot(const ct_driver *d, size_t n, const float *x, const fl
   float acc = 0.0f;
   for (size_t b = 0; b < n; b += BLAS_CHUNK) {
     float part = 0.0f;
-    CHECK_BLAS(cublasSdot(c->blas, (int)(n - b < BLAS_CHUNK ? n - b : BLAS_CHUNK), x + b, 1, y + b, 1, &part));
+    CHECK_BLAS(c->bl->sdot(c->blas, (int)(n - b < BLAS_CHUNK ? n - b : BLAS_CHUNK), x + b, 1, y + b, 1, &part));
     acc += part;
   }
   *out = acc;
@@ -146,7 +146,7 @@ static ct_status cuda_asum(const ct_driver *d, size_t n, const float *x, float *
   float acc = 0.0f;
   for (size_t b = 0; b < n; b += BLAS_CHUNK) {
     float part = 0.0f;
-    CHECK_BLAS(cublasSasum(c->blas, (int)(n - b < BLAS_CHUNK ? n - b : BLAS_CHUNK), x + b, 1, &part));
+    CHECK_BLAS(c->bl->sasum(c->blas, (int)(n - b < BLAS_CHUNK ? n - b : BLAS_CHUNK), x + b, 1, &part));
     acc += part;
   }
   *out = acc;

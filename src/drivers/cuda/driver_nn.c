@@ -61,7 +61,7 @@ static ct_status cuda_conv_bias_grad(const ct_driver *d, const ct_conv_geom *g, 
     const float *ones = NULL, one = 1.0f;
     CHECK_CT(ct_cuda_ones(c, cols, &ones));
     const ct_cuda_gemv_call m = ct_cuda_gemv_map(false, g->K, (int)cols);
-    CHECK_BLAS(cublasSgemv(c->blas, m.trans ? CUBLAS_OP_T : CUBLAS_OP_N, m.m, m.n, &one,
+    CHECK_BLAS(c->bl->sgemv(c->blas, m.trans ? CUBLAS_OP_T : CUBLAS_OP_N, m.m, m.n, &one,
                            ws + ct_lower_layout_of(g, t, nb).product, m.lda, ones, 1, &one, db, 1));
   } else if (t == CT_LOWER_TYPE1)
     LAUNCH(row_sums_add, (size_t)g->K, cols, ws + ct_lower_layout_of(g, t, nb).product, db);
