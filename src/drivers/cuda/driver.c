@@ -153,18 +153,22 @@ static ct_status cuda_asum(const ct_driver *d, size_t n, const float *x, float *
   END
 }
 
-#define SUMSQ_CHUNK 4096
+/* The contract is one running sum in index order from acc (so ranges summed one after another
+ * equal the whole), which a parallel reduction would break: the floats come to pinned host memory
+ * a few megabytes at a time and are summed there. Only clip_gradients calls it, once an
+ * iteration. */
+#define SUMSQ_CHUNK ((size_t)1 << 22)
 
 static ct_status cuda_sumsq(const ct_driver *d, size_t n, const float *x, double acc, double *out) {
   BEGIN("sumsq");
-  const size_t parts = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
-  double *dev = NULL, *host = NULL;
-  CHECK_CT(ct_cuda_scratch(c, parts * sizeof(double) + 8, (void **)&dev));
-  CHECK_CT(ct_cuda_host(c, parts * sizeof(double) + 8, (void **)&host));
-  LAUNCH(sumsq_chunk, parts, n, (size_t)SUMSQ_CHUNK, x, dev);
-  if (parts) CHECK_CUDA(cudaMemcpyAsync(host, dev, parts * sizeof(double), cudaMemcpyDeviceToHost, c->stream));
-  SYNC();
-  for (size_t j = 0; j < parts; j++) acc += host[j];
+  float *host = NULL;
+  CHECK_CT(ct_cuda_host(c, (n < SUMSQ_CHUNK ? n : SUMSQ_CHUNK) * sizeof(float) + 64, (void **)&host));
+  for (size_t b = 0; b < n; b += SUMSQ_CHUNK) {
+    const size_t m = n - b < SUMSQ_CHUNK ? n - b : SUMSQ_CHUNK;
+    CHECK_CUDA(cudaMemcpyAsync(host, x + b, m * sizeof(float), cudaMemcpyDeviceToHost, c->stream));
+    SYNC();
+    for (size_t i = 0; i < m; i++) acc += (double)host[i] * host[i];
+  }
   *out = acc;
   END
 }

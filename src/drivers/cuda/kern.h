@@ -34,15 +34,6 @@ CT_HD void ctk_axpy(size_t i, float alpha, const float *x, float *y) { y[i] += a
 CT_HD void ctk_scal(size_t i, float alpha, const float *x, float *y) { y[i] = alpha * x[i]; }
 CT_HD void ctk_fill(size_t i, float v, float *y) { y[i] = v; }
 
-/* One chunk's sum of squares in double (j < ceil(n / chunk)); the host adds the chunks in
- * order, so the sum keeps the CPU's index order up to double rounding. */
-CT_HD void ctk_sumsq_chunk(size_t j, size_t n, size_t chunk, const float *x, double *part) {
-  size_t b = j * chunk, e = b + chunk < n ? b + chunk : n;
-  double s = 0.0;
-  for (size_t i = b; i < e; i++) s += (double)x[i] * x[i];
-  part[j] = s;
-}
-
 /* ================================================================ neurons: i < n */
 
 CT_HD float ctk_logistic(float v) {

@@ -20,8 +20,6 @@
   X(axpy, (float alpha, const float *x, float *y), (alpha, x, y), ctk_axpy(i, alpha, x, y))                          \
   X(scal, (float alpha, const float *x, float *y), (alpha, x, y), ctk_scal(i, alpha, x, y))                          \
   X(fill, (float v, float *y), (v, y), ctk_fill(i, v, y))                                                           \
-  X(sumsq_chunk, (size_t total, size_t chunk, const float *x, double *part), (total, chunk, x, part),                 \
-    ctk_sumsq_chunk(i, total, chunk, x, part))                                                                       \
   X(neuron_fwd, (ct_neuron p, const float *x, float *y), (p, x, y), ctk_neuron_fwd(i, &p, x, y))                     \
   X(neuron_bwd, (ct_neuron p, const float *x, const float *y, const float *dy, float *dx), (p, x, y, dy, dx),        \
     ctk_neuron_bwd(i, &p, x, y, dy, dx))                                                                             \
