@@ -8,7 +8,7 @@ SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian packages, one per line in .ci/debian-packages (the build, the tests and the tools).
 DEBS    := $(shell grep -v '^\#' .ci/debian-packages)
 
-.PHONY: all deps build demo test check check-fuzz check-sanitize fuzz-long install clean
+.PHONY: all deps build demo test test-gpu check check-fuzz check-sanitize fuzz-long install clean
 
 all: build
 
@@ -48,6 +48,12 @@ demo: build
 
 test: check
 	@$(MAKE) --no-print-directory check-fuzz check-sanitize
+
+# The GPU check of the CUDA driver (tests/gpu/run.sh): on a machine with a GPU, builds into
+# build-gpu and runs every driver entry and every layer's gradient check on cuda:0 against the
+# CPU, LeNet on the GPU and on CPU+GPU against the CPU, and the timings of bench/gpu_bench.sh.
+test-gpu:
+	bash tests/gpu/run.sh
 
 # The suite in the release build: unit, PyTorch, CLI, bad-input, kill/resume and valgrind tests.
 check: build

@@ -50,15 +50,18 @@ class LeNet(nn.Module):
 
 def main():
     name, batch, iters, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    device = torch.device(sys.argv[5] if len(sys.argv) > 5 else "cpu")  # bench/gpu_bench.sh: cuda
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     if name == "caffenet":
         model, shape, classes = CaffeNet(), (batch, 3, 227, 227), 1000
     else:
         model, shape, classes = LeNet(), (batch, 1, 28, 28), 10
+    model = model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x = torch.randn(shape)
-    y = torch.randint(0, classes, (batch,))
+    x = torch.randn(shape).to(device)
+    y = torch.randint(0, classes, (batch,)).to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step():
         opt.zero_grad()
@@ -70,8 +73,10 @@ def main():
         step()
     times = []
     for _ in range(iters):
+        sync()
         t0 = time.perf_counter()
         step()
+        sync()
         times.append((time.perf_counter() - t0) * 1e3)
     ms = statistics.median(times)
     print("torch %s %d %.2f" % (name, batch, ms))

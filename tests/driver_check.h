@@ -64,7 +64,15 @@ enum { DC_EXCLUDED, DC_CORE, DC_NN, DC_FUSE };
 _Static_assert(sizeof(ct_driver_ops) % DC_SLOT_SIZE == 0, "ct_driver_ops holds only function pointers");
 
 enum { DC_BACKENDS = 2, DC_MAX_SLOTS = 128 };
-static const char *const dc_backend_names[DC_BACKENDS] = {"cpu", "emu:0"};
+/* The second backend is emu:0, or the device named by CT_DC_BACKEND (tests/gpu/run.sh: cuda:0).
+ * emu runs the CPU's kernels, so it must match bit for bit; another device (its own kernels, and
+ * cuBLAS) within DC_TOLERANCE of the largest magnitude of each float result, while byte results
+ * (indices, counts) stay exact. */
+static const char *dc_backend_names[DC_BACKENDS] = {"cpu", "emu:0"};
+static bool dc_exact = true;
+#define DC_TOLERANCE 1e-4
+#define CT_DC_STR2(x) #x
+#define CT_DC_STR(x) CT_DC_STR2(x)
 static const ct_driver *dc_backends[DC_BACKENDS];
 static bool dc_covered[DC_BACKENDS][DC_MAX_SLOTS];
 static ct_rng R;
@@ -187,6 +195,9 @@ static inline void dc_release(void) {
 
 /* ---------------------------------------------------------------- the recorder */
 
+/* How a result compares off emu: byte for byte, or as floats or doubles within DC_TOLERANCE. */
+enum { DC_BYTES, DC_F32, DC_F64 };
+
 typedef struct dc_record {
   char what[160];
   size_t bytes;
@@ -201,7 +212,25 @@ static struct {
 
 /* A result of the current pass (bytes at host, named by what): recorded on the reference
  * backend, compared bit for bit with the recording elsewhere. */
-static inline void dc_result(const ct_driver *D, const void *host, size_t bytes, const char *what) {
+/* Off emu: the largest difference, as a share of max(1, the largest |reference|). */
+static inline double dc_float_gap(const void *got, const void *ref, size_t bytes, int kind, size_t *at) {
+  const size_t n = bytes / (kind == DC_F32 ? sizeof(float) : sizeof(double));
+  double scale = 1.0, worst = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double r = kind == DC_F32 ? ((const float *)ref)[i] : ((const double *)ref)[i];
+    if (fabs(r) > scale) scale = fabs(r);
+  }
+  for (size_t i = 0; i < n; i++) {
+    double g = kind == DC_F32 ? ((const float *)got)[i] : ((const double *)got)[i];
+    double r = kind == DC_F32 ? ((const float *)ref)[i] : ((const double *)ref)[i];
+    if (isnan(g) && isnan(r)) continue;
+    double d = fabs(g - r);
+    if (!(d <= worst)) worst = d, *at = i;
+  }
+  return worst / scale;
+}
+
+static inline void dc_result(const ct_driver *D, const void *host, size_t bytes, int kind, const char *what) {
   if (dc_is_reference(D)) {
     dc_log.r = dc_grow(dc_log.r, &dc_log.cap, dc_log.n + 1, sizeof *dc_log.r);
     dc_record *rec = &dc_log.r[dc_log.n++];
@@ -222,17 +251,25 @@ static inline void dc_result(const ct_driver *D, const void *host, size_t bytes,
           dc_backend_names[0], rec->what, rec->bytes);
     return;
   }
-  size_t at = 0;
-  while (at < bytes && ((const unsigned char *)host)[at] == rec->data[at]) at++;
-  CHECK(at == bytes, "%s: %s differs from %s from byte %zu of %zu", what, D->name, dc_backend_names[0], at, bytes);
+  if (!dc_exact && kind != DC_BYTES) {
+    size_t at = 0;
+    double gap = dc_float_gap(host, rec->data, bytes, kind, &at);
+    CHECK(gap <= DC_TOLERANCE, "%s: %s differs from %s by %.3g of the largest value (element %zu)", what, D->name,
+          dc_backend_names[0], gap, at);
+  } else {
+    size_t at = 0;
+    while (at < bytes && ((const unsigned char *)host)[at] == rec->data[at]) at++;
+    CHECK(at == bytes, "%s: %s differs from %s from byte %zu of %zu", what, D->name, dc_backend_names[0], at, bytes);
+  }
   dc_log.compared++;
   dc_log.bytes_compared += bytes;
 }
 
-static inline void dc_resultf(const ct_driver *D, const void *host, size_t bytes, const char *fmt, va_list ap) {
+static inline void dc_resultf(const ct_driver *D, const void *host, size_t bytes, int kind, const char *fmt,
+                              va_list ap) {
   char what[160];
   vsnprintf(what, sizeof what, fmt, ap);
-  dc_result(D, host, bytes, what);
+  dc_result(D, host, bytes, kind, what);
 }
 
 /* Downloads `bytes` of D's memory at dev into host, and records or compares them. */
@@ -241,7 +278,7 @@ __attribute__((format(printf, 5, 6))) static inline void fetch_bytes(const ct_dr
   OK(D->ops->download(D, host, dev, bytes));
   va_list ap;
   va_start(ap, fmt);
-  dc_resultf(D, host, bytes, fmt, ap);
+  dc_resultf(D, host, bytes, DC_BYTES, fmt, ap);
   va_end(ap);
 }
 
@@ -251,7 +288,7 @@ __attribute__((format(printf, 5, 6))) static inline void fetch(const ct_driver *
   OK(D->ops->download(D, host, dev, n * sizeof(float)));
   va_list ap;
   va_start(ap, fmt);
-  dc_resultf(D, host, n * sizeof(float), fmt, ap);
+  dc_resultf(D, host, n * sizeof(float), DC_F32, fmt, ap);
   va_end(ap);
 }
 
@@ -260,7 +297,23 @@ __attribute__((format(printf, 4, 5))) static inline void agree(const ct_driver *
                                                                const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  dc_resultf(D, value, bytes, fmt, ap);
+  dc_resultf(D, value, bytes, DC_BYTES, fmt, ap);
+  va_end(ap);
+}
+
+/* The same for a float or double value: within DC_TOLERANCE off emu. */
+__attribute__((format(printf, 3, 4))) static inline void agree_f32(const ct_driver *D, const float *value,
+                                                                   const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  dc_resultf(D, value, sizeof *value, DC_F32, fmt, ap);
+  va_end(ap);
+}
+__attribute__((format(printf, 3, 4))) static inline void agree_f64(const ct_driver *D, const double *value,
+                                                                   const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  dc_resultf(D, value, sizeof *value, DC_F64, fmt, ap);
   va_end(ap);
 }
 
@@ -321,9 +374,10 @@ static inline void dc_check_coverage(int part) {
     }
   }
   printf("%zu of %zu entry x backend pairs ran (%zu entries of ct_driver_ops's %zu here, %d backends); %zu results "
-         "(%zu bytes) of %s matched %s bit for bit\n",
+         "(%zu bytes) of %s matched %s %s\n",
          covered, expected, expected / DC_BACKENDS, (size_t)DC_SLOTS, DC_BACKENDS, dc_log.compared,
-         dc_log.bytes_compared, dc_backend_names[1], dc_backend_names[0]);
+         dc_log.bytes_compared, dc_backend_names[1], dc_backend_names[0],
+         dc_exact ? "bit for bit" : "within " CT_DC_STR(DC_TOLERANCE) " (indices and counts exactly)");
 }
 
 /* Runs every test on every backend (the same random inputs on each), then the coverage check;
@@ -331,6 +385,10 @@ static inline void dc_check_coverage(int part) {
 static inline int dc_main(const dc_test *tests, size_t ntests, int part, uint64_t seed) {
   ct_error err = {0};
   ct_driver *emu = NULL;
+  const char *other = getenv("CT_DC_BACKEND");
+  if (other && *other) dc_backend_names[1] = other;
+  /* CT_DC_TOLERANT=1: the tolerant comparison on emu too (a check of this harness without a GPU) */
+  dc_exact = !strncmp(dc_backend_names[1], "emu", 3) && !getenv("CT_DC_TOLERANT");
   if (ct_driver_create(dc_backend_names[1], NULL, &emu, &err) != CT_OK) {
     fprintf(stderr, "cannot create %s: %s\n", dc_backend_names[1], err.msg);
     return 1;

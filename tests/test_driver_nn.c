@@ -562,7 +562,7 @@ static void test_softmax(const ct_driver *D) {
     ptrdiff_t bad = 0;
     float *dLab = up(D, lab, O * I);
     RUN(softmax_loss_forward, O, C, I, dY, dLab, true, 2, &loss, &valid, &bad);
-    agree(D, &loss, sizeof loss, "softmax loss shape %d", si);
+    agree_f64(D, &loss, "softmax loss shape %d", si);
     agree(D, &valid, sizeof valid, "softmax loss shape %d: valid", si);
     agree(D, &bad, sizeof bad, "softmax loss shape %d: bad", si);
     CHECK(bad == -1, "softmax loss on %s: every label valid (%td)", D->name, bad);
@@ -606,7 +606,7 @@ static void test_sigmoid_xent(const ct_driver *D) {
   float *dT = up(D, t, n), *dSig = up(D, sig, n), *dDX = up(D, dx, n);
   RUN(sigmoid_xent_forward, n, up(D, x, n), dT, true, -1, dSig, &loss, &valid);
   fetch(D, sig, dSig, n, "sigmoid cross-entropy: sigmoid");
-  agree(D, &loss, sizeof loss, "sigmoid cross-entropy loss");
+  agree_f64(D, &loss, "sigmoid cross-entropy loss");
   agree(D, &valid, sizeof valid, "sigmoid cross-entropy valid");
   same(sig, rsig, n, 1e-6, "sigmoid cross-entropy: sigmoid");
   CHECK_CLOSE(loss, rloss, 1e-5, 1e-5, "sigmoid cross-entropy loss on %s", D->name);

@@ -179,7 +179,10 @@ static void check_row(const gc_row *row, int idx, const char *devices, const cha
   if (devices && strchr(devices, ',') && lay->ops->splits && lay->ops->splits(lay) && lay->plan.N >= 2) {
     char plan[128];
     ctk_plan(h, plan, sizeof plan);
-    CHECK(strstr(plan, "cpu:") && strstr(plan, "emu:0:"), "%s: the layer splits, so its plan is on both: %s", where,
+    const char *other = strchr(devices, ',') + 1; /* "emu:0=0.6": its plan entry reads "emu:0: 0.60" */
+    char second[80];
+    snprintf(second, sizeof second, "%.*s:", (int)strcspn(other, "="), other);
+    CHECK(strstr(plan, "cpu:") && strstr(plan, second), "%s: the layer splits, so its plan is on both: %s", where,
           plan);
   }
   unsigned mask = (unsigned)opt_num(row->opts, "check", (double)((1u << nb) - 1));
@@ -259,6 +262,11 @@ static void check_row(const gc_row *row, int idx, const char *devices, const cha
 
 int main(int argc, char **argv) {
   const char *only = argc > 1 ? argv[1] : NULL;
+  /* CT_GRADCHECK_DEVICE (tests/gpu/run.sh: cuda:0) replaces emu:0 as the second device */
+  const char *dev = getenv("CT_GRADCHECK_DEVICE");
+  if (!dev || !*dev) dev = "emu:0";
+  char split[64];
+  snprintf(split, sizeof split, "cpu=0.4,%s=0.6", dev);
   ct_python_set_runtime(&k_cube);
   int nrows = (int)(sizeof rows / sizeof rows[0]);
   const char **covered = calloc((size_t)nrows + 1, sizeof *covered);
@@ -266,8 +274,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < nrows; i++) {
     if (only && !strstr(rows[i].text, only)) continue;
     check_row(&rows[i], i, NULL, covered, &ncovered);
-    check_row(&rows[i], i, "emu:0", NULL, NULL);
-    check_row(&rows[i], i, "cpu=0.4,emu:0=0.6", NULL, NULL);
+    check_row(&rows[i], i, dev, NULL, NULL);
+    check_row(&rows[i], i, split, NULL, NULL);
   }
   if (!only) {
     for (int i = 0; i < ct_layer_registry_size(); i++) {

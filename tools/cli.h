@@ -82,6 +82,9 @@ void log_blas_core(void);
 
 /* Prints "cortado: <message>; see 'cortado <cmd> --help'" and returns EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* --gpu=N[,N...]|all (cmd_device.c): sets --device to the CUDA devices it names; 0, or the exit
+ * status after printing why (a usage error, or no GPU to run on). */
+int cli_gpu_devices(const char *cmd, args *a);
 /* Prints the library's message and returns EXIT_LIB. */
 int lib_error(ct_status s, const ct_error *err);
 /* A friendlier message than the library's for a path that is not there or not readable;

@@ -222,7 +222,10 @@ static const cmd_flag TRAIN_FLAGS[] = {
     {F_LOG_FORMAT, 0, "text|json",
      "text (default): on a terminal a live progress line, otherwise Caffe's log lines on stderr; "
      "json: one JSON object per event and line on stdout ({\"event\":\"train\",\"iter\":100,...})."},
-    {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build has no GPU support and refuses it."},
+    {F_GPU, 0, "N[,N...]|all",
+     "Caffe's GPU selection: --gpu=0 is --device=cuda:0; several (or all) split every batch between them, "
+     "which gives the one-device result (Caffe instead trains one batch per GPU). Refused, before anything "
+     "loads, where no GPU is usable."},
 };
 
 static const cmd_flag TEST_FLAGS[] = {
@@ -240,7 +243,10 @@ static const cmd_flag TEST_FLAGS[] = {
     {F_QUIET, 0, NULL, "print only the results, no per-batch lines or progress."},
     {F_ALLOW_NONFINITE, 0, NULL, "score weights holding NaN or Inf values (with a warning) instead of refusing them."},
     {F_LOG_FORMAT, 0, "text|json", "json: one JSON object per line on stdout instead of log lines."},
-    {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build has no GPU support and refuses it."},
+    {F_GPU, 0, "N[,N...]|all",
+     "Caffe's GPU selection: --gpu=0 is --device=cuda:0; several (or all) split every batch between them, "
+     "which gives the one-device result (Caffe instead trains one batch per GPU). Refused, before anything "
+     "loads, where no GPU is usable."},
 };
 
 static const cmd_flag TIME_FLAGS[] = {
@@ -258,11 +264,14 @@ static const cmd_flag TIME_FLAGS[] = {
     {F_QUIET, 0, NULL, "print only the results, no per-batch lines or progress."},
     {F_LOG_FORMAT, 0, "text|json", "json: one JSON object per line on stdout instead of log lines."},
     {F_WEIGHTS, 0, "FILE", "accepted and ignored, as Caffe does: timings do not depend on the weights."},
-    {F_GPU, 0, "ID", "accepted for Caffe compatibility; this build has no GPU support and refuses it."},
+    {F_GPU, 0, "N[,N...]|all",
+     "Caffe's GPU selection: --gpu=0 is --device=cuda:0; several (or all) split every batch between them, "
+     "which gives the one-device result (Caffe instead trains one batch per GPU). Refused, before anything "
+     "loads, where no GPU is usable."},
 };
 
 static const cmd_flag DEVICE_FLAGS[] = {
-    {F_GPU, 0, "ID", "the device to query; this build has none."},
+    {F_GPU, 0, "N", "the device to describe. Default: all of them."},
 };
 
 static const cmd_flag PLOT_FLAGS[] = {
@@ -417,8 +426,9 @@ static const command COMMANDS[] = {
      "What Caffe's compute_image_mean does: the per-pixel mean of every record (raw, float or\n"
      "encoded), for transform_param { mean_file }. Also prints the mean of each channel.",
      MEAN_FLAGS, NELEMS(MEAN_FLAGS), run_compute_mean, 2},
-    {"device_query", "show the GPU devices (this build has no GPU support)", "cortado device_query [--gpu=ID]",
-     "Caffe's device_query. This build runs on the CPU only: it says so and exits with status 1.", DEVICE_FLAGS,
+    {"device_query", "show the GPU devices", "cortado device_query [--gpu=N]",
+     "Caffe's device_query: one line per CUDA device (name, compute capability, memory). Without a usable GPU "
+     "(or in a build without the CUDA driver) it says why and exits with status 1.", DEVICE_FLAGS,
      NELEMS(DEVICE_FLAGS), run_device_query, 0},
     {"plot", "draw training curves from a metrics file or log",
      "cortado plot FILE -o OUT.svg|OUT.png",
@@ -613,10 +623,8 @@ static int check_args(const command *c, args *a) {
     if (a->given[id] && !command_accepts(c, (flag_id)id))
       return usage_error(cn, "flag '--%s' does not apply to '%s'", FLAGS[id].name, cn);
   if (a->given[F_GPU] && strcmp(cn, "device_query") != 0) {
-    /* the CUDA work adds --gpu; until then a clear refusal, not "unknown flag" */
-    fprintf(stderr, "cortado: --gpu=%s: no GPU support in this build (CPU only); run without --gpu\n",
-            a->value[F_GPU]);
-    return EXIT_USAGE;
+    int rc = cli_gpu_devices(cn, a);
+    if (rc) return rc;
   }
   for (int i = 0; i < c->nflags; i++) {
     const cmd_flag *cf = &c->flags[i];

@@ -22,9 +22,9 @@ Differences from pycaffe, on purpose:
     the host copy is brought up to date then, because a device may hold newer values. A view
     keeps its memory alive: after a reshape that grows the blob, or after the net is freed, it
     stays valid but is no longer the net's (take .data again). Never a crash.
-  - Devices: cortado has no GPU driver yet, so set_mode_gpu() and set_device() raise
-    CortadoError. Its devices are reached with set_devices("cpu,emu:0") or
-    Net(..., devices=...) / Solver(..., devices=...) (cortado's device lists: cpu, emu:N).
+  - Devices: set_mode_gpu() and set_device(N) run new nets on CUDA device N (CortadoError where
+    there is none). cortado's other devices are reached with set_devices("cpu,emu:0") or
+    Net(..., devices=...) / Solver(..., devices=...) (cortado's device lists: cpu, emu:N, cuda:N).
   - Threads: calls on one Net (or on one Solver and its nets) take turns under a lock; two
     threads calling forward() on one Net are safe, and run one after the other; hold
     net.lock across several calls to keep another thread's pass from coming between them.
@@ -33,6 +33,7 @@ Differences from pycaffe, on purpose:
   - Integers that do not fit C's int raise OverflowError; stages must be str (TypeError).
 Every failure inside cortado raises CortadoError (a RuntimeError) with cortado's message.
 """
+import ctypes
 from . import _lib
 from ._lib import CortadoError, library_path
 from .net import TRAIN, TEST, Blob, LayerView, Net, ParamBlob, _defaults
@@ -88,21 +89,38 @@ def set_mode_cpu():
     _defaults["devices"] = None
 
 
-def _no_gpu(what):
-    raise CortadoError("%s: this cortado has no GPU driver yet; nets run on the CPU, or split over cortado's "
-                       "devices with cortado.set_devices('cpu,emu:0') or Net(..., devices='cpu,emu:0')" % what,
-                       "unsupported")
+_gpu = {"id": 0}
+
+
+def _usable_gpu(device_id, what):
+    """Raises CortadoError unless CUDA device device_id is there to run on."""
+    why = ctypes.create_string_buffer(300)
+    count = _lib.lib.ct_driver_cuda_devices(why, len(why))
+    if count == 0:
+        raise CortadoError("%s: no GPU to run on: %s; nets run on the CPU (set_mode_cpu), or split over "
+                           "cortado's devices with cortado.set_devices('cpu,emu:0')" % (what, why.value.decode()),
+                           "unsupported")
+    if device_id >= count:
+        raise CortadoError("%s: there is no GPU %d: this machine has %d (0 to %d)" % (what, device_id, count,
+                                                                                    count - 1), "invalid")
 
 
 def set_mode_gpu():
-    """Refused until cortado has a GPU driver (CortadoError); see set_devices."""
-    _no_gpu("set_mode_gpu()")
+    """Runs new nets and solvers on the GPU set_device chose (0 by default): cortado's device
+    "cuda:N". CortadoError where no GPU is usable (no device, or a library built without the
+    CUDA driver)."""
+    _usable_gpu(_gpu["id"], "set_mode_gpu()")
+    _defaults["devices"] = "cuda:%d" % _gpu["id"]
 
 
 def set_device(device_id):
-    """Refused until cortado has a GPU driver (CortadoError); see set_devices."""
+    """The GPU that set_mode_gpu (and, once in GPU mode, new nets) use, as Caffe's. CortadoError
+    where there is no such GPU."""
     _lib.cint(device_id, "device_id")
-    _no_gpu("set_device(%d)" % device_id)
+    _usable_gpu(device_id, "set_device(%d)" % device_id)
+    _gpu["id"] = device_id
+    if (_defaults["devices"] or "").startswith("cuda:"):
+        _defaults["devices"] = "cuda:%d" % device_id
 
 
 def set_devices(devices):

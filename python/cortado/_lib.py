@@ -105,6 +105,7 @@ def _sig(name, restype, *argtypes):
 
 
 _sig("ct_status_name", S, I)
+_sig("ct_driver_cuda_devices", I, ctypes.c_char_p, ctypes.c_size_t)
 _sig("ctpy_net_create", I, S, I, I, ctypes.POINTER(S), S, ctypes.c_ulonglong, ctypes.POINTER(P), E)
 _sig("ctpy_net_memplan", I, P, I, E)
 _sig("ctpy_net_keep_blob", I, P, S, E)

@@ -10,6 +10,11 @@
 #include "core/status.h"
 #include "drivers/cpu.h"
 #include "drivers/emu.h"
+#ifdef CT_HAVE_CUDA
+#include "drivers/cuda.h" /* the hook: built with src/drivers/cuda/ (cmake/cuda.cmake) */
+#endif
+
+#define NO_CUDA_BUILD "this build has no CUDA driver (nvcc was not found when it was configured)"
 
 bool ct_driver_parse_name(const char *device, char *canon, size_t n) {
   if (!device || !strcmp(device, "cpu")) {
@@ -41,10 +46,13 @@ ct_status ct_driver_create(const char *device, struct ct_pool *pool, ct_driver *
   if (!ct_driver_parse_name(device, canon, sizeof canon))
     return ct_fail(err, CT_EINVAL, "unknown device \"%s\"; expected \"cpu\", \"emu:N\" or \"cuda:N\"", device);
   if (!strncmp(canon, "emu:", 4)) return ct_emu_create(atoi(canon + 4), out, err);
-  if (!strncmp(canon, "cuda:", 5))
-    return ct_fail(err, CT_EUNSUPPORTED,
-                   "device \"%s\": this build has no CUDA driver (no GPU code was built); use \"cpu\" or \"emu:N\"",
-                   canon);
+  if (!strncmp(canon, "cuda:", 5)) {
+#ifdef CT_HAVE_CUDA
+    return ct_cuda_create(atoi(canon + 5), out, err);
+#else
+    return ct_fail(err, CT_EUNSUPPORTED, "device \"%s\": %s; use \"cpu\" or \"emu:N\"", canon, NO_CUDA_BUILD);
+#endif
+  }
   ct_driver *d = calloc(1, sizeof *d);
   if (!d) return ct_fail(err, CT_ENOMEM, "out of memory creating the cpu driver");
   d->ops = ct_driver_cpu_ops();
@@ -67,4 +75,31 @@ void ct_driver_error(const ct_driver *d, ct_error *err, ct_status s, const char 
   char why[800] = "";
   if (d->ops->error_message) d->ops->error_message(d, why, sizeof why);
   ct_fail(err, s, "%s on %s: %s", what, d->name, why[0] ? why : ct_status_name(s));
+}
+
+bool ct_driver_cuda_built(void) {
+#ifdef CT_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int ct_driver_cuda_devices(char *why, size_t n) {
+#ifdef CT_HAVE_CUDA
+  return ct_cuda_devices(why, n);
+#else
+  snprintf(why, n, "%s", NO_CUDA_BUILD);
+  return 0;
+#endif
+}
+
+bool ct_driver_cuda_describe(int index, char *buf, size_t n) {
+#ifdef CT_HAVE_CUDA
+  return ct_cuda_describe(index, buf, n);
+#else
+  (void)index;
+  snprintf(buf, n, "%s", NO_CUDA_BUILD);
+  return false;
+#endif
 }

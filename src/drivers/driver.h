@@ -365,6 +365,14 @@ bool ct_driver_parse_name(const char *device, char *canon, size_t n);
 void ct_driver_error(const ct_driver *d, ct_error *err, ct_status s, const char *what);
 void ct_driver_free(ct_driver *d);
 
+/* CUDA devices (src/drivers/cuda/, built when nvcc is found): whether this build has the
+ * driver; how many devices the runtime sees (0, with the reason in why, when none: no driver
+ * built, no GPU, no NVIDIA driver); one line about device `index` (false when it is not there).
+ * Nothing CUDA starts before one of these or a "cuda:N" driver is asked for. */
+bool ct_driver_cuda_built(void);
+int ct_driver_cuda_devices(char *why, size_t n);
+bool ct_driver_cuda_describe(int index, char *buf, size_t n);
+
 /* The CPU driver shared by code that runs outside a net (a single layer under test, an update
  * context of its own, ct_lower_forward). It has no state; never free it. */
 const ct_driver *ct_driver_cpu(void);

@@ -150,12 +150,10 @@ static const rule k_rules[] = {
          "test_interval test_compute_loss test_initialization base_lr display average_loss max_iter iter_size "
          "lr_policy gamma power momentum weight_decay regularization_type stepsize stepvalue clip_gradients snapshot "
          "snapshot_prefix snapshot_format solver_mode random_seed type delta momentum2 rms_decay debug_info "
-         "snapshot_after_train weights cluster framework"),
+         "snapshot_after_train weights cluster framework device_id"),
     REFUSED("SolverParameter", "snapshot_diff",
             "cortado's update consumes the gradients in place, so there is no update step left to write beside the "
             "weights"),
-    REFUSED("SolverParameter", "device_id",
-            "it picks a GPU, and this build has no GPU driver; remove it (and use solver_mode: CPU)"),
     INERT("SolverParameter", "layer_wise_reduce",
           "Caffe's overlap of multi-GPU gradient exchange with backward; a scheduling choice with the same results"),
     UPGRADED("SolverParameter", "solver_type", "the deprecated enum: upgrade.c turns it into type"),

@@ -264,15 +264,22 @@ static ct_status finish_setup(ct_solver *s, ct_error *err) {
       CT_TRY(ct_net_set_partitions(s->net, s->opt.partitions, err));
       for (int k = 0; k < s->ntest; k++) CT_TRY(ct_net_set_partitions(s->test_nets[k], s->opt.partitions, err));
     }
-    if (s->opt.devices) {
+    /* the caller's devices (--device, --gpu) win over solver_mode: GPU, as Caffe's --gpu does */
+    const char *devices = s->opt.devices;
+    char gpu[24];
+    if (!devices && sp->has_solver_mode && sp->solver_mode == CAFFE__SOLVER_PARAMETER__SOLVER_MODE__GPU) {
+      snprintf(gpu, sizeof gpu, "cuda:%d", sp->has_device_id ? sp->device_id : 0);
+      devices = gpu;
+    }
+    if (devices) {
       /* the cluster exchanges parameters and gradients through host buffers it holds from the
        * start: a device elsewhere would leave them stale, so it is refused rather than wrong */
-      if (s->cluster && strcmp(s->opt.devices, "cpu") != 0)
+      if (s->cluster && strcmp(devices, "cpu") != 0)
         return ct_fail(err, CT_EUNSUPPORTED,
                        "%s: --device=%s: cluster training (cluster / framework settings) runs on the CPU only",
-                       s->path, s->opt.devices);
-      CT_TRY(ct_net_set_devices(s->net, s->opt.devices, err));
-      for (int k = 0; k < s->ntest; k++) CT_TRY(ct_net_set_devices(s->test_nets[k], s->opt.devices, err));
+                       s->path, devices);
+      CT_TRY(ct_net_set_devices(s->net, devices, err));
+      for (int k = 0; k < s->ntest; k++) CT_TRY(ct_net_set_devices(s->test_nets[k], devices, err));
     }
   }
   ct_update_param *params = (ct_update_param *)ct_net_learnable(s->net);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "core/status.h"
+#include "drivers/driver.h"
 #include "proto/audit.h"
 #include "proto/upgrade.h"
 
@@ -15,13 +16,23 @@ ct_status ct_solver_param_read(const char *path, Caffe__SolverParameter **out, c
   ct_status st = ct_solver_needs_upgrade(sp) ? ct_upgrade_solver(sp, path, *map, err) : CT_OK;
   /* inline nets are checked when they are built, layer by layer */
   if (st == CT_OK) st = ct_audit_message(m, *map, path, NULL, "net_param train_net_param test_net_param", err);
+  /* solver_mode: GPU trains on cuda:device_id (solvers/create.c), as Caffe's tool does; a
+   * machine that cannot is told so here, before anything is built */
   if (st == CT_OK && sp->has_solver_mode && sp->solver_mode == CAFFE__SOLVER_PARAMETER__SOLVER_MODE__GPU) {
-    char at[512];
+    char at[512], why[300] = "";
+    const int count = ct_driver_cuda_devices(why, sizeof why);
+    const int id = sp->has_device_id ? sp->device_id : 0;
     ct_audit_where(*map, m, "solver_mode", path, at, sizeof at);
-    st = ct_fail(err, CT_EUNSUPPORTED,
-                 "%s: solver_mode: GPU, but this build of cortado has no GPU driver; write solver_mode: CPU (or leave "
-                 "it out: without it Caffe's tool trains on the CPU too)",
-                 at);
+    if (count == 0)
+      st = ct_fail(err, CT_EUNSUPPORTED,
+                   "%s: solver_mode: GPU, but there is no GPU to run on: %s; write solver_mode: CPU (or leave it "
+                   "out: without it Caffe's tool trains on the CPU too)",
+                   at, why);
+    else if (id < 0 || id >= count) {
+      ct_audit_where(*map, m, "device_id", path, at, sizeof at);
+      st = ct_fail(err, CT_EINVAL, "%s: device_id: %d, but this machine has %d GPU%s (0 to %d)", at, id, count,
+                   count == 1 ? "" : "s", count - 1);
+    }
   }
   if (st) {
     protobuf_c_message_free_unpacked(m, NULL);
