@@ -272,7 +272,7 @@ CT_HD void ctk_bn_norm(size_t i, const ct_batchnorm *p, const float *x, float *y
                        const float *std) {
   const size_t c = (i / p->S) % p->C;
   const float v = (x[i] - mean[c]) * (1.0f / std[c]);
-  xnorm[i] = v;
+  if (xnorm) xnorm[i] = v; /* NULL: nothing kept for a backward that does not run */
   y[i] = v;
 }
 /* c < C: ab[c] = mean of dy, ab[C + c] = mean of dy xnorm (0 when global) */

@@ -31,9 +31,9 @@ CT_HD void ctk_lift_grad1(size_t i, const ct_conv_geom *g, int nb, const float *
   Gm[k * cols + n * P + p] = dy[i];
 }
 
-/* i < nb K H W (POINTWISE: the per-image GEMMs wrote y): y += b */
+/* i < nb K H W (POINTWISE: before the GEMMs, which add onto it): y = b */
 CT_HD void ctk_lift_pw(size_t i, const ct_conv_geom *g, const float *b, float *y) {
-  y[i] += b[i / ((size_t)g->H * g->W) % g->K];
+  y[i] = b[i / ((size_t)g->H * g->W) % g->K];
 }
 
 /* k < rows: db[k] += the sum of row k of a rows x cols matrix (type 1: the lowered dy) */
