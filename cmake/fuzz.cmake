@@ -13,7 +13,9 @@ if(CT_FUZZ)
   endif()
   set(CT_FUZZ_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g)
   # PUBLIC: everything that links the library (the CLI, the tests) carries the sanitizers too.
-  target_compile_options(cortado_core PUBLIC ${CT_FUZZ_FLAGS} -fsanitize=fuzzer-no-link)
+  # C only: nvcc hands its options to gcc, which knows no fuzzer-no-link (the CUDA driver's
+  # files are not what the fuzzers reach).
+  target_compile_options(cortado_core PUBLIC "$<$<COMPILE_LANGUAGE:C>:${CT_FUZZ_FLAGS};-fsanitize=fuzzer-no-link>")
   target_link_options(cortado_core PUBLIC -fsanitize=address,undefined)
 
   file(GLOB CT_FUZZ_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_*.c)
