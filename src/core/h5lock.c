@@ -1,6 +1,7 @@
 /* The libhdf5 lock (h5lock.h). */
 #include "core/h5lock.h"
 
+#include <hdf5.h>
 #include <pthread.h>
 
 static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
@@ -12,6 +13,7 @@ static void h5_init(void) {
   pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
   pthread_mutex_init(&h5_mu, &a);
   pthread_mutexattr_destroy(&a);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the callers report libhdf5's errors themselves */
 }
 
 void ct_h5_lock(void) {

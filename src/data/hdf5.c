@@ -3,22 +3,11 @@
 
 #include <hdf5.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/h5lock.h"
 #include "core/status.h"
-
-static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
-static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
-
-/* Takes the libhdf5 lock (core/h5lock.h), libhdf5's own printing of error stacks off once:
- * errors are reported here. */
-static void h5_enter(void) {
-  pthread_once(&h5_once, h5_quiet);
-  ct_h5_lock();
-}
 
 /* The open dataset `name` of the open file, its space and its shape; closes what it opened on
  * failure. */
@@ -63,7 +52,7 @@ static ct_status open_dataset(const char *path, const char *name, hid_t *file, h
 }
 
 ct_status ct_h5_dataset_shape(const char *path, const char *name, int *naxes, int shape[CT_MAX_AXES], ct_error *err) {
-  h5_enter();
+  ct_h5_lock();
   hid_t file, dset;
   ct_status st = open_dataset(path, name, &file, &dset, naxes, shape, err);
   if (!st) {
@@ -77,7 +66,7 @@ ct_status ct_h5_dataset_shape(const char *path, const char *name, int *naxes, in
 ct_status ct_h5_read_floats(const char *path, const char *name, int *naxes, int shape[CT_MAX_AXES], float **out,
                             ct_error *err) {
   *out = NULL;
-  h5_enter();
+  ct_h5_lock();
   hid_t file, dset;
   ct_status st = open_dataset(path, name, &file, &dset, naxes, shape, err);
   if (st) {
@@ -126,7 +115,7 @@ ct_status ct_h5_writer_create(const char *path, ct_h5_writer **out, ct_error *er
     free(w);
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
-  h5_enter();
+  ct_h5_lock();
   w->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   ct_h5_unlock();
   if (w->file < 0) {
@@ -184,7 +173,7 @@ ct_status ct_h5_writer_append(ct_h5_writer *w, const char *name, int naxes, cons
   if (naxes < 1 || naxes > CT_MAX_AXES)
     return ct_fail(err, CT_ESHAPE, "%s: dataset \"%s\": rows need 1 to %d axes, got %d", w->path, name, CT_MAX_AXES,
                    naxes);
-  h5_enter();
+  ct_h5_lock();
   h5_out *s = NULL;
   ct_status st = dataset_for(w, name, naxes, shape, &s, err);
   if (!st && shape[0] > 0) {
@@ -213,7 +202,7 @@ ct_status ct_h5_writer_append(ct_h5_writer *w, const char *name, int naxes, cons
 
 void ct_h5_writer_free(ct_h5_writer *w) {
   if (!w) return;
-  h5_enter();
+  ct_h5_lock();
   for (int i = 0; i < w->nsets; i++) {
     H5Dclose(w->sets[i].dset);
     free(w->sets[i].name);

@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,11 +18,7 @@
 
 #include "proto/blob.h"
 
-static pthread_once_t g_quiet = PTHREAD_ONCE_INIT;
-static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
-
 bool ct_h5_is_hdf5(const char *path) {
-  pthread_once(&g_quiet, quiet);
   ct_h5_lock();
   bool yes = access(path, R_OK) == 0 && H5Fis_hdf5(path) > 0;
   ct_h5_unlock();
@@ -40,7 +35,6 @@ typedef struct h5out {
 
 static ct_status out_open(h5out *o, const char *path, ct_error *err) {
   static atomic_uint counter;
-  pthread_once(&g_quiet, quiet);
   snprintf(o->tmp, sizeof o->tmp, "%s.tmp-%d-%u", path, (int)getpid(), atomic_fetch_add(&counter, 1));
   o->f = H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (o->f < 0) return ct_fail(err, CT_EIO, "%s: cannot create the HDF5 file (%s)", path, strerror(errno));
@@ -311,7 +305,6 @@ done:
 
 static ct_status h5_read_weights_locked(const char *path, Caffe__NetParameter **out, ct_error *err) {
   *out = NULL;
-  pthread_once(&g_quiet, quiet);
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) return ct_fail(err, CT_EIO, "%s: cannot open as an HDF5 file", path);
   Caffe__NetParameter *p = malloc(sizeof *p);
@@ -402,7 +395,6 @@ static ct_status get_string(hid_t f, const char *name, char **out, const char *p
 
 static ct_status h5_read_state_locked(const char *path, Caffe__SolverState **out, ct_error *err) {
   *out = NULL;
-  pthread_once(&g_quiet, quiet);
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) return ct_fail(err, CT_EIO, "%s: cannot open as an HDF5 file", path);
   Caffe__SolverState *s = malloc(sizeof *s);
