@@ -276,8 +276,39 @@ static void test_add(void) {
   }
 }
 
+/* The NaN diagnostic names the layer where non-finite values first appear, planned or not. The
+ * chain: a and b finite, c = sqrt(b - 100) is NaN, d = c + 1 too; planning lets c live in a's
+ * storage (a is dead once b is made), so a scan of the tops after the pass would see NaN in a's
+ * place and blame p1. */
+static void test_nonfinite(void) {
+  static const char *text =
+      "name: 'nan' layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 2 dim: 3 } } }\n"
+      "layer { name: 'p1' type: 'Power' bottom: 'x' top: 'a' power_param { shift: 1 } }\n"
+      "layer { name: 'p2' type: 'Power' bottom: 'a' top: 'b' power_param { scale: 2 } }\n"
+      "layer { name: 'p3' type: 'Power' bottom: 'b' top: 'c' power_param { power: 0.5 shift: -100 } }\n"
+      "layer { name: 'p4' type: 'Power' bottom: 'c' top: 'd' power_param { shift: 1 } }\n";
+  for (int plan = 0; plan < 2; plan++) {
+    ct_net *net = NULL;
+    ct_error err = {0};
+    if (!plan) setenv("CT_MEMPLAN", "0", 1);
+    ct_status st = ct_net_create_from_text(text, "nan.prototxt", NULL, CT_TRAIN, &net, &err);
+    unsetenv("CT_MEMPLAN");
+    CHECK(st == CT_OK, "build the NaN chain: %s", err.msg);
+    if (st) continue;
+    float *x = ct_net_blob_data(net, "x");
+    for (int k = 0; k < 6; k++) x[k] = (float)k;
+    float loss = 0;
+    CHECK(ct_net_forward(net, &loss, &err) == CT_OK, "NaN chain forward: %s", err.msg);
+    const int li = ct_net_first_nonfinite_layer(net);
+    CHECK(li >= 0 && strcmp(ct_net_layer_name(net, li), "p3") == 0, "%s: the NaN is blamed on %s, not p3",
+          plan ? "planned" : "unplanned", li >= 0 ? ct_net_layer_name(net, li) : "no layer");
+    ct_net_free(net);
+  }
+}
+
 int main(void) {
   test_add();
+  test_nonfinite();
   test_train_identical(1); /* every Concat in place */
   test_train_identical(2); /* Concat along channels with N > 1: copies */
   test_bound();

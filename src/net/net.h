@@ -103,8 +103,9 @@ bool ct_net_layer_local(const ct_net *net, int i);
 const char *ct_net_layer_plan(const ct_net *net, int i, char *buf, size_t n);
 
 /* NaN/Inf diagnostics: the first layer (in forward order) whose top data holds a non-finite
- * value, or -1. */
-int ct_net_first_nonfinite_layer(const ct_net *net);
+ * value, or -1. With memory planning on it runs the forward pass again, layer by layer (not the
+ * data sources), so call it only to explain a failed pass. */
+int ct_net_first_nonfinite_layer(ct_net *net);
 /* The first layer in backward order (the last in forward order) whose parameter gradient holds
  * a non-finite value, or -1. */
 int ct_net_first_nonfinite_grad_layer(const ct_net *net);

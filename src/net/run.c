@@ -307,13 +307,36 @@ static bool nonfinite(const ct_net *net, ct_tensor *t, ct_side side) {
   return false;
 }
 
-int ct_net_first_nonfinite_layer(const ct_net *net) {
-  for (int i = 0; i < net->nlayers; i++) {
-    const ct_layer *l = &net->layers[i].l;
-    for (int t = 0; t < l->ntop; t++)
-      if (nonfinite(net, l->top[t], CT_DATA)) return i;
+static bool tops_nonfinite(const ct_net *net, int i) {
+  const ct_layer *l = &net->layers[i].l;
+  for (int t = 0; t < l->ntop; t++)
+    if (nonfinite(net, l->top[t], CT_DATA)) return true;
+  return false;
+}
+
+int ct_net_first_nonfinite_layer(ct_net *net) {
+  if (!net->mp.done || net->mp.off) {
+    for (int i = 0; i < net->nlayers; i++)
+      if (tops_nonfinite(net, i)) return i;
+    return -1;
   }
-  return -1;
+  /* Planned: after the pass a top may hold a later blob's values (a finite blob's storage now
+   * holding a NaN made downstream), so the pass runs again, one layer at a time and unfused, and
+   * each layer's tops are looked at as soon as it has run. Sources (no bottoms) are not run
+   * again: the planner keeps their tops, so the batch that failed is the one looked at. */
+  const bool fuse = net->fuse_layerwise;
+  net->fuse_layerwise = false;
+  int found = -1;
+  for (int i = 0; i < net->nlayers && found < 0; i++) {
+    ct_error e = {0};
+    if (net->layers[i].l.nbottom > 0 && forward_layer(net, i, false, &e)) {
+      found = i; /* the layer failed on its input: the nearest place to blame */
+      break;
+    }
+    if (tops_nonfinite(net, i)) found = i;
+  }
+  net->fuse_layerwise = fuse;
+  return found;
 }
 
 int ct_net_first_nonfinite_grad_layer(const ct_net *net) {
