@@ -45,6 +45,7 @@ for spec in $NETS; do
   net=${spec%%:*}
   batch=${spec##*:}
   src="$ZOO/$net.prototxt"
+  [ -f "$src" ] || src="bench/zoo/$net.prototxt" # more nets of the kind (bench/zoo/README.md)
   "$PY" bench/zoo_bench.py rewrite "$src" "$tmp/$net.prototxt" "$batch"
   echo "== $net, batch $batch"
   CT_SOURCE_DIR=$PWD CT_BUILD_DIR=$BUILD run "$PY" bench/zoo_bench.py params "$src"
