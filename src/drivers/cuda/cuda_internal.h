@@ -57,7 +57,8 @@ const ct_driver_ops *ct_cuda_ops(void);
 ct_status ct_cuda_staged_conv(cuda_ctx *c, int step, const ct_conv_geom *g, ct_lowering t, int nb, const float *in0,
                               const float *in1, float *ws, float *out0, float *out1);
 enum { CT_CUDA_LOWER, CT_CUDA_LIFT, CT_CUDA_LIFT_GRAD, CT_CUDA_BIAS_GRAD, CT_CUDA_LOWER_GRAD };
-/* staged_ops.c: DIRECT convolution and the fused BatchNorm chain, staged the same way */
-void ct_cuda_staged_ops(ct_driver_ops *o);
+/* driver_red.c: the entries built on two-stage reductions (BatchNorm, the fused chain, the Scale
+ * and PReLU gradients, DIRECT convolution) */
+void ct_cuda_red_ops(ct_driver_ops *o);
 
 #endif

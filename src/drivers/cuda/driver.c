@@ -211,15 +211,6 @@ static ct_status cuda_prelu_forward(const ct_driver *d, size_t N, size_t C, size
   END
 }
 
-/* The slope gradient first: dx may overwrite dy. */
-static ct_status cuda_prelu_backward(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
-                                     const float *dy, const float *a, float *dx, float *da) {
-  BEGIN("prelu_backward");
-  if (da) LAUNCH(prelu_bwd_da, shared ? 1 : C, N, C, D, shared, x, dy, da);
-  if (dx) LAUNCH(prelu_bwd_dx, N * C * D, C, D, shared, x, dy, a, dx);
-  END
-}
-
 /* The inputs' pointers (on the host) and coefficients (device memory, read back: a few
  * floats) into the kernel's argument. */
 static ct_status inputs_of(cuda_ctx *c, int nx, const float *const *x, const float *coeff, ctk_inputs *in) {
@@ -272,36 +263,6 @@ static ct_status cuda_scale_forward(const ct_driver *d, size_t outer, size_t dim
   END
 }
 
-static ct_status cuda_scale_backward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
-                                     const float *dy, const float *s, float *ds, float *db, float *dx) {
-  BEGIN("scale_backward");
-  if (ds || db) LAUNCH(scale_bwd_params, dim, outer, dim, inner, x, dy, ds, db);
-  if (dx) LAUNCH(scale_bwd_dx, outer * dim * inner, dim, inner, dy, s, dx);
-  END
-}
-
-static ct_status cuda_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y,
-                                        float *xnorm, float *mean, float *std, float *run_mean, float *run_var,
-                                        float *run_factor) {
-  BEGIN("batchnorm_forward");
-  if (p->global)
-    LAUNCH(bn_global_stats, p->C, *p, mean, std, run_mean, run_var, run_factor);
-  else
-    LAUNCH(bn_stats, p->C, *p, x, mean, std, run_mean, run_var, run_factor);
-  LAUNCH(bn_norm, p->N * p->C * p->S, *p, x, y, xnorm, mean, std);
-  END
-}
-
-static ct_status cuda_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy,
-                                         const float *xnorm, const float *std, float *dx) {
-  BEGIN("batchnorm_backward");
-  float *ab = NULL;
-  CHECK_CT(ct_cuda_scratch(c, 2 * p->C * sizeof(float) + 8, (void **)&ab));
-  LAUNCH(bn_bwd_stats, p->C, *p, dy, xnorm, ab);
-  LAUNCH(bn_bwd_dx, p->N * p->C * p->S, *p, dy, xnorm, std, ab, dx);
-  END
-}
-
 /* ---------------------------------------------------------------- the table's first half */
 
 void ct_cuda_core_ops(ct_driver_ops *o) {
@@ -329,12 +290,8 @@ void ct_cuda_core_ops(ct_driver_ops *o) {
   o->neuron_forward = cuda_neuron_forward;
   o->neuron_backward = cuda_neuron_backward;
   o->prelu_forward = cuda_prelu_forward;
-  o->prelu_backward = cuda_prelu_backward;
   o->eltwise_forward = cuda_eltwise_forward;
   o->eltwise_backward = cuda_eltwise_backward;
   o->bias_forward = cuda_bias_forward;
   o->scale_forward = cuda_scale_forward;
-  o->scale_backward = cuda_scale_backward;
-  o->batchnorm_forward = cuda_batchnorm_forward;
-  o->batchnorm_backward = cuda_batchnorm_backward;
 }

@@ -326,7 +326,7 @@ static void ops_init(void) {
   ops.lstm_unit_forward = cuda_lstm_unit_forward;
   ops.lstm_unit_backward = cuda_lstm_unit_backward;
   ops.update = cuda_update;
-  ct_cuda_staged_ops(&ops);
+  ct_cuda_red_ops(&ops);
 }
 
 const ct_driver_ops *ct_cuda_ops(void) {
