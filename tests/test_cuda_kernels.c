@@ -11,8 +11,9 @@
  * closely (1e-6 relative); reductions that sum in another order (col2im, pooling's backward,
  * LRN's window sums, the bias gradient) within 1e-5 of the largest magnitude. The two-stage
  * reductions (BatchNorm, the chain, the Scale and PReLU gradients, DIRECT convolution) are in
- * tests/test_cuda_kernels_red.h. The dropout mask
- * has no CPU counterpart: it is checked for determinism, its keep rate and uniformity. */
+ * tests/test_cuda_kernels_red.h. The dropout mask must equal the CPU driver's bit for bit (both
+ * draw from core/philox.h); the generator itself is checked for determinism, its keep rate and
+ * uniformity. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -272,6 +273,13 @@ static void test_dropout(void) {
   FOR(i, k) ctk_dropout_mask(i, 1234, 0, ratio, scale, m3);
   FOR(i, n - k) ctk_dropout_mask(i, 1234, k, ratio, scale, m3 + k);
   CHECK(!memcmp(m, m3, n * sizeof(float)), "partitions with offsets draw the single partition's mask");
+  /* the CPU driver's entry draws the same mask, whole and in pieces (a CPU partition and a GPU
+   * partition of one layer) */
+  ct_cpu_dropout_mask(CPU, 1234, 0, n, ratio, scale, m2);
+  CHECK(!memcmp(m, m2, n * sizeof(float)), "the CPU driver's dropout_mask is the kernel's");
+  ct_cpu_dropout_mask(CPU, 1234, 0, k, ratio, scale, m2);
+  FOR(i, n - k) ctk_dropout_mask(i, 1234, k, ratio, scale, m2 + k);
+  CHECK(!memcmp(m, m2, n * sizeof(float)), "a CPU partition and a kernel partition draw the whole mask");
   FOR(i, n) ctk_dropout_mask(i, 1235, 0, ratio, scale, m2);
   size_t kept = 0, differ = 0;
   FOR(i, n) {
@@ -285,14 +293,14 @@ static void test_dropout(void) {
   CHECK(fabs((double)differ / n - 0.42) < 0.01, "seeds 1234 and 1235 disagree on %.4f of the elements", (double)differ / n);
   /* uniformity of the floats: 64 buckets, chi-square with 63 degrees of freedom below its 99.99th percentile */
   double count[64] = {0};
-  FOR(i, n) count[(int)(ctk_uniform01(42, i) * 64)]++;
+  FOR(i, n) count[(int)(ct_philox_uniform01(42, i) * 64)]++;
   double chi = 0, e = (double)n / 64;
   FOR(b, 64) chi += (count[b] - e) * (count[b] - e) / e;
   CHECK(chi < 120, "uniform01's chi-square over 64 buckets: %.1f", chi);
   /* neighbouring indices are uncorrelated */
   double sxy = 0, sx = 0, sxx = 0;
   FOR(i, n - 1) {
-    double a = ctk_uniform01(7, i), b = ctk_uniform01(7, i + 1);
+    double a = ct_philox_uniform01(7, i), b = ct_philox_uniform01(7, i + 1);
     sxy += a * b, sx += a, sxx += a * a;
   }
   const double mx = sx / (n - 1), corr = (sxy / (n - 1) - mx * mx) / (sxx / (n - 1) - mx * mx);

@@ -292,6 +292,13 @@ static ct_status cuda_lstm_unit_backward(const ct_driver *d, size_t N, size_t D,
   END
 }
 
+static ct_status cuda_dropout_mask(const ct_driver *d, uint64_t seed, size_t offset, size_t n, float ratio,
+                                   float scale, float *mask) {
+  BEGIN("dropout_mask");
+  LAUNCH(dropout_mask, n, seed, (uint64_t)offset, ratio, scale, mask);
+  END
+}
+
 static ct_status cuda_update(const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0,
                              float *h1) {
   BEGIN("update");
@@ -325,6 +332,7 @@ static void ops_init(void) {
   ops.argmax = cuda_argmax;
   ops.lstm_unit_forward = cuda_lstm_unit_forward;
   ops.lstm_unit_backward = cuda_lstm_unit_backward;
+  ops.dropout_mask = cuda_dropout_mask;
   ops.update = cuda_update;
   ct_cuda_red_ops(&ops);
 }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/philox.h"
 #include "drivers/driver.h"
 
 #ifdef __CUDACC__
@@ -295,34 +296,11 @@ CT_HD void ctk_lstm_bwd(size_t idx, size_t D, const float *c_prev, const float *
 
 /* ================================================================ dropout's device RNG */
 
-/* A counter-based generator: 32 random bits from (seed, index) alone, so any thread (or the
- * host harness) draws element i's number without a stream state. Philox-2x32's round (a
- * Feistel step: the product's high half, xored with the key and the other word, becomes the
- * word the next round multiplies), ten rounds keyed by the seed's low word, then ten by its high
- * word, with a Weyl key schedule. */
-CT_HD void ctk_philox_2x32(uint32_t *x0, uint32_t *x1, uint32_t k) {
-  for (int r = 0; r < 10; r++) {
-    const uint64_t p = (uint64_t)0xD256D193u * *x0;
-    const uint32_t next = (uint32_t)(p >> 32) ^ k ^ *x1;
-    *x1 = (uint32_t)p;
-    *x0 = next;
-    k += 0x9E3779B9u;
-  }
-}
-CT_HD uint32_t ctk_random32(uint64_t seed, uint64_t index) {
-  uint32_t x0 = (uint32_t)index, x1 = (uint32_t)(index >> 32);
-  ctk_philox_2x32(&x0, &x1, (uint32_t)seed);
-  ctk_philox_2x32(&x0, &x1, (uint32_t)(seed >> 32));
-  return x0;
-}
-/* A uniform float in [0, 1) from the top 24 bits. */
-CT_HD float ctk_uniform01(uint64_t seed, uint64_t index) {
-  return (float)(ctk_random32(seed, index) >> 8) * (1.0f / 16777216.0f);
-}
+/* The generator is core/philox.h's, shared with the CPU driver's dropout_mask (the same masks). */
 /* i < n: Caffe's dropout mask, scale where kept (u >= ratio), 0 where dropped; `offset`
  * numbers this call's elements within a longer stream (the partitions of one layer). */
 CT_HD void ctk_dropout_mask(size_t i, uint64_t seed, uint64_t offset, float ratio, float scale, float *mask) {
-  mask[i] = ctk_uniform01(seed, offset + i) >= ratio ? scale : 0.0f;
+  mask[i] = ct_philox_dropout(seed, offset + i, ratio, scale);
 }
 
 #include "drivers/cuda/kern_nn.h"
