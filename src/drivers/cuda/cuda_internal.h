@@ -9,6 +9,8 @@
 #include "drivers/cuda.h"
 #include "drivers/cuda/cublas_dl.h"
 
+#define CT_CUDA_MAX_DEVICES 64
+
 typedef struct cuda_dev {
   ct_mem mem; /* its place; mem.ctx is this device */
   int index;
@@ -16,6 +18,7 @@ typedef struct cuda_dev {
   pthread_mutex_t mu; /* guards error and the calibration */
   char error[256];    /* the last failure of a storage copy */
   double gflops, gbytes;
+  signed char peer[CT_CUDA_MAX_DEVICES]; /* by device index: 1 copies straight from it, -1 not, 0 not yet asked (mu) */
 } cuda_dev;
 
 typedef struct cuda_ctx {
