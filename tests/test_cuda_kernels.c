@@ -308,8 +308,8 @@ static void test_dropout(void) {
   free(m), free(m2), free(m3);
 }
 
-#include "test_cuda_kernels_nn.h"
 #include "test_cuda_kernels_red.h"
+#include "test_cuda_kernels_nn.h"
 
 int main(void) {
   CPU = ct_driver_cpu();

@@ -1,6 +1,7 @@
 /* tests/test_cuda_kernels.c, continued: the two-stage reductions (cuda/kern_red.h) and the
  * entries built on them, BatchNorm alone and as the fused chain, the Scale and PReLU parameter
- * gradients, and DIRECT convolution (cuda/kern_dw.h), each stage's body run over every index and
+ * gradients, the convolutions' bias gradients (test_cuda_kernels_nn.h uses chan_sums_add), and
+ * DIRECT convolution (cuda/kern_dw.h), each stage's body run over every index and
  * the result held to the CPU driver's entry on a zoo of shapes. Stage 1 also runs with its
  * indices in reverse order and must give the same bits: the partials are independent of the
  * order a GPU runs them in, and stage 2 sums them in a fixed order.
@@ -26,6 +27,15 @@ static double *chan_partials_checked(const ctk_chan_red *r, const float *u, cons
   CHECK(!memcmp(a, b, 2 * r->C * r->T * sizeof(double)), "%s: partials depend on the order of the indices", what);
   free(b);
   return a;
+}
+
+/* out[c] += the sum of channel c of x (N x C x S), both stages: the CUDA driver's
+ * ct_cuda_channel_sums_add (the convolutions' bias gradients). */
+static void chan_sums_add(size_t N, size_t C, size_t S, const float *x, float *out) {
+  const ctk_chan_red r = ctk_chan_red_of(CTK_RED_SUM, N, C, S);
+  double *part = chan_partials_checked(&r, x, NULL, NULL, NULL, "channel sums");
+  FOR(c, C) ctk_red_fin_add(c, r.T, part, out);
+  free(part);
 }
 
 /* The CUDA driver's chain_forward (cuda/driver_red.c), on the host. */
@@ -237,12 +247,7 @@ static void test_direct(void) {
         FOR(r, rows) ctk_red_fin_add(r, T, pa, dw);
         free(pa), free(pb);
       }
-      if (pdb) {
-        const ctk_chan_red r = ctk_chan_red_of(CTK_RED_SUM, (size_t)nb, (size_t)g.K, P);
-        double *part = chan_partials_checked(&r, dy, NULL, NULL, NULL, "direct bias sums");
-        FOR(k, g.K) ctk_red_fin_add(k, r.T, part, db);
-        free(part);
-      }
+      if (pdb) chan_sums_add((size_t)nb, (size_t)g.K, P, dy, db);
       ct_cpu_conv_direct_backward_weight(CPU, &g, nb, x, dy, pdw ? rdw : NULL, pdb ? rdb : NULL, ws);
       snprintf(what, sizeof what, "direct zoo %zu weight gradient (mode %d)", z, mode);
       near(dw, rdw, Wn, 1e-5, what);

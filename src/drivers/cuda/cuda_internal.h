@@ -31,8 +31,6 @@ typedef struct cuda_ctx {
   size_t scratch_bytes;
   void *host; /* pinned host staging for results read back and for staged entries */
   size_t host_bytes;
-  float *ones; /* a vector of ones for row sums by GEMV (grown on first need) */
-  size_t nones;
   char error[320];
 } cuda_ctx;
 
@@ -45,8 +43,6 @@ ct_status ct_cuda_blas_fail(cuda_ctx *c, cublasStatus_t e, const char *what);
 /* Scratch of at least `bytes` (device or pinned host), grown after the stream has drained. */
 ct_status ct_cuda_scratch(cuda_ctx *c, size_t bytes, void **out);
 ct_status ct_cuda_host(cuda_ctx *c, size_t bytes, void **out);
-/* n ones on the device */
-ct_status ct_cuda_ones(cuda_ctx *c, size_t n, const float **out);
 /* The measured rates of one device (a large SGEMM and a device copy), once per process. */
 void ct_cuda_calibrate(cuda_ctx *c, double *gflops, double *gbytes);
 
@@ -63,5 +59,7 @@ enum { CT_CUDA_LOWER, CT_CUDA_LIFT, CT_CUDA_LIFT_GRAD, CT_CUDA_BIAS_GRAD, CT_CUD
 /* driver_red.c: the entries built on two-stage reductions (BatchNorm, the fused chain, the Scale
  * and PReLU gradients, DIRECT convolution) */
 void ct_cuda_red_ops(ct_driver_ops *o);
+/* Queues out[c] += the sum of channel c of x (N x C x S) on c's stream, as two stages. */
+ct_status ct_cuda_channel_sums_add(cuda_ctx *c, size_t N, size_t C, size_t S, const float *x, float *out);
 
 #endif

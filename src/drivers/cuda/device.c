@@ -230,22 +230,6 @@ ct_status ct_cuda_host(cuda_ctx *c, size_t bytes, void **out) {
   return CT_OK;
 }
 
-ct_status ct_cuda_ones(cuda_ctx *c, size_t n, const float **out) {
-  if (n > c->nones) {
-    cudaError_t e = cudaStreamSynchronize(c->stream);
-    if (e != cudaSuccess) return ct_cuda_fail(c, e, "ones");
-    (void)cudaFree(c->ones);
-    c->ones = NULL;
-    c->nones = 0;
-    if ((e = cudaMalloc((void **)&c->ones, n * sizeof(float))) != cudaSuccess)
-      return ct_cuda_fail(c, e, "ones allocation");
-    if ((e = (cudaError_t)ctl_fill(c->stream, n, 1.0f, c->ones)) != cudaSuccess) return ct_cuda_fail(c, e, "ones");
-    c->nones = n;
-  }
-  *out = c->ones;
-  return CT_OK;
-}
-
 /* ---------------------------------------------------------------- calibration */
 
 static double now_s(void) {

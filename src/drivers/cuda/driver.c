@@ -25,7 +25,6 @@ static void cuda_destroy(ct_driver *d) {
   (void)cudaStreamDestroy(c->stream);
   (void)cudaFree(c->scratch);
   (void)cudaFreeHost(c->host);
-  (void)cudaFree(c->ones);
   pthread_mutex_destroy(&c->mu);
   free(c);
   d->ctx = NULL;

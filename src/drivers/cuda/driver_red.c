@@ -16,6 +16,15 @@ static ct_status red_scratch(cuda_ctx *c, size_t pairs, size_t floats, double **
   return CT_OK;
 }
 
+ct_status ct_cuda_channel_sums_add(cuda_ctx *c, size_t N, size_t C, size_t S, const float *x, float *out) {
+  const ctk_chan_red r = ctk_chan_red_of(CTK_RED_SUM, N, C, S);
+  double *part = NULL;
+  CT_TRY(red_scratch(c, C * r.T, 0, &part, NULL));
+  cudaError_t e = (cudaError_t)ctl_chan_partial(c->stream, C * r.T, r, x, NULL, NULL, NULL, part);
+  if (e == cudaSuccess) e = (cudaError_t)ctl_red_fin_add(c->stream, C, r.T, part, out);
+  return e == cudaSuccess ? CT_OK : ct_cuda_fail(c, e, "channel sums");
+}
+
 /* ---------------------------------------------------------------- BatchNorm and the chain */
 
 /* s NULL: BatchNorm alone (no Scale, no ReLU in p). */
@@ -144,17 +153,14 @@ static ct_status cuda_conv_direct_backward_weight(const ct_driver *d, const ct_c
   (void)ws;
   const size_t P = (size_t)g->OH * g->OW, T = ctk_red_parts((size_t)nb * P);
   const size_t rows = (size_t)g->K * (g->C / g->G) * g->kh * g->kw;
-  const ctk_chan_red r = ctk_chan_red_of(CTK_RED_SUM, (size_t)nb, (size_t)g->K, P);
-  double *part = NULL;
-  CHECK_CT(red_scratch(c, (dw ? rows * T : 0) > g->K * r.T ? rows * T : g->K * r.T, 0, &part, NULL));
   if (dw) {
+    double *part = NULL;
+    CHECK_CT(red_scratch(c, rows * T, 0, &part, NULL));
     LAUNCH(direct_wgrad_partial, rows * T, *g, nb, T, x, dy, part);
     LAUNCH(red_fin_add, rows, T, part, dw);
   }
-  if (db) {
-    LAUNCH(chan_partial, g->K * r.T, r, dy, NULL, NULL, NULL, part);
-    LAUNCH(red_fin_add, (size_t)g->K, r.T, part, db);
-  }
+  /* the scratch is reused in stream order (a larger one waits for the stream first) */
+  if (db) CHECK_CT(ct_cuda_channel_sums_add(c, (size_t)nb, (size_t)g->K, P, dy, db));
   END
 }
 

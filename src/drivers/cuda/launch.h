@@ -58,9 +58,6 @@
   X(lift_grad1, (ct_conv_geom g, int nb, const float *dy, float *Gm), (g, nb, dy, Gm),                               \
     ctk_lift_grad1(i, &g, nb, dy, Gm))                                                                               \
   X(lift_pw, (ct_conv_geom g, const float *b, float *y), (g, b, y), ctk_lift_pw(i, &g, b, y))                        \
-  X(row_sums_add, (size_t cols, const float *Gm, float *db), (cols, Gm, db), ctk_row_sums_add(i, cols, Gm, db))      \
-  X(bias_grad_nkp, (ct_conv_geom g, int nb, const float *dy, float *db), (g, nb, dy, db),                            \
-    ctk_bias_grad_nkp(i, &g, nb, dy, db))                                                                            \
   X(col2im1, (ct_conv_geom g, int nb, const float *D, float *dx), (g, nb, D, dx), ctk_col2im1(i, &g, nb, D, dx))     \
   X(pool_fwd, (ct_pool_geom g, const float *x, float *y, int *argmax, float *mask), (g, x, y, argmax, mask),         \
     ctk_pool_fwd(i, &g, x, y, argmax, mask))                                                                         \
