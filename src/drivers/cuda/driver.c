@@ -1,7 +1,9 @@
 /* The CUDA driver's entries (drivers/driver.h has each contract): cuBLAS for GEMM, GEMV, dot and
  * asum; every other entry launches the bodies of cuda/kern.h (cuda/kernels.cu), which
- * tests/test_cuda_kernels.c holds to the CPU driver on the host. Lowering types 2, 3 and
- * WINOGRAD run staged through the host (cuda/staged.c).
+ * tests/test_cuda_kernels.c holds to the CPU driver on the host. The entries built on
+ * reductions (BatchNorm, the fused chain, Scale and PReLU gradients, DIRECT convolution) are
+ * cuda/driver_red.c's; lowering types 2, 3 and WINOGRAD run staged through the host
+ * (cuda/staged.c).
  *
  * Each driver has its own stream and cuBLAS handle; entries queue work on the stream and
  * return, except those that hand a value back to the host (dot, asum, sumsq, the losses,

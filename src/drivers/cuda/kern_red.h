@@ -57,9 +57,14 @@ CT_HD ctk_chan_red ctk_chan_red_of(ctk_red_op op, size_t N, size_t C, size_t S) 
 CT_HD void ctk_chan_partial(size_t j, const ctk_chan_red *r, const float *u, const float *v, const float *w,
                             const float *mean, double *part) {
   const size_t c = j / r->T, t = j % r->T, m = r->N * r->S, S = r->S, C = r->C;
+  /* element e = n S + s of the channel, stepped by T without a division per element */
+  const size_t dn = r->T / S, ds = r->T % S;
+  size_t n = t / S, s = t % S;
   double a = 0.0, b = 0.0;
   for (size_t e = t; e < m; e += r->T) {
-    const size_t k = (e / S * C + c) * S + e % S;
+    const size_t k = (n * C + c) * S + s;
+    n += dn, s += ds;
+    if (s >= S) s -= S, n++;
     switch (r->op) {
       case CTK_RED_SUM: a += u[k]; break;
       case CTK_RED_SQDEV: {
