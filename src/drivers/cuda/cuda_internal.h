@@ -55,7 +55,7 @@ const ct_driver_ops *ct_cuda_ops(void);
  * WINOGRAD): correct, and slow by the copies; the cost model's type 1 is the GPU's path. */
 ct_status ct_cuda_staged_conv(cuda_ctx *c, int step, const ct_conv_geom *g, ct_lowering t, int nb, const float *in0,
                               const float *in1, float *ws, float *out0, float *out1);
-enum { CT_CUDA_LOWER, CT_CUDA_LIFT, CT_CUDA_LIFT_GRAD, CT_CUDA_BIAS_GRAD, CT_CUDA_LOWER_GRAD };
+enum { CT_CUDA_LOWER, CT_CUDA_LIFT, CT_CUDA_LIFT_GRAD, CT_CUDA_LOWER_GRAD };
 /* driver_red.c: the entries built on two-stage reductions (BatchNorm, the fused chain, the Scale
  * and PReLU gradients, DIRECT convolution) */
 void ct_cuda_red_ops(ct_driver_ops *o);

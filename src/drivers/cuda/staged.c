@@ -5,9 +5,6 @@
  * a prototxt that forces another type still trains. The copies are the driver's own, inside one
  * entry, not the storage layer's (which counts the copies between entries). Buffers a step is
  * passed twice share one host copy, so a step that works in place stays in place. */
-#include <stdlib.h>
-#include <string.h>
-
 #include "drivers/cpu/kernels.h"
 #include "drivers/cuda/entry.h"
 
@@ -62,8 +59,8 @@ static ct_status stage_out(cuda_ctx *c, const stage *b, int n, const char *what)
   return e == cudaSuccess ? CT_OK : ct_cuda_fail(c, e, what);
 }
 
-/* in0/in1/out0/out1 by step: LOWER x, w; LIFT b, -, y; LIFT_GRAD dy; BIAS_GRAD dy, -, db;
- * LOWER_GRAD -, -, dx, dw. */
+/* in0/in1/out0/out1 by step: LOWER x, w; LIFT b, -, y; LIFT_GRAD dy; LOWER_GRAD -, -, dx, dw.
+ * (The bias gradient of these types reads dy itself: cuda/driver_nn.c sums it on the device.) */
 ct_status ct_cuda_staged_conv(cuda_ctx *c, int step, const ct_conv_geom *g, ct_lowering t, int nb, const float *in0,
                               const float *in1, float *ws, float *out0, float *out1) {
   const size_t X = (size_t)nb * g->C * g->H * g->W, Y = (size_t)nb * g->K * g->OH * g->OW,
@@ -75,7 +72,6 @@ ct_status ct_cuda_staged_conv(cuda_ctx *c, int step, const ct_conv_geom *g, ct_l
     case CT_CUDA_LOWER: b[0].floats = X, b[1].floats = Wn; break;
     case CT_CUDA_LIFT: b[0].floats = B, b[3].floats = Y; break;
     case CT_CUDA_LIFT_GRAD: b[0].floats = Y; break;
-    case CT_CUDA_BIAS_GRAD: b[0].floats = Y, b[2].up = false, b[3].floats = B, b[3].down = true; break;
     default: b[3].floats = X, b[4].floats = Wn; break;
   }
   CT_TRY(stage_in(c, b, 5, "staged convolution (download)"));
@@ -86,7 +82,6 @@ ct_status ct_cuda_staged_conv(cuda_ctx *c, int step, const ct_conv_geom *g, ct_l
     case CT_CUDA_LOWER: ct_cpu_conv_lower(cpu, g, t, nb, h0, h1, hw); break;
     case CT_CUDA_LIFT: ct_cpu_conv_lift(cpu, g, t, nb, hw, h0, o0); break;
     case CT_CUDA_LIFT_GRAD: ct_cpu_conv_lift_grad(cpu, g, t, nb, h0, hw); break;
-    case CT_CUDA_BIAS_GRAD: ct_cpu_conv_bias_grad(cpu, g, t, nb, h0, hw, o0); break;
     default: ct_cpu_conv_lower_grad(cpu, g, t, nb, hw, o0, o1); break;
   }
   /* the staging is reused by the next call: stage_out waits for the uploads */
