@@ -77,8 +77,9 @@ static void host_chain_backward(const ct_bn_chain *p, const float *y, const floa
 
 static void test_bn_chain_red(void) {
   /* N, C, S: channels not a multiple of 8, batch 1, one position, and ranges of several partials
-   * (N S = 900, 3136, 70000: T = 8, 25, 512) */
-  const size_t shapes[][3] = {{4, 3, 5}, {2, 8, 1}, {1, 2, 16}, {8, 4, 49}, {3, 13, 300}, {4, 5, 784}, {1, 3, 70000}};
+   * (N S = 900, 3136, 70000, 2100: T = 8, 25, 512, and 17, a step longer than a plane) */
+  const size_t shapes[][3] = {{4, 3, 5},   {2, 8, 1},    {1, 2, 16},    {8, 4, 49},
+                              {3, 13, 300}, {4, 5, 784}, {1, 3, 70000}, {300, 3, 7}};
   for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++)
     for (int global = 0; global < 2; global++)
       for (int variant = 0; variant < 5; variant++) {
@@ -152,7 +153,7 @@ static void test_bn_chain_red(void) {
 }
 
 static void test_param_grads_red(void) {
-  const size_t shapes[][3] = {{2, 3, 4}, {5, 7, 1}, {1, 1, 9}, {3, 16, 25}, {1, 13, 4000}, {64, 3, 100}};
+  const size_t shapes[][3] = {{2, 3, 4}, {5, 7, 1}, {1, 1, 9}, {3, 16, 25}, {1, 13, 4000}, {64, 3, 100}, {300, 5, 7}};
   for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++) {
     const size_t outer = shapes[sh][0], dim = shapes[sh][1], inner = shapes[sh][2], n = outer * dim * inner;
     float *x = gauss(n, 1), *dy = gauss(n, 1), *sc = gauss(dim, 1);
@@ -210,6 +211,7 @@ static void test_direct(void) {
       {1, 9, 17, 13, 9, 3, 4, 4, 3, 3, 0, 2, 1, 1},     /* even kernel, stride 3, pad on one axis */
       {2, 12, 8, 8, 24, 12, 3, 3, 2, 2, 0, 0, 1, 1},    /* stride 2 no pad, multiplier 2 */
       {1, 4, 6, 6, 4, 4, 7, 7, 1, 1, 3, 3, 1, 1},       /* a kernel larger than 3x3 */
+      {160, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1},     /* T = 12 partials step over 9-output planes */
   };
   for (size_t z = 0; z < sizeof zoo / sizeof *zoo; z++) {
     const int *q = zoo[z];

@@ -72,10 +72,13 @@ CT_HD void ctk_direct_wgrad_partial(size_t j, const ct_conv_geom *g, int nb, siz
   const int Cg = g->C / g->G, Kg = g->K / g->G, KK = g->kh * g->kw;
   const int tap = (int)(r % KK), cl = (int)(r / KK % Cg), k = (int)(r / KK / Cg);
   const int ki = tap / g->kw, kj = tap % g->kw, c = k / Kg * Cg + cl;
+  /* output e = n P + p, stepped by T without a 64-bit division per element */
+  const size_t dn = T / P, dp = T % P;
+  size_t n = t / P, p = t % P;
   double a = 0.0;
-  for (size_t e = t; e < m; e += T) {
-    const size_t n = e / P, p = e % P;
-    const int oy = (int)(p / g->OW), ox = (int)(p % g->OW);
+  for (size_t e = t; e < m; e += T, n += dn, p += dp) {
+    if (p >= P) p -= P, n++;
+    const int oy = (int)p / g->OW, ox = (int)p % g->OW;
     const int iy = oy * g->sh - g->ph + ki * g->dh, ix = ox * g->sw - g->pw + kj * g->dw;
     if (iy < 0 || iy >= g->H || ix < 0 || ix >= g->W) continue;
     a += (double)dy[(n * g->K + k) * P + p] * x[((n * g->C + c) * g->H + iy) * g->W + ix];
