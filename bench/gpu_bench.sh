@@ -2,7 +2,9 @@
 # CcT's comparison on a real GPU (issue 18): CaffeNet at batch 256, `cortado time` per training
 # iteration (forward + backward) on the CPU alone, on cuda:0 alone, and on both with the
 # automatic FLOP-proportional shares (--device=cpu,cuda:0); then CaffeNet at batch 32 on cuda:0
-# against PyTorch's CUDA path (bench/torch_bench.py ... cuda) when torch sees a GPU. The
+# against PyTorch's CUDA path (bench/torch_bench.py ... cuda) when torch sees a GPU; and the
+# depthwise layers of a MobileNet-like net (tests/gpu/mobile_dummy.prototxt at batch 64) on cuda:0
+# with DIRECT kernels against the cost model without them (CT_DIRECT=0: grouped type 1). The
 # configurations take turns for ROUNDS rounds; the report is the median ms of each and the ratios
 # within a round: hybrid / GPU alone (CcT reported 2.35 s / 2.75 s = 0.85 for AlexNet b256 on its
 # machine; compare ratios, not milliseconds, across machines).
@@ -56,3 +58,14 @@ if "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'
 else
   echo "CaffeNet b32 on cuda:0: cortado $b32 ms per iteration; PyTorch with CUDA is not available here"
 fi
+
+# depthwise on cuda:0: DIRECT kernels against grouped type 1 (every layer left to the cost model)
+sed -e 's/dim: 12 /dim: 64 /' -e 's/ lowering: DIRECT//' tests/gpu/mobile_dummy.prototxt >"$T/mobile_b64.prototxt"
+dw=() t1=()
+for r in $(seq "$ROUNDS"); do
+  dw+=("$(time_ms "$T/mobile_b64.prototxt" --device=cuda:0)")
+  grep -E "^ *dw[123] " "$T/time.log" | head -3 || true
+  t1+=("$(CT_DIRECT=0 time_ms "$T/mobile_b64.prototxt" --device=cuda:0)")
+done
+md=$(printf '%s\n' "${dw[@]}" | median) m1=$(printf '%s\n' "${t1[@]}" | median)
+echo "MobileNet-like b64 on cuda:0 (median ms per iteration): cost model with DIRECT $md, without (CT_DIRECT=0) $m1; with / without = $(awk -v a="$md" -v b="$m1" 'BEGIN {printf "%.3f", a / b}')"

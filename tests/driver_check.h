@@ -56,7 +56,7 @@ enum { DC_EXCLUDED, DC_CORE, DC_NN, DC_FUSE };
   X(softmax_forward, DC_NN) X(softmax_backward, DC_NN) X(softmax_loss_forward, DC_NN)               \
   X(softmax_loss_backward, DC_NN) X(sigmoid_xent_forward, DC_NN) X(sigmoid_xent_backward, DC_NN)    \
   X(accuracy, DC_NN) X(argmax, DC_NN) X(lstm_unit_forward, DC_NN) X(lstm_unit_backward, DC_NN)      \
-  X(update, DC_CORE)
+  X(dropout_mask, DC_CORE) X(update, DC_CORE)
 
 /* The vtable holds nothing but function pointers, so its size counts them. */
 #define DC_SLOT_SIZE sizeof(void (*)(void))

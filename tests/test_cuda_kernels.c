@@ -9,8 +9,11 @@
  *
  * Tolerances: a body that computes what the CPU computes, in the same order, must match it
  * closely (1e-6 relative); reductions that sum in another order (col2im, pooling's backward,
- * LRN's window sums, the bias gradient) within 1e-5 of the largest magnitude. The dropout mask
- * has no CPU counterpart: it is checked for determinism, its keep rate and uniformity. */
+ * LRN's window sums, the bias gradient) within 1e-5 of the largest magnitude. The two-stage
+ * reductions (BatchNorm, the chain, the Scale and PReLU gradients, DIRECT convolution) are in
+ * tests/test_cuda_kernels_red.h. The dropout mask must equal the CPU driver's bit for bit (both
+ * draw from core/philox.h); the generator itself is checked for determinism, its keep rate and
+ * uniformity. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -148,17 +151,11 @@ static void test_prelu_eltwise(void) {
     for (int shared = 0; shared < 2; shared++) {
       const size_t N = shapes[s][0], C = shapes[s][1], D = shapes[s][2], n = N * C * D;
       float *x = gauss(n, 1), *a = unif(C, 0.05f, 0.5f), *dy = gauss(n, 1), *y = fbuf(n), *r = fbuf(n);
-      float *dx = fbuf(n), *rdx = fbuf(n), *da = unif(C, -1, 1), *rda = dup(da, C);
       x[0] = 0.0f;
       FOR(i, n) ctk_prelu_fwd(i, C, D, shared, x, a, y);
       ct_cpu_prelu_forward(CPU, N, C, D, shared, x, a, r);
       near(y, r, n, 0, "prelu forward");
-      FOR(c, shared ? 1 : C) ctk_prelu_bwd_da(c, N, C, D, shared, x, dy, da);
-      FOR(i, n) ctk_prelu_bwd_dx(i, C, D, shared, x, dy, a, dx);
-      ct_cpu_prelu_backward(CPU, N, C, D, shared, x, dy, a, rdx, rda);
-      near(dx, rdx, n, 0, "prelu backward dx");
-      near(da, rda, shared ? 1 : C, 1e-6, "prelu backward da");
-      free(x), free(a), free(dy), free(y), free(r), free(dx), free(rdx), free(da), free(rda);
+      free(x), free(a), free(dy), free(y), free(r);
     }
   const size_t n = 513;
   const int nx = 3;
@@ -207,50 +204,8 @@ static void test_norm(void) {
       ct_cpu_scale_forward(CPU, outer, dim, inner, x, sc, withb ? b : NULL, r);
       near(y, r, n, 1e-6, "scale forward");
     }
-    for (int mode = 0; mode < 3; mode++) { /* ds and db; db only; ds only */
-      float *ds = unif(dim, -1, 1), *db = unif(dim, -1, 1), *rds = dup(ds, dim), *rdb = dup(db, dim);
-      float *dx = fbuf(n), *rdx = fbuf(n);
-      float *pds = mode != 1 ? ds : NULL, *pdb = mode != 2 ? db : NULL;
-      FOR(k, dim) ctk_scale_bwd_params(k, outer, dim, inner, x, dy, pds, pdb);
-      FOR(i, n) ctk_scale_bwd_dx(i, dim, inner, dy, sc, dx);
-      ct_cpu_scale_backward(CPU, outer, dim, inner, x, dy, sc, mode != 1 ? rds : NULL, mode != 2 ? rdb : NULL, rdx);
-      near(ds, rds, dim, 1e-6, "scale backward ds");
-      near(db, rdb, dim, 1e-6, "scale backward db");
-      near(dx, rdx, n, 0, "scale backward dx");
-      free(ds), free(db), free(rds), free(rdb), free(dx), free(rdx);
-    }
     free(x), free(b), free(sc), free(dy), free(y), free(r);
   }
-  const size_t bn[][3] = {{4, 3, 5}, {2, 8, 1}, {1, 2, 16}, {8, 4, 49}};
-  for (size_t s = 0; s < 4; s++)
-    for (int global = 0; global < 2; global++) {
-      ct_batchnorm p = {.N = bn[s][0], .C = bn[s][1], .S = bn[s][2], .global = global, .maf = 0.9f, .eps = 1e-5f};
-      const size_t n = p.N * p.C * p.S, C = p.C;
-      float *x = gauss(n, 2), *y = fbuf(n), *z = fbuf(n), *mean = fbuf(C), *sd = fbuf(C);
-      float *ry = fbuf(n), *rz = fbuf(n), *rmean = fbuf(C), *rsd = fbuf(C);
-      float *rm = unif(C, -1, 1), *rv = unif(C, 0.5f, 2), *rf = unif(1, 1, 3);
-      float *rm2 = dup(rm, C), *rv2 = dup(rv, C), *rf2 = dup(rf, 1);
-      if (global)
-        FOR(c, C) ctk_bn_global_stats(c, &p, mean, sd, rm, rv, rf);
-      else
-        FOR(c, C) ctk_bn_stats(c, &p, x, mean, sd, rm, rv, rf);
-      FOR(i, n) ctk_bn_norm(i, &p, x, y, z, mean, sd);
-      ct_cpu_batchnorm_forward(CPU, &p, x, ry, rz, rmean, rsd, rm2, rv2, rf2);
-      near(y, ry, n, 1e-6, "batchnorm forward y");
-      near(z, rz, n, 1e-6, "batchnorm forward xnorm");
-      near(mean, rmean, C, 1e-6, "batchnorm mean");
-      near(sd, rsd, C, 1e-6, "batchnorm std");
-      near(rm, rm2, C, 1e-6, "batchnorm running mean");
-      near(rv, rv2, C, 1e-6, "batchnorm running var");
-      near(rf, rf2, 1, 1e-6, "batchnorm running factor");
-      float *dy = gauss(n, 1), *dx = fbuf(n), *rdx = fbuf(n), *ab = fbuf(2 * C);
-      FOR(c, C) ctk_bn_bwd_stats(c, &p, dy, rz, ab);
-      FOR(i, n) ctk_bn_bwd_dx(i, &p, dy, rz, rsd, ab, dx);
-      ct_cpu_batchnorm_backward(CPU, &p, dy, rz, rsd, rdx);
-      near(dx, rdx, n, 1e-6, "batchnorm backward");
-      free(x), free(y), free(z), free(mean), free(sd), free(ry), free(rz), free(rmean), free(rsd), free(rm), free(rv);
-      free(rf), free(rm2), free(rv2), free(rf2), free(dy), free(dx), free(rdx), free(ab);
-    }
 }
 
 /* ================================================================ the solver's update, LSTM */
@@ -318,6 +273,13 @@ static void test_dropout(void) {
   FOR(i, k) ctk_dropout_mask(i, 1234, 0, ratio, scale, m3);
   FOR(i, n - k) ctk_dropout_mask(i, 1234, k, ratio, scale, m3 + k);
   CHECK(!memcmp(m, m3, n * sizeof(float)), "partitions with offsets draw the single partition's mask");
+  /* the CPU driver's entry draws the same mask, whole and in pieces (a CPU partition and a GPU
+   * partition of one layer) */
+  ct_cpu_dropout_mask(CPU, 1234, 0, n, ratio, scale, m2);
+  CHECK(!memcmp(m, m2, n * sizeof(float)), "the CPU driver's dropout_mask is the kernel's");
+  ct_cpu_dropout_mask(CPU, 1234, 0, k, ratio, scale, m2);
+  FOR(i, n - k) ctk_dropout_mask(i, 1234, k, ratio, scale, m2 + k);
+  CHECK(!memcmp(m, m2, n * sizeof(float)), "a CPU partition and a kernel partition draw the whole mask");
   FOR(i, n) ctk_dropout_mask(i, 1235, 0, ratio, scale, m2);
   size_t kept = 0, differ = 0;
   FOR(i, n) {
@@ -331,14 +293,14 @@ static void test_dropout(void) {
   CHECK(fabs((double)differ / n - 0.42) < 0.01, "seeds 1234 and 1235 disagree on %.4f of the elements", (double)differ / n);
   /* uniformity of the floats: 64 buckets, chi-square with 63 degrees of freedom below its 99.99th percentile */
   double count[64] = {0};
-  FOR(i, n) count[(int)(ctk_uniform01(42, i) * 64)]++;
+  FOR(i, n) count[(int)(ct_philox_uniform01(42, i) * 64)]++;
   double chi = 0, e = (double)n / 64;
   FOR(b, 64) chi += (count[b] - e) * (count[b] - e) / e;
   CHECK(chi < 120, "uniform01's chi-square over 64 buckets: %.1f", chi);
   /* neighbouring indices are uncorrelated */
   double sxy = 0, sx = 0, sxx = 0;
   FOR(i, n - 1) {
-    double a = ctk_uniform01(7, i), b = ctk_uniform01(7, i + 1);
+    double a = ct_philox_uniform01(7, i), b = ct_philox_uniform01(7, i + 1);
     sxy += a * b, sx += a, sxx += a * a;
   }
   const double mx = sx / (n - 1), corr = (sxy / (n - 1) - mx * mx) / (sxx / (n - 1) - mx * mx);
@@ -346,6 +308,7 @@ static void test_dropout(void) {
   free(m), free(m2), free(m3);
 }
 
+#include "test_cuda_kernels_red.h"
 #include "test_cuda_kernels_nn.h"
 
 int main(void) {
@@ -359,6 +322,9 @@ int main(void) {
   test_lstm();
   test_dropout();
   test_conv();
+  test_bn_chain_red();
+  test_param_grads_red();
+  test_direct();
   test_pool();
   test_lrn();
   test_softmax_losses();

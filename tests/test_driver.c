@@ -1,6 +1,7 @@
 /* The driver entries for memory, BLAS (GEMM in all four transpose combinations, the thin GEMM),
- * element-wise arithmetic, activations, broadcast layers, BatchNorm and every solver update rule,
- * against naive reference loops written here (in double where it matters), on every backend:
+ * element-wise arithmetic, activations, broadcast layers, BatchNorm, every solver update rule and
+ * Dropout's mask, against naive reference loops written here (in double where it matters, the
+ * mask by its statistics), on every backend:
  * inputs uploaded, the entry run there, results downloaded, and emu's held to the CPU's bit for
  * bit (tests/driver_check.h). test_driver_nn.c does the same for the layer entries. */
 #include <float.h>
@@ -636,6 +637,39 @@ static void test_update(const ct_driver *D) {
     }
 }
 
+/* ================================================================ dropout's mask */
+
+/* The mask as a whole and drawn in two pieces (two partitions of one layer, offset by the first's
+ * length) must agree, hold only 0 and the scale, keep 1 - p of the elements (within 5 standard
+ * deviations), and change with the seed; across backends, fetch holds every mask to the CPU's. */
+static void test_dropout_mask(const ct_driver *D) {
+  const size_t n = 100003, k = 40001;
+  const float ratio = 0.35f, scale = 1.0f / 0.65f;
+  float *m = hbuf(n * sizeof(float)), *m2 = hbuf(n * sizeof(float)), *m3 = hbuf(n * sizeof(float));
+  float *dM = dalloc(D, n * sizeof(float)), *dM2 = dalloc(D, n * sizeof(float));
+  RUN(dropout_mask, 987654321ull, 0, n, ratio, scale, dM);
+  fetch(D, m, dM, n, "dropout mask");
+  RUN(dropout_mask, 987654321ull, 0, k, ratio, scale, dM2);
+  RUN(dropout_mask, 987654321ull, k, n - k, ratio, scale, dM2 + k);
+  fetch(D, m2, dM2, n, "dropout mask in two pieces");
+  CHECK(!memcmp(m, m2, n * sizeof(float)), "dropout mask: two pieces with offsets draw the whole mask");
+  RUN(dropout_mask, 987654322ull, 0, n, ratio, scale, dM2);
+  fetch(D, m3, dM2, n, "dropout mask, another seed");
+  size_t kept = 0, odd = 0, differ = 0;
+  for (size_t i = 0; i < n; i++) {
+    kept += m[i] != 0.0f;
+    odd += m[i] != 0.0f && m[i] != scale;
+    differ += (m[i] != 0.0f) != (m3[i] != 0.0f);
+  }
+  const double sd = sqrt(n * 0.65 * 0.35);
+  CHECK(odd == 0, "dropout mask: %zu values neither 0 nor the scale", odd);
+  CHECK(fabs((double)kept - n * 0.65) <= 5 * sd, "dropout mask kept %zu of %zu (expected %.0f +- %.0f)", kept, n,
+        n * 0.65, 5 * sd);
+  /* independent masks disagree on 2 p (1 - p) of the elements */
+  CHECK(fabs((double)differ / n - 2 * 0.35 * 0.65) < 0.01, "seeds 1 apart disagree on %.4f of the elements",
+        (double)differ / n);
+}
+
 int main(void) {
   static const dc_test tests[] = {
       {"memory", test_memory},
@@ -647,6 +681,7 @@ int main(void) {
       {"broadcast", test_broadcast},
       {"batchnorm", test_batchnorm},
       {"update", test_update},
+      {"dropout mask", test_dropout_mask},
   };
   return dc_main(tests, sizeof tests / sizeof tests[0], DC_CORE, 20240);
 }

@@ -2,7 +2,8 @@
  * random ranges in three places (the host and two fake devices whose memory is plain host memory
  * with counting copies), reading, writing and both. After each deref the range must hold the
  * logical values in that place, the copies made must be exactly the stale elements (device to
- * device twice, through the host), and the valid ranges must be what the model says. Then
+ * device twice, through the host; or once, straight, when the devices are peers: the run is
+ * made both ways), and the valid ranges must be what the model says. Then
  * tensors: shared storages, views at offsets, growth to zeros, reshape keeping a view. */
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,8 @@
 
 /* ---------------------------------------------------------------- fake devices */
 
-static unsigned long long uploads, downloads, zeros;
+static unsigned long long uploads, downloads, zeros, peer_bytes;
+static bool peer_mode; /* the fake devices reach each other */
 
 static void *dev_alloc(const ct_mem *m, size_t bytes) {
   (void)m;
@@ -46,10 +48,19 @@ static ct_status dev_zero(const ct_mem *m, void *dst, size_t bytes, ct_error *er
   return CT_OK;
 }
 
-static ct_mem devs[2] = {
-    {.name = "fake:0", .alloc = dev_alloc, .free = dev_free, .upload = dev_up, .download = dev_down, .zero = dev_zero},
-    {.name = "fake:1", .alloc = dev_alloc, .free = dev_free, .upload = dev_up, .download = dev_down, .zero = dev_zero},
-};
+static bool dev_reaches(const ct_mem *m, const ct_mem *from) { return peer_mode && from != m && from->id != 0; }
+static ct_status dev_copy_from(const ct_mem *m, void *dst, const ct_mem *from, const void *src, size_t bytes,
+                               ct_error *err) {
+  (void)m, (void)from, (void)err;
+  peer_bytes += bytes;
+  memcpy(dst, src, bytes);
+  return CT_OK;
+}
+
+#define FAKE(nm)                                                                                                \
+  {.name = nm, .alloc = dev_alloc, .free = dev_free, .upload = dev_up, .download = dev_down, .zero = dev_zero, \
+   .reaches = dev_reaches, .copy_from = dev_copy_from}
+static ct_mem devs[2] = {FAKE("fake:0"), FAKE("fake:1")};
 
 static const ct_mem *place(int i) { return i == 0 ? &ct_mem_host : &devs[i - 1]; }
 
@@ -59,8 +70,9 @@ static float truth[N];          /* the storage's logical contents */
 static bool valid[PLACES][N];   /* where each element is valid */
 static bool held[N];            /* some place holds it (else it reads as zero) */
 
-static void model_read(int p, size_t b, size_t e, unsigned long long *up, unsigned long long *down) {
-  *up = *down = 0;
+static void model_read(int p, size_t b, size_t e, unsigned long long *up, unsigned long long *down,
+                       unsigned long long *peer) {
+  *up = *down = *peer = 0;
   for (size_t i = b; i < e; i++) {
     if (valid[p][i]) continue;
     /* the source: the host first, then the devices in order; none: zero */
@@ -72,6 +84,8 @@ static void model_read(int p, size_t b, size_t e, unsigned long long *up, unsign
         *down += 4;
       else if (src == 0)
         *up += 4;
+      else if (peer_mode) /* device to device, straight */
+        *peer += 4;
       else { /* device to device, through the host */
         *down += 4;
         *up += 4;
@@ -89,7 +103,10 @@ static void model_write(int p, size_t b, size_t e) {
   }
 }
 
-static void test_random_derefs(void) {
+static void test_random_derefs(bool peers) {
+  peer_mode = peers;
+  uploads = downloads = zeros = peer_bytes = 0;
+  memset(truth, 0, sizeof truth), memset(valid, 0, sizeof valid), memset(held, 0, sizeof held);
   ct_error err;
   ct_storage *s = ct_storage_create();
   CHECK(s && ct_storage_reserve(s, N, &err) == CT_OK, "a storage of %d floats", N);
@@ -103,8 +120,8 @@ static void test_random_derefs(void) {
     size_t b = (size_t)ct_rng_below(&r, N), e = b + 1 + (size_t)ct_rng_below(&r, 64 + (step % 7 == 0 ? N : 0));
     if (e > N) e = N;
     ct_access mode = (ct_access)(1 + ct_rng_below(&r, 3));
-    unsigned long long up0 = uploads, down0 = downloads, want_up = 0, want_down = 0;
-    if (mode & CT_READ) model_read(p, b, e, &want_up, &want_down);
+    unsigned long long up0 = uploads, down0 = downloads, peer0 = peer_bytes, want_up = 0, want_down = 0, want_peer = 0;
+    if (mode & CT_READ) model_read(p, b, e, &want_up, &want_down, &want_peer);
     float *v;
     if (ct_storage_deref(s, place(p), mode, b, e, &stats, &v, &err)) {
       CHECK(0, "deref: %s", err.msg);
@@ -119,13 +136,14 @@ static void test_random_derefs(void) {
           bad++;
           break;
         }
-      if (uploads - up0 != want_up || downloads - down0 != want_down) {
-        CHECK(0, "step %d: %s read [%zu, %zu): copied up %llu down %llu bytes, the model says %llu and %llu", step,
-              place(p)->name, b, e, uploads - up0, downloads - down0, want_up, want_down);
+      if (uploads - up0 != want_up || downloads - down0 != want_down || peer_bytes - peer0 != want_peer) {
+        CHECK(0, "step %d: %s read [%zu, %zu): copied up %llu down %llu peer %llu bytes, the model says %llu, %llu, %llu",
+              step, place(p)->name, b, e, uploads - up0, downloads - down0, peer_bytes - peer0, want_up, want_down,
+              want_peer);
         bad++;
       }
     } else {
-      CHECK(uploads == up0 && downloads == down0, "step %d: a write copies nothing", step);
+      CHECK(uploads == up0 && downloads == down0 && peer_bytes == peer0, "step %d: a write copies nothing", step);
     }
     if (mode & CT_WRITE) {
       for (size_t i = b; i < e; i++) v[i] = truth[i] = ct_rng_gaussian(&r, 0, 1);
@@ -143,9 +161,14 @@ static void test_random_derefs(void) {
           break;
         }
   }
-  CHECK(!bad, "4000 random derefs agree with the model");
-  CHECK(ct_copy_stats_bytes(&stats) == uploads + downloads, "the counters count every byte copied: %llu vs %llu",
-        ct_copy_stats_bytes(&stats), uploads + downloads);
+  CHECK(!bad, "4000 random derefs agree with the model (peers %d)", peer_mode);
+  CHECK(ct_copy_stats_bytes(&stats) == uploads + downloads + peer_bytes,
+        "the counters count every byte copied: %llu vs %llu", ct_copy_stats_bytes(&stats),
+        uploads + downloads + peer_bytes);
+  const unsigned long long d2d = stats.bytes[devs[0].id][devs[1].id] + stats.bytes[devs[1].id][devs[0].id];
+  CHECK(d2d == peer_bytes && (peer_mode ? d2d > 0 : d2d == 0),
+        "device-to-device copies counted as such: %llu bytes, %llu made straight (peers %d)", d2d, peer_bytes,
+        peer_mode);
   /* growing drops every copy: everything reads as zero again */
   CHECK(ct_storage_reserve(s, 2 * N, &err) == CT_OK, "grow");
   float *v;
@@ -204,7 +227,9 @@ int main(void) {
   for (int i = 0; i < 2; i++) CHECK(ct_mem_register(&devs[i]), "register %s", devs[i].name);
   CHECK(devs[0].id > 0 && devs[1].id > devs[0].id, "device places get their own ids");
   CHECK(!strcmp(ct_mem_name(devs[1].id), "fake:1"), "places are named");
-  test_random_derefs();
+  test_random_derefs(false);
+  test_random_derefs(true);
+  peer_mode = false;
   test_tensors();
   return ct_check_report();
 }

@@ -249,13 +249,18 @@ static ct_status oom(const ct_mem *m, ct_error *err) {
 }
 
 /* One copy to make: [x, y) from place `src` (NULL: nobody holds it; zero it) into the target,
- * through the host copy `via` when both are devices. */
+ * through the host copy `via` when both are devices that are not peers (else NULL). */
 typedef struct piece {
   copy *src, *via;
   size_t x, y;
 } piece;
 
 #define MAX_PIECES 32
+
+/* Whether device place `to` copies straight from device place `from`. */
+static bool peers(const ct_mem *to, const ct_mem *from) {
+  return to->reaches && to->copy_from && to->reaches(to, from);
+}
 
 /* Plans up to MAX_PIECES copies that bring [b, e) of copy t up to date (under s->mu): each stale
  * piece from the first place holding it (the host first), zero where no place holds it. */
@@ -297,7 +302,8 @@ static ct_status plan(ct_storage *s, copy *t, size_t b, size_t e, piece *out, in
           if (o->valid.iv[2 * k] > x && o->valid.iv[2 * k] < next) next = o->valid.iv[2 * k];
       }
       copy *via = NULL;
-      if (src && src->m->id != CT_MEM_HOST && t->m->id != CT_MEM_HOST) CT_TRY(get_copy(s, &ct_mem_host, &via, err));
+      if (src && src->m->id != CT_MEM_HOST && t->m->id != CT_MEM_HOST && !peers(t->m, src->m))
+        CT_TRY(get_copy(s, &ct_mem_host, &via, err));
       out[(*n)++] = (piece){src, via, x, next};
       x = next;
     }
@@ -317,6 +323,8 @@ static ct_status make(copy *t, const piece *p, ct_copy_stats *stats, ct_error *e
     CT_TRY(from->m->download(from->m, t->p + x, from->p + x, bytes, err));
   } else if (fi == CT_MEM_HOST) {
     CT_TRY(t->m->upload(t->m, t->p + x, from->p + x, bytes, err));
+  } else if (!p->via) { /* device to device, straight (peers) */
+    CT_TRY(t->m->copy_from(t->m, t->p + x, from->m, from->p + x, bytes, err));
   } else { /* device to device, through the host's copy */
     CT_TRY(from->m->download(from->m, p->via->p + x, from->p + x, bytes, err));
     count(stats, fi, CT_MEM_HOST, bytes);

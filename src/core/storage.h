@@ -4,8 +4,9 @@
  * A place (ct_mem) is the host or one device's own memory; a driver provides the ct_mem of the
  * device it runs on. A storage keeps, for every place that has a copy, that copy's buffer and
  * the ranges of elements valid there. ct_storage_deref makes [begin, end) valid in one place,
- * copying only the parts that are stale there (from a place that holds them; through the host
- * between two devices), and returns that place's buffer. Every copy is counted by direction in
+ * copying only the parts that are stale there (from a place that holds them; between two
+ * devices straight when the target reaches the source, else through the host), and returns that
+ * place's buffer. Every copy is counted by direction in
  * the ct_copy_stats the caller passes and in the process-wide totals. Elements that no place
  * holds read as zero, so a fresh or grown storage is all zeros, as Caffe's blobs are.
  *
@@ -43,6 +44,13 @@ struct ct_mem {
   ct_status (*download)(const ct_mem *m, void *host_dst, const void *src, size_t bytes, ct_error *err);
   ct_status (*zero)(const ct_mem *m, void *dst, size_t bytes, ct_error *err);
   void *ctx;
+  /* Optional (NULL: never): whether this place copies straight from device place `from` (two
+   * GPUs with peer access), and that copy. Without it a copy between two devices goes through
+   * the host's copy of the storage (a download and an upload); with it, one device-to-device
+   * copy, counted [from][to]. */
+  bool (*reaches)(const ct_mem *m, const ct_mem *from);
+  ct_status (*copy_from)(const ct_mem *m, void *dst, const ct_mem *from, const void *src, size_t bytes,
+                         ct_error *err);
 };
 
 /* The host: aligned_alloc'ed, zeroed on allocation. */

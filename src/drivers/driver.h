@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/storage.h"
 #include "cortado.h"
@@ -337,6 +338,12 @@ typedef struct ct_driver_ops {
   ct_status (*lstm_unit_backward)(const ct_driver *d, size_t N, size_t D, const float *c_prev, const float *x,
                                   const float *cont, const float *c, const float *dc, const float *dh, float *dc_prev,
                                   float *dx);
+
+  /* ---- Dropout's mask: mask[i] = scale where the uniform number of element offset + i in seed's
+   * stream (core/philox.h: counter-based) is >= ratio, else 0, for i < n. Every driver draws the
+   * same numbers, so partitions that draw their own ranges make the single partition's mask. */
+  ct_status (*dropout_mask)(const ct_driver *d, uint64_t seed, size_t offset, size_t n, float ratio, float scale,
+                            float *mask);
 
   /* ---- the solver: one update of n parameters w with gradients g (left holding the step
    * taken) and history h0 (and h1 for AdaDelta and Adam). */

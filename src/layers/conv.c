@@ -279,14 +279,15 @@ ct_status ct_conv_fit_workspace(const ct_layer *l, const ct_conv_geom *g, ct_low
    * many, then a quarter, ... (one image at least, whatever it takes) */
   double gflops = 0, gbytes = 0;
   if (forced == CT_LOWER_AUTO) d->ops->calibration(d, &gflops, &gbytes);
-  /* The CUDA driver runs type 1 and the 1x1 path as kernels and stages the other types through
-   * the host (drivers/cuda/staged.c: correct, slow), so a plan with a GPU picks between those two
-   * unless the prototxt forces a type. */
+  /* The CUDA driver runs type 1, the 1x1 path and DIRECT as kernels and stages the other types
+   * through the host (drivers/cuda/staged.c: correct, slow), so a plan with a GPU picks among
+   * those three unless the prototxt forces a type. */
   bool gpu = false;
   for (int i = 0; i < l->plan.n; i++) gpu |= !strcmp(l->plan.part[i].d->device, "cuda");
   for (*chunk = nbmax;; *chunk = (*chunk + 1) / 2) {
     *type = forced != CT_LOWER_AUTO ? forced : ct_lower_choose(g, *chunk, gflops, gbytes, cap);
-    if (gpu && forced == CT_LOWER_AUTO && *type != CT_LOWER_POINTWISE) *type = CT_LOWER_TYPE1;
+    if (gpu && forced == CT_LOWER_AUTO && *type != CT_LOWER_POINTWISE && *type != CT_LOWER_DIRECT)
+      *type = CT_LOWER_TYPE1;
     if (*chunk == 1 || ct_lower_workspace(g, *type, *chunk) <= cap) break;
   }
   size_t floats = (ct_lower_workspace(g, *type, *chunk) + 15) & ~(size_t)15;

@@ -1,6 +1,9 @@
 /* Dropout (inverted): in TRAIN each element is kept with probability 1 - p and scaled by
- * 1 / (1 - p), so TEST is the identity. The mask is drawn from the layer's own rng before the
- * partitions run and kept (as the multiplier 0 or 1 / (1 - p)) for backward. */
+ * 1 / (1 - p), so TEST is the identity. Each forward draws one seed from the layer's own rng
+ * (its resumable state); each partition then draws its elements' part of the mask on its own
+ * device (the driver's dropout_mask: a counter-based generator over the element index, the same
+ * on every driver), so the mask never crosses to the host and does not depend on how the batch
+ * is split. The mask is kept (as the multiplier 0 or 1 / (1 - p)) for backward. */
 #include <stdlib.h>
 
 #include "layers/layer.h"
@@ -8,8 +11,9 @@
 typedef struct dropout {
   float ratio;     /* p: the probability of dropping */
   float scale;     /* 1 / (1 - p) */
-  ct_tensor *mask; /* TRAIN: per element, 0 or scale; bottom-shaped, drawn on the host and read
-                      by each partition for its images */
+  uint64_t seed;   /* this forward's */
+  ct_tensor *mask; /* TRAIN: per element, 0 or scale; bottom-shaped, each partition's images
+                      drawn and read on its device */
 } dropout;
 
 static ct_status dropout_setup(ct_layer *l, ct_error *err) {
@@ -33,16 +37,12 @@ static ct_status dropout_reshape(ct_layer *l, ct_error *err) {
   return ct_tensor_reshape_like(p->mask, l->bottom[0], err);
 }
 
-/* The whole batch's mask, drawn once per forward from the layer's own random stream, in element
- * order (on the host: the stream is part of the layer's resumable state, and the draw must not
- * depend on how the batch is split); the partitions then apply their images' part. */
+/* One seed per forward, from the layer's own stream, before the partitions run. */
 static ct_status dropout_begin_forward(ct_layer *l, ct_error *err) {
+  (void)err;
   if (l->phase != CAFFE__PHASE__TRAIN) return CT_OK;
   dropout *p = l->priv;
-  float *m;
-  CT_TRY(ct_tensor_host(p->mask, CT_DATA, CT_WRITE, &m, err));
-  size_t n = l->bottom[0]->count;
-  for (size_t i = 0; i < n; i++) m[i] = ct_rng_uniform01(&l->rng) >= p->ratio ? p->scale : 0.0f;
+  p->seed = ct_rng_next(&l->rng);
   return CT_OK;
 }
 
@@ -61,7 +61,10 @@ static ct_status dropout_forward(ct_layer *l, const ct_part *p, ct_error *err) {
     if (y != x) CT_TRY(d->ops->copy(d, y, x, n * sizeof(float)));
     return CT_OK;
   }
-  CT_TRY(ct_read(l, p, dp->mask, &m, err));
+  float *mw;
+  CT_TRY(ct_write(l, p, dp->mask, &mw, err));
+  CT_TRY(d->ops->dropout_mask(d, dp->seed, first, n, dp->ratio, dp->scale, mw + first));
+  m = mw;
   return d->ops->mul(d, n, x, m + first, y);
 }
 

@@ -169,6 +169,7 @@ static const ct_driver_ops cpu_ops = {
     .argmax = ct_cpu_argmax,
     .lstm_unit_forward = ct_cpu_lstm_unit_forward,
     .lstm_unit_backward = ct_cpu_lstm_unit_backward,
+    .dropout_mask = ct_cpu_dropout_mask,
     .update = ct_cpu_update,
 };
 

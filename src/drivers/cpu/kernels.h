@@ -147,6 +147,9 @@ ct_status ct_cpu_lstm_unit_backward(const ct_driver *d, size_t N, size_t D, cons
 ct_status ct_cpu_argmax(const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val,
                         bool has_axis, const float *x, float *y, ct_rank_entry *scratch);
 
+/* cpu/neuron.c: Dropout's mask (core/philox.h) */
+ct_status ct_cpu_dropout_mask(const ct_driver *d, uint64_t seed, size_t offset, size_t n, float ratio, float scale,
+                              float *mask);
 /* cpu/update.c: the solver's update rules */
 ct_status ct_cpu_update(const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0,
                         float *h1);

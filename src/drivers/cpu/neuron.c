@@ -3,8 +3,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "drivers/cpu/kernels.h"
+#include "core/philox.h"
 #include "core/simd.h"
+#include "drivers/cpu/kernels.h"
 
 /* ---------------------------------------------------------------- ReLU */
 
@@ -387,5 +388,14 @@ ct_status ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n
       break;
     }
   }
+  return CT_OK;
+}
+
+/* Dropout's mask from the counter-based generator the CUDA driver's kernel uses (core/philox.h),
+ * so a plan that splits a Dropout layer between the CPU and GPUs draws the CPU's mask. */
+ct_status ct_cpu_dropout_mask(const ct_driver *d, uint64_t seed, size_t offset, size_t n, float ratio, float scale,
+                              float *mask) {
+  (void)d;
+  for (size_t i = 0; i < n; i++) mask[i] = ct_philox_dropout(seed, offset + i, ratio, scale);
   return CT_OK;
 }

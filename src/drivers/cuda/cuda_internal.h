@@ -9,6 +9,8 @@
 #include "drivers/cuda.h"
 #include "drivers/cuda/cublas_dl.h"
 
+#define CT_CUDA_MAX_DEVICES 64
+
 typedef struct cuda_dev {
   ct_mem mem; /* its place; mem.ctx is this device */
   int index;
@@ -16,6 +18,7 @@ typedef struct cuda_dev {
   pthread_mutex_t mu; /* guards error and the calibration */
   char error[256];    /* the last failure of a storage copy */
   double gflops, gbytes;
+  signed char peer[CT_CUDA_MAX_DEVICES]; /* by device index: 1 copies straight from it, -1 not, 0 not yet asked (mu) */
 } cuda_dev;
 
 typedef struct cuda_ctx {
@@ -28,8 +31,6 @@ typedef struct cuda_ctx {
   size_t scratch_bytes;
   void *host; /* pinned host staging for results read back and for staged entries */
   size_t host_bytes;
-  float *ones; /* a vector of ones for row sums by GEMV (grown on first need) */
-  size_t nones;
   char error[320];
 } cuda_ctx;
 
@@ -42,8 +43,6 @@ ct_status ct_cuda_blas_fail(cuda_ctx *c, cublasStatus_t e, const char *what);
 /* Scratch of at least `bytes` (device or pinned host), grown after the stream has drained. */
 ct_status ct_cuda_scratch(cuda_ctx *c, size_t bytes, void **out);
 ct_status ct_cuda_host(cuda_ctx *c, size_t bytes, void **out);
-/* n ones on the device */
-ct_status ct_cuda_ones(cuda_ctx *c, size_t n, const float **out);
 /* The measured rates of one device (a large SGEMM and a device copy), once per process. */
 void ct_cuda_calibrate(cuda_ctx *c, double *gflops, double *gbytes);
 
@@ -56,8 +55,11 @@ const ct_driver_ops *ct_cuda_ops(void);
  * WINOGRAD): correct, and slow by the copies; the cost model's type 1 is the GPU's path. */
 ct_status ct_cuda_staged_conv(cuda_ctx *c, int step, const ct_conv_geom *g, ct_lowering t, int nb, const float *in0,
                               const float *in1, float *ws, float *out0, float *out1);
-enum { CT_CUDA_LOWER, CT_CUDA_LIFT, CT_CUDA_LIFT_GRAD, CT_CUDA_BIAS_GRAD, CT_CUDA_LOWER_GRAD };
-/* staged_ops.c: DIRECT convolution and the fused BatchNorm chain, staged the same way */
-void ct_cuda_staged_ops(ct_driver_ops *o);
+enum { CT_CUDA_LOWER, CT_CUDA_LIFT, CT_CUDA_LIFT_GRAD, CT_CUDA_LOWER_GRAD };
+/* driver_red.c: the entries built on two-stage reductions (BatchNorm, the fused chain, the Scale
+ * and PReLU gradients, DIRECT convolution) */
+void ct_cuda_red_ops(ct_driver_ops *o);
+/* Queues out[c] += the sum of channel c of x (N x C x S) on c's stream, as two stages. */
+ct_status ct_cuda_channel_sums_add(cuda_ctx *c, size_t N, size_t C, size_t S, const float *x, float *out);
 
 #endif

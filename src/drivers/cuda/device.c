@@ -12,7 +12,7 @@
 #include "drivers/cuda/cuda_internal.h"
 #include "drivers/cuda/launch.h"
 
-#define CUDA_MAX 64
+#define CUDA_MAX CT_CUDA_MAX_DEVICES
 
 static pthread_mutex_t devs_mu = PTHREAD_MUTEX_INITIALIZER;
 static cuda_dev *devs[CUDA_MAX];
@@ -83,6 +83,40 @@ static ct_status mem_zero(const ct_mem *m, void *dst, size_t bytes, ct_error *er
   return e == cudaSuccess ? CT_OK : mem_fail(d, e, "zero", err);
 }
 
+/* Two CUDA devices with peer access copy straight from one to the other (storage's
+ * device-to-device copies, counted [from][to]); without it, storage stages the copy through the
+ * host. Peer access is asked for once per ordered pair and kept for the process. */
+static bool mem_reaches(const ct_mem *m, const ct_mem *from) {
+  if (from->alloc != mem_alloc) return false; /* not a CUDA device */
+  cuda_dev *to = m->ctx, *src = from->ctx;
+  if (to == src) return false;
+  pthread_mutex_lock(&to->mu);
+  signed char *known = &to->peer[src->index];
+  if (!*known) {
+    int can = 0;
+    cudaError_t e = cudaDeviceCanAccessPeer(&can, to->index, src->index);
+    if (e == cudaSuccess && can && (e = cudaSetDevice(to->index)) == cudaSuccess) {
+      e = cudaDeviceEnablePeerAccess(src->index, 0);
+      if (e == cudaErrorPeerAccessAlreadyEnabled) e = cudaSuccess;
+    }
+    if (e != cudaSuccess) (void)cudaGetLastError(); /* not sticky: clear it for the next call */
+    *known = e == cudaSuccess && can ? 1 : -1;
+  }
+  const bool yes = *known > 0;
+  pthread_mutex_unlock(&to->mu);
+  return yes;
+}
+
+/* On the legacy default stream, like the other storage copies: it waits for the work queued on
+ * both devices' driver streams, and their later work waits for it. */
+static ct_status mem_copy_from(const ct_mem *m, void *dst, const ct_mem *from, const void *src, size_t bytes,
+                               ct_error *err) {
+  cuda_dev *to = m->ctx, *sd = from->ctx;
+  cudaError_t e = cudaSetDevice(to->index);
+  if (e == cudaSuccess && bytes) e = cudaMemcpyPeer(dst, to->index, src, sd->index, bytes);
+  return e == cudaSuccess ? CT_OK : mem_fail(to, e, "device-to-device copy", err);
+}
+
 /* ---------------------------------------------------------------- the registry */
 
 int ct_cuda_devices(char *why, size_t n) {
@@ -147,7 +181,9 @@ ct_status ct_cuda_dev_get(int index, cuda_dev **out, ct_error *err) {
                       .upload = mem_upload,
                       .download = mem_download,
                       .zero = mem_zero,
-                      .ctx = d};
+                      .ctx = d,
+                      .reaches = mem_reaches,
+                      .copy_from = mem_copy_from};
     if (!ct_mem_register(&d->mem)) {
       st = ct_fail(err, CT_EINVAL, "cuda:%d: too many devices in one process", index);
       free(d);
@@ -191,22 +227,6 @@ ct_status ct_cuda_host(cuda_ctx *c, size_t bytes, void **out) {
     c->host_bytes = want;
   }
   *out = c->host;
-  return CT_OK;
-}
-
-ct_status ct_cuda_ones(cuda_ctx *c, size_t n, const float **out) {
-  if (n > c->nones) {
-    cudaError_t e = cudaStreamSynchronize(c->stream);
-    if (e != cudaSuccess) return ct_cuda_fail(c, e, "ones");
-    (void)cudaFree(c->ones);
-    c->ones = NULL;
-    c->nones = 0;
-    if ((e = cudaMalloc((void **)&c->ones, n * sizeof(float))) != cudaSuccess)
-      return ct_cuda_fail(c, e, "ones allocation");
-    if ((e = (cudaError_t)ctl_fill(c->stream, n, 1.0f, c->ones)) != cudaSuccess) return ct_cuda_fail(c, e, "ones");
-    c->nones = n;
-  }
-  *out = c->ones;
   return CT_OK;
 }
 

@@ -1,7 +1,9 @@
 /* The CUDA driver's entries (drivers/driver.h has each contract): cuBLAS for GEMM, GEMV, dot and
  * asum; every other entry launches the bodies of cuda/kern.h (cuda/kernels.cu), which
- * tests/test_cuda_kernels.c holds to the CPU driver on the host. Lowering types 2, 3 and
- * WINOGRAD run staged through the host (cuda/staged.c).
+ * tests/test_cuda_kernels.c holds to the CPU driver on the host. The entries built on
+ * reductions (BatchNorm, the fused chain, Scale and PReLU gradients, DIRECT convolution) are
+ * cuda/driver_red.c's; lowering types 2, 3 and WINOGRAD run staged through the host
+ * (cuda/staged.c).
  *
  * Each driver has its own stream and cuBLAS handle; entries queue work on the stream and
  * return, except those that hand a value back to the host (dot, asum, sumsq, the losses,
@@ -25,7 +27,6 @@ static void cuda_destroy(ct_driver *d) {
   (void)cudaStreamDestroy(c->stream);
   (void)cudaFree(c->scratch);
   (void)cudaFreeHost(c->host);
-  (void)cudaFree(c->ones);
   pthread_mutex_destroy(&c->mu);
   free(c);
   d->ctx = NULL;
@@ -211,15 +212,6 @@ static ct_status cuda_prelu_forward(const ct_driver *d, size_t N, size_t C, size
   END
 }
 
-/* The slope gradient first: dx may overwrite dy. */
-static ct_status cuda_prelu_backward(const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x,
-                                     const float *dy, const float *a, float *dx, float *da) {
-  BEGIN("prelu_backward");
-  if (da) LAUNCH(prelu_bwd_da, shared ? 1 : C, N, C, D, shared, x, dy, da);
-  if (dx) LAUNCH(prelu_bwd_dx, N * C * D, C, D, shared, x, dy, a, dx);
-  END
-}
-
 /* The inputs' pointers (on the host) and coefficients (device memory, read back: a few
  * floats) into the kernel's argument. */
 static ct_status inputs_of(cuda_ctx *c, int nx, const float *const *x, const float *coeff, ctk_inputs *in) {
@@ -272,36 +264,6 @@ static ct_status cuda_scale_forward(const ct_driver *d, size_t outer, size_t dim
   END
 }
 
-static ct_status cuda_scale_backward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,
-                                     const float *dy, const float *s, float *ds, float *db, float *dx) {
-  BEGIN("scale_backward");
-  if (ds || db) LAUNCH(scale_bwd_params, dim, outer, dim, inner, x, dy, ds, db);
-  if (dx) LAUNCH(scale_bwd_dx, outer * dim * inner, dim, inner, dy, s, dx);
-  END
-}
-
-static ct_status cuda_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y,
-                                        float *xnorm, float *mean, float *std, float *run_mean, float *run_var,
-                                        float *run_factor) {
-  BEGIN("batchnorm_forward");
-  if (p->global)
-    LAUNCH(bn_global_stats, p->C, *p, mean, std, run_mean, run_var, run_factor);
-  else
-    LAUNCH(bn_stats, p->C, *p, x, mean, std, run_mean, run_var, run_factor);
-  LAUNCH(bn_norm, p->N * p->C * p->S, *p, x, y, xnorm, mean, std);
-  END
-}
-
-static ct_status cuda_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy,
-                                         const float *xnorm, const float *std, float *dx) {
-  BEGIN("batchnorm_backward");
-  float *ab = NULL;
-  CHECK_CT(ct_cuda_scratch(c, 2 * p->C * sizeof(float) + 8, (void **)&ab));
-  LAUNCH(bn_bwd_stats, p->C, *p, dy, xnorm, ab);
-  LAUNCH(bn_bwd_dx, p->N * p->C * p->S, *p, dy, xnorm, std, ab, dx);
-  END
-}
-
 /* ---------------------------------------------------------------- the table's first half */
 
 void ct_cuda_core_ops(ct_driver_ops *o) {
@@ -329,12 +291,8 @@ void ct_cuda_core_ops(ct_driver_ops *o) {
   o->neuron_forward = cuda_neuron_forward;
   o->neuron_backward = cuda_neuron_backward;
   o->prelu_forward = cuda_prelu_forward;
-  o->prelu_backward = cuda_prelu_backward;
   o->eltwise_forward = cuda_eltwise_forward;
   o->eltwise_backward = cuda_eltwise_backward;
   o->bias_forward = cuda_bias_forward;
   o->scale_forward = cuda_scale_forward;
-  o->scale_backward = cuda_scale_backward;
-  o->batchnorm_forward = cuda_batchnorm_forward;
-  o->batchnorm_backward = cuda_batchnorm_backward;
 }

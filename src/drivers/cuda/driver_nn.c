@@ -3,17 +3,12 @@
  * the losses, accuracy, ArgMax, the LSTM cell and the solver update; and the table. Entries
  * that return values to the host run a kernel per position and add its results up on the host
  * in the CPU's order. */
-#include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "drivers/cuda/blas_map.h"
 #include "drivers/cuda/entry.h"
-
-/* Rows longer than this are summed by cuBLAS (a GEMV with ones) instead of a thread each. */
-#define ROW_SUM_GEMV 4096
 
 /* ---------------------------------------------------------------- lowering */
 
@@ -55,18 +50,12 @@ static ct_status cuda_conv_lift_grad(const ct_driver *d, const ct_conv_geom *g, 
 static ct_status cuda_conv_bias_grad(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy,
                                      const float *ws, float *db) {
   BEGIN("conv_bias_grad");
-  const size_t cols = (size_t)nb * g->OH * g->OW;
-  if (t == CT_LOWER_TYPE1 && cols > ROW_SUM_GEMV && cols <= INT_MAX) {
-    /* db += Gm 1: one thread per channel would walk its whole row alone */
-    const float *ones = NULL, one = 1.0f;
-    CHECK_CT(ct_cuda_ones(c, cols, &ones));
-    const ct_cuda_gemv_call m = ct_cuda_gemv_map(false, g->K, (int)cols);
-    CHECK_BLAS(c->bl->sgemv(c->blas, m.trans ? CUBLAS_OP_T : CUBLAS_OP_N, m.m, m.n, &one,
-                           ws + ct_lower_layout_of(g, t, nb).product, m.lda, ones, 1, &one, db, 1));
-  } else if (t == CT_LOWER_TYPE1)
-    LAUNCH(row_sums_add, (size_t)g->K, cols, ws + ct_lower_layout_of(g, t, nb).product, db);
+  /* type 1: the rows of the lowered dy (K x nb OH OW); else dy itself (nb x K x OH OW) */
+  const size_t P = (size_t)g->OH * g->OW;
+  if (t == CT_LOWER_TYPE1)
+    CHECK_CT(ct_cuda_channel_sums_add(c, 1, (size_t)g->K, (size_t)nb * P, ws + ct_lower_layout_of(g, t, nb).product, db));
   else
-    LAUNCH(bias_grad_nkp, (size_t)g->K, *g, nb, dy, db);
+    CHECK_CT(ct_cuda_channel_sums_add(c, (size_t)nb, (size_t)g->K, P, dy, db));
   END
 }
 
@@ -292,6 +281,13 @@ static ct_status cuda_lstm_unit_backward(const ct_driver *d, size_t N, size_t D,
   END
 }
 
+static ct_status cuda_dropout_mask(const ct_driver *d, uint64_t seed, size_t offset, size_t n, float ratio,
+                                   float scale, float *mask) {
+  BEGIN("dropout_mask");
+  LAUNCH(dropout_mask, n, seed, (uint64_t)offset, ratio, scale, mask);
+  END
+}
+
 static ct_status cuda_update(const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0,
                              float *h1) {
   BEGIN("update");
@@ -325,8 +321,9 @@ static void ops_init(void) {
   ops.argmax = cuda_argmax;
   ops.lstm_unit_forward = cuda_lstm_unit_forward;
   ops.lstm_unit_backward = cuda_lstm_unit_backward;
+  ops.dropout_mask = cuda_dropout_mask;
   ops.update = cuda_update;
-  ct_cuda_staged_ops(&ops);
+  ct_cuda_red_ops(&ops);
 }
 
 const ct_driver_ops *ct_cuda_ops(void) {

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/philox.h"
 #include "drivers/driver.h"
 
 #ifdef __CUDACC__
@@ -122,26 +123,6 @@ CT_HD void ctk_prelu_bwd_dx(size_t i, size_t C, size_t D, bool shared, const flo
   const float s = a[shared ? 0 : (i / D) % C];
   dx[i] = x[i] > 0 ? dy[i] : s * dy[i];
 }
-/* c < C when not shared, c < 1 when shared (the one slope sums every channel, in order) */
-CT_HD void ctk_prelu_bwd_da(size_t c, size_t N, size_t C, size_t D, bool shared, const float *x, const float *dy,
-                            float *da) {
-  float acc = 0.0f;
-  const size_t c0 = shared ? 0 : c, c1 = shared ? C : c + 1;
-  for (size_t cc = c0; cc < c1; cc++) {
-    double g = 0;
-    for (size_t n = 0; n < N; n++) {
-      const size_t o = (n * C + cc) * D;
-      for (size_t k = o; k < o + D; k++)
-        if (x[k] <= 0) g += (double)dy[k] * x[k];
-    }
-    acc += (float)g;
-  }
-  if (shared)
-    da[0] += acc;
-  else
-    da[c] += acc;
-}
-
 /* ================================================================ Eltwise: i < n */
 
 /* The inputs' pointers, by value (a kernel argument; the host's array is copied into it). */
@@ -212,54 +193,14 @@ CT_HD void ctk_scale_fwd(size_t i, size_t dim, size_t inner, const float *x, con
   const size_t k = (i / inner) % dim;
   y[i] = x[i] * s[k] + (b ? b[k] : 0.0f);
 }
-/* k < dim: ds[k] += sum dy x, db[k] += sum dy (either may be NULL; x read only for ds) */
-CT_HD void ctk_scale_bwd_params(size_t k, size_t outer, size_t dim, size_t inner, const float *x, const float *dy,
-                                float *ds, float *db) {
-  double gs = 0.0, gb = 0.0;
-  for (size_t o = 0; o < outer; o++) {
-    const size_t off = (o * dim + k) * inner;
-    float as = 0.0f, ab = 0.0f;
-    for (size_t i = 0; i < inner; i++) {
-      if (ds) as += dy[off + i] * x[off + i];
-      ab += dy[off + i];
-    }
-    gs += as;
-    gb += ab;
-  }
-  if (ds) ds[k] += (float)gs;
-  if (db) db[k] += (float)gb;
-}
 /* i < outer dim inner; dy may be dx */
 CT_HD void ctk_scale_bwd_dx(size_t i, size_t dim, size_t inner, const float *dy, const float *s, float *dx) {
   dx[i] = dy[i] * s[(i / inner) % dim];
 }
 
-/* ================================================================ BatchNorm over N x C x S */
+/* ================================================================ BatchNorm over N x C x S (the batch's
+ * statistics and the chain: cuda/kern_red.h) */
 
-/* c < C: the batch's mean and std and the running sums (c == 0 also the running factor, which
- * no other index reads when not global) */
-CT_HD void ctk_bn_stats(size_t c, const ct_batchnorm *p, const float *x, float *mean, float *std, float *run_mean,
-                        float *run_var, float *run_factor) {
-  const size_t C = p->C, S = p->S, N = p->N;
-  const double m = (double)(N * S);
-  double s = 0.0;
-  for (size_t n = 0; n < N; n++)
-    for (size_t i = 0; i < S; i++) s += x[(n * C + c) * S + i];
-  const float mu = m > 0 ? (float)(s / m) : 0.0f;
-  double v = 0.0;
-  for (size_t n = 0; n < N; n++)
-    for (size_t i = 0; i < S; i++) {
-      const float d = x[(n * C + c) * S + i] - mu;
-      v += (double)d * d;
-    }
-  const float var = m > 0 ? (float)(v / m) : 0.0f;
-  mean[c] = mu;
-  std[c] = sqrtf(var + p->eps);
-  const float corr = m > 1 ? (float)(m / (m - 1)) : 1.0f;
-  run_mean[c] = mu + p->maf * run_mean[c];
-  run_var[c] = corr * var + p->maf * run_var[c];
-  if (c == 0) run_factor[0] = run_factor[0] * p->maf + 1.0f;
-}
 /* c < C: the stored statistics (global) */
 CT_HD void ctk_bn_global_stats(size_t c, const ct_batchnorm *p, float *mean, float *std, const float *run_mean,
                                const float *run_var, const float *run_factor) {
@@ -267,40 +208,6 @@ CT_HD void ctk_bn_global_stats(size_t c, const ct_batchnorm *p, float *mean, flo
   mean[c] = sf * run_mean[c];
   std[c] = sqrtf(sf * run_var[c] + p->eps);
 }
-/* i < N C S; x may be y */
-CT_HD void ctk_bn_norm(size_t i, const ct_batchnorm *p, const float *x, float *y, float *xnorm, const float *mean,
-                       const float *std) {
-  const size_t c = (i / p->S) % p->C;
-  const float v = (x[i] - mean[c]) * (1.0f / std[c]);
-  if (xnorm) xnorm[i] = v; /* NULL: nothing kept for a backward that does not run */
-  y[i] = v;
-}
-/* c < C: ab[c] = mean of dy, ab[C + c] = mean of dy xnorm (0 when global) */
-CT_HD void ctk_bn_bwd_stats(size_t c, const ct_batchnorm *p, const float *dy, const float *z, float *ab) {
-  const size_t C = p->C, S = p->S, N = p->N;
-  const double m = (double)(N * S);
-  float a = 0.0f, b = 0.0f;
-  if (!p->global && m > 0) {
-    double sa = 0.0, sb = 0.0;
-    for (size_t n = 0; n < N; n++)
-      for (size_t i = 0; i < S; i++) {
-        const size_t k = (n * C + c) * S + i;
-        sa += dy[k];
-        sb += (double)dy[k] * z[k];
-      }
-    a = (float)(sa / m);
-    b = (float)(sb / m);
-  }
-  ab[c] = a;
-  ab[C + c] = b;
-}
-/* i < N C S; dy may be dx */
-CT_HD void ctk_bn_bwd_dx(size_t i, const ct_batchnorm *p, const float *dy, const float *z, const float *std,
-                         const float *ab, float *dx) {
-  const size_t c = (i / p->S) % p->C;
-  dx[i] = (dy[i] - ab[c] - ab[p->C + c] * z[i]) * (1.0f / std[c]);
-}
-
 /* ================================================================ the solver update: i < n */
 
 /* Caffe's order per element: scale, decay, the rule, w -= step; g keeps the step (or 0). */
@@ -389,36 +296,15 @@ CT_HD void ctk_lstm_bwd(size_t idx, size_t D, const float *c_prev, const float *
 
 /* ================================================================ dropout's device RNG */
 
-/* A counter-based generator: 32 random bits from (seed, index) alone, so any thread (or the
- * host harness) draws element i's number without a stream state. Philox-2x32's round (a
- * Feistel step: the product's high half, xored with the key and the other word, becomes the
- * word the next round multiplies), ten rounds keyed by the seed's low word, then ten by its high
- * word, with a Weyl key schedule. */
-CT_HD void ctk_philox_2x32(uint32_t *x0, uint32_t *x1, uint32_t k) {
-  for (int r = 0; r < 10; r++) {
-    const uint64_t p = (uint64_t)0xD256D193u * *x0;
-    const uint32_t next = (uint32_t)(p >> 32) ^ k ^ *x1;
-    *x1 = (uint32_t)p;
-    *x0 = next;
-    k += 0x9E3779B9u;
-  }
-}
-CT_HD uint32_t ctk_random32(uint64_t seed, uint64_t index) {
-  uint32_t x0 = (uint32_t)index, x1 = (uint32_t)(index >> 32);
-  ctk_philox_2x32(&x0, &x1, (uint32_t)seed);
-  ctk_philox_2x32(&x0, &x1, (uint32_t)(seed >> 32));
-  return x0;
-}
-/* A uniform float in [0, 1) from the top 24 bits. */
-CT_HD float ctk_uniform01(uint64_t seed, uint64_t index) {
-  return (float)(ctk_random32(seed, index) >> 8) * (1.0f / 16777216.0f);
-}
+/* The generator is core/philox.h's, shared with the CPU driver's dropout_mask (the same masks). */
 /* i < n: Caffe's dropout mask, scale where kept (u >= ratio), 0 where dropped; `offset`
  * numbers this call's elements within a longer stream (the partitions of one layer). */
 CT_HD void ctk_dropout_mask(size_t i, uint64_t seed, uint64_t offset, float ratio, float scale, float *mask) {
-  mask[i] = ctk_uniform01(seed, offset + i) >= ratio ? scale : 0.0f;
+  mask[i] = ct_philox_dropout(seed, offset + i, ratio, scale);
 }
 
 #include "drivers/cuda/kern_nn.h"
+#include "drivers/cuda/kern_red.h"
+#include "drivers/cuda/kern_dw.h"
 
 #endif

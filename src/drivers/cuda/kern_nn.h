@@ -36,24 +36,7 @@ CT_HD void ctk_lift_pw(size_t i, const ct_conv_geom *g, const float *b, float *y
   y[i] = b[i / ((size_t)g->H * g->W) % g->K];
 }
 
-/* k < rows: db[k] += the sum of row k of a rows x cols matrix (type 1: the lowered dy) */
-CT_HD void ctk_row_sums_add(size_t k, size_t cols, const float *Gm, float *db) {
-  float s = 0.0f;
-  for (size_t j = 0; j < cols; j++) s += Gm[k * cols + j];
-  db[k] += s;
-}
-
-/* k < K: db[k] += the sum of dy (nb x K x P) over images and positions */
-CT_HD void ctk_bias_grad_nkp(size_t k, const ct_conv_geom *g, int nb, const float *dy, float *db) {
-  const size_t P = (size_t)g->OH * g->OW;
-  float acc = db[k];
-  for (int n = 0; n < nb; n++) {
-    float s = 0.0f;
-    for (size_t p = 0; p < P; p++) s += dy[((size_t)n * g->K + k) * P + p];
-    acc += s;
-  }
-  db[k] = acc;
-}
+/* The bias gradient is a two-stage channel sum (cuda/kern_red.h). */
 
 /* i < nb C H W: col2im, the adjoint of ctk_lower1, gathered: dx[n][c][iy][ix] = the sum of the
  * lowered entries that read it (overwritten) */

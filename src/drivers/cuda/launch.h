@@ -27,8 +27,6 @@
     ctk_prelu_fwd(i, C, D, shared, x, a, y))                                                                         \
   X(prelu_bwd_dx, (size_t C, size_t D, bool shared, const float *x, const float *dy, const float *a, float *dx),     \
     (C, D, shared, x, dy, a, dx), ctk_prelu_bwd_dx(i, C, D, shared, x, dy, a, dx))                                   \
-  X(prelu_bwd_da, (size_t N, size_t C, size_t D, bool shared, const float *x, const float *dy, float *da),           \
-    (N, C, D, shared, x, dy, da), ctk_prelu_bwd_da(i, N, C, D, shared, x, dy, da))                                   \
   X(eltwise_fwd, (ct_eltwise_op op, int nx, ctk_inputs in, float *y, int *winner), (op, nx, in, y, winner),          \
     ctk_eltwise_fwd(i, op, nx, &in, y, winner))                                                                      \
   X(eltwise_bwd,                                                                                                     \
@@ -39,25 +37,11 @@
     ctk_bias_fwd(i, dim, inner, x, b, y))                                                                            \
   X(scale_fwd, (size_t dim, size_t inner, const float *x, const float *s, const float *b, float *y),                 \
     (dim, inner, x, s, b, y), ctk_scale_fwd(i, dim, inner, x, s, b, y))                                              \
-  X(scale_bwd_params,                                                                                                \
-    (size_t outer, size_t dim, size_t inner, const float *x, const float *dy, float *ds, float *db),                 \
-    (outer, dim, inner, x, dy, ds, db), ctk_scale_bwd_params(i, outer, dim, inner, x, dy, ds, db))                   \
   X(scale_bwd_dx, (size_t dim, size_t inner, const float *dy, const float *s, float *dx), (dim, inner, dy, s, dx),    \
     ctk_scale_bwd_dx(i, dim, inner, dy, s, dx))                                                                      \
-  X(bn_stats,                                                                                                        \
-    (ct_batchnorm p, const float *x, float *mean, float *std, float *rm, float *rv, float *rf),                      \
-    (p, x, mean, std, rm, rv, rf), ctk_bn_stats(i, &p, x, mean, std, rm, rv, rf))                                    \
   X(bn_global_stats,                                                                                                 \
     (ct_batchnorm p, float *mean, float *std, const float *rm, const float *rv, const float *rf),                    \
     (p, mean, std, rm, rv, rf), ctk_bn_global_stats(i, &p, mean, std, rm, rv, rf))                                   \
-  X(bn_norm,                                                                                                         \
-    (ct_batchnorm p, const float *x, float *y, float *xnorm, const float *mean, const float *std),                   \
-    (p, x, y, xnorm, mean, std), ctk_bn_norm(i, &p, x, y, xnorm, mean, std))                                         \
-  X(bn_bwd_stats, (ct_batchnorm p, const float *dy, const float *z, float *ab), (p, dy, z, ab),                      \
-    ctk_bn_bwd_stats(i, &p, dy, z, ab))                                                                              \
-  X(bn_bwd_dx,                                                                                                       \
-    (ct_batchnorm p, const float *dy, const float *z, const float *std, const float *ab, float *dx),                 \
-    (p, dy, z, std, ab, dx), ctk_bn_bwd_dx(i, &p, dy, z, std, ab, dx))                                               \
   X(update, (ct_update_step s, float *w, float *g, float *h0, float *h1), (s, w, g, h0, h1),                         \
     ctk_update(i, &s, w, g, h0, h1))                                                                                 \
   X(lstm_fwd, (size_t D, const float *cp, const float *x, const float *cont, float *c, float *h),                    \
@@ -74,9 +58,6 @@
   X(lift_grad1, (ct_conv_geom g, int nb, const float *dy, float *Gm), (g, nb, dy, Gm),                               \
     ctk_lift_grad1(i, &g, nb, dy, Gm))                                                                               \
   X(lift_pw, (ct_conv_geom g, const float *b, float *y), (g, b, y), ctk_lift_pw(i, &g, b, y))                        \
-  X(row_sums_add, (size_t cols, const float *Gm, float *db), (cols, Gm, db), ctk_row_sums_add(i, cols, Gm, db))      \
-  X(bias_grad_nkp, (ct_conv_geom g, int nb, const float *dy, float *db), (g, nb, dy, db),                            \
-    ctk_bias_grad_nkp(i, &g, nb, dy, db))                                                                            \
   X(col2im1, (ct_conv_geom g, int nb, const float *D, float *dx), (g, nb, D, dx), ctk_col2im1(i, &g, nb, D, dx))     \
   X(pool_fwd, (ct_pool_geom g, const float *x, float *y, int *argmax, float *mask), (g, x, y, argmax, mask),         \
     ctk_pool_fwd(i, &g, x, y, argmax, mask))                                                                         \
@@ -113,7 +94,32 @@
     ctk_accuracy_pos(i, C, inner, score, labels, top_k, has_ignore, ignore, state))                                  \
   X(argmax_pos,                                                                                                      \
     (size_t dim, size_t stride, int top_k, bool out_max_val, bool has_axis, const float *x, float *y),               \
-    (dim, stride, top_k, out_max_val, has_axis, x, y), ctk_argmax_pos(i, dim, stride, top_k, out_max_val, has_axis, x, y))
+    (dim, stride, top_k, out_max_val, has_axis, x, y), ctk_argmax_pos(i, dim, stride, top_k, out_max_val, has_axis, x, y)) \
+  X(chan_partial, (ctk_chan_red r, const float *u, const float *v, const float *w, const float *mean, double *part),  \
+    (r, u, v, w, mean, part), ctk_chan_partial(i, &r, u, v, w, mean, part))                                          \
+  X(red_fin_add, (size_t T, const double *part, float *out), (T, part, out), ctk_red_fin_add(i, T, part, out))         \
+  X(bn_fin_mean, (ct_batchnorm p, size_t T, const double *part, float *mean), (p, T, part, mean),                    \
+    ctk_bn_fin_mean(i, &p, T, part, mean))                                                                           \
+  X(bn_fin_var,                                                                                                      \
+    (ct_batchnorm p, size_t T, const double *part, const float *mean, float *std, float *rm, float *rv, float *rf),  \
+    (p, T, part, mean, std, rm, rv, rf), ctk_bn_fin_var(i, &p, T, part, mean, std, rm, rv, rf))                      \
+  X(grad_fin,                                                                                                        \
+    (ct_batchnorm p, size_t T, const double *part, const float *s, bool batch, float *ab, float *ds, float *db),      \
+    (p, T, part, s, batch, ab, ds, db), ctk_grad_fin(i, &p, T, part, s, batch, ab, ds, db))                          \
+  X(chain_fwd,                                                                                                       \
+    (ct_bn_chain p, const float *x, float *y, float *z, const float *mean, const float *std, const float *s,          \
+     const float *b),                                                                                                \
+    (p, x, y, z, mean, std, s, b), ctk_chain_fwd(i, &p, x, y, z, mean, std, s, b))                                   \
+  X(chain_bwd,                                                                                                       \
+    (ct_bn_chain p, bool batch, const float *y, const float *dy, const float *z, const float *std, const float *s,   \
+     const float *ab, float *dx, float *dz),                                                                         \
+    (p, batch, y, dy, z, std, s, ab, dx, dz), ctk_chain_bwd(i, &p, batch, y, dy, z, std, s, ab, dx, dz))             \
+  X(direct_fwd, (ct_conv_geom g, const float *x, const float *w, const float *b, float *y), (g, x, w, b, y),         \
+    ctk_direct_fwd(i, &g, x, w, b, y))                                                                               \
+  X(direct_bwd_data, (ct_conv_geom g, const float *w, const float *dy, float *dx), (g, w, dy, dx),                   \
+    ctk_direct_bwd_data(i, &g, w, dy, dx))                                                                           \
+  X(direct_wgrad_partial, (ct_conv_geom g, int nb, size_t T, const float *x, const float *dy, double *part),         \
+    (g, nb, T, x, dy, part), ctk_direct_wgrad_partial(i, &g, nb, T, x, dy, part))
 
 #ifdef __cplusplus
 extern "C" {

@@ -3,77 +3,87 @@
  * arithmetic) and slow (the copies), so they are the fallback, not the path: the GPU's
  * calibrated rates make the cost model pick type 1 or the 1x1 path for nearly every layer, and
  * a prototxt that forces another type still trains. The copies are the driver's own, inside one
- * entry, not the storage layer's (which counts the copies between entries). */
-#include <stdlib.h>
-#include <string.h>
-
+ * entry, not the storage layer's (which counts the copies between entries). Buffers a step is
+ * passed twice share one host copy, so a step that works in place stays in place. */
 #include "drivers/cpu/kernels.h"
 #include "drivers/cuda/entry.h"
 
-typedef struct staged_buf {
-  void *dev;
+typedef struct stage {
+  const void *dev; /* NULL: the caller passed none */
   size_t floats;
-  bool down, up;
+  bool down, up; /* the CPU's step reads it / writes it */
+  int same;      /* index of an earlier buffer with the same device pointer, or -1 */
   float *host;
-} staged_buf;
+} stage;
 
-/* in0/in1/out0/out1 by step: LOWER x, w; LIFT b, -, y; LIFT_GRAD dy; BIAS_GRAD dy, -, db;
- * LOWER_GRAD -, -, dx, dw. */
+/* Host copies of b[0..n) in the driver's pinned staging, downloaded where read. */
+static ct_status stage_in(cuda_ctx *c, stage *b, int n, const char *what) {
+  size_t total = 0;
+  for (int i = 0; i < n; i++) {
+    b[i].same = -1;
+    for (int j = 0; j < i && b[i].dev; j++)
+      if (b[j].dev == b[i].dev && b[j].same < 0) {
+        b[i].same = j;
+        b[j].down = b[j].down || b[i].down;
+        b[j].up = b[j].up || b[i].up;
+        if (b[i].floats > b[j].floats) b[j].floats = b[i].floats;
+        break;
+      }
+    if (b[i].dev && b[i].same < 0) total += (b[i].floats + 15) & ~(size_t)15;
+  }
+  float *host = NULL;
+  CT_TRY(ct_cuda_host(c, total * sizeof(float) + 64, (void **)&host));
+  cudaError_t e = cudaSuccess;
+  for (int i = 0; i < n; i++) {
+    if (!b[i].dev || b[i].same >= 0) continue;
+    b[i].host = host;
+    host += (b[i].floats + 15) & ~(size_t)15;
+  }
+  for (int i = 0; i < n; i++) {
+    if (b[i].same >= 0) b[i].host = b[b[i].same].host;
+    if (b[i].dev && b[i].same < 0 && b[i].down && b[i].floats && e == cudaSuccess)
+      e = cudaMemcpyAsync(b[i].host, b[i].dev, b[i].floats * sizeof(float), cudaMemcpyDeviceToHost, c->stream);
+  }
+  if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+  return e == cudaSuccess ? CT_OK : ct_cuda_fail(c, e, what);
+}
+
+/* What the CPU's step wrote, back to the device; the staging is free again when this returns. */
+static ct_status stage_out(cuda_ctx *c, const stage *b, int n, const char *what) {
+  cudaError_t e = cudaSuccess;
+  for (int i = 0; i < n && e == cudaSuccess; i++)
+    if (b[i].dev && b[i].same < 0 && b[i].up && b[i].floats)
+      e = cudaMemcpyAsync((void *)b[i].dev, b[i].host, b[i].floats * sizeof(float), cudaMemcpyHostToDevice,
+                          c->stream);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+  return e == cudaSuccess ? CT_OK : ct_cuda_fail(c, e, what);
+}
+
+/* in0/in1/out0/out1 by step: LOWER x, w; LIFT b, -, y; LIFT_GRAD dy; LOWER_GRAD -, -, dx, dw.
+ * (The bias gradient of these types reads dy itself: cuda/driver_nn.c sums it on the device.) */
 ct_status ct_cuda_staged_conv(cuda_ctx *c, int step, const ct_conv_geom *g, ct_lowering t, int nb, const float *in0,
                               const float *in1, float *ws, float *out0, float *out1) {
   const size_t X = (size_t)nb * g->C * g->H * g->W, Y = (size_t)nb * g->K * g->OH * g->OW,
                Wn = (size_t)g->K * (g->C / g->G) * g->kh * g->kw, WS = ct_lower_workspace(g, t, nb), B = (size_t)g->K;
-  staged_buf b[4];
-  int nbuf = 0;
-#define STAGE(p, n, dn, u) b[nbuf++] = (staged_buf){(void *)(p), (n), (dn), (u), NULL}
+  /* b[0], b[1]: the inputs; b[2]: the workspace; b[3], b[4]: the outputs */
+  stage b[5] = {{in0, 0, true, false, -1, NULL}, {in1, 0, true, false, -1, NULL}, {ws, WS, true, true, -1, NULL},
+                {out0, 0, false, true, -1, NULL}, {out1, 0, true, true, -1, NULL}};
   switch (step) {
-    case CT_CUDA_LOWER: STAGE(in0, X, true, false), STAGE(in1, Wn, true, false), STAGE(ws, WS, true, true); break;
-    case CT_CUDA_LIFT:
-      if (in0) STAGE(in0, B, true, false);
-      STAGE(ws, WS, true, true), STAGE(out0, Y, false, true);
-      break;
-    case CT_CUDA_LIFT_GRAD: STAGE(in0, Y, true, false), STAGE(ws, WS, true, true); break;
-    case CT_CUDA_BIAS_GRAD: STAGE(in0, Y, true, false), STAGE(ws, WS, true, false), STAGE(out0, B, true, true); break;
-    default:
-      STAGE(ws, WS, true, true);
-      if (out0) STAGE(out0, X, false, true);
-      if (out1) STAGE(out1, Wn, true, true);
-      break;
+    case CT_CUDA_LOWER: b[0].floats = X, b[1].floats = Wn; break;
+    case CT_CUDA_LIFT: b[0].floats = B, b[3].floats = Y; break;
+    case CT_CUDA_LIFT_GRAD: b[0].floats = Y; break;
+    default: b[3].floats = X, b[4].floats = Wn; break;
   }
-#undef STAGE
-  size_t total = 0;
-  for (int i = 0; i < nbuf; i++) total += (b[i].floats + 15) & ~(size_t)15;
-  float *host = NULL;
-  CT_TRY(ct_cuda_host(c, total * sizeof(float) + 64, (void **)&host));
-  cudaError_t e = cudaSuccess;
-  for (int i = 0; i < nbuf; i++) {
-    b[i].host = host;
-    host += (b[i].floats + 15) & ~(size_t)15;
-    if (b[i].down && b[i].floats && e == cudaSuccess)
-      e = cudaMemcpyAsync(b[i].host, b[i].dev, b[i].floats * sizeof(float), cudaMemcpyDeviceToHost, c->stream);
-  }
-  if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
-  if (e != cudaSuccess) return ct_cuda_fail(c, e, "staged convolution (download)");
+  CT_TRY(stage_in(c, b, 5, "staged convolution (download)"));
   const ct_driver *cpu = ct_driver_cpu();
+  float *h0 = in0 ? b[0].host : NULL, *h1 = in1 ? b[1].host : NULL, *hw = b[2].host;
+  float *o0 = out0 ? b[3].host : NULL, *o1 = out1 ? b[4].host : NULL;
   switch (step) {
-    case CT_CUDA_LOWER: ct_cpu_conv_lower(cpu, g, t, nb, b[0].host, b[1].host, b[2].host); break;
-    case CT_CUDA_LIFT:
-      if (in0)
-        ct_cpu_conv_lift(cpu, g, t, nb, b[1].host, b[0].host, b[2].host);
-      else
-        ct_cpu_conv_lift(cpu, g, t, nb, b[0].host, NULL, b[1].host);
-      break;
-    case CT_CUDA_LIFT_GRAD: ct_cpu_conv_lift_grad(cpu, g, t, nb, b[0].host, b[1].host); break;
-    case CT_CUDA_BIAS_GRAD: ct_cpu_conv_bias_grad(cpu, g, t, nb, b[0].host, b[1].host, b[2].host); break;
-    default: {
-      float *dx = out0 ? b[1].host : NULL, *dw = out1 ? b[out0 ? 2 : 1].host : NULL;
-      ct_cpu_conv_lower_grad(cpu, g, t, nb, b[0].host, dx, dw);
-      break;
-    }
+    case CT_CUDA_LOWER: ct_cpu_conv_lower(cpu, g, t, nb, h0, h1, hw); break;
+    case CT_CUDA_LIFT: ct_cpu_conv_lift(cpu, g, t, nb, hw, h0, o0); break;
+    case CT_CUDA_LIFT_GRAD: ct_cpu_conv_lift_grad(cpu, g, t, nb, h0, hw); break;
+    default: ct_cpu_conv_lower_grad(cpu, g, t, nb, hw, o0, o1); break;
   }
-  for (int i = 0; i < nbuf && e == cudaSuccess; i++)
-    if (b[i].up && b[i].floats)
-      e = cudaMemcpyAsync(b[i].dev, b[i].host, b[i].floats * sizeof(float), cudaMemcpyHostToDevice, c->stream);
-  if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream); /* the staging is reused by the next call */
-  return e == cudaSuccess ? CT_OK : ct_cuda_fail(c, e, "staged convolution (upload)");
+  /* the staging is reused by the next call: stage_out waits for the uploads */
+  return stage_out(c, b, 5, "staged convolution (upload)");
 }

@@ -242,6 +242,7 @@ EMU_ENTRY(accuracy, (const ct_driver *d, size_t outer, size_t C, size_t inner, c
 EMU_ENTRY(argmax, (const ct_driver *d, size_t outer, size_t dim, size_t stride, int top_k, bool out_max_val, bool has_axis, const float *x, float *y, ct_rank_entry *scratch), (d, outer, dim, stride, top_k, out_max_val, has_axis, x, y, scratch))
 EMU_ENTRY(lstm_unit_forward, (const ct_driver *d, size_t N, size_t D, const float *c_prev, const float *x, const float *cont, float *c, float *h), (d, N, D, c_prev, x, cont, c, h))
 EMU_ENTRY(lstm_unit_backward, (const ct_driver *d, size_t N, size_t D, const float *c_prev, const float *x, const float *cont, const float *c, const float *dc, const float *dh, float *dc_prev, float *dx), (d, N, D, c_prev, x, cont, c, dc, dh, dc_prev, dx))
+EMU_ENTRY(dropout_mask, (const ct_driver *d, uint64_t seed, size_t offset, size_t n, float ratio, float scale, float *mask), (d, seed, offset, n, ratio, scale, mask))
 EMU_ENTRY(update, (const ct_driver *d, const ct_update_step *s, size_t n, float *w, float *g, float *h0, float *h1), (d, s, n, w, g, h0, h1))
 
 /* ---------------------------------------------------------------- the arena */
@@ -486,6 +487,7 @@ static const ct_driver_ops emu_ops = {
     .argmax = emu_argmax,
     .lstm_unit_forward = emu_lstm_unit_forward,
     .lstm_unit_backward = emu_lstm_unit_backward,
+    .dropout_mask = emu_dropout_mask,
     .update = emu_update,
 };
 
