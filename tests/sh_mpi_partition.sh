@@ -57,6 +57,32 @@ cnet part "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location
 "$CORTADO" train --solver="$tmp/init_solver.prototxt" > "$tmp/init.log" 2>&1 && ok || { bad "initial weights"; tail -5 "$tmp/init.log" >&2; }
 "$CORTADO" train --solver="$tmp/ref_solver.prototxt" --weights="$tmp/init_iter_1.caffemodel" > "$tmp/ref.log" 2>&1 && ok ||
   { bad "unpartitioned training"; tail -5 "$tmp/ref.log" >&2; }
+# What rank 0 sends per iteration, counted here from the shapes of the net above (batch 8):
+# conv2's output 8x16x8x8 = 8192 floats (conv1: (35-5)/2+1 = 16, pool1: ceil((16-3)/2)+1 = 8,
+# conv2 pad 1: 8); fc6 and fc7 of 30 outputs in shards of 8, 8, 7, 7 rows on workers 0..3; fc8's
+# 8x10 output on worker 3; the loss on worker 0. Forward, worker 0 hands conv2's output to each
+# fc6 shard and the joined fc6 (8x30) to each fc7 shard, and fc7's shards go to fc8's Concat on
+# worker 3; backward, worker 0 sends the gradients of the fc6 shards it joined and of fc8. Only
+# what crosses ranks (worker w on rank w mod np) counts; parameters never cross: each rank
+# updates the parameters of its own layers (the log's line covers iterations 1..10, none of
+# which is followed by a test or snapshot, so no gather).
+rows=(8 8 7 7)
+expect_sent() { # np -> bytes rank 0 sends per iteration
+  local np=$1 f=0 w
+  for w in 1 2 3; do
+    if [ $((w % np)) != 0 ]; then
+      f=$((f + 8192 + 240))              # conv2 -> fc6@w, fc6 (whole) -> fc7@w
+      f=$((f + 8 * ${rows[$w]}))         # backward: the gradient of fc6@w (joined on worker 0)
+    fi
+  done
+  [ $((3 % np)) != 0 ] && for w in 0 1 2; do # fc7's shards on rank 0 -> the Concat on worker 3
+    [ $((w % np)) = 0 ] && f=$((f + 8 * ${rows[$w]}))
+  done
+  [ $((3 % np)) != 0 ] && f=$((f + 80))  # backward: fc8's gradient from the loss
+  echo $((f * 4 + 4))                    # and the 4-byte action agreement
+}
+# Every bridge between workers (in one process or not), forward and backward, from the same shapes.
+bridge_f=$((3 * 8192 + 8 * (8 + 7 + 7) + 3 * 240 + 8 * (8 + 8 + 7) + 80))
 for np in 2 4; do
   rm -f "$tmp/part_iter_20.caffemodel"
   if timeout 180 "${MPIRUN[@]}" -np "$np" "$CORTADO" train --solver="$tmp/part_solver.prototxt" \
@@ -64,10 +90,26 @@ for np in 2 4; do
   else bad "train on $np ranks"; tail -20 "$tmp/train$np.log" >&2; fi
   grep -q "one worker group of a partitioned net over $np processes" "$tmp/train$np.log" && ok ||
     bad "$np ranks: no cluster line"
-  grep -q "communication: [1-9][0-9]* bytes sent per iteration" "$tmp/train$np.log" && ok ||
-    bad "$np ranks: no bytes line"
+  want=$(expect_sent "$np")
+  got=$(sed -n 's/.*At iteration 10, communication: \([0-9]*\) bytes sent per iteration.*/\1/p' "$tmp/train$np.log")
+  [ "$got" = "$want" ] && ok || bad "$np ranks: rank 0 sent ${got:-?} bytes per iteration, expected $want"
+  grep -q "bridges move $((2 * bridge_f * 4)) bytes per iteration ($((bridge_f * 4)) forward, $((bridge_f * 4)) backward)" \
+    "$tmp/train$np.log" && ok || bad "$np ranks: the bridges' bytes are not $((2 * bridge_f * 4))"
   if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
        "$tmp/part_iter_20.caffemodel" 1e-4; then ok; else bad "$np ranks: weights differ from one process"; fi
 done
+
+# A snapshot at iteration 10 on 4 ranks (rank 0 gathers every rank's parameters and momentum)
+# resumes in one unpartitioned process and ends at the reference's weights.
+cnet snap "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+echo "snapshot: 10" >> "$tmp/snap_solver.prototxt"
+if timeout 180 "${MPIRUN[@]}" -np 4 "$CORTADO" train --solver="$tmp/snap_solver.prototxt" \
+     --weights="$tmp/init_iter_1.caffemodel" > "$tmp/snap.log" 2>&1; then ok
+else bad "train with a snapshot on 4 ranks"; tail -20 "$tmp/snap.log" >&2; fi
+cnet resume "" "" "" ""
+"$CORTADO" train --solver="$tmp/resume_solver.prototxt" --snapshot="$tmp/snap_iter_10.solverstate" \
+  > "$tmp/resume.log" 2>&1 && ok || { bad "resume in one process"; tail -5 "$tmp/resume.log" >&2; }
+if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
+     "$tmp/resume_iter_20.caffemodel" 1e-4; then ok; else bad "resumed from 4 ranks' snapshot: weights differ"; fi
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -17,15 +17,18 @@ void ct_dist_part_free(ct_dist_part *p, ct_net *net);
 int ct_dist_part_rank(const ct_dist_part *p);
 int ct_dist_part_world(const ct_dist_part *p);
 /* After backward: every process holds the whole gradient. Each parameter's gradient is made on
- * the one process that runs its layer (zeros elsewhere), so a sum over the processes gives it. */
+ * the one process that runs its layer (zeros elsewhere), so a sum over the processes gives it.
+ * For tests and checks: training moves no gradients (see the backend below). */
 ct_status ct_dist_part_reduce(ct_dist_part *p, ct_net *net, ct_error *err);
 /* A float buffer of n values summed over the processes, in place (for tests and logs). */
 ct_status ct_dist_part_sum(ct_dist_part *p, float *v, size_t n, ct_error *err);
 
 /* The cluster backend for `cortado train` under mpirun when the train net is partitioned over
  * workers (partition_workers > 1) and the solver sets no cluster: one worker group over every
- * process; start installs the bridges and gives every rank rank 0's parameters, update sums
- * the gradients over the processes and applies the solver's rule on each. */
+ * process. start installs the bridges and gives every rank rank 0's parameters, history and
+ * iteration; each rank then updates the parameters of the layers it runs (their gradients are
+ * made there alone), so an iteration moves only the bridges' data; rank 0 gathers the other
+ * ranks' parameters (and history, for a snapshot) right before it tests or snapshots. */
 struct ct_cluster_ops;
 ct_status ct_dist_part_cluster_create(void **ctx, const struct ct_cluster_ops **ops, ct_error *err);
 

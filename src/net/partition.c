@@ -589,3 +589,16 @@ void ct_net_partition_param_bytes(const ct_net *net, unsigned long long *replica
       if (l->param_propagate_down[j]) *(shard ? sharded : replicated) += l->blobs[j]->count * sizeof(float);
   }
 }
+
+int ct_net_layer_param_ranges(const ct_net *net, int i, size_t *off, size_t *count, int max) {
+  if (i < 0 || i >= net->nlayers || !net->params) return 0;
+  const ct_layer *l = &net->layers[i].l;
+  int n = 0;
+  for (int j = 0; j < l->nblobs; j++) {
+    const ct_tensor *t = l->blobs[j];
+    if (t->st[CT_DATA] != net->params->st[CT_DATA]) continue; /* not learnable: no range */
+    if (n < max) off[n] = t->off[CT_DATA], count[n] = t->count;
+    n++;
+  }
+  return n;
+}
