@@ -111,5 +111,29 @@ cnet resume "" "" "" ""
   > "$tmp/resume.log" 2>&1 && ok || { bad "resume in one process"; tail -5 "$tmp/resume.log" >&2; }
 if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
      "$tmp/resume_iter_20.caffemodel" 1e-4; then ok; else bad "resumed from 4 ranks' snapshot: weights differ"; fi
+
+# A cluster framework over the partitioned net: SANDBLASTER with one worker group (one process
+# running the net over its 4 worker threads) and 2 servers on processes of their own, whose
+# slices end at shard boundaries; 20 iterations equal the unpartitioned process's weights.
+cnet sb "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+cat >> "$tmp/sb_solver.prototxt" <<EOT
+framework: SANDBLASTER
+cluster { nworker_groups: 1 nworkers_per_group: 1 nserver_groups: 1 nservers_per_group: 2 server_worker_separate: true }
+EOT
+if timeout 180 "${MPIRUN[@]}" -np 3 "$CORTADO" train --solver="$tmp/sb_solver.prototxt" \
+     --weights="$tmp/init_iter_1.caffemodel" > "$tmp/sb.log" 2>&1; then ok
+else bad "SANDBLASTER over the partitioned net"; tail -20 "$tmp/sb.log" >&2; fi
+if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
+     "$tmp/sb_iter_20.caffemodel" 1e-4; then ok; else bad "SANDBLASTER: weights differ from one process"; fi
+# Several workers per group with a partitioned net would be data-parallel copies of it inside
+# the group: refused on every rank, before training.
+cnet dp "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+echo "framework: ALLREDUCE" >> "$tmp/dp_solver.prototxt"
+if timeout 60 "${MPIRUN[@]}" -np 2 "$CORTADO" train --solver="$tmp/dp_solver.prototxt" > "$tmp/dp.log" 2>&1; then
+  bad "ALLREDUCE with 2 workers per group over a partitioned net exited 0"
+else ok; fi
+grep -q "puts 2 workers in each worker group: a partitioned net's worker group is its partition workers" "$tmp/dp.log" &&
+  ok || { bad "no refusal for workers per group"; tail -5 "$tmp/dp.log" >&2; }
+grep -q "Iteration 0" "$tmp/dp.log" && bad "the refused run trained" || ok
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -140,6 +140,20 @@ ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, 
   char d[512];
   ct_topology_describe(&c->t, d, sizeof d);
   snprintf(c->desc, sizeof c->desc, "%s; this is rank %d of %d", d, rank, world);
+  const int pw = peek_partition_workers(sp, path);
+  if (pw > 1 && c->t.nworkers_per_group > 1) {
+    /* issue 19: SINGA's group of a partitioned net is its partition workers; several workers
+     * per group would be data-parallel copies of the partitioned net inside a group */
+    st = ct_fail(err, CT_EUNSUPPORTED,
+                 "%s: the train net is partitioned over %d workers (partition_workers) and the cluster setting "
+                 "(%s) puts %d workers in each worker group: a partitioned net's worker group is its partition "
+                 "workers, threads of one process. Set cluster { nworkers_per_group: 1 } (each worker group runs "
+                 "the partitioned net over its %d threads; groups are data-parallel, and servers hold whole "
+                 "shards), or drop the cluster setting to spread one group over the mpirun processes; a group "
+                 "spread over processes inside a cluster framework is not supported",
+                 path, pw, d, c->t.nworkers_per_group, pw);
+    goto fail;
+  }
   if (c->t.nprocs != world) {
     st = ct_fail(err, CT_EINVAL,
                  "%s: the cluster setting (%s) needs %d MPI process%s, but %d %s started; run "
