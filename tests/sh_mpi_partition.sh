@@ -112,6 +112,53 @@ cnet resume "" "" "" ""
 if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
      "$tmp/resume_iter_20.caffemodel" 1e-4; then ok; else bad "resumed from 4 ranks' snapshot: weights differ"; fi
 
+# Two worker groups of a partitioned LeNet, each over 2 ranks (mpirun -np 4, no cluster
+# setting): ip1 (500 outputs) on dim 1 over each group's 2 workers, ip2 pinned to worker 1;
+# groups read alternate blocks of 32 images and average their shards' gradients with the same
+# shards' owners in the other group. 20 iterations equal one unpartitioned process on the
+# batch of 64 (both groups' images).
+lenet_solver() { # name, net
+  cat > "$tmp/$1_solver.prototxt" <<EOT
+net: "$2"
+base_lr: ${3:-0.01}
+momentum: 0.9
+weight_decay: 0.0005
+lr_policy: "inv"
+gamma: 0.0001
+power: 0.75
+display: 10
+max_iter: ${4:-20}
+snapshot_prefix: "$tmp/$1"
+random_seed: 1701
+EOT
+}
+lnet="$CT_SOURCE_DIR/tests/dist_lenet.prototxt"
+awk 'BEGIN {done = 0} /batch_size: 64/ && !done {sub(/64/, "32"); done = 1} {print}' "$lnet" |
+  sed -e 's/^name: "LeNet"/name: "LeNet"\npartition_workers: 2/' \
+      -e '/name: "ip1"/a\  partition_dim: 1' -e '/name: "relu1"/a\  partition_dim: 1' \
+      -e '/name: "ip2"/a\  location: 1' > "$tmp/lenet_part.prototxt"
+grep -q "batch_size: 32" "$tmp/lenet_part.prototxt" && ok || bad "could not make the partitioned LeNet"
+lenet_solver linit "$lnet" 0 1
+lenet_solver lref "$lnet"
+lenet_solver lpart "$tmp/lenet_part.prototxt"
+"$CORTADO" train --solver="$tmp/linit_solver.prototxt" > "$tmp/linit.log" 2>&1 && ok || bad "LeNet initial weights"
+"$CORTADO" train --solver="$tmp/lref_solver.prototxt" --weights="$tmp/linit_iter_1.caffemodel" > "$tmp/lref.log" 2>&1 &&
+  ok || { bad "LeNet in one process"; tail -5 "$tmp/lref.log" >&2; }
+if timeout 180 "${MPIRUN[@]}" -np 4 "$CORTADO" train --solver="$tmp/lpart_solver.prototxt" \
+     --weights="$tmp/linit_iter_1.caffemodel" > "$tmp/lpart.log" 2>&1; then ok
+else bad "2 groups of a partitioned LeNet over 4 ranks"; tail -20 "$tmp/lpart.log" >&2; fi
+grep -q "2 worker groups of a partitioned net, each over 2 processes" "$tmp/lpart.log" && ok || bad "no groups line"
+if "$CT_BUILD_DIR/tests/test_dist" cmp "$lnet" "$tmp/lref_iter_20.caffemodel" "$tmp/lpart_iter_20.caffemodel" 1e-4
+then ok; else bad "2 groups of a partitioned LeNet: weights differ from one process on the batch of 64"; fi
+# rank 0 (worker 0 of group 0) per iteration, from LeNet's shapes at batch 32: pool2's output
+# 32x50x4x4 = 25600 floats to ip1's shard on worker 1, its own ip1 shard 32x250 to ip2's Concat
+# on worker 1, the loss's gradient of ip2 (32x10) back; its own parameters (conv1 20x1x5x5 + 20,
+# conv2 50x20x5x5 + 50, ip1's rows 0..249: 250x800 + 250) summed with group 1's rank 2; and the
+# 4-byte action agreement.
+lwant=$(( (25600 + 32 * 250 + 32 * 10) * 4 + (20 * 25 + 20 + 50 * 20 * 25 + 50 + 250 * 800 + 250) * 4 + 4 ))
+lgot=$(sed -n 's/.*At iteration 10, communication: \([0-9]*\) bytes sent per iteration.*/\1/p' "$tmp/lpart.log")
+[ "$lgot" = "$lwant" ] && ok || bad "2 groups: rank 0 sent ${lgot:-?} bytes per iteration, expected $lwant"
+
 # A cluster framework over the partitioned net: SANDBLASTER with one worker group (one process
 # running the net over its 4 worker threads) and 2 servers on processes of their own, whose
 # slices end at shard boundaries; 20 iterations equal the unpartitioned process's weights.
@@ -125,6 +172,18 @@ if timeout 180 "${MPIRUN[@]}" -np 3 "$CORTADO" train --solver="$tmp/sb_solver.pr
 else bad "SANDBLASTER over the partitioned net"; tail -20 "$tmp/sb.log" >&2; fi
 if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
      "$tmp/sb_iter_20.caffemodel" 1e-4; then ok; else bad "SANDBLASTER: weights differ from one process"; fi
+# DOWNPOUR: 2 worker groups, each one process running the partitioned net over its threads,
+# asynchronous against 2 servers that hold whole shards: it trains to the end on every rank.
+cnet dpr "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+cat >> "$tmp/dpr_solver.prototxt" <<EOT
+framework: DOWNPOUR
+cluster { nworker_groups: 2 nworkers_per_group: 1 nserver_groups: 1 nservers_per_group: 2 server_worker_separate: true }
+EOT
+if timeout 180 "${MPIRUN[@]}" -np 4 "$CORTADO" train --solver="$tmp/dpr_solver.prototxt" \
+     --weights="$tmp/init_iter_1.caffemodel" > "$tmp/dpr.log" 2>&1; then ok
+else bad "DOWNPOUR over the partitioned net"; tail -20 "$tmp/dpr.log" >&2; fi
+grep -q "Cluster DOWNPOUR: 2 worker groups of 1 worker" "$tmp/dpr.log" && grep -q "Optimization Done" "$tmp/dpr.log" &&
+  [ -s "$tmp/dpr_iter_20.caffemodel" ] && ok || bad "DOWNPOUR: no cluster line, end or snapshot"
 # Several workers per group with a partitioned net would be data-parallel copies of it inside
 # the group: refused on every rank, before training.
 cnet dp "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"

@@ -20,8 +20,11 @@ typedef struct slot {
 } slot;
 
 struct ct_dist_part {
-  MPI_Comm comm;
-  int rank, world;
+  MPI_Comm comm;  /* this worker group's processes: the bridges */
+  MPI_Comm all;   /* every process of the job */
+  MPI_Comm peers; /* the processes at this one's place in every group (same shards) */
+  int rank, world; /* in the group */
+  int group, groups;
   double sent; /* bytes this process sent since the last ct_dist_part_take_sent */
   slot *slots;
   int nslots, cap;
@@ -87,40 +90,54 @@ static ct_status flush_bridges(void *ctx, ct_error *err) {
   return CT_OK;
 }
 
-ct_status ct_dist_part_create(ct_net *net, ct_dist_part **out, ct_error *err) {
+ct_status ct_dist_part_create_groups(ct_net *net, int groups, ct_dist_part **out, ct_error *err) {
   *out = NULL;
   int world, rank;
   CT_TRY(ct_dist_mpi_init(&world, &rank, err));
+  if (groups < 1 || world % groups)
+    return ct_fail(err, CT_EINVAL, "%d processes do not split into %d worker groups", world, groups);
   ct_dist_part *p = calloc(1, sizeof *p);
   if (!p) return ct_fail(err, CT_ENOMEM, "out of memory");
-  p->rank = rank;
-  p->world = world;
-  int rc = MPI_Comm_dup(MPI_COMM_WORLD, &p->comm);
-  if (rc != MPI_SUCCESS) {
-    free(p);
-    return mpi_fail(err, rc, "MPI_Comm_dup");
+  const int R = world / groups;
+  p->rank = rank % R;
+  p->world = R;
+  p->group = rank / R;
+  p->groups = groups;
+  p->comm = p->all = p->peers = MPI_COMM_NULL;
+  int rc = MPI_Comm_split(MPI_COMM_WORLD, p->group, rank, &p->comm);
+  if (rc == MPI_SUCCESS) rc = MPI_Comm_split(MPI_COMM_WORLD, p->rank, rank, &p->peers);
+  if (rc == MPI_SUCCESS) rc = MPI_Comm_dup(MPI_COMM_WORLD, &p->all);
+  ct_status st = rc == MPI_SUCCESS ? CT_OK : mpi_fail(err, rc, "making the worker groups' communicators");
+  if (!st) {
+    MPI_Comm_set_errhandler(p->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(p->peers, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(p->all, MPI_ERRORS_RETURN);
+    ct_bridge_ops ops = {.ctx = p, .rank = p->rank, .rank_of = rank_of, .send = send_bridge, .recv = recv_bridge,
+                         .flush = flush_bridges};
+    st = ct_net_set_bridges(net, &ops, err);
   }
-  MPI_Comm_set_errhandler(p->comm, MPI_ERRORS_RETURN);
-  ct_bridge_ops ops = {.ctx = p, .rank = rank, .rank_of = rank_of, .send = send_bridge, .recv = recv_bridge,
-                       .flush = flush_bridges};
-  ct_status st = ct_net_set_bridges(net, &ops, err);
   if (st) {
-    MPI_Comm_free(&p->comm);
-    free(p);
+    ct_dist_part_free(p, NULL);
     return st;
   }
   *out = p;
   return CT_OK;
 }
 
+ct_status ct_dist_part_create(ct_net *net, ct_dist_part **out, ct_error *err) {
+  return ct_dist_part_create_groups(net, 1, out, err);
+}
+
 void ct_dist_part_free(ct_dist_part *p, ct_net *net) {
   if (!p) return;
   ct_error e;
   if (net) ct_net_set_bridges(net, NULL, &e);
-  (void)flush_bridges(p, &e);
+  if (p->comm != MPI_COMM_NULL) (void)flush_bridges(p, &e);
   for (int k = 0; k < p->nslots; k++) free(p->slots[k].buf);
   free(p->slots);
-  MPI_Comm_free(&p->comm);
+  if (p->comm != MPI_COMM_NULL) MPI_Comm_free(&p->comm);
+  if (p->peers != MPI_COMM_NULL) MPI_Comm_free(&p->peers);
+  if (p->all != MPI_COMM_NULL) MPI_Comm_free(&p->all);
   free(p);
 }
 
@@ -168,6 +185,7 @@ typedef struct part_cluster {
   ct_net *net;
   ct_update_ctx *upd;
   int updates, iter;
+  int groups; /* worker groups, data-parallel with each other (each over world / groups ranks) */
   range **own; /* per rank: the ranges of the flat buffer its layers own (sorted, merged) */
   int *nown;
   size_t *own_total; /* per rank: floats in its ranges */
@@ -259,7 +277,7 @@ static ct_status pc_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter,
   part_cluster *c = ctx;
   c->net = net;
   c->upd = upd;
-  CT_TRY(ct_dist_part_create(net, &c->p, err));
+  CT_TRY(ct_dist_part_create_groups(net, c->groups, &c->p, err));
   CT_TRY(find_owners(c, err));
   /* rank 0's parameters and iteration (a snapshot or weights file read there) on every rank;
    * the history: each rank keeps the one of the ranges it owns */
@@ -271,12 +289,12 @@ static ct_status pc_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter,
     if (k >= 0) CT_TRY(ct_update_history_host(upd, k, &b, err));
     for (size_t off = 0; off < n;) {
       int m = n - off > (size_t)(1 << 30) ? 1 << 30 : (int)(n - off);
-      int rc = MPI_Bcast(b + off, m, MPI_FLOAT, 0, c->p->comm);
+      int rc = MPI_Bcast(b + off, m, MPI_FLOAT, 0, c->p->all);
       if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "sending rank 0's parameters and history");
       off += (size_t)m;
     }
   }
-  int rc = MPI_Bcast(iter, 1, MPI_INT, 0, c->p->comm);
+  int rc = MPI_Bcast(iter, 1, MPI_INT, 0, c->p->all);
   c->iter = *iter;
   return rc == MPI_SUCCESS ? CT_OK : mpi_fail(err, rc, "sending rank 0's iteration");
 }
@@ -304,12 +322,39 @@ static ct_status clip_group(part_cluster *c, ct_error *err) {
   return CT_OK;
 }
 
+/* Several worker groups (data-parallel with each other): each process's own gradient ranges
+ * summed with those of the processes at its place in the other groups, which own the same
+ * shards, and divided by the groups: one group's update on the groups' whole batch. */
+static ct_status average_groups(part_cluster *c, ct_error *err) {
+  if (c->groups < 2) return CT_OK;
+  float *g = ct_net_diff_buffer(c->net);
+  if (!g) return ct_fail(err, CT_EIO, "the gradients could not be brought to the host");
+  const int me = c->p->rank;
+  const size_t n = c->own_total[me];
+  if (!n) return CT_OK;
+  if (n > (size_t)INT32_MAX) return ct_fail(err, CT_EINVAL, "this rank owns too many parameters for one message");
+  float *q = c->pack;
+  for (int k = 0; k < c->nown[me]; k++) {
+    memcpy(q, g + c->own[me][k].off, c->own[me][k].n * sizeof(float));
+    q += c->own[me][k].n;
+  }
+  int rc = MPI_Allreduce(MPI_IN_PLACE, c->pack, (int)n, MPI_FLOAT, MPI_SUM, c->p->peers);
+  if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "summing the shards' gradients over the worker groups");
+  c->p->sent += (double)n * sizeof(float);
+  const float inv = 1.0f / (float)c->groups;
+  q = c->pack;
+  for (int k = 0; k < c->nown[me]; k++)
+    for (size_t e = 0; e < c->own[me][k].n; e++) g[c->own[me][k].off + e] = *q++ * inv;
+  return CT_OK;
+}
+
 static ct_status pc_update(void *ctx, int iter, float *rate, ct_error *err) {
   part_cluster *c = ctx;
   if (c->pending) {
     *err = c->pending_err;
     return c->pending;
   }
+  CT_TRY(average_groups(c, err));
   CT_TRY(clip_group(c, err));
   *rate = ct_update_apply(c->upd, iter);
   c->iter = iter + 1;
@@ -358,7 +403,7 @@ static int pc_agree(void *ctx, int request) {
   part_cluster *c = ctx;
   if (c->pending || !c->p) return request;
   int agreed = request;
-  int rc = MPI_Allreduce(&request, &agreed, 1, MPI_INT, MPI_MAX, c->p->comm);
+  int rc = MPI_Allreduce(&request, &agreed, 1, MPI_INT, MPI_MAX, c->p->all);
   if (rc != MPI_SUCCESS) {
     c->pending = mpi_fail(&c->pending_err, rc, "agreeing on the next action");
     return request;
@@ -367,7 +412,8 @@ static int pc_agree(void *ctx, int request) {
   const Caffe__SolverParameter *sp = c->upd->sp;
   const bool snap = agreed > 0 || (sp->snapshot > 0 && c->iter % sp->snapshot == 0) || c->iter >= sp->max_iter;
   const bool test = sp->test_interval > 0 && c->iter % sp->test_interval == 0;
-  if ((snap || test) && c->p->world > 1) c->pending = gather_owned(c, snap, &c->pending_err);
+  /* every group holds the same parameters: rank 0's group gathers them */
+  if ((snap || test) && c->p->world > 1 && c->p->group == 0) c->pending = gather_owned(c, snap, &c->pending_err);
   return agreed;
 }
 
@@ -408,8 +454,10 @@ static const ct_cluster_ops k_part_ops = {.start = pc_start, .update = pc_update
                                           .collect = pc_collect, .finish = pc_nothing, .stats = pc_stats,
                                           .destroy = pc_destroy, .agree_action = pc_agree};
 
-ct_status ct_dist_part_cluster_create(void **ctx, const ct_cluster_ops **ops, ct_error *err) {
-  if (!(*ctx = calloc(1, sizeof(part_cluster)))) return ct_fail(err, CT_ENOMEM, "out of memory");
+ct_status ct_dist_part_cluster_create(int groups, void **ctx, const ct_cluster_ops **ops, ct_error *err) {
+  part_cluster *c = calloc(1, sizeof *c);
+  if (!(*ctx = c)) return ct_fail(err, CT_ENOMEM, "out of memory");
+  c->groups = groups;
   *ops = &k_part_ops;
   return CT_OK;
 }
