@@ -99,6 +99,22 @@ for np in 2 4; do
        "$tmp/part_iter_20.caffemodel" 1e-4; then ok; else bad "$np ranks: weights differ from one process"; fi
 done
 
+# Gradient clipping over a group spread over ranks: the norm is the group's (each rank's own
+# ranges, one float summed), so 2 ranks clip exactly as one process does.
+cnet cref "" "" "" ""
+cnet cpart "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+echo "clip_gradients: 0.5" >> "$tmp/cref_solver.prototxt"
+echo "clip_gradients: 0.5" >> "$tmp/cpart_solver.prototxt"
+"$CORTADO" train --solver="$tmp/cref_solver.prototxt" --weights="$tmp/init_iter_1.caffemodel" > "$tmp/cref.log" 2>&1 &&
+  ok || bad "clipped training in one process"
+if timeout 180 "${MPIRUN[@]}" -np 2 "$CORTADO" train --solver="$tmp/cpart_solver.prototxt" \
+     --weights="$tmp/init_iter_1.caffemodel" > "$tmp/cpart.log" 2>&1; then ok
+else bad "clipped training on 2 ranks"; tail -20 "$tmp/cpart.log" >&2; fi
+if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/cref_iter_20.caffemodel" \
+     "$tmp/cpart_iter_20.caffemodel" 1e-4; then ok; else bad "clipping on 2 ranks differs from one process"; fi
+"$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/cref_iter_20.caffemodel" "$tmp/ref_iter_20.caffemodel" \
+  1e-2 > /dev/null 2>&1 && bad "clip_gradients 0.5 changed nothing: the check above proves nothing" || ok
+
 # A snapshot at iteration 10 on 4 ranks (rank 0 gathers every rank's parameters and momentum)
 # resumes in one unpartitioned process and ends at the reference's weights.
 cnet snap "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
