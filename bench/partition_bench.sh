@@ -104,11 +104,15 @@ for np in 2 4; do
   for link in 1 10 100; do
     awk -v l="$link" -v a="${b0:-0}" -v m="${b1:-0}" -v ra="$r0" -v rm="$r1" -v b="$batch" 'BEGIN {bps = l * 1e9 / 8;
       ca = ra > 0 ? b / ra : 0; cm = rm > 0 ? b / rm : 0;
+      ta = a / bps + ca; tm = m / bps + cm;
       printf "partition_bench:   %3d Gb/s link: all-dim-0 %.3f s/iter on the wire + %.3f s/iter measured here; " \
-             "conv0-fc1 %.3f + %.3f\n", l, a / bps, ca, m / bps, cm}'
+             "conv0-fc1 %.3f + %.3f: %s wins\n", l, a / bps, ca, m / bps, cm, ta < tm ? "all-dim-0" : "conv0-fc1"}'
   done
 done
 echo "partition_bench: note: all-dim-0 sends the whole gradient (CaffeNet: ~61M parameters, 94% in fc6-fc8)" \
-     "every iteration, conv0-fc1 only the activations around fc6/fc7; on slow links (1-10 Gb/s) the wire time" \
-     "dominates and the plan that moves fewer bytes wins; on fast links (100 Gb/s, shared memory) both are" \
-     "compute-bound and the images/s lines decide (conv0-fc1 then pays for running the convolutions on rank 0 alone)."
+     "every iteration, conv0-fc1 only the activations around fc6/fc7 (and its ranks' own shards with several" \
+     "groups). The wire time of all-dim-0 grows with the link's slowness and the parameter count, conv0-fc1's" \
+     "with the batch: on 1-10 Gb/s links conv0-fc1 wins unless its compute is far slower; on 100 Gb/s and" \
+     "shared memory the wire hardly counts and the measured seconds decide -- there all-dim-0's split of the" \
+     "convolutions over the ranks wins once the cores are not shared (conv0-fc1 runs every convolution on" \
+     "rank 0: partition_dim 0 is the process's CcT partitions, not a split over the group's ranks)."
