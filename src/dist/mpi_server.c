@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "dist/mpi_internal.h"
+#include "dist/part.h"
 
 /* ---- the server side ---- */
 
@@ -175,32 +176,37 @@ static ct_status shard_cuts(mpi_ctx *c, ct_net *net, int S, ct_error *err) {
       b[nb++] = off[j] + cnt[j];
     }
   }
-  qsort(b, nb, sizeof *b, cmp_size);
-  size_t u = 0;
-  for (size_t i = 0; i < nb; i++)
-    if (!u || b[i] != b[u - 1]) b[u++] = b[i];
-  if (u - 1 < (size_t)S) { /* fewer units than servers */
-    free(b);
-    return CT_OK;
-  }
   if (!(c->cut = malloc(((size_t)S + 1) * sizeof *c->cut))) {
     free(b);
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
-  c->cut[0] = 0;
-  c->cut[S] = c->total;
+  if (!ct_dist_cuts_at(b, nb, c->total, S, c->cut)) { /* fewer units than servers */
+    free(c->cut);
+    c->cut = NULL;
+  }
+  free(b);
+  return CT_OK;
+}
+
+bool ct_dist_cuts_at(size_t *b, size_t nb, size_t total, int S, size_t *cut) {
+  qsort(b, nb, sizeof *b, cmp_size);
+  size_t u = 0;
+  for (size_t i = 0; i < nb; i++)
+    if (b[i] <= total && (!u || b[i] != b[u - 1])) b[u++] = b[i];
+  if (u < 2 || b[0] != 0 || b[u - 1] != total || u - 1 < (size_t)S) return false;
+  cut[0] = 0;
+  cut[S] = total;
   size_t at = 0; /* index in b of the last cut */
   for (int k = 1; k < S; k++) {
-    const double want = (double)c->total * k / S;
+    const double want = (double)total * k / S;
     const size_t last = u - 1 - (size_t)(S - k); /* room for the cuts after this one */
     size_t best = at + 1;
     for (size_t i = at + 1; i <= last; i++)
       if (fabs((double)b[i] - want) < fabs((double)b[best] - want)) best = i;
-    c->cut[k] = b[best];
+    cut[k] = b[best];
     at = best;
   }
-  free(b);
-  return CT_OK;
+  return true;
 }
 
 ct_status ct_mpi_start_servers(mpi_ctx *c, ct_net *net, ct_update_ctx *upd, ct_error *err) {

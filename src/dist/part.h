@@ -5,6 +5,9 @@
 #ifndef CT_DIST_PART_H
 #define CT_DIST_PART_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "cortado.h"
 #include "net/net.h"
 
@@ -37,6 +40,13 @@ ct_status ct_dist_part_sum(ct_dist_part *p, float *v, size_t n, ct_error *err);
  * the other groups, so an iteration moves the bridges' data and each rank's own shards only,
  * never a whole gradient. Rank 0 gathers its group's parameters (and history, for a snapshot)
  * right before it tests or snapshots. */
+/* Servers' slices on a partitioned net (mpi_server.c): b holds nb parameter boundaries (every
+ * shard's and whole parameter's start and end in the flat buffer, with 0 and total; sorted and
+ * deduplicated in place). Fills cut[0..S] with 0, S - 1 boundaries, total: cut k the boundary
+ * nearest to k x total / S that leaves one for each later cut; false when there are fewer
+ * units than S (then the caller slices evenly). */
+bool ct_dist_cuts_at(size_t *b, size_t nb, size_t total, int S, size_t *cut);
+
 struct ct_cluster_ops;
 ct_status ct_dist_part_cluster_create(int groups, void **ctx, const struct ct_cluster_ops **ops, ct_error *err);
 
