@@ -57,6 +57,32 @@ cnet part "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location
 "$CORTADO" train --solver="$tmp/init_solver.prototxt" > "$tmp/init.log" 2>&1 && ok || { bad "initial weights"; tail -5 "$tmp/init.log" >&2; }
 "$CORTADO" train --solver="$tmp/ref_solver.prototxt" --weights="$tmp/init_iter_1.caffemodel" > "$tmp/ref.log" 2>&1 && ok ||
   { bad "unpartitioned training"; tail -5 "$tmp/ref.log" >&2; }
+# What rank 0 sends per iteration, counted here from the shapes of the net above (batch 8):
+# conv2's output 8x16x8x8 = 8192 floats (conv1: (35-5)/2+1 = 16, pool1: ceil((16-3)/2)+1 = 8,
+# conv2 pad 1: 8); fc6 and fc7 of 30 outputs in shards of 8, 8, 7, 7 rows on workers 0..3; fc8's
+# 8x10 output on worker 3; the loss on worker 0. Forward, worker 0 hands conv2's output to each
+# fc6 shard and the joined fc6 (8x30) to each fc7 shard, and fc7's shards go to fc8's Concat on
+# worker 3; backward, worker 0 sends the gradients of the fc6 shards it joined and of fc8. Only
+# what crosses ranks (worker w on rank w mod np) counts; parameters never cross: each rank
+# updates the parameters of its own layers (the log's line covers iterations 1..10, none of
+# which is followed by a test or snapshot, so no gather).
+rows=(8 8 7 7)
+expect_sent() { # np -> bytes rank 0 sends per iteration
+  local np=$1 f=0 w
+  for w in 1 2 3; do
+    if [ $((w % np)) != 0 ]; then
+      f=$((f + 8192 + 240))              # conv2 -> fc6@w, fc6 (whole) -> fc7@w
+      f=$((f + 8 * ${rows[$w]}))         # backward: the gradient of fc6@w (joined on worker 0)
+    fi
+  done
+  [ $((3 % np)) != 0 ] && for w in 0 1 2; do # fc7's shards on rank 0 -> the Concat on worker 3
+    [ $((w % np)) = 0 ] && f=$((f + 8 * ${rows[$w]}))
+  done
+  [ $((3 % np)) != 0 ] && f=$((f + 80))  # backward: fc8's gradient from the loss
+  echo $((f * 4 + 4))                    # and the 4-byte action agreement
+}
+# Every bridge between workers (in one process or not), forward and backward, from the same shapes.
+bridge_f=$((3 * 8192 + 8 * (8 + 7 + 7) + 3 * 240 + 8 * (8 + 8 + 7) + 80))
 for np in 2 4; do
   rm -f "$tmp/part_iter_20.caffemodel"
   if timeout 180 "${MPIRUN[@]}" -np "$np" "$CORTADO" train --solver="$tmp/part_solver.prototxt" \
@@ -64,10 +90,125 @@ for np in 2 4; do
   else bad "train on $np ranks"; tail -20 "$tmp/train$np.log" >&2; fi
   grep -q "one worker group of a partitioned net over $np processes" "$tmp/train$np.log" && ok ||
     bad "$np ranks: no cluster line"
-  grep -q "communication: [1-9][0-9]* bytes sent per iteration" "$tmp/train$np.log" && ok ||
-    bad "$np ranks: no bytes line"
+  want=$(expect_sent "$np")
+  got=$(sed -n 's/.*At iteration 10, communication: \([0-9]*\) bytes sent per iteration.*/\1/p' "$tmp/train$np.log")
+  [ "$got" = "$want" ] && ok || bad "$np ranks: rank 0 sent ${got:-?} bytes per iteration, expected $want"
+  grep -q "bridges move $((2 * bridge_f * 4)) bytes per iteration ($((bridge_f * 4)) forward, $((bridge_f * 4)) backward)" \
+    "$tmp/train$np.log" && ok || bad "$np ranks: the bridges' bytes are not $((2 * bridge_f * 4))"
   if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
        "$tmp/part_iter_20.caffemodel" 1e-4; then ok; else bad "$np ranks: weights differ from one process"; fi
 done
+
+# Gradient clipping over a group spread over ranks: the norm is the group's (each rank's own
+# ranges, one float summed), so 2 ranks clip exactly as one process does.
+cnet cref "" "" "" ""
+cnet cpart "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+echo "clip_gradients: 0.5" >> "$tmp/cref_solver.prototxt"
+echo "clip_gradients: 0.5" >> "$tmp/cpart_solver.prototxt"
+"$CORTADO" train --solver="$tmp/cref_solver.prototxt" --weights="$tmp/init_iter_1.caffemodel" > "$tmp/cref.log" 2>&1 &&
+  ok || bad "clipped training in one process"
+if timeout 180 "${MPIRUN[@]}" -np 2 "$CORTADO" train --solver="$tmp/cpart_solver.prototxt" \
+     --weights="$tmp/init_iter_1.caffemodel" > "$tmp/cpart.log" 2>&1; then ok
+else bad "clipped training on 2 ranks"; tail -20 "$tmp/cpart.log" >&2; fi
+if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/cref_iter_20.caffemodel" \
+     "$tmp/cpart_iter_20.caffemodel" 1e-4; then ok; else bad "clipping on 2 ranks differs from one process"; fi
+"$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/cref_iter_20.caffemodel" "$tmp/ref_iter_20.caffemodel" \
+  1e-2 > /dev/null 2>&1 && bad "clip_gradients 0.5 changed nothing: the check above proves nothing" || ok
+
+# A snapshot at iteration 10 on 4 ranks (rank 0 gathers every rank's parameters and momentum)
+# resumes in one unpartitioned process and ends at the reference's weights.
+cnet snap "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+echo "snapshot: 10" >> "$tmp/snap_solver.prototxt"
+if timeout 180 "${MPIRUN[@]}" -np 4 "$CORTADO" train --solver="$tmp/snap_solver.prototxt" \
+     --weights="$tmp/init_iter_1.caffemodel" > "$tmp/snap.log" 2>&1; then ok
+else bad "train with a snapshot on 4 ranks"; tail -20 "$tmp/snap.log" >&2; fi
+cnet resume "" "" "" ""
+"$CORTADO" train --solver="$tmp/resume_solver.prototxt" --snapshot="$tmp/snap_iter_10.solverstate" \
+  > "$tmp/resume.log" 2>&1 && ok || { bad "resume in one process"; tail -5 "$tmp/resume.log" >&2; }
+if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
+     "$tmp/resume_iter_20.caffemodel" 1e-4; then ok; else bad "resumed from 4 ranks' snapshot: weights differ"; fi
+
+# Two worker groups of a partitioned LeNet, each over 2 ranks (mpirun -np 4, no cluster
+# setting): ip1 (500 outputs) on dim 1 over each group's 2 workers, ip2 pinned to worker 1;
+# groups read alternate blocks of 32 images and average their shards' gradients with the same
+# shards' owners in the other group. 20 iterations equal one unpartitioned process on the
+# batch of 64 (both groups' images).
+lenet_solver() { # name, net
+  cat > "$tmp/$1_solver.prototxt" <<EOT
+net: "$2"
+base_lr: ${3:-0.01}
+momentum: 0.9
+weight_decay: 0.0005
+lr_policy: "inv"
+gamma: 0.0001
+power: 0.75
+display: 10
+max_iter: ${4:-20}
+snapshot_prefix: "$tmp/$1"
+random_seed: 1701
+EOT
+}
+lnet="$CT_SOURCE_DIR/tests/dist_lenet.prototxt"
+awk 'BEGIN {done = 0} /batch_size: 64/ && !done {sub(/64/, "32"); done = 1} {print}' "$lnet" |
+  sed -e 's/^name: "LeNet"/name: "LeNet"\npartition_workers: 2/' \
+      -e '/name: "ip1"/a\  partition_dim: 1' -e '/name: "relu1"/a\  partition_dim: 1' \
+      -e '/name: "ip2"/a\  location: 1' > "$tmp/lenet_part.prototxt"
+grep -q "batch_size: 32" "$tmp/lenet_part.prototxt" && ok || bad "could not make the partitioned LeNet"
+lenet_solver linit "$lnet" 0 1
+lenet_solver lref "$lnet"
+lenet_solver lpart "$tmp/lenet_part.prototxt"
+"$CORTADO" train --solver="$tmp/linit_solver.prototxt" > "$tmp/linit.log" 2>&1 && ok || bad "LeNet initial weights"
+"$CORTADO" train --solver="$tmp/lref_solver.prototxt" --weights="$tmp/linit_iter_1.caffemodel" > "$tmp/lref.log" 2>&1 &&
+  ok || { bad "LeNet in one process"; tail -5 "$tmp/lref.log" >&2; }
+if timeout 180 "${MPIRUN[@]}" -np 4 "$CORTADO" train --solver="$tmp/lpart_solver.prototxt" \
+     --weights="$tmp/linit_iter_1.caffemodel" > "$tmp/lpart.log" 2>&1; then ok
+else bad "2 groups of a partitioned LeNet over 4 ranks"; tail -20 "$tmp/lpart.log" >&2; fi
+grep -q "2 worker groups of a partitioned net, each over 2 processes" "$tmp/lpart.log" && ok || bad "no groups line"
+if "$CT_BUILD_DIR/tests/test_dist" cmp "$lnet" "$tmp/lref_iter_20.caffemodel" "$tmp/lpart_iter_20.caffemodel" 1e-4
+then ok; else bad "2 groups of a partitioned LeNet: weights differ from one process on the batch of 64"; fi
+# rank 0 (worker 0 of group 0) per iteration, from LeNet's shapes at batch 32: pool2's output
+# 32x50x4x4 = 25600 floats to ip1's shard on worker 1, its own ip1 shard 32x250 to ip2's Concat
+# on worker 1, the loss's gradient of ip2 (32x10) back; its own parameters (conv1 20x1x5x5 + 20,
+# conv2 50x20x5x5 + 50, ip1's rows 0..249: 250x800 + 250) summed with group 1's rank 2; and the
+# 4-byte action agreement.
+lwant=$(( (25600 + 32 * 250 + 32 * 10) * 4 + (20 * 25 + 20 + 50 * 20 * 25 + 50 + 250 * 800 + 250) * 4 + 4 ))
+lgot=$(sed -n 's/.*At iteration 10, communication: \([0-9]*\) bytes sent per iteration.*/\1/p' "$tmp/lpart.log")
+[ "$lgot" = "$lwant" ] && ok || bad "2 groups: rank 0 sent ${lgot:-?} bytes per iteration, expected $lwant"
+
+# A cluster framework over the partitioned net: SANDBLASTER with one worker group (one process
+# running the net over its 4 worker threads) and 2 servers on processes of their own, whose
+# slices end at shard boundaries; 20 iterations equal the unpartitioned process's weights.
+cnet sb "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+cat >> "$tmp/sb_solver.prototxt" <<EOT
+framework: SANDBLASTER
+cluster { nworker_groups: 1 nworkers_per_group: 1 nserver_groups: 1 nservers_per_group: 2 server_worker_separate: true }
+EOT
+if timeout 180 "${MPIRUN[@]}" -np 3 "$CORTADO" train --solver="$tmp/sb_solver.prototxt" \
+     --weights="$tmp/init_iter_1.caffemodel" > "$tmp/sb.log" 2>&1; then ok
+else bad "SANDBLASTER over the partitioned net"; tail -20 "$tmp/sb.log" >&2; fi
+if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
+     "$tmp/sb_iter_20.caffemodel" 1e-4; then ok; else bad "SANDBLASTER: weights differ from one process"; fi
+# DOWNPOUR: 2 worker groups, each one process running the partitioned net over its threads,
+# asynchronous against 2 servers that hold whole shards: it trains to the end on every rank.
+cnet dpr "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+cat >> "$tmp/dpr_solver.prototxt" <<EOT
+framework: DOWNPOUR
+cluster { nworker_groups: 2 nworkers_per_group: 1 nserver_groups: 1 nservers_per_group: 2 server_worker_separate: true }
+EOT
+if timeout 180 "${MPIRUN[@]}" -np 4 "$CORTADO" train --solver="$tmp/dpr_solver.prototxt" \
+     --weights="$tmp/init_iter_1.caffemodel" > "$tmp/dpr.log" 2>&1; then ok
+else bad "DOWNPOUR over the partitioned net"; tail -20 "$tmp/dpr.log" >&2; fi
+grep -q "Cluster DOWNPOUR: 2 worker groups of 1 worker" "$tmp/dpr.log" && grep -q "Optimization Done" "$tmp/dpr.log" &&
+  [ -s "$tmp/dpr_iter_20.caffemodel" ] && ok || bad "DOWNPOUR: no cluster line, end or snapshot"
+# Several workers per group with a partitioned net would be data-parallel copies of it inside
+# the group: refused on every rank, before training.
+cnet dp "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+echo "framework: ALLREDUCE" >> "$tmp/dp_solver.prototxt"
+if timeout 60 "${MPIRUN[@]}" -np 2 "$CORTADO" train --solver="$tmp/dp_solver.prototxt" > "$tmp/dp.log" 2>&1; then
+  bad "ALLREDUCE with 2 workers per group over a partitioned net exited 0"
+else ok; fi
+grep -q "puts 2 workers in each worker group: a partitioned net's worker group is its partition workers" "$tmp/dp.log" &&
+  ok || { bad "no refusal for workers per group"; tail -5 "$tmp/dp.log" >&2; }
+grep -q "Iteration 0" "$tmp/dp.log" && bad "the refused run trained" || ok
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "cortado.h"
+#include "layers/layer.h"
 #include "net/net.h"
 
 #include "partition_nets.h"
@@ -90,6 +91,23 @@ static void test_transitions(int workers) {
   unsigned long long fwd = 0, bwd = 0;
   ct_net_partition_bytes(part, &fwd, &bwd);
   CHECK(fwd > 0 && bwd > 0, "bridges counted: %llu forward, %llu backward", fwd, bwd);
+  /* the shards that run at once compute on their workers' own cores (a placement and pool per
+   * worker), the whole layers on the net's */
+  const void *shard_place[64] = {0};
+  int shards = 0;
+  for (int i = 0; i < ct_net_num_layers(part); i++) {
+    const ct_layer *l = ct_net_layer(part, i);
+    const int w = ct_net_layer_worker(part, i);
+    if (!strncmp(l->name, "ip1@", 4)) {
+      CHECK(l->place && l->place != (const void *)ct_net_placement(part), "%s runs on the net's pool", l->name);
+      for (int k = 0; k < 64; k++)
+        if (shard_place[k] && k != w) CHECK(shard_place[k] != l->place, "%s shares worker %d's pool", l->name, k);
+      if (w >= 0 && w < 64) shard_place[w] = l->place;
+      shards++;
+    }
+    if (!strcmp(l->name, "conv1")) CHECK(l->place == ct_net_placement(part), "the whole conv1 has the net's pool");
+  }
+  CHECK(shards == (workers < 9 ? workers : 9), "ip1 in %d shards", shards);
   /* a whole .caffemodel back out, with the layers as written: the reference reads it */
   CHECK(ct_net_save_weights(part, path, &err) == CT_OK, "%s", err.msg);
   Caffe__NetParameter *wp = NULL, *wr = NULL;

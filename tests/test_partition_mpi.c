@@ -32,15 +32,40 @@ static void fill_inputs(ct_net *net) {
   for (int k = 0; k < 4; k++) y[k] = (float)((k * 2 + 1) % 5);
 }
 
+#ifdef CT_HAVE_MPI
+/* Servers' slices of a partitioned net end where a shard ends (no MPI needed). The boundaries:
+ * a conv's 900 weights and 12 biases, an InnerProduct's 30x3072 weights in shards of 8, 8, 7, 7
+ * rows and its 30 biases in the same shards, a pinned layer's 300 + 10. */
+static void test_cuts(void) {
+  const size_t want_b[] = {0, 900, 912, 25488, 50064, 71568, 93072, 93080, 93088, 93095, 93102, 93402, 93412};
+  const size_t nb = sizeof want_b / sizeof *want_b;
+  size_t b[2 * sizeof want_b / sizeof *want_b], cut[4];
+  /* given shuffled and twice over, as a net's ranges come (each end is the next one's start) */
+  for (size_t i = 0; i < nb; i++) b[i] = want_b[nb - 1 - i], b[nb + i] = want_b[i];
+  CHECK(ct_dist_cuts_at(b, 2 * nb, 93412, 2, cut), "2 servers");
+  /* half is 46706: the shard boundary nearest to it is 50064 (shards 0, 1 | 2, 3) */
+  CHECK(cut[0] == 0 && cut[1] == 50064 && cut[2] == 93412, "2 servers: %zu %zu %zu", cut[0], cut[1], cut[2]);
+  for (size_t i = 0; i < nb; i++) b[i] = want_b[i];
+  CHECK(ct_dist_cuts_at(b, nb, 93412, 3, cut), "3 servers");
+  /* thirds 31137, 62275: nearest boundaries 25488 and 71568 */
+  CHECK(cut[1] == 25488 && cut[2] == 71568 && cut[3] == 93412, "3 servers: %zu %zu", cut[1], cut[2]);
+  size_t few[] = {0, 10, 20};
+  CHECK(!ct_dist_cuts_at(few, 3, 20, 3, cut), "2 units cannot feed 3 servers");
+}
+#endif
+
 int main(void) {
+#ifdef CT_HAVE_MPI
+  test_cuts();
+#endif
 #ifndef CT_HAVE_MPI
   printf("SKIPPED: built without MPI\n");
   return 0;
 #else
   int world = 1, rank = 0;
   if (!ct_dist_launched(&world, &rank) || world < 2) {
-    printf("SKIPPED: run by sh_mpi_partition.sh under mpirun with several processes\n");
-    return 0;
+    printf("SKIPPED (the ranks part): run by sh_mpi_partition.sh under mpirun with several processes\n");
+    return ct_check_report();
   }
   char ref_text[8192], part_text[8192], path[64];
   transitions_net(ref_text, sizeof ref_text, 4, false);

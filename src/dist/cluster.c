@@ -45,7 +45,8 @@ struct ct_cluster {
   const ct_cluster_ops *ops;
   void *ctx;
   char desc[768];
-  bool partitioned; /* issue 19: one partitioned worker group spread over every process (part.h) */
+  bool partitioned; /* issue 19: partitioned worker groups spread over the processes (part.h) */
+  int pgroups;      /* issue 19: how many such groups (world / partition_workers, at least 1) */
 };
 
 bool ct_dist_launched(int *world, int *rank) {
@@ -122,13 +123,31 @@ ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, 
   c->world = world;
   c->rank = rank;
 #ifdef CT_HAVE_MPI
-  if (!wanted && launched && world > 1 && peek_partition_workers(sp, path) > 1) {
-    /* issue 19: the net's worker group spread over the processes, bridges as messages */
+  const int pw = launched && world > 1 ? peek_partition_workers(sp, path) : 1;
+  if (!wanted && pw > 1) {
+    /* issue 19: the net's worker group spread over the processes, bridges as messages; more
+     * processes than workers: several such groups, data-parallel with each other */
     c->partitioned = true;
     c->t = (ct_topology){0};
-    snprintf(c->desc, sizeof c->desc, "one worker group of a partitioned net over %d processes (worker w on rank "
-             "w mod %d, bridges as MPI messages); this is rank %d of %d", world, world, rank, world);
-    if ((st = ct_dist_part_cluster_create(&c->ctx, &c->ops, err))) goto fail;
+    c->pgroups = world > pw ? world / pw : 1;
+    if (world > pw && world % pw) {
+      st = ct_fail(err, CT_EINVAL,
+                   "%s: the train net is partitioned over %d workers (partition_workers) and %d processes were "
+                   "started: run at most %d processes (one worker group spread over them) or a multiple of %d "
+                   "(worker groups of %d processes, data-parallel with each other)",
+                   path, pw, world, pw, pw, pw);
+      goto fail;
+    }
+    const int R = world / c->pgroups;
+    if (c->pgroups > 1)
+      snprintf(c->desc, sizeof c->desc, "%d worker groups of a partitioned net, each over %d processes (worker w on "
+               "the group's rank w mod %d, bridges as MPI messages), data-parallel with each other (each rank "
+               "averages its own shards' gradients with the same shards' owners in the other groups); this is "
+               "rank %d of %d", c->pgroups, R, R, rank, world);
+    else
+      snprintf(c->desc, sizeof c->desc, "one worker group of a partitioned net over %d processes (worker w on rank "
+               "w mod %d, bridges as MPI messages); this is rank %d of %d", world, world, rank, world);
+    if ((st = ct_dist_part_cluster_create(c->pgroups, &c->ctx, &c->ops, err))) goto fail;
     *out = c;
     return CT_OK;
   }
@@ -140,6 +159,20 @@ ct_status ct_cluster_create(const Caffe__SolverParameter *sp, const char *path, 
   char d[512];
   ct_topology_describe(&c->t, d, sizeof d);
   snprintf(c->desc, sizeof c->desc, "%s; this is rank %d of %d", d, rank, world);
+  if (peek_partition_workers(sp, path) > 1 && c->t.nworkers_per_group > 1) {
+    const int pw = peek_partition_workers(sp, path);
+    /* issue 19: SINGA's group of a partitioned net is its partition workers; several workers
+     * per group would be data-parallel copies of the partitioned net inside a group */
+    st = ct_fail(err, CT_EUNSUPPORTED,
+                 "%s: the train net is partitioned over %d workers (partition_workers) and the cluster setting "
+                 "(%s) puts %d workers in each worker group: a partitioned net's worker group is its partition "
+                 "workers, threads of one process. Set cluster { nworkers_per_group: 1 } (each worker group runs "
+                 "the partitioned net over its %d threads; groups are data-parallel, and servers hold whole "
+                 "shards), or drop the cluster setting to spread one group over the mpirun processes; a group "
+                 "spread over processes inside a cluster framework is not supported",
+                 path, pw, d, c->t.nworkers_per_group, pw);
+    goto fail;
+  }
   if (c->t.nprocs != world) {
     st = ct_fail(err, CT_EINVAL,
                  "%s: the cluster setting (%s) needs %d MPI process%s, but %d %s started; run "
@@ -246,7 +279,7 @@ bool ct_cluster_has_worker(const ct_cluster *c) {
   int first;
   return ct_topology_workers_on(&c->t, c->rank, &first) > 0;
 }
-int ct_cluster_nworkers(const ct_cluster *c) { return c->partitioned ? 1 : ct_topology_nworkers(&c->t); }
+int ct_cluster_nworkers(const ct_cluster *c) { return c->partitioned ? c->pgroups : ct_topology_nworkers(&c->t); }
 const char *ct_cluster_describe(const ct_cluster *c) { return c->desc; }
 
 int ct_cluster_local_partitions(const ct_cluster *c) {
@@ -312,7 +345,7 @@ void ct_dist_place_worker(ct_net *net, const ct_net *from, const ct_topology *t,
 }
 
 void ct_cluster_next_batch(const ct_cluster *c, ct_net *net) {
-  if (!c->partitioned) ct_dist_next_batch(net, ct_topology_nworkers(&c->t));
+  ct_dist_next_batch(net, c->partitioned ? c->pgroups : ct_topology_nworkers(&c->t));
 }
 
 #define FAILS(c, expr)                  \
@@ -325,7 +358,9 @@ void ct_cluster_next_batch(const ct_cluster *c, ct_net *net) {
 ct_status ct_cluster_start(ct_cluster *c, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
                            ct_error *err) {
   int first;
-  if (c->partitioned) {
+  if (c->partitioned) { /* group g reads blocks g, g + G, ... (its rank 0 runs the data layers) */
+    ct_dist_skip_batches(net, (uint64_t)(c->rank / (c->world / c->pgroups)));
+    ct_dist_set_stride(net, c->pgroups);
     ct_blas_set_threads(ct_cluster_blas_threads(c));
   } else if (ct_topology_workers_on(&c->t, c->rank, &first) > 0) { /* this worker's first block of data */
     ct_dist_skip_batches(net, (uint64_t)ct_topology_shard(&c->t, first));

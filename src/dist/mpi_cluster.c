@@ -247,6 +247,7 @@ static void m_destroy(void *ctx, bool clean) {
     free(v->params);
   }
   free(c->srv);
+  free(c->cut);
   free(c->heard);
   free(c->group_done);
   if (c->outbox)

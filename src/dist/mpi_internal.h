@@ -86,6 +86,7 @@ typedef struct mpi_ctx {
   ct_update_ctx clip_tpl; /* its layout, for clipping any group's gradient */
   size_t total;
   int nslices;
+  size_t *cut; /* nslices + 1 slice boundaries (ct_mpi_slice; NULL: ct_topology_slice's) */
   char **outbox;
   MPI_Request *reqs;
   int *peers;
@@ -133,6 +134,10 @@ ct_status ct_mpi_serve_until_done(mpi_ctx *c, ct_error *err);
  * without it, so only its servers can tell that a worker stopped. */
 ct_status ct_mpi_check_silence(mpi_ctx *c, double since, ct_error *err);
 ct_status ct_mpi_finish_servers(mpi_ctx *c, ct_error *err);
+/* Server k's slice of the flat parameters: on a partitioned net (issue 19) the boundaries fall
+ * between parameter shards, so each server holds and updates whole shards only; otherwise
+ * ct_topology_slice's equal slices. */
+void ct_mpi_slice(const mpi_ctx *c, int k, size_t *off, size_t *len);
 ct_status ct_mpi_start_servers(mpi_ctx *c, ct_net *net, ct_update_ctx *upd, ct_error *err);
 
 /* mpi_jobs.c */

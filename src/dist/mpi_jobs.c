@@ -42,7 +42,7 @@ static ct_status exchange(mpi_ctx *c, lgs *g, int iter, ct_error *err) {
   int S = c->nslices, n = 0;
   for (int k = 0; k < S; k++) {
     size_t off, len;
-    ct_topology_slice(c->total, S, k, &off, &len);
+    ct_mpi_slice(c, k, &off, &len);
     int peer = ct_topology_server_proc(&c->t, k);
     c->peers[n] = peer;
     MPI_TRY(c, MPI_Irecv(g->data + off, (int)len, MPI_FLOAT, peer, TAG_PARAMS + k, MPI_COMM_WORLD, &c->reqs[n++]),
@@ -51,7 +51,7 @@ static ct_status exchange(mpi_ctx *c, lgs *g, int iter, ct_error *err) {
   double bytes = 0;
   for (int k = 0; k < S; k++) {
     size_t off, len;
-    ct_topology_slice(c->total, S, k, &off, &len);
+    ct_mpi_slice(c, k, &off, &len);
     int peer = ct_topology_server_proc(&c->t, k);
     msg_head h = {K_UPDATE, iter, k, g->group};
     memcpy(c->outbox[k], &h, sizeof h);
@@ -72,7 +72,7 @@ static ct_status collect(mpi_ctx *c, ct_error *err) {
   float *data = c->lg[0].data;
   for (int k = 0; k < S; k++) {
     size_t off, len;
-    ct_topology_slice(c->total, S, k, &off, &len);
+    ct_mpi_slice(c, k, &off, &len);
     int peer = ct_topology_server_proc(&c->t, k);
     c->peers[n] = peer;
     MPI_TRY(c, MPI_Irecv(c->snapbuf + off * (size_t)(1 + nsets), (int)(len * (size_t)(1 + nsets)), MPI_FLOAT, peer,
@@ -90,7 +90,7 @@ static ct_status collect(mpi_ctx *c, ct_error *err) {
   CT_TRY(ct_mpi_wait_serving(c, n, c->reqs, c->peers, MPI_COMM_NULL, "collecting the servers' parameters for a snapshot", err));
   for (int k = 0; k < S; k++) {
     size_t off, len;
-    ct_topology_slice(c->total, S, k, &off, &len);
+    ct_mpi_slice(c, k, &off, &len);
     const float *b = c->snapbuf + off * (size_t)(1 + nsets);
     memcpy(data + off, b, len * sizeof(float));
     for (int s = 0; s < nsets; s++) memcpy(c->upd->history[s] + off, b + (size_t)(s + 1) * len, len * sizeof(float));

@@ -1,6 +1,7 @@
 /* Bridges between processes for a partitioned net (part.h): non-blocking sends from staging
  * buffers that live as long as the bridge (grown once, on the first pass), blocking receives
  * straight into the reader's tensor, and one wait for the pass's sends at its end. */
+#include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,11 @@ typedef struct slot {
 } slot;
 
 struct ct_dist_part {
-  MPI_Comm comm;
-  int rank, world;
+  MPI_Comm comm;  /* this worker group's processes: the bridges */
+  MPI_Comm all;   /* every process of the job */
+  MPI_Comm peers; /* the processes at this one's place in every group (same shards) */
+  int rank, world; /* in the group */
+  int group, groups;
   double sent; /* bytes this process sent since the last ct_dist_part_take_sent */
   slot *slots;
   int nslots, cap;
@@ -86,40 +90,54 @@ static ct_status flush_bridges(void *ctx, ct_error *err) {
   return CT_OK;
 }
 
-ct_status ct_dist_part_create(ct_net *net, ct_dist_part **out, ct_error *err) {
+ct_status ct_dist_part_create_groups(ct_net *net, int groups, ct_dist_part **out, ct_error *err) {
   *out = NULL;
   int world, rank;
   CT_TRY(ct_dist_mpi_init(&world, &rank, err));
+  if (groups < 1 || world % groups)
+    return ct_fail(err, CT_EINVAL, "%d processes do not split into %d worker groups", world, groups);
   ct_dist_part *p = calloc(1, sizeof *p);
   if (!p) return ct_fail(err, CT_ENOMEM, "out of memory");
-  p->rank = rank;
-  p->world = world;
-  int rc = MPI_Comm_dup(MPI_COMM_WORLD, &p->comm);
-  if (rc != MPI_SUCCESS) {
-    free(p);
-    return mpi_fail(err, rc, "MPI_Comm_dup");
+  const int R = world / groups;
+  p->rank = rank % R;
+  p->world = R;
+  p->group = rank / R;
+  p->groups = groups;
+  p->comm = p->all = p->peers = MPI_COMM_NULL;
+  int rc = MPI_Comm_split(MPI_COMM_WORLD, p->group, rank, &p->comm);
+  if (rc == MPI_SUCCESS) rc = MPI_Comm_split(MPI_COMM_WORLD, p->rank, rank, &p->peers);
+  if (rc == MPI_SUCCESS) rc = MPI_Comm_dup(MPI_COMM_WORLD, &p->all);
+  ct_status st = rc == MPI_SUCCESS ? CT_OK : mpi_fail(err, rc, "making the worker groups' communicators");
+  if (!st) {
+    MPI_Comm_set_errhandler(p->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(p->peers, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(p->all, MPI_ERRORS_RETURN);
+    ct_bridge_ops ops = {.ctx = p, .rank = p->rank, .rank_of = rank_of, .send = send_bridge, .recv = recv_bridge,
+                         .flush = flush_bridges};
+    st = ct_net_set_bridges(net, &ops, err);
   }
-  MPI_Comm_set_errhandler(p->comm, MPI_ERRORS_RETURN);
-  ct_bridge_ops ops = {.ctx = p, .rank = rank, .rank_of = rank_of, .send = send_bridge, .recv = recv_bridge,
-                       .flush = flush_bridges};
-  ct_status st = ct_net_set_bridges(net, &ops, err);
   if (st) {
-    MPI_Comm_free(&p->comm);
-    free(p);
+    ct_dist_part_free(p, NULL);
     return st;
   }
   *out = p;
   return CT_OK;
 }
 
+ct_status ct_dist_part_create(ct_net *net, ct_dist_part **out, ct_error *err) {
+  return ct_dist_part_create_groups(net, 1, out, err);
+}
+
 void ct_dist_part_free(ct_dist_part *p, ct_net *net) {
   if (!p) return;
   ct_error e;
   if (net) ct_net_set_bridges(net, NULL, &e);
-  (void)flush_bridges(p, &e);
+  if (p->comm != MPI_COMM_NULL) (void)flush_bridges(p, &e);
   for (int k = 0; k < p->nslots; k++) free(p->slots[k].buf);
   free(p->slots);
-  MPI_Comm_free(&p->comm);
+  if (p->comm != MPI_COMM_NULL) MPI_Comm_free(&p->comm);
+  if (p->peers != MPI_COMM_NULL) MPI_Comm_free(&p->peers);
+  if (p->all != MPI_COMM_NULL) MPI_Comm_free(&p->all);
   free(p);
 }
 
@@ -143,14 +161,115 @@ ct_status ct_dist_part_reduce(ct_dist_part *p, ct_net *net, ct_error *err) {
   return ct_dist_part_sum(p, g, ct_net_param_total(net), err);
 }
 
-/* ---- the cluster backend (cluster.c picks it): one worker group over every process ---- */
+/* ---- the cluster backend (cluster.c picks it): one worker group over every process ----
+ *
+ * SINGA's semantics inside a worker group: every parameter (a dim-1 shard's rows, or a whole
+ * layer's parameters) belongs to the one worker that runs its layer, which alone computes its
+ * gradient; so each process updates the parameters of its own layers with the solver's rule,
+ * and nothing about parameters crosses the processes in an iteration: only the bridges do.
+ * (Each process applies the rule to the whole flat buffer; the ranges it does not own have zero
+ * gradients and are never read there, and rank 0 takes their owners' values before it needs
+ * them.) Global gradient clipping needs the group's norm: one float per iteration.
+ *
+ * Rank 0 tests, displays and snapshots with the whole parameters: right after any iteration
+ * where the loop will test or snapshot next (test_interval, snapshot, max_iter, or a snapshot /
+ * stop that a signal asked for, agreed by every process in agree_action), each other process
+ * sends rank 0 the values, and for a snapshot the update history, of the ranges it owns. */
+
+typedef struct range {
+  size_t off, n;
+} range;
 
 typedef struct part_cluster {
   ct_dist_part *p;
   ct_net *net;
   ct_update_ctx *upd;
-  int updates;
+  int updates, iter;
+  int groups; /* worker groups, data-parallel with each other (each over world / groups ranks) */
+  range **own; /* per rank: the ranges of the flat buffer its layers own (sorted, merged) */
+  int *nown;
+  size_t *own_total; /* per rank: floats in its ranges */
+  float *pack;       /* own_total (max over ranks) x (1 + nsets) floats */
+  ct_status pending; /* a failure in agree_action, reported by the next call that can */
+  ct_error pending_err;
 } part_cluster;
+
+static int cmp_range(const void *a, const void *b) {
+  const range *x = a, *y = b;
+  return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Which ranges each rank owns, from the layers it runs (the same net on every process). */
+static ct_status find_owners(part_cluster *c, ct_error *err) {
+  const int W = c->p->world, n = ct_net_num_layers(c->net);
+  const ct_bridge_ops ops = {.ctx = c->p, .rank_of = rank_of};
+  c->own = calloc((size_t)W, sizeof *c->own);
+  c->nown = calloc((size_t)W, sizeof *c->nown);
+  c->own_total = calloc((size_t)W, sizeof *c->own_total);
+  if (!c->own || !c->nown || !c->own_total) return ct_fail(err, CT_ENOMEM, "out of memory");
+  int *cap = calloc((size_t)W, sizeof *cap);
+  if (!cap) return ct_fail(err, CT_ENOMEM, "out of memory");
+  ct_status st = CT_OK;
+  for (int i = 0; i < n && !st; i++) {
+    size_t off[8], cnt[8];
+    int m = ct_net_layer_param_ranges(c->net, i, off, cnt, 8);
+    if (m > 8) {
+      st = ct_fail(err, CT_EUNSUPPORTED, "layer %d has %d parameter blobs; at most 8 here", i, m);
+      break;
+    }
+    const int r = ops.rank_of(ops.ctx, ct_net_layer_worker(c->net, i));
+    for (int k = 0; k < m && !st; k++) {
+      if (c->nown[r] == cap[r]) {
+        int nc = cap[r] ? 2 * cap[r] : 16;
+        range *v = realloc(c->own[r], (size_t)nc * sizeof *v);
+        if (!v) {
+          st = ct_fail(err, CT_ENOMEM, "out of memory");
+          break;
+        }
+        c->own[r] = v;
+        cap[r] = nc;
+      }
+      c->own[r][c->nown[r]++] = (range){off[k], cnt[k]};
+    }
+  }
+  free(cap);
+  if (st) return st;
+  size_t most = 0;
+  for (int r = 0; r < W; r++) {
+    qsort(c->own[r], (size_t)c->nown[r], sizeof(range), cmp_range);
+    int m = 0; /* merge: a layer's shards of several blobs, or shared parameters, may touch */
+    for (int k = 0; k < c->nown[r]; k++) {
+      range v = c->own[r][k];
+      if (m && c->own[r][m - 1].off + c->own[r][m - 1].n >= v.off) {
+        size_t end = v.off + v.n > c->own[r][m - 1].off + c->own[r][m - 1].n ? v.off + v.n
+                                                                              : c->own[r][m - 1].off + c->own[r][m - 1].n;
+        c->own[r][m - 1].n = end - c->own[r][m - 1].off;
+      } else {
+        c->own[r][m++] = v;
+      }
+    }
+    c->nown[r] = m;
+    for (int k = 0; k < m; k++) c->own_total[r] += c->own[r][k].n;
+    if (c->own_total[r] > most) most = c->own_total[r];
+  }
+  /* two ranks that own one range would both update it: the partition gives each layer one
+   * worker, so only parameters shared across workers (param name) can do that */
+  for (int r = 0; r < W; r++)
+    for (int q = r + 1; q < W; q++)
+      for (int a = 0; a < c->nown[r]; a++)
+        for (int b = 0; b < c->nown[q]; b++) {
+          const range x = c->own[r][a], y = c->own[q][b];
+          if (x.off < y.off + y.n && y.off < x.off + x.n)
+            return ct_fail(err, CT_EUNSUPPORTED,
+                           "a parameter is used by layers on rank %d and on rank %d (shared parameters, param "
+                           "name): a worker group spread over processes needs each parameter on one worker; pin "
+                           "the layers that share it to one location",
+                           r, q);
+        }
+  const size_t sets = 1 + (size_t)c->upd->nsets;
+  if (!(c->pack = malloc((most * sets + 1) * sizeof(float)))) return ct_fail(err, CT_ENOMEM, "out of memory");
+  return CT_OK;
+}
 
 static ct_status pc_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter, const ct_net_builder *nets,
                           ct_error *err) {
@@ -158,29 +277,151 @@ static ct_status pc_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter,
   part_cluster *c = ctx;
   c->net = net;
   c->upd = upd;
-  CT_TRY(ct_dist_part_create(net, &c->p, err));
-  /* rank 0's parameters and iteration (a snapshot or weights file read there) on every rank */
+  CT_TRY(ct_dist_part_create_groups(net, c->groups, &c->p, err));
+  CT_TRY(find_owners(c, err));
+  /* rank 0's parameters and iteration (a snapshot or weights file read there) on every rank;
+   * the history: each rank keeps the one of the ranges it owns */
   float *v = ct_net_param_buffer(net);
   if (!v) return ct_fail(err, CT_EIO, "the parameters could not be brought to the host");
   const size_t n = ct_net_param_total(net);
-  for (size_t off = 0; off < n;) {
-    int k = n - off > (size_t)(1 << 30) ? 1 << 30 : (int)(n - off);
-    int rc = MPI_Bcast(v + off, k, MPI_FLOAT, 0, c->p->comm);
-    if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "sending rank 0's parameters");
-    off += (size_t)k;
+  for (int k = -1; k < upd->nsets; k++) {
+    float *b = v;
+    if (k >= 0) CT_TRY(ct_update_history_host(upd, k, &b, err));
+    for (size_t off = 0; off < n;) {
+      int m = n - off > (size_t)(1 << 30) ? 1 << 30 : (int)(n - off);
+      int rc = MPI_Bcast(b + off, m, MPI_FLOAT, 0, c->p->all);
+      if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "sending rank 0's parameters and history");
+      off += (size_t)m;
+    }
   }
-  int rc = MPI_Bcast(iter, 1, MPI_INT, 0, c->p->comm);
+  int rc = MPI_Bcast(iter, 1, MPI_INT, 0, c->p->all);
+  c->iter = *iter;
   return rc == MPI_SUCCESS ? CT_OK : mpi_fail(err, rc, "sending rank 0's iteration");
 }
 
-/* Every gradient was made on one process: their sum is the group's gradient, and each process
- * applies the same update to the same parameters (SINGA's group of one server per worker). */
+/* The group's gradient norm is over every rank's own ranges (each gradient lives on its owner
+ * alone); when it exceeds clip_gradients every rank scales its own by the same factor, and the
+ * rule's own clipping, seeing a local norm below the threshold, leaves them. */
+static ct_status clip_group(part_cluster *c, ct_error *err) {
+  const float clip = c->upd->sp->clip_gradients;
+  if (!(clip >= 0)) return CT_OK;
+  float *g = ct_net_diff_buffer(c->net);
+  if (!g) return ct_fail(err, CT_EIO, "the gradients could not be brought to the host");
+  const int me = c->p->rank;
+  double ss = 0;
+  for (int k = 0; k < c->nown[me]; k++)
+    for (size_t e = 0; e < c->own[me][k].n; e++) ss += (double)g[c->own[me][k].off + e] * g[c->own[me][k].off + e];
+  int rc = MPI_Allreduce(MPI_IN_PLACE, &ss, 1, MPI_DOUBLE, MPI_SUM, c->p->comm);
+  if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "summing the gradient norm over the processes");
+  c->p->sent += sizeof ss;
+  const double norm = sqrt(ss);
+  if (norm <= clip) return CT_OK;
+  const float f = (float)(clip / norm);
+  for (int k = 0; k < c->nown[me]; k++)
+    for (size_t e = 0; e < c->own[me][k].n; e++) g[c->own[me][k].off + e] *= f;
+  return CT_OK;
+}
+
+/* Several worker groups (data-parallel with each other): each process's own gradient ranges
+ * summed with those of the processes at its place in the other groups, which own the same
+ * shards, and divided by the groups: one group's update on the groups' whole batch. */
+static ct_status average_groups(part_cluster *c, ct_error *err) {
+  if (c->groups < 2) return CT_OK;
+  float *g = ct_net_diff_buffer(c->net);
+  if (!g) return ct_fail(err, CT_EIO, "the gradients could not be brought to the host");
+  const int me = c->p->rank;
+  const size_t n = c->own_total[me];
+  if (!n) return CT_OK;
+  if (n > (size_t)INT32_MAX) return ct_fail(err, CT_EINVAL, "this rank owns too many parameters for one message");
+  float *q = c->pack;
+  for (int k = 0; k < c->nown[me]; k++) {
+    memcpy(q, g + c->own[me][k].off, c->own[me][k].n * sizeof(float));
+    q += c->own[me][k].n;
+  }
+  int rc = MPI_Allreduce(MPI_IN_PLACE, c->pack, (int)n, MPI_FLOAT, MPI_SUM, c->p->peers);
+  if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "summing the shards' gradients over the worker groups");
+  c->p->sent += (double)n * sizeof(float);
+  const float inv = 1.0f / (float)c->groups;
+  q = c->pack;
+  for (int k = 0; k < c->nown[me]; k++)
+    for (size_t e = 0; e < c->own[me][k].n; e++) g[c->own[me][k].off + e] = *q++ * inv;
+  return CT_OK;
+}
+
 static ct_status pc_update(void *ctx, int iter, float *rate, ct_error *err) {
   part_cluster *c = ctx;
-  CT_TRY(ct_dist_part_reduce(c->p, c->net, err));
+  if (c->pending) {
+    *err = c->pending_err;
+    return c->pending;
+  }
+  CT_TRY(average_groups(c, err));
+  CT_TRY(clip_group(c, err));
   *rate = ct_update_apply(c->upd, iter);
+  c->iter = iter + 1;
   c->updates++;
   return CT_OK;
+}
+
+/* Rank 0 receives every other rank's own ranges (values, then history sets when `history`). */
+static ct_status gather_owned(part_cluster *c, bool history, ct_error *err) {
+  const int me = c->p->rank, sets = history ? c->upd->nsets : 0;
+  float *bufs[3];
+  if (!(bufs[0] = ct_net_param_buffer(c->net))) return ct_fail(err, CT_EIO, "the parameters could not be read");
+  for (int k = 0; k < sets; k++) CT_TRY(ct_update_history_host(c->upd, k, &bufs[1 + k], err));
+  for (int r = 1; r < c->p->world; r++) {
+    if (me != 0 && me != r) continue;
+    const size_t n = c->own_total[r] * (size_t)(1 + sets);
+    if (!n) continue;
+    if (n > (size_t)INT32_MAX) return ct_fail(err, CT_EINVAL, "rank %d owns too many parameters for one message", r);
+    if (me == r) {
+      float *q = c->pack;
+      for (int s = 0; s <= sets; s++)
+        for (int k = 0; k < c->nown[r]; k++) {
+          memcpy(q, bufs[s] + c->own[r][k].off, c->own[r][k].n * sizeof(float));
+          q += c->own[r][k].n;
+        }
+      c->p->sent += (double)n * sizeof(float);
+      int rc = MPI_Send(c->pack, (int)n, MPI_FLOAT, 0, 7, c->p->comm);
+      if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "sending rank 0 this rank's parameters");
+    } else {
+      int rc = MPI_Recv(c->pack, (int)n, MPI_FLOAT, r, 7, c->p->comm, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "receiving another rank's parameters");
+      const float *q = c->pack;
+      for (int s = 0; s <= sets; s++)
+        for (int k = 0; k < c->nown[r]; k++) {
+          memcpy(bufs[s] + c->own[r][k].off, q, c->own[r][k].n * sizeof(float));
+          q += c->own[r][k].n;
+        }
+    }
+  }
+  return CT_OK;
+}
+
+/* Called by every process after each iteration (the loop's action check): the largest request
+ * wins, and rank 0 gets the whole parameters when it will use them next. */
+static int pc_agree(void *ctx, int request) {
+  part_cluster *c = ctx;
+  if (c->pending || !c->p) return request;
+  int agreed = request;
+  int rc = MPI_Allreduce(&request, &agreed, 1, MPI_INT, MPI_MAX, c->p->all);
+  if (rc != MPI_SUCCESS) {
+    c->pending = mpi_fail(&c->pending_err, rc, "agreeing on the next action");
+    return request;
+  }
+  c->p->sent += sizeof agreed;
+  const Caffe__SolverParameter *sp = c->upd->sp;
+  const bool snap = agreed > 0 || (sp->snapshot > 0 && c->iter % sp->snapshot == 0) || c->iter >= sp->max_iter;
+  const bool test = sp->test_interval > 0 && c->iter % sp->test_interval == 0;
+  /* every group holds the same parameters: rank 0's group gathers them */
+  if ((snap || test) && c->p->world > 1 && c->p->group == 0) c->pending = gather_owned(c, snap, &c->pending_err);
+  return agreed;
+}
+
+static ct_status pc_collect(void *ctx, ct_error *err) {
+  part_cluster *c = ctx;
+  if (!c->pending) return CT_OK;
+  *err = c->pending_err;
+  return c->pending;
 }
 
 static ct_status pc_nothing(void *ctx, ct_error *err) {
@@ -200,16 +441,23 @@ static void pc_stats(void *ctx, double *bytes, double *wait_s, int *updates) {
 static void pc_destroy(void *ctx, bool clean) {
   (void)clean; /* cluster.c finalizes MPI */
   part_cluster *c = ctx;
+  for (int r = 0; c->own && c->p && r < c->p->world; r++) free(c->own[r]);
   ct_dist_part_free(c->p, c->net);
+  free(c->own);
+  free(c->nown);
+  free(c->own_total);
+  free(c->pack);
   free(c);
 }
 
 static const ct_cluster_ops k_part_ops = {.start = pc_start, .update = pc_update, .serve = pc_nothing,
-                                          .collect = pc_nothing, .finish = pc_nothing, .stats = pc_stats,
-                                          .destroy = pc_destroy};
+                                          .collect = pc_collect, .finish = pc_nothing, .stats = pc_stats,
+                                          .destroy = pc_destroy, .agree_action = pc_agree};
 
-ct_status ct_dist_part_cluster_create(void **ctx, const ct_cluster_ops **ops, ct_error *err) {
-  if (!(*ctx = calloc(1, sizeof(part_cluster)))) return ct_fail(err, CT_ENOMEM, "out of memory");
+ct_status ct_dist_part_cluster_create(int groups, void **ctx, const ct_cluster_ops **ops, ct_error *err) {
+  part_cluster *c = calloc(1, sizeof *c);
+  if (!(*ctx = c)) return ct_fail(err, CT_ENOMEM, "out of memory");
+  c->groups = groups;
   *ops = &k_part_ops;
   return CT_OK;
 }

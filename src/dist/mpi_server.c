@@ -2,12 +2,14 @@
  * the update history for it, applies a worker group's gradient slice with the solver's rule and
  * answers with the fresh slice (mpi_internal.h, mpi_cluster.c for the design). */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "dist/mpi_internal.h"
+#include "dist/part.h"
 
 /* ---- the server side ---- */
 
@@ -133,14 +135,89 @@ ct_status ct_mpi_finish_servers(mpi_ctx *c, ct_error *err) {
   return CT_OK;
 }
 
+void ct_mpi_slice(const mpi_ctx *c, int k, size_t *off, size_t *len) {
+  if (!c->cut) {
+    ct_topology_slice(c->total, c->nslices, k, off, len);
+    return;
+  }
+  *off = c->cut[k];
+  *len = c->cut[k + 1] - c->cut[k];
+}
+
+static int cmp_size(const void *a, const void *b) {
+  const size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* issue 19: on a partitioned net, slice boundaries only where a parameter shard (or a whole
+ * layer's parameter) begins, each the one nearest to the equal-size cut that leaves room for
+ * the cuts after it. Every process computes the same cuts from the same net. Fewer shards than
+ * servers: equal slices (c->cut stays NULL). */
+static ct_status shard_cuts(mpi_ctx *c, ct_net *net, int S, ct_error *err) {
+  if (ct_net_partition_workers(net) < 2 || S < 2) return CT_OK;
+  const int L = ct_net_num_layers(net);
+  size_t nb = 2, cap = 64;
+  size_t *b = malloc(cap * sizeof *b);
+  if (!b) return ct_fail(err, CT_ENOMEM, "out of memory");
+  b[0] = 0, b[1] = c->total;
+  for (int i = 0; i < L; i++) {
+    size_t off[8], cnt[8];
+    int m = ct_net_layer_param_ranges(net, i, off, cnt, 8);
+    for (int j = 0; j < m && j < 8; j++) {
+      if (nb + 2 > cap) {
+        size_t *v = realloc(b, 2 * cap * sizeof *v);
+        if (!v) {
+          free(b);
+          return ct_fail(err, CT_ENOMEM, "out of memory");
+        }
+        b = v, cap *= 2;
+      }
+      b[nb++] = off[j];
+      b[nb++] = off[j] + cnt[j];
+    }
+  }
+  if (!(c->cut = malloc(((size_t)S + 1) * sizeof *c->cut))) {
+    free(b);
+    return ct_fail(err, CT_ENOMEM, "out of memory");
+  }
+  if (!ct_dist_cuts_at(b, nb, c->total, S, c->cut)) { /* fewer units than servers */
+    free(c->cut);
+    c->cut = NULL;
+  }
+  free(b);
+  return CT_OK;
+}
+
+bool ct_dist_cuts_at(size_t *b, size_t nb, size_t total, int S, size_t *cut) {
+  qsort(b, nb, sizeof *b, cmp_size);
+  size_t u = 0;
+  for (size_t i = 0; i < nb; i++)
+    if (b[i] <= total && (!u || b[i] != b[u - 1])) b[u++] = b[i];
+  if (u < 2 || b[0] != 0 || b[u - 1] != total || u - 1 < (size_t)S) return false;
+  cut[0] = 0;
+  cut[S] = total;
+  size_t at = 0; /* index in b of the last cut */
+  for (int k = 1; k < S; k++) {
+    const double want = (double)total * k / S;
+    const size_t last = u - 1 - (size_t)(S - k); /* room for the cuts after this one */
+    size_t best = at + 1;
+    for (size_t i = at + 1; i <= last; i++)
+      if (fabs((double)b[i] - want) < fabs((double)b[best] - want)) best = i;
+    cut[k] = b[best];
+    at = best;
+  }
+  return true;
+}
+
 ct_status ct_mpi_start_servers(mpi_ctx *c, ct_net *net, ct_update_ctx *upd, ct_error *err) {
   int S = c->t.nservers_per_group;
   if (S > MAX_SLICES) return ct_fail(err, CT_EUNSUPPORTED, "cluster: at most %d servers per group", MAX_SLICES);
   c->nslices = S;
+  CT_TRY(shard_cuts(c, net, S, err));
   size_t maxlen = 0;
   for (int k = 0; k < S; k++) {
     size_t off, len;
-    ct_topology_slice(c->total, S, k, &off, &len);
+    ct_mpi_slice(c, k, &off, &len);
     if (len > maxlen) maxlen = len;
   }
   c->inbox_cap = sizeof(msg_head) + maxlen * sizeof(float);
@@ -151,7 +228,7 @@ ct_status ct_mpi_start_servers(mpi_ctx *c, ct_net *net, ct_update_ctx *upd, ct_e
   const float *data = ct_net_param_buffer(net);
   for (int i = 0; i < c->nsrv; i++) {
     server *v = &c->srv[i];
-    ct_topology_slice(c->total, S, v->slice, &v->off, &v->len);
+    ct_mpi_slice(c, v->slice, &v->off, &v->len);
     v->data = malloc((v->len + 1) * sizeof(float));
     v->grad = calloc(v->len + 1, sizeof(float));
     v->reply = malloc((v->len * (size_t)(1 + upd->nsets) + 1) * sizeof(float));
@@ -181,7 +258,7 @@ ct_status ct_mpi_start_servers(mpi_ctx *c, ct_net *net, ct_update_ctx *upd, ct_e
     if (!c->outbox || !c->reqs || !c->peers) return ct_fail(err, CT_ENOMEM, "out of memory");
     for (int k = 0; k < S; k++) {
       size_t off, len;
-      ct_topology_slice(c->total, S, k, &off, &len);
+      ct_mpi_slice(c, k, &off, &len);
       if (!(c->outbox[k] = malloc(sizeof(msg_head) + len * sizeof(float)))) return ct_fail(err, CT_ENOMEM, "out of memory");
     }
   }

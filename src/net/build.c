@@ -298,7 +298,7 @@ done:
 void ct_net_free(ct_net *net) {
   if (!net) return;
   ct_net_fuse_free(net); /* the chains' hidden layers view the members' blobs */
-  ct_part_exec_free(net->exec); /* the worker threads stop before their layers go */
+  ct_part_exec_stop(net->exec); /* the worker threads stop before their layers go */
   free(net->bridges);
   for (int i = 0; i < net->nlayers; i++) {
     net_layer *nl = &net->layers[i];
@@ -338,6 +338,7 @@ void ct_net_free(ct_net *net) {
   free(net->mp.keep);
   if (net->place) ct_ws_pool_free(net->place->ws); /* after the layers that used it */
   ct_placement_free(net->place);
+  ct_part_exec_free(net->exec); /* the workers' placements, after the layers that used them */
   ct_partition_free(net->part);
   free(net);
 }
@@ -638,6 +639,7 @@ ct_status ct_net_create_from_text(const char *text, const char *name, const char
 
 ct_status ct_net_set_partitions(ct_net *net, int n, ct_error *err) {
   CT_TRY(ct_placement_set_cpu_parts(net->place, n, err));
+  if (net->exec) CT_TRY(ct_part_exec_fit(net->exec, n, err));
   return ct_net_reshape(net, err);
 }
 

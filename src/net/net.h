@@ -80,6 +80,10 @@ void ct_net_partition_bytes(const ct_net *net, unsigned long long *fwd, unsigned
  * exchanges their gradients and values every iteration) and split into shards on dim 1 (each
  * worker holds and updates its own rows; nothing is exchanged for them inside the group). */
 void ct_net_partition_param_bytes(const ct_net *net, unsigned long long *replicated, unsigned long long *sharded);
+/* The ranges of the flat parameter storage that layer i's parameter blobs view (a sub-layer's:
+ * its shard's rows), in blob order: fills off[] and count[] with at most max of them and returns
+ * how many there are. The worker that runs layer i owns them: it alone computes their gradient. */
+int ct_net_layer_param_ranges(const ct_net *net, int i, size_t *off, size_t *count, int max);
 /* The workers of a partitioned net spread over processes (src/dist/mpi_part.c installs them):
  * this process runs the layers of the workers rank_of maps to `rank`, in list order, and a
  * bridge between processes is a message: `send` must not block (it copies or buffers; `flush`

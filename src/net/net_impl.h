@@ -115,6 +115,9 @@ ct_status ct_partition_view_shards(ct_net *net, ct_error *err);
 /* Weights files see the net as written: layers the rewrite made are left out (hidden), a split
  * layer is its shard 0 with the original parameter and the whole tensors. */
 bool ct_partition_hidden(const ct_partition *p, int i);
+/* Whether layer i is one of several copies (shards, or an element-wise layer per shard) that
+ * the group's workers run at the same time. */
+bool ct_partition_parallel(const ct_partition *p, int i);
 const Caffe__LayerParameter *ct_partition_origin(const ct_partition *p, int i);
 ct_tensor *const *ct_partition_whole_blobs(const ct_partition *p, int i);
 /* The shard 0 whose original layer is named `name` (-1: none). */
@@ -123,7 +126,12 @@ int ct_partition_find(const ct_net *net, const char *name);
 /* ---- part_run.c: the workers of a partitioned net as threads (NULL *out for one worker) */
 typedef struct ct_part_exec ct_part_exec;
 ct_status ct_part_exec_create(ct_net *net, ct_part_exec **out, ct_error *err);
+/* Stops the worker threads (before the layers go); ct_part_exec_free, after the layers, frees
+ * the rest (the workers' placements, which parallel layers point at). */
+void ct_part_exec_stop(ct_part_exec *x);
 void ct_part_exec_free(ct_part_exec *x);
+/* The net's CPU partitions changed to cpu_parts: each worker's share follows. */
+ct_status ct_part_exec_fit(ct_part_exec *x, int cpu_parts, ct_error *err);
 /* One forward or backward pass over every worker; the first failure of any worker. */
 ct_status ct_part_exec_run(ct_part_exec *x, bool backward, ct_error *err);
 /* One pass of this process's layers, with messages for the bridges between processes. */

@@ -6,18 +6,29 @@
  * the layers of other workers that read its tops (they write the tops' gradients). Layers of
  * one worker follow each other in list order, so a worker needs no other waits.
  *
- * The net's CcT pool (exec.c, and the CPU driver's GEMMs split over a partition's threads)
- * serves one caller at a time: a layer that may use it holds pool_mu while it runs. OpenBLAS's thread count is one process-wide setting:
- * during a pass the workers are the parallelism, so the caller makes every BLAS call of the
- * pass single-threaded (as local.c's workers do), and the layers' own save / restore of the
- * setting only ever sees 1. One mutex and one condition variable guard the
- * hand-offs (a handful of workers, a few dozen layers). No allocation after creation. */
+ * Cores: the layers that run at the same time on several workers (the shards of a dim-1 layer
+ * and their element-wise followers: ct_partition_parallel) each get their worker's own
+ * placement, a CPU driver over a pool of its share of the net's CPU partitions (cpu_parts / W,
+ * at least one), so the workers compute at once, each on its cores, and no worker waits for
+ * another's pool. Every other layer (a whole layer: dim 0 or pinned) keeps the net's placement
+ * and its whole pool, which serves one caller at a time: such a layer holds pool_mu while it
+ * runs. OpenBLAS's thread count is one process-wide setting: during a pass the workers and
+ * their pools are the parallelism, so the caller makes every BLAS call of the pass
+ * single-threaded (as local.c's workers do), and the layers' own save / restore of the setting
+ * only ever sees 1. Results do not depend on the split: a layer's arithmetic depends on its
+ * plan's partitions, not on which threads run them, and the tests hold the partitioned net to
+ * the unpartitioned one. A net whose layers use other devices than the CPU keeps the one
+ * placement for every layer (and the lock).
+ *
+ * One mutex and one condition variable guard the hand-offs (a handful of workers, a few dozen
+ * layers). No allocation after creation. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
 #include "drivers/cpu.h"
+#include "sched/plan.h"
 #include "net/net_impl.h"
 
 typedef struct deps {
@@ -40,6 +51,7 @@ struct ct_part_exec {
   ct_status st;
   ct_error err;
   deps *fwd, *back;  /* per layer: the layers of other workers it waits for */
+  ct_placement *place[CT_PART_MAX_WORKERS]; /* per worker, for its parallel layers (NULL: none) */
 };
 
 typedef struct worker_arg {
@@ -67,8 +79,9 @@ static void run_pass(ct_part_exec *x, int k, long gen, bool bwd) {
     if (stop) break;
     ct_error e = {0};
     const ct_plan *pl = &net->layers[i].l.plan;
-    bool pool = pl->n > 1; /* several partitions, or one that splits its GEMMs over the pool */
-    for (int q = 0; q < pl->n; q++) pool |= pl->part[q].threads > 1;
+    /* the net's pool: several partitions, or one that splits its GEMMs over the pool */
+    bool pool = net->layers[i].l.place == net->place && pl->n > 1;
+    for (int q = 0; q < pl->n && net->layers[i].l.place == net->place; q++) pool |= pl->part[q].threads > 1;
     if (pool) pthread_mutex_lock(&x->pool_mu);
     ct_status st = bwd ? ct_net_backward_layer(net, i, &e) : ct_net_forward_layer(net, i, &e);
     if (pool) pthread_mutex_unlock(&x->pool_mu);
@@ -127,23 +140,67 @@ static ct_status add_dep(deps *d, int j, ct_error *err) {
   return CT_OK;
 }
 
-void ct_part_exec_free(ct_part_exec *x) {
+void ct_part_exec_stop(ct_part_exec *x) {
   if (!x) return;
   pthread_mutex_lock(&x->mu);
   x->quit = true;
   pthread_cond_broadcast(&x->cv);
   pthread_mutex_unlock(&x->mu);
   for (int k = 0; k < x->started; k++) pthread_join(x->th[k], NULL);
+  x->started = 0;
+}
+
+void ct_part_exec_free(ct_part_exec *x) {
+  if (!x) return;
+  ct_part_exec_stop(x);
   pthread_mutex_destroy(&x->mu);
   pthread_mutex_destroy(&x->pool_mu);
   pthread_cond_destroy(&x->cv);
   for (int i = 0; x->fwd && i < x->net->nlayers; i++) free(x->fwd[i].v);
   for (int i = 0; x->back && i < x->net->nlayers; i++) free(x->back[i].v);
+  for (int k = 0; k < x->W; k++) ct_placement_free(x->place[k]);
   free(x->fwd);
   free(x->back);
   free(x->done);
   free(x->th);
   free(x);
+}
+
+/* Worker k's share of cpu_parts partitions (the first ones take the remainder; at least 1). */
+static int share_of(int cpu_parts, int W, int k) {
+  int n = cpu_parts / W + (k < cpu_parts % W ? 1 : 0);
+  return n < 1 ? 1 : n;
+}
+
+ct_status ct_part_exec_fit(ct_part_exec *x, int cpu_parts, ct_error *err) {
+  for (int k = 0; x && k < x->W; k++)
+    if (x->place[k]) CT_TRY(ct_placement_set_cpu_parts(x->place[k], share_of(cpu_parts, x->W, k), err));
+  return CT_OK;
+}
+
+/* Whether the workers can have placements of their own: the net computes on the CPU alone. */
+static bool cpu_only(const ct_net *net) {
+  if (net->place->ndrivers != 1 || net->place->dflt.n) return false;
+  for (int i = 0; i < net->nlayers; i++)
+    if (net->layers[i].l.spec.n) return false;
+  return true;
+}
+
+/* Gives each parallel layer its worker's placement, planned again at the reshape. */
+static ct_status give_cores(ct_part_exec *x, ct_error *err) {
+  ct_net *net = x->net;
+  if (!cpu_only(net)) return CT_OK;
+  bool any = false;
+  for (int i = 0; i < net->nlayers; i++) {
+    if (!ct_partition_parallel(net->part, i)) continue;
+    const int k = ct_net_layer_worker(net, i);
+    if (k < 0 || k >= x->W) continue;
+    if (!x->place[k]) CT_TRY(ct_placement_create(share_of(net->place->cpu_parts, x->W, k), &x->place[k], err));
+    net->layers[i].l.place = x->place[k];
+    net->layers[i].l.plan.n = 0;
+    any = true;
+  }
+  return any ? ct_net_reshape(net, err) : CT_OK;
 }
 
 ct_status ct_part_exec_create(ct_net *net, ct_part_exec **out, ct_error *err) {
@@ -172,7 +229,7 @@ ct_status ct_part_exec_create(ct_net *net, ct_part_exec **out, ct_error *err) {
       if (j < 0 || ct_net_layer_worker(net, j) == ct_net_layer_worker(net, i)) continue;
       if (!(st = add_dep(&x->fwd[i], j, err))) st = add_dep(&x->back[j], i, err);
     }
-  if (st) goto fail;
+  if (st || (st = give_cores(x, err))) goto fail;
   for (int k = 1; k < W; k++) {
     worker_arg *a = malloc(sizeof *a);
     if (!a) {
@@ -190,6 +247,8 @@ ct_status ct_part_exec_create(ct_net *net, ct_part_exec **out, ct_error *err) {
   *out = x;
   return CT_OK;
 fail:
+  for (int i = 0; i < n; i++) /* no layer keeps a placement freed here */
+    if (net->layers[i].l.place != net->place) net->layers[i].l.place = net->place, net->layers[i].l.plan.n = 0;
   ct_part_exec_free(x);
   return st;
 }

@@ -36,6 +36,8 @@ typedef struct part_entry {
   int lead;     /* the layer index of shard 0 */
   int row0, rows, whole_rows; /* this shard's output rows of the whole layer's */
   bool hidden;  /* not written to weights files (shards k > 0, inserted connections) */
+  bool parallel; /* one of several copies that run at once on their workers (shards, their
+                    element-wise followers): part_run.c gives it its worker's cores */
   Caffe__LayerParameter *origin; /* shard 0: the layer as written (owned) */
   ct_tensor *whole[CT_PART_MAX_BLOBS]; /* shard 0: the whole parameters (owned) */
   int nwhole;
@@ -332,7 +334,8 @@ static ct_status split_neurons(rewrite *r, Caffe__LayerParameter *lp, const Caff
     free(sub->top[0]), sub->top[0] = tp;
     free(sub->bottom[0]), sub->bottom[0] = bt;
     set_outputs(sub, rows);
-    part_entry e = {.shard = k, .lead = lead, .row0 = row0, .rows = rows, .whole_rows = K, .hidden = k > 0};
+    part_entry e = {.shard = k, .lead = lead, .row0 = row0, .rows = rows, .whole_rows = K, .hidden = k > 0,
+                    .parallel = m > 1};
     if (k == 0 && !(e.origin = (Caffe__LayerParameter *)ct_proto_copy(&lp->base))) {
       protobuf_c_message_free_unpacked(&sub->base, NULL);
       st = ct_fail(err, CT_ENOMEM, "out of memory");
@@ -366,6 +369,7 @@ static ct_status follow_shards(rewrite *r, Caffe__LayerParameter *lp, const Caff
     free(sub->top[0]), sub->top[0] = tp;
     /* weights files list the layer once, as written, under its shard 0 */
     part_entry e = hidden();
+    e.parallel = m > 1;
     if (k == 0) {
       e.hidden = false;
       if (!(e.origin = (Caffe__LayerParameter *)ct_proto_copy(&lp->base))) {
@@ -482,6 +486,7 @@ done:
 
 int ct_partition_shard(const ct_partition *p, int i) { return p && i < p->n ? p->v[i].shard : -1; }
 bool ct_partition_hidden(const ct_partition *p, int i) { return p && i < p->n && p->v[i].hidden; }
+bool ct_partition_parallel(const ct_partition *p, int i) { return p && i < p->n && p->v[i].parallel; }
 const Caffe__LayerParameter *ct_partition_origin(const ct_partition *p, int i) {
   return p && i < p->n ? p->v[i].origin : NULL;
 }
@@ -583,4 +588,17 @@ void ct_net_partition_param_bytes(const ct_net *net, unsigned long long *replica
     for (int j = 0; j < l->nblobs; j++)
       if (l->param_propagate_down[j]) *(shard ? sharded : replicated) += l->blobs[j]->count * sizeof(float);
   }
+}
+
+int ct_net_layer_param_ranges(const ct_net *net, int i, size_t *off, size_t *count, int max) {
+  if (i < 0 || i >= net->nlayers || !net->params) return 0;
+  const ct_layer *l = &net->layers[i].l;
+  int n = 0;
+  for (int j = 0; j < l->nblobs; j++) {
+    const ct_tensor *t = l->blobs[j];
+    if (t->st[CT_DATA] != net->params->st[CT_DATA]) continue; /* not learnable: no range */
+    if (n < max) off[n] = t->off[CT_DATA], count[n] = t->count;
+    n++;
+  }
+  return n;
 }
