@@ -13,6 +13,7 @@
 
 #include "core/files.h"
 #include "core/status.h"
+#include "data/db_guard.h"
 #include "data/lmdb_read.h"
 
 const char *ct_db_backend_name(ct_db_backend b) { return b == CT_DB_LMDB ? "LMDB" : "LevelDB"; }
@@ -33,6 +34,10 @@ struct ct_db {
   leveldb_options_t *lopt;
   leveldb_readoptions_t *ropt;
   leveldb_iterator_t *it;
+  int guard_slot;   /* db_guard's record of the directory, -1 if none */
+  bool broken;      /* a guarded read was cut off by SIGBUS: the handle is unusable (db_guard.h) */
+  uint8_t *kbuf, *vbuf; /* the current record, copied out of LevelDB's mapping under the guard */
+  size_t kcap, vcap, klen, vlen;
 };
 
 const char *ct_db_path(const ct_db *db) { return db->path; }
@@ -41,10 +46,15 @@ int64_t ct_db_count(const ct_db *db) { return db->count; }
 void ct_db_close(ct_db *db) {
   if (!db) return;
   ct_lmdb_read_close(db->lr);
-  if (db->it) leveldb_iter_destroy(db->it);
-  if (db->ldb) leveldb_close(db->ldb);
-  if (db->lopt) leveldb_options_destroy(db->lopt);
-  if (db->ropt) leveldb_readoptions_destroy(db->ropt);
+  if (!db->broken) { /* a broken handle is leaked: LevelDB's state is unknown (db_guard.h) */
+    if (db->it) leveldb_iter_destroy(db->it);
+    if (db->ldb) leveldb_close(db->ldb);
+    if (db->lopt) leveldb_options_destroy(db->lopt);
+    if (db->ropt) leveldb_readoptions_destroy(db->ropt);
+    ct_db_guard_unregister(db->guard_slot);
+  }
+  free(db->kbuf);
+  free(db->vbuf);
   free(db->path);
   free(db);
 }
@@ -70,6 +80,16 @@ static ct_status open_lmdb(ct_db *db, ct_error *err) {
   return CT_OK;
 }
 
+/* A guarded LevelDB read was cut off by SIGBUS: a table file shrank under its mapping. */
+static ct_status changed(ct_db *db, ct_error *err) {
+  ct_db_guard_disarm();
+  db->broken = true;
+  return ct_fail(err, CT_EIO,
+                 "LevelDB %s changed while being read: one of its table files was cut short under the reader "
+                 "(SIGBUS reading its mapping)",
+                 db->path);
+}
+
 static ct_status open_leveldb(ct_db *db, ct_error *err) {
   const char *path = db->path;
   if (!is_dir(path))
@@ -87,14 +107,19 @@ static ct_status open_leveldb(ct_db *db, ct_error *err) {
   leveldb_options_set_max_open_files(db->lopt, 100);
   leveldb_readoptions_set_verify_checksums(db->ropt, 1);
   leveldb_readoptions_set_fill_cache(db->ropt, 0);
+  db->guard_slot = ct_db_guard_register(path);
   char *e = NULL;
+  sigjmp_buf jb;
+  if (sigsetjmp(jb, 1)) return changed(db, err);
+  ct_db_guard_arm(&jb); /* opening replays the log into a table file and reads it back */
   db->ldb = leveldb_open(db->lopt, path, &e);
+  if (!e) db->it = leveldb_create_iterator(db->ldb, db->ropt);
+  ct_db_guard_disarm();
   if (e) {
     ct_status st = ct_fail(err, CT_EIO, "cannot open LevelDB %s: %s", path, e);
     leveldb_free(e);
     return st;
   }
-  db->it = leveldb_create_iterator(db->ldb, db->ropt);
   db->count = -1;
   return CT_OK;
 }
@@ -107,6 +132,7 @@ ct_status ct_db_open(const char *path, ct_db_backend backend, ct_db **out, ct_er
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
   db->backend = backend;
+  db->guard_slot = -1;
   struct stat sb;
   if (stat(path, &sb) != 0 && errno == ENOENT) { /* the commonest first-minutes mistake: say how to make it */
     ct_status st = ct_fail(err, CT_EIO,
@@ -125,9 +151,45 @@ ct_status ct_db_open(const char *path, ct_db_backend backend, ct_db **out, ct_er
   return CT_OK;
 }
 
-static ct_status leveldb_status(ct_db *db, bool *valid, ct_error *err) {
-  *valid = leveldb_iter_valid(db->it);
-  if (*valid) return CT_OK;
+static bool grow(uint8_t **buf, size_t *cap, size_t n) {
+  if (n <= *cap) return true;
+  uint8_t *b = realloc(*buf, n);
+  if (!b) return false;
+  *buf = b;
+  *cap = n;
+  return true;
+}
+
+/* Moves the LevelDB iterator (to the first record or the next) and copies the record out, all
+ * under the SIGBUS guard: keys and values point into LevelDB's mapping of a table file. */
+static ct_status leveldb_move(ct_db *db, bool first, bool *valid, ct_error *err) {
+  *valid = false;
+  if (db->broken)
+    return ct_fail(err, CT_EIO, "LevelDB %s changed while being read; reopen it", db->path);
+  bool fit = true;
+  sigjmp_buf jb;
+  if (sigsetjmp(jb, 1)) return changed(db, err);
+  ct_db_guard_arm(&jb);
+  if (first)
+    leveldb_iter_seek_to_first(db->it);
+  else
+    leveldb_iter_next(db->it);
+  bool v = leveldb_iter_valid(db->it);
+  if (v) {
+    size_t klen, vlen;
+    const char *k = leveldb_iter_key(db->it, &klen), *val = leveldb_iter_value(db->it, &vlen);
+    fit = grow(&db->kbuf, &db->kcap, klen ? klen : 1) && grow(&db->vbuf, &db->vcap, vlen ? vlen : 1);
+    if (fit) {
+      memcpy(db->kbuf, k, klen);
+      memcpy(db->vbuf, val, vlen);
+      db->klen = klen;
+      db->vlen = vlen;
+    }
+  }
+  ct_db_guard_disarm();
+  if (!fit) return ct_fail(err, CT_ENOMEM, "out of memory reading a record of LevelDB %s", db->path);
+  *valid = v;
+  if (v) return CT_OK;
   char *e = NULL;
   leveldb_iter_get_error(db->it, &e);
   if (e) {
@@ -140,22 +202,22 @@ static ct_status leveldb_status(ct_db *db, bool *valid, ct_error *err) {
 
 ct_status ct_db_first(ct_db *db, bool *valid, ct_error *err) {
   if (db->backend == CT_DB_LMDB) return ct_lmdb_read_first(db->lr, valid, err);
-  leveldb_iter_seek_to_first(db->it);
-  return leveldb_status(db, valid, err);
+  return leveldb_move(db, true, valid, err);
 }
 
 ct_status ct_db_next(ct_db *db, bool *valid, ct_error *err) {
   if (db->backend == CT_DB_LMDB) return ct_lmdb_read_next(db->lr, valid, err);
-  leveldb_iter_next(db->it);
-  return leveldb_status(db, valid, err);
+  return leveldb_move(db, false, valid, err);
 }
 
 void ct_db_current(const ct_db *db, const void **key, size_t *klen, const void **val, size_t *vlen) {
   if (db->backend == CT_DB_LMDB) {
     ct_lmdb_read_current(db->lr, key, klen, val, vlen);
   } else {
-    *key = leveldb_iter_key(db->it, klen);
-    *val = leveldb_iter_value(db->it, vlen);
+    *key = db->kbuf;
+    *klen = db->klen;
+    *val = db->vbuf;
+    *vlen = db->vlen;
   }
 }
 
