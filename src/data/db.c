@@ -414,7 +414,7 @@ ct_status ct_db_writer_put(ct_db_writer *w, const void *key, size_t klen, const 
     leveldb_writebatch_clear(w->batch);
     w->npend = 0;
     if (e) {
-      ct_status st = ct_fail(err, CT_EIO, "writing LevelDB %s: %s", w->tmp, e);
+      ct_status st = ct_fail(err, CT_EIO, "writing LevelDB %s: %s", w->path, e);
       leveldb_free(e);
       return st;
     }
@@ -438,7 +438,7 @@ ct_status ct_db_writer_commit(ct_db_writer *w, ct_error *err) {
     leveldb_write(w->ldb, w->wopt, w->batch, &e);
     w->npend = 0;
     if (e) {
-      st = ct_fail(err, CT_EIO, "writing LevelDB %s: %s", w->tmp, e);
+      st = ct_fail(err, CT_EIO, "writing LevelDB %s: %s", w->path, e);
       leveldb_free(e);
     }
     leveldb_close(w->ldb);
