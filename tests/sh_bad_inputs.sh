@@ -223,6 +223,10 @@ w = [0.01] * 1920
 model("w_nan.caffemodel", [("ip", [blob([10, 192], w[:7] + [float("nan")] + w[8:]), blob([10], [0.0] * 10)])])
 model("w_other_names.caffemodel", [("fc7", [blob([10, 192], w), blob([10], [0.0] * 10)])])
 model("w_legacy.caffemodel", [("ip", [blob([10, 192], w, legacy_num=5), blob([10], [0.0] * 10)])])
+import socket  # a socket file stays after its socket closes: an output path that is a socket
+sk = socket.socket(socket.AF_UNIX)
+sk.bind(sys.argv[1] + "/sock")
+sk.close()
 PY
   for d in short sizes negative huge garbage floats encoded empty nodata enc_sizes enc_big; do
     lmdbnet "db_$d.prototxt" "$T/lmdb_$d"
@@ -404,6 +408,8 @@ CASES=(
   "files|output is a directory|1|is a directory|compute-mean --db=@/lmdb_one -o @/outdir"
   "files|output is a FIFO (not blocked on)|1|is a FIFO|compute-mean --db=@/lmdb_one -o @/fifo"
   "files|output is a symlink to a device|1|links to /dev/null|compute-mean --db=@/lmdb_one -o @/link_null"
+  "files|output is a socket|1|is a socket|compute-mean --db=@/lmdb_one -o @/sock"
+  "files|\`plot\` input is a FIFO (not blocked on)|1|is a FIFO|plot @/fifo -o @/curves.svg"
   "files|--weights is a FIFO (not blocked on)|1|is a FIFO|train --solver=@/solver.prototxt --weights=@/fifo"
   "files|--model is a FIFO|1|is a FIFO|time --model=@/fifo --iterations=1"
   "files|IDX data file is a FIFO|1|is a FIFO|time --model=@/d_fifo.prototxt --iterations=1"

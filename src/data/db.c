@@ -292,6 +292,17 @@ ct_status ct_db_writer_open(const char *path, ct_db_backend backend, ct_db_write
   struct stat sb; /* lstat: a dangling symlink is there too, and the rename would replace it */
   if (lstat(path, &sb) == 0)
     return ct_fail(err, CT_EIO, "%s already exists; remove it or choose another output path", path);
+  /* the directories above it, as a snapshot prefix's are made: the README's `cortado convert
+   * --db=demo-out/...` works in a fresh directory */
+  char up[4096];
+  snprintf(up, sizeof up, "%s", path);
+  for (char *p = up + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(up, 0777) != 0 && errno != EEXIST)
+      return ct_fail(err, CT_EIO, "cannot create the directory %s for %s: %s", up, path, strerror(errno));
+    *p = '/';
+  }
   /* what a killed convert into the same path left behind (issue 23) */
   ct_file_remove_stale_temps(path);
   ct_db_writer *w = calloc(1, sizeof *w);
