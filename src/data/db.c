@@ -82,7 +82,7 @@ static ct_status open_lmdb(ct_db *db, ct_error *err) {
 
 /* A guarded LevelDB read was cut off by SIGBUS: a table file shrank under its mapping. */
 static ct_status changed(ct_db *db, ct_error *err) {
-  ct_db_guard_disarm();
+  ct_db_guard_jumped();
   db->broken = true;
   return ct_fail(err, CT_EIO,
                  "LevelDB %s changed while being read: one of its table files was cut short under the reader "
@@ -110,7 +110,7 @@ static ct_status open_leveldb(ct_db *db, ct_error *err) {
   db->guard_slot = ct_db_guard_register(path);
   char *e = NULL;
   sigjmp_buf jb;
-  if (sigsetjmp(jb, 1)) return changed(db, err);
+  if (sigsetjmp(jb, 0)) return changed(db, err);
   ct_db_guard_arm(&jb); /* opening replays the log into a table file and reads it back */
   db->ldb = leveldb_open(db->lopt, path, &e);
   if (!e) db->it = leveldb_create_iterator(db->ldb, db->ropt);
@@ -168,7 +168,7 @@ static ct_status leveldb_move(ct_db *db, bool first, bool *valid, ct_error *err)
     return ct_fail(err, CT_EIO, "LevelDB %s changed while being read; reopen it", db->path);
   bool fit = true;
   sigjmp_buf jb;
-  if (sigsetjmp(jb, 1)) return changed(db, err);
+  if (sigsetjmp(jb, 0)) return changed(db, err);
   ct_db_guard_arm(&jb);
   if (first)
     leveldb_iter_seek_to_first(db->it);

@@ -157,3 +157,11 @@ void ct_db_guard_unregister(int slot) {
 
 void ct_db_guard_arm(sigjmp_buf *jb) { armed = jb; }
 void ct_db_guard_disarm(void) { armed = NULL; }
+
+void ct_db_guard_jumped(void) {
+  armed = NULL;
+  sigset_t bus;
+  sigemptyset(&bus);
+  sigaddset(&bus, SIGBUS);
+  pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
+}
