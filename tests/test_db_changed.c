@@ -19,6 +19,12 @@
 
 static char dir[] = "/tmp/ct_dbchg_XXXXXX";
 
+/* Under LeakSanitizer (the sanitizer build): a LevelDB call cut off by SIGBUS never frees what it
+ * held in the abandoned stack frames (a block being read); db.c keeps the handle itself reachable.
+ * Only this binary expects such leaks, so only it suppresses them. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libleveldb.so\n"; }
+
 static const char *tmp(const char *name) {
   static char buf[8][600];
   static int k;
@@ -182,7 +188,16 @@ static void test_sigbus_unguarded(void) {
             strstr(text, "changed while being read"),
         "SIGBUS on an unguarded thread in a LevelDB's file: status %#x, stderr: %s", status, text);
   status = sigbus_child(tmp("elsewhere.bin"), tmp("bg2.err"));
-  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "SIGBUS from another file: status %#x", status);
+  memset(text, 0, sizeof text);
+  if ((f = fopen(tmp("bg2.err"), "r"))) {
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+  }
+  /* the handler that was there before: the default (death by SIGBUS), or AddressSanitizer's report */
+  CHECK(!strstr(text, "changed while being read") &&
+            ((WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS) || strstr(text, "AddressSanitizer")),
+        "SIGBUS from another file: status %#x, stderr: %.300s", status, text);
 }
 
 int main(void) {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <leveldb/c.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,21 +39,32 @@ struct ct_db {
   bool broken;      /* a guarded read was cut off by SIGBUS: the handle is unusable (db_guard.h) */
   uint8_t *kbuf, *vbuf; /* the current record, copied out of LevelDB's mapping under the guard */
   size_t kcap, vcap, klen, vlen;
+  struct ct_db *next_abandoned;
 };
+
+/* Handles whose LevelDB call a SIGBUS cut off: LevelDB's state is unknown, so they are never
+ * closed, only kept here, reachable (the leak is deliberate, and leak checkers see it so). */
+static pthread_mutex_t abandoned_mu = PTHREAD_MUTEX_INITIALIZER;
+static ct_db *abandoned;
 
 const char *ct_db_path(const ct_db *db) { return db->path; }
 int64_t ct_db_count(const ct_db *db) { return db->count; }
 
 void ct_db_close(ct_db *db) {
   if (!db) return;
-  ct_lmdb_read_close(db->lr);
-  if (!db->broken) { /* a broken handle is leaked: LevelDB's state is unknown (db_guard.h) */
-    if (db->it) leveldb_iter_destroy(db->it);
-    if (db->ldb) leveldb_close(db->ldb);
-    if (db->lopt) leveldb_options_destroy(db->lopt);
-    if (db->ropt) leveldb_readoptions_destroy(db->ropt);
-    ct_db_guard_unregister(db->guard_slot);
+  if (db->broken) {
+    pthread_mutex_lock(&abandoned_mu);
+    db->next_abandoned = abandoned;
+    abandoned = db;
+    pthread_mutex_unlock(&abandoned_mu);
+    return;
   }
+  ct_lmdb_read_close(db->lr);
+  if (db->it) leveldb_iter_destroy(db->it);
+  if (db->ldb) leveldb_close(db->ldb);
+  if (db->lopt) leveldb_options_destroy(db->lopt);
+  if (db->ropt) leveldb_readoptions_destroy(db->ropt);
+  ct_db_guard_unregister(db->guard_slot);
   free(db->kbuf);
   free(db->vbuf);
   free(db->path);
