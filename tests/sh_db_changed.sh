@@ -73,7 +73,7 @@ for b in LEVELDB LMDB; do
   setup "$db" $b
   # while training: cut once a few iterations have been displayed
   cp -r "$db" "$db.orig"
-  "$CORTADO" train --solver="$T/solver_$b.prototxt" >"$T/run_$b.out" 2>"$T/run_$b.log" &
+  timeout -s KILL 120 "$CORTADO" train --solver="$T/solver_$b.prototxt" >"$T/run_$b.out" 2>"$T/run_$b.log" &
   pid=$!
   for _ in $(seq 600); do
     grep -q "Iteration 20" "$T/run_$b.log" && break
@@ -81,12 +81,8 @@ for b in LEVELDB LMDB; do
     sleep 0.1
   done
   cut "$db" $b
-  ( sleep 120; kill -KILL $pid 2>/dev/null ) &
-  killer=$!
   wait $pid
   rc=$?
-  kill $killer 2>/dev/null
-  wait $killer 2>/dev/null
   check "$b cut during training" "$db" "$T/run_$b.log" $rc
   grep -q "changed while being read" "$T/run_$b.log" && ok || bad "$b cut during training: no 'changed while being read'"
   # before the run: the cut database from the start
