@@ -223,6 +223,10 @@ w = [0.01] * 1920
 model("w_nan.caffemodel", [("ip", [blob([10, 192], w[:7] + [float("nan")] + w[8:]), blob([10], [0.0] * 10)])])
 model("w_other_names.caffemodel", [("fc7", [blob([10, 192], w), blob([10], [0.0] * 10)])])
 model("w_legacy.caffemodel", [("ip", [blob([10, 192], w, legacy_num=5), blob([10], [0.0] * 10)])])
+import socket  # a socket file stays after its socket closes: an output path that is a socket
+sk = socket.socket(socket.AF_UNIX)
+sk.bind(sys.argv[1] + "/sock")
+sk.close()
 PY
   for d in short sizes negative huge garbage floats encoded empty nodata enc_sizes enc_big; do
     lmdbnet "db_$d.prototxt" "$T/lmdb_$d"
@@ -291,6 +295,12 @@ layer { name: "a" type: "Accuracy" bottom: "ip" bottom: "y" top: "a" accuracy_pa
   cp -r "$T/lmdb_one" "$T/lmdb_cut"
   truncate -s 8192 "$T/lmdb_cut/data.mdb"
   lmdbnet db_cut.prototxt "$T/lmdb_cut"
+  # the README's first command before `make demo` made the example's LMDBs (its databases and
+  # snapshots moved under the work directory, where they do not exist)
+  local ex=${CT_SOURCE_DIR:-$(dirname "$0")/..}/examples/fashion_mnist
+  sed "s|\"demo-out/|\"$T/demo-out/|" "$ex/lenet_train_test.prototxt" >"$T/ex_net.prototxt"
+  sed "s|^net: .*|net: \"$T/ex_net.prototxt\"|; s|\"demo-out/|\"$T/demo-out/|" "$ex/lenet_solver.prototxt" \
+    >"$T/ex_solver.prototxt"
   mkdir -p "$T/out"
 }
 
@@ -404,11 +414,14 @@ CASES=(
   "files|output is a directory|1|is a directory|compute-mean --db=@/lmdb_one -o @/outdir"
   "files|output is a FIFO (not blocked on)|1|is a FIFO|compute-mean --db=@/lmdb_one -o @/fifo"
   "files|output is a symlink to a device|1|links to /dev/null|compute-mean --db=@/lmdb_one -o @/link_null"
+  "files|output is a socket|1|is a socket|compute-mean --db=@/lmdb_one -o @/sock"
+  "files|\`plot\` input is a FIFO (not blocked on)|1|is a FIFO|plot @/fifo -o @/curves.svg"
   "files|--weights is a FIFO (not blocked on)|1|is a FIFO|train --solver=@/solver.prototxt --weights=@/fifo"
   "files|--model is a FIFO|1|is a FIFO|time --model=@/fifo --iterations=1"
   "files|IDX data file is a FIFO|1|is a FIFO|time --model=@/d_fifo.prototxt --iterations=1"
   "files|database over the file size limit (ulimit -f; SIGXFSZ ignored)|1|File too large|@ulimit-f:64 convert --images=$FM/t10k-images-idx3-ubyte.gz --labels=$FM/t10k-labels-idx1-ubyte.gz --db=@/big_lmdb"
   "datum|LMDB data file cut short|1|truncated|time --model=@/db_cut.prototxt --iterations=1"
+  "datum|the example trained before \`make demo\` made its LMDBs|1|run 'make demo' once|train --solver=@/ex_solver.prototxt"
   "net|empty net file (no layers)|1|no layers|time --model=@/p_empty.prototxt --iterations=1"
   "weights|weights holding a NaN|1|NaN or Inf|train --solver=@/solver.prototxt --weights=@/w_nan.caffemodel"
   "weights|\`test\` with weights holding a NaN|1|NaN or Inf|test --model=@/net.prototxt --weights=@/w_nan.caffemodel --iterations=1"

@@ -472,6 +472,23 @@ i23 "$T/fifo"
 mkfifo "$T/fifo/t_metrics.jsonl"
 t "a metrics file that is a FIFO is reported, not blocked on" 0 err "cannot write the metrics file .*FIFO" train \
   --solver="$T/fifo/solver.prototxt"
+# a snapshot over the file size limit (SIGXFSZ): the same clean error as a full disk, exit 1
+i23 "$T/xfsz" "snapshot: 2"
+sed 's/num_output: 3/num_output: 300/' "$T/net.prototxt" >"$T/xfsz/net.prototxt"
+sed -i "s|$T/net.prototxt|$T/xfsz/net.prototxt|" "$T/xfsz/solver.prototxt"
+(ulimit -f 4 && exec "$CORTADO" train --solver="$T/xfsz/solver.prototxt" 2>&1 >/dev/null) | cat >"$T/err"
+rc=${PIPESTATUS[0]}
+[ "$rc" -eq 1 ] && grep -q "t_iter_2.caffemodel: write failed: File too large (the file size limit, ulimit -f, is 4096 bytes)" "$T/err" &&
+  [ ! -e "$T/xfsz/t_iter_2.caffemodel" ] && good || bad "a snapshot over ulimit -f: exit $rc, $(grep -v '^I' "$T/err" | head -2)"
+# the metrics file reaching the file size limit mid-run: reported once with the limit, training
+# goes on (a display line per iteration outgrows 8 KiB; the snapshot is skipped, being over it too)
+i23 "$T/fsize" "snapshot_after_train: false"
+sed -i 's/max_iter: 4/max_iter: 200/' "$T/fsize/solver.prototxt"
+# (the log goes through a pipe: a file would meet the same limit)
+(ulimit -f 8 && exec "$CORTADO" train --solver="$T/fsize/solver.prototxt" 2>&1 >/dev/null) | cat >"$T/err"
+rc=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] && [ "$(grep -c 'cannot write the metrics file .*File too large (the file size limit' "$T/err")" -eq 1 ] &&
+  good || bad "metrics file over ulimit -f: exit $rc, $(grep -c 'cannot write the metrics' "$T/err") reports"
 
 # an empty batch through InnerProduct (a NULL buffer offset by 0 was undefined behaviour)
 cat >"$T/batch0.prototxt" <<'EOF'

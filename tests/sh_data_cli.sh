@@ -40,6 +40,16 @@ expect "convert IDX to LMDB" 0 "Wrote 10000 records" "$CORTADO" convert --images
 expect "convert IDX to LevelDB" 0 "LevelDB" "$CORTADO" convert --images=$FM/t10k-images-idx3-ubyte.gz \
   --labels=$FM/t10k-labels-idx1-ubyte.gz --db="$tmp/t10k_leveldb" --backend=leveldb
 [ -f "$tmp/t10k_leveldb/CURRENT" ] && ok || bad "no LevelDB CURRENT file"
+# the README's `--db=demo-out/...` in a fresh directory: the directories above it are made, as a
+# snapshot prefix's are (issue 23's first minutes)
+expect "convert makes the directories above --db" 0 "Wrote 10000 records" "$CORTADO" convert \
+  --images=$FM/t10k-images-idx3-ubyte.gz --labels=$FM/t10k-labels-idx1-ubyte.gz --db="$tmp/fresh/out/t10k_lmdb"
+[ -f "$tmp/fresh/out/t10k_lmdb/data.mdb" ] && ok || bad "no data.mdb under the made directories"
+# an output compute-mean may not write is refused before the database is read
+out=$("$CORTADO" compute-mean --db="$tmp/t10k_lmdb" -o /dev/null 2>&1)
+rc=$?
+[ "$rc" -eq 1 ] && echo "$out" | grep -q "character device" && ! echo "$out" | grep -q "Processed" && ok ||
+  bad "compute-mean -o /dev/null: exit $rc, refused only after reading: $(echo "$out" | tail -2)"
 expect "convert refuses an existing target" 1 "already exists" "$CORTADO" convert \
   --images=$FM/t10k-images-idx3-ubyte.gz --db="$tmp/t10k_lmdb"
 expect "compute-mean needs a database" 2 "needs --db" "$CORTADO" compute-mean -o "$tmp/m0.binaryproto"

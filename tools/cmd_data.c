@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/files.h"
 #include "data/convert.h"
 #include "layers/data_layer.h"
 #include "net/net.h"
@@ -92,6 +93,11 @@ int cmd_compute_mean(const cmd_data_args *a) {
     return 2;
   }
   ct_error err = {0};
+  /* an output that cannot be written is refused before the database is read (an ImageNet
+   * mean takes minutes); the write checks again */
+  char *target = NULL;
+  if (a->output && ct_file_output_target(a->output, &target, &err)) return fail(&err);
+  free(target);
   int64_t n = 0;
   if (ct_compute_mean(a->db, b, a->output, a->log, a->log_ctx, &n, &err)) return fail(&err);
   return 0;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "core/files.h"
 #include "plot.h"
@@ -343,10 +344,18 @@ static int read_log(FILE *f, const char *path, curves *c, char *msg, size_t msgl
 }
 
 static int read_curves(const char *path, curves *c, char *msg, size_t msglen) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return fail(msg, msglen, "cannot open %s: %s; give the <snapshot_prefix>_metrics.jsonl that 'cortado train' "
-                "wrote, or a training log", path, strerror(errno));
+  /* opened without blocking and refused unless a regular file: a FIFO hung fopen (issue 23) */
+  int fd = -1;
+  ct_error err = {0};
+  if (ct_file_open_input(path, "metrics file or log", &fd, NULL, &err) != CT_OK)
+    return fail(msg, msglen, "%s; give the <snapshot_prefix>_metrics.jsonl that 'cortado train' wrote, or a training "
+                "log", err.msg);
+  FILE *f = fdopen(fd, "r");
+  if (!f) {
+    int e = errno;
+    close(fd);
+    return fail(msg, msglen, "cannot open %s: %s", path, strerror(e));
+  }
   int ch;
   while ((ch = fgetc(f)) != EOF && isspace(ch)) {
   }

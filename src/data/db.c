@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <leveldb/c.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #include "core/files.h"
 #include "core/status.h"
+#include "data/db_guard.h"
 #include "data/lmdb_read.h"
 
 const char *ct_db_backend_name(ct_db_backend b) { return b == CT_DB_LMDB ? "LMDB" : "LevelDB"; }
@@ -33,18 +35,38 @@ struct ct_db {
   leveldb_options_t *lopt;
   leveldb_readoptions_t *ropt;
   leveldb_iterator_t *it;
+  int guard_slot;   /* db_guard's record of the directory, -1 if none */
+  bool broken;      /* a guarded read was cut off by SIGBUS: the handle is unusable (db_guard.h) */
+  uint8_t *kbuf, *vbuf; /* the current record, copied out of LevelDB's mapping under the guard */
+  size_t kcap, vcap, klen, vlen;
+  struct ct_db *next_abandoned;
 };
+
+/* Handles whose LevelDB call a SIGBUS cut off: LevelDB's state is unknown, so they are never
+ * closed, only kept here, reachable (the leak is deliberate, and leak checkers see it so). */
+static pthread_mutex_t abandoned_mu = PTHREAD_MUTEX_INITIALIZER;
+static ct_db *abandoned;
 
 const char *ct_db_path(const ct_db *db) { return db->path; }
 int64_t ct_db_count(const ct_db *db) { return db->count; }
 
 void ct_db_close(ct_db *db) {
   if (!db) return;
+  if (db->broken) {
+    pthread_mutex_lock(&abandoned_mu);
+    db->next_abandoned = abandoned;
+    abandoned = db;
+    pthread_mutex_unlock(&abandoned_mu);
+    return;
+  }
   ct_lmdb_read_close(db->lr);
   if (db->it) leveldb_iter_destroy(db->it);
   if (db->ldb) leveldb_close(db->ldb);
   if (db->lopt) leveldb_options_destroy(db->lopt);
   if (db->ropt) leveldb_readoptions_destroy(db->ropt);
+  ct_db_guard_unregister(db->guard_slot);
+  free(db->kbuf);
+  free(db->vbuf);
   free(db->path);
   free(db);
 }
@@ -70,6 +92,16 @@ static ct_status open_lmdb(ct_db *db, ct_error *err) {
   return CT_OK;
 }
 
+/* A guarded LevelDB read was cut off by SIGBUS: a table file shrank under its mapping. */
+static ct_status changed(ct_db *db, ct_error *err) {
+  ct_db_guard_jumped();
+  db->broken = true;
+  return ct_fail(err, CT_EIO,
+                 "LevelDB %s changed while being read: one of its table files was cut short under the reader "
+                 "(SIGBUS reading its mapping)",
+                 db->path);
+}
+
 static ct_status open_leveldb(ct_db *db, ct_error *err) {
   const char *path = db->path;
   if (!is_dir(path))
@@ -87,14 +119,19 @@ static ct_status open_leveldb(ct_db *db, ct_error *err) {
   leveldb_options_set_max_open_files(db->lopt, 100);
   leveldb_readoptions_set_verify_checksums(db->ropt, 1);
   leveldb_readoptions_set_fill_cache(db->ropt, 0);
+  db->guard_slot = ct_db_guard_register(path);
   char *e = NULL;
+  sigjmp_buf jb;
+  if (sigsetjmp(jb, 0)) return changed(db, err);
+  ct_db_guard_arm(&jb); /* opening replays the log into a table file and reads it back */
   db->ldb = leveldb_open(db->lopt, path, &e);
+  if (!e) db->it = leveldb_create_iterator(db->ldb, db->ropt);
+  ct_db_guard_disarm();
   if (e) {
     ct_status st = ct_fail(err, CT_EIO, "cannot open LevelDB %s: %s", path, e);
     leveldb_free(e);
     return st;
   }
-  db->it = leveldb_create_iterator(db->ldb, db->ropt);
   db->count = -1;
   return CT_OK;
 }
@@ -107,6 +144,7 @@ ct_status ct_db_open(const char *path, ct_db_backend backend, ct_db **out, ct_er
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
   db->backend = backend;
+  db->guard_slot = -1;
   struct stat sb;
   if (stat(path, &sb) != 0 && errno == ENOENT) { /* the commonest first-minutes mistake: say how to make it */
     ct_status st = ct_fail(err, CT_EIO,
@@ -125,9 +163,45 @@ ct_status ct_db_open(const char *path, ct_db_backend backend, ct_db **out, ct_er
   return CT_OK;
 }
 
-static ct_status leveldb_status(ct_db *db, bool *valid, ct_error *err) {
-  *valid = leveldb_iter_valid(db->it);
-  if (*valid) return CT_OK;
+static bool grow(uint8_t **buf, size_t *cap, size_t n) {
+  if (n <= *cap) return true;
+  uint8_t *b = realloc(*buf, n);
+  if (!b) return false;
+  *buf = b;
+  *cap = n;
+  return true;
+}
+
+/* Moves the LevelDB iterator (to the first record or the next) and copies the record out, all
+ * under the SIGBUS guard: keys and values point into LevelDB's mapping of a table file. */
+static ct_status leveldb_move(ct_db *db, bool first, bool *valid, ct_error *err) {
+  *valid = false;
+  if (db->broken)
+    return ct_fail(err, CT_EIO, "LevelDB %s changed while being read; reopen it", db->path);
+  bool fit = true;
+  sigjmp_buf jb;
+  if (sigsetjmp(jb, 0)) return changed(db, err);
+  ct_db_guard_arm(&jb);
+  if (first)
+    leveldb_iter_seek_to_first(db->it);
+  else
+    leveldb_iter_next(db->it);
+  bool v = leveldb_iter_valid(db->it);
+  if (v) {
+    size_t klen, vlen;
+    const char *k = leveldb_iter_key(db->it, &klen), *val = leveldb_iter_value(db->it, &vlen);
+    fit = grow(&db->kbuf, &db->kcap, klen ? klen : 1) && grow(&db->vbuf, &db->vcap, vlen ? vlen : 1);
+    if (fit) {
+      memcpy(db->kbuf, k, klen);
+      memcpy(db->vbuf, val, vlen);
+      db->klen = klen;
+      db->vlen = vlen;
+    }
+  }
+  ct_db_guard_disarm();
+  if (!fit) return ct_fail(err, CT_ENOMEM, "out of memory reading a record of LevelDB %s", db->path);
+  *valid = v;
+  if (v) return CT_OK;
   char *e = NULL;
   leveldb_iter_get_error(db->it, &e);
   if (e) {
@@ -140,22 +214,22 @@ static ct_status leveldb_status(ct_db *db, bool *valid, ct_error *err) {
 
 ct_status ct_db_first(ct_db *db, bool *valid, ct_error *err) {
   if (db->backend == CT_DB_LMDB) return ct_lmdb_read_first(db->lr, valid, err);
-  leveldb_iter_seek_to_first(db->it);
-  return leveldb_status(db, valid, err);
+  return leveldb_move(db, true, valid, err);
 }
 
 ct_status ct_db_next(ct_db *db, bool *valid, ct_error *err) {
   if (db->backend == CT_DB_LMDB) return ct_lmdb_read_next(db->lr, valid, err);
-  leveldb_iter_next(db->it);
-  return leveldb_status(db, valid, err);
+  return leveldb_move(db, false, valid, err);
 }
 
 void ct_db_current(const ct_db *db, const void **key, size_t *klen, const void **val, size_t *vlen) {
   if (db->backend == CT_DB_LMDB) {
     ct_lmdb_read_current(db->lr, key, klen, val, vlen);
   } else {
-    *key = leveldb_iter_key(db->it, klen);
-    *val = leveldb_iter_value(db->it, vlen);
+    *key = db->kbuf;
+    *klen = db->klen;
+    *val = db->vbuf;
+    *vlen = db->vlen;
   }
 }
 
@@ -230,6 +304,17 @@ ct_status ct_db_writer_open(const char *path, ct_db_backend backend, ct_db_write
   struct stat sb; /* lstat: a dangling symlink is there too, and the rename would replace it */
   if (lstat(path, &sb) == 0)
     return ct_fail(err, CT_EIO, "%s already exists; remove it or choose another output path", path);
+  /* the directories above it, as a snapshot prefix's are made: the README's `cortado convert
+   * --db=demo-out/...` works in a fresh directory */
+  char up[4096];
+  snprintf(up, sizeof up, "%s", path);
+  for (char *p = up + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(up, 0777) != 0 && errno != EEXIST)
+      return ct_fail(err, CT_EIO, "cannot create the directory %s for %s: %s", up, path, strerror(errno));
+    *p = '/';
+  }
   /* what a killed convert into the same path left behind (issue 23) */
   ct_file_remove_stale_temps(path);
   ct_db_writer *w = calloc(1, sizeof *w);
@@ -352,7 +437,7 @@ ct_status ct_db_writer_put(ct_db_writer *w, const void *key, size_t klen, const 
     leveldb_writebatch_clear(w->batch);
     w->npend = 0;
     if (e) {
-      ct_status st = ct_fail(err, CT_EIO, "writing LevelDB %s: %s", w->tmp, e);
+      ct_status st = ct_fail(err, CT_EIO, "writing LevelDB %s: %s", w->path, e);
       leveldb_free(e);
       return st;
     }
@@ -376,7 +461,7 @@ ct_status ct_db_writer_commit(ct_db_writer *w, ct_error *err) {
     leveldb_write(w->ldb, w->wopt, w->batch, &e);
     w->npend = 0;
     if (e) {
-      st = ct_fail(err, CT_EIO, "writing LevelDB %s: %s", w->tmp, e);
+      st = ct_fail(err, CT_EIO, "writing LevelDB %s: %s", w->path, e);
       leveldb_free(e);
     }
     leveldb_close(w->ldb);

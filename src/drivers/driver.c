@@ -14,7 +14,7 @@
 #include "drivers/cuda.h" /* the hook: built with src/drivers/cuda/ (cmake/cuda.cmake) */
 #endif
 
-#define NO_CUDA_BUILD "this build has no CUDA driver (nvcc was not found when it was configured)"
+#define NO_CUDA_BUILD "this build has no CUDA driver (configured without nvcc, or with -DCT_CUDA=OFF)"
 
 bool ct_driver_parse_name(const char *device, char *canon, size_t n) {
   if (!device || !strcmp(device, "cpu")) {

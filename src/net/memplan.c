@@ -84,11 +84,12 @@ static void mark_kept(const ct_net *net, bool *keep) {
   }
 }
 
-/* The storages behind one side of the blobs, each with its members' extent. */
-static int find_group(group *g, int n, const ct_storage *st) {
-  for (int i = 0; i < n; i++)
-    if (g[i].st == st) return i;
-  return -1;
+/* The storages behind one side of the blobs, each with its members' extent. Groups are found by
+ * storage through an open-addressing table of group indices (slots: a power of two, at least twice
+ * the groups; -1 empty): a scan of the groups per tensor made a 100k-layer net's plan quadratic. */
+static size_t slot_of(const ct_storage *st, size_t mask) {
+  uint64_t h = (uint64_t)(uintptr_t)st * 0x9E3779B97F4A7C15ull;
+  return (size_t)(h >> 20) & mask;
 }
 
 /* The tensors planned: the blobs, then the layers' saved tensors (layer.h), with their layer. */
@@ -120,20 +121,27 @@ static ct_status collect(const tensors *ts, ct_side side, const bool *keep, grou
   group *g = calloc((size_t)ts->n + 1, sizeof *g);
   int *gb = calloc((size_t)ts->n + 1, sizeof *gb);
   int *refs = calloc((size_t)ts->n + 1, sizeof *refs);
-  if (!g || !gb || !refs) {
+  size_t mask = 15;
+  while (mask + 1 < 2 * ((size_t)ts->n + 1)) mask = 2 * mask + 1;
+  int *table = malloc((mask + 1) * sizeof *table);
+  if (!g || !gb || !refs || !table) {
     free(g);
     free(gb);
     free(refs);
+    free(table);
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
+  memset(table, 0xff, (mask + 1) * sizeof *table);
   int n = 0;
   for (int b = 0; b < ts->n; b++) {
     const ct_tensor *t = ts->t[b];
     gb[b] = -1;
     if (!t->st[side]) continue;
-    int k = find_group(g, n, t->st[side]);
+    size_t at = slot_of(t->st[side], mask);
+    while (table[at] >= 0 && g[table[at]].st != t->st[side]) at = (at + 1) & mask;
+    int k = table[at];
     if (k < 0) {
-      k = n++;
+      k = table[at] = n++;
       g[k] = (group){.st = t->st[side], .first = 1 << 30, .last = -1, .first_write = 1 << 30,
                      .first_read = 1 << 30, .buffer = -1};
     }
@@ -145,6 +153,7 @@ static ct_status collect(const tensors *ts, ct_side side, const bool *keep, grou
   for (int k = 0; k < n; k++) /* held by something besides these tensors: leave it alone */
     if (ct_storage_refs(g[k].st) != refs[k]) g[k].keep = true;
   free(refs);
+  free(table);
   *out = g;
   *of_blob = gb;
   *ngroups = n;
@@ -264,6 +273,22 @@ static void concat_in_place(ct_net *net, ct_side side, bool fwd_only, const bool
   }
 }
 
+/* A buffer's spans are disjoint (a group joins a buffer only where it fits) and kept sorted by
+ * first, hence by last too: a fit is one binary search, not a scan (a scan made planning a
+ * 100k-layer chain quadratic, issue 23). The index of the last span starting at or before t, or
+ * -1. */
+static int span_at_or_before(const buffer *bf, int t) {
+  int lo = 0, hi = bf->n;
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    if (bf->used[mid].first <= t)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo - 1;
+}
+
 static ct_status add_span(buffer *bf, int first, int last, ct_error *err) {
   if (bf->n == bf->cap) {
     int cap = bf->cap ? 2 * bf->cap : 8;
@@ -272,14 +297,18 @@ static ct_status add_span(buffer *bf, int first, int last, ct_error *err) {
     bf->used = u;
     bf->cap = cap;
   }
-  bf->used[bf->n++] = (span){first, last};
+  int at = span_at_or_before(bf, first) + 1;
+  memmove(bf->used + at + 1, bf->used + at, (size_t)(bf->n - at) * sizeof *bf->used);
+  bf->used[at] = (span){first, last};
+  bf->n++;
   return CT_OK;
 }
 
+/* g (touched: first <= last) overlaps a span only if it overlaps the last one starting at or
+ * before its end. */
 static bool fits(const buffer *bf, const group *g) {
-  for (int s = 0; s < bf->n; s++)
-    if (g->first <= bf->used[s].last && bf->used[s].first <= g->last) return false;
-  return true;
+  int s = span_at_or_before(bf, g->last);
+  return s < 0 || bf->used[s].last < g->first;
 }
 
 /* Sort keys (no global for qsort: nets on several threads plan at once). */
@@ -299,6 +328,7 @@ static ct_status plan_side(ct_net *net, ct_side side, bool fwd_only, const bool 
   group *g = NULL;
   int *gb = NULL, n = 0, *order = NULL, nbuf = 0;
   buffer *bufs = NULL;
+  ct_storage **stor = NULL;
   tensors ts = {0};
   ct_status st = list_tensors(net, &ts, err);
   if (!st) st = collect(&ts, side, keep, &g, &gb, &n, err);
@@ -343,28 +373,28 @@ static ct_status plan_side(ct_net *net, ct_side side, bool fwd_only, const bool 
     if (x->need > bufs[best].need) bufs[best].need = x->need;
     x->buffer = best;
   }
+  /* one storage per buffer, then one walk over the tensors (a walk per buffer over every group
+   * and tensor was quadratic: minutes for a 100k-layer chain, issue 23) */
+  stor = calloc((size_t)nbuf + 1, sizeof *stor);
+  if (!stor) {
+    st = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto done;
+  }
   for (int b = 0; b < nbuf; b++) {
-    ct_storage *s = ct_storage_create();
-    if (!s) {
+    if (!(stor[b] = ct_storage_create())) {
       st = ct_fail(err, CT_ENOMEM, "out of memory");
       goto done;
     }
-    if ((st = ct_storage_reserve(s, bufs[b].need, err))) {
-      ct_storage_release(s);
-      goto done;
-    }
-    for (int q = 0; q < m; q++) {
-      group *x = &g[order[q]];
-      if (x->buffer != b) continue;
-      for (int j = 0; j < ts.n; j++)
-        if (gb[j] == order[q]) ct_tensor_view(ts.t[j], side, s, ts.t[j]->off[side]);
-    }
+    if ((st = ct_storage_reserve(stor[b], bufs[b].need, err))) goto done;
     net->mp.planned[side] += bufs[b].need * sizeof(float);
-    ct_storage_release(s); /* its users hold it now */
   }
+  for (int j = 0; j < ts.n; j++)
+    if (gb[j] >= 0 && g[gb[j]].buffer >= 0) ct_tensor_view(ts.t[j], side, stor[g[gb[j]].buffer], ts.t[j]->off[side]);
   net->mp.buffers[side] = nbuf;
   net->mp.shared[side] = m;
 done:
+  for (int b = 0; stor && b < nbuf; b++) ct_storage_release(stor[b]); /* its users hold it now */
+  free(stor);
   for (int b = 0; b < nbuf; b++) free(bufs[b].used);
   free(bufs);
   free(order);
@@ -378,7 +408,8 @@ done:
 ct_status ct_net_memplan(ct_net *net, ct_error *err) {
   if (net->mp.done) return CT_OK;
   net->mp.done = true;
-  net->mp.fwd_only = net->mp.fwd_only || !runs_backward(net);
+  net->mp.backward = runs_backward(net);
+  net->mp.fwd_only = net->mp.fwd_only || !net->mp.backward;
   bool *keep = calloc((size_t)net->nblobs + 1, sizeof *keep);
   if (!keep) return ct_fail(err, CT_ENOMEM, "out of memory");
   mark_kept(net, keep);
@@ -429,7 +460,8 @@ ct_status ct_net_set_forward_only(ct_net *net, ct_error *err) {
 }
 
 ct_status ct_net_memplan_check_backward(const ct_net *net, ct_error *err) {
-  if (!net->mp.done || !net->mp.fwd_only || net->mp.off || !runs_backward(net)) return CT_OK;
+  /* the flag, not a scan of the layers: `time` calls this once per layer (issue 23's 100k layers) */
+  if (!net->mp.done || !net->mp.fwd_only || net->mp.off || !net->mp.backward) return CT_OK;
   return ct_fail(err, CT_EINVAL,
                  "net \"%s\" was planned to run forward only (its blobs' memory is reused as soon as the forward "
                  "pass is done with them); backward needs a net that is not set forward-only, or CT_MEMPLAN=0",

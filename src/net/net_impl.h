@@ -54,6 +54,7 @@ struct ct_net {
   ct_placement *place; /* drivers, pool (CcT's partitions), copy counters */
   struct {              /* the memory plan (memplan.c), made at the first pass */
     bool done, off, fwd_only;
+    bool backward;      /* some layer needs backward (need_backward is fixed at build) */
     int nkeep;
     char **keep;        /* blob names the caller keeps readable */
     size_t unplanned[2], planned[2]; /* bytes per side, without and with the plan */
