@@ -267,8 +267,9 @@ static void test_errors(void) {
 }
 
 /* Name lookups are hashed: a net of 40,000 layers (a ReLU chain, every blob also feeding one
- * Eltwise layer far down the chain, and a fan-out of one blob to 2,000 layers) builds in a few
- * seconds. Lookups by linear scan took 27 s for such a size, and grew with its square. */
+ * Eltwise layer far down the chain, and a fan-out of one blob to 2,000 layers) builds, with the
+ * right splits and outputs. Lookups by linear scan took 27 s for such a size, and grew with its
+ * square; today it takes a few seconds (printed). */
 static void test_build_scale(void) {
   enum { CHAIN = 38000, FAN = 2000 };
   size_t cap = (size_t)(CHAIN + FAN) * 112 + 4096, len = 0;
@@ -297,8 +298,9 @@ static void test_build_scale(void) {
     int shape[8];
     CHECK(ct_net_blob_shape(net, "f1999", shape) == 2 && shape[1] == 3, "f1999 found with its shape");
   }
+  /* the time is reported, not asserted (no timing checks in unit tests): bench/deep_net_bench.sh
+   * times 100k layers */
   printf("a net of %d layers built in %.2f s\n", CHAIN + FAN, s);
-  CHECK(s < 15, "building %d layers took %.1f s", CHAIN + FAN, s);
   ct_net_free(net);
   free(text);
 }
