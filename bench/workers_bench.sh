@@ -8,8 +8,10 @@
 #                      64 images each, sharing one copy of the parameters
 # Each run trains ITERS iterations per group; the rate is taken from the log's iter/s lines
 # after the first display (start-up, data loading and warm-up excluded), in ROUNDS alternating
-# rounds, and the median is printed with the ratio to one process. A line per configuration:
-#   workers_bench: <config>: <images/s> images/s (<ratio> x one process) [rounds: ...]
+# rounds, and the median is printed with the ratio to one process, and the median of the
+# per-round ratios (each run against the one-process run of its round). A line per configuration:
+#   workers_bench: <config>: <images/s> images/s (<ratio> x one process; per-round ratio median
+#   <r>) [rounds: ...] OpenBLAS core <core>
 #
 #   bench/workers_bench.sh [build dir, default build] [iterations, default 60] [rounds, default 3]
 #
@@ -66,8 +68,14 @@ show() { # key, label
   local m core
   m=$(echo "${all[$1]}" | median)
   core=$(sed -n 's/.*OpenBLAS core: \([A-Za-z0-9]*\).*/\1/p' "$tmp/$1.log" | head -1) # the last round's
-  printf "workers_bench: %-46s %6s images/s (%s x one process) [rounds: %s] OpenBLAS core %s\n" "$2:" "$m" \
-    "$(awk -v a="$m" -v b="$base" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')" "${all[$1]% }" "${core:-?}"
+  # the load here drifts between rounds: the median of each round's ratio (its run against the
+  # one-process run next to it) is steadier than the ratio of the medians
+  local ratio
+  ratio=$(paste <(echo "${all[$1]}" | tr ' ' '\n' | grep .) <(echo "${all[one]}" | tr ' ' '\n' | grep .) |
+    awk '{ printf "%.3f ", ($2 > 0 ? $1 / $2 : 0) }' | median)
+  printf "workers_bench: %-46s %6s images/s (%s x one process; per-round ratio median %s) [rounds: %s] OpenBLAS core %s\n" \
+    "$2:" "$m" "$(awk -v a="$m" -v b="$base" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')" "$ratio" "${all[$1]% }" \
+    "${core:-?}"
 }
 echo "LeNet batch 64 on $(nproc) cores, $iters iterations per group, median of $rounds alternating rounds;" \
   "load average before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg)"
