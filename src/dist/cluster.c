@@ -373,8 +373,10 @@ ct_status ct_cluster_start(ct_cluster *c, ct_net *net, ct_update_ctx *upd, int *
 ct_status ct_cluster_update(ct_cluster *c, int iter, float *rate, ct_error *err) {
   FAILS(c, c->ops->update(c->ctx, iter, rate, err));
 }
-int ct_cluster_agree_action(ct_cluster *c, int request) {
-  return c->ops->agree_action && !c->failed ? c->ops->agree_action(c->ctx, request) : request;
+ct_status ct_cluster_agree_action(ct_cluster *c, int request, int *agreed, ct_error *err) {
+  *agreed = request;
+  if (!c->ops->agree_action || c->failed) return CT_OK;
+  FAILS(c, c->ops->agree_action(c->ctx, request, agreed, err));
 }
 ct_status ct_cluster_serve(ct_cluster *c, ct_error *err) { FAILS(c, c->ops->serve(c->ctx, err)); }
 ct_status ct_cluster_collect(ct_cluster *c, ct_error *err) { FAILS(c, c->ops->collect(c->ctx, err)); }

@@ -107,11 +107,14 @@ ct_status ct_cluster_collect(ct_cluster *c, ct_error *err);
 /* End of training on this process: tell the servers, serve until everyone is done. */
 ct_status ct_cluster_finish(ct_cluster *c, ct_error *err);
 
-/* issue 23: the training loop's action request (ct_solver_action) agreed by every process
- * that trains: the largest request of any of them, so that a signal reaching the ranks at
- * different iterations stops (or snapshots) all of them at the same one. A backend without
- * `agree` returns the request unchanged. */
-int ct_cluster_agree_action(ct_cluster *c, int request);
+/* issue 23: the training loop's action request (ct_solver_action, ranked so that the largest
+ * wins) at an iteration boundary, agreed with the processes this one meets in collectives, so
+ * that a signal reaching the ranks at different iterations stops (or snapshots) all of them at
+ * the same boundary (mpi_cluster.c says which processes agree when). *agreed receives the action
+ * to take now; a request may also be held for a later boundary (0 meanwhile). Fails, naming it,
+ * when a rank does not take part within CT_DIST_TIMEOUT. A backend without `agree_action`
+ * gives the request back unchanged. */
+ct_status ct_cluster_agree_action(ct_cluster *c, int request, int *agreed, ct_error *err);
 
 /* Bytes this process sent and seconds it waited on communication since the last call, and
  * the number of updates they cover. */
@@ -130,7 +133,8 @@ typedef struct ct_cluster_ops {
   ct_status (*finish)(void *ctx, ct_error *err);
   void (*stats)(void *ctx, double *bytes, double *wait_s, int *updates);
   void (*destroy)(void *ctx, bool clean); /* clean: finalize MPI */
-  int (*agree_action)(void *ctx, int request); /* issue 23 (may be NULL): see ct_cluster_agree_action */
+  /* issue 23 (may be NULL): see ct_cluster_agree_action */
+  ct_status (*agree_action)(void *ctx, int request, int *agreed, ct_error *err);
 } ct_cluster_ops;
 
 /* Whether a process launcher (mpirun) started this process, and the job size it announced. */

@@ -131,6 +131,7 @@ static ct_status group_update(void *ctx, int lgi, int iter, float *rate, ct_erro
 static ct_status m_update(void *ctx, int iter, float *rate, ct_error *err) {
   mpi_ctx *c = ctx;
   CT_TRY(ct_local_update(c->local, iter, rate, err));
+  c->next_iter = iter + 1; /* m_agree's boundary */
   pthread_mutex_lock(&c->stats_mu);
   c->updates++;
   pthread_mutex_unlock(&c->stats_mu);
@@ -272,17 +273,43 @@ static void m_destroy(void *ctx, bool clean) {
   free(c);
 }
 
-/* issue 23: a signal to mpirun reaches every rank, each at its own iteration. ALLREDUCE with
- * one worker per process makes its MPI calls on the solver's thread, every rank in lockstep, so
- * the ranks can agree at each iteration boundary: the largest request wins. Elsewhere (servers,
- * Hogwild, worker threads with a communication thread) the request stays the process's own. */
-static int m_agree(void *ctx, int request) {
+/* issue 23: a signal to mpirun reaches every rank (Open MPI passes SIGTERM on for SIGINT,
+ * SIGTERM and SIGHUP), each at its own iteration. Processes that meet in a collective must stop
+ * at the same iteration boundary, or the ones that go on wait for the others until the timeout:
+ * they agree, the largest request winning, on the communicator they meet on:
+ *  - ALLREDUCE: every worker process, at every boundary (they meet at every update);
+ *  - HOGWILD with several worker groups: every worker process, at the boundary after each sync
+ *    (every sync_freq updates); a request made between syncs waits for the next one, so that
+ *    every process has made the same syncs when it stops;
+ *  - a worker group spread over several processes (SANDBLASTER, DOWNPOUR or HOGWILD without
+ *    syncs): the group's processes, at every boundary;
+ *  - otherwise (a group within one process, Downpour's groups against their servers) the
+ *    process acts on its own request; the servers serve until every group has said it is done.
+ * The agreement is a nonblocking allreduce waited on like the others: a stopped rank is named
+ * after CT_DIST_TIMEOUT (issue 24) instead of holding every other rank for ever. */
+static ct_status m_agree(void *ctx, int request, int *agreed, ct_error *err) {
   mpi_ctx *c = ctx;
-  if (c->t.mode != CT_DIST_ALLREDUCE || c->t.nworkers_per_procs != 1 || c->workers_comm == MPI_COMM_NULL)
-    return request;
-  int agreed = request;
-  if (MPI_Allreduce(&request, &agreed, 1, MPI_INT, MPI_MAX, c->workers_comm) != MPI_SUCCESS) return request;
-  return agreed;
+  *agreed = request;
+  if (!c->local) return CT_OK;
+  if (request > c->pending) c->pending = request;
+  MPI_Comm comm = MPI_COMM_NULL;
+  if (c->t.mode == CT_DIST_ALLREDUCE) {
+    comm = c->workers_comm;
+  } else if (c->t.mode == CT_DIST_HOGWILD && c->t.nworker_groups > 1) {
+    *agreed = 0;
+    if (c->next_iter % c->t.sync_freq != 0) return CT_OK; /* until the next sync */
+    comm = c->workers_comm;
+  } else if (ct_topology_ranks_per_group(&c->t) > 1) {
+    comm = c->group_comm;
+  }
+  int v = c->pending;
+  c->pending = 0;
+  if (comm != MPI_COMM_NULL) {
+    job j = {.kind = JOB_AGREE, .ival = &v, .comm = comm, .what = "agreeing on the action a signal asked for"};
+    CT_TRY(ct_mpi_submit(c, &j, err));
+  }
+  *agreed = v;
+  return CT_OK;
 }
 
 static const ct_cluster_ops k_mpi_ops = {

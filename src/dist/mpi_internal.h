@@ -50,11 +50,12 @@ typedef struct lgs {
   bool own_ok;
 } lgs;
 
-typedef enum job_kind { JOB_REDUCE, JOB_BCAST, JOB_EXCHANGE, JOB_COLLECT, JOB_FINISH } job_kind;
+typedef enum job_kind { JOB_REDUCE, JOB_BCAST, JOB_EXCHANGE, JOB_COLLECT, JOB_FINISH, JOB_AGREE } job_kind;
 
 typedef struct job {
   job_kind kind;
   float *buf;
+  int *ival; /* JOB_AGREE: one int, replaced by its maximum over comm */
   MPI_Comm comm;
   const char *what;
   lgs *g;
@@ -93,6 +94,8 @@ typedef struct mpi_ctx {
   float *snapbuf;
   float *base, *syncbuf; /* HOGWILD: the parameters at the last sync; the changes */
   double timeout_s;
+  int pending;   /* issue 23: the solver loop's action request not yet agreed (m_agree) */
+  int next_iter; /* the iteration after the solver loop's last update */
   /* the communication thread (several workers in this process) */
   bool threaded, comm_started;
   pthread_t comm;

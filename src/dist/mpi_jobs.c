@@ -24,6 +24,19 @@ static ct_status allreduce(mpi_ctx *c, float *buf, MPI_Comm comm, const char *wh
   return CT_OK;
 }
 
+/* *v replaced by its maximum over comm (issue 23: the processes' action requests). Nonblocking
+ * and waited on like the gradients' allreduce, so that a stopped rank is named, not waited on
+ * for ever (issue 24). */
+static ct_status agree_max(mpi_ctx *c, int *v, MPI_Comm comm, const char *what, ct_error *err) {
+  int p = 1;
+  MPI_Comm_size(comm, &p);
+  if (p == 1) return CT_OK;
+  MPI_Request r;
+  int peer = -1;
+  MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, v, 1, MPI_INT, MPI_MAX, comm, &r), what, -1);
+  return ct_mpi_wait_serving(c, 1, &r, &peer, comm, what, err);
+}
+
 static ct_status bcast(mpi_ctx *c, float *buf, MPI_Comm comm, const char *what, ct_error *err) {
   int p = 1, me = 0;
   MPI_Comm_size(comm, &p);
@@ -105,6 +118,7 @@ static ct_status run_job(mpi_ctx *c, job *j, ct_error *err) {
     case JOB_EXCHANGE: return exchange(c, j->g, j->iter, err);
     case JOB_COLLECT: return collect(c, err);
     case JOB_FINISH: return ct_mpi_finish_servers(c, err);
+    case JOB_AGREE: return agree_max(c, j->ival, j->comm, j->what, err);
   }
   return ct_fail(err, CT_EINTERNAL, "job %d", (int)j->kind);
 }

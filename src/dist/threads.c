@@ -43,6 +43,8 @@ struct thr_ctx {
   int ngroups;
   group *groups;
   atomic_int stop, failed;
+  atomic_int limit; /* the groups stop at this iteration: max_iter, or where group 0 stopped */
+  int reached;      /* the iteration after group 0's last update */
   double wait_s;
   int updates;
 };
@@ -86,7 +88,7 @@ static void *group_main(void *arg) {
   group *g = arg;
   thr_ctx *c = g->owner;
   const Caffe__SolverParameter *sp = c->sp;
-  while (g->iter < sp->max_iter && !atomic_load(&c->stop)) {
+  while (g->iter < atomic_load(&c->limit) && !atomic_load(&c->stop)) {
     ct_net_clear_param_diffs(g->net);
     for (int k = 0; k < sp->iter_size; k++) {
       float loss;
@@ -122,6 +124,7 @@ static ct_status t_update(void *ctx, int iter, float *rate, ct_error *err) {
   thr_ctx *c = ctx;
   if (atomic_load(&c->failed)) return first_failure(c, err);
   *rate = apply(c, c->net0, iter);
+  c->reached = iter + 1;
   return CT_OK;
 }
 
@@ -145,7 +148,10 @@ static void join_all(thr_ctx *c) {
 
 static ct_status t_finish(void *ctx, ct_error *err) {
   thr_ctx *c = ctx;
-  join_all(c); /* the other groups finish their own max_iter */
+  /* the other groups go on to their own max_iter, but no further than group 0 went: a run
+   * stopped early (a signal, --iterations) stops them too (issue 23) */
+  if (c->reached < atomic_load(&c->limit)) atomic_store(&c->limit, c->reached);
+  join_all(c);
   return first_failure(c, err);
 }
 
@@ -193,6 +199,8 @@ static ct_status t_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter, 
                         ct_net_num_learnable(net), err));
   c->mu_ok = true;
   for (int k = 0; k < upd->nsets; k++) memcpy(c->mu.history[k], upd->history[k], c->total * sizeof(float));
+  atomic_store(&c->limit, c->sp->max_iter);
+  c->reached = *iter;
   c->ngroups = c->t.nworker_groups;
   c->groups = calloc((size_t)c->ngroups, sizeof *c->groups);
   if (!c->groups) return ct_fail(err, CT_ENOMEM, "out of memory");

@@ -284,13 +284,15 @@ static ct_status step(ct_solver *s, int n, ct_error *err);
 
 /* What the caller asks for at this iteration boundary; in a cluster every process's request
  * counts (issue 23: a signal to mpirun reaches every rank, not at the same iteration). */
-static ct_solver_action requested_action(ct_solver *s) {
+static ct_status requested_action(ct_solver *s, ct_solver_action *out, ct_error *err) {
   ct_solver_action a = s->opt.action ? s->opt.action(s->opt.action_ctx) : CT_ACTION_NONE;
-  if (!s->cluster) return a;
+  *out = a;
+  if (!s->cluster) return CT_OK;
   /* ranked so that the largest wins: a stop snapshots too (snapshot_after_train) */
   int rank = a == CT_ACTION_STOP ? 2 : a == CT_ACTION_SNAPSHOT ? 1 : 0;
-  rank = ct_cluster_agree_action(s->cluster, rank);
-  return rank == 2 ? CT_ACTION_STOP : rank == 1 ? CT_ACTION_SNAPSHOT : CT_ACTION_NONE;
+  CT_TRY(ct_cluster_agree_action(s->cluster, rank, &rank, err));
+  *out = rank == 2 ? CT_ACTION_STOP : rank == 1 ? CT_ACTION_SNAPSHOT : CT_ACTION_NONE;
+  return CT_OK;
 }
 
 /* The learning rate comes from the solver's settings alone: a NaN or Inf one is their fault
@@ -349,6 +351,9 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
   if (s->cluster && !ct_cluster_has_worker(s->cluster)) { /* issue 5: a server-only process */
     CT_TRY(ct_cluster_serve(s->cluster, err));
     s->iter = stop;
+    /* issue 23: mpirun signals every rank; the workers stopped on theirs, and this process
+     * served until they had: it ends as stopped too, with the same exit status */
+    if (s->opt.action && s->opt.action(s->opt.action_ctx) == CT_ACTION_STOP) s->stopped = true;
     return CT_OK;
   }
   bool diffs_zero = false; /* the last local update left the gradients zeroed */
@@ -427,7 +432,8 @@ static ct_status step(ct_solver *s, int n, ct_error *err) {
       ct_solver_emit(s, &e);
     }
     s->iter++;
-    ct_solver_action act = requested_action(s);
+    ct_solver_action act;
+    CT_TRY(requested_action(s, &act, err));
     if ((sp->snapshot > 0 && s->iter % sp->snapshot == 0) || act == CT_ACTION_SNAPSHOT)
       CT_TRY(ct_solver_snapshot(s, NULL, NULL, err));
     if (act == CT_ACTION_STOP) {
