@@ -399,22 +399,19 @@ static ct_status gather_owned(part_cluster *c, bool history, ct_error *err) {
 
 /* Called by every process after each iteration (the loop's action check): the largest request
  * wins, and rank 0 gets the whole parameters when it will use them next. */
-static int pc_agree(void *ctx, int request) {
+static ct_status pc_agree(void *ctx, int request, int *agreed, ct_error *err) {
   part_cluster *c = ctx;
-  if (c->pending || !c->p) return request;
-  int agreed = request;
-  int rc = MPI_Allreduce(&request, &agreed, 1, MPI_INT, MPI_MAX, c->p->all);
-  if (rc != MPI_SUCCESS) {
-    c->pending = mpi_fail(&c->pending_err, rc, "agreeing on the next action");
-    return request;
-  }
-  c->p->sent += sizeof agreed;
+  *agreed = request;
+  if (c->pending || !c->p) return CT_OK;
+  int rc = MPI_Allreduce(&request, agreed, 1, MPI_INT, MPI_MAX, c->p->all);
+  if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "agreeing on the next action");
+  c->p->sent += sizeof *agreed;
   const Caffe__SolverParameter *sp = c->upd->sp;
-  const bool snap = agreed > 0 || (sp->snapshot > 0 && c->iter % sp->snapshot == 0) || c->iter >= sp->max_iter;
+  const bool snap = *agreed > 0 || (sp->snapshot > 0 && c->iter % sp->snapshot == 0) || c->iter >= sp->max_iter;
   const bool test = sp->test_interval > 0 && c->iter % sp->test_interval == 0;
   /* every group holds the same parameters: rank 0's group gathers them */
   if ((snap || test) && c->p->world > 1 && c->p->group == 0) c->pending = gather_owned(c, snap, &c->pending_err);
-  return agreed;
+  return CT_OK;
 }
 
 static ct_status pc_collect(void *ctx, ct_error *err) {
