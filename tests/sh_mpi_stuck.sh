@@ -3,7 +3,7 @@
 # job in every framework, and the message names its rank, whether the others wait for it in a
 # collective (ALLREDUCE, SANDBLASTER's group, HOGWILD's sync: they ask every rank whether it is
 # alive) or go on without it (DOWNPOUR: its server notices the silence), also with two workers
-# per process. CT_DIST_TIMEOUT is 5 s here: short, but on a loaded 2-core machine (load 10 and
+# per process, and a net partitioned over the ranks. CT_DIST_TIMEOUT is 5 s here: short, but on a loaded 2-core machine (load 10 and
 # more) an iteration of 3 ranks may take a second or more, and a timeout that fires before the
 # stop names a live rank. Skipped (exit 0, says so) without mpirun.
 MPI_TIMEOUT=5
@@ -18,7 +18,7 @@ rank_pid() { # mpirun's pid, rank, solver name -> the pid of that rank
 stop_run() { # name, framework, processes, rank to stop, extra lines
   local name=$1
   cat > "$tmp/$name.prototxt" <<EOT
-net: "$net"
+net: "${NET:-$net}"
 base_lr: 0.01
 momentum: 0.5
 lr_policy: "fixed"
@@ -26,7 +26,7 @@ display: 2
 max_iter: 100000
 snapshot_after_train: false
 random_seed: 1701
-framework: $2
+$([ "$2" = - ] || echo "framework: $2")
 ${5:-}
 EOT
   "${MPIRUN[@]}" -np "$3" "$CORTADO" train --solver="$tmp/$name.prototxt" > "$tmp/$name.log" 2>&1 &
@@ -60,5 +60,10 @@ stop_run sandblaster SANDBLASTER 2 1
 stop_run hogwild HOGWILD 3 0
 stop_run downpour DOWNPOUR 3 1
 stop_run downpour_threads DOWNPOUR 2 1 "cluster { nworker_groups: 4 nworkers_per_procs: 2 server_worker_separate: false }"
+# a net partitioned over the ranks (issue 19's worker group of 2 ranks, no framework: ip1 split
+# on dim 1, bridges and agreement as MPI messages, src/dist/mpi_part.c) waits the same way
+sed -e 's/^name: "LeNet"$/&\npartition_workers: 2/' -e 's/^  name: "ip1"$/&\n  partition_dim: 1/' "$net" > "$tmp/part.prototxt"
+grep -q "partition_dim: 1" "$tmp/part.prototxt" && ok || bad "the partitioned LeNet was not written"
+NET=$tmp/part.prototxt stop_run partitioned - 2 1
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

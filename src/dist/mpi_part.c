@@ -1,6 +1,8 @@
 /* Bridges between processes for a partitioned net (part.h): non-blocking sends from staging
  * buffers that live as long as the bridge (grown once, on the first pass), blocking receives
- * straight into the reader's tensor, and one wait for the pass's sends at its end. */
+ * straight into the reader's tensor, and one wait for the pass's sends at its end. Every wait
+ * polls and gives up after CT_DIST_TIMEOUT naming the rank it waited on (part_wait), as the
+ * cluster's waits do: a stopped or stuck rank ends the job instead of holding it. */
 #include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -8,6 +10,7 @@
 
 #include "core/status.h"
 #include "dist/cluster.h"
+#include "dist/mpi_internal.h"
 #include "dist/part.h"
 #include "solvers/update.h"
 
@@ -42,6 +45,38 @@ static ct_status mpi_fail(ct_error *err, int rc, const char *what) {
   return ct_fail(err, CT_EIO, "%s: %.*s", what, len, msg);
 }
 
+/* The job-wide rank of this group's rank r (the group communicators keep the world's order). */
+static int world_rank(const ct_dist_part *p, int r) { return p->group * p->world + r; }
+
+/* Waits for *req: polls with the cluster's backoff; after CT_DIST_TIMEOUT, an error naming the
+ * rank waited on (peer, job-wide; -1 for a collective: then its communicator's ranks). */
+static ct_status part_wait(const ct_dist_part *p, MPI_Request *req, int peer, const char *what, ct_error *err) {
+  const double t0 = ct_mpi_now(), limit = ct_dist_timeout_s();
+  for (int idle = 0;; idle++) {
+    int done = 0, rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, rc, what);
+    if (done) return CT_OK;
+    ct_mpi_backoff(idle);
+    const double dt = ct_mpi_now() - t0;
+    if (dt <= limit) continue;
+    const int me = world_rank(p, p->rank);
+    if (peer >= 0)
+      return ct_fail(err, CT_EIO, "rank %d: no answer from rank %d for %.0f s while %s; rank %d is stopped or stuck "
+                     "(CT_DIST_TIMEOUT sets the limit)", me, peer, dt, what, peer);
+    return ct_fail(err, CT_EIO, "rank %d: %s did not complete within %.0f s: a rank taking part is stopped or stuck "
+                   "(CT_DIST_TIMEOUT sets the limit)", me, what, dt);
+  }
+}
+
+/* A collective or point-to-point call started as a request, then part_wait. */
+#define PART_WAIT(p, start, peer, what, err)                  \
+  do {                                                        \
+    MPI_Request req_;                                         \
+    int rc_ = (start);                                        \
+    if (rc_ != MPI_SUCCESS) return mpi_fail(err, rc_, what);  \
+    CT_TRY(part_wait(p, &req_, peer, what, err));             \
+  } while (0)
+
 static ct_status send_bridge(void *ctx, int to, int tag, const float *v, size_t n, ct_error *err) {
   ct_dist_part *p = ctx;
   slot *s = NULL;
@@ -75,17 +110,18 @@ static ct_status send_bridge(void *ctx, int to, int tag, const float *v, size_t 
 
 static ct_status recv_bridge(void *ctx, int from, int tag, float *v, size_t n, ct_error *err) {
   ct_dist_part *p = ctx;
-  int rc = MPI_Recv(v, (int)n, MPI_FLOAT, from, tag, p->comm, MPI_STATUS_IGNORE);
-  return rc == MPI_SUCCESS ? CT_OK : mpi_fail(err, rc, "receiving a bridge");
+  PART_WAIT(p, MPI_Irecv(v, (int)n, MPI_FLOAT, from, tag, p->comm, &req_), world_rank(p, from), "receiving a bridge",
+            err);
+  return CT_OK;
 }
 
 static ct_status flush_bridges(void *ctx, ct_error *err) {
   ct_dist_part *p = ctx;
   for (int k = 0; k < p->nslots; k++)
     if (p->slots[k].busy) {
-      int rc = MPI_Wait(&p->slots[k].req, MPI_STATUS_IGNORE);
+      ct_status st = part_wait(p, &p->slots[k].req, world_rank(p, p->slots[k].to), "finishing a bridge", err);
       p->slots[k].busy = false;
-      if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "finishing a bridge");
+      if (st) return st;
     }
   return CT_OK;
 }
@@ -148,8 +184,8 @@ ct_status ct_dist_part_sum(ct_dist_part *p, float *v, size_t n, ct_error *err) {
   for (size_t off = 0; off < n;) { /* in pieces an int can count */
     int k = n - off > (size_t)(1 << 30) ? 1 << 30 : (int)(n - off);
     p->sent += (double)k * sizeof(float);
-    int rc = MPI_Allreduce(MPI_IN_PLACE, v + off, k, MPI_FLOAT, MPI_SUM, p->comm);
-    if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "summing over the processes");
+    PART_WAIT(p, MPI_Iallreduce(MPI_IN_PLACE, v + off, k, MPI_FLOAT, MPI_SUM, p->comm, &req_), -1,
+              "summing over the processes", err);
     off += (size_t)k;
   }
   return CT_OK;
@@ -289,14 +325,14 @@ static ct_status pc_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter,
     if (k >= 0) CT_TRY(ct_update_history_host(upd, k, &b, err));
     for (size_t off = 0; off < n;) {
       int m = n - off > (size_t)(1 << 30) ? 1 << 30 : (int)(n - off);
-      int rc = MPI_Bcast(b + off, m, MPI_FLOAT, 0, c->p->all);
-      if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "sending rank 0's parameters and history");
+      PART_WAIT(c->p, MPI_Ibcast(b + off, m, MPI_FLOAT, 0, c->p->all, &req_), 0,
+                "sending rank 0's parameters and history", err);
       off += (size_t)m;
     }
   }
-  int rc = MPI_Bcast(iter, 1, MPI_INT, 0, c->p->all);
+  PART_WAIT(c->p, MPI_Ibcast(iter, 1, MPI_INT, 0, c->p->all, &req_), 0, "sending rank 0's iteration", err);
   c->iter = *iter;
-  return rc == MPI_SUCCESS ? CT_OK : mpi_fail(err, rc, "sending rank 0's iteration");
+  return CT_OK;
 }
 
 /* The group's gradient norm is over every rank's own ranges (each gradient lives on its owner
@@ -311,8 +347,8 @@ static ct_status clip_group(part_cluster *c, ct_error *err) {
   double ss = 0;
   for (int k = 0; k < c->nown[me]; k++)
     for (size_t e = 0; e < c->own[me][k].n; e++) ss += (double)g[c->own[me][k].off + e] * g[c->own[me][k].off + e];
-  int rc = MPI_Allreduce(MPI_IN_PLACE, &ss, 1, MPI_DOUBLE, MPI_SUM, c->p->comm);
-  if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "summing the gradient norm over the processes");
+  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, &ss, 1, MPI_DOUBLE, MPI_SUM, c->p->comm, &req_), -1,
+            "summing the gradient norm over the processes", err);
   c->p->sent += sizeof ss;
   const double norm = sqrt(ss);
   if (norm <= clip) return CT_OK;
@@ -338,8 +374,8 @@ static ct_status average_groups(part_cluster *c, ct_error *err) {
     memcpy(q, g + c->own[me][k].off, c->own[me][k].n * sizeof(float));
     q += c->own[me][k].n;
   }
-  int rc = MPI_Allreduce(MPI_IN_PLACE, c->pack, (int)n, MPI_FLOAT, MPI_SUM, c->p->peers);
-  if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "summing the shards' gradients over the worker groups");
+  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, c->pack, (int)n, MPI_FLOAT, MPI_SUM, c->p->peers, &req_), -1,
+            "summing the shards' gradients over the worker groups", err);
   c->p->sent += (double)n * sizeof(float);
   const float inv = 1.0f / (float)c->groups;
   q = c->pack;
@@ -381,11 +417,11 @@ static ct_status gather_owned(part_cluster *c, bool history, ct_error *err) {
           q += c->own[r][k].n;
         }
       c->p->sent += (double)n * sizeof(float);
-      int rc = MPI_Send(c->pack, (int)n, MPI_FLOAT, 0, 7, c->p->comm);
-      if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "sending rank 0 this rank's parameters");
+      PART_WAIT(c->p, MPI_Isend(c->pack, (int)n, MPI_FLOAT, 0, 7, c->p->comm, &req_), world_rank(c->p, 0),
+                "sending rank 0 this rank's parameters", err);
     } else {
-      int rc = MPI_Recv(c->pack, (int)n, MPI_FLOAT, r, 7, c->p->comm, MPI_STATUS_IGNORE);
-      if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "receiving another rank's parameters");
+      PART_WAIT(c->p, MPI_Irecv(c->pack, (int)n, MPI_FLOAT, r, 7, c->p->comm, &req_), world_rank(c->p, r),
+                "receiving another rank's parameters", err);
       const float *q = c->pack;
       for (int s = 0; s <= sets; s++)
         for (int k = 0; k < c->nown[r]; k++) {
@@ -403,8 +439,8 @@ static ct_status pc_agree(void *ctx, int request, int *agreed, ct_error *err) {
   part_cluster *c = ctx;
   *agreed = request;
   if (c->pending || !c->p) return CT_OK;
-  int rc = MPI_Allreduce(&request, agreed, 1, MPI_INT, MPI_MAX, c->p->all);
-  if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "agreeing on the next action");
+  PART_WAIT(c->p, MPI_Iallreduce(&request, agreed, 1, MPI_INT, MPI_MAX, c->p->all, &req_), -1,
+            "agreeing on the next action", err);
   c->p->sent += sizeof *agreed;
   const Caffe__SolverParameter *sp = c->upd->sp;
   const bool snap = *agreed > 0 || (sp->snapshot > 0 && c->iter % sp->snapshot == 0) || c->iter >= sp->max_iter;
