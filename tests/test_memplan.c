@@ -119,14 +119,19 @@ static void sgd(ct_net *net) {
   for (size_t k = 0; k < ct_net_param_total(net); k++) w[k] -= 0.05f * g[k];
 }
 
-static void test_train_identical(int n) {
-  char what[64];
-  snprintf(what, sizeof what, "train, batch %d", n);
+/* keep_mb: CT_WORKSPACE_KEEP_MB at the first pass ("0": the conv layers share one workspace per
+ * partition and lower again in backward; NULL: the default budget, under which each keeps its
+ * own and backward reuses the forward's lowering). */
+static void test_train_identical(int n, const char *keep_mb) {
+  char what[96];
+  snprintf(what, sizeof what, "train, batch %d, workspaces %s", n, keep_mb ? "shared" : "kept");
   ct_net *p = build(n, CT_TRAIN, true), *u = build(n, CT_TRAIN, false);
   if (!p || !u) goto out;
   CHECK(ct_net_param_total(p) == ct_net_param_total(u), "same parameters");
   CHECK(same_floats(ct_net_param_buffer(p), ct_net_param_buffer(u), ct_net_param_total(p)), "same initial weights");
+  if (keep_mb) setenv("CT_WORKSPACE_KEEP_MB", keep_mb, 1);
   for (int it = 0; it < 20; it++) {
+    if (it == 1) unsetenv("CT_WORKSPACE_KEEP_MB"); /* read at the first pass only */
     step_both(p, u, it, what);
     sgd(p);
     sgd(u);
@@ -146,6 +151,10 @@ static void test_train_identical(int n) {
   ct_net_mem m;
   ct_net_memory(p, &m);
   CHECK(m.planned && m.buffers[0] > 0 && m.buffers[1] > 0, "%s: the net was planned", what);
+  CHECK(m.workspace_kept == !keep_mb, "%s: workspaces %s", what, m.workspace_kept ? "kept" : "shared");
+  if (!keep_mb)
+    CHECK(m.workspace_bytes == m.workspace_unshared_bytes, "%s: each layer holds what it asked for: %zu held, %zu asked",
+          what, m.workspace_bytes, m.workspace_unshared_bytes);
   const size_t pl = m.planned_bytes[0] + m.planned_bytes[1], un = m.unplanned_bytes[0] + m.unplanned_bytes[1];
   CHECK(pl < un, "%s: planned %zu bytes, unplanned %zu", what, pl, un);
 
@@ -195,7 +204,9 @@ static void test_bound(void) {
   if (!p) return;
   ct_error err = {0};
   fill_inputs(p, 0);
+  setenv("CT_WORKSPACE_KEEP_MB", "0", 1); /* the workspaces shared: checked below */
   CHECK(ct_net_forward(p, NULL, &err) == CT_OK && ct_net_backward(p, &err) == CT_OK, "%s", err.msg);
+  unsetenv("CT_WORKSPACE_KEEP_MB");
   const int L = ct_net_num_layers(p), T = 2 * L;
   enum { MAXT = 1024 };
   const ct_tensor *seen[MAXT];
@@ -249,6 +260,33 @@ static void test_bound(void) {
   CHECK(m.workspace_bytes > 0 && m.workspace_bytes < m.workspace_unshared_bytes,
         "the convolutions share workspaces: %zu held, %zu asked", m.workspace_bytes, m.workspace_unshared_bytes);
   ct_net_free(p);
+}
+
+/* CT_WORKSPACE_KEEP_MB: a budget below what the layers ask keeps them shared; a bad value is an
+ * error at the first pass that names the variable. */
+static void test_keep_budget(void) {
+  ct_error err = {0};
+  ct_net_mem m;
+  ct_net *p = build(2, CT_TRAIN, true);
+  if (p) {
+    fill_inputs(p, 0);
+    setenv("CT_WORKSPACE_KEEP_MB", "0.001", 1); /* 1048 bytes: less than conv0 asks */
+    CHECK(ct_net_forward(p, NULL, &err) == CT_OK, "%s", err.msg);
+    ct_net_memory(p, &m);
+    CHECK(!m.workspace_kept && m.workspace_bytes < m.workspace_unshared_bytes,
+          "a budget of 1048 bytes shares the workspaces: %zu held, %zu asked", m.workspace_bytes,
+          m.workspace_unshared_bytes);
+    ct_net_free(p);
+  }
+  p = build(2, CT_TRAIN, true);
+  if (p) {
+    fill_inputs(p, 0);
+    setenv("CT_WORKSPACE_KEEP_MB", "lots", 1);
+    CHECK(ct_net_forward(p, NULL, &err) == CT_EINVAL && strstr(err.msg, "CT_WORKSPACE_KEEP_MB=lots"),
+          "a bad CT_WORKSPACE_KEEP_MB is refused by name: %s", err.msg);
+    ct_net_free(p);
+  }
+  unsetenv("CT_WORKSPACE_KEEP_MB");
 }
 
 /* The CPU driver's add (Split's gradient sum) against the plain loop: odd lengths around its
@@ -311,8 +349,11 @@ static void test_nonfinite(void) {
 int main(void) {
   test_add();
   test_nonfinite();
-  test_train_identical(1); /* every Concat in place */
-  test_train_identical(2); /* Concat along channels with N > 1: copies */
+  test_train_identical(1, NULL); /* every Concat in place */
+  test_train_identical(2, NULL); /* Concat along channels with N > 1: copies */
+  test_train_identical(1, "0");
+  test_train_identical(2, "0");
   test_bound();
+  test_keep_budget();
   return ct_check_report();
 }

@@ -174,13 +174,19 @@ static void report_memory(ui *u, const ct_net *net) {
   ct_net_memory(net, &m);
   const double MB = 1024.0 * 1024.0;
   const size_t un = m.unplanned_bytes[0] + m.unplanned_bytes[1], pl = m.planned_bytes[0] + m.planned_bytes[1];
+  char ws[160];
+  if (m.workspace_kept)
+    snprintf(ws, sizeof ws, "workspaces %.1f MB, each layer its own (within CT_WORKSPACE_KEEP_MB=%.0f)",
+             m.workspace_bytes / MB, m.workspace_budget / MB);
+  else
+    snprintf(ws, sizeof ws, "workspaces %.1f MB shared (%.1f MB if each layer kept its own)", m.workspace_bytes / MB,
+             m.workspace_unshared_bytes / MB);
   if (m.planned)
     ui_resultf(u,
                "Memory plan: blobs %.1f MB planned (data %.1f + diff %.1f), %.1f MB without planning (data %.1f + "
-               "diff %.1f)%s; workspaces %.1f MB shared (%.1f MB if each layer kept its own).",
+               "diff %.1f)%s; %s.",
                pl / MB, m.planned_bytes[0] / MB, m.planned_bytes[1] / MB, un / MB, m.unplanned_bytes[0] / MB,
-               m.unplanned_bytes[1] / MB, m.forward_only ? ", forward only: no diffs" : "", m.workspace_bytes / MB,
-               m.workspace_unshared_bytes / MB);
+               m.unplanned_bytes[1] / MB, m.forward_only ? ", forward only: no diffs" : "", ws);
   else
     ui_resultf(u, "Memory plan: off (CT_MEMPLAN=0): blobs %.1f MB (data %.1f + diff %.1f)%s.", un / MB,
                m.unplanned_bytes[0] / MB, m.unplanned_bytes[1] / MB, m.forward_only ? ", forward only" : "");

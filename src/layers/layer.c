@@ -87,17 +87,22 @@ ct_status ct_part_scratch_reserve(ct_part_scratch *s, const ct_layer *l, size_t 
   return CT_OK;
 }
 
-void ct_part_scratch_free(ct_part_scratch *s) {
-  for (int i = 0; i < s->n; i++)
-    if (s->d[i] && !s->slot[i]) s->d[i]->ops->free(s->d[i], s->p[i]);
-  memset(s, 0, sizeof *s);
-}
-
 struct ct_ws_pool {
   int n;
   ct_ws_slot slot[CT_MAX_PARTITIONS * CT_MAX_DRIVERS];
   size_t asked;
+  ct_part_scratch **user; /* the scratches that reserved here (NULL: freed since) */
+  int nuser, capuser;
+  bool keep;     /* users get private workspaces while `asked` fits the budget */
+  size_t budget; /* bytes */
 };
+
+void ct_part_scratch_free(ct_part_scratch *s) {
+  for (int i = 0; i < s->n; i++)
+    if (s->d[i] && !s->slot[i]) s->d[i]->ops->free(s->d[i], s->p[i]);
+  if (s->pool) s->pool->user[s->user] = NULL;
+  memset(s, 0, sizeof *s);
+}
 
 ct_status ct_ws_pool_create(ct_ws_pool **out, ct_error *err) {
   if (!(*out = calloc(1, sizeof **out))) return ct_fail(err, CT_ENOMEM, "out of memory");
@@ -108,6 +113,9 @@ void ct_ws_pool_free(ct_ws_pool *pool) {
   if (!pool) return;
   for (int i = 0; i < pool->n; i++)
     if (pool->slot[i].p) pool->slot[i].d->ops->free(pool->slot[i].d, pool->slot[i].p);
+  for (int u = 0; u < pool->nuser; u++)
+    if (pool->user[u]) pool->user[u]->pool = NULL; /* a layer that outlives the pool */
+  free(pool->user);
   free(pool);
 }
 
@@ -115,7 +123,56 @@ void ct_ws_pool_bytes(const ct_ws_pool *pool, size_t *held, size_t *asked) {
   *held = *asked = 0;
   if (!pool) return;
   for (int i = 0; i < pool->n; i++) *held += pool->slot[i].bytes;
+  for (int u = 0; u < pool->nuser; u++) {
+    const ct_part_scratch *s = pool->user[u];
+    for (int i = 0; s && i < s->n; i++)
+      if (!s->slot[i] && s->p[i]) *held += s->bytes[i];
+  }
   *asked = pool->asked;
+}
+
+bool ct_ws_pool_keeps(const ct_ws_pool *pool) { return pool && pool->keep; }
+
+ct_status ct_ws_pool_keep(ct_ws_pool *pool, size_t budget, bool *kept, ct_error *err) {
+  *kept = false;
+  if (!pool || pool->asked > budget) return CT_OK;
+  for (int u = 0; u < pool->nuser; u++) {
+    ct_part_scratch *s = pool->user[u];
+    for (int i = 0; s && i < s->n; i++) {
+      if (!s->slot[i]) continue;
+      void *p = s->d[i]->ops->alloc(s->d[i], s->bytes[i]);
+      if (!p)
+        return ct_fail(err, CT_ENOMEM, "cannot allocate %zu bytes of workspace on %s", s->bytes[i], s->d[i]->name);
+      s->p[i] = p;
+      s->slot[i] = NULL;
+    }
+  }
+  for (int i = 0; i < pool->n; i++) { /* nobody uses the shared buffers any more */
+    ct_ws_slot *w = &pool->slot[i];
+    if (w->p) w->d->ops->free(w->d, w->p);
+    w->p = NULL;
+    w->bytes = 0;
+    w->last = NULL;
+  }
+  pool->keep = true;
+  pool->budget = budget;
+  *kept = true;
+  return CT_OK;
+}
+
+static ct_status pool_add_user(ct_ws_pool *pool, ct_part_scratch *s, ct_error *err) {
+  if (s->pool == pool) return CT_OK;
+  if (pool->nuser == pool->capuser) {
+    const int cap = pool->capuser ? 2 * pool->capuser : 64;
+    ct_part_scratch **u = realloc(pool->user, (size_t)cap * sizeof *u);
+    if (!u) return ct_fail(err, CT_ENOMEM, "out of memory");
+    pool->user = u;
+    pool->capuser = cap;
+  }
+  s->pool = pool;
+  s->user = pool->nuser;
+  pool->user[pool->nuser++] = s;
+  return CT_OK;
 }
 
 static ct_ws_slot *pool_slot(ct_ws_pool *pool, int index, const ct_driver *d) {
@@ -132,7 +189,22 @@ ct_status ct_part_workspace_reserve(ct_part_scratch *s, const ct_layer *l, size_
   ct_ws_pool *pool = l->place ? l->place->ws : NULL;
   if (!pool) return ct_part_scratch_reserve(s, l, bytes, err);
   if (!bytes) bytes = 64;
+  CT_TRY(pool_add_user(pool, s, err));
   const int n = l->plan.n ? l->plan.n : 1;
+  if (pool->keep) { /* private while everything asked fits the budget */
+    size_t grow = 0;
+    for (int i = 0; i < n; i++) {
+      const size_t had = i < s->n && (s->p[i] || s->slot[i]) ? s->bytes[i] : 0;
+      if (bytes > had) grow += bytes - had;
+    }
+    if (pool->asked + grow <= pool->budget) {
+      for (int i = 0; i < n && i < s->n; i++)
+        if (s->slot[i]) s->slot[i] = NULL, s->p[i] = NULL, s->d[i] = NULL, s->bytes[i] = 0;
+      CT_TRY(ct_part_scratch_reserve(s, l, bytes, err));
+      pool->asked += grow;
+      return CT_OK;
+    }
+  }
   for (int i = 0; i < n; i++) {
     const ct_driver *d = l->plan.n ? l->plan.part[i].d : ct_driver_cpu();
     if (i < s->n && s->d[i] && !s->slot[i]) { /* a private buffer from before: give it up */

@@ -153,6 +153,8 @@ typedef struct ct_part_scratch {
   size_t bytes[CT_MAX_PARTITIONS];
   const ct_driver *d[CT_MAX_PARTITIONS];
   ct_ws_slot *slot[CT_MAX_PARTITIONS]; /* a shared workspace (ct_part_workspace_reserve) */
+  struct ct_ws_pool *pool;             /* the pool that knows this scratch as a user, or NULL */
+  int user;                            /* its index among the pool's users */
 } ct_part_scratch;
 ct_status ct_part_scratch_reserve(ct_part_scratch *s, const ct_layer *l, size_t bytes, ct_error *err);
 void ct_part_scratch_free(ct_part_scratch *s);
@@ -161,7 +163,9 @@ void ct_part_scratch_free(ct_part_scratch *s);
  * the net shares workspaces (memory planning, net/memplan.c), every layer's partition i on one
  * driver gets the same buffer, the largest any of them asked for; else it is ct_part_scratch.
  * Layers run one at a time, so that is safe; a layer that hopes to find what it left there
- * (the forward lowering, for backward) asks ct_part_scratch_kept first. */
+ * (the forward lowering, for backward) asks ct_part_scratch_kept first. Where all the
+ * workspaces the layers asked for fit a budget (ct_ws_pool_keep), each layer keeps its own
+ * instead, so backward finds its forward's lowering. */
 struct ct_ws_slot {
   void *p;
   size_t bytes;
@@ -189,9 +193,15 @@ static inline bool ct_part_scratch_kept(const ct_part_scratch *s, const ct_part 
 typedef struct ct_ws_pool ct_ws_pool;
 ct_status ct_ws_pool_create(ct_ws_pool **out, ct_error *err);
 void ct_ws_pool_free(ct_ws_pool *pool);
-/* Bytes the pool holds, and the bytes its users asked for in all (what private scratch would
- * have held). */
+/* Bytes the pool's workspaces hold (shared slots and kept private ones), and the bytes its
+ * users asked for in all (what private scratch would have held). */
 void ct_ws_pool_bytes(const ct_ws_pool *pool, size_t *held, size_t *asked);
+/* Gives every user its own workspace when all they asked for is at most `budget` bytes, so that
+ * no layer lowers its input twice; later reservations stay private while the total fits. Returns
+ * whether the pool now keeps workspaces private. */
+ct_status ct_ws_pool_keep(ct_ws_pool *pool, size_t budget, bool *kept, ct_error *err);
+/* Whether the pool gives its users private workspaces (ct_ws_pool_keep). */
+bool ct_ws_pool_keeps(const ct_ws_pool *pool);
 
 /* Declares t (owned by the layer) as written in forward and read only by the layer's backward,
  * so that the memory planner may share its storage between layers (and, in a net that runs

@@ -63,6 +63,21 @@ bool ct_memplan_env_on(void) {
   return !(e && (!strcmp(e, "0") || !strcmp(e, "off") || !strcmp(e, "no")));
 }
 
+/* The bytes of workspace under which every conv layer keeps its own (CT_WORKSPACE_KEEP_MB,
+ * default 1024): its forward lowering is then still there for its backward. Above it the layers
+ * share one workspace per partition and lower again in backward. */
+static ct_status keep_budget(size_t *bytes, ct_error *err) {
+  const char *e = getenv("CT_WORKSPACE_KEEP_MB");
+  *bytes = (size_t)1024 << 20;
+  if (!e || !*e) return CT_OK;
+  char *end;
+  const double mb = strtod(e, &end);
+  if (*end || !(mb >= 0) || mb > 1e9)
+    return ct_fail(err, CT_EINVAL, "CT_WORKSPACE_KEEP_MB=%s: expected a number of megabytes (0 or more)", e);
+  *bytes = (size_t)(mb * 1048576.0);
+  return CT_OK;
+}
+
 static bool runs_backward(const ct_net *net) {
   for (int i = 0; i < net->nlayers; i++)
     if (net->layers[i].need_backward) return true;
@@ -421,6 +436,11 @@ ct_status ct_net_memplan(ct_net *net, ct_error *err) {
   } else {
     for (int s = 0; s < sides; s++) concat_in_place(net, (ct_side)s, net->mp.fwd_only, keep);
     for (int s = 0; s < sides && !st; s++) st = plan_side(net, (ct_side)s, net->mp.fwd_only, keep, true, err);
+    /* a net that runs backward keeps each layer's workspace where they all fit the budget: no
+     * conv layer then lowers twice (a forward-only net has nothing to keep them for) */
+    bool kept;
+    if (!st && !net->mp.fwd_only) st = keep_budget(&net->mp.ws_budget, err);
+    if (!st && !net->mp.fwd_only) st = ct_ws_pool_keep(net->place->ws, net->mp.ws_budget, &kept, err);
   }
   free(keep);
   return st;
@@ -479,4 +499,6 @@ void ct_net_memory(const ct_net *net, ct_net_mem *m) {
     m->shared_blobs[s] = net->mp.shared[s];
   }
   ct_ws_pool_bytes(net->place->ws, &m->workspace_bytes, &m->workspace_unshared_bytes);
+  m->workspace_kept = ct_ws_pool_keeps(net->place->ws);
+  m->workspace_budget = net->mp.ws_budget;
 }

@@ -139,8 +139,10 @@ typedef struct ct_net_mem {
   bool planned, forward_only;
   size_t unplanned_bytes[2], planned_bytes[2];
   int buffers[2], shared_blobs[2];
-  size_t workspace_bytes;          /* the shared workspaces */
+  size_t workspace_bytes;          /* the workspaces held (shared, or each layer's own) */
   size_t workspace_unshared_bytes; /* what the layers asked for in all */
+  bool workspace_kept;             /* each layer keeps its own: they fit the budget */
+  size_t workspace_budget;         /* that budget (CT_WORKSPACE_KEEP_MB), bytes */
 } ct_net_mem;
 void ct_net_memory(const ct_net *net, ct_net_mem *m);
 

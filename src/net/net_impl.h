@@ -59,6 +59,7 @@ struct ct_net {
     char **keep;        /* blob names the caller keeps readable */
     size_t unplanned[2], planned[2]; /* bytes per side, without and with the plan */
     int buffers[2], shared[2];       /* planned buffers, and storages packed into them */
+    size_t ws_budget;                /* workspaces kept per layer up to this (memplan.c) */
   } mp;
   bool fuse_layerwise; /* ct_net_forward_layer may run fused chains (ct_net_set_layerwise_fusion) */
   struct ct_partition *part; /* SINGA's partitioning over a worker group (partition.c); NULL: none */
