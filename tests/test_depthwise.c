@@ -36,6 +36,10 @@ static const shape zoo[] = {
     {2, 4, 20, 3, 4, 4, 3, 1, 2, 1, 1, 0, 1, 1},     /* a 3x1 kernel, strides 2 and 1 */
     {2, 3, 9, 10, 3, 3, 2, 4, 1, 2, 0, 3, 1, 1},     /* padding wider than half the kernel */
     {1, 16, 33, 35, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1}, /* wider planes */
+    {1, 5, 28, 28, 5, 5, 3, 3, 2, 2, 1, 1, 1, 1},    /* stride 2 on an even plane (MobileNet's) */
+    {2, 3, 15, 40, 3, 3, 3, 3, 2, 2, 0, 0, 1, 1},    /* stride 2 unpadded, rows of several vectors */
+    {1, 2, 9, 9, 2, 2, 3, 3, 2, 2, 2, 2, 1, 1},      /* stride 2, padding 2 */
+    {2, 4, 11, 6, 4, 4, 3, 3, 2, 2, 1, 0, 1, 1},     /* stride 2, padding on rows only */
 };
 
 static float *rnd(size_t n, ct_rng *r) {

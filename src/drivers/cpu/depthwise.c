@@ -128,6 +128,57 @@ static ALWAYS_INLINE void forward_body(const ct_conv_geom *g, int nb, const floa
 
 /* ---------------------------------------------------------------- data gradient */
 
+/* A stride-2 3x3 kernel's taps by row parity p ((iy + ph) mod 2: kernel rows ri with
+ * iy + ph - ri even) and by column phase q (kernel columns cj with q + pw - cj even, reading dy
+ * column m + coff for input column 2 m + q): one or two each. */
+typedef struct s2_taps {
+  int nr[2], ri[2][2], nc[2], cj[2][2];
+  int coff[2][CT_DIRECT_MAX_KERNEL];
+} s2_taps;
+
+static bool s2_taps_of(const ct_conv_geom *g, s2_taps *t) {
+  for (int p = 0; p < 2; p++) {
+    t->nr[p] = t->nc[p] = 0;
+    for (int i = 0; i < 3; i++)
+      if ((p - i) % 2 == 0) t->ri[p][t->nr[p]++] = i;
+    for (int j = 0; j < 3; j++) {
+      const int numj = p + g->pw - j;
+      if (numj % 2) continue;
+      t->cj[p][t->nc[p]] = j;
+      t->coff[p][t->nc[p]++] = numj / 2;
+    }
+    if (t->nr[p] < 1 || t->nr[p] > 2 || t->nc[p] < 1 || t->nc[p] > 2) return false;
+  }
+  return true;
+}
+
+/* One input row of a depthwise 3x3 stride-2 data gradient: its NR (1 or 2) kernel rows and, per
+ * column phase, NC0 / NC1 (1 or 2) kernel columns, with their weights already in registers; the
+ * counts are constants where this is expanded, so the taps unroll. The sums are the general
+ * stride-2 loop's, in its order (kernel row, then column), so both give the same bits. */
+static ALWAYS_INLINE void dw_s2_row(float *dr, int W, const float *Q, const int *roff,
+                                    const int coff[2][CT_DIRECT_MAX_KERNEL], const ct_v8f wv[2][2][2], const int NR,
+                                    const int NC0, const int NC1) {
+  for (int m0 = 0; 2 * m0 < W; m0 += LANES) {
+    ct_v8f a0 = ct_v8f_splat(0.0f), a1 = a0;
+    for (int r = 0; r < NR; r++) {
+      const float *row = Q + roff[r] + m0;
+      for (int c = 0; c < NC0; c++) a0 += wv[r][0][c] * ct_v8f_load(row + coff[0][c]);
+      for (int c = 0; c < NC1; c++) a1 += wv[r][1][c] * ct_v8f_load(row + coff[1][c]);
+    }
+    const ct_v8f lo = __builtin_shufflevector(a0, a1, 0, 8, 1, 9, 2, 10, 3, 11);
+    const ct_v8f hi = __builtin_shufflevector(a0, a1, 4, 12, 5, 13, 6, 14, 7, 15);
+    const int left = W - 2 * m0;
+    if (left >= 2 * LANES) {
+      ct_v8f_store(dr + 2 * m0, lo);
+      ct_v8f_store(dr + 2 * m0 + LANES, hi);
+    } else {
+      store_lanes(dr + 2 * m0, lo, left);
+      if (left > LANES) store_lanes(dr + 2 * m0 + LANES, hi, left - LANES);
+    }
+  }
+}
+
 static ALWAYS_INLINE void data_body(const ct_conv_geom *g, int nb, const float *w, const float *dy, float *dx,
                                     float *ws, const int sw, const int kh, const int kw) {
   const ct_direct_layout lay = ct_lower_direct_layout(g);
@@ -135,6 +186,11 @@ static ALWAYS_INLINE void data_body(const ct_conv_geom *g, int nb, const float *
   const size_t plane = (size_t)lay.QR * lay.QC, HW = (size_t)g->H * g->W, P = (size_t)g->OH * g->OW;
   float *tmp = ws + Kg * plane; /* one phase of an input row, sw > 1 */
   memset(ws, 0, Kg * plane * sizeof(float));
+  /* depthwise 3x3 at stride 2: the taps that reach an input row depend only on its parity, and
+   * those that reach a column only on its phase, so they are found once here */
+  s2_taps s2;
+  const bool dw_s2 = Kg == 1 && Cg == 1 && kh == 3 && kw == 3 && sw == 2 && sh == 2 && g->dh == 1 && g->dw == 1 &&
+                     s2_taps_of(g, &s2);
   for (int n = 0; n < nb; n++)
     for (int gi = 0; gi < g->G; gi++) {
       for (int kg = 0; kg < Kg; kg++)
@@ -142,6 +198,31 @@ static ALWAYS_INLINE void data_body(const ct_conv_geom *g, int nb, const float *
                     ws + kg * plane, lay.QR, lay.QC);
       for (int cl = 0; cl < Cg; cl++) {
         float *dxc = dx + ((size_t)n * g->C + (size_t)gi * Cg + cl) * HW;
+        if (dw_s2) { /* depthwise 3x3 at stride 2 (MobileNet's downsampling layers) */
+          const float *wk = w + ((size_t)gi * Cg + cl) * KK;
+          ct_v8f wv[2][2][2][2]; /* [row parity][kernel row][column phase][kernel column] */
+          for (int p = 0; p < 2; p++)
+            for (int r = 0; r < s2.nr[p]; r++)
+              for (int q = 0; q < 2; q++)
+                for (int c = 0; c < s2.nc[q]; c++) wv[p][r][q][c] = ct_v8f_splat(wk[s2.ri[p][r] * kw + s2.cj[q][c]]);
+          for (int iy = 0; iy < g->H; iy++) {
+            const int p = (iy + g->ph) & 1;
+            int roff[2];
+            for (int r = 0; r < s2.nr[p]; r++) roff[r] = ((iy + g->ph - s2.ri[p][r]) / 2 + lay.RT) * lay.QC + lay.CL;
+            float *dr = dxc + (size_t)iy * g->W;
+            switch ((s2.nr[p] - 1) * 4 + (s2.nc[0] - 1) * 2 + (s2.nc[1] - 1)) {
+              case 0: dw_s2_row(dr, g->W, ws, roff, s2.coff, wv[p], 1, 1, 1); break;
+              case 1: dw_s2_row(dr, g->W, ws, roff, s2.coff, wv[p], 1, 1, 2); break;
+              case 2: dw_s2_row(dr, g->W, ws, roff, s2.coff, wv[p], 1, 2, 1); break;
+              case 3: dw_s2_row(dr, g->W, ws, roff, s2.coff, wv[p], 1, 2, 2); break;
+              case 4: dw_s2_row(dr, g->W, ws, roff, s2.coff, wv[p], 2, 1, 1); break;
+              case 5: dw_s2_row(dr, g->W, ws, roff, s2.coff, wv[p], 2, 1, 2); break;
+              case 6: dw_s2_row(dr, g->W, ws, roff, s2.coff, wv[p], 2, 2, 1); break;
+              default: dw_s2_row(dr, g->W, ws, roff, s2.coff, wv[p], 2, 2, 2); break;
+            }
+          }
+          continue;
+        }
         for (int iy = 0; iy < g->H; iy++) {
           if (sw == 1 && sh == 1 && Kg == 1 && KK <= 9) { /* depthwise: as the forward's */
             const float *wk = w + ((size_t)gi * Cg + cl) * KK;
