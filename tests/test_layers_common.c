@@ -890,18 +890,18 @@ static void test_eltwise(void) {
       "type: \"Eltwise\" eltwise_param { operation: MAX }",
   };
   for (int c = 0; c < 4; c++) {
-    ct_harness *h = mk(texts[c], "2x3x4;2x3x4;2x3x4");
+    ct_harness *h = mk(texts[c], "2x3x5;2x3x5;2x3x5")  /* 30: vectors and a tail */;
     if (!h) continue;
     const float *x[3];
     for (int b = 0; b < 3; b++) {
-      fill_gauss(ctk_data(h, 0, b), 24, 700 + 10 * c + b, 0, 1);
+      fill_gauss(ctk_data(h, 0, b), 30, 700 + 10 * c + b, 0, 1);
       x[b] = ctk_data(h, 0, b);
     }
     if (!fwd(h)) {
       const float *y = ctk_data(h, 1, 0);
       const double coeff[3] = {0.5, -2, 3};
-      int winner[24];
-      for (int i = 0; i < 24; i++) {
+      int winner[30];
+      for (int i = 0; i < 30; i++) {
         double want;
         if (c == 0)
           want = (double)x[0][i] + x[1][i] + x[2][i];
@@ -919,12 +919,21 @@ static void test_eltwise(void) {
       }
       if (c == 3) {
         float *dy = ctk_diff(h, 1, 0);
-        fill_gauss(dy, 24, 790, 0, 1);
+        fill_gauss(dy, 30, 790, 0, 1);
         ctk_backward(h, 7);
         int bad = 0;
         for (int b = 0; b < 3; b++)
-          for (int i = 0; i < 24; i++) bad += ctk_diff(h, 0, b)[i] != (winner[i] == b ? dy[i] : 0.0f);
+          for (int i = 0; i < 30; i++) bad += ctk_diff(h, 0, b)[i] != (winner[i] == b ? dy[i] : 0.0f);
         CHECK(bad == 0, "Eltwise MAX routes the gradient to the winner (%d wrong)", bad);
+      }
+      if (c == 2) { /* PROD: each bottom's gradient is dy times the other two */
+        float *dy = ctk_diff(h, 1, 0);
+        fill_gauss(dy, 30, 791, 0, 1);
+        ctk_backward(h, 7);
+        for (int b = 0; b < 3; b++)
+          for (int i = 0; i < 30; i++)
+            CHECK_CLOSE(ctk_diff(h, 0, b)[i], (double)dy[i] * x[(b + 1) % 3][i] * x[(b + 2) % 3][i], 1e-5, 1e-6,
+                        "Eltwise PROD gradient of bottom %d, element %d", b, i);
       }
     }
     ctk_free(h);

@@ -317,40 +317,65 @@ static void sum_pass(float *y, bool acc, float a, const float *x, float b, const
   for (; i < n; i++) y[i] = acc ? y[i] + a * x[i] : z ? a * x[i] + b * z[i] : a * x[i];
 }
 
+/* y = a b, four lanes at a time (y may be a). */
+static void prod_pass(float *y, const float *a, const float *b, size_t n) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) ct_v4f_store(y + i, ct_v4f_load(a + i) * ct_v4f_load(b + i));
+  for (; i < n; i++) y[i] = a[i] * b[i];
+}
+
+/* MAX of the first two inputs: the first wins only where it is greater (ties and NaNs: the
+ * second), as the scalar rule x0 > x1 ? x0 : x1. */
+static void max_first(float *y, int *w, const float *x0, const float *x1, size_t n) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const ct_v4f a = ct_v4f_load(x0 + i), b = ct_v4f_load(x1 + i);
+    const ct_v4i first = a > b;
+    ct_v4f_store(y + i, ct_v4f_select(first, a, b));
+    ct_v4i_store(w + i, ct_v4i_select(first, ct_v4i_splat(0), ct_v4i_splat(1)));
+  }
+  for (; i < n; i++) {
+    const bool first = x0[i] > x1[i];
+    y[i] = first ? x0[i] : x1[i];
+    w[i] = first ? 0 : 1;
+  }
+}
+
+/* A later input k takes an element only where it is greater than the running maximum. */
+static void max_next(float *y, int *w, const float *x, int k, size_t n) {
+  const ct_v4i vk = ct_v4i_splat(k);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const ct_v4f v = ct_v4f_load(x + i), m = ct_v4f_load(y + i);
+    const ct_v4i gt = v > m;
+    ct_v4f_store(y + i, ct_v4f_select(gt, v, m));
+    ct_v4i_store(w + i, ct_v4i_select(gt, vk, ct_v4i_load(w + i)));
+  }
+  for (; i < n; i++)
+    if (x[i] > y[i]) {
+      y[i] = x[i];
+      w[i] = k;
+    }
+}
+
 ct_status ct_cpu_eltwise_forward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *xs,
                                  const float *coeff, float *y, int *winner) {
   (void)d;
   switch (op) {
     case CT_ELTWISE_PROD:
-      memcpy(y, xs[0], n * sizeof(float));
-      for (int k = 1; k < nx; k++) {
-        const float *x = xs[k];
-        for (size_t i = 0; i < n; i++) y[i] *= x[i];
-      }
+      /* the first two inputs in one pass (nx >= 2), the others multiplied in one by one */
+      prod_pass(y, xs[0], xs[1], n);
+      for (int k = 2; k < nx; k++) prod_pass(y, y, xs[k], n);
       break;
     case CT_ELTWISE_SUM:
       /* the first two inputs in one pass (nx >= 2), the others added one by one */
       sum_pass(y, false, coeff ? coeff[0] : 1.0f, xs[0], coeff ? coeff[1] : 1.0f, xs[1], n);
       for (int k = 2; k < nx; k++) sum_pass(y, true, coeff ? coeff[k] : 1.0f, xs[k], 0.0f, NULL, n);
       break;
-    case CT_ELTWISE_MAX: {
-      int *w = winner;
-      const float *x0 = xs[0], *x1 = xs[1];
-      for (size_t i = 0; i < n; i++) {
-        bool first = x0[i] > x1[i];
-        y[i] = first ? x0[i] : x1[i];
-        w[i] = first ? 0 : 1;
-      }
-      for (int k = 2; k < nx; k++) {
-        const float *x = xs[k];
-        for (size_t i = 0; i < n; i++)
-          if (x[i] > y[i]) {
-            y[i] = x[i];
-            w[i] = k;
-          }
-      }
+    case CT_ELTWISE_MAX:
+      max_first(y, winner, xs[0], xs[1], n);
+      for (int k = 2; k < nx; k++) max_next(y, winner, xs[k], k, n);
       break;
-    }
   }
   return CT_OK;
 }
@@ -361,16 +386,20 @@ ct_status ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n
   (void)d;
   switch (op) {
     case CT_ELTWISE_PROD:
-      if (stable_prod) {
-        for (size_t i = 0; i < n; i++) dx[i] = dy[i];
+      if (stable_prod) { /* dy times the other inputs, in their order */
+        const float *src = dy;
         for (int j = 0; j < nx; j++) {
           if (j == k) continue;
-          const float *x = xs[j];
-          for (size_t i = 0; i < n; i++) dx[i] *= x[i];
+          prod_pass(dx, src, xs[j], n);
+          src = dx;
         }
+        if (src == dy && dx != dy) memcpy(dx, dy, n * sizeof(float)); /* a single input */
       } else {
         const float *x = xs[k];
-        for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] / x[i];
+        size_t i = 0;
+        for (; i + 4 <= n; i += 4)
+          ct_v4f_store(dx + i, ct_v4f_load(dy + i) * ct_v4f_load(y + i) / ct_v4f_load(x + i));
+        for (; i < n; i++) dx[i] = dy[i] * y[i] / x[i];
       }
       break;
     case CT_ELTWISE_SUM: {
@@ -384,7 +413,12 @@ ct_status ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n
     }
     case CT_ELTWISE_MAX: {
       const int *w = winner;
-      for (size_t i = 0; i < n; i++) dx[i] = w[i] == k ? dy[i] : 0.0f;
+      const ct_v4i vk = ct_v4i_splat(k);
+      const ct_v4f zero = ct_v4f_splat(0.0f);
+      size_t i = 0;
+      for (; i + 4 <= n; i += 4)
+        ct_v4f_store(dx + i, ct_v4f_select(ct_v4i_load(w + i) == vk, ct_v4f_load(dy + i), zero));
+      for (; i < n; i++) dx[i] = w[i] == k ? dy[i] : 0.0f;
       break;
     }
   }
