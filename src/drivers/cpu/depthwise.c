@@ -46,6 +46,36 @@ static ALWAYS_INLINE void place_plane(const float *x, int H, int W, int top, int
   for (int r = top; r < r1; r++) copy_floats(P + (size_t)r * Cols + left, x + (size_t)(r - top) * W, n);
 }
 
+/* Stride 2 along rows (depthwise, no dilation): each padded row of Cols floats is kept as its
+ * even columns, then its odd ones (E = (Cols + 1) / 2 floats in, where the odd ones start), so
+ * a tap's eight outputs read eight neighbours instead of every second of sixteen. Padded column
+ * pc lies at pc / 2 (even) or E + pc / 2 (odd); tap j of outputs ox.. at (j odd ? E : 0) + j / 2
+ * + ox. */
+static ALWAYS_INLINE void place_plane_split(const float *x, int H, int W, int top, int left, float *P, int R,
+                                            int Cols) {
+  const int r1 = top + H < R ? top + H : R, n = Cols - left < W ? Cols - left : W, E = (Cols + 1) / 2;
+  if (n <= 0) return;
+  /* input column c (padded left + c): even c goes to the half of left's parity */
+  const int even_at = left % 2 ? E + (left - 1) / 2 : left / 2, odd_at = left % 2 ? (left + 1) / 2 : E + left / 2;
+  for (int r = top; r < r1; r++) {
+    const float *xr = x + (size_t)(r - top) * W;
+    float *pe = P + (size_t)r * Cols + even_at, *po = P + (size_t)r * Cols + odd_at;
+    int c = 0;
+    for (; c + 2 * LANES <= n; c += 2 * LANES) {
+      const ct_v8f v0 = ct_v8f_load(xr + c), v1 = ct_v8f_load(xr + c + LANES);
+      ct_v8f_store(pe + c / 2, __builtin_shufflevector(v0, v1, 0, 2, 4, 6, 8, 10, 12, 14));
+      ct_v8f_store(po + c / 2, __builtin_shufflevector(v0, v1, 1, 3, 5, 7, 9, 11, 13, 15));
+    }
+    for (; c < n; c++) {
+      if (c % 2)
+        po[c / 2] = xr[c];
+      else
+        pe[c / 2] = xr[c];
+      __asm__ volatile("" ::: "memory");
+    }
+  }
+}
+
 /* The first n (>= 1) lanes of v to p. */
 static ALWAYS_INLINE void store_lanes(float *p, ct_v8f v, int n) {
   if (n >= LANES) {
@@ -62,12 +92,21 @@ static ALWAYS_INLINE void forward_body(const ct_conv_geom *g, int nb, const floa
   const ct_direct_layout lay = ct_lower_direct_layout(g);
   const int Cg = g->C / g->G, Kg = g->K / g->G, KK = kh * kw;
   const size_t plane = (size_t)lay.XR * lay.XC, HW = (size_t)g->H * g->W, P = (size_t)g->OH * g->OW;
+  /* depthwise at stride 2: the planes split by column parity (place_plane_split), every tap a
+   * plain load */
+  const bool split = sw == 2 && g->dw == 1 && Cg == 1 && KK <= 9;
+  int toff[9]; /* tap j's offset in a split row */
+  for (int j = 0; j < kw && j < 9; j++) toff[j] = (j % 2 ? (lay.XC + 1) / 2 : 0) + j / 2;
   memset(ws, 0, Cg * plane * sizeof(float));
   for (int n = 0; n < nb; n++)
     for (int gi = 0; gi < g->G; gi++) {
-      for (int c = 0; c < Cg; c++)
-        place_plane(x + ((size_t)n * g->C + (size_t)gi * Cg + c) * HW, g->H, g->W, g->ph, g->pw, ws + c * plane,
-                    lay.XR, lay.XC);
+      for (int c = 0; c < Cg; c++) {
+        const float *xc = x + ((size_t)n * g->C + (size_t)gi * Cg + c) * HW;
+        if (split)
+          place_plane_split(xc, g->H, g->W, g->ph, g->pw, ws + c * plane, lay.XR, lay.XC);
+        else
+          place_plane(xc, g->H, g->W, g->ph, g->pw, ws + c * plane, lay.XR, lay.XC);
+      }
       for (int kg = 0; kg < Kg; kg++) {
         const int k = gi * Kg + kg;
         const float *wk = w + (size_t)k * Cg * KK;
@@ -82,6 +121,33 @@ static ALWAYS_INLINE void forward_body(const ct_conv_geom *g, int nb, const floa
             const float *r0 = ws + (size_t)(oy * g->sh) * lay.XC;
             float *yr = yk + (size_t)oy * g->OW;
             int ox0 = 0;
+            if (split) { /* the same sums, read from the split rows */
+              for (; ox0 + 2 * LANES <= g->OW; ox0 += 2 * LANES) {
+                ct_v8f a0 = ct_v8f_splat(bk), a1 = a0;
+#pragma GCC unroll 3
+                for (int i = 0; i < kh; i++) {
+                  const float *row = r0 + (size_t)(i * g->dh) * lay.XC + ox0;
+#pragma GCC unroll 3
+                  for (int j = 0; j < kw; j++) {
+                    a0 += wv[i * kw + j] * ct_v8f_load(row + toff[j]);
+                    a1 += wv[i * kw + j] * ct_v8f_load(row + toff[j] + LANES);
+                  }
+                }
+                ct_v8f_store(yr + ox0, a0);
+                ct_v8f_store(yr + ox0 + LANES, a1);
+              }
+              for (; ox0 < g->OW; ox0 += LANES) {
+                ct_v8f a0 = ct_v8f_splat(bk);
+#pragma GCC unroll 3
+                for (int i = 0; i < kh; i++) {
+                  const float *row = r0 + (size_t)(i * g->dh) * lay.XC + ox0;
+#pragma GCC unroll 3
+                  for (int j = 0; j < kw; j++) a0 += wv[i * kw + j] * ct_v8f_load(row + toff[j]);
+                }
+                store_lanes(yr + ox0, a0, g->OW - ox0);
+              }
+              continue;
+            }
             for (; ox0 + 2 * LANES <= g->OW; ox0 += 2 * LANES) {
               ct_v8f a0 = ct_v8f_splat(bk), a1 = a0;
 #pragma GCC unroll 3
@@ -356,13 +422,20 @@ static ALWAYS_INLINE void weight_body(const ct_conv_geom *g, int nb, const float
   const int Cg = g->C / g->G, Kg = g->K / g->G, KK = kh * kw;
   const size_t plane = (size_t)lay.XR * lay.XC, HW = (size_t)g->H * g->W, P = (size_t)g->OH * g->OW;
   float *D = ws + Cg * plane; /* dy's plane, rows of OWr floats */
+  const bool split = sw == 2 && g->dw == 1 && Cg == 1 && KK <= 9; /* as the forward's */
+  int toff[9];
+  for (int j = 0; j < kw && j < 9; j++) toff[j] = (j % 2 ? (lay.XC + 1) / 2 : 0) + j / 2;
   memset(ws, 0, (Cg * plane + P + (size_t)g->OH * (lay.OWr - g->OW)) * sizeof(float));
   for (int n = 0; n < nb; n++)
     for (int gi = 0; gi < g->G; gi++) {
       if (dw)
-        for (int c = 0; c < Cg; c++)
-          place_plane(x + ((size_t)n * g->C + (size_t)gi * Cg + c) * HW, g->H, g->W, g->ph, g->pw, ws + c * plane,
-                      lay.XR, lay.XC);
+        for (int c = 0; c < Cg; c++) {
+          const float *xc = x + ((size_t)n * g->C + (size_t)gi * Cg + c) * HW;
+          if (split)
+            place_plane_split(xc, g->H, g->W, g->ph, g->pw, ws + c * plane, lay.XR, lay.XC);
+          else
+            place_plane(xc, g->H, g->W, g->ph, g->pw, ws + c * plane, lay.XR, lay.XC);
+        }
       for (int kg = 0; kg < Kg; kg++) {
         const int k = gi * Kg + kg;
         place_plane(dy + ((size_t)n * g->K + k) * P, g->OH, g->OW, 0, 0, D, g->OH, lay.OWr);
@@ -381,6 +454,15 @@ static ALWAYS_INLINE void weight_body(const ct_conv_geom *g, int nb, const float
             for (int oy = 0; oy < g->OH; oy++)
               for (int ox0 = 0; ox0 < g->OW; ox0 += LANES) {
                 const ct_v8f d = ct_v8f_load(D + (size_t)oy * lay.OWr + ox0);
+                if (split) { /* the same sums, read from the split rows */
+#pragma GCC unroll 3
+                  for (int i = 0; i < kh; i++) {
+                    const float *row = Pc + (size_t)(oy * g->sh + i * g->dh) * lay.XC + ox0;
+#pragma GCC unroll 3
+                    for (int j = 0; j < kw; j++) acc[i * kw + j] += d * ct_v8f_load(row + toff[j]);
+                  }
+                  continue;
+                }
 #pragma GCC unroll 3
                 for (int i = 0; i < kh; i++) {
                   const float *row = Pc + (size_t)(oy * g->sh + i * g->dh) * lay.XC + (size_t)ox0 * sw;
