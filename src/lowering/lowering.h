@@ -100,10 +100,34 @@ typedef struct ct_wino_strides {
 } ct_wino_strides;
 ct_wino_strides ct_lower_wino_strides(const ct_conv_geom *g, int nb);
 size_t ct_lower_wino_scratch(const ct_conv_geom *g, int nb);
+/* WINOGRAD blocked (on a driver with a conv_wino_block entry, the CPU's): a partition's tiles
+ * run in blocks of `rows` rows of tiles (row r = n TH + th of the partition: a block may hold a
+ * part of an image or several small images; the last block may be shorter), sized so that a
+ * block's V and M stay in the L2 cache between its transform, its GEMMs and its lift, instead of
+ * the partition's going out to memory and back. The workspace: U and dU (16 blocks sU apart, as
+ * ct_wino_strides), then the block's V [16][C][ld] (blocks sV apart) and M / dM [16][K][ld] (sM
+ * apart), tile t = (r - r0) TW + tw of the block, then scratch (prow: rows of the padded plane
+ * one block of one image covers). Offsets and sizes in floats. */
+typedef struct ct_wino_block {
+  int rows;
+  size_t ld, sV, sM, prow;
+  size_t U, dU, V, M, scratch, workspace;
+} ct_wino_block;
+/* The L2 bytes a block's V and M are sized to (ct_lower_wino_block); CT_WINO_BLOCK_TILES in the
+ * environment sets a block's tiles instead (tests and benchmarks; rounded to whole rows). */
+#define CT_WINO_BLOCK_BYTES ((size_t)768 << 10)
+/* ... but a block has at least this many tiles (narrower GEMMs run too far below their rate). */
+#define CT_WINO_BLOCK_MIN_TILES 64
+ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb);
 const char *ct_lowering_name(ct_lowering t);
 
-/* Floats of workspace one partition of nb images needs for type t (forward and backward). */
+/* Floats of workspace one partition of nb images needs for type t (forward and backward), with
+ * the driver's staged steps (conv_lower ... conv_lower_grad, whose layout ct_lower_layout_of
+ * gives). */
 size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb);
+/* The same on driver d: WINOGRAD blocked (ct_wino_block) where d has conv_wino_block, never more
+ * than ct_lower_workspace. */
+size_t ct_lower_workspace_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb);
 /* Type 2 runs its GEMMs and its lift (forward) or lift of dy (backward) image by image when a
  * partition has two images or more, each with at least this many product columns (H*OW):
  * CaffeNet's conv2 (729), not its 13 x 13 layers, whose per-image GEMMs would be too thin. */
