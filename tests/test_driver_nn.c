@@ -57,7 +57,6 @@ static double dotf(const float *a, const float *b, size_t n) {
 
 /* The steps one by one: lower and lift against their adjoints (lift_grad, lower_grad), for
  * every type; then the whole convolution run on the driver against the direct loops. */
-static bool wino_t(ct_lowering t) { return t == CT_LOWER_WINOGRAD; }
 
 static void test_lowering(const ct_driver *D) {
   const int shapes[][14] = {
