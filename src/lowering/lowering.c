@@ -3,6 +3,7 @@
  * themselves are each driver's, behind its conv_* entries (the CPU's: drivers/cpu/conv.c). */
 #include "lowering/lowering.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -594,7 +595,10 @@ static double shape_eff(double m, double n, double k) {
 }
 
 double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops, double gbytes, size_t max_ws) {
-  if (ct_lower_workspace(g, t, nb) > max_ws) return 1e30;
+  /* WINOGRAD as the CPU runs it, blocked (a plan with a GPU never picks it: ct_conv_fit_workspace) */
+  const size_t need = t == CT_LOWER_WINOGRAD && ct_lower_wino_applies(g) ? ct_lower_wino_block(g, nb).workspace
+                                                                         : ct_lower_workspace(g, t, nb);
+  if (need > max_ws) return 1e30;
   const double G = g->G, K = g->K, C = g->C, Cg = C / G, Kg = K / G, kh = g->kh, kw = g->kw, n = nb;
   const double H = g->H, W = g->W, OH = g->OH, OW = g->OW;
   double flops, bytes, eff;
@@ -623,12 +627,18 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
       break;
     case CT_LOWER_WINOGRAD: {
       if (!ct_lower_wino_applies(g)) return 1e30;
-      const double T = (double)ct_lower_wino_strides(g, nb).T;
+      const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+      const ct_wino_block B = ct_lower_wino_block(g, nb);
+      const double T = (double)s.T, Tb = (double)B.rows * s.TW, blocks = ceil(T / Tb);
       flops = 16 * 2 * K * Cg * T;
       /* V and M are each written and read five times over forward and backward (the
-       * transforms are that much more than a copy, which this charges nothing for) */
-      bytes = 4.0 * (5 * 16 * C * T + 5 * 16 * K * T);
-      eff = shape_eff(Kg, T, Cg);
+       * transforms are that much more than a copy, which this charges nothing for), a block
+       * at a time: in cache, CT_WINO_CACHE_GAIN times faster than memory, where a block's V and
+       * M fit CT_WINO_BLOCK_BYTES; U and dU go through memory once a block (three passes) */
+      const double vm = 4.0 * 16 * (C + K) * Tb;
+      const double gain = vm <= (double)CT_WINO_BLOCK_BYTES ? CT_WINO_CACHE_GAIN : 1.0;
+      bytes = 5 * 4.0 * 16 * (C + K) * T / gain + blocks * 3 * 4.0 * 16 * K * Cg;
+      eff = shape_eff(Kg, Tb, Cg);
       break;
     }
     case CT_LOWER_POINTWISE:

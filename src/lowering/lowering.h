@@ -117,7 +117,9 @@ typedef struct ct_wino_block {
  * environment sets a block's tiles instead (tests and benchmarks; rounded to whole rows). */
 #define CT_WINO_BLOCK_BYTES ((size_t)768 << 10)
 /* ... but a block has at least this many tiles (narrower GEMMs run too far below their rate). */
-#define CT_WINO_BLOCK_MIN_TILES 64
+#define CT_WINO_BLOCK_MIN_TILES 128
+/* The cost model's speed of a block's passes over V and M that stay in cache, relative to memory. */
+#define CT_WINO_CACHE_GAIN 2.0
 ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb);
 const char *ct_lowering_name(ct_lowering t);
 
