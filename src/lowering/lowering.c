@@ -165,8 +165,15 @@ size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb) {
   }
 }
 
+/* WINOGRAD runs blocked on d: d has conv_wino_block, and CT_WINO_BLOCKED=0 is not in the
+ * environment (benchmarks compare with the staged path on the same driver) */
+static bool wino_blocked(const ct_driver *d) {
+  const char *e = getenv("CT_WINO_BLOCKED");
+  return d->ops->conv_wino_block && !(e && strcmp(e, "0") == 0);
+}
+
 size_t ct_lower_workspace_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb) {
-  if (t == CT_LOWER_WINOGRAD && d->ops->conv_wino_block) return ct_lower_wino_block(g, nb).workspace;
+  if (t == CT_LOWER_WINOGRAD && wino_blocked(d)) return ct_lower_wino_block(g, nb).workspace;
   return ct_lower_workspace(g, t, nb);
 }
 
@@ -535,7 +542,7 @@ ct_status ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowe
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: return forward_lowered(d, g, t, nb, x, w, b, y, ws);
     case CT_LOWER_WINOGRAD:
-      if (d->ops->conv_wino_block) return forward_wino_blocked(d, g, nb, x, w, b, y, ws);
+      if (wino_blocked(d)) return forward_wino_blocked(d, g, nb, x, w, b, y, ws);
       return forward_wino(d, g, nb, x, w, b, y, ws);
     case CT_LOWER_POINTWISE: return forward_pw(d, g, nb, x, w, b, y);
     case CT_LOWER_DIRECT: return d->ops->conv_direct_forward(d, g, nb, x, w, b, y, ws);
@@ -559,7 +566,7 @@ ct_status ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_low
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: return backward23(d, g, t, nb, x, w, dy, dx, dw, db, ws, reuse);
     case CT_LOWER_WINOGRAD:
-      if (d->ops->conv_wino_block) return backward_wino_blocked(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
+      if (wino_blocked(d)) return backward_wino_blocked(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
       return backward_wino(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
     case CT_LOWER_POINTWISE: return backward_pw(d, g, nb, x, w, dy, dx, dw, db);
     case CT_LOWER_DIRECT:

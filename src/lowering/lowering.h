@@ -128,7 +128,8 @@ const char *ct_lowering_name(ct_lowering t);
  * gives). */
 size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb);
 /* The same on driver d: WINOGRAD blocked (ct_wino_block) where d has conv_wino_block, never more
- * than ct_lower_workspace. */
+ * than ct_lower_workspace. CT_WINO_BLOCKED=0 in the environment runs WINOGRAD staged on every
+ * driver (benchmarks). */
 size_t ct_lower_workspace_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb);
 /* Type 2 runs its GEMMs and its lift (forward) or lift of dy (backward) image by image when a
  * partition has two images or more, each with at least this many product columns (H*OW):
