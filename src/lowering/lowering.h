@@ -20,7 +20,9 @@
  *  WINOGRAD (3x3, stride 1, no dilation): F(2x2, 3x3), drivers/cpu/winograd.c: the input in
  *        4x4 tiles (V, 16 x C x tiles), the kernel (U, 16 x K x C/G), 16 GEMMs per group on
  *        them, the products lifted into 2x2 output tiles; 2.25 times fewer multiply-adds, a
- *        blow-up of 4 on both sides.
+ *        blow-up of 4 on both sides. On a driver with conv_wino_block (the CPU's) the tiles run
+ *        in blocks of tile rows (ct_wino_block), each block's V and M in cache; else staged,
+ *        the partition's whole V and M at once (ct_wino_strides).
  *  DIRECT (depthwise and many-group convolutions, where a group's GEMM would be a few rows or
  *        a few columns deep): no lowering, no GEMM; the driver's conv_direct_* entries run the
  *        convolution's loops, vectorised along an output (or input) row, on a zero-padded copy

@@ -20,7 +20,10 @@
  * U [16][K][C/G], M (dM backward) [16][K][T], dU [16][K][C/G], then row scratch. T = nb * TH * TW
  * tiles, tile t = (n * TH + th) * TW + tw; xi = 4 i + j for row i, column j of the 4x4 tile. The
  * inner loops run four tiles of a row at once (GNU C vectors, core/simd.h). These are the CPU
- * driver's transforms, behind its conv_* entries for WINOGRAD (cpu/conv.c). */
+ * driver's transforms, behind its conv_* entries for WINOGRAD (cpu/conv.c), and behind its
+ * conv_wino_block entry (the end of this file), where each step runs over a block of rows of
+ * tiles (row r = n TH + th) in the block layout of ct_lower_wino_block: the same loops over a
+ * range of rows, V and M with the block's row length and strides. */
 #include <string.h>
 
 #include "core/simd.h"
