@@ -75,11 +75,16 @@ ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb) {
   const ct_wino_strides s = ct_lower_wino_strides(g, nb);
   ct_wino_block B;
   /* the rows of tiles whose V and M (16 (C + K) floats a tile) fill CT_WINO_BLOCK_BYTES, but
-   * at least CT_WINO_BLOCK_MIN_TILES tiles (the GEMMs' width) and at most the partition;
-   * CT_WINO_BLOCK_TILES in the environment sets the tiles instead (tests, benchmarks) */
-  const size_t per_tile = 16 * sizeof(float) * ((size_t)g->C + (size_t)g->K);
+   * at least CT_WINO_BLOCK_MIN_TILES tiles (the GEMMs' width), and enough that U and dU (16 K
+   * C/G floats each, which every block's GEMMs read, and dU's write) move at most a quarter of
+   * what the block's V and M do: in deep layers (ResNet's 14x14x256, 7x7x512) the backward ran
+   * slower in smaller blocks; at most the partition. CT_WINO_BLOCK_TILES in the environment sets
+   * the tiles instead (tests, benchmarks) */
+  const size_t C = (size_t)g->C, K = (size_t)g->K, per_tile = 16 * sizeof(float) * (C + K);
+  const size_t for_u = 4 * K * (C / (size_t)g->G) / (C + K);
   size_t tiles = CT_WINO_BLOCK_BYTES / per_tile;
   if (tiles < CT_WINO_BLOCK_MIN_TILES) tiles = CT_WINO_BLOCK_MIN_TILES;
+  if (tiles < for_u) tiles = for_u;
   const char *e = getenv("CT_WINO_BLOCK_TILES");
   const long et = e ? strtol(e, NULL, 10) : 0;
   if (et > 0) tiles = (size_t)et;
