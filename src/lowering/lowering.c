@@ -461,7 +461,7 @@ static ct_status forward_wino_blocked(const ct_driver *d, const ct_conv_geom *g,
 
 /* Its backward, block by block in order: dM from dy, dU += dM V^T (the first block's GEMM
  * overwrites dU), dV = U^T dM over V, then dV into the block's rows of dx. `reuse`: U is still
- * where the forward left it. */
+ * where the forward left it, and so is V where the partition is one block. */
 static ct_status backward_wino_blocked(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x,
                                        const float *w, const float *dy, float *dx, float *dw, float *db, float *ws,
                                        bool reuse) {
@@ -474,7 +474,9 @@ static ct_status backward_wino_blocked(const ct_driver *d, const ct_conv_geom *g
   if (dx && !reuse) CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_KERNEL, nb, 0, 0, w, NULL, U, scratch));
   for (int r0 = 0; r0 < rows; r0 += B.rows) {
     const int r1 = r0 + B.rows < rows ? r0 + B.rows : rows, T = (r1 - r0) * s.TW;
-    if (dw) CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LOWER, nb, r0, r1, x, NULL, V, scratch));
+    /* one block for the partition: the forward's V is still there to reuse */
+    if (dw && !(reuse && r1 - r0 == rows))
+      CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LOWER, nb, r0, r1, x, NULL, V, scratch));
     CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LIFT_GRAD, nb, r0, r1, dy, NULL, dM, scratch));
     for (int xi = 0; xi < 16; xi++)
       for (int gi = 0; gi < g->G; gi++) {
