@@ -6,8 +6,8 @@
 #      (blocked, staged and type 1, best of 3 rounds each);
 #   2. `cortado time` on a net (default ResNet-50 at batch BATCH, made trainable by
 #      bench/zoo_bench.py rewrite) with 2 partitions, blocked and staged interleaved over ROUNDS
-#      rounds (default 2): the WINOGRAD layers' summed forward and backward ms (median over the
-#      rounds), the whole passes, the workspace line, and blocked / staged as ratios.
+#      rounds (default 2): the WINOGRAD layers' summed forward and backward ms and the whole
+#      passes of the median round by WINOGRAD forward ms (the lower one of two), the workspace line, and blocked / staged as ratios.
 # PEER=path/to/cortado adds a third configuration: another build (e.g. main's) timed the same way.
 #
 #   bench/wino_bench.sh [net.prototxt] [batch] [iterations]
@@ -45,8 +45,8 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
-echo "== cortado time, batch $BATCH, 2 partitions, $ROUNDS rounds (median); load: $(cut -d' ' -f1-3 /proc/loadavg)"
-summary() { # summary <config>: "wino_fwd wino_bwd fwd bwd" medians over the rounds
+echo "== cortado time, batch $BATCH, 2 partitions, $ROUNDS rounds (the median round); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+summary() { # summary <config>: "wino_fwd wino_bwd fwd bwd" of the median round by wino_fwd
   for f in "$tmp/$1".*.log; do
     awk '$6 == "Convolution" && $7 == "wino" {wf += $8; wb += $10}
          /Average Forward pass:/ {F = $(NF - 1)} /Average Backward pass:/ {B = $(NF - 1)}
