@@ -3,9 +3,13 @@
  * weight gradients) of each type that applies, in GFLOP/s of useful work (2 multiply-adds per
  * MAC of the convolution's definition), and the type the cost model picks. Depthwise layers:
  * DIRECT against TYPE1 (one GEMM per group: the path before DIRECT); 1x1 layers: POINTWISE (per
- * image, or one GEMM for 1x1 images) against TYPE1 (packed).
+ * image, or one GEMM for 1x1 images) against TYPE1 (packed); ResNet's 3x3 layers: WINOGRAD
+ * blocked (the CPU driver's conv_wino_block) against WINOGRAD staged (the same driver without
+ * that entry: the path before blocking, and the CUDA driver's) and TYPE1.
  *
- *   zoo_bench_conv [batch-per-partition]      (default 16: b32 over 2 partitions) */
+ *   zoo_bench_conv [batch-per-partition [3x3]]   (default 16: b32 over 2 partitions; 3x3: only
+ *                                                 the 3x3 layers) */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +38,10 @@ static const layer_shape shapes[] = {
     {"resnet50 res2a_branch2c", 64, 56, 56, 256, 1, 1, 1, 0},
     {"resnet50 res4a_branch2a", 1024, 14, 14, 256, 1, 1, 1, 0},
     {"resnet50 res5a_branch2c", 512, 7, 7, 2048, 1, 1, 1, 0},
+    {"resnet50 res2a_branch2b", 64, 56, 56, 64, 1, 3, 1, 1},
+    {"resnet50 res3a_branch2b", 128, 28, 28, 128, 1, 3, 1, 1},
+    {"resnet50 res4a_branch2b", 256, 14, 14, 256, 1, 3, 1, 1},
+    {"resnet50 res5a_branch2b", 512, 7, 7, 512, 1, 3, 1, 1},
 };
 
 static double now(void) {
@@ -43,7 +51,7 @@ static double now(void) {
 }
 
 /* best of 3 rounds: forward seconds, backward seconds */
-static void time_type(const ct_conv_geom *g, ct_lowering t, int nb, double *fwd, double *bwd) {
+static void time_type(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, double *fwd, double *bwd) {
   const size_t nx = (size_t)nb * g->C * g->H * g->W, ny = (size_t)nb * g->K * g->OH * g->OW;
   const size_t nw = (size_t)g->K * (g->C / g->G) * g->kh * g->kw;
   float *x = malloc(nx * sizeof(float)), *y = malloc(ny * sizeof(float)), *dx = malloc(nx * sizeof(float));
@@ -56,9 +64,9 @@ static void time_type(const ct_conv_geom *g, ct_lowering t, int nb, double *fwd,
   *fwd = *bwd = 1e30;
   for (int r = 0; r < 4; r++) { /* the first round touches the memory: not counted */
     double t0 = now();
-    ct_lower_forward(g, t, nb, x, w, b, y, ws);
+    ct_lower_forward_on(d, g, t, nb, x, w, b, y, ws);
     double t1 = now();
-    ct_lower_backward(g, t, nb, x, w, dy, dx, dw, db, ws, true);
+    ct_lower_backward_on(d, g, t, nb, x, w, dy, dx, dw, db, ws, true);
     double t2 = now();
     if (r && t1 - t0 < *fwd) *fwd = t1 - t0;
     if (r && t2 - t1 < *bwd) *bwd = t2 - t1;
@@ -68,23 +76,38 @@ static void time_type(const ct_conv_geom *g, ct_lowering t, int nb, double *fwd,
 
 int main(int argc, char **argv) {
   const int nb = argc > 1 ? atoi(argv[1]) : 16;
+  const bool only3 = argc > 2 && strcmp(argv[2], "3x3") == 0;
+  const ct_driver *cpu = ct_driver_cpu();
+  ct_driver_ops staged_ops = *cpu->ops; /* the CPU driver without conv_wino_block */
+  staged_ops.conv_wino_block = NULL;
+  ct_driver staged = *cpu;
+  staged.ops = &staged_ops;
   double gf, gb;
-  ct_driver_cpu()->ops->calibration(ct_driver_cpu(), &gf, &gb);
+  cpu->ops->calibration(cpu, &gf, &gb);
   printf("one partition of %d images, 1 thread; calibration %.0f GFLOP/s, %.1f GB/s\n", nb, gf, gb);
-  printf("%-34s %-9s %10s %10s %10s %10s  %s\n", "layer", "type", "fwd ms", "fwd GF/s", "bwd ms", "bwd GF/s",
-         "model pick");
+  printf("%-34s %-12s %10s %10s %10s %10s %9s  %s\n", "layer", "type", "fwd ms", "fwd GF/s", "bwd ms", "bwd GF/s",
+         "ws MB", "model pick");
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
     const layer_shape *s = &shapes[i];
     ct_conv_geom g = {nb, s->C, s->H, s->W, s->K, s->G, s->k, s->k, s->s, s->s, s->p, s->p, 1, 1, 0, 0};
     if (!ct_conv_geom_finish(&g)) continue;
+    const bool wino = ct_lower_wino_applies(&g);
+    if (only3 && (!wino || g.G > 1)) continue;
     const ct_lowering pick = ct_lower_choose(&g, nb, gf, gb, CT_LOWER_MAX_WORKSPACE);
-    const ct_lowering cands[2] = {ct_conv_is_pointwise(&g) ? CT_LOWER_POINTWISE : CT_LOWER_DIRECT, CT_LOWER_TYPE1};
+    const ct_lowering cands[3] = {wino ? CT_LOWER_WINOGRAD : ct_conv_is_pointwise(&g) ? CT_LOWER_POINTWISE
+                                                                                      : CT_LOWER_DIRECT,
+                                  wino ? CT_LOWER_WINOGRAD : CT_LOWER_TYPE1, CT_LOWER_TYPE1};
     const double flops = ct_conv_flops(&g, nb);
-    for (int c = 0; c < 2; c++) {
+    for (int c = 0; c < (wino ? 3 : 2); c++) {
       double f, b;
-      time_type(&g, cands[c], nb, &f, &b);
-      printf("%-34s %-9s %10.2f %10.1f %10.2f %10.1f  %s\n", s->name, ct_lowering_name(cands[c]), f * 1e3,
-             flops / f / 1e9, b * 1e3, 2 * flops / b / 1e9, c == 0 ? ct_lowering_name(pick) : "");
+      const ct_driver *d = wino && c == 1 ? &staged : cpu;
+      time_type(d, &g, cands[c], nb, &f, &b);
+      char name[24];
+      snprintf(name, sizeof name, "%s%s", ct_lowering_name(cands[c]),
+               !wino || cands[c] != CT_LOWER_WINOGRAD ? "" : c == 0 ? " blocked" : " staged");
+      printf("%-34s %-12s %10.2f %10.1f %10.2f %10.1f %9.1f  %s\n", s->name, name, f * 1e3, flops / f / 1e9, b * 1e3,
+             2 * flops / b / 1e9, ct_lower_workspace_on(d, &g, cands[c], nb) * 4.0 / (1 << 20),
+             c == 0 ? ct_lowering_name(pick) : "");
     }
   }
   return 0;

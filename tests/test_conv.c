@@ -183,6 +183,85 @@ static void test_zoo(void) {
   }
 }
 
+/* WINOGRAD in blocks of tile rows (ct_wino_block, the CPU driver's path): blocks of one row of
+ * tiles, of a few rows that do not divide an image's rows (a block ends inside an image and the
+ * next one adds onto the two rows of dx they share), of several whole small images, and the
+ * whole partition; odd planes, padding 0, 1 and 2, batch 1, channels not a multiple of 16,
+ * many groups. Forward and every gradient against the naive loops, whole and in partitions;
+ * the weight gradient, summed over the blocks in a fixed order, the same bit for bit when run
+ * again. */
+static void test_wino_blocks(void) {
+  unsetenv("CT_WINO_BLOCKED"); /* the blocked path, whatever the environment asked for */
+  static const zoo_shape shapes[] = {
+      /*N  C   H   W   K  G kh kw sh sw ph pw dh dw */
+      {1, 17, 15, 15, 19, 1, 3, 3, 1, 1, 1, 1, 1, 1}, {3, 20, 9, 13, 12, 1, 3, 3, 1, 1, 0, 0, 1, 1},
+      {2, 24, 14, 14, 16, 8, 3, 3, 1, 1, 1, 1, 1, 1}, {4, 6, 7, 7, 10, 2, 3, 3, 1, 1, 1, 1, 1, 1},
+      {2, 3, 3, 3, 2, 1, 3, 3, 1, 1, 0, 0, 1, 1},     {2, 9, 28, 30, 7, 1, 3, 3, 1, 1, 1, 1, 1, 1},
+      {1, 5, 6, 40, 4, 1, 3, 3, 1, 1, 2, 2, 1, 1},    {5, 33, 5, 6, 18, 3, 3, 3, 1, 1, 1, 0, 1, 1},
+  };
+  static const char *const tiles[] = {"1", "7", "13", "40", "100000", NULL};
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    ct_conv_geom g = geom_of(&shapes[si]);
+    CHECK(ct_conv_geom_finish(&g) && ct_lower_wino_applies(&g), "wino block shape %zu fits", si);
+    ct_rng r;
+    ct_rng_seed(&r, 5000 + (uint64_t)si);
+    const size_t nx = (size_t)g.N * g.C * g.H * g.W, ny = (size_t)g.N * g.K * g.OH * g.OW;
+    const size_t nw = (size_t)g.K * (g.C / g.G) * 9;
+    float *x = rand_buf(nx, &r), *w = rand_buf(nw, &r), *b = rand_buf((size_t)g.K, &r), *dy = rand_buf(ny, &r);
+    float *y0 = malloc(ny * sizeof(float)), *dx0 = malloc(nx * sizeof(float));
+    float *dw0 = calloc(nw, sizeof(float)), *db0 = calloc((size_t)g.K, sizeof(float));
+    ct_conv_forward_naive(&g, x, w, b, y0);
+    ct_conv_backward_naive(&g, x, w, dy, dx0, dw0, db0);
+    float *y1 = malloc(ny * sizeof(float)), *dx1 = malloc(nx * sizeof(float));
+    float *dw1 = malloc(nw * sizeof(float)), *db1 = malloc((size_t)g.K * sizeof(float));
+    float *dw2 = malloc(nw * sizeof(float));
+    for (int ti = 0; ti < (int)(sizeof tiles / sizeof tiles[0]); ti++) {
+      if (tiles[ti])
+        setenv("CT_WINO_BLOCK_TILES", tiles[ti], 1);
+      else
+        unsetenv("CT_WINO_BLOCK_TILES");
+      const ct_wino_block B = ct_lower_wino_block(&g, g.N);
+      CHECK(B.workspace <= ct_lower_workspace(&g, CT_LOWER_WINOGRAD, g.N), "shape %zu: blocked workspace", si);
+      CHECK(ct_lower_workspace_on(ct_driver_cpu(), &g, CT_LOWER_WINOGRAD, g.N) == B.workspace,
+            "shape %zu: the CPU asks for the blocked workspace", si);
+      for (int nparts = 1; nparts <= 3 && nparts <= g.N; nparts += 2) {
+        char what[128];
+        memset(dw1, 0, nw * sizeof(float));
+        memset(db1, 0, (size_t)g.K * sizeof(float));
+        for (size_t i = 0; i < ny; i++) y1[i] = NAN;
+        for (size_t i = 0; i < nx; i++) dx1[i] = NAN; /* dx is overwritten: every element */
+        run_type(&g, CT_LOWER_WINOGRAD, nparts, x, w, b, dy, y1, dx1, dw1, db1);
+        const int z = 100 + (int)si;
+        snprintf(what, sizeof what, "wino blocks of %s tiles (%d rows), %d partition(s): forward",
+                 tiles[ti] ? tiles[ti] : "default", B.rows, nparts);
+        check_same(y1, y0, ny, what, z);
+        snprintf(what, sizeof what, "wino blocks of %s tiles, %d partition(s): data gradient",
+                 tiles[ti] ? tiles[ti] : "default", nparts);
+        check_same(dx1, dx0, nx, what, z);
+        snprintf(what, sizeof what, "wino blocks of %s tiles, %d partition(s): weight gradient",
+                 tiles[ti] ? tiles[ti] : "default", nparts);
+        check_same(dw1, dw0, nw, what, z);
+        snprintf(what, sizeof what, "wino blocks of %s tiles, %d partition(s): bias gradient",
+                 tiles[ti] ? tiles[ti] : "default", nparts);
+        check_same(db1, db0, (size_t)g.K, what, z);
+        /* again, without the forward before it (the kernel transformed by the backward) */
+        memset(dw2, 0, nw * sizeof(float));
+        run_type(&g, CT_LOWER_WINOGRAD, nparts, x, w, b, dy, NULL, NULL, dw2, NULL);
+        CHECK(memcmp(dw1, dw2, nw * sizeof(float)) == 0, "shape %zu, %s tiles: the weight gradient is reproducible",
+              si, tiles[ti] ? tiles[ti] : "default");
+        for (size_t i = 0; i < nx; i++) dx1[i] = NAN;
+        run_type(&g, CT_LOWER_WINOGRAD, nparts, x, w, b, dy, NULL, dx1, NULL, NULL);
+        snprintf(what, sizeof what, "wino blocks of %s tiles, %d partition(s): data gradient alone",
+                 tiles[ti] ? tiles[ti] : "default", nparts);
+        check_same(dx1, dx0, nx, what, z);
+      }
+    }
+    unsetenv("CT_WINO_BLOCK_TILES");
+    free(x), free(w), free(b), free(dy), free(y0), free(dx0), free(dw0), free(db0);
+    free(y1), free(dx1), free(dw1), free(db1), free(dw2);
+  }
+}
+
 /* The layer (parsed parameters, blobs, the GEMM path) against the reference loops. */
 static void test_layer(void) {
   static const struct {
@@ -301,6 +380,7 @@ static void test_errors(void) {
 
 int main(void) {
   test_zoo();
+  test_wino_blocks();
   test_layer();
   test_errors();
   return ct_check_report();

@@ -57,6 +57,7 @@ static double dotf(const float *a, const float *b, size_t n) {
 
 /* The steps one by one: lower and lift against their adjoints (lift_grad, lower_grad), for
  * every type; then the whole convolution run on the driver against the direct loops. */
+
 static void test_lowering(const ct_driver *D) {
   const int shapes[][14] = {
       /*N C  H  W  K  G kh kw sh sw ph pw dh dw */
@@ -173,24 +174,37 @@ static void test_lowering(const ct_driver *D) {
         fetch(D, dbv, dDBV, (size_t)g.K, "%s", m);
         same(dbv, rdb, (size_t)g.K, 1e-5, m);
       }
-      /* the whole convolution on the driver */
-      float *y = gauss(ny), *dx = gauss(nx), *dwv = hbuf(nw * sizeof(float));
-      float *dY = up(D, y, ny), *dDX = up(D, dx, nx), *dDW = up(D, zeros, nw);
-      put(D, dDBV, zeros, (size_t)g.K);
-      OK(ct_lower_forward_on(D, &g, t, nb, dX, dW, dB, dY, dWS));
-      snprintf(m, sizeof m, "%s: forward", what);
-      fetch(D, y, dY, ny, "%s", m);
-      same(y, ry, ny, 1e-5, m);
-      OK(ct_lower_backward_on(D, &g, t, nb, dX, dW, dDY, dDX, dDW, dDBV, dWS, true));
-      snprintf(m, sizeof m, "%s: backward dx", what);
-      fetch(D, dx, dDX, nx, "%s", m);
-      same(dx, rdx, nx, 1e-5, m);
-      snprintf(m, sizeof m, "%s: backward dw", what);
-      fetch(D, dwv, dDW, nw, "%s", m);
-      same(dwv, rdw, nw, 1e-5, m);
-      snprintf(m, sizeof m, "%s: backward db", what);
-      fetch(D, dbv, dDBV, (size_t)g.K, "%s", m);
-      same(dbv, rdb, (size_t)g.K, 1e-5, m);
+      /* the whole convolution on the driver; WINOGRAD blocked (conv_wino_block) in blocks of the
+       * default size and of one row of tiles, then staged (a copy of the driver without that
+       * entry, as the CUDA driver is) */
+      for (int variant = 0; variant < ((t == CT_LOWER_WINOGRAD) ? 3 : 1); variant++) {
+        ct_driver_ops staged_ops = *D->ops;
+        ct_driver staged = *D;
+        staged_ops.conv_wino_block = NULL;
+        staged.ops = &staged_ops;
+        const ct_driver *DV = variant == 2 ? &staged : D;
+        if (variant == 1) setenv("CT_WINO_BLOCK_TILES", "1", 1);
+        if ((t == CT_LOWER_WINOGRAD) && variant < 2) COVER(conv_wino_block);
+        static const char *const vname[] = {"", " (blocks of one row)", " (staged)"};
+        float *y = gauss(ny), *dx = gauss(nx), *dwv = hbuf(nw * sizeof(float));
+        float *dY = up(D, y, ny), *dDX = up(D, dx, nx), *dDW = up(D, zeros, nw);
+        put(D, dDBV, zeros, (size_t)g.K);
+        OK(ct_lower_forward_on(DV, &g, t, nb, dX, dW, dB, dY, dWS));
+        snprintf(m, sizeof m, "%s: forward%s", what, vname[variant]);
+        fetch(D, y, dY, ny, "%s", m);
+        same(y, ry, ny, 1e-5, m);
+        OK(ct_lower_backward_on(DV, &g, t, nb, dX, dW, dDY, dDX, dDW, dDBV, dWS, true));
+        snprintf(m, sizeof m, "%s: backward dx%s", what, vname[variant]);
+        fetch(D, dx, dDX, nx, "%s", m);
+        same(dx, rdx, nx, 1e-5, m);
+        snprintf(m, sizeof m, "%s: backward dw%s", what, vname[variant]);
+        fetch(D, dwv, dDW, nw, "%s", m);
+        same(dwv, rdw, nw, 1e-5, m);
+        snprintf(m, sizeof m, "%s: backward db%s", what, vname[variant]);
+        fetch(D, dbv, dDBV, (size_t)g.K, "%s", m);
+        same(dbv, rdb, (size_t)g.K, 1e-5, m);
+        unsetenv("CT_WINO_BLOCK_TILES");
+      }
     }
   }
 }

@@ -131,6 +131,16 @@ typedef struct ct_update_step {
 
 /* ---------------------------------------------------------------- the vtable */
 
+/* The steps of blocked WINOGRAD (conv_wino_block). */
+typedef enum ct_wino_step {
+  CT_WINO_KERNEL,
+  CT_WINO_LOWER,
+  CT_WINO_LIFT,
+  CT_WINO_LIFT_GRAD,
+  CT_WINO_LOWER_GRAD,
+  CT_WINO_KERNEL_GRAD
+} ct_wino_step;
+
 typedef struct ct_driver_ops {
   /* Releases d->ctx (not d itself); may be NULL. */
   void (*destroy)(ct_driver *d);
@@ -258,6 +268,19 @@ typedef struct ct_driver_ops {
                          const float *ws, float *db);
   ct_status (*conv_lower_grad)(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws,
                           float *dx, float *dw);
+
+  /* ---- WINOGRAD blocked (optional: NULL runs WINOGRAD through the staged entries above). One
+   * step over the block of tile rows [r0, r1) of a partition of nb images, in the block layout
+   * of ct_lower_wino_block(g, nb) (lowering.h); ct_lower_forward_on / ct_lower_backward_on run
+   * the GEMMs between the steps. scratch: the layout's scratch part.
+   *   KERNEL: w into U (r0, r1 unused).     KERNEL_GRAD: dw += dU lifted back (r0, r1 unused).
+   *   LOWER: x's tiles into the block's V.   LIFT: the block's M into its rows of y, plus b.
+   *   LIFT_GRAD: dy into the block's dM.
+   *   LOWER_GRAD: the block's dV into dx: the rows of dx only its tiles reach are written, the
+   *     two rows it shares with the block before it in the same image are added to.
+   * b: LIFT's bias (may be NULL), NULL otherwise. Blocks run in order, first to last. */
+  ct_status (*conv_wino_block)(const ct_driver *d, const ct_conv_geom *g, ct_wino_step step, int nb, int r0, int r1,
+                               const float *in, const float *b, float *out, float *scratch);
 
   /* ---- DIRECT convolution (no lowering, no GEMM: depthwise and many-group layers) over nb
    * images, any geometry; ws: ct_lower_direct_layout(g).scratch floats of scratch.

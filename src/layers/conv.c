@@ -267,6 +267,17 @@ static ct_status conv_workspace_cap(const ct_layer *l, size_t *cap, ct_error *er
   return CT_OK;
 }
 
+/* The floats the partitions' drivers need for type t (the CPU's blocked WINOGRAD needs less
+ * than a driver that runs the staged steps): the most any of them needs. */
+static size_t conv_workspace_on(const ct_layer *l, const ct_conv_geom *g, ct_lowering t, int nb) {
+  size_t most = 0;
+  for (int i = 0; i < l->plan.n; i++) {
+    const size_t f = ct_lower_workspace_on(l->plan.part[i].d, g, t, nb);
+    if (f > most) most = f;
+  }
+  return l->plan.n ? most : ct_lower_workspace_on(ct_layer_driver(l), g, t, nb);
+}
+
 ct_status ct_conv_fit_workspace(const ct_layer *l, const ct_conv_geom *g, ct_lowering forced, ct_lowering *type,
                                 int *chunk, ct_part_scratch *ws, ct_error *err) {
   int nbmax = 1;
@@ -288,9 +299,9 @@ ct_status ct_conv_fit_workspace(const ct_layer *l, const ct_conv_geom *g, ct_low
     *type = forced != CT_LOWER_AUTO ? forced : ct_lower_choose(g, *chunk, gflops, gbytes, cap);
     if (gpu && forced == CT_LOWER_AUTO && *type != CT_LOWER_POINTWISE && *type != CT_LOWER_DIRECT)
       *type = CT_LOWER_TYPE1;
-    if (*chunk == 1 || ct_lower_workspace(g, *type, *chunk) <= cap) break;
+    if (*chunk == 1 || conv_workspace_on(l, g, *type, *chunk) <= cap) break;
   }
-  size_t floats = (ct_lower_workspace(g, *type, *chunk) + 15) & ~(size_t)15;
+  size_t floats = (conv_workspace_on(l, g, *type, *chunk) + 15) & ~(size_t)15;
   return ct_part_workspace_reserve(ws, l, floats * sizeof(float), err); /* shared across layers */
 }
 

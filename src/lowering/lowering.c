@@ -3,6 +3,7 @@
  * themselves are each driver's, behind its conv_* entries (the CPU's: drivers/cpu/conv.c). */
 #include "lowering/lowering.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +71,43 @@ size_t ct_lower_wino_scratch(const ct_conv_geom *g, int nb) {
   return (w.prow + 4) * w.rw + 16 * ((size_t)w.TWv + 12);
 }
 
+ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb) {
+  const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+  ct_wino_block B;
+  /* the rows of tiles whose V and M (16 (C + K) floats a tile) fill CT_WINO_BLOCK_BYTES, but
+   * at least CT_WINO_BLOCK_MIN_TILES tiles (the GEMMs' width), and enough that U and dU (16 K
+   * C/G floats each, which every block's GEMMs read, and dU's write) move at most a quarter of
+   * what the block's V and M do: in deep layers (ResNet's 14x14x256, 7x7x512) the backward ran
+   * slower in smaller blocks; at most the partition. CT_WINO_BLOCK_TILES in the environment sets
+   * the tiles instead (tests, benchmarks) */
+  const size_t C = (size_t)g->C, K = (size_t)g->K, per_tile = 16 * sizeof(float) * (C + K);
+  const size_t for_u = 4 * K * (C / (size_t)g->G) / (C + K);
+  size_t tiles = CT_WINO_BLOCK_BYTES / per_tile;
+  if (tiles < CT_WINO_BLOCK_MIN_TILES) tiles = CT_WINO_BLOCK_MIN_TILES;
+  if (tiles < for_u) tiles = for_u;
+  const char *e = getenv("CT_WINO_BLOCK_TILES");
+  const long et = e ? strtol(e, NULL, 10) : 0;
+  if (et > 0) tiles = (size_t)et;
+  const size_t all = (size_t)nb * s.TH;
+  size_t rows = (tiles + (size_t)s.TW / 2) / (size_t)s.TW;
+  if (rows < 1) rows = 1;
+  if (rows > all) rows = all;
+  B.rows = (int)rows;
+  B.ld = (rows * (size_t)s.TW + 4 + 15) & ~(size_t)15;
+  B.sV = (size_t)g->C * B.ld + 16;
+  B.sM = (size_t)g->K * B.ld + 16;
+  /* a block meets an image in at most min(rows, TH) rows of tiles: 2 of those + 2 padded rows */
+  const size_t seg = rows < (size_t)s.TH ? rows : (size_t)s.TH;
+  B.prow = 2 * seg + 2 > 8 ? 2 * seg + 2 : 8;
+  B.U = 0;
+  B.dU = 16 * s.sU;
+  B.V = B.dU + 16 * s.sU;
+  B.M = B.V + 16 * B.sV;
+  B.scratch = B.M + 16 * B.sM;
+  B.workspace = B.scratch + (B.prow + 4) * s.rw + 16 * ((size_t)s.TWv + 12);
+  return B;
+}
+
 /* ================================================================ DIRECT's layout */
 
 bool ct_lower_direct_applies(const ct_conv_geom *g) {
@@ -130,6 +168,18 @@ size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb) {
     case CT_LOWER_DIRECT: return ct_lower_direct_layout(g).scratch;
     default: return 0;
   }
+}
+
+/* WINOGRAD runs blocked on d: d has conv_wino_block, and CT_WINO_BLOCKED=0 is not in the
+ * environment (benchmarks compare with the staged path on the same driver) */
+static bool wino_blocked(const ct_driver *d) {
+  const char *e = getenv("CT_WINO_BLOCKED");
+  return d->ops->conv_wino_block && !(e && strcmp(e, "0") == 0);
+}
+
+size_t ct_lower_workspace_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb) {
+  if (t == CT_LOWER_WINOGRAD && wino_blocked(d)) return ct_lower_wino_block(g, nb).workspace;
+  return ct_lower_workspace(g, t, nb);
 }
 
 ct_lower_layout ct_lower_layout_of(const ct_conv_geom *g, ct_lowering t, int nb) {
@@ -386,6 +436,63 @@ static ct_status backward_wino(const ct_driver *d, const ct_conv_geom *g, int nb
   return CT_OK;
 }
 
+/* WINOGRAD blocked (ct_wino_block), where the driver has conv_wino_block: U once, then per
+ * block of tile rows its V, the 16 GEMMs per group into its M and its lift into y, while V and M
+ * are still in cache. */
+static ct_status forward_wino_blocked(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x,
+                                      const float *w, const float *b, float *y, float *ws) {
+  const ct_wino_block B = ct_lower_wino_block(g, nb);
+  const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+  const int Kg = g->K / g->G, Cg = g->C / g->G, ld = (int)B.ld, rows = nb * s.TH;
+  float *U = ws + B.U, *V = ws + B.V, *M = ws + B.M, *scratch = ws + B.scratch;
+  CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_KERNEL, nb, 0, 0, w, NULL, U, scratch));
+  for (int r0 = 0; r0 < rows; r0 += B.rows) {
+    const int r1 = r0 + B.rows < rows ? r0 + B.rows : rows, T = (r1 - r0) * s.TW;
+    CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LOWER, nb, r0, r1, x, NULL, V, scratch));
+    for (int xi = 0; xi < 16; xi++)
+      for (int gi = 0; gi < g->G; gi++)
+        CT_TRY(d->ops->gemm_ld(d, false, false, Kg, T, Cg, 1.0f, U + xi * s.sU + (size_t)gi * Kg * Cg, Cg,
+                               V + xi * B.sV + (size_t)gi * Cg * B.ld, ld, 0.0f,
+                               M + xi * B.sM + (size_t)gi * Kg * B.ld, ld));
+    CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LIFT, nb, r0, r1, M, b, y, scratch));
+  }
+  return CT_OK;
+}
+
+/* Its backward, block by block in order: dM from dy, dU += dM V^T (the first block's GEMM
+ * overwrites dU), dV = U^T dM over V, then dV into the block's rows of dx. `reuse`: U is still
+ * where the forward left it, and so is V where the partition is one block. */
+static ct_status backward_wino_blocked(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x,
+                                       const float *w, const float *dy, float *dx, float *dw, float *db, float *ws,
+                                       bool reuse) {
+  const ct_wino_block B = ct_lower_wino_block(g, nb);
+  const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+  const int Kg = g->K / g->G, Cg = g->C / g->G, ld = (int)B.ld, rows = nb * s.TH;
+  float *U = ws + B.U, *dU = ws + B.dU, *V = ws + B.V, *dM = ws + B.M, *scratch = ws + B.scratch;
+  if (db) CT_TRY(d->ops->conv_bias_grad(d, g, CT_LOWER_WINOGRAD, nb, dy, ws, db));
+  if (!dw && !dx) return CT_OK;
+  if (dx && !reuse) CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_KERNEL, nb, 0, 0, w, NULL, U, scratch));
+  for (int r0 = 0; r0 < rows; r0 += B.rows) {
+    const int r1 = r0 + B.rows < rows ? r0 + B.rows : rows, T = (r1 - r0) * s.TW;
+    /* one block for the partition: the forward's V is still there to reuse */
+    if (dw && !(reuse && r1 - r0 == rows))
+      CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LOWER, nb, r0, r1, x, NULL, V, scratch));
+    CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LIFT_GRAD, nb, r0, r1, dy, NULL, dM, scratch));
+    for (int xi = 0; xi < 16; xi++)
+      for (int gi = 0; gi < g->G; gi++) {
+        const size_t uo = xi * s.sU + (size_t)gi * Kg * Cg, mo = xi * B.sM + (size_t)gi * Kg * B.ld;
+        const size_t vo = xi * B.sV + (size_t)gi * Cg * B.ld;
+        if (dw)
+          CT_TRY(d->ops->gemm_ld(d, false, true, Kg, Cg, T, 1.0f, dM + mo, ld, V + vo, ld, r0 ? 1.0f : 0.0f, dU + uo,
+                                 Cg));
+        if (dx) CT_TRY(d->ops->gemm_ld(d, true, false, Cg, T, Kg, 1.0f, U + uo, Cg, dM + mo, ld, 0.0f, V + vo, ld));
+      }
+    if (dx) CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LOWER_GRAD, nb, r0, r1, V, NULL, dx, scratch));
+  }
+  if (dw) CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_KERNEL_GRAD, nb, 0, 0, dU, NULL, dw, scratch));
+  return CT_OK;
+}
+
 /* 1x1: the input as it lies is the GEMM's right-hand side, image by image. The driver's
  * POINTWISE lift first writes the bias over the image's output and the GEMMs add onto it (beta 1):
  * a BLAS clears C in a pass of its own for beta 0, so the bias costs no pass. Where an image is
@@ -441,7 +548,9 @@ ct_status ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowe
   switch (t) {
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: return forward_lowered(d, g, t, nb, x, w, b, y, ws);
-    case CT_LOWER_WINOGRAD: return forward_wino(d, g, nb, x, w, b, y, ws);
+    case CT_LOWER_WINOGRAD:
+      if (wino_blocked(d)) return forward_wino_blocked(d, g, nb, x, w, b, y, ws);
+      return forward_wino(d, g, nb, x, w, b, y, ws);
     case CT_LOWER_POINTWISE: return forward_pw(d, g, nb, x, w, b, y);
     case CT_LOWER_DIRECT: return d->ops->conv_direct_forward(d, g, nb, x, w, b, y, ws);
     default:
@@ -463,7 +572,9 @@ ct_status ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_low
   switch (t) {
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: return backward23(d, g, t, nb, x, w, dy, dx, dw, db, ws, reuse);
-    case CT_LOWER_WINOGRAD: return backward_wino(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
+    case CT_LOWER_WINOGRAD:
+      if (wino_blocked(d)) return backward_wino_blocked(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
+      return backward_wino(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
     case CT_LOWER_POINTWISE: return backward_pw(d, g, nb, x, w, dy, dx, dw, db);
     case CT_LOWER_DIRECT:
       if (dw || db) CT_TRY(d->ops->conv_direct_backward_weight(d, g, nb, x, dy, dw, db, ws));
@@ -498,7 +609,10 @@ static double shape_eff(double m, double n, double k) {
 }
 
 double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops, double gbytes, size_t max_ws) {
-  if (ct_lower_workspace(g, t, nb) > max_ws) return 1e30;
+  /* WINOGRAD as the CPU runs it, blocked (a plan with a GPU never picks it: ct_conv_fit_workspace) */
+  const size_t need = t == CT_LOWER_WINOGRAD && ct_lower_wino_applies(g) ? ct_lower_wino_block(g, nb).workspace
+                                                                         : ct_lower_workspace(g, t, nb);
+  if (need > max_ws) return 1e30;
   const double G = g->G, K = g->K, C = g->C, Cg = C / G, Kg = K / G, kh = g->kh, kw = g->kw, n = nb;
   const double H = g->H, W = g->W, OH = g->OH, OW = g->OW;
   double flops, bytes, eff;
@@ -527,12 +641,18 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
       break;
     case CT_LOWER_WINOGRAD: {
       if (!ct_lower_wino_applies(g)) return 1e30;
-      const double T = (double)ct_lower_wino_strides(g, nb).T;
+      const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+      const ct_wino_block B = ct_lower_wino_block(g, nb);
+      const double T = (double)s.T, Tb = (double)B.rows * s.TW, blocks = ceil(T / Tb);
       flops = 16 * 2 * K * Cg * T;
       /* V and M are each written and read five times over forward and backward (the
-       * transforms are that much more than a copy, which this charges nothing for) */
-      bytes = 4.0 * (5 * 16 * C * T + 5 * 16 * K * T);
-      eff = shape_eff(Kg, T, Cg);
+       * transforms are that much more than a copy, which this charges nothing for), a block
+       * at a time: in cache, CT_WINO_CACHE_GAIN times faster than memory, where a block's V and
+       * M fit CT_WINO_BLOCK_BYTES; U and dU go through memory once a block (three passes) */
+      const double vm = 4.0 * 16 * (C + K) * Tb;
+      const double gain = vm <= (double)CT_WINO_BLOCK_BYTES ? CT_WINO_CACHE_GAIN : 1.0;
+      bytes = 5 * 4.0 * 16 * (C + K) * T / gain + blocks * 3 * 4.0 * 16 * K * Cg;
+      eff = shape_eff(Kg, Tb, Cg);
       break;
     }
     case CT_LOWER_POINTWISE:

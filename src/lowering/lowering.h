@@ -20,7 +20,9 @@
  *  WINOGRAD (3x3, stride 1, no dilation): F(2x2, 3x3), drivers/cpu/winograd.c: the input in
  *        4x4 tiles (V, 16 x C x tiles), the kernel (U, 16 x K x C/G), 16 GEMMs per group on
  *        them, the products lifted into 2x2 output tiles; 2.25 times fewer multiply-adds, a
- *        blow-up of 4 on both sides.
+ *        blow-up of 4 on both sides. On a driver with conv_wino_block (the CPU's) the tiles run
+ *        in blocks of tile rows (ct_wino_block), each block's V and M in cache; else staged,
+ *        the partition's whole V and M at once (ct_wino_strides).
  *  DIRECT (depthwise and many-group convolutions, where a group's GEMM would be a few rows or
  *        a few columns deep): no lowering, no GEMM; the driver's conv_direct_* entries run the
  *        convolution's loops, vectorised along an output (or input) row, on a zero-padded copy
@@ -100,10 +102,37 @@ typedef struct ct_wino_strides {
 } ct_wino_strides;
 ct_wino_strides ct_lower_wino_strides(const ct_conv_geom *g, int nb);
 size_t ct_lower_wino_scratch(const ct_conv_geom *g, int nb);
+/* WINOGRAD blocked (on a driver with a conv_wino_block entry, the CPU's): a partition's tiles
+ * run in blocks of `rows` rows of tiles (row r = n TH + th of the partition: a block may hold a
+ * part of an image or several small images; the last block may be shorter), sized so that a
+ * block's V and M stay in the L2 cache between its transform, its GEMMs and its lift, instead of
+ * the partition's going out to memory and back. The workspace: U and dU (16 blocks sU apart, as
+ * ct_wino_strides), then the block's V [16][C][ld] (blocks sV apart) and M / dM [16][K][ld] (sM
+ * apart), tile t = (r - r0) TW + tw of the block, then scratch (prow: rows of the padded plane
+ * one block of one image covers). Offsets and sizes in floats. */
+typedef struct ct_wino_block {
+  int rows;
+  size_t ld, sV, sM, prow;
+  size_t U, dU, V, M, scratch, workspace;
+} ct_wino_block;
+/* The L2 bytes a block's V and M are sized to (ct_lower_wino_block); CT_WINO_BLOCK_TILES in the
+ * environment sets a block's tiles instead (tests and benchmarks; rounded to whole rows). */
+#define CT_WINO_BLOCK_BYTES ((size_t)768 << 10)
+/* ... but a block has at least this many tiles (narrower GEMMs run too far below their rate). */
+#define CT_WINO_BLOCK_MIN_TILES 128
+/* The cost model's speed of a block's passes over V and M that stay in cache, relative to memory. */
+#define CT_WINO_CACHE_GAIN 2.0
+ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb);
 const char *ct_lowering_name(ct_lowering t);
 
-/* Floats of workspace one partition of nb images needs for type t (forward and backward). */
+/* Floats of workspace one partition of nb images needs for type t (forward and backward), with
+ * the driver's staged steps (conv_lower ... conv_lower_grad, whose layout ct_lower_layout_of
+ * gives). */
 size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb);
+/* The same on driver d: WINOGRAD blocked (ct_wino_block) where d has conv_wino_block, never more
+ * than ct_lower_workspace. CT_WINO_BLOCKED=0 in the environment runs WINOGRAD staged on every
+ * driver (benchmarks). */
+size_t ct_lower_workspace_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb);
 /* Type 2 runs its GEMMs and its lift (forward) or lift of dy (backward) image by image when a
  * partition has two images or more, each with at least this many product columns (H*OW):
  * CaffeNet's conv2 (729), not its 13 x 13 layers, whose per-image GEMMs would be too thin. */

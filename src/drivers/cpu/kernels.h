@@ -111,6 +111,9 @@ void ct_cpu_wino_lift(const ct_conv_geom *g, int nb, const float *M, const float
 void ct_cpu_wino_lift_grad(const ct_conv_geom *g, int nb, const float *dy, float *dM, float *scratch);
 void ct_cpu_wino_lower_grad(const ct_conv_geom *g, int nb, const float *dV, float *dx, float *scratch);
 void ct_cpu_wino_kernel_grad(const ct_conv_geom *g, const float *dU, float *dw);
+/* The blocked steps (driver.h's conv_wino_block, the layout of ct_lower_wino_block). */
+ct_status ct_cpu_conv_wino_block(const ct_driver *d, const ct_conv_geom *g, ct_wino_step step, int nb, int r0, int r1,
+                                 const float *in, const float *b, float *out, float *scratch);
 
 /* cpu/pool.c, cpu/lrn.c, cpu/softmax.c */
 ct_status ct_cpu_pool_forward(const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, float *y,
