@@ -191,7 +191,7 @@ static void test_zoo(void) {
  * the weight gradient, summed over the blocks in a fixed order, the same bit for bit when run
  * again. */
 static void test_wino_blocks(void) {
-  unsetenv("CT_WINO_BLOCKED"); /* the blocked path, whatever the environment asked for */
+  ct_lower_wino_settings(0, true); /* the blocked path, whatever the environment asked for */
   static const zoo_shape shapes[] = {
       /*N  C   H   W   K  G kh kw sh sw ph pw dh dw */
       {1, 17, 15, 15, 19, 1, 3, 3, 1, 1, 1, 1, 1, 1}, {3, 20, 9, 13, 12, 1, 3, 3, 1, 1, 0, 0, 1, 1},
@@ -216,10 +216,7 @@ static void test_wino_blocks(void) {
     float *dw1 = malloc(nw * sizeof(float)), *db1 = malloc((size_t)g.K * sizeof(float));
     float *dw2 = malloc(nw * sizeof(float));
     for (int ti = 0; ti < (int)(sizeof tiles / sizeof tiles[0]); ti++) {
-      if (tiles[ti])
-        setenv("CT_WINO_BLOCK_TILES", tiles[ti], 1);
-      else
-        unsetenv("CT_WINO_BLOCK_TILES");
+      ct_lower_wino_settings(tiles[ti] ? strtol(tiles[ti], NULL, 10) : 0, true);
       const ct_wino_block B = ct_lower_wino_block(&g, g.N);
       CHECK(B.workspace <= ct_lower_workspace(&g, CT_LOWER_WINOGRAD, g.N), "shape %zu: blocked workspace", si);
       CHECK(ct_lower_workspace_on(ct_driver_cpu(), &g, CT_LOWER_WINOGRAD, g.N) == B.workspace,
@@ -256,7 +253,7 @@ static void test_wino_blocks(void) {
         check_same(dx1, dx0, nx, what, z);
       }
     }
-    unsetenv("CT_WINO_BLOCK_TILES");
+    ct_lower_wino_settings(0, true);
     free(x), free(w), free(b), free(dy), free(y0), free(dx0), free(dw0), free(db0);
     free(y1), free(dx1), free(dw1), free(db1), free(dw2);
   }

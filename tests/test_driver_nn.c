@@ -183,7 +183,7 @@ static void test_lowering(const ct_driver *D) {
         staged_ops.conv_wino_block = NULL;
         staged.ops = &staged_ops;
         const ct_driver *DV = variant == 2 ? &staged : D;
-        if (variant == 1) setenv("CT_WINO_BLOCK_TILES", "1", 1);
+        if (variant == 1) ct_lower_wino_settings(1, true);
         if ((t == CT_LOWER_WINOGRAD) && variant < 2) COVER(conv_wino_block);
         static const char *const vname[] = {"", " (blocks of one row)", " (staged)"};
         float *y = gauss(ny), *dx = gauss(nx), *dwv = hbuf(nw * sizeof(float));
@@ -203,7 +203,7 @@ static void test_lowering(const ct_driver *D) {
         snprintf(m, sizeof m, "%s: backward db%s", what, vname[variant]);
         fetch(D, dbv, dDBV, (size_t)g.K, "%s", m);
         same(dbv, rdb, (size_t)g.K, 1e-5, m);
-        unsetenv("CT_WINO_BLOCK_TILES");
+        ct_lower_wino_settings(0, true);
       }
     }
   }

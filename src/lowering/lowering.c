@@ -4,6 +4,7 @@
 #include "lowering/lowering.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,38 @@ size_t ct_lower_wino_scratch(const ct_conv_geom *g, int nb) {
   return (w.prow + 4) * w.rw + 16 * ((size_t)w.TWv + 12);
 }
 
+/* CT_WINO_BLOCK_TILES (0 when unset) and CT_WINO_BLOCKED, read at the first use */
+static atomic_long wino_tiles_set = -1;
+static atomic_int wino_blocked_set = -1;
+
+static long wino_env_tiles(void) {
+  long v = atomic_load_explicit(&wino_tiles_set, memory_order_relaxed);
+  if (v < 0) {
+    const char *e = getenv("CT_WINO_BLOCK_TILES");
+    const long et = e ? strtol(e, NULL, 10) : 0;
+    v = et > 0 ? et : 0;
+    long expected = -1; /* the first reader's value stands */
+    if (!atomic_compare_exchange_strong(&wino_tiles_set, &expected, v)) v = expected;
+  }
+  return v;
+}
+
+static bool wino_env_blocked(void) {
+  int v = atomic_load_explicit(&wino_blocked_set, memory_order_relaxed);
+  if (v < 0) {
+    const char *e = getenv("CT_WINO_BLOCKED");
+    int expected = -1;
+    v = !(e && strcmp(e, "0") == 0);
+    if (!atomic_compare_exchange_strong(&wino_blocked_set, &expected, v)) v = expected;
+  }
+  return v;
+}
+
+void ct_lower_wino_settings(long block_tiles, bool blocked) {
+  atomic_store(&wino_tiles_set, block_tiles > 0 ? block_tiles : 0);
+  atomic_store(&wino_blocked_set, blocked ? 1 : 0);
+}
+
 ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb) {
   const ct_wino_strides s = ct_lower_wino_strides(g, nb);
   ct_wino_block B;
@@ -85,8 +118,7 @@ ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb) {
   size_t tiles = CT_WINO_BLOCK_BYTES / per_tile;
   if (tiles < CT_WINO_BLOCK_MIN_TILES) tiles = CT_WINO_BLOCK_MIN_TILES;
   if (tiles < for_u) tiles = for_u;
-  const char *e = getenv("CT_WINO_BLOCK_TILES");
-  const long et = e ? strtol(e, NULL, 10) : 0;
+  const long et = wino_env_tiles();
   if (et > 0) tiles = (size_t)et;
   const size_t all = (size_t)nb * s.TH;
   size_t rows = (tiles + (size_t)s.TW / 2) / (size_t)s.TW;
@@ -172,10 +204,7 @@ size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb) {
 
 /* WINOGRAD runs blocked on d: d has conv_wino_block, and CT_WINO_BLOCKED=0 is not in the
  * environment (benchmarks compare with the staged path on the same driver) */
-static bool wino_blocked(const ct_driver *d) {
-  const char *e = getenv("CT_WINO_BLOCKED");
-  return d->ops->conv_wino_block && !(e && strcmp(e, "0") == 0);
-}
+static bool wino_blocked(const ct_driver *d) { return d->ops->conv_wino_block && wino_env_blocked(); }
 
 size_t ct_lower_workspace_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb) {
   if (t == CT_LOWER_WINOGRAD && wino_blocked(d)) return ct_lower_wino_block(g, nb).workspace;

@@ -116,13 +116,19 @@ typedef struct ct_wino_block {
   size_t U, dU, V, M, scratch, workspace;
 } ct_wino_block;
 /* The L2 bytes a block's V and M are sized to (ct_lower_wino_block); CT_WINO_BLOCK_TILES in the
- * environment sets a block's tiles instead (tests and benchmarks; rounded to whole rows). */
+ * environment sets a block's tiles instead (benchmarks; rounded to whole rows). It and
+ * CT_WINO_BLOCKED are read once per process, at their first use: a workspace sized under one
+ * value must never be run under another. Tests set them with ct_lower_wino_settings. */
 #define CT_WINO_BLOCK_BYTES ((size_t)768 << 10)
 /* ... but a block has at least this many tiles (narrower GEMMs run too far below their rate). */
 #define CT_WINO_BLOCK_MIN_TILES 128
 /* The cost model's speed of a block's passes over V and M that stay in cache, relative to memory. */
 #define CT_WINO_CACHE_GAIN 2.0
 ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb);
+/* For tests: a block's tiles (0: the default sizing) and whether WINOGRAD runs blocked where the
+ * driver can, in place of what the environment said; only between passes, with workspaces sized
+ * afterwards. */
+void ct_lower_wino_settings(long block_tiles, bool blocked);
 const char *ct_lowering_name(ct_lowering t);
 
 /* Floats of workspace one partition of nb images needs for type t (forward and backward), with
