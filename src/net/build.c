@@ -299,7 +299,7 @@ void ct_net_free(ct_net *net) {
   if (!net) return;
   ct_net_fuse_free(net); /* the chains' hidden layers view the members' blobs */
   ct_part_exec_stop(net->exec); /* the worker threads stop before their layers go */
-  free(net->bridges);
+  ct_part_dist_free(net);
   for (int i = 0; i < net->nlayers; i++) {
     net_layer *nl = &net->layers[i];
     ct_layer *l = &nl->l;

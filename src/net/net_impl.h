@@ -64,6 +64,7 @@ struct ct_net {
   struct ct_partition *part; /* SINGA's partitioning over a worker group (partition.c); NULL: none */
   struct ct_part_exec *exec; /* its workers as threads (part_run.c); NULL: one worker */
   ct_bridge_ops *bridges;    /* its workers spread over processes (part_run.c); NULL: none */
+  struct ct_slices *slices;  /* with bridges: the batch slices' views of its dim-0 layers (part_run.c) */
 };
 
 /* Index of the blob or layer of that name, or -1. */
@@ -119,6 +120,8 @@ bool ct_partition_hidden(const ct_partition *p, int i);
 /* Whether layer i is one of several copies (shards, or an element-wise layer per shard) that
  * the group's workers run at the same time. */
 bool ct_partition_parallel(const ct_partition *p, int i);
+/* Whether layer i is a whole layer pinned by its prototxt's location (not one the net placed). */
+bool ct_partition_pinned(const ct_partition *p, int i);
 const Caffe__LayerParameter *ct_partition_origin(const ct_partition *p, int i);
 ct_tensor *const *ct_partition_whole_blobs(const ct_partition *p, int i);
 /* The shard 0 whose original layer is named `name` (-1: none). */
@@ -137,6 +140,8 @@ ct_status ct_part_exec_fit(ct_part_exec *x, int cpu_parts, ct_error *err);
 ct_status ct_part_exec_run(ct_part_exec *x, bool backward, ct_error *err);
 /* One pass of this process's layers, with messages for the bridges between processes. */
 ct_status ct_part_dist_run(ct_net *net, bool backward, ct_error *err);
+/* Frees the bridges and the batch slices' views (ct_net_free). */
+void ct_part_dist_free(ct_net *net);
 
 /* ---- check.c: before any layer is built, with file:line:col from map (may be NULL): every
  * layer of `filtered` has a type cortado knows, every layer of param reads the per-type

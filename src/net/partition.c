@@ -38,6 +38,7 @@ typedef struct part_entry {
   bool hidden;  /* not written to weights files (shards k > 0, inserted connections) */
   bool parallel; /* one of several copies that run at once on their workers (shards, their
                     element-wise followers): part_run.c gives it its worker's cores */
+  bool pinned;   /* a whole layer whose prototxt gives its location */
   Caffe__LayerParameter *origin; /* shard 0: the layer as written (owned) */
   ct_tensor *whole[CT_PART_MAX_BLOBS]; /* shard 0: the whole parameters (owned) */
   int nwhole;
@@ -423,6 +424,8 @@ static ct_status rewrite_layer(rewrite *r, Caffe__LayerParameter *lp, const Caff
     }
   }
   const int worker = lp->has_location && lp->location >= 0 ? lp->location : 0;
+  part_entry e = plain();
+  e.pinned = lp->has_location && lp->location >= 0;
   for (size_t b = 0; b < lp->n_bottom; b++) {
     ct_status st = ensure_whole(r, lp->bottom[b], worker, err);
     if (st) {
@@ -431,7 +434,7 @@ static ct_status rewrite_layer(rewrite *r, Caffe__LayerParameter *lp, const Caff
     }
   }
   for (size_t t = 0; t < lp->n_top; t++) CT_TRY(set_layout(r, lp->top[t], 0, worker, err));
-  return emit(r, lp, src, worker, plain(), err);
+  return emit(r, lp, src, worker, e, err);
 }
 
 void ct_partition_free(ct_partition *p) {
@@ -487,6 +490,7 @@ done:
 int ct_partition_shard(const ct_partition *p, int i) { return p && i < p->n ? p->v[i].shard : -1; }
 bool ct_partition_hidden(const ct_partition *p, int i) { return p && i < p->n && p->v[i].hidden; }
 bool ct_partition_parallel(const ct_partition *p, int i) { return p && i < p->n && p->v[i].parallel; }
+bool ct_partition_pinned(const ct_partition *p, int i) { return p && i < p->n && p->v[i].pinned; }
 const Caffe__LayerParameter *ct_partition_origin(const ct_partition *p, int i) {
   return p && i < p->n ? p->v[i].origin : NULL;
 }
