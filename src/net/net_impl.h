@@ -122,6 +122,11 @@ bool ct_partition_hidden(const ct_partition *p, int i);
 bool ct_partition_parallel(const ct_partition *p, int i);
 /* Whether layer i is a whole layer pinned by its prototxt's location (not one the net placed). */
 bool ct_partition_pinned(const ct_partition *p, int i);
+/* The index layer i's random stream derives from: an element-wise follower of shards shares the
+ * unpartitioned layer's (its index before the rewrite); any other layer its own, i. */
+int ct_partition_seed_index(const ct_partition *p, int i);
+/* An element-wise follower of shards: its shard's channels c0 .. c0 + cn of the whole blob's. */
+bool ct_partition_channels(const ct_partition *p, int i, int *c0, int *cn, int *whole);
 const Caffe__LayerParameter *ct_partition_origin(const ct_partition *p, int i);
 ct_tensor *const *ct_partition_whole_blobs(const ct_partition *p, int i);
 /* The shard 0 whose original layer is named `name` (-1: none). */
