@@ -140,6 +140,25 @@ cnet resume "" "" "" ""
 if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
      "$tmp/resume_iter_20.caffemodel" 1e-4; then ok; else bad "resumed from 4 ranks' snapshot: weights differ"; fi
 
+# pycaffe under mpirun: step(7) stops short of any planned snapshot (none) or max_iter, then
+# snapshot() on every rank; rank 0's snapshot holds the other ranks' fc shards as they are at
+# iteration 7 (it gathers first), equal to 7 iterations of one unpartitioned process.
+cnet py7 "" "" "" "" 0.05 7
+cnet pysnap "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+"$CORTADO" train --solver="$tmp/py7_solver.prototxt" --weights="$tmp/init_iter_1.caffemodel" > "$tmp/py7.log" 2>&1 &&
+  ok || bad "7 iterations in one process"
+for np in 2 4; do
+  rm -f "$tmp/pysnap_iter_7.caffemodel"
+  if timeout 180 "${MPIRUN[@]}" -np "$np" -x CT_SOURCE_DIR -x CORTADO /usr/bin/python3 \
+       "$CT_SOURCE_DIR/tests/mpi_step_snapshot.py" "$tmp/pysnap_solver.prototxt" "$tmp/init_iter_1.caffemodel" 7 \
+       > "$tmp/pysnap$np.log" 2>&1; then ok
+  else bad "pycaffe step + snapshot on $np ranks"; tail -20 "$tmp/pysnap$np.log" >&2; fi
+  [ "$(grep -c "stepped 7, iteration 7, snapshot taken" "$tmp/pysnap$np.log")" = "$np" ] && ok ||
+    bad "pycaffe on $np ranks: not every rank stepped and snapshotted"
+  if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/py7_iter_7.caffemodel" \
+       "$tmp/pysnap_iter_7.caffemodel" 1e-4; then ok; else bad "pycaffe snapshot on $np ranks: stale or wrong weights"; fi
+done
+
 # Two worker groups of a partitioned LeNet, each over 2 ranks (mpirun -np 4, no cluster
 # setting): ip1 (500 outputs) on dim 1 over each group's 2 workers, ip2 pinned to worker 1;
 # groups read alternate blocks of 32 images and average their shards' gradients with the same

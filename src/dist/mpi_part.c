@@ -221,6 +221,7 @@ typedef struct part_cluster {
   ct_net *net;
   ct_update_ctx *upd;
   int updates, iter;
+  int fresh; /* the iteration at which rank 0 last held the group's parameters and history */
   int groups; /* worker groups, data-parallel with each other (each over world / groups ranks) */
   range **own; /* per rank: the ranges of the flat buffer its layers own (sorted, merged) */
   int *nown;
@@ -343,7 +344,7 @@ static ct_status pc_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter,
     }
   }
   PART_WAIT(c->p, MPI_Ibcast(iter, 1, MPI_INT, 0, c->p->all, &req_), 0, "sending rank 0's iteration", err);
-  c->iter = *iter;
+  c->iter = c->fresh = *iter;
   return CT_OK;
 }
 
@@ -486,7 +487,25 @@ static ct_status pc_agree(void *ctx, int request, int *agreed, ct_error *err) {
   const bool snap = *agreed > 0 || (sp->snapshot > 0 && c->iter % sp->snapshot == 0) || c->iter >= sp->max_iter;
   const bool test = sp->test_interval > 0 && c->iter % sp->test_interval == 0;
   /* every group holds the same parameters: rank 0's group gathers them */
-  if ((snap || test) && c->p->world > 1 && c->p->group == 0) c->pending = gather_owned(c, snap, &c->pending_err);
+  if ((snap || test) && c->p->world > 1 && c->p->group == 0) {
+    c->pending = gather_owned(c, snap, &c->pending_err);
+    if (snap && !c->pending) c->fresh = c->iter;
+  }
+  return CT_OK;
+}
+
+/* A snapshot the loop did not plan (pycaffe's snapshot() after a step(n) that stopped short
+ * of one): every rank of group 0 sends rank 0 its own ranges, values and history, unless rank
+ * 0 already has them from this iteration. Every process calls it (a collective). */
+static ct_status pc_sync(void *ctx, ct_error *err) {
+  part_cluster *c = ctx;
+  if (c->pending) {
+    *err = c->pending_err;
+    return c->pending;
+  }
+  if (!c->p || c->p->world < 2 || c->p->group != 0 || c->fresh == c->iter) return CT_OK;
+  CT_TRY(gather_owned(c, true, err));
+  c->fresh = c->iter;
   return CT_OK;
 }
 
@@ -526,7 +545,8 @@ static void pc_destroy(void *ctx, bool clean) {
 
 static const ct_cluster_ops k_part_ops = {.start = pc_start, .update = pc_update, .serve = pc_nothing,
                                           .collect = pc_collect, .finish = pc_nothing, .stats = pc_stats,
-                                          .destroy = pc_destroy, .agree_action = pc_agree};
+                                          .destroy = pc_destroy, .agree_action = pc_agree,
+                                          .sync = pc_sync};
 
 ct_status ct_dist_part_cluster_create(int groups, void **ctx, const ct_cluster_ops **ops, ct_error *err) {
   part_cluster *c = calloc(1, sizeof *c);
