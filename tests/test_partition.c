@@ -343,9 +343,54 @@ done:
   ct_net_free(ref);
 }
 
+/* ct_net_set_devices on a partitioned net (threads): with emu:0 every layer, shards included,
+ * leaves the workers' CPU placements for the net's (a setting that placed only the whole
+ * layers would leave the shards on the CPU); the results stay the unpartitioned net's, on emu:0
+ * and back on the CPU. */
+static void test_devices(void) {
+  char ref_text[8192], part_text[8192], path[] = "/tmp/ct_part_dev_XXXXXX";
+  transitions_net(ref_text, sizeof ref_text, 3, false);
+  transitions_net(part_text, sizeof part_text, 3, true);
+  ct_error err;
+  ct_net *ref = make(ref_text, &err), *part = make(part_text, &err);
+  CHECK(ref && part, "%s", err.msg);
+  int fd = mkstemp(path);
+  if (!ref || !part || fd < 0) goto done;
+  close(fd);
+  CHECK(ct_net_save_weights(ref, path, &err) == CT_OK && ct_net_load_weights(part, path, &err) == CT_OK, "%s",
+        err.msg);
+  unlink(path);
+  fill_inputs(ref);
+  fill_inputs(part);
+  int own = 0;
+  for (int i = 0; i < ct_net_num_layers(part); i++) own += ct_net_layer(part, i)->place != ct_net_placement(part);
+  CHECK(own > 0, "the shards start on their workers' placements");
+  const char *lists[] = {"emu:0", "cpu"};
+  for (int d = 0; d < 2; d++) {
+    CHECK(ct_net_set_devices(part, lists[d], &err) == CT_OK && ct_net_set_devices(ref, lists[d], &err) == CT_OK,
+          "%s: %s", lists[d], err.msg);
+    if (d == 0)
+      for (int i = 0; i < ct_net_num_layers(part); i++)
+        CHECK(ct_net_layer(part, i)->place == ct_net_placement(part), "emu:0: %s stays on a worker's placement",
+              ct_net_layer(part, i)->name);
+    float lr = 0, lp = 0;
+    ct_net_clear_param_diffs(ref);
+    ct_net_clear_param_diffs(part);
+    CHECK(ct_net_forward(ref, &lr, &err) == CT_OK && ct_net_forward(part, &lp, &err) == CT_OK, "%s", err.msg);
+    CHECK(fabs(lr - lp) <= 1e-5 * (1 + fabs(lr)), "%s: loss %.8g vs %.8g", lists[d], lp, lr);
+    CHECK(ct_net_backward(ref, &err) == CT_OK && ct_net_backward(part, &err) == CT_OK, "%s", err.msg);
+    double dg = rel_diff(ct_net_diff_buffer(part), ct_net_diff_buffer(ref), ct_net_param_total(ref));
+    CHECK(dg <= 1e-5, "%s: parameter gradients differ by %g", lists[d], dg);
+  }
+done:
+  ct_net_free(part);
+  ct_net_free(ref);
+}
+
 int main(void) {
   for (int w = 2; w <= 4; w++) test_transitions(w);
   for (int w = 2; w <= 4; w++) test_dropout(w);
+  test_devices();
   test_errors();
   test_net_default();
   test_tools();

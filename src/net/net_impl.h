@@ -141,6 +141,10 @@ void ct_part_exec_stop(ct_part_exec *x);
 void ct_part_exec_free(ct_part_exec *x);
 /* The net's CPU partitions changed to cpu_parts: each worker's share follows. */
 ct_status ct_part_exec_fit(ct_part_exec *x, int cpu_parts, ct_error *err);
+/* The net's devices changed (ct_net_set_devices): on the CPU alone the parallel layers get their
+ * workers' placements again; with any other device every layer takes the net's placement, as a
+ * net created on those devices has (x may be NULL). */
+ct_status ct_part_exec_devices(ct_part_exec *x, ct_error *err);
 /* One forward or backward pass over every worker; the first failure of any worker. */
 ct_status ct_part_exec_run(ct_part_exec *x, bool backward, ct_error *err);
 /* One pass of this process's layers, with messages for the bridges between processes. */

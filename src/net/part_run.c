@@ -203,6 +203,15 @@ static ct_status give_cores(ct_part_exec *x, ct_error *err) {
   return any ? ct_net_reshape(net, err) : CT_OK;
 }
 
+ct_status ct_part_exec_devices(ct_part_exec *x, ct_error *err) {
+  if (!x) return CT_OK;
+  ct_net *net = x->net;
+  if (cpu_only(net)) return give_cores(x, err);
+  for (int i = 0; i < net->nlayers; i++) /* the workers' CPU placements would keep them on the CPU */
+    if (net->layers[i].l.place != net->place) net->layers[i].l.place = net->place, net->layers[i].l.plan.n = 0;
+  return CT_OK;
+}
+
 ct_status ct_part_exec_create(ct_net *net, ct_part_exec **out, ct_error *err) {
   *out = NULL;
   const int W = ct_net_partition_workers(net), n = net->nlayers;
