@@ -5,8 +5,10 @@
 #               the whole gradient over the ranks every iteration
 #   conv0-fc1   the "one weird trick" plan: convolutions on dim 0, fc6 / fc7 (and their ReLUs)
 #               on dim 1 over the N workers; over N ranks (partition_workers: N, mpirun -np N)
-#               each rank keeps and updates its own fc shards and only the bridges move
-#               (activations forward, their gradients backward)
+#               each rank runs the dim-0 layers on its slice of the batch (rank 0 hands out the
+#               data's slices, the convolutions' gradients are summed over the ranks), keeps and
+#               updates its own fc shards, and the bridges move the activations around fc6/fc7
+#               (each rank's rows in, whole batches to the shards) and their gradients back
 #
 # 1. Threads in one process: images/s of conv0-fc1 with 1 worker (partition_workers: 1, the
 #    plain net) and with 2 and 4 workers as threads, alternated A B A B in the same run, and
@@ -30,8 +32,8 @@ cortado="$here/$build/cortado"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 src="$here/examples/caffenet/time_b32.prototxt"
-# the net at this batch and input side, without dropout (partition_dim 1 refuses it, and its
-# masks would differ per plan)
+# the net at this batch and input side, without dropout (both plans run the same layers; a whole
+# dim-0 Dropout in a partitioned net draws from another stream than the plain net's)
 sed -e "s/dim: 32 dim: 3 dim: 227 dim: 227 } shape { dim: 32 }/dim: $batch dim: 3 dim: $side dim: $side } shape { dim: $batch }/" \
     "$src" | awk '/^layer \{/{buf=$0; inlayer=1; next} inlayer{buf=buf"\n"$0; if ($0 ~ /^\}/) {inlayer=0; if (buf !~ /type: "Dropout"/) print buf}; next} {print}' \
     > "$tmp/all0.prototxt"
@@ -110,9 +112,12 @@ for np in 2 4; do
   done
 done
 echo "partition_bench: note: all-dim-0 sends the whole gradient (CaffeNet: ~61M parameters, 94% in fc6-fc8)" \
-     "every iteration, conv0-fc1 only the activations around fc6/fc7 (and its ranks' own shards with several" \
-     "groups). The wire time of all-dim-0 grows with the link's slowness and the parameter count, conv0-fc1's" \
+     "every iteration, conv0-fc1 the activations around fc6/fc7, rank 0's data slices and the convolutions'" \
+     "gradients (~2.3M parameters; and its ranks' own shards with several groups). The wire time of all-dim-0 grows with the link's slowness and the parameter count, conv0-fc1's" \
      "with the batch: on 1-10 Gb/s links conv0-fc1 wins unless its compute is far slower; on 100 Gb/s and" \
-     "shared memory the wire hardly counts and the measured seconds decide -- there all-dim-0's split of the" \
-     "convolutions over the ranks wins once the cores are not shared (conv0-fc1 runs every convolution on" \
-     "rank 0: partition_dim 0 is the process's CcT partitions, not a split over the group's ranks)."
+     "shared memory the wire hardly counts and the measured seconds decide. Both plans split the convolutions'" \
+     "batch over the ranks (conv0-fc1's dim-0 layers run on each rank's slice), so their compute differs by the" \
+     "fc layers and the bridges' copies; conv0-fc1 also sends the data's slices from rank 0 (its data layer" \
+     "runs there), which all-dim-0's ranks read themselves. fc8 (dim 0, 4.1M parameters) runs over the slices" \
+     "too, and its gradient sum is most of conv0-fc1's bytes (at batch 8, 99x99: 16.4 MB of the 26.5 MB rank 0" \
+     "sends on 2 ranks); a location on fc8 keeps it whole on one rank, with no gradient to sum."

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Issue 19 across processes: a worker group of 4 spread over 2 and 4 ranks runs the
-# transitions net (dim-1 layers split over the ranks, a pinned layer, bridges as MPI
-# messages) with the loss and gradients of the unpartitioned net (test_partition_mpi.c).
+# Issue 19 across processes: a worker group of 4 spread over 2, 3 and 4 ranks runs the
+# transitions net and one of batch 7 (dim-1 layers split over the ranks, dim-0 layers over
+# the ranks' batch slices, a pinned layer, bridges as MPI messages) with the loss, forward
+# blobs and gradients of the unpartitioned net (test_partition_mpi.c).
 # Skipped (exit 0, says so) without mpirun.
 . "$(dirname "$0")/mpi_common.sh"
 prog="$CT_BUILD_DIR/tests/test_partition_mpi"
-for np in 2 4; do
+for np in 2 3 4; do
   if timeout 120 "${MPIRUN[@]}" -np "$np" "$prog" > "$tmp/np$np.log" 2>&1; then ok
   else bad "$np ranks"; tail -20 "$tmp/np$np.log" >&2; fi
-  grep -q "^$np ranks: loss" "$tmp/np$np.log" && ok || bad "$np ranks: no result line"
+  grep -q "^transitions, $np ranks: loss" "$tmp/np$np.log" && grep -q "^batch 7, $np ranks: loss" "$tmp/np$np.log" &&
+    ok || bad "$np ranks: no result line"
   [ "$(grep -c ' 0 failed' "$tmp/np$np.log")" = "$np" ] && ok || bad "$np ranks: not every rank passed"
 done
 
@@ -58,32 +60,42 @@ cnet part "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location
 "$CORTADO" train --solver="$tmp/ref_solver.prototxt" --weights="$tmp/init_iter_1.caffemodel" > "$tmp/ref.log" 2>&1 && ok ||
   { bad "unpartitioned training"; tail -5 "$tmp/ref.log" >&2; }
 # What rank 0 sends per iteration, counted here from the shapes of the net above (batch 8):
-# conv2's output 8x16x8x8 = 8192 floats (conv1: (35-5)/2+1 = 16, pool1: ceil((16-3)/2)+1 = 8,
-# conv2 pad 1: 8); fc6 and fc7 of 30 outputs in shards of 8, 8, 7, 7 rows on workers 0..3; fc8's
-# 8x10 output on worker 3; the loss on worker 0. Forward, worker 0 hands conv2's output to each
-# fc6 shard and the joined fc6 (8x30) to each fc7 shard, and fc7's shards go to fc8's Concat on
-# worker 3; backward, worker 0 sends the gradients of the fc6 shards it joined and of fc8. Only
-# what crosses ranks (worker w on rank w mod np) counts; parameters never cross: each rank
-# updates the parameters of its own layers (the log's line covers iterations 1..10, none of
-# which is followed by a test or snapshot, so no gather).
+# conv2's output 16x8x8 = 1024 floats an image (conv1: (35-5)/2+1 = 16, pool1: ceil((16-3)/2)+1
+# = 8, conv2 pad 1: 8); fc6 and fc7 of 30 outputs in shards of 8, 8, 7, 7 rows on workers 0..3
+# (worker w on rank w mod np); fc8's 8x10 output on worker 3; the loss on rank 0, and the data
+# layer. conv1 .. conv2 and the connections around the shards (the Split that hands conv2 and
+# the joined fc6 to the shards, the Concat that joins fc6) are dim-0 layers placed by the net:
+# every rank runs them on its rows of the batch, rank r rows 8r/np .. 8(r+1)/np; the Concat
+# that joins fc7 for fc8 is on worker 3, whole. So rank 0 sends: each other rank its rows of
+# the data; forward, its rows of conv2 and of fc6 to each remote shard, the other rows of each
+# of its own fc6 shards to their ranks, its fc7 shards whole to fc8's rank; backward, its rows
+# of each remote fc6 shard's gradient, the other rows of the gradients of its own shards'
+# inputs (conv2's 1024 and fc6's 30 per image), fc8's gradient from the loss (or, when fc8 is
+# on rank 0, its Concat's gradients of the remote fc7 shards, whole); then conv1's and
+# conv2's parameter gradients (each rank's sum over its rows) summed over the ranks; and the
+# 4-byte action agreement. Whole layers' parameters never cross: each rank updates its own
+# (the log's line covers iterations 1..10, none followed by a test or snapshot: no gather).
 rows=(8 8 7 7)
 expect_sent() { # np -> bytes rank 0 sends per iteration
-  local np=$1 f=0 w
-  for w in 1 2 3; do
+  local np=$1 w mine=$((8 / np)) f
+  local others=$((8 - mine))
+  f=$((others * 3 * 35 * 35))
+  for w in 0 1 2 3; do
     if [ $((w % np)) != 0 ]; then
-      f=$((f + 8192 + 240))              # conv2 -> fc6@w, fc6 (whole) -> fc7@w
-      f=$((f + 8 * ${rows[$w]}))         # backward: the gradient of fc6@w (joined on worker 0)
+      f=$((f + mine * (1024 + 30) + mine * ${rows[$w]}))
+      [ $((3 % np)) = 0 ] && f=$((f + 8 * ${rows[$w]})) # fc8 here: its Concat's gradient of fc7@w back
+    else
+      f=$((f + others * ${rows[$w]} + others * (1024 + 30)))
+      [ $((3 % np)) != 0 ] && f=$((f + 8 * ${rows[$w]}))
     fi
   done
-  [ $((3 % np)) != 0 ] && for w in 0 1 2; do # fc7's shards on rank 0 -> the Concat on worker 3
-    [ $((w % np)) = 0 ] && f=$((f + 8 * ${rows[$w]}))
-  done
-  [ $((3 % np)) != 0 ] && f=$((f + 80))  # backward: fc8's gradient from the loss
-  echo $((f * 4 + 4))                    # and the 4-byte action agreement
+  [ $((3 % np)) != 0 ] && f=$((f + 80))
+  f=$((f + 12 * 3 * 5 * 5 + 12 + 16 * 12 * 3 * 3 + 16))
+  echo $((f * 4 + 4))
 }
 # Every bridge between workers (in one process or not), forward and backward, from the same shapes.
 bridge_f=$((3 * 8192 + 8 * (8 + 7 + 7) + 3 * 240 + 8 * (8 + 8 + 7) + 80))
-for np in 2 4; do
+for np in 2 3 4; do # 3: slices of 2, 3, 3 images
   rm -f "$tmp/part_iter_20.caffemodel"
   if timeout 180 "${MPIRUN[@]}" -np "$np" "$CORTADO" train --solver="$tmp/part_solver.prototxt" \
        --weights="$tmp/init_iter_1.caffemodel" > "$tmp/train$np.log" 2>&1; then ok
@@ -128,6 +140,25 @@ cnet resume "" "" "" ""
 if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
      "$tmp/resume_iter_20.caffemodel" 1e-4; then ok; else bad "resumed from 4 ranks' snapshot: weights differ"; fi
 
+# pycaffe under mpirun: step(7) stops short of any planned snapshot (none) or max_iter, then
+# snapshot() on every rank; rank 0's snapshot holds the other ranks' fc shards as they are at
+# iteration 7 (it gathers first), equal to 7 iterations of one unpartitioned process.
+cnet py7 "" "" "" "" 0.05 7
+cnet pysnap "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+"$CORTADO" train --solver="$tmp/py7_solver.prototxt" --weights="$tmp/init_iter_1.caffemodel" > "$tmp/py7.log" 2>&1 &&
+  ok || bad "7 iterations in one process"
+for np in 2 4; do
+  rm -f "$tmp/pysnap_iter_7.caffemodel"
+  if timeout 180 "${MPIRUN[@]}" -np "$np" -x CT_SOURCE_DIR -x CORTADO /usr/bin/python3 \
+       "$CT_SOURCE_DIR/tests/mpi_step_snapshot.py" "$tmp/pysnap_solver.prototxt" "$tmp/init_iter_1.caffemodel" 7 \
+       > "$tmp/pysnap$np.log" 2>&1; then ok
+  else bad "pycaffe step + snapshot on $np ranks"; tail -20 "$tmp/pysnap$np.log" >&2; fi
+  [ "$(grep -c "stepped 7, iteration 7, snapshot taken" "$tmp/pysnap$np.log")" = "$np" ] && ok ||
+    bad "pycaffe on $np ranks: not every rank stepped and snapshotted"
+  if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/py7_iter_7.caffemodel" \
+       "$tmp/pysnap_iter_7.caffemodel" 1e-4; then ok; else bad "pycaffe snapshot on $np ranks: stale or wrong weights"; fi
+done
+
 # Two worker groups of a partitioned LeNet, each over 2 ranks (mpirun -np 4, no cluster
 # setting): ip1 (500 outputs) on dim 1 over each group's 2 workers, ip2 pinned to worker 1;
 # groups read alternate blocks of 32 images and average their shards' gradients with the same
@@ -166,12 +197,16 @@ else bad "2 groups of a partitioned LeNet over 4 ranks"; tail -20 "$tmp/lpart.lo
 grep -q "2 worker groups of a partitioned net, each over 2 processes" "$tmp/lpart.log" && ok || bad "no groups line"
 if "$CT_BUILD_DIR/tests/test_dist" cmp "$lnet" "$tmp/lref_iter_20.caffemodel" "$tmp/lpart_iter_20.caffemodel" 1e-4
 then ok; else bad "2 groups of a partitioned LeNet: weights differ from one process on the batch of 64"; fi
-# rank 0 (worker 0 of group 0) per iteration, from LeNet's shapes at batch 32: pool2's output
-# 32x50x4x4 = 25600 floats to ip1's shard on worker 1, its own ip1 shard 32x250 to ip2's Concat
-# on worker 1, the loss's gradient of ip2 (32x10) back; its own parameters (conv1 20x1x5x5 + 20,
-# conv2 50x20x5x5 + 50, ip1's rows 0..249: 250x800 + 250) summed with group 1's rank 2; and the
-# 4-byte action agreement.
-lwant=$(( (25600 + 32 * 250 + 32 * 10) * 4 + (20 * 25 + 20 + 50 * 20 * 25 + 50 + 250 * 800 + 250) * 4 + 4 ))
+# rank 0 (worker 0 of group 0) per iteration, from LeNet's shapes at batch 32, its rows 0..15:
+# the other 16 images of the data (1x28x28) to rank 1, which runs conv1 .. pool2 and the Split
+# before ip1 on them; forward its rows of pool2's output (50x4x4 = 800 an image) to ip1's shard
+# on worker 1, its own ip1 shard 32x250 to ip2's Concat on worker 1; backward the loss's
+# gradient of ip2 (32x10), and the other 16 rows of the gradient of its ip1 shard's input
+# (800 each); its ip1 rows 0..249 (250x800 + 250) summed with group 1's rank 2; the gradients
+# of conv1 (20x1x5x5 + 20) and conv2 (50x20x5x5 + 50), each rank's sum over its rows, summed
+# over the 4 ranks; and the 4-byte action agreement.
+lwant=$(( (16 * 784 + 16 * 800 + 32 * 250 + 32 * 10 + 16 * 800) * 4 + (250 * 800 + 250) * 4 +
+          (20 * 25 + 20 + 50 * 20 * 25 + 50) * 4 + 4 ))
 lgot=$(sed -n 's/.*At iteration 10, communication: \([0-9]*\) bytes sent per iteration.*/\1/p' "$tmp/lpart.log")
 [ "$lgot" = "$lwant" ] && ok || bad "2 groups: rank 0 sent ${lgot:-?} bytes per iteration, expected $lwant"
 

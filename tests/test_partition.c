@@ -172,8 +172,10 @@ static void test_errors(void) {
                "layer \"r\" (ReLU): location -3 is beyond the worker group's 2 workers");
   expect_error("partition_workers: 65\nlayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' }",
                "partition_workers is 65; expected a worker count from 1 to 64");
+  expect_error("partition_workers: 2\nlayer { name: 'p' type: 'Pooling' bottom: 'x' top: 'y' partition_dim: 1 }",
+               "layer \"p\" (Pooling): partition_dim: 1 needs a neuron dimension");
   expect_error("partition_workers: 2\nlayer { name: 'd' type: 'Dropout' bottom: 'x' top: 'y' partition_dim: 1 }",
-               "layer \"d\" (Dropout): partition_dim: 1 needs a neuron dimension");
+               "layer \"d\" (Dropout): partition_dim: 1 on an element-wise layer follows the shards of its bottom");
   expect_error("partition_workers: 2\nlayer { name: 'r' type: 'ReLU' bottom: 'x' top: 'y' partition_dim: 1 }",
                "layer \"r\" (ReLU): partition_dim: 1 on an element-wise layer follows the shards of its bottom");
 }
@@ -262,8 +264,133 @@ static void test_tools(void) {
   if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* Dropout on dim 1 after a conv's channel shards (in place) and an InnerProduct's output shards:
+ * each shard draws its elements of the unpartitioned layer's mask, so two training passes (a new
+ * mask each) give the unpartitioned net's blobs and gradients. */
+static void dropout_net(char *buf, size_t n, int workers) {
+  const char *d1 = workers ? "partition_dim: 1" : "";
+  char head[64] = "";
+  if (workers) snprintf(head, sizeof head, "partition_workers: %d", workers);
+  snprintf(buf, n,
+           "name: 'd'\n%s\n"
+           "layer { name: 'in' type: 'Input' top: 'data' top: 'label' input_param { shape { dim: 4 dim: 3 dim: 6 "
+           "dim: 6 } shape { dim: 4 } } }\n"
+           "layer { name: 'conv1' type: 'Convolution' bottom: 'data' top: 'conv1' %s convolution_param { num_output: "
+           "5 kernel_size: 3 weight_filler { type: 'gaussian' std: 0.3 } bias_filler { type: 'constant' value: 0.2 } "
+           "} }\n"
+           "layer { name: 'drop1' type: 'Dropout' bottom: 'conv1' top: 'conv1' %s dropout_param { dropout_ratio: 0.4 "
+           "} }\n"
+           "layer { name: 'ip1' type: 'InnerProduct' bottom: 'conv1' top: 'ip1' %s inner_product_param { num_output: "
+           "7 weight_filler { type: 'gaussian' std: 0.2 } bias_filler { type: 'constant' value: 0.3 } } }\n"
+           "layer { name: 'drop2' type: 'Dropout' bottom: 'ip1' top: 'd2' %s dropout_param { dropout_ratio: 0.5 } }\n"
+           "layer { name: 'ip2' type: 'InnerProduct' bottom: 'd2' top: 'ip2' inner_product_param { num_output: 5 "
+           "weight_filler { type: 'gaussian' std: 0.3 } } }\n"
+           "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'ip2' bottom: 'label' top: 'loss' }\n",
+           head, d1, d1, d1, d1);
+}
+
+static void test_dropout(int workers) {
+  char ref_text[4096], part_text[4096], path[] = "/tmp/ct_part_drop_XXXXXX";
+  dropout_net(ref_text, sizeof ref_text, 0);
+  dropout_net(part_text, sizeof part_text, workers);
+  ct_error err;
+  ct_net *ref = make(ref_text, &err);
+  CHECK(ref, "reference: %s", err.msg);
+  ct_net *part = make(part_text, &err);
+  CHECK(part, "%d workers: %s", workers, err.msg);
+  int fd = mkstemp(path);
+  CHECK(fd >= 0, "mkstemp");
+  if (!ref || !part || fd < 0) goto done;
+  close(fd);
+  CHECK(ct_net_save_weights(ref, path, &err) == CT_OK && ct_net_load_weights(part, path, &err) == CT_OK, "%s",
+        err.msg);
+  unlink(path);
+  int drops = 0;
+  for (int i = 0; i < ct_net_num_layers(part); i++) drops += !strcmp(ct_net_layer_type(part, i), "Dropout");
+  CHECK(drops >= 2 * 2, "%d workers: the Dropouts run per shard (%d layers)", workers, drops);
+  fill_inputs(ref);
+  fill_inputs(part);
+  float first = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    float lr = 0, lp = 0;
+    ct_net_clear_param_diffs(ref);
+    ct_net_clear_param_diffs(part);
+    CHECK(ct_net_forward(ref, &lr, &err) == CT_OK, "%s", err.msg);
+    CHECK(ct_net_forward(part, &lp, &err) == CT_OK, "%s", err.msg);
+    CHECK(fabs(lr - lp) <= 1e-5 * (1 + fabs(lr)), "%d workers, pass %d: loss %.8g vs %.8g", workers, pass, lp, lr);
+    if (pass == 0) first = lr;
+    else CHECK(lr != first, "a second pass draws a new mask (loss %.8g both times)", lr);
+    const char *blobs[] = {"conv1", "d2"};
+    for (int b = 0; b < 2; b++) {
+      int s1[8], s2[8], na = ct_net_blob_shape(ref, blobs[b], s1), nb = ct_net_blob_shape(part, blobs[b], s2);
+      CHECK(na == nb && na > 0 && !memcmp(s1, s2, (size_t)na * sizeof(int)), "blob %s shape", blobs[b]);
+      if (na != nb || na <= 0) continue;
+      size_t count = 1, zeros = 0;
+      for (int k = 0; k < na; k++) count *= (size_t)s1[k];
+      const float *a = ct_net_blob_data(ref, blobs[b]);
+      for (size_t k = 0; k < count; k++) zeros += a[k] == 0;
+      CHECK(zeros > count / 8 && zeros < count, "%s: %zu of %zu dropped in the reference", blobs[b], zeros, count);
+      double d = rel_diff(ct_net_blob_data(part, blobs[b]), a, count);
+      CHECK(d <= 1e-5, "%d workers, pass %d: blob %s differs by %g", workers, pass, blobs[b], d);
+    }
+    CHECK(ct_net_backward(ref, &err) == CT_OK, "%s", err.msg);
+    CHECK(ct_net_backward(part, &err) == CT_OK, "%s", err.msg);
+    double dg = rel_diff(ct_net_diff_buffer(part), ct_net_diff_buffer(ref), ct_net_param_total(ref));
+    CHECK(dg <= 1e-5, "%d workers, pass %d: parameter gradients differ by %g", workers, pass, dg);
+  }
+done:
+  ct_net_free(part);
+  ct_net_free(ref);
+}
+
+/* ct_net_set_devices on a partitioned net (threads): with emu:0 every layer, shards included,
+ * leaves the workers' CPU placements for the net's (a setting that placed only the whole
+ * layers would leave the shards on the CPU); the results stay the unpartitioned net's, on emu:0
+ * and back on the CPU. */
+static void test_devices(void) {
+  char ref_text[8192], part_text[8192], path[] = "/tmp/ct_part_dev_XXXXXX";
+  transitions_net(ref_text, sizeof ref_text, 3, false);
+  transitions_net(part_text, sizeof part_text, 3, true);
+  ct_error err;
+  ct_net *ref = make(ref_text, &err), *part = make(part_text, &err);
+  CHECK(ref && part, "%s", err.msg);
+  int fd = mkstemp(path);
+  if (!ref || !part || fd < 0) goto done;
+  close(fd);
+  CHECK(ct_net_save_weights(ref, path, &err) == CT_OK && ct_net_load_weights(part, path, &err) == CT_OK, "%s",
+        err.msg);
+  unlink(path);
+  fill_inputs(ref);
+  fill_inputs(part);
+  int own = 0;
+  for (int i = 0; i < ct_net_num_layers(part); i++) own += ct_net_layer(part, i)->place != ct_net_placement(part);
+  CHECK(own > 0, "the shards start on their workers' placements");
+  const char *lists[] = {"emu:0", "cpu"};
+  for (int d = 0; d < 2; d++) {
+    CHECK(ct_net_set_devices(part, lists[d], &err) == CT_OK && ct_net_set_devices(ref, lists[d], &err) == CT_OK,
+          "%s: %s", lists[d], err.msg);
+    if (d == 0)
+      for (int i = 0; i < ct_net_num_layers(part); i++)
+        CHECK(ct_net_layer(part, i)->place == ct_net_placement(part), "emu:0: %s stays on a worker's placement",
+              ct_net_layer(part, i)->name);
+    float lr = 0, lp = 0;
+    ct_net_clear_param_diffs(ref);
+    ct_net_clear_param_diffs(part);
+    CHECK(ct_net_forward(ref, &lr, &err) == CT_OK && ct_net_forward(part, &lp, &err) == CT_OK, "%s", err.msg);
+    CHECK(fabs(lr - lp) <= 1e-5 * (1 + fabs(lr)), "%s: loss %.8g vs %.8g", lists[d], lp, lr);
+    CHECK(ct_net_backward(ref, &err) == CT_OK && ct_net_backward(part, &err) == CT_OK, "%s", err.msg);
+    double dg = rel_diff(ct_net_diff_buffer(part), ct_net_diff_buffer(ref), ct_net_param_total(ref));
+    CHECK(dg <= 1e-5, "%s: parameter gradients differ by %g", lists[d], dg);
+  }
+done:
+  ct_net_free(part);
+  ct_net_free(ref);
+}
+
 int main(void) {
   for (int w = 2; w <= 4; w++) test_transitions(w);
+  for (int w = 2; w <= 4; w++) test_dropout(w);
+  test_devices();
   test_errors();
   test_net_default();
   test_tools();

@@ -1,9 +1,12 @@
 /* Issue 19 across processes: the transitions net on 4 workers spread over the ranks of an
- * mpirun job (worker w on rank w mod world; sh_mpi_partition.sh runs it on 2 and 4 ranks).
- * Every rank builds the same net, runs its workers' layers and passes the bridges between
- * ranks as MPI messages; the loss (on rank 0, which runs the loss layer) and every parameter
- * gradient (summed over the ranks) equal the unpartitioned net's, computed on each rank alone.
- * Run outside mpirun it says so and passes: the check needs a job of several processes. */
+ * mpirun job (worker w on rank w mod world; sh_mpi_partition.sh runs it on 2, 3 and 4 ranks).
+ * Every rank builds the same net, runs its workers' layers, runs the dim-0 layers over its
+ * slice of the batch, and passes the bridges between ranks as MPI messages; the loss (on rank
+ * 0, which runs the loss layer), every blob this rank wrote last (its rows of a batch-sliced
+ * layer's, the whole of its whole layers') and every parameter gradient (summed over the
+ * ranks) equal the unpartitioned net's, computed on each rank alone. A second net has a batch
+ * of 7 (unequal slices on 2, 3 and 4 ranks) and a dim-1 -> dim-0 transition into a sliced
+ * InnerProduct. Run outside mpirun it says so and passes: the check needs several processes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,8 @@
 
 #include "check.h"
 #include "cortado.h"
+#include "core/tensor.h"
+#include "layers/layer.h"
 #include "net/net.h"
 #include "partition_nets.h"
 #ifdef CT_HAVE_MPI
@@ -28,8 +33,35 @@ static ct_net *make(const char *text, ct_error *err) {
 
 static void fill_inputs(ct_net *net) {
   float *x = ct_net_blob_data(net, "data"), *y = ct_net_blob_data(net, "label");
-  for (int k = 0; k < 4 * 3 * 6 * 6; k++) x[k] = (float)cos(0.29 * k) * 1.5f;
-  for (int k = 0; k < 4; k++) y[k] = (float)((k * 2 + 1) % 5);
+  int shape[8];
+  ct_net_blob_shape(net, "data", shape);
+  const int n = shape[0], inner = shape[1] * shape[2] * shape[3];
+  for (int k = 0; k < n * inner; k++) x[k] = (float)cos(0.29 * k) * 1.5f;
+  for (int k = 0; k < n; k++) y[k] = (float)((k * 2 + 1) % 5);
+}
+
+/* Batch 7 (slices 3, 4 on 2 ranks; 2, 2, 3 on 3; 1, 2, 2, 2 on 4): a sliced conv, ReLU and
+ * pooling, conv2 on dim 1 over the 4 workers, joined for ip1, a whole dim-0 InnerProduct that
+ * runs sliced too, then the loss on rank 0. */
+static void unequal_net(char *buf, size_t n, bool parted) {
+  const char *d1 = parted ? "partition_dim: 1" : "";
+  snprintf(buf, n,
+           "name: 'u'\n%s\n"
+           "layer { name: 'in' type: 'Input' top: 'data' top: 'label' input_param { shape { dim: 7 dim: 2 dim: 7 "
+           "dim: 7 } shape { dim: 7 } } }\n"
+           "layer { name: 'conv1' type: 'Convolution' bottom: 'data' top: 'conv1' convolution_param { num_output: 5 "
+           "kernel_size: 3 weight_filler { type: 'gaussian' std: 0.3 } bias_filler { type: 'gaussian' std: 0.1 } } }\n"
+           "layer { name: 'relu1' type: 'ReLU' bottom: 'conv1' top: 'conv1' }\n"
+           "layer { name: 'pool1' type: 'Pooling' bottom: 'conv1' top: 'pool1' pooling_param { pool: MAX "
+           "kernel_size: 2 stride: 2 } }\n"
+           "layer { name: 'conv2' type: 'Convolution' bottom: 'pool1' top: 'conv2' %s convolution_param { "
+           "num_output: 6 kernel_size: 2 weight_filler { type: 'gaussian' std: 0.3 } bias_filler { type: "
+           "'gaussian' std: 0.1 } } }\n"
+           "layer { name: 'relu2' type: 'ReLU' bottom: 'conv2' top: 'conv2' %s }\n"
+           "layer { name: 'ip1' type: 'InnerProduct' bottom: 'conv2' top: 'ip1' inner_product_param { num_output: 5 "
+           "weight_filler { type: 'gaussian' std: 0.3 } bias_filler { type: 'gaussian' std: 0.1 } } }\n"
+           "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'ip1' bottom: 'label' top: 'loss' }\n",
+           parted ? "partition_workers: 4" : "", d1, d1);
 }
 
 #ifdef CT_HAVE_MPI
@@ -54,6 +86,98 @@ static void test_cuts(void) {
 }
 #endif
 
+#ifdef CT_HAVE_MPI
+/* Every blob of ref that part has in the same shape and whose last writer runs here: its rows
+ * (a batch-sliced writer) or all of it (a whole one) against ref's. Returns the values compared
+ * and the worst relative difference through *worst. */
+static size_t compare_blobs(ct_net *ref, ct_net *part, int rank, int world, double *worst) {
+  size_t compared = 0;
+  const char *name;
+  for (int b = 0; (name = ct_net_blob_name(ref, b)); b++) {
+    ct_tensor *t = ct_net_blob_tensor(part, name), *u = ct_net_blob_tensor(ref, name);
+    if (!t || !u || t->count != u->count || !t->naxes) continue;
+    int w = -1;
+    for (int i = 0; i < ct_net_num_layers(part); i++)
+      for (int k = 0; k < ct_net_layer(part, i)->ntop; k++)
+        if (ct_net_layer(part, i)->top[k] == t) w = i;
+    if (w < 0) continue;
+    size_t n0 = 0, n1 = (size_t)t->shape[0];
+    if (ct_net_layer_batch(part, w)) { /* rows N r / W .. N (r + 1) / W, written out here */
+      n0 = (size_t)t->shape[0] * (size_t)rank / (size_t)world;
+      n1 = (size_t)t->shape[0] * (size_t)(rank + 1) / (size_t)world;
+    } else if (!ct_net_layer_local(part, w)) {
+      continue;
+    }
+    const float *a = ct_net_blob_data(part, name), *e = ct_net_blob_data(ref, name);
+    const size_t inner = t->count / (size_t)t->shape[0];
+    for (size_t k = n0 * inner; k < n1 * inner; k++) {
+      double d = fabs((double)a[k] - e[k]) / (1 + fabs((double)e[k]));
+      if (d > *worst) *worst = d;
+      compared++;
+    }
+  }
+  return compared;
+}
+
+static void check_net(const char *what, const char *ref_text, const char *part_text, int rank, int world) {
+  char path[64];
+  ct_error err;
+  ct_net *ref = make(ref_text, &err);
+  CHECK(ref, "%s reference: %s", what, err.msg);
+  ct_net *part = make(part_text, &err);
+  CHECK(part, "%s partitioned: %s", what, err.msg);
+  ct_dist_part *dp = NULL;
+  if (!ref || !part) goto done;
+  CHECK(ct_dist_part_create(part, &dp, &err) == CT_OK, "%s", err.msg);
+  if (!dp) goto done;
+  snprintf(path, sizeof path, "/tmp/ct_partmpi_%d_%d.caffemodel", (int)getpid(), rank);
+  CHECK(ct_net_save_weights(ref, path, &err) == CT_OK && ct_net_load_weights(part, path, &err) == CT_OK, "%s",
+        err.msg);
+  unlink(path);
+  int local = 0, remote = 0, batch = 0;
+  for (int i = 0; i < ct_net_num_layers(part); i++) {
+    ct_net_layer_local(part, i) ? local++ : remote++;
+    batch += ct_net_layer_batch(part, i);
+  }
+  CHECK(local > 0 && remote > 0, "%s: rank %d runs %d layers, the others %d", what, rank, local, remote);
+  /* conv1, relu1 and the connections next to them at least run over the ranks' slices */
+  CHECK(batch >= 3, "%s: only %d layers run over batch slices", what, batch);
+  fill_inputs(ref);
+  fill_inputs(part);
+  for (int pass = 0; pass < 2; pass++) { /* a second pass reuses the bridges' buffers */
+    float lr = 0, lp = 0;
+    ct_net_clear_param_diffs(ref);
+    ct_net_clear_param_diffs(part);
+    CHECK(ct_net_forward(ref, &lr, &err) == CT_OK, "%s", err.msg);
+    CHECK(ct_net_forward(part, &lp, &err) == CT_OK, "rank %d: %s", rank, err.msg);
+    if (rank == 0) CHECK(fabs(lr - lp) <= 1e-5 * (1 + fabs(lr)), "%s: loss %.8g vs %.8g", what, lp, lr);
+    double fworst = 0;
+    size_t compared = compare_blobs(ref, part, rank, world, &fworst);
+    CHECK(compared > 0 && fworst <= 1e-5, "%s: rank %d of %d, pass %d: %zu forward values, within %g", what, rank,
+          world, pass, compared, fworst);
+    CHECK(ct_net_backward(ref, &err) == CT_OK, "%s", err.msg);
+    CHECK(ct_net_backward(part, &err) == CT_OK, "rank %d: %s", rank, err.msg);
+    CHECK(ct_dist_part_reduce(dp, part, &err) == CT_OK, "%s", err.msg);
+    const float *a = ct_net_diff_buffer(part), *b = ct_net_diff_buffer(ref);
+    double worst = 0, norm = 0;
+    for (size_t k = 0; k < ct_net_param_total(ref); k++) {
+      double d = fabs((double)a[k] - b[k]) / (1 + fabs((double)b[k]));
+      if (d > worst) worst = d;
+      norm += fabs((double)b[k]);
+    }
+    CHECK(norm > 0 && worst <= 1e-5, "%s: rank %d of %d, pass %d: gradients differ by %g", what, rank, world, pass,
+          worst);
+    if (rank == 0 && pass == 0)
+      printf("%s, %d ranks: loss %.6g, %d layers over batch slices, forward within %.2g, gradients within %.2g\n", what,
+             world, lp, batch, fworst, worst);
+  }
+done:
+  ct_dist_part_free(dp, part);
+  ct_net_free(part);
+  ct_net_free(ref);
+}
+#endif
+
 int main(void) {
 #ifdef CT_HAVE_MPI
   test_cuts();
@@ -67,51 +191,13 @@ int main(void) {
     printf("SKIPPED (the ranks part): run by sh_mpi_partition.sh under mpirun with several processes\n");
     return ct_check_report();
   }
-  char ref_text[8192], part_text[8192], path[64];
+  char ref_text[8192], part_text[8192];
   transitions_net(ref_text, sizeof ref_text, 4, false);
   transitions_net(part_text, sizeof part_text, 4, true);
-  ct_error err;
-  ct_net *ref = make(ref_text, &err);
-  CHECK(ref, "reference: %s", err.msg);
-  ct_net *part = make(part_text, &err);
-  CHECK(part, "partitioned: %s", err.msg);
-  ct_dist_part *dp = NULL;
-  if (!ref || !part) goto done;
-  CHECK(ct_dist_part_create(part, &dp, &err) == CT_OK, "%s", err.msg);
-  if (!dp) goto done;
-  snprintf(path, sizeof path, "/tmp/ct_partmpi_%d_%d.caffemodel", (int)getpid(), rank);
-  CHECK(ct_net_save_weights(ref, path, &err) == CT_OK && ct_net_load_weights(part, path, &err) == CT_OK, "%s",
-        err.msg);
-  unlink(path);
-  int local = 0, remote = 0;
-  for (int i = 0; i < ct_net_num_layers(part); i++) ct_net_layer_local(part, i) ? local++ : remote++;
-  CHECK(local > 0 && remote > 0, "rank %d runs %d layers, the others %d", rank, local, remote);
-  fill_inputs(ref);
-  fill_inputs(part);
-  for (int pass = 0; pass < 2; pass++) { /* a second pass reuses the bridges' buffers */
-    float lr = 0, lp = 0;
-    ct_net_clear_param_diffs(ref);
-    ct_net_clear_param_diffs(part);
-    CHECK(ct_net_forward(ref, &lr, &err) == CT_OK, "%s", err.msg);
-    CHECK(ct_net_forward(part, &lp, &err) == CT_OK, "rank %d: %s", rank, err.msg);
-    if (rank == 0) CHECK(fabs(lr - lp) <= 1e-5 * (1 + fabs(lr)), "loss %.8g vs %.8g", lp, lr);
-    CHECK(ct_net_backward(ref, &err) == CT_OK, "%s", err.msg);
-    CHECK(ct_net_backward(part, &err) == CT_OK, "rank %d: %s", rank, err.msg);
-    CHECK(ct_dist_part_reduce(dp, part, &err) == CT_OK, "%s", err.msg);
-    const float *a = ct_net_diff_buffer(part), *b = ct_net_diff_buffer(ref);
-    double worst = 0, norm = 0;
-    for (size_t k = 0; k < ct_net_param_total(ref); k++) {
-      double d = fabs((double)a[k] - b[k]) / (1 + fabs((double)b[k]));
-      if (d > worst) worst = d;
-      norm += fabs((double)b[k]);
-    }
-    CHECK(norm > 0 && worst <= 1e-5, "rank %d of %d, pass %d: gradients differ by %g", rank, world, pass, worst);
-    if (rank == 0 && pass == 0) printf("%d ranks: loss %.6g, gradients within %.2g\n", world, lp, worst);
-  }
-done:
-  ct_dist_part_free(dp, part);
-  ct_net_free(part);
-  ct_net_free(ref);
+  check_net("transitions", ref_text, part_text, rank, world);
+  unequal_net(ref_text, sizeof ref_text, false);
+  unequal_net(part_text, sizeof part_text, true);
+  check_net("batch 7", ref_text, part_text, rank, world);
   int rc = ct_check_report();
   ct_dist_mpi_finalize();
   return rc;

@@ -102,10 +102,14 @@ class Solver:
         self._run(lib.ct_solver_apply_update)
 
     def snapshot(self):
-        """Writes <prefix>_iter_N.caffemodel and .solverstate; returns their paths."""
+        """Writes <prefix>_iter_N.caffemodel and .solverstate; returns their paths. Under mpirun
+        (a cluster, or a partitioned net's worker group over the ranks) every rank calls it and
+        rank 0 writes the files: the other ranks get (None, None)."""
         mp, sp = _lib.P(), _lib.P()
         with self._own.use() as p:
             _lib.call(lib.ct_solver_snapshot, p, ctypes.byref(mp), ctypes.byref(sp))
+        if not mp.value or not sp.value:  # not the root of a cluster: nothing written here
+            return (None, None)
         paths = (_lib.s(ctypes.string_at(mp.value)), _lib.s(ctypes.string_at(sp.value)))
         _lib.libc.free(mp.value)
         _lib.libc.free(sp.value)

@@ -380,6 +380,10 @@ ct_status ct_cluster_agree_action(ct_cluster *c, int request, int *agreed, ct_er
 }
 ct_status ct_cluster_serve(ct_cluster *c, ct_error *err) { FAILS(c, c->ops->serve(c->ctx, err)); }
 ct_status ct_cluster_collect(ct_cluster *c, ct_error *err) { FAILS(c, c->ops->collect(c->ctx, err)); }
+ct_status ct_cluster_sync(ct_cluster *c, ct_error *err) {
+  if (!c->ops->sync) return CT_OK;
+  FAILS(c, c->ops->sync(c->ctx, err));
+}
 ct_status ct_cluster_finish(ct_cluster *c, ct_error *err) {
   if (c->finished) return CT_OK;
   c->finished = true;

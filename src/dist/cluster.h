@@ -104,6 +104,10 @@ ct_status ct_cluster_update(ct_cluster *c, int iter, float *rate, ct_error *err)
 ct_status ct_cluster_serve(ct_cluster *c, ct_error *err);
 /* On the root before a snapshot: the servers' current parameters and update history. */
 ct_status ct_cluster_collect(ct_cluster *c, ct_error *err);
+/* Called by every process before a snapshot: a partitioned net's worker group over several ranks
+ * gives rank 0 the shards its other ranks own (values and history), when rank 0 does not hold
+ * this iteration's already (issue 19); nothing in the other frameworks. */
+ct_status ct_cluster_sync(ct_cluster *c, ct_error *err);
 /* End of training on this process: tell the servers, serve until everyone is done. */
 ct_status ct_cluster_finish(ct_cluster *c, ct_error *err);
 
@@ -135,6 +139,8 @@ typedef struct ct_cluster_ops {
   void (*destroy)(void *ctx, bool clean); /* clean: finalize MPI */
   /* issue 23 (may be NULL): see ct_cluster_agree_action */
   ct_status (*agree_action)(void *ctx, int request, int *agreed, ct_error *err);
+  /* issue 19 (may be NULL): see ct_cluster_sync */
+  ct_status (*sync)(void *ctx, ct_error *err);
 } ct_cluster_ops;
 
 /* Whether a process launcher (mpirun) started this process, and the job size it announced. */

@@ -148,7 +148,7 @@ ct_status ct_dist_part_create_groups(ct_net *net, int groups, ct_dist_part **out
     MPI_Comm_set_errhandler(p->comm, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(p->peers, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(p->all, MPI_ERRORS_RETURN);
-    ct_bridge_ops ops = {.ctx = p, .rank = p->rank, .rank_of = rank_of, .send = send_bridge, .recv = recv_bridge,
+    ct_bridge_ops ops = {.ctx = p, .rank = p->rank, .world = p->world, .rank_of = rank_of, .send = send_bridge, .recv = recv_bridge,
                          .flush = flush_bridges};
     st = ct_net_set_bridges(net, &ops, err);
   }
@@ -221,10 +221,15 @@ typedef struct part_cluster {
   ct_net *net;
   ct_update_ctx *upd;
   int updates, iter;
+  int fresh; /* the iteration at which rank 0 last held the group's parameters and history */
   int groups; /* worker groups, data-parallel with each other (each over world / groups ranks) */
   range **own; /* per rank: the ranges of the flat buffer its layers own (sorted, merged) */
   int *nown;
   size_t *own_total; /* per rank: floats in its ranges */
+  range *shared;     /* the ranges of batch layers (ct_net_layer_batch): every rank's partial sums */
+  int nshared;
+  size_t shared_total;
+  float *spack;      /* shared_total floats */
   float *pack;       /* own_total (max over ranks) x (1 + nsets) floats */
   ct_status pending; /* a failure in agree_action, reported by the next call that can */
   ct_error pending_err;
@@ -239,11 +244,12 @@ static int cmp_range(const void *a, const void *b) {
 static ct_status find_owners(part_cluster *c, ct_error *err) {
   const int W = c->p->world, n = ct_net_num_layers(c->net);
   const ct_bridge_ops ops = {.ctx = c->p, .rank_of = rank_of};
-  c->own = calloc((size_t)W, sizeof *c->own);
-  c->nown = calloc((size_t)W, sizeof *c->nown);
-  c->own_total = calloc((size_t)W, sizeof *c->own_total);
+  /* entry W: the batch layers' ranges, which every rank shares */
+  c->own = calloc((size_t)W + 1, sizeof *c->own);
+  c->nown = calloc((size_t)W + 1, sizeof *c->nown);
+  c->own_total = calloc((size_t)W + 1, sizeof *c->own_total);
   if (!c->own || !c->nown || !c->own_total) return ct_fail(err, CT_ENOMEM, "out of memory");
-  int *cap = calloc((size_t)W, sizeof *cap);
+  int *cap = calloc((size_t)W + 1, sizeof *cap);
   if (!cap) return ct_fail(err, CT_ENOMEM, "out of memory");
   ct_status st = CT_OK;
   for (int i = 0; i < n && !st; i++) {
@@ -253,7 +259,8 @@ static ct_status find_owners(part_cluster *c, ct_error *err) {
       st = ct_fail(err, CT_EUNSUPPORTED, "layer %d has %d parameter blobs; at most 8 here", i, m);
       break;
     }
-    const int r = ops.rank_of(ops.ctx, ct_net_layer_worker(c->net, i));
+    const bool batch = ct_net_layer_batch(c->net, i);
+    const int r = batch ? W : ops.rank_of(ops.ctx, ct_net_layer_worker(c->net, i));
     for (int k = 0; k < m && !st; k++) {
       if (c->nown[r] == cap[r]) {
         int nc = cap[r] ? 2 * cap[r] : 16;
@@ -271,7 +278,7 @@ static ct_status find_owners(part_cluster *c, ct_error *err) {
   free(cap);
   if (st) return st;
   size_t most = 0;
-  for (int r = 0; r < W; r++) {
+  for (int r = 0; r <= W; r++) {
     qsort(c->own[r], (size_t)c->nown[r], sizeof(range), cmp_range);
     int m = 0; /* merge: a layer's shards of several blobs, or shared parameters, may touch */
     for (int k = 0; k < c->nown[r]; k++) {
@@ -286,24 +293,30 @@ static ct_status find_owners(part_cluster *c, ct_error *err) {
     }
     c->nown[r] = m;
     for (int k = 0; k < m; k++) c->own_total[r] += c->own[r][k].n;
-    if (c->own_total[r] > most) most = c->own_total[r];
+    if (c->own_total[r] > most && r < W) most = c->own_total[r];
   }
+  c->shared = c->own[W];
+  c->nshared = c->nown[W];
+  c->shared_total = c->own_total[W];
   /* two ranks that own one range would both update it: the partition gives each layer one
    * worker, so only parameters shared across workers (param name) can do that */
-  for (int r = 0; r < W; r++)
-    for (int q = r + 1; q < W; q++)
+  for (int r = 0; r <= W; r++)
+    for (int q = r + 1; q <= W; q++)
       for (int a = 0; a < c->nown[r]; a++)
         for (int b = 0; b < c->nown[q]; b++) {
           const range x = c->own[r][a], y = c->own[q][b];
           if (x.off < y.off + y.n && y.off < x.off + x.n)
             return ct_fail(err, CT_EUNSUPPORTED,
-                           "a parameter is used by layers on rank %d and on rank %d (shared parameters, param "
-                           "name): a worker group spread over processes needs each parameter on one worker; pin "
-                           "the layers that share it to one location",
-                           r, q);
+                           "a parameter is used by layers on rank %d and on %s (shared parameters, param "
+                           "name): a worker group spread over processes needs each parameter on one worker, or "
+                           "on layers that all run their batch slice on every rank; pin the layers that share it "
+                           "to one location",
+                           r, q == W ? "every rank (a layer over its batch slice)" : "another rank");
         }
   const size_t sets = 1 + (size_t)c->upd->nsets;
-  if (!(c->pack = malloc((most * sets + 1) * sizeof(float)))) return ct_fail(err, CT_ENOMEM, "out of memory");
+  if (!(c->pack = malloc((most * sets + 1) * sizeof(float))) ||
+      !(c->spack = malloc((c->shared_total + 1) * sizeof(float))))
+    return ct_fail(err, CT_ENOMEM, "out of memory");
   return CT_OK;
 }
 
@@ -331,7 +344,7 @@ static ct_status pc_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter,
     }
   }
   PART_WAIT(c->p, MPI_Ibcast(iter, 1, MPI_INT, 0, c->p->all, &req_), 0, "sending rank 0's iteration", err);
-  c->iter = *iter;
+  c->iter = c->fresh = *iter;
   return CT_OK;
 }
 
@@ -347,6 +360,8 @@ static ct_status clip_group(part_cluster *c, ct_error *err) {
   double ss = 0;
   for (int k = 0; k < c->nown[me]; k++)
     for (size_t e = 0; e < c->own[me][k].n; e++) ss += (double)g[c->own[me][k].off + e] * g[c->own[me][k].off + e];
+  for (int k = 0; k < c->nshared && me == 0; k++) /* the same sums on every rank: counted once */
+    for (size_t e = 0; e < c->shared[k].n; e++) ss += (double)g[c->shared[k].off + e] * g[c->shared[k].off + e];
   PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, &ss, 1, MPI_DOUBLE, MPI_SUM, c->p->comm, &req_), -1,
             "summing the gradient norm over the processes", err);
   c->p->sent += sizeof ss;
@@ -355,6 +370,8 @@ static ct_status clip_group(part_cluster *c, ct_error *err) {
   const float f = (float)(clip / norm);
   for (int k = 0; k < c->nown[me]; k++)
     for (size_t e = 0; e < c->own[me][k].n; e++) g[c->own[me][k].off + e] *= f;
+  for (int k = 0; k < c->nshared; k++)
+    for (size_t e = 0; e < c->shared[k].n; e++) g[c->shared[k].off + e] *= f;
   return CT_OK;
 }
 
@@ -384,6 +401,29 @@ static ct_status average_groups(part_cluster *c, ct_error *err) {
   return CT_OK;
 }
 
+/* The batch layers' gradients: each rank's partial sums over its rows, added up over every
+ * rank of every group and divided by the groups, so every rank applies the same update. */
+static ct_status sum_shared(part_cluster *c, ct_error *err) {
+  const size_t n = c->shared_total;
+  if (!n || c->p->world * c->groups < 2) return CT_OK;
+  if (n > (size_t)INT32_MAX) return ct_fail(err, CT_EINVAL, "too many batch-sliced parameters for one message");
+  float *g = ct_net_diff_buffer(c->net);
+  if (!g) return ct_fail(err, CT_EIO, "the gradients could not be brought to the host");
+  float *q = c->spack;
+  for (int k = 0; k < c->nshared; k++) {
+    memcpy(q, g + c->shared[k].off, c->shared[k].n * sizeof(float));
+    q += c->shared[k].n;
+  }
+  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, c->spack, (int)n, MPI_FLOAT, MPI_SUM, c->p->all, &req_), -1,
+            "summing the batch slices' gradients over the ranks", err);
+  c->p->sent += (double)n * sizeof(float);
+  const float inv = 1.0f / (float)c->groups;
+  q = c->spack;
+  for (int k = 0; k < c->nshared; k++)
+    for (size_t e = 0; e < c->shared[k].n; e++) g[c->shared[k].off + e] = *q++ * inv;
+  return CT_OK;
+}
+
 static ct_status pc_update(void *ctx, int iter, float *rate, ct_error *err) {
   part_cluster *c = ctx;
   if (c->pending) {
@@ -391,6 +431,7 @@ static ct_status pc_update(void *ctx, int iter, float *rate, ct_error *err) {
     return c->pending;
   }
   CT_TRY(average_groups(c, err));
+  CT_TRY(sum_shared(c, err));
   CT_TRY(clip_group(c, err));
   *rate = ct_update_apply(c->upd, iter);
   c->iter = iter + 1;
@@ -446,7 +487,25 @@ static ct_status pc_agree(void *ctx, int request, int *agreed, ct_error *err) {
   const bool snap = *agreed > 0 || (sp->snapshot > 0 && c->iter % sp->snapshot == 0) || c->iter >= sp->max_iter;
   const bool test = sp->test_interval > 0 && c->iter % sp->test_interval == 0;
   /* every group holds the same parameters: rank 0's group gathers them */
-  if ((snap || test) && c->p->world > 1 && c->p->group == 0) c->pending = gather_owned(c, snap, &c->pending_err);
+  if ((snap || test) && c->p->world > 1 && c->p->group == 0) {
+    c->pending = gather_owned(c, snap, &c->pending_err);
+    if (snap && !c->pending) c->fresh = c->iter;
+  }
+  return CT_OK;
+}
+
+/* A snapshot the loop did not plan (pycaffe's snapshot() after a step(n) that stopped short
+ * of one): every rank of group 0 sends rank 0 its own ranges, values and history, unless rank
+ * 0 already has them from this iteration. Every process calls it (a collective). */
+static ct_status pc_sync(void *ctx, ct_error *err) {
+  part_cluster *c = ctx;
+  if (c->pending) {
+    *err = c->pending_err;
+    return c->pending;
+  }
+  if (!c->p || c->p->world < 2 || c->p->group != 0 || c->fresh == c->iter) return CT_OK;
+  CT_TRY(gather_owned(c, true, err));
+  c->fresh = c->iter;
   return CT_OK;
 }
 
@@ -474,7 +533,8 @@ static void pc_stats(void *ctx, double *bytes, double *wait_s, int *updates) {
 static void pc_destroy(void *ctx, bool clean) {
   (void)clean; /* cluster.c finalizes MPI */
   part_cluster *c = ctx;
-  for (int r = 0; c->own && c->p && r < c->p->world; r++) free(c->own[r]);
+  for (int r = 0; c->own && c->p && r <= c->p->world; r++) free(c->own[r]);
+  free(c->spack);
   ct_dist_part_free(c->p, c->net);
   free(c->own);
   free(c->nown);
@@ -485,7 +545,8 @@ static void pc_destroy(void *ctx, bool clean) {
 
 static const ct_cluster_ops k_part_ops = {.start = pc_start, .update = pc_update, .serve = pc_nothing,
                                           .collect = pc_collect, .finish = pc_nothing, .stats = pc_stats,
-                                          .destroy = pc_destroy, .agree_action = pc_agree};
+                                          .destroy = pc_destroy, .agree_action = pc_agree,
+                                          .sync = pc_sync};
 
 ct_status ct_dist_part_cluster_create(int groups, void **ctx, const ct_cluster_ops **ops, ct_error *err) {
   part_cluster *c = calloc(1, sizeof *c);

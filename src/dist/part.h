@@ -24,7 +24,9 @@ void ct_dist_part_free(ct_dist_part *p, ct_net *net);
 int ct_dist_part_rank(const ct_dist_part *p);  /* in its group */
 int ct_dist_part_world(const ct_dist_part *p); /* processes of its group */
 /* After backward: every process holds the whole gradient. Each parameter's gradient is made on
- * the one process that runs its layer (zeros elsewhere), so a sum over the processes gives it.
+ * the one process that runs its layer (zeros elsewhere), or, for a layer that runs over the
+ * ranks' batch slices (ct_net_layer_batch), in parts on every process: a sum over the processes
+ * gives it.
  * For tests and checks: training moves no gradients (see the backend below). */
 ct_status ct_dist_part_reduce(ct_dist_part *p, ct_net *net, ct_error *err);
 /* A float buffer of n values summed over the processes, in place (for tests and logs). */
@@ -48,6 +50,10 @@ ct_status ct_dist_part_sum(ct_dist_part *p, float *v, size_t n, ct_error *err);
 bool ct_dist_cuts_at(size_t *b, size_t nb, size_t total, int S, size_t *cut);
 
 struct ct_cluster_ops;
+/* The batch-sliced layers' parameters (ct_net_layer_batch) are every rank's: their gradients,
+ * partial sums over each rank's rows, are summed over every rank of every group (divided by the
+ * groups) before the update, so each rank applies the same one. A snapshot outside the loop's
+ * planned ones (pycaffe's snapshot() after step(n)) gathers first (ct_cluster_sync). */
 ct_status ct_dist_part_cluster_create(int groups, void **ctx, const struct ct_cluster_ops **ops, ct_error *err);
 
 #endif

@@ -14,7 +14,24 @@ typedef struct dropout {
   uint64_t seed;   /* this forward's */
   ct_tensor *mask; /* TRAIN: per element, 0 or scale; bottom-shaped, each partition's images
                       drawn and read on its device */
+  int c0, cn, whole; /* a shard on dim 1: its channels of the whole blob's (whole 0: none) */
 } dropout;
+
+void ct_dropout_set_channels(ct_layer *l, int c0, int cn, int whole) {
+  dropout *p = l->priv;
+  p->c0 = c0, p->cn = cn, p->whole = whole;
+}
+
+/* A shard's mask: each image's elements are one run of the whole blob's indices (its channels
+ * c0 .. c0 + cn of whole, each of `plane` elements), drawn there. */
+static ct_status shard_mask(const ct_driver *d, const dropout *dp, const ct_tensor *x, size_t first, size_t n,
+                            float *mw) {
+  const size_t inner = ct_tensor_inner(x), plane = inner / (size_t)dp->cn;
+  const size_t whole_inner = plane * (size_t)dp->whole, off = plane * (size_t)dp->c0;
+  for (size_t img = first / inner; inner && img * inner < first + n; img++)
+    CT_TRY(d->ops->dropout_mask(d, dp->seed, img * whole_inner + off, inner, dp->ratio, dp->scale, mw + img * inner));
+  return CT_OK;
+}
 
 static ct_status dropout_setup(ct_layer *l, ct_error *err) {
   static const Caffe__DropoutParameter dflt = CAFFE__DROPOUT_PARAMETER__INIT;
@@ -63,7 +80,10 @@ static ct_status dropout_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   }
   float *mw;
   CT_TRY(ct_write(l, p, dp->mask, &mw, err));
-  CT_TRY(d->ops->dropout_mask(d, dp->seed, first, n, dp->ratio, dp->scale, mw + first));
+  if (dp->whole > 0)
+    CT_TRY(shard_mask(d, dp, l->bottom[0], first, n, mw));
+  else
+    CT_TRY(d->ops->dropout_mask(d, dp->seed, first, n, dp->ratio, dp->scale, mw + first));
   m = mw;
   return d->ops->mul(d, n, x, m + first, y);
 }

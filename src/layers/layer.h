@@ -222,6 +222,10 @@ ct_status ct_layer_broadcast_axes(const ct_layer *l, const ct_tensor *x, const c
 ct_status ct_layer_check_axes(const ct_layer *l, int i, int naxes, ct_error *err);
 /* The splits entry for layers that run per image whatever their parameters. */
 bool ct_layer_splits_always(const ct_layer *l);
+/* Dropout as one shard of a layer split on dim 1 (issue 19): its bottom holds channels c0 ..
+ * c0 + cn of a blob of `whole` channels, and it draws those elements of the whole blob's mask
+ * (the counter-based mask's indices), so the shards together make the unpartitioned mask. */
+void ct_dropout_set_channels(ct_layer *l, int c0, int cn, int whole);
 /* Partition p's elements of t: [*first, *first + *n) (all of t when p->whole). */
 static inline void ct_part_span(const ct_part *p, const ct_tensor *t, size_t *first, size_t *n) {
   if (p->whole) {

@@ -299,7 +299,7 @@ void ct_net_free(ct_net *net) {
   if (!net) return;
   ct_net_fuse_free(net); /* the chains' hidden layers view the members' blobs */
   ct_part_exec_stop(net->exec); /* the worker threads stop before their layers go */
-  free(net->bridges);
+  ct_part_dist_free(net);
   for (int i = 0; i < net->nlayers; i++) {
     net_layer *nl = &net->layers[i];
     ct_layer *l = &nl->l;
@@ -474,10 +474,13 @@ ct_status ct_net_create_mapped(const Caffe__NetParameter *param, const struct ct
     if (ct_strmap_get(net->layer_index, l->name) < 0 && (st = ct_strmap_put(net->layer_index, l->name, i, err)))
       goto fail;
     if ((st = auto_tops(net, nl, err))) goto fail;
-    ct_rng_seed(&l->rng, ct_rng_derive(seed, (uint64_t)i));
+    ct_rng_seed(&l->rng, ct_rng_derive(seed, (uint64_t)ct_partition_seed_index(net->part, i)));
     if ((st = ct_net_place_layer(net, i, split.src[i], map, err))) goto fail;
     if ((st = wire_layer(net, i, err))) goto fail;
     if ((st = l->ops->setup(l, err))) goto fail;
+    int c0, cn, whole; /* issue 19: Dropout on dim 1 draws its channels of the whole mask */
+    if (ct_partition_channels(net->part, i, &c0, &cn, &whole) && !strcmp(l->ops->type, "Dropout"))
+      ct_dropout_set_channels(l, c0, cn, whole);
     if (!l->param_propagate_down && (st = ct_layer_alloc_blobs(l, 0, err))) goto fail;
     if (nl->lp->n_param > (size_t)l->nblobs) {
       st = ct_layer_fail(l, err, CT_EINVAL, "has %zu param { } entries but only %d learnable blobs",
@@ -670,6 +673,7 @@ const char *ct_net_layer_note(const ct_net *net, int i) {
 
 void ct_net_set_seed(ct_net *net, uint64_t seed) {
   net->seed = seed;
-  for (int i = 0; i < net->nlayers; i++) ct_rng_seed(&net->layers[i].l.rng, ct_rng_derive(seed, (uint64_t)i));
+  for (int i = 0; i < net->nlayers; i++)
+    ct_rng_seed(&net->layers[i].l.rng, ct_rng_derive(seed, (uint64_t)ct_partition_seed_index(net->part, i)));
 }
 

@@ -91,7 +91,7 @@ int ct_net_layer_param_ranges(const ct_net *net, int i, size_t *off, size_t *cou
  * layer and bottom. NULL ops: every worker in this process (threads). The ops are copied. */
 typedef struct ct_bridge_ops {
   void *ctx;
-  int rank;
+  int rank, world; /* this process's rank in the group, and the group's processes */
   int (*rank_of)(void *ctx, int worker);
   ct_status (*send)(void *ctx, int to, int tag, const float *p, size_t n, ct_error *err);
   ct_status (*recv)(void *ctx, int from, int tag, float *p, size_t n, ct_error *err);
@@ -102,6 +102,10 @@ ct_status ct_net_set_bridges(ct_net *net, const ct_bridge_ops *ops, ct_error *er
 bool ct_net_bridged(const ct_net *net);
 /* Whether layer i runs in this process (always, without bridges between processes). */
 bool ct_net_layer_local(const ct_net *net, int i);
+/* Whether layer i, a dim-0 layer of a group spread over several processes, runs on every one
+ * of them over its slice of the batch (rank r of W: rows N r / W up to N (r + 1) / W); its
+ * parameters' gradients are then partial sums that the group adds up. */
+bool ct_net_layer_batch(const ct_net *net, int i);
 
 /* Layer i's plan as text ("cpu: 0.30, emu:0: 0.70"). */
 const char *ct_net_layer_plan(const ct_net *net, int i, char *buf, size_t n);

@@ -65,6 +65,7 @@ struct ct_net {
   struct ct_partition *part; /* SINGA's partitioning over a worker group (partition.c); NULL: none */
   struct ct_part_exec *exec; /* its workers as threads (part_run.c); NULL: one worker */
   ct_bridge_ops *bridges;    /* its workers spread over processes (part_run.c); NULL: none */
+  struct ct_slices *slices;  /* with bridges: the batch slices' views of its dim-0 layers (part_run.c) */
 };
 
 /* Index of the blob or layer of that name, or -1. */
@@ -120,6 +121,13 @@ bool ct_partition_hidden(const ct_partition *p, int i);
 /* Whether layer i is one of several copies (shards, or an element-wise layer per shard) that
  * the group's workers run at the same time. */
 bool ct_partition_parallel(const ct_partition *p, int i);
+/* Whether layer i is a whole layer pinned by its prototxt's location (not one the net placed). */
+bool ct_partition_pinned(const ct_partition *p, int i);
+/* The index layer i's random stream derives from: an element-wise follower of shards shares the
+ * unpartitioned layer's (its index before the rewrite); any other layer its own, i. */
+int ct_partition_seed_index(const ct_partition *p, int i);
+/* An element-wise follower of shards: its shard's channels c0 .. c0 + cn of the whole blob's. */
+bool ct_partition_channels(const ct_partition *p, int i, int *c0, int *cn, int *whole);
 const Caffe__LayerParameter *ct_partition_origin(const ct_partition *p, int i);
 ct_tensor *const *ct_partition_whole_blobs(const ct_partition *p, int i);
 /* The shard 0 whose original layer is named `name` (-1: none). */
@@ -134,10 +142,16 @@ void ct_part_exec_stop(ct_part_exec *x);
 void ct_part_exec_free(ct_part_exec *x);
 /* The net's CPU partitions changed to cpu_parts: each worker's share follows. */
 ct_status ct_part_exec_fit(ct_part_exec *x, int cpu_parts, ct_error *err);
+/* The net's devices changed (ct_net_set_devices): on the CPU alone the parallel layers get their
+ * workers' placements again; with any other device every layer takes the net's placement, as a
+ * net created on those devices has (x may be NULL). */
+ct_status ct_part_exec_devices(ct_part_exec *x, ct_error *err);
 /* One forward or backward pass over every worker; the first failure of any worker. */
 ct_status ct_part_exec_run(ct_part_exec *x, bool backward, ct_error *err);
 /* One pass of this process's layers, with messages for the bridges between processes. */
 ct_status ct_part_dist_run(ct_net *net, bool backward, ct_error *err);
+/* Frees the bridges and the batch slices' views (ct_net_free). */
+void ct_part_dist_free(ct_net *net);
 
 /* ---- check.c: before any layer is built, with file:line:col from map (may be NULL): every
  * layer of `filtered` has a type cortado knows, every layer of param reads the per-type

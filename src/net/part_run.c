@@ -203,6 +203,15 @@ static ct_status give_cores(ct_part_exec *x, ct_error *err) {
   return any ? ct_net_reshape(net, err) : CT_OK;
 }
 
+ct_status ct_part_exec_devices(ct_part_exec *x, ct_error *err) {
+  if (!x) return CT_OK;
+  ct_net *net = x->net;
+  if (cpu_only(net)) return give_cores(x, err);
+  for (int i = 0; i < net->nlayers; i++) /* the workers' CPU placements would keep them on the CPU */
+    if (net->layers[i].l.place != net->place) net->layers[i].l.place = net->place, net->layers[i].l.plan.n = 0;
+  return CT_OK;
+}
+
 ct_status ct_part_exec_create(ct_net *net, ct_part_exec **out, ct_error *err) {
   *out = NULL;
   const int W = ct_net_partition_workers(net), n = net->nlayers;
@@ -274,16 +283,117 @@ ct_status ct_part_exec_run(ct_part_exec *x, bool backward, ct_error *err) {
   return x->st;
 }
 
-/* ------------------------------------------------------------------ across processes */
+/* ------------------------------------------------------------------ across processes
+ *
+ * A whole dim-0 layer of a group spread over W > 1 processes (placed by the net on worker 0,
+ * not pinned by a location) runs on every process over its slice of the batch, when its type
+ * computes each image on its own (the layers below; not losses, not Dropout or BatchNorm) and
+ * all its blobs share the batch on axis 0: rank r runs it on rows N r / W .. N (r + 1) / W of
+ * its bottoms and tops (unequal when W does not divide N) through views of those rows (the
+ * layer is reshaped for them; the views move with the blobs' storage, re-made at each run, so
+ * nothing is copied and nothing allocated once they have grown). Such a layer's rows need no
+ * message from another batch layer; an edge between a batch layer and a whole one (on one
+ * process) gathers the rows there, or hands each process its rows, and backward the reverse.
+ * Its parameters' gradients are each process's partial sums (src/dist adds them up). */
 
-ct_status ct_net_set_bridges(ct_net *net, const ct_bridge_ops *ops, ct_error *err) {
+typedef struct ct_slices {
+  int *at;         /* per layer: its first entry in v (nlayers + 1) */
+  ct_tensor **v;   /* per layer: a view per bottom and top */
+  ct_tensor **was; /* the blobs the views stand for while the layer runs */
+} ct_slices;
+
+static const char *const k_batch_types[] = {
+    "Convolution", "Deconvolution", "Pooling", "InnerProduct", "LRN", "Split", "Concat", "Flatten", "Softmax",
+    "Eltwise", "ReLU", "PReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log", "Threshold",
+    "Clip", "Swish", NULL};
+
+/* The axis the layer works along (as its parameters set it), which must not be the batch's. */
+static bool batch_axis_ok(const net_layer *nl) {
+  const Caffe__LayerParameter *lp = nl->lp;
+  const char *ty = nl->l.ops->type;
+  bool has = false;
+  int axis = 1;
+  if (!strcmp(ty, "InnerProduct") && lp->inner_product_param)
+    has = lp->inner_product_param->has_axis, axis = lp->inner_product_param->axis;
+  else if ((!strcmp(ty, "Convolution") || !strcmp(ty, "Deconvolution")) && lp->convolution_param)
+    has = lp->convolution_param->has_axis, axis = lp->convolution_param->axis;
+  else if (!strcmp(ty, "Concat") && lp->concat_param) {
+    if (lp->concat_param->has_concat_dim && lp->concat_param->concat_dim == 0) return false;
+    has = lp->concat_param->has_axis, axis = lp->concat_param->axis;
+  } else if (!strcmp(ty, "Flatten") && lp->flatten_param)
+    has = lp->flatten_param->has_axis, axis = lp->flatten_param->axis;
+  else if (!strcmp(ty, "Softmax") && lp->softmax_param)
+    has = lp->softmax_param->has_axis, axis = lp->softmax_param->axis;
+  if (!has) return true;
+  if (axis < 0) axis += nl->l.bottom[0]->naxes;
+  return axis >= 1;
+}
+
+static bool batch_shape(const ct_tensor *t, int *n) {
+  if (t->naxes < 1) return false;
+  if (*n < 0) *n = t->shape[0];
+  return t->shape[0] == *n;
+}
+
+bool ct_net_layer_batch(const ct_net *net, int i) {
+  const ct_bridge_ops *o = net->bridges;
+  if (!o || o->world < 2 || i < 0 || i >= net->nlayers) return false;
+  const net_layer *nl = &net->layers[i];
+  if (ct_net_layer_worker(net, i) != 0 || ct_partition_parallel(net->part, i) || ct_partition_shard(net->part, i) >= 0 ||
+      ct_partition_pinned(net->part, i) || !nl->l.nbottom || (nl->fusion && net->fuse_layerwise))
+    return false;
+  bool known = false;
+  for (int k = 0; k_batch_types[k] && !known; k++) known = !strcmp(nl->l.ops->type, k_batch_types[k]);
+  if (!known || !batch_axis_ok(nl)) return false;
+  int n = -1;
+  for (int b = 0; b < nl->l.nbottom; b++)
+    if (!batch_shape(nl->l.bottom[b], &n)) return false;
+  for (int t = 0; t < nl->l.ntop; t++)
+    if (!batch_shape(nl->l.top[t], &n) || nl->loss_weight[t] != 0) return false;
+  return n >= o->world;
+}
+
+/* Rank r's rows of a batch of N over W processes. */
+static void rows_of(int N, int W, int r, size_t *n0, size_t *nr) {
+  *n0 = (size_t)((long long)N * r / W);
+  *nr = (size_t)((long long)N * (r + 1) / W) - *n0;
+}
+
+void ct_part_dist_free(ct_net *net) {
   free(net->bridges);
   net->bridges = NULL;
+  ct_slices *s = net->slices;
+  if (!s) return;
+  for (int k = 0; k < s->at[net->nlayers]; k++) ct_tensor_free(s->v[k]);
+  free(s->v);
+  free(s->was);
+  free(s->at);
+  free(s);
+  net->slices = NULL;
+}
+
+static ct_status make_slices(ct_net *net, ct_error *err) {
+  ct_slices *s = calloc(1, sizeof *s);
+  if (!(net->slices = s) || !(s->at = calloc((size_t)net->nlayers + 1, sizeof *s->at)))
+    return ct_fail(err, CT_ENOMEM, "out of memory");
+  for (int i = 0; i < net->nlayers; i++) s->at[i + 1] = s->at[i] + net->layers[i].l.nbottom + net->layers[i].l.ntop;
+  const size_t n = (size_t)s->at[net->nlayers] + 1;
+  if (!(s->v = calloc(n, sizeof *s->v)) || !(s->was = calloc(n, sizeof *s->was)))
+    return ct_fail(err, CT_ENOMEM, "out of memory");
+  for (int k = 0; k < s->at[net->nlayers]; k++)
+    if (!(s->v[k] = ct_tensor_create())) return ct_fail(err, CT_ENOMEM, "out of memory");
+  return CT_OK;
+}
+
+ct_status ct_net_set_bridges(ct_net *net, const ct_bridge_ops *ops, ct_error *err) {
+  ct_part_dist_free(net);
   if (!ops) return CT_OK;
   if (!net->part) return ct_fail(err, CT_EINVAL, "the net is not partitioned over workers (partition_workers)");
   if (!(net->bridges = malloc(sizeof *net->bridges))) return ct_fail(err, CT_ENOMEM, "out of memory");
   *net->bridges = *ops;
-  return CT_OK;
+  ct_status st = make_slices(net, err);
+  if (st) ct_part_dist_free(net);
+  return st;
 }
 
 static int rank_of_layer(const ct_net *net, int i) {
@@ -294,7 +404,7 @@ static int rank_of_layer(const ct_net *net, int i) {
 bool ct_net_bridged(const ct_net *net) { return net->bridges != NULL; }
 
 bool ct_net_layer_local(const ct_net *net, int i) {
-  return !net->bridges || rank_of_layer(net, i) == net->bridges->rank;
+  return !net->bridges || rank_of_layer(net, i) == net->bridges->rank || ct_net_layer_batch(net, i);
 }
 
 /* Whether reader i takes bottom b's gradient back over its bridge. */
@@ -306,52 +416,148 @@ static ct_status host_side(ct_net *net, ct_tensor *t, ct_side side, bool write, 
   return ct_tensor_deref(t, side, &ct_mem_host, write ? CT_WRITE : CT_READ, 0, t->count, &net->place->stats, p, err);
 }
 
-/* Forward in list order: a local layer first receives the bottoms other processes wrote, runs,
- * then sends each top to the processes whose layers read it. Backward in reverse: a local layer
- * receives its tops' gradients from remote readers, runs, and sends the gradients of bottoms
- * that remote layers wrote. Sends do not block, so every receive's send is eventually made. */
+/* Batch layer i on this process's rows: its bottoms and tops swapped for views of them (one
+ * view for a blob it both reads and writes), run, and swapped back. */
+static ct_status run_slice(ct_net *net, int i, bool backward, ct_error *err) {
+  ct_layer *l = &net->layers[i].l;
+  const ct_bridge_ops *o = net->bridges;
+  ct_slices *s = net->slices;
+  const int nb = l->nbottom, n = nb + l->ntop, at = s->at[i];
+  size_t n0, nr;
+  rows_of(l->bottom[0]->shape[0], o->world, o->rank, &n0, &nr);
+  ct_status st = CT_OK;
+  for (int k = 0; k < n && !st; k++) {
+    ct_tensor **slot = k < nb ? &l->bottom[k] : &l->top[k - nb], *t = *slot, *v = s->v[at + k];
+    s->was[at + k] = t;
+    for (int q = 0; q < k && v == s->v[at + k]; q++)
+      if (s->was[at + q] == t) v = s->v[at + q];
+    if (v == s->v[at + k]) {
+      const size_t inner = ct_tensor_inner(t);
+      for (int side = 0; side < 2; side++)
+        if (t->st[side]) ct_tensor_view(v, (ct_side)side, t->st[side], t->off[side] + n0 * inner);
+      int shape[CT_MAX_AXES];
+      memcpy(shape, t->shape, sizeof shape);
+      shape[0] = (int)nr;
+      st = ct_tensor_reshape(v, t->naxes, shape, err);
+    }
+    *slot = v;
+  }
+  if (!st) st = backward ? ct_net_backward_layer(net, i, err) : ct_net_forward_layer(net, i, err);
+  for (int k = 0; k < n; k++)
+    if (s->was[at + k]) *(k < nb ? &l->bottom[k] : &l->top[k - nb]) = s->was[at + k], s->was[at + k] = NULL;
+  return st;
+}
+
+/* One edge between a writer and a reader of blob t (tag: the reader and its bottom), in the
+ * direction of the pass: `src` sends, `dst` receives. A batch side means every process holds its
+ * rows there; a whole side, one process (its rank) the whole blob. */
+typedef struct edge {
+  bool src_batch, dst_batch;
+  int src, dst; /* ranks of whole sides */
+} edge;
+
+static ct_status recv_edge(ct_net *net, const edge *e, ct_tensor *t, ct_side side, int tag, ct_error *err) {
+  const ct_bridge_ops *o = net->bridges;
+  const int me = o->rank;
+  if (e->src_batch && e->dst_batch) return CT_OK;
+  if (!e->dst_batch && e->dst != me) return CT_OK;
+  if (!e->src_batch && e->src == me) return CT_OK;
+  float *p;
+  CT_TRY(host_side(net, t, side, true, &p, err));
+  const size_t inner = ct_tensor_inner(t);
+  size_t n0, nr;
+  if (e->src_batch) /* the whole blob here: every other process's rows */
+    for (int r = 0; r < o->world; r++) {
+      if (r == me) continue;
+      rows_of(t->shape[0], o->world, r, &n0, &nr);
+      if (nr) CT_TRY(o->recv(o->ctx, r, tag, p + n0 * inner, nr * inner, err));
+    }
+  else if (e->dst_batch) { /* this process's rows, from the whole blob's process */
+    rows_of(t->shape[0], o->world, me, &n0, &nr);
+    if (nr) CT_TRY(o->recv(o->ctx, e->src, tag, p + n0 * inner, nr * inner, err));
+  } else {
+    CT_TRY(o->recv(o->ctx, e->src, tag, p, t->count, err));
+  }
+  return CT_OK;
+}
+
+static ct_status send_edge(ct_net *net, const edge *e, ct_tensor *t, ct_side side, int tag, ct_error *err) {
+  const ct_bridge_ops *o = net->bridges;
+  const int me = o->rank;
+  if (e->src_batch && e->dst_batch) return CT_OK;
+  if (!e->src_batch && e->src != me) return CT_OK;
+  if (!e->dst_batch && e->dst == me) return CT_OK;
+  float *p;
+  CT_TRY(host_side(net, t, side, false, &p, err));
+  const size_t inner = ct_tensor_inner(t);
+  size_t n0, nr;
+  if (e->dst_batch) /* each other process its rows */
+    for (int r = 0; r < o->world; r++) {
+      if (r == me) continue;
+      rows_of(t->shape[0], o->world, r, &n0, &nr);
+      if (nr) CT_TRY(o->send(o->ctx, r, tag, p + n0 * inner, nr * inner, err));
+    }
+  else if (e->src_batch) { /* this process's rows to the whole blob's process */
+    rows_of(t->shape[0], o->world, me, &n0, &nr);
+    if (nr) CT_TRY(o->send(o->ctx, e->dst, tag, p + n0 * inner, nr * inner, err));
+  } else {
+    CT_TRY(o->send(o->ctx, e->dst, tag, p, t->count, err));
+  }
+  return CT_OK;
+}
+
+/* The edge from writer j to reader k, forward (writer sends) or backward (reader sends). */
+static edge edge_of(const ct_net *net, int j, int k, bool backward) {
+  const bool bj = ct_net_layer_batch(net, j), bk = ct_net_layer_batch(net, k);
+  const int rj = rank_of_layer(net, j), rk = rank_of_layer(net, k);
+  return backward ? (edge){bk, bj, rk, rj} : (edge){bj, bk, rj, rk};
+}
+
+/* Forward in list order: a layer this process runs (whole here, or its batch rows) first
+ * receives what other processes wrote of its bottoms, runs, then sends its tops to the
+ * processes whose layers read them. Backward in reverse: it receives its tops' gradients from
+ * remote readers, runs, and sends the gradients of bottoms that remote layers wrote. Sends do
+ * not block, so every receive's send is eventually made. */
 ct_status ct_part_dist_run(ct_net *net, bool backward, ct_error *err) {
   const ct_bridge_ops *o = net->bridges;
   const int n = net->nlayers, me = o->rank;
   for (int s = 0; s < n; s++) {
     const int i = backward ? n - 1 - s : s;
-    if (rank_of_layer(net, i) != me) continue;
+    const bool batch = ct_net_layer_batch(net, i);
+    if (!batch && rank_of_layer(net, i) != me) continue;
     net_layer *nl = &net->layers[i];
     if (!backward) {
       for (int b = 0; b < nl->l.nbottom; b++) {
-        int j = producer(net, i, b), from = j >= 0 ? rank_of_layer(net, j) : me;
-        if (from == me) continue;
-        float *p;
-        CT_TRY(host_side(net, nl->l.bottom[b], CT_DATA, true, &p, err));
-        CT_TRY(o->recv(o->ctx, from, i * 32 + b, p, nl->l.bottom[b]->count, err));
+        int j = producer(net, i, b);
+        if (j < 0) continue;
+        const edge e = edge_of(net, j, i, false);
+        CT_TRY(recv_edge(net, &e, nl->l.bottom[b], CT_DATA, i * 32 + b, err));
       }
-      CT_TRY(ct_net_forward_layer(net, i, err));
     } else {
-      for (int k = i + 1; k < n; k++) /* the remote readers of i's tops */
+      for (int k = i + 1; k < n; k++) /* the readers of i's tops */
         for (int b = 0; b < net->layers[k].l.nbottom; b++) {
-          if (producer(net, k, b) != i || rank_of_layer(net, k) == me || !sends_back(net, k, b)) continue;
-          float *p;
-          CT_TRY(host_side(net, net->layers[k].l.bottom[b], CT_DIFF, true, &p, err));
-          CT_TRY(o->recv(o->ctx, rank_of_layer(net, k), k * 32 + b, p, net->layers[k].l.bottom[b]->count, err));
+          if (producer(net, k, b) != i || !sends_back(net, k, b)) continue;
+          const edge e = edge_of(net, i, k, true);
+          CT_TRY(recv_edge(net, &e, net->layers[k].l.bottom[b], CT_DIFF, k * 32 + b, err));
         }
-      CT_TRY(ct_net_backward_layer(net, i, err));
     }
+    if (batch)
+      CT_TRY(run_slice(net, i, backward, err));
+    else
+      CT_TRY(backward ? ct_net_backward_layer(net, i, err) : ct_net_forward_layer(net, i, err));
     if (!backward) {
       for (int k = i + 1; k < n; k++)
         for (int b = 0; b < net->layers[k].l.nbottom; b++) {
-          int to = rank_of_layer(net, k);
-          if (to == me || producer(net, k, b) != i) continue;
-          float *p;
-          CT_TRY(host_side(net, net->layers[k].l.bottom[b], CT_DATA, false, &p, err));
-          CT_TRY(o->send(o->ctx, to, k * 32 + b, p, net->layers[k].l.bottom[b]->count, err));
+          if (producer(net, k, b) != i) continue;
+          const edge e = edge_of(net, i, k, false);
+          CT_TRY(send_edge(net, &e, net->layers[k].l.bottom[b], CT_DATA, k * 32 + b, err));
         }
     } else {
       for (int b = 0; b < nl->l.nbottom; b++) {
-        int j = producer(net, i, b), to = j >= 0 ? rank_of_layer(net, j) : me;
-        if (to == me || !sends_back(net, i, b)) continue;
-        float *p;
-        CT_TRY(host_side(net, nl->l.bottom[b], CT_DIFF, false, &p, err));
-        CT_TRY(o->send(o->ctx, to, i * 32 + b, p, nl->l.bottom[b]->count, err));
+        int j = producer(net, i, b);
+        if (j < 0 || !sends_back(net, i, b)) continue;
+        const edge e = edge_of(net, j, i, true);
+        CT_TRY(send_edge(net, &e, nl->l.bottom[b], CT_DIFF, i * 32 + b, err));
       }
     }
   }

@@ -34,10 +34,14 @@
 typedef struct part_entry {
   int shard;    /* -1: not a shard; else k of the layer's m sub-layers */
   int lead;     /* the layer index of shard 0 */
-  int row0, rows, whole_rows; /* this shard's output rows of the whole layer's */
+  int row0, rows, whole_rows; /* this shard's output rows of the whole layer's (an element-wise
+                                 follower: its channels of the whole blob's) */
+  int seed_index; /* an element-wise follower: the layer's index before the rewrite, whose random
+                     stream every shard of it draws from (-1: its own index) */
   bool hidden;  /* not written to weights files (shards k > 0, inserted connections) */
   bool parallel; /* one of several copies that run at once on their workers (shards, their
                     element-wise followers): part_run.c gives it its worker's cores */
+  bool pinned;   /* a whole layer whose prototxt gives its location */
   Caffe__LayerParameter *origin; /* shard 0: the layer as written (owned) */
   ct_tensor *whole[CT_PART_MAX_BLOBS]; /* shard 0: the whole parameters (owned) */
   int nwhole;
@@ -51,8 +55,8 @@ struct ct_partition {
 
 /* ------------------------------------------------------------------ validation */
 
-static const char *const k_eltwise[] = {"ReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power",
-                                        "Exp",  "Log",     "Threshold", "Clip", "Swish", NULL};
+static const char *const k_eltwise[] = {"ReLU", "Sigmoid", "TanH",  "AbsVal", "BNLL",    "ELU", "Power",
+                                        "Exp",  "Log",     "Threshold", "Clip", "Swish", "Dropout", NULL};
 
 static bool is_eltwise(const char *type) {
   for (int i = 0; type && k_eltwise[i]; i++)
@@ -126,7 +130,7 @@ ct_status ct_net_partition_check(const Caffe__NetParameter *param, const ct_spec
           return layer_fail(lp, src, map, source, "partition_dim", err,
                             "partition_dim: 1 needs a neuron dimension to split; %s has none here (dim 1 takes "
                             "InnerProduct, Convolution and the element-wise layers after them: ReLU, Sigmoid, TanH, "
-                            "AbsVal, BNLL, ELU, Power, Exp, Log, Threshold, Clip, Swish)",
+                            "AbsVal, BNLL, ELU, Power, Exp, Log, Threshold, Clip, Swish, Dropout)",
                             lp->type ? lp->type : "this type");
         const char *why = is_neuron_layer(lp->type) ? neuron_refusal(lp) : NULL;
         if (why)
@@ -153,6 +157,7 @@ typedef struct layout {
   char *name;        /* owned */
   int m;             /* 0: whole; else the number of shards */
   int worker;        /* whole: where it is */
+  int K;             /* sharded: the whole blob's channels (axis 1) */
   bool consumed;     /* sharded: some layer read the shards or the whole */
   bool whole_made;   /* sharded: a Concat made the whole blob under its own name */
 } layout;
@@ -162,6 +167,7 @@ typedef struct rewrite {
   ct_spec_list *out;
   ct_partition *part;
   ct_strmap *index; /* blob name -> layout index */
+  int cur;          /* the index of the layer being rewritten in the list before the rewrite */
   layout *lay;
   int nlay, caplay;
 } rewrite;
@@ -203,8 +209,8 @@ static ct_status emit(rewrite *r, Caffe__LayerParameter *lp, const Caffe__LayerP
   return CT_OK;
 }
 
-static part_entry plain(void) { return (part_entry){.shard = -1, .lead = -1}; }
-static part_entry hidden(void) { return (part_entry){.shard = -1, .lead = -1, .hidden = true}; }
+static part_entry plain(void) { return (part_entry){.shard = -1, .lead = -1, .seed_index = -1}; }
+static part_entry hidden(void) { return (part_entry){.shard = -1, .lead = -1, .hidden = true, .seed_index = -1}; }
 
 /* A connection layer: type, one or more bottoms and tops. */
 static Caffe__LayerParameter *connection(const char *name, const char *type, char **bottom, int nb, char **top,
@@ -335,7 +341,7 @@ static ct_status split_neurons(rewrite *r, Caffe__LayerParameter *lp, const Caff
     free(sub->bottom[0]), sub->bottom[0] = bt;
     set_outputs(sub, rows);
     part_entry e = {.shard = k, .lead = lead, .row0 = row0, .rows = rows, .whole_rows = K, .hidden = k > 0,
-                    .parallel = m > 1};
+                    .parallel = m > 1, .seed_index = -1};
     if (k == 0 && !(e.origin = (Caffe__LayerParameter *)ct_proto_copy(&lp->base))) {
       protobuf_c_message_free_unpacked(&sub->base, NULL);
       st = ct_fail(err, CT_ENOMEM, "out of memory");
@@ -346,6 +352,7 @@ static ct_status split_neurons(rewrite *r, Caffe__LayerParameter *lp, const Caff
   }
   for (int k = 0; k < m; k++) free(copies[k]);
   if (!st) st = set_layout(r, lp->top[0], m, 0, err);
+  if (!st) r->lay[find_layout(r, lp->top[0])].K = K;
   return st;
 }
 
@@ -353,8 +360,9 @@ static ct_status split_neurons(rewrite *r, Caffe__LayerParameter *lp, const Caff
 static ct_status follow_shards(rewrite *r, Caffe__LayerParameter *lp, const Caffe__LayerParameter *src, int m,
                                ct_error *err) {
   const bool in_place = !strcmp(lp->top[0], lp->bottom[0]);
-  r->lay[find_layout(r, lp->bottom[0])].consumed = true;
-  for (int k = 0; k < m; k++) {
+  const int bi = find_layout(r, lp->bottom[0]), K = r->lay[bi].K;
+  r->lay[bi].consumed = true;
+  for (int k = 0, row0 = 0; k < m; k++) {
     Caffe__LayerParameter *sub = (Caffe__LayerParameter *)ct_proto_copy(&lp->base);
     if (!sub) return ct_fail(err, CT_ENOMEM, "out of memory");
     char *nm = fmt_name(lp->name ? lp->name : "", "@", k), *bt = fmt_name(lp->bottom[0], "@", k);
@@ -370,6 +378,13 @@ static ct_status follow_shards(rewrite *r, Caffe__LayerParameter *lp, const Caff
     /* weights files list the layer once, as written, under its shard 0 */
     part_entry e = hidden();
     e.parallel = m > 1;
+    /* the shards' channels, as split_neurons cut them; every shard draws from the stream the
+     * unpartitioned layer has (Dropout's masks are then the unpartitioned net's) */
+    e.rows = K / m + (k < K % m ? 1 : 0);
+    e.row0 = row0;
+    e.whole_rows = K;
+    e.seed_index = r->cur;
+    row0 += e.rows;
     if (k == 0) {
       e.hidden = false;
       if (!(e.origin = (Caffe__LayerParameter *)ct_proto_copy(&lp->base))) {
@@ -384,7 +399,9 @@ static ct_status follow_shards(rewrite *r, Caffe__LayerParameter *lp, const Caff
     }
   }
   (void)in_place; /* in place or not, the top is a new version made of the same shards */
-  return set_layout(r, lp->top[0], m, 0, err);
+  CT_TRY(set_layout(r, lp->top[0], m, 0, err));
+  r->lay[find_layout(r, lp->top[0])].K = K;
+  return CT_OK;
 }
 
 static int layer_dim(const rewrite *r, const Caffe__LayerParameter *lp) {
@@ -423,6 +440,8 @@ static ct_status rewrite_layer(rewrite *r, Caffe__LayerParameter *lp, const Caff
     }
   }
   const int worker = lp->has_location && lp->location >= 0 ? lp->location : 0;
+  part_entry e = plain();
+  e.pinned = lp->has_location && lp->location >= 0;
   for (size_t b = 0; b < lp->n_bottom; b++) {
     ct_status st = ensure_whole(r, lp->bottom[b], worker, err);
     if (st) {
@@ -431,7 +450,7 @@ static ct_status rewrite_layer(rewrite *r, Caffe__LayerParameter *lp, const Caff
     }
   }
   for (size_t t = 0; t < lp->n_top; t++) CT_TRY(set_layout(r, lp->top[t], 0, worker, err));
-  return emit(r, lp, src, worker, plain(), err);
+  return emit(r, lp, src, worker, e, err);
 }
 
 void ct_partition_free(ct_partition *p) {
@@ -462,6 +481,7 @@ ct_status ct_net_partition(const Caffe__NetParameter *param, const ct_srcmap *ma
   for (int i = 0; i < in.n; i++) {
     Caffe__LayerParameter *lp = in.v[i];
     in.v[i] = NULL; /* rewrite_layer owns it from here */
+    r.cur = i;
     if ((st = rewrite_layer(&r, lp, in.src[i], map, source, err))) goto done;
   }
   /* sharded blobs nobody read are outputs of the net: join them under their names */
@@ -487,6 +507,15 @@ done:
 int ct_partition_shard(const ct_partition *p, int i) { return p && i < p->n ? p->v[i].shard : -1; }
 bool ct_partition_hidden(const ct_partition *p, int i) { return p && i < p->n && p->v[i].hidden; }
 bool ct_partition_parallel(const ct_partition *p, int i) { return p && i < p->n && p->v[i].parallel; }
+bool ct_partition_pinned(const ct_partition *p, int i) { return p && i < p->n && p->v[i].pinned; }
+int ct_partition_seed_index(const ct_partition *p, int i) {
+  return p && i < p->n && p->v[i].seed_index >= 0 ? p->v[i].seed_index : i;
+}
+bool ct_partition_channels(const ct_partition *p, int i, int *c0, int *cn, int *whole) {
+  if (!p || i >= p->n || p->v[i].seed_index < 0 || p->v[i].whole_rows <= 0) return false;
+  *c0 = p->v[i].row0, *cn = p->v[i].rows, *whole = p->v[i].whole_rows;
+  return true;
+}
 const Caffe__LayerParameter *ct_partition_origin(const ct_partition *p, int i) {
   return p && i < p->n ? p->v[i].origin : NULL;
 }

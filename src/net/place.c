@@ -81,6 +81,8 @@ ct_status ct_net_place_default(ct_net *net, const Caffe__NetParameter *param, co
 
 ct_status ct_net_set_devices(ct_net *net, const char *list, ct_error *err) {
   CT_TRY(ct_placement_set_devices(net->place, list, err));
+  /* issue 19: a partitioned net's shards leave their workers' CPU placements for the devices */
+  CT_TRY(ct_part_exec_devices(net->exec, err));
   for (int i = 0; i < net->nlayers; i++) net->layers[i].l.plan.n = 0; /* planned again at the next reshape */
   return ct_net_reshape(net, err);
 }

@@ -53,6 +53,9 @@ ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path,
   if (s->cluster) { /* issue 5: the root writes the one snapshot, with the servers' values */
     if (model_path) *model_path = NULL;
     if (state_path) *state_path = NULL;
+    /* issue 19: a worker group over ranks brings its shards to the root first (every process
+     * takes a snapshot: the loop's agreed ones, or pycaffe's snapshot() called on each rank) */
+    CT_TRY(ct_cluster_sync(s->cluster, err));
     if (!ct_cluster_is_root(s->cluster)) return CT_OK;
     CT_TRY(ct_cluster_collect(s->cluster, err));
   }
