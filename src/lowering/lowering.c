@@ -114,7 +114,11 @@ ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb) {
    * slower in smaller blocks; at most the partition. CT_WINO_BLOCK_TILES in the environment sets
    * the tiles instead (tests, benchmarks) */
   const size_t C = (size_t)g->C, K = (size_t)g->K, per_tile = 16 * sizeof(float) * (C + K);
-  const size_t for_u = 4 * K * (C / (size_t)g->G) / (C + K);
+  /* where U is larger than L2 it streams from memory for every block: then an eighth (CaffeNet's
+   * 13x13 conv3-5 at 16 images, 2 blocks under the quarter, ran their backward 10% slower than
+   * in one block) */
+  const size_t u_bytes = 16 * sizeof(float) * K * (C / (size_t)g->G);
+  const size_t for_u = (u_bytes > ((size_t)1 << 20) ? 8 : 4) * K * (C / (size_t)g->G) / (C + K);
   size_t tiles = CT_WINO_BLOCK_BYTES / per_tile;
   if (tiles < CT_WINO_BLOCK_MIN_TILES) tiles = CT_WINO_BLOCK_MIN_TILES;
   if (tiles < for_u) tiles = for_u;
@@ -123,7 +127,8 @@ ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb) {
   const size_t all = (size_t)nb * s.TH;
   size_t rows = (tiles + (size_t)s.TW / 2) / (size_t)s.TW;
   if (rows < 1) rows = 1;
-  if (rows > all) rows = all;
+  /* two blocks would move U (and dU) twice for little cache gain: the partition in one */
+  if (rows > all || (et <= 0 && 2 * rows >= all)) rows = all;
   B.rows = (int)rows;
   B.ld = (rows * (size_t)s.TW + 4 + 15) & ~(size_t)15;
   B.sV = (size_t)g->C * B.ld + 16;
