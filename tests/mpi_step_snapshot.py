@@ -16,4 +16,5 @@ solver.step(steps)
 paths = solver.snapshot()
 root = paths[0] is not None
 assert root == (os.environ.get("OMPI_COMM_WORLD_RANK", "0") == "0"), paths  # rank 0 writes, the others get None
-print("stepped %d, iteration %d, snapshot taken%s" % (steps, solver.iter, " to " + paths[0] if root else ""))
+print("stepped %d, iteration %d, snapshot taken%s" % (steps, solver.iter, " to " + paths[0] if root else ""),
+      flush=True)

@@ -68,6 +68,22 @@ static ct_status part_wait(const ct_dist_part *p, MPI_Request *req, int peer, co
   }
 }
 
+/* For a collective on comm: the job-wide rank of the other member when comm has two (the rank a
+ * timed-out wait can only be waiting on), else -1. */
+static int pair_peer(MPI_Comm comm) {
+  int size = 0, me = 0;
+  if (MPI_Comm_size(comm, &size) != MPI_SUCCESS || size != 2 || MPI_Comm_rank(comm, &me) != MPI_SUCCESS) return -1;
+  MPI_Group g, world;
+  int other = 1 - me, out = -1;
+  if (MPI_Comm_group(comm, &g) != MPI_SUCCESS) return -1;
+  if (MPI_Comm_group(MPI_COMM_WORLD, &world) == MPI_SUCCESS) {
+    if (MPI_Group_translate_ranks(g, 1, &other, world, &out) != MPI_SUCCESS || out == MPI_UNDEFINED) out = -1;
+    MPI_Group_free(&world);
+  }
+  MPI_Group_free(&g);
+  return out;
+}
+
 /* A collective or point-to-point call started as a request, then part_wait. */
 #define PART_WAIT(p, start, peer, what, err)                  \
   do {                                                        \
@@ -184,7 +200,7 @@ ct_status ct_dist_part_sum(ct_dist_part *p, float *v, size_t n, ct_error *err) {
   for (size_t off = 0; off < n;) { /* in pieces an int can count */
     int k = n - off > (size_t)(1 << 30) ? 1 << 30 : (int)(n - off);
     p->sent += (double)k * sizeof(float);
-    PART_WAIT(p, MPI_Iallreduce(MPI_IN_PLACE, v + off, k, MPI_FLOAT, MPI_SUM, p->comm, &req_), -1,
+    PART_WAIT(p, MPI_Iallreduce(MPI_IN_PLACE, v + off, k, MPI_FLOAT, MPI_SUM, p->comm, &req_), pair_peer(p->comm),
               "summing over the processes", err);
     off += (size_t)k;
   }
@@ -362,7 +378,7 @@ static ct_status clip_group(part_cluster *c, ct_error *err) {
     for (size_t e = 0; e < c->own[me][k].n; e++) ss += (double)g[c->own[me][k].off + e] * g[c->own[me][k].off + e];
   for (int k = 0; k < c->nshared && me == 0; k++) /* the same sums on every rank: counted once */
     for (size_t e = 0; e < c->shared[k].n; e++) ss += (double)g[c->shared[k].off + e] * g[c->shared[k].off + e];
-  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, &ss, 1, MPI_DOUBLE, MPI_SUM, c->p->comm, &req_), -1,
+  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, &ss, 1, MPI_DOUBLE, MPI_SUM, c->p->comm, &req_), pair_peer(c->p->comm),
             "summing the gradient norm over the processes", err);
   c->p->sent += sizeof ss;
   const double norm = sqrt(ss);
@@ -391,7 +407,8 @@ static ct_status average_groups(part_cluster *c, ct_error *err) {
     memcpy(q, g + c->own[me][k].off, c->own[me][k].n * sizeof(float));
     q += c->own[me][k].n;
   }
-  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, c->pack, (int)n, MPI_FLOAT, MPI_SUM, c->p->peers, &req_), -1,
+  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, c->pack, (int)n, MPI_FLOAT, MPI_SUM, c->p->peers, &req_),
+            pair_peer(c->p->peers),
             "summing the shards' gradients over the worker groups", err);
   c->p->sent += (double)n * sizeof(float);
   const float inv = 1.0f / (float)c->groups;
@@ -414,7 +431,8 @@ static ct_status sum_shared(part_cluster *c, ct_error *err) {
     memcpy(q, g + c->shared[k].off, c->shared[k].n * sizeof(float));
     q += c->shared[k].n;
   }
-  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, c->spack, (int)n, MPI_FLOAT, MPI_SUM, c->p->all, &req_), -1,
+  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, c->spack, (int)n, MPI_FLOAT, MPI_SUM, c->p->all, &req_),
+            pair_peer(c->p->all),
             "summing the batch slices' gradients over the ranks", err);
   c->p->sent += (double)n * sizeof(float);
   const float inv = 1.0f / (float)c->groups;
@@ -480,7 +498,7 @@ static ct_status pc_agree(void *ctx, int request, int *agreed, ct_error *err) {
   part_cluster *c = ctx;
   *agreed = request;
   if (c->pending || !c->p) return CT_OK;
-  PART_WAIT(c->p, MPI_Iallreduce(&request, agreed, 1, MPI_INT, MPI_MAX, c->p->all, &req_), -1,
+  PART_WAIT(c->p, MPI_Iallreduce(&request, agreed, 1, MPI_INT, MPI_MAX, c->p->all, &req_), pair_peer(c->p->all),
             "agreeing on the next action", err);
   c->p->sent += sizeof *agreed;
   const Caffe__SolverParameter *sp = c->upd->sp;
