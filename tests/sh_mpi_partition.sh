@@ -147,9 +147,14 @@ cnet py7 "" "" "" "" 0.05 7
 cnet pysnap "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
 "$CORTADO" train --solver="$tmp/py7_solver.prototxt" --weights="$tmp/init_iter_1.caffemodel" > "$tmp/py7.log" 2>&1 &&
   ok || bad "7 iterations in one process"
+# a sanitizer build's libcortado.so needs the ASan runtime loaded before Python (check-sanitize
+# preloads it for the Python tests; mpirun passes it on here)
+asan_rt=$(ldd "$(dirname "$CORTADO")/libcortado.so" 2>/dev/null | awk '/libasan/ { print $3 }')
+PRELOAD=()
+[ -n "$asan_rt" ] && PRELOAD=(-x "LD_PRELOAD=$asan_rt")
 for np in 2 4; do
   rm -f "$tmp/pysnap_iter_7.caffemodel"
-  if timeout 180 "${MPIRUN[@]}" -np "$np" -x CT_SOURCE_DIR -x CORTADO /usr/bin/python3 \
+  if timeout 180 "${MPIRUN[@]}" "${PRELOAD[@]}" -np "$np" -x CT_SOURCE_DIR -x CORTADO /usr/bin/python3 \
        "$CT_SOURCE_DIR/tests/mpi_step_snapshot.py" "$tmp/pysnap_solver.prototxt" "$tmp/init_iter_1.caffemodel" 7 \
        > "$tmp/pysnap$np.log" 2>&1; then ok
   else bad "pycaffe step + snapshot on $np ranks"; tail -20 "$tmp/pysnap$np.log" >&2; fi
