@@ -7,8 +7,14 @@
  * blocked (the CPU driver's conv_wino_block) against WINOGRAD staged (the same driver without
  * that entry: the path before blocking, and the CUDA driver's) and TYPE1.
  *
- *   zoo_bench_conv [batch-per-partition [3x3]]   (default 16: b32 over 2 partitions; 3x3: only
- *                                                 the 3x3 layers) */
+ *
+ * `model` checks the cost model instead: every type that applies to the zoo's dense 3x3 layers
+ * (ResNet-50's, DenseNet-121's 128->32) and first layers, timed forward+backward, against the
+ * seconds ct_lower_cost predicts for it (model / measured: 1 is a perfect fit), and the type the
+ * model picks against the fastest measured.
+ *
+ *   zoo_bench_conv [batch-per-partition [3x3 | model]]   (default 16: b32 over 2 partitions;
+ *                                                         3x3: only the 3x3 layers) */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +48,12 @@ static const layer_shape shapes[] = {
     {"resnet50 res3a_branch2b", 128, 28, 28, 128, 1, 3, 1, 1},
     {"resnet50 res4a_branch2b", 256, 14, 14, 256, 1, 3, 1, 1},
     {"resnet50 res5a_branch2b", 512, 7, 7, 512, 1, 3, 1, 1},
+    {"densenet121 conv2_1/x2", 128, 56, 56, 32, 1, 3, 1, 1},
+    {"densenet121 conv3_1/x2", 128, 28, 28, 32, 1, 3, 1, 1},
+    {"densenet121 conv4_1/x2", 128, 14, 14, 32, 1, 3, 1, 1},
+    {"densenet121 conv5_1/x2", 128, 7, 7, 32, 1, 3, 1, 1},
+    {"resnet50 conv1 (7x7/2)", 3, 224, 224, 64, 1, 7, 2, 3},
+    {"mobilenet conv1 (3x3/2)", 3, 224, 224, 32, 1, 3, 2, 1},
 };
 
 static double now(void) {
@@ -74,9 +86,36 @@ static void time_type(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, 
   free(x), free(y), free(dx), free(dy), free(w), free(dw), free(b), free(db), free(ws);
 }
 
+/* `model`: measured against predicted, for the dense layers with a kernel over 1x1 */
+static void check_model(const ct_driver *cpu, int nb, double gf, double gb) {
+  printf("%-34s %-10s %10s %10s %7s\n", "layer", "type", "fb ms", "model ms", "ratio");
+  int right = 0, layers = 0;
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    const layer_shape *s = &shapes[i];
+    ct_conv_geom g = {nb, s->C, s->H, s->W, s->K, s->G, s->k, s->k, s->s, s->s, s->p, s->p, 1, 1, 0, 0};
+    if (!ct_conv_geom_finish(&g) || g.G > 1 || s->k == 1) continue;
+    const ct_lowering types[] = {CT_LOWER_TYPE1, CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_WINOGRAD};
+    ct_lowering fastest = CT_LOWER_TYPE1;
+    double best = 1e30;
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+      const double model = ct_lower_cost(&g, types[t], nb, gf, gb, CT_LOWER_MAX_WORKSPACE);
+      if (model >= 1e29) continue; /* does not apply (or too much workspace) */
+      double f, b;
+      time_type(cpu, &g, types[t], nb, &f, &b);
+      if (f + b < best) best = f + b, fastest = types[t];
+      printf("%-34s %-10s %10.2f %10.2f %7.2f\n", s->name, ct_lowering_name(types[t]), (f + b) * 1e3, model * 1e3,
+             model / (f + b));
+    }
+    const ct_lowering pick = ct_lower_choose(&g, nb, gf, gb, CT_LOWER_MAX_WORKSPACE);
+    printf("%-34s model picks %s, fastest measured %s\n", s->name, ct_lowering_name(pick), ct_lowering_name(fastest));
+    right += pick == fastest, layers++;
+  }
+  printf("model's pick the fastest type: %d of %d layers\n", right, layers);
+}
+
 int main(int argc, char **argv) {
   const int nb = argc > 1 ? atoi(argv[1]) : 16;
-  const bool only3 = argc > 2 && strcmp(argv[2], "3x3") == 0;
+  const bool only3 = argc > 2 && strcmp(argv[2], "3x3") == 0, model = argc > 2 && strcmp(argv[2], "model") == 0;
   const ct_driver *cpu = ct_driver_cpu();
   ct_driver_ops staged_ops = *cpu->ops; /* the CPU driver without conv_wino_block */
   staged_ops.conv_wino_block = NULL;
@@ -85,6 +124,10 @@ int main(int argc, char **argv) {
   double gf, gb;
   cpu->ops->calibration(cpu, &gf, &gb);
   printf("one partition of %d images, 1 thread; calibration %.0f GFLOP/s, %.1f GB/s\n", nb, gf, gb);
+  if (model) {
+    check_model(cpu, nb, gf, gb);
+    return 0;
+  }
   printf("%-34s %-12s %10s %10s %10s %10s %9s  %s\n", "layer", "type", "fwd ms", "fwd GF/s", "bwd ms", "bwd GF/s",
          "ws MB", "model pick");
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
@@ -93,6 +136,7 @@ int main(int argc, char **argv) {
     if (!ct_conv_geom_finish(&g)) continue;
     const bool wino = ct_lower_wino_applies(&g);
     if (only3 && (!wino || g.G > 1)) continue;
+    if (g.G == 1 && !wino && s->k > 1) continue; /* the first layers: `model` only */
     const ct_lowering pick = ct_lower_choose(&g, nb, gf, gb, CT_LOWER_MAX_WORKSPACE);
     const ct_lowering cands[3] = {wino ? CT_LOWER_WINOGRAD : ct_conv_is_pointwise(&g) ? CT_LOWER_POINTWISE
                                                                                       : CT_LOWER_DIRECT,

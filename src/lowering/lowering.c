@@ -637,10 +637,12 @@ ct_status ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const 
 
 /* ================================================================ cost model */
 
-/* A GEMM's rate falls off when a dimension is small (panels do not fill the kernel). */
-static double shape_eff(double m, double n, double k) {
-  return (m / (m + 24.0)) * (n / (n + 24.0)) * (k / (k + 24.0));
+/* A GEMM's rate falls off when a dimension is small (panels do not fill the kernel, and a thin
+ * operand streamed from memory is reused less): m / (m + knee) per dimension. */
+static double knee_eff(double m, double n, double k, double knee) {
+  return (m / (m + knee)) * (n / (n + knee)) * (k / (k + knee));
 }
+static double shape_eff(double m, double n, double k) { return knee_eff(m, n, k, 24.0); }
 
 double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops, double gbytes, size_t max_ws) {
   /* WINOGRAD as the CPU runs it, blocked (a plan with a GPU never picks it: ct_conv_fit_workspace) */
@@ -671,7 +673,7 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
     case CT_LOWER_TYPE3:
       flops = 2 * kh * kw * K * Cg * n * H * W;
       bytes = 4.0 * (3 * C * n * H * W + 3 * kh * kw * K * n * H * W);
-      eff = shape_eff(kh * kw * Kg, n * H * W, Cg);
+      eff = shape_eff(kh * kw * Kg, n * H * W, Cg) * CT_TYPE3_EFF;
       break;
     case CT_LOWER_WINOGRAD: {
       if (!ct_lower_wino_applies(g)) return 1e30;
@@ -686,7 +688,7 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
       const double vm = 4.0 * 16 * (C + K) * Tb;
       const double gain = vm <= (double)CT_WINO_BLOCK_BYTES ? CT_WINO_CACHE_GAIN : 1.0;
       bytes = 5 * 4.0 * 16 * (C + K) * T / gain + blocks * 3 * 4.0 * 16 * K * Cg;
-      eff = shape_eff(Kg, Tb, Cg);
+      eff = knee_eff(Kg, Tb, Cg, CT_WINO_KNEE);
       break;
     }
     case CT_LOWER_POINTWISE:

@@ -124,6 +124,16 @@ typedef struct ct_wino_block {
 #define CT_WINO_BLOCK_MIN_TILES 128
 /* The cost model's speed of a block's passes over V and M that stay in cache, relative to memory. */
 #define CT_WINO_CACHE_GAIN 2.0
+/* The cost model's knee (lowering.c's knee_eff) for a block's 16 GEMMs, whose operands sit in
+ * cache: thin K or C costs them about half what it costs a GEMM streaming from memory (24).
+ * TYPE3's GEMM rate as a fraction of the same shape's in other types: its product, kh kw times
+ * y's size, goes through memory, and the lift adds kh kw shifted planes. Both fitted to
+ * bench/zoo_bench_conv's `model` mode (DenseNet-121's and ResNet-50's 3x3 layers; measured
+ * within 0.8-1.25 of the model on OpenBLAS's Haswell and Cooperlake kernels, where the previous
+ * constants put WINOGRAD 1.2-1.6x too slow and TYPE3 1.1-1.6x too fast: DenseNet's 128->32
+ * layers picked TYPE3, 1.6x slower than WINOGRAD there). */
+#define CT_WINO_KNEE 12.0
+#define CT_TYPE3_EFF 0.75
 ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb);
 /* For tests: a block's tiles (0: the default sizing) and whether WINOGRAD runs blocked where the
  * driver can, in place of what the environment said; only between passes, with workspaces sized
