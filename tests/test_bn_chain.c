@@ -3,7 +3,8 @@
  * one spatial element, channel counts that are no multiple of the vector width, planes longer
  * than the kernels' summing blocks), in TRAIN (batch statistics) and with the stored
  * statistics, with and without the ReLU (slope 0 and 0.1), the bias, xnorm (the affine fold),
- * each gradient, and in place; on the CPU and emu (emu bit for bit, driver_check.h). Also
+ * each gradient, and in place; on the CPU and emu (emu bit for bit, driver_check.h); the backward
+ * with xnorm recomputed from x (bn_chain_backward_x) bit for bit what the kept xnorm gives. Also
  * BatchNorm alone without xnorm (its affine fold). */
 #include "driver_check.h"
 
@@ -135,6 +136,29 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
     float *db = hbuf(C * sizeof(float));
     fetch(D, db, dDB, C, "%s: db", what);
     same(db, rdb, C, 1e-4, what);
+  }
+  /* the same backward with xnorm recomputed from x and the forward's mean (the optional
+   * bn_chain_backward_x), where x is still there: bit for bit what the kept xnorm gave */
+  if (!keep || in_place) return;
+  if (!D->ops->bn_chain_backward_x) {
+    COVER(bn_chain_backward_x); /* optional: nothing to run on this backend */
+    return;
+  }
+  float *dDY2 = up(D, dy, n), *dDX2 = want_dx ? up(D, dx, n) : NULL;
+  float *dDS2 = want_ds ? up(D, ds0, C) : NULL, *dDB2 = want_db ? up(D, db0, C) : NULL;
+  RUN(bn_chain_backward_x, &p, relu ? dY : NULL, dDY2, dX, dMean, dStd, dS, dDS2, dDB2, dDX2, want_dx ? dDY2 : NULL);
+  float *a = hbuf(n * sizeof(float)), *b2 = hbuf(n * sizeof(float));
+  const struct {
+    float *first, *second;
+    size_t count;
+    const char *name;
+  } outs[] = {{dDZ, want_dx ? dDY2 : NULL, n, "dz"}, {dDX, dDX2, n, "dx"}, {dDS, dDS2, C, "ds"}, {dDB, dDB2, C, "db"}};
+  for (size_t k = 0; k < sizeof outs / sizeof outs[0]; k++) {
+    if (!outs[k].first) continue;
+    fetch(D, a, outs[k].first, outs[k].count, "%s: %s", what, outs[k].name);
+    fetch(D, b2, outs[k].second, outs[k].count, "%s: %s from x", what, outs[k].name);
+    CHECK(!memcmp(a, b2, outs[k].count * sizeof(float)), "%s on %s: %s from x differs from %s with xnorm kept", what,
+          D->name, outs[k].name, outs[k].name);
   }
 }
 

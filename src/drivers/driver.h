@@ -247,6 +247,13 @@ typedef struct ct_driver_ops {
   ct_status (*bn_chain_backward)(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                  const float *xnorm, const float *std, const float *s, float *ds, float *db,
                                  float *dx, float *dz);
+  /* Optional (NULL: the chain keeps xnorm for bn_chain_backward): the same gradient with xnorm
+   * recomputed as (x - mean) / std from the chain's input x, still unchanged since the forward,
+   * and the forward's mean and std; the values are those bn_chain_backward gives on the kept
+   * xnorm. */
+  ct_status (*bn_chain_backward_x)(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                   const float *x, const float *mean, const float *std, const float *s, float *ds,
+                                   float *db, float *dx, float *dz);
 
   /* ---- CcT's lowering for type t over nb images (lowering.h: shapes; ct_lower_layout: where
    * the parts of ws lie). The GEMMs between these steps are the caller's (ct_lower_forward_on).

@@ -5,7 +5,10 @@
  * the stored statistics and nothing kept, BatchNorm and Scale are one affine per channel.
  * Backward from the chain's output and its gradient: the Scale gradients and the sums that
  * BatchNorm's gradient needs in one pass, dx in a second (one pass in all with the stored
- * statistics). Scale's input, BatchNorm's output, is xnorm itself, so nothing else is kept.
+ * statistics). Scale's input, BatchNorm's output, is xnorm itself, so nothing else is kept; and
+ * where the chain's input is still there at its backward (x_kept, set by net/fuse.c: DenseNet's
+ * chains on a Concat's output), not even xnorm: the backward recomputes it from x, which saves
+ * the forward a third of its memory traffic and the net a bottom-sized tensor per chain.
  *
  * Blobs: [0..2] BatchNorm's running sums (never learned), [3] Scale's factor, [4] its bias when
  * it has one; they are the member layers' own tensors, which this layer does not own. */
@@ -18,6 +21,7 @@ typedef struct chain_priv {
   int C;
   size_t spatial;
   bool bias;
+  bool x_kept;          /* the bottom is unchanged from the forward to the backward (fuse.c) */
   ct_part_scratch stats; /* per partition: mean then std (C each) */
   ct_tensor *xnorm;      /* BatchNorm's output, Scale's input, bottom-shaped */
 } chain_priv;
@@ -45,10 +49,21 @@ bool ct_bn_chain_fits(const ct_layer *bn, const ct_layer *scale, const ct_layer 
 }
 
 /* xnorm is read by Scale's factor gradient and by BatchNorm's gradient with batch statistics. */
-static bool keeps_xnorm(const ct_layer *l) {
+static bool needs_xnorm(const ct_layer *l) {
   const chain_priv *cp = l->priv;
   return l->param_propagate_down[3] || (l->propagate_down[0] && !cp->k.bn.global);
 }
+
+/* ... recomputed from x: x_kept, and every driver the chain runs on can */
+static bool xnorm_from_x(const ct_layer *l) {
+  const chain_priv *cp = l->priv;
+  if (!cp->x_kept || !needs_xnorm(l)) return false;
+  for (int i = 0; i < l->plan.n; i++)
+    if (!l->plan.part[i].d->ops->bn_chain_backward_x) return false;
+  return ct_layer_driver(l)->ops->bn_chain_backward_x != NULL;
+}
+
+static bool keeps_xnorm(const ct_layer *l) { return needs_xnorm(l) && !xnorm_from_x(l); }
 
 static bool chain_splits(const ct_layer *l) { return ((const chain_priv *)l->priv)->k.bn.global; }
 
@@ -113,15 +128,16 @@ static ct_status chain_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   if (!ds && !db && !l->propagate_down[0]) return CT_OK;
   size_t first;
   const ct_bn_chain k = geometry(cp, l, p, &first);
-  const float *std = (const float *)ct_part_scratch_of(&cp->stats, p) + cp->C;
+  const float *mean = ct_part_scratch_of(&cp->stats, p), *std = mean + cp->C;
   const float *s, *y = NULL, *dy, *xnorm = NULL;
+  const bool from_x = xnorm_from_x(l);
   CT_TRY(ct_read_param(l, p, 3, &s, err));
   if (k.relu) {
     CT_TRY(ct_read(l, p, l->top[0], &y, err));
     y += first;
   }
-  if (keeps_xnorm(l)) {
-    CT_TRY(ct_read(l, p, cp->xnorm, &xnorm, err));
+  if (keeps_xnorm(l) || from_x) {
+    CT_TRY(ct_read(l, p, from_x ? l->bottom[0] : cp->xnorm, &xnorm, err));
     xnorm += first;
   }
   /* BatchNorm with a top of its own (Scale in place on it): Caffe's layers leave the gradient
@@ -140,6 +156,7 @@ static ct_status chain_backward(ct_layer *l, const ct_part *p, ct_error *err) {
     dx += first;
   }
   /* in place, dx is dy; dz is dy. The kernel reads each element before it writes it */
+  if (from_x) return d->ops->bn_chain_backward_x(d, &k, y, dy + first, xnorm, mean, std, s, ds, db, dx, dz);
   return d->ops->bn_chain_backward(d, &k, y, dy + first, xnorm, std, s, ds, db, dx, dz);
 }
 
@@ -182,7 +199,8 @@ void ct_bn_chain_free(ct_layer *l) {
   free(l);
 }
 
-ct_status ct_bn_chain_create(ct_layer *bn, ct_layer *scale, ct_layer *relu, ct_layer **out, ct_error *err) {
+ct_status ct_bn_chain_create(ct_layer *bn, ct_layer *scale, ct_layer *relu, bool x_kept, ct_layer **out,
+                             ct_error *err) {
   *out = NULL;
   ct_layer *l = calloc(1, sizeof *l);
   chain_priv *cp = calloc(1, sizeof *cp);
@@ -223,6 +241,7 @@ ct_status ct_bn_chain_create(ct_layer *bn, ct_layer *scale, ct_layer *relu, ct_l
   const Caffe__BatchNormParameter *p = bn_param(bn);
   cp->C = bn->bottom[0]->shape[1];
   cp->bias = scale->nblobs == 2;
+  cp->x_kept = x_kept;
   cp->k.bn.global = p->has_use_global_stats ? p->use_global_stats : bn->phase == CAFFE__PHASE__TEST;
   cp->k.bn.maf = p->moving_average_fraction;
   cp->k.bn.eps = p->eps;

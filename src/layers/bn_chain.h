@@ -17,8 +17,12 @@ bool ct_bn_chain_fits(const ct_layer *bn, const ct_layer *scale, const ct_layer 
 /* Builds the hidden layer over the (set up) members into *out, on the BatchNorm's placement and
  * partition spec: bottom BatchNorm's bottom, top the last member's top, blobs BatchNorm's three
  * then Scale's. Its propagate_down / param_propagate_down are taken from the members, so call it
- * after the net's backward analysis. Freed with ct_bn_chain_free. */
-ct_status ct_bn_chain_create(ct_layer *bn, ct_layer *scale, ct_layer *relu, ct_layer **out, ct_error *err);
+ * after the net's backward analysis. x_kept: the chain's input still holds, at its backward,
+ * what its forward read (BatchNorm not in place, no later layer writing it): the backward then
+ * recomputes the normalised input from it where the drivers can (bn_chain_backward_x) instead
+ * of the forward writing and keeping a copy. Freed with ct_bn_chain_free. */
+ct_status ct_bn_chain_create(ct_layer *bn, ct_layer *scale, ct_layer *relu, bool x_kept, ct_layer **out,
+                             ct_error *err);
 void ct_bn_chain_free(ct_layer *l);
 
 #endif

@@ -27,6 +27,7 @@ struct ct_fusion {
   int head, n;     /* members: layers [head, head + n) */
   ct_layer *layer; /* the hidden layer that runs them */
   bool fused_fwd;  /* the chain's last forward ran fused: its backward must too */
+  bool x_kept;     /* its backward may read its input (input_kept) */
   int expect;      /* the member whose forward the fused pass already did (-1: none) */
 };
 
@@ -55,6 +56,18 @@ static int chain_at(const ct_net *net, int i) {
   return re ? 3 : 2;
 }
 
+/* The chain at i (n members) reads a bottom that still holds the same values at its backward:
+ * BatchNorm not in place, and no layer after the chain writes that blob (an in-place layer on
+ * it, or a second producer). */
+static bool input_kept(const ct_net *net, int i, int n) {
+  const int x = net->layers[i].bottom_ids[0];
+  if (net->layers[i].top_ids[0] == x) return false;
+  for (int j = i + n; j < net->nlayers; j++)
+    for (int t = 0; t < net->layers[j].l.ntop; t++)
+      if (net->layers[j].top_ids[t] == x) return false;
+  return true;
+}
+
 ct_status ct_net_fuse(ct_net *net, ct_error *err) {
   const char *e = getenv("CT_FUSE");
   if (e && !strcmp(e, "0")) return CT_OK;
@@ -67,7 +80,7 @@ ct_status ct_net_fuse(ct_net *net, ct_error *err) {
     f->n = n;
     f->expect = -1;
     ct_status st = ct_bn_chain_create(&net->layers[i].l, &net->layers[i + 1].l, n == 3 ? &net->layers[i + 2].l : NULL,
-                                      &f->layer, err);
+                                      f->x_kept = input_kept(net, i, n), &f->layer, err);
     if (st) {
       free(f);
       return st;
@@ -124,6 +137,11 @@ ct_status ct_net_fuse_backward(ct_net *net, int i, ct_error *err) {
   bool need = false;
   for (int k = 0; k < f->n; k++) need |= net->layers[f->head + k].need_backward;
   return need ? ct_layer_backward(f->layer, err) : CT_OK;
+}
+
+bool ct_net_fuse_reads_input(const ct_net *net, int i) {
+  const struct ct_fusion *f = net->layers[i].fusion;
+  return f && f->head == i && f->x_kept;
 }
 
 const char *ct_net_fuse_note(const ct_net *net, int i) {

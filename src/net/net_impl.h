@@ -181,6 +181,9 @@ ct_status ct_net_fuse(ct_net *net, ct_error *err);
 void ct_net_fuse_free(ct_net *net);
 ct_status ct_net_fuse_forward(ct_net *net, int i, bool fuse, ct_error *err);
 ct_status ct_net_fuse_backward(ct_net *net, int i, ct_error *err);
+/* Whether layer i heads a chain whose backward reads the chain's input (x kept: the memory
+ * planner keeps that blob's data live until then). */
+bool ct_net_fuse_reads_input(const ct_net *net, int i);
 /* `cortado time`'s note for a chain's member: "fused" on BatchNorm (which the chain's time is
  * booked under), "in chain" on the others. */
 const char *ct_net_fuse_note(const ct_net *net, int i);

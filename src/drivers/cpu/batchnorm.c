@@ -8,7 +8,9 @@
  *    deviations), four float lanes summed into a double every STAT_BLOCK elements;
  *  - forward: one pass writing xnorm (when kept) and y = relu(xnorm s + b);
  *  - backward: one pass for the sums the gradient needs (batch statistics, or ds and db), one
- *    more writing dx (with global statistics the two are the same pass).
+ *    more writing dx (with global statistics the two are the same pass); xnorm is read where
+ *    the forward kept it, or recomputed from x with the forward's mean and std (the *_x
+ *    entries: the same float operations, so the same values).
  * The normalisation is written as the unfused layers compute it ((x - mean) * (1 / std), then
  * times s plus b, then the ReLU select), so a fused chain's forward matches the three layers up
  * to the order of the statistics' sums. */
@@ -127,6 +129,7 @@ typedef struct chain_args {
   ct_bn_chain p;
   bool affine; /* a Scale follows (s, b); else BatchNorm alone */
   const float *x, *y_in, *dy, *z_in, *s, *b, *std_in;
+  const float *zmean; /* backward: z_in is the chain's input x, z = (x - zmean) / std */
   float *y, *z, *mean, *std, *run_mean, *run_var, *ds, *db, *dx, *dz;
   float sf; /* 1 / the running factor (global) */
   size_t C;
@@ -162,10 +165,21 @@ static inline float grad_in1(const chain_args *a, float dy, float y) {
   return a->p.relu ? (y > 0 ? dy : a->p.slope * dy) : dy;
 }
 
+/* z at z_in + i: kept, or recomputed from x exactly as the forward computed it */
+static inline ct_v4f z_at(const float *z, size_t i, ct_v4f vm, ct_v4f vi, bool from_x) {
+  return from_x ? (ct_v4f_load(z + i) - vm) * vi : ct_v4f_load(z + i);
+}
+static inline float z_at1(const float *z, size_t i, float mu, float inv, bool from_x) {
+  return from_x ? (z[i] - mu) * inv : z[i];
+}
+
 /* Channel c's sums of g and g z (double). */
 static void backward_sums(const chain_args *a, size_t c, bool want_gz, double *sg, double *sgz) {
   const ct_batchnorm *p = &a->p.bn;
   const size_t C = p->C, S = p->S, N = p->N;
+  const bool fx = a->zmean != NULL;
+  const float mu = fx ? a->zmean[c] : 0.0f, inv = 1.0f / a->std_in[c];
+  const ct_v4f vm = ct_v4f_splat(mu), vi = ct_v4f_splat(inv);
   double tg = 0.0, tgz = 0.0;
   for (size_t n = 0; n < N; n++) {
     const size_t o = (n * C + c) * S;
@@ -177,13 +191,13 @@ static void backward_sums(const chain_args *a, size_t c, bool want_gz, double *s
       for (; i + 4 <= e; i += 4) {
         const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i));
         ag += g;
-        if (z) agz += g * ct_v4f_load(z + i);
+        if (z) agz += g * z_at(z, i, vm, vi, fx);
       }
       float fg = hsum(ag), fgz = hsum(agz);
       for (; i < e; i++) {
         const float g = grad_in1(a, dy[i], y[i]);
         fg += g;
-        if (z) fgz += g * z[i];
+        if (z) fgz += g * z_at1(z, i, mu, inv, fx);
       }
       tg += fg;
       tgz += fgz;
@@ -209,6 +223,9 @@ static void backward_range(const chain_args *a, size_t c0, size_t c1) {
       /* the BatchNorm gradient of dz = g s: (dz - mean(dz) - mean(dz z) z) / std */
       const float ma = batch ? (float)(s * sg / m) : 0.0f, mb = batch ? (float)(s * sgz / m) : 0.0f;
       const ct_v4f vs = ct_v4f_splat(s), va = ct_v4f_splat(ma), vb = ct_v4f_splat(mb), vi = ct_v4f_splat(inv);
+      const bool fx = a->zmean != NULL;
+      const float mu = fx ? a->zmean[c] : 0.0f;
+      const ct_v4f vm = ct_v4f_splat(mu);
       const bool want_z = batch || (sums_inline && a->ds);
       double tg = 0.0, tgz = 0.0;
       for (size_t n = 0; n < N; n++) {
@@ -222,13 +239,13 @@ static void backward_range(const chain_args *a, size_t c0, size_t c1) {
           size_t i = b0;
           for (; i + 4 <= e; i += 4) {
             const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i)), gs = g * vs;
-            const ct_v4f zv = z ? ct_v4f_load(z + i) : ct_v4f_splat(0.0f);
+            const ct_v4f zv = z ? z_at(z, i, vm, vi, fx) : ct_v4f_splat(0.0f);
             ct_v4f_store(dx + i, (batch ? gs - va - vb * zv : gs) * vi);
             if (dz) ct_v4f_store(dz + i, gs);
             if (sums_inline) ag += g, agz += g * zv;
           }
           for (; i < e; i++) {
-            const float g = grad_in1(a, dy[i], y[i]), gs = g * s, zv = z ? z[i] : 0.0f;
+            const float g = grad_in1(a, dy[i], y[i]), gs = g * s, zv = z ? z_at1(z, i, mu, inv, fx) : 0.0f;
             dx[i] = (batch ? gs - ma - mb * zv : gs) * inv;
             if (dz) dz[i] = gs;
             if (sums_inline) fg += g, fgz += g * zv;
@@ -293,10 +310,10 @@ static ct_status chain_forward(const ct_driver *d, bool pooled, const ct_bn_chai
 }
 
 static ct_status chain_backward(const ct_driver *d, bool pooled, const ct_bn_chain *p, bool affine, const float *y,
-                                const float *dy, const float *xnorm, const float *std, const float *s, float *ds,
-                                float *db, float *dx, float *dz) {
-  chain_args a = {.p = *p, .affine = affine, .y_in = y ? y : dy, .dy = dy, .z_in = xnorm, .std_in = std, .s = s,
-                  .ds = ds, .db = db, .dx = dx, .dz = dx ? dz : NULL, .C = p->bn.C};
+                                const float *dy, const float *xnorm, const float *mean, const float *std,
+                                const float *s, float *ds, float *db, float *dx, float *dz) {
+  chain_args a = {.p = *p, .affine = affine, .y_in = y ? y : dy, .dy = dy, .z_in = xnorm, .zmean = mean,
+                  .std_in = std, .s = s, .ds = ds, .db = db, .dx = dx, .dz = dx ? dz : NULL, .C = p->bn.C};
   run_channels(d, pooled, &a, true);
   return CT_OK;
 }
@@ -312,7 +329,7 @@ ct_status ct_cpu_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, co
 ct_status ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *xnorm,
                                     const float *std, float *dx) {
   const ct_bn_chain c = {.bn = *p};
-  return chain_backward(d, false, &c, false, NULL, dy, xnorm, std, NULL, NULL, NULL, dx, NULL);
+  return chain_backward(d, false, &c, false, NULL, dy, xnorm, NULL, std, NULL, NULL, NULL, dx, NULL);
 }
 
 ct_status ct_cpu_bn_chain_forward(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y, float *xnorm,
@@ -324,7 +341,13 @@ ct_status ct_cpu_bn_chain_forward(const ct_driver *d, const ct_bn_chain *p, cons
 ct_status ct_cpu_bn_chain_backward(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                    const float *xnorm, const float *std, const float *s, float *ds, float *db,
                                    float *dx, float *dz) {
-  return chain_backward(d, false, p, true, y, dy, xnorm, std, s, ds, db, dx, dz);
+  return chain_backward(d, false, p, true, y, dy, xnorm, NULL, std, s, ds, db, dx, dz);
+}
+
+ct_status ct_cpu_bn_chain_backward_x(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                     const float *x, const float *mean, const float *std, const float *s, float *ds,
+                                     float *db, float *dx, float *dz) {
+  return chain_backward(d, false, p, true, y, dy, x, mean, std, s, ds, db, dx, dz);
 }
 
 ct_status ct_cpu_batchnorm_forward_pooled(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y,
@@ -337,7 +360,7 @@ ct_status ct_cpu_batchnorm_forward_pooled(const ct_driver *d, const ct_batchnorm
 ct_status ct_cpu_batchnorm_backward_pooled(const ct_driver *d, const ct_batchnorm *p, const float *dy,
                                            const float *xnorm, const float *std, float *dx) {
   const ct_bn_chain c = {.bn = *p};
-  return chain_backward(d, true, &c, false, NULL, dy, xnorm, std, NULL, NULL, NULL, dx, NULL);
+  return chain_backward(d, true, &c, false, NULL, dy, xnorm, NULL, std, NULL, NULL, NULL, dx, NULL);
 }
 
 ct_status ct_cpu_bn_chain_forward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y,
@@ -349,5 +372,11 @@ ct_status ct_cpu_bn_chain_forward_pooled(const ct_driver *d, const ct_bn_chain *
 ct_status ct_cpu_bn_chain_backward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                           const float *xnorm, const float *std, const float *s, float *ds, float *db,
                                           float *dx, float *dz) {
-  return chain_backward(d, true, p, true, y, dy, xnorm, std, s, ds, db, dx, dz);
+  return chain_backward(d, true, p, true, y, dy, xnorm, NULL, std, s, ds, db, dx, dz);
+}
+
+ct_status ct_cpu_bn_chain_backward_x_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                            const float *x, const float *mean, const float *std, const float *s,
+                                            float *ds, float *db, float *dx, float *dz) {
+  return chain_backward(d, true, p, true, y, dy, x, mean, std, s, ds, db, dx, dz);
 }

@@ -341,8 +341,10 @@ int ct_cuda_ops_missing(void) {
   for (size_t i = 0; i < n; i++) {
     const size_t off = i * slot;
     if (off == offsetof(ct_driver_ops, region) || off == offsetof(ct_driver_ops, enter) ||
-        off == offsetof(ct_driver_ops, leave) || off == offsetof(ct_driver_ops, conv_wino_block))
-      continue; /* optional: WINOGRAD runs through the staged entries without it */
+        off == offsetof(ct_driver_ops, leave) || off == offsetof(ct_driver_ops, conv_wino_block) ||
+        off == offsetof(ct_driver_ops, bn_chain_backward_x))
+      continue; /* optional: WINOGRAD runs through the staged entries without it, a BatchNorm chain
+                   keeps xnorm */
     void (*f)(void);
     memcpy(&f, (const char *)o + off, slot);
     if (!f) return (int)i;
