@@ -3,6 +3,7 @@
 #include "drivers/cpu.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -60,6 +61,17 @@ void ct_cpu_calibration(double *gflops, double *gbytes) {
   pthread_once(&calib_once, calibrate);
   *gflops = calib_gflops;
   *gbytes = calib_gbytes;
+}
+
+bool ct_cpu_has_avx2(void) {
+  static atomic_int state = -1; /* -1: not yet known; every thread works out the same answer */
+  int s = atomic_load_explicit(&state, memory_order_relaxed);
+  if (s < 0) {
+    __builtin_cpu_init();
+    s = __builtin_cpu_supports("avx2") ? 1 : 0;
+    atomic_store_explicit(&state, s, memory_order_relaxed);
+  }
+  return s;
 }
 
 int ct_blas_threads(void) { return openblas_get_num_threads(); }

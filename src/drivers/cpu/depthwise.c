@@ -12,7 +12,6 @@
  * picked at run time, and ISO C does not contract a * b + c into an FMA, so both give the same
  * bits. Instances with the kernel and stride as constants (3x3 at stride 1 and 2, MobileNet's
  * and ResNeXt's) let the compiler unroll the taps. */
-#include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -514,17 +513,6 @@ INSTANCES(AVX2, avx2_, data, data_body, DATA)
 INSTANCES(, , weight, weight_body, WEIGHT)
 INSTANCES(AVX2, avx2_, weight, weight_body, WEIGHT)
 
-static bool use_avx2(void) {
-  static atomic_int state = -1; /* -1: not yet known; every thread works out the same answer */
-  int s = atomic_load_explicit(&state, memory_order_relaxed);
-  if (s < 0) {
-    __builtin_cpu_init();
-    s = __builtin_cpu_supports("avx2");
-    atomic_store_explicit(&state, s, memory_order_relaxed);
-  }
-  return s;
-}
-
 /* 0: the 3x3 stride-1 instance, 1: 3x3 stride 2, 2: any geometry */
 static int instance_of(const ct_conv_geom *g) {
   if (g->kh == 3 && g->kw == 3 && g->sw == 1) return 0;
@@ -535,7 +523,7 @@ static int instance_of(const ct_conv_geom *g) {
 #define DISPATCH(name, args)                                    \
   do {                                                          \
     const int which_ = instance_of(g);                          \
-    if (use_avx2()) {                                           \
+    if (ct_cpu_has_avx2()) {                                           \
       if (which_ == 0) avx2_##name##_s1k3 args;                 \
       else if (which_ == 1) avx2_##name##_s2k3 args;            \
       else avx2_##name##_any args;                              \

@@ -10,6 +10,10 @@
 
 #include "drivers/driver.h"
 
+/* cpu/calibrate.c: whether the CPU runs AVX2 (the kernels compiled for it as well as for the
+ * baseline: depthwise.c, winograd.c) */
+bool ct_cpu_has_avx2(void);
+
 /* cpu/blas.c: memory, BLAS, element-wise arithmetic */
 void *ct_cpu_alloc(const ct_driver *d, size_t bytes);
 void ct_cpu_free(const ct_driver *d, void *p);

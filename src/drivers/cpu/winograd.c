@@ -19,7 +19,8 @@
  * Layout in a partition's workspace (ct_lower_layout_of, ct_lower_wino_strides): V [16][C][T],
  * U [16][K][C/G], M (dM backward) [16][K][T], dU [16][K][C/G], then row scratch. T = nb * TH * TW
  * tiles, tile t = (n * TH + th) * TW + tw; xi = 4 i + j for row i, column j of the 4x4 tile. The
- * inner loops run four tiles of a row at once (GNU C vectors, core/simd.h). These are the CPU
+ * inner loops run four tiles of a row at once (GNU C vectors, core/simd.h; lower_rows and
+ * lower_grad_rows eight where eight are left, in winograd_rows.h). These are the CPU
  * driver's transforms, behind its conv_* entries for WINOGRAD (cpu/conv.c), and behind its
  * conv_wino_block entry (the end of this file), where each step runs over a block of rows of
  * tiles (row r = n TH + th) in the block layout of ct_lower_wino_block: the same loops over a
@@ -31,52 +32,27 @@
 
 /* ---------------------------------------------------------------- forward */
 
-/* V for every channel and row of tiles r in [r0, r1) (r = n TH + th), tile (r - r0) TW + tw
- * at column t of rows ld floats apart, the 16 blocks sV apart: the four input rows, padded,
- * go through B^T (z_i, whole rows at a time), then along the row through B, four tiles per
- * step. scratch: 8 rows of rw floats. */
+/* lower_rows and lower_grad_rows, for the baseline and for AVX2 (built with -Wno-psabi, as
+ * depthwise.c: their 8-lane vectors never cross a call between the two) */
+#define WINO_ATTR
+#define WINO_NAME(f) base_##f
+#include "drivers/cpu/winograd_rows.h"
+#undef WINO_ATTR
+#undef WINO_NAME
+#define WINO_ATTR __attribute__((target("avx2")))
+#define WINO_NAME(f) avx2_##f
+#include "drivers/cpu/winograd_rows.h"
+#undef WINO_ATTR
+#undef WINO_NAME
+
 static void lower_rows(const ct_conv_geom *g, const ct_wino_strides *wg, const float *x, int r0, int r1, float *V,
                        size_t ld, size_t sV, float *scratch) {
-  const size_t plane = (size_t)g->H * g->W;
-  float *r[4], *z[4];
-  for (int i = 0; i < 4; i++) r[i] = scratch + (size_t)i * wg->rw, z[i] = scratch + (size_t)(4 + i) * wg->rw;
-  /* padded row j holds input column j - pw; columns outside the image stay 0. The tiles read
-   * padded columns [0, 2 TW + 2), and the last step of a row up to 2 TWv + 2. */
-  memset(scratch, 0, 8 * wg->rw * sizeof(float));
-  const int lo = g->pw, used = 2 * wg->TW + 2;
-  for (int c = 0; c < g->C; c++)
-    for (int row = r0; row < r1; row++) {
-      const int n = row / wg->TH, th = row % wg->TH;
-      const float *xp = x + ((size_t)n * g->C + c) * plane;
-      for (int i = 0; i < 4; i++) {
-        const int iy = 2 * th - g->ph + i;
-        if (iy < 0 || iy >= g->H)
-          memset(r[i] + lo, 0, (size_t)g->W * sizeof(float));
-        else
-          memcpy(r[i] + lo, xp + (size_t)iy * g->W, (size_t)g->W * sizeof(float));
-      }
-      for (int j = 0; j < used; j += 4) {
-        ct_v4f a = ct_v4f_load(r[0] + j), b = ct_v4f_load(r[1] + j), cc = ct_v4f_load(r[2] + j),
-               d = ct_v4f_load(r[3] + j);
-        ct_v4f_store(z[0] + j, a - cc);
-        ct_v4f_store(z[1] + j, b + cc);
-        ct_v4f_store(z[2] + j, cc - b);
-        ct_v4f_store(z[3] + j, b - d);
-      }
-      const size_t t0 = (size_t)(row - r0) * wg->TW;
-      for (int i = 0; i < 4; i++) {
-        float *v0 = V + (size_t)(4 * i) * sV + (size_t)c * ld + t0, *v1 = v0 + sV, *v2 = v1 + sV, *v3 = v2 + sV;
-        const float *zi = z[i];
-        for (int tw = 0; tw < wg->TW; tw += 4) {
-          ct_v4f e0 = ct_v4f_load_stride(zi + 2 * tw, 2), o0 = ct_v4f_load_stride(zi + 2 * tw + 1, 2);
-          ct_v4f e1 = ct_v4f_load_stride(zi + 2 * tw + 2, 2), o1 = ct_v4f_load_stride(zi + 2 * tw + 3, 2);
-          ct_v4f_store(v0 + tw, e0 - e1);
-          ct_v4f_store(v1 + tw, o0 + e1);
-          ct_v4f_store(v2 + tw, e1 - o0);
-          ct_v4f_store(v3 + tw, o0 - o1);
-        }
-      }
-    }
+  (ct_cpu_has_avx2() ? avx2_lower_rows : base_lower_rows)(g, wg, x, r0, r1, V, ld, sV, scratch);
+}
+
+static void lower_grad_rows(const ct_conv_geom *g, const ct_wino_strides *wg, const float *dV, size_t ld, size_t sV,
+                            int r0, int r1, float *dx, float *scratch, size_t prow) {
+  (ct_cpu_has_avx2() ? avx2_lower_grad_rows : base_lower_grad_rows)(g, wg, dV, ld, sV, r0, r1, dx, scratch, prow);
 }
 
 void ct_cpu_wino_lower(const ct_conv_geom *g, int nb, const float *x, float *V, float *scratch) {
@@ -205,83 +181,6 @@ static void lift_grad_rows(const ct_conv_geom *g, const ct_wino_strides *wg, con
 void ct_cpu_wino_lift_grad(const ct_conv_geom *g, int nb, const float *dy, float *dM, float *scratch) {
   const ct_wino_strides wg = ct_lower_wino_strides(g, nb);
   lift_grad_rows(g, &wg, dy, 0, nb * wg.TH, dM, wg.Tp, wg.sM, scratch + wg.prow * wg.rw);
-}
-
-/* dx = the sum over tiles of B dV B^T, each added at its tile's place (the adjoint of
- * lower_rows), for the rows of tiles [r0, r1): per channel and per image the block meets (rows
- * th_a .. th_b - 1 of it), the tiles of a row go into 16 rows of terms, which are then added
- * along the padded rows of a plane buffer P (rows 2 th_a .. 2 th_b + 1), columns 2 tw .. 2 tw + 3;
- * the part inside the image is copied to dx, except P's first two rows where th_a > 0: the
- * block before wrote those rows of dx (its last row of tiles reaches them), and they are added
- * to. P: prow rows of rw floats, at least 2 (th_b - th_a) + 2; then 4 rows of rw and the terms. */
-static void lower_grad_rows(const ct_conv_geom *g, const ct_wino_strides *wg, const float *dV, size_t ld, size_t sV,
-                            int r0, int r1, float *dx, float *scratch, size_t prow) {
-  const size_t plane = (size_t)g->H * g->W;
-  float *P = scratch, *terms = scratch + (prow + 4) * wg->rw;
-  const size_t tl = (size_t)wg->TWv + 12; /* one row of terms: 4 zeros, then TWv + 8 */
-  float *tr[4][4];
-  for (int r = 0; r < 4; r++)
-    for (int s = 0; s < 4; s++) tr[r][s] = terms + (size_t)(4 * r + s) * tl + 4;
-  memset(terms, 0, 16 * tl * sizeof(float));
-  /* the last step of a row reads tiles past its end: their lanes are dropped */
-  const int last = (wg->TW - 1) & ~3, keep = wg->TW - last;
-  const ct_v4i lane = {0, 1, 2, 3}, live = lane < ct_v4i_splat(keep);
-  const ct_v4f zero = ct_v4f_splat(0.0f);
-  for (int c = 0; c < g->C; c++)
-    for (int row = r0; row < r1;) {
-      const int n = row / wg->TH, tha = row % wg->TH, thb = tha + (r1 - row) < wg->TH ? tha + (r1 - row) : wg->TH;
-      memset(P, 0, (size_t)(2 * (thb - tha) + 2) * wg->rw * sizeof(float));
-      for (int th = tha; th < thb; th++) {
-        const float *v = dV + (size_t)c * ld + (size_t)(row - r0 + th - tha) * wg->TW;
-        for (int tw = 0; tw < wg->TW; tw += 4) {
-          ct_v4f R[4][4];
-          for (int j = 0; j < 4; j++) {
-            ct_v4f a = ct_v4f_load(v + (size_t)j * sV + tw), b = ct_v4f_load(v + (size_t)(4 + j) * sV + tw);
-            ct_v4f cc = ct_v4f_load(v + (size_t)(8 + j) * sV + tw), d = ct_v4f_load(v + (size_t)(12 + j) * sV + tw);
-            if (tw == last) {
-              a = ct_v4f_select(live, a, zero), b = ct_v4f_select(live, b, zero);
-              cc = ct_v4f_select(live, cc, zero), d = ct_v4f_select(live, d, zero);
-            }
-            R[0][j] = a, R[1][j] = b - cc + d, R[2][j] = b + cc - a, R[3][j] = -d;
-          }
-          for (int r = 0; r < 4; r++) {
-            ct_v4f_store(tr[r][0] + tw, R[r][0]);
-            ct_v4f_store(tr[r][1] + tw, R[r][1] - R[r][2] + R[r][3]);
-            ct_v4f_store(tr[r][2] + tw, R[r][1] + R[r][2] - R[r][0]);
-            ct_v4f_store(tr[r][3] + tw, -R[r][3]);
-          }
-        }
-        /* padded column 2 u takes tile u's column 0 and tile u-1's column 2; 2 u + 1 takes
-         * tile u's 1 and tile u-1's 3 (entries past TW - 1 and before 0 are zeros) */
-        for (int r = 0; r < 4; r++) {
-          float *prow_r = P + (size_t)(2 * (th - tha) + r) * wg->rw;
-          for (int u = 0; u <= wg->TW; u += 4) {
-            ct_v4f e = ct_v4f_load(tr[r][0] + u) + ct_v4f_load(tr[r][2] + u - 1);
-            ct_v4f o = ct_v4f_load(tr[r][1] + u) + ct_v4f_load(tr[r][3] + u - 1);
-            ct_v4f lo = __builtin_shufflevector(e, o, 0, 4, 1, 5), hi = __builtin_shufflevector(e, o, 2, 6, 3, 7);
-            ct_v4f_store(prow_r + 2 * u, ct_v4f_load(prow_r + 2 * u) + lo);
-            ct_v4f_store(prow_r + 2 * u + 4, ct_v4f_load(prow_r + 2 * u + 4) + hi);
-          }
-        }
-      }
-      /* the padding's terms are dropped: input row iy is padded row iy + ph, column ix is
-       * ix + pw (the tiles cover rows and columns up to H + 2 ph and W + 2 pw) */
-      float *dxp = dx + ((size_t)n * g->C + c) * plane;
-      for (int q = 0; q < 2 * (thb - tha) + 2; q++) {
-        const int iy = 2 * tha + q - g->ph;
-        if (iy < 0 || iy >= g->H) continue;
-        const float *src = P + (size_t)q * wg->rw + g->pw;
-        float *dst = dxp + (size_t)iy * g->W;
-        if (q < 2 && tha > 0) {
-          int ix = 0;
-          for (; ix + 4 <= g->W; ix += 4) ct_v4f_store(dst + ix, ct_v4f_load(dst + ix) + ct_v4f_load(src + ix));
-          for (; ix < g->W; ix++) dst[ix] += src[ix];
-        } else {
-          memcpy(dst, src, (size_t)g->W * sizeof(float));
-        }
-      }
-      row += thb - tha;
-    }
 }
 
 void ct_cpu_wino_lower_grad(const ct_conv_geom *g, int nb, const float *dV, float *dx, float *scratch) {
