@@ -2,6 +2,7 @@
  * does (outputs, every gradient, 20 training steps), in train and test phases, with and without
  * Concat in place (batch 1 and 2); its planned bytes stay below a bound this test derives from
  * the blobs' lifetimes; kept blobs keep their values; a forward-only net refuses backward. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,7 +347,31 @@ static void test_nonfinite(void) {
   }
 }
 
+/* The fused chains with a top of their own (d1_bn, d3_bn) leave BatchNorm's
+ * output gradient in that top's diff only where somebody can read it after the pass: a planned
+ * net skips it, a blob kept readable (ct_net_keep_blob) gets it, bit for bit the unplanned
+ * net's. */
+static void test_kept_chain_diff(void) {
+  ct_error err = {0};
+  ct_net *p = build(2, CT_TRAIN, true), *u = build(2, CT_TRAIN, false);
+  if (!p || !u) goto out;
+  CHECK(ct_net_keep_blob(p, "d1_bn", &err) == CT_OK && ct_net_keep_blob(p, "d3_bn", &err) == CT_OK, "%s", err.msg);
+  step_both(p, u, 0, "kept chain tops");
+  const char *tops[] = {"d1_bn", "d3_bn"};
+  for (int k = 0; k < 2; k++) {
+    const size_t n = blob_count(p, tops[k]);
+    const float *dp = ct_net_blob_diff(p, tops[k]), *du = ct_net_blob_diff(u, tops[k]);
+    double most = 0;
+    for (size_t i = 0; i < n; i++) most = fmax(most, fabs(du[i]));
+    CHECK(most > 0 && same_floats(dp, du, n), "kept %s: its diff is BatchNorm's output gradient, as unplanned", tops[k]);
+  }
+out:
+  ct_net_free(p);
+  ct_net_free(u);
+}
+
 int main(void) {
+  test_kept_chain_diff();
   test_add();
   test_nonfinite();
   test_train_identical(1, NULL); /* every Concat in place */

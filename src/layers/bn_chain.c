@@ -22,6 +22,7 @@ typedef struct chain_priv {
   size_t spatial;
   bool bias;
   bool x_kept;          /* the bottom is unchanged from the forward to the backward (fuse.c) */
+  bool top_grad;        /* an own top's diff gets BatchNorm's output gradient (set_top_grad) */
   ct_part_scratch stats; /* per partition: mean then std (C each) */
   ct_tensor *xnorm;      /* BatchNorm's output, Scale's input, bottom-shaped */
 } chain_priv;
@@ -142,7 +143,7 @@ static ct_status chain_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   }
   /* BatchNorm with a top of its own (Scale in place on it): Caffe's layers leave the gradient
    * of BatchNorm's output in that top's diff, so the chain writes it there too (over dy) */
-  const bool own_top = l->top[0] != l->bottom[0] && l->propagate_down[0];
+  const bool own_top = l->top[0] != l->bottom[0] && l->propagate_down[0] && cp->top_grad;
   float *dz = NULL;
   if (own_top) {
     CT_TRY(ct_part_io(l, p, l->top[0], CT_DIFF, CT_READWRITE, &dz, err));
@@ -186,6 +187,8 @@ static const ct_layer_ops chain_ops = {
     .backward = chain_backward,
     .destroy = chain_destroy,
 };
+
+void ct_bn_chain_set_top_grad(ct_layer *chain, bool wanted) { ((chain_priv *)chain->priv)->top_grad = wanted; }
 
 void ct_bn_chain_free(ct_layer *l) {
   if (!l) return;
@@ -242,6 +245,7 @@ ct_status ct_bn_chain_create(ct_layer *bn, ct_layer *scale, ct_layer *relu, bool
   cp->C = bn->bottom[0]->shape[1];
   cp->bias = scale->nblobs == 2;
   cp->x_kept = x_kept;
+  cp->top_grad = true;
   cp->k.bn.global = p->has_use_global_stats ? p->use_global_stats : bn->phase == CAFFE__PHASE__TEST;
   cp->k.bn.maf = p->moving_average_fraction;
   cp->k.bn.eps = p->eps;

@@ -24,5 +24,9 @@ bool ct_bn_chain_fits(const ct_layer *bn, const ct_layer *scale, const ct_layer 
 ct_status ct_bn_chain_create(ct_layer *bn, ct_layer *scale, ct_layer *relu, bool x_kept, ct_layer **out,
                              ct_error *err);
 void ct_bn_chain_free(ct_layer *l);
+/* Whether the chain's backward leaves the gradient of BatchNorm's output in the diff of its own
+ * top, as the member layers would (default); the memory planner turns it off where that diff is
+ * planned storage, which nobody reads after the chain's backward: a write pass saved. */
+void ct_bn_chain_set_top_grad(ct_layer *chain, bool wanted);
 
 #endif

@@ -144,6 +144,13 @@ bool ct_net_fuse_reads_input(const ct_net *net, int i) {
   return f && f->head == i && f->x_kept;
 }
 
+void ct_net_fuse_planned_diffs(ct_net *net, const bool *planned_diff) {
+  for (int i = 0; i < net->nlayers; i++) {
+    struct ct_fusion *f = net->layers[i].fusion;
+    if (f && f->head == i) ct_bn_chain_set_top_grad(f->layer, !planned_diff[net->layers[i + f->n - 1].top_ids[0]]);
+  }
+}
+
 const char *ct_net_fuse_note(const ct_net *net, int i) {
   return net->layers[i].fusion->head == i ? "fused" : "in chain";
 }
