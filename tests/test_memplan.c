@@ -290,6 +290,27 @@ static void test_keep_budget(void) {
   unsetenv("CT_WORKSPACE_KEEP_MB");
 }
 
+/* The lowering's switches in the environment: a value they do not take is refused by name at
+ * the first pass (a conv layer's reshape), not read as the default. */
+static void test_bad_switches(void) {
+  static const char *const bad[][2] = {{"CT_WINO_BLOCK_TILES", "abc"}, {"CT_WINO_BLOCK_TILES", "-3"},
+                                       {"CT_WINOGRAD", "off"},          {"CT_DIRECT", "no"},
+                                       {"CT_WINO_BLOCKED", "2"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ct_error err = {0};
+    ct_net *p = build(2, CT_TRAIN, true);
+    if (!p) continue;
+    fill_inputs(p, 0);
+    char want[64];
+    snprintf(want, sizeof want, "%s=%s", bad[i][0], bad[i][1]);
+    setenv(bad[i][0], bad[i][1], 1);
+    CHECK(ct_net_forward(p, NULL, &err) == CT_EINVAL && strstr(err.msg, want), "%s is refused by name: %s", want,
+          err.msg);
+    unsetenv(bad[i][0]);
+    ct_net_free(p);
+  }
+}
+
 /* The CPU driver's add (Split's gradient sum) against the plain loop: odd lengths around its
  * 16-float step, and y being a or b (Split sums in place when the plan lets it). */
 static void test_add(void) {
@@ -380,5 +401,6 @@ int main(void) {
   test_train_identical(2, "0");
   test_bound();
   test_keep_budget();
+  test_bad_switches();
   return ct_check_report();
 }

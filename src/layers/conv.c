@@ -254,7 +254,27 @@ static ct_status conv_setup(ct_layer *l, ct_error *err) {
 
 /* The most floats one partition's lowering workspace may take: CT_CONV_WORKSPACE_MB in the
  * environment (megabytes, fractions allowed), else CT_LOWER_MAX_WORKSPACE (1 GiB). */
+/* The lowering's switches in the environment (lowering.h): refused by name unless they hold what
+ * they may, rather than read as their default. */
+static ct_status check_switches(const ct_layer *l, ct_error *err) {
+  static const char *const flags[] = {"CT_WINOGRAD", "CT_DIRECT", "CT_WINO_BLOCKED"};
+  for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+    const char *e = getenv(flags[i]);
+    if (e && *e && strcmp(e, "0") && strcmp(e, "1"))
+      return ct_layer_fail(l, err, CT_EINVAL, "%s=%s: expected 0 or 1", flags[i], e);
+  }
+  const char *e = getenv("CT_WINO_BLOCK_TILES");
+  if (e && *e) {
+    char *end;
+    const long v = strtol(e, &end, 10);
+    if (*end || v <= 0)
+      return ct_layer_fail(l, err, CT_EINVAL, "CT_WINO_BLOCK_TILES=%s: expected a positive number of tiles", e);
+  }
+  return CT_OK;
+}
+
 static ct_status conv_workspace_cap(const ct_layer *l, size_t *cap, ct_error *err) {
+  CT_TRY(check_switches(l, err));
   const char *e = getenv("CT_CONV_WORKSPACE_MB");
   *cap = CT_LOWER_MAX_WORKSPACE;
   if (!e || !*e) return CT_OK;

@@ -116,7 +116,9 @@ typedef struct ct_wino_block {
   size_t U, dU, V, M, scratch, workspace;
 } ct_wino_block;
 /* The L2 bytes a block's V and M are sized to (ct_lower_wino_block); CT_WINO_BLOCK_TILES in the
- * environment sets a block's tiles instead (benchmarks; rounded to whole rows). It and
+ * environment sets a block's tiles instead (benchmarks; rounded to whole rows; anything but a
+ * positive integer is refused at a conv layer's reshape, as CT_WINOGRAD, CT_DIRECT and
+ * CT_WINO_BLOCKED are unless 0 or 1). It and
  * CT_WINO_BLOCKED are read once per process, at their first use: a workspace sized under one
  * value must never be run under another. Tests set them with ct_lower_wino_settings. */
 #define CT_WINO_BLOCK_BYTES ((size_t)768 << 10)
