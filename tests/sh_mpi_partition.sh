@@ -2,15 +2,17 @@
 # Issue 19 across processes: a worker group of 4 spread over 2, 3 and 4 ranks runs the
 # transitions net and one of batch 7 (dim-1 layers split over the ranks, dim-0 layers over
 # the ranks' batch slices, a pinned layer, bridges as MPI messages) with the loss, forward
-# blobs and gradients of the unpartitioned net (test_partition_mpi.c).
+# blobs and gradients of the unpartitioned net (test_partition_mpi.c); so do a Concat of 40
+# bottoms from another rank (bridge tags) and a net of 1100 layers alternating between ranks.
 # Skipped (exit 0, says so) without mpirun.
 . "$(dirname "$0")/mpi_common.sh"
 prog="$CT_BUILD_DIR/tests/test_partition_mpi"
 for np in 2 3 4; do
   if timeout 120 "${MPIRUN[@]}" -np "$np" "$prog" > "$tmp/np$np.log" 2>&1; then ok
   else bad "$np ranks"; tail -20 "$tmp/np$np.log" >&2; fi
-  grep -q "^transitions, $np ranks: loss" "$tmp/np$np.log" && grep -q "^batch 7, $np ranks: loss" "$tmp/np$np.log" &&
-    ok || bad "$np ranks: no result line"
+  for what in transitions "batch 7" "40 bottoms" "1100 layers"; do
+    grep -q "^$what, $np ranks: loss" "$tmp/np$np.log" && ok || bad "$np ranks: no result line for $what"
+  done
   [ "$(grep -c ' 0 failed' "$tmp/np$np.log")" = "$np" ] && ok || bad "$np ranks: not every rank passed"
 done
 

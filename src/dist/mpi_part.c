@@ -115,8 +115,12 @@ static ct_status part_wait(const ct_dist_part *p, MPI_Request *req, MPI_Comm com
     CT_TRY(part_wait(p, &req_, comm, peer, what, err));       \
   } while (0)
 
+/* The bridges' tags start above the ones this file uses itself (gather_owned's). */
+enum { TAG_GATHER = 7, TAG_BRIDGE0 = 8 };
+
 static ct_status send_bridge(void *ctx, int to, int tag, const float *v, size_t n, ct_error *err) {
   ct_dist_part *p = ctx;
+  tag += TAG_BRIDGE0;
   slot *s = NULL;
   for (int k = 0; k < p->nslots && !s; k++)
     if (p->slots[k].to == to && p->slots[k].tag == tag) s = &p->slots[k];
@@ -148,6 +152,7 @@ static ct_status send_bridge(void *ctx, int to, int tag, const float *v, size_t 
 
 static ct_status recv_bridge(void *ctx, int from, int tag, float *v, size_t n, ct_error *err) {
   ct_dist_part *p = ctx;
+  tag += TAG_BRIDGE0;
   PART_WAIT(p, MPI_Irecv(v, (int)n, MPI_FLOAT, from, tag, p->comm, &req_), p->comm, from, "receiving a bridge", err);
   return CT_OK;
 }
@@ -185,8 +190,11 @@ ct_status ct_dist_part_create_groups(ct_net *net, int groups, ct_dist_part **out
     MPI_Comm_set_errhandler(p->comm, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(p->peers, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(p->all, MPI_ERRORS_RETURN);
-    ct_bridge_ops ops = {.ctx = p, .rank = p->rank, .world = p->world, .rank_of = rank_of, .send = send_bridge, .recv = recv_bridge,
-                         .flush = flush_bridges};
+    /* MPI_TAG_UB: at least 32767 by the standard; Open MPI's is far larger */
+    int *ub = NULL, flag = 0;
+    if (MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &flag) != MPI_SUCCESS || !flag || !ub) ub = NULL;
+    ct_bridge_ops ops = {.ctx = p, .rank = p->rank, .world = p->world, .max_tag = (ub ? *ub : 32767) - TAG_BRIDGE0,
+                         .rank_of = rank_of, .send = send_bridge, .recv = recv_bridge, .flush = flush_bridges};
     st = ct_net_set_bridges(net, &ops, err);
   }
   if (st) {
@@ -495,10 +503,10 @@ static ct_status gather_owned(part_cluster *c, bool history, ct_error *err) {
       float *q = c->pack;
       for (int s = 0; s <= sets; s++) q = pack_ranges(q, bufs[s], c->own[r], c->nown[r]);
       c->p->sent += (double)n * sizeof(float);
-      PART_WAIT(c->p, MPI_Isend(c->pack, (int)n, MPI_FLOAT, 0, 7, c->p->comm, &req_), c->p->comm, 0,
+      PART_WAIT(c->p, MPI_Isend(c->pack, (int)n, MPI_FLOAT, 0, TAG_GATHER, c->p->comm, &req_), c->p->comm, 0,
                 "sending rank 0 this rank's parameters", err);
     } else {
-      PART_WAIT(c->p, MPI_Irecv(c->pack, (int)n, MPI_FLOAT, r, 7, c->p->comm, &req_), c->p->comm, r,
+      PART_WAIT(c->p, MPI_Irecv(c->pack, (int)n, MPI_FLOAT, r, TAG_GATHER, c->p->comm, &req_), c->p->comm, r,
                 "receiving another rank's parameters", err);
       const float *q = c->pack;
       for (int s = 0; s <= sets; s++) q = unpack_ranges(bufs[s], q, c->own[r], c->nown[r]);
