@@ -142,11 +142,17 @@ cnet resume "" "" "" ""
 if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
      "$tmp/resume_iter_20.caffemodel" 1e-4; then ok; else bad "resumed from 4 ranks' snapshot: weights differ"; fi
 
-# pycaffe under mpirun: step(7) stops short of any planned snapshot (none) or max_iter, then
-# snapshot() on every rank; rank 0's snapshot holds the other ranks' fc shards as they are at
-# iteration 7 (it gathers first), equal to 7 iterations of one unpartitioned process.
+# pycaffe under mpirun: step(7) stops short of any planned snapshot (none), test (every 1000,
+# and the one at iteration 0) or max_iter, then test() and snapshot() on every rank; rank 0's
+# test and snapshot see the other ranks' fc shards as they are at iteration 7 (it gathers
+# first): the test's outputs equal those of the same script in one unpartitioned process, and
+# the snapshot 7 iterations of one unpartitioned process.
 cnet py7 "" "" "" "" 0.05 7
+cnet pyref "" "" "" ""
 cnet pysnap "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+for s in pyref pysnap; do
+  printf 'test_net: "%s"\ntest_iter: 2\ntest_interval: 1000\n' "$tmp/$s.prototxt" >> "$tmp/${s}_solver.prototxt"
+done
 "$CORTADO" train --solver="$tmp/py7_solver.prototxt" --weights="$tmp/init_iter_1.caffemodel" > "$tmp/py7.log" 2>&1 &&
   ok || bad "7 iterations in one process"
 # a sanitizer build's libcortado.so needs the ASan runtime loaded before Python (check-sanitize
@@ -154,6 +160,10 @@ cnet pysnap "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "locati
 asan_rt=$(ldd "$(dirname "$CORTADO")/libcortado.so" 2>/dev/null | awk '/libasan/ { print $3 }')
 PRELOAD=()
 [ -n "$asan_rt" ] && PRELOAD=(-x "LD_PRELOAD=$asan_rt")
+LD_PRELOAD="${asan_rt:-}" /usr/bin/python3 "$CT_SOURCE_DIR/tests/mpi_step_snapshot.py" "$tmp/pyref_solver.prototxt" \
+  "$tmp/init_iter_1.caffemodel" 7 > "$tmp/pyref.log" 2>&1 && ok || { bad "pycaffe in one process"; tail -5 "$tmp/pyref.log" >&2; }
+want_test=$(sed -n 's/^test outputs: //p' "$tmp/pyref.log")
+[ -n "$want_test" ] && ok || bad "pycaffe in one process: no test outputs"
 for np in 2 4; do
   rm -f "$tmp/pysnap_iter_7.caffemodel"
   if timeout 180 "${MPIRUN[@]}" "${PRELOAD[@]}" -np "$np" -x CT_SOURCE_DIR -x CORTADO /usr/bin/python3 \
@@ -166,6 +176,12 @@ for np in 2 4; do
     bad "pycaffe on $np ranks: not every rank stepped and snapshotted"
   if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/py7_iter_7.caffemodel" \
        "$tmp/pysnap_iter_7.caffemodel" 1e-4; then ok; else bad "pycaffe snapshot on $np ranks: stale or wrong weights"; fi
+  got_test=$(grep -o "test outputs: [-0-9.e+ ]*[0-9]" "$tmp/pysnap$np.log" | sed 's/^test outputs: //')
+  echo "pycaffe test() after step(7) on $np ranks: ${got_test:-none}; one process: $want_test"
+  if [ -n "$got_test" ] && awk -v a="$got_test" -v b="$want_test" 'BEGIN { n = split(a, x, " "); m = split(b, y, " ")
+       if (n != m || n == 0) exit 1
+       for (i = 1; i <= n; i++) { d = x[i] - y[i]; if (d < 0) d = -d; if (d > 1e-4 * (1 + (y[i] < 0 ? -y[i] : y[i]))) exit 1 }
+     }'; then ok; else bad "pycaffe test() on $np ranks: ${got_test:-no outputs}, one process: $want_test"; fi
 done
 
 # Two worker groups of a partitioned LeNet, each over 2 ranks (mpirun -np 4, no cluster

@@ -266,7 +266,8 @@ typedef struct part_cluster {
   ct_net *net;
   ct_update_ctx *upd;
   int updates, iter;
-  int fresh; /* the iteration at which rank 0 last held the group's parameters and history */
+  int fresh;      /* the iteration at which rank 0 last held the group's parameters and history */
+  int fresh_vals; /* ... and the group's parameters (a test needs no history) */
   int groups; /* worker groups, data-parallel with each other (each over world / groups ranks) */
   range **own; /* per rank: the ranges of the flat buffer its layers own (sorted, merged) */
   int *nown;
@@ -390,7 +391,7 @@ static ct_status pc_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter,
   }
   PART_WAIT(c->p, MPI_Ibcast(iter, 1, MPI_INT, 0, c->p->all, &req_), c->p->all, -1, "sending rank 0's iteration",
             err);
-  c->iter = c->fresh = *iter;
+  c->iter = c->fresh = c->fresh_vals = *iter;
   return CT_OK;
 }
 
@@ -530,23 +531,27 @@ static ct_status pc_agree(void *ctx, int request, int *agreed, ct_error *err) {
   /* every group holds the same parameters: rank 0's group gathers them */
   if ((snap || test) && c->p->world > 1 && c->p->group == 0) {
     c->pending = gather_owned(c, snap, &c->pending_err);
+    if (!c->pending) c->fresh_vals = c->iter;
     if (snap && !c->pending) c->fresh = c->iter;
   }
   return CT_OK;
 }
 
-/* A snapshot the loop did not plan (pycaffe's snapshot() after a step(n) that stopped short
- * of one): every rank of group 0 sends rank 0 its own ranges, values and history, unless rank
- * 0 already has them from this iteration. Every process calls it (a collective). */
-static ct_status pc_sync(void *ctx, ct_error *err) {
+/* A snapshot or test the loop did not plan (pycaffe's snapshot() or test() after a step(n)
+ * that stopped short of one): every rank of group 0 sends rank 0 its own ranges, values and
+ * (history) the update history, unless rank 0 already has them from this iteration. Every
+ * process calls it (a collective); where the loop tests, pc_agree has gathered already, so
+ * rank 0 calling it alone does nothing. */
+static ct_status pc_sync(void *ctx, bool history, ct_error *err) {
   part_cluster *c = ctx;
   if (c->pending) {
     *err = c->pending_err;
     return c->pending;
   }
-  if (!c->p || c->p->world < 2 || c->p->group != 0 || c->fresh == c->iter) return CT_OK;
-  CT_TRY(gather_owned(c, true, err));
-  c->fresh = c->iter;
+  if (!c->p || c->p->world < 2 || c->p->group != 0 || (history ? c->fresh : c->fresh_vals) == c->iter) return CT_OK;
+  CT_TRY(gather_owned(c, history, err));
+  c->fresh_vals = c->iter;
+  if (history) c->fresh = c->iter;
   return CT_OK;
 }
 
