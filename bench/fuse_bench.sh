@@ -15,16 +15,7 @@
 # median over the rounds; this host is shared, so read the ratios, and `Steal:` in the logs.
 # OpenBLAS's core is left to autodetection (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset).
 # KEEP=dir keeps every `cortado time` log there (the per-layer figures).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-NET=${1:-../shared/zoo/ResNet-50-deploy.prototxt}
-BATCH=${2:-16}
-ITERS=${3:-3}
-ROUNDS=${ROUNDS:-2}
-PY=${PY:-/usr/bin/python3}
-tmp=$(mktemp -d)
-trap 'if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$tmp"/*.log "$KEEP"/; fi; rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib/timing_setup.sh" "$@"
 
 "$PY" - "$NET" "$BATCH" "$tmp" <<'EOF'
 import re, sys

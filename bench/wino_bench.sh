@@ -16,16 +16,7 @@
 # The host is shared: read the ratios, and `Steal:` and the load average printed with them.
 # OpenBLAS runs single-threaded per partition (OPENBLAS_NUM_THREADS=1); its core is whatever the
 # environment selects (printed). KEEP=dir keeps every log there.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-NET=${1:-../shared/zoo/ResNet-50-deploy.prototxt}
-BATCH=${2:-16}
-ITERS=${3:-3}
-ROUNDS=${ROUNDS:-2}
-PY=${PY:-/usr/bin/python3}
-tmp=$(mktemp -d)
-trap 'if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$tmp"/*.log "$KEEP"/; fi; rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib/timing_setup.sh" "$@"
 export OPENBLAS_NUM_THREADS=1
 echo "OpenBLAS core: ${OPENBLAS_CORETYPE:-autodetected}; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 

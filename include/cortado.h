@@ -237,7 +237,9 @@ int ct_solver_stopped(const ct_solver *s);
  * receive malloc'ed paths the caller frees. */
 ct_status ct_solver_snapshot(ct_solver *s, char **model_path, char **state_path, ct_error *err);
 ct_status ct_solver_restore(ct_solver *s, const char *solverstate, ct_error *err);
-/* Runs the test nets now; fills up to n scores of test net `which`, returns count or -1. */
+/* Runs the test nets now; fills up to n scores of test net `which`, returns count or -1. In a
+ * cluster every process calls it (a net partitioned over the ranks gathers its parameters on
+ * the root first); the root tests, the other processes return 0. */
 int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err);
 /* Caffe's ApplyUpdate alone (pycaffe's apply_update): the update rule applied to the train
  * net's current gradients at the current iteration, whose counter does not move; the gradients

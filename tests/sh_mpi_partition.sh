@@ -2,15 +2,17 @@
 # Issue 19 across processes: a worker group of 4 spread over 2, 3 and 4 ranks runs the
 # transitions net and one of batch 7 (dim-1 layers split over the ranks, dim-0 layers over
 # the ranks' batch slices, a pinned layer, bridges as MPI messages) with the loss, forward
-# blobs and gradients of the unpartitioned net (test_partition_mpi.c).
+# blobs and gradients of the unpartitioned net (test_partition_mpi.c); so do a Concat of 40
+# bottoms from another rank (bridge tags) and a net of 1100 layers alternating between ranks.
 # Skipped (exit 0, says so) without mpirun.
 . "$(dirname "$0")/mpi_common.sh"
 prog="$CT_BUILD_DIR/tests/test_partition_mpi"
 for np in 2 3 4; do
   if timeout 120 "${MPIRUN[@]}" -np "$np" "$prog" > "$tmp/np$np.log" 2>&1; then ok
   else bad "$np ranks"; tail -20 "$tmp/np$np.log" >&2; fi
-  grep -q "^transitions, $np ranks: loss" "$tmp/np$np.log" && grep -q "^batch 7, $np ranks: loss" "$tmp/np$np.log" &&
-    ok || bad "$np ranks: no result line"
+  for what in transitions "batch 7" "40 bottoms" "1100 layers"; do
+    grep -q "^$what, $np ranks: loss" "$tmp/np$np.log" && ok || bad "$np ranks: no result line for $what"
+  done
   [ "$(grep -c ' 0 failed' "$tmp/np$np.log")" = "$np" ] && ok || bad "$np ranks: not every rank passed"
 done
 
@@ -140,11 +142,17 @@ cnet resume "" "" "" ""
 if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/ref_iter_20.caffemodel" \
      "$tmp/resume_iter_20.caffemodel" 1e-4; then ok; else bad "resumed from 4 ranks' snapshot: weights differ"; fi
 
-# pycaffe under mpirun: step(7) stops short of any planned snapshot (none) or max_iter, then
-# snapshot() on every rank; rank 0's snapshot holds the other ranks' fc shards as they are at
-# iteration 7 (it gathers first), equal to 7 iterations of one unpartitioned process.
+# pycaffe under mpirun: step(7) stops short of any planned snapshot (none), test (every 1000,
+# and the one at iteration 0) or max_iter, then test() and snapshot() on every rank; rank 0's
+# test and snapshot see the other ranks' fc shards as they are at iteration 7 (it gathers
+# first): the test's outputs equal those of the same script in one unpartitioned process, and
+# the snapshot 7 iterations of one unpartitioned process.
 cnet py7 "" "" "" "" 0.05 7
+cnet pyref "" "" "" ""
 cnet pysnap "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "location: 3"
+for s in pyref pysnap; do
+  printf 'test_net: "%s"\ntest_iter: 2\ntest_interval: 1000\n' "$tmp/$s.prototxt" >> "$tmp/${s}_solver.prototxt"
+done
 "$CORTADO" train --solver="$tmp/py7_solver.prototxt" --weights="$tmp/init_iter_1.caffemodel" > "$tmp/py7.log" 2>&1 &&
   ok || bad "7 iterations in one process"
 # a sanitizer build's libcortado.so needs the ASan runtime loaded before Python (check-sanitize
@@ -152,6 +160,10 @@ cnet pysnap "partition_workers: 4" "partition_dim: 0" "partition_dim: 1" "locati
 asan_rt=$(ldd "$(dirname "$CORTADO")/libcortado.so" 2>/dev/null | awk '/libasan/ { print $3 }')
 PRELOAD=()
 [ -n "$asan_rt" ] && PRELOAD=(-x "LD_PRELOAD=$asan_rt")
+LD_PRELOAD="${asan_rt:-}" /usr/bin/python3 "$CT_SOURCE_DIR/tests/mpi_step_snapshot.py" "$tmp/pyref_solver.prototxt" \
+  "$tmp/init_iter_1.caffemodel" 7 > "$tmp/pyref.log" 2>&1 && ok || { bad "pycaffe in one process"; tail -5 "$tmp/pyref.log" >&2; }
+want_test=$(sed -n 's/^test outputs: //p' "$tmp/pyref.log")
+[ -n "$want_test" ] && ok || bad "pycaffe in one process: no test outputs"
 for np in 2 4; do
   rm -f "$tmp/pysnap_iter_7.caffemodel"
   if timeout 180 "${MPIRUN[@]}" "${PRELOAD[@]}" -np "$np" -x CT_SOURCE_DIR -x CORTADO /usr/bin/python3 \
@@ -164,6 +176,12 @@ for np in 2 4; do
     bad "pycaffe on $np ranks: not every rank stepped and snapshotted"
   if "$CT_BUILD_DIR/tests/test_dist" cmp "$tmp/ref.prototxt" "$tmp/py7_iter_7.caffemodel" \
        "$tmp/pysnap_iter_7.caffemodel" 1e-4; then ok; else bad "pycaffe snapshot on $np ranks: stale or wrong weights"; fi
+  got_test=$(grep -o "test outputs: [-0-9.e+ ]*[0-9]" "$tmp/pysnap$np.log" | sed 's/^test outputs: //')
+  echo "pycaffe test() after step(7) on $np ranks: ${got_test:-none}; one process: $want_test"
+  if [ -n "$got_test" ] && awk -v a="$got_test" -v b="$want_test" 'BEGIN { n = split(a, x, " "); m = split(b, y, " ")
+       if (n != m || n == 0) exit 1
+       for (i = 1; i <= n; i++) { d = x[i] - y[i]; if (d < 0) d = -d; if (d > 1e-4 * (1 + (y[i] < 0 ? -y[i] : y[i]))) exit 1 }
+     }'; then ok; else bad "pycaffe test() on $np ranks: ${got_test:-no outputs}, one process: $want_test"; fi
 done
 
 # Two worker groups of a partitioned LeNet, each over 2 ranks (mpirun -np 4, no cluster

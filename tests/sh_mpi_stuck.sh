@@ -3,7 +3,8 @@
 # job in every framework, and the message names its rank, whether the others wait for it in a
 # collective (ALLREDUCE, SANDBLASTER's group, HOGWILD's sync: they ask every rank whether it is
 # alive) or go on without it (DOWNPOUR: its server notices the silence), also with two workers
-# per process, and a net partitioned over the ranks. CT_DIST_TIMEOUT is 5 s here: short, but on a loaded 2-core machine (load 10 and
+# per process, and a net partitioned over 2 and 3 ranks, and a collective of such a net that one
+# of 3 ranks never joins. CT_DIST_TIMEOUT is 5 s here: short, but on a loaded 2-core machine (load 10 and
 # more) an iteration of 3 ranks may take a second or more, and a timeout that fires before the
 # stop names a live rank. Skipped (exit 0, says so) without mpirun.
 MPI_TIMEOUT=5
@@ -65,5 +66,15 @@ stop_run downpour_threads DOWNPOUR 2 1 "cluster { nworker_groups: 4 nworkers_per
 sed -e 's/^name: "LeNet"$/&\npartition_workers: 2/' -e 's/^  name: "ip1"$/&\n  partition_dim: 1/' "$net" > "$tmp/part.prototxt"
 grep -q "partition_dim: 1" "$tmp/part.prototxt" && ok || bad "the partitioned LeNet was not written"
 NET=$tmp/part.prototxt stop_run partitioned - 2 1
+# the same over 3 ranks (ip1's shards on each): a live rank may wait on a bridge from a rank
+# that is alive but waits itself, or in the group's collectives; either way it asks the whole
+# job and names the one that does not answer
+sed -e 's/^name: "LeNet"$/&\npartition_workers: 3/' -e 's/^  name: "ip1"$/&\n  partition_dim: 1/' "$net" > "$tmp/part3.prototxt"
+NET=$tmp/part3.prototxt stop_run partitioned3 - 3 2
+# a collective over 3 ranks that one never joins: both live ranks name it (test_part_stuck.c)
+timeout 120 "${MPIRUN[@]}" -np 3 "$CT_BUILD_DIR/tests/test_part_stuck" > "$tmp/coll3.log" 2>&1
+grep "^stuck check" "$tmp/coll3.log"
+[ "$(grep -c "^stuck check: rank [01]: ok: " "$tmp/coll3.log")" = 2 ] && ok ||
+  { bad "a 3-rank collective: the live ranks did not both name rank 2"; tail -8 "$tmp/coll3.log" >&2; }
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

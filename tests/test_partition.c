@@ -387,7 +387,52 @@ done:
   ct_net_free(ref);
 }
 
+/* Bridges between processes tag each bottom's messages with its own number; a net that needs
+ * more tags than the MPI allows (ct_bridge_ops.max_tag: MPI_TAG_UB) is refused at set-up, with
+ * the limit in the message, and one within it is taken. No messages are sent here. */
+static int tag_rank_of(void *ctx, int worker) {
+  (void)ctx;
+  return worker % 2;
+}
+static ct_status tag_send(void *ctx, int to, int tag, const float *p, size_t n, ct_error *err) {
+  (void)ctx, (void)to, (void)tag, (void)p, (void)n;
+  return ct_fail(err, CT_EINTERNAL, "no message is sent in this test");
+}
+static ct_status tag_recv(void *ctx, int from, int tag, float *p, size_t n, ct_error *err) {
+  (void)ctx, (void)from, (void)tag, (void)p, (void)n;
+  return ct_fail(err, CT_EINTERNAL, "no message is received in this test");
+}
+static ct_status tag_flush(void *ctx, ct_error *err) {
+  (void)ctx, (void)err;
+  return CT_OK;
+}
+
+static void test_tag_limit(void) {
+  char text[8192];
+  transitions_net(text, sizeof text, 2, true);
+  ct_error err;
+  ct_net *net = make(text, &err);
+  CHECK(net, "%s", err.msg);
+  if (!net) return;
+  /* the tags needed: one for every bottom and top of every layer (the largest is their number
+   * less one) */
+  int ends = 0;
+  for (int i = 0; i < ct_net_num_layers(net); i++) ends += ct_net_layer(net, i)->nbottom + ct_net_layer(net, i)->ntop;
+  ct_bridge_ops ops = {.rank = 0, .world = 2, .max_tag = ends - 2, .rank_of = tag_rank_of, .send = tag_send,
+                       .recv = tag_recv, .flush = tag_flush};
+  char limit[64];
+  snprintf(limit, sizeof limit, "tags up to %d (MPI_TAG_UB", ends - 2);
+  CHECK(ct_net_set_bridges(net, &ops, &err) == CT_EUNSUPPORTED && strstr(err.msg, limit), "one tag short: %s",
+        err.msg);
+  CHECK(!ct_net_bridged(net), "a refused net keeps no bridges");
+  ops.max_tag = ends - 1;
+  CHECK(ct_net_set_bridges(net, &ops, &err) == CT_OK && ct_net_bridged(net), "enough tags: %s", err.msg);
+  ct_net_set_bridges(net, NULL, &err);
+  ct_net_free(net);
+}
+
 int main(void) {
+  test_tag_limit();
   for (int w = 2; w <= 4; w++) test_transitions(w);
   for (int w = 2; w <= 4; w++) test_dropout(w);
   test_devices();

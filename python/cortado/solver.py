@@ -120,15 +120,21 @@ class Solver:
             _lib.call(lib.ct_solver_restore, p, _lib.b(filename))
 
     def test(self, which=0):
-        """Runs test net `which` over its test_iter batches; returns its mean output values."""
+        """Runs test net `which` over its test_iter batches; returns its mean output values.
+        Under mpirun (a cluster, or a partitioned net's worker group over the ranks) every rank
+        calls it, as with snapshot(): rank 0 gathers the parameters the other ranks hold and
+        tests; the other ranks get None."""
         which = _lib.cint(which, "which")
         cap = 4096
         buf = (ctypes.c_float * cap)()
         err = _lib.Error()
         with self._own.use() as p:
             n = lib.ct_solver_test(p, which, buf, cap, ctypes.byref(err))
+            root = lib.ct_solver_is_root(p)
         if n < 0:
             _lib.check(err.status or 1, err)
+        if not root:
+            return None
         return list(buf[:min(n, cap)])
 
     def add_callback(self, on_start, on_gradients):

@@ -382,7 +382,11 @@ ct_status ct_cluster_serve(ct_cluster *c, ct_error *err) { FAILS(c, c->ops->serv
 ct_status ct_cluster_collect(ct_cluster *c, ct_error *err) { FAILS(c, c->ops->collect(c->ctx, err)); }
 ct_status ct_cluster_sync(ct_cluster *c, ct_error *err) {
   if (!c->ops->sync) return CT_OK;
-  FAILS(c, c->ops->sync(c->ctx, err));
+  FAILS(c, c->ops->sync(c->ctx, true, err));
+}
+ct_status ct_cluster_sync_params(ct_cluster *c, ct_error *err) {
+  if (!c->ops->sync) return CT_OK;
+  FAILS(c, c->ops->sync(c->ctx, false, err));
 }
 ct_status ct_cluster_finish(ct_cluster *c, ct_error *err) {
   if (c->finished) return CT_OK;

@@ -108,6 +108,9 @@ ct_status ct_cluster_collect(ct_cluster *c, ct_error *err);
  * gives rank 0 the shards its other ranks own (values and history), when rank 0 does not hold
  * this iteration's already (issue 19); nothing in the other frameworks. */
 ct_status ct_cluster_sync(ct_cluster *c, ct_error *err);
+/* The same before a test outside the loop's planned ones (pycaffe's test() after step(n)):
+ * the values only. A no-op wherever the loop itself tests (rank 0 alone calls it there). */
+ct_status ct_cluster_sync_params(ct_cluster *c, ct_error *err);
 /* End of training on this process: tell the servers, serve until everyone is done. */
 ct_status ct_cluster_finish(ct_cluster *c, ct_error *err);
 
@@ -139,8 +142,8 @@ typedef struct ct_cluster_ops {
   void (*destroy)(void *ctx, bool clean); /* clean: finalize MPI */
   /* issue 23 (may be NULL): see ct_cluster_agree_action */
   ct_status (*agree_action)(void *ctx, int request, int *agreed, ct_error *err);
-  /* issue 19 (may be NULL): see ct_cluster_sync */
-  ct_status (*sync)(void *ctx, ct_error *err);
+  /* issue 19 (may be NULL): see ct_cluster_sync (history: true) and ct_cluster_sync_params */
+  ct_status (*sync)(void *ctx, bool history, ct_error *err);
 } ct_cluster_ops;
 
 /* Whether a process launcher (mpirun) started this process, and the job size it announced. */

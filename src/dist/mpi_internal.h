@@ -127,6 +127,18 @@ ct_status ct_mpi_wait_serving(mpi_ctx *c, int n, MPI_Request *reqs, const int *p
                               const char *what, ct_error *err);
 /* Answers the liveness checks of other ranks, if any came (every polling loop calls it). */
 void ct_mpi_answer_pings(mpi_ctx *c);
+/* The same on any communicator (mpi_part.c asks on its own, so that no other message on
+ * MPI_COMM_WORLD can meet its pings). */
+void ct_mpi_answer_pings_on(MPI_Comm comm);
+/* A liveness check: pings the `size` ranks w[] of comm (this one and MPI_UNDEFINED skipped),
+ * waits up to grace_s for their answers, answering the others' pings and calling serve(ctx)
+ * (NULL: nothing) meanwhile, and writes those that did not answer into buf as "rank 3" or
+ * "ranks 1 and 3". Returns how many did not answer; -1 (buf empty) when out of memory. */
+int ct_mpi_silent(MPI_Comm comm, const int *w, int size, double grace_s, void (*serve)(void *), void *ctx, char *buf,
+                  size_t n);
+/* The ranks in communicator `in` of comm's members, in comm's order, as a malloc'ed array
+ * (*out; the caller frees it); returns their number, 0 (and *out NULL) on failure. */
+int ct_mpi_members(MPI_Comm comm, MPI_Comm in, int **out);
 
 /* mpi_server.c */
 ct_status ct_mpi_serve_one(mpi_ctx *c, bool *did, ct_error *err);

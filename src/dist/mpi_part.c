@@ -1,10 +1,12 @@
 /* Bridges between processes for a partitioned net (part.h): non-blocking sends from staging
  * buffers that live as long as the bridge (grown once, on the first pass), blocking receives
  * straight into the reader's tensor, and one wait for the pass's sends at its end. Every wait
- * polls and gives up after CT_DIST_TIMEOUT naming the rank it waited on (part_wait), as the
- * cluster's waits do: a stopped or stuck rank ends the job instead of holding it. */
+ * polls and gives up after CT_DIST_TIMEOUT naming the ranks that do not answer a liveness
+ * check (part_wait), as the cluster's waits do: a stopped or stuck rank ends the job instead of
+ * holding it. */
 #include <math.h>
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,56 +47,80 @@ static ct_status mpi_fail(ct_error *err, int rc, const char *what) {
   return ct_fail(err, CT_EIO, "%s: %.*s", what, len, msg);
 }
 
-/* The job-wide rank of this group's rank r (the group communicators keep the world's order). */
-static int world_rank(const ct_dist_part *p, int r) { return p->group * p->world + r; }
+/* A wait that gave up after dt seconds (part_wait): names the ranks that do not answer a
+ * liveness check on p->all (ct_mpi_silent). Every rank of the job answers while it polls in
+ * part_wait, so a live rank answers within milliseconds, and a stopped (SIGSTOP) or stuck one
+ * not at all. The peer of a message is asked first; when it answers, it waits on someone too,
+ * so then the whole job is asked. A collective names the ranks that do not answer. */
+static ct_status part_timeout(const ct_dist_part *p, MPI_Comm comm, int peer, const char *what, double dt,
+                              ct_error *err) {
+  int me = -1, *members = NULL, *job = NULL;
+  MPI_Comm_rank(p->all, &me);
+  const int size = ct_mpi_members(comm, p->all, &members), njob = ct_mpi_members(p->all, p->all, &job);
+  const int other = peer >= 0 && peer < size ? members[peer] : -1;
+  free(members);
+  const double limit = ct_dist_timeout_s(), grace = limit < 3 ? limit : 3;
+  char who[256];
+  ct_status st;
+  if (other >= 0 && ct_mpi_silent(p->all, &other, 1, grace, NULL, NULL, who, sizeof who) != 0) {
+    st = ct_fail(err, CT_EIO, "rank %d: no answer from rank %d for %.0f s while %s; rank %d is stopped or stuck "
+                 "(CT_DIST_TIMEOUT sets the limit)", me, other, dt, what, other);
+  } else {
+    const int silent = njob ? ct_mpi_silent(p->all, job, njob, grace, NULL, NULL, who, sizeof who) : -1;
+    char head[512];
+    if (other >= 0)
+      snprintf(head, sizeof head, "rank %d: no answer from rank %d for %.0f s while %s, although rank %d is alive: it "
+               "waits on another rank", me, other, dt, what, other);
+    else
+      snprintf(head, sizeof head, "rank %d: %s, a collective over %d ranks, did not complete within %.0f s", me, what,
+               size, dt);
+    if (silent > 0)
+      st = ct_fail(err, CT_EIO, "%s; %s %s not answer: stopped or stuck (CT_DIST_TIMEOUT sets the limit)", head, who,
+                   silent > 1 ? "do" : "does");
+    else if (silent == 0)
+      st = ct_fail(err, CT_EIO, "%s, although every rank of the job answers: one is much slower than the others "
+                   "(CT_DIST_TIMEOUT sets the limit)", head);
+    else /* no memory to ask */
+      st = ct_fail(err, CT_EIO, "%s: one of the ranks is stopped or stuck (CT_DIST_TIMEOUT sets the limit)", head);
+  }
+  free(job);
+  return st;
+}
 
-/* Waits for *req: polls with the cluster's backoff; after CT_DIST_TIMEOUT, an error naming the
- * rank waited on (peer, job-wide; -1 for a collective: then its communicator's ranks). */
-static ct_status part_wait(const ct_dist_part *p, MPI_Request *req, int peer, const char *what, ct_error *err) {
+/* Waits for *req: a message from rank `peer` of comm, or (peer < 0) a collective over comm.
+ * Polls with the cluster's backoff, answering the other ranks' liveness checks once it idles;
+ * gives up after CT_DIST_TIMEOUT (part_timeout). Who the peer is in the job is only looked up
+ * then. */
+static ct_status part_wait(const ct_dist_part *p, MPI_Request *req, MPI_Comm comm, int peer, const char *what,
+                           ct_error *err) {
   const double t0 = ct_mpi_now(), limit = ct_dist_timeout_s();
   for (int idle = 0;; idle++) {
     int done = 0, rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) return mpi_fail(err, rc, what);
     if (done) return CT_OK;
+    if (idle < 16) continue; /* a wait that ends at once looks at nothing else */
+    ct_mpi_answer_pings_on(p->all);
     ct_mpi_backoff(idle);
     const double dt = ct_mpi_now() - t0;
-    if (dt <= limit) continue;
-    const int me = world_rank(p, p->rank);
-    if (peer >= 0)
-      return ct_fail(err, CT_EIO, "rank %d: no answer from rank %d for %.0f s while %s; rank %d is stopped or stuck "
-                     "(CT_DIST_TIMEOUT sets the limit)", me, peer, dt, what, peer);
-    return ct_fail(err, CT_EIO, "rank %d: %s did not complete within %.0f s: a rank taking part is stopped or stuck "
-                   "(CT_DIST_TIMEOUT sets the limit)", me, what, dt);
+    if (dt > limit) return part_timeout(p, comm, peer, what, dt, err);
   }
-}
-
-/* For a collective on comm: the job-wide rank of the other member when comm has two (the rank a
- * timed-out wait can only be waiting on), else -1. */
-static int pair_peer(MPI_Comm comm) {
-  int size = 0, me = 0;
-  if (MPI_Comm_size(comm, &size) != MPI_SUCCESS || size != 2 || MPI_Comm_rank(comm, &me) != MPI_SUCCESS) return -1;
-  MPI_Group g, world;
-  int other = 1 - me, out = -1;
-  if (MPI_Comm_group(comm, &g) != MPI_SUCCESS) return -1;
-  if (MPI_Comm_group(MPI_COMM_WORLD, &world) == MPI_SUCCESS) {
-    if (MPI_Group_translate_ranks(g, 1, &other, world, &out) != MPI_SUCCESS || out == MPI_UNDEFINED) out = -1;
-    MPI_Group_free(&world);
-  }
-  MPI_Group_free(&g);
-  return out;
 }
 
 /* A collective or point-to-point call started as a request, then part_wait. */
-#define PART_WAIT(p, start, peer, what, err)                  \
+#define PART_WAIT(p, start, comm, peer, what, err)            \
   do {                                                        \
     MPI_Request req_;                                         \
     int rc_ = (start);                                        \
     if (rc_ != MPI_SUCCESS) return mpi_fail(err, rc_, what);  \
-    CT_TRY(part_wait(p, &req_, peer, what, err));             \
+    CT_TRY(part_wait(p, &req_, comm, peer, what, err));       \
   } while (0)
+
+/* The bridges' tags start above the ones this file uses itself (gather_owned's). */
+enum { TAG_GATHER = 7, TAG_BRIDGE0 = 8 };
 
 static ct_status send_bridge(void *ctx, int to, int tag, const float *v, size_t n, ct_error *err) {
   ct_dist_part *p = ctx;
+  tag += TAG_BRIDGE0;
   slot *s = NULL;
   for (int k = 0; k < p->nslots && !s; k++)
     if (p->slots[k].to == to && p->slots[k].tag == tag) s = &p->slots[k];
@@ -126,8 +152,8 @@ static ct_status send_bridge(void *ctx, int to, int tag, const float *v, size_t 
 
 static ct_status recv_bridge(void *ctx, int from, int tag, float *v, size_t n, ct_error *err) {
   ct_dist_part *p = ctx;
-  PART_WAIT(p, MPI_Irecv(v, (int)n, MPI_FLOAT, from, tag, p->comm, &req_), world_rank(p, from), "receiving a bridge",
-            err);
+  tag += TAG_BRIDGE0;
+  PART_WAIT(p, MPI_Irecv(v, (int)n, MPI_FLOAT, from, tag, p->comm, &req_), p->comm, from, "receiving a bridge", err);
   return CT_OK;
 }
 
@@ -135,7 +161,7 @@ static ct_status flush_bridges(void *ctx, ct_error *err) {
   ct_dist_part *p = ctx;
   for (int k = 0; k < p->nslots; k++)
     if (p->slots[k].busy) {
-      ct_status st = part_wait(p, &p->slots[k].req, world_rank(p, p->slots[k].to), "finishing a bridge", err);
+      ct_status st = part_wait(p, &p->slots[k].req, p->comm, p->slots[k].to, "finishing a bridge", err);
       p->slots[k].busy = false;
       if (st) return st;
     }
@@ -164,8 +190,11 @@ ct_status ct_dist_part_create_groups(ct_net *net, int groups, ct_dist_part **out
     MPI_Comm_set_errhandler(p->comm, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(p->peers, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(p->all, MPI_ERRORS_RETURN);
-    ct_bridge_ops ops = {.ctx = p, .rank = p->rank, .world = p->world, .rank_of = rank_of, .send = send_bridge, .recv = recv_bridge,
-                         .flush = flush_bridges};
+    /* MPI_TAG_UB: at least 32767 by the standard; Open MPI's is far larger */
+    int *ub = NULL, flag = 0;
+    if (MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &flag) != MPI_SUCCESS || !flag || !ub) ub = NULL;
+    ct_bridge_ops ops = {.ctx = p, .rank = p->rank, .world = p->world, .max_tag = (ub ? *ub : 32767) - TAG_BRIDGE0,
+                         .rank_of = rank_of, .send = send_bridge, .recv = recv_bridge, .flush = flush_bridges};
     st = ct_net_set_bridges(net, &ops, err);
   }
   if (st) {
@@ -200,7 +229,7 @@ ct_status ct_dist_part_sum(ct_dist_part *p, float *v, size_t n, ct_error *err) {
   for (size_t off = 0; off < n;) { /* in pieces an int can count */
     int k = n - off > (size_t)(1 << 30) ? 1 << 30 : (int)(n - off);
     p->sent += (double)k * sizeof(float);
-    PART_WAIT(p, MPI_Iallreduce(MPI_IN_PLACE, v + off, k, MPI_FLOAT, MPI_SUM, p->comm, &req_), pair_peer(p->comm),
+    PART_WAIT(p, MPI_Iallreduce(MPI_IN_PLACE, v + off, k, MPI_FLOAT, MPI_SUM, p->comm, &req_), p->comm, -1,
               "summing over the processes", err);
     off += (size_t)k;
   }
@@ -237,7 +266,8 @@ typedef struct part_cluster {
   ct_net *net;
   ct_update_ctx *upd;
   int updates, iter;
-  int fresh; /* the iteration at which rank 0 last held the group's parameters and history */
+  int fresh;      /* the iteration at which rank 0 last held the group's parameters and history */
+  int fresh_vals; /* ... and the group's parameters (a test needs no history) */
   int groups; /* worker groups, data-parallel with each other (each over world / groups ranks) */
   range **own; /* per rank: the ranges of the flat buffer its layers own (sorted, merged) */
   int *nown;
@@ -354,13 +384,14 @@ static ct_status pc_start(void *ctx, ct_net *net, ct_update_ctx *upd, int *iter,
     if (k >= 0) CT_TRY(ct_update_history_host(upd, k, &b, err));
     for (size_t off = 0; off < n;) {
       int m = n - off > (size_t)(1 << 30) ? 1 << 30 : (int)(n - off);
-      PART_WAIT(c->p, MPI_Ibcast(b + off, m, MPI_FLOAT, 0, c->p->all, &req_), 0,
+      PART_WAIT(c->p, MPI_Ibcast(b + off, m, MPI_FLOAT, 0, c->p->all, &req_), c->p->all, -1,
                 "sending rank 0's parameters and history", err);
       off += (size_t)m;
     }
   }
-  PART_WAIT(c->p, MPI_Ibcast(iter, 1, MPI_INT, 0, c->p->all, &req_), 0, "sending rank 0's iteration", err);
-  c->iter = c->fresh = *iter;
+  PART_WAIT(c->p, MPI_Ibcast(iter, 1, MPI_INT, 0, c->p->all, &req_), c->p->all, -1, "sending rank 0's iteration",
+            err);
+  c->iter = c->fresh = c->fresh_vals = *iter;
   return CT_OK;
 }
 
@@ -378,7 +409,7 @@ static ct_status clip_group(part_cluster *c, ct_error *err) {
     for (size_t e = 0; e < c->own[me][k].n; e++) ss += (double)g[c->own[me][k].off + e] * g[c->own[me][k].off + e];
   for (int k = 0; k < c->nshared && me == 0; k++) /* the same sums on every rank: counted once */
     for (size_t e = 0; e < c->shared[k].n; e++) ss += (double)g[c->shared[k].off + e] * g[c->shared[k].off + e];
-  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, &ss, 1, MPI_DOUBLE, MPI_SUM, c->p->comm, &req_), pair_peer(c->p->comm),
+  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, &ss, 1, MPI_DOUBLE, MPI_SUM, c->p->comm, &req_), c->p->comm, -1,
             "summing the gradient norm over the processes", err);
   c->p->sent += sizeof ss;
   const double norm = sqrt(ss);
@@ -391,55 +422,56 @@ static ct_status clip_group(part_cluster *c, ct_error *err) {
   return CT_OK;
 }
 
-/* Several worker groups (data-parallel with each other): each process's own gradient ranges
- * summed with those of the processes at its place in the other groups, which own the same
- * shards, and divided by the groups: one group's update on the groups' whole batch. */
-static ct_status average_groups(part_cluster *c, ct_error *err) {
-  if (c->groups < 2) return CT_OK;
+/* Copies ranges v[0..nv) of g one after the other into q; returns q's end. */
+static float *pack_ranges(float *q, const float *g, const range *v, int nv) {
+  for (int k = 0; k < nv; k++) {
+    memcpy(q, g + v[k].off, v[k].n * sizeof(float));
+    q += v[k].n;
+  }
+  return q;
+}
+
+/* The reverse of pack_ranges; returns the end of what was read from q. */
+static const float *unpack_ranges(float *g, const float *q, const range *v, int nv) {
+  for (int k = 0; k < nv; k++) {
+    memcpy(g + v[k].off, q, v[k].n * sizeof(float));
+    q += v[k].n;
+  }
+  return q;
+}
+
+/* The gradient's ranges v[0..nv) (n floats in all, packed through buf) summed over comm and
+ * divided by the worker groups: one group's gradient over the groups' whole batch. */
+static ct_status sum_ranges(part_cluster *c, const range *v, int nv, size_t n, float *buf, MPI_Comm comm,
+                            const char *what, ct_error *err) {
+  if (n > (size_t)INT32_MAX) return ct_fail(err, CT_EINVAL, "%s: %zu values are too many for one message", what, n);
   float *g = ct_net_diff_buffer(c->net);
   if (!g) return ct_fail(err, CT_EIO, "the gradients could not be brought to the host");
-  const int me = c->p->rank;
-  const size_t n = c->own_total[me];
-  if (!n) return CT_OK;
-  if (n > (size_t)INT32_MAX) return ct_fail(err, CT_EINVAL, "this rank owns too many parameters for one message");
-  float *q = c->pack;
-  for (int k = 0; k < c->nown[me]; k++) {
-    memcpy(q, g + c->own[me][k].off, c->own[me][k].n * sizeof(float));
-    q += c->own[me][k].n;
-  }
-  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, c->pack, (int)n, MPI_FLOAT, MPI_SUM, c->p->peers, &req_),
-            pair_peer(c->p->peers),
-            "summing the shards' gradients over the worker groups", err);
+  pack_ranges(buf, g, v, nv);
+  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, comm, &req_), comm, -1, what, err);
   c->p->sent += (double)n * sizeof(float);
   const float inv = 1.0f / (float)c->groups;
-  q = c->pack;
-  for (int k = 0; k < c->nown[me]; k++)
-    for (size_t e = 0; e < c->own[me][k].n; e++) g[c->own[me][k].off + e] = *q++ * inv;
+  for (size_t e = 0; e < n; e++) buf[e] *= inv;
+  unpack_ranges(g, buf, v, nv);
   return CT_OK;
 }
 
+/* Several worker groups (data-parallel with each other): each process's own gradient ranges
+ * summed with those of the processes at its place in the other groups, which own the same
+ * shards. */
+static ct_status average_groups(part_cluster *c, ct_error *err) {
+  const int me = c->p->rank;
+  if (c->groups < 2 || !c->own_total[me]) return CT_OK;
+  return sum_ranges(c, c->own[me], c->nown[me], c->own_total[me], c->pack, c->p->peers,
+                    "summing the shards' gradients over the worker groups", err);
+}
+
 /* The batch layers' gradients: each rank's partial sums over its rows, added up over every
- * rank of every group and divided by the groups, so every rank applies the same update. */
+ * rank of every group, so every rank applies the same update. */
 static ct_status sum_shared(part_cluster *c, ct_error *err) {
-  const size_t n = c->shared_total;
-  if (!n || c->p->world * c->groups < 2) return CT_OK;
-  if (n > (size_t)INT32_MAX) return ct_fail(err, CT_EINVAL, "too many batch-sliced parameters for one message");
-  float *g = ct_net_diff_buffer(c->net);
-  if (!g) return ct_fail(err, CT_EIO, "the gradients could not be brought to the host");
-  float *q = c->spack;
-  for (int k = 0; k < c->nshared; k++) {
-    memcpy(q, g + c->shared[k].off, c->shared[k].n * sizeof(float));
-    q += c->shared[k].n;
-  }
-  PART_WAIT(c->p, MPI_Iallreduce(MPI_IN_PLACE, c->spack, (int)n, MPI_FLOAT, MPI_SUM, c->p->all, &req_),
-            pair_peer(c->p->all),
-            "summing the batch slices' gradients over the ranks", err);
-  c->p->sent += (double)n * sizeof(float);
-  const float inv = 1.0f / (float)c->groups;
-  q = c->spack;
-  for (int k = 0; k < c->nshared; k++)
-    for (size_t e = 0; e < c->shared[k].n; e++) g[c->shared[k].off + e] = *q++ * inv;
-  return CT_OK;
+  if (!c->shared_total || c->p->world * c->groups < 2) return CT_OK;
+  return sum_ranges(c, c->shared, c->nshared, c->shared_total, c->spack, c->p->all,
+                    "summing the batch slices' gradients over the ranks", err);
 }
 
 static ct_status pc_update(void *ctx, int iter, float *rate, ct_error *err) {
@@ -470,23 +502,15 @@ static ct_status gather_owned(part_cluster *c, bool history, ct_error *err) {
     if (n > (size_t)INT32_MAX) return ct_fail(err, CT_EINVAL, "rank %d owns too many parameters for one message", r);
     if (me == r) {
       float *q = c->pack;
-      for (int s = 0; s <= sets; s++)
-        for (int k = 0; k < c->nown[r]; k++) {
-          memcpy(q, bufs[s] + c->own[r][k].off, c->own[r][k].n * sizeof(float));
-          q += c->own[r][k].n;
-        }
+      for (int s = 0; s <= sets; s++) q = pack_ranges(q, bufs[s], c->own[r], c->nown[r]);
       c->p->sent += (double)n * sizeof(float);
-      PART_WAIT(c->p, MPI_Isend(c->pack, (int)n, MPI_FLOAT, 0, 7, c->p->comm, &req_), world_rank(c->p, 0),
+      PART_WAIT(c->p, MPI_Isend(c->pack, (int)n, MPI_FLOAT, 0, TAG_GATHER, c->p->comm, &req_), c->p->comm, 0,
                 "sending rank 0 this rank's parameters", err);
     } else {
-      PART_WAIT(c->p, MPI_Irecv(c->pack, (int)n, MPI_FLOAT, r, 7, c->p->comm, &req_), world_rank(c->p, r),
+      PART_WAIT(c->p, MPI_Irecv(c->pack, (int)n, MPI_FLOAT, r, TAG_GATHER, c->p->comm, &req_), c->p->comm, r,
                 "receiving another rank's parameters", err);
       const float *q = c->pack;
-      for (int s = 0; s <= sets; s++)
-        for (int k = 0; k < c->nown[r]; k++) {
-          memcpy(bufs[s] + c->own[r][k].off, q, c->own[r][k].n * sizeof(float));
-          q += c->own[r][k].n;
-        }
+      for (int s = 0; s <= sets; s++) q = unpack_ranges(bufs[s], q, c->own[r], c->nown[r]);
     }
   }
   return CT_OK;
@@ -498,7 +522,7 @@ static ct_status pc_agree(void *ctx, int request, int *agreed, ct_error *err) {
   part_cluster *c = ctx;
   *agreed = request;
   if (c->pending || !c->p) return CT_OK;
-  PART_WAIT(c->p, MPI_Iallreduce(&request, agreed, 1, MPI_INT, MPI_MAX, c->p->all, &req_), pair_peer(c->p->all),
+  PART_WAIT(c->p, MPI_Iallreduce(&request, agreed, 1, MPI_INT, MPI_MAX, c->p->all, &req_), c->p->all, -1,
             "agreeing on the next action", err);
   c->p->sent += sizeof *agreed;
   const Caffe__SolverParameter *sp = c->upd->sp;
@@ -507,23 +531,27 @@ static ct_status pc_agree(void *ctx, int request, int *agreed, ct_error *err) {
   /* every group holds the same parameters: rank 0's group gathers them */
   if ((snap || test) && c->p->world > 1 && c->p->group == 0) {
     c->pending = gather_owned(c, snap, &c->pending_err);
+    if (!c->pending) c->fresh_vals = c->iter;
     if (snap && !c->pending) c->fresh = c->iter;
   }
   return CT_OK;
 }
 
-/* A snapshot the loop did not plan (pycaffe's snapshot() after a step(n) that stopped short
- * of one): every rank of group 0 sends rank 0 its own ranges, values and history, unless rank
- * 0 already has them from this iteration. Every process calls it (a collective). */
-static ct_status pc_sync(void *ctx, ct_error *err) {
+/* A snapshot or test the loop did not plan (pycaffe's snapshot() or test() after a step(n)
+ * that stopped short of one): every rank of group 0 sends rank 0 its own ranges, values and
+ * (history) the update history, unless rank 0 already has them from this iteration. Every
+ * process calls it (a collective); where the loop tests, pc_agree has gathered already, so
+ * rank 0 calling it alone does nothing. */
+static ct_status pc_sync(void *ctx, bool history, ct_error *err) {
   part_cluster *c = ctx;
   if (c->pending) {
     *err = c->pending_err;
     return c->pending;
   }
-  if (!c->p || c->p->world < 2 || c->p->group != 0 || c->fresh == c->iter) return CT_OK;
-  CT_TRY(gather_owned(c, true, err));
-  c->fresh = c->iter;
+  if (!c->p || c->p->world < 2 || c->p->group != 0 || (history ? c->fresh : c->fresh_vals) == c->iter) return CT_OK;
+  CT_TRY(gather_owned(c, history, err));
+  c->fresh_vals = c->iter;
+  if (history) c->fresh = c->iter;
   return CT_OK;
 }
 

@@ -48,34 +48,41 @@ ct_status ct_mpi_aborted(mpi_ctx *c, const char *what, ct_error *err) {
   return ct_fail(err, CT_EIO, "rank %d: stopped while %s (another worker failed)", c->rank, what);
 }
 
-void ct_mpi_answer_pings(mpi_ctx *c) {
+void ct_mpi_answer_pings_on(MPI_Comm comm) {
+  /* the answer's contents are never read: one constant serves every answer in flight */
+  static const int pong = 1;
   for (;;) {
     int flag = 0, nonce = 0;
     MPI_Status st;
-    if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_PING, MPI_COMM_WORLD, &flag, &st) != MPI_SUCCESS || !flag) return;
-    MPI_Recv(&nonce, 1, MPI_INT, st.MPI_SOURCE, TAG_PING, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    MPI_Request r; /* c->rank never changes, so one buffer serves every answer in flight */
-    if (MPI_Isend(&c->rank, 1, MPI_INT, st.MPI_SOURCE, TAG_PONG, MPI_COMM_WORLD, &r) == MPI_SUCCESS)
-      MPI_Request_free(&r);
+    if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_PING, comm, &flag, &st) != MPI_SUCCESS || !flag) return;
+    MPI_Recv(&nonce, 1, MPI_INT, st.MPI_SOURCE, TAG_PING, comm, MPI_STATUS_IGNORE);
+    MPI_Request r;
+    if (MPI_Isend(&pong, 1, MPI_INT, st.MPI_SOURCE, TAG_PONG, comm, &r) == MPI_SUCCESS) MPI_Request_free(&r);
   }
 }
 
-/* Of the `size` ranks w[] (world ranks; this one and MPI_UNDEFINED are skipped), those that do
- * not answer a ping within grace_s, as "rank 3" / "ranks 1 and 3" in buf; 0 when all answered. */
-static int silent_of(mpi_ctx *c, const int *w, int size, double grace_s, char *buf, size_t n) {
+void ct_mpi_answer_pings(mpi_ctx *c) {
+  (void)c;
+  ct_mpi_answer_pings_on(MPI_COMM_WORLD);
+}
+
+int ct_mpi_silent(MPI_Comm comm, const int *w, int size, double grace_s, void (*serve)(void *), void *ctx, char *buf,
+                  size_t n) {
   buf[0] = 0;
+  int self = -1;
+  MPI_Comm_rank(comm, &self);
   int *got = calloc((size_t)size + 1, sizeof(int));
   MPI_Request *reqs = malloc(sizeof(MPI_Request) * 2 * ((size_t)size + 1));
   if (!got || !reqs) {
     free(got), free(reqs);
-    return 0;
+    return -1;
   }
-  static int nonce = 1; /* never changes: one buffer for every ping in flight, whatever its fate */
+  static const int nonce = 1; /* one buffer for every ping in flight, whatever its fate */
   for (int i = 0; i < size; i++) {
     reqs[2 * i] = reqs[2 * i + 1] = MPI_REQUEST_NULL;
-    if (w[i] == c->rank || w[i] == MPI_UNDEFINED) continue;
-    MPI_Irecv(&got[i], 1, MPI_INT, w[i], TAG_PONG, MPI_COMM_WORLD, &reqs[2 * i]);
-    MPI_Isend(&nonce, 1, MPI_INT, w[i], TAG_PING, MPI_COMM_WORLD, &reqs[2 * i + 1]);
+    if (w[i] == self || w[i] == MPI_UNDEFINED) continue;
+    MPI_Irecv(&got[i], 1, MPI_INT, w[i], TAG_PONG, comm, &reqs[2 * i]);
+    MPI_Isend(&nonce, 1, MPI_INT, w[i], TAG_PING, comm, &reqs[2 * i + 1]);
   }
   double end = ct_mpi_now() + grace_s;
   int idle = 0, silent = 0;
@@ -87,10 +94,8 @@ static int silent_of(mpi_ctx *c, const int *w, int size, double grace_s, char *b
       silent += !done;
     }
     if (!silent || ct_mpi_now() > end) break;
-    ct_mpi_answer_pings(c); /* the others are asking too */
-    bool did = false;
-    ct_error e;
-    if (c->nsrv) ct_mpi_serve_one(c, &did, &e);
+    ct_mpi_answer_pings_on(comm); /* the others are asking too */
+    if (serve) serve(ctx);
     ct_mpi_backoff(idle++);
   }
   size_t len = 0;
@@ -109,25 +114,52 @@ static int silent_of(mpi_ctx *c, const int *w, int size, double grace_s, char *b
   return silent;
 }
 
+int ct_mpi_members(MPI_Comm comm, MPI_Comm in, int **out) {
+  *out = NULL;
+  int size = 0;
+  if (comm == MPI_COMM_NULL || MPI_Comm_size(comm, &size) != MPI_SUCCESS || size < 1) return 0;
+  int *r = malloc(sizeof(int) * (size_t)size), *w = malloc(sizeof(int) * (size_t)size);
+  MPI_Group g, world;
+  if (!r || !w || MPI_Comm_group(comm, &g) != MPI_SUCCESS) {
+    free(r), free(w);
+    return 0;
+  }
+  for (int i = 0; i < size; i++) r[i] = i;
+  int rc = MPI_Comm_group(in, &world);
+  if (rc == MPI_SUCCESS) {
+    rc = MPI_Group_translate_ranks(g, size, r, world, w);
+    MPI_Group_free(&world);
+  }
+  MPI_Group_free(&g);
+  free(r);
+  if (rc != MPI_SUCCESS) {
+    free(w);
+    return 0;
+  }
+  *out = w;
+  return size;
+}
+
+static void serve_servers(void *ctx) {
+  mpi_ctx *c = ctx;
+  bool did = false;
+  ct_error e;
+  if (c->nsrv) ct_mpi_serve_one(c, &did, &e);
+}
+
+/* Of the `size` ranks w[] (world ranks), those that do not answer a ping (ct_mpi_silent). */
+static int silent_of(mpi_ctx *c, const int *w, int size, double grace_s, char *buf, size_t n) {
+  const int silent = ct_mpi_silent(MPI_COMM_WORLD, w, size, grace_s, serve_servers, c, buf, n);
+  return silent < 0 ? 0 : silent; /* no memory to ask: as if all answered */
+}
+
 /* The ranks of comm that do not answer a ping (silent_of). */
 static int silent_ranks(mpi_ctx *c, MPI_Comm comm, double grace_s, char *buf, size_t n) {
   buf[0] = 0;
-  int size = 0;
-  if (comm == MPI_COMM_NULL || MPI_Comm_size(comm, &size) != MPI_SUCCESS || size < 2) return 0;
-  int *in = malloc(sizeof(int) * (size_t)size), *w = malloc(sizeof(int) * (size_t)size);
-  if (!in || !w) {
-    free(in), free(w);
-    return 0;
-  }
-  for (int i = 0; i < size; i++) in[i] = i;
-  MPI_Group g, world;
-  MPI_Comm_group(comm, &g);
-  MPI_Comm_group(MPI_COMM_WORLD, &world);
-  MPI_Group_translate_ranks(g, size, in, world, w);
-  MPI_Group_free(&g);
-  MPI_Group_free(&world);
-  int silent = silent_of(c, w, size, grace_s, buf, n);
-  free(in), free(w);
+  int *w = NULL;
+  const int size = ct_mpi_members(comm, MPI_COMM_WORLD, &w);
+  int silent = size >= 2 ? silent_of(c, w, size, grace_s, buf, n) : 0;
+  free(w);
   return silent;
 }
 

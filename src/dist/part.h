@@ -53,7 +53,8 @@ struct ct_cluster_ops;
 /* The batch-sliced layers' parameters (ct_net_layer_batch) are every rank's: their gradients,
  * partial sums over each rank's rows, are summed over every rank of every group (divided by the
  * groups) before the update, so each rank applies the same one. A snapshot outside the loop's
- * planned ones (pycaffe's snapshot() after step(n)) gathers first (ct_cluster_sync). */
+ * planned ones (pycaffe's snapshot() after step(n)) gathers first (ct_cluster_sync), and so
+ * does a test (pycaffe's test(), ct_cluster_sync_params). */
 ct_status ct_dist_part_cluster_create(int groups, void **ctx, const struct ct_cluster_ops **ops, ct_error *err);
 
 #endif

@@ -88,10 +88,13 @@ int ct_net_layer_param_ranges(const ct_net *net, int i, size_t *off, size_t *cou
  * this process runs the layers of the workers rank_of maps to `rank`, in list order, and a
  * bridge between processes is a message: `send` must not block (it copies or buffers; `flush`
  * waits for a pass's sends), `recv` blocks until the data is there. A tag names the reading
- * layer and bottom. NULL ops: every worker in this process (threads). The ops are copied. */
+ * layer and bottom: from 0 up to the net's number of bottoms and tops; a net that needs more
+ * than max_tag (> 0; 0: no limit) is refused. NULL ops: every worker in this process
+ * (threads). The ops are copied. */
 typedef struct ct_bridge_ops {
   void *ctx;
   int rank, world; /* this process's rank in the group, and the group's processes */
+  int max_tag;
   int (*rank_of)(void *ctx, int worker);
   ct_status (*send)(void *ctx, int to, int tag, const float *p, size_t n, ct_error *err);
   ct_status (*recv)(void *ctx, int from, int tag, float *p, size_t n, ct_error *err);

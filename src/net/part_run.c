@@ -392,6 +392,13 @@ ct_status ct_net_set_bridges(ct_net *net, const ct_bridge_ops *ops, ct_error *er
   if (!(net->bridges = malloc(sizeof *net->bridges))) return ct_fail(err, CT_ENOMEM, "out of memory");
   *net->bridges = *ops;
   ct_status st = make_slices(net, err);
+  const int tags = st ? 0 : net->slices->at[net->nlayers];
+  if (!st && ops->max_tag > 0 && tags - 1 > ops->max_tag)
+    st = ct_fail(err, CT_EUNSUPPORTED,
+                 "net \"%s\": its %d layers have %d bottoms and tops, and the bridges between processes tag each "
+                 "bottom's messages with its own number; this MPI allows tags up to %d (MPI_TAG_UB, less the tags "
+                 "cortado keeps), so the net cannot be spread over processes: run it in one process, or with fewer "
+                 "layers", ct_net_name(net), net->nlayers, tags, ops->max_tag);
   if (st) ct_part_dist_free(net);
   return st;
 }
@@ -447,6 +454,11 @@ static ct_status run_slice(ct_net *net, int i, bool backward, ct_error *err) {
     if (s->was[at + k]) *(k < nb ? &l->bottom[k] : &l->top[k - nb]) = s->was[at + k], s->was[at + k] = NULL;
   return st;
 }
+
+/* The tag of bottom b of layer i: its place among every layer's bottoms and tops (the slices'
+ * index), so no two bottoms share one (layer x 32 + bottom gave a Concat's bottom 32 the next
+ * layer's bottom 0's); ct_net_set_bridges checks the largest against the bridges' max_tag. */
+static int bridge_tag(const ct_net *net, int i, int b) { return net->slices->at[i] + b; }
 
 /* One edge between a writer and a reader of blob t (tag: the reader and its bottom), in the
  * direction of the pass: `src` sends, `dst` receives. A batch side means every process holds its
@@ -531,14 +543,14 @@ ct_status ct_part_dist_run(ct_net *net, bool backward, ct_error *err) {
         int j = producer(net, i, b);
         if (j < 0) continue;
         const edge e = edge_of(net, j, i, false);
-        CT_TRY(recv_edge(net, &e, nl->l.bottom[b], CT_DATA, i * 32 + b, err));
+        CT_TRY(recv_edge(net, &e, nl->l.bottom[b], CT_DATA, bridge_tag(net, i, b), err));
       }
     } else {
       for (int k = i + 1; k < n; k++) /* the readers of i's tops */
         for (int b = 0; b < net->layers[k].l.nbottom; b++) {
           if (producer(net, k, b) != i || !sends_back(net, k, b)) continue;
           const edge e = edge_of(net, i, k, true);
-          CT_TRY(recv_edge(net, &e, net->layers[k].l.bottom[b], CT_DIFF, k * 32 + b, err));
+          CT_TRY(recv_edge(net, &e, net->layers[k].l.bottom[b], CT_DIFF, bridge_tag(net, k, b), err));
         }
     }
     if (batch)
@@ -550,14 +562,14 @@ ct_status ct_part_dist_run(ct_net *net, bool backward, ct_error *err) {
         for (int b = 0; b < net->layers[k].l.nbottom; b++) {
           if (producer(net, k, b) != i) continue;
           const edge e = edge_of(net, i, k, false);
-          CT_TRY(send_edge(net, &e, net->layers[k].l.bottom[b], CT_DATA, k * 32 + b, err));
+          CT_TRY(send_edge(net, &e, net->layers[k].l.bottom[b], CT_DATA, bridge_tag(net, k, b), err));
         }
     } else {
       for (int b = 0; b < nl->l.nbottom; b++) {
         int j = producer(net, i, b);
         if (j < 0 || !sends_back(net, i, b)) continue;
         const edge e = edge_of(net, j, i, true);
-        CT_TRY(send_edge(net, &e, nl->l.bottom[b], CT_DIFF, i * 32 + b, err));
+        CT_TRY(send_edge(net, &e, nl->l.bottom[b], CT_DIFF, bridge_tag(net, i, b), err));
       }
     }
   }

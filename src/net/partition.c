@@ -449,7 +449,13 @@ static ct_status rewrite_layer(rewrite *r, Caffe__LayerParameter *lp, const Caff
       return st;
     }
   }
-  for (size_t t = 0; t < lp->n_top; t++) CT_TRY(set_layout(r, lp->top[t], 0, worker, err));
+  for (size_t t = 0; t < lp->n_top; t++) {
+    ct_status st = set_layout(r, lp->top[t], 0, worker, err);
+    if (st) {
+      protobuf_c_message_free_unpacked(&lp->base, NULL);
+      return st;
+    }
+  }
   return emit(r, lp, src, worker, e, err);
 }
 

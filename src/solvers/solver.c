@@ -72,6 +72,10 @@ int ct_solver_test(ct_solver *s, int which, float *scores, int n, ct_error *err)
     ct_fail(err, CT_EINVAL, "no test net #%d (the solver has %d)", which, s->ntest);
     return -1;
   }
+  if (s->cluster) { /* issue 19: rank 0 tests with the shards the other ranks own, as they are now */
+    if (ct_cluster_sync_params(s->cluster, err)) return -1;
+    if (!is_root(s)) return 0;
+  }
   ct_net *net = s->test_nets[which];
   int total = net_output_count(net);
   double *acc = calloc((size_t)total + 1, sizeof(double));
