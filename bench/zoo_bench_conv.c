@@ -9,7 +9,8 @@
  *
  *
  * `model` checks the cost model instead: every type that applies to the zoo's dense 3x3 layers
- * (ResNet-50's, DenseNet-121's 128->32) and first layers, timed forward+backward, against the
+ * (ResNet-50's, DenseNet-121's 128->32), dense 1x1 layers and first layers, timed
+ * forward+backward, against the
  * seconds ct_lower_cost predicts for it (model / measured: 1 is a perfect fit), and the type the
  * model picks against the fastest measured.
  *
@@ -52,6 +53,11 @@ static const layer_shape shapes[] = {
     {"densenet121 conv3_1/x2", 128, 28, 28, 32, 1, 3, 1, 1},
     {"densenet121 conv4_1/x2", 128, 14, 14, 32, 1, 3, 1, 1},
     {"densenet121 conv5_1/x2", 128, 7, 7, 32, 1, 3, 1, 1},
+    {"resnet50 res4b_branch2c", 256, 14, 14, 1024, 1, 1, 1, 0},
+    {"resnet50 res3b_branch2a", 512, 28, 28, 128, 1, 1, 1, 0},
+    {"resnet50 res5b_branch2a", 2048, 7, 7, 512, 1, 1, 1, 0},
+    {"densenet121 conv4_24/x1", 992, 14, 14, 128, 1, 1, 1, 0},
+    {"densenet121 conv5_16/x1", 992, 7, 7, 128, 1, 1, 1, 0},
     {"resnet50 conv1 (7x7/2)", 3, 224, 224, 64, 1, 7, 2, 3},
     {"mobilenet conv1 (3x3/2)", 3, 224, 224, 32, 1, 3, 2, 1},
 };
@@ -86,18 +92,22 @@ static void time_type(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, 
   free(x), free(y), free(dx), free(dy), free(w), free(dw), free(b), free(db), free(ws);
 }
 
-/* `model`: measured against predicted, for the dense layers with a kernel over 1x1 */
+/* `model`: measured against predicted, for the dense layers: TYPE1-3 and WINOGRAD, or for a 1x1
+ * POINTWISE and TYPE1 */
 static void check_model(const ct_driver *cpu, int nb, double gf, double gb) {
   printf("%-34s %-10s %10s %10s %7s\n", "layer", "type", "fb ms", "model ms", "ratio");
   int right = 0, layers = 0;
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
     const layer_shape *s = &shapes[i];
     ct_conv_geom g = {nb, s->C, s->H, s->W, s->K, s->G, s->k, s->k, s->s, s->s, s->p, s->p, 1, 1, 0, 0};
-    if (!ct_conv_geom_finish(&g) || g.G > 1 || s->k == 1) continue;
-    const ct_lowering types[] = {CT_LOWER_TYPE1, CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_WINOGRAD};
+    if (!ct_conv_geom_finish(&g) || g.G > 1 || (s->k == 1 && !ct_conv_is_pointwise(&g))) continue;
+    const bool pw = ct_conv_is_pointwise(&g);
+    const ct_lowering types[] = {CT_LOWER_TYPE1, pw ? CT_LOWER_POINTWISE : CT_LOWER_TYPE2,
+                                 pw ? CT_LOWER_AUTO : CT_LOWER_TYPE3, pw ? CT_LOWER_AUTO : CT_LOWER_WINOGRAD};
     ct_lowering fastest = CT_LOWER_TYPE1;
     double best = 1e30;
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+      if (types[t] == CT_LOWER_AUTO) continue;
       const double model = ct_lower_cost(&g, types[t], nb, gf, gb, CT_LOWER_MAX_WORKSPACE);
       if (model >= 1e29) continue; /* does not apply (or too much workspace) */
       double f, b;

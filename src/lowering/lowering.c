@@ -695,7 +695,10 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
       if (!ct_conv_is_pointwise(g)) return 1e30;
       flops = 2 * K * Cg * n * H * W;
       bytes = 0; /* nothing but the GEMMs (the bias takes the place of their clearing pass) */
-      eff = pw_one_gemm(g) ? shape_eff(K, n, C) : shape_eff(Kg, H * W, Cg);
+      /* per image: x's plane is the GEMM's whole right operand, read as it lies, so a small
+       * plane costs less (CT_POINTWISE_KNEE) than the streaming knee says */
+      eff = pw_one_gemm(g) ? shape_eff(K, n, C)
+                           : shape_eff(Kg, 1e30, Cg) * (H * W / (H * W + CT_POINTWISE_KNEE));
       break;
     case CT_LOWER_DIRECT:
       if (!ct_lower_direct_applies(g)) return 1e30;

@@ -135,6 +135,11 @@ typedef struct ct_wino_block {
  * constants put WINOGRAD 1.2-1.6x too slow and TYPE3 1.1-1.6x too fast: DenseNet's 128->32
  * layers picked TYPE3, 1.6x slower than WINOGRAD there). */
 #define CT_WINO_KNEE 12.0
+/* POINTWISE's knee on an image's plane, its GEMMs' width: ResNet's 1024 <-> 256 1x1 layers at
+ * 14x14 ran 5-11% faster per image than TYPE1 packed (whose copies of x and y in and out of the
+ * packed layout cost more than memcpy's rate), where the knee of 24 picked TYPE1; at 7x7 TYPE1
+ * stays ahead (bench/zoo_bench_conv model). */
+#define CT_POINTWISE_KNEE 8.0
 #define CT_TYPE3_EFF 0.75
 ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb);
 /* For tests: a block's tiles (0: the default sizing) and whether WINOGRAD runs blocked where the
