@@ -188,12 +188,6 @@ typedef struct copy {
 struct ct_storage {
   pthread_mutex_t mu;
   atomic_int refs;
-  /* Set (under mu) while the host holds the only copy and all of it is valid: a host deref then
-   * has nothing to copy or mark, and returns without the lock. Two partitions of a layer deref
-   * the same storages at the same moment, so the lock would make them wait on each other (a
-   * futex sleep and wake-up) many times per pass. Cleared under mu before anything could make it
-   * false (another place's copy, a reserve). */
-  atomic_bool host_whole;
   size_t size;
   copy c[CT_MAX_MEMS]; /* by place id */
 };
@@ -231,7 +225,6 @@ ct_status ct_storage_reserve(ct_storage *s, size_t n, ct_error *err) {
   (void)err;
   if (n <= s->size) return CT_OK;
   pthread_mutex_lock(&s->mu);
-  atomic_store_explicit(&s->host_whole, false, memory_order_relaxed);
   drop_copies(s);
   s->size = n;
   pthread_mutex_unlock(&s->mu);
@@ -241,7 +234,6 @@ ct_status ct_storage_reserve(ct_storage *s, size_t n, ct_error *err) {
 static ct_status get_copy(ct_storage *s, const ct_mem *m, copy **out, ct_error *err) {
   copy *c = &s->c[m->id];
   if (!c->m) {
-    if (m->id != CT_MEM_HOST) atomic_store_explicit(&s->host_whole, false, memory_order_relaxed);
     size_t bytes = (s->size ? s->size : 1) * sizeof(float);
     float *p = s->size <= SIZE_MAX / sizeof(float) ? m->alloc(m, bytes) : NULL;
     if (!p) return ct_fail(err, CT_ENOMEM, "%s: out of memory (a buffer of %zu bytes)", m->name, bytes);
@@ -370,10 +362,6 @@ ct_status ct_storage_deref(ct_storage *s, const ct_mem *m, ct_access mode, size_
                            ct_copy_stats *stats, float **out, ct_error *err) {
   if (end > s->size || begin > end)
     return ct_fail(err, CT_EINTERNAL, "deref of elements [%zu, %zu) of a storage of %zu", begin, end, s->size);
-  if (m->id == CT_MEM_HOST && atomic_load_explicit(&s->host_whole, memory_order_acquire)) {
-    *out = s->c[CT_MEM_HOST].p; /* nothing to copy, nothing to mark */
-    return CT_OK;
-  }
   pthread_mutex_lock(&s->mu);
   copy *c = NULL;
   ct_status st = get_copy(s, m, &c, err);
@@ -382,11 +370,6 @@ ct_status ct_storage_deref(ct_storage *s, const ct_mem *m, ct_access mode, size_
     if (!ivset_add(&c->valid, begin, end)) st = oom(m, err);
     for (int i = 0; !st && i < CT_MAX_MEMS; i++)
       if (&s->c[i] != c && s->c[i].m && !ivset_sub(&s->c[i].valid, begin, end)) st = oom(s->c[i].m, err);
-  }
-  if (!st && m->id == CT_MEM_HOST) {
-    bool whole = ivset_covers(&c->valid, 0, s->size);
-    for (int i = 0; whole && i < CT_MAX_MEMS; i++) whole = i == CT_MEM_HOST || !s->c[i].m;
-    atomic_store_explicit(&s->host_whole, whole, memory_order_release);
   }
   pthread_mutex_unlock(&s->mu);
   *out = st ? NULL : c->p;
