@@ -43,7 +43,9 @@ static const char *net_fmt =
     "layer { name: 'd3_bn' type: 'BatchNorm' bottom: 'cat2' top: 'd3_bn' }\n"
     "layer { name: 'd3_sc' type: 'Scale' bottom: 'd3_bn' top: 'd3_bn' scale_param { bias_term: true } }\n"
     "layer { name: 'd3_relu' type: 'ReLU' bottom: 'd3_bn' top: 'd3_bn' }\n"
-    "layer { name: 'd3_conv' type: 'Convolution' bottom: 'd3_bn' top: 'd3' convolution_param { num_output: 4\n"
+    /* WINOGRAD blocked: its workspace stays shared where the others are kept (shared_only) */
+    "layer { name: 'd3_conv' type: 'Convolution' bottom: 'd3_bn' top: 'd3' lowering: WINOGRAD\n"
+    "  convolution_param { num_output: 4\n"
     "  kernel_size: 3 pad: 1 weight_filler { type: 'gaussian' std: 0.2 } } }\n"
     "layer { name: 'cat3' type: 'Concat' bottom: 'cat2' bottom: 'd3' top: 'cat3' }\n"
     /* transition 1x1 back to 8 channels, residual sum with c0 */

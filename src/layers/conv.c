@@ -322,6 +322,12 @@ ct_status ct_conv_fit_workspace(const ct_layer *l, const ct_conv_geom *g, ct_low
     if (*chunk == 1 || conv_workspace_on(l, g, *type, *chunk) <= cap) break;
   }
   size_t floats = (conv_workspace_on(l, g, *type, *chunk) + 15) & ~(size_t)15;
+  /* blocked WINOGRAD transforms the input again in backward (but where a partition is one
+   * block) whatever its workspace held, and its kernel's transform is cheap: a private
+   * workspace would save little for its U and dU (ResNet-50 b16: 510 MB of them) */
+  bool blocked = *type == CT_LOWER_WINOGRAD;
+  for (int i = 0; i < l->plan.n; i++) blocked &= ct_lower_wino_blocked_on(l->plan.part[i].d);
+  ws->shared_only = blocked && ct_lower_wino_blocked_on(ct_layer_driver(l));
   return ct_part_workspace_reserve(ws, l, floats * sizeof(float), err); /* shared across layers */
 }
 

@@ -91,9 +91,10 @@ struct ct_ws_pool {
   int n;
   ct_ws_slot slot[CT_MAX_PARTITIONS * CT_MAX_DRIVERS];
   size_t asked;
+  size_t asked_private; /* of that, by users whose backward gains from a private one */
   ct_part_scratch **user; /* the scratches that reserved here (NULL: freed since) */
   int nuser, capuser;
-  bool keep;     /* users get private workspaces while `asked` fits the budget */
+  bool keep;     /* users get private workspaces while `asked_private` fits the budget */
   size_t budget; /* bytes */
 };
 
@@ -135,10 +136,10 @@ bool ct_ws_pool_keeps(const ct_ws_pool *pool) { return pool && pool->keep; }
 
 ct_status ct_ws_pool_keep(ct_ws_pool *pool, size_t budget, bool *kept, ct_error *err) {
   *kept = false;
-  if (!pool || pool->asked > budget) return CT_OK;
+  if (!pool || pool->asked_private > budget) return CT_OK;
   for (int u = 0; u < pool->nuser; u++) {
     ct_part_scratch *s = pool->user[u];
-    for (int i = 0; s && i < s->n; i++) {
+    for (int i = 0; s && !s->shared_only && i < s->n; i++) {
       if (!s->slot[i]) continue;
       void *p = s->d[i]->ops->alloc(s->d[i], s->bytes[i]);
       if (!p)
@@ -147,11 +148,19 @@ ct_status ct_ws_pool_keep(ct_ws_pool *pool, size_t budget, bool *kept, ct_error 
       s->slot[i] = NULL;
     }
   }
-  for (int i = 0; i < pool->n; i++) { /* nobody uses the shared buffers any more */
+  for (int i = 0; i < pool->n; i++) { /* the shared buffers now serve the shared-only users */
     ct_ws_slot *w = &pool->slot[i];
+    size_t most = 0;
+    for (int u = 0; u < pool->nuser; u++) {
+      const ct_part_scratch *s = pool->user[u];
+      for (int k = 0; s && k < s->n; k++)
+        if (s->slot[k] == w && s->bytes[k] > most) most = s->bytes[k];
+    }
+    if (most == w->bytes) continue;
     if (w->p) w->d->ops->free(w->d, w->p);
-    w->p = NULL;
-    w->bytes = 0;
+    w->p = most ? w->d->ops->alloc(w->d, most) : NULL;
+    if (most && !w->p) return ct_fail(err, CT_ENOMEM, "cannot allocate %zu bytes of workspace on %s", most, w->d->name);
+    w->bytes = most;
     w->last = NULL;
   }
   pool->keep = true;
@@ -191,17 +200,18 @@ ct_status ct_part_workspace_reserve(ct_part_scratch *s, const ct_layer *l, size_
   if (!bytes) bytes = 64;
   CT_TRY(pool_add_user(pool, s, err));
   const int n = l->plan.n ? l->plan.n : 1;
-  if (pool->keep) { /* private while everything asked fits the budget */
+  if (pool->keep && !s->shared_only) { /* private while everything asked fits the budget */
     size_t grow = 0;
     for (int i = 0; i < n; i++) {
       const size_t had = i < s->n && (s->p[i] || s->slot[i]) ? s->bytes[i] : 0;
       if (bytes > had) grow += bytes - had;
     }
-    if (pool->asked + grow <= pool->budget) {
+    if (pool->asked_private + grow <= pool->budget) {
       for (int i = 0; i < n && i < s->n; i++)
         if (s->slot[i]) s->slot[i] = NULL, s->p[i] = NULL, s->d[i] = NULL, s->bytes[i] = 0;
       CT_TRY(ct_part_scratch_reserve(s, l, bytes, err));
       pool->asked += grow;
+      pool->asked_private += grow;
       return CT_OK;
     }
   }
@@ -225,6 +235,7 @@ ct_status ct_part_workspace_reserve(ct_part_scratch *s, const ct_layer *l, size_
     }
     const size_t before = i < s->n && s->slot[i] == w ? s->bytes[i] : 0;
     if (bytes > before) pool->asked += bytes - before;
+    if (bytes > before && !s->shared_only) pool->asked_private += bytes - before;
     s->slot[i] = w;
     s->p[i] = NULL;
     s->d[i] = d;

@@ -154,6 +154,8 @@ typedef struct ct_part_scratch {
   const ct_driver *d[CT_MAX_PARTITIONS];
   ct_ws_slot *slot[CT_MAX_PARTITIONS]; /* a shared workspace (ct_part_workspace_reserve) */
   struct ct_ws_pool *pool;             /* the pool that knows this scratch as a user, or NULL */
+  bool shared_only; /* a private copy gains its owner nothing (set before reserving): it stays
+                       on the shared workspaces, and out of ct_ws_pool_keep's budget */
   int user;                            /* its index among the pool's users */
 } ct_part_scratch;
 ct_status ct_part_scratch_reserve(ct_part_scratch *s, const ct_layer *l, size_t bytes, ct_error *err);
@@ -197,7 +199,8 @@ void ct_ws_pool_free(ct_ws_pool *pool);
  * users asked for in all (what private scratch would have held). */
 void ct_ws_pool_bytes(const ct_ws_pool *pool, size_t *held, size_t *asked);
 /* Gives every user its own workspace when all they asked for is at most `budget` bytes, so that
- * no layer lowers its input twice; later reservations stay private while the total fits. Returns
+ * no layer lowers its input twice; later reservations stay private while the total fits. Users
+ * marked shared_only are neither counted nor moved: they keep the shared buffers. Returns
  * whether the pool now keeps workspaces private. */
 ct_status ct_ws_pool_keep(ct_ws_pool *pool, size_t budget, bool *kept, ct_error *err);
 /* Whether the pool gives its users private workspaces (ct_ws_pool_keep). */

@@ -210,6 +210,7 @@ size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb) {
 /* WINOGRAD runs blocked on d: d has conv_wino_block, and CT_WINO_BLOCKED=0 is not in the
  * environment (benchmarks compare with the staged path on the same driver) */
 static bool wino_blocked(const ct_driver *d) { return d->ops->conv_wino_block && wino_env_blocked(); }
+bool ct_lower_wino_blocked_on(const ct_driver *d) { return wino_blocked(d); }
 
 size_t ct_lower_workspace_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb) {
   if (t == CT_LOWER_WINOGRAD && wino_blocked(d)) return ct_lower_wino_block(g, nb).workspace;

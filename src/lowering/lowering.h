@@ -156,6 +156,8 @@ size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb);
  * than ct_lower_workspace. CT_WINO_BLOCKED=0 in the environment runs WINOGRAD staged on every
  * driver (benchmarks). */
 size_t ct_lower_workspace_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb);
+/* Whether WINOGRAD runs blocked on d (d has conv_wino_block and CT_WINO_BLOCKED=0 is not set). */
+bool ct_lower_wino_blocked_on(const ct_driver *d);
 /* Type 2 runs its GEMMs and its lift (forward) or lift of dy (backward) image by image when a
  * partition has two images or more, each with at least this many product columns (H*OW):
  * CaffeNet's conv2 (729), not its 13 x 13 layers, whose per-image GEMMs would be too thin. */
