@@ -5,6 +5,17 @@
  * same operations in the same order either way, so both builds give the same floats. See
  * winograd.c for the layout. */
 
+/* Four or eight tiles' V from the row z_i, along the row through B (tw, zi, v0..v3 in scope) */
+#define WINO_V_STEP(VT, LOAD_STRIDE, STORE)                                                       \
+  do {                                                                                            \
+    VT e0 = LOAD_STRIDE(zi + 2 * tw, 2), o0 = LOAD_STRIDE(zi + 2 * tw + 1, 2);                    \
+    VT e1 = LOAD_STRIDE(zi + 2 * tw + 2, 2), o1 = LOAD_STRIDE(zi + 2 * tw + 3, 2);                \
+    STORE(v0 + tw, e0 - e1);                                                                      \
+    STORE(v1 + tw, o0 + e1);                                                                      \
+    STORE(v2 + tw, e1 - o0);                                                                      \
+    STORE(v3 + tw, o0 - o1);                                                                      \
+  } while (0)
+
 /* V for every channel and row of tiles r in [r0, r1) (r = n TH + th), tile (r - r0) TW + tw
  * at column t of rows ld floats apart, the 16 blocks sV apart. The four input rows go through
  * B^T (z_i, along padded rows: column j holds input column j - pw, zero outside the image; read
@@ -51,22 +62,8 @@ WINO_ATTR static void WINO_NAME(lower_rows)(const ct_conv_geom *g, const ct_wino
         const float *zi = z[i];
         /* the tiles' padded columns 2 tw .. 2 tw + 3; a step of four reads up to 2 TWv + 1 */
         int tw = 0;
-        for (; tw + 8 <= wg->TWv; tw += 8) {
-          ct_v8f e0 = ct_v8f_load_stride(zi + 2 * tw, 2), o0 = ct_v8f_load_stride(zi + 2 * tw + 1, 2);
-          ct_v8f e1 = ct_v8f_load_stride(zi + 2 * tw + 2, 2), o1 = ct_v8f_load_stride(zi + 2 * tw + 3, 2);
-          ct_v8f_store(v0 + tw, e0 - e1);
-          ct_v8f_store(v1 + tw, o0 + e1);
-          ct_v8f_store(v2 + tw, e1 - o0);
-          ct_v8f_store(v3 + tw, o0 - o1);
-        }
-        for (; tw < wg->TW; tw += 4) {
-          ct_v4f e0 = ct_v4f_load_stride(zi + 2 * tw, 2), o0 = ct_v4f_load_stride(zi + 2 * tw + 1, 2);
-          ct_v4f e1 = ct_v4f_load_stride(zi + 2 * tw + 2, 2), o1 = ct_v4f_load_stride(zi + 2 * tw + 3, 2);
-          ct_v4f_store(v0 + tw, e0 - e1);
-          ct_v4f_store(v1 + tw, o0 + e1);
-          ct_v4f_store(v2 + tw, e1 - o0);
-          ct_v4f_store(v3 + tw, o0 - o1);
-        }
+        for (; tw + 8 <= wg->TWv; tw += 8) WINO_V_STEP(ct_v8f, ct_v8f_load_stride, ct_v8f_store);
+        for (; tw < wg->TW; tw += 4) WINO_V_STEP(ct_v4f, ct_v4f_load_stride, ct_v4f_store);
       }
     }
 }
