@@ -34,16 +34,20 @@
 
 /* lower_rows and lower_grad_rows, for the baseline and for AVX2 (built with -Wno-psabi, as
  * depthwise.c: their 8-lane vectors never cross a call between the two) */
-#define WINO_ATTR
-#define WINO_NAME(f) base_##f
 #include "drivers/cpu/winograd_rows.h"
-#undef WINO_ATTR
-#undef WINO_NAME
-#define WINO_ATTR __attribute__((target("avx2")))
-#define WINO_NAME(f) avx2_##f
-#include "drivers/cpu/winograd_rows.h"
-#undef WINO_ATTR
-#undef WINO_NAME
+
+#define ROWS_PARAMS (const ct_conv_geom *g, const ct_wino_strides *wg, const float *x, int r0, int r1, float *V, \
+                     size_t ld, size_t sV, float *scratch)
+#define GRAD_PARAMS (const ct_conv_geom *g, const ct_wino_strides *wg, const float *dV, size_t ld, size_t sV, int r0, \
+                     int r1, float *dx, float *scratch, size_t prow)
+static void base_lower_rows ROWS_PARAMS { lower_rows_body(g, wg, x, r0, r1, V, ld, sV, scratch); }
+__attribute__((target("avx2"))) static void avx2_lower_rows ROWS_PARAMS {
+  lower_rows_body(g, wg, x, r0, r1, V, ld, sV, scratch);
+}
+static void base_lower_grad_rows GRAD_PARAMS { lower_grad_rows_body(g, wg, dV, ld, sV, r0, r1, dx, scratch, prow); }
+__attribute__((target("avx2"))) static void avx2_lower_grad_rows GRAD_PARAMS {
+  lower_grad_rows_body(g, wg, dV, ld, sV, r0, r1, dx, scratch, prow);
+}
 
 static void lower_rows(const ct_conv_geom *g, const ct_wino_strides *wg, const float *x, int r0, int r1, float *V,
                        size_t ld, size_t sV, float *scratch) {

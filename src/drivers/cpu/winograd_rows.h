@@ -1,6 +1,7 @@
 /* WINOGRAD's two heaviest transforms, lower_rows (V = B^T d B) and lower_grad_rows (dx from
- * B dV B^T), included twice by winograd.c: once for the baseline and once for AVX2
- * (WINO_ATTR, WINO_NAME), dispatched at run time. Eight tiles per step where eight are left
+ * B dV B^T), as always-inline bodies that winograd.c instantiates for the baseline and for AVX2
+ * and dispatches at run time (as depthwise.c does: clang wants the 8-lane helpers inlined into
+ * each instance, not called across the two). Eight tiles per step where eight are left
  * (ct_v8f: one AVX register, two SSE ones on the baseline), then four; every lane computes the
  * same operations in the same order either way, so both builds give the same floats. See
  * winograd.c for the layout. */
@@ -21,8 +22,9 @@
  * B^T (z_i, along padded rows: column j holds input column j - pw, zero outside the image; read
  * from x where they lie), then along the row through B. scratch: 8 rows of rw floats (z, and
  * one row kept zero for the rows of a tile above or below the image). */
-WINO_ATTR static void WINO_NAME(lower_rows)(const ct_conv_geom *g, const ct_wino_strides *wg, const float *x, int r0,
-                                            int r1, float *V, size_t ld, size_t sV, float *scratch) {
+static inline __attribute__((always_inline)) void lower_rows_body(const ct_conv_geom *g, const ct_wino_strides *wg,
+                                                                  const float *x, int r0, int r1, float *V, size_t ld,
+                                                                  size_t sV, float *scratch) {
   const size_t plane = (size_t)g->H * g->W;
   float *z[4];
   const float *zero = scratch + (size_t)4 * wg->rw;
@@ -94,9 +96,10 @@ WINO_ATTR static void WINO_NAME(lower_rows)(const ct_conv_geom *g, const ct_wino
  * the part inside the image is copied to dx, except P's first two rows where th_a > 0: the
  * block before wrote those rows of dx (its last row of tiles reaches them), and they are added
  * to. P: prow rows of rw floats, at least 2 (th_b - th_a) + 2; then 4 rows of rw and the terms. */
-WINO_ATTR static void WINO_NAME(lower_grad_rows)(const ct_conv_geom *g, const ct_wino_strides *wg, const float *dV,
-                                                 size_t ld, size_t sV, int r0, int r1, float *dx, float *scratch,
-                                                 size_t prow) {
+static inline __attribute__((always_inline)) void lower_grad_rows_body(const ct_conv_geom *g,
+                                                                       const ct_wino_strides *wg, const float *dV,
+                                                                       size_t ld, size_t sV, int r0, int r1, float *dx,
+                                                                       float *scratch, size_t prow) {
   const size_t plane = (size_t)g->H * g->W;
   float *P = scratch, *terms = scratch + (prow + 4) * wg->rw;
   const size_t tl = (size_t)wg->TWv + 12; /* one row of terms: 4 zeros, then TWv + 8 */
