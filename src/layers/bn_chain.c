@@ -137,7 +137,7 @@ static ct_status chain_backward(ct_layer *l, const ct_part *p, ct_error *err) {
     CT_TRY(ct_read(l, p, l->top[0], &y, err));
     y += first;
   }
-  if (keeps_xnorm(l) || from_x) {
+  if (needs_xnorm(l)) { /* kept, or x to recompute it from */
     CT_TRY(ct_read(l, p, from_x ? l->bottom[0] : cp->xnorm, &xnorm, err));
     xnorm += first;
   }

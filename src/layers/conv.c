@@ -252,8 +252,6 @@ static ct_status conv_setup(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
-/* The most floats one partition's lowering workspace may take: CT_CONV_WORKSPACE_MB in the
- * environment (megabytes, fractions allowed), else CT_LOWER_MAX_WORKSPACE (1 GiB). */
 /* The lowering's switches in the environment (lowering.h): refused by name unless they hold what
  * they may, rather than read as their default. */
 static ct_status check_switches(const ct_layer *l, ct_error *err) {
@@ -273,6 +271,8 @@ static ct_status check_switches(const ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
+/* The most floats one partition's lowering workspace may take: CT_CONV_WORKSPACE_MB in the
+ * environment (megabytes, fractions allowed), else CT_LOWER_MAX_WORKSPACE (1 GiB). */
 static ct_status conv_workspace_cap(const ct_layer *l, size_t *cap, ct_error *err) {
   CT_TRY(check_switches(l, err));
   const char *e = getenv("CT_CONV_WORKSPACE_MB");

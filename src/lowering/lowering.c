@@ -209,11 +209,10 @@ size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb) {
 
 /* WINOGRAD runs blocked on d: d has conv_wino_block, and CT_WINO_BLOCKED=0 is not in the
  * environment (benchmarks compare with the staged path on the same driver) */
-static bool wino_blocked(const ct_driver *d) { return d->ops->conv_wino_block && wino_env_blocked(); }
-bool ct_lower_wino_blocked_on(const ct_driver *d) { return wino_blocked(d); }
+bool ct_lower_wino_blocked_on(const ct_driver *d) { return d->ops->conv_wino_block && wino_env_blocked(); }
 
 size_t ct_lower_workspace_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb) {
-  if (t == CT_LOWER_WINOGRAD && wino_blocked(d)) return ct_lower_wino_block(g, nb).workspace;
+  if (t == CT_LOWER_WINOGRAD && ct_lower_wino_blocked_on(d)) return ct_lower_wino_block(g, nb).workspace;
   return ct_lower_workspace(g, t, nb);
 }
 
@@ -584,7 +583,7 @@ ct_status ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowe
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: return forward_lowered(d, g, t, nb, x, w, b, y, ws);
     case CT_LOWER_WINOGRAD:
-      if (wino_blocked(d)) return forward_wino_blocked(d, g, nb, x, w, b, y, ws);
+      if (ct_lower_wino_blocked_on(d)) return forward_wino_blocked(d, g, nb, x, w, b, y, ws);
       return forward_wino(d, g, nb, x, w, b, y, ws);
     case CT_LOWER_POINTWISE: return forward_pw(d, g, nb, x, w, b, y);
     case CT_LOWER_DIRECT: return d->ops->conv_direct_forward(d, g, nb, x, w, b, y, ws);
@@ -608,7 +607,7 @@ ct_status ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_low
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: return backward23(d, g, t, nb, x, w, dy, dx, dw, db, ws, reuse);
     case CT_LOWER_WINOGRAD:
-      if (wino_blocked(d)) return backward_wino_blocked(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
+      if (ct_lower_wino_blocked_on(d)) return backward_wino_blocked(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
       return backward_wino(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
     case CT_LOWER_POINTWISE: return backward_pw(d, g, nb, x, w, dy, dx, dw, db);
     case CT_LOWER_DIRECT:
@@ -640,8 +639,9 @@ ct_status ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const 
 
 /* A GEMM's rate falls off when a dimension is small (panels do not fill the kernel, and a thin
  * operand streamed from memory is reused less): m / (m + knee) per dimension. */
+static double dim_eff(double x, double knee) { return x / (x + knee); }
 static double knee_eff(double m, double n, double k, double knee) {
-  return (m / (m + knee)) * (n / (n + knee)) * (k / (k + knee));
+  return dim_eff(m, knee) * dim_eff(n, knee) * dim_eff(k, knee);
 }
 static double shape_eff(double m, double n, double k) { return knee_eff(m, n, k, 24.0); }
 
@@ -699,7 +699,7 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
       /* per image: x's plane is the GEMM's whole right operand, read as it lies, so a small
        * plane costs less (CT_POINTWISE_KNEE) than the streaming knee says */
       eff = pw_one_gemm(g) ? shape_eff(K, n, C)
-                           : shape_eff(Kg, 1e30, Cg) * (H * W / (H * W + CT_POINTWISE_KNEE));
+                           : dim_eff(Kg, 24.0) * dim_eff(H * W, CT_POINTWISE_KNEE) * dim_eff(Cg, 24.0);
       break;
     case CT_LOWER_DIRECT:
       if (!ct_lower_direct_applies(g)) return 1e30;

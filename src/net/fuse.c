@@ -79,8 +79,9 @@ ct_status ct_net_fuse(ct_net *net, ct_error *err) {
     f->head = i;
     f->n = n;
     f->expect = -1;
+    f->x_kept = input_kept(net, i, n);
     ct_status st = ct_bn_chain_create(&net->layers[i].l, &net->layers[i + 1].l, n == 3 ? &net->layers[i + 2].l : NULL,
-                                      f->x_kept = input_kept(net, i, n), &f->layer, err);
+                                      f->x_kept, &f->layer, err);
     if (st) {
       free(f);
       return st;

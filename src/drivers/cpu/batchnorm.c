@@ -187,11 +187,11 @@ static void backward_sums(const chain_args *a, size_t c, bool want_gz, double *s
   const bool fx = a->zmean != NULL;
   const float mu = fx ? a->zmean[c] : 0.0f, inv = 1.0f / a->std_in[c];
   const ct_v4f vm = ct_v4f_splat(mu), vi = ct_v4f_splat(inv);
+  const bool ahead = c + 1 < C;
   double tg = 0.0, tgz = 0.0;
   for (size_t n = 0; n < N; n++) {
     const size_t o = (n * C + c) * S;
     const float *dy = a->dy + o, *y = a->y_in + o, *z = want_gz ? a->z_in + o : NULL;
-    const bool ahead = c + 1 < C;
     for (size_t b0 = 0; b0 < S; b0 += STAT_BLOCK) {
       const size_t e = b0 + STAT_BLOCK < S ? b0 + STAT_BLOCK : S;
       ct_v4f ag = ct_v4f_splat(0.0f), agz = ag;

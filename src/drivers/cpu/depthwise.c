@@ -523,7 +523,7 @@ static int instance_of(const ct_conv_geom *g) {
 #define DISPATCH(name, args)                                    \
   do {                                                          \
     const int which_ = instance_of(g);                          \
-    if (ct_cpu_has_avx2()) {                                           \
+    if (ct_cpu_has_avx2()) {                                    \
       if (which_ == 0) avx2_##name##_s1k3 args;                 \
       else if (which_ == 1) avx2_##name##_s2k3 args;            \
       else avx2_##name##_any args;                              \
