@@ -289,6 +289,13 @@ typedef struct ct_driver_ops {
   ct_status (*conv_wino_block)(const ct_driver *d, const ct_conv_geom *g, ct_wino_step step, int nb, int r0, int r1,
                                const float *in, const float *b, float *out, float *scratch);
 
+  /* ---- WINOGRAD4 (optional: NULL where the driver does not run F(4x4, 3x3)): the steps of
+   * conv_wino_block, with the same meaning, in the layout of ct_lower_wino4_block(g, nb): 6x6
+   * input tiles 4 apart, 36 positions; LOWER_GRAD adds to the two rows of dx a block shares with
+   * the one before it in the same image. */
+  ct_status (*conv_wino4_block)(const ct_driver *d, const ct_conv_geom *g, ct_wino_step step, int nb, int r0, int r1,
+                                const float *in, const float *b, float *out, float *scratch);
+
   /* ---- DIRECT convolution (no lowering, no GEMM: depthwise and many-group layers) over nb
    * images, any geometry; ws: ct_lower_direct_layout(g).scratch floats of scratch.
    * forward: y = conv(x, w) + b (b may be NULL). backward_data: dx = the data gradient from dy

@@ -104,31 +104,36 @@ void ct_lower_wino_settings(long block_tiles, bool blocked) {
   atomic_store(&wino_blocked_set, blocked ? 1 : 0);
 }
 
-ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb) {
-  const ct_wino_strides s = ct_lower_wino_strides(g, nb);
-  ct_wino_block B;
-  /* the rows of tiles whose V and M (16 (C + K) floats a tile) fill CT_WINO_BLOCK_BYTES, but
-   * at least CT_WINO_BLOCK_MIN_TILES tiles (the GEMMs' width), and enough that U and dU (16 K
-   * C/G floats each, which every block's GEMMs read, and dU's write) move at most a quarter of
-   * what the block's V and M do: in deep layers (ResNet's 14x14x256, 7x7x512) the backward ran
-   * slower in smaller blocks; at most the partition. CT_WINO_BLOCK_TILES in the environment sets
-   * the tiles instead (tests, benchmarks) */
-  const size_t C = (size_t)g->C, K = (size_t)g->K, per_tile = 16 * sizeof(float) * (C + K);
+/* The rows of tiles of a block, for tiles of X positions (16 or 36) in rows of TW of them: those
+ * whose V and M (X (C + K) floats a tile) fill CT_WINO_BLOCK_BYTES, but at least
+ * CT_WINO_BLOCK_MIN_TILES tiles (the GEMMs' width), and enough that U and dU (X K C/G floats
+ * each, which every block's GEMMs read, and dU's write) move at most a quarter of what the
+ * block's V and M do: in deep layers (ResNet's 14x14x256, 7x7x512) the backward ran slower in
+ * smaller blocks; at most the partition (`all` rows). CT_WINO_BLOCK_TILES in the environment sets
+ * the tiles instead (tests, benchmarks). */
+static size_t block_rows(const ct_conv_geom *g, size_t X, int TW, size_t all) {
+  const size_t C = (size_t)g->C, K = (size_t)g->K, per_tile = X * sizeof(float) * (C + K);
   /* where U is larger than L2 it streams from memory for every block: then an eighth (CaffeNet's
    * 13x13 conv3-5 at 16 images, 2 blocks under the quarter, ran their backward 10% slower than
    * in one block) */
-  const size_t u_bytes = 16 * sizeof(float) * K * (C / (size_t)g->G);
+  const size_t u_bytes = X * sizeof(float) * K * (C / (size_t)g->G);
   const size_t for_u = (u_bytes > ((size_t)1 << 20) ? 8 : 4) * K * (C / (size_t)g->G) / (C + K);
   size_t tiles = CT_WINO_BLOCK_BYTES / per_tile;
   if (tiles < CT_WINO_BLOCK_MIN_TILES) tiles = CT_WINO_BLOCK_MIN_TILES;
   if (tiles < for_u) tiles = for_u;
   const long et = wino_env_tiles();
   if (et > 0) tiles = (size_t)et;
-  const size_t all = (size_t)nb * s.TH;
-  size_t rows = (tiles + (size_t)s.TW / 2) / (size_t)s.TW;
+  size_t rows = (tiles + (size_t)TW / 2) / (size_t)TW;
   if (rows < 1) rows = 1;
   /* two blocks would move U (and dU) twice for little cache gain: the partition in one */
   if (rows > all || (et <= 0 && 2 * rows >= all)) rows = all;
+  return rows;
+}
+
+ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb) {
+  const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+  ct_wino_block B;
+  const size_t rows = block_rows(g, 16, s.TW, (size_t)nb * s.TH);
   B.rows = (int)rows;
   B.ld = (rows * (size_t)s.TW + 4 + 15) & ~(size_t)15;
   B.sV = (size_t)g->C * B.ld + 16;
@@ -142,6 +147,48 @@ ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb) {
   B.M = B.V + 16 * B.sV;
   B.scratch = B.M + 16 * B.sM;
   B.workspace = B.scratch + (B.prow + 4) * s.rw + 16 * ((size_t)s.TWv + 12);
+  return B;
+}
+
+/* ================================================================ WINOGRAD4's layout */
+
+/* As WINOGRAD's, with 4x4 output tiles of 6x6 inputs (36 positions); the transforms run eight
+ * tiles of a row at a time, then four, so a step reads and writes up to three tiles past a
+ * row's end (V, M: into the next row's tiles or the padding of ld). Row buffers: 4 TWv padded
+ * columns, plus what a step's loads reach past its tiles (eight floats), rounded to 16. */
+ct_wino_strides ct_lower_wino4_strides(const ct_conv_geom *g, int nb) {
+  ct_wino_strides w;
+  w.TH = (g->OH + 3) / 4;
+  w.TW = (g->OW + 3) / 4;
+  w.TWv = (w.TW + 3) & ~3;
+  w.rw = 4 * (size_t)w.TWv + 48;
+  w.prow = 4 * (size_t)w.TH + 2 > 8 ? 4 * (size_t)w.TH + 2 : 8;
+  w.T = (size_t)nb * w.TH * w.TW;
+  w.Tp = (w.T + 4 + 15) & ~(size_t)15;
+  w.sV = (size_t)g->C * w.Tp + 16;
+  w.sU = (size_t)g->K * (g->C / g->G) + 16;
+  w.sM = (size_t)g->K * w.Tp + 16;
+  return w;
+}
+
+ct_wino_block ct_lower_wino4_block(const ct_conv_geom *g, int nb) {
+  const ct_wino_strides s = ct_lower_wino4_strides(g, nb);
+  ct_wino_block B;
+  const size_t rows = block_rows(g, 36, s.TW, (size_t)nb * s.TH);
+  B.rows = (int)rows;
+  B.ld = (rows * (size_t)s.TW + 4 + 15) & ~(size_t)15;
+  B.sV = (size_t)g->C * B.ld + 16;
+  B.sM = (size_t)g->K * B.ld + 16;
+  /* a block meets an image in at most min(rows, TH) rows of tiles: 4 of those + 2 padded rows */
+  const size_t seg = rows < (size_t)s.TH ? rows : (size_t)s.TH;
+  B.prow = 4 * seg + 2 > 8 ? 4 * seg + 2 : 8;
+  B.U = 0;
+  B.dU = 36 * s.sU;
+  B.V = B.dU + 36 * s.sU;
+  B.M = B.V + 36 * B.sV;
+  B.scratch = B.M + 36 * B.sM;
+  /* the plane buffer (or the forward's 7 rows), then 36 rows of terms of TWv + 16 floats */
+  B.workspace = B.scratch + B.prow * s.rw + 36 * ((size_t)s.TWv + 16);
   return B;
 }
 

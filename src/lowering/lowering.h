@@ -56,7 +56,8 @@ typedef enum ct_lowering {
   CT_LOWER_TYPE3 = 3,
   CT_LOWER_POINTWISE = 4, /* 1x1 / stride 1 / no pad: per-image GEMMs on the input as it is */
   CT_LOWER_WINOGRAD = 5,  /* F(2x2, 3x3); the prototxt's WINOGRAD (4 there) */
-  CT_LOWER_DIRECT = 6     /* direct loops, no GEMM; the prototxt's DIRECT (5 there) */
+  CT_LOWER_DIRECT = 6,    /* direct loops, no GEMM; the prototxt's DIRECT (5 there) */
+  CT_LOWER_WINOGRAD4 = 7  /* F(4x4, 3x3), blocked, where the driver has conv_wino4_block; WINOGRAD4 (6) */
 } ct_lowering;
 
 /* DIRECT's padded planes, one group at a time (lanes: CT_DIRECT_LANES outputs per vector).
@@ -142,6 +143,17 @@ typedef struct ct_wino_block {
 #define CT_POINTWISE_KNEE 8.0
 #define CT_TYPE3_EFF 0.75
 ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb);
+/* WINOGRAD4: F(4x4, 3x3) (drivers/cpu/winograd4.c), on a driver with conv_wino4_block only, and
+ * always blocked: 6x6 input tiles 4 apart, 36 GEMMs per group, 4 times fewer multiply-adds than
+ * the direct sums (WINOGRAD: 2.25), a blow-up of 2.25 on both sides; its transforms scale by up
+ * to 8 and 1/24, so it rounds more than WINOGRAD (relative errors near 1e-4 at C = 512). Layout
+ * as WINOGRAD's with 36 blocks for 16: tiles of 4x4 outputs (TH, TW; TWv = TW rounded up to 4),
+ * row buffers of rw floats, and the block (ct_wino_block): U, dU (36 blocks sU apart), the
+ * block's V and M (36 blocks each), then scratch: prow rows of rw floats (the forward's input
+ * rows; backward the padded plane the block's tiles of one image cover) and 36 rows of terms
+ * (TWv + 16 floats each). */
+ct_wino_strides ct_lower_wino4_strides(const ct_conv_geom *g, int nb);
+ct_wino_block ct_lower_wino4_block(const ct_conv_geom *g, int nb);
 /* For tests: a block's tiles (0: the default sizing) and whether WINOGRAD runs blocked where the
  * driver can, in place of what the environment said; only between passes, with workspaces sized
  * afterwards. */

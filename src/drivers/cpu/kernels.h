@@ -125,6 +125,10 @@ void ct_cpu_wino_kernel_grad(const ct_conv_geom *g, const float *dU, float *dw);
 /* The blocked steps (driver.h's conv_wino_block, the layout of ct_lower_wino_block). */
 ct_status ct_cpu_conv_wino_block(const ct_driver *d, const ct_conv_geom *g, ct_wino_step step, int nb, int r0, int r1,
                                  const float *in, const float *b, float *out, float *scratch);
+/* cpu/winograd4.c: F(4x4, 3x3)'s blocked steps (driver.h's conv_wino4_block, the layout of
+ * ct_lower_wino4_block). */
+ct_status ct_cpu_conv_wino4_block(const ct_driver *d, const ct_conv_geom *g, ct_wino_step step, int nb, int r0,
+                                  int r1, const float *in, const float *b, float *out, float *scratch);
 
 /* cpu/pool.c, cpu/lrn.c, cpu/softmax.c */
 ct_status ct_cpu_pool_forward(const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, float *y,
