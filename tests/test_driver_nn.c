@@ -11,6 +11,7 @@
 
 #include "driver_check.h"
 #include "lowering/lowering.h"
+#include "wino4_tol.h"
 
 /* ================================================================ the lowering steps */
 
@@ -70,8 +71,8 @@ static void test_lowering(const ct_driver *D) {
       {2, 5, 9, 11, 5, 5, 3, 3, 2, 2, 1, 1, 1, 1},  /* depthwise, stride 2 */
       {1, 6, 7, 10, 12, 3, 3, 3, 1, 1, 1, 1, 1, 1}, /* thin groups, channel multiplier 2 */
   };
-  const ct_lowering types[] = {CT_LOWER_TYPE1, CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_POINTWISE,
-                               CT_LOWER_WINOGRAD, CT_LOWER_DIRECT};
+  const ct_lowering types[] = {CT_LOWER_TYPE1,    CT_LOWER_TYPE2,  CT_LOWER_TYPE3,    CT_LOWER_POINTWISE,
+                               CT_LOWER_WINOGRAD, CT_LOWER_DIRECT, CT_LOWER_WINOGRAD4};
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     const int *s = shapes[si];
     ct_conv_geom g = {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], s[11], s[12], s[13], 0, 0};
@@ -87,7 +88,12 @@ static void test_lowering(const ct_driver *D) {
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
       const ct_lowering t = types[ti];
       if (t == CT_LOWER_POINTWISE && !ct_conv_is_pointwise(&g)) continue;
-      if (t == CT_LOWER_WINOGRAD && !ct_lower_wino_applies(&g)) continue;
+      const bool four = t == CT_LOWER_WINOGRAD4; /* blocked only: no staged steps to check */
+      if ((t == CT_LOWER_WINOGRAD || four) && !ct_lower_wino_applies(&g)) continue;
+      /* F(4x4, 3x3) rounds more (test_wino4.c): its tolerance grows with the sums' length */
+      const double tol = four ? WINO4_TOL * sqrt(9.0 * (g.C / g.G)) : 1e-5;
+      const double tol_dx = four ? WINO4_TOL * sqrt(9.0 * (g.K / g.G)) : 1e-5;
+      const double tol_dw = four ? WINO4_TOL * sqrt((double)g.N * g.OH * g.OW) : 1e-5;
       char what[96];
       snprintf(what, sizeof what, "shape %zu %s", si, ct_lowering_name(t));
       const size_t nws = ct_lower_workspace(&g, t, nb) + 1;
@@ -114,7 +120,7 @@ static void test_lowering(const ct_driver *D) {
         fetch(D, dbv, dDB, (size_t)g.K, "%s", m);
         same(dbv, rdb, (size_t)g.K, 1e-5, m);
       }
-      if (t != CT_LOWER_POINTWISE && t != CT_LOWER_DIRECT) {
+      if (t != CT_LOWER_POINTWISE && t != CT_LOWER_DIRECT && !four) {
         /* lower's data part against lower_grad's dx: <lower(x), Dr> = <x, lower_grad(Dr)> */
         size_t ndata = t == CT_LOWER_TYPE1 ? lay.product : lay.kernel;
         RUN(conv_lower, &g, t, nb, dX, dW, dWS);
@@ -167,7 +173,7 @@ static void test_lowering(const ct_driver *D) {
       /* bias_grad (type 1 reads dy as lift_grad laid it out) */
       float *dbv = hbuf((size_t)g.K * sizeof(float)), *dDBV = up(D, zeros, (size_t)g.K);
       char m[128];
-      if (t != CT_LOWER_DIRECT) { /* DIRECT's bias gradient is conv_direct_backward_weight's */
+      if (t != CT_LOWER_DIRECT && !four) { /* DIRECT's bias gradient is conv_direct_backward_weight's */
         if (t != CT_LOWER_POINTWISE) RUN(conv_lift_grad, &g, t, nb, dDY, dWS);
         RUN(conv_bias_grad, &g, t, nb, dDY, dWS, dDBV);
         snprintf(m, sizeof m, "%s: conv_bias_grad", what);
@@ -176,30 +182,44 @@ static void test_lowering(const ct_driver *D) {
       }
       /* the whole convolution on the driver; WINOGRAD blocked (conv_wino_block) in blocks of the
        * default size and of one row of tiles, then staged (a copy of the driver without that
-       * entry, as the CUDA driver is) */
-      for (int variant = 0; variant < ((t == CT_LOWER_WINOGRAD) ? 3 : 1); variant++) {
+       * entry, as the CUDA driver is); WINOGRAD4 likewise, where the copy without
+       * conv_wino4_block refuses it, and a backend without that (optional) entry runs none */
+      const bool wino = t == CT_LOWER_WINOGRAD || four;
+      if (four && !D->ops->conv_wino4_block) {
+        COVER(conv_wino4_block); /* optional: nothing to run on this backend */
+        continue;
+      }
+      for (int variant = 0; variant < (wino ? 3 : 1); variant++) {
         ct_driver_ops staged_ops = *D->ops;
         ct_driver staged = *D;
         staged_ops.conv_wino_block = NULL;
+        staged_ops.conv_wino4_block = NULL;
         staged.ops = &staged_ops;
         const ct_driver *DV = variant == 2 ? &staged : D;
         if (variant == 1) ct_lower_wino_settings(1, true);
-        if ((t == CT_LOWER_WINOGRAD) && variant < 2) COVER(conv_wino_block);
+        if (t == CT_LOWER_WINOGRAD && variant < 2) COVER(conv_wino_block);
+        if (four && variant < 2) COVER(conv_wino4_block);
         static const char *const vname[] = {"", " (blocks of one row)", " (staged)"};
         float *y = gauss(ny), *dx = gauss(nx), *dwv = hbuf(nw * sizeof(float));
         float *dY = up(D, y, ny), *dDX = up(D, dx, nx), *dDW = up(D, zeros, nw);
+        if (four && variant == 2) {
+          CHECK(ct_lower_forward_on(DV, &g, t, nb, dX, dW, dB, dY, dWS) == CT_EUNSUPPORTED &&
+                    ct_lower_backward_on(DV, &g, t, nb, dX, dW, dDY, dDX, dDW, NULL, dWS, false) == CT_EUNSUPPORTED,
+                "%s: refused on a driver without conv_wino4_block", what);
+          continue;
+        }
         put(D, dDBV, zeros, (size_t)g.K);
         OK(ct_lower_forward_on(DV, &g, t, nb, dX, dW, dB, dY, dWS));
         snprintf(m, sizeof m, "%s: forward%s", what, vname[variant]);
         fetch(D, y, dY, ny, "%s", m);
-        same(y, ry, ny, 1e-5, m);
+        same(y, ry, ny, tol, m);
         OK(ct_lower_backward_on(DV, &g, t, nb, dX, dW, dDY, dDX, dDW, dDBV, dWS, true));
         snprintf(m, sizeof m, "%s: backward dx%s", what, vname[variant]);
         fetch(D, dx, dDX, nx, "%s", m);
-        same(dx, rdx, nx, 1e-5, m);
+        same(dx, rdx, nx, tol_dx, m);
         snprintf(m, sizeof m, "%s: backward dw%s", what, vname[variant]);
         fetch(D, dwv, dDW, nw, "%s", m);
-        same(dwv, rdw, nw, 1e-5, m);
+        same(dwv, rdw, nw, tol_dw, m);
         snprintf(m, sizeof m, "%s: backward db%s", what, vname[variant]);
         fetch(D, dbv, dDBV, (size_t)g.K, "%s", m);
         same(dbv, rdb, (size_t)g.K, 1e-5, m);

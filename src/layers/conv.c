@@ -208,20 +208,24 @@ ct_status ct_conv_read_lowering(const ct_layer *l, const ct_conv_geom *gp, ct_lo
     case CAFFE__LOWERING__TYPE2: *forced = CT_LOWER_TYPE2; break;
     case CAFFE__LOWERING__TYPE3: *forced = CT_LOWER_TYPE3; break;
     case CAFFE__LOWERING__WINOGRAD:
+    case CAFFE__LOWERING__WINOGRAD4: {
+      const bool four = l->lp->lowering == CAFFE__LOWERING__WINOGRAD4;
       if (!ct_lower_wino_applies(&g))
         return ct_layer_fail(l, err, CT_EINVAL,
-                             "lowering: WINOGRAD needs a 3x3 kernel with stride 1 and dilation 1; this one is %dx%d "
+                             "lowering: %s needs a 3x3 kernel with stride 1 and dilation 1; this one is %dx%d "
                              "with stride %dx%d and dilation %dx%d",
-                             g.kh, g.kw, g.sh, g.sw, g.dh, g.dw);
-      *forced = CT_LOWER_WINOGRAD;
+                             four ? "WINOGRAD4" : "WINOGRAD", g.kh, g.kw, g.sh, g.sw, g.dh, g.dw);
+      *forced = four ? CT_LOWER_WINOGRAD4 : CT_LOWER_WINOGRAD;
       break;
+    }
     case CAFFE__LOWERING__DIRECT:
       if (!ct_lower_direct_applies(&g))
         return ct_layer_fail(l, err, CT_EINVAL, "lowering: DIRECT takes kernels up to %dx%d; this one is %dx%d",
                              CT_DIRECT_MAX_KERNEL, CT_DIRECT_MAX_KERNEL, g.kh, g.kw);
       *forced = CT_LOWER_DIRECT;
       break;
-    default: return ct_layer_fail(l, err, CT_EINVAL, "lowering must be TYPE1, TYPE2, TYPE3, WINOGRAD or DIRECT");
+    default:
+      return ct_layer_fail(l, err, CT_EINVAL, "lowering must be TYPE1, TYPE2, TYPE3, WINOGRAD, WINOGRAD4 or DIRECT");
   }
   return CT_OK;
 }
@@ -255,7 +259,7 @@ static ct_status conv_setup(ct_layer *l, ct_error *err) {
 /* The lowering's switches in the environment (lowering.h): refused by name unless they hold what
  * they may, rather than read as their default. */
 static ct_status check_switches(const ct_layer *l, ct_error *err) {
-  static const char *const flags[] = {"CT_WINOGRAD", "CT_DIRECT", "CT_WINO_BLOCKED"};
+  static const char *const flags[] = {"CT_WINOGRAD", "CT_WINOGRAD4", "CT_DIRECT", "CT_WINO_BLOCKED"};
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
     const char *e = getenv(flags[i]);
     if (e && *e && strcmp(e, "0") && strcmp(e, "1"))
@@ -315,19 +319,30 @@ ct_status ct_conv_fit_workspace(const ct_layer *l, const ct_conv_geom *g, ct_low
    * those three unless the prototxt forces a type. */
   bool gpu = false;
   for (int i = 0; i < l->plan.n; i++) gpu |= !strcmp(l->plan.part[i].d->device, "cuda");
+  /* WINOGRAD4 runs where every partition's driver has conv_wino4_block (the CPU's, emu's): the
+   * model picks among the others on any other plan, and forcing it there is refused */
+  const char *not4 = ct_lower_runs_on(d, CT_LOWER_WINOGRAD4) ? NULL : d->name;
+  for (int i = 0; i < l->plan.n && !not4; i++)
+    if (!ct_lower_runs_on(l->plan.part[i].d, CT_LOWER_WINOGRAD4)) not4 = l->plan.part[i].d->name;
+  const bool wino4 = !not4;
+  if (forced == CT_LOWER_WINOGRAD4 && not4)
+    return ct_layer_fail(l, err, CT_EUNSUPPORTED,
+                         "lowering: WINOGRAD4 runs on the CPU driver only, and a partition of this layer is on %s "
+                         "(WINOGRAD runs everywhere)",
+                         not4);
   for (*chunk = nbmax;; *chunk = (*chunk + 1) / 2) {
-    *type = forced != CT_LOWER_AUTO ? forced : ct_lower_choose(g, *chunk, gflops, gbytes, cap);
+    *type = forced != CT_LOWER_AUTO ? forced : ct_lower_choose_for(g, *chunk, gflops, gbytes, cap, wino4);
     if (gpu && forced == CT_LOWER_AUTO && *type != CT_LOWER_POINTWISE && *type != CT_LOWER_DIRECT)
       *type = CT_LOWER_TYPE1;
     if (*chunk == 1 || conv_workspace_on(l, g, *type, *chunk) <= cap) break;
   }
   size_t floats = (conv_workspace_on(l, g, *type, *chunk) + 15) & ~(size_t)15;
-  /* blocked WINOGRAD transforms the input again in backward (but where a partition is one
-   * block) whatever its workspace held, and its kernel's transform is cheap: a private
-   * workspace would save little for its U and dU (ResNet-50 b16: 510 MB of them) */
-  bool blocked = *type == CT_LOWER_WINOGRAD;
-  for (int i = 0; i < l->plan.n; i++) blocked &= ct_lower_wino_blocked_on(l->plan.part[i].d);
-  ws->shared_only = blocked && ct_lower_wino_blocked_on(ct_layer_driver(l));
+  /* blocked WINOGRAD (and WINOGRAD4) transforms the input again in backward (but where a
+   * partition is one block) whatever its workspace held, and its kernel's transform is cheap: a
+   * private workspace would save little for its U and dU (ResNet-50 b16: 510 MB of them) */
+  bool blocked = ct_lower_blocked_on(d, *type);
+  for (int i = 0; i < l->plan.n; i++) blocked &= ct_lower_blocked_on(l->plan.part[i].d, *type);
+  ws->shared_only = blocked;
   return ct_part_workspace_reserve(ws, l, floats * sizeof(float), err); /* shared across layers */
 }
 

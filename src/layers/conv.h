@@ -30,11 +30,14 @@ int ct_conv_layer_turn_images(const ct_layer *l);
 ct_status ct_conv_read_param(const ct_layer *l, ct_conv_geom *g, ct_error *err);
 /* The same without num_output and group (Im2col): g->K = g->G = 1. */
 ct_status ct_conv_read_window(const ct_layer *l, ct_conv_geom *g, ct_error *err);
-/* The prototxt's `lowering:` for geometry g (AUTO when absent; WINOGRAD only where it applies). */
+/* The prototxt's `lowering:` for geometry g (AUTO when absent; WINOGRAD and WINOGRAD4 only where
+ * they apply). */
 ct_status ct_conv_read_lowering(const ct_layer *l, const ct_conv_geom *g, ct_lowering *forced, ct_error *err);
 /* For reshape, g complete: the lowering type (forced, or the cost model's for the driver of l's
  * plan) and the images per lowering call (*chunk: the largest partition's, or fewer in turns when
- * the workspace would pass the cap), and each partition's workspace reserved in ws. */
+ * the workspace would pass the cap), and each partition's workspace reserved in ws. WINOGRAD4
+ * needs every partition's driver to run it (ct_lower_runs_on): forced on a plan where one does
+ * not, CT_EUNSUPPORTED naming the layer; the model then picks among the other types. */
 ct_status ct_conv_fit_workspace(const ct_layer *l, const ct_conv_geom *g, ct_lowering forced, ct_lowering *type,
                                 int *chunk, ct_part_scratch *ws, ct_error *err);
 

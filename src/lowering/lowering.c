@@ -30,6 +30,7 @@ const char *ct_lowering_name(ct_lowering t) {
     case CT_LOWER_TYPE3: return "type3";
     case CT_LOWER_POINTWISE: return "1x1";
     case CT_LOWER_WINOGRAD: return "wino";
+    case CT_LOWER_WINOGRAD4: return "wino4";
     case CT_LOWER_DIRECT: return "direct";
     default: return "auto";
   }
@@ -249,6 +250,7 @@ size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb) {
       const ct_wino_strides s = ct_lower_wino_strides(g, nb);
       return 16 * (s.sV + 2 * s.sU + s.sM) + ct_lower_wino_scratch(g, nb);
     }
+    case CT_LOWER_WINOGRAD4: return ct_lower_wino4_block(g, nb).workspace; /* blocked only */
     case CT_LOWER_DIRECT: return ct_lower_direct_layout(g).scratch;
     default: return 0;
   }
@@ -261,6 +263,15 @@ bool ct_lower_wino_blocked_on(const ct_driver *d) { return d->ops->conv_wino_blo
 size_t ct_lower_workspace_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb) {
   if (t == CT_LOWER_WINOGRAD && ct_lower_wino_blocked_on(d)) return ct_lower_wino_block(g, nb).workspace;
   return ct_lower_workspace(g, t, nb);
+}
+
+bool ct_lower_runs_on(const ct_driver *d, ct_lowering t) {
+  return t != CT_LOWER_WINOGRAD4 || d->ops->conv_wino4_block != NULL;
+}
+
+bool ct_lower_blocked_on(const ct_driver *d, ct_lowering t) {
+  if (t == CT_LOWER_WINOGRAD4) return d->ops->conv_wino4_block != NULL;
+  return t == CT_LOWER_WINOGRAD && ct_lower_wino_blocked_on(d);
 }
 
 ct_lower_layout ct_lower_layout_of(const ct_conv_geom *g, ct_lowering t, int nb) {
@@ -290,6 +301,11 @@ ct_lower_layout ct_lower_layout_of(const ct_conv_geom *g, ct_lowering t, int nb)
       lay.product = lay.kernel + 16 * s.sU;
       lay.kernel_grad = lay.product + 16 * s.sM;
       lay.scratch = lay.kernel_grad + 16 * s.sU;
+      break;
+    }
+    case CT_LOWER_WINOGRAD4: { /* no staged steps: the block's parts */
+      const ct_wino_block B = ct_lower_wino4_block(g, nb);
+      lay.data = B.V, lay.kernel = B.U, lay.product = B.M, lay.kernel_grad = B.dU, lay.scratch = B.scratch;
       break;
     }
     default: lay.product = C * kh * kw * n * (size_t)g->OH * g->OW; break; /* type 1 */
@@ -517,49 +533,68 @@ static ct_status backward_wino(const ct_driver *d, const ct_conv_geom *g, int nb
   return CT_OK;
 }
 
-/* WINOGRAD blocked (ct_wino_block), where the driver has conv_wino_block: U once, then per
- * block of tile rows its V, the 16 GEMMs per group into its M and its lift into y, while V and M
- * are still in cache. */
-static ct_status forward_wino_blocked(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x,
-                                      const float *w, const float *b, float *y, float *ws) {
-  const ct_wino_block B = ct_lower_wino_block(g, nb);
-  const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+/* Blocked Winograd of either tile size: WINOGRAD's F(2x2, 3x3) (16 positions, ct_lower_wino_block,
+ * conv_wino_block) or WINOGRAD4's F(4x4, 3x3) (36, ct_lower_wino4_block, conv_wino4_block). The
+ * order of the steps and GEMMs is the same for both; only the layout and the driver's entry
+ * differ. */
+typedef ct_status (*wino_step_fn)(const ct_driver *d, const ct_conv_geom *g, ct_wino_step step, int nb, int r0, int r1,
+                                  const float *in, const float *b, float *out, float *scratch);
+typedef struct wino_run {
+  int X; /* positions of a tile: 16 or 36 */
+  ct_wino_strides s;
+  ct_wino_block B;
+  wino_step_fn step; /* NULL: the driver does not run this tile size blocked */
+} wino_run;
+
+static wino_run wino_run_of(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb) {
+  if (t == CT_LOWER_WINOGRAD4)
+    return (wino_run){36, ct_lower_wino4_strides(g, nb), ct_lower_wino4_block(g, nb), d->ops->conv_wino4_block};
+  return (wino_run){16, ct_lower_wino_strides(g, nb), ct_lower_wino_block(g, nb), d->ops->conv_wino_block};
+}
+
+/* U once, then per block of tile rows its V, the X GEMMs per group into its M and its lift into
+ * y, while V and M are still in cache. */
+static ct_status forward_wino_blocked(const ct_driver *d, const ct_conv_geom *g, const wino_run *k, int nb,
+                                      const float *x, const float *w, const float *b, float *y, float *ws) {
+  const ct_wino_block B = k->B;
+  const ct_wino_strides s = k->s;
   const int Kg = g->K / g->G, Cg = g->C / g->G, ld = (int)B.ld, rows = nb * s.TH;
   float *U = ws + B.U, *V = ws + B.V, *M = ws + B.M, *scratch = ws + B.scratch;
-  CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_KERNEL, nb, 0, 0, w, NULL, U, scratch));
+  CT_TRY(k->step(d, g, CT_WINO_KERNEL, nb, 0, 0, w, NULL, U, scratch));
   for (int r0 = 0; r0 < rows; r0 += B.rows) {
     const int r1 = r0 + B.rows < rows ? r0 + B.rows : rows, T = (r1 - r0) * s.TW;
-    CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LOWER, nb, r0, r1, x, NULL, V, scratch));
-    for (int xi = 0; xi < 16; xi++)
+    CT_TRY(k->step(d, g, CT_WINO_LOWER, nb, r0, r1, x, NULL, V, scratch));
+    for (int xi = 0; xi < k->X; xi++)
       for (int gi = 0; gi < g->G; gi++)
         CT_TRY(d->ops->gemm_ld(d, false, false, Kg, T, Cg, 1.0f, U + xi * s.sU + (size_t)gi * Kg * Cg, Cg,
                                V + xi * B.sV + (size_t)gi * Cg * B.ld, ld, 0.0f,
                                M + xi * B.sM + (size_t)gi * Kg * B.ld, ld));
-    CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LIFT, nb, r0, r1, M, b, y, scratch));
+    CT_TRY(k->step(d, g, CT_WINO_LIFT, nb, r0, r1, M, b, y, scratch));
   }
   return CT_OK;
 }
 
 /* Its backward, block by block in order: dM from dy, dU += dM V^T (the first block's GEMM
  * overwrites dU), dV = U^T dM over V, then dV into the block's rows of dx. `reuse`: U is still
- * where the forward left it, and so is V where the partition is one block. */
-static ct_status backward_wino_blocked(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x,
-                                       const float *w, const float *dy, float *dx, float *dw, float *db, float *ws,
-                                       bool reuse) {
-  const ct_wino_block B = ct_lower_wino_block(g, nb);
-  const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+ * where the forward left it, and so is V where the partition is one block. The bias gradient
+ * reads dy as it lies, as WINOGRAD's staged one does (the driver's conv_bias_grad for WINOGRAD,
+ * whichever tile size runs). */
+static ct_status backward_wino_blocked(const ct_driver *d, const ct_conv_geom *g, const wino_run *k, int nb,
+                                       const float *x, const float *w, const float *dy, float *dx, float *dw, float *db,
+                                       float *ws, bool reuse) {
+  const ct_wino_block B = k->B;
+  const ct_wino_strides s = k->s;
   const int Kg = g->K / g->G, Cg = g->C / g->G, ld = (int)B.ld, rows = nb * s.TH;
   float *U = ws + B.U, *dU = ws + B.dU, *V = ws + B.V, *dM = ws + B.M, *scratch = ws + B.scratch;
   if (db) CT_TRY(d->ops->conv_bias_grad(d, g, CT_LOWER_WINOGRAD, nb, dy, ws, db));
   if (!dw && !dx) return CT_OK;
-  if (dx && !reuse) CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_KERNEL, nb, 0, 0, w, NULL, U, scratch));
+  if (dx && !reuse) CT_TRY(k->step(d, g, CT_WINO_KERNEL, nb, 0, 0, w, NULL, U, scratch));
   for (int r0 = 0; r0 < rows; r0 += B.rows) {
     const int r1 = r0 + B.rows < rows ? r0 + B.rows : rows, T = (r1 - r0) * s.TW;
     /* one block for the partition: the forward's V is still there to reuse */
-    if (dw && !(reuse && r1 - r0 == rows))
-      CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LOWER, nb, r0, r1, x, NULL, V, scratch));
-    CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LIFT_GRAD, nb, r0, r1, dy, NULL, dM, scratch));
-    for (int xi = 0; xi < 16; xi++)
+    if (dw && !(reuse && r1 - r0 == rows)) CT_TRY(k->step(d, g, CT_WINO_LOWER, nb, r0, r1, x, NULL, V, scratch));
+    CT_TRY(k->step(d, g, CT_WINO_LIFT_GRAD, nb, r0, r1, dy, NULL, dM, scratch));
+    for (int xi = 0; xi < k->X; xi++)
       for (int gi = 0; gi < g->G; gi++) {
         const size_t uo = xi * s.sU + (size_t)gi * Kg * Cg, mo = xi * B.sM + (size_t)gi * Kg * B.ld;
         const size_t vo = xi * B.sV + (size_t)gi * Cg * B.ld;
@@ -568,9 +603,9 @@ static ct_status backward_wino_blocked(const ct_driver *d, const ct_conv_geom *g
                                  Cg));
         if (dx) CT_TRY(d->ops->gemm_ld(d, true, false, Cg, T, Kg, 1.0f, U + uo, Cg, dM + mo, ld, 0.0f, V + vo, ld));
       }
-    if (dx) CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_LOWER_GRAD, nb, r0, r1, V, NULL, dx, scratch));
+    if (dx) CT_TRY(k->step(d, g, CT_WINO_LOWER_GRAD, nb, r0, r1, V, NULL, dx, scratch));
   }
-  if (dw) CT_TRY(d->ops->conv_wino_block(d, g, CT_WINO_KERNEL_GRAD, nb, 0, 0, dU, NULL, dw, scratch));
+  if (dw) CT_TRY(k->step(d, g, CT_WINO_KERNEL_GRAD, nb, 0, 0, dU, NULL, dw, scratch));
   return CT_OK;
 }
 
@@ -578,13 +613,13 @@ static ct_status backward_wino_blocked(const ct_driver *d, const ct_conv_geom *g
  * POINTWISE lift first writes the bias over the image's output and the GEMMs add onto it (beta 1):
  * a BLAS clears C in a pass of its own for beta 0, so the bias costs no pass. Where an image is
  * one pixel, the partition's input is nb x C as it lies: one GEMM for all of it. */
-static bool pw_one_gemm(const ct_conv_geom *g) { return g->H * g->W == 1 && g->G == 1; }
+bool ct_lower_pw_one_gemm(const ct_conv_geom *g) { return g->H * g->W == 1 && g->G == 1; }
 
 static ct_status forward_pw(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
                             const float *b, float *y) {
   const int Kg = g->K / g->G, Cg = g->C / g->G;
   const size_t HW = (size_t)g->H * g->W;
-  if (pw_one_gemm(g)) { /* y (nb x K) = x (nb x C) w^T */
+  if (ct_lower_pw_one_gemm(g)) { /* y (nb x K) = x (nb x C) w^T */
     if (b) CT_TRY(d->ops->conv_lift(d, g, CT_LOWER_POINTWISE, nb, NULL, b, y));
     return d->ops->gemm(d, false, true, nb, g->K, g->C, 1.0f, x, w, b ? 1.0f : 0.0f, y);
   }
@@ -604,7 +639,7 @@ static ct_status backward_pw(const ct_driver *d, const ct_conv_geom *g, int nb, 
   const int Kg = g->K / g->G, Cg = g->C / g->G;
   const size_t HW = (size_t)g->H * g->W;
   if (db) CT_TRY(d->ops->conv_bias_grad(d, g, CT_LOWER_POINTWISE, nb, dy, NULL, db));
-  if (pw_one_gemm(g)) { /* dw += dy^T x, dx = dy w */
+  if (ct_lower_pw_one_gemm(g)) { /* dw += dy^T x, dx = dy w */
     if (dw) CT_TRY(d->ops->gemm(d, true, false, g->K, g->C, nb, 1.0f, dy, x, 1.0f, dw));
     if (dx) CT_TRY(d->ops->gemm(d, false, false, nb, g->C, g->K, 1.0f, dy, w, 0.0f, dx));
     return CT_OK;
@@ -630,8 +665,13 @@ ct_status ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowe
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: return forward_lowered(d, g, t, nb, x, w, b, y, ws);
     case CT_LOWER_WINOGRAD:
-      if (ct_lower_wino_blocked_on(d)) return forward_wino_blocked(d, g, nb, x, w, b, y, ws);
+    case CT_LOWER_WINOGRAD4: {
+      const wino_run k = wino_run_of(d, g, t, nb);
+      if (t == CT_LOWER_WINOGRAD4 && !k.step) return CT_EUNSUPPORTED; /* before any step runs */
+      if (t == CT_LOWER_WINOGRAD4 || ct_lower_wino_blocked_on(d))
+        return forward_wino_blocked(d, g, &k, nb, x, w, b, y, ws);
       return forward_wino(d, g, nb, x, w, b, y, ws);
+    }
     case CT_LOWER_POINTWISE: return forward_pw(d, g, nb, x, w, b, y);
     case CT_LOWER_DIRECT: return d->ops->conv_direct_forward(d, g, nb, x, w, b, y, ws);
     default:
@@ -654,8 +694,13 @@ ct_status ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_low
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: return backward23(d, g, t, nb, x, w, dy, dx, dw, db, ws, reuse);
     case CT_LOWER_WINOGRAD:
-      if (ct_lower_wino_blocked_on(d)) return backward_wino_blocked(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
+    case CT_LOWER_WINOGRAD4: {
+      const wino_run k = wino_run_of(d, g, t, nb);
+      if (t == CT_LOWER_WINOGRAD4 && !k.step) return CT_EUNSUPPORTED;
+      if (t == CT_LOWER_WINOGRAD4 || ct_lower_wino_blocked_on(d))
+        return backward_wino_blocked(d, g, &k, nb, x, w, dy, dx, dw, db, ws, reuse);
       return backward_wino(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
+    }
     case CT_LOWER_POINTWISE: return backward_pw(d, g, nb, x, w, dy, dx, dw, db);
     case CT_LOWER_DIRECT:
       if (dw || db) CT_TRY(d->ops->conv_direct_backward_weight(d, g, nb, x, dy, dw, db, ws));
@@ -680,111 +725,4 @@ ct_status ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const f
 ct_status ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w,
                             const float *dy, float *dx, float *dw, float *db, float *ws, bool reuse) {
   return ct_lower_backward_on(ct_driver_cpu(), g, t, nb, x, w, dy, dx, dw, db, ws, reuse);
-}
-
-/* ================================================================ cost model */
-
-/* A GEMM's rate falls off when a dimension is small (panels do not fill the kernel, and a thin
- * operand streamed from memory is reused less): m / (m + knee) per dimension. */
-static double dim_eff(double x, double knee) { return x / (x + knee); }
-static double knee_eff(double m, double n, double k, double knee) {
-  return dim_eff(m, knee) * dim_eff(n, knee) * dim_eff(k, knee);
-}
-static double shape_eff(double m, double n, double k) { return knee_eff(m, n, k, 24.0); }
-
-double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops, double gbytes, size_t max_ws) {
-  /* WINOGRAD as the CPU runs it, blocked (a plan with a GPU never picks it: ct_conv_fit_workspace) */
-  const size_t need = t == CT_LOWER_WINOGRAD && ct_lower_wino_applies(g) ? ct_lower_wino_block(g, nb).workspace
-                                                                         : ct_lower_workspace(g, t, nb);
-  if (need > max_ws) return 1e30;
-  const double G = g->G, K = g->K, C = g->C, Cg = C / G, Kg = K / G, kh = g->kh, kw = g->kw, n = nb;
-  const double H = g->H, W = g->W, OH = g->OH, OW = g->OW;
-  double flops, bytes, eff;
-  switch (t) {
-    case CT_LOWER_TYPE1:
-      flops = 2 * K * Cg * kh * kw * n * OH * OW;
-      /* lower (write + read in the GEMM), lift, and the same again backward with col2im; on
-       * large planes the per-image GEMMs write y and read dy where they lie: no lifting */
-      if (ct_lower_direct1(g)) {
-        bytes = 4.0 * 3 * C * kh * kw * n * OH * OW;
-        eff = shape_eff(Kg, OH * OW, Cg * kh * kw);
-      } else {
-        bytes = 4.0 * (3 * C * kh * kw * n * OH * OW + 3 * K * n * OH * OW);
-        eff = shape_eff(Kg, n * OH * OW, Cg * kh * kw);
-      }
-      break;
-    case CT_LOWER_TYPE2:
-      flops = 2 * kh * K * Cg * kw * n * H * OW;
-      bytes = 4.0 * (3 * C * kw * n * H * OW + 3 * kh * K * n * H * OW);
-      eff = shape_eff(kh * Kg, n * H * OW, Cg * kw);
-      break;
-    case CT_LOWER_TYPE3:
-      flops = 2 * kh * kw * K * Cg * n * H * W;
-      bytes = 4.0 * (3 * C * n * H * W + 3 * kh * kw * K * n * H * W);
-      eff = shape_eff(kh * kw * Kg, n * H * W, Cg) * CT_TYPE3_EFF;
-      break;
-    case CT_LOWER_WINOGRAD: {
-      if (!ct_lower_wino_applies(g)) return 1e30;
-      const ct_wino_strides s = ct_lower_wino_strides(g, nb);
-      const ct_wino_block B = ct_lower_wino_block(g, nb);
-      const double T = (double)s.T, Tb = (double)B.rows * s.TW, blocks = ceil(T / Tb);
-      flops = 16 * 2 * K * Cg * T;
-      /* V and M are each written and read five times over forward and backward (the
-       * transforms are that much more than a copy, which this charges nothing for), a block
-       * at a time: in cache, CT_WINO_CACHE_GAIN times faster than memory, where a block's V and
-       * M fit CT_WINO_BLOCK_BYTES; U and dU go through memory once a block (three passes) */
-      const double vm = 4.0 * 16 * (C + K) * Tb;
-      const double gain = vm <= (double)CT_WINO_BLOCK_BYTES ? CT_WINO_CACHE_GAIN : 1.0;
-      bytes = 5 * 4.0 * 16 * (C + K) * T / gain + blocks * 3 * 4.0 * 16 * K * Cg;
-      eff = knee_eff(Kg, Tb, Cg, CT_WINO_KNEE);
-      break;
-    }
-    case CT_LOWER_POINTWISE:
-      if (!ct_conv_is_pointwise(g)) return 1e30;
-      flops = 2 * K * Cg * n * H * W;
-      bytes = 0; /* nothing but the GEMMs (the bias takes the place of their clearing pass) */
-      /* per image: x's plane is the GEMM's whole right operand, read as it lies, so a small
-       * plane costs less (CT_POINTWISE_KNEE) than the streaming knee says */
-      eff = pw_one_gemm(g) ? shape_eff(K, n, C)
-                           : dim_eff(Kg, 24.0) * dim_eff(H * W, CT_POINTWISE_KNEE) * dim_eff(Cg, 24.0);
-      break;
-    case CT_LOWER_DIRECT:
-      if (!ct_lower_direct_applies(g)) return 1e30;
-      /* no GEMM: every tap a vector multiply and add, CT_DIRECT_EFF of the GEMM rate whatever
-       * the shape; the padded copies of x (forward, weight gradient) and dy (both gradients) */
-      flops = 2 * K * Cg * kh * kw * n * OH * OW;
-      bytes = 4.0 * (4 * C * n * H * W + 5 * K * n * OH * OW);
-      eff = CT_DIRECT_EFF;
-      break;
-    default: return 1e30;
-  }
-  /* forward and backward: three GEMMs of the same size */
-  return 3 * flops / (gflops * 1e9 * eff) + bytes / (gbytes * 1e9);
-}
-
-ct_lowering ct_lower_choose(const ct_conv_geom *g, int nb, double gflops, double gbytes, size_t max_ws) {
-  /* a 1x1: its own GEMMs on the input as it lies, or TYPE1 packing small planes into one GEMM */
-  if (ct_conv_is_pointwise(g)) {
-    const double pw = ct_lower_cost(g, CT_LOWER_POINTWISE, nb, gflops, gbytes, max_ws);
-    return ct_lower_cost(g, CT_LOWER_TYPE1, nb, gflops, gbytes, max_ws) < pw ? CT_LOWER_TYPE1 : CT_LOWER_POINTWISE;
-  }
-  ct_lowering best = CT_LOWER_TYPE1;
-  double best_cost = ct_lower_cost(g, CT_LOWER_TYPE1, nb, gflops, gbytes, max_ws);
-  /* CT_WINOGRAD=0 and CT_DIRECT=0 in the environment keep those types out of the model's picks
-   * (benchmarks compare with and without; a layer's `lowering:` still applies) */
-  const char *ew = getenv("CT_WINOGRAD"), *ed = getenv("CT_DIRECT");
-  const bool wino = !(ew && strcmp(ew, "0") == 0), direct = !(ed && strcmp(ed, "0") == 0);
-  const ct_lowering others[] = {CT_LOWER_TYPE2, CT_LOWER_TYPE3, CT_LOWER_WINOGRAD, CT_LOWER_DIRECT};
-  for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
-    const ct_lowering t = others[i];
-    /* DIRECT for grouped layers only: a dense layer thin enough for it (LeNet's, a first
-     * layer's 3 channels) is left to the lowering it had, whose GEMM shares the input */
-    if ((t == CT_LOWER_WINOGRAD && !wino) || (t == CT_LOWER_DIRECT && (!direct || g->G == 1))) continue;
-    double c = ct_lower_cost(g, t, nb, gflops, gbytes, max_ws);
-    if (c < best_cost) {
-      best_cost = c;
-      best = t;
-    }
-  }
-  return best;
 }

@@ -23,6 +23,9 @@
  *        blow-up of 4 on both sides. On a driver with conv_wino_block (the CPU's) the tiles run
  *        in blocks of tile rows (ct_wino_block), each block's V and M in cache; else staged,
  *        the partition's whole V and M at once (ct_wino_strides).
+ *  WINOGRAD4 (where WINOGRAD applies): F(4x4, 3x3), drivers/cpu/winograd4.c: 6x6 input tiles,
+ *        36 GEMMs per group, 4 times fewer multiply-adds, a blow-up of 2.25; always blocked, on a
+ *        driver with conv_wino4_block only (ct_lower_wino4_block).
  *  DIRECT (depthwise and many-group convolutions, where a group's GEMM would be a few rows or
  *        a few columns deep): no lowering, no GEMM; the driver's conv_direct_* entries run the
  *        convolution's loops, vectorised along an output (or input) row, on a zero-padded copy
@@ -164,12 +167,21 @@ const char *ct_lowering_name(ct_lowering t);
  * the driver's staged steps (conv_lower ... conv_lower_grad, whose layout ct_lower_layout_of
  * gives). */
 size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb);
-/* The same on driver d: WINOGRAD blocked (ct_wino_block) where d has conv_wino_block, never more
+/* WINOGRAD4 has no staged steps: its workspace is its block's (ct_lower_wino4_block), and
+ * ct_lower_layout_of gives the block's parts.
+ * The same on driver d: WINOGRAD blocked (ct_wino_block) where d has conv_wino_block, never more
  * than ct_lower_workspace. CT_WINO_BLOCKED=0 in the environment runs WINOGRAD staged on every
  * driver (benchmarks). */
 size_t ct_lower_workspace_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb);
 /* Whether WINOGRAD runs blocked on d (d has conv_wino_block and CT_WINO_BLOCKED=0 is not set). */
 bool ct_lower_wino_blocked_on(const ct_driver *d);
+/* Whether d runs type t: every type but WINOGRAD4, which needs d's conv_wino4_block (the CPU's
+ * and emu's; not CUDA's). */
+bool ct_lower_runs_on(const ct_driver *d, ct_lowering t);
+/* Whether type t runs blocked on d (WINOGRAD where ct_lower_wino_blocked_on, WINOGRAD4 wherever
+ * it runs): its workspace is then redone in backward whatever forward left there (but where a
+ * partition is one block), so a layer keeps no private copy of it. */
+bool ct_lower_blocked_on(const ct_driver *d, ct_lowering t);
 /* Type 2 runs its GEMMs and its lift (forward) or lift of dy (backward) image by image when a
  * partition has two images or more, each with at least this many product columns (H*OW):
  * CaffeNet's conv2 (729), not its 13 x 13 layers, whose per-image GEMMs would be too thin. */
@@ -199,7 +211,8 @@ ct_lower_layout ct_lower_layout_of(const ct_conv_geom *g, ct_lowering t, int nb)
 /* Forward on driver d for nb images starting at x (and y): y = conv(x, w) + b (b may be NULL);
  * all buffers are d's, ws holds ct_lower_workspace floats. Returns CT_OK, or the status of the
  * first driver entry that failed (nothing runs after it; d's error_message says why), leaving
- * y and ws partly written. */
+ * y and ws partly written; or CT_EUNSUPPORTED, before anything runs, for WINOGRAD4 on a driver
+ * without conv_wino4_block (ct_lower_runs_on: a layer refuses such a plan at reshape). */
 ct_status ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
                               const float *w, const float *b, float *y, float *ws);
 /* Backward on d for nb images from dy: dx overwritten, dw and db accumulated (+=); any of the
@@ -215,7 +228,7 @@ ct_status ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const f
 ct_status ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w,
                             const float *dy, float *dx, float *dw, float *db, float *ws, bool reuse);
 
-/* The rate of the DIRECT kernels as a fraction of the calibrated GEMM rate, whatever the shape:
+/* The cost model (lowering/cost.c). The rate of the DIRECT kernels as a fraction of the calibrated GEMM rate, whatever the shape:
  * MobileNet v2's depthwise layers ran at 15-35 GFLOP/s of a core whose SGEMM calibrates at
  * 155-190 (bench/zoo_bench_conv, one thread; an 8-lane multiply and add per tap against the
  * GEMM's 16-lane FMAs). The GEMM types' efficiency falls with a thin group (shape_eff in
@@ -226,9 +239,15 @@ ct_status ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const 
  * Returns a huge value when the workspace would exceed max_ws floats. */
 double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops, double gbytes, size_t max_ws);
 /* The cheapest type by the cost model: for a 1x1 (stride 1, no pad) POINTWISE or TYPE1; else
- * TYPE1-3, WINOGRAD where it applies and CT_WINOGRAD=0 is not in the environment, and DIRECT for
- * grouped layers (group > 1) unless CT_DIRECT=0 is. */
+ * TYPE1-3, WINOGRAD and WINOGRAD4 where they apply and CT_WINOGRAD=0 is not in the environment
+ * (CT_WINOGRAD4=0 leaves WINOGRAD4 out alone), and DIRECT for grouped layers (group > 1) unless
+ * CT_DIRECT=0 is. The model does not know the drivers: ct_lower_choose_for with wino4 false
+ * leaves WINOGRAD4 out for a plan whose drivers do not all run it (ct_lower_runs_on). */
 ct_lowering ct_lower_choose(const ct_conv_geom *g, int nb, double gflops, double gbytes, size_t max_ws);
+ct_lowering ct_lower_choose_for(const ct_conv_geom *g, int nb, double gflops, double gbytes, size_t max_ws,
+                                bool wino4);
+/* The 1x1 path runs one GEMM for the partition (an image is one pixel and there is one group). */
+bool ct_lower_pw_one_gemm(const ct_conv_geom *g);
 /* Multiply-adds x 2 of one forward pass of nb images (the useful FLOPs, independent of type). */
 double ct_conv_flops(const ct_conv_geom *g, int nb);
 

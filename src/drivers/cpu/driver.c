@@ -154,6 +154,7 @@ static const ct_driver_ops cpu_ops = {
     .conv_bias_grad = ct_cpu_conv_bias_grad,
     .conv_lower_grad = ct_cpu_conv_lower_grad,
     .conv_wino_block = ct_cpu_conv_wino_block,
+    .conv_wino4_block = ct_cpu_conv_wino4_block,
     .conv_direct_forward = ct_cpu_conv_direct_forward,
     .conv_direct_backward_data = ct_cpu_conv_direct_backward_data,
     .conv_direct_backward_weight = ct_cpu_conv_direct_backward_weight,

@@ -227,6 +227,7 @@ EMU_ENTRY(conv_lift_grad, (const ct_driver *d, const ct_conv_geom *g, ct_lowerin
 EMU_ENTRY(conv_bias_grad, (const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *dy, const float *ws, float *db), (d, g, t, nb, dy, ws, db))
 EMU_ENTRY(conv_lower_grad, (const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws, float *dx, float *dw), (d, g, t, nb, ws, dx, dw))
 EMU_ENTRY(conv_wino_block, (const ct_driver *d, const ct_conv_geom *g, ct_wino_step step, int nb, int r0, int r1, const float *in, const float *b, float *out, float *scratch), (d, g, step, nb, r0, r1, in, b, out, scratch))
+EMU_ENTRY(conv_wino4_block, (const ct_driver *d, const ct_conv_geom *g, ct_wino_step step, int nb, int r0, int r1, const float *in, const float *b, float *out, float *scratch), (d, g, step, nb, r0, r1, in, b, out, scratch))
 EMU_ENTRY(conv_direct_forward, (const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w, const float *b, float *y, float *ws), (d, g, nb, x, w, b, y, ws))
 EMU_ENTRY(conv_direct_backward_data, (const ct_driver *d, const ct_conv_geom *g, int nb, const float *w, const float *dy, float *dx, float *ws), (d, g, nb, w, dy, dx, ws))
 EMU_ENTRY(conv_direct_backward_weight, (const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *dy, float *dw, float *db, float *ws), (d, g, nb, x, dy, dw, db, ws))
@@ -474,6 +475,7 @@ static const ct_driver_ops emu_ops = {
     .conv_bias_grad = emu_conv_bias_grad,
     .conv_lower_grad = emu_conv_lower_grad,
     .conv_wino_block = emu_conv_wino_block,
+    .conv_wino4_block = emu_conv_wino4_block,
     .conv_direct_forward = emu_conv_direct_forward,
     .conv_direct_backward_data = emu_conv_direct_backward_data,
     .conv_direct_backward_weight = emu_conv_direct_backward_weight,

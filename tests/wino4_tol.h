@@ -1,0 +1,13 @@
+/* WINOGRAD4's (F(4x4, 3x3)) tolerance against the direct sums, shared by test_wino4.c and
+ * test_driver_nn.c. Its transforms multiply by up to 8 going in and scale by 1/24 coming out
+ * (WINOGRAD's by 1 and 1/2), so each output carries the rounding of terms several times its own
+ * size: an output that sums L products (forward: 9 C/G, data gradient: 9 K/G, weight gradient:
+ * the batch's outputs of the channel) is held within WINO4_TOL * sqrt(L) of the largest
+ * magnitude of the whole result. A wrong tile position, row or border term moves outputs by a
+ * sizeable fraction of their magnitude, thousands of times this. */
+#ifndef CT_TESTS_WINO4_TOL_H
+#define CT_TESTS_WINO4_TOL_H
+
+#define WINO4_TOL 2e-5
+
+#endif
