@@ -31,7 +31,8 @@ for r in $(seq 1 "$ROUNDS"); do
     bin="$BUILD/cortado" blocked=1
     [ "$c" = staged ] && blocked=0
     [ "$c" = peer ] && bin=$PEER
-    CT_WINO_BLOCKED=$blocked "$bin" time --model="$tmp/net.prototxt" --iterations="$ITERS" --partitions=2 \
+    # CT_WINOGRAD4=0: the model's picks stay WINOGRAD where F(4x4, 3x3) would take them over
+    CT_WINOGRAD4=0 CT_WINO_BLOCKED=$blocked "$bin" time --model="$tmp/net.prototxt" --iterations="$ITERS" --partitions=2 \
       >"$tmp/$c.$r.log" 2>&1
   done
 done

@@ -5,7 +5,8 @@
  * DIRECT against TYPE1 (one GEMM per group: the path before DIRECT); 1x1 layers: POINTWISE (per
  * image, or one GEMM for 1x1 images) against TYPE1 (packed); ResNet's 3x3 layers: WINOGRAD
  * blocked (the CPU driver's conv_wino_block) against WINOGRAD staged (the same driver without
- * that entry: the path before blocking, and the CUDA driver's) and TYPE1.
+ * that entry: the path before blocking, and the CUDA driver's), WINOGRAD4 (F(4x4, 3x3), blocked
+ * only) and TYPE1.
  *
  *
  * `model` checks the cost model instead: every type that applies to the zoo's dense 3x3 layers
@@ -92,8 +93,8 @@ static void time_type(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, 
   free(x), free(y), free(dx), free(dy), free(w), free(dw), free(b), free(db), free(ws);
 }
 
-/* `model`: measured against predicted, for the dense layers: TYPE1-3 and WINOGRAD, or for a 1x1
- * POINTWISE and TYPE1 */
+/* `model`: measured against predicted, for the dense layers: TYPE1-3, WINOGRAD and WINOGRAD4, or
+ * for a 1x1 POINTWISE and TYPE1 */
 static void check_model(const ct_driver *cpu, int nb, double gf, double gb) {
   printf("%-34s %-10s %10s %10s %7s\n", "layer", "type", "fb ms", "model ms", "ratio");
   int right = 0, layers = 0;
@@ -103,7 +104,8 @@ static void check_model(const ct_driver *cpu, int nb, double gf, double gb) {
     if (!ct_conv_geom_finish(&g) || g.G > 1 || (s->k == 1 && !ct_conv_is_pointwise(&g))) continue;
     const bool pw = ct_conv_is_pointwise(&g);
     const ct_lowering types[] = {CT_LOWER_TYPE1, pw ? CT_LOWER_POINTWISE : CT_LOWER_TYPE2,
-                                 pw ? CT_LOWER_AUTO : CT_LOWER_TYPE3, pw ? CT_LOWER_AUTO : CT_LOWER_WINOGRAD};
+                                 pw ? CT_LOWER_AUTO : CT_LOWER_TYPE3, pw ? CT_LOWER_AUTO : CT_LOWER_WINOGRAD,
+                                 pw ? CT_LOWER_AUTO : CT_LOWER_WINOGRAD4};
     ct_lowering fastest = CT_LOWER_TYPE1;
     double best = 1e30;
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
@@ -148,11 +150,12 @@ int main(int argc, char **argv) {
     if (only3 && (!wino || g.G > 1)) continue;
     if (g.G == 1 && !wino && s->k > 1) continue; /* the first layers: `model` only */
     const ct_lowering pick = ct_lower_choose(&g, nb, gf, gb, CT_LOWER_MAX_WORKSPACE);
-    const ct_lowering cands[3] = {wino ? CT_LOWER_WINOGRAD : ct_conv_is_pointwise(&g) ? CT_LOWER_POINTWISE
+    /* 3x3: WINOGRAD blocked, staged, WINOGRAD4, TYPE1; else DIRECT or POINTWISE, TYPE1 */
+    const ct_lowering cands[4] = {wino ? CT_LOWER_WINOGRAD : ct_conv_is_pointwise(&g) ? CT_LOWER_POINTWISE
                                                                                       : CT_LOWER_DIRECT,
-                                  wino ? CT_LOWER_WINOGRAD : CT_LOWER_TYPE1, CT_LOWER_TYPE1};
+                                  wino ? CT_LOWER_WINOGRAD : CT_LOWER_TYPE1, CT_LOWER_WINOGRAD4, CT_LOWER_TYPE1};
     const double flops = ct_conv_flops(&g, nb);
-    for (int c = 0; c < (wino ? 3 : 2); c++) {
+    for (int c = 0; c < (wino ? 4 : 2); c++) {
       double f, b;
       const ct_driver *d = wino && c == 1 ? &staged : cpu;
       time_type(d, &g, cands[c], nb, &f, &b);

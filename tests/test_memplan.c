@@ -297,7 +297,7 @@ static void test_keep_budget(void) {
 static void test_bad_switches(void) {
   static const char *const bad[][2] = {{"CT_WINO_BLOCK_TILES", "abc"}, {"CT_WINO_BLOCK_TILES", "-3"},
                                        {"CT_WINOGRAD", "off"},          {"CT_DIRECT", "no"},
-                                       {"CT_WINO_BLOCKED", "2"}};
+                                       {"CT_WINO_BLOCKED", "2"},        {"CT_WINOGRAD4", "yes"}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     ct_error err = {0};
     ct_net *p = build(2, CT_TRAIN, true);

@@ -2,8 +2,8 @@
  * their work across the partitions, inner products on their neurons): forward outputs and every parameter gradient with 2 and 3
  * partitions equal the one-partition run within 1e-5 relative; two runs with the same
  * partitions are bit-identical; a layer's `partition { share }` entries split its batch; the
- * lowering type can be forced per layer and every type (Winograd's too) gives the same net
- * outputs. */
+ * lowering type can be forced per layer and every type (Winograd's too, WINOGRAD4 within its
+ * wider tolerance) gives the same net outputs. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,11 +116,13 @@ int main(void) {
         "two runs with 2 partitions are bit-identical");
   /* per-layer shares, and every lowering type forced on conv2 */
   const char *variants[] = {"partition { device: 'cpu' share: 0.7 } partition { device: 'cpu' share: 0.3 }",
-                            "lowering: TYPE1", "lowering: TYPE2", "lowering: TYPE3", "lowering: WINOGRAD"};
-  for (int v = 0; v < 5; v++) {
+                            "lowering: TYPE1", "lowering: TYPE2", "lowering: TYPE3", "lowering: WINOGRAD",
+                            "lowering: WINOGRAD4"};
+  for (int v = 0; v < 6; v++) {
     result r;
     if (!run(net_text(variants[v]), 2, &r)) continue;
-    compare(&one, &r, 1e-5, variants[v]);
+    /* F(4x4, 3x3) rounds more (tests/wino4_tol.h): conv2's sums are 9 x 4 products long */
+    compare(&one, &r, v == 5 ? 1e-4 : 1e-5, variants[v]);
     result_free(&r);
   }
   /* a workspace cap (CT_CONV_WORKSPACE_MB) that one image's lowering just fits: the partitions
@@ -158,6 +160,15 @@ int main(void) {
                                "w", NULL, CT_TRAIN, &net, &err);
   CHECK(st == CT_EINVAL && net == NULL && strstr(err.msg, "c5") && strstr(err.msg, "WINOGRAD") && strstr(err.msg, "5x5"),
         "WINOGRAD on a 5x5 kernel: %s", err.msg);
+  ct_net_free(net);
+  net = NULL;
+  st = ct_net_create_from_text("layer { name: 'in' type: 'Input' top: 'd' input_param { shape { dim: 1 dim: 1 dim: 8 "
+                               "dim: 8 } } }\nlayer { name: 'c5' type: 'Convolution' bottom: 'd' top: 'c' lowering: "
+                               "WINOGRAD4 convolution_param { num_output: 2 kernel_size: 5 } }\n",
+                               "w", NULL, CT_TRAIN, &net, &err);
+  CHECK(st == CT_EINVAL && net == NULL && strstr(err.msg, "c5") && strstr(err.msg, "WINOGRAD4") &&
+            strstr(err.msg, "5x5"),
+        "WINOGRAD4 on a 5x5 kernel: %s", err.msg);
   ct_net_free(net);
   result_free(&one);
   result_free(&two);
