@@ -166,12 +166,49 @@ static void check_run(const refs *r, int nparts, bool fwd, bool reuse, const cha
   free(y), free(dx), free(dw), free(db);
 }
 
+typedef struct block_counts {
+  int split, several, mixed; /* runs whose blocks split an image; hold several; and a block after */
+} block_counts;
+
+/* One shape: default blocks whole and in partitions, then blocks of 1, 3 and 7 tiles with and
+ * without reuse. */
+static void run_shape(const zshape *z, uint64_t seed, block_counts *bc) {
+  refs r;
+  if (!refs_make(z, seed, &r)) {
+    CHECK(0, "shape N%d C%d %dx%d does not fit", z->N, z->C, z->H, z->W);
+    return;
+  }
+  const ct_wino_strides s = ct_lower_wino4_strides(&r.g, r.g.N);
+  char what[160];
+  ct_lower_wino_settings(0, true);
+  for (int nparts = 1; nparts <= r.g.N; nparts += 2) {
+    snprintf(what, sizeof what, "N%d C%d %dx%d K%d G%d pad %d, %d partition(s), default blocks", z->N, z->C, z->H,
+             z->W, z->K, z->G, z->pad, nparts);
+    check_run(&r, nparts, true, true, what);
+  }
+  static const long tiles[] = {1, 3, 7};
+  for (int t = 0; t < 3; t++) {
+    ct_lower_wino_settings(tiles[t], true);
+    const ct_wino_block B = ct_lower_wino4_block(&r.g, r.g.N);
+    bc->split += B.rows < s.TH;
+    bc->several += B.rows > s.TH && r.g.N > 1;
+    bc->mixed += B.rows > s.TH && s.TH * r.g.N > B.rows;
+    for (int reuse = 1; reuse >= 0; reuse--) {
+      snprintf(what, sizeof what, "N%d C%d %dx%d K%d G%d pad %d, blocks of %ld tiles (%d rows), reuse %d", z->N,
+               z->C, z->H, z->W, z->K, z->G, z->pad, tiles[t], B.rows, reuse);
+      check_run(&r, 1, true, reuse, what);
+    }
+  }
+  ct_lower_wino_settings(0, true);
+  refs_free(&r);
+}
+
 static void test_zoo(void) {
   static const int sizes[] = {1, 2, 3, 5, 7, 8, 13, 14, 17, 30};
   /* (C, K) for one group and for two (C/G, K/G: 3, 5, 17, 32) */
   static const int ck1[][2] = {{3, 5}, {5, 17}, {17, 3}, {64, 64}, {3, 64}, {64, 17}};
   static const int ck2[][2] = {{6, 10}, {34, 6}, {10, 34}, {64, 64}};
-  int nshapes = 0, split = 0, several = 0, mixed = 0;
+  block_counts bc = {0, 0, 0};
   for (int i = 0; i < 10; i++)
     for (int v = 0; v < 2; v++) {
       zshape z;
@@ -183,40 +220,15 @@ static void test_zoo(void) {
       const int *ck = z.G == 1 ? ck1[(2 * i + v) % 6] : ck2[(i + v) % 4];
       z.C = ck[0], z.K = ck[1];
       z.N = (i / 2 + v) % 2 ? 3 : 1;
-      refs r;
-      if (!refs_make(&z, 7000 + 10 * (uint64_t)i + (uint64_t)v, &r)) {
-        CHECK(0, "zoo shape %d/%d does not fit", i, v);
-        continue;
-      }
-      nshapes++;
-      const ct_wino_strides s = ct_lower_wino4_strides(&r.g, r.g.N);
-      char what[160];
-      ct_lower_wino_settings(0, true);
-      for (int nparts = 1; nparts <= r.g.N; nparts += 2) {
-        snprintf(what, sizeof what, "N%d C%d %dx%d K%d G%d pad %d, %d partition(s), default blocks", z.N, z.C, z.H, z.W,
-                 z.K, z.G, z.pad, nparts);
-        check_run(&r, nparts, true, true, what);
-      }
-      static const long tiles[] = {1, 3, 7};
-      for (int t = 0; t < 3; t++) {
-        ct_lower_wino_settings(tiles[t], true);
-        const ct_wino_block B = ct_lower_wino4_block(&r.g, r.g.N);
-        split += B.rows < s.TH;
-        several += B.rows > s.TH && r.g.N > 1;
-        mixed += B.rows > s.TH && s.TH * r.g.N > B.rows; /* and a block after them */
-        for (int reuse = 1; reuse >= 0; reuse--) {
-          snprintf(what, sizeof what, "N%d C%d %dx%d K%d G%d pad %d, blocks of %ld tiles (%d rows), reuse %d", z.N,
-                   z.C, z.H, z.W, z.K, z.G, z.pad, tiles[t], B.rows, reuse);
-          check_run(&r, 1, true, reuse, what);
-        }
-      }
-      ct_lower_wino_settings(0, true);
-      refs_free(&r);
+      run_shape(&z, 7000 + 10 * (uint64_t)i + (uint64_t)v, &bc);
     }
-  CHECK(nshapes == 20, "%d zoo shapes ran", nshapes);
-  CHECK(split >= 5 && several >= 5 && mixed >= 3,
-        "blocks that split an image: %d runs; that hold several images: %d runs, %d with more blocks after", split,
-        several, mixed);
+  /* deep layers, where F(4x4, 3x3)'s rounding is largest (sums of 9 x 256 and 9 x 512 products);
+   * a plane of 30 x 30 with 64 channels in and out */
+  static const zshape deep[] = {{2, 256, 14, 14, 96, 1, 1}, {1, 512, 7, 7, 64, 1, 1}, {3, 64, 30, 30, 64, 1, 1}};
+  for (int i = 0; i < 3; i++) run_shape(&deep[i], 7500 + (uint64_t)i, &bc);
+  CHECK(bc.split >= 5 && bc.several >= 5 && bc.mixed >= 3,
+        "blocks that split an image: %d runs; that hold several images: %d runs, %d with more blocks after", bc.split,
+        bc.several, bc.mixed);
 }
 
 /* The tolerance is tight enough to see a small error: one output off by 1% of the largest. */
