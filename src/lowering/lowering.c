@@ -543,7 +543,7 @@ typedef struct wino_run {
   int X; /* positions of a tile: 16 or 36 */
   ct_wino_strides s;
   ct_wino_block B;
-  wino_step_fn step; /* NULL: the driver does not run this tile size blocked */
+  wino_step_fn step; /* the driver's entry */
 } wino_run;
 
 static wino_run wino_run_of(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb) {
@@ -665,13 +665,13 @@ ct_status ct_lower_forward_on(const ct_driver *d, const ct_conv_geom *g, ct_lowe
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: return forward_lowered(d, g, t, nb, x, w, b, y, ws);
     case CT_LOWER_WINOGRAD:
-    case CT_LOWER_WINOGRAD4: {
-      const wino_run k = wino_run_of(d, g, t, nb);
-      if (t == CT_LOWER_WINOGRAD4 && !k.step) return CT_EUNSUPPORTED; /* before any step runs */
-      if (t == CT_LOWER_WINOGRAD4 || ct_lower_wino_blocked_on(d))
+    case CT_LOWER_WINOGRAD4:
+      if (!ct_lower_runs_on(d, t)) return CT_EUNSUPPORTED; /* before any step runs */
+      if (ct_lower_blocked_on(d, t)) {
+        const wino_run k = wino_run_of(d, g, t, nb);
         return forward_wino_blocked(d, g, &k, nb, x, w, b, y, ws);
+      }
       return forward_wino(d, g, nb, x, w, b, y, ws);
-    }
     case CT_LOWER_POINTWISE: return forward_pw(d, g, nb, x, w, b, y);
     case CT_LOWER_DIRECT: return d->ops->conv_direct_forward(d, g, nb, x, w, b, y, ws);
     default:
@@ -694,13 +694,13 @@ ct_status ct_lower_backward_on(const ct_driver *d, const ct_conv_geom *g, ct_low
     case CT_LOWER_TYPE2:
     case CT_LOWER_TYPE3: return backward23(d, g, t, nb, x, w, dy, dx, dw, db, ws, reuse);
     case CT_LOWER_WINOGRAD:
-    case CT_LOWER_WINOGRAD4: {
-      const wino_run k = wino_run_of(d, g, t, nb);
-      if (t == CT_LOWER_WINOGRAD4 && !k.step) return CT_EUNSUPPORTED;
-      if (t == CT_LOWER_WINOGRAD4 || ct_lower_wino_blocked_on(d))
+    case CT_LOWER_WINOGRAD4:
+      if (!ct_lower_runs_on(d, t)) return CT_EUNSUPPORTED;
+      if (ct_lower_blocked_on(d, t)) {
+        const wino_run k = wino_run_of(d, g, t, nb);
         return backward_wino_blocked(d, g, &k, nb, x, w, dy, dx, dw, db, ws, reuse);
+      }
       return backward_wino(d, g, nb, x, w, dy, dx, dw, db, ws, reuse);
-    }
     case CT_LOWER_POINTWISE: return backward_pw(d, g, nb, x, w, dy, dx, dw, db);
     case CT_LOWER_DIRECT:
       if (dw || db) CT_TRY(d->ops->conv_direct_backward_weight(d, g, nb, x, dy, dw, db, ws));
