@@ -4,7 +4,9 @@
  * than the kernels' summing blocks), in TRAIN (batch statistics) and with the stored
  * statistics, with and without the ReLU (slope 0 and 0.1), the bias, xnorm (the affine fold),
  * each gradient, and in place; on the CPU and emu (emu bit for bit, driver_check.h); the backward
- * with xnorm recomputed from x (bn_chain_backward_x) bit for bit what the kept xnorm gives. Also
+ * with xnorm recomputed from x (bn_chain_backward_x) bit for bit what the kept xnorm gives, and
+ * without the ReLU from y (z_from_y, bn_chain_backward_y): within 1e-5 of it, bit for bit in the
+ * channels whose Scale keeps xnorm (a tiny factor, a bias far larger than it). Also
  * BatchNorm alone without xnorm (its affine fold). */
 #include "driver_check.h"
 
@@ -51,6 +53,77 @@ static ref forward_ref(const shape *sh, bool global, bool relu, float slope, con
   return r;
 }
 
+/* z_from_y: the forward leaves xnorm unwritten in the channels ct_bn_chain_y_recovers (the rest
+ * as before: channel 0 gets a tiny factor and channel 1 a bias 40 times its factor, which keep
+ * it), and bn_chain_backward_y's gradients from y are those of bn_chain_backward on the kept
+ * xnorm: within 1e-5 where recomputed, bit for bit where kept. */
+static void from_y_case(const ct_driver *D, const ct_bn_chain *p0, const char *what, const float *x, const float *s0,
+                        const float *b0, const float *dy, const float *ds0, const float *db0, bool want_dx,
+                        bool want_ds, bool want_db) {
+  const size_t N = p0->bn.N, C = p0->bn.C, S = p0->bn.S, n = N * C * S;
+  if (!D->ops->bn_chain_backward_y) {
+    COVER(bn_chain_backward_y); /* optional: nothing to run on this backend */
+    return;
+  }
+  float *s = hbuf(C * sizeof(float)), *b = b0 ? hbuf(C * sizeof(float)) : NULL, rf = 2.5f;
+  memcpy(s, s0, C * sizeof(float));
+  if (b) memcpy(b, b0, C * sizeof(float));
+  s[0] = 1e-31f;
+  if (C > 1 && b) b[1] = 40.0f * s[1];
+  float *rm = uniform(C, 0.0f, 1.0f), *rv = uniform(C, 0.5f, 2.0f), *sentinel = hbuf(n * sizeof(float));
+  for (size_t k = 0; k < n; k++) sentinel[k] = 777.0f;
+  float *dS = up(D, s, C), *dB = b ? up(D, b, C) : NULL;
+  float *outs[2][6]; /* per run: y, xnorm, dx, ds, db, std */
+  for (int run = 0; run < 2; run++) {
+    ct_bn_chain p = *p0;
+    p.z_from_y = run == 1;
+    float *dX = up(D, x, n), *dY = up(D, x, n), *dZ = up(D, sentinel, n), *dMean = up(D, rm, C), *dStd = up(D, rv, C);
+    RUN(bn_chain_forward, &p, dX, dY, dZ, dMean, dStd, up(D, rm, C), up(D, rv, C), up(D, &rf, 1), dS, dB);
+    float *dDY = up(D, dy, n), *dDX = want_dx ? up(D, dy, n) : NULL;
+    float *dDS = want_ds ? up(D, ds0, C) : NULL, *dDB = want_db ? up(D, db0, C) : NULL;
+    if (run == 0)
+      RUN(bn_chain_backward, &p, NULL, dDY, dZ, dStd, dS, dDS, dDB, dDX, NULL);
+    else
+      RUN(bn_chain_backward_y, &p, dY, dDY, dZ, dStd, dS, dB, dDS, dDB, dDX, NULL);
+    float *const dev[6] = {dY, dZ, dDX, dDS, dDB, dStd};
+    const size_t cnt[6] = {n, n, n, C, C, C};
+    for (int k = 0; k < 6; k++) {
+      outs[run][k] = NULL;
+      if (!dev[k]) continue;
+      outs[run][k] = hbuf(cnt[k] * sizeof(float));
+      fetch(D, outs[run][k], dev[k], cnt[k], "%s from y: output %d", what, k);
+    }
+  }
+  /* forward: y as before (global: within rounding, the affine fold); xnorm where kept */
+  double *ref = dbuf(n);
+  for (size_t k = 0; k < n; k++) ref[k] = outs[0][0][k];
+  same(outs[1][0], ref, n, 1e-5, what);
+  for (size_t a = 0; a < N; a++)
+    for (size_t c = 0; c < C; c++) {
+      const bool kept = !ct_bn_chain_y_recovers(s[c], b ? b[c] : 0.0f);
+      CHECK(kept == (c == 0 || (c == 1 && b)), "%s: channel %zu (s %g, b %g) %s", what, c, s[c], b ? b[c] : 0.0f,
+            kept ? "keeps xnorm" : "recovers it from y");
+      const float *z0 = outs[0][1] + (a * C + c) * S, *z1 = outs[1][1] + (a * C + c) * S;
+      for (size_t i = 0; i < S; i++)
+        CHECK(kept ? z1[i] == z0[i] : z1[i] == 777.0f, "%s from y: xnorm [%zu, %zu, %zu] %g, kept %g", what, a, c, i,
+              z1[i], z0[i]);
+    }
+  /* backward: the gradients within 1e-5, bit for bit in the channels that kept xnorm */
+  for (int k = 2; k < 5; k++) {
+    if (!outs[0][k]) continue;
+    const size_t cnt = k == 2 ? n : C;
+    double *r = dbuf(cnt);
+    for (size_t q = 0; q < cnt; q++) r[q] = outs[0][k][q];
+    same(outs[1][k], r, cnt, 1e-5, what);
+    for (size_t q = 0; q < cnt; q++) {
+      const size_t c = k == 2 ? q / S % C : q;
+      if (c == 0 || (c == 1 && b))
+        CHECK(outs[1][k][q] == outs[0][k][q], "%s from y: gradient %d [%zu] %g, kept %g", what, k, q, outs[1][k][q],
+              outs[0][k][q]);
+    }
+  }
+}
+
 static void chain_case(const ct_driver *D, const shape *sh, bool global, bool relu, float slope, bool bias,
                        bool keep, bool in_place, int grads) {
   const size_t N = sh->N, C = sh->C, S = sh->S, n = N * C * S;
@@ -58,7 +131,7 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
   char what[160];
   snprintf(what, sizeof what, "chain %zux%zux%zu global %d relu %d slope %g bias %d xnorm %d in place %d grads %d",
            N, C, S, global, relu, slope, bias, keep, in_place, grads);
-  ct_bn_chain p = {{N, C, S, global, 0.9f, 1e-5f}, relu, slope};
+  ct_bn_chain p = {{N, C, S, global, 0.9f, 1e-5f}, relu, slope, false};
   float *x = gauss(n), *s = uniform(C, 0.5f, 1.5f), *b = gauss(C), *rm = gauss(C), *rv = uniform(C, 0.5f, 2.0f);
   float rf = 2.5f;
   if (global && N * S > 1) /* stored statistics near the data's, so the ReLU cuts somewhere */
@@ -137,6 +210,7 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
     fetch(D, db, dDB, C, "%s: db", what);
     same(db, rdb, C, 1e-4, what);
   }
+  if (!relu && keep && !in_place) from_y_case(D, &p, what, x, s, bias ? b : NULL, dy, ds0, db0, want_dx, want_ds, want_db);
   /* the same backward with xnorm recomputed from x and the forward's mean (the optional
    * bn_chain_backward_x), where x is still there: bit for bit what the kept xnorm gave */
   if (!keep || in_place) return;

@@ -1,7 +1,7 @@
 /* Fusion of BatchNorm -> Scale (-> ReLU) chains (net/fuse.c) against the same net unfused
  * (CT_FUSE=0): a net with a convolution, an in-place TRAIN chain with ReLU, a chain whose
- * BatchNorm has a top of its own (DenseNet's and MobileNet's shape) without ReLU, an Eltwise
- * sum, a chain with the stored statistics and a leaky ReLU, and a BatchNorm -> Scale pair that
+ * BatchNorm has a top of its own (DenseNet's and MobileNet's shape) without ReLU, one in place
+ * on a convolution's output without ReLU (ResNet's before the sum), an Eltwise sum, a chain with the stored statistics and a leaky ReLU, and a BatchNorm -> Scale pair that
  * must not fuse (Scale not in place). One forward and backward gives the same outputs, blob
  * data and gradients and parameter gradients (1e-5 of each blob's largest value), with one
  * partition and with two; so does a run layer by layer that stops inside a chain; the TEST
@@ -33,7 +33,15 @@ static const char *net_text =
     "layer { name: 'bn2' type: 'BatchNorm' bottom: 'conv2' top: 'bn2' }\n"
     "layer { name: 'sc2' type: 'Scale' bottom: 'bn2' top: 'bn2' scale_param { filler { type: 'uniform' min: 0.5 "
     "  max: 1.5 } } }\n"
-    "layer { name: 'sum' type: 'Eltwise' bottom: 'conv1' bottom: 'bn2' top: 'sum' }\n"
+    /* ResNet's branch before the sum: a chain in place on a convolution's output, without ReLU,
+     * whose backward recomputes xnorm from its output; its factors near 0 leave some channels
+     * keeping xnorm (ct_bn_chain_y_recovers) */
+    "layer { name: 'conv5' type: 'Convolution' bottom: 'conv1' top: 'conv5' convolution_param { num_output: 5 "
+    "  kernel_size: 1 bias_term: false weight_filler { type: 'xavier' } } }\n"
+    "layer { name: 'bn5' type: 'BatchNorm' bottom: 'conv5' top: 'conv5' }\n"
+    "layer { name: 'sc5' type: 'Scale' bottom: 'conv5' top: 'conv5' scale_param { bias_term: true "
+    "  filler { type: 'uniform' min: -0.05 max: 0.05 } bias_filler { type: 'gaussian' std: 0.3 } } }\n"
+    "layer { name: 'sum' type: 'Eltwise' bottom: 'conv1' bottom: 'bn2' bottom: 'conv5' top: 'sum' }\n"
     "layer { name: 'bn3' type: 'BatchNorm' bottom: 'sum' top: 'sum' batch_norm_param { use_global_stats: true } }\n"
     "layer { name: 'sc3' type: 'Scale' bottom: 'sum' top: 'sum' scale_param { bias_term: true "
     "  filler { type: 'uniform' min: 0.5 max: 1.5 } bias_filler { type: 'gaussian' std: 0.3 } } }\n"
@@ -94,7 +102,7 @@ static void test_test_phase(void) {
   ct_error err = {0};
   ct_net *f = build_phase(true, 2, CT_TEST), *u = build_phase(false, 2, CT_TEST);
   if (!f || !u) goto done;
-  CHECK(ct_net_fused_chains(f) == 3, "TEST: 3 chains fuse, got %d", ct_net_fused_chains(f));
+  CHECK(ct_net_fused_chains(f) == 4, "TEST: 4 chains fuse, got %d", ct_net_fused_chains(f));
   const char *bns[] = {"bn1", "bn2", "bn4"};
   ct_net *nets[2] = {f, u};
   for (int k = 0; k < 3; k++)
@@ -123,8 +131,9 @@ static void test_one_pass(int parts) {
   ct_error err = {0};
   ct_net *f = build(true, parts), *u = build(false, parts);
   if (!f || !u) goto done;
-  CHECK(ct_net_fused_chains(f) == 3, "%d partitions: 3 chains fuse (bn1+sc1+relu1, bn2+sc2, bn3+sc3+relu3), got %d",
-        parts, ct_net_fused_chains(f));
+  CHECK(ct_net_fused_chains(f) == 4,
+        "%d partitions: 4 chains fuse (bn1+sc1+relu1, bn2+sc2, bn5+sc5, bn3+sc3+relu3), got %d", parts,
+        ct_net_fused_chains(f));
   CHECK(ct_net_fused_chains(u) == 0, "CT_FUSE=0 fuses nothing, got %d", ct_net_fused_chains(u));
   float lf = 0, lu = 0;
   CHECK(ct_net_forward(f, &lf, &err) == CT_OK && ct_net_backward(f, &err) == CT_OK, "%s", err.msg);
@@ -228,7 +237,7 @@ static float *train(bool fused, const char *solver_path, size_t *n) {
   CHECK(st == CT_OK, "%s", err.msg);
   if (st) return NULL;
   ct_net *net = ct_solver_net(s);
-  CHECK(ct_net_fused_chains(net) == (fused ? 3 : 0), "training net: %d chains fused", ct_net_fused_chains(net));
+  CHECK(ct_net_fused_chains(net) == (fused ? 4 : 0), "training net: %d chains fused", ct_net_fused_chains(net));
   set_bn3_stats(net);
   CHECK(ct_solver_step(s, 20, &err) == CT_OK, "%s", err.msg);
   *n = ct_net_param_total(net);

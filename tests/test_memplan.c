@@ -51,6 +51,9 @@ static const char *net_fmt =
     /* transition 1x1 back to 8 channels, residual sum with c0 */
     "layer { name: 't_conv' type: 'Convolution' bottom: 'cat3' top: 't' convolution_param { num_output: 8\n"
     "  kernel_size: 1 weight_filler { type: 'gaussian' std: 0.2 } bias_filler { type: 'constant' value: 0.05 } } }\n"
+    /* ResNet's chain before the sum: in place, no ReLU, its backward reads its output */
+    "layer { name: 't_bn' type: 'BatchNorm' bottom: 't' top: 't' }\n"
+    "layer { name: 't_sc' type: 'Scale' bottom: 't' top: 't' scale_param { bias_term: true } }\n"
     "layer { name: 'res' type: 'Eltwise' bottom: 't' bottom: 'c0' top: 'res' }\n"
     "layer { name: 'res_relu' type: 'ReLU' bottom: 'res' top: 'res' }\n"
     "layer { name: 'pool' type: 'Pooling' bottom: 'res' top: 'pool' pooling_param { pool: MAX kernel_size: 3\n"

@@ -80,7 +80,19 @@ typedef struct ct_bn_chain {
   ct_batchnorm bn;
   bool relu;
   float slope;
+  /* Without the ReLU, on a driver with bn_chain_backward_y only: the forward leaves xnorm
+   * unwritten in the channels whose Scale ct_bn_chain_y_recovers, whose backward recomputes it
+   * from the chain's output as (y - b) / s. */
+  bool z_from_y;
 } ct_bn_chain;
+
+/* Whether xnorm is recomputed from y = xnorm s + b (b: 0 without a bias) in a channel: s is a
+ * normal float and |b| <= 16 |s|, so that (y - b) / s loses at most a few bits of xnorm to the
+ * cancellation (ResNet's trained chains: |b| / |s| below 5); other channels keep xnorm. */
+static inline bool ct_bn_chain_y_recovers(float s, float b) {
+  const float as = s < 0 ? -s : s, ab = b < 0 ? -b : b;
+  return as >= 1e-30f && as <= 1e30f && ab <= 16.0f * as;
+}
 
 typedef enum ct_pool_method { CT_POOL_MAX, CT_POOL_AVE, CT_POOL_STOCHASTIC } ct_pool_method;
 
@@ -253,6 +265,13 @@ typedef struct ct_driver_ops {
    * xnorm. */
   ct_status (*bn_chain_backward_x)(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                    const float *x, const float *mean, const float *std, const float *s, float *ds,
+                                   float *db, float *dx, float *dz);
+  /* Optional (NULL: p->z_from_y is never set for this driver): the same gradient of a chain
+   * without the ReLU after a forward with p->z_from_y, from its output y, still unchanged since
+   * that forward: xnorm recomputed as (y - b) / s in the channels ct_bn_chain_y_recovers (b may
+   * be NULL: 0), read from xnorm in the others. */
+  ct_status (*bn_chain_backward_y)(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                   const float *xnorm, const float *std, const float *s, const float *b, float *ds,
                                    float *db, float *dx, float *dz);
 
   /* ---- CcT's lowering for type t over nb images (lowering.h: shapes; ct_lower_layout: where

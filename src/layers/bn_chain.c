@@ -8,7 +8,10 @@
  * statistics). Scale's input, BatchNorm's output, is xnorm itself, so nothing else is kept; and
  * where the chain's input is still there at its backward (x_kept, set by net/fuse.c: DenseNet's
  * chains on a Concat's output), not even xnorm: the backward recomputes it from x, which saves
- * the forward a third of its memory traffic and the net a bottom-sized tensor per chain.
+ * the forward a third of its memory traffic and the net a bottom-sized tensor per chain. A chain without the ReLU whose output is still
+ * there (y_kept: ResNet's before the Eltwise) recomputes xnorm as (y - b) / s instead, in the
+ * channels where that loses little (ct_bn_chain_y_recovers); its forward writes xnorm in the
+ * others only.
  *
  * Blobs: [0..2] BatchNorm's running sums (never learned), [3] Scale's factor, [4] its bias when
  * it has one; they are the member layers' own tensors, which this layer does not own. */
@@ -22,6 +25,7 @@ typedef struct chain_priv {
   size_t spatial;
   bool bias;
   bool x_kept;          /* the bottom is unchanged from the forward to the backward (fuse.c) */
+  bool y_kept;          /* ... and the top */
   bool top_grad;        /* an own top's diff gets BatchNorm's output gradient (set_top_grad) */
   ct_part_scratch stats; /* per partition: mean then std (C each) */
   ct_tensor *xnorm;      /* BatchNorm's output, Scale's input, bottom-shaped */
@@ -64,6 +68,15 @@ static bool xnorm_from_x(const ct_layer *l) {
   return ct_layer_driver(l)->ops->bn_chain_backward_x != NULL;
 }
 
+/* ... or from y, where it can (no ReLU; channels whose Scale cannot recover it keep xnorm) */
+static bool xnorm_from_y(const ct_layer *l) {
+  const chain_priv *cp = l->priv;
+  if (!cp->y_kept || cp->k.relu || !needs_xnorm(l) || xnorm_from_x(l)) return false;
+  for (int i = 0; i < l->plan.n; i++)
+    if (!l->plan.part[i].d->ops->bn_chain_backward_y) return false;
+  return ct_layer_driver(l)->ops->bn_chain_backward_y != NULL;
+}
+
 static bool keeps_xnorm(const ct_layer *l) { return needs_xnorm(l) && !xnorm_from_x(l); }
 
 static bool chain_splits(const ct_layer *l) { return ((const chain_priv *)l->priv)->k.bn.global; }
@@ -101,7 +114,8 @@ static ct_status chain_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   chain_priv *cp = l->priv;
   const ct_driver *d = p->d;
   size_t first;
-  const ct_bn_chain k = geometry(cp, l, p, &first);
+  ct_bn_chain k = geometry(cp, l, p, &first);
+  k.z_from_y = xnorm_from_y(l);
   float *mean = ct_part_scratch_of(&cp->stats, p), *std = mean + cp->C;
   const ct_access run = k.bn.global ? CT_READ : CT_READWRITE;
   const float *x, *s, *b = NULL;
@@ -130,10 +144,11 @@ static ct_status chain_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   size_t first;
   const ct_bn_chain k = geometry(cp, l, p, &first);
   const float *mean = ct_part_scratch_of(&cp->stats, p), *std = mean + cp->C;
-  const float *s, *y = NULL, *dy, *xnorm = NULL;
-  const bool from_x = xnorm_from_x(l);
+  const float *s, *b = NULL, *y = NULL, *dy, *xnorm = NULL;
+  const bool from_x = xnorm_from_x(l), from_y = xnorm_from_y(l);
   CT_TRY(ct_read_param(l, p, 3, &s, err));
-  if (k.relu) {
+  if (from_y && cp->bias) CT_TRY(ct_read_param(l, p, 4, &b, err));
+  if (k.relu || from_y) {
     CT_TRY(ct_read(l, p, l->top[0], &y, err));
     y += first;
   }
@@ -158,6 +173,7 @@ static ct_status chain_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   }
   /* in place, dx is dy; dz is dy. The kernel reads each element before it writes it */
   if (from_x) return d->ops->bn_chain_backward_x(d, &k, y, dy + first, xnorm, mean, std, s, ds, db, dx, dz);
+  if (from_y) return d->ops->bn_chain_backward_y(d, &k, y, dy + first, xnorm, std, s, b, ds, db, dx, dz);
   return d->ops->bn_chain_backward(d, &k, y, dy + first, xnorm, std, s, ds, db, dx, dz);
 }
 
@@ -202,8 +218,8 @@ void ct_bn_chain_free(ct_layer *l) {
   free(l);
 }
 
-ct_status ct_bn_chain_create(ct_layer *bn, ct_layer *scale, ct_layer *relu, bool x_kept, ct_layer **out,
-                             ct_error *err) {
+ct_status ct_bn_chain_create(ct_layer *bn, ct_layer *scale, ct_layer *relu, bool x_kept, bool y_kept,
+                             ct_layer **out, ct_error *err) {
   *out = NULL;
   ct_layer *l = calloc(1, sizeof *l);
   chain_priv *cp = calloc(1, sizeof *cp);
@@ -245,6 +261,7 @@ ct_status ct_bn_chain_create(ct_layer *bn, ct_layer *scale, ct_layer *relu, bool
   cp->C = bn->bottom[0]->shape[1];
   cp->bias = scale->nblobs == 2;
   cp->x_kept = x_kept;
+  cp->y_kept = y_kept;
   cp->top_grad = true;
   cp->k.bn.global = p->has_use_global_stats ? p->use_global_stats : bn->phase == CAFFE__PHASE__TEST;
   cp->k.bn.maf = p->moving_average_fraction;

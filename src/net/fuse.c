@@ -28,6 +28,7 @@ struct ct_fusion {
   ct_layer *layer; /* the hidden layer that runs them */
   bool fused_fwd;  /* the chain's last forward ran fused: its backward must too */
   bool x_kept;     /* its backward may read its input (input_kept) */
+  bool y_kept;     /* ... or, without the ReLU, its output (output_kept) */
   int expect;      /* the member whose forward the fused pass already did (-1: none) */
 };
 
@@ -68,6 +69,16 @@ static bool input_kept(const ct_net *net, int i, int n) {
   return true;
 }
 
+/* ... and its top (the last member's) at the chain's backward: no layer after the chain writes
+ * that blob. */
+static bool output_kept(const ct_net *net, int i, int n) {
+  const int y = net->layers[i + n - 1].top_ids[0];
+  for (int j = i + n; j < net->nlayers; j++)
+    for (int t = 0; t < net->layers[j].l.ntop; t++)
+      if (net->layers[j].top_ids[t] == y) return false;
+  return true;
+}
+
 ct_status ct_net_fuse(ct_net *net, ct_error *err) {
   const char *e = getenv("CT_FUSE");
   if (e && !strcmp(e, "0")) return CT_OK;
@@ -80,8 +91,9 @@ ct_status ct_net_fuse(ct_net *net, ct_error *err) {
     f->n = n;
     f->expect = -1;
     f->x_kept = input_kept(net, i, n);
+    f->y_kept = n == 2 && output_kept(net, i, n);
     ct_status st = ct_bn_chain_create(&net->layers[i].l, &net->layers[i + 1].l, n == 3 ? &net->layers[i + 2].l : NULL,
-                                      f->x_kept, &f->layer, err);
+                                      f->x_kept, f->y_kept, &f->layer, err);
     if (st) {
       free(f);
       return st;
@@ -143,6 +155,11 @@ ct_status ct_net_fuse_backward(ct_net *net, int i, ct_error *err) {
 bool ct_net_fuse_reads_input(const ct_net *net, int i) {
   const struct ct_fusion *f = net->layers[i].fusion;
   return f && f->head == i && f->x_kept;
+}
+
+bool ct_net_fuse_reads_output(const ct_net *net, int i) {
+  const struct ct_fusion *f = net->layers[i].fusion;
+  return f && f->head == i && f->y_kept;
 }
 
 void ct_net_fuse_planned_diffs(ct_net *net, const bool *planned_diff) {

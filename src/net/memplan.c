@@ -217,8 +217,10 @@ static void lifetimes(const ct_net *net, const tensors *ts, ct_side side, bool f
     const bool bw = nl->need_backward && !fwd_only;
     const bool split = !strcmp(l->ops->type, "Split");
     if (side == CT_DATA) {
-      /* a fused chain that recomputes its normalised input reads its bottom (fuse.c) */
-      const unsigned reads = bw ? backward_reads(l) | (ct_net_fuse_reads_input(net, i) ? 1u : 0u) : 0;
+      /* a fused chain that recomputes its normalised input reads its bottom or its top (fuse.c) */
+      const unsigned reads = bw ? backward_reads(l) | (ct_net_fuse_reads_input(net, i) ? 1u : 0u) |
+                                      (ct_net_fuse_reads_output(net, i) ? 2u : 0u)
+                                : 0;
       for (int b = 0; b < l->nbottom; b++) {
         group *x = &g[gb[nl->bottom_ids[b]]];
         touch(x, fwd_time(i));

@@ -184,6 +184,8 @@ ct_status ct_net_fuse_backward(ct_net *net, int i, ct_error *err);
 /* Whether layer i heads a chain whose backward reads the chain's input (x kept: the memory
  * planner keeps that blob's data live until then). */
 bool ct_net_fuse_reads_input(const ct_net *net, int i);
+/* ... or its output (a chain without the ReLU, the output kept: layers/bn_chain.h). */
+bool ct_net_fuse_reads_output(const ct_net *net, int i);
 /* After the memory plan: the chains whose top's diff is planned storage (planned_diff, per blob)
  * skip leaving BatchNorm's output gradient there (ct_bn_chain_set_top_grad). */
 void ct_net_fuse_planned_diffs(ct_net *net, const bool *planned_diff);

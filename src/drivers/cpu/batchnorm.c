@@ -137,6 +137,8 @@ typedef struct chain_args {
   bool affine; /* a Scale follows (s, b); else BatchNorm alone */
   const float *x, *y_in, *dy, *z_in, *s, *b, *std_in;
   const float *zmean; /* backward: z_in is the chain's input x, z = (x - zmean) / std */
+  const float *zb;    /* backward with zy: Scale's bias (NULL: none) */
+  bool zy;            /* backward: z = (y_in - b) / s in the channels ct_bn_chain_y_recovers */
   float *y, *z, *mean, *std, *run_mean, *run_var, *ds, *db, *dx, *dz;
   float sf; /* 1 / the running factor (global) */
   size_t C;
@@ -150,14 +152,16 @@ static void forward_range(const chain_args *a, size_t c0, size_t c1) {
     channel_stats(p, c, a->x, a->mean, a->std, a->run_mean, a->run_var, a->sf);
     const float mu = a->mean[c], inv = 1.0f / a->std[c];
     const float s = a->affine ? a->s[c] : 1.0f, b = a->affine && a->b ? a->b[c] : 0.0f;
-    const bool fold = p->global && !a->z;
+    /* z_from_y: this channel's backward recomputes z from y instead */
+    float *z = a->z && !(a->p.z_from_y && a->affine && !a->p.relu && ct_bn_chain_y_recovers(s, b)) ? a->z : NULL;
+    const bool fold = p->global && !z;
     for (size_t n = 0; n < N; n++) {
       const size_t o = (n * C + c) * S;
       if (fold) {
         const float m = a->affine ? s * inv : inv;
         affine_plane(a->x + o, a->y + o, S, m, (a->affine ? b : 0.0f) - mu * m, a->p.relu, a->p.slope);
       } else {
-        forward_plane(a->x + o, a->y + o, a->z ? a->z + o : NULL, S, mu, inv, a->affine, s, b, a->p.relu, a->p.slope);
+        forward_plane(a->x + o, a->y + o, z ? z + o : NULL, S, mu, inv, a->affine, s, b, a->p.relu, a->p.slope);
       }
     }
   }
@@ -180,18 +184,40 @@ static inline float z_at1(const float *z, size_t i, float mu, float inv, bool fr
   return from_x ? (z[i] - mu) * inv : z[i];
 }
 
+/* Where channel c's z lies in backward: at *base (z_in: the kept xnorm or x; or y_in), as it is
+ * or, when this returns true, as (v - *mu) * *zinv: from x, (x - mean) / std; from y in the
+ * channels whose Scale recovers it (zy), (y - b) / s. */
+static inline bool z_source(const chain_args *a, size_t c, const float **base, float *mu, float *zinv) {
+  *base = a->z_in;
+  *mu = 0.0f;
+  *zinv = 1.0f;
+  if (a->zy) {
+    const float s = a->s[c], b = a->zb ? a->zb[c] : 0.0f;
+    if (!ct_bn_chain_y_recovers(s, b)) return false;
+    *base = a->y_in;
+    *mu = b;
+    *zinv = 1.0f / s;
+    return true;
+  }
+  if (!a->zmean) return false;
+  *mu = a->zmean[c];
+  *zinv = 1.0f / a->std_in[c];
+  return true;
+}
+
 /* Channel c's sums of g and g z (double). */
 static void backward_sums(const chain_args *a, size_t c, bool want_gz, double *sg, double *sgz) {
   const ct_batchnorm *p = &a->p.bn;
   const size_t C = p->C, S = p->S, N = p->N;
-  const bool fx = a->zmean != NULL;
-  const float mu = fx ? a->zmean[c] : 0.0f, inv = 1.0f / a->std_in[c];
+  const float *zbase;
+  float mu, inv;
+  const bool fx = z_source(a, c, &zbase, &mu, &inv);
   const ct_v4f vm = ct_v4f_splat(mu), vi = ct_v4f_splat(inv);
   const bool ahead = c + 1 < C;
   double tg = 0.0, tgz = 0.0;
   for (size_t n = 0; n < N; n++) {
     const size_t o = (n * C + c) * S;
-    const float *dy = a->dy + o, *y = a->y_in + o, *z = want_gz ? a->z_in + o : NULL;
+    const float *dy = a->dy + o, *y = a->y_in + o, *z = want_gz ? zbase + o : NULL;
     for (size_t b0 = 0; b0 < S; b0 += STAT_BLOCK) {
       const size_t e = b0 + STAT_BLOCK < S ? b0 + STAT_BLOCK : S;
       ct_v4f ag = ct_v4f_splat(0.0f), agz = ag;
@@ -236,14 +262,15 @@ static void backward_range(const chain_args *a, size_t c0, size_t c1) {
       /* the BatchNorm gradient of dz = g s: (dz - mean(dz) - mean(dz z) z) / std */
       const float ma = batch ? (float)(s * sg / m) : 0.0f, mb = batch ? (float)(s * sgz / m) : 0.0f;
       const ct_v4f vs = ct_v4f_splat(s), va = ct_v4f_splat(ma), vb = ct_v4f_splat(mb), vi = ct_v4f_splat(inv);
-      const bool fx = a->zmean != NULL;
-      const float mu = fx ? a->zmean[c] : 0.0f;
-      const ct_v4f vm = ct_v4f_splat(mu);
+      const float *zbase;
+      float mu, zinv;
+      const bool fx = z_source(a, c, &zbase, &mu, &zinv);
+      const ct_v4f vm = ct_v4f_splat(mu), vzi = ct_v4f_splat(zinv);
       const bool want_z = batch || (sums_inline && a->ds);
       double tg = 0.0, tgz = 0.0;
       for (size_t n = 0; n < N; n++) {
         const size_t o = (n * C + c) * S;
-        const float *dy = a->dy + o, *y = a->y_in + o, *z = want_z ? a->z_in + o : NULL;
+        const float *dy = a->dy + o, *y = a->y_in + o, *z = want_z ? zbase + o : NULL;
         float *dx = a->dx + o, *dz = a->dz ? a->dz + o : NULL; /* either may be dy */
         for (size_t b0 = 0; b0 < S; b0 += STAT_BLOCK) {
           const size_t e = b0 + STAT_BLOCK < S ? b0 + STAT_BLOCK : S;
@@ -252,13 +279,13 @@ static void backward_range(const chain_args *a, size_t c0, size_t c1) {
           size_t i = b0;
           for (; i + 4 <= e; i += 4) {
             const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i)), gs = g * vs;
-            const ct_v4f zv = z ? z_at(z, i, vm, vi, fx) : ct_v4f_splat(0.0f);
+            const ct_v4f zv = z ? z_at(z, i, vm, vzi, fx) : ct_v4f_splat(0.0f);
             ct_v4f_store(dx + i, (batch ? gs - va - vb * zv : gs) * vi);
             if (dz) ct_v4f_store(dz + i, gs);
             if (sums_inline) ag += g, agz += g * zv;
           }
           for (; i < e; i++) {
-            const float g = grad_in1(a, dy[i], y[i]), gs = g * s, zv = z ? z_at1(z, i, mu, inv, fx) : 0.0f;
+            const float g = grad_in1(a, dy[i], y[i]), gs = g * s, zv = z ? z_at1(z, i, mu, zinv, fx) : 0.0f;
             dx[i] = (batch ? gs - ma - mb * zv : gs) * inv;
             if (dz) dz[i] = gs;
             if (sums_inline) fg += g, fgz += g * zv;
@@ -324,9 +351,10 @@ static ct_status chain_forward(const ct_driver *d, bool pooled, const ct_bn_chai
 
 static ct_status chain_backward(const ct_driver *d, bool pooled, const ct_bn_chain *p, bool affine, const float *y,
                                 const float *dy, const float *xnorm, const float *mean, const float *std,
-                                const float *s, float *ds, float *db, float *dx, float *dz) {
+                                const float *s, const float *zb, bool zy, float *ds, float *db, float *dx, float *dz) {
   chain_args a = {.p = *p, .affine = affine, .y_in = y ? y : dy, .dy = dy, .z_in = xnorm, .zmean = mean,
-                  .std_in = std, .s = s, .ds = ds, .db = db, .dx = dx, .dz = dx ? dz : NULL, .C = p->bn.C};
+                  .zb = zb, .zy = zy, .std_in = std, .s = s, .ds = ds, .db = db, .dx = dx, .dz = dx ? dz : NULL,
+                  .C = p->bn.C};
   run_channels(d, pooled, &a, true);
   return CT_OK;
 }
@@ -342,7 +370,7 @@ ct_status ct_cpu_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, co
 ct_status ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *xnorm,
                                     const float *std, float *dx) {
   const ct_bn_chain c = {.bn = *p};
-  return chain_backward(d, false, &c, false, NULL, dy, xnorm, NULL, std, NULL, NULL, NULL, dx, NULL);
+  return chain_backward(d, false, &c, false, NULL, dy, xnorm, NULL, std, NULL, NULL, false, NULL, NULL, dx, NULL);
 }
 
 ct_status ct_cpu_bn_chain_forward(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y, float *xnorm,
@@ -354,13 +382,13 @@ ct_status ct_cpu_bn_chain_forward(const ct_driver *d, const ct_bn_chain *p, cons
 ct_status ct_cpu_bn_chain_backward(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                    const float *xnorm, const float *std, const float *s, float *ds, float *db,
                                    float *dx, float *dz) {
-  return chain_backward(d, false, p, true, y, dy, xnorm, NULL, std, s, ds, db, dx, dz);
+  return chain_backward(d, false, p, true, y, dy, xnorm, NULL, std, s, NULL, false, ds, db, dx, dz);
 }
 
 ct_status ct_cpu_bn_chain_backward_x(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                      const float *x, const float *mean, const float *std, const float *s, float *ds,
                                      float *db, float *dx, float *dz) {
-  return chain_backward(d, false, p, true, y, dy, x, mean, std, s, ds, db, dx, dz);
+  return chain_backward(d, false, p, true, y, dy, x, mean, std, s, NULL, false, ds, db, dx, dz);
 }
 
 ct_status ct_cpu_batchnorm_forward_pooled(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y,
@@ -373,7 +401,7 @@ ct_status ct_cpu_batchnorm_forward_pooled(const ct_driver *d, const ct_batchnorm
 ct_status ct_cpu_batchnorm_backward_pooled(const ct_driver *d, const ct_batchnorm *p, const float *dy,
                                            const float *xnorm, const float *std, float *dx) {
   const ct_bn_chain c = {.bn = *p};
-  return chain_backward(d, true, &c, false, NULL, dy, xnorm, NULL, std, NULL, NULL, NULL, dx, NULL);
+  return chain_backward(d, true, &c, false, NULL, dy, xnorm, NULL, std, NULL, NULL, false, NULL, NULL, dx, NULL);
 }
 
 ct_status ct_cpu_bn_chain_forward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y,
@@ -385,11 +413,23 @@ ct_status ct_cpu_bn_chain_forward_pooled(const ct_driver *d, const ct_bn_chain *
 ct_status ct_cpu_bn_chain_backward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                           const float *xnorm, const float *std, const float *s, float *ds, float *db,
                                           float *dx, float *dz) {
-  return chain_backward(d, true, p, true, y, dy, xnorm, NULL, std, s, ds, db, dx, dz);
+  return chain_backward(d, true, p, true, y, dy, xnorm, NULL, std, s, NULL, false, ds, db, dx, dz);
 }
 
 ct_status ct_cpu_bn_chain_backward_x_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                             const float *x, const float *mean, const float *std, const float *s,
                                             float *ds, float *db, float *dx, float *dz) {
-  return chain_backward(d, true, p, true, y, dy, x, mean, std, s, ds, db, dx, dz);
+  return chain_backward(d, true, p, true, y, dy, x, mean, std, s, NULL, false, ds, db, dx, dz);
+}
+
+ct_status ct_cpu_bn_chain_backward_y(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                     const float *xnorm, const float *std, const float *s, const float *b, float *ds,
+                                     float *db, float *dx, float *dz) {
+  return chain_backward(d, false, p, true, y, dy, xnorm, NULL, std, s, b, true, ds, db, dx, dz);
+}
+
+ct_status ct_cpu_bn_chain_backward_y_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                            const float *xnorm, const float *std, const float *s, const float *b,
+                                            float *ds, float *db, float *dx, float *dz) {
+  return chain_backward(d, true, p, true, y, dy, xnorm, NULL, std, s, b, true, ds, db, dx, dz);
 }

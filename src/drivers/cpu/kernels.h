@@ -92,6 +92,13 @@ ct_status ct_cpu_bn_chain_backward_x(const ct_driver *d, const ct_bn_chain *p, c
 ct_status ct_cpu_bn_chain_backward_x_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                             const float *x, const float *mean, const float *std, const float *s,
                                             float *ds, float *db, float *dx, float *dz);
+/* ... and from the chain's output y (bn_chain_backward_y) */
+ct_status ct_cpu_bn_chain_backward_y(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                     const float *xnorm, const float *std, const float *s, const float *b, float *ds,
+                                     float *db, float *dx, float *dz);
+ct_status ct_cpu_bn_chain_backward_y_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
+                                            const float *xnorm, const float *std, const float *s, const float *b,
+                                            float *ds, float *db, float *dx, float *dz);
 
 /* cpu/conv.c: the lowering steps */
 ct_status ct_cpu_conv_lower(const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x,
