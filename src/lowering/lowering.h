@@ -130,7 +130,7 @@ typedef struct ct_wino_block {
 #define CT_WINO_BLOCK_MIN_TILES 128
 /* The cost model's speed of a block's passes over V and M that stay in cache, relative to memory. */
 #define CT_WINO_CACHE_GAIN 2.0
-/* The cost model's knee (lowering.c's knee_eff) for a block's 16 GEMMs, whose operands sit in
+/* The cost model's knee (cost.c's knee_eff) for a block's 16 (or 36) GEMMs, whose operands sit in
  * cache: thin K or C costs them about half what it costs a GEMM streaming from memory (24).
  * TYPE3's GEMM rate as a fraction of the same shape's in other types: its product, kh kw times
  * y's size, goes through memory, and the lift adds kh kw shifted planes. Both fitted to
@@ -228,11 +228,11 @@ ct_status ct_lower_forward(const ct_conv_geom *g, ct_lowering t, int nb, const f
 ct_status ct_lower_backward(const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w,
                             const float *dy, float *dx, float *dw, float *db, float *ws, bool reuse);
 
-/* The cost model (lowering/cost.c). The rate of the DIRECT kernels as a fraction of the calibrated GEMM rate, whatever the shape:
- * MobileNet v2's depthwise layers ran at 15-35 GFLOP/s of a core whose SGEMM calibrates at
- * 155-190 (bench/zoo_bench_conv, one thread; an 8-lane multiply and add per tap against the
- * GEMM's 16-lane FMAs). The GEMM types' efficiency falls with a thin group (shape_eff in
- * lowering.c), which is where DIRECT wins. */
+/* The cost model (lowering/cost.c). The rate of the DIRECT kernels as a fraction of the
+ * calibrated GEMM rate, whatever the shape: MobileNet v2's depthwise layers ran at 15-35 GFLOP/s
+ * of a core whose SGEMM calibrates at 155-190 (bench/zoo_bench_conv, one thread; an 8-lane
+ * multiply and add per tap against the GEMM's 16-lane FMAs). The GEMM types' efficiency falls
+ * with a thin group (shape_eff in lowering/cost.c), which is where DIRECT wins. */
 #define CT_DIRECT_EFF 0.15
 /* The cost model: predicted seconds of one forward+backward of nb images with type t, from the
  * GEMM FLOPs at `gflops` and the bytes the lowering and lifting move at `gbytes` per second.
