@@ -2,15 +2,17 @@
  * ResNet-like block: conv -> BN -> Scale -> ReLU -> conv -> BN -> Scale, a 1x1 shortcut conv (a
  * second one for a third bottom), the Eltwise sum of them, a ReLU in place on it, a classifier
  * and a loss. Variants: 2 and 3 bottoms, coefficients, a leaky slope, propagate_down false on a
- * bottom. Against the same net with only the BatchNorm chains fused (CT_FUSE=bn) every blob's
- * data and diff, every parameter and gradient is bit for bit the same (the fused kernel does the
- * unfused layers' float operations in their order); against everything unfused (CT_FUSE=0)
- * within 1e-6 of each blob's largest value (the BatchNorm chains round differently). One and two
- * partitions; a run layer by layer that fuses (`cortado time`'s); a planned net bit for bit the
- * unplanned one (the top's diff kept readable where asked); 20 SGD iterations to the same weights
- * (bit for bit against CT_FUSE=bn, 1e-5 against CT_FUSE=0). Pairs that must not fuse stay two
- * layers: ReLU not in place, a second reader of the Eltwise's top, PROD, MAX, a loss weight on
- * the Eltwise's top, a negative slope, a ReLU that does not propagate. */
+ * bottom, a second reader after the ReLU. Against the same net with only the BatchNorm chains
+ * fused (CT_FUSE=bn) every blob's data and diff, every parameter and gradient is bit for bit the
+ * same (the fused kernel does the unfused layers' float operations in their order); against
+ * everything unfused (CT_FUSE=0) within 1e-6 of each blob's largest value (the BatchNorm chains
+ * round differently). One and two partitions, the batch split between the CPU and emu:0, a run
+ * layer by layer that fuses (`cortado time`'s) and one that does not; a planned net bit for bit
+ * the unplanned one (the top's diff kept readable where asked); 20 SGD iterations to the same
+ * weights (bit for bit against CT_FUSE=bn, 1e-5 against CT_FUSE=0). Pairs that must not fuse
+ * stay two layers and compute the same: ReLU not in place, a second reader of the Eltwise's own
+ * output (a Split), PROD, MAX, a loss weight on the Eltwise's top, a negative slope, a ReLU that
+ * does not propagate. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +195,25 @@ done:
   ct_net_free(u);
 }
 
+/* CcT's hybrid: the batch split between the CPU and emu:0, whose pair runs on each (emu's
+ * entries are the CPU's kernels behind its arena), bit for bit the chains-only net so split */
+static void test_hybrid(const variant *v) {
+  ct_error err = {0};
+  ct_net *f = build(v, "1", 1, false), *b = build(v, "bn", 1, false);
+  if (!f || !b) goto done;
+  CHECK(ct_net_set_devices(f, "cpu=0.3,emu:0=0.7", &err) == CT_OK &&
+            ct_net_set_devices(b, "cpu=0.3,emu:0=0.7", &err) == CT_OK,
+        "%s", err.msg);
+  float lf = 0, lb = 0;
+  pass(f, &lf);
+  pass(b, &lb);
+  CHECK(ct_net_fused_eltwise(f) == 1, "hybrid: the pair is fused");
+  compare_nets(f, b, true, 0, "cpu 0.3 + emu:0 0.7");
+done:
+  ct_net_free(f);
+  ct_net_free(b);
+}
+
 /* `cortado time` runs layer by layer with whole chains fused; the Python module's layer by
  * layer (fusion off) must agree too */
 static void test_layerwise(const variant *v) {
@@ -325,6 +346,7 @@ int main(void) {
     test_layerwise(&fusing[i]);
     test_planned(&fusing[i]);
   }
+  test_hybrid(&fusing[1]);
   test_training(&fusing[1]);
   test_training(&fusing[2]);
   for (size_t i = 0; i < sizeof not_fusing / sizeof not_fusing[0]; i++) test_not_fused(&not_fusing[i]);
