@@ -441,6 +441,14 @@ ct_status ct_cpu_eltwise_relu_forward(const ct_driver *d, size_t n, int nx, cons
                                       float slope, float *y) {
   (void)d;
   size_t i = 0;
+  if (nx == 2) { /* ResNet's case: the coefficients in registers (y might alias them) */
+    const ct_v4f c0 = ct_v4f_splat(coeff ? coeff[0] : 1.0f), c1 = ct_v4f_splat(coeff ? coeff[1] : 1.0f);
+    const float *x0 = x[0], *x1 = x[1];
+    for (; i + 4 <= n; i += 4) {
+      const ct_v4f v = c0 * ct_v4f_load(x0 + i) + c1 * ct_v4f_load(x1 + i);
+      ct_v4f_store(y + i, ct_v4f_select(v > 0.0f, v, slope * v));
+    }
+  }
   for (; i + 4 <= n; i += 4) {
     const ct_v4f v = sum_lanes(nx, x, coeff, i);
     ct_v4f_store(y + i, ct_v4f_select(v > 0.0f, v, slope * v));
@@ -460,6 +468,17 @@ ct_status ct_cpu_eltwise_relu_backward(const ct_driver *d, size_t n, int nx, con
                                        const float *y, const float *dy, float *const *dx, float *dz) {
   (void)d;
   size_t i = 0;
+  if (nx == 2 && dx[0] && dx[1]) { /* ResNet's case: pointers and coefficients in registers */
+    const ct_v4f c0 = ct_v4f_splat(coeff ? coeff[0] : 1.0f), c1 = ct_v4f_splat(coeff ? coeff[1] : 1.0f);
+    float *dx0 = dx[0], *dx1 = dx[1];
+    for (; i + 4 <= n; i += 4) {
+      const ct_v4f v = ct_v4f_load(dy + i);
+      const ct_v4f g = ct_v4f_select(ct_v4f_load(y + i) > 0.0f, v, slope * v);
+      if (dz) ct_v4f_store(dz + i, g);
+      ct_v4f_store(dx0 + i, c0 * g);
+      ct_v4f_store(dx1 + i, c1 * g);
+    }
+  }
   for (; i + 4 <= n; i += 4) {
     const ct_v4f v = ct_v4f_load(dy + i);
     const ct_v4f g = ct_v4f_select(ct_v4f_load(y + i) > 0.0f, v, slope * v);
