@@ -15,3 +15,5 @@ add_executable(split_sum_bench ${CMAKE_CURRENT_SOURCE_DIR}/bench/split_sum_bench
 target_link_libraries(split_sum_bench PRIVATE cortado_core)
 add_executable(bn_chain_bench ${CMAKE_CURRENT_SOURCE_DIR}/bench/bn_chain_bench.c)
 target_link_libraries(bn_chain_bench PRIVATE cortado_core)
+add_executable(eltwise_relu_pair_bench ${CMAKE_CURRENT_SOURCE_DIR}/bench/eltwise_relu_pair_bench.c)
+target_link_libraries(eltwise_relu_pair_bench PRIVATE cortado_core)

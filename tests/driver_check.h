@@ -27,11 +27,12 @@
 #include "core/rng.h"
 #include "drivers/driver.h"
 
-enum { DC_EXCLUDED, DC_CORE, DC_NN, DC_FUSE };
+enum { DC_EXCLUDED, DC_CORE, DC_NN, DC_FUSE, DC_FUSE_ELTWISE };
 
 /* Every member of ct_driver_ops and who tests it: DC_CORE is test_driver.c (memory, BLAS,
  * element-wise, normalisation, the update), DC_NN test_driver_nn.c (convolution steps, pooling,
- * LRN, softmax, losses, evaluation), DC_FUSE test_bn_chain.c (the fused BatchNorm chain). Left out on purpose:
+ * LRN, softmax, losses, evaluation), DC_FUSE test_bn_chain.c (the fused BatchNorm chain),
+ * DC_FUSE_ELTWISE test_eltwise_relu.c (Eltwise SUM fused with ReLU). Left out on purpose:
  *   destroy        lifecycle, run by ct_driver_free (NULL on both backends)
  *   error_message  says something only after a failure; test_emu.c checks emu's
  *   region         process-wide settings (OpenBLAS's threads) around a pass, no results
@@ -46,6 +47,7 @@ enum { DC_EXCLUDED, DC_CORE, DC_NN, DC_FUSE };
   X(asum, DC_CORE) X(sumsq, DC_CORE) X(add, DC_CORE) X(sub, DC_CORE) X(mul, DC_CORE)                \
   X(neuron_forward, DC_CORE) X(neuron_backward, DC_CORE) X(prelu_forward, DC_CORE)                  \
   X(prelu_backward, DC_CORE) X(eltwise_forward, DC_CORE) X(eltwise_backward, DC_CORE)               \
+  X(eltwise_relu_forward, DC_FUSE_ELTWISE) X(eltwise_relu_backward, DC_FUSE_ELTWISE)                \
   X(bias_forward, DC_CORE) X(scale_forward, DC_CORE) X(scale_backward, DC_CORE)                     \
   X(batchnorm_forward, DC_CORE) X(batchnorm_backward, DC_CORE) X(bn_chain_forward, DC_FUSE)          \
   X(bn_chain_backward, DC_FUSE) X(bn_chain_backward_x, DC_FUSE) X(bn_chain_backward_y, DC_FUSE)     \

@@ -227,6 +227,17 @@ typedef struct ct_driver_ops {
   ct_status (*eltwise_backward)(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x, int k,
                            const float *coeff, bool stable_prod, const float *y, const float *dy, const int *winner,
                            float *dx);
+  /* Optional (NULL: the pair runs as its two layers): Eltwise SUM of nx >= 2 inputs (coeff as
+   * above) and then ReLU with a slope >= 0, in one pass: y = relu(sum), the sum in
+   * eltwise_forward's order (so the same floats; y is not one of the inputs). Backward from y
+   * and its gradient dy, with g = y > 0 ? dy : slope dy (the in-place ReLU's rule; for a slope
+   * >= 0 the sign of y is that of the sum): dx[k] = coeff_k g for each k whose dx[k] is not NULL
+   * and, when dz is not NULL, dz = g (what the in-place ReLU leaves in the top's diff). dz may
+   * be dy; a dx[k] may be dy. */
+  ct_status (*eltwise_relu_forward)(const ct_driver *d, size_t n, int nx, const float *const *x, const float *coeff,
+                                    float slope, float *y);
+  ct_status (*eltwise_relu_backward)(const ct_driver *d, size_t n, int nx, const float *coeff, float slope,
+                                     const float *y, const float *dy, float *const *dx, float *dz);
   /* Broadcasts over x as outer x dim x inner, the operand indexed by dim. bias: y = x + b (x
    * may be y). scale: y = x s + b (b NULL reads as 0; x is not y). scale_backward: ds += sum of
    * dy x and db += sum of dy over outer and inner (either may be NULL; x is read only for ds),

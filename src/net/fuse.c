@@ -1,29 +1,38 @@
-/* Fusion of the memory-bound chain BatchNorm -> Scale (-> ReLU) (layers/bn_chain.h): the net
- * keeps every layer and blob as the prototxt made them; a chain it may fuse gets a hidden layer
- * that the run loop calls in the BatchNorm's place, and the members after it skip their own
- * passes.
+/* Fusion of memory-bound layer runs into one hidden layer each; two kinds:
+ *  - BatchNorm -> Scale (-> ReLU) (layers/bn_chain.h);
+ *  - Eltwise SUM -> ReLU in place on its top (layers/eltwise_relu.h: ResNet's block ends).
+ * The net keeps every layer and blob as the prototxt made them; a chain it may fuse gets a
+ * hidden layer that the run loop calls in its first member's place (the head), and the members
+ * after it skip their own passes.
  *
  * A chain is fused where nobody can tell: consecutive layers, Scale in place on BatchNorm's top
  * (so BatchNorm's output exists only inside the chain; a second reader would have had a Split
- * put between them, which breaks the chain), a ReLU joins only in place on Scale's top, no
- * member has a loss weight or a partition spec of its own that differs from BatchNorm's. What
- * the chain leaves in its blobs (data, diffs, BatchNorm's running sums, Scale's gradients) is
- * what the members leave, up to float rounding.
+ * put between them, which breaks the chain), a ReLU joins only in place on the previous
+ * member's top, no member has a loss weight or a partition spec of its own that differs from
+ * the head's. What the chain leaves in its blobs (data, diffs, BatchNorm's running sums,
+ * Scale's gradients) is what the members leave, up to float rounding (the Eltwise pair: bit for
+ * bit). An Eltwise pair whose plan puts a partition on a driver without the fused entries
+ * (optional in driver.h) runs as its two layers.
  *
  * A forward layer by layer (the Python module's start= and end=) runs chains unfused, unless the
  * caller runs whole passes that way (`cortado time`: ct_net_set_layerwise_fusion); a backward
  * after an unfused forward runs unfused too. After a fused forward the chain's backward is
- * fused whatever the caller (a backward layer by layer runs it at BatchNorm; one that starts
+ * fused whatever the caller (a backward layer by layer runs it at the head; one that starts
  * inside the chain still gets the whole chain's gradient there). With debug_info on, chains run
- * unfused, so every layer's own output is logged. CT_FUSE=0 in the environment turns fusion off (the tests compare
- * the two). */
+ * unfused, so every layer's own output is logged. CT_FUSE=0 in the environment turns fusion off
+ * (the tests compare the two); CT_FUSE=bn or CT_FUSE=eltwise keeps only that kind (benchmarks
+ * time one kind against the other). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "layers/bn_chain.h"
+#include "layers/eltwise_relu.h"
 #include "net/net_impl.h"
 
+typedef enum fusion_kind { FUSE_BN_CHAIN, FUSE_ELTWISE_RELU } fusion_kind;
+
 struct ct_fusion {
+  fusion_kind kind;
   int head, n;     /* members: layers [head, head + n) */
   ct_layer *layer; /* the hidden layer that runs them */
   bool fused_fwd;  /* the chain's last forward ran fused: its backward must too */
@@ -40,8 +49,8 @@ static bool plain_member(const net_layer *head, const net_layer *nl) {
   return nl->l.spec.n == 0 || !memcmp(&nl->l.spec, &head->l.spec, sizeof nl->l.spec);
 }
 
-/* How many layers from i form a chain to fuse (0: none). */
-static int chain_at(const ct_net *net, int i) {
+/* How many layers from i form a BatchNorm chain to fuse (0: none). */
+static int bn_chain_at(const ct_net *net, int i) {
   const net_layer *bn = &net->layers[i];
   if (!is_type(bn, "BatchNorm") || i + 1 >= net->nlayers || bn->l.nbottom != 1 || bn->l.ntop != 1) return 0;
   const net_layer *sc = &net->layers[i + 1];
@@ -55,6 +64,29 @@ static int chain_at(const ct_net *net, int i) {
   if (re && !ct_bn_chain_fits(&bn->l, &sc->l, &re->l)) re = NULL;
   if (!ct_bn_chain_fits(&bn->l, &sc->l, NULL)) return 0;
   return re ? 3 : 2;
+}
+
+/* Whether layers i, i + 1 are an Eltwise SUM and a ReLU in place on its top to fuse. The
+ * Eltwise's top is then read by the ReLU alone (a second reader would have had a Split put
+ * after the Eltwise). A ReLU that does not propagate while the Eltwise does (propagate_down:
+ * false on it) leaves the Eltwise the unmasked gradient: left as two layers. */
+static bool eltwise_pair_at(const ct_net *net, int i) {
+  const net_layer *el = &net->layers[i];
+  if (!is_type(el, "Eltwise") || i + 1 >= net->nlayers || el->l.ntop != 1) return false;
+  const net_layer *re = &net->layers[i + 1];
+  if (!is_type(re, "ReLU") || re->l.nbottom != 1 || re->l.ntop != 1) return false;
+  if (re->bottom_ids[0] != el->top_ids[0] || re->top_ids[0] != re->bottom_ids[0]) return false;
+  if (!plain_member(el, el) || !plain_member(el, re) || !ct_eltwise_relu_fits(&el->l, &re->l)) return false;
+  bool down = false;
+  for (int b = 0; b < el->l.nbottom; b++) down |= el->l.propagate_down[b];
+  return re->l.propagate_down[0] || !down;
+}
+
+/* CT_FUSE=bn or =eltwise: that kind alone; unset or any other value but 0: both */
+static bool kind_wanted(const char *e, fusion_kind k) {
+  if (e && !strcmp(e, "bn")) return k == FUSE_BN_CHAIN;
+  if (e && !strcmp(e, "eltwise")) return k == FUSE_ELTWISE_RELU;
+  return true;
 }
 
 /* The chain at i (n members) reads a bottom that still holds the same values at its backward:
@@ -79,29 +111,51 @@ static bool output_kept(const ct_net *net, int i, int n) {
   return true;
 }
 
+static ct_status add_fusion(ct_net *net, fusion_kind kind, int i, int n, ct_error *err) {
+  struct ct_fusion *f = calloc(1, sizeof *f);
+  if (!f) return ct_fail(err, CT_ENOMEM, "out of memory");
+  f->kind = kind;
+  f->head = i;
+  f->n = n;
+  f->expect = -1;
+  ct_status st;
+  if (kind == FUSE_BN_CHAIN) {
+    f->x_kept = input_kept(net, i, n);
+    f->y_kept = n == 2 && output_kept(net, i, n);
+    st = ct_bn_chain_create(&net->layers[i].l, &net->layers[i + 1].l, n == 3 ? &net->layers[i + 2].l : NULL,
+                            f->x_kept, f->y_kept, &f->layer, err);
+  } else {
+    st = ct_eltwise_relu_create(&net->layers[i].l, &net->layers[i + 1].l, &f->layer, err);
+  }
+  if (st) {
+    free(f);
+    return st;
+  }
+  for (int k = 0; k < n; k++) net->layers[i + k].fusion = f;
+  return CT_OK;
+}
+
 ct_status ct_net_fuse(ct_net *net, ct_error *err) {
   const char *e = getenv("CT_FUSE");
   if (e && !strcmp(e, "0")) return CT_OK;
   for (int i = 0; i < net->nlayers; i++) {
-    const int n = chain_at(net, i);
-    if (!n) continue;
-    struct ct_fusion *f = calloc(1, sizeof *f);
-    if (!f) return ct_fail(err, CT_ENOMEM, "out of memory");
-    f->head = i;
-    f->n = n;
-    f->expect = -1;
-    f->x_kept = input_kept(net, i, n);
-    f->y_kept = n == 2 && output_kept(net, i, n);
-    ct_status st = ct_bn_chain_create(&net->layers[i].l, &net->layers[i + 1].l, n == 3 ? &net->layers[i + 2].l : NULL,
-                                      f->x_kept, f->y_kept, &f->layer, err);
-    if (st) {
-      free(f);
-      return st;
+    const int n = kind_wanted(e, FUSE_BN_CHAIN) ? bn_chain_at(net, i) : 0;
+    if (n) {
+      CT_TRY(add_fusion(net, FUSE_BN_CHAIN, i, n, err));
+      i += n - 1;
+    } else if (kind_wanted(e, FUSE_ELTWISE_RELU) && eltwise_pair_at(net, i)) {
+      CT_TRY(add_fusion(net, FUSE_ELTWISE_RELU, i, 2, err));
+      i++;
     }
-    for (int k = 0; k < n; k++) net->layers[i + k].fusion = f;
-    i += n - 1;
   }
   return CT_OK;
+}
+
+static void free_fused_layer(struct ct_fusion *f) {
+  if (f->kind == FUSE_BN_CHAIN)
+    ct_bn_chain_free(f->layer);
+  else
+    ct_eltwise_relu_free(f->layer);
 }
 
 void ct_net_fuse_free(ct_net *net) {
@@ -109,7 +163,7 @@ void ct_net_fuse_free(ct_net *net) {
     struct ct_fusion *f = net->layers[i].fusion;
     if (!f || f->head != i) continue;
     for (int k = 0; k < f->n; k++) net->layers[i + k].fusion = NULL;
-    ct_bn_chain_free(f->layer);
+    free_fused_layer(f);
     free(f);
   }
 }
@@ -117,6 +171,13 @@ void ct_net_fuse_free(ct_net *net) {
 int ct_net_fused_chains(const ct_net *net) {
   int n = 0;
   for (int i = 0; i < net->nlayers; i++) n += net->layers[i].fusion && net->layers[i].fusion->head == i;
+  return n;
+}
+
+int ct_net_fused_eltwise(const ct_net *net) {
+  int n = 0;
+  for (int i = 0; i < net->nlayers; i++)
+    n += net->layers[i].fusion && net->layers[i].fusion->head == i && net->layers[i].fusion->kind == FUSE_ELTWISE_RELU;
   return n;
 }
 
@@ -128,10 +189,12 @@ ct_status ct_net_fuse_forward(ct_net *net, int i, bool fuse, ct_error *err) {
   if (i == f->head && fuse && !net->debug) {
     const int prod = nl->producer;
     CT_TRY(ct_layer_plan_reshape(f->layer, prod >= 0 ? &net->layers[prod].l.plan : NULL, err));
-    CT_TRY(ct_layer_forward(f->layer, err));
-    f->fused_fwd = true;
-    f->expect = i + 1;
-    return CT_OK;
+    if (f->kind == FUSE_BN_CHAIN || ct_eltwise_relu_runs(f->layer)) {
+      CT_TRY(ct_layer_forward(f->layer, err));
+      f->fused_fwd = true;
+      f->expect = i + 1;
+      return CT_OK;
+    }
   }
   if (i == f->expect) { /* done by the fused pass */
     f->expect = i + 1 < f->head + f->n ? i + 1 : -1;
@@ -165,7 +228,12 @@ bool ct_net_fuse_reads_output(const ct_net *net, int i) {
 void ct_net_fuse_planned_diffs(ct_net *net, const bool *planned_diff) {
   for (int i = 0; i < net->nlayers; i++) {
     struct ct_fusion *f = net->layers[i].fusion;
-    if (f && f->head == i) ct_bn_chain_set_top_grad(f->layer, !planned_diff[net->layers[i + f->n - 1].top_ids[0]]);
+    if (!f || f->head != i) continue;
+    const bool wanted = !planned_diff[net->layers[i + f->n - 1].top_ids[0]];
+    if (f->kind == FUSE_BN_CHAIN)
+      ct_bn_chain_set_top_grad(f->layer, wanted);
+    else
+      ct_eltwise_relu_set_top_grad(f->layer, wanted);
   }
 }
 

@@ -122,8 +122,10 @@ int ct_net_first_nonfinite_layer(ct_net *net);
 int ct_net_first_nonfinite_grad_layer(const ct_net *net);
 /* Images in one forward pass: the first axis of the first layer's first top (0 if none). */
 int ct_net_batch_size(const ct_net *net);
-/* How many BatchNorm -> Scale (-> ReLU) chains run fused (net/fuse.c; 0 with CT_FUSE=0). */
+/* How many chains run fused (net/fuse.c; 0 with CT_FUSE=0): BatchNorm -> Scale (-> ReLU)
+ * chains and Eltwise SUM -> ReLU pairs together, and the pairs alone. */
 int ct_net_fused_chains(const ct_net *net);
+int ct_net_fused_eltwise(const ct_net *net);
 /* Whether ct_net_forward_layer may run a fused chain when called on its first layer (default
  * no: a caller that stops inside a chain, as the Python module's forward(end=...) may, must see
  * each layer's own output). `cortado time`, which runs every layer in order, turns it on.

@@ -174,9 +174,10 @@ ct_status ct_net_place_layer(ct_net *net, int i, const Caffe__LayerParameter *sr
 ct_status ct_net_place_default(ct_net *net, const Caffe__NetParameter *param, const struct ct_srcmap *map,
                                ct_error *err);
 
-/* ---- fuse.c: BatchNorm -> Scale (-> ReLU) chains run as one hidden layer (after the backward
- * analysis; CT_FUSE=0 in the environment: none). The run loop calls fuse_forward / fuse_backward
- * instead of the layer's own pass for a layer whose `fusion` is set. */
+/* ---- fuse.c: BatchNorm -> Scale (-> ReLU) chains and Eltwise SUM -> ReLU pairs run as one
+ * hidden layer each (after the backward analysis; CT_FUSE=0 in the environment: none). The run
+ * loop calls fuse_forward / fuse_backward instead of the layer's own pass for a layer whose
+ * `fusion` is set. */
 ct_status ct_net_fuse(ct_net *net, ct_error *err);
 void ct_net_fuse_free(ct_net *net);
 ct_status ct_net_fuse_forward(ct_net *net, int i, bool fuse, ct_error *err);
@@ -187,9 +188,10 @@ bool ct_net_fuse_reads_input(const ct_net *net, int i);
 /* ... or its output (a chain without the ReLU, the output kept: layers/bn_chain.h). */
 bool ct_net_fuse_reads_output(const ct_net *net, int i);
 /* After the memory plan: the chains whose top's diff is planned storage (planned_diff, per blob)
- * skip leaving BatchNorm's output gradient there (ct_bn_chain_set_top_grad). */
+ * skip leaving the gradient the members would there (ct_bn_chain_set_top_grad,
+ * ct_eltwise_relu_set_top_grad). */
 void ct_net_fuse_planned_diffs(ct_net *net, const bool *planned_diff);
-/* `cortado time`'s note for a chain's member: "fused" on BatchNorm (which the chain's time is
+/* `cortado time`'s note for a chain's member: "fused" on its head (which the chain's time is
  * booked under), "in chain" on the others. */
 const char *ct_net_fuse_note(const ct_net *net, int i);
 

@@ -54,6 +54,10 @@ ct_status ct_cpu_eltwise_forward(const ct_driver *d, ct_eltwise_op op, size_t n,
 ct_status ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x, int k,
                                   const float *coeff, bool stable_prod, const float *y, const float *dy,
                                   const int *winner, float *dx);
+ct_status ct_cpu_eltwise_relu_forward(const ct_driver *d, size_t n, int nx, const float *const *x, const float *coeff,
+                                      float slope, float *y);
+ct_status ct_cpu_eltwise_relu_backward(const ct_driver *d, size_t n, int nx, const float *coeff, float slope,
+                                       const float *y, const float *dy, float *const *dx, float *dz);
 
 /* cpu/norm.c: Bias, Scale */
 ct_status ct_cpu_bias_forward(const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x,

@@ -1,5 +1,5 @@
 /* The CPU driver's element-wise layers: the neuron activations (each a forward and a backward
- * kernel over n elements), PReLU and Eltwise. */
+ * kernel over n elements), PReLU, Eltwise, and Eltwise SUM fused with ReLU. */
 #include <math.h>
 #include <string.h>
 
@@ -421,6 +421,76 @@ ct_status ct_cpu_eltwise_backward(const ct_driver *d, ct_eltwise_op op, size_t n
       for (; i < n; i++) dx[i] = w[i] == k ? dy[i] : 0.0f;
       break;
     }
+  }
+  return CT_OK;
+}
+
+/* ---------------------------------------------------------------- Eltwise SUM -> ReLU */
+
+/* Four lanes of the sum at i, as eltwise_forward's passes compute each element: (a0 x0 + a1 x1),
+ * then + ak xk in order; no value leaves the register between the terms, and none would change
+ * by a store (float arithmetic, no contraction at the project's flags). */
+static inline ct_v4f sum_lanes(int nx, const float *const *x, const float *coeff, size_t i) {
+  ct_v4f s = ct_v4f_splat(coeff ? coeff[0] : 1.0f) * ct_v4f_load(x[0] + i) +
+             ct_v4f_splat(coeff ? coeff[1] : 1.0f) * ct_v4f_load(x[1] + i);
+  for (int k = 2; k < nx; k++) s = s + ct_v4f_splat(coeff ? coeff[k] : 1.0f) * ct_v4f_load(x[k] + i);
+  return s;
+}
+
+ct_status ct_cpu_eltwise_relu_forward(const ct_driver *d, size_t n, int nx, const float *const *x, const float *coeff,
+                                      float slope, float *y) {
+  (void)d;
+  size_t i = 0;
+  if (nx == 2) { /* ResNet's case: the coefficients in registers (y might alias them) */
+    const ct_v4f c0 = ct_v4f_splat(coeff ? coeff[0] : 1.0f), c1 = ct_v4f_splat(coeff ? coeff[1] : 1.0f);
+    const float *x0 = x[0], *x1 = x[1];
+    for (; i + 4 <= n; i += 4) {
+      const ct_v4f v = c0 * ct_v4f_load(x0 + i) + c1 * ct_v4f_load(x1 + i);
+      ct_v4f_store(y + i, ct_v4f_select(v > 0.0f, v, slope * v));
+    }
+  }
+  for (; i + 4 <= n; i += 4) {
+    const ct_v4f v = sum_lanes(nx, x, coeff, i);
+    ct_v4f_store(y + i, ct_v4f_select(v > 0.0f, v, slope * v));
+  }
+  for (; i < n; i++) {
+    float v = (coeff ? coeff[0] : 1.0f) * x[0][i] + (coeff ? coeff[1] : 1.0f) * x[1][i];
+    for (int k = 2; k < nx; k++) v = v + (coeff ? coeff[k] : 1.0f) * x[k][i];
+    y[i] = v > 0 ? v : slope * v;
+  }
+  return CT_OK;
+}
+
+/* g as the in-place ReLU's backward makes it, then coeff_k g as Eltwise's (a coefficient of 1
+ * gives g itself, as its copy does). Every output of a group of lanes is stored after its loads,
+ * so dz and any dx[k] may be dy. */
+ct_status ct_cpu_eltwise_relu_backward(const ct_driver *d, size_t n, int nx, const float *coeff, float slope,
+                                       const float *y, const float *dy, float *const *dx, float *dz) {
+  (void)d;
+  size_t i = 0;
+  if (nx == 2 && dx[0] && dx[1]) { /* ResNet's case: pointers and coefficients in registers */
+    const ct_v4f c0 = ct_v4f_splat(coeff ? coeff[0] : 1.0f), c1 = ct_v4f_splat(coeff ? coeff[1] : 1.0f);
+    float *dx0 = dx[0], *dx1 = dx[1];
+    for (; i + 4 <= n; i += 4) {
+      const ct_v4f v = ct_v4f_load(dy + i);
+      const ct_v4f g = ct_v4f_select(ct_v4f_load(y + i) > 0.0f, v, slope * v);
+      if (dz) ct_v4f_store(dz + i, g);
+      ct_v4f_store(dx0 + i, c0 * g);
+      ct_v4f_store(dx1 + i, c1 * g);
+    }
+  }
+  for (; i + 4 <= n; i += 4) {
+    const ct_v4f v = ct_v4f_load(dy + i);
+    const ct_v4f g = ct_v4f_select(ct_v4f_load(y + i) > 0.0f, v, slope * v);
+    if (dz) ct_v4f_store(dz + i, g);
+    for (int k = 0; k < nx; k++)
+      if (dx[k]) ct_v4f_store(dx[k] + i, ct_v4f_splat(coeff ? coeff[k] : 1.0f) * g);
+  }
+  for (; i < n; i++) {
+    const float g = y[i] > 0 ? dy[i] : slope * dy[i];
+    if (dz) dz[i] = g;
+    for (int k = 0; k < nx; k++)
+      if (dx[k]) dx[k][i] = (coeff ? coeff[k] : 1.0f) * g;
   }
   return CT_OK;
 }

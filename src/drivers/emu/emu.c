@@ -213,6 +213,8 @@ EMU_ENTRY(prelu_forward, (const ct_driver *d, size_t N, size_t C, size_t D, bool
 EMU_ENTRY(prelu_backward, (const ct_driver *d, size_t N, size_t C, size_t D, bool shared, const float *x, const float *dy, const float *a, float *dx, float *da), (d, N, C, D, shared, x, dy, a, dx, da))
 EMU_ENTRY(eltwise_forward, (const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x, const float *coeff, float *y, int *winner), (d, op, n, nx, x, coeff, y, winner))
 EMU_ENTRY(eltwise_backward, (const ct_driver *d, ct_eltwise_op op, size_t n, int nx, const float *const *x, int k, const float *coeff, bool stable_prod, const float *y, const float *dy, const int *winner, float *dx), (d, op, n, nx, x, k, coeff, stable_prod, y, dy, winner, dx))
+EMU_ENTRY(eltwise_relu_forward, (const ct_driver *d, size_t n, int nx, const float *const *x, const float *coeff, float slope, float *y), (d, n, nx, x, coeff, slope, y))
+EMU_ENTRY(eltwise_relu_backward, (const ct_driver *d, size_t n, int nx, const float *coeff, float slope, const float *y, const float *dy, float *const *dx, float *dz), (d, n, nx, coeff, slope, y, dy, dx, dz))
 EMU_ENTRY(bias_forward, (const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *b, float *y), (d, outer, dim, inner, x, b, y))
 EMU_ENTRY(scale_forward, (const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *s, const float *b, float *y), (d, outer, dim, inner, x, s, b, y))
 EMU_ENTRY(scale_backward, (const ct_driver *d, size_t outer, size_t dim, size_t inner, const float *x, const float *dy, const float *s, float *ds, float *db, float *dx), (d, outer, dim, inner, x, dy, s, ds, db, dx))
@@ -462,6 +464,8 @@ static const ct_driver_ops emu_ops = {
     .prelu_backward = emu_prelu_backward,
     .eltwise_forward = emu_eltwise_forward,
     .eltwise_backward = emu_eltwise_backward,
+    .eltwise_relu_forward = emu_eltwise_relu_forward,
+    .eltwise_relu_backward = emu_eltwise_relu_backward,
     .bias_forward = emu_bias_forward,
     .scale_forward = emu_scale_forward,
     .scale_backward = emu_scale_backward,
