@@ -29,7 +29,7 @@ static void wino_cost(const ct_conv_geom *g, double X, const ct_wino_strides *s,
   const double vm = 4.0 * X * (C + K) * Tb;
   const double gain = vm <= (double)CT_WINO_BLOCK_BYTES ? CT_WINO_CACHE_GAIN : 1.0;
   *bytes = 5 * 4.0 * X * (C + K) * T / gain + blocks * 3 * 4.0 * X * K * Cg;
-  *eff = knee_eff(Kg, Tb, Cg, CT_WINO_KNEE);
+  *eff = knee_eff(Kg, Tb, Cg, CT_WINO_KNEE) * CT_WINO_EFF;
 }
 
 double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops, double gbytes, size_t max_ws) {
@@ -73,7 +73,7 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
     case CT_LOWER_WINOGRAD4: {
       /* as WINOGRAD, with 36 positions on a quarter of the tiles: 4 (not 2.25) times fewer
        * multiply-adds than the direct sums, V and M 2.25 times the input and output */
-      if (!ct_lower_wino_applies(g)) return 1e30;
+      if (!ct_lower_wino_applies(g) || g->OH < CT_WINO4_MIN_PLANE || g->OW < CT_WINO4_MIN_PLANE) return 1e30;
       const ct_wino_strides s = ct_lower_wino4_strides(g, nb);
       const ct_wino_block B = ct_lower_wino4_block(g, nb);
       wino_cost(g, 36, &s, &B, &flops, &bytes, &eff);

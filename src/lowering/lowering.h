@@ -145,6 +145,17 @@ typedef struct ct_wino_block {
  * stays ahead (bench/zoo_bench_conv model). */
 #define CT_POINTWISE_KNEE 8.0
 #define CT_TYPE3_EFF 0.75
+/* The Winograd types' GEMM rate as a fraction of the same shape's in the GEMM types (their
+ * GEMMs are 16 or 36 narrow ones, between transforms that evict their operands), and the
+ * smallest output plane side WINOGRAD4 is modelled on: bench/zoo_bench_conv's `model` mode on
+ * the Cooperlake kernels (2026-12-07) measured WINOGRAD4 1.3-1.6x faster than WINOGRAD on
+ * ResNet-50's and DenseNet-121's 56x56 and 28x28 layers, but 1.15x slower on ResNet's 14x14x256
+ * and 1.3-1.4x slower on the 7x7 ones (a 7x7 plane is 2x2 tiles of 16 outputs for 49, its U 36
+ * K C floats against 4 K C images' worth of work), where the model, which counts neither the
+ * tiles' padding transforms nor WINOGRAD4's larger transforms, put it first; and TYPE1 1.2x
+ * faster than WINOGRAD on ResNet's 7x7x512 layers, where the model put WINOGRAD first. */
+#define CT_WINO_EFF 0.65
+#define CT_WINO4_MIN_PLANE 20
 ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb);
 /* WINOGRAD4: F(4x4, 3x3) (drivers/cpu/winograd4.c), on a driver with conv_wino4_block only, and
  * always blocked: 6x6 input tiles 4 apart, 36 GEMMs per group, 4 times fewer multiply-adds than
