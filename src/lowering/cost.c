@@ -73,7 +73,9 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
     case CT_LOWER_WINOGRAD4: {
       /* as WINOGRAD, with 36 positions on a quarter of the tiles: 4 (not 2.25) times fewer
        * multiply-adds than the direct sums, V and M 2.25 times the input and output */
-      if (!ct_lower_wino_applies(g) || g->OH < CT_WINO4_MIN_PLANE || g->OW < CT_WINO4_MIN_PLANE) return 1e30;
+      if (!ct_lower_wino_applies(g) || g->OH < CT_WINO4_MIN_PLANE || g->OW < CT_WINO4_MIN_PLANE ||
+          g->C / g->G < CT_WINO4_MIN_CHANNELS)
+        return 1e30;
       const ct_wino_strides s = ct_lower_wino4_strides(g, nb);
       const ct_wino_block B = ct_lower_wino4_block(g, nb);
       wino_cost(g, 36, &s, &B, &flops, &bytes, &eff);

@@ -156,6 +156,13 @@ typedef struct ct_wino_block {
  * faster than WINOGRAD on ResNet's 7x7x512 layers, where the model put WINOGRAD first. */
 #define CT_WINO_EFF 0.65
 #define CT_WINO4_MIN_PLANE 20
+/* ... and the fewest input channels per group: below it the transforms are most of its work
+ * and it gains little on WINOGRAD (3 -> 16 and 16 -> 16 channels at 28x28, 8 images: 0.97-1.12x
+ * forward, 1.16-1.4x backward, on layers of well under a millisecond), while
+ * its weight gradient rounds about ten times more (up to 1e-5 of its largest against 1e-6; its
+ * transforms scale by up to 8 and 1/24), which test_hybrid's 20 training steps on a 1-channel
+ * first layer, split 0.3 / 0.7 between two devices, amplified past its 1e-5. */
+#define CT_WINO4_MIN_CHANNELS 16
 ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb);
 /* WINOGRAD4: F(4x4, 3x3) (drivers/cpu/winograd4.c), on a driver with conv_wino4_block only, and
  * always blocked: 6x6 input tiles 4 apart, 36 GEMMs per group, 4 times fewer multiply-adds than
