@@ -131,24 +131,32 @@ static size_t block_rows(const ct_conv_geom *g, size_t X, int TW, size_t all) {
   return rows;
 }
 
-ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb) {
-  const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+/* A block's layout for tiles of X positions and m x m outputs (WINOGRAD: 16, 2; WINOGRAD4: 36,
+ * 4) in the strides s; `scratch`: the floats after the plane buffer (prow rows of s.rw). */
+static ct_wino_block block_of(const ct_conv_geom *g, const ct_wino_strides *s, int nb, size_t X, size_t m,
+                              size_t scratch_rows, size_t scratch) {
   ct_wino_block B;
-  const size_t rows = block_rows(g, 16, s.TW, (size_t)nb * s.TH);
+  const size_t rows = block_rows(g, X, s->TW, (size_t)nb * s->TH);
   B.rows = (int)rows;
-  B.ld = (rows * (size_t)s.TW + 4 + 15) & ~(size_t)15;
+  B.ld = (rows * (size_t)s->TW + 4 + 15) & ~(size_t)15;
   B.sV = (size_t)g->C * B.ld + 16;
   B.sM = (size_t)g->K * B.ld + 16;
-  /* a block meets an image in at most min(rows, TH) rows of tiles: 2 of those + 2 padded rows */
-  const size_t seg = rows < (size_t)s.TH ? rows : (size_t)s.TH;
-  B.prow = 2 * seg + 2 > 8 ? 2 * seg + 2 : 8;
+  /* a block meets an image in at most min(rows, TH) rows of tiles: m of those + 2 padded rows */
+  const size_t seg = rows < (size_t)s->TH ? rows : (size_t)s->TH;
+  B.prow = m * seg + 2 > 8 ? m * seg + 2 : 8;
   B.U = 0;
-  B.dU = 16 * s.sU;
-  B.V = B.dU + 16 * s.sU;
-  B.M = B.V + 16 * B.sV;
-  B.scratch = B.M + 16 * B.sM;
-  B.workspace = B.scratch + (B.prow + 4) * s.rw + 16 * ((size_t)s.TWv + 12);
+  B.dU = X * s->sU;
+  B.V = B.dU + X * s->sU;
+  B.M = B.V + X * B.sV;
+  B.scratch = B.M + X * B.sM;
+  B.workspace = B.scratch + (B.prow + scratch_rows) * s->rw + scratch;
   return B;
+}
+
+ct_wino_block ct_lower_wino_block(const ct_conv_geom *g, int nb) {
+  const ct_wino_strides s = ct_lower_wino_strides(g, nb);
+  /* the plane buffer, 4 more rows, 16 rows of per-tile terms with 4 zeros before each */
+  return block_of(g, &s, nb, 16, 2, 4, 16 * ((size_t)s.TWv + 12));
 }
 
 /* ================================================================ WINOGRAD4's layout */
@@ -174,23 +182,8 @@ ct_wino_strides ct_lower_wino4_strides(const ct_conv_geom *g, int nb) {
 
 ct_wino_block ct_lower_wino4_block(const ct_conv_geom *g, int nb) {
   const ct_wino_strides s = ct_lower_wino4_strides(g, nb);
-  ct_wino_block B;
-  const size_t rows = block_rows(g, 36, s.TW, (size_t)nb * s.TH);
-  B.rows = (int)rows;
-  B.ld = (rows * (size_t)s.TW + 4 + 15) & ~(size_t)15;
-  B.sV = (size_t)g->C * B.ld + 16;
-  B.sM = (size_t)g->K * B.ld + 16;
-  /* a block meets an image in at most min(rows, TH) rows of tiles: 4 of those + 2 padded rows */
-  const size_t seg = rows < (size_t)s.TH ? rows : (size_t)s.TH;
-  B.prow = 4 * seg + 2 > 8 ? 4 * seg + 2 : 8;
-  B.U = 0;
-  B.dU = 36 * s.sU;
-  B.V = B.dU + 36 * s.sU;
-  B.M = B.V + 36 * B.sV;
-  B.scratch = B.M + 36 * B.sM;
   /* the plane buffer (or the forward's 7 rows), then 36 rows of terms of TWv + 16 floats */
-  B.workspace = B.scratch + B.prow * s.rw + 36 * ((size_t)s.TWv + 16);
-  return B;
+  return block_of(g, &s, nb, 36, 4, 0, 36 * ((size_t)s.TWv + 16));
 }
 
 /* ================================================================ DIRECT's layout */

@@ -133,6 +133,12 @@ void ct_cpu_wino_lift(const ct_conv_geom *g, int nb, const float *M, const float
 void ct_cpu_wino_lift_grad(const ct_conv_geom *g, int nb, const float *dy, float *dM, float *scratch);
 void ct_cpu_wino_lower_grad(const ct_conv_geom *g, int nb, const float *dV, float *dx, float *scratch);
 void ct_cpu_wino_kernel_grad(const ct_conv_geom *g, const float *dU, float *dw);
+/* The rows [0, rows) of a padded plane buffer P (rows rw floats apart; its row q is padded row
+ * top + q of a channel's plane) into that channel's plane of dx, dxp: the part inside the image,
+ * copied, but added to in P's first two rows where add_first2 (a block before wrote them). The
+ * last step of both tile sizes' LOWER_GRAD. */
+void ct_cpu_wino_plane_out(const ct_conv_geom *g, const float *P, size_t rw, int rows, int top, bool add_first2,
+                           float *dxp);
 /* The blocked steps (driver.h's conv_wino_block, the layout of ct_lower_wino_block). */
 ct_status ct_cpu_conv_wino_block(const ct_driver *d, const ct_conv_geom *g, ct_wino_step step, int nb, int r0, int r1,
                                  const float *in, const float *b, float *out, float *scratch);

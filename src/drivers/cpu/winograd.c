@@ -148,6 +148,24 @@ void ct_cpu_wino_lift(const ct_conv_geom *g, int nb, const float *M, const float
 
 /* ---------------------------------------------------------------- backward */
 
+void ct_cpu_wino_plane_out(const ct_conv_geom *g, const float *P, size_t rw, int rows, int top, bool add_first2,
+                           float *dxp) {
+  /* the padding's terms are dropped: input row iy is padded row iy + ph, column ix is ix + pw */
+  for (int q = 0; q < rows; q++) {
+    const int iy = top + q - g->ph;
+    if (iy < 0 || iy >= g->H) continue;
+    const float *src = P + (size_t)q * rw + g->pw;
+    float *dst = dxp + (size_t)iy * g->W;
+    if (q < 2 && add_first2) {
+      int ix = 0;
+      for (; ix + 4 <= g->W; ix += 4) ct_v4f_store(dst + ix, ct_v4f_load(dst + ix) + ct_v4f_load(src + ix));
+      for (; ix < g->W; ix++) dst[ix] += src[ix];
+    } else {
+      memcpy(dst, src, (size_t)g->W * sizeof(float));
+    }
+  }
+}
+
 /* dM = A dY A^T per tile (the adjoint of lift_rows) for the rows of tiles [r0, r1): dy's two
  * rows of a row of tiles are copied into zero-padded row buffers rb (3 rw floats; a row past OH
  * reads the third, all zeros). */

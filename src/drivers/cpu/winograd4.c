@@ -433,21 +433,7 @@ AI void lower_grad_rows_body(const ct_conv_geom *g, const ct_wino_strides *wg, c
           }
         }
       }
-      /* the padding's terms are dropped: input row iy is padded row iy + ph, column ix is ix + pw */
-      float *dxp = dx + ((size_t)n * g->C + c) * plane;
-      for (int q = 0; q < 4 * (thb - tha) + 2; q++) {
-        const int iy = 4 * tha + q - g->ph;
-        if (iy < 0 || iy >= g->H) continue;
-        const float *src = P + (size_t)q * wg->rw + g->pw;
-        float *dst = dxp + (size_t)iy * g->W;
-        if (q < 2 && tha > 0) {
-          int ix = 0;
-          for (; ix + 4 <= g->W; ix += 4) ct_v4f_store(dst + ix, ct_v4f_load(dst + ix) + ct_v4f_load(src + ix));
-          for (; ix < g->W; ix++) dst[ix] += src[ix];
-        } else {
-          memcpy(dst, src, (size_t)g->W * sizeof(float));
-        }
-      }
+      ct_cpu_wino_plane_out(g, P, wg->rw, 4 * (thb - tha) + 2, 4 * tha, tha > 0, dx + ((size_t)n * g->C + c) * plane);
       row += thb - tha;
     }
 }
