@@ -282,8 +282,21 @@ static void test_training(void) {
   unlink(solver_path);
 }
 
+/* CT_FUSE with a value it does not take is refused by name, not read as a default */
+static void test_bad_switch(void) {
+  setenv("CT_FUSE", "yes", 1);
+  ct_net *net = NULL;
+  ct_error err = {0};
+  const ct_status st = ct_net_create_from_text(net_text, "fuse", dir, CT_TRAIN, &net, &err);
+  unsetenv("CT_FUSE");
+  CHECK(st == CT_EINVAL && !net && strstr(err.msg, "CT_FUSE") && strstr(err.msg, "'yes'"),
+        "CT_FUSE=yes refused by name: status %d, %s", (int)st, err.msg);
+  ct_net_free(net);
+}
+
 int main(void) {
   if (!mkdtemp(dir)) return 1;
+  test_bad_switch();
   test_one_pass(1);
   test_one_pass(2);
   test_layerwise();

@@ -82,7 +82,8 @@ static bool eltwise_pair_at(const ct_net *net, int i) {
   return re->l.propagate_down[0] || !down;
 }
 
-/* CT_FUSE=bn or =eltwise: that kind alone; unset or any other value but 0: both */
+/* CT_FUSE=bn or =eltwise: that kind alone; unset, empty or 1: both (0: none; anything else is
+ * refused by ct_net_fuse) */
 static bool kind_wanted(const char *e, fusion_kind k) {
   if (e && !strcmp(e, "bn")) return k == FUSE_BN_CHAIN;
   if (e && !strcmp(e, "eltwise")) return k == FUSE_ELTWISE_RELU;
@@ -137,6 +138,9 @@ static ct_status add_fusion(ct_net *net, fusion_kind kind, int i, int n, ct_erro
 
 ct_status ct_net_fuse(ct_net *net, ct_error *err) {
   const char *e = getenv("CT_FUSE");
+  if (e && *e && strcmp(e, "0") && strcmp(e, "1") && strcmp(e, "bn") && strcmp(e, "eltwise"))
+    return ct_fail(err, CT_EINVAL, "CT_FUSE in the environment is '%s'; expected 0 (no fusion), 1 (all), bn or eltwise",
+                   e);
   if (e && !strcmp(e, "0")) return CT_OK;
   for (int i = 0; i < net->nlayers; i++) {
     const int n = kind_wanted(e, FUSE_BN_CHAIN) ? bn_chain_at(net, i) : 0;
