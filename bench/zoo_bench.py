@@ -4,13 +4,18 @@ A deploy net from the public Caffe zoo (an `input:` header of batch 1, no loss) 
 small prototxt reader written here and
   rewrite IN OUT BATCH   written back for cortado as a training net: an Input layer of BATCH
                          images and BATCH labels, and a SoftmaxWithLoss on the classifier (in
-                         place of the deploy net's Softmax, or after its last layer);
+                         place of the deploy net's Softmax, or after its last layer); with
+                         BN_STATS=batch (the default) every BatchNorm's use_global_stats is
+                         dropped, so that it normalises by the batch's statistics as the nets'
+                         training prototxts do (a deploy net says use_global_stats: true);
   params IN              prints the learnable parameter count of the PyTorch net built from IN
                          and of cortado's (the `cortado` Python module on the rewritten net,
                          BatchNorm's statistics left out on both sides), and fails if they differ;
   torch IN BATCH ITERS THREADS
                          builds the net in PyTorch layer by layer from the same prototxt and
-                         times ITERS training passes (forward, loss, backward), ITERS forward
+                         times ITERS training passes (BatchNorm in training mode; with
+                         BN_STATS=prototxt, the BatchNorm2d of a BatchNorm with use_global_stats:
+                         true in eval mode: the stored statistics, as cortado runs that layer) (forward, loss, backward), ITERS forward
                          passes as in training (autograd recording) and ITERS under no_grad,
                          after one untimed pass of each, printing
                          `torch fwdbwd_ms=.. fwd_ms=.. fwd_nograd_ms=..` (medians).
@@ -87,8 +92,22 @@ def layers_of(net):
     return [v for k, v in net if k in ("layer", "layers")]
 
 
+def bn_stats_mode():
+    mode = os.environ.get("BN_STATS", "batch")
+    if mode not in ("batch", "prototxt"):
+        raise SystemExit(f"BN_STATS={mode}: expected batch (the default) or prototxt")
+    return mode
+
+
+def drop_global_stats(msg):
+    """msg with every use_global_stats field removed, at any depth"""
+    return [(k, drop_global_stats(v) if isinstance(v, list) else v) for k, v in msg if k != "use_global_stats"]
+
+
 def rewrite(src, dst, batch):
     net = parse(open(src).read())
+    if bn_stats_mode() == "batch":
+        net = drop_global_stats(net)
     inputs = get_all(net, "input")
     dims = [int(d) for d in get_all(net, "input_dim")]
     if not dims:
@@ -147,6 +166,7 @@ def build(path, batch):
             super().__init__()
             self.mods = nn.ModuleDict()
             self.plan = []  # (kind, key, bottoms, tops, extra)
+            self.stored = []  # BatchNorm2d run on the stored statistics (BN_STATS=prototxt)
             x = torch.zeros(1, *[int(d) for d in (get_all(net, "input_dim") or
                                                  get_all(get(net, "input_shape"), "dim"))[1:4]])
             shapes = {unq(get_all(net, "input")[0]): x}
@@ -170,6 +190,8 @@ def build(path, batch):
                     self.mods[key] = nn.BatchNorm2d(shapes[bots[0]].shape[1], eps=float(get(p, "eps", 1e-5)),
                                                     momentum=1 - float(get(p, "moving_average_fraction", 0.999)),
                                                     affine=id(l) in affine)
+                    if get(p, "use_global_stats") == "true" and bn_stats_mode() == "prototxt":
+                        self.stored.append(key)
                     self.plan.append(("mod", key, bots, tops))
                 elif t in ("ReLU", "ReLU6"):
                     p = get(l, "relu_param", [])
@@ -297,6 +319,8 @@ def time_torch(path, batch, iters, threads):
     torch.manual_seed(0)
     m = build(path, batch)
     m.train()
+    for key in m.stored:  # use_global_stats: true, kept (BN_STATS=prototxt): eval mode, as Caffe runs it
+        m.mods[key].eval()
     x = torch.randn(batch, *[int(d) for d in (get_all(parse(open(path).read()), "input_dim"))[1:4]])
     label = torch.randint(0, 1000, (batch,))
 

@@ -16,7 +16,11 @@
 #            installed here), and OpenMP's idle threads sleeping (OMP_WAIT_POLICY=PASSIVE; set
 #            TORCH_WAIT=ACTIVE on a quiet machine): on a loaded host its spinning threads made
 #            PyTorch 10x slower here, which says nothing about either side's kernels;
-# each under /usr/bin/time -v for its peak RSS. Ratios are PyTorch's time over cortado's (above 1:
+# each under /usr/bin/time -v for its peak RSS. BatchNorm: both sides normalise by the batch's
+# statistics (BN_STATS=batch, the default: the rewrite drops the deploy nets' use_global_stats:
+# true, as their training prototxts have it); BN_STATS=prototxt keeps the prototxt's setting on
+# both sides (cortado's BatchNorm on the stored statistics, PyTorch's BatchNorm2d in eval mode for
+# those layers). Ratios are PyTorch's time over cortado's (above 1:
 # cortado faster) and cortado's peak RSS over PyTorch's.
 #
 # OpenBLAS's core is autodetected: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for these
@@ -37,7 +41,8 @@ trap 'rm -rf "$tmp"' EXIT
 run() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@"; }
 rss_mb() { sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$1" | awk '{ printf "%.0f", $1 / 1024 }'; }
 
-echo "zoo_bench: $ITERS iterations, $THREADS threads, PyTorch OMP_WAIT_POLICY=${TORCH_WAIT:-PASSIVE}," \
+export BN_STATS=${BN_STATS:-batch}
+echo "zoo_bench: $ITERS iterations, $THREADS threads, BatchNorm statistics: $BN_STATS, PyTorch OMP_WAIT_POLICY=${TORCH_WAIT:-PASSIVE}," \
   "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-22s %5s %12s %12s %10s %12s %12s %10s %9s %9s %8s\n' net batch ct_fb_ms torch_fb_ms fb_ratio \
   ct_fwd_ms torch_fwd_ms fwd_ratio ct_rss_MB th_rss_MB rss_ratio > "$tmp/table"
