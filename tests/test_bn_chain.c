@@ -124,6 +124,24 @@ static void from_y_case(const ct_driver *D, const ct_bn_chain *p0, const char *w
   }
 }
 
+typedef struct out_pair {
+  const float *first, *second; /* device buffers; first NULL: nothing to compare */
+  size_t count;
+  const char *name;
+} out_pair;
+
+/* Each pair's two buffers bit for bit: `how` (the second) against the plain backward */
+static void same_bits(const ct_driver *D, const char *what, const char *how, const out_pair *o, size_t k, size_t n) {
+  float *a = hbuf(n * sizeof(float)), *b = hbuf(n * sizeof(float));
+  for (size_t i = 0; i < k; i++) {
+    if (!o[i].first) continue;
+    fetch(D, a, o[i].first, o[i].count, "%s: %s", what, o[i].name);
+    fetch(D, b, o[i].second, o[i].count, "%s: %s %s", what, o[i].name, how);
+    CHECK(!memcmp(a, b, o[i].count * sizeof(float)), "%s on %s: %s %s differs from the plain backward's", what,
+          D->name, o[i].name, how);
+  }
+}
+
 static void chain_case(const ct_driver *D, const shape *sh, bool global, bool relu, float slope, bool bias,
                        bool keep, bool in_place, int grads) {
   const size_t N = sh->N, C = sh->C, S = sh->S, n = N * C * S;
@@ -131,7 +149,7 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
   char what[160];
   snprintf(what, sizeof what, "chain %zux%zux%zu global %d relu %d slope %g bias %d xnorm %d in place %d grads %d",
            N, C, S, global, relu, slope, bias, keep, in_place, grads);
-  ct_bn_chain p = {{N, C, S, global, 0.9f, 1e-5f}, relu, slope, false};
+  ct_bn_chain p = {{N, C, S, global, 0.9f, 1e-5f}, relu, slope, false, false, NULL};
   float *x = gauss(n), *s = uniform(C, 0.5f, 1.5f), *b = gauss(C), *rm = gauss(C), *rv = uniform(C, 0.5f, 2.0f);
   float rf = 2.5f;
   if (global && N * S > 1) /* stored statistics near the data's, so the ReLU cuts somewhere */
@@ -210,6 +228,24 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
     fetch(D, db, dDB, C, "%s: db", what);
     same(db, rdb, C, 1e-4, what);
   }
+  /* the ReLU's mask from xnorm s + b (mask_from_z): bit for bit the mask from y. On the drivers
+   * that take it (CPU, emu), y is then not read where xnorm is (dx with batch statistics, or ds
+   * wanted): a y of zeros, which would mask every element, gives the same. */
+  if (relu && keep) {
+    ct_bn_chain pm = p;
+    pm.mask_from_z = true;
+    pm.mask_b = dB;
+    const bool takes = !strcmp(D->device, "cpu") || !strcmp(D->device, "emu");
+    float *zeros = hbuf(n * sizeof(float));
+    memset(zeros, 0, n * sizeof(float));
+    float *dYm = takes && ((!global && want_dx) || want_ds) ? up(D, zeros, n) : dY;
+    float *dDY3 = up(D, dy, n), *dDX3 = want_dx ? (in_place ? dDY3 : up(D, dx, n)) : NULL;
+    float *dDS3 = want_ds ? up(D, ds0, C) : NULL, *dDB3 = want_db ? up(D, db0, C) : NULL;
+    float *dDZ3 = want_dx && !in_place ? dDY3 : NULL;
+    RUN(bn_chain_backward, &pm, dYm, dDY3, dZ, dStd, dS, dDS3, dDB3, dDX3, dDZ3);
+    const out_pair o[] = {{dDZ, dDZ3, n, "dz"}, {dDX, dDX3, n, "dx"}, {dDS, dDS3, C, "ds"}, {dDB, dDB3, C, "db"}};
+    same_bits(D, what, "with the mask from xnorm", o, sizeof o / sizeof o[0], n);
+  }
   if (!relu && keep && !in_place) from_y_case(D, &p, what, x, s, bias ? b : NULL, dy, ds0, db0, want_dx, want_ds, want_db);
   /* the same backward with xnorm recomputed from x and the forward's mean (the optional
    * bn_chain_backward_x), where x is still there: bit for bit what the kept xnorm gave */
@@ -221,19 +257,24 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
   float *dDY2 = up(D, dy, n), *dDX2 = want_dx ? up(D, dx, n) : NULL;
   float *dDS2 = want_ds ? up(D, ds0, C) : NULL, *dDB2 = want_db ? up(D, db0, C) : NULL;
   RUN(bn_chain_backward_x, &p, relu ? dY : NULL, dDY2, dX, dMean, dStd, dS, dDS2, dDB2, dDX2, want_dx ? dDY2 : NULL);
-  float *a = hbuf(n * sizeof(float)), *b2 = hbuf(n * sizeof(float));
-  const struct {
-    float *first, *second;
-    size_t count;
-    const char *name;
-  } outs[] = {{dDZ, want_dx ? dDY2 : NULL, n, "dz"}, {dDX, dDX2, n, "dx"}, {dDS, dDS2, C, "ds"}, {dDB, dDB2, C, "db"}};
-  for (size_t k = 0; k < sizeof outs / sizeof outs[0]; k++) {
-    if (!outs[k].first) continue;
-    fetch(D, a, outs[k].first, outs[k].count, "%s: %s", what, outs[k].name);
-    fetch(D, b2, outs[k].second, outs[k].count, "%s: %s from x", what, outs[k].name);
-    CHECK(!memcmp(a, b2, outs[k].count * sizeof(float)), "%s on %s: %s from x differs from %s with xnorm kept", what,
-          D->name, outs[k].name, outs[k].name);
-  }
+  const out_pair o[] = {{dDZ, want_dx ? dDY2 : NULL, n, "dz"}, {dDX, dDX2, n, "dx"}, {dDS, dDS2, C, "ds"},
+                        {dDB, dDB2, C, "db"}};
+  same_bits(D, what, "from x", o, sizeof o / sizeof o[0], n);
+  /* ... and from x with the ReLU's mask from xnorm recomputed from x (y of zeros: not read) */
+  if (!relu) return;
+  ct_bn_chain pm = p;
+  pm.mask_from_z = true;
+  pm.mask_b = dB;
+  const bool takes = !strcmp(D->device, "cpu") || !strcmp(D->device, "emu");
+  float *zeros = hbuf(n * sizeof(float));
+  memset(zeros, 0, n * sizeof(float));
+  float *dDY4 = up(D, dy, n), *dDX4 = want_dx ? up(D, dx, n) : NULL;
+  float *dDS4 = want_ds ? up(D, ds0, C) : NULL, *dDB4 = want_db ? up(D, db0, C) : NULL;
+  RUN(bn_chain_backward_x, &pm, takes && ((!global && want_dx) || want_ds) ? up(D, zeros, n) : dY, dDY4, dX, dMean, dStd, dS, dDS4,
+      dDB4, dDX4, want_dx ? dDY4 : NULL);
+  const out_pair o4[] = {{dDZ, want_dx ? dDY4 : NULL, n, "dz"}, {dDX, dDX4, n, "dx"}, {dDS, dDS4, C, "ds"},
+                         {dDB, dDB4, C, "db"}};
+  same_bits(D, what, "from x with the mask from xnorm", o4, sizeof o4 / sizeof o4[0], n);
 }
 
 static void test_chain(const ct_driver *D) {

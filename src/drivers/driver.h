@@ -84,7 +84,17 @@ typedef struct ct_bn_chain {
    * unwritten in the channels whose Scale ct_bn_chain_y_recovers, whose backward recomputes it
    * from the chain's output as (y - b) / s. */
   bool z_from_y;
+  /* With the ReLU, in the backward entries: where they read xnorm anyway, they may take the
+   * ReLU's mask (y > 0) as xnorm s + b > 0, recomputed exactly as the forward computed it (the
+   * same float, so the same mask; ct_bn_chain_relu_input), instead of reading y as well.
+   * mask_b is Scale's bias (NULL: none); drivers that do not read it use y. */
+  bool mask_from_z;
+  const float *mask_b;
 } ct_bn_chain;
+
+/* The ReLU's input in a chain, from xnorm v: the one expression that both the forward and a
+ * backward that recomputes the ReLU's mask evaluate (so that both round it alike). */
+static inline float ct_bn_chain_relu_input(float v, float s, float b) { return v * s + b; }
 
 /* Whether xnorm is recomputed from y = xnorm s + b (b: 0 without a bias) in a channel: s is a
  * normal float and |b| <= 16 |s|, so that (y - b) / s loses at most a few bits of xnorm to the

@@ -5,7 +5,8 @@
  * the stored statistics and nothing kept, BatchNorm and Scale are one affine per channel.
  * Backward from the chain's output and its gradient: the Scale gradients and the sums that
  * BatchNorm's gradient needs in one pass, dx in a second (one pass in all with the stored
- * statistics). Scale's input, BatchNorm's output, is xnorm itself, so nothing else is kept; and
+ * statistics), taking the ReLU's mask from xnorm s + b rather than reading y too (driver.h's
+ * mask_from_z). Scale's input, BatchNorm's output, is xnorm itself, so nothing else is kept; and
  * where the chain's input is still there at its backward (x_kept, set by net/fuse.c: DenseNet's
  * chains on a Concat's output), not even xnorm: the backward recomputes it from x, which saves
  * the forward a third of its memory traffic and the net a bottom-sized tensor per chain. A chain without the ReLU whose output is still
@@ -142,12 +143,15 @@ static ct_status chain_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   if (cp->bias && l->param_propagate_down[4]) CT_TRY(ct_part_param_grad(l, p, 4, &db, err));
   if (!ds && !db && !l->propagate_down[0]) return CT_OK;
   size_t first;
-  const ct_bn_chain k = geometry(cp, l, p, &first);
+  ct_bn_chain k = geometry(cp, l, p, &first);
   const float *mean = ct_part_scratch_of(&cp->stats, p), *std = mean + cp->C;
   const float *s, *b = NULL, *y = NULL, *dy, *xnorm = NULL;
   const bool from_x = xnorm_from_x(l), from_y = xnorm_from_y(l);
   CT_TRY(ct_read_param(l, p, 3, &s, err));
-  if (from_y && cp->bias) CT_TRY(ct_read_param(l, p, 4, &b, err));
+  if ((from_y || k.relu) && cp->bias) CT_TRY(ct_read_param(l, p, 4, &b, err));
+  /* the ReLU's mask from xnorm s + b where xnorm is read anyway (driver.h) */
+  k.mask_from_z = k.relu;
+  k.mask_b = k.relu ? b : NULL;
   if (k.relu || from_y) {
     CT_TRY(ct_read(l, p, l->top[0], &y, err));
     y += first;

@@ -10,7 +10,9 @@
  *  - backward: one pass for the sums the gradient needs (batch statistics, or ds and db), one
  *    more writing dx (with global statistics the two are the same pass); xnorm is read where
  *    the forward kept it, or recomputed from x with the forward's mean and std (the *_x
- *    entries: the same float operations, so the same values).
+ *    entries: the same float operations, so the same values); with the ReLU, where z is read
+ *    the ReLU's mask comes from z s + b recomputed as the forward computed it (mask_from_z), so
+ *    y is not read at all: two streams instead of three in both passes.
  * The normalisation is written as the unfused layers compute it ((x - mean) * (1 / std), then
  * times s plus b, then the ReLU select), so a fused chain's forward matches the three layers up
  * to the order of the statistics' sums. */
@@ -25,6 +27,9 @@
 enum { STAT_BLOCK = 1024 };
 
 static float hsum(ct_v4f v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+/* ct_bn_chain_relu_input on four lanes: the same expression, so the same rounding */
+static inline ct_v4f relu_input(ct_v4f v, ct_v4f s, ct_v4f b) { return v * s + b; }
 
 /* The next channel's plane at the same offsets, a channel ahead of its use: a channel's planes
  * are short streams far apart, which the hardware's prefetcher does not run ahead of. */
@@ -101,14 +106,14 @@ static void forward_plane(const float *x, float *y, float *z, size_t S, float mu
   for (; i + 4 <= S; i += 4) {
     const ct_v4f v = (ct_v4f_load(x + i) - vm) * vi;
     if (z) ct_v4f_store(z + i, v);
-    ct_v4f o = affine ? v * vs + vb : v;
+    ct_v4f o = affine ? relu_input(v, vs, vb) : v;
     if (relu) o = ct_v4f_select(o > 0.0f, o, slope * o);
     ct_v4f_store(y + i, o);
   }
   for (; i < S; i++) {
     const float v = (x[i] - mu) * inv;
     if (z) z[i] = v;
-    float o = affine ? v * s + b : v;
+    float o = affine ? ct_bn_chain_relu_input(v, s, b) : v;
     if (relu) o = o > 0 ? o : slope * o;
     y[i] = o;
   }
@@ -176,6 +181,20 @@ static inline float grad_in1(const chain_args *a, float dy, float y) {
   return a->p.relu ? (y > 0 ? dy : a->p.slope * dy) : dy;
 }
 
+/* The same from z, where the ReLU's mask is taken from its input z s + b (mask_from_z): y > 0
+ * exactly where that is, and it is the forward's own value */
+static inline ct_v4f grad_in_z(const chain_args *a, ct_v4f dy, ct_v4f z, ct_v4f vs, ct_v4f vb) {
+  return ct_v4f_select(relu_input(z, vs, vb) > 0.0f, dy, a->p.slope * dy);
+}
+static inline float grad_in_z1(const chain_args *a, float dy, float z, float s, float b) {
+  return ct_bn_chain_relu_input(z, s, b) > 0 ? dy : a->p.slope * dy;
+}
+
+/* Whether channel c's backward takes the ReLU's mask from z (read anyway) instead of y */
+static inline bool mask_from_z(const chain_args *a, bool z_read) {
+  return z_read && a->p.relu && a->p.mask_from_z && a->affine;
+}
+
 /* z at z_in + i: kept, or recomputed from x exactly as the forward computed it */
 static inline ct_v4f z_at(const float *z, size_t i, ct_v4f vm, ct_v4f vi, bool from_x) {
   return from_x ? (ct_v4f_load(z + i) - vm) * vi : ct_v4f_load(z + i);
@@ -213,6 +232,9 @@ static void backward_sums(const chain_args *a, size_t c, bool want_gz, double *s
   float mu, inv;
   const bool fx = z_source(a, c, &zbase, &mu, &inv);
   const ct_v4f vm = ct_v4f_splat(mu), vi = ct_v4f_splat(inv);
+  const bool zm = mask_from_z(a, want_gz);
+  const float ms = a->affine ? a->s[c] : 1.0f, mb = a->p.mask_b ? a->p.mask_b[c] : 0.0f;
+  const ct_v4f vms = ct_v4f_splat(ms), vmb = ct_v4f_splat(mb);
   const bool ahead = c + 1 < C;
   double tg = 0.0, tgz = 0.0;
   for (size_t n = 0; n < N; n++) {
@@ -225,8 +247,14 @@ static void backward_sums(const chain_args *a, size_t c, bool want_gz, double *s
       for (; i + 4 <= e; i += 4) {
         if (ahead) {
           prefetch_ahead(dy + S, i);
-          if (y != dy) prefetch_ahead(y + S, i);
+          if (y != dy && !zm) prefetch_ahead(y + S, i);
           if (z) prefetch_ahead(z + S, i);
+        }
+        if (zm) {
+          const ct_v4f zv = z_at(z, i, vm, vi, fx), g = grad_in_z(a, ct_v4f_load(dy + i), zv, vms, vmb);
+          ag += g;
+          agz += g * zv;
+          continue;
         }
         const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i));
         ag += g;
@@ -234,9 +262,10 @@ static void backward_sums(const chain_args *a, size_t c, bool want_gz, double *s
       }
       float fg = hsum(ag), fgz = hsum(agz);
       for (; i < e; i++) {
-        const float g = grad_in1(a, dy[i], y[i]);
+        const float zv = z ? z_at1(z, i, mu, inv, fx) : 0.0f;
+        const float g = zm ? grad_in_z1(a, dy[i], zv, ms, mb) : grad_in1(a, dy[i], y[i]);
         fg += g;
-        if (z) fgz += g * z_at1(z, i, mu, inv, fx);
+        if (z) fgz += g * zv;
       }
       tg += fg;
       tgz += fgz;
@@ -267,6 +296,9 @@ static void backward_range(const chain_args *a, size_t c0, size_t c1) {
       const bool fx = z_source(a, c, &zbase, &mu, &zinv);
       const ct_v4f vm = ct_v4f_splat(mu), vzi = ct_v4f_splat(zinv);
       const bool want_z = batch || (sums_inline && a->ds);
+      const bool zm = mask_from_z(a, want_z);
+      const float rb = a->p.mask_b ? a->p.mask_b[c] : 0.0f;
+      const ct_v4f vrb = ct_v4f_splat(rb);
       double tg = 0.0, tgz = 0.0;
       for (size_t n = 0; n < N; n++) {
         const size_t o = (n * C + c) * S;
@@ -278,14 +310,17 @@ static void backward_range(const chain_args *a, size_t c0, size_t c1) {
           float fg = 0.0f, fgz = 0.0f;
           size_t i = b0;
           for (; i + 4 <= e; i += 4) {
-            const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i)), gs = g * vs;
             const ct_v4f zv = z ? z_at(z, i, vm, vzi, fx) : ct_v4f_splat(0.0f);
+            const ct_v4f g = zm ? grad_in_z(a, ct_v4f_load(dy + i), zv, vs, vrb)
+                                : grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i)),
+                         gs = g * vs;
             ct_v4f_store(dx + i, (batch ? gs - va - vb * zv : gs) * vi);
             if (dz) ct_v4f_store(dz + i, gs);
             if (sums_inline) ag += g, agz += g * zv;
           }
           for (; i < e; i++) {
-            const float g = grad_in1(a, dy[i], y[i]), gs = g * s, zv = z ? z_at1(z, i, mu, zinv, fx) : 0.0f;
+            const float zv = z ? z_at1(z, i, mu, zinv, fx) : 0.0f;
+            const float g = zm ? grad_in_z1(a, dy[i], zv, s, rb) : grad_in1(a, dy[i], y[i]), gs = g * s;
             dx[i] = (batch ? gs - ma - mb * zv : gs) * inv;
             if (dz) dz[i] = gs;
             if (sums_inline) fg += g, fgz += g * zv;
