@@ -9,12 +9,15 @@
  * channels whose Scale keeps xnorm (a tiny factor, a bias far larger than it). Also
  * BatchNorm alone without xnorm (its affine fold). */
 #include "driver_check.h"
+#include "drivers/cpu.h"
 
 typedef struct shape {
   size_t N, C, S;
 } shape;
 
 static const shape zoo[] = {{1, 3, 7}, {2, 5, 9}, {1, 1, 1}, {3, 7, 1}, {2, 6, 25}, {1, 9, 13}, {4, 5, 1030}, {2, 4, 16}};
+/* channels large enough for the CPU's mask from xnorm (CT_CPU_BN_MASK_Z_MIN) */
+static const shape large = {2, 3, 65539};
 
 typedef struct ref {
   double *mu, *sd, *z, *u, *y, *rm, *rv;
@@ -229,13 +232,13 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
     same(db, rdb, C, 1e-4, what);
   }
   /* the ReLU's mask from xnorm s + b (mask_from_z): bit for bit the mask from y. On the drivers
-   * that take it (CPU, emu), y is then not read where xnorm is (dx with batch statistics, or ds
+   * that take it (CPU, emu; on large channels), y is then not read where xnorm is (dx with batch statistics, or ds
    * wanted): a y of zeros, which would mask every element, gives the same. */
   if (relu && keep) {
     ct_bn_chain pm = p;
     pm.mask_from_z = true;
     pm.mask_b = dB;
-    const bool takes = !strcmp(D->device, "cpu") || !strcmp(D->device, "emu");
+    const bool takes = (!strcmp(D->device, "cpu") || !strcmp(D->device, "emu")) && N * S >= CT_CPU_BN_MASK_Z_MIN;
     float *zeros = hbuf(n * sizeof(float));
     memset(zeros, 0, n * sizeof(float));
     float *dYm = takes && ((!global && want_dx) || want_ds) ? up(D, zeros, n) : dY;
@@ -265,7 +268,7 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
   ct_bn_chain pm = p;
   pm.mask_from_z = true;
   pm.mask_b = dB;
-  const bool takes = !strcmp(D->device, "cpu") || !strcmp(D->device, "emu");
+  const bool takes = (!strcmp(D->device, "cpu") || !strcmp(D->device, "emu")) && N * S >= CT_CPU_BN_MASK_Z_MIN;
   float *zeros = hbuf(n * sizeof(float));
   memset(zeros, 0, n * sizeof(float));
   float *dDY4 = up(D, dy, n), *dDX4 = want_dx ? up(D, dx, n) : NULL;
@@ -288,6 +291,8 @@ static void test_chain(const ct_driver *D) {
           if (!keep && !global) continue;
           chain_case(D, &zoo[z], global, relu > 0, relu == 2 ? 0.1f : 0.0f, bias, keep, in_place, grads);
         }
+  for (int global = 0; global < 2; global++)
+    for (int in_place = 0; in_place < 2; in_place++) chain_case(D, &large, global, true, 0.0f, true, true, in_place, 7);
   /* gradients one at a time */
   for (int grads = 1; grads <= 4; grads <<= 1)
     for (int global = 0; global < 2; global++) chain_case(D, &zoo[4], global, true, 0.0f, true, true, false, grads);

@@ -15,6 +15,11 @@ void ct_cpu_driver_set_pool(ct_driver *d, struct ct_pool *pool);
 /* The threads the partition running on this thread may use (enter's argument; 1 outside). */
 int ct_cpu_driver_threads(void);
 
+/* The fused BatchNorm chain's backward takes the ReLU's mask from xnorm (ct_bn_chain's
+ * mask_from_z) only where a channel has at least this many elements (N x S): a smaller channel's
+ * y comes from cache, cheaper to read than the mask is to recompute. */
+#define CT_CPU_BN_MASK_Z_MIN ((size_t)1 << 17)
+
 /* Measured once per process (a single-threaded SGEMM and a large copy, a few ms), then cached. */
 void ct_cpu_calibration(double *gflops, double *gbytes);
 int ct_blas_threads(void);

@@ -12,7 +12,8 @@
  *    the forward kept it, or recomputed from x with the forward's mean and std (the *_x
  *    entries: the same float operations, so the same values); with the ReLU, where z is read
  *    the ReLU's mask comes from z s + b recomputed as the forward computed it (mask_from_z), so
- *    y is not read at all: two streams instead of three in both passes.
+ *    y is not read at all: two streams instead of three in both passes (on channels larger
+ *    than the cache; on smaller ones reading y costs less).
  * The normalisation is written as the unfused layers compute it ((x - mean) * (1 / std), then
  * times s plus b, then the ReLU select), so a fused chain's forward matches the three layers up
  * to the order of the statistics' sums. */
@@ -190,9 +191,10 @@ static inline float grad_in_z1(const chain_args *a, float dy, float z, float s, 
   return ct_bn_chain_relu_input(z, s, b) > 0 ? dy : a->p.slope * dy;
 }
 
-/* Whether channel c's backward takes the ReLU's mask from z (read anyway) instead of y */
+/* Whether the backward takes the ReLU's mask from z (read anyway) instead of y: on channels
+ * too large for the cache (CT_CPU_BN_MASK_Z_MIN) */
 static inline bool mask_from_z(const chain_args *a, bool z_read) {
-  return z_read && a->p.relu && a->p.mask_from_z && a->affine;
+  return z_read && a->p.relu && a->p.mask_from_z && a->affine && a->p.bn.N * a->p.bn.S >= CT_CPU_BN_MASK_Z_MIN;
 }
 
 /* z at z_in + i: kept, or recomputed from x exactly as the forward computed it */
