@@ -145,6 +145,23 @@ static void same_bits(const ct_driver *D, const char *what, const char *how, con
   }
 }
 
+/* *pm: p with the ReLU's mask from xnorm (Scale's bias dB); returns the y to pass its backward:
+ * dY, or where the driver takes the mask from xnorm and reads it (z_read), a y of zeros, which
+ * would mask every element if it were read (CPU and emu, on channels of CT_CPU_BN_MASK_Z_MIN) */
+static float *mask_setup(const ct_driver *D, const ct_bn_chain *p, float *dB, float *dY, bool z_read,
+                         ct_bn_chain *pm) {
+  *pm = *p;
+  pm->mask_from_z = true;
+  pm->mask_b = dB;
+  const size_t n = p->bn.N * p->bn.C * p->bn.S;
+  const bool cpu = !strcmp(D->device, "cpu") || !strcmp(D->device, "emu");
+  const bool takes = cpu && p->bn.N * p->bn.S >= CT_CPU_BN_MASK_Z_MIN;
+  if (!takes || !z_read) return dY;
+  float *zeros = hbuf(n * sizeof(float));
+  memset(zeros, 0, n * sizeof(float));
+  return up(D, zeros, n);
+}
+
 static void chain_case(const ct_driver *D, const shape *sh, bool global, bool relu, float slope, bool bias,
                        bool keep, bool in_place, int grads) {
   const size_t N = sh->N, C = sh->C, S = sh->S, n = N * C * S;
@@ -231,17 +248,11 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
     fetch(D, db, dDB, C, "%s: db", what);
     same(db, rdb, C, 1e-4, what);
   }
-  /* the ReLU's mask from xnorm s + b (mask_from_z): bit for bit the mask from y. On the drivers
-   * that take it (CPU, emu; on large channels), y is then not read where xnorm is (dx with batch statistics, or ds
-   * wanted): a y of zeros, which would mask every element, gives the same. */
+  /* the ReLU's mask from xnorm s + b (mask_from_z): bit for bit the mask from y; where xnorm is
+   * read (dx with batch statistics, or ds wanted), not even y is read (mask_setup) */
   if (relu && keep) {
-    ct_bn_chain pm = p;
-    pm.mask_from_z = true;
-    pm.mask_b = dB;
-    const bool takes = (!strcmp(D->device, "cpu") || !strcmp(D->device, "emu")) && N * S >= CT_CPU_BN_MASK_Z_MIN;
-    float *zeros = hbuf(n * sizeof(float));
-    memset(zeros, 0, n * sizeof(float));
-    float *dYm = takes && ((!global && want_dx) || want_ds) ? up(D, zeros, n) : dY;
+    ct_bn_chain pm;
+    float *dYm = mask_setup(D, &p, dB, dY, (!global && want_dx) || want_ds, &pm);
     float *dDY3 = up(D, dy, n), *dDX3 = want_dx ? (in_place ? dDY3 : up(D, dx, n)) : NULL;
     float *dDS3 = want_ds ? up(D, ds0, C) : NULL, *dDB3 = want_db ? up(D, db0, C) : NULL;
     float *dDZ3 = want_dx && !in_place ? dDY3 : NULL;
@@ -265,16 +276,11 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
   same_bits(D, what, "from x", o, sizeof o / sizeof o[0], n);
   /* ... and from x with the ReLU's mask from xnorm recomputed from x (y of zeros: not read) */
   if (!relu) return;
-  ct_bn_chain pm = p;
-  pm.mask_from_z = true;
-  pm.mask_b = dB;
-  const bool takes = (!strcmp(D->device, "cpu") || !strcmp(D->device, "emu")) && N * S >= CT_CPU_BN_MASK_Z_MIN;
-  float *zeros = hbuf(n * sizeof(float));
-  memset(zeros, 0, n * sizeof(float));
+  ct_bn_chain pm;
+  float *dYm = mask_setup(D, &p, dB, dY, (!global && want_dx) || want_ds, &pm);
   float *dDY4 = up(D, dy, n), *dDX4 = want_dx ? up(D, dx, n) : NULL;
   float *dDS4 = want_ds ? up(D, ds0, C) : NULL, *dDB4 = want_db ? up(D, db0, C) : NULL;
-  RUN(bn_chain_backward_x, &pm, takes && ((!global && want_dx) || want_ds) ? up(D, zeros, n) : dY, dDY4, dX, dMean, dStd, dS, dDS4,
-      dDB4, dDX4, want_dx ? dDY4 : NULL);
+  RUN(bn_chain_backward_x, &pm, dYm, dDY4, dX, dMean, dStd, dS, dDS4, dDB4, dDX4, want_dx ? dDY4 : NULL);
   const out_pair o4[] = {{dDZ, want_dx ? dDY4 : NULL, n, "dz"}, {dDX, dDX4, n, "dx"}, {dDS, dDS4, C, "ds"},
                          {dDB, dDB4, C, "db"}};
   same_bits(D, what, "from x with the mask from xnorm", o4, sizeof o4 / sizeof o4[0], n);
