@@ -41,6 +41,10 @@ static const zoo_shape zoo[] = {
      * H*OW of CT_LOWER_IMAGE_COLS or more with 2 images or more: type 2 runs image by image */
     {3, 3, 36, 34, 4, 1, 3, 3, 1, 1, 1, 1, 1, 1},  {2, 4, 70, 66, 6, 2, 5, 5, 2, 2, 2, 2, 1, 1},
     {1, 2, 40, 40, 3, 1, 3, 3, 1, 1, 2, 2, 2, 2},
+    /* ... whose lowered image passes CT_LOWER_BAND_FLOATS: type 1 runs it in bands of output
+     * rows (27 + 5; 29 + 21, grouped; 31 + 3, the last with the bottom padding) */
+    {2, 3, 64, 64, 4, 1, 7, 7, 2, 2, 3, 3, 1, 1},  {1, 4, 50, 45, 6, 2, 5, 5, 1, 1, 2, 2, 1, 1},
+    {1, 3, 67, 40, 4, 1, 7, 5, 2, 1, 3, 2, 1, 1},
     /* lowered data of CT_LOWER_CHUNK_FLOATS or more on small planes: type 1 runs a partition
      * in chunks of images (8 + 2 and 6 + 3 in one partition) */
     {10, 64, 12, 12, 8, 1, 5, 5, 1, 1, 0, 0, 1, 1}, {9, 96, 10, 10, 6, 2, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -114,18 +118,21 @@ static void test_zoo(void) {
   int nzoo = (int)(sizeof zoo / sizeof zoo[0]);
   CHECK(nzoo >= 40, "the zoo has %d shapes", nzoo);
   int direct = 0, image2 = 0, chunk1 = 0; /* shapes on type 1's and type 2's per-image paths, type 1's chunks */
+  int band1 = 0;                          /* ... type 1's bands */
   int wino = 0;
   for (int z = 0; z < nzoo; z++) {
     ct_conv_geom gz = geom_of(&zoo[z]);
     direct += ct_conv_geom_finish(&gz) && ct_lower_direct1(&gz);
     image2 += ct_conv_geom_finish(&gz) && ct_lower_by_image2(&gz, gz.N);
     chunk1 += ct_conv_geom_finish(&gz) && !ct_lower_direct1(&gz) && ct_lower_chunk1(&gz, gz.N) < gz.N;
+    band1 += ct_conv_geom_finish(&gz) && ct_lower_direct1(&gz) && ct_lower_band1(&gz) < gz.OH;
     wino += ct_conv_geom_finish(&gz) && ct_lower_wino_applies(&gz);
   }
   CHECK(wino >= 10, "%d zoo shapes take WINOGRAD", wino);
   CHECK(direct >= 3, "%d zoo shapes reach type 1's per-image path", direct);
   CHECK(image2 >= 2, "%d zoo shapes reach type 2's per-image path", image2);
   CHECK(chunk1 >= 2, "%d zoo shapes reach type 1's chunks", chunk1);
+  CHECK(band1 >= 3, "%d zoo shapes reach type 1's bands", band1);
   for (int z = 0; z < nzoo; z++) {
     ct_conv_geom g = geom_of(&zoo[z]);
     if (!ct_conv_geom_finish(&g)) {
@@ -174,6 +181,12 @@ static void test_zoo(void) {
       check_same(y2, y0, ny, "forward without bias", z);
       run_type(&g, t, 1, x, w, NULL, dy, NULL, dx2, NULL, NULL);
       check_same(dx2, dx0, nx, "data gradient alone", z);
+      /* the weight and bias gradients alone (a first layer's: no data gradient) */
+      memcpy(dw1, dwinit, nw * sizeof(float));
+      memcpy(db1, dbinit, (size_t)g.K * sizeof(float));
+      run_type(&g, t, g.N > 1 ? 2 : 1, x, w, NULL, dy, NULL, NULL, dw1, db1);
+      check_same(dw1, dw0, nw, "weight gradient alone", z);
+      check_same(db1, db0, (size_t)g.K, "bias gradient alone", z);
       ct_conv_forward_naive(&g, x, w, b, y0);
       free(y2);
       free(dx2);

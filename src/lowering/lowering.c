@@ -226,6 +226,22 @@ int ct_lower_chunk1(const ct_conv_geom *g, int nb) {
   return chunk >= (size_t)nb ? nb : (int)chunk;
 }
 
+int ct_lower_band1(const ct_conv_geom *g) {
+  const size_t row = (size_t)g->C * g->kh * g->kw * g->OW; /* lowered floats per output row */
+  size_t rows = row ? CT_LOWER_BAND_FLOATS / row : (size_t)g->OH;
+  const size_t min_rows = g->OW ? (CT_LOWER_IMAGE_COLS + (size_t)g->OW - 1) / (size_t)g->OW : 1;
+  if (rows < min_rows) rows = min_rows;
+  return rows >= (size_t)g->OH ? g->OH : (int)rows;
+}
+
+/* Output rows [oy0, oy0 + rows) of g as a geometry of their own (see ct_lower_band1) */
+static ct_conv_geom band_of(const ct_conv_geom *g, int oy0, int rows) {
+  ct_conv_geom b = *g;
+  b.OH = g->OH - oy0 < rows ? g->OH - oy0 : rows;
+  b.ph = g->ph - oy0 * g->sh;
+  return b;
+}
+
 size_t ct_lower_workspace(const ct_conv_geom *g, ct_lowering t, int nb) {
   const size_t Cg = (size_t)(g->C / g->G), K = (size_t)g->K, C = (size_t)g->C;
   const size_t kh = (size_t)g->kh, kw = (size_t)g->kw, n = (size_t)nb;
@@ -357,10 +373,41 @@ static ct_status forward_lowered(const ct_driver *d, const ct_conv_geom *g, ct_l
   return d->ops->conv_lift(d, g, t, nb, ws, b, y);
 }
 
+/* Type 1 per image in bands of output rows (ct_lower_band1): y's rows of a band = W . D_band,
+ * over the bias laid down first; the weight gradient's likewise, dW += dy_band . D_band^T. */
+static ct_status run1_banded(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
+                             const float *b, float *y, const float *dy, float *dw, float *ws) {
+  const int Kg = g->K / g->G, CgKK = g->C / g->G * g->kh * g->kw, P = g->OH * g->OW, R = ct_lower_band1(g);
+  const size_t xn = (size_t)g->C * g->H * g->W, yn = (size_t)g->K * P;
+  ct_conv_geom plane = *g; /* the bias step of the 1x1 path, over the OH x OW outputs */
+  plane.H = g->OH, plane.W = g->OW;
+  for (int n = 0; n < nb; n++) {
+    if (y && b) CT_TRY(d->ops->conv_lift(d, &plane, CT_LOWER_POINTWISE, 1, NULL, b, y + (size_t)n * yn));
+    for (int oy0 = 0; oy0 < g->OH; oy0 += R) {
+      const ct_conv_geom band = band_of(g, oy0, R);
+      const int cols = band.OH * g->OW;
+      const size_t at = (size_t)n * yn + (size_t)oy0 * g->OW;
+      const float *D = ws + ct_lower_layout_of(&band, CT_LOWER_TYPE1, 1).data;
+      CT_TRY(d->ops->conv_lower(d, &band, CT_LOWER_TYPE1, 1, x + (size_t)n * xn, w, ws));
+      for (int gi = 0; gi < g->G; gi++) {
+        const float *Dg = D + (size_t)gi * CgKK * cols;
+        if (y)
+          CT_TRY(d->ops->gemm_ld(d, false, false, Kg, cols, CgKK, 1.0f, w + (size_t)gi * Kg * CgKK, CgKK, Dg, cols,
+                                 b ? 1.0f : 0.0f, y + at + (size_t)gi * Kg * P, P));
+        else
+          CT_TRY(d->ops->gemm_ld(d, false, true, Kg, CgKK, cols, 1.0f, dy + at + (size_t)gi * Kg * P, P, Dg, cols,
+                                 1.0f, dw + (size_t)gi * Kg * CgKK, CgKK));
+      }
+    }
+  }
+  return CT_OK;
+}
+
 /* Type 1 per image, when the planes are large: y_n = W . D_n, D_n being the image's columns of
  * D (ldb = the partition's columns), then its bias while y_n is in cache. */
 static ct_status forward1_direct(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
                                  const float *b, float *y, float *ws) {
+  if (ct_lower_band1(g) < g->OH) return run1_banded(d, g, nb, x, w, b, y, NULL, NULL, ws);
   const int Kg = g->K / g->G, CgKK = g->C / g->G * g->kh * g->kw, P = g->OH * g->OW;
   const size_t cols = (size_t)nb * P;
   const float *D = ws + ct_lower_layout_of(g, CT_LOWER_TYPE1, nb).data;
@@ -386,6 +433,10 @@ static ct_status backward1_direct(const ct_driver *d, const ct_conv_geom *g, int
   const size_t cols = (size_t)nb * P;
   float *D = ws + ct_lower_layout_of(g, CT_LOWER_TYPE1, nb).data;
   if (db) CT_TRY(d->ops->conv_bias_grad(d, g, CT_LOWER_POINTWISE, nb, dy, NULL, db));
+  if (ct_lower_band1(g) < g->OH) { /* the forward left no lowering of the partition */
+    if (!dx) return dw ? run1_banded(d, g, nb, x, w, NULL, NULL, dy, dw, ws) : CT_OK;
+    fresh = false;
+  }
   if (dw) {
     if (!fresh) CT_TRY(d->ops->conv_lower(d, g, CT_LOWER_TYPE1, nb, x, w, ws));
     for (int n = 0; n < nb; n++)

@@ -215,6 +215,16 @@ bool ct_lower_direct1(const ct_conv_geom *g);
  * gradients sum the chunks in order. Returns the images per chunk (nb: one chunk). */
 #define CT_LOWER_CHUNK_FLOATS ((size_t)1 << 18)
 int ct_lower_chunk1(const ct_conv_geom *g, int nb);
+/* Type 1 per image (ct_lower_direct1) lowers a band of output rows at a time where an image's
+ * lowered data would pass CT_LOWER_BAND_FLOATS (half an L2): each band's GEMMs read it while it
+ * is in cache, instead of the partition's (ResNet's conv1: 59 MB at 8 images) going out to
+ * memory and back. A band is the geometry with OH its rows and ph less the rows above it
+ * (negative past the top: the same input rows, the same zero padding); it keeps
+ * CT_LOWER_IMAGE_COLS GEMM columns. The backward without dx lowers the bands again for the
+ * weight gradient; with dx it lowers the partition, as before. Returns the rows per band (OH:
+ * the image is one band). */
+#define CT_LOWER_BAND_FLOATS ((size_t)1 << 17)
+int ct_lower_band1(const ct_conv_geom *g);
 
 /* Where the parts of one partition's workspace lie, as offsets in floats from its start:
  * the lowered data (D; type 3: the input transposed; WINOGRAD: V), the lowered kernel (types 2
