@@ -373,16 +373,22 @@ static ct_status forward_lowered(const ct_driver *d, const ct_conv_geom *g, ct_l
   return d->ops->conv_lift(d, g, t, nb, ws, b, y);
 }
 
+/* The bias laid down over one image's outputs yn first, the GEMMs adding onto it (no clearing
+ * pass of their own): the 1x1 path's bias step, over the OH x OW outputs */
+static ct_status bias_first(const ct_driver *d, const ct_conv_geom *g, const float *b, float *yn) {
+  ct_conv_geom plane = *g;
+  plane.H = g->OH, plane.W = g->OW;
+  return d->ops->conv_lift(d, &plane, CT_LOWER_POINTWISE, 1, NULL, b, yn);
+}
+
 /* Type 1 per image in bands of output rows (ct_lower_band1): y's rows of a band = W . D_band,
  * over the bias laid down first; the weight gradient's likewise, dW += dy_band . D_band^T. */
 static ct_status run1_banded(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
                              const float *b, float *y, const float *dy, float *dw, float *ws) {
   const int Kg = g->K / g->G, CgKK = g->C / g->G * g->kh * g->kw, P = g->OH * g->OW, R = ct_lower_band1(g);
   const size_t xn = (size_t)g->C * g->H * g->W, yn = (size_t)g->K * P;
-  ct_conv_geom plane = *g; /* the bias step of the 1x1 path, over the OH x OW outputs */
-  plane.H = g->OH, plane.W = g->OW;
   for (int n = 0; n < nb; n++) {
-    if (y && b) CT_TRY(d->ops->conv_lift(d, &plane, CT_LOWER_POINTWISE, 1, NULL, b, y + (size_t)n * yn));
+    if (y && b) CT_TRY(bias_first(d, g, b, y + (size_t)n * yn));
     for (int oy0 = 0; oy0 < g->OH; oy0 += R) {
       const ct_conv_geom band = band_of(g, oy0, R);
       const int cols = band.OH * g->OW;
@@ -403,21 +409,18 @@ static ct_status run1_banded(const ct_driver *d, const ct_conv_geom *g, int nb, 
   return CT_OK;
 }
 
-/* Type 1 per image, when the planes are large: y_n = W . D_n, D_n being the image's columns of
- * D (ldb = the partition's columns), then its bias while y_n is in cache. */
+/* Type 1 per image, when the planes are large: y_n = W . D_n over its bias, D_n being the
+ * image's columns of D (ldb = the partition's columns). */
 static ct_status forward1_direct(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w,
                                  const float *b, float *y, float *ws) {
   if (ct_lower_band1(g) < g->OH) return run1_banded(d, g, nb, x, w, b, y, NULL, NULL, ws);
   const int Kg = g->K / g->G, CgKK = g->C / g->G * g->kh * g->kw, P = g->OH * g->OW;
   const size_t cols = (size_t)nb * P;
   const float *D = ws + ct_lower_layout_of(g, CT_LOWER_TYPE1, nb).data;
-  ct_conv_geom plane = *g; /* the bias step of the 1x1 path, over the OH x OW outputs */
-  plane.H = g->OH, plane.W = g->OW;
   CT_TRY(d->ops->conv_lower(d, g, CT_LOWER_TYPE1, nb, x, w, ws));
   for (int n = 0; n < nb; n++) {
     float *yn = y + (size_t)n * g->K * P;
-    /* the bias laid down first, the GEMMs adding onto it (no clearing pass of their own) */
-    if (b) CT_TRY(d->ops->conv_lift(d, &plane, CT_LOWER_POINTWISE, 1, NULL, b, yn));
+    if (b) CT_TRY(bias_first(d, g, b, yn));
     for (int gi = 0; gi < g->G; gi++)
       CT_TRY(d->ops->gemm_ld(d, false, false, Kg, P, CgKK, 1.0f, w + (size_t)gi * Kg * CgKK, CgKK,
                              D + (size_t)gi * CgKK * cols + (size_t)n * P, (int)cols, b ? 1.0f : 0.0f,

@@ -235,8 +235,8 @@ static void backward_sums(const chain_args *a, size_t c, bool want_gz, double *s
   const bool fx = z_source(a, c, &zbase, &mu, &inv);
   const ct_v4f vm = ct_v4f_splat(mu), vi = ct_v4f_splat(inv);
   const bool zm = mask_from_z(a, want_gz);
-  const float ms = a->affine ? a->s[c] : 1.0f, mb = a->p.mask_b ? a->p.mask_b[c] : 0.0f;
-  const ct_v4f vms = ct_v4f_splat(ms), vmb = ct_v4f_splat(mb);
+  const float ms = a->affine ? a->s[c] : 1.0f, rb = a->p.mask_b ? a->p.mask_b[c] : 0.0f;
+  const ct_v4f vms = ct_v4f_splat(ms), vrb = ct_v4f_splat(rb);
   const bool ahead = c + 1 < C;
   double tg = 0.0, tgz = 0.0;
   for (size_t n = 0; n < N; n++) {
@@ -253,7 +253,7 @@ static void backward_sums(const chain_args *a, size_t c, bool want_gz, double *s
           if (z) prefetch_ahead(z + S, i);
         }
         if (zm) {
-          const ct_v4f zv = z_at(z, i, vm, vi, fx), g = grad_in_z(a, ct_v4f_load(dy + i), zv, vms, vmb);
+          const ct_v4f zv = z_at(z, i, vm, vi, fx), g = grad_in_z(a, ct_v4f_load(dy + i), zv, vms, vrb);
           ag += g;
           agz += g * zv;
           continue;
@@ -265,7 +265,7 @@ static void backward_sums(const chain_args *a, size_t c, bool want_gz, double *s
       float fg = hsum(ag), fgz = hsum(agz);
       for (; i < e; i++) {
         const float zv = z ? z_at1(z, i, mu, inv, fx) : 0.0f;
-        const float g = zm ? grad_in_z1(a, dy[i], zv, ms, mb) : grad_in1(a, dy[i], y[i]);
+        const float g = zm ? grad_in_z1(a, dy[i], zv, ms, rb) : grad_in1(a, dy[i], y[i]);
         fg += g;
         if (z) fgz += g * zv;
       }
