@@ -3,7 +3,12 @@
  *
  * Every channel is independent (its statistics, its running sums, its Scale gradients), so each
  * entry is a loop over a range of channels; the CPU driver's table splits the channels over the
- * partition's threads (the *_pooled entries), emu runs them on one. Per channel:
+ * partition's threads (the *_pooled entries), emu runs them on one. A range runs GROUP channels
+ * at a time, and every pass over a group visits its planes in memory order (image by image, the
+ * group's channels in turn: one long stream, where a channel at a time reads N short planes far
+ * apart, which the hardware's prefetchers follow poorly: 1.3-2x slower on MobileNet's and
+ * ResNet's shapes); each channel's sums still take its planes in image order, so the values do
+ * not depend on the grouping. Per channel:
  *  - statistics: two passes over the channel's N planes (the mean, then the squared
  *    deviations), four float lanes summed into a double every STAT_BLOCK elements;
  *  - forward: one pass writing xnorm (when kept) and y = relu(xnorm s + b);
@@ -25,27 +30,20 @@
 #include "drivers/cpu.h"
 #include "drivers/cpu/kernels.h"
 
-enum { STAT_BLOCK = 1024 };
+enum { STAT_BLOCK = 1024, GROUP = 64 /* channels swept together in memory order */ };
 
 static float hsum(ct_v4f v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
 /* ct_bn_chain_relu_input on four lanes: the same expression, so the same rounding */
 static inline ct_v4f relu_input(ct_v4f v, ct_v4f s, ct_v4f b) { return v * s + b; }
 
-/* The next channel's plane at the same offsets, a channel ahead of its use: a channel's planes
- * are short streams far apart, which the hardware's prefetcher does not run ahead of. */
-static inline void prefetch_ahead(const float *next, size_t i) {
-  if (next && (i & 15) == 0) __builtin_prefetch(next + i);
-}
-
-static double plane_sum(const float *x, size_t n, const float *next) {
+static double plane_sum(const float *x, size_t n) {
   double acc = 0.0;
   for (size_t b = 0; b < n; b += STAT_BLOCK) {
     const size_t e = b + STAT_BLOCK < n ? b + STAT_BLOCK : n;
     ct_v4f a0 = ct_v4f_splat(0.0f), a1 = a0;
     size_t i = b;
     for (; i + 8 <= e; i += 8) {
-      prefetch_ahead(next, i);
       a0 += ct_v4f_load(x + i);
       a1 += ct_v4f_load(x + i + 4);
     }
@@ -75,27 +73,38 @@ static double plane_sqdev(const float *x, size_t n, float mu) {
   return acc;
 }
 
-/* Channel c's mean and std, from the batch (updating the running sums, Caffe's rule) or from
- * the running sums. */
-static void channel_stats(const ct_batchnorm *p, size_t c, const float *x, float *mean, float *std, float *run_mean,
-                          float *run_var, float sf) {
+/* A group of channels' means and stds, from the batch (updating the running sums, Caffe's rule)
+ * or from the running sums (sf: 1 / the running factor). Each channel's sums take its planes in
+ * image order, as one channel at a time would; the planes are visited in memory order (image by
+ * image, the group's channels in turn), one stream instead of a short one per plane. */
+static void group_stats(const ct_batchnorm *p, size_t c0, size_t c1, const float *x, float *mean, float *std,
+                        float *run_mean, float *run_var, float sf) {
   const size_t C = p->C, S = p->S, N = p->N;
   if (p->global) {
-    mean[c] = sf * run_mean[c];
-    std[c] = sqrtf(sf * run_var[c] + p->eps);
+    for (size_t c = c0; c < c1; c++) {
+      mean[c] = sf * run_mean[c];
+      std[c] = sqrtf(sf * run_var[c] + p->eps);
+    }
     return;
   }
   const double m = (double)(N * S);
-  double s = 0.0;
-  for (size_t n = 0; n < N; n++) s += plane_sum(x + (n * C + c) * S, S, c + 1 < C ? x + (n * C + c + 1) * S : NULL);
-  mean[c] = m > 0 ? (float)(s / m) : 0.0f;
-  double v = 0.0;
-  for (size_t n = 0; n < N; n++) v += plane_sqdev(x + (n * C + c) * S, S, mean[c]);
-  const float var = m > 0 ? (float)(v / m) : 0.0f;
-  std[c] = sqrtf(var + p->eps);
+  double acc[GROUP];
+  for (size_t c = c0; c < c1; c++) acc[c - c0] = 0.0;
+  for (size_t n = 0; n < N; n++)
+    for (size_t c = c0; c < c1; c++) acc[c - c0] += plane_sum(x + (n * C + c) * S, S);
+  for (size_t c = c0; c < c1; c++) {
+    mean[c] = m > 0 ? (float)(acc[c - c0] / m) : 0.0f;
+    acc[c - c0] = 0.0;
+  }
+  for (size_t n = 0; n < N; n++)
+    for (size_t c = c0; c < c1; c++) acc[c - c0] += plane_sqdev(x + (n * C + c) * S, S, mean[c]);
   const float corr = m > 1 ? (float)(m / (m - 1)) : 1.0f;
-  run_mean[c] = mean[c] + p->maf * run_mean[c];
-  run_var[c] = corr * var + p->maf * run_var[c];
+  for (size_t c = c0; c < c1; c++) {
+    const float var = m > 0 ? (float)(acc[c - c0] / m) : 0.0f;
+    std[c] = sqrtf(var + p->eps);
+    run_mean[c] = mean[c] + p->maf * run_mean[c];
+    run_var[c] = corr * var + p->maf * run_var[c];
+  }
 }
 
 /* One plane: z = (x - mu) inv (kept when z is not NULL), y = relu(z s + b) (affine: else y = z;
@@ -154,22 +163,32 @@ typedef struct chain_args {
 static void forward_range(const chain_args *a, size_t c0, size_t c1) {
   const ct_batchnorm *p = &a->p.bn;
   const size_t C = p->C, S = p->S, N = p->N;
-  for (size_t c = c0; c < c1; c++) {
-    channel_stats(p, c, a->x, a->mean, a->std, a->run_mean, a->run_var, a->sf);
-    const float mu = a->mean[c], inv = 1.0f / a->std[c];
-    const float s = a->affine ? a->s[c] : 1.0f, b = a->affine && a->b ? a->b[c] : 0.0f;
-    /* z_from_y: this channel's backward recomputes z from y instead */
-    float *z = a->z && !(a->p.z_from_y && a->affine && !a->p.relu && ct_bn_chain_y_recovers(s, b)) ? a->z : NULL;
-    const bool fold = p->global && !z;
-    for (size_t n = 0; n < N; n++) {
-      const size_t o = (n * C + c) * S;
-      if (fold) {
-        const float m = a->affine ? s * inv : inv;
-        affine_plane(a->x + o, a->y + o, S, m, (a->affine ? b : 0.0f) - mu * m, a->p.relu, a->p.slope);
-      } else {
-        forward_plane(a->x + o, a->y + o, z ? z + o : NULL, S, mu, inv, a->affine, s, b, a->p.relu, a->p.slope);
-      }
+  for (size_t g0 = c0; g0 < c1; g0 += GROUP) {
+    const size_t g1 = c1 - g0 < GROUP ? c1 : g0 + GROUP;
+    group_stats(p, g0, g1, a->x, a->mean, a->std, a->run_mean, a->run_var, a->sf);
+    struct {
+      float mu, inv, s, b;
+      bool z, fold;
+    } k[GROUP];
+    for (size_t c = g0; c < g1; c++) {
+      const float s = a->affine ? a->s[c] : 1.0f, b = a->affine && a->b ? a->b[c] : 0.0f;
+      /* z_from_y: this channel's backward recomputes z from y instead */
+      const bool z = a->z && !(a->p.z_from_y && a->affine && !a->p.relu && ct_bn_chain_y_recovers(s, b));
+      k[c - g0].mu = a->mean[c], k[c - g0].inv = 1.0f / a->std[c], k[c - g0].s = s, k[c - g0].b = b;
+      k[c - g0].z = z, k[c - g0].fold = p->global && !z;
     }
+    for (size_t n = 0; n < N; n++) /* in memory order, as the statistics */
+      for (size_t c = g0; c < g1; c++) {
+        const size_t o = (n * C + c) * S;
+        const float mu = k[c - g0].mu, inv = k[c - g0].inv, s = k[c - g0].s, b = k[c - g0].b;
+        if (k[c - g0].fold) {
+          const float m = a->affine ? s * inv : inv;
+          affine_plane(a->x + o, a->y + o, S, m, (a->affine ? b : 0.0f) - mu * m, a->p.relu, a->p.slope);
+        } else {
+          forward_plane(a->x + o, a->y + o, k[c - g0].z ? a->z + o : NULL, S, mu, inv, a->affine, s, b, a->p.relu,
+                        a->p.slope);
+        }
+      }
   }
 }
 
@@ -226,114 +245,125 @@ static inline bool z_source(const chain_args *a, size_t c, const float **base, f
   return true;
 }
 
-/* Channel c's sums of g and g z (double). */
-static void backward_sums(const chain_args *a, size_t c, bool want_gz, double *sg, double *sgz) {
-  const ct_batchnorm *p = &a->p.bn;
-  const size_t C = p->C, S = p->S, N = p->N;
+/* A channel's constants in backward: where z lies (z_source), the ReLU's Scale factor and bias
+ * (the mask from z), and, for dx, s, 1 / std and the BatchNorm gradient's two means. */
+typedef struct chan_grad {
   const float *zbase;
-  float mu, inv;
-  const bool fx = z_source(a, c, &zbase, &mu, &inv);
-  const ct_v4f vm = ct_v4f_splat(mu), vi = ct_v4f_splat(inv);
-  const bool zm = mask_from_z(a, want_gz);
-  const float ms = a->affine ? a->s[c] : 1.0f, rb = a->p.mask_b ? a->p.mask_b[c] : 0.0f;
-  const ct_v4f vms = ct_v4f_splat(ms), vrb = ct_v4f_splat(rb);
-  const bool ahead = c + 1 < C;
-  double tg = 0.0, tgz = 0.0;
-  for (size_t n = 0; n < N; n++) {
-    const size_t o = (n * C + c) * S;
-    const float *dy = a->dy + o, *y = a->y_in + o, *z = want_gz ? zbase + o : NULL;
-    for (size_t b0 = 0; b0 < S; b0 += STAT_BLOCK) {
-      const size_t e = b0 + STAT_BLOCK < S ? b0 + STAT_BLOCK : S;
-      ct_v4f ag = ct_v4f_splat(0.0f), agz = ag;
-      size_t i = b0;
-      for (; i + 4 <= e; i += 4) {
-        if (ahead) {
-          prefetch_ahead(dy + S, i);
-          if (y != dy && !zm) prefetch_ahead(y + S, i);
-          if (z) prefetch_ahead(z + S, i);
-        }
-        if (zm) {
-          const ct_v4f zv = z_at(z, i, vm, vi, fx), g = grad_in_z(a, ct_v4f_load(dy + i), zv, vms, vrb);
-          ag += g;
-          agz += g * zv;
-          continue;
-        }
-        const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i));
+  float mu, zinv, s, rb, inv, ma, mb;
+  bool fx;
+} chan_grad;
+
+/* One plane's sums of g and g z (at offset o), added block by block into *tg and *tgz. */
+static void plane_grad_sums(const chain_args *a, const chan_grad *k, size_t o, bool want_gz, bool zm, double *tg,
+                            double *tgz) {
+  const size_t S = a->p.bn.S;
+  const ct_v4f vm = ct_v4f_splat(k->mu), vi = ct_v4f_splat(k->zinv);
+  const ct_v4f vms = ct_v4f_splat(k->s), vrb = ct_v4f_splat(k->rb);
+  const float *dy = a->dy + o, *y = a->y_in + o, *z = want_gz ? k->zbase + o : NULL;
+  for (size_t b0 = 0; b0 < S; b0 += STAT_BLOCK) {
+    const size_t e = b0 + STAT_BLOCK < S ? b0 + STAT_BLOCK : S;
+    ct_v4f ag = ct_v4f_splat(0.0f), agz = ag;
+    size_t i = b0;
+    for (; i + 4 <= e; i += 4) {
+      if (zm) {
+        const ct_v4f zv = z_at(z, i, vm, vi, k->fx), g = grad_in_z(a, ct_v4f_load(dy + i), zv, vms, vrb);
         ag += g;
-        if (z) agz += g * z_at(z, i, vm, vi, fx);
+        agz += g * zv;
+        continue;
       }
-      float fg = hsum(ag), fgz = hsum(agz);
-      for (; i < e; i++) {
-        const float zv = z ? z_at1(z, i, mu, inv, fx) : 0.0f;
-        const float g = zm ? grad_in_z1(a, dy[i], zv, ms, rb) : grad_in1(a, dy[i], y[i]);
-        fg += g;
-        if (z) fgz += g * zv;
-      }
-      tg += fg;
-      tgz += fgz;
+      const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i));
+      ag += g;
+      if (z) agz += g * z_at(z, i, vm, vi, k->fx);
     }
+    float fg = hsum(ag), fgz = hsum(agz);
+    for (; i < e; i++) {
+      const float zv = z ? z_at1(z, i, k->mu, k->zinv, k->fx) : 0.0f;
+      const float g = zm ? grad_in_z1(a, dy[i], zv, k->s, k->rb) : grad_in1(a, dy[i], y[i]);
+      fg += g;
+      if (z) fgz += g * zv;
+    }
+    *tg += fg;
+    *tgz += fgz;
   }
-  *sg = tg;
-  *sgz = tgz;
 }
 
+/* One plane's dx (and dz) at offset o: the BatchNorm gradient of dz = g s, (dz - ma - mb z) /
+ * std with batch statistics, else dz / std; with sums_inline, g's sums added into *tg, *tgz. */
+static void plane_dx(const chain_args *a, const chan_grad *k, size_t o, bool batch, bool want_z, bool zm,
+                     bool sums_inline, double *tg, double *tgz) {
+  const size_t S = a->p.bn.S;
+  const ct_v4f vs = ct_v4f_splat(k->s), va = ct_v4f_splat(k->ma), vb = ct_v4f_splat(k->mb), vi = ct_v4f_splat(k->inv);
+  const ct_v4f vm = ct_v4f_splat(k->mu), vzi = ct_v4f_splat(k->zinv), vrb = ct_v4f_splat(k->rb);
+  const float *dy = a->dy + o, *y = a->y_in + o, *z = want_z ? k->zbase + o : NULL;
+  float *dx = a->dx + o, *dz = a->dz ? a->dz + o : NULL; /* either may be dy */
+  for (size_t b0 = 0; b0 < S; b0 += STAT_BLOCK) {
+    const size_t e = b0 + STAT_BLOCK < S ? b0 + STAT_BLOCK : S;
+    ct_v4f ag = ct_v4f_splat(0.0f), agz = ag;
+    float fg = 0.0f, fgz = 0.0f;
+    size_t i = b0;
+    for (; i + 4 <= e; i += 4) {
+      const ct_v4f zv = z ? z_at(z, i, vm, vzi, k->fx) : ct_v4f_splat(0.0f);
+      const ct_v4f g = zm ? grad_in_z(a, ct_v4f_load(dy + i), zv, vs, vrb)
+                          : grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i)),
+                   gs = g * vs;
+      ct_v4f_store(dx + i, (batch ? gs - va - vb * zv : gs) * vi);
+      if (dz) ct_v4f_store(dz + i, gs);
+      if (sums_inline) ag += g, agz += g * zv;
+    }
+    for (; i < e; i++) {
+      const float zv = z ? z_at1(z, i, k->mu, k->zinv, k->fx) : 0.0f;
+      const float g = zm ? grad_in_z1(a, dy[i], zv, k->s, k->rb) : grad_in1(a, dy[i], y[i]), gs = g * k->s;
+      dx[i] = (batch ? gs - k->ma - k->mb * zv : gs) * k->inv;
+      if (dz) dz[i] = gs;
+      if (sums_inline) fg += g, fgz += g * zv;
+    }
+    if (sums_inline) *tg += hsum(ag) + fg, *tgz += hsum(agz) + fgz;
+  }
+}
+
+/* Channels c0..c1, a group at a time, each pass over the group's planes in memory order (image
+ * by image, the group's channels in turn): the sums of g and g z that dx needs with batch
+ * statistics (a pass of their own), or that ds and db need (taken in the pass that writes dx
+ * when there is one); each channel's sums still take its planes in image order. */
 static void backward_range(const chain_args *a, size_t c0, size_t c1) {
   const ct_batchnorm *p = &a->p.bn;
   const size_t C = p->C, S = p->S, N = p->N;
   const double m = (double)(N * S);
-  for (size_t c = c0; c < c1; c++) {
-    const float s = a->affine ? a->s[c] : 1.0f, inv = 1.0f / a->std_in[c];
-    const bool batch = !p->global && m > 0 && a->dx;
-    /* batch statistics: dx needs the sums first (a pass of their own); otherwise the sums for
-     * ds and db are taken in the pass that writes dx */
-    const bool sums_inline = !batch && a->dx && (a->ds || a->db);
-    double sg = 0.0, sgz = 0.0;
-    if (batch || (!a->dx && (a->ds || a->db))) backward_sums(a, c, batch || a->ds, &sg, &sgz);
-    if (a->dx) {
-      /* the BatchNorm gradient of dz = g s: (dz - mean(dz) - mean(dz z) z) / std */
-      const float ma = batch ? (float)(s * sg / m) : 0.0f, mb = batch ? (float)(s * sgz / m) : 0.0f;
-      const ct_v4f vs = ct_v4f_splat(s), va = ct_v4f_splat(ma), vb = ct_v4f_splat(mb), vi = ct_v4f_splat(inv);
-      const float *zbase;
-      float mu, zinv;
-      const bool fx = z_source(a, c, &zbase, &mu, &zinv);
-      const ct_v4f vm = ct_v4f_splat(mu), vzi = ct_v4f_splat(zinv);
-      const bool want_z = batch || (sums_inline && a->ds);
-      const bool zm = mask_from_z(a, want_z);
-      const float rb = a->p.mask_b ? a->p.mask_b[c] : 0.0f;
-      const ct_v4f vrb = ct_v4f_splat(rb);
-      double tg = 0.0, tgz = 0.0;
-      for (size_t n = 0; n < N; n++) {
-        const size_t o = (n * C + c) * S;
-        const float *dy = a->dy + o, *y = a->y_in + o, *z = want_z ? zbase + o : NULL;
-        float *dx = a->dx + o, *dz = a->dz ? a->dz + o : NULL; /* either may be dy */
-        for (size_t b0 = 0; b0 < S; b0 += STAT_BLOCK) {
-          const size_t e = b0 + STAT_BLOCK < S ? b0 + STAT_BLOCK : S;
-          ct_v4f ag = ct_v4f_splat(0.0f), agz = ag;
-          float fg = 0.0f, fgz = 0.0f;
-          size_t i = b0;
-          for (; i + 4 <= e; i += 4) {
-            const ct_v4f zv = z ? z_at(z, i, vm, vzi, fx) : ct_v4f_splat(0.0f);
-            const ct_v4f g = zm ? grad_in_z(a, ct_v4f_load(dy + i), zv, vs, vrb)
-                                : grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i)),
-                         gs = g * vs;
-            ct_v4f_store(dx + i, (batch ? gs - va - vb * zv : gs) * vi);
-            if (dz) ct_v4f_store(dz + i, gs);
-            if (sums_inline) ag += g, agz += g * zv;
-          }
-          for (; i < e; i++) {
-            const float zv = z ? z_at1(z, i, mu, zinv, fx) : 0.0f;
-            const float g = zm ? grad_in_z1(a, dy[i], zv, s, rb) : grad_in1(a, dy[i], y[i]), gs = g * s;
-            dx[i] = (batch ? gs - ma - mb * zv : gs) * inv;
-            if (dz) dz[i] = gs;
-            if (sums_inline) fg += g, fgz += g * zv;
-          }
-          if (sums_inline) tg += hsum(ag) + fg, tgz += hsum(agz) + fgz;
-        }
-      }
-      if (sums_inline) sg = tg, sgz = tgz;
+  const bool batch = !p->global && m > 0 && a->dx;
+  const bool sums_inline = !batch && a->dx && (a->ds || a->db);
+  const bool sums_pass = batch || (!a->dx && (a->ds || a->db)), want_gz = batch || a->ds;
+  const bool want_z = batch || (sums_inline && a->ds);
+  const bool zm_sums = mask_from_z(a, want_gz), zm_dx = mask_from_z(a, want_z);
+  for (size_t g0 = c0; g0 < c1; g0 += GROUP) {
+    const size_t g1 = c1 - g0 < GROUP ? c1 : g0 + GROUP;
+    chan_grad k[GROUP];
+    double tg[GROUP], tgz[GROUP];
+    for (size_t c = g0; c < g1; c++) {
+      chan_grad *kc = &k[c - g0];
+      kc->fx = z_source(a, c, &kc->zbase, &kc->mu, &kc->zinv);
+      kc->s = a->affine ? a->s[c] : 1.0f;
+      kc->rb = a->p.mask_b ? a->p.mask_b[c] : 0.0f;
+      kc->inv = 1.0f / a->std_in[c];
+      tg[c - g0] = tgz[c - g0] = 0.0;
     }
-    if (a->ds) a->ds[c] += (float)sgz;
-    if (a->db) a->db[c] += (float)sg;
+    if (sums_pass)
+      for (size_t n = 0; n < N; n++)
+        for (size_t c = g0; c < g1; c++)
+          plane_grad_sums(a, &k[c - g0], (n * C + c) * S, want_gz, zm_sums, &tg[c - g0], &tgz[c - g0]);
+    if (a->dx) {
+      for (size_t c = g0; c < g1; c++) {
+        chan_grad *kc = &k[c - g0];
+        kc->ma = batch ? (float)(kc->s * tg[c - g0] / m) : 0.0f;
+        kc->mb = batch ? (float)(kc->s * tgz[c - g0] / m) : 0.0f;
+      }
+      for (size_t n = 0; n < N; n++)
+        for (size_t c = g0; c < g1; c++)
+          plane_dx(a, &k[c - g0], (n * C + c) * S, batch, want_z, zm_dx, sums_inline, &tg[c - g0], &tgz[c - g0]);
+    }
+    for (size_t c = g0; c < g1; c++) {
+      if (a->ds) a->ds[c] += (float)tgz[c - g0];
+      if (a->db) a->db[c] += (float)tg[c - g0];
+    }
   }
 }
 
