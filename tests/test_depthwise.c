@@ -40,6 +40,10 @@ static const shape zoo[] = {
     {2, 3, 15, 40, 3, 3, 3, 3, 2, 2, 0, 0, 1, 1},    /* stride 2 unpadded, rows of several vectors */
     {1, 2, 9, 9, 2, 2, 3, 3, 2, 2, 2, 2, 1, 1},      /* stride 2, padding 2 */
     {2, 4, 11, 6, 4, 4, 3, 3, 2, 2, 1, 0, 1, 1},     /* stride 2, padding on rows only */
+    /* output rows a whole number of vectors long, which the weight gradient reads where they lie */
+    {2, 6, 16, 16, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1},    /* 16 wide */
+    {2, 4, 32, 32, 4, 4, 3, 3, 2, 2, 1, 1, 1, 1},    /* 16 wide at stride 2 */
+    {2, 8, 8, 8, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1},     /* 8 wide, many-group */
 };
 
 static float *rnd(size_t n, ct_rng *r) {

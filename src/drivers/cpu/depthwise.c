@@ -420,7 +420,7 @@ static ALWAYS_INLINE void weight_body(const ct_conv_geom *g, int nb, const float
   const ct_direct_layout lay = ct_lower_direct_layout(g);
   const int Cg = g->C / g->G, Kg = g->K / g->G, KK = kh * kw;
   const size_t plane = (size_t)lay.XR * lay.XC, HW = (size_t)g->H * g->W, P = (size_t)g->OH * g->OW;
-  float *D = ws + Cg * plane; /* dy's plane, rows of OWr floats */
+  float *Dbuf = ws + Cg * plane; /* dy's plane, rows of OWr floats, where its rows are not */
   const bool split = sw == 2 && g->dw == 1 && Cg == 1 && KK <= 9; /* as the forward's */
   int toff[9];
   for (int j = 0; j < kw && j < 9; j++) toff[j] = (j % 2 ? (lay.XC + 1) / 2 : 0) + j / 2;
@@ -437,7 +437,12 @@ static ALWAYS_INLINE void weight_body(const ct_conv_geom *g, int nb, const float
         }
       for (int kg = 0; kg < Kg; kg++) {
         const int k = gi * Kg + kg;
-        place_plane(dy + ((size_t)n * g->K + k) * P, g->OH, g->OW, 0, 0, D, g->OH, lay.OWr);
+        /* rows a whole number of vectors long (MobileNet's 112 and 56) are read where they lie */
+        const float *dyk = dy + ((size_t)n * g->K + k) * P, *D = dyk;
+        if (lay.OWr != g->OW) {
+          place_plane(dyk, g->OH, g->OW, 0, 0, Dbuf, g->OH, lay.OWr);
+          D = Dbuf;
+        }
         if (db) {
           ct_v8f s = ct_v8f_splat(0.0f);
           for (size_t i = 0; i < (size_t)g->OH * lay.OWr; i += LANES) s += ct_v8f_load(D + i);
