@@ -64,6 +64,14 @@ static inline ct_v8f ct_v8f_load_stride(const float *p, int s) {
   if (s == 2) return __builtin_shufflevector(ct_v8f_load(p), ct_v8f_load(p + 8), 0, 2, 4, 6, 8, 10, 12, 14);
   return (ct_v8f){p[0], p[s], p[2 * s], p[3 * s], p[4 * s], p[5 * s], p[6 * s], p[7 * s]};
 }
+typedef int ct_v8i __attribute__((vector_size(32)));
+/* m ? a : b lane by lane, m a comparison's result */
+static inline ct_v8f ct_v8f_select(ct_v8i m, ct_v8f a, ct_v8f b) {
+  return (ct_v8f)((m & (ct_v8i)a) | (~m & (ct_v8i)b));
+}
+/* the four low and the four high lanes */
+static inline ct_v4f ct_v8f_lo(ct_v8f v) { return __builtin_shufflevector(v, v, 0, 1, 2, 3); }
+static inline ct_v4f ct_v8f_hi(ct_v8f v) { return __builtin_shufflevector(v, v, 4, 5, 6, 7); }
 /* the lanes' sum in a fixed order: pairs, then pairs of pairs */
 static inline float ct_v8f_sum(ct_v8f v) {
   return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));

@@ -10,7 +10,7 @@
  * ResNet's shapes); each channel's sums still take its planes in image order, so the values do
  * not depend on the grouping. Per channel:
  *  - statistics: two passes over the channel's N planes (the mean, then the squared
- *    deviations), four float lanes summed into a double every STAT_BLOCK elements;
+ *    deviations), eight float lanes summed into a double every STAT_BLOCK elements;
  *  - forward: one pass writing xnorm (when kept) and y = relu(xnorm s + b);
  *  - backward: one pass for the sums the gradient needs (batch statistics, or ds and db), one
  *    more writing dx (with global statistics the two are the same pass); xnorm is read where
@@ -19,6 +19,9 @@
  *    the ReLU's mask comes from z s + b recomputed as the forward computed it (mask_from_z), so
  *    y is not read at all: two streams instead of three in both passes (on channels larger
  *    than the cache; on smaller ones reading y costs less).
+ * Each pass is compiled twice, for the baseline and for AVX2 (eight lanes in one register
+ * instead of two), and picked at run time; the lanes compute the same operations either way,
+ * and sums over lanes keep their four-lane order, so the results do not depend on the pick.
  * The normalisation is written as the unfused layers compute it ((x - mean) * (1 / std), then
  * times s plus b, then the ReLU select), so a fused chain's forward matches the three layers up
  * to the order of the statistics' sums. */
@@ -34,39 +37,43 @@ enum { STAT_BLOCK = 1024, GROUP = 64 /* channels swept together in memory order 
 
 static float hsum(ct_v4f v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
-/* ct_bn_chain_relu_input on four lanes: the same expression, so the same rounding */
-static inline ct_v4f relu_input(ct_v4f v, ct_v4f s, ct_v4f b) { return v * s + b; }
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+/* the eight-lane helpers pass 32-byte vectors by value; they are always inlined, never called
+ * across the baseline / AVX2 boundary (as core/simd.h's) */
+#pragma GCC diagnostic ignored "-Wpsabi"
 
-static double plane_sum(const float *x, size_t n) {
+/* ct_bn_chain_relu_input on four and eight lanes: the same expression, so the same rounding */
+static inline ct_v4f relu_input(ct_v4f v, ct_v4f s, ct_v4f b) { return v * s + b; }
+static ALWAYS_INLINE ct_v8f relu_input8(ct_v8f v, ct_v8f s, ct_v8f b) { return v * s + b; }
+
+/* Eight lanes summed in a float every STAT_BLOCK elements, then into a double; lanes 0-3 and 4-7
+ * of the accumulator are added pairwise first, then those four as hsum does. */
+static ALWAYS_INLINE double plane_sum(const float *x, size_t n) {
   double acc = 0.0;
   for (size_t b = 0; b < n; b += STAT_BLOCK) {
     const size_t e = b + STAT_BLOCK < n ? b + STAT_BLOCK : n;
-    ct_v4f a0 = ct_v4f_splat(0.0f), a1 = a0;
+    ct_v8f a = ct_v8f_splat(0.0f);
     size_t i = b;
-    for (; i + 8 <= e; i += 8) {
-      a0 += ct_v4f_load(x + i);
-      a1 += ct_v4f_load(x + i + 4);
-    }
-    float t = hsum(a0 + a1);
+    for (; i + 8 <= e; i += 8) a += ct_v8f_load(x + i);
+    float t = hsum(ct_v8f_lo(a) + ct_v8f_hi(a));
     for (; i < e; i++) t += x[i];
     acc += t;
   }
   return acc;
 }
 
-static double plane_sqdev(const float *x, size_t n, float mu) {
+static ALWAYS_INLINE double plane_sqdev(const float *x, size_t n, float mu) {
   double acc = 0.0;
-  const ct_v4f m = ct_v4f_splat(mu);
+  const ct_v8f m = ct_v8f_splat(mu);
   for (size_t b = 0; b < n; b += STAT_BLOCK) {
     const size_t e = b + STAT_BLOCK < n ? b + STAT_BLOCK : n;
-    ct_v4f a0 = ct_v4f_splat(0.0f), a1 = a0;
+    ct_v8f a = ct_v8f_splat(0.0f);
     size_t i = b;
     for (; i + 8 <= e; i += 8) {
-      const ct_v4f u = ct_v4f_load(x + i) - m, v = ct_v4f_load(x + i + 4) - m;
-      a0 += u * u;
-      a1 += v * v;
+      const ct_v8f u = ct_v8f_load(x + i) - m;
+      a += u * u;
     }
-    float t = hsum(a0 + a1);
+    float t = hsum(ct_v8f_lo(a) + ct_v8f_hi(a));
     for (; i < e; i++) t += (x[i] - mu) * (x[i] - mu);
     acc += t;
   }
@@ -77,7 +84,7 @@ static double plane_sqdev(const float *x, size_t n, float mu) {
  * or from the running sums (sf: 1 / the running factor). Each channel's sums take its planes in
  * image order, as one channel at a time would; the planes are visited in memory order (image by
  * image, the group's channels in turn), one stream instead of a short one per plane. */
-static void group_stats(const ct_batchnorm *p, size_t c0, size_t c1, const float *x, float *mean, float *std,
+static ALWAYS_INLINE void group_stats(const ct_batchnorm *p, size_t c0, size_t c1, const float *x, float *mean, float *std,
                         float *run_mean, float *run_var, float sf) {
   const size_t C = p->C, S = p->S, N = p->N;
   if (p->global) {
@@ -109,10 +116,18 @@ static void group_stats(const ct_batchnorm *p, size_t c0, size_t c1, const float
 
 /* One plane: z = (x - mu) inv (kept when z is not NULL), y = relu(z s + b) (affine: else y = z;
  * relu: else no select). x may be y; z is neither. */
-static void forward_plane(const float *x, float *y, float *z, size_t S, float mu, float inv, bool affine, float s,
-                          float b, bool relu, float slope) {
-  const ct_v4f vm = ct_v4f_splat(mu), vi = ct_v4f_splat(inv), vs = ct_v4f_splat(s), vb = ct_v4f_splat(b);
+static ALWAYS_INLINE void forward_plane(const float *x, float *y, float *z, size_t S, float mu, float inv, bool affine,
+                                        float s, float b, bool relu, float slope) {
+  const ct_v8f wm = ct_v8f_splat(mu), wi = ct_v8f_splat(inv), ws = ct_v8f_splat(s), wb = ct_v8f_splat(b);
   size_t i = 0;
+  for (; i + 8 <= S; i += 8) {
+    const ct_v8f v = (ct_v8f_load(x + i) - wm) * wi;
+    if (z) ct_v8f_store(z + i, v);
+    ct_v8f o = affine ? relu_input8(v, ws, wb) : v;
+    if (relu) o = ct_v8f_select(o > 0.0f, o, slope * o);
+    ct_v8f_store(y + i, o);
+  }
+  const ct_v4f vm = ct_v4f_splat(mu), vi = ct_v4f_splat(inv), vs = ct_v4f_splat(s), vb = ct_v4f_splat(b);
   for (; i + 4 <= S; i += 4) {
     const ct_v4f v = (ct_v4f_load(x + i) - vm) * vi;
     if (z) ct_v4f_store(z + i, v);
@@ -130,9 +145,15 @@ static void forward_plane(const float *x, float *y, float *z, size_t S, float mu
 }
 
 /* With the stored statistics and no xnorm to keep: y = relu(x a + c), one affine per channel. */
-static void affine_plane(const float *x, float *y, size_t S, float a, float c, bool relu, float slope) {
-  const ct_v4f va = ct_v4f_splat(a), vc = ct_v4f_splat(c);
+static ALWAYS_INLINE void affine_plane(const float *x, float *y, size_t S, float a, float c, bool relu, float slope) {
+  const ct_v8f wa = ct_v8f_splat(a), wc = ct_v8f_splat(c);
   size_t i = 0;
+  for (; i + 8 <= S; i += 8) {
+    ct_v8f o = ct_v8f_load(x + i) * wa + wc;
+    if (relu) o = ct_v8f_select(o > 0.0f, o, slope * o);
+    ct_v8f_store(y + i, o);
+  }
+  const ct_v4f va = ct_v4f_splat(a), vc = ct_v4f_splat(c);
   for (; i + 4 <= S; i += 4) {
     ct_v4f o = ct_v4f_load(x + i) * va + vc;
     if (relu) o = ct_v4f_select(o > 0.0f, o, slope * o);
@@ -160,7 +181,7 @@ typedef struct chain_args {
   int parts;
 } chain_args;
 
-static void forward_range(const chain_args *a, size_t c0, size_t c1) {
+static ALWAYS_INLINE void forward_range_body(const chain_args *a, size_t c0, size_t c1) {
   const ct_batchnorm *p = &a->p.bn;
   const size_t C = p->C, S = p->S, N = p->N;
   for (size_t g0 = c0; g0 < c1; g0 += GROUP) {
@@ -197,6 +218,9 @@ static void forward_range(const chain_args *a, size_t c0, size_t c1) {
 static inline ct_v4f grad_in(const chain_args *a, ct_v4f dy, ct_v4f y) {
   return a->p.relu ? ct_v4f_select(y > 0.0f, dy, a->p.slope * dy) : dy;
 }
+static ALWAYS_INLINE ct_v8f grad_in8(const chain_args *a, ct_v8f dy, ct_v8f y) {
+  return a->p.relu ? ct_v8f_select(y > 0.0f, dy, a->p.slope * dy) : dy;
+}
 static inline float grad_in1(const chain_args *a, float dy, float y) {
   return a->p.relu ? (y > 0 ? dy : a->p.slope * dy) : dy;
 }
@@ -205,6 +229,9 @@ static inline float grad_in1(const chain_args *a, float dy, float y) {
  * exactly where that is, and it is the forward's own value */
 static inline ct_v4f grad_in_z(const chain_args *a, ct_v4f dy, ct_v4f z, ct_v4f vs, ct_v4f vb) {
   return ct_v4f_select(relu_input(z, vs, vb) > 0.0f, dy, a->p.slope * dy);
+}
+static ALWAYS_INLINE ct_v8f grad_in_z8(const chain_args *a, ct_v8f dy, ct_v8f z, ct_v8f vs, ct_v8f vb) {
+  return ct_v8f_select(relu_input8(z, vs, vb) > 0.0f, dy, a->p.slope * dy);
 }
 static inline float grad_in_z1(const chain_args *a, float dy, float z, float s, float b) {
   return ct_bn_chain_relu_input(z, s, b) > 0 ? dy : a->p.slope * dy;
@@ -219,6 +246,9 @@ static inline bool mask_from_z(const chain_args *a, bool z_read) {
 /* z at z_in + i: kept, or recomputed from x exactly as the forward computed it */
 static inline ct_v4f z_at(const float *z, size_t i, ct_v4f vm, ct_v4f vi, bool from_x) {
   return from_x ? (ct_v4f_load(z + i) - vm) * vi : ct_v4f_load(z + i);
+}
+static ALWAYS_INLINE ct_v8f z_at8(const float *z, size_t i, ct_v8f vm, ct_v8f vi, bool from_x) {
+  return from_x ? (ct_v8f_load(z + i) - vm) * vi : ct_v8f_load(z + i);
 }
 static inline float z_at1(const float *z, size_t i, float mu, float inv, bool from_x) {
   return from_x ? (z[i] - mu) * inv : z[i];
@@ -254,16 +284,35 @@ typedef struct chan_grad {
 } chan_grad;
 
 /* One plane's sums of g and g z (at offset o), added block by block into *tg and *tgz. */
-static void plane_grad_sums(const chain_args *a, const chan_grad *k, size_t o, bool want_gz, bool zm, double *tg,
-                            double *tgz) {
+static ALWAYS_INLINE void plane_grad_sums(const chain_args *a, const chan_grad *k, size_t o, bool want_gz, bool zm,
+                                          double *tg, double *tgz) {
   const size_t S = a->p.bn.S;
   const ct_v4f vm = ct_v4f_splat(k->mu), vi = ct_v4f_splat(k->zinv);
   const ct_v4f vms = ct_v4f_splat(k->s), vrb = ct_v4f_splat(k->rb);
+  const ct_v8f wm = ct_v8f_splat(k->mu), wi = ct_v8f_splat(k->zinv);
+  const ct_v8f wms = ct_v8f_splat(k->s), wrb = ct_v8f_splat(k->rb);
   const float *dy = a->dy + o, *y = a->y_in + o, *z = want_gz ? k->zbase + o : NULL;
   for (size_t b0 = 0; b0 < S; b0 += STAT_BLOCK) {
     const size_t e = b0 + STAT_BLOCK < S ? b0 + STAT_BLOCK : S;
     ct_v4f ag = ct_v4f_splat(0.0f), agz = ag;
     size_t i = b0;
+    for (; i + 8 <= e; i += 8) { /* four lanes at a time into the sums, as below */
+      ct_v8f g, gz = ct_v8f_splat(0.0f);
+      if (zm) {
+        const ct_v8f zv = z_at8(z, i, wm, wi, k->fx);
+        g = grad_in_z8(a, ct_v8f_load(dy + i), zv, wms, wrb);
+        gz = g * zv;
+      } else {
+        g = grad_in8(a, ct_v8f_load(dy + i), ct_v8f_load(y + i));
+        if (z) gz = g * z_at8(z, i, wm, wi, k->fx);
+      }
+      ag += ct_v8f_lo(g);
+      ag += ct_v8f_hi(g);
+      if (zm || z) {
+        agz += ct_v8f_lo(gz);
+        agz += ct_v8f_hi(gz);
+      }
+    }
     for (; i + 4 <= e; i += 4) {
       if (zm) {
         const ct_v4f zv = z_at(z, i, vm, vi, k->fx), g = grad_in_z(a, ct_v4f_load(dy + i), zv, vms, vrb);
@@ -289,11 +338,13 @@ static void plane_grad_sums(const chain_args *a, const chan_grad *k, size_t o, b
 
 /* One plane's dx (and dz) at offset o: the BatchNorm gradient of dz = g s, (dz - ma - mb z) /
  * std with batch statistics, else dz / std; with sums_inline, g's sums added into *tg, *tgz. */
-static void plane_dx(const chain_args *a, const chan_grad *k, size_t o, bool batch, bool want_z, bool zm,
-                     bool sums_inline, double *tg, double *tgz) {
+static ALWAYS_INLINE void plane_dx(const chain_args *a, const chan_grad *k, size_t o, bool batch, bool want_z, bool zm,
+                                   bool sums_inline, double *tg, double *tgz) {
   const size_t S = a->p.bn.S;
   const ct_v4f vs = ct_v4f_splat(k->s), va = ct_v4f_splat(k->ma), vb = ct_v4f_splat(k->mb), vi = ct_v4f_splat(k->inv);
   const ct_v4f vm = ct_v4f_splat(k->mu), vzi = ct_v4f_splat(k->zinv), vrb = ct_v4f_splat(k->rb);
+  const ct_v8f ws = ct_v8f_splat(k->s), wa = ct_v8f_splat(k->ma), wb = ct_v8f_splat(k->mb), wi = ct_v8f_splat(k->inv);
+  const ct_v8f wm = ct_v8f_splat(k->mu), wzi = ct_v8f_splat(k->zinv), wrb = ct_v8f_splat(k->rb);
   const float *dy = a->dy + o, *y = a->y_in + o, *z = want_z ? k->zbase + o : NULL;
   float *dx = a->dx + o, *dz = a->dz ? a->dz + o : NULL; /* either may be dy */
   for (size_t b0 = 0; b0 < S; b0 += STAT_BLOCK) {
@@ -301,6 +352,19 @@ static void plane_dx(const chain_args *a, const chan_grad *k, size_t o, bool bat
     ct_v4f ag = ct_v4f_splat(0.0f), agz = ag;
     float fg = 0.0f, fgz = 0.0f;
     size_t i = b0;
+    for (; i + 8 <= e; i += 8) { /* the sums four lanes at a time, as below */
+      const ct_v8f zv = z ? z_at8(z, i, wm, wzi, k->fx) : ct_v8f_splat(0.0f);
+      const ct_v8f g = zm ? grad_in_z8(a, ct_v8f_load(dy + i), zv, ws, wrb)
+                          : grad_in8(a, ct_v8f_load(dy + i), ct_v8f_load(y + i)),
+                   gs = g * ws;
+      ct_v8f_store(dx + i, (batch ? gs - wa - wb * zv : gs) * wi);
+      if (dz) ct_v8f_store(dz + i, gs);
+      if (sums_inline) {
+        const ct_v8f gz = g * zv;
+        ag += ct_v8f_lo(g), ag += ct_v8f_hi(g);
+        agz += ct_v8f_lo(gz), agz += ct_v8f_hi(gz);
+      }
+    }
     for (; i + 4 <= e; i += 4) {
       const ct_v4f zv = z ? z_at(z, i, vm, vzi, k->fx) : ct_v4f_splat(0.0f);
       const ct_v4f g = zm ? grad_in_z(a, ct_v4f_load(dy + i), zv, vs, vrb)
@@ -325,7 +389,7 @@ static void plane_dx(const chain_args *a, const chan_grad *k, size_t o, bool bat
  * by image, the group's channels in turn): the sums of g and g z that dx needs with batch
  * statistics (a pass of their own), or that ds and db need (taken in the pass that writes dx
  * when there is one); each channel's sums still take its planes in image order. */
-static void backward_range(const chain_args *a, size_t c0, size_t c1) {
+static ALWAYS_INLINE void backward_range_body(const chain_args *a, size_t c0, size_t c1) {
   const ct_batchnorm *p = &a->p.bn;
   const size_t C = p->C, S = p->S, N = p->N;
   const double m = (double)(N * S);
@@ -365,6 +429,21 @@ static void backward_range(const chain_args *a, size_t c0, size_t c1) {
       if (a->db) a->db[c] += (float)tg[c - g0];
     }
   }
+}
+
+/* The ranges compiled for the baseline (SSE: eight lanes in two registers) and for AVX2 (one),
+ * picked at run time; every lane computes the same float operations either way, and the sums
+ * take four lanes at a time as before, so both give the same bits. */
+#define AVX2 __attribute__((target("avx2")))
+static void forward_range_base(const chain_args *a, size_t c0, size_t c1) { forward_range_body(a, c0, c1); }
+AVX2 static void forward_range_avx2(const chain_args *a, size_t c0, size_t c1) { forward_range_body(a, c0, c1); }
+static void backward_range_base(const chain_args *a, size_t c0, size_t c1) { backward_range_body(a, c0, c1); }
+AVX2 static void backward_range_avx2(const chain_args *a, size_t c0, size_t c1) { backward_range_body(a, c0, c1); }
+static void forward_range(const chain_args *a, size_t c0, size_t c1) {
+  (ct_cpu_has_avx2() ? forward_range_avx2 : forward_range_base)(a, c0, c1);
+}
+static void backward_range(const chain_args *a, size_t c0, size_t c1) {
+  (ct_cpu_has_avx2() ? backward_range_avx2 : backward_range_base)(a, c0, c1);
 }
 
 /* ---------------------------------------------------------------- splitting the channels */
