@@ -127,15 +127,7 @@ static ALWAYS_INLINE void forward_plane(const float *x, float *y, float *z, size
     if (relu) o = ct_v8f_select(o > 0.0f, o, slope * o);
     ct_v8f_store(y + i, o);
   }
-  const ct_v4f vm = ct_v4f_splat(mu), vi = ct_v4f_splat(inv), vs = ct_v4f_splat(s), vb = ct_v4f_splat(b);
-  for (; i + 4 <= S; i += 4) {
-    const ct_v4f v = (ct_v4f_load(x + i) - vm) * vi;
-    if (z) ct_v4f_store(z + i, v);
-    ct_v4f o = affine ? relu_input(v, vs, vb) : v;
-    if (relu) o = ct_v4f_select(o > 0.0f, o, slope * o);
-    ct_v4f_store(y + i, o);
-  }
-  for (; i < S; i++) {
+  for (; i < S; i++) { /* the same operations, element by element */
     const float v = (x[i] - mu) * inv;
     if (z) z[i] = v;
     float o = affine ? ct_bn_chain_relu_input(v, s, b) : v;
@@ -152,12 +144,6 @@ static ALWAYS_INLINE void affine_plane(const float *x, float *y, size_t S, float
     ct_v8f o = ct_v8f_load(x + i) * wa + wc;
     if (relu) o = ct_v8f_select(o > 0.0f, o, slope * o);
     ct_v8f_store(y + i, o);
-  }
-  const ct_v4f va = ct_v4f_splat(a), vc = ct_v4f_splat(c);
-  for (; i + 4 <= S; i += 4) {
-    ct_v4f o = ct_v4f_load(x + i) * va + vc;
-    if (relu) o = ct_v4f_select(o > 0.0f, o, slope * o);
-    ct_v4f_store(y + i, o);
   }
   for (; i < S; i++) {
     float o = x[i] * a + c;
