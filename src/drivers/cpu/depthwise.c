@@ -420,7 +420,7 @@ static ALWAYS_INLINE void weight_body(const ct_conv_geom *g, int nb, const float
   const ct_direct_layout lay = ct_lower_direct_layout(g);
   const int Cg = g->C / g->G, Kg = g->K / g->G, KK = kh * kw;
   const size_t plane = (size_t)lay.XR * lay.XC, HW = (size_t)g->H * g->W, P = (size_t)g->OH * g->OW;
-  float *Dbuf = ws + Cg * plane; /* dy's plane, rows of OWr floats, where its rows are not */
+  float *Dbuf = ws + Cg * plane; /* dy's plane in rows of OWr floats, when its own rows are not whole vectors */
   const bool split = sw == 2 && g->dw == 1 && Cg == 1 && KK <= 9; /* as the forward's */
   int toff[9];
   for (int j = 0; j < kw && j < 9; j++) toff[j] = (j % 2 ? (lay.XC + 1) / 2 : 0) + j / 2;
