@@ -84,8 +84,8 @@ static ALWAYS_INLINE double plane_sqdev(const float *x, size_t n, float mu) {
  * or from the running sums (sf: 1 / the running factor). Each channel's sums take its planes in
  * image order, as one channel at a time would; the planes are visited in memory order (image by
  * image, the group's channels in turn), one stream instead of a short one per plane. */
-static ALWAYS_INLINE void group_stats(const ct_batchnorm *p, size_t c0, size_t c1, const float *x, float *mean, float *std,
-                        float *run_mean, float *run_var, float sf) {
+static ALWAYS_INLINE void group_stats(const ct_batchnorm *p, size_t c0, size_t c1, const float *x, float *mean,
+                                      float *std, float *run_mean, float *run_var, float sf) {
   const size_t C = p->C, S = p->S, N = p->N;
   if (p->global) {
     for (size_t c = c0; c < c1; c++) {
