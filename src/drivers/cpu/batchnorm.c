@@ -294,7 +294,7 @@ static ALWAYS_INLINE void plane_grad_sums(const chain_args *a, const chan_grad *
       }
       ag += ct_v8f_lo(g);
       ag += ct_v8f_hi(g);
-      if (zm || z) {
+      if (z) { /* zm reads z too */
         agz += ct_v8f_lo(gz);
         agz += ct_v8f_hi(gz);
       }

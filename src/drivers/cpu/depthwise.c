@@ -424,7 +424,7 @@ static ALWAYS_INLINE void weight_body(const ct_conv_geom *g, int nb, const float
   const bool split = sw == 2 && g->dw == 1 && Cg == 1 && KK <= 9; /* as the forward's */
   int toff[9];
   for (int j = 0; j < kw && j < 9; j++) toff[j] = (j % 2 ? (lay.XC + 1) / 2 : 0) + j / 2;
-  memset(ws, 0, (Cg * plane + P + (size_t)g->OH * (lay.OWr - g->OW)) * sizeof(float));
+  memset(ws, 0, (Cg * plane + (lay.OWr != g->OW ? (size_t)g->OH * lay.OWr : 0)) * sizeof(float));
   for (int n = 0; n < nb; n++)
     for (int gi = 0; gi < g->G; gi++) {
       if (dw)
