@@ -54,7 +54,7 @@ enum { DC_EXCLUDED, DC_CORE, DC_NN, DC_FUSE, DC_FUSE_ELTWISE };
   X(conv_lower, DC_NN) X(conv_lift, DC_NN) X(conv_lift_grad, DC_NN) X(conv_bias_grad, DC_NN)       \
   X(conv_lower_grad, DC_NN) X(conv_wino_block, DC_NN) X(conv_wino4_block, DC_NN)                    \
   X(conv_direct_forward, DC_NN) X(conv_direct_backward_data, DC_NN)                                 \
-  X(conv_direct_backward_weight, DC_NN)                                                             \
+  X(conv_direct_backward_weight, DC_NN) X(conv_pw, DC_CORE)                                         \
   X(pool_forward, DC_NN) X(pool_backward, DC_NN) X(lrn_forward, DC_NN) X(lrn_backward, DC_NN)       \
   X(softmax_forward, DC_NN) X(softmax_backward, DC_NN) X(softmax_loss_forward, DC_NN)               \
   X(softmax_loss_backward, DC_NN) X(sigmoid_xent_forward, DC_NN) X(sigmoid_xent_backward, DC_NN)    \

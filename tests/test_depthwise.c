@@ -5,7 +5,8 @@
  * conv_direct_* entries and through the lowering's dispatch (ct_lower_forward / backward) with
  * the batch split into partitions. Then the cost model: DIRECT for group == channels (and for
  * many thin groups), GEMMs for group 2; for 1x1 layers POINTWISE or TYPE1's packing, both held
- * to the loops (the per-image path, the one-GEMM path of 1x1 images, with and without bias). */
+ * to the loops (the per-image path, the one-GEMM path of 1x1 images, the CPU driver's conv_pw
+ * for all images at once, with and without bias). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -179,12 +180,88 @@ static void test_pointwise(void) {
       {2, 12, 1, 1, 8, 2, 1, 1, 1, 1, 0, 0, 1, 1},    /* one pixel, two groups: per image */
       {2, 8, 5, 3, 12, 4, 1, 1, 1, 1, 0, 0, 1, 1},    /* grouped 1x1 */
       {2, 3, 40, 33, 7, 1, 1, 1, 1, 1, 0, 0, 1, 1},   /* a large plane */
+      /* the CPU driver's conv_pw (16 or more rows and products): */
+      {3, 20, 7, 7, 37, 1, 1, 1, 1, 1, 0, 0, 1, 1},   /* 7x7: panels straddle images; 37 rows */
+      {2, 17, 3, 5, 16, 1, 1, 1, 1, 1, 0, 0, 1, 1},   /* 15 pixels: a vector spans three images */
+      {1, 33, 9, 9, 70, 1, 1, 1, 1, 1, 0, 0, 1, 1},   /* batch 1, 81 columns: a panel and a part */
+      {2, 512, 13, 11, 18, 1, 1, 1, 1, 1, 0, 0, 1, 1}, /* 512 products: blocks of 256 columns */
   };
   for (int z = 0; z < (int)(sizeof pw / sizeof pw[0]); z++) {
     ct_conv_geom g = geom(&pw[z]);
     CHECK(ct_conv_geom_finish(&g), "1x1 shape %d fits", z);
     check_type(&g, CT_LOWER_POINTWISE, 100 + z, false);
     check_type(&g, CT_LOWER_TYPE1, 100 + z, false);
+  }
+}
+
+/* The CPU driver's conv_pw itself, where this CPU runs it: y = w x and dx = w^T dy against the
+ * loops, and the same bits whether the images come in one call or two (results must not depend
+ * on how a batch is split). */
+static void test_pw_entry(void) {
+  const ct_driver *d = ct_driver_cpu();
+  const char *off = getenv("CT_PW_KERNEL");
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const bool runs = __builtin_cpu_supports("avx512f") && !(off && strcmp(off, "0") == 0);
+#else
+  const bool runs = false;
+  (void)off;
+#endif
+  static const int sh[][4] = {{3, 20, 49, 37}, {4, 17, 15, 16}, {2, 300, 143, 24}, {1, 16, 2, 64}}; /* N Kd P M */
+  for (int z = 0; z < (int)(sizeof sh / sizeof sh[0]); z++) {
+    const int N = sh[z][0], Kd = sh[z][1], P = sh[z][2], M = sh[z][3];
+    ct_rng r;
+    ct_rng_seed(&r, 500 + (uint64_t)z);
+    const size_t nx = (size_t)N * Kd * P, ny = (size_t)N * M * P, img_x = (size_t)Kd * P, img_y = (size_t)M * P;
+    float *w = rnd((size_t)M * Kd, &r), *x = rnd(nx, &r), *b = rnd((size_t)M, &r);
+    float *y = rnd(ny, &r), *y2 = rnd(ny, &r), *dx = rnd(nx, &r);
+    double *ry = malloc(ny * sizeof(double)), *rdx = malloc(nx * sizeof(double));
+    for (int n = 0; n < N; n++)
+      for (int m = 0; m < M; m++)
+        for (int p = 0; p < P; p++) {
+          double acc = b[m];
+          for (int k = 0; k < Kd; k++) acc += (double)w[(size_t)m * Kd + k] * x[((size_t)n * Kd + k) * P + p];
+          ry[((size_t)n * M + m) * P + p] = acc;
+        }
+    const ct_status s = d->ops->conv_pw(d, false, M, Kd, P, N, w, x, img_x, P, b, y, img_y, P);
+    CHECK(s == (runs ? CT_OK : CT_EUNSUPPORTED), "conv_pw %d: status %d, %s", z, (int)s,
+          runs ? "this CPU runs it" : "declined here");
+    if (s == CT_OK) {
+      near(y, ry, NULL, ny, "conv_pw forward", 200 + z);
+      /* the first image alone, then the rest: the same bits */
+      CHECK(d->ops->conv_pw(d, false, M, Kd, P, 1, w, x, img_x, P, b, y2, img_y, P) == CT_OK, "first image");
+      if (N > 1)
+        CHECK(d->ops->conv_pw(d, false, M, Kd, P, N - 1, w, x + img_x, img_x, P, b, y2 + img_y, img_y, P) == CT_OK,
+              "the rest");
+      CHECK(memcmp(y, y2, ny * sizeof(float)) == 0, "conv_pw %d: a split batch gives other bits", z);
+      /* x as one lowered Kd x N P matrix, and y written as one: the same sums, the same bits */
+      const size_t cols = (size_t)N * P;
+      float *xl = malloc(nx * sizeof(float)), *yl = malloc(ny * sizeof(float));
+      for (int n = 0; n < N; n++)
+        for (int k = 0; k < Kd; k++)
+          memcpy(xl + (size_t)k * cols + (size_t)n * P, x + n * img_x + (size_t)k * P, (size_t)P * sizeof(float));
+      CHECK(d->ops->conv_pw(d, false, M, Kd, P, N, w, xl, P, cols, b, y2, img_y, P) == CT_OK, "lowered x");
+      CHECK(memcmp(y, y2, ny * sizeof(float)) == 0, "conv_pw %d: lowered x gives other bits", z);
+      CHECK(d->ops->conv_pw(d, false, M, Kd, P, N, w, x, img_x, P, b, yl, P, cols) == CT_OK, "lowered y");
+      bool same = true;
+      for (int n = 0; n < N; n++)
+        for (int m = 0; m < M; m++)
+          same = same && !memcmp(yl + (size_t)m * cols + (size_t)n * P, y + n * img_y + (size_t)m * P,
+                                 (size_t)P * sizeof(float));
+      CHECK(same, "conv_pw %d: y written lowered differs", z);
+      free(xl), free(yl);
+      /* dx = w^T y, y standing for a gradient: the entry with Kd rows and M products, w read transposed */
+      for (int n = 0; n < N; n++)
+        for (int k = 0; k < Kd; k++)
+          for (int p = 0; p < P; p++) {
+            double acc = 0;
+            for (int m = 0; m < M; m++) acc += (double)w[(size_t)m * Kd + k] * y[((size_t)n * M + m) * P + p];
+            rdx[((size_t)n * Kd + k) * P + p] = acc;
+          }
+      CHECK(d->ops->conv_pw(d, true, Kd, M, P, N, w, y, img_y, P, NULL, dx, img_x, P) == CT_OK, "conv_pw %d transposed", z);
+      near(dx, rdx, NULL, nx, "conv_pw transposed", 200 + z);
+    }
+    free(w), free(x), free(b), free(y), free(y2), free(dx), free(ry), free(rdx);
   }
 }
 
@@ -237,6 +314,7 @@ static void test_choice(void) {
 int main(void) {
   test_direct();
   test_pointwise();
+  test_pw_entry();
   test_choice();
   return ct_check_report();
 }

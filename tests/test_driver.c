@@ -252,6 +252,60 @@ static void test_thin_gemm(const ct_driver *D) {
   CHECK(!ct_cpu_gemm_thin(false, true, 32, 512, 200, 1.0f, A, 200, B, 200, 0.0f, C, 512), "short K declined");
 }
 
+/* conv_pw, a convolution's GEMM over several images (optional: CUDA's driver has none; the CPU's
+ * declines without AVX-512): 37 x 20 weights over 3 images of 49 columns (tiles straddle
+ * images), with a bias; the transposed product; x and y each as images and as one lowered
+ * matrix. Compared only where every backend has the entry, so the passes stay in step. */
+static void test_conv_pw(const ct_driver *D) {
+  for (int b = 0; b < DC_BACKENDS; b++)
+    if (dc_backends[b] && !dc_backends[b]->ops->conv_pw) return;
+  COVER(conv_pw);
+  const int N = 3, Kd = 20, P = 49, M = 37;
+  const size_t nx = (size_t)N * Kd * P, ny = (size_t)N * M * P, cols = (size_t)N * P;
+  float *w = gauss((size_t)M * Kd), *x = gauss(nx), *bias = gauss((size_t)M), *y = gauss(ny), *dx = gauss(nx);
+  float *xl = hbuf(nx * sizeof(float));
+  double *ry = dbuf(ny), *rdx = dbuf(nx), *ryl = dbuf(ny);
+  for (int n = 0; n < N; n++)
+    for (int m = 0; m < M; m++)
+      for (int p = 0; p < P; p++) {
+        double s = bias[m];
+        for (int k = 0; k < Kd; k++) s += (double)w[(size_t)m * Kd + k] * x[((size_t)n * Kd + k) * P + p];
+        ry[((size_t)n * M + m) * P + p] = s;
+        ryl[(size_t)m * cols + (size_t)n * P + p] = s;
+      }
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < Kd; k++)
+      memcpy(xl + (size_t)k * cols + (size_t)n * P, x + ((size_t)n * Kd + k) * P, (size_t)P * sizeof(float));
+  float *dW = up(D, w, (size_t)M * Kd), *dB = up(D, bias, (size_t)M), *dY = up(D, y, ny);
+  const struct {
+    const float *in;
+    size_t in_img, in_row, out_img, out_row;
+    const double *ref;
+    const char *what;
+  } runs[] = {{up(D, x, nx), (size_t)Kd * P, (size_t)P, (size_t)M * P, (size_t)P, ry, "conv_pw"},
+              {up(D, xl, nx), (size_t)P, cols, (size_t)M * P, (size_t)P, ry, "conv_pw, x lowered"},
+              {up(D, x, nx), (size_t)Kd * P, (size_t)P, (size_t)P, cols, ryl, "conv_pw, y lowered"}};
+  for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+    const ct_status st = D->ops->conv_pw(D, false, M, Kd, P, N, dW, runs[r].in, runs[r].in_img, runs[r].in_row, dB,
+                                         dY, runs[r].out_img, runs[r].out_row);
+    CHECK(st == CT_OK || st == CT_EUNSUPPORTED, "%s on %s: %s", runs[r].what, D->name, ct_status_name(st));
+    if (st != CT_OK) return; /* declined (no AVX-512): the same on every backend that runs the CPU's kernels */
+    fetch(D, y, dY, ny, "%s", runs[r].what);
+    same(y, runs[r].ref, ny, 1e-5, runs[r].what);
+  }
+  /* dx = w^T dy for images' gradients dy (the last product will do): the entry's M and Kd swap */
+  float *dYg = up(D, y, ny), *dDX = up(D, dx, nx);
+  for (size_t i = 0; i < nx; i++) rdx[i] = 0;
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < Kd; k++)
+      for (int p = 0; p < P; p++)
+        for (int m = 0; m < M; m++)
+          rdx[((size_t)n * Kd + k) * P + p] += (double)w[(size_t)m * Kd + k] * y[((size_t)n * M + m) * P + p];
+  OK(D->ops->conv_pw(D, true, Kd, M, P, N, dW, dYg, (size_t)M * P, (size_t)P, NULL, dDX, (size_t)Kd * P, (size_t)P));
+  fetch(D, dx, dDX, nx, "conv_pw transposed");
+  same(dx, rdx, nx, 1e-5, "conv_pw transposed");
+}
+
 /* ================================================================ activations */
 
 static double ref_f(const ct_neuron *p, double x) {
@@ -675,6 +729,7 @@ int main(void) {
       {"memory", test_memory},
       {"blas", test_blas},
       {"thin gemm", test_thin_gemm},
+      {"conv_pw", test_conv_pw},
       {"neurons", test_neurons},
       {"prelu", test_prelu},
       {"eltwise", test_eltwise},

@@ -349,6 +349,17 @@ typedef struct ct_driver_ops {
   ct_status (*conv_direct_backward_weight)(const ct_driver *d, const ct_conv_geom *g, int nb, const float *x,
                                            const float *dy, float *dw, float *db, float *ws);
 
+  /* ---- a convolution's GEMM over nb images at once, its right operand and its result each laid
+   * out as images or as one lowered matrix (optional: NULL where the driver has none;
+   * CT_EUNSUPPORTED, nothing written, where the CPU or the shape does not suit it, and the caller
+   * runs its own GEMMs). y_n (M x P) = op(w) x_n (Kd x P) + b for n < nb: row k, column p of x_n
+   * at x[n x_img + k x_row + p] (nb images: x_img Kd P, x_row P; a lowered Kd x nb P matrix:
+   * x_img P, x_row nb P), likewise y (overwritten); op(w) = w (M x Kd), or its transpose where
+   * trans_w (w then Kd x M); b: M floats, may be NULL. Each output is b (or 0) plus its Kd
+   * products added in order, so results do not depend on nb or on how a batch is split. */
+  ct_status (*conv_pw)(const ct_driver *d, bool trans_w, int M, int Kd, int P, int nb, const float *w, const float *x,
+                       size_t x_img, size_t x_row, const float *b, float *y, size_t y_img, size_t y_row);
+
   /* ---- pooling over `planes` planes. Forward: y; MAX also argmax (the flat index h W + w of
    * each output's maximum in its plane, -1 for an empty window) and, when mask is not NULL,
    * the same as floats. Backward: dx (overwritten) from dy (x is read for STOCHASTIC only,

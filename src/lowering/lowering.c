@@ -656,7 +656,9 @@ static ct_status backward_wino_blocked(const ct_driver *d, const ct_conv_geom *g
   return CT_OK;
 }
 
-/* 1x1: the input as it lies is the GEMM's right-hand side, image by image. The driver's
+/* 1x1: the input as it lies is the GEMM's right-hand side. Where the driver has conv_pw, one
+ * call runs the partition's images (and the data gradient's) with the weights packed once;
+ * otherwise, and for the weight gradient, one GEMM per image. The driver's
  * POINTWISE lift first writes the bias over the image's output and the GEMMs add onto it (beta 1):
  * a BLAS clears C in a pass of its own for beta 0, so the bias costs no pass. Where an image is
  * one pixel, the partition's input is nb x C as it lies: one GEMM for all of it. */
@@ -669,6 +671,10 @@ static ct_status forward_pw(const ct_driver *d, const ct_conv_geom *g, int nb, c
   if (ct_lower_pw_one_gemm(g)) { /* y (nb x K) = x (nb x C) w^T */
     if (b) CT_TRY(d->ops->conv_lift(d, g, CT_LOWER_POINTWISE, nb, NULL, b, y));
     return d->ops->gemm(d, false, true, nb, g->K, g->C, 1.0f, x, w, b ? 1.0f : 0.0f, y);
+  }
+  if (g->G == 1 && d->ops->conv_pw) { /* all images at once, where the driver can */
+    const ct_status s = d->ops->conv_pw(d, false, g->K, g->C, (int)HW, nb, w, x, g->C * HW, HW, b, y, g->K * HW, HW);
+    if (s != CT_EUNSUPPORTED) return s;
   }
   for (int n = 0; n < nb; n++) {
     const float *xn = x + (size_t)n * g->C * HW;
@@ -690,6 +696,13 @@ static ct_status backward_pw(const ct_driver *d, const ct_conv_geom *g, int nb, 
     if (dw) CT_TRY(d->ops->gemm(d, true, false, g->K, g->C, nb, 1.0f, dy, x, 1.0f, dw));
     if (dx) CT_TRY(d->ops->gemm(d, false, false, nb, g->C, g->K, 1.0f, dy, w, 0.0f, dx));
     return CT_OK;
+  }
+  if (dx && g->G == 1 && d->ops->conv_pw) { /* dx = w^T dy for all images at once, where the driver can */
+    const ct_status s = d->ops->conv_pw(d, true, g->C, g->K, (int)HW, nb, w, dy, g->K * HW, HW, NULL, dx, g->C * HW, HW);
+    if (s == CT_OK)
+      dx = NULL;
+    else if (s != CT_EUNSUPPORTED)
+      return s;
   }
   for (int n = 0; n < nb; n++) {
     const float *xn = x + (size_t)n * g->C * HW, *dyn = dy + (size_t)n * g->K * HW;

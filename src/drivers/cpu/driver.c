@@ -161,6 +161,7 @@ static const ct_driver_ops cpu_ops = {
     .conv_direct_forward = ct_cpu_conv_direct_forward,
     .conv_direct_backward_data = ct_cpu_conv_direct_backward_data,
     .conv_direct_backward_weight = ct_cpu_conv_direct_backward_weight,
+    .conv_pw = ct_cpu_conv_pw,
     .pool_forward = ct_cpu_pool_forward,
     .pool_backward = ct_cpu_pool_backward,
     .lrn_forward = ct_cpu_lrn_forward,

@@ -30,6 +30,14 @@ ct_status ct_cpu_gemm_ld(const ct_driver *d, bool trans_a, bool trans_b, int M, 
  * of B; false (nothing done) where the shape, alpha, beta or the CPU do not suit it */
 bool ct_cpu_gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc);
+/* Per-thread packing space (cpu/thin_gemm.c): slot's buffer of at least `words` floats, 64-byte
+ * aligned, kept for the thread's next call; NULL when out of memory. */
+#define CT_CPU_PACK_SLOTS 3
+float *ct_cpu_pack_space(int slot, size_t words);
+/* cpu/pointwise.c: a 1x1 convolution's GEMMs over nb images at once (driver.h's conv_pw) */
+ct_status ct_cpu_conv_pw(const ct_driver *d, bool trans_w, int M, int Kd, int P, int nb, const float *w,
+                         const float *x, size_t x_img, size_t x_row, const float *b, float *y, size_t y_img,
+                         size_t y_row);
 ct_status ct_cpu_gemv(const ct_driver *d, bool trans_a, int M, int N, float alpha, const float *A, const float *x,
                       float beta, float *y);
 ct_status ct_cpu_axpy(const ct_driver *d, size_t n, float alpha, const float *x, float *y);

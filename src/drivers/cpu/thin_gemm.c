@@ -20,6 +20,38 @@
 
 #include "drivers/cpu/kernels.h"
 
+/* Packing space, one buffer per thread and slot (partition threads live as long as the
+ * process), grown to the largest size asked for and freed with its thread: no allocation per
+ * call. Slot 0 is this file's packed x; cpu/pointwise.c packs into slots 1 and 2. */
+static pthread_key_t pack_key[CT_CPU_PACK_SLOTS];
+static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
+static bool pack_key_ok;
+typedef struct {
+  size_t cap;
+  float f[] __attribute__((aligned(64)));
+} pack_buf;
+
+static void pack_key_make(void) {
+  pack_key_ok = true;
+  for (int i = 0; i < CT_CPU_PACK_SLOTS; i++) pack_key_ok = pack_key_ok && pthread_key_create(&pack_key[i], free) == 0;
+}
+
+float *ct_cpu_pack_space(int slot, size_t words) {
+  pthread_once(&pack_once, pack_key_make);
+  if (!pack_key_ok || slot < 0 || slot >= CT_CPU_PACK_SLOTS) return NULL;
+  pack_buf *b = pthread_getspecific(pack_key[slot]);
+  if (b && b->cap >= words) return b->f;
+  pack_buf *nb = aligned_alloc(64, (sizeof *nb + words * sizeof(float) + 63) / 64 * 64);
+  if (!nb) return NULL;
+  nb->cap = words;
+  if (pthread_setspecific(pack_key[slot], nb) != 0) {
+    free(nb);
+    return NULL;
+  }
+  free(b);
+  return nb->f;
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
@@ -92,34 +124,6 @@ static int thin_enabled(void) {
   return s;
 }
 
-/* The packed x, one buffer per thread that calls here (partition threads live as long as the
- * process), grown to the largest K seen and freed with its thread: no allocation per call. */
-static pthread_key_t pack_key;
-static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
-static bool pack_key_ok;
-typedef struct {
-  size_t cap;
-  float f[];
-} pack_buf;
-
-static void pack_key_make(void) { pack_key_ok = pthread_key_create(&pack_key, free) == 0; }
-
-static float *pack_space(size_t words) {
-  pthread_once(&pack_once, pack_key_make);
-  if (!pack_key_ok) return NULL;
-  pack_buf *b = pthread_getspecific(pack_key);
-  if (b && b->cap >= words) return b->f;
-  pack_buf *nb = malloc(sizeof *nb + words * sizeof(float));
-  if (!nb) return NULL;
-  nb->cap = words;
-  if (pthread_setspecific(pack_key, nb) != 0) {
-    free(nb);
-    return NULL;
-  }
-  free(b);
-  return nb->f;
-}
-
 bool ct_cpu_gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc) {
   /* the shapes where it beats OpenBLAS: 24 to 32 rows (fewer would waste lanes; with more,
@@ -129,7 +133,7 @@ bool ct_cpu_gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alp
   if (M < 24 || M > THIN_COLS) return false;
   if (K < 256 || N < 64 || (size_t)N * (size_t)K < ((size_t)1 << 20)) return false;
   if (!thin_enabled()) return false;
-  float *at = pack_space((size_t)K * THIN_COLS);
+  float *at = ct_cpu_pack_space(0, (size_t)K * THIN_COLS);
   if (!at) return false;
   for (int k0 = 0; k0 < K; k0 += 16) { /* transposed in 16 x 32 blocks: both sides stay in cache */
     const int kb = K - k0 < 16 ? K - k0 : 16;

@@ -234,6 +234,7 @@ EMU_ENTRY(conv_wino4_block, (const ct_driver *d, const ct_conv_geom *g, ct_wino_
 EMU_ENTRY(conv_direct_forward, (const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *w, const float *b, float *y, float *ws), (d, g, nb, x, w, b, y, ws))
 EMU_ENTRY(conv_direct_backward_data, (const ct_driver *d, const ct_conv_geom *g, int nb, const float *w, const float *dy, float *dx, float *ws), (d, g, nb, w, dy, dx, ws))
 EMU_ENTRY(conv_direct_backward_weight, (const ct_driver *d, const ct_conv_geom *g, int nb, const float *x, const float *dy, float *dw, float *db, float *ws), (d, g, nb, x, dy, dw, db, ws))
+EMU_ENTRY(conv_pw, (const ct_driver *d, bool trans_w, int M, int Kd, int P, int nb, const float *w, const float *x, size_t x_img, size_t x_row, const float *b, float *y, size_t y_img, size_t y_row), (d, trans_w, M, Kd, P, nb, w, x, x_img, x_row, b, y, y_img, y_row))
 EMU_ENTRY(pool_forward, (const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, float *y, int *argmax, float *mask), (d, g, planes, x, y, argmax, mask))
 EMU_ENTRY(pool_backward, (const ct_driver *d, const ct_pool_geom *g, size_t planes, const float *x, const float *dy, const int *argmax, float *dx), (d, g, planes, x, dy, argmax, dx))
 EMU_ENTRY(lrn_forward, (const ct_driver *d, const ct_lrn_geom *g, size_t nimg, const float *x, float *y, float *scale, float *spow, float *tmp), (d, g, nimg, x, y, scale, spow, tmp))
@@ -485,6 +486,7 @@ static const ct_driver_ops emu_ops = {
     .conv_direct_forward = emu_conv_direct_forward,
     .conv_direct_backward_data = emu_conv_direct_backward_data,
     .conv_direct_backward_weight = emu_conv_direct_backward_weight,
+    .conv_pw = emu_conv_pw,
     .pool_forward = emu_pool_forward,
     .pool_backward = emu_pool_backward,
     .lrn_forward = emu_lrn_forward,
