@@ -84,19 +84,21 @@ static void pack_x(int Kd, int P, int nb, const float *x, size_t x_img, size_t x
   }
 }
 
-/* c (6 x 64) += the Kd products of a packed w block and a packed x panel */
-static inline __attribute__((always_inline)) PW_TARGET void tile(int Kd, const float *wp, const float *xp,
+/* c (6 x 16 nv) += the Kd products of a packed w block and a packed x panel (nv vectors of it:
+ * the row's last panel may need fewer than four) */
+static inline __attribute__((always_inline)) PW_TARGET void tile(int nv, int Kd, const float *wp, const float *xp,
                                                                  __m512 c[PW_MR][4]) {
   for (int k = 0; k < Kd; k++) {
-    const __m512 x0 = _mm512_load_ps(xp), x1 = _mm512_load_ps(xp + 16), x2 = _mm512_load_ps(xp + 32),
-                 x3 = _mm512_load_ps(xp + 48);
+    __m512 xv[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++)
+      if (v < nv) xv[v] = _mm512_load_ps(xp + 16 * v);
 #pragma GCC unroll 6
     for (int i = 0; i < PW_MR; i++) {
       const __m512 a = _mm512_set1_ps(wp[i]);
-      c[i][0] = _mm512_fmadd_ps(a, x0, c[i][0]);
-      c[i][1] = _mm512_fmadd_ps(a, x1, c[i][1]);
-      c[i][2] = _mm512_fmadd_ps(a, x2, c[i][2]);
-      c[i][3] = _mm512_fmadd_ps(a, x3, c[i][3]);
+#pragma GCC unroll 4
+      for (int v = 0; v < 4; v++)
+        if (v < nv) c[i][v] = _mm512_fmadd_ps(a, xv[v], c[i][v]);
     }
     wp += PW_MR;
     xp += PW_NR;
@@ -142,7 +144,16 @@ PW_TARGET static void run(int M, int Kd, int P, int nb, const float *wp, const f
           const __m512 init = _mm512_set1_ps(b && i < rows ? b[m0 + i] : 0.0f);
           for (int v = 0; v < 4; v++) c[i][v] = init;
         }
-        tile(Kd, wp + (size_t)m0 * (size_t)Kd, xp + (size_t)jr * (size_t)Kd, c);
+        const long left = total - (jc + jr);
+        const float *wm = wp + (size_t)m0 * (size_t)Kd, *xr = xp + (size_t)jr * (size_t)Kd;
+        if (left > 48)
+          tile(4, Kd, wm, xr, c);
+        else if (left > 32)
+          tile(3, Kd, wm, xr, c);
+        else if (left > 16)
+          tile(2, Kd, wm, xr, c);
+        else
+          tile(1, Kd, wm, xr, c);
         store(c, rows, m0, P, total, jc + jr, y, y_img, y_row);
       }
     }
