@@ -2,8 +2,9 @@
  * partitions gives it (single-threaded BLAS, as in a partition): forward and backward (data and
  * weight gradients) of each type that applies, in GFLOP/s of useful work (2 multiply-adds per
  * MAC of the convolution's definition), and the type the cost model picks. Depthwise layers:
- * DIRECT against TYPE1 (one GEMM per group: the path before DIRECT); 1x1 layers: POINTWISE (per
- * image, or one GEMM for 1x1 images) against TYPE1 (packed); ResNet's 3x3 layers: WINOGRAD
+ * DIRECT against TYPE1 (one GEMM per group: the path before DIRECT); 1x1 layers: POINTWISE (the
+ * CPU driver's conv_pw where the CPU has AVX-512, per-image GEMMs with CT_PW_KERNEL=0, one GEMM
+ * for 1x1 images) against TYPE1 (packed); ResNet's 3x3 layers: WINOGRAD
  * blocked (the CPU driver's conv_wino_block) against WINOGRAD staged (the same driver without
  * that entry: the path before blocking, and the CUDA driver's), WINOGRAD4 (F(4x4, 3x3), blocked
  * only) and TYPE1.
