@@ -143,6 +143,14 @@ int main(void) {
         "a bad CT_CONV_WORKSPACE_MB: %s", berr.msg);
   ct_net_free(bad);
   unsetenv("CT_CONV_WORKSPACE_MB");
+  /* the CPU driver's 1x1 switch: 0 or 1, nothing else */
+  setenv("CT_PW_KERNEL", "yes", 1);
+  bad = NULL;
+  bst = ct_net_create_from_text(net_text(""), "p", NULL, CT_TRAIN, &bad, &berr);
+  CHECK(bst == CT_EINVAL && strstr(berr.msg, "CT_PW_KERNEL=yes") && strstr(berr.msg, "expected 0 or 1"),
+        "a bad CT_PW_KERNEL: %s", berr.msg);
+  ct_net_free(bad);
+  unsetenv("CT_PW_KERNEL");
   /* a device this build cannot drive is an error naming the layer */
   ct_net *net = NULL;
   ct_error err = {0};

@@ -256,10 +256,11 @@ static ct_status conv_setup(ct_layer *l, ct_error *err) {
   return CT_OK;
 }
 
-/* The lowering's switches in the environment (lowering.h): refused by name unless they hold what
- * they may, rather than read as their default. */
+/* The lowering's switches in the environment (lowering.h), and the CPU driver's CT_PW_KERNEL
+ * (cpu/pointwise.c): refused by name unless they hold what they may, rather than read as their
+ * default. */
 static ct_status check_switches(const ct_layer *l, ct_error *err) {
-  static const char *const flags[] = {"CT_WINOGRAD", "CT_WINOGRAD4", "CT_DIRECT", "CT_WINO_BLOCKED"};
+  static const char *const flags[] = {"CT_WINOGRAD", "CT_WINOGRAD4", "CT_DIRECT", "CT_WINO_BLOCKED", "CT_PW_KERNEL"};
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
     const char *e = getenv(flags[i]);
     if (e && *e && strcmp(e, "0") && strcmp(e, "1"))

@@ -1,6 +1,7 @@
-/* A 1x1 convolution's GEMMs for a whole partition at once (driver.h's conv_pw): y_n = op(w) x_n
- * (+ b) for every image n of the partition, with op(w) packed once per call instead of once per
- * image, as one OpenBLAS call per image packs it.
+/* A convolution's GEMM for a whole partition at once (driver.h's conv_pw; the lowering runs a
+ * 1x1 layer's forward and data gradient through it): y_n = op(w) x_n (+ b) for every image n of
+ * the partition, with op(w) packed once per call instead of once per image, as one OpenBLAS call
+ * per image packs it. x and y may each lie as images or as one lowered matrix (the strides).
  *
  * The images' columns are taken as one row of nb P columns (image after image), cut into
  * panels of 64: a 7x7 layer's 49 columns no longer leave most of a 16-lane vector idle, and a
@@ -16,7 +17,8 @@
  * (which sums in blocks) in the last bits.
  *
  * AVX-512 (checked at run time) on x86-64; elsewhere, or with CT_PW_KERNEL=0 in the
- * environment (for comparisons), it declines and the caller runs one GEMM per image. */
+ * environment (for comparisons; a Convolution layer refuses any value but 0 or 1), it declines
+ * and the caller runs its own GEMMs. */
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
