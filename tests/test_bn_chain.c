@@ -5,8 +5,9 @@
  * statistics, with and without the ReLU (slope 0 and 0.1), the bias, xnorm (the affine fold),
  * each gradient, and in place; on the CPU and emu (emu bit for bit, driver_check.h); the backward
  * with xnorm recomputed from x (bn_chain_backward_x) bit for bit what the kept xnorm gives, and
- * without the ReLU from y (z_from_y, bn_chain_backward_y): within 1e-5 of it, bit for bit in the
- * channels whose Scale keeps xnorm (a tiny factor, a bias far larger than it). Also
+ * from y (z_from_y, bn_chain_backward_y; without the ReLU, or with one of slope 0 on the stored
+ * statistics): within 1e-5 of it, bit for bit in the channels whose Scale keeps xnorm (a tiny
+ * factor, a bias far larger than it). Also
  * BatchNorm alone without xnorm (its affine fold). */
 #include "driver_check.h"
 #include "drivers/cpu.h"
@@ -87,7 +88,7 @@ static void from_y_case(const ct_driver *D, const ct_bn_chain *p0, const char *w
     float *dDY = up(D, dy, n), *dDX = want_dx ? up(D, dy, n) : NULL;
     float *dDS = want_ds ? up(D, ds0, C) : NULL, *dDB = want_db ? up(D, db0, C) : NULL;
     if (run == 0)
-      RUN(bn_chain_backward, &p, NULL, dDY, dZ, dStd, dS, dDS, dDB, dDX, NULL);
+      RUN(bn_chain_backward, &p, p.relu ? dY : NULL, dDY, dZ, dStd, dS, dDS, dDB, dDX, NULL);
     else
       RUN(bn_chain_backward_y, &p, dY, dDY, dZ, dStd, dS, dB, dDS, dDB, dDX, NULL);
     float *const dev[6] = {dY, dZ, dDX, dDS, dDB, dStd};
@@ -262,7 +263,8 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
     const out_pair o[] = {{dDZ, dDZ3, n, "dz"}, {dDX, dDX3, n, "dx"}, {dDS, dDS3, C, "ds"}, {dDB, dDB3, C, "db"}};
     same_bits(D, what, "with the mask from xnorm", o, sizeof o / sizeof o[0], n);
   }
-  if (!relu && keep && !in_place) from_y_case(D, &p, what, x, s, bias ? b : NULL, dy, ds0, db0, want_dx, want_ds, want_db);
+  if (ct_bn_chain_z_from_y_applies(&p) && keep && !in_place)
+    from_y_case(D, &p, what, x, s, bias ? b : NULL, dy, ds0, db0, want_dx, want_ds, want_db);
   /* the same backward with xnorm recomputed from x and the forward's mean (the optional
    * bn_chain_backward_x), where x is still there: bit for bit what the kept xnorm gave */
   if (!keep || in_place) return;

@@ -1,7 +1,9 @@
 /* Fusion of BatchNorm -> Scale (-> ReLU) chains (net/fuse.c) against the same net unfused
  * (CT_FUSE=0): a net with a convolution, an in-place TRAIN chain with ReLU, a chain whose
  * BatchNorm has a top of its own (DenseNet's and MobileNet's shape) without ReLU, one in place
- * on a convolution's output without ReLU (ResNet's before the sum), an Eltwise sum, a chain with the stored statistics and a leaky ReLU, and a BatchNorm -> Scale pair that
+ * on a convolution's output without ReLU (ResNet's before the sum), one in place on another on
+ * the stored statistics with a ReLU (its backward takes xnorm from its output), an Eltwise sum,
+ * a chain with the stored statistics and a leaky ReLU, and a BatchNorm -> Scale pair that
  * must not fuse (Scale not in place). One forward and backward gives the same outputs, blob
  * data and gradients and parameter gradients (1e-5 of each blob's largest value), with one
  * partition and with two; so does a run layer by layer that stops inside a chain; the TEST
@@ -41,7 +43,15 @@ static const char *net_text =
     "layer { name: 'bn5' type: 'BatchNorm' bottom: 'conv5' top: 'conv5' }\n"
     "layer { name: 'sc5' type: 'Scale' bottom: 'conv5' top: 'conv5' scale_param { bias_term: true "
     "  filler { type: 'uniform' min: -0.05 max: 0.05 } bias_filler { type: 'gaussian' std: 0.3 } } }\n"
-    "layer { name: 'sum' type: 'Eltwise' bottom: 'conv1' bottom: 'bn2' bottom: 'conv5' top: 'sum' }\n"
+    /* a chain on the stored statistics with a plain ReLU, in place on a convolution's output:
+     * its backward takes xnorm from its output too (ct_bn_chain_z_from_y_applies) */
+    "layer { name: 'conv6' type: 'Convolution' bottom: 'conv1' top: 'conv6' convolution_param { num_output: 5 "
+    "  kernel_size: 1 bias_term: false weight_filler { type: 'xavier' } } }\n"
+    "layer { name: 'bn6' type: 'BatchNorm' bottom: 'conv6' top: 'conv6' batch_norm_param { use_global_stats: true } }\n"
+    "layer { name: 'sc6' type: 'Scale' bottom: 'conv6' top: 'conv6' scale_param { bias_term: true "
+    "  filler { type: 'uniform' min: 0.5 max: 1.5 } bias_filler { type: 'gaussian' std: 0.3 } } }\n"
+    "layer { name: 'relu6' type: 'ReLU' bottom: 'conv6' top: 'conv6' }\n"
+    "layer { name: 'sum' type: 'Eltwise' bottom: 'conv1' bottom: 'bn2' bottom: 'conv5' bottom: 'conv6' top: 'sum' }\n"
     "layer { name: 'bn3' type: 'BatchNorm' bottom: 'sum' top: 'sum' batch_norm_param { use_global_stats: true } }\n"
     "layer { name: 'sc3' type: 'Scale' bottom: 'sum' top: 'sum' scale_param { bias_term: true "
     "  filler { type: 'uniform' min: 0.5 max: 1.5 } bias_filler { type: 'gaussian' std: 0.3 } } }\n"
@@ -70,12 +80,16 @@ static bool close_to(const float *a, const float *b, size_t n, double tol, doubl
   return worst <= tol * scale;
 }
 
-/* bn3 uses stored statistics: give both nets the same ones (mean 0.1 c, variance 1 + 0.2 c). */
+/* bn3 and bn6 use stored statistics: give both nets the same ones (mean 0.1 c, variance
+ * 1 + 0.2 c; bn6's shifted). */
 static void set_bn3_stats(ct_net *net) {
-  float *m = ct_net_param_data(net, "bn3", 0), *v = ct_net_param_data(net, "bn3", 1),
-        *f = ct_net_param_data(net, "bn3", 2);
-  for (int c = 0; c < 5; c++) m[c] = 0.1f * (float)c, v[c] = 1.0f + 0.2f * (float)c;
-  f[0] = 1.0f;
+  const char *const bns[] = {"bn3", "bn6"};
+  for (int k = 0; k < 2; k++) {
+    float *m = ct_net_param_data(net, bns[k], 0), *v = ct_net_param_data(net, bns[k], 1),
+          *f = ct_net_param_data(net, bns[k], 2);
+    for (int c = 0; c < 5; c++) m[c] = 0.1f * (float)(c - 2 * k), v[c] = 1.0f + 0.2f * (float)(c + k);
+    f[0] = 1.0f;
+  }
 }
 
 static ct_net *build_phase(bool fused, int parts, ct_phase phase) {
@@ -102,7 +116,7 @@ static void test_test_phase(void) {
   ct_error err = {0};
   ct_net *f = build_phase(true, 2, CT_TEST), *u = build_phase(false, 2, CT_TEST);
   if (!f || !u) goto done;
-  CHECK(ct_net_fused_chains(f) == 4, "TEST: 4 chains fuse, got %d", ct_net_fused_chains(f));
+  CHECK(ct_net_fused_chains(f) == 5, "TEST: 5 chains fuse, got %d", ct_net_fused_chains(f));
   const char *bns[] = {"bn1", "bn2", "bn4"};
   ct_net *nets[2] = {f, u};
   for (int k = 0; k < 3; k++)
@@ -131,8 +145,8 @@ static void test_one_pass(int parts) {
   ct_error err = {0};
   ct_net *f = build(true, parts), *u = build(false, parts);
   if (!f || !u) goto done;
-  CHECK(ct_net_fused_chains(f) == 4,
-        "%d partitions: 4 chains fuse (bn1+sc1+relu1, bn2+sc2, bn5+sc5, bn3+sc3+relu3), got %d", parts,
+  CHECK(ct_net_fused_chains(f) == 5,
+        "%d partitions: 5 chains fuse (bn1+sc1+relu1, bn2+sc2, bn5+sc5, bn6+sc6+relu6, bn3+sc3+relu3), got %d", parts,
         ct_net_fused_chains(f));
   CHECK(ct_net_fused_chains(u) == 0, "CT_FUSE=0 fuses nothing, got %d", ct_net_fused_chains(u));
   float lf = 0, lu = 0;
@@ -237,7 +251,7 @@ static float *train(bool fused, const char *solver_path, size_t *n) {
   CHECK(st == CT_OK, "%s", err.msg);
   if (st) return NULL;
   ct_net *net = ct_solver_net(s);
-  CHECK(ct_net_fused_chains(net) == (fused ? 4 : 0), "training net: %d chains fused", ct_net_fused_chains(net));
+  CHECK(ct_net_fused_chains(net) == (fused ? 5 : 0), "training net: %d chains fused", ct_net_fused_chains(net));
   set_bn3_stats(net);
   CHECK(ct_solver_step(s, 20, &err) == CT_OK, "%s", err.msg);
   *n = ct_net_param_total(net);

@@ -80,9 +80,9 @@ typedef struct ct_bn_chain {
   ct_batchnorm bn;
   bool relu;
   float slope;
-  /* Without the ReLU, on a driver with bn_chain_backward_y only: the forward leaves xnorm
-   * unwritten in the channels whose Scale ct_bn_chain_y_recovers, whose backward recomputes it
-   * from the chain's output as (y - b) / s. */
+  /* Where ct_bn_chain_z_from_y_applies, on a driver with bn_chain_backward_y only: the forward
+   * leaves xnorm unwritten in the channels whose Scale ct_bn_chain_y_recovers, whose backward
+   * recomputes it from the chain's output as (y - b) / s. */
   bool z_from_y;
   /* With the ReLU, in the backward entries: where they read xnorm anyway, they may take the
    * ReLU's mask (y > 0) as xnorm s + b > 0, recomputed exactly as the forward computed it (the
@@ -102,6 +102,14 @@ static inline float ct_bn_chain_relu_input(float v, float s, float b) { return v
 static inline bool ct_bn_chain_y_recovers(float s, float b) {
   const float as = s < 0 ? -s : s, ab = b < 0 ? -b : b;
   return as >= 1e-30f && as <= 1e30f && ab <= 16.0f * as;
+}
+
+/* Whether a chain's backward can take xnorm from its output y = ReLU(xnorm s + b) at all: without
+ * the ReLU; or with a ReLU of slope 0 on the stored statistics, whose gradient reads xnorm only
+ * for Scale's factor and only where y > 0 (where y is xnorm s + b): where the ReLU clipped, the
+ * gradient is 0 whatever xnorm is. With the batch's statistics every xnorm enters dx. */
+static inline bool ct_bn_chain_z_from_y_applies(const ct_bn_chain *p) {
+  return !p->relu || (p->bn.global && p->slope == 0.0f);
 }
 
 typedef enum ct_pool_method { CT_POOL_MAX, CT_POOL_AVE, CT_POOL_STOCHASTIC } ct_pool_method;
@@ -288,9 +296,10 @@ typedef struct ct_driver_ops {
                                    const float *x, const float *mean, const float *std, const float *s, float *ds,
                                    float *db, float *dx, float *dz);
   /* Optional (NULL: p->z_from_y is never set for this driver): the same gradient of a chain
-   * without the ReLU after a forward with p->z_from_y, from its output y, still unchanged since
-   * that forward: xnorm recomputed as (y - b) / s in the channels ct_bn_chain_y_recovers (b may
-   * be NULL: 0), read from xnorm in the others. */
+   * (ct_bn_chain_z_from_y_applies) after a forward with p->z_from_y, from its output y, still
+   * unchanged since that forward: xnorm recomputed as (y - b) / s in the channels
+   * ct_bn_chain_y_recovers (b may be NULL: 0), read from xnorm in the others; the ReLU's mask
+   * from y (p->mask_from_z unset). */
   ct_status (*bn_chain_backward_y)(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                    const float *xnorm, const float *std, const float *s, const float *b, float *ds,
                                    float *db, float *dx, float *dz);

@@ -9,10 +9,11 @@
  * mask_from_z). Scale's input, BatchNorm's output, is xnorm itself, so nothing else is kept; and
  * where the chain's input is still there at its backward (x_kept, set by net/fuse.c: DenseNet's
  * chains on a Concat's output), not even xnorm: the backward recomputes it from x, which saves
- * the forward a third of its memory traffic and the net a bottom-sized tensor per chain. A chain without the ReLU whose output is still
- * there (y_kept: ResNet's before the Eltwise) recomputes xnorm as (y - b) / s instead, in the
- * channels where that loses little (ct_bn_chain_y_recovers); its forward writes xnorm in the
- * others only.
+ * the forward a third of its memory traffic and the net a bottom-sized tensor per chain. A chain whose
+ * output is still there (y_kept) and which has no ReLU (ResNet's before the Eltwise) or runs on
+ * the stored statistics (ct_bn_chain_z_from_y_applies) recomputes xnorm as (y - b) / s instead,
+ * in the channels where that loses little (ct_bn_chain_y_recovers); its forward writes xnorm in
+ * the others only.
  *
  * Blobs: [0..2] BatchNorm's running sums (never learned), [3] Scale's factor, [4] its bias when
  * it has one; they are the member layers' own tensors, which this layer does not own. */
@@ -69,10 +70,11 @@ static bool xnorm_from_x(const ct_layer *l) {
   return ct_layer_driver(l)->ops->bn_chain_backward_x != NULL;
 }
 
-/* ... or from y, where it can (no ReLU; channels whose Scale cannot recover it keep xnorm) */
+/* ... or from y, where it can (ct_bn_chain_z_from_y_applies: no ReLU, or one on the stored
+ * statistics; channels whose Scale cannot recover it keep xnorm) */
 static bool xnorm_from_y(const ct_layer *l) {
   const chain_priv *cp = l->priv;
-  if (!cp->y_kept || cp->k.relu || !needs_xnorm(l) || xnorm_from_x(l)) return false;
+  if (!cp->y_kept || !ct_bn_chain_z_from_y_applies(&cp->k) || !needs_xnorm(l) || xnorm_from_x(l)) return false;
   for (int i = 0; i < l->plan.n; i++)
     if (!l->plan.part[i].d->ops->bn_chain_backward_y) return false;
   return ct_layer_driver(l)->ops->bn_chain_backward_y != NULL;
@@ -149,9 +151,10 @@ static ct_status chain_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   const bool from_x = xnorm_from_x(l), from_y = xnorm_from_y(l);
   CT_TRY(ct_read_param(l, p, 3, &s, err));
   if ((from_y || k.relu) && cp->bias) CT_TRY(ct_read_param(l, p, 4, &b, err));
-  /* the ReLU's mask from xnorm s + b where xnorm is read anyway (driver.h) */
-  k.mask_from_z = k.relu;
-  k.mask_b = k.relu ? b : NULL;
+  /* the ReLU's mask from xnorm s + b where xnorm is read anyway (driver.h); from y where xnorm
+   * comes from y */
+  k.mask_from_z = k.relu && !from_y;
+  k.mask_b = k.mask_from_z ? b : NULL;
   if (k.relu || from_y) {
     CT_TRY(ct_read(l, p, l->top[0], &y, err));
     y += first;

@@ -21,10 +21,10 @@ bool ct_bn_chain_fits(const ct_layer *bn, const ct_layer *scale, const ct_layer 
  * what its forward read (BatchNorm not in place, no later layer writing it): the backward then
  * recomputes the normalised input from it where the drivers can (bn_chain_backward_x) instead
  * of the forward writing and keeping a copy. y_kept: likewise the chain's output (no later layer
- * writes it), for a chain without the ReLU: the backward recomputes the normalised input as
- * (y - b) / s in the channels where that is accurate (bn_chain_backward_y; ResNet's chains
- * before the Eltwise, in place on a convolution's output, where x is gone). Freed with
- * ct_bn_chain_free. */
+ * writes it); for a chain without the ReLU, or one on the stored statistics
+ * (ct_bn_chain_z_from_y_applies), the backward recomputes the normalised input as (y - b) / s
+ * in the channels where that is accurate (bn_chain_backward_y; ResNet's chains before the
+ * Eltwise, in place on a convolution's output, where x is gone). Freed with ct_bn_chain_free. */
 ct_status ct_bn_chain_create(ct_layer *bn, ct_layer *scale, ct_layer *relu, bool x_kept, bool y_kept,
                              ct_layer **out, ct_error *err);
 void ct_bn_chain_free(ct_layer *l);

@@ -37,7 +37,7 @@ struct ct_fusion {
   ct_layer *layer; /* the hidden layer that runs them */
   bool fused_fwd;  /* the chain's last forward ran fused: its backward must too */
   bool x_kept;     /* its backward may read its input (input_kept) */
-  bool y_kept;     /* ... or, without the ReLU, its output (output_kept) */
+  bool y_kept;     /* ... or its output (output_kept; bn_chain.c says when it may) */
   int expect;      /* the member whose forward the fused pass already did (-1: none) */
 };
 
@@ -122,7 +122,7 @@ static ct_status add_fusion(ct_net *net, fusion_kind kind, int i, int n, ct_erro
   ct_status st;
   if (kind == FUSE_BN_CHAIN) {
     f->x_kept = input_kept(net, i, n);
-    f->y_kept = n == 2 && output_kept(net, i, n);
+    f->y_kept = output_kept(net, i, n);
     st = ct_bn_chain_create(&net->layers[i].l, &net->layers[i + 1].l, n == 3 ? &net->layers[i + 2].l : NULL,
                             f->x_kept, f->y_kept, &f->layer, err);
   } else {

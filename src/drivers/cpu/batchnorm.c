@@ -180,7 +180,8 @@ static ALWAYS_INLINE void forward_range_body(const chain_args *a, size_t c0, siz
     for (size_t c = g0; c < g1; c++) {
       const float s = a->affine ? a->s[c] : 1.0f, b = a->affine && a->b ? a->b[c] : 0.0f;
       /* z_from_y: this channel's backward recomputes z from y instead */
-      const bool z = a->z && !(a->p.z_from_y && a->affine && !a->p.relu && ct_bn_chain_y_recovers(s, b));
+      const bool z =
+          a->z && !(a->p.z_from_y && a->affine && ct_bn_chain_z_from_y_applies(&a->p) && ct_bn_chain_y_recovers(s, b));
       k[c - g0].mu = a->mean[c], k[c - g0].inv = 1.0f / a->std[c], k[c - g0].s = s, k[c - g0].b = b;
       k[c - g0].z = z, k[c - g0].fold = p->global && !z;
     }
