@@ -66,7 +66,7 @@ snapshot_after_train: false
 random_seed: 1
 EOS
   run env OPENBLAS_NUM_THREADS="$3" "$BUILD/cortado" train --solver="$tmp/solver.prototxt" --partitions="$2" 2>&1 |
-    sed -n 's/.*Iteration [0-9]* (\([0-9.e+-]*\) iter\/s.*/\1/p' | tail -n +2 | awk '{ print 1000 / $1 }' | median
+    sed -n 's/.*Iteration [0-9]*.* (\([0-9.e+-]*\) iter\/s.*/\1/p' | tail -n +2 | awk '{ print 1000 / $1 }' | median
 }
 # The scaling: scaling_bench builds the training run twice in one process, 1 partition on 1 core
 # and N partitions on the cores, and alternates their iterations, so each pair's ratio sees the
@@ -231,3 +231,8 @@ awk -v threads="$THREADS" -v smax="$STEAL_MAX" '
     printf "\nSGEMM roof on %d threads: best probe %.1f GFLOP/s (\"of roof\" uses it; \"sustained\" is the median of the\n", threads, roof
     printf "rounds'"'"' 2-second SGEMM runs on %d threads, measured next to the nets)\n", threads
   }' "$tmp/rounds"
+# A figure the logs did not give (a changed log line) must not pass as a measurement
+if awk '$3 == "c2" && $4 == "nan" { bad = 1 } END { exit !bad }' "$tmp/rounds"; then
+  echo "cnn_bench: no iter/s read from cortado's training log (the display line's format?)" >&2
+  exit 1
+fi
