@@ -74,6 +74,17 @@ bool ct_cpu_has_avx2(void) {
   return s;
 }
 
+bool ct_cpu_avx512_kernel_on(atomic_int *state, const char *env) {
+  int s = atomic_load_explicit(state, memory_order_relaxed);
+  if (s < 0) {
+    const char *e = getenv(env);
+    __builtin_cpu_init();
+    s = __builtin_cpu_supports("avx512f") && !(e && strcmp(e, "0") == 0);
+    atomic_store_explicit(state, s, memory_order_relaxed);
+  }
+  return s;
+}
+
 int ct_blas_threads(void) { return openblas_get_num_threads(); }
 
 static _Thread_local int single_depth, single_saved;

@@ -1,18 +1,25 @@
 /* The CPU driver's entries, one function per vtable member (see drivers/driver.h for each
  * contract); cpu/driver.c puts them in the table, and the emu driver runs them on its own
  * memory. Memory is host memory, so upload, download and copy are memcpy; GEMM (but for
- * thin_gemm.c's shape) and GEMV are OpenBLAS's; everything else is the loop each layer (and
- * the lowering) ran before the driver existed, moved unchanged (same order of operations, so
- * the same results, and plain loops the compiler vectorises). Nothing here fails: the entries
- * that return a status return CT_OK. */
+ * thin_gemm.c's shape and pointwise.c's conv_pw) and GEMV are OpenBLAS's; everything else is
+ * the loop each layer (and the lowering) ran before the driver existed, moved unchanged (same
+ * order of operations, so the same results, and plain loops the compiler vectorises). Nothing
+ * here fails: the entries that return a status return CT_OK, but for conv_pw, which may decline
+ * (CT_EUNSUPPORTED, nothing written). */
 #ifndef CT_DRIVERS_CPU_KERNELS_H
 #define CT_DRIVERS_CPU_KERNELS_H
+
+#include <stdatomic.h>
 
 #include "drivers/driver.h"
 
 /* cpu/calibrate.c: whether the CPU runs AVX2 (the kernels compiled for it as well as for the
  * baseline: depthwise.c, winograd.c) */
 bool ct_cpu_has_avx2(void);
+/* An AVX-512 kernel's switch (cpu/calibrate.c): on where the CPU has AVX-512 and the environment
+ * does not set `env` to 0; worked out at the first call into *state (-1 until then), the same
+ * answer on every thread. */
+bool ct_cpu_avx512_kernel_on(atomic_int *state, const char *env);
 
 /* cpu/blas.c: memory, BLAS, element-wise arithmetic */
 void *ct_cpu_alloc(const ct_driver *d, size_t bytes);

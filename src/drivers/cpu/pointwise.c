@@ -36,15 +36,8 @@
 #define PW_BLOCK_MAX 2048    /* columns per block at most */
 
 static int pw_enabled(void) {
-  static atomic_int state = -1; /* -1: not yet known; every thread works out the same answer */
-  int s = atomic_load_explicit(&state, memory_order_relaxed);
-  if (s < 0) {
-    const char *e = getenv("CT_PW_KERNEL");
-    __builtin_cpu_init();
-    s = __builtin_cpu_supports("avx512f") && !(e && strcmp(e, "0") == 0);
-    atomic_store_explicit(&state, s, memory_order_relaxed);
-  }
-  return s;
+  static atomic_int state = -1;
+  return ct_cpu_avx512_kernel_on(&state, "CT_PW_KERNEL");
 }
 
 /* wp: ceil(M / 6) blocks of Kd x 6 (row m0 + i of op(w) at [k][i]), zero past row M */

@@ -113,15 +113,8 @@ THIN_TARGET static void panel(int mp, int N, int K, const float *B, int ldb, con
 }
 
 static int thin_enabled(void) {
-  static atomic_int state = -1; /* -1: not yet known; every thread works out the same answer */
-  int s = atomic_load_explicit(&state, memory_order_relaxed);
-  if (s < 0) {
-    const char *e = getenv("CT_THIN_GEMM");
-    __builtin_cpu_init();
-    s = __builtin_cpu_supports("avx512f") && !(e && strcmp(e, "0") == 0);
-    atomic_store_explicit(&state, s, memory_order_relaxed);
-  }
-  return s;
+  static atomic_int state = -1;
+  return ct_cpu_avx512_kernel_on(&state, "CT_THIN_GEMM");
 }
 
 bool ct_cpu_gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
