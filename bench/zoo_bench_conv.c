@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "drivers/cpu.h"
 #include "drivers/driver.h"
 #include "lowering/lowering.h"
 
@@ -136,6 +137,9 @@ int main(int argc, char **argv) {
   staged.ops = &staged_ops;
   double gf, gb;
   cpu->ops->calibration(cpu, &gf, &gb);
+  /* OpenBLAS on one thread, as in a partition of a net's run (part_run.c): without it the GEMM
+   * types ran on every core against the CPU driver's own one-thread kernels */
+  ct_blas_single_begin();
   printf("one partition of %d images, 1 thread; calibration %.0f GFLOP/s, %.1f GB/s\n", nb, gf, gb);
   if (model) {
     check_model(cpu, nb, gf, gb);
