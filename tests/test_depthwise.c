@@ -295,6 +295,18 @@ static void test_choice(void) {
     CHECK(t != CT_LOWER_DIRECT && t != CT_LOWER_POINTWISE, "C %d K %d G %d: the model picks %s, expected a GEMM type",
           g.C, g.K, g.G, ct_lowering_name(t));
   }
+  /* ResNet's 7x7x512 3x3 layers, 8 images a partition: not TYPE2, at the balance of either host
+   * where bench/zoo_bench_conv measured it the slowest of TYPE1, TYPE2 and WINOGRAD there (a
+   * Zen 5: 193 GFLOP/s and 29 GB/s, TYPE2 15% behind WINOGRAD, TYPE1 within 5% of it; a Xeon:
+   * 166 and 14.7, WINOGRAD forced in-net 1.35x faster forward than the TYPE2 the model took) */
+  ct_conv_geom r5 = geom(&(shape){8, 512, 7, 7, 512, 1, 3, 3, 1, 1, 1, 1, 1, 1});
+  CHECK(ct_conv_geom_finish(&r5), "fits");
+  const double bal[][2] = {{193, 29}, {166, 14.7}};
+  for (size_t i = 0; i < sizeof bal / sizeof bal[0]; i++) {
+    const ct_lowering t = ct_lower_choose(&r5, 8, bal[i][0], bal[i][1], cap);
+    CHECK(t != CT_LOWER_TYPE2, "7x7x512 3x3 at %g GFLOP/s, %g GB/s: the model picks %s", bal[i][0], bal[i][1],
+          ct_lowering_name(t));
+  }
   /* 1x1: POINTWISE on a large plane; a 1x1 image is always POINTWISE's one GEMM */
   ct_conv_geom big = geom(&(shape){16, 64, 56, 56, 256, 1, 1, 1, 1, 1, 0, 0, 1, 1});
   ct_conv_geom one = geom(&(shape){32, 1280, 1, 1, 1000, 1, 1, 1, 1, 1, 0, 0, 1, 1});

@@ -56,7 +56,7 @@ double ct_lower_cost(const ct_conv_geom *g, ct_lowering t, int nb, double gflops
     case CT_LOWER_TYPE2:
       flops = 2 * kh * K * Cg * kw * n * H * OW;
       bytes = 4.0 * (3 * C * kw * n * H * OW + 3 * kh * K * n * H * OW);
-      eff = shape_eff(kh * Kg, n * H * OW, Cg * kw);
+      eff = shape_eff(kh * Kg, n * H * OW, Cg * kw) * dim_eff(OW, CT_TYPE2_ROW_KNEE);
       break;
     case CT_LOWER_TYPE3:
       flops = 2 * kh * kw * K * Cg * n * H * W;

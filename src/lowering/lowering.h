@@ -145,6 +145,14 @@ typedef struct ct_wino_block {
  * stays ahead (bench/zoo_bench_conv model). */
 #define CT_POINTWISE_KNEE 8.0
 #define CT_TYPE3_EFF 0.75
+/* TYPE2's knee on an output row's width (its lowered rows and the kh shifted rows its lift adds
+ * are OW long; short ones cost more per float than the bytes say): bench/zoo_bench_conv `model`
+ * on a Zen 5 (OpenBLAS's Cooperlake kernels, one thread, 2026-12-07) measured TYPE2 1.34x the
+ * model at 7x7 against 0.95-1.17x at 14-56, where the other GEMM types sit at 1.1-1.2x at every
+ * width; the model put TYPE2 first on ResNet's 7x7x512 3x3 layers (measured 15% slower than
+ * WINOGRAD there; forced to WINOGRAD in-net on the Xeon host before it, 53 -> 40 ms forward)
+ * and on DenseNet's 14x14 128 -> 32 ones (14% slower). */
+#define CT_TYPE2_ROW_KNEE 1.5
 /* The Winograd types' GEMM rate as a fraction of the same shape's in the GEMM types (their
  * GEMMs are 16 or 36 narrow ones, between transforms that evict their operands), and the
  * smallest output plane side WINOGRAD4 is modelled on: bench/zoo_bench_conv's `model` mode on
