@@ -114,7 +114,7 @@ void cli_log_at(const char *file, int line, const char *fmt, ...) {
   fprintf(stderr, "%s%s\n", prefix, buf);
 }
 
-/* One log line on the BLAS kernels in use, for train and time. */
+/* Log lines on the BLAS kernels in use and the calibration, for train and time. */
 void log_blas_core(void) {
   const char *detected = getenv("CT_BLAS_CORE_DETECTED");
   const char *advice = ct_blas_core_advice();
@@ -126,6 +126,11 @@ void log_blas_core(void) {
           ct_blas_core_name(), advice);
   else
     logf_("OpenBLAS core: %s", ct_blas_core_name());
+  double gflops, gbytes;
+  ct_cpu_calibration(&gflops, &gbytes);
+  const char *file = ct_cpu_calibration_file();
+  logf_("CPU calibration for the cost model: %.0f GFLOP/s (one thread), %.1f GB/s; %s%s", gflops, gbytes,
+        file ? "kept in " : "measured, not kept (CT_CALIBRATION_FILE=0)", file ? file : "");
 }
 
 /* ------------------------------------------------------------------ errors */

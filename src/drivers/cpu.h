@@ -20,8 +20,17 @@ int ct_cpu_driver_threads(void);
  * y comes from cache, cheaper to read than the mask is to recompute. */
 #define CT_CPU_BN_MASK_Z_MIN ((size_t)1 << 17)
 
-/* Measured once per process (a single-threaded SGEMM and a large copy, a few ms), then cached. */
-void ct_cpu_calibration(double *gflops, double *gbytes);
+/* ct_cpu_calibration and ct_cpu_calibration_file are public (cortado.h): measured once per
+ * process (a single-threaded SGEMM and a large copy, about 0.1 s) or read from the calibration
+ * cache (cpu/calib_cache.c says why it exists). */
+/* cpu/calib_cache.c: this host's name in the cache (CPU name, family, model, stepping, CPUs
+ * online, OpenBLAS core); the cache's path as the environment sets it (false: none); and the
+ * rates from path's line for this host (true), or measure's (false; written there when measure
+ * succeeds). */
+void ct_cpu_calibration_host(char *buf, size_t n);
+bool ct_cpu_calibration_path(char *buf, size_t n);
+bool ct_cpu_calibration_cached(const char *path, double *gflops, double *gbytes,
+                               bool (*measure)(double *gflops, double *gbytes));
 int ct_blas_threads(void);
 void ct_blas_set_threads(int n);
 /* OpenBLAS single-threaded between begin and end, on the calling thread's say: nested pairs

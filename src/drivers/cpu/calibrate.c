@@ -21,46 +21,72 @@ static double now_s(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static void calibrate(void) {
+/* A single-threaded SGEMM's rate (after a warm-up, so the core is at speed) and a large copy's
+ * bandwidth, each the best of five; false (and nothing set) when memory is short. */
+static bool measure(double *gflops, double *gbytes) {
   const int n = 384;
   const size_t mem = (size_t)8 << 20; /* floats: 32 MiB, past the caches */
   float *a = malloc((size_t)n * n * sizeof(float) * 3), *src = malloc(mem * sizeof(float)),
         *dst = malloc(mem * sizeof(float));
-  if (a && src && dst) {
+  bool ok = a && src && dst;
+  if (ok) {
     float *b = a + (size_t)n * n, *c = b + (size_t)n * n;
     for (size_t i = 0; i < (size_t)n * n * 3; i++) a[i] = (float)(i % 7) * 0.1f;
     int saved = openblas_get_num_threads();
     openblas_set_num_threads(1); /* the rate one partition sees */
-    ct_sgemm(0, 0, n, n, n, 1.0f, a, b, 0.0f, c); /* warm-up */
+    const double warm = now_s();
+    do
+      ct_sgemm(0, 0, n, n, n, 1.0f, a, b, 0.0f, c);
+    while (now_s() - warm < 0.03);
     double best = 1e9;
-    for (int r = 0; r < 3; r++) {
+    for (int r = 0; r < 5; r++) {
       double t0 = now_s();
       ct_sgemm(0, 0, n, n, n, 1.0f, a, b, 0.0f, c);
       double t = now_s() - t0;
       if (t < best) best = t;
     }
     openblas_set_num_threads(saved);
-    if (best > 0) calib_gflops = 2.0 * n * n * n / best / 1e9;
+    const double g = best > 0 ? 2.0 * n * n * n / best / 1e9 : 0;
     memset(src, 1, mem * sizeof(float));
     memcpy(dst, src, mem * sizeof(float)); /* first touch */
     best = 1e9;
-    for (int r = 0; r < 3; r++) {
+    for (int r = 0; r < 5; r++) {
       double t0 = now_s();
       memcpy(dst, src, mem * sizeof(float));
       double t = now_s() - t0;
       if (t < best) best = t;
     }
-    if (best > 0) calib_gbytes = 2.0 * (double)mem * sizeof(float) / best / 1e9;
+    const double bw = best > 0 ? 2.0 * (double)mem * sizeof(float) / best / 1e9 : 0;
+    ok = g > 0 && bw > 0;
+    if (ok) *gflops = g, *gbytes = bw;
   }
   free(a);
   free(src);
   free(dst);
+  return ok;
+}
+
+static char calib_file[4096]; /* where the rates came from or went to; empty: measured, not kept */
+
+static void calibrate(void) {
+  char path[sizeof calib_file];
+  if (ct_cpu_calibration_path(path, sizeof path)) {
+    ct_cpu_calibration_cached(path, &calib_gflops, &calib_gbytes, measure);
+    memcpy(calib_file, path, sizeof path);
+  } else {
+    measure(&calib_gflops, &calib_gbytes);
+  }
 }
 
 void ct_cpu_calibration(double *gflops, double *gbytes) {
   pthread_once(&calib_once, calibrate);
   *gflops = calib_gflops;
   *gbytes = calib_gbytes;
+}
+
+const char *ct_cpu_calibration_file(void) {
+  pthread_once(&calib_once, calibrate);
+  return calib_file[0] ? calib_file : NULL;
 }
 
 bool ct_cpu_has_avx2(void) {
