@@ -2,12 +2,14 @@
  * that later runs read their host's line and measure nothing, that other hosts' lines survive a
  * rewrite and malformed ones do not, that a file that cannot be one (a directory) costs a
  * measurement and nothing else, and that a whole process (ct_cpu_calibration) takes its rates
- * from the file the environment names, or measures and keeps nothing with CT_CALIBRATION_FILE=0. */
+ * from the file the environment names, or measures and keeps nothing with CT_CALIBRATION_FILE=0,
+ * and that processes starting together on a fresh cache measure once and agree. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -158,11 +160,55 @@ static void test_process(const char *dir) {
   CHECK(t && !strncmp(t, host, strlen(host)) && t[strlen(host)] == '\t', "... its host's line: '%s'", t ? t : "");
 }
 
+/* Processes starting together on a fresh cache (an MPI job's ranks): one measures, the others
+ * wait for its line and read it, so all of them get the same rates. */
+static char count_path[4096];
+static bool slow_measure(double *g, double *b) {
+  FILE *f = fopen(count_path, "a");
+  if (f) fputs("measured\n", f), fclose(f);
+  nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL);
+  *g = 50 + (double)(getpid() % 1000); /* whose measurement it was */
+  *b = 4.5;
+  return true;
+}
+
+static void test_together(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/together/calibration", dir);
+  snprintf(count_path, sizeof count_path, "%s/measured", dir);
+  enum { KIDS = 3 };
+  pid_t kid[KIDS];
+  for (int i = 0; i < KIDS; i++) {
+    kid[i] = fork();
+    if (kid[i] == 0) {
+      double g = 0, b = 0;
+      ct_cpu_calibration_cached(path, &g, &b, slow_measure);
+      char out[4200];
+      snprintf(out, sizeof out, "%s/got%d", dir, i);
+      FILE *f = fopen(out, "w");
+      if (f) fprintf(f, "%.17g %.17g\n", g, b), fclose(f);
+      _exit(0);
+    }
+  }
+  for (int i = 0; i < KIDS; i++) waitpid(kid[i], NULL, 0);
+  const char *count = slurp(count_path);
+  CHECK(count && !strcmp(count, "measured\n"), "one measurement among %d processes: '%s'", KIDS, count ? count : "");
+  char first[128] = "";
+  for (int i = 0; i < KIDS; i++) {
+    char out[4200];
+    snprintf(out, sizeof out, "%s/got%d", dir, i);
+    const char *got = slurp(out);
+    if (i == 0 && got) snprintf(first, sizeof first, "%.100s", got);
+    CHECK(got && *first && !strcmp(got, first), "process %d got '%s', process 0 '%s'", i, got ? got : "", first);
+  }
+}
+
 int main(void) {
   char dir[] = "/tmp/ct_calibration_XXXXXX";
   CHECK(mkdtemp(dir) != NULL, "mkdtemp");
   test_cache(dir);
   test_process(dir);
+  test_together(dir);
   test_path();
   char cmd[256];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -12,13 +12,15 @@
  * family, model and stepping, the CPUs online and OpenBLAS's kernel core (a home directory
  * shared between machines keeps each one's line). Lines that do not parse are reported on
  * stderr and dropped when the file is next written; the file is replaced whole (a temporary and
- * a rename), never half-written. */
+ * a rename), never half-written, under a lock (an flock on "<file>.lock") that processes
+ * starting together take in turn. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -168,7 +170,6 @@ static void make_parents(const char *path) {
 static void write_cache(const char *path, const char *host, double gflops, double gbytes, const char *keep) {
   ct_error err = {0};
   char *target = NULL;
-  make_parents(path);
   if (ct_file_output_target(path, &target, &err) != CT_OK) {
     fprintf(stderr, "cortado: calibration cache: %s (CT_CALIBRATION_FILE=0 measures in every run)\n", err.msg);
     return;
@@ -189,9 +190,21 @@ static void write_cache(const char *path, const char *host, double gflops, doubl
 
 bool ct_cpu_calibration_cached(const char *path, double *gflops, double *gbytes,
                                bool (*measure)(double *gflops, double *gbytes)) {
-  char host[256], keep[16384];
+  char host[256], keep[16384], lock[4200];
   ct_cpu_calibration_host(host, sizeof host);
-  if (read_cache(path, host, gflops, gbytes, keep, sizeof keep)) return true;
-  if (measure(gflops, gbytes)) write_cache(path, host, *gflops, *gbytes, keep);
-  return false;
+  /* processes starting together (an MPI job's ranks on one host) take turns: the first
+   * measures and writes, the others wait idle, then read its line, so all of them pick alike
+   * (and the measurement is not taken under the others' load). Where the lock file cannot be
+   * made, each goes on alone. */
+  make_parents(path);
+  int lfd = -1;
+  if (snprintf(lock, sizeof lock, "%s.lock", path) < (int)sizeof lock) {
+    lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    while (lfd >= 0 && flock(lfd, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  bool found = read_cache(path, host, gflops, gbytes, keep, sizeof keep);
+  if (!found && measure(gflops, gbytes)) write_cache(path, host, *gflops, *gbytes, keep);
+  if (lfd >= 0) close(lfd); /* and with it the lock */
+  return found;
 }
