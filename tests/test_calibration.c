@@ -70,7 +70,7 @@ static void test_cache(const char *dir) {
   /* first run: measured, written (its directories made) */
   double g = 0, b = 0;
   measured = 0;
-  CHECK(!ct_cpu_calibration_cached(path, &g, &b, fake_measure), "first run: nothing cached");
+  CHECK(ct_cpu_calibration_cached(path, &g, &b, fake_measure) == CT_CALIB_WRITTEN, "first run: measured, written");
   CHECK(measured == 1 && g == 123.25 && b == 7.5, "first run measures once (%d): %g %g", measured, g, b);
   const char *text = slurp(path);
   CHECK(text && !strcmp(text, line), "the file holds the host's line: '%s'", text ? text : "(none)");
@@ -78,7 +78,7 @@ static void test_cache(const char *dir) {
   /* later runs: read, not measured */
   fake_g = 999, fake_b = 99;
   g = b = 0;
-  CHECK(ct_cpu_calibration_cached(path, &g, &b, fake_measure), "second run: cached");
+  CHECK(ct_cpu_calibration_cached(path, &g, &b, fake_measure) == CT_CALIB_READ, "second run: read");
   CHECK(measured == 1 && g == 123.25 && b == 7.5, "second run reads the file (%d measured): %g %g", measured, g, b);
 
   /* other hosts' lines are read past and kept; malformed ones are dropped at the rewrite */
@@ -98,7 +98,7 @@ static void test_cache(const char *dir) {
            host, host, host, long_line);
   spit(path, text2);
   g = b = 0;
-  CHECK(!ct_cpu_calibration_cached(path, &g, &b, fake_measure), "no valid line for this host: measured");
+  CHECK(ct_cpu_calibration_cached(path, &g, &b, fake_measure) == CT_CALIB_WRITTEN, "no valid line for this host: measured, written");
   CHECK(measured == 2 && g == 999 && b == 99, "measured again (%d): %g %g", measured, g, b);
   char want[2048];
   snprintf(want, sizeof want, "other host; 4 CPUs\t50\t10\nthird host\t1000\t25\n%s\t999\t99\n", host);
@@ -109,7 +109,7 @@ static void test_cache(const char *dir) {
   snprintf(text2, sizeof text2, "other host\t50\t10\n%s\t321.5\t12.25\nthird host\t1\t1\n", host);
   spit(path, text2);
   g = b = 0;
-  CHECK(ct_cpu_calibration_cached(path, &g, &b, fake_measure) && g == 321.5 && b == 12.25 && measured == 2,
+  CHECK(ct_cpu_calibration_cached(path, &g, &b, fake_measure) == CT_CALIB_READ && g == 321.5 && b == 12.25 && measured == 2,
         "the host's line among others: %g %g (%d measured)", g, b, measured);
   text = slurp(path);
   CHECK(text && !strcmp(text, text2), "a read leaves the file as it was");
@@ -119,7 +119,7 @@ static void test_cache(const char *dir) {
   snprintf(dpath, sizeof dpath, "%s/adir", dir);
   mkdir(dpath, 0700);
   g = b = 0;
-  CHECK(!ct_cpu_calibration_cached(dpath, &g, &b, fake_measure) && measured == 3 && g == 999,
+  CHECK(ct_cpu_calibration_cached(dpath, &g, &b, fake_measure) == CT_CALIB_MEASURED && measured == 3 && g == 999,
         "a directory: measured (%d)", measured);
   struct stat st;
   CHECK(stat(dpath, &st) == 0 && S_ISDIR(st.st_mode), "the directory is left alone");

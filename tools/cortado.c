@@ -130,7 +130,7 @@ void log_blas_core(void) {
   ct_cpu_calibration(&gflops, &gbytes);
   const char *file = ct_cpu_calibration_file();
   logf_("CPU calibration for the cost model: %.0f GFLOP/s (one thread), %.1f GB/s; %s%s", gflops, gbytes,
-        file ? "kept in " : "measured, not kept (CT_CALIBRATION_FILE=0)", file ? file : "");
+        file ? "kept in " : "measured, not kept", file ? file : "");
 }
 
 /* ------------------------------------------------------------------ errors */

@@ -25,12 +25,14 @@ int ct_cpu_driver_threads(void);
  * cache (cpu/calib_cache.c says why it exists). */
 /* cpu/calib_cache.c: this host's name in the cache (CPU name, family, model, stepping, CPUs
  * online, OpenBLAS core); the cache's path as the environment sets it (false: none); and the
- * rates from path's line for this host (true), or measure's (false; written there when measure
- * succeeds). */
+ * rates from path's line for this host (CT_CALIB_READ), or measure's, written there
+ * (CT_CALIB_WRITTEN) or not (CT_CALIB_MEASURED: the file could not be written, or measure
+ * failed and left the rates as they were). */
+typedef enum ct_calib_source { CT_CALIB_MEASURED, CT_CALIB_WRITTEN, CT_CALIB_READ } ct_calib_source;
 void ct_cpu_calibration_host(char *buf, size_t n);
 bool ct_cpu_calibration_path(char *buf, size_t n);
-bool ct_cpu_calibration_cached(const char *path, double *gflops, double *gbytes,
-                               bool (*measure)(double *gflops, double *gbytes));
+ct_calib_source ct_cpu_calibration_cached(const char *path, double *gflops, double *gbytes,
+                                          bool (*measure)(double *gflops, double *gbytes));
 int ct_blas_threads(void);
 void ct_blas_set_threads(int n);
 /* OpenBLAS single-threaded between begin and end, on the calling thread's say: nested pairs

@@ -167,12 +167,12 @@ static void make_parents(const char *path) {
   }
 }
 
-static void write_cache(const char *path, const char *host, double gflops, double gbytes, const char *keep) {
+static bool write_cache(const char *path, const char *host, double gflops, double gbytes, const char *keep) {
   ct_error err = {0};
   char *target = NULL;
   if (ct_file_output_target(path, &target, &err) != CT_OK) {
     fprintf(stderr, "cortado: calibration cache: %s (CT_CALIBRATION_FILE=0 measures in every run)\n", err.msg);
-    return;
+    return false;
   }
   char *tmp = ct_file_temp_name(target, (unsigned)getpid());
   FILE *f = tmp ? fopen(tmp, "w") : NULL;
@@ -186,9 +186,10 @@ static void write_cache(const char *path, const char *host, double gflops, doubl
   }
   free(tmp);
   free(target);
+  return ok;
 }
 
-bool ct_cpu_calibration_cached(const char *path, double *gflops, double *gbytes,
+ct_calib_source ct_cpu_calibration_cached(const char *path, double *gflops, double *gbytes,
                                bool (*measure)(double *gflops, double *gbytes)) {
   char host[256], keep[16384], lock[4200];
   ct_cpu_calibration_host(host, sizeof host);
@@ -203,8 +204,11 @@ bool ct_cpu_calibration_cached(const char *path, double *gflops, double *gbytes,
     while (lfd >= 0 && flock(lfd, LOCK_EX) != 0 && errno == EINTR) {
     }
   }
-  bool found = read_cache(path, host, gflops, gbytes, keep, sizeof keep);
-  if (!found && measure(gflops, gbytes)) write_cache(path, host, *gflops, *gbytes, keep);
+  ct_calib_source src = CT_CALIB_MEASURED;
+  if (read_cache(path, host, gflops, gbytes, keep, sizeof keep))
+    src = CT_CALIB_READ;
+  else if (measure(gflops, gbytes) && write_cache(path, host, *gflops, *gbytes, keep))
+    src = CT_CALIB_WRITTEN;
   if (lfd >= 0) close(lfd); /* and with it the lock */
-  return found;
+  return src;
 }

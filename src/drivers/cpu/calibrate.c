@@ -66,13 +66,13 @@ static bool measure(double *gflops, double *gbytes) {
   return ok;
 }
 
-static char calib_file[4096]; /* where the rates came from or went to; empty: measured, not kept */
+static char calib_file[4096]; /* where the rates came from or went to; empty: not kept */
 
 static void calibrate(void) {
   char path[sizeof calib_file];
   if (ct_cpu_calibration_path(path, sizeof path)) {
-    ct_cpu_calibration_cached(path, &calib_gflops, &calib_gbytes, measure);
-    memcpy(calib_file, path, sizeof path);
+    if (ct_cpu_calibration_cached(path, &calib_gflops, &calib_gbytes, measure) != CT_CALIB_MEASURED)
+      memcpy(calib_file, path, sizeof path);
   } else {
     measure(&calib_gflops, &calib_gbytes);
   }
