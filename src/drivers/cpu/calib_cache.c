@@ -131,12 +131,13 @@ static bool read_cache(const char *path, const char *host, double *gflops, doubl
     if (whole) line[--len] = 0;
     char *h;
     double g, b;
-    if (!whole && !feof(f)) { /* longer than any line this file holds: skip the rest of it */
+    const bool too_long = !whole && !feof(f); /* longer than any line this file holds */
+    if (too_long) {
       int ch;
       while ((ch = fgetc(f)) != EOF && ch != '\n') {
       }
     }
-    if ((!whole && !feof(f)) || !parse_line(line, &h, &g, &b)) {
+    if (too_long || !parse_line(line, &h, &g, &b)) {
       fprintf(stderr,
               "cortado: calibration cache %s:%d: expected '<host>\\t<GFLOP/s>\\t<GB/s>' with positive rates; "
               "the line is dropped at the next write\n",
