@@ -86,14 +86,15 @@ double ct_net_layer_backward_flops(const ct_net *net, int i);
 const char *ct_blas_core_name(void);
 const char *ct_blas_core_advice(void);
 /* The CPU's GEMM rate (GFLOP/s, one thread) and memory bandwidth (GB/s) the lowering cost model
- * picks with: read from the host's line of the calibration cache, or measured once and written
- * there, so that every run on a host picks the same lowerings. The cache is the file
- * CT_CALIBRATION_FILE names, else $XDG_CACHE_HOME/cortado/calibration, else
- * $HOME/.cache/cortado/calibration; CT_CALIBRATION_FILE=0 measures in every process and keeps
- * nothing; deleting the file measures again. ct_cpu_calibration_file: the cache's path, NULL
- * where none is kept. */
-void ct_cpu_calibration(double *gflops, double *gbytes);
-const char *ct_cpu_calibration_file(void);
+ * picked with in this process, and the calibration cache they came from or went to (*file NULL:
+ * none kept); false, and nothing set, where nothing has asked for them yet (no convolution's
+ * lowering was picked), so a caller that reports them never makes the process measure. The
+ * rates are read from the host's line of the cache, or measured once and written there, so
+ * that every run on a host picks the same lowerings. The cache is the file CT_CALIBRATION_FILE
+ * names, else $XDG_CACHE_HOME/cortado/calibration, else $HOME/.cache/cortado/calibration;
+ * CT_CALIBRATION_FILE=0 measures in every process and keeps nothing; deleting the file
+ * measures again. */
+bool ct_cpu_calibration_taken(double *gflops, double *gbytes, const char **file);
 
 /* Seeds every random stream of the net (dropout masks, data shuffles, fillers not yet run). */
 void ct_net_set_seed(ct_net *net, uint64_t seed);

@@ -2,7 +2,8 @@
  * that later runs read their host's line and measure nothing, that other hosts' lines survive a
  * rewrite and malformed ones do not, that a file that cannot be one (a directory) costs a
  * measurement and nothing else, and that a whole process (ct_cpu_calibration) takes its rates
- * from the file the environment names, or measures and keeps nothing with CT_CALIBRATION_FILE=0,
+ * from the file the environment names (ct_cpu_calibration_taken reports them once taken, and
+ * nothing before), or measures and keeps nothing with CT_CALIBRATION_FILE=0,
  * and that processes starting together on a fresh cache measure once and agree. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,9 +144,11 @@ static int child(const char *value, double want_g, double want_b, const char *wa
   if (pid == 0) {
     setenv("CT_CALIBRATION_FILE", value, 1);
     double g = 0, b = 0;
+    const char *f = "(none)";
+    bool ok = !ct_cpu_calibration_taken(&g, &b, &f) && g == 0; /* nothing asked for them yet */
     ct_cpu_calibration(&g, &b);
-    const char *f = ct_cpu_calibration_file();
-    bool ok = want_g > 0 ? g == want_g && b == want_b : g > 0 && b > 0;
+    ok = ok && ct_cpu_calibration_taken(&g, &b, &f);
+    ok = ok && (want_g > 0 ? g == want_g && b == want_b : g > 0 && b > 0);
     ok = ok && (want_file ? f && !strcmp(f, want_file) : f == NULL);
     if (!ok) fprintf(stderr, "child: %g %g from %s\n", g, b, f ? f : "(measured)");
     _exit(ok ? 0 : 1);

@@ -127,10 +127,10 @@ void log_blas_core(void) {
   else
     logf_("OpenBLAS core: %s", ct_blas_core_name());
   double gflops, gbytes;
-  ct_cpu_calibration(&gflops, &gbytes);
-  const char *file = ct_cpu_calibration_file();
-  logf_("CPU calibration for the cost model: %.0f GFLOP/s (one thread), %.1f GB/s; %s%s", gflops, gbytes,
-        file ? "kept in " : "measured, not kept", file ? file : "");
+  const char *file;
+  if (ct_cpu_calibration_taken(&gflops, &gbytes, &file)) /* a net with no lowering to pick took none */
+    logf_("CPU calibration for the cost model: %.0f GFLOP/s (one thread), %.1f GB/s; %s%s", gflops, gbytes,
+          file ? "kept in " : "measured, not kept", file ? file : "");
 }
 
 /* ------------------------------------------------------------------ errors */

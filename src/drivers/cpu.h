@@ -20,9 +20,10 @@ int ct_cpu_driver_threads(void);
  * y comes from cache, cheaper to read than the mask is to recompute. */
 #define CT_CPU_BN_MASK_Z_MIN ((size_t)1 << 17)
 
-/* ct_cpu_calibration and ct_cpu_calibration_file are public (cortado.h): measured once per
- * process (a single-threaded SGEMM and a large copy, about 0.1 s) or read from the calibration
- * cache (cpu/calib_cache.c says why it exists). */
+/* The rates of ct_cpu_calibration_taken (cortado.h), taken at the first call: read from the
+ * calibration cache (cpu/calib_cache.c says why it exists) or measured (a single-threaded SGEMM
+ * and a large copy, about 0.1 s). */
+void ct_cpu_calibration(double *gflops, double *gbytes);
 /* cpu/calib_cache.c: this host's name in the cache (CPU name, family, model, stepping, CPUs
  * online, OpenBLAS core); the cache's path as the environment sets it (false: none); and the
  * rates from path's line for this host (CT_CALIB_READ), or measure's, written there

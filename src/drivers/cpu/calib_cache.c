@@ -106,16 +106,11 @@ static bool parse_line(char *line, char **host, double *gflops, double *gbytes) 
  * host's valid line appended to keep (keep_n bytes) for a rewrite. A missing file is no file. */
 static bool read_cache(const char *path, const char *host, double *gflops, double *gbytes, char *keep, size_t keep_n) {
   keep[0] = 0;
-  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno != ENOENT) fprintf(stderr, "cortado: calibration cache %s: %s; measuring\n", path, strerror(errno));
-    return false;
-  }
+  int fd;
+  ct_error err = {0};
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    fprintf(stderr, "cortado: calibration cache %s is %s, not a file; measuring\n", path,
-            fstat(fd, &st) == 0 ? ct_file_kind(st.st_mode) : strerror(errno));
-    close(fd);
+  if (ct_file_open_input(path, "calibration cache", &fd, NULL, &err) != CT_OK) {
+    if (lstat(path, &st) == 0 || errno != ENOENT) fprintf(stderr, "cortado: %s; measuring\n", err.msg);
     return false;
   }
   FILE *f = fdopen(fd, "r");

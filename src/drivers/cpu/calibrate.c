@@ -67,6 +67,7 @@ static bool measure(double *gflops, double *gbytes) {
 }
 
 static char calib_file[4096]; /* where the rates came from or went to; empty: not kept */
+static atomic_bool calib_done;
 
 static void calibrate(void) {
   char path[sizeof calib_file];
@@ -76,6 +77,7 @@ static void calibrate(void) {
   } else {
     measure(&calib_gflops, &calib_gbytes);
   }
+  atomic_store_explicit(&calib_done, true, memory_order_release);
 }
 
 void ct_cpu_calibration(double *gflops, double *gbytes) {
@@ -84,9 +86,12 @@ void ct_cpu_calibration(double *gflops, double *gbytes) {
   *gbytes = calib_gbytes;
 }
 
-const char *ct_cpu_calibration_file(void) {
-  pthread_once(&calib_once, calibrate);
-  return calib_file[0] ? calib_file : NULL;
+bool ct_cpu_calibration_taken(double *gflops, double *gbytes, const char **file) {
+  if (!atomic_load_explicit(&calib_done, memory_order_acquire)) return false;
+  *gflops = calib_gflops;
+  *gbytes = calib_gbytes;
+  *file = calib_file[0] ? calib_file : NULL;
+  return true;
 }
 
 bool ct_cpu_has_avx2(void) {
