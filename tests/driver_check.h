@@ -51,6 +51,7 @@ enum { DC_EXCLUDED, DC_CORE, DC_NN, DC_FUSE, DC_FUSE_ELTWISE };
   X(bias_forward, DC_CORE) X(scale_forward, DC_CORE) X(scale_backward, DC_CORE)                     \
   X(batchnorm_forward, DC_CORE) X(batchnorm_backward, DC_CORE) X(bn_chain_forward, DC_FUSE)          \
   X(bn_chain_backward, DC_FUSE) X(bn_chain_backward_x, DC_FUSE) X(bn_chain_backward_y, DC_FUSE)     \
+  X(bn_chain_forward_add, DC_FUSE)                                                                  \
   X(conv_lower, DC_NN) X(conv_lift, DC_NN) X(conv_lift_grad, DC_NN) X(conv_bias_grad, DC_NN)       \
   X(conv_lower_grad, DC_NN) X(conv_wino_block, DC_NN) X(conv_wino4_block, DC_NN)                    \
   X(conv_direct_forward, DC_NN) X(conv_direct_backward_data, DC_NN)                                 \

@@ -8,7 +8,10 @@
  * from y (z_from_y, bn_chain_backward_y; without the ReLU, or with one of slope 0 on the stored
  * statistics): within 1e-5 of it, bit for bit in the channels whose Scale keeps xnorm (a tiny
  * factor, a bias far larger than it). Also
- * BatchNorm alone without xnorm (its affine fold). */
+ * BatchNorm alone without xnorm (its affine fold), and a chain feeding an Eltwise SUM -> ReLU
+ * (bn_chain_forward_add; then bn_chain_backward_x with z_via_y): the pair's output within 1e-5 of
+ * the double loops and bit for bit what bn_chain_forward + eltwise_relu_forward give, x left as
+ * it was, and the gradients bit for bit those of bn_chain_backward_y after the unfed forward. */
 #include "driver_check.h"
 #include "drivers/cpu.h"
 
@@ -172,7 +175,7 @@ static void chain_case(const ct_driver *D, const shape *sh, bool global, bool re
   char what[160];
   snprintf(what, sizeof what, "chain %zux%zux%zu global %d relu %d slope %g bias %d xnorm %d in place %d grads %d",
            N, C, S, global, relu, slope, bias, keep, in_place, grads);
-  ct_bn_chain p = {{N, C, S, global, 0.9f, 1e-5f}, relu, slope, false, false, NULL};
+  ct_bn_chain p = {{N, C, S, global, 0.9f, 1e-5f}, relu, slope, false, false, NULL, false, NULL};
   float *x = gauss(n), *s = uniform(C, 0.5f, 1.5f), *b = gauss(C), *rm = gauss(C), *rv = uniform(C, 0.5f, 2.0f);
   float rf = 2.5f;
   if (global && N * S > 1) /* stored statistics near the data's, so the ReLU cuts somewhere */
@@ -323,7 +326,65 @@ static void test_batchnorm_fold(const ct_driver *D) {
   same(y, r.y, n, 1e-5, "batchnorm global without xnorm");
 }
 
+/* A chain without the ReLU feeding relu(cs y + ca add) (ResNet's block end), against the unfed
+ * forward (z_from_y, as the net runs it) followed by the pair, and its backward from y. */
+static void fed_case(const ct_driver *D, const shape *sh, bool bias, float cs, float ca, float slope) {
+  const size_t N = sh->N, C = sh->C, S = sh->S, n = N * C * S;
+  char what[160];
+  snprintf(what, sizeof what, "fed chain %zux%zux%zu bias %d coeffs %g %g slope %g", N, C, S, bias, cs, ca, slope);
+  if (!D->ops->bn_chain_forward_add) {
+    COVER(bn_chain_forward_add); /* optional: nothing to run on this backend */
+    return;
+  }
+  float *x = gauss(n), *add = gauss(n), *s = uniform(C, 0.5f, 1.5f), *b = bias ? gauss(C) : NULL;
+  float *rm = uniform(C, 0.0f, 1.0f), *rv = uniform(C, 0.5f, 2.0f), rf = 2.5f, coeff[2] = {cs, ca};
+  s[0] = 1e-31f; /* a channel that keeps xnorm, and one whose bias does (from_y_case) */
+  if (C > 1 && b) b[1] = 40.0f * s[1];
+  float *dy = gauss(n), *dS = up(D, s, C), *dB = b ? up(D, b, C) : NULL, *dAdd = up(D, add, n);
+  ct_bn_chain p = {{N, C, S, false, 0.9f, 1e-5f}, false, 0.0f, true, false, NULL, false, NULL};
+  /* unfed: the chain's y and xnorm, the pair's output from y; the backward from y */
+  float *dX = up(D, x, n), *dY = up(D, x, n), *dZ = up(D, x, n), *dMean = up(D, rm, C), *dStd = up(D, rv, C);
+  float *dRM = up(D, rm, C), *dRV = up(D, rv, C), *dOut = up(D, add, n);
+  RUN(bn_chain_forward, &p, dX, dY, dZ, dMean, dStd, dRM, dRV, up(D, &rf, 1), dS, dB);
+  const float *terms[2] = {dY, dAdd};
+  OK(D->ops->eltwise_relu_forward(D, n, 2, terms, up(D, coeff, 2), slope, dOut));
+  float *dDY = up(D, dy, n), *dDS = up(D, s, C), *dDB = b ? up(D, b, C) : NULL;
+  RUN(bn_chain_backward_y, &p, dY, dDY, dZ, dStd, dS, dB, dDS, dDB, dDY, NULL);
+  /* fed */
+  ct_bn_chain q = p;
+  q.z_from_y = false;
+  float *dX2 = up(D, x, n), *dMean2 = up(D, rm, C), *dStd2 = up(D, rv, C), *dRM2 = up(D, rm, C), *dRV2 = up(D, rv, C);
+  float *dOut2 = up(D, x, n);
+  RUN(bn_chain_forward_add, &q, dX2, dAdd, cs, ca, slope, dOut2, dMean2, dStd2, dRM2, dRV2, up(D, &rf, 1), dS, dB);
+  q.z_via_y = true;
+  q.y_b = dB;
+  float *dDY2 = up(D, dy, n), *dDS2 = up(D, s, C), *dDB2 = b ? up(D, b, C) : NULL;
+  RUN(bn_chain_backward_x, &q, NULL, dDY2, dX2, dMean2, dStd2, dS, dDS2, dDB2, dDY2, NULL);
+  const out_pair o[] = {{dOut, dOut2, n, "the pair's output"}, {dX, dX2, n, "x"},       {dMean, dMean2, C, "mean"},
+                        {dStd, dStd2, C, "std"},             {dRM, dRM2, C, "running mean"}, {dRV, dRV2, C, "running var"},
+                        {dDY, dDY2, n, "dx"},                {dDS, dDS2, C, "ds"},     {dDB, dDB2, C, "db"}};
+  same_bits(D, what, "fed", o, sizeof o / sizeof o[0], n);
+  /* and the output against the double loops */
+  const ref r = forward_ref(sh, false, false, 0.0f, x, s, b, rm, rv, rf);
+  double *want = dbuf(n);
+  for (size_t k = 0; k < n; k++) {
+    const double v = cs * r.y[k] + ca * add[k];
+    want[k] = v > 0 ? v : slope * v;
+  }
+  float *out = hbuf(n * sizeof(float));
+  fetch(D, out, dOut2, n, "%s: output", what);
+  same(out, want, n, 1e-5, what);
+}
+
+static void test_fed(const ct_driver *D) {
+  for (size_t z = 0; z < sizeof zoo / sizeof zoo[0]; z++)
+    for (int bias = 0; bias < 2; bias++) fed_case(D, &zoo[z], bias, 1.0f, 1.0f, 0.0f);
+  fed_case(D, &zoo[6], true, 0.5f, -2.0f, 0.1f);
+  fed_case(D, &large, true, 1.0f, 1.0f, 0.0f);
+}
+
 int main(void) {
-  static const dc_test tests[] = {{"bn chain", test_chain}, {"batchnorm fold", test_batchnorm_fold}};
+  static const dc_test tests[] = {
+      {"bn chain", test_chain}, {"batchnorm fold", test_batchnorm_fold}, {"fed chain", test_fed}};
   return dc_main(tests, sizeof tests / sizeof tests[0], DC_FUSE, 4242);
 }

@@ -9,7 +9,10 @@
  * round differently). One and two partitions, the batch split between the CPU and emu:0, a run
  * layer by layer that fuses (`cortado time`'s) and one that does not; a planned net bit for bit
  * the unplanned one (the top's diff kept readable where asked); 20 SGD iterations to the same
- * weights (bit for bit against CT_FUSE=bn, 1e-5 against CT_FUSE=0). Pairs that must not fuse
+ * weights (bit for bit against CT_FUSE=bn, 1e-5 against CT_FUSE=0). In ResNet's order (the
+ * shortcut first, the block's last chain right before the Eltwise) a planned net's chain feeds
+ * the pair (bn_chain.h), bit for bit the unplanned net, and not where its blob is kept readable.
+ * Pairs that must not fuse
  * stay two layers and compute the same: ReLU not in place, a second reader of the Eltwise's own
  * output (a Split), PROD, MAX, a loss weight on the Eltwise's top, a negative slope, a ReLU that
  * does not propagate. */
@@ -33,41 +36,52 @@ typedef struct variant {
   const char *after;    /* layers put after the ReLU, or "" */
   const char *fc_bottom; /* what the classifier reads */
   int fused;            /* Eltwise pairs expected to fuse */
+  bool resnet_order;    /* the shortcut before the block (ResNet's prototxts): the chain right
+                           before the Eltwise feeds the pair in a planned net (bn_chain.h) */
 } variant;
 
 #define RELU_IN_PLACE "bottom: 'sum' top: 'sum'"
 
 static const variant fusing[] = {
-    {"2 bottoms", 2, "", "", RELU_IN_PLACE, "", "", "sum", 1},
-    {"3 bottoms with coeff", 3, "coeff: 0.5 coeff: -1.5 coeff: 2", "", RELU_IN_PLACE, "", "", "sum", 1},
-    {"leaky", 2, "coeff: 1 coeff: 0.75", "", RELU_IN_PLACE " relu_param { negative_slope: 0.1 }", "", "", "sum", 1},
+    {"2 bottoms", 2, "", "", RELU_IN_PLACE, "", "", "sum", 1, false},
+    {"3 bottoms with coeff", 3, "coeff: 0.5 coeff: -1.5 coeff: 2", "", RELU_IN_PLACE, "", "", "sum", 1, false},
+    {"leaky", 2, "coeff: 1 coeff: 0.75", "", RELU_IN_PLACE " relu_param { negative_slope: 0.1 }", "", "", "sum", 1, false},
     {"propagate_down false", 3, "", "propagate_down: true propagate_down: false propagate_down: true", RELU_IN_PLACE,
-     "", "", "sum", 1},
+     "", "", "sum", 1, false},
     /* a second reader after the ReLU reads the ReLU's output, which the pair leaves there */
     {"reader after the ReLU", 2, "", "", RELU_IN_PLACE, "",
      "layer { name: 'side' type: 'Pooling' bottom: 'sum' top: 'side' pooling_param { pool: MAX kernel_size: 2 } }\n"
      "layer { name: 'side_fc' type: 'InnerProduct' bottom: 'side' top: 'side_fc' inner_product_param { "
      "num_output: 3 weight_filler { type: 'xavier' } } }\n"
      "layer { name: 'side_loss' type: 'EuclideanLoss' bottom: 'side_fc' bottom: 'target' top: 'side_loss' }\n",
-     "sum", 1},
+     "sum", 1, false},
+    {"2 bottoms, ResNet's order", 2, "", "", RELU_IN_PLACE, "", "", "sum", 1, true},
+    {"ResNet's order, coeff, leaky", 2, "coeff: -0.5 coeff: 1.25", "",
+     RELU_IN_PLACE " relu_param { negative_slope: 0.1 }", "", "", "sum", 1, true},
+    {"ResNet's order, propagate_down false", 2, "", "propagate_down: true propagate_down: false", RELU_IN_PLACE, "",
+     "", "sum", 1, true},
 };
 
 /* a second reader of the Eltwise's own output (before the ReLU) takes a Split, which a net
  * refuses to follow by an in-place ReLU on the Eltwise's top: here the Split is written out */
 static const variant not_fusing[] = {
-    {"ReLU not in place", 2, "", "", "bottom: 'sum' top: 'sum_relu'", "", "", "sum_relu", 0},
+    {"ReLU not in place", 2, "", "", "bottom: 'sum' top: 'sum_relu'", "", "", "sum_relu", 0, false},
     {"second reader (Split)", 2, "", "", "bottom: 'sum_a' top: 'sum_a'",
      "layer { name: 'spl' type: 'Split' bottom: 'sum' top: 'sum_a' top: 'sum_b' }\n",
-     "layer { name: 'sil' type: 'Silence' bottom: 'sum_b' }\n", "sum_a", 0},
-    {"PROD", 2, "operation: PROD", "", RELU_IN_PLACE, "", "", "sum", 0},
-    {"MAX", 2, "operation: MAX", "", RELU_IN_PLACE, "", "", "sum", 0},
-    {"loss weight", 2, "", "loss_weight: 0.5", RELU_IN_PLACE, "", "", "sum", 0},
-    {"negative slope", 2, "", "", RELU_IN_PLACE " relu_param { negative_slope: -0.2 }", "", "", "sum", 0},
-    {"ReLU does not propagate", 2, "", "", RELU_IN_PLACE " propagate_down: false", "", "", "sum", 0},
+     "layer { name: 'sil' type: 'Silence' bottom: 'sum_b' }\n", "sum_a", 0, false},
+    {"PROD", 2, "operation: PROD", "", RELU_IN_PLACE, "", "", "sum", 0, false},
+    {"MAX", 2, "operation: MAX", "", RELU_IN_PLACE, "", "", "sum", 0, false},
+    {"loss weight", 2, "", "loss_weight: 0.5", RELU_IN_PLACE, "", "", "sum", 0, false},
+    {"negative slope", 2, "", "", RELU_IN_PLACE " relu_param { negative_slope: -0.2 }", "", "", "sum", 0, false},
+    {"ReLU does not propagate", 2, "", "", RELU_IN_PLACE " propagate_down: false", "", "", "sum", 0, false},
 };
 
 static char dir[] = "/tmp/ct_fuse_elt_XXXXXX";
 static char text[8192];
+
+#define SHORTCUT                                                                                      \
+  "layer { name: 'short' type: 'Convolution' bottom: 'data' top: 's' convolution_param { num_output: 4 " \
+  "  kernel_size: 1 weight_filler { type: 'xavier' } bias_filler { type: 'gaussian' std: 0.2 } } }\n"
 
 static const char *net_text(const variant *v) {
   snprintf(text, sizeof text,
@@ -75,6 +89,7 @@ static const char *net_text(const variant *v) {
            "layer { name: 'data' type: 'DummyData' top: 'data' top: 'target' dummy_data_param { "
            "  shape { dim: 2 dim: 3 dim: 8 dim: 6 } shape { dim: 2 dim: 3 } "
            "  data_filler { type: 'gaussian' std: 1 } data_filler { type: 'constant' value: 0.25 } } }\n"
+           "%s"
            "layer { name: 'conv_a' type: 'Convolution' bottom: 'data' top: 'a' convolution_param { num_output: 4 "
            "  kernel_size: 3 pad: 1 bias_term: false weight_filler { type: 'xavier' } } }\n"
            "layer { name: 'bn_a' type: 'BatchNorm' bottom: 'a' top: 'a' }\n"
@@ -86,8 +101,7 @@ static const char *net_text(const variant *v) {
            "layer { name: 'bn_b' type: 'BatchNorm' bottom: 'b' top: 'b' }\n"
            "layer { name: 'sc_b' type: 'Scale' bottom: 'b' top: 'b' scale_param { bias_term: true "
            "  filler { type: 'uniform' min: 0.5 max: 1.5 } bias_filler { type: 'gaussian' std: 0.3 } } }\n"
-           "layer { name: 'short' type: 'Convolution' bottom: 'data' top: 's' convolution_param { num_output: 4 "
-           "  kernel_size: 1 weight_filler { type: 'xavier' } bias_filler { type: 'gaussian' std: 0.2 } } }\n"
+           "%s"
            "%s"
            "layer { name: 'sum' type: 'Eltwise' bottom: 's' bottom: 'b' %s top: 'sum' %s eltwise_param { %s } }\n"
            "%s"
@@ -96,6 +110,7 @@ static const char *net_text(const variant *v) {
            "  weight_filler { type: 'xavier' } } }\n"
            "layer { name: 'loss' type: 'EuclideanLoss' bottom: 'fc' bottom: 'target' top: 'loss' }\n"
            "%s",
+           v->resnet_order ? SHORTCUT : "", v->resnet_order ? "" : SHORTCUT,
            v->nbottom == 3 ? "layer { name: 'third' type: 'Convolution' bottom: 'data' top: 't' convolution_param { "
                              "num_output: 4 kernel_size: 1 weight_filler { type: 'xavier' } } }\n"
                            : "",
@@ -245,13 +260,22 @@ static void test_planned(const variant *v) {
   if (!p || !k || !u) goto done;
   CHECK(ct_net_keep_blob(k, "sum", &err) == CT_OK, "%s", err.msg);
   float lp = 0, lk = 0, lu = 0;
+  CHECK(ct_net_keep_blob(k, "b", &err) == CT_OK, "%s", err.msg);
   pass(p, &lp);
   pass(k, &lk);
   pass(u, &lu);
   CHECK(lp == lu && lk == lu, "planned: loss %.9g / %.9g (kept), unplanned %.9g", lp, lk, lu);
+  /* the chain feeds the pair where its blob is planned and right before the Eltwise; kept
+   * readable, it writes its own output as the members do */
+  CHECK(ct_net_fed_chains(p) == (v->resnet_order ? 1 : 0) && ct_net_fed_chains(k) == 0 && ct_net_fed_chains(u) == 0,
+        "%s: chains that fed the pair: %d planned (%d expected), %d kept, %d unplanned", v->name, ct_net_fed_chains(p),
+        v->resnet_order ? 1 : 0, ct_net_fed_chains(k), ct_net_fed_chains(u));
   const size_t np = ct_net_param_total(u);
   double w;
-  CHECK(agree(ct_net_diff_buffer(p), ct_net_diff_buffer(u), np, true, 0, &w), "planned: gradients bit for bit");
+  CHECK(agree(ct_net_diff_buffer(p), ct_net_diff_buffer(u), np, true, 0, &w), "%s: planned: gradients bit for bit",
+        v->name);
+  CHECK(agree(ct_net_blob_data(p, "fc"), ct_net_blob_data(u, "fc"), blob_count(u, "fc"), true, 0, &w),
+        "%s: planned: the classifier's output bit for bit", v->name);
   CHECK(agree(ct_net_diff_buffer(k), ct_net_diff_buffer(u), np, true, 0, &w), "kept: gradients bit for bit");
   const size_t n = blob_count(u, "sum");
   CHECK(agree(ct_net_blob_diff(k, "sum"), ct_net_blob_diff(u, "sum"), n, true, 0, &w),
@@ -349,6 +373,7 @@ int main(void) {
   test_hybrid(&fusing[1]);
   test_training(&fusing[1]);
   test_training(&fusing[2]);
+  test_training(&fusing[6]);
   for (size_t i = 0; i < sizeof not_fusing / sizeof not_fusing[0]; i++) test_not_fused(&not_fusing[i]);
   rmdir(dir);
   return ct_check_report();

@@ -90,6 +90,13 @@ typedef struct ct_bn_chain {
    * mask_b is Scale's bias (NULL: none); drivers that do not read it use y. */
   bool mask_from_z;
   const float *mask_b;
+  /* In bn_chain_backward_x after a forward through bn_chain_forward_add (which leaves the chain's
+   * own output unwritten): in the channels ct_bn_chain_y_recovers, xnorm is taken as
+   * bn_chain_backward_y takes it from that output, (y - b) / s, with y = xnorm s + b recomputed
+   * from x as the forward computes it, so the gradients equal those of the unfed chain bit for
+   * bit; y_b is Scale's bias (NULL: none). */
+  bool z_via_y;
+  const float *y_b;
 } ct_bn_chain;
 
 /* The ReLU's input in a chain, from xnorm v: the one expression that both the forward and a
@@ -303,6 +310,15 @@ typedef struct ct_driver_ops {
   ct_status (*bn_chain_backward_y)(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                    const float *xnorm, const float *std, const float *s, const float *b, float *ds,
                                    float *db, float *dx, float *dz);
+  /* Optional (NULL: no chain feeds an Eltwise on this driver): bn_chain_forward of a chain
+   * without the ReLU and without xnorm, whose output y goes straight on into an Eltwise SUM of
+   * two bottoms and an in-place ReLU (net/fuse.c: ResNet's block ends): out = relu(c_self y +
+   * c_add add) with the slope, computed as eltwise_relu_forward computes it from y as
+   * bn_chain_forward writes it, and y itself is not written (x stays as it is). */
+  ct_status (*bn_chain_forward_add)(const ct_driver *d, const ct_bn_chain *p, const float *x, const float *add,
+                                    float c_self, float c_add, float slope, float *out, float *mean, float *std,
+                                    float *run_mean, float *run_var, float *run_factor, const float *s,
+                                    const float *b);
 
   /* ---- CcT's lowering for type t over nb images (lowering.h: shapes; ct_lower_layout: where
    * the parts of ws lie). The GEMMs between these steps are the caller's (ct_lower_forward_on).

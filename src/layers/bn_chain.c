@@ -31,6 +31,12 @@ typedef struct chain_priv {
   bool top_grad;        /* an own top's diff gets BatchNorm's output gradient (set_top_grad) */
   ct_part_scratch stats; /* per partition: mean then std (C each) */
   ct_tensor *xnorm;      /* BatchNorm's output, Scale's input, bottom-shaped */
+  /* the Eltwise SUM -> ReLU the chain may feed (ct_bn_chain_set_feed): its other bottom, its
+   * top, the coefficients of the chain's output and of that bottom, the ReLU's slope */
+  ct_tensor *feed_add, *feed_out;
+  float feed_cs, feed_ca, feed_slope;
+  bool feed_on; /* the next forward feeds (ct_bn_chain_feed) */
+  bool fed;     /* the last forward fed: the bottom still holds x, the chain's own output was not written */
 } chain_priv;
 
 static const Caffe__BatchNormParameter default_bn = CAFFE__BATCH_NORM_PARAMETER__INIT;
@@ -82,6 +88,19 @@ static bool xnorm_from_y(const ct_layer *l) {
 
 static bool keeps_xnorm(const ct_layer *l) { return needs_xnorm(l) && !xnorm_from_x(l); }
 
+bool ct_bn_chain_can_feed(const ct_layer *l) {
+  const chain_priv *cp = l->priv;
+  /* with the stored statistics the forward may fold the chain into one affine, which a backward
+   * reading xnorm would have to replay: fed only where the backward reads none */
+  if (!cp->feed_out || cp->k.relu || (cp->k.bn.global && needs_xnorm(l))) return false;
+  for (int i = 0; i < l->plan.n; i++) {
+    const ct_driver_ops *o = l->plan.part[i].d->ops;
+    if (!o->bn_chain_forward_add || (needs_xnorm(l) && !o->bn_chain_backward_x)) return false;
+  }
+  const ct_driver_ops *o = ct_layer_driver(l)->ops;
+  return o->bn_chain_forward_add && (!needs_xnorm(l) || o->bn_chain_backward_x);
+}
+
 static bool chain_splits(const ct_layer *l) { return ((const chain_priv *)l->priv)->k.bn.global; }
 
 static ct_status chain_reshape(ct_layer *l, ct_error *err) {
@@ -129,6 +148,15 @@ static ct_status chain_forward(ct_layer *l, const ct_part *p, ct_error *err) {
   CT_TRY(ct_part_all(l, p, l->blobs[2], CT_DATA, run, &run_factor, err));
   CT_TRY(ct_read_param(l, p, 3, &s, err));
   if (cp->bias) CT_TRY(ct_read_param(l, p, 4, &b, err));
+  cp->fed = cp->feed_on;
+  if (cp->fed) { /* the Eltwise pair's output instead of the chain's: the bottom keeps x */
+    const float *add;
+    float *out;
+    CT_TRY(ct_read(l, p, cp->feed_add, &add, err));
+    CT_TRY(ct_write(l, p, cp->feed_out, &out, err));
+    return d->ops->bn_chain_forward_add(d, &k, x + first, add + first, cp->feed_cs, cp->feed_ca, cp->feed_slope,
+                                        out + first, mean, std, run_mean, run_var, run_factor, s, b);
+  }
   if (keeps_xnorm(l)) {
     CT_TRY(ct_write(l, p, cp->xnorm, &xnorm, err));
     xnorm += first;
@@ -148,9 +176,13 @@ static ct_status chain_backward(ct_layer *l, const ct_part *p, ct_error *err) {
   ct_bn_chain k = geometry(cp, l, p, &first);
   const float *mean = ct_part_scratch_of(&cp->stats, p), *std = mean + cp->C;
   const float *s, *b = NULL, *y = NULL, *dy, *xnorm = NULL;
-  const bool from_x = xnorm_from_x(l), from_y = xnorm_from_y(l);
+  /* after a fed forward x is still there: xnorm from it, through y where the unfed chain takes
+   * it from y (k.z_via_y), so that the gradients are the same either way */
+  const bool from_x = xnorm_from_x(l) || (cp->fed && needs_xnorm(l)), from_y = !cp->fed && xnorm_from_y(l);
+  k.z_via_y = cp->fed && xnorm_from_y(l);
   CT_TRY(ct_read_param(l, p, 3, &s, err));
-  if ((from_y || k.relu) && cp->bias) CT_TRY(ct_read_param(l, p, 4, &b, err));
+  if ((from_y || k.relu || k.z_via_y) && cp->bias) CT_TRY(ct_read_param(l, p, 4, &b, err));
+  k.y_b = k.z_via_y ? b : NULL;
   /* the ReLU's mask from xnorm s + b where xnorm is read anyway (driver.h); from y where xnorm
    * comes from y */
   k.mask_from_z = k.relu && !from_y;
@@ -212,6 +244,14 @@ static const ct_layer_ops chain_ops = {
 };
 
 void ct_bn_chain_set_top_grad(ct_layer *chain, bool wanted) { ((chain_priv *)chain->priv)->top_grad = wanted; }
+
+void ct_bn_chain_set_feed(ct_layer *chain, ct_tensor *add, ct_tensor *out, float c_self, float c_add, float slope) {
+  chain_priv *cp = chain->priv;
+  cp->feed_add = add, cp->feed_out = out;
+  cp->feed_cs = c_self, cp->feed_ca = c_add, cp->feed_slope = slope;
+}
+
+void ct_bn_chain_feed(ct_layer *chain, bool on) { ((chain_priv *)chain->priv)->feed_on = on; }
 
 void ct_bn_chain_free(ct_layer *l) {
   if (!l) return;

@@ -33,4 +33,16 @@ void ct_bn_chain_free(ct_layer *l);
  * planned storage, which nobody reads after the chain's backward: a write pass saved. */
 void ct_bn_chain_set_top_grad(ct_layer *chain, bool wanted);
 
+/* ResNet's block ends: a chain without the ReLU whose output is one of two bottoms of an Eltwise
+ * SUM -> ReLU pair (net/fuse.c) may compute the pair's output itself, relu(c_self y + c_add add)
+ * into out, and leave its own output y unwritten (the bottom, in place, keeps x, from which the
+ * backward recomputes what it needs: the same gradients bit for bit). Two streams of the
+ * forward's six: for net/fuse.c, where the chain's blob is planned storage nobody reads after the
+ * pass. set_feed names the pair's other bottom and top; can_feed: the chain and its drivers
+ * can (no ReLU in the chain, the driver entries, and no backward reading xnorm after a folded
+ * forward on the stored statistics); feed: whether the next forward does. */
+void ct_bn_chain_set_feed(ct_layer *chain, ct_tensor *add, ct_tensor *out, float c_self, float c_add, float slope);
+bool ct_bn_chain_can_feed(const ct_layer *chain);
+void ct_bn_chain_feed(ct_layer *chain, bool on);
+
 #endif

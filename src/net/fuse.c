@@ -1,6 +1,9 @@
 /* Fusion of memory-bound layer runs into one hidden layer each; two kinds:
  *  - BatchNorm -> Scale (-> ReLU) (layers/bn_chain.h);
  *  - Eltwise SUM -> ReLU in place on its top (layers/eltwise_relu.h: ResNet's block ends).
+ * A chain without the ReLU right before such a pair, one of its bottoms, may feed it: compute the
+ * pair's output in its own pass and leave its own output unwritten (ct_bn_chain_set_feed), where
+ * the memory plan makes that blob storage nobody reads after a pass (ct_net_fuse_planned_data).
  * The net keeps every layer and blob as the prototxt made them; a chain it may fuse gets a
  * hidden layer that the run loop calls in its first member's place (the head), and the members
  * after it skip their own passes.
@@ -39,6 +42,10 @@ struct ct_fusion {
   bool x_kept;     /* its backward may read its input (input_kept) */
   bool y_kept;     /* ... or its output (output_kept; bn_chain.c says when it may) */
   int expect;      /* the member whose forward the fused pass already did (-1: none) */
+  struct ct_fusion *feeds; /* a chain: the Eltwise pair right after it that it may feed */
+  bool feed_planned;       /* ... its blob is planned storage (ct_net_fuse_planned_data) */
+  bool fed;                /* a pair: the chain before it computed its forward in this pass */
+  bool did_feed;           /* a chain: it fed its pair in the last forward */
 };
 
 static bool is_type(const net_layer *nl, const char *type) { return !strcmp(nl->l.ops->type, type); }
@@ -136,6 +143,25 @@ static ct_status add_fusion(ct_net *net, fusion_kind kind, int i, int n, ct_erro
   return CT_OK;
 }
 
+/* The pair at i may be fed by the chain before it (bn_chain.h: ResNet's block ends): a chain of
+ * two (no ReLU) at i - 2 whose output, kept to its backward, is one of the Eltwise's two bottoms
+ * and not the other, on the same partition spec. Whether it does is decided per pass (the blob
+ * planned, the drivers able: ct_net_fuse_forward). */
+static void link_feed(ct_net *net, int i) {
+  if (i < 2) return;
+  struct ct_fusion *f = net->layers[i - 2].fusion, *g = net->layers[i].fusion;
+  const net_layer *el = &net->layers[i], *re = &net->layers[i + 1];
+  if (!f || f->kind != FUSE_BN_CHAIN || f->head != i - 2 || f->n != 2 || !f->y_kept || el->l.nbottom != 2) return;
+  const int y = net->layers[i - 1].top_ids[0];
+  const int self = el->bottom_ids[0] == y ? 0 : 1;
+  if (el->bottom_ids[self] != y || el->bottom_ids[1 - self] == y || !plain_member(&net->layers[i - 2], el)) return;
+  const Caffe__EltwiseParameter *ep = el->l.lp->eltwise_param;
+  const float cs = ep && ep->n_coeff ? ep->coeff[self] : 1.0f, ca = ep && ep->n_coeff ? ep->coeff[1 - self] : 1.0f;
+  const float slope = re->l.lp->relu_param ? re->l.lp->relu_param->negative_slope : 0.0f;
+  ct_bn_chain_set_feed(f->layer, el->l.bottom[1 - self], re->l.top[0], cs, ca, slope);
+  f->feeds = g;
+}
+
 ct_status ct_net_fuse(ct_net *net, ct_error *err) {
   const char *e = getenv("CT_FUSE");
   if (e && *e && strcmp(e, "0") && strcmp(e, "1") && strcmp(e, "bn") && strcmp(e, "eltwise"))
@@ -149,6 +175,7 @@ ct_status ct_net_fuse(ct_net *net, ct_error *err) {
       i += n - 1;
     } else if (kind_wanted(e, FUSE_ELTWISE_RELU) && eltwise_pair_at(net, i)) {
       CT_TRY(add_fusion(net, FUSE_ELTWISE_RELU, i, 2, err));
+      link_feed(net, i);
       i++;
     }
   }
@@ -185,14 +212,43 @@ int ct_net_fused_eltwise(const ct_net *net) {
   return n;
 }
 
+int ct_net_fed_chains(const ct_net *net) {
+  int n = 0;
+  for (int i = 0; i < net->nlayers; i++) {
+    const struct ct_fusion *f = net->layers[i].fusion;
+    n += f && f->head == i && f->did_feed;
+  }
+  return n;
+}
+
 void ct_net_set_layerwise_fusion(ct_net *net, bool on) { net->fuse_layerwise = on; }
 
 ct_status ct_net_fuse_forward(ct_net *net, int i, bool fuse, ct_error *err) {
   net_layer *nl = &net->layers[i];
   struct ct_fusion *f = nl->fusion;
+  if (f->fed && i == f->head) { /* the chain before it did the pair's forward in this pass */
+    f->fed = false;
+    f->fused_fwd = true;
+    f->expect = i + 1;
+    return CT_OK;
+  }
+  if (i == f->head && f->feeds) f->feeds->fed = f->did_feed = false;
   if (i == f->head && fuse && !net->debug) {
     const int prod = nl->producer;
     CT_TRY(ct_layer_plan_reshape(f->layer, prod >= 0 ? &net->layers[prod].l.plan : NULL, err));
+    struct ct_fusion *g = f->feeds;
+    if (g && f->feed_planned && ct_eltwise_relu_runs(g->layer) && ct_bn_chain_can_feed(f->layer)) {
+      const int gp = net->layers[g->head].producer;
+      CT_TRY(ct_layer_plan_reshape(g->layer, gp >= 0 ? &net->layers[gp].l.plan : NULL, err));
+      ct_bn_chain_feed(f->layer, true);
+      const ct_status st = ct_layer_forward(f->layer, err);
+      ct_bn_chain_feed(f->layer, false);
+      CT_TRY(st);
+      f->fused_fwd = f->did_feed = true;
+      f->expect = i + 1;
+      g->fed = true;
+      return CT_OK;
+    }
     if (f->kind == FUSE_BN_CHAIN || ct_eltwise_relu_runs(f->layer)) {
       CT_TRY(ct_layer_forward(f->layer, err));
       f->fused_fwd = true;
@@ -238,6 +294,13 @@ void ct_net_fuse_planned_diffs(ct_net *net, const bool *planned_diff) {
       ct_bn_chain_set_top_grad(f->layer, wanted);
     else
       ct_eltwise_relu_set_top_grad(f->layer, wanted);
+  }
+}
+
+void ct_net_fuse_planned_data(ct_net *net, const bool *planned_data) {
+  for (int i = 0; i < net->nlayers; i++) {
+    struct ct_fusion *f = net->layers[i].fusion;
+    if (f && f->head == i && f->feeds) f->feed_planned = planned_data[net->layers[i + f->n - 1].top_ids[0]];
   }
 }
 

@@ -410,14 +410,17 @@ static ct_status plan_side(ct_net *net, ct_side side, bool fwd_only, const bool 
     if (gb[j] >= 0 && g[gb[j]].buffer >= 0) ct_tensor_view(ts.t[j], side, stor[g[gb[j]].buffer], ts.t[j]->off[side]);
   net->mp.buffers[side] = nbuf;
   net->mp.shared[side] = m;
-  if (side == CT_DIFF) { /* the blobs whose diff is shared: nobody reads it after its last use */
+  { /* the blobs whose data or diff is shared: nobody reads it after its last use */
     bool *planned = calloc((size_t)net->nblobs + 1, sizeof *planned);
     if (!planned) {
       st = ct_fail(err, CT_ENOMEM, "out of memory");
       goto done;
     }
     for (int j = 0; j < ts.nblobs; j++) planned[j] = gb[j] >= 0 && g[gb[j]].buffer >= 0;
-    ct_net_fuse_planned_diffs(net, planned);
+    if (side == CT_DIFF)
+      ct_net_fuse_planned_diffs(net, planned);
+    else
+      ct_net_fuse_planned_data(net, planned);
     free(planned);
   }
 done:

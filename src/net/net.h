@@ -126,6 +126,9 @@ int ct_net_batch_size(const ct_net *net);
  * chains and Eltwise SUM -> ReLU pairs together, and the pairs alone. */
 int ct_net_fused_chains(const ct_net *net);
 int ct_net_fused_eltwise(const ct_net *net);
+/* How many chains fed the Eltwise pair after them in the last forward (layers/bn_chain.h's
+ * ct_bn_chain_set_feed: ResNet's block ends in a planned net). */
+int ct_net_fed_chains(const ct_net *net);
 /* Whether ct_net_forward_layer may run a fused chain when called on its first layer (default
  * no: a caller that stops inside a chain, as the Python module's forward(end=...) may, must see
  * each layer's own output). `cortado time`, which runs every layer in order, turns it on.

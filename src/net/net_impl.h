@@ -191,6 +191,10 @@ bool ct_net_fuse_reads_output(const ct_net *net, int i);
  * skip leaving the gradient the members would there (ct_bn_chain_set_top_grad,
  * ct_eltwise_relu_set_top_grad). */
 void ct_net_fuse_planned_diffs(ct_net *net, const bool *planned_diff);
+/* ... and the chains that may feed the Eltwise pair after them (ResNet's block ends): those whose
+ * blob's data is planned storage (planned_data, per blob), which nobody reads after a pass, so
+ * that it may keep the chain's input instead of its output (ct_bn_chain_set_feed). */
+void ct_net_fuse_planned_data(ct_net *net, const bool *planned_data);
 /* `cortado time`'s note for a chain's member: "fused" on its head (which the chain's time is
  * booked under), "in chain" on the others. */
 const char *ct_net_fuse_note(const ct_net *net, int i);

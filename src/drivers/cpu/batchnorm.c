@@ -139,10 +139,27 @@ static ALWAYS_INLINE void group_stats(const ct_batchnorm *p, size_t c0, size_t c
   }
 }
 
+/* The Eltwise SUM -> ReLU a chain feeds (bn_chain_forward_add): out = relu(cs y + ca add), as
+ * eltwise_relu_forward computes it (two terms: their order does not change the sum). */
+typedef struct feed {
+  const float *add;
+  float cs, ca, slope;
+} feed;
+
+static ALWAYS_INLINE ct_v8f fed8(const feed *f, ct_v8f y, size_t i) {
+  const ct_v8f v = ct_v8f_splat(f->cs) * y + ct_v8f_splat(f->ca) * ct_v8f_load(f->add + i);
+  return ct_v8f_select(v > 0.0f, v, f->slope * v);
+}
+static inline float fed1(const feed *f, float y, size_t i) {
+  const float v = f->cs * y + f->ca * f->add[i];
+  return v > 0 ? v : f->slope * v;
+}
+
 /* One plane: z = (x - mu) inv (kept when z is not NULL), y = relu(z s + b) (affine: else y = z;
- * relu: else no select). x may be y; z is neither. */
+ * relu: else no select), written as it is or, with f (the plane's add), fed on. x may be y; z is
+ * neither. */
 static ALWAYS_INLINE void forward_plane(const float *x, float *y, float *z, size_t S, float mu, float inv, bool affine,
-                                        float s, float b, bool relu, float slope) {
+                                        float s, float b, bool relu, float slope, const feed *f) {
   const ct_v8f wm = ct_v8f_splat(mu), wi = ct_v8f_splat(inv), ws = ct_v8f_splat(s), wb = ct_v8f_splat(b);
   size_t i = 0;
   for (; i + 8 <= S; i += 8) {
@@ -150,30 +167,31 @@ static ALWAYS_INLINE void forward_plane(const float *x, float *y, float *z, size
     if (z) ct_v8f_store(z + i, v);
     ct_v8f o = affine ? relu_input8(v, ws, wb) : v;
     if (relu) o = ct_v8f_select(o > 0.0f, o, slope * o);
-    ct_v8f_store(y + i, o);
+    ct_v8f_store(y + i, f ? fed8(f, o, i) : o);
   }
   for (; i < S; i++) { /* the same operations, element by element */
     const float v = (x[i] - mu) * inv;
     if (z) z[i] = v;
     float o = affine ? ct_bn_chain_relu_input(v, s, b) : v;
     if (relu) o = o > 0 ? o : slope * o;
-    y[i] = o;
+    y[i] = f ? fed1(f, o, i) : o;
   }
 }
 
 /* With the stored statistics and no xnorm to keep: y = relu(x a + c), one affine per channel. */
-static ALWAYS_INLINE void affine_plane(const float *x, float *y, size_t S, float a, float c, bool relu, float slope) {
+static ALWAYS_INLINE void affine_plane(const float *x, float *y, size_t S, float a, float c, bool relu, float slope,
+                                       const feed *f) {
   const ct_v8f wa = ct_v8f_splat(a), wc = ct_v8f_splat(c);
   size_t i = 0;
   for (; i + 8 <= S; i += 8) {
     ct_v8f o = ct_v8f_load(x + i) * wa + wc;
     if (relu) o = ct_v8f_select(o > 0.0f, o, slope * o);
-    ct_v8f_store(y + i, o);
+    ct_v8f_store(y + i, f ? fed8(f, o, i) : o);
   }
   for (; i < S; i++) {
     float o = x[i] * a + c;
     if (relu) o = o > 0 ? o : slope * o;
-    y[i] = o;
+    y[i] = f ? fed1(f, o, i) : o;
   }
 }
 
@@ -186,6 +204,7 @@ typedef struct chain_args {
   const float *zmean; /* backward: z_in is the chain's input x, z = (x - zmean) / std */
   const float *zb;    /* backward with zy: Scale's bias (NULL: none) */
   bool zy;            /* backward: z = (y_in - b) / s in the channels ct_bn_chain_y_recovers */
+  feed fd;            /* forward with fd.add: y fed on into an Eltwise SUM -> ReLU */
   float *y, *z, *mean, *std, *run_mean, *run_var, *ds, *db, *dx, *dz;
   float sf; /* 1 / the running factor (global) */
   size_t C;
@@ -214,12 +233,14 @@ static ALWAYS_INLINE void forward_range_body(const chain_args *a, size_t c0, siz
       for (size_t c = g0; c < g1; c++) {
         const size_t o = (n * C + c) * S;
         const float mu = k[c - g0].mu, inv = k[c - g0].inv, s = k[c - g0].s, b = k[c - g0].b;
+        const feed f = {a->fd.add ? a->fd.add + o : NULL, a->fd.cs, a->fd.ca, a->fd.slope};
         if (k[c - g0].fold) {
           const float m = a->affine ? s * inv : inv;
-          affine_plane(a->x + o, a->y + o, S, m, (a->affine ? b : 0.0f) - mu * m, a->p.relu, a->p.slope);
+          affine_plane(a->x + o, a->y + o, S, m, (a->affine ? b : 0.0f) - mu * m, a->p.relu, a->p.slope,
+                       f.add ? &f : NULL);
         } else {
           forward_plane(a->x + o, a->y + o, k[c - g0].z ? a->z + o : NULL, S, mu, inv, a->affine, s, b, a->p.relu,
-                        a->p.slope);
+                        a->p.slope, f.add ? &f : NULL);
         }
       }
   }
@@ -288,12 +309,28 @@ static inline bool z_source(const chain_args *a, size_t c, const float **base, f
 }
 
 /* A channel's constants in backward: where z lies (z_source), the ReLU's Scale factor and bias
- * (the mask from z), and, for dx, s, 1 / std and the BatchNorm gradient's two means. */
+ * (the mask from z), and, for dx, s, 1 / std and the BatchNorm gradient's two means; fy: z goes
+ * on through y = z ys + yb to (y - yb) yi (z_via_y). */
 typedef struct chan_grad {
   const float *zbase;
-  float mu, zinv, s, rb, inv, ma, mb;
-  bool fx;
+  float mu, zinv, s, rb, inv, ma, mb, ys, yb, yi;
+  bool fx, fy;
 } chan_grad;
+
+/* z as bn_chain_backward_y takes it from the output the forward would have written (fy) */
+static inline ct_v4f zy4(const chan_grad *k, ct_v4f z) {
+  if (!k->fy) return z;
+  const ct_v4f yb = ct_v4f_splat(k->yb);
+  return (relu_input(z, ct_v4f_splat(k->ys), yb) - yb) * ct_v4f_splat(k->yi);
+}
+static ALWAYS_INLINE ct_v8f zy8(const chan_grad *k, ct_v8f z) {
+  if (!k->fy) return z;
+  const ct_v8f yb = ct_v8f_splat(k->yb);
+  return (relu_input8(z, ct_v8f_splat(k->ys), yb) - yb) * ct_v8f_splat(k->yi);
+}
+static inline float zy1(const chan_grad *k, float z) {
+  return k->fy ? (ct_bn_chain_relu_input(z, k->ys, k->yb) - k->yb) * k->yi : z;
+}
 
 /* One plane's sums of g and g z (at offset o), added block by block into *tg and *tgz. */
 static ALWAYS_INLINE void plane_grad_sums(const chain_args *a, const chan_grad *k, size_t o, bool want_gz, bool zm,
@@ -311,12 +348,12 @@ static ALWAYS_INLINE void plane_grad_sums(const chain_args *a, const chan_grad *
     for (; i + 8 <= e; i += 8) { /* four lanes at a time into the sums, as below */
       ct_v8f g, gz = ct_v8f_splat(0.0f);
       if (zm) {
-        const ct_v8f zv = z_at8(z, i, wm, wi, k->fx);
+        const ct_v8f zv = zy8(k, z_at8(z, i, wm, wi, k->fx));
         g = grad_in_z8(a, ct_v8f_load(dy + i), zv, wms, wrb);
         gz = g * zv;
       } else {
         g = grad_in8(a, ct_v8f_load(dy + i), ct_v8f_load(y + i));
-        if (z) gz = g * z_at8(z, i, wm, wi, k->fx);
+        if (z) gz = g * zy8(k, z_at8(z, i, wm, wi, k->fx));
       }
       ag += ct_v8f_lo(g);
       ag += ct_v8f_hi(g);
@@ -327,18 +364,18 @@ static ALWAYS_INLINE void plane_grad_sums(const chain_args *a, const chan_grad *
     }
     for (; i + 4 <= e; i += 4) {
       if (zm) {
-        const ct_v4f zv = z_at(z, i, vm, vi, k->fx), g = grad_in_z(a, ct_v4f_load(dy + i), zv, vms, vrb);
+        const ct_v4f zv = zy4(k, z_at(z, i, vm, vi, k->fx)), g = grad_in_z(a, ct_v4f_load(dy + i), zv, vms, vrb);
         ag += g;
         agz += g * zv;
         continue;
       }
       const ct_v4f g = grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i));
       ag += g;
-      if (z) agz += g * z_at(z, i, vm, vi, k->fx);
+      if (z) agz += g * zy4(k, z_at(z, i, vm, vi, k->fx));
     }
     float fg = hsum(ag), fgz = hsum(agz);
     for (; i < e; i++) {
-      const float zv = z ? z_at1(z, i, k->mu, k->zinv, k->fx) : 0.0f;
+      const float zv = z ? zy1(k, z_at1(z, i, k->mu, k->zinv, k->fx)) : 0.0f;
       const float g = zm ? grad_in_z1(a, dy[i], zv, k->s, k->rb) : grad_in1(a, dy[i], y[i]);
       fg += g;
       if (z) fgz += g * zv;
@@ -365,7 +402,7 @@ static ALWAYS_INLINE void plane_dx(const chain_args *a, const chan_grad *k, size
     float fg = 0.0f, fgz = 0.0f;
     size_t i = b0;
     for (; i + 8 <= e; i += 8) { /* the sums four lanes at a time, as below */
-      const ct_v8f zv = z ? z_at8(z, i, wm, wzi, k->fx) : ct_v8f_splat(0.0f);
+      const ct_v8f zv = z ? zy8(k, z_at8(z, i, wm, wzi, k->fx)) : ct_v8f_splat(0.0f);
       const ct_v8f g = zm ? grad_in_z8(a, ct_v8f_load(dy + i), zv, ws, wrb)
                           : grad_in8(a, ct_v8f_load(dy + i), ct_v8f_load(y + i)),
                    gs = g * ws;
@@ -378,7 +415,7 @@ static ALWAYS_INLINE void plane_dx(const chain_args *a, const chan_grad *k, size
       }
     }
     for (; i + 4 <= e; i += 4) {
-      const ct_v4f zv = z ? z_at(z, i, vm, vzi, k->fx) : ct_v4f_splat(0.0f);
+      const ct_v4f zv = z ? zy4(k, z_at(z, i, vm, vzi, k->fx)) : ct_v4f_splat(0.0f);
       const ct_v4f g = zm ? grad_in_z(a, ct_v4f_load(dy + i), zv, vs, vrb)
                           : grad_in(a, ct_v4f_load(dy + i), ct_v4f_load(y + i)),
                    gs = g * vs;
@@ -387,7 +424,7 @@ static ALWAYS_INLINE void plane_dx(const chain_args *a, const chan_grad *k, size
       if (sums_inline) ag += g, agz += g * zv;
     }
     for (; i < e; i++) {
-      const float zv = z ? z_at1(z, i, k->mu, k->zinv, k->fx) : 0.0f;
+      const float zv = z ? zy1(k, z_at1(z, i, k->mu, k->zinv, k->fx)) : 0.0f;
       const float g = zm ? grad_in_z1(a, dy[i], zv, k->s, k->rb) : grad_in1(a, dy[i], y[i]), gs = g * k->s;
       dx[i] = (batch ? gs - k->ma - k->mb * zv : gs) * k->inv;
       if (dz) dz[i] = gs;
@@ -418,6 +455,10 @@ static ALWAYS_INLINE void backward_range_body(const chain_args *a, size_t c0, si
       chan_grad *kc = &k[c - g0];
       kc->fx = z_source(a, c, &kc->zbase, &kc->mu, &kc->zinv);
       kc->s = a->affine ? a->s[c] : 1.0f;
+      kc->yb = a->p.y_b ? a->p.y_b[c] : 0.0f;
+      kc->fy = a->p.z_via_y && a->zmean && a->affine && ct_bn_chain_y_recovers(kc->s, kc->yb);
+      kc->ys = kc->s;
+      kc->yi = 1.0f / kc->s;
       kc->rb = a->p.mask_b ? a->p.mask_b[c] : 0.0f;
       kc->inv = 1.0f / a->std_in[c];
       tg[c - g0] = tgz[c - g0] = 0.0;
@@ -498,10 +539,11 @@ static void run_channels(const ct_driver *d, bool pooled, chain_args *a, bool ba
 
 static ct_status chain_forward(const ct_driver *d, bool pooled, const ct_bn_chain *p, bool affine, const float *x,
                                float *y, float *xnorm, float *mean, float *std, float *run_mean, float *run_var,
-                               float *run_factor, const float *s, const float *b) {
+                               float *run_factor, const float *s, const float *b, const feed *fd) {
   const float f = run_factor[0];
   chain_args a = {.p = *p, .affine = affine, .x = x, .s = s, .b = b, .y = y, .z = xnorm, .mean = mean, .std = std,
                   .run_mean = run_mean, .run_var = run_var, .sf = f == 0.0f ? 0.0f : 1.0f / f, .C = p->bn.C};
+  if (fd) a.fd = *fd;
   run_channels(d, pooled, &a, false);
   if (!p->bn.global) run_factor[0] = run_factor[0] * p->bn.maf + 1.0f;
   return CT_OK;
@@ -522,7 +564,7 @@ static ct_status chain_backward(const ct_driver *d, bool pooled, const ct_bn_cha
 ct_status ct_cpu_batchnorm_forward(const ct_driver *d, const ct_batchnorm *p, const float *x, float *y, float *xnorm,
                                    float *mean, float *std, float *run_mean, float *run_var, float *run_factor) {
   const ct_bn_chain c = {.bn = *p};
-  return chain_forward(d, false, &c, false, x, y, xnorm, mean, std, run_mean, run_var, run_factor, NULL, NULL);
+  return chain_forward(d, false, &c, false, x, y, xnorm, mean, std, run_mean, run_var, run_factor, NULL, NULL, NULL);
 }
 
 ct_status ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, const float *dy, const float *xnorm,
@@ -534,7 +576,7 @@ ct_status ct_cpu_batchnorm_backward(const ct_driver *d, const ct_batchnorm *p, c
 ct_status ct_cpu_bn_chain_forward(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y, float *xnorm,
                                   float *mean, float *std, float *run_mean, float *run_var, float *run_factor,
                                   const float *s, const float *b) {
-  return chain_forward(d, false, p, true, x, y, xnorm, mean, std, run_mean, run_var, run_factor, s, b);
+  return chain_forward(d, false, p, true, x, y, xnorm, mean, std, run_mean, run_var, run_factor, s, b, NULL);
 }
 
 ct_status ct_cpu_bn_chain_backward(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
@@ -553,7 +595,7 @@ ct_status ct_cpu_batchnorm_forward_pooled(const ct_driver *d, const ct_batchnorm
                                           float *xnorm, float *mean, float *std, float *run_mean, float *run_var,
                                           float *run_factor) {
   const ct_bn_chain c = {.bn = *p};
-  return chain_forward(d, true, &c, false, x, y, xnorm, mean, std, run_mean, run_var, run_factor, NULL, NULL);
+  return chain_forward(d, true, &c, false, x, y, xnorm, mean, std, run_mean, run_var, run_factor, NULL, NULL, NULL);
 }
 
 ct_status ct_cpu_batchnorm_backward_pooled(const ct_driver *d, const ct_batchnorm *p, const float *dy,
@@ -565,7 +607,7 @@ ct_status ct_cpu_batchnorm_backward_pooled(const ct_driver *d, const ct_batchnor
 ct_status ct_cpu_bn_chain_forward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *x, float *y,
                                          float *xnorm, float *mean, float *std, float *run_mean, float *run_var,
                                          float *run_factor, const float *s, const float *b) {
-  return chain_forward(d, true, p, true, x, y, xnorm, mean, std, run_mean, run_var, run_factor, s, b);
+  return chain_forward(d, true, p, true, x, y, xnorm, mean, std, run_mean, run_var, run_factor, s, b, NULL);
 }
 
 ct_status ct_cpu_bn_chain_backward_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
@@ -590,4 +632,20 @@ ct_status ct_cpu_bn_chain_backward_y_pooled(const ct_driver *d, const ct_bn_chai
                                             const float *xnorm, const float *std, const float *s, const float *b,
                                             float *ds, float *db, float *dx, float *dz) {
   return chain_backward(d, true, p, true, y, dy, xnorm, NULL, std, s, b, true, ds, db, dx, dz);
+}
+
+ct_status ct_cpu_bn_chain_forward_add(const ct_driver *d, const ct_bn_chain *p, const float *x, const float *add,
+                                      float c_self, float c_add, float slope, float *out, float *mean, float *std,
+                                      float *run_mean, float *run_var, float *run_factor, const float *s,
+                                      const float *b) {
+  const feed fd = {add, c_self, c_add, slope};
+  return chain_forward(d, false, p, true, x, out, NULL, mean, std, run_mean, run_var, run_factor, s, b, &fd);
+}
+
+ct_status ct_cpu_bn_chain_forward_add_pooled(const ct_driver *d, const ct_bn_chain *p, const float *x,
+                                             const float *add, float c_self, float c_add, float slope, float *out,
+                                             float *mean, float *std, float *run_mean, float *run_var,
+                                             float *run_factor, const float *s, const float *b) {
+  const feed fd = {add, c_self, c_add, slope};
+  return chain_forward(d, true, p, true, x, out, NULL, mean, std, run_mean, run_var, run_factor, s, b, &fd);
 }

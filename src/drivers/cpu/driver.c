@@ -151,6 +151,7 @@ static const ct_driver_ops cpu_ops = {
     .bn_chain_backward = ct_cpu_bn_chain_backward_pooled,
     .bn_chain_backward_x = ct_cpu_bn_chain_backward_x_pooled,
     .bn_chain_backward_y = ct_cpu_bn_chain_backward_y_pooled,
+    .bn_chain_forward_add = ct_cpu_bn_chain_forward_add_pooled,
     .conv_lower = ct_cpu_conv_lower,
     .conv_lift = ct_cpu_conv_lift,
     .conv_lift_grad = ct_cpu_conv_lift_grad,

@@ -111,6 +111,15 @@ ct_status ct_cpu_bn_chain_backward_x(const ct_driver *d, const ct_bn_chain *p, c
 ct_status ct_cpu_bn_chain_backward_x_pooled(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                             const float *x, const float *mean, const float *std, const float *s,
                                             float *ds, float *db, float *dx, float *dz);
+/* bn_chain_forward fed on into an Eltwise SUM -> ReLU (the optional bn_chain_forward_add) */
+ct_status ct_cpu_bn_chain_forward_add(const ct_driver *d, const ct_bn_chain *p, const float *x, const float *add,
+                                      float c_self, float c_add, float slope, float *out, float *mean, float *std,
+                                      float *run_mean, float *run_var, float *run_factor, const float *s,
+                                      const float *b);
+ct_status ct_cpu_bn_chain_forward_add_pooled(const ct_driver *d, const ct_bn_chain *p, const float *x,
+                                             const float *add, float c_self, float c_add, float slope, float *out,
+                                             float *mean, float *std, float *run_mean, float *run_var,
+                                             float *run_factor, const float *s, const float *b);
 /* ... and from the chain's output y (bn_chain_backward_y) */
 ct_status ct_cpu_bn_chain_backward_y(const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy,
                                      const float *xnorm, const float *std, const float *s, const float *b, float *ds,

@@ -344,9 +344,11 @@ int ct_cuda_ops_missing(void) {
         off == offsetof(ct_driver_ops, leave) || off == offsetof(ct_driver_ops, conv_wino_block) ||
         off == offsetof(ct_driver_ops, conv_wino4_block) || off == offsetof(ct_driver_ops, conv_pw) ||
         off == offsetof(ct_driver_ops, bn_chain_backward_x) || off == offsetof(ct_driver_ops, bn_chain_backward_y) ||
-        off == offsetof(ct_driver_ops, eltwise_relu_forward) || off == offsetof(ct_driver_ops, eltwise_relu_backward))
+        off == offsetof(ct_driver_ops, eltwise_relu_forward) || off == offsetof(ct_driver_ops, eltwise_relu_backward) ||
+        off == offsetof(ct_driver_ops, bn_chain_forward_add))
       continue; /* optional: WINOGRAD runs through the staged entries without it, WINOGRAD4 not at
-                   all, a 1x1 convolution one GEMM per image, a BatchNorm chain keeps xnorm, an Eltwise -> ReLU pair runs as two layers */
+                   all, a 1x1 convolution one GEMM per image, a BatchNorm chain keeps xnorm, an Eltwise -> ReLU pair runs as two layers,
+                   a chain before such a pair writes its own output */
     void (*f)(void);
     memcpy(&f, (const char *)o + off, slot);
     if (!f) return (int)i;

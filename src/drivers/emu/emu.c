@@ -223,6 +223,7 @@ EMU_ENTRY(batchnorm_backward, (const ct_driver *d, const ct_batchnorm *p, const 
 EMU_ENTRY(bn_chain_forward, (const ct_driver *d, const ct_bn_chain *p, const float *x, float *y, float *xnorm, float *mean, float *std, float *run_mean, float *run_var, float *run_factor, const float *s, const float *b), (d, p, x, y, xnorm, mean, std, run_mean, run_var, run_factor, s, b))
 EMU_ENTRY(bn_chain_backward, (const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy, const float *xnorm, const float *std, const float *s, float *ds, float *db, float *dx, float *dz), (d, p, y, dy, xnorm, std, s, ds, db, dx, dz))
 EMU_ENTRY(bn_chain_backward_x, (const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy, const float *x, const float *mean, const float *std, const float *s, float *ds, float *db, float *dx, float *dz), (d, p, y, dy, x, mean, std, s, ds, db, dx, dz))
+EMU_ENTRY(bn_chain_forward_add, (const ct_driver *d, const ct_bn_chain *p, const float *x, const float *add, float c_self, float c_add, float slope, float *out, float *mean, float *std, float *run_mean, float *run_var, float *run_factor, const float *s, const float *b), (d, p, x, add, c_self, c_add, slope, out, mean, std, run_mean, run_var, run_factor, s, b))
 EMU_ENTRY(bn_chain_backward_y, (const ct_driver *d, const ct_bn_chain *p, const float *y, const float *dy, const float *xnorm, const float *std, const float *s, const float *b, float *ds, float *db, float *dx, float *dz), (d, p, y, dy, xnorm, std, s, b, ds, db, dx, dz))
 EMU_ENTRY(conv_lower, (const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, const float *x, const float *w, float *ws), (d, g, t, nb, x, w, ws))
 EMU_ENTRY(conv_lift, (const ct_driver *d, const ct_conv_geom *g, ct_lowering t, int nb, float *ws, const float *b, float *y), (d, g, t, nb, ws, b, y))
@@ -476,6 +477,7 @@ static const ct_driver_ops emu_ops = {
     .bn_chain_backward = emu_bn_chain_backward,
     .bn_chain_backward_x = emu_bn_chain_backward_x,
     .bn_chain_backward_y = emu_bn_chain_backward_y,
+    .bn_chain_forward_add = emu_bn_chain_forward_add,
     .conv_lower = emu_conv_lower,
     .conv_lift = emu_conv_lift,
     .conv_lift_grad = emu_conv_lift_grad,
