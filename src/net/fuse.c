@@ -305,5 +305,7 @@ void ct_net_fuse_planned_data(ct_net *net, const bool *planned_data) {
 }
 
 const char *ct_net_fuse_note(const ct_net *net, int i) {
-  return net->layers[i].fusion->head == i ? "fused" : "in chain";
+  const struct ct_fusion *f = net->layers[i].fusion, *c = i >= 2 ? net->layers[i - 2].fusion : NULL;
+  if (f->head == i && c && c->feeds == f && c->did_feed) return "in chain"; /* booked under the chain */
+  return f->head == i ? "fused" : "in chain";
 }

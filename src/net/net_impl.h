@@ -196,7 +196,8 @@ void ct_net_fuse_planned_diffs(ct_net *net, const bool *planned_diff);
  * that it may keep the chain's input instead of its output (ct_bn_chain_set_feed). */
 void ct_net_fuse_planned_data(ct_net *net, const bool *planned_data);
 /* `cortado time`'s note for a chain's member: "fused" on its head (which the chain's time is
- * booked under), "in chain" on the others. */
+ * booked under), "in chain" on the others (and on a pair's head where the chain before it fed
+ * it in the last forward). */
 const char *ct_net_fuse_note(const ct_net *net, int i);
 
 #endif
