@@ -17,6 +17,7 @@
  *
  * Blobs: [0..2] BatchNorm's running sums (never learned), [3] Scale's factor, [4] its bias when
  * it has one; they are the member layers' own tensors, which this layer does not own. */
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "layers/bn_chain.h"
@@ -70,10 +71,7 @@ static bool needs_xnorm(const ct_layer *l) {
 /* ... recomputed from x: x_kept, and every driver the chain runs on can */
 static bool xnorm_from_x(const ct_layer *l) {
   const chain_priv *cp = l->priv;
-  if (!cp->x_kept || !needs_xnorm(l)) return false;
-  for (int i = 0; i < l->plan.n; i++)
-    if (!l->plan.part[i].d->ops->bn_chain_backward_x) return false;
-  return ct_layer_driver(l)->ops->bn_chain_backward_x != NULL;
+  return cp->x_kept && needs_xnorm(l) && ct_layer_drivers_have(l, offsetof(ct_driver_ops, bn_chain_backward_x));
 }
 
 /* ... or from y, where it can (ct_bn_chain_z_from_y_applies: no ReLU, or one on the stored
@@ -81,9 +79,7 @@ static bool xnorm_from_x(const ct_layer *l) {
 static bool xnorm_from_y(const ct_layer *l) {
   const chain_priv *cp = l->priv;
   if (!cp->y_kept || !ct_bn_chain_z_from_y_applies(&cp->k) || !needs_xnorm(l) || xnorm_from_x(l)) return false;
-  for (int i = 0; i < l->plan.n; i++)
-    if (!l->plan.part[i].d->ops->bn_chain_backward_y) return false;
-  return ct_layer_driver(l)->ops->bn_chain_backward_y != NULL;
+  return ct_layer_drivers_have(l, offsetof(ct_driver_ops, bn_chain_backward_y));
 }
 
 static bool keeps_xnorm(const ct_layer *l) { return needs_xnorm(l) && !xnorm_from_x(l); }
@@ -93,12 +89,8 @@ bool ct_bn_chain_can_feed(const ct_layer *l) {
   /* with the stored statistics the forward may fold the chain into one affine, which a backward
    * reading xnorm would have to replay: fed only where the backward reads none */
   if (!cp->feed_out || cp->k.relu || (cp->k.bn.global && needs_xnorm(l))) return false;
-  for (int i = 0; i < l->plan.n; i++) {
-    const ct_driver_ops *o = l->plan.part[i].d->ops;
-    if (!o->bn_chain_forward_add || (needs_xnorm(l) && !o->bn_chain_backward_x)) return false;
-  }
-  const ct_driver_ops *o = ct_layer_driver(l)->ops;
-  return o->bn_chain_forward_add && (!needs_xnorm(l) || o->bn_chain_backward_x);
+  return ct_layer_drivers_have(l, offsetof(ct_driver_ops, bn_chain_forward_add)) &&
+         (!needs_xnorm(l) || ct_layer_drivers_have(l, offsetof(ct_driver_ops, bn_chain_backward_x)));
 }
 
 static bool chain_splits(const ct_layer *l) { return ((const chain_priv *)l->priv)->k.bn.global; }

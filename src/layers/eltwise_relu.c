@@ -8,6 +8,7 @@
  * Nothing is kept between the passes: y is the top, which the ReLU's backward reads anyway, so
  * the memory plan keeps it live up to the pair's backward (the two backward steps are adjacent,
  * and nothing on the data side is first written during a backward). */
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "layers/eltwise_relu.h"
@@ -34,12 +35,8 @@ bool ct_eltwise_relu_fits(const ct_layer *eltwise, const ct_layer *relu) {
 }
 
 bool ct_eltwise_relu_runs(const ct_layer *l) {
-  for (int i = 0; i < l->plan.n; i++) {
-    const ct_driver_ops *o = l->plan.part[i].d->ops;
-    if (!o->eltwise_relu_forward || !o->eltwise_relu_backward) return false;
-  }
-  const ct_driver_ops *o = ct_layer_driver(l)->ops;
-  return o->eltwise_relu_forward && o->eltwise_relu_backward;
+  return ct_layer_drivers_have(l, offsetof(ct_driver_ops, eltwise_relu_forward)) &&
+         ct_layer_drivers_have(l, offsetof(ct_driver_ops, eltwise_relu_backward));
 }
 
 static ct_status pair_reshape(ct_layer *l, ct_error *err) {

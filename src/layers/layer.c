@@ -65,6 +65,18 @@ ct_status ct_layer_broadcast_axes(const ct_layer *l, const ct_tensor *x, const c
 
 const ct_driver *ct_layer_driver(const ct_layer *l) { return l->plan.n ? l->plan.part[0].d : ct_driver_cpu(); }
 
+static bool ops_have(const ct_driver_ops *o, size_t entry) {
+  void (*f)(void);
+  memcpy(&f, (const char *)o + entry, sizeof f);
+  return f != NULL;
+}
+
+bool ct_layer_drivers_have(const ct_layer *l, size_t entry) {
+  for (int i = 0; i < l->plan.n; i++)
+    if (!ops_have(l->plan.part[i].d->ops, entry)) return false;
+  return ops_have(ct_layer_driver(l)->ops, entry);
+}
+
 bool ct_layer_splits_always(const ct_layer *l) {
   (void)l;
   return true;

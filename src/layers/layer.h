@@ -142,6 +142,9 @@ ct_status ct_layer_set_scalar(const ct_layer *l, ct_tensor *t, float v, ct_error
 /* The driver that computes the layer's unsplit work and owns its whole-layer buffers: the
  * driver of its plan's first partition (the CPU for a layer built outside a net). */
 const ct_driver *ct_layer_driver(const ct_layer *l);
+/* Whether every driver of l's current plan, and ct_layer_driver(l), has the optional entry at
+ * byte offset `entry` of ct_driver_ops (offsetof(ct_driver_ops, name)). */
+bool ct_layer_drivers_have(const ct_layer *l, size_t entry);
 
 /* Per-partition scratch (lowering workspaces, index buffers): each partition of l's plan gets
  * at least `bytes` of its own driver's memory. For reshape; the contents are not kept when it

@@ -237,9 +237,11 @@ ct_status ct_net_fuse_forward(ct_net *net, int i, bool fuse, ct_error *err) {
     const int prod = nl->producer;
     CT_TRY(ct_layer_plan_reshape(f->layer, prod >= 0 ? &net->layers[prod].l.plan : NULL, err));
     struct ct_fusion *g = f->feeds;
-    if (g && f->feed_planned && ct_eltwise_relu_runs(g->layer) && ct_bn_chain_can_feed(f->layer)) {
+    if (g && f->feed_planned) { /* the pair's plan for this pass, which its drivers must run */
       const int gp = net->layers[g->head].producer;
       CT_TRY(ct_layer_plan_reshape(g->layer, gp >= 0 ? &net->layers[gp].l.plan : NULL, err));
+    }
+    if (g && f->feed_planned && ct_eltwise_relu_runs(g->layer) && ct_bn_chain_can_feed(f->layer)) {
       ct_bn_chain_feed(f->layer, true);
       const ct_status st = ct_layer_forward(f->layer, err);
       ct_bn_chain_feed(f->layer, false);
